@@ -1,0 +1,389 @@
+#include "core/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/limits.h"
+#include "core/str.h"
+
+#define AT(f) offsetof(struct am_config, f), sizeof(((struct am_config *)0)->f)
+#define YEAR 31536000
+
+static const struct cfg_key keys[] = {
+	/* section  key                 type          field                  default */
+	{"server", "listen", CFG_HOSTPORT, AT(listen), "127.0.0.1:8000", 0, 127, NULL},
+	{"server", "public_url", CFG_URL, AT(public_url), "http://127.0.0.1:8000", 0, 255, NULL},
+	{"server", "resource", CFG_URL, AT(resource), "", 0, 255, NULL},
+	{"server", "resource_name", CFG_STRING, AT(resource_name), "authmd demo API", 1, 127, NULL},
+	{"server", "resource_logo_uri", CFG_URL, AT(resource_logo_uri), "", 0, 255, NULL},
+	{"server", "tenant", CFG_STRING, AT(tenant), "default", 1, 63, NULL},
+	{"server", "threads", CFG_UINT, AT(threads), "4", 1, 256, NULL},
+	{"server", "auth_md_file", CFG_STRING, AT(auth_md_file), "", 0, 255, NULL},
+	{"server", "auth_md_template", CFG_STRING, AT(auth_md_template), "", 0, 255, NULL},
+	{"store", "url", CFG_STRING, AT(store_url), "sqlite:var/authmd.db", 1, AM_CFG_STR - 1, NULL},
+	{"mail", "outbox", CFG_STRING, AT(mail_outbox), "var/outbox", 1, 255, NULL},
+	{"mail", "smtp_url", CFG_STRING, AT(mail_smtp_url), "", 0, 255, NULL},
+	{"mail", "from", CFG_STRING, AT(mail_from), "authmd@localhost", 3, 254, NULL},
+	{"mail", "smtp_user", CFG_STRING, AT(mail_smtp_user), "", 0, 127, NULL},
+	{"mail", "smtp_password", CFG_STRING, AT(mail_smtp_password), "", 0, 127, NULL},
+	{"mail", "starttls", CFG_STRING, AT(mail_starttls), "required", 0, 15, "required|try|off"},
+	{"scopes", "supported", CFG_SCOPES, AT(scopes_supported), "api.read api.write", 1, 0, NULL},
+	{"scopes", "pre_claim", CFG_SCOPES, AT(scopes_pre_claim), "api.read", 0, 0, NULL},
+	{"scopes", "post_claim", CFG_SCOPES, AT(scopes_post_claim), "api.read api.write", 1, 0, NULL},
+	{"ttl", "access_token", CFG_SECONDS, AT(ttl_access_token), "3600", 60, 2592000, NULL},
+	{"ttl", "registration", CFG_SECONDS, AT(ttl_registration), "86400", 60, YEAR, NULL},
+	{"ttl", "claim_attempt", CFG_SECONDS, AT(ttl_claim_attempt), "1800", 60, 2592000, NULL},
+	{"ttl", "otp", CFG_SECONDS, AT(ttl_otp), "600", 30, 3600, NULL},
+	{"ttl", "clock_skew", CFG_SECONDS, AT(clock_skew), "60", 0, 600, NULL},
+	{"ttl", "sweep_interval", CFG_SECONDS, AT(sweep_interval), "30", 1, 3600, NULL},
+	{"limits", "body_bytes", CFG_UINT, AT(body_bytes), "65536", 1024, AM_MAX_BODY_BYTES, NULL},
+	{"limits", "otp_attempts", CFG_UINT, AT(otp_attempts), "5", 1, 100, NULL},
+	{"limits", "rate_window", CFG_SECONDS, AT(rate_window), "3600", 1, 86400, NULL},
+	{"limits", "anonymous_per_ip", CFG_UINT, AT(anonymous_per_ip), "5", 0, 1000000, NULL},
+	{"limits", "anonymous_global", CFG_UINT, AT(anonymous_global), "100", 0, 100000000, NULL},
+	{"limits", "identity_per_ip", CFG_UINT, AT(identity_per_ip), "60", 0, 1000000, NULL},
+	{"limits", "identity_global", CFG_UINT, AT(identity_global), "1000", 0, 100000000, NULL},
+	{"flows", "anonymous", CFG_BOOL, AT(flow_anonymous), "on", 0, 0, NULL},
+	{"flows", "verified_email", CFG_BOOL, AT(flow_verified_email), "on", 0, 0, NULL},
+	{"flows", "id_jag", CFG_BOOL, AT(flow_id_jag), "off", 0, 0, NULL},
+	{"flows", "jit", CFG_BOOL, AT(flow_jit), "on", 0, 0, NULL},
+	{"audit", "sink", CFG_STRING, AT(audit_sink), "stdout", 1, 255, NULL},
+	{"log", "level", CFG_STRING, AT(log_level), "info", 0, 15, "debug|info|warn|error"},
+};
+
+const struct cfg_key *
+am_config_keys(size_t *n)
+{
+	*n = sizeof(keys) / sizeof(keys[0]);
+	return keys;
+}
+
+static bool
+choice_ok(const char *choices, const char *v)
+{
+	size_t vl = strlen(v);
+	const char *p = choices;
+
+	while (*p != '\0') {
+		const char *bar = strchr(p, '|');
+		size_t n = bar != NULL ? (size_t)(bar - p) : strlen(p);
+
+		if (n == vl && strncmp(p, v, n) == 0)
+			return true;
+		if (bar == NULL)
+			break;
+		p = bar + 1;
+	}
+	return false;
+}
+
+/* RFC 6749 scope-token: %x21 / %x23-5B / %x5D-7E, separated by single spaces. */
+static bool
+scopes_ok(const char *v)
+{
+	size_t count = 0;
+	bool in_token = false;
+
+	for (const char *p = v; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == ' ') {
+			in_token = false;
+			continue;
+		}
+		if (c < 0x21 || c == 0x22 || c == 0x5c || c > 0x7e)
+			return false;
+		if (!in_token)
+			count++;
+		in_token = true;
+	}
+	return count <= AM_MAX_SCOPES;
+}
+
+static bool
+url_ok(const char *v)
+{
+	const char *host;
+
+	if (strncmp(v, "https://", 8) == 0)
+		host = v + 8;
+	else if (strncmp(v, "http://", 7) == 0)
+		host = v + 7;
+	else
+		return false;
+	if (*host == '\0' || *host == '/')
+		return false;
+	for (const char *p = v; *p != '\0'; p++) {
+		/* Published verbatim in JSON, HTML and a header: keep to visible
+		 * ASCII without quotes, angle brackets, backslash or space. */
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f || strchr("\"<>\\`", *p))
+			return false;
+	}
+	return true;
+}
+
+static int
+parse_hostport(struct am_config *cfg, const char *v)
+{
+	const char *colon = strrchr(v, ':');
+	int64_t port;
+	size_t hl;
+
+	if (colon == NULL || colon == v)
+		return -1;
+	hl = (size_t)(colon - v);
+	if (hl >= sizeof(cfg->listen_host))
+		return -1;
+	if (am_parse_i64(colon + 1, 1, 65535, &port) != 0)
+		return -1;
+	memcpy(cfg->listen_host, v, hl);
+	cfg->listen_host[hl] = '\0';
+	cfg->listen_port = (uint16_t)port;
+	return 0;
+}
+
+static bool
+parse_bool(const char *v, bool *out)
+{
+	if (!strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1"))
+		*out = true;
+	else if (!strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "0"))
+		*out = false;
+	else
+		return false;
+	return true;
+}
+
+static int
+apply(struct am_config *cfg, const struct cfg_key *k, const char *v, char *err, size_t errcap)
+{
+	char *field = (char *)cfg + k->offset;
+	size_t vl = strlen(v);
+
+	switch (k->type) {
+	case CFG_STRING:
+	case CFG_URL:
+	case CFG_HOSTPORT:
+	case CFG_SCOPES:
+		if (vl >= k->size || (k->max > 0 && (int64_t)vl > k->max)) {
+			snprintf(err, errcap, "value is too long");
+			return -1;
+		}
+		if (k->min > 0 && (int64_t)vl < k->min) {
+			snprintf(err, errcap, "value is empty or too short");
+			return -1;
+		}
+		if (k->choices != NULL && !choice_ok(k->choices, v)) {
+			snprintf(err, errcap, "must be one of %s", k->choices);
+			return -1;
+		}
+		if (k->type == CFG_URL && vl > 0 && !url_ok(v)) {
+			snprintf(err, errcap, "must be an absolute http(s) URL");
+			return -1;
+		}
+		if (k->type == CFG_SCOPES && !scopes_ok(v)) {
+			snprintf(err, errcap, "must be space-separated scope tokens (at most %d)",
+				 AM_MAX_SCOPES);
+			return -1;
+		}
+		if (k->type == CFG_HOSTPORT && parse_hostport(cfg, v) != 0) {
+			snprintf(err, errcap, "must be host:port with a port from 1 to 65535");
+			return -1;
+		}
+		memcpy(field, v, vl + 1);
+		return 0;
+	case CFG_SECONDS:
+	case CFG_UINT:
+		if (am_parse_i64(v, k->min, k->max, (int64_t *)(void *)field) != 0) {
+			snprintf(err, errcap, "must be a whole number from %lld to %lld",
+				 (long long)k->min, (long long)k->max);
+			return -1;
+		}
+		return 0;
+	case CFG_BOOL:
+		if (!parse_bool(v, (bool *)(void *)field)) {
+			snprintf(err, errcap, "must be on or off");
+			return -1;
+		}
+		return 0;
+	}
+	snprintf(err, errcap, "internal: unknown key type");
+	return -1;
+}
+
+int
+am_config_set(struct am_config *cfg, const char *section, const char *key, const char *value,
+	      char *err, size_t errcap)
+{
+	size_t n;
+	const struct cfg_key *k = am_config_keys(&n);
+
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(k[i].section, section) == 0 && strcmp(k[i].key, key) == 0)
+			return apply(cfg, &k[i], value, err, errcap);
+	}
+	snprintf(err, errcap, "unknown key");
+	return -1;
+}
+
+void
+am_config_defaults(struct am_config *cfg)
+{
+	char err[128];
+
+	memset(cfg, 0, sizeof(*cfg));
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		if (apply(cfg, &keys[i], keys[i].def, err, sizeof(err)) != 0)
+			abort(); /* a bad default is a bug caught by the first test run */
+	}
+	/* The derived defaults of an empty resource. */
+	if (am_config_validate(cfg, err, sizeof(err)) != 0)
+		abort();
+}
+
+static bool
+scopes_subset(const char *sub, const char *super, char *bad, size_t badcap)
+{
+	char copy[AM_CFG_STR];
+	char *save = NULL;
+
+	snprintf(copy, sizeof(copy), "%s", sub);
+	for (char *t = strtok_r(copy, " ", &save); t != NULL; t = strtok_r(NULL, " ", &save)) {
+		if (!am_scope_in(super, t)) {
+			snprintf(bad, badcap, "%s", t);
+			return false;
+		}
+	}
+	return true;
+}
+
+int
+am_config_validate(struct am_config *cfg, char *err, size_t errcap)
+{
+	char bad[128];
+	const char *host;
+	size_t pl = strlen(cfg->public_url);
+
+	/* The public URL is an origin: the issuer and every published URL are
+	 * built by appending a path, so a path or trailing slash would make the
+	 * issuer differ from authorization_servers[0] or double a slash. */
+	while (pl > 0 && cfg->public_url[pl - 1] == '/')
+		cfg->public_url[--pl] = '\0';
+	host = strstr(cfg->public_url, "://");
+	if (host == NULL || strchr(host + 3, '/') != NULL || strchr(host + 3, '?') != NULL ||
+	    strchr(host + 3, '#') != NULL) {
+		snprintf(err, errcap, "[server] public_url must be an origin (scheme://host[:port])");
+		return -1;
+	}
+	if (cfg->resource[0] == '\0' &&
+	    snprintf(cfg->resource, sizeof(cfg->resource), "%.240s/api/", cfg->public_url) >=
+		    (int)sizeof(cfg->resource)) {
+		snprintf(err, errcap, "[server] public_url is too long to derive resource from");
+		return -1;
+	}
+	if (strchr(cfg->resource, '#') != NULL || strchr(cfg->resource, '?') != NULL) {
+		snprintf(err, errcap, "[server] resource must not have a query or fragment");
+		return -1;
+	}
+	if (!scopes_subset(cfg->scopes_pre_claim, cfg->scopes_supported, bad, sizeof(bad))) {
+		snprintf(err, errcap, "[scopes] pre_claim has %s, which is not in supported", bad);
+		return -1;
+	}
+	if (!scopes_subset(cfg->scopes_post_claim, cfg->scopes_supported, bad, sizeof(bad))) {
+		snprintf(err, errcap, "[scopes] post_claim has %s, which is not in supported", bad);
+		return -1;
+	}
+	if (strcmp(cfg->audit_sink, "stdout") != 0 && strcmp(cfg->audit_sink, "stderr") != 0 &&
+	    strcmp(cfg->audit_sink, "off") != 0 && strncmp(cfg->audit_sink, "file:", 5) != 0) {
+		snprintf(err, errcap, "[audit] sink must be stdout, stderr, off or file:PATH");
+		return -1;
+	}
+	if (cfg->mail_smtp_url[0] != '\0' && strncmp(cfg->mail_smtp_url, "smtp://", 7) != 0 &&
+	    strncmp(cfg->mail_smtp_url, "smtps://", 8) != 0) {
+		snprintf(err, errcap, "[mail] smtp_url must start with smtp:// or smtps://");
+		return -1;
+	}
+	return 0;
+}
+
+struct load_ctx {
+	struct am_config *cfg;
+	const char *path;
+	char *err;
+	size_t errcap;
+	int failed;
+	int line;
+};
+
+/* inih reports the line of the first key whose handler returned 0, so the
+ * message is completed with the line once ini_parse returns. */
+static int
+on_key(void *user, const char *section, const char *key, const char *value)
+{
+	struct load_ctx *ctx = user;
+	char why[160];
+
+	if (ctx->failed)
+		return 1;
+	if (am_config_set(ctx->cfg, section, key, value, why, sizeof(why)) != 0) {
+		snprintf(ctx->err, ctx->errcap, "[%s] %s: %s", section, key, why);
+		ctx->failed = 1;
+		return 0;
+	}
+	return 1;
+}
+
+int
+am_config_load(const char *path, struct am_config *cfg, char *err, size_t errcap)
+{
+	struct load_ctx ctx = {cfg, path, err, errcap, 0, 0};
+	char why[200];
+	int rc;
+
+	am_config_defaults(cfg);
+	cfg->resource[0] = '\0'; /* re-derived after the file is read */
+	rc = ini_parse(path, on_key, &ctx);
+	if (rc == -1) {
+		snprintf(err, errcap, "%s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	if (ctx.failed) {
+		char msg[400];
+
+		snprintf(msg, sizeof(msg), "%s", err);
+		snprintf(err, errcap, "%s:%d: %s", path, rc, msg);
+		return -1;
+	}
+	if (rc != 0) {
+		snprintf(err, errcap, "%s:%d: syntax error", path, rc);
+		return -1;
+	}
+	if (am_config_validate(cfg, why, sizeof(why)) != 0) {
+		snprintf(err, errcap, "%s: %s", path, why);
+		return -1;
+	}
+	return 0;
+}
+
+bool
+am_scope_in(const char *list, const char *scope)
+{
+	size_t sl = strlen(scope);
+	const char *p = list;
+
+	if (sl == 0)
+		return false;
+	while ((p = strstr(p, scope)) != NULL) {
+		bool start_ok = p == list || p[-1] == ' ';
+		bool end_ok = p[sl] == '\0' || p[sl] == ' ';
+
+		if (start_ok && end_ok)
+			return true;
+		p += sl;
+	}
+	return false;
+}

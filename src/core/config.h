@@ -1,0 +1,100 @@
+/* Server configuration: one INI file resolved through a table of keys, each
+ * with a type, default and range (config.c). Code receives a
+ * `const struct am_config *`, never a global. */
+#ifndef AM_CONFIG_H
+#define AM_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/compiler.h"
+
+#define AM_CFG_STR 512
+
+struct am_config {
+	/* [server] */
+	char listen[128];		/* host:port as written */
+	char listen_host[64];		/* parsed from listen */
+	uint16_t listen_port;
+	char public_url[256];		/* origin, no trailing slash; also the issuer */
+	char resource[256];		/* protected resource identifier (absolute URL) */
+	char resource_name[128];
+	char resource_logo_uri[256];	/* empty: not published */
+	char tenant[64];
+	int64_t threads;
+	char auth_md_file[256];		/* served verbatim when set */
+	char auth_md_template[256];	/* empty: the built-in template */
+	/* [store] */
+	char store_url[AM_CFG_STR];
+	/* [mail] */
+	char mail_outbox[256];
+	char mail_smtp_url[256];	/* set: mail goes over SMTP instead */
+	char mail_from[256];
+	char mail_smtp_user[128];
+	char mail_smtp_password[128];
+	char mail_starttls[16];		/* required | try | off */
+	/* [scopes] space-separated */
+	char scopes_supported[AM_CFG_STR];
+	char scopes_pre_claim[AM_CFG_STR];
+	char scopes_post_claim[AM_CFG_STR];
+	/* [ttl] seconds */
+	int64_t ttl_access_token;
+	int64_t ttl_registration;
+	int64_t ttl_claim_attempt;
+	int64_t ttl_otp;
+	int64_t clock_skew;
+	int64_t sweep_interval;
+	/* [limits] */
+	int64_t body_bytes;
+	int64_t otp_attempts;
+	int64_t rate_window;
+	int64_t anonymous_per_ip;
+	int64_t anonymous_global;
+	int64_t identity_per_ip;
+	int64_t identity_global;
+	/* [flows] */
+	bool flow_anonymous;
+	bool flow_verified_email;
+	bool flow_id_jag;
+	bool flow_jit;
+	/* [audit] [log] */
+	char audit_sink[256];		/* stdout | stderr | off | file:PATH */
+	char log_level[16];
+};
+
+enum cfg_type { CFG_STRING, CFG_URL, CFG_HOSTPORT, CFG_SECONDS, CFG_UINT, CFG_BOOL, CFG_SCOPES };
+
+struct cfg_key {
+	const char *section;
+	const char *key;
+	enum cfg_type type;
+	size_t offset;
+	size_t size;		/* of the field, for strings */
+	const char *def;	/* default, as it would be written in the file */
+	int64_t min, max;	/* for numbers; for strings, max is the length cap */
+	const char *choices;	/* "a|b|c" when only these values are allowed */
+};
+
+/* The key table, for documentation checks. */
+const struct cfg_key *am_config_keys(size_t *n);
+
+/* Fills cfg with every default. Cannot fail: the defaults are valid. */
+void am_config_defaults(struct am_config *cfg);
+
+/* Loads defaults, then path over them, then checks the whole. On failure
+ * returns -1 with a message naming the file, line and key in err. */
+int am_config_load(const char *path, struct am_config *cfg, char *err, size_t errcap) AM_WUR;
+
+/* Applies one key as if read from a file (for defaults and tests); 0 on
+ * success, else -1 with the reason in err. */
+int am_config_set(struct am_config *cfg, const char *section, const char *key, const char *value,
+		  char *err, size_t errcap) AM_WUR;
+
+/* Checks the cross-key rules (scopes subsets, URLs); 0 or -1 with err. */
+int am_config_validate(struct am_config *cfg, char *err, size_t errcap) AM_WUR;
+
+/* True when scope (a single token) is in the space-separated list. */
+bool am_scope_in(const char *list, const char *scope);
+
+#endif

@@ -1,0 +1,101 @@
+#include "core/crypto.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <string.h>
+
+void
+am_sha256(const void *data, size_t len, uint8_t out[AM_HASH_LEN])
+{
+	unsigned int n = AM_HASH_LEN;
+
+	/* EVP_Digest with a fetched-once implicit MD cannot fail for SHA-256
+	 * short of memory exhaustion; on failure the output is zeroed so a
+	 * failed hash can never equal a stored one by accident of old stack. */
+	if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1)
+		memset(out, 0, AM_HASH_LEN);
+}
+
+void
+am_sha256_str(const char *s, uint8_t out[AM_HASH_LEN])
+{
+	am_sha256(s, strlen(s), out);
+}
+
+bool
+am_ct_equal(const void *a, const void *b, size_t len)
+{
+	return CRYPTO_memcmp(a, b, len) == 0;
+}
+
+static const char base62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+static const char hexdig[] = "0123456789abcdef";
+
+/* Fills out[0..n) with characters of alphabet (size k, k <= 256) chosen
+ * uniformly: bytes at or above the largest multiple of k are rejected. */
+static enum am_err
+rand_chars(const char *alphabet, unsigned k, char *out, size_t n, struct am_error *e)
+{
+	unsigned char buf[64];
+	unsigned limit = 256 - (256 % k);
+	size_t got = 0;
+
+	while (got < n) {
+		if (RAND_bytes(buf, sizeof(buf)) != 1)
+			return am_fail(e, AM_E_INTERNAL, "random source failed");
+		for (size_t i = 0; i < sizeof(buf) && got < n; i++) {
+			if (buf[i] < limit)
+				out[got++] = alphabet[buf[i] % k];
+		}
+	}
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return AM_OK;
+}
+
+static enum am_err
+prefixed(const char *prefix, const char *alphabet, unsigned k, size_t n, char *out, size_t cap,
+	 struct am_error *e)
+{
+	size_t plen = strlen(prefix);
+	enum am_err rc;
+
+	if (cap < plen + n + 1)
+		return am_fail(e, AM_E_INTERNAL, "token buffer too small");
+	memcpy(out, prefix, plen);
+	if ((rc = rand_chars(alphabet, k, out + plen, n, e)) != AM_OK)
+		return rc;
+	out[plen + n] = '\0';
+	return AM_OK;
+}
+
+enum am_err
+am_rand_token(const char *prefix, char *out, size_t cap, struct am_error *e)
+{
+	return prefixed(prefix, base62, 62, AM_TOKEN_CHARS, out, cap, e);
+}
+
+enum am_err
+am_rand_id(const char *prefix, char *out, size_t cap, struct am_error *e)
+{
+	return prefixed(prefix, hexdig, 16, AM_ID_CHARS, out, cap, e);
+}
+
+enum am_err
+am_rand_otp(char out[AM_OTP_DIGITS + 1], struct am_error *e)
+{
+	enum am_err rc = rand_chars("0123456789", 10, out, AM_OTP_DIGITS, e);
+
+	out[AM_OTP_DIGITS] = '\0';
+	return rc;
+}
+
+void
+am_hex(const uint8_t *in, size_t len, char *out)
+{
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = hexdig[in[i] >> 4];
+		out[2 * i + 1] = hexdig[in[i] & 15];
+	}
+	out[2 * len] = '\0';
+}

@@ -1,0 +1,92 @@
+#include "core/errors.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+struct err_row {
+	int status;
+	const char *name;
+	const char *message;
+};
+
+/* Protocol names follow NOTES.md: the service guide's for ID-JAG and logout
+ * tokens, AUTH.md's for *_not_enabled, rate_limited and the claim errors. */
+static const struct err_row table[AM_E__COUNT] = {
+	[AM_OK] = {200, "ok", "ok"},
+	[AM_E_INVALID_REQUEST] = {400, "invalid_request", "the request is malformed"},
+	[AM_E_UNSUPPORTED_MEDIA_TYPE] = {415, "unsupported_media_type",
+					 "send the body as application/json"},
+	[AM_E_PAYLOAD_TOO_LARGE] = {413, "payload_too_large", "the request body is too large"},
+	[AM_E_NOT_FOUND] = {404, "not_found", "no such resource"},
+	[AM_E_METHOD_NOT_ALLOWED] = {405, "method_not_allowed",
+				     "this method is not allowed on this resource"},
+	[AM_E_RATE_LIMITED] = {429, "rate_limited", "too many requests; back off and retry"},
+	[AM_E_ANONYMOUS_NOT_ENABLED] = {400, "anonymous_not_enabled",
+					"this service does not accept anonymous registration"},
+	[AM_E_VERIFIED_EMAIL_NOT_ENABLED] = {400, "verified_email_not_enabled",
+					     "this service does not accept verified_email assertions"},
+	[AM_E_ID_JAG_NOT_ENABLED] = {400, "id_jag_not_enabled",
+				     "this service does not accept ID-JAG assertions"},
+	[AM_E_UNSUPPORTED_ASSERTION_TYPE] = {400, "unsupported_assertion_type",
+					     "this assertion type is not supported"},
+	[AM_E_UNSUPPORTED_CREDENTIAL_TYPE] = {400, "unsupported_credential_type",
+					      "the requested credential type is not offered"},
+	[AM_E_INVALID_CLAIM_TOKEN] = {400, "invalid_claim_token",
+				      "the claim token is unknown or no longer valid"},
+	[AM_E_CLAIMED_OR_IN_FLIGHT] = {409, "claimed_or_in_flight",
+				       "this registration is already claimed"},
+	[AM_E_CLAIM_EXPIRED] = {410, "claim_expired", "the registration has expired"},
+	[AM_E_CLAIM_SUPERSEDED] = {410, "claim_superseded",
+				   "this claim link is invalid or was replaced by a newer one"},
+	[AM_E_CLAIM_COMPLETED] = {409, "claim_completed", "the registration is already claimed"},
+	[AM_E_OTP_INVALID] = {401, "otp_invalid", "the code does not match"},
+	[AM_E_OTP_EXPIRED] = {410, "otp_expired", "the code has expired"},
+	[AM_E_PREVIOUSLY_CLAIMED] = {409, "previously_claimed",
+				     "this registration was already claimed"},
+	[AM_E_INVALID_TOKEN] = {401, "invalid_token", "a valid bearer credential is required"},
+	[AM_E_INSUFFICIENT_SCOPE] = {403, "insufficient_scope",
+				     "the credential lacks the scope this request needs"},
+	[AM_E_UNAVAILABLE] = {503, "temporarily_unavailable",
+			      "the service is temporarily unavailable; retry with backoff"},
+	[AM_E_INTERNAL] = {500, "server_error", "internal error"},
+};
+
+enum am_err
+am_fail(struct am_error *e, enum am_err code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (e == NULL)
+		return code;
+	e->code = code;
+	va_start(ap, fmt);
+	vsnprintf(e->detail, sizeof(e->detail), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+static const struct err_row *
+row(enum am_err code)
+{
+	if ((int)code < 0 || code >= AM_E__COUNT || table[code].name == NULL)
+		return &table[AM_E_INTERNAL];
+	return &table[code];
+}
+
+int
+am_err_status(enum am_err code)
+{
+	return row(code)->status;
+}
+
+const char *
+am_err_name(enum am_err code)
+{
+	return row(code)->name;
+}
+
+const char *
+am_err_message(enum am_err code)
+{
+	return row(code)->message;
+}

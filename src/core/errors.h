@@ -1,0 +1,60 @@
+/* The one table of protocol errors: each code maps to an HTTP status and the
+ * protocol's error string. Handlers return a code; http/ renders the JSON. */
+#ifndef AM_ERRORS_H
+#define AM_ERRORS_H
+
+#include "core/compiler.h"
+
+enum am_err {
+	AM_OK = 0,
+	/* generic request errors */
+	AM_E_INVALID_REQUEST,		/* 400 invalid_request */
+	AM_E_UNSUPPORTED_MEDIA_TYPE,	/* 415 unsupported_media_type */
+	AM_E_PAYLOAD_TOO_LARGE,		/* 413 payload_too_large */
+	AM_E_NOT_FOUND,			/* 404 not_found; also a store lookup with no row */
+	AM_E_METHOD_NOT_ALLOWED,	/* 405 method_not_allowed */
+	AM_E_RATE_LIMITED,		/* 429 rate_limited */
+	/* /agent/auth */
+	AM_E_ANONYMOUS_NOT_ENABLED,	/* 400 anonymous_not_enabled */
+	AM_E_VERIFIED_EMAIL_NOT_ENABLED, /* 400 verified_email_not_enabled */
+	AM_E_ID_JAG_NOT_ENABLED,	/* 400 id_jag_not_enabled */
+	AM_E_UNSUPPORTED_ASSERTION_TYPE, /* 400 unsupported_assertion_type */
+	AM_E_UNSUPPORTED_CREDENTIAL_TYPE, /* 400 unsupported_credential_type */
+	/* claim ceremony */
+	AM_E_INVALID_CLAIM_TOKEN,	/* 400 invalid_claim_token */
+	AM_E_CLAIMED_OR_IN_FLIGHT,	/* 409 claimed_or_in_flight */
+	AM_E_CLAIM_EXPIRED,		/* 410 claim_expired */
+	AM_E_CLAIM_SUPERSEDED,		/* 410 claim_superseded */
+	AM_E_CLAIM_COMPLETED,		/* 409 claim_completed */
+	AM_E_OTP_INVALID,		/* 401 otp_invalid */
+	AM_E_OTP_EXPIRED,		/* 410 otp_expired */
+	AM_E_PREVIOUSLY_CLAIMED,	/* 409 previously_claimed */
+	/* protected resource (RFC 6750) */
+	AM_E_INVALID_TOKEN,		/* 401 invalid_token */
+	AM_E_INSUFFICIENT_SCOPE,	/* 403 insufficient_scope */
+	/* server side */
+	AM_E_UNAVAILABLE,		/* 503 temporarily_unavailable: store, mail or upstream down */
+	AM_E_INTERNAL,			/* 500 server_error: a bug or no memory; detail to the log */
+	AM_E__COUNT
+};
+
+struct am_error {
+	enum am_err code;
+	char detail[192]; /* shown to the client: no secrets, no SQL, no paths */
+	long retry_after; /* seconds, for AM_E_RATE_LIMITED: sent as Retry-After */
+};
+
+/* Fills *e (when not NULL) with code and the formatted detail, and returns code,
+ * so that a failure reads: return am_fail(e, AM_E_..., "what was wrong"). */
+enum am_err am_fail(struct am_error *e, enum am_err code, const char *fmt, ...) AM_PRINTF(3, 4);
+
+/* The HTTP status for a code (500 for an unknown one). */
+int am_err_status(enum am_err code);
+
+/* The protocol error string for a code, e.g. "otp_invalid". Never NULL. */
+const char *am_err_name(enum am_err code);
+
+/* The default human message for a code, used when no detail was given. */
+const char *am_err_message(enum am_err code);
+
+#endif

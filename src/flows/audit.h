@@ -1,0 +1,39 @@
+/* Audit events: each is a row in the store (written inside the caller's
+ * transaction, so it exists exactly when the state change does) and, after
+ * the commit, one JSON line on the configured sink. */
+#ifndef AM_AUDIT_H
+#define AM_AUDIT_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "core/errors.h"
+#include "store/store.h"
+
+struct audit_sink;
+
+/* spec: "stdout", "stderr", "off" or "file:PATH" (appended to). */
+enum am_err audit_sink_open(const char *spec, struct audit_sink **out, struct am_error *e) AM_WUR;
+void audit_sink_free(struct audit_sink *s);
+
+#define AUDIT_BATCH_MAX 8
+
+/* Events recorded in one transaction, emitted to the sink after commit. */
+struct audit_batch {
+	char *lines[AUDIT_BATCH_MAX];
+	int n;
+};
+
+/* Records event for registration_id with the members of fields (stolen: the
+ * batch takes the reference) in the store, and keeps its line for flush. */
+enum am_err audit_add(struct store *st, struct audit_batch *b, const char *tenant, int64_t at,
+		      const char *event, const char *registration_id, json_t *fields,
+		      struct am_error *e) AM_WUR;
+
+/* Writes the batch's lines to the sink and empties it. */
+void audit_flush(struct audit_sink *s, struct audit_batch *b);
+
+/* Empties the batch without writing (the transaction rolled back). */
+void audit_discard(struct audit_batch *b);
+
+#endif

@@ -1,0 +1,462 @@
+/* The OTP claim ceremony shared by anonymous and verified_email
+ * registrations: start (email the link), challenge (mint the code on the
+ * page), complete (the agent presents the code). */
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/str.h"
+#include "flows/internal.h"
+
+/* The OTP is stored as SHA-256(attempt id ":" code): binding the code to its
+ * attempt means equal codes of two attempts never share a hash. */
+static void
+otp_hash(const char *attempt_id, const char *otp, uint8_t out[AM_HASH_LEN])
+{
+	char buf[STORE_ID_LEN + AM_OTP_DIGITS + 2];
+
+	snprintf(buf, sizeof(buf), "%s:%s", attempt_id, otp);
+	am_sha256_str(buf, out);
+	OPENSSL_cleanse(buf, sizeof(buf));
+}
+
+static bool
+reg_window_closed(const struct store_reg *reg, int64_t now)
+{
+	return reg->status == REG_EXPIRED ||
+	       ((reg->status == REG_UNCLAIMED || reg->status == REG_PENDING_CLAIM) &&
+		now >= reg->expires_at);
+}
+
+/* Finds the registration of a claim token; unknown and revoked ones are
+ * invalid_claim_token. */
+static enum am_err
+reg_for_token(struct store *st, const char *claim_token, struct store_reg *reg,
+	      struct am_error *e)
+{
+	uint8_t hash[AM_HASH_LEN];
+	enum am_err rc;
+
+	am_sha256_str(claim_token, hash);
+	rc = store_reg_by_claim_hash(st, hash, reg, e);
+	if (rc == AM_E_NOT_FOUND || (rc == AM_OK && reg->status == REG_REVOKED))
+		return am_fail(e, AM_E_INVALID_CLAIM_TOKEN,
+			       "the claim_token is unknown; register again to get a new one");
+	return rc;
+}
+
+enum am_err
+flow_new_attempt(const struct flow_env *env, struct store *st, const struct store_reg *reg,
+		 const char *email, const char *ip, struct store_attempt *out, char *token,
+		 struct am_error *e)
+{
+	int64_t now = flow_now(env);
+	struct store_attempt a = {0};
+	enum am_err rc;
+
+	if ((rc = am_rand_id("cla_", a.id, sizeof(a.id), e)) != AM_OK ||
+	    (rc = am_rand_token(PREFIX_ATTEMPT_TOKEN, token, FLOW_SECRET_LEN, e)) != AM_OK)
+		return rc;
+	am_sha256_str(token, a.token_hash);
+	am_copy(a.registration_id, sizeof(a.registration_id), reg->id);
+	am_copy(a.email, sizeof(a.email), email);
+	am_copy(a.ip, sizeof(a.ip), ip != NULL ? ip : "");
+	a.status = ATTEMPT_OPEN;
+	a.created_at = now;
+	a.expires_at = min64(now + env->cfg->ttl_claim_attempt, reg->expires_at);
+	if ((rc = store_attempt_insert(st, &a, e)) != AM_OK)
+		return rc;
+	*out = a;
+	return AM_OK;
+}
+
+enum am_err
+flow_send_claim_mail(const struct flow_env *env, const char *email, const char *token,
+		     int64_t expires_at, struct am_error *e)
+{
+	const struct am_config *cfg = env->cfg;
+	struct am_buf text = {0}, html = {0}, link = {0};
+	char subject[200], until[40];
+	struct mail_msg msg;
+	enum am_err rc;
+
+	if (env->mail == NULL)
+		return AM_OK;
+	am_time_iso(expires_at, until, sizeof(until));
+	am_buf_printf(&link, "%s/agent/auth/claim/view?token=%s", cfg->public_url, token);
+	snprintf(subject, sizeof(subject), "Your code to confirm an AI agent for %s",
+		 cfg->resource_name);
+	am_buf_printf(&text,
+		      "An AI agent asked to act for %s at %s.\n\n"
+		      "If you asked your agent to do this, open the link below, press the\n"
+		      "button to show a 6-digit code, and tell the code to your agent:\n\n"
+		      "%s\n\n"
+		      "The link works until %s.\n\n"
+		      "If you did not ask for this, ignore this email. Nothing happens\n"
+		      "unless someone gives the code to the agent.\n",
+		      email, cfg->resource_name, link.data, until);
+	am_buf_puts(&html, "<!doctype html><html><body><p>An AI agent asked to act for ");
+	am_buf_html(&html, email);
+	am_buf_puts(&html, " at ");
+	am_buf_html(&html, cfg->resource_name);
+	am_buf_puts(&html, ".</p><p>If you asked your agent to do this, open the link, press the "
+			   "button to show a 6-digit code, and tell the code to your agent:</p>"
+			   "<p><a href=\"");
+	am_buf_html(&html, link.data);
+	am_buf_puts(&html, "\">Show my code</a></p><p>The link works until ");
+	am_buf_html(&html, until);
+	am_buf_puts(&html, ".</p><p>If you did not ask for this, ignore this email. Nothing "
+			   "happens unless someone gives the code to the agent.</p></body></html>");
+	msg.to = email;
+	msg.subject = subject;
+	msg.text = text.data;
+	msg.html = html.data;
+	rc = mailer_send(env->mail, &msg, e);
+	/* The buffers hold the attempt token: wipe before freeing. */
+	OPENSSL_cleanse(text.data, text.len);
+	OPENSSL_cleanse(html.data, html.len);
+	OPENSSL_cleanse(link.data, link.len);
+	am_buf_free(&text);
+	am_buf_free(&html);
+	am_buf_free(&link);
+	return rc;
+}
+
+/* Supersedes the attempt whose mail could not be sent, so that a retry of
+ * the same request mints and mails a new one instead of finding it open. */
+static void
+drop_unsent_attempt(struct store *st, const char *registration_id)
+{
+	struct am_error ignored;
+
+	if (store_begin(st, &ignored) != AM_OK)
+		return;
+	if (store_attempt_close_all(st, registration_id, ATTEMPT_SUPERSEDED, &ignored) != AM_OK ||
+	    store_commit(st, &ignored) != AM_OK)
+		store_rollback(st);
+}
+
+enum am_err
+flow_claim_start(const struct flow_env *env, struct store *st, const char *ip,
+		 const char *claim_token, const char *email, struct claim_start_result *out,
+		 struct am_error *e)
+{
+	struct audit_batch batch = {0};
+	struct store_reg reg;
+	struct store_attempt att;
+	char addr[AM_MAX_EMAIL_BYTES + 1];
+	char token[FLOW_SECRET_LEN] = "";
+	int64_t now = flow_now(env);
+	enum am_err rc;
+
+	if (email != NULL && !mail_address_normalize(email, addr, sizeof(addr)))
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "email must be a plain email address (user@example.com)");
+	if ((rc = store_begin(st, e)) != AM_OK)
+		return rc;
+	if ((rc = reg_for_token(st, claim_token, &reg, e)) != AM_OK)
+		goto fail;
+	if (reg.status == REG_CLAIMED) {
+		rc = am_fail(e, AM_E_CLAIMED_OR_IN_FLIGHT, "this registration is already claimed");
+		goto fail;
+	}
+	if (reg_window_closed(&reg, now)) {
+		rc = am_fail(e, AM_E_CLAIM_EXPIRED, "the registration expired; register again");
+		goto fail;
+	}
+	if (reg.kind == REG_EMAIL) {
+		/* The address was fixed at registration: /claim only re-sends. */
+		if (email != NULL && strcmp(addr, reg.email) != 0) {
+			rc = am_fail(e, AM_E_INVALID_REQUEST,
+				     "this registration's email was set at registration and "
+				     "cannot change");
+			goto fail;
+		}
+		am_copy(addr, sizeof(addr), reg.email);
+	} else if (email == NULL) {
+		rc = am_fail(e, AM_E_INVALID_REQUEST, "the field \"email\" is required");
+		goto fail;
+	}
+	rc = store_attempt_open_for(st, reg.id, &att, e);
+	if (rc == AM_OK && strcmp(att.email, addr) == 0 && now < att.expires_at) {
+		/* Idempotent: the same answer, and no second email, so a retrying
+		 * agent cannot flood the user's inbox. */
+		store_rollback(st);
+		am_copy(out->registration_id, sizeof(out->registration_id), reg.id);
+		am_copy(out->attempt_id, sizeof(out->attempt_id), att.id);
+		out->expires_at = att.expires_at;
+		return AM_OK;
+	}
+	if (rc != AM_OK && rc != AM_E_NOT_FOUND)
+		goto fail;
+	if ((rc = store_attempt_close_all(st, reg.id, ATTEMPT_SUPERSEDED, e)) != AM_OK ||
+	    (rc = flow_new_attempt(env, st, &reg, addr, ip, &att, token, e)) != AM_OK)
+		goto fail;
+	if (reg.status == REG_UNCLAIMED &&
+	    (rc = store_reg_transition(st, reg.id, REG_UNCLAIMED, REG_PENDING_CLAIM, e)) != AM_OK)
+		goto fail;
+	if ((rc = audit_add(st, &batch, env->cfg->tenant, now, "claim.requested", reg.id,
+			    json_pack("{s:s, s:s, s:s?}", "email", addr, "claim_attempt_id", att.id,
+				      "ip", ip),
+			    e)) != AM_OK ||
+	    (rc = store_commit(st, e)) != AM_OK)
+		goto fail;
+	audit_flush(env->audit, &batch);
+	log_info("claim requested registration=%s attempt=%s", reg.id, att.id);
+	if ((rc = flow_send_claim_mail(env, addr, token, att.expires_at, e)) != AM_OK) {
+		drop_unsent_attempt(st, reg.id);
+		goto out;
+	}
+	am_copy(out->registration_id, sizeof(out->registration_id), reg.id);
+	am_copy(out->attempt_id, sizeof(out->attempt_id), att.id);
+	out->expires_at = att.expires_at;
+	goto out;
+fail:
+	store_rollback(st);
+	audit_discard(&batch);
+out:
+	OPENSSL_cleanse(token, sizeof(token));
+	return rc;
+}
+
+/* Loads an attempt by its token and checks it can still show a code. */
+static enum am_err
+live_attempt(const struct flow_env *env, struct store *st, const char *attempt_token,
+	     struct store_attempt *att, struct store_reg *reg, struct am_error *e)
+{
+	uint8_t hash[AM_HASH_LEN];
+	int64_t now = flow_now(env);
+	enum am_err rc;
+
+	am_sha256_str(attempt_token, hash);
+	rc = store_attempt_by_token_hash(st, hash, att, e);
+	if (rc == AM_E_NOT_FOUND)
+		return am_fail(e, AM_E_CLAIM_SUPERSEDED,
+			       "this link is not valid; ask your agent to start the claim again");
+	if (rc != AM_OK)
+		return rc;
+	if ((rc = store_reg_by_id(st, att->registration_id, reg, e)) != AM_OK)
+		return rc == AM_E_NOT_FOUND ? am_fail(e, AM_E_CLAIM_SUPERSEDED, "unknown claim")
+					    : rc;
+	if (reg->status == REG_CLAIMED || att->status == ATTEMPT_COMPLETED)
+		return am_fail(e, AM_E_CLAIM_COMPLETED, "this registration is already claimed");
+	if (reg->status == REG_REVOKED || att->status == ATTEMPT_SUPERSEDED)
+		return am_fail(e, AM_E_CLAIM_SUPERSEDED,
+			       "this link was replaced by a newer one; use the latest email");
+	if (reg_window_closed(reg, now) || now >= att->expires_at)
+		return am_fail(e, AM_E_CLAIM_EXPIRED,
+			       "this link has expired; ask your agent to start again");
+	return AM_OK;
+}
+
+enum am_err
+flow_claim_peek(const struct flow_env *env, struct store *st, const char *attempt_token,
+		struct store_attempt *out, struct am_error *e)
+{
+	struct store_reg reg;
+
+	return live_attempt(env, st, attempt_token, out, &reg, e);
+}
+
+enum am_err
+flow_claim_challenge(const struct flow_env *env, struct store *st, const char *attempt_token,
+		     struct challenge_result *out, struct am_error *e)
+{
+	struct audit_batch batch = {0};
+	struct store_attempt att;
+	struct store_reg reg;
+	struct challenge_result res = {0};
+	uint8_t hash[AM_HASH_LEN];
+	int64_t now = flow_now(env);
+	enum am_err rc;
+
+	if ((rc = store_begin(st, e)) != AM_OK)
+		return rc;
+	if ((rc = live_attempt(env, st, attempt_token, &att, &reg, e)) != AM_OK ||
+	    (rc = am_rand_otp(res.otp, e)) != AM_OK)
+		goto fail;
+	otp_hash(att.id, res.otp, hash);
+	res.expires_at = min64(now + env->cfg->ttl_otp, att.expires_at);
+	am_copy(res.registration_id, sizeof(res.registration_id), reg.id);
+	if ((rc = store_attempt_set_otp(st, att.id, true, hash, res.expires_at, e)) != AM_OK ||
+	    (rc = audit_add(st, &batch, env->cfg->tenant, now, "otp.generated", reg.id,
+			    json_pack("{s:s}", "claim_attempt_id", att.id), e)) != AM_OK ||
+	    (rc = store_commit(st, e)) != AM_OK)
+		goto fail;
+	audit_flush(env->audit, &batch);
+	log_info("otp generated registration=%s attempt=%s", reg.id, att.id);
+	*out = res;
+	OPENSSL_cleanse(&res, sizeof(res));
+	return AM_OK;
+fail:
+	store_rollback(st);
+	audit_discard(&batch);
+	OPENSSL_cleanse(&res, sizeof(res));
+	return rc;
+}
+
+static bool
+otp_well_formed(const char *otp)
+{
+	if (strlen(otp) != AM_OTP_DIGITS)
+		return false;
+	for (const char *p = otp; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9')
+			return false;
+	}
+	return true;
+}
+
+/* The user the claim binds to: the one with this (now verified) email, or a
+ * new one when JIT provisioning is on. */
+static enum am_err
+match_user(const struct flow_env *env, struct store *st, const char *email, char *user_id,
+	   struct am_error *e)
+{
+	struct store_user u = {0};
+	enum am_err rc = store_user_by_email(st, email, &u, e);
+
+	if (rc == AM_OK) {
+		am_copy(user_id, STORE_ID_LEN, u.id);
+		return AM_OK;
+	}
+	if (rc != AM_E_NOT_FOUND)
+		return rc;
+	if (!env->cfg->flow_jit)
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "no account exists for this email and this service does not "
+			       "create accounts for agents");
+	memset(&u, 0, sizeof(u));
+	if ((rc = am_rand_id("usr_", u.id, sizeof(u.id), e)) != AM_OK)
+		return rc;
+	am_copy(u.email, sizeof(u.email), email);
+	u.created_at = flow_now(env);
+	u.created_by_agent = true;
+	if ((rc = store_user_insert(st, &u, e)) != AM_OK)
+		return rc;
+	log_info("user provisioned id=%s via=claim", u.id);
+	am_copy(user_id, STORE_ID_LEN, u.id);
+	return AM_OK;
+}
+
+/* Records one wrong code and commits it, so that failures count even though
+ * the request fails. */
+static enum am_err
+wrong_code(const struct flow_env *env, struct store *st, const struct store_attempt *att,
+	   struct am_error *e)
+{
+	int64_t max = env->cfg->otp_attempts;
+	int64_t left = max - (att->otp_failures + 1);
+	struct am_error ignored;
+
+	if (store_attempt_fail(st, att->id, max, &ignored) != AM_OK ||
+	    store_commit(st, &ignored) != AM_OK) {
+		store_rollback(st);
+		return am_fail(e, AM_E_UNAVAILABLE, "the store is busy; retry");
+	}
+	log_info("otp mismatch attempt=%s failures=%lld", att->id,
+		 (long long)(att->otp_failures + 1));
+	if (left <= 0)
+		return am_fail(e, AM_E_OTP_EXPIRED,
+			       "too many wrong codes: this code no longer works; open the link in "
+			       "the email again for a new one");
+	return am_fail(e, AM_E_OTP_INVALID, "the code does not match; %lld tries left",
+		       (long long)left);
+}
+
+enum am_err
+flow_claim_complete(const struct flow_env *env, struct store *st, const char *ip,
+		    const char *claim_token, const char *otp, struct reg_result *out,
+		    char claimed_by[STORE_ID_LEN], struct am_error *e)
+{
+	struct audit_batch batch = {0};
+	struct store_reg reg;
+	struct store_attempt att;
+	struct reg_result res = {0};
+	uint8_t hash[AM_HASH_LEN];
+	char user_id[STORE_ID_LEN] = "";
+	int64_t now = flow_now(env);
+	enum am_err rc;
+
+	if ((rc = store_begin(st, e)) != AM_OK)
+		return rc;
+	if ((rc = reg_for_token(st, claim_token, &reg, e)) != AM_OK)
+		goto fail;
+	if (reg.status == REG_CLAIMED) {
+		rc = am_fail(e, AM_E_PREVIOUSLY_CLAIMED, "this registration was already claimed");
+		goto fail;
+	}
+	if (reg_window_closed(&reg, now)) {
+		rc = am_fail(e, AM_E_CLAIM_EXPIRED, "the registration expired; register again");
+		goto fail;
+	}
+	rc = store_attempt_open_for(st, reg.id, &att, e);
+	if (rc == AM_E_NOT_FOUND) {
+		rc = am_fail(e, AM_E_INVALID_REQUEST,
+			     "no claim is in progress; start one at /agent/auth/claim");
+		goto fail;
+	}
+	if (rc != AM_OK)
+		goto fail;
+	if (now >= att.expires_at) {
+		rc = am_fail(e, AM_E_OTP_EXPIRED,
+			     "the claim link expired; start the claim again at /agent/auth/claim");
+		goto fail;
+	}
+	if (!att.has_otp) {
+		if (att.otp_failures >= env->cfg->otp_attempts)
+			rc = am_fail(e, AM_E_OTP_EXPIRED,
+				     "too many wrong codes: this code no longer works; open the "
+				     "link in the email again for a new one");
+		else
+			rc = am_fail(e, AM_E_OTP_INVALID,
+				     "no code has been shown yet; the user must open the link in "
+				     "the email and press the button");
+		goto fail;
+	}
+	if (now >= att.otp_expires_at) {
+		rc = am_fail(e, AM_E_OTP_EXPIRED,
+			     "the code expired; open the link in the email again for a new one");
+		goto fail;
+	}
+	if (!otp_well_formed(otp))
+		return wrong_code(env, st, &att, e);
+	otp_hash(att.id, otp, hash);
+	if (!am_ct_equal(hash, att.otp_hash, AM_HASH_LEN))
+		return wrong_code(env, st, &att, e);
+
+	if ((rc = match_user(env, st, att.email, user_id, e)) != AM_OK)
+		goto fail;
+	rc = store_reg_claim(st, reg.id, user_id, now, e);
+	if (rc == AM_E_NOT_FOUND)
+		rc = am_fail(e, AM_E_PREVIOUSLY_CLAIMED, "this registration was already claimed");
+	if (rc != AM_OK ||
+	    (rc = store_attempt_close_all(st, reg.id, ATTEMPT_COMPLETED, e)) != AM_OK)
+		goto fail;
+	am_copy(res.registration_id, sizeof(res.registration_id), reg.id);
+	res.kind = reg.kind;
+	if (reg.kind == REG_ANONYMOUS)
+		rc = store_cred_upgrade(st, reg.id, user_id, env->cfg->scopes_post_claim, e);
+	else
+		rc = flow_issue_credential(env, st, reg.id, reg.credential_type,
+					   env->cfg->scopes_post_claim, user_id, "email", &res, e);
+	if (rc != AM_OK ||
+	    (rc = audit_add(st, &batch, env->cfg->tenant, now, "claim.confirmed", reg.id,
+			    json_pack("{s:s, s:s, s:s?}", "claimed_by_user_id", user_id,
+				      "claim_attempt_id", att.id, "ip", ip),
+			    e)) != AM_OK ||
+	    (rc = store_commit(st, e)) != AM_OK)
+		goto fail;
+	audit_flush(env->audit, &batch);
+	log_info("claim confirmed registration=%s user=%s", reg.id, user_id);
+	*out = res;
+	am_copy(claimed_by, STORE_ID_LEN, user_id);
+	OPENSSL_cleanse(&res, sizeof(res));
+	return AM_OK;
+fail:
+	store_rollback(st);
+	audit_discard(&batch);
+	OPENSSL_cleanse(&res, sizeof(res));
+	return rc;
+}

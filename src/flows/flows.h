@@ -1,0 +1,117 @@
+/* The protocol as plain functions: (environment, store, input) -> result.
+ * No HTTP types here, so the same steps serve the HTTP service, the CLI and
+ * the unit tests (which pass an in-memory store and a clock they control).
+ *
+ * Every function returns AM_OK or an error code with e->detail set for the
+ * client; results are written only on AM_OK. Secrets in results (credential,
+ * claim token, OTP) exist only in the result struct: the caller hands them
+ * out once and the struct is wiped by flow_result_wipe. */
+#ifndef AM_FLOWS_H
+#define AM_FLOWS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/clock.h"
+#include "core/config.h"
+#include "core/crypto.h"
+#include "core/errors.h"
+#include "flows/audit.h"
+#include "mail/mail.h"
+#include "store/store.h"
+
+struct ratelimit;
+
+struct flow_env {
+	const struct am_config *cfg;
+	struct mailer *mail;		/* NULL: mail is not sent (unit tests) */
+	struct audit_sink *audit;	/* NULL: store rows only */
+	struct ratelimit *limits;	/* NULL: no rate limits */
+	struct am_clock clock;
+};
+
+#define FLOW_SECRET_LEN 64
+
+/* What /agent/auth answers. Fields not relevant to the kind stay empty/0. */
+struct reg_result {
+	char registration_id[STORE_ID_LEN];
+	enum reg_kind kind;
+	bool has_credential;
+	enum cred_type credential_type;
+	char credential[FLOW_SECRET_LEN];
+	int64_t credential_expires;	/* 0: never */
+	char scopes[512];
+	char claim_token[FLOW_SECRET_LEN];
+	int64_t claim_token_expires;
+	char post_claim_scopes[512];
+};
+
+/* Registers an anonymous agent: an API key at the pre-claim scopes and a
+ * claim token, both returned once. requested_type may be NULL (api_key). */
+enum am_err flow_register_anonymous(const struct flow_env *env, struct store *st, const char *ip,
+				    const char *requested_type, struct reg_result *out,
+				    struct am_error *e) AM_WUR;
+
+/* Registers with a user's email (verified_email): no credential; the claim
+ * attempt is created and its email sent at once. */
+enum am_err flow_register_email(const struct flow_env *env, struct store *st, const char *ip,
+				const char *email, const char *requested_type,
+				struct reg_result *out, struct am_error *e) AM_WUR;
+
+struct claim_start_result {
+	char registration_id[STORE_ID_LEN];
+	char attempt_id[STORE_ID_LEN];
+	int64_t expires_at;
+};
+
+/* POST /agent/auth/claim: starts (or, for the same address while one is
+ * open, returns) a claim attempt and emails its link. */
+enum am_err flow_claim_start(const struct flow_env *env, struct store *st, const char *ip,
+			     const char *claim_token, const char *email,
+			     struct claim_start_result *out, struct am_error *e) AM_WUR;
+
+struct challenge_result {
+	char otp[AM_OTP_DIGITS + 1];
+	int64_t expires_at;
+	char registration_id[STORE_ID_LEN];
+};
+
+/* Mints the OTP for an attempt (the claim page's button). A new code
+ * replaces the previous one. */
+enum am_err flow_claim_challenge(const struct flow_env *env, struct store *st,
+				 const char *attempt_token, struct challenge_result *out,
+				 struct am_error *e) AM_WUR;
+
+/* Looks up an attempt for the claim page without changing anything. */
+enum am_err flow_claim_peek(const struct flow_env *env, struct store *st,
+			    const char *attempt_token, struct store_attempt *out,
+			    struct am_error *e) AM_WUR;
+
+/* POST /agent/auth/claim/complete. For anonymous registrations the existing
+ * key is upgraded in place (out->has_credential false); for email ones a
+ * fresh credential of the requested type is issued. */
+enum am_err flow_claim_complete(const struct flow_env *env, struct store *st, const char *ip,
+				const char *claim_token, const char *otp, struct reg_result *out,
+				char claimed_by[STORE_ID_LEN], struct am_error *e) AM_WUR;
+
+/* The resource gate: the live credential for a bearer value. Unknown,
+ * revoked, expired, and credentials of expired registrations are all
+ * AM_E_INVALID_TOKEN. */
+enum am_err flow_authenticate(const struct flow_env *env, struct store *st, const char *bearer,
+			      struct store_auth *out, struct am_error *e) AM_WUR;
+
+/* Expires every unclaimed or pending registration whose window has closed:
+ * status expired, credentials revoked, registration.expired recorded.
+ * *count gets how many. */
+enum am_err flow_sweep(const struct flow_env *env, struct store *st, int *count,
+		       struct am_error *e) AM_WUR;
+
+/* Applies the per-IP then global limit for a registration kind ("anonymous",
+ * "identity"); AM_E_RATE_LIMITED with *retry_after when refused. */
+enum am_err flow_rate_check(const struct flow_env *env, const char *kind, const char *ip,
+			    int64_t *retry_after, struct am_error *e) AM_WUR;
+
+/* Zeroes the secrets of a result once they have been sent. */
+void flow_result_wipe(void *result, size_t size);
+
+#endif

@@ -1,0 +1,46 @@
+/* Helpers shared by the flow files; not part of the flows interface. */
+#ifndef AM_FLOWS_INTERNAL_H
+#define AM_FLOWS_INTERNAL_H
+
+#include "flows/flows.h"
+
+/* Credential value prefixes: recognisable in a leak scan, never secret. */
+#define PREFIX_API_KEY "sk_"
+#define PREFIX_ACCESS_TOKEN "at_"
+#define PREFIX_CLAIM_TOKEN "clm_"
+#define PREFIX_ATTEMPT_TOKEN "cv_"
+
+static inline int64_t
+flow_now(const struct flow_env *env)
+{
+	return am_clock_now(&env->clock);
+}
+
+static inline int64_t
+min64(int64_t a, int64_t b)
+{
+	return a < b ? a : b;
+}
+
+/* Mints a credential of type for a registration, stores its hash, and puts
+ * the plaintext in out->credential (with type, scopes, expiry). */
+enum am_err flow_issue_credential(const struct flow_env *env, struct store *st,
+				  const char *registration_id, enum cred_type type,
+				  const char *scopes, const char *user_id, const char *source,
+				  struct reg_result *out, struct am_error *e) AM_WUR;
+
+/* Parses "api_key" / "access_token" (NULL gives dflt). */
+enum am_err flow_cred_type(const char *name, enum cred_type dflt, enum cred_type *out,
+			   struct am_error *e) AM_WUR;
+
+/* Inserts a new open attempt for reg (inside the caller's transaction) and
+ * writes the plaintext attempt token into token (FLOW_SECRET_LEN). */
+enum am_err flow_new_attempt(const struct flow_env *env, struct store *st,
+			     const struct store_reg *reg, const char *email, const char *ip,
+			     struct store_attempt *out, char *token, struct am_error *e) AM_WUR;
+
+/* Emails the claim link for an attempt token. */
+enum am_err flow_send_claim_mail(const struct flow_env *env, const char *email, const char *token,
+				 int64_t expires_at, struct am_error *e) AM_WUR;
+
+#endif

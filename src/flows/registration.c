@@ -1,0 +1,194 @@
+/* POST /agent/auth for the user-claimed flows: anonymous and verified_email. */
+#include <string.h>
+
+#include "core/log.h"
+#include "core/str.h"
+#include "flows/internal.h"
+
+enum am_err
+flow_cred_type(const char *name, enum cred_type dflt, enum cred_type *out, struct am_error *e)
+{
+	if (name == NULL)
+		*out = dflt;
+	else if (strcmp(name, "api_key") == 0)
+		*out = CRED_API_KEY;
+	else if (strcmp(name, "access_token") == 0)
+		*out = CRED_ACCESS_TOKEN;
+	else
+		return am_fail(e, AM_E_UNSUPPORTED_CREDENTIAL_TYPE,
+			       "requested_credential_type must be api_key or access_token");
+	return AM_OK;
+}
+
+enum am_err
+flow_issue_credential(const struct flow_env *env, struct store *st, const char *registration_id,
+		      enum cred_type type, const char *scopes, const char *user_id,
+		      const char *source, struct reg_result *out, struct am_error *e)
+{
+	struct store_cred c = {0};
+	int64_t now = flow_now(env);
+	enum am_err rc;
+
+	if ((rc = am_rand_id("crd_", c.id, sizeof(c.id), e)) != AM_OK ||
+	    (rc = am_rand_token(type == CRED_API_KEY ? PREFIX_API_KEY : PREFIX_ACCESS_TOKEN,
+				out->credential, sizeof(out->credential), e)) != AM_OK)
+		return rc;
+	am_sha256_str(out->credential, c.hash);
+	c.type = type;
+	if (!am_copy(c.scopes, sizeof(c.scopes), scopes) ||
+	    !am_copy(c.source, sizeof(c.source), source) ||
+	    !am_copy(c.registration_id, sizeof(c.registration_id), registration_id) ||
+	    !am_copy(c.user_id, sizeof(c.user_id), user_id != NULL ? user_id : ""))
+		return am_fail(e, AM_E_INTERNAL, "credential field too long");
+	c.created_at = now;
+	c.expires_at = type == CRED_ACCESS_TOKEN ? now + env->cfg->ttl_access_token : 0;
+	if ((rc = store_cred_insert(st, &c, e)) != AM_OK)
+		return rc;
+	out->has_credential = true;
+	out->credential_type = type;
+	out->credential_expires = c.expires_at;
+	am_copy(out->scopes, sizeof(out->scopes), scopes);
+	log_info("credential issued id=%s type=%s registration=%s", c.id,
+		 store_cred_type_name(type), registration_id);
+	return AM_OK;
+}
+
+/* The registration row and claim token common to both user-claimed kinds. */
+static enum am_err
+new_registration(const struct flow_env *env, enum reg_kind kind, enum reg_status status,
+		 enum cred_type type, const char *ip, struct store_reg *reg,
+		 struct reg_result *out, struct am_error *e)
+{
+	int64_t now = flow_now(env);
+	enum am_err rc;
+
+	memset(reg, 0, sizeof(*reg));
+	if ((rc = am_rand_id("reg_", reg->id, sizeof(reg->id), e)) != AM_OK ||
+	    (rc = am_rand_token(PREFIX_CLAIM_TOKEN, out->claim_token, sizeof(out->claim_token),
+				e)) != AM_OK)
+		return rc;
+	am_sha256_str(out->claim_token, reg->claim_hash);
+	reg->kind = kind;
+	reg->status = status;
+	reg->credential_type = type;
+	reg->created_at = now;
+	reg->expires_at = now + env->cfg->ttl_registration;
+	am_copy(reg->ip, sizeof(reg->ip), ip != NULL ? ip : "");
+	am_copy(out->registration_id, sizeof(out->registration_id), reg->id);
+	out->kind = kind;
+	out->claim_token_expires = reg->expires_at;
+	am_copy(out->post_claim_scopes, sizeof(out->post_claim_scopes),
+		      env->cfg->scopes_post_claim);
+	return AM_OK;
+}
+
+static json_t *
+created_fields(const char *type, const char *ip)
+{
+	return json_pack("{s:s, s:s?}", "registration_type", type, "ip", ip);
+}
+
+enum am_err
+flow_register_anonymous(const struct flow_env *env, struct store *st, const char *ip,
+			const char *requested_type, struct reg_result *out, struct am_error *e)
+{
+	struct audit_batch batch = {0};
+	struct store_reg reg;
+	struct reg_result res = {0};
+	int64_t retry_after;
+	enum cred_type type;
+	enum am_err rc;
+
+	if (!env->cfg->flow_anonymous)
+		return am_fail(e, AM_E_ANONYMOUS_NOT_ENABLED,
+			       "this service does not accept anonymous registration");
+	if ((rc = flow_cred_type(requested_type, CRED_API_KEY, &type, e)) != AM_OK)
+		return rc;
+	if (type != CRED_API_KEY)
+		return am_fail(e, AM_E_UNSUPPORTED_CREDENTIAL_TYPE,
+			       "anonymous registration issues api_key credentials only");
+	if ((rc = flow_rate_check(env, "anonymous", ip, &retry_after, e)) != AM_OK)
+		return rc;
+	if ((rc = new_registration(env, REG_ANONYMOUS, REG_UNCLAIMED, type, ip, &reg, &res, e)) !=
+	    AM_OK)
+		goto wipe;
+	if ((rc = store_begin(st, e)) != AM_OK)
+		goto wipe;
+	if ((rc = store_reg_insert(st, &reg, e)) != AM_OK ||
+	    (rc = flow_issue_credential(env, st, reg.id, type, env->cfg->scopes_pre_claim, NULL,
+					"anonymous", &res, e)) != AM_OK ||
+	    (rc = audit_add(st, &batch, env->cfg->tenant, reg.created_at, "registration.created",
+			    reg.id, created_fields("anonymous", ip), e)) != AM_OK ||
+	    (rc = store_commit(st, e)) != AM_OK) {
+		store_rollback(st);
+		audit_discard(&batch);
+		goto wipe;
+	}
+	audit_flush(env->audit, &batch);
+	log_info("registration created id=%s kind=anonymous scopes=\"%s\"", reg.id, res.scopes);
+	*out = res;
+wipe:
+	flow_result_wipe(&res, sizeof(res));
+	return rc;
+}
+
+enum am_err
+flow_register_email(const struct flow_env *env, struct store *st, const char *ip,
+		    const char *email, const char *requested_type, struct reg_result *out,
+		    struct am_error *e)
+{
+	struct audit_batch batch = {0};
+	struct store_reg reg;
+	struct store_attempt att;
+	struct reg_result res = {0};
+	char token[FLOW_SECRET_LEN] = "";
+	int64_t retry_after;
+	enum cred_type type;
+	enum am_err rc;
+
+	if (!env->cfg->flow_verified_email)
+		return am_fail(e, AM_E_VERIFIED_EMAIL_NOT_ENABLED,
+			       "this service does not accept verified_email assertions");
+	if ((rc = flow_cred_type(requested_type, CRED_API_KEY, &type, e)) != AM_OK)
+		return rc;
+	if (!mail_address_ok(email))
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "assertion must be a plain email address (user@example.com)");
+	if ((rc = flow_rate_check(env, "identity", ip, &retry_after, e)) != AM_OK)
+		return rc;
+	if ((rc = new_registration(env, REG_EMAIL, REG_PENDING_CLAIM, type, ip, &reg, &res, e)) !=
+	    AM_OK)
+		goto wipe;
+	if (!mail_address_normalize(email, reg.email, sizeof(reg.email))) {
+		rc = am_fail(e, AM_E_INVALID_REQUEST,
+			     "assertion must be a plain email address (user@example.com)");
+		goto wipe;
+	}
+	if ((rc = store_begin(st, e)) != AM_OK)
+		goto wipe;
+	if ((rc = store_reg_insert(st, &reg, e)) != AM_OK ||
+	    (rc = audit_add(st, &batch, env->cfg->tenant, reg.created_at, "registration.created",
+			    reg.id, created_fields("email-verification", ip), e)) != AM_OK ||
+	    (rc = flow_new_attempt(env, st, &reg, reg.email, ip, &att, token, e)) != AM_OK ||
+	    (rc = audit_add(st, &batch, env->cfg->tenant, reg.created_at, "claim.requested",
+			    reg.id, json_pack("{s:s, s:s}", "email", reg.email, "claim_attempt_id",
+					      att.id),
+			    e)) != AM_OK ||
+	    (rc = store_commit(st, e)) != AM_OK) {
+		store_rollback(st);
+		audit_discard(&batch);
+		goto wipe;
+	}
+	audit_flush(env->audit, &batch);
+	log_info("registration created id=%s kind=email", reg.id);
+	/* Mail goes out after the commit so no write lock is held across SMTP.
+	 * If it fails the agent is told to retry; this registration then
+	 * simply expires unclaimed. */
+	if ((rc = flow_send_claim_mail(env, reg.email, token, att.expires_at, e)) != AM_OK)
+		goto wipe;
+	*out = res;
+wipe:
+	flow_result_wipe(&res, sizeof(res));
+	flow_result_wipe(token, sizeof(token));
+	return rc;
+}

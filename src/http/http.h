@@ -1,0 +1,87 @@
+/* The HTTP edge on libmicrohttpd: a worker thread pool, size-capped bodies,
+ * a route table, and replies rendered from handler results. Handlers see
+ * only struct http_req and struct http_resp, never MHD types. A handler
+ * returns AM_OK after filling the response, or an error code which is
+ * rendered as {"error": name, "message": detail} with the table's status,
+ * keeping any headers the handler set (WWW-Authenticate, Retry-After). */
+#ifndef AM_HTTP_H
+#define AM_HTTP_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/errors.h"
+#include "core/str.h"
+
+struct http_req {
+	void *conn;			/* the MHD connection; http/ only */
+	const char *method;
+	const char *path;		/* without the query */
+	char ip[64];			/* client address; empty if unknown */
+	char id[24];			/* request id, also in logs and X-Request-Id */
+	struct am_buf body;
+	bool too_large;
+	bool responded;			/* a reply was queued before the body ended */
+};
+
+#define HTTP_MAX_HEADERS 8
+
+struct http_resp {
+	int status;
+	char *body;			/* owned */
+	size_t len;
+	const char *content_type;	/* static */
+	int nheaders;
+	struct {
+		const char *name;	/* static */
+		char *value;		/* owned */
+	} headers[HTTP_MAX_HEADERS];
+};
+
+typedef enum am_err (*http_handler)(void *app, struct http_req *rq, struct http_resp *rs,
+				    struct am_error *e);
+
+enum http_match { HTTP_EXACT, HTTP_PREFIX };
+
+struct http_route {
+	const char *method;
+	const char *path;
+	enum http_match match;
+	http_handler handler;
+};
+
+struct http_server;
+
+struct http_options {
+	const char *host;		/* numeric IPv4 or IPv6 address */
+	uint16_t port;
+	unsigned threads;
+	size_t max_body;
+};
+
+/* Starts listening and serving routes with app passed to every handler. */
+enum am_err http_server_start(const struct http_options *opt, const struct http_route *routes,
+			      size_t nroutes, void *app, struct http_server **out,
+			      struct am_error *e) AM_WUR;
+/* Stops accepting, lets in-flight requests finish, and frees the server. */
+void http_server_stop(struct http_server *srv);
+
+/* Request accessors (borrowed strings, valid during the handler). */
+const char *http_header(struct http_req *rq, const char *name);
+const char *http_query(struct http_req *rq, const char *name);
+/* True when the Content-Type's media type is mime (parameters ignored). */
+bool http_content_type_is(struct http_req *rq, const char *mime);
+/* The value of an application/x-www-form-urlencoded body field, decoded,
+ * into out (cap bytes); false if absent or too long. */
+bool http_form_field(struct http_req *rq, const char *name, char *out, size_t cap);
+
+/* Response builders. json is stolen; text is copied. */
+void http_reply_json(struct http_resp *rs, int status, json_t *json);
+void http_reply_text(struct http_resp *rs, int status, const char *content_type,
+		     const char *text, size_t len);
+/* Adds a header (name must be static; value is copied). */
+void http_add_header(struct http_resp *rs, const char *name, const char *value);
+
+#endif

@@ -1,0 +1,162 @@
+/* Delivery: outbox files (atomic rename, mode 0600: the messages carry claim
+ * links) or SMTP through libcurl. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/crypto.h"
+#include "core/fs.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "core/str.h"
+#include "mail/mail.h"
+
+struct mailer {
+	const struct am_config *cfg;
+	bool smtp;
+};
+
+enum am_err
+mailer_new(const struct am_config *cfg, struct mailer **out, struct am_error *e)
+{
+	struct mailer *m = calloc(1, sizeof(*m));
+
+	if (m == NULL)
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	m->cfg = cfg;
+	m->smtp = cfg->mail_smtp_url[0] != '\0';
+	if (!m->smtp && am_mkdir_p(cfg->mail_outbox) != 0) {
+		log_error("mail outbox unusable path=%s: %s", cfg->mail_outbox, strerror(errno));
+		free(m);
+		return am_fail(e, AM_E_UNAVAILABLE, "cannot create the mail outbox folder");
+	}
+	if (m->smtp)
+		log_info("mail via smtp url=%s starttls=%s", cfg->mail_smtp_url, cfg->mail_starttls);
+	else
+		log_info("mail to outbox path=%s", cfg->mail_outbox);
+	*out = m;
+	return AM_OK;
+}
+
+void
+mailer_free(struct mailer *m)
+{
+	free(m);
+}
+
+static enum am_err
+to_outbox(struct mailer *m, const char *text, struct am_error *e)
+{
+	char name[64], tmp[600], final[600];
+	size_t len = strlen(text);
+	enum am_err rc;
+	int fd;
+
+	if ((rc = am_rand_id("", name, sizeof(name), e)) != AM_OK)
+		return rc;
+	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", m->cfg->mail_outbox, name);
+	snprintf(final, sizeof(final), "%s/%lld-%s.eml", m->cfg->mail_outbox, (long long)time(NULL),
+		 name);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		goto fail;
+	if (write(fd, text, len) != (ssize_t)len || fsync(fd) != 0) {
+		close(fd);
+		unlink(tmp);
+		goto fail;
+	}
+	close(fd);
+	if (rename(tmp, final) != 0) {
+		unlink(tmp);
+		goto fail;
+	}
+	log_info("mail queued to outbox id=%s", name);
+	return AM_OK;
+fail:
+	log_error("mail outbox write failed: %s", strerror(errno));
+	return am_fail(e, AM_E_UNAVAILABLE, "the mail could not be queued; retry later");
+}
+
+struct upload {
+	const char *data;
+	size_t left;
+};
+
+static size_t
+read_cb(char *buf, size_t size, size_t nmemb, void *user)
+{
+	struct upload *u = user;
+	size_t n = size * nmemb;
+
+	if (n > u->left)
+		n = u->left;
+	memcpy(buf, u->data, n);
+	u->data += n;
+	u->left -= n;
+	return n;
+}
+
+static enum am_err
+to_smtp(struct mailer *m, const char *to, const char *text, struct am_error *e)
+{
+	const struct am_config *cfg = m->cfg;
+	struct upload up = {text, strlen(text)};
+	struct curl_slist *rcpt = NULL;
+	char from[300], rcpt_addr[300];
+	CURL *c = curl_easy_init();
+	CURLcode res;
+	long use_ssl = CURLUSESSL_ALL;
+
+	if (c == NULL)
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	if (strcmp(cfg->mail_starttls, "try") == 0)
+		use_ssl = CURLUSESSL_TRY;
+	else if (strcmp(cfg->mail_starttls, "off") == 0)
+		use_ssl = CURLUSESSL_NONE;
+	snprintf(from, sizeof(from), "<%s>", cfg->mail_from);
+	snprintf(rcpt_addr, sizeof(rcpt_addr), "<%s>", to);
+	rcpt = curl_slist_append(NULL, rcpt_addr);
+	curl_easy_setopt(c, CURLOPT_URL, cfg->mail_smtp_url);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+	curl_easy_setopt(c, CURLOPT_MAIL_FROM, from);
+	curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpt);
+	curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
+	curl_easy_setopt(c, CURLOPT_READDATA, &up);
+	curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+	curl_easy_setopt(c, CURLOPT_USE_SSL, use_ssl);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)AM_FETCH_TIMEOUT_MS);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)AM_MAIL_TIMEOUT_MS);
+	if (cfg->mail_smtp_user[0] != '\0') {
+		curl_easy_setopt(c, CURLOPT_USERNAME, cfg->mail_smtp_user);
+		curl_easy_setopt(c, CURLOPT_PASSWORD, cfg->mail_smtp_password);
+	}
+	res = curl_easy_perform(c);
+	curl_slist_free_all(rcpt);
+	curl_easy_cleanup(c);
+	if (res != CURLE_OK) {
+		log_warn("smtp send failed: %s", curl_easy_strerror(res));
+		return am_fail(e, AM_E_UNAVAILABLE, "the mail could not be sent; retry later");
+	}
+	log_info("mail sent via smtp");
+	return AM_OK;
+}
+
+enum am_err
+mailer_send(struct mailer *m, const struct mail_msg *msg, struct am_error *e)
+{
+	char *text = NULL;
+	enum am_err rc;
+
+	if ((rc = mail_render(m->cfg->mail_from, msg, &text, e)) != AM_OK)
+		return rc;
+	rc = m->smtp ? to_smtp(m, msg->to, text, e) : to_outbox(m, text, e);
+	free(text);
+	return rc;
+}

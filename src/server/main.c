@@ -1,0 +1,167 @@
+/* authmd-server: flags, configuration, and the life cycle (serve, sweep,
+ * drain on SIGTERM). Everything else is in libauthmd. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "http/http.h"
+#include "service/service.h"
+
+#ifndef AUTHMD_VERSION
+#define AUTHMD_VERSION "dev"
+#endif
+
+struct sweeper {
+	struct app *app;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+};
+
+static void *
+sweep_loop(void *arg)
+{
+	struct sweeper *sw = arg;
+	const struct am_config *cfg = sw->app->cfg;
+
+	pthread_mutex_lock(&sw->mu);
+	while (!sw->stop) {
+		struct am_error e = {0};
+		struct store *st;
+		struct timespec until;
+		int n = 0;
+
+		pthread_mutex_unlock(&sw->mu);
+		if (app_store(sw->app, &st, &e) != AM_OK ||
+		    flow_sweep(&sw->app->env, st, &n, &e) != AM_OK)
+			log_warn("sweep failed code=%s detail=\"%s\"", am_err_name(e.code), e.detail);
+		pthread_mutex_lock(&sw->mu);
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += cfg->sweep_interval;
+		while (!sw->stop &&
+		       pthread_cond_timedwait(&sw->cv, &sw->mu, &until) != ETIMEDOUT) {
+		}
+	}
+	pthread_mutex_unlock(&sw->mu);
+	return NULL;
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: authmd-server [--config FILE]\n"
+		   "       authmd-server --check-config FILE\n"
+		   "       authmd-server --version\n\n"
+		   "Serves the auth.md agent-registration protocol. Without --config it runs on\n"
+		   "the built-in defaults (see docs/configuration.md).\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *config_path = NULL;
+	bool check_only = false;
+	struct am_config cfg;
+	struct am_error e = {0};
+	struct app *app = NULL;
+	struct http_server *srv = NULL;
+	struct sweeper sw = {0};
+	char err[512];
+	sigset_t sigs;
+	int sig = 0;
+
+	for (int i = 1; i < argc; i++) {
+		if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "--check-config") == 0) &&
+		    i + 1 < argc) {
+			check_only = strcmp(argv[i], "--check-config") == 0;
+			config_path = argv[++i];
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("authmd-server %s\n", AUTHMD_VERSION);
+			return 0;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (config_path != NULL) {
+		if (am_config_load(config_path, &cfg, err, sizeof(err)) != 0) {
+			fprintf(stderr, "authmd-server: %s\n", err);
+			return 1;
+		}
+	} else {
+		am_config_defaults(&cfg);
+	}
+	if (check_only) {
+		printf("%s: ok\n", config_path);
+		return 0;
+	}
+	(void)am_log_set_level(cfg.log_level);
+
+	/* Block the stop signals before any thread starts, so that they all
+	 * inherit the mask and only sigwait below receives them. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "authmd-server: libcurl failed to initialise\n");
+		return 1;
+	}
+	if (app_new(&cfg, &app, &e) != AM_OK) {
+		fprintf(stderr, "authmd-server: %s\n", e.detail);
+		curl_global_cleanup();
+		return 1;
+	}
+	{
+		struct http_options opt = {cfg.listen_host, cfg.listen_port, (unsigned)cfg.threads,
+					   (size_t)cfg.body_bytes};
+
+		if (http_server_start(&opt, app->routes, app->nroutes, app, &srv, &e) != AM_OK) {
+			fprintf(stderr, "authmd-server: %s\n", e.detail);
+			app_free(app);
+			curl_global_cleanup();
+			return 1;
+		}
+	}
+	sw.app = app;
+	pthread_mutex_init(&sw.mu, NULL);
+	pthread_cond_init(&sw.cv, NULL);
+	if (pthread_create(&sw.thread, NULL, sweep_loop, &sw) != 0) {
+		fprintf(stderr, "authmd-server: cannot start the sweeper\n");
+		http_server_stop(srv);
+		app_free(app);
+		return 1;
+	}
+	log_info("authmd-server %s listening on %s:%u public_url=%s resource=%s store=%s",
+		 AUTHMD_VERSION, cfg.listen_host, (unsigned)cfg.listen_port, cfg.public_url,
+		 cfg.resource, cfg.store_url);
+	log_info("flows anonymous=%s verified_email=%s id_jag=%s",
+		 cfg.flow_anonymous ? "on" : "off", cfg.flow_verified_email ? "on" : "off",
+		 cfg.flow_id_jag ? "on" : "off");
+
+	while (sigwait(&sigs, &sig) != 0) {
+	}
+	log_info("signal=%d: draining", sig);
+	http_server_stop(srv);
+	pthread_mutex_lock(&sw.mu);
+	sw.stop = true;
+	pthread_cond_signal(&sw.cv);
+	pthread_mutex_unlock(&sw.mu);
+	pthread_join(sw.thread, NULL);
+	app_free(app);
+	curl_global_cleanup();
+	log_info("stopped");
+	return 0;
+}

@@ -1,0 +1,195 @@
+/* POST /agent/auth, /agent/auth/claim, /agent/auth/claim/complete and the
+ * JSON form of /agent/auth/claim/attempt/challenge. */
+#include <string.h>
+
+#include "core/json.h"
+#include "core/limits.h"
+#include "core/str.h"
+#include "service/service.h"
+
+#define ID_JAG_URN "urn:ietf:params:oauth:token-type:id-jag"
+
+static void
+no_store(struct http_resp *rs)
+{
+	/* Answers carry credentials and claim tokens: never cache them. */
+	http_add_header(rs, "Cache-Control", "no-store");
+	http_add_header(rs, "Pragma", "no-cache");
+}
+
+static void
+put_credential(json_t *body, const struct reg_result *r)
+{
+	json_object_set_new(body, "credential_type",
+			    json_string(store_cred_type_name(r->credential_type)));
+	json_object_set_new(body, "credential", json_string(r->credential));
+	json_object_set_new(body, "credential_expires", am_json_time(r->credential_expires));
+	json_object_set_new(body, "scopes", am_json_scopes(r->scopes));
+}
+
+static json_t *
+registration_body(const struct app *a, const struct reg_result *r)
+{
+	json_t *body = json_object();
+	char url[SVC_URL_MAX];
+
+	json_object_set_new(body, "registration_id", json_string(r->registration_id));
+	json_object_set_new(body, "registration_type",
+			    json_string(r->kind == REG_ANONYMOUS ? "anonymous"
+								 : "email-verification"));
+	if (r->has_credential)
+		put_credential(body, r);
+	snprintf(url, sizeof(url), "%s/agent/auth/claim", a->cfg->public_url);
+	json_object_set_new(body, "claim_url", json_string(url));
+	json_object_set_new(body, "claim_token", json_string(r->claim_token));
+	json_object_set_new(body, "claim_token_expires", am_json_time(r->claim_token_expires));
+	json_object_set_new(body, "post_claim_scopes", am_json_scopes(r->post_claim_scopes));
+	return body;
+}
+
+static enum am_err
+register_identity(struct app *a, struct store *st, struct http_req *rq, const json_t *req,
+		  const char *cred_type, struct reg_result *res, struct am_error *e)
+{
+	const char *atype, *assertion;
+	enum am_err rc;
+
+	if ((rc = am_json_string(req, "assertion_type", true, AM_MAX_FIELD_BYTES, &atype, e)) !=
+	    AM_OK)
+		return rc;
+	if (strcmp(atype, "verified_email") == 0) {
+		if ((rc = am_json_string(req, "assertion", true, AM_MAX_EMAIL_BYTES, &assertion,
+					 e)) != AM_OK)
+			return rc;
+		return flow_register_email(&a->env, st, rq->ip, assertion, cred_type, res, e);
+	}
+	if (strcmp(atype, ID_JAG_URN) == 0)
+		/* The ID-JAG flow plugs in here; until it is enabled it is
+		 * refused with a code an agent can act on. */
+		return am_fail(e, AM_E_ID_JAG_NOT_ENABLED,
+			       "this service does not accept ID-JAG assertions; use another "
+			       "method from the agent_auth metadata");
+	return am_fail(e, AM_E_UNSUPPORTED_ASSERTION_TYPE,
+		       "assertion_type must be verified_email or " ID_JAG_URN);
+}
+
+enum am_err
+h_register(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct app *a = app;
+	struct reg_result res = {0};
+	struct store *st;
+	json_t *req = NULL;
+	const char *type, *cred_type;
+	enum am_err rc;
+
+	if ((rc = svc_json_body(rq, &req, e)) != AM_OK)
+		return rc;
+	if ((rc = am_json_string(req, "type", true, AM_MAX_FIELD_BYTES, &type, e)) != AM_OK ||
+	    (rc = am_json_string(req, "requested_credential_type", false, AM_MAX_FIELD_BYTES,
+				 &cred_type, e)) != AM_OK ||
+	    (rc = app_store(a, &st, e)) != AM_OK)
+		goto out;
+	if (strcmp(type, "anonymous") == 0)
+		rc = flow_register_anonymous(&a->env, st, rq->ip, cred_type, &res, e);
+	else if (strcmp(type, "identity_assertion") == 0)
+		rc = register_identity(a, st, rq, req, cred_type, &res, e);
+	else
+		rc = am_fail(e, AM_E_INVALID_REQUEST,
+			     "type must be \"anonymous\" or \"identity_assertion\"");
+	if (rc == AM_OK) {
+		http_reply_json(rs, 200, registration_body(a, &res));
+		no_store(rs);
+	}
+out:
+	flow_result_wipe(&res, sizeof(res));
+	json_decref(req);
+	return rc;
+}
+
+enum am_err
+h_claim(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct app *a = app;
+	struct claim_start_result res = {0};
+	struct store *st;
+	json_t *req = NULL;
+	const char *token, *email;
+	enum am_err rc;
+
+	if ((rc = svc_json_body(rq, &req, e)) != AM_OK)
+		return rc;
+	if ((rc = am_json_string(req, "claim_token", true, AM_MAX_TOKEN_BYTES, &token, e)) !=
+		    AM_OK ||
+	    (rc = am_json_string(req, "email", false, AM_MAX_EMAIL_BYTES, &email, e)) != AM_OK ||
+	    (rc = app_store(a, &st, e)) != AM_OK ||
+	    (rc = flow_claim_start(&a->env, st, rq->ip, token, email, &res, e)) != AM_OK)
+		goto out;
+	http_reply_json(rs, 200,
+			json_pack("{s:s, s:s, s:s, s:o}", "registration_id", res.registration_id,
+				  "claim_attempt_id", res.attempt_id, "status", "initiated",
+				  "expires_at", am_json_time(res.expires_at)));
+	no_store(rs);
+out:
+	json_decref(req);
+	return rc;
+}
+
+enum am_err
+h_claim_complete(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct app *a = app;
+	struct reg_result res = {0};
+	char user_id[STORE_ID_LEN];
+	struct store *st;
+	json_t *req = NULL, *body;
+	const char *token, *otp;
+	enum am_err rc;
+
+	if ((rc = svc_json_body(rq, &req, e)) != AM_OK)
+		return rc;
+	if ((rc = am_json_string(req, "claim_token", true, AM_MAX_TOKEN_BYTES, &token, e)) !=
+		    AM_OK ||
+	    (rc = am_json_string(req, "otp", true, 32, &otp, e)) != AM_OK ||
+	    (rc = app_store(a, &st, e)) != AM_OK ||
+	    (rc = flow_claim_complete(&a->env, st, rq->ip, token, otp, &res, user_id, e)) != AM_OK)
+		goto out;
+	body = json_pack("{s:s, s:s}", "registration_id", res.registration_id, "status",
+			 "claimed");
+	if (res.has_credential)
+		put_credential(body, &res);
+	http_reply_json(rs, 200, body);
+	no_store(rs);
+out:
+	flow_result_wipe(&res, sizeof(res));
+	json_decref(req);
+	return rc;
+}
+
+/* The JSON form of the challenge (the claim page uses the form encoding,
+ * answered in HTML by claim_page.c). */
+enum am_err
+svc_challenge_json(struct app *a, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct challenge_result res = {0};
+	struct store *st;
+	json_t *req = NULL;
+	const char *token;
+	enum am_err rc;
+
+	if ((rc = svc_json_body(rq, &req, e)) != AM_OK)
+		return rc;
+	if ((rc = am_json_string(req, "claim_attempt_token", true, AM_MAX_TOKEN_BYTES, &token,
+				 e)) != AM_OK ||
+	    (rc = app_store(a, &st, e)) != AM_OK ||
+	    (rc = flow_claim_challenge(&a->env, st, token, &res, e)) != AM_OK)
+		goto out;
+	http_reply_json(rs, 200,
+			json_pack("{s:s, s:s, s:o}", "type", "otp", "challenge", res.otp,
+				  "expires_at", am_json_time(res.expires_at)));
+	no_store(rs);
+out:
+	flow_result_wipe(&res, sizeof(res));
+	json_decref(req);
+	return rc;
+}

@@ -1,0 +1,164 @@
+/* The user's side of the claim: the page the email links to, and the code
+ * it shows. Loading the page mints nothing (link scanners and refreshes
+ * burn no code); the code is minted only when the user presses the button,
+ * which POSTs the form to /agent/auth/claim/attempt/challenge. No script
+ * runs on these pages, and every value from outside is HTML-escaped. */
+#include <openssl/crypto.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/limits.h"
+#include "core/str.h"
+#include "service/service.h"
+
+static void
+page_start(struct am_buf *b, const struct app *a, const char *title)
+{
+	am_buf_puts(b, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+		       "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+		       "<meta name=\"robots\" content=\"noindex\"><title>");
+	am_buf_html(b, title);
+	am_buf_puts(b, " - ");
+	am_buf_html(b, a->cfg->resource_name);
+	am_buf_puts(b, "</title><style>body{font-family:system-ui,sans-serif;max-width:34em;"
+		       "margin:3em auto;padding:0 1em;line-height:1.5}"
+		       ".code{font-size:2.6em;letter-spacing:.2em;font-family:monospace;"
+		       "margin:.5em 0}button{font-size:1.1em;padding:.5em 1.2em}"
+		       ".muted{color:#555}</style></head><body><h1>");
+	am_buf_html(b, title);
+	am_buf_puts(b, "</h1>");
+}
+
+static void
+page_send(struct http_resp *rs, int status, struct am_buf *b)
+{
+	am_buf_puts(b, "</body></html>\n");
+	http_reply_text(rs, status, "text/html; charset=utf-8", b->data, b->len);
+	/* The page and its URL carry a one-time token: keep them out of caches,
+	 * Referer headers and frames. */
+	http_add_header(rs, "Cache-Control", "no-store");
+	http_add_header(rs, "Referrer-Policy", "no-referrer");
+	http_add_header(rs, "Content-Security-Policy",
+			"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+			"frame-ancestors 'none'; base-uri 'none'");
+	http_add_header(rs, "X-Frame-Options", "DENY");
+	OPENSSL_cleanse(b->data, b->len);
+	am_buf_free(b);
+}
+
+/* Errors on these pages are pages too, with the status of the error table. */
+static enum am_err
+error_page(const struct app *a, struct http_resp *rs, enum am_err code, const struct am_error *e)
+{
+	struct am_buf b = {0};
+	const char *msg = e->detail[0] != '\0' && code != AM_E_INTERNAL ? e->detail
+									 : am_err_message(code);
+
+	page_start(&b, a, "This link cannot be used");
+	am_buf_puts(&b, "<p>");
+	am_buf_html(&b, msg);
+	am_buf_puts(&b, "</p><p class=\"muted\">Error code: ");
+	am_buf_html(&b, am_err_name(code));
+	am_buf_puts(&b, "</p>");
+	page_send(rs, am_err_status(code), &b);
+	return AM_OK;
+}
+
+static bool
+token_ok(const char *t)
+{
+	size_t n = t != NULL ? strlen(t) : 0;
+
+	if (n == 0 || n > AM_MAX_TOKEN_BYTES)
+		return false;
+	for (const char *p = t; *p != '\0'; p++) {
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
+		      (*p >= 'A' && *p <= 'Z') || *p == '_'))
+			return false;
+	}
+	return true;
+}
+
+enum am_err
+h_claim_view(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct app *a = app;
+	const char *token = http_query(rq, "token");
+	struct store_attempt att;
+	struct am_buf b = {0};
+	struct store *st;
+	char until[40];
+	enum am_err rc;
+
+	if (!token_ok(token)) {
+		am_fail(e, AM_E_CLAIM_SUPERSEDED, "this link is not complete; open the link from "
+						  "the email exactly as it was sent");
+		return error_page(a, rs, AM_E_CLAIM_SUPERSEDED, e);
+	}
+	if ((rc = app_store(a, &st, e)) != AM_OK)
+		return rc;
+	if ((rc = flow_claim_peek(&a->env, st, token, &att, e)) != AM_OK)
+		return rc == AM_E_UNAVAILABLE || rc == AM_E_INTERNAL ? rc
+								     : error_page(a, rs, rc, e);
+	am_time_iso(att.expires_at, until, sizeof(until));
+	page_start(&b, a, "Confirm your AI agent");
+	am_buf_puts(&b, "<p>An AI agent asked to act for <strong>");
+	am_buf_html(&b, att.email);
+	am_buf_puts(&b, "</strong> at <strong>");
+	am_buf_html(&b, a->cfg->resource_name);
+	am_buf_puts(&b, "</strong>.</p><p>If you asked your agent to do this, press the button to "
+			"see a 6-digit code, then tell the code to your agent.</p>"
+			"<form method=\"post\" action=\"/agent/auth/claim/attempt/challenge\">"
+			"<input type=\"hidden\" name=\"claim_attempt_token\" value=\"");
+	am_buf_html(&b, token);
+	am_buf_puts(&b, "\"><button type=\"submit\">Show my code</button></form>"
+			"<p class=\"muted\">If you did not ask for this, close this page. Nothing "
+			"happens unless someone gives the code to the agent. This link works until ");
+	am_buf_html(&b, until);
+	am_buf_puts(&b, ".</p>");
+	page_send(rs, 200, &b);
+	return AM_OK;
+}
+
+static enum am_err
+challenge_page(struct app *a, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct challenge_result res = {0};
+	char token[AM_MAX_TOKEN_BYTES + 1];
+	struct am_buf b = {0};
+	struct store *st;
+	char until[40];
+	enum am_err rc;
+
+	if (!http_form_field(rq, "claim_attempt_token", token, sizeof(token)) || !token_ok(token)) {
+		am_fail(e, AM_E_INVALID_REQUEST, "the form is missing its claim_attempt_token");
+		return error_page(a, rs, AM_E_INVALID_REQUEST, e);
+	}
+	if ((rc = app_store(a, &st, e)) != AM_OK)
+		return rc;
+	rc = flow_claim_challenge(&a->env, st, token, &res, e);
+	if (rc != AM_OK)
+		return rc == AM_E_UNAVAILABLE || rc == AM_E_INTERNAL ? rc
+								     : error_page(a, rs, rc, e);
+	am_time_iso(res.expires_at, until, sizeof(until));
+	page_start(&b, a, "Your code");
+	am_buf_puts(&b, "<p>Tell this code to your agent:</p><p class=\"code\">");
+	am_buf_html(&b, res.otp);
+	am_buf_puts(&b, "</p><p class=\"muted\">It works until ");
+	am_buf_html(&b, until);
+	am_buf_puts(&b, ". Pressing the button again makes a new code and the old one stops "
+			"working.</p>");
+	page_send(rs, 200, &b);
+	flow_result_wipe(&res, sizeof(res));
+	return AM_OK;
+}
+
+enum am_err
+h_claim_challenge(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct app *a = app;
+
+	if (http_content_type_is(rq, "application/x-www-form-urlencoded"))
+		return challenge_page(a, rq, rs, e);
+	return svc_challenge_json(a, rq, rs, e);
+}

@@ -1,0 +1,143 @@
+/* RFC 9728 protected-resource metadata and RFC 8414 authorization-server
+ * metadata with the auth.md v0.1 agent_auth block. Both are rendered once at
+ * start-up from the configuration and served as fixed bytes. */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/json.h"
+#include "core/str.h"
+#include "service/service.h"
+
+#define ID_JAG_URN "urn:ietf:params:oauth:token-type:id-jag"
+#define REVOKED_EVENT "https://schemas.workos.com/events/agent/auth/identity/assertion/revoked"
+
+/* The fields the PRM and the AS metadata share. */
+static json_t *
+resource_fields(const struct am_config *cfg)
+{
+	json_t *doc = json_object();
+
+	json_object_set_new(doc, "resource", json_string(cfg->resource));
+	json_object_set_new(doc, "resource_name", json_string(cfg->resource_name));
+	if (cfg->resource_logo_uri[0] != '\0')
+		json_object_set_new(doc, "resource_logo_uri", json_string(cfg->resource_logo_uri));
+	json_object_set_new(doc, "authorization_servers", json_pack("[s]", cfg->public_url));
+	json_object_set_new(doc, "scopes_supported", am_json_scopes(cfg->scopes_supported));
+	json_object_set_new(doc, "bearer_methods_supported", json_pack("[s]", "header"));
+	return doc;
+}
+
+static json_t *
+agent_auth_block(const struct am_config *cfg)
+{
+	json_t *b = json_object(), *types = json_array();
+	bool assertions = cfg->flow_verified_email || cfg->flow_id_jag;
+	char url[SVC_URL_MAX];
+
+#define URL(path) (snprintf(url, sizeof(url), "%s%s", cfg->public_url, path), url)
+	json_object_set_new(b, "skill", json_string(URL("/auth.md")));
+	json_object_set_new(b, "register_uri", json_string(URL("/agent/auth")));
+	if (cfg->flow_anonymous || cfg->flow_verified_email)
+		json_object_set_new(b, "claim_uri", json_string(URL("/agent/auth/claim")));
+	if (cfg->flow_id_jag)
+		json_object_set_new(b, "revocation_uri", json_string(URL("/agent/auth/revoke")));
+#undef URL
+	if (cfg->flow_anonymous)
+		json_array_append_new(types, json_string("anonymous"));
+	if (assertions)
+		json_array_append_new(types, json_string("identity_assertion"));
+	json_object_set_new(b, "identity_types_supported", types);
+	if (cfg->flow_anonymous)
+		json_object_set_new(b, "anonymous",
+				    json_pack("{s:[s]}", "credential_types_supported", "api_key"));
+	if (assertions) {
+		json_t *at = json_array();
+
+		if (cfg->flow_id_jag)
+			json_array_append_new(at, json_string(ID_JAG_URN));
+		if (cfg->flow_verified_email)
+			json_array_append_new(at, json_string("verified_email"));
+		json_object_set_new(b, "identity_assertion",
+				    json_pack("{s:o, s:[s, s]}", "assertion_types_supported", at,
+					      "credential_types_supported", "access_token",
+					      "api_key"));
+	}
+	if (cfg->flow_id_jag)
+		json_object_set_new(b, "events_supported", json_pack("[s]", REVOKED_EVENT));
+	return b;
+}
+
+/* The origin (scheme://host[:port]) and path of an absolute URL. */
+static void
+split_url(const char *url, char *origin, size_t ocap, const char **path)
+{
+	const char *host = strstr(url, "://");
+	const char *slash = host != NULL ? strchr(host + 3, '/') : NULL;
+	size_t n = slash != NULL ? (size_t)(slash - url) : strlen(url);
+
+	if (n >= ocap)
+		n = ocap - 1;
+	memcpy(origin, url, n);
+	origin[n] = '\0';
+	*path = slash != NULL ? slash : "";
+}
+
+enum am_err
+discovery_build(struct app *a, struct am_error *e)
+{
+	const struct am_config *cfg = a->cfg;
+	char origin[256];
+	const char *path;
+	json_t *prm, *as;
+
+	/* RFC 9728 section 3.1: the well-known segment goes between the host
+	 * and the resource's path. A resource at the root has only the root
+	 * location; one with a path also gets the path-inserted one, which is
+	 * where 401s point so RFC-strict agents find a matching `resource`. */
+	split_url(cfg->resource, origin, sizeof(origin), &path);
+	if (strcmp(path, "") == 0 || strcmp(path, "/") == 0) {
+		snprintf(a->prm_url, sizeof(a->prm_url),
+			 "%.255s/.well-known/oauth-protected-resource", origin);
+	} else {
+		snprintf(a->prm_path_inserted, sizeof(a->prm_path_inserted),
+			 "/.well-known/oauth-protected-resource%.255s", path);
+		snprintf(a->prm_url, sizeof(a->prm_url), "%.255s%.300s", origin,
+			 a->prm_path_inserted);
+	}
+	prm = resource_fields(cfg);
+	a->prm_json = json_dumps(prm, JSON_INDENT(2));
+	json_decref(prm);
+	/* RFC 8414 requires issuer; it equals authorization_servers[0] to the
+	 * byte, as public_url was normalised to carry no trailing slash. */
+	as = json_pack("{s:s}", "issuer", cfg->public_url);
+	json_object_update_new(as, resource_fields(cfg));
+	json_object_set_new(as, "agent_auth", agent_auth_block(cfg));
+	a->as_json = json_dumps(as, JSON_INDENT(2));
+	json_decref(as);
+	if (a->prm_json == NULL || a->as_json == NULL)
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	return AM_OK;
+}
+
+static enum am_err
+serve(struct http_resp *rs, const char *doc)
+{
+	http_reply_text(rs, 200, "application/json", doc, strlen(doc));
+	http_add_header(rs, "Cache-Control", "public, max-age=300");
+	http_add_header(rs, "Access-Control-Allow-Origin", "*");
+	return AM_OK;
+}
+
+enum am_err
+h_prm(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	(void)rq, (void)e;
+	return serve(rs, ((struct app *)app)->prm_json);
+}
+
+enum am_err
+h_as_metadata(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	(void)rq, (void)e;
+	return serve(rs, ((struct app *)app)->as_json);
+}

@@ -1,0 +1,185 @@
+/* The storage interface. One `struct store` is one connection bound to one
+ * tenant: every statement it runs matches that tenant, so a row of another
+ * tenant is never seen even if a hash collides. A store is used by one
+ * thread at a time (the pool hands each worker its own).
+ *
+ * Lookups return AM_E_NOT_FOUND when no row matches; out-params are written
+ * only on AM_OK. Failures of the database give AM_E_UNAVAILABLE (busy,
+ * I/O) or AM_E_INTERNAL, with the SQLite detail in the log only. */
+#ifndef AM_STORE_H
+#define AM_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/crypto.h"
+#include "core/errors.h"
+#include "core/limits.h"
+
+#define STORE_ID_LEN 40
+#define STORE_TEXT_LEN 256
+
+struct store;
+
+enum reg_kind { REG_ANONYMOUS, REG_EMAIL, REG_AGENT };
+enum reg_status { REG_UNCLAIMED, REG_PENDING_CLAIM, REG_CLAIMED, REG_EXPIRED, REG_REVOKED };
+enum attempt_status { ATTEMPT_OPEN, ATTEMPT_SUPERSEDED, ATTEMPT_COMPLETED };
+enum cred_type { CRED_API_KEY, CRED_ACCESS_TOKEN };
+
+struct store_user {
+	char id[STORE_ID_LEN];
+	char email[AM_MAX_EMAIL_BYTES + 1];	/* empty: none */
+	char phone[64];				/* empty: none */
+	int64_t created_at;
+	bool created_by_agent;
+};
+
+struct store_reg {
+	char id[STORE_ID_LEN];
+	enum reg_kind kind;
+	enum reg_status status;
+	uint8_t claim_hash[AM_HASH_LEN];
+	char email[AM_MAX_EMAIL_BYTES + 1];	/* the asserted address (email kind) */
+	enum cred_type credential_type;		/* requested at registration */
+	char user_id[STORE_ID_LEN];		/* empty until claimed */
+	int64_t created_at;
+	int64_t expires_at;
+	int64_t claimed_at;			/* 0: not claimed */
+	char ip[64];
+};
+
+struct store_attempt {
+	char id[STORE_ID_LEN];
+	char registration_id[STORE_ID_LEN];
+	char email[AM_MAX_EMAIL_BYTES + 1];
+	uint8_t token_hash[AM_HASH_LEN];
+	enum attempt_status status;
+	int64_t created_at;
+	int64_t expires_at;
+	bool has_otp;
+	uint8_t otp_hash[AM_HASH_LEN];
+	int64_t otp_expires_at;
+	int64_t otp_failures;
+	char ip[64];
+};
+
+struct store_cred {
+	char id[STORE_ID_LEN];
+	uint8_t hash[AM_HASH_LEN];
+	enum cred_type type;
+	char scopes[512];
+	char source[16];			/* anonymous | email | id_jag */
+	char registration_id[STORE_ID_LEN];
+	char user_id[STORE_ID_LEN];		/* empty: not bound to a user yet */
+	char iss[STORE_TEXT_LEN], sub[STORE_TEXT_LEN], aud[STORE_TEXT_LEN];
+	int64_t created_at;
+	int64_t expires_at;			/* 0: never */
+};
+
+/* What the resource gate needs to know about a presented credential. */
+struct store_auth {
+	struct store_cred cred;
+	enum reg_status reg_status;
+	int64_t reg_expires_at;
+	char user_email[AM_MAX_EMAIL_BYTES + 1];
+};
+
+/* Names as stored and as shown in the API ("anonymous", "pending_claim", ...). */
+const char *store_kind_name(enum reg_kind k);
+const char *store_status_name(enum reg_status s);
+const char *store_cred_type_name(enum cred_type t);
+
+/* Opens url ("sqlite:PATH" or "sqlite::memory:") for tenant, applies every
+ * pending migration, and sets *out (caller frees with store_close). */
+enum am_err store_open(const char *url, const char *tenant, struct store **out,
+		       struct am_error *e) AM_WUR;
+void store_close(struct store *st);
+
+/* The schema version after migration (the number of the last migration). */
+int store_schema_version(struct store *st);
+
+/* A write transaction: begin takes the write lock at once, so the checks a
+ * flow makes inside it cannot be raced by another connection. */
+enum am_err store_begin(struct store *st, struct am_error *e) AM_WUR;
+enum am_err store_commit(struct store *st, struct am_error *e) AM_WUR;
+void store_rollback(struct store *st);	/* no-op outside a transaction */
+
+/* users */
+enum am_err store_user_by_email(struct store *st, const char *email, struct store_user *out,
+				struct am_error *e) AM_WUR;
+enum am_err store_user_insert(struct store *st, const struct store_user *u,
+			      struct am_error *e) AM_WUR;
+
+/* registrations */
+enum am_err store_reg_insert(struct store *st, const struct store_reg *r,
+			     struct am_error *e) AM_WUR;
+enum am_err store_reg_by_claim_hash(struct store *st, const uint8_t hash[AM_HASH_LEN],
+				    struct store_reg *out, struct am_error *e) AM_WUR;
+enum am_err store_reg_by_id(struct store *st, const char *id, struct store_reg *out,
+			    struct am_error *e) AM_WUR;
+/* Moves registration id from status `from` to `to`; AM_E_NOT_FOUND when it
+ * was not in `from` (someone else moved it first). */
+enum am_err store_reg_transition(struct store *st, const char *id, enum reg_status from,
+				 enum reg_status to, struct am_error *e) AM_WUR;
+/* Marks an unclaimed or pending registration claimed by user_id at `at`;
+ * AM_E_NOT_FOUND when it was no longer claimable. */
+enum am_err store_reg_claim(struct store *st, const char *id, const char *user_id, int64_t at,
+			    struct am_error *e) AM_WUR;
+/* Up to cap ids of unclaimed or pending registrations whose window closed
+ * at or before now, into ids; *n is how many. */
+enum am_err store_reg_due(struct store *st, int64_t now, char (*ids)[STORE_ID_LEN], size_t cap,
+			  size_t *n, struct am_error *e) AM_WUR;
+
+/* claim attempts */
+enum am_err store_attempt_insert(struct store *st, const struct store_attempt *a,
+				 struct am_error *e) AM_WUR;
+enum am_err store_attempt_by_token_hash(struct store *st, const uint8_t hash[AM_HASH_LEN],
+					struct store_attempt *out, struct am_error *e) AM_WUR;
+/* The newest open attempt of a registration. */
+enum am_err store_attempt_open_for(struct store *st, const char *registration_id,
+				   struct store_attempt *out, struct am_error *e) AM_WUR;
+/* Every open attempt of the registration becomes `to` (superseded/completed). */
+enum am_err store_attempt_close_all(struct store *st, const char *registration_id,
+				    enum attempt_status to, struct am_error *e) AM_WUR;
+/* Sets (has_otp) or burns (!has_otp) the attempt's code and resets failures. */
+enum am_err store_attempt_set_otp(struct store *st, const char *id, bool has_otp,
+				  const uint8_t hash[AM_HASH_LEN], int64_t expires_at,
+				  struct am_error *e) AM_WUR;
+/* Adds one wrong code; the code is burned when failures reach max. */
+enum am_err store_attempt_fail(struct store *st, const char *id, int64_t max,
+			       struct am_error *e) AM_WUR;
+
+/* credentials */
+enum am_err store_cred_insert(struct store *st, const struct store_cred *c,
+			      struct am_error *e) AM_WUR;
+/* The live credential with this hash, with its registration's state. Unknown,
+ * revoked and expired are all AM_E_NOT_FOUND, so callers cannot tell which. */
+enum am_err store_cred_auth(struct store *st, const uint8_t hash[AM_HASH_LEN], int64_t now,
+			    struct store_auth *out, struct am_error *e) AM_WUR;
+/* Binds every credential of a registration to user_id with new scopes. */
+enum am_err store_cred_upgrade(struct store *st, const char *registration_id, const char *user_id,
+			       const char *scopes, struct am_error *e) AM_WUR;
+/* Revokes every live credential of a registration at `at`; *n revoked. */
+enum am_err store_cred_revoke_reg(struct store *st, const char *registration_id, int64_t at,
+				  int *n, struct am_error *e) AM_WUR;
+
+/* audit */
+enum am_err store_audit_insert(struct store *st, int64_t at, const char *event,
+			       const char *registration_id, const char *json,
+			       struct am_error *e) AM_WUR;
+
+/* A per-thread handle source over one URL: each worker thread gets its own
+ * connection, opened on first use and closed when the thread ends. */
+struct store_pool;
+
+/* Opens (and migrates) once on the calling thread to fail early. For
+ * "sqlite::memory:" the pool keeps a private temporary file instead, so all
+ * threads see one database; it is deleted by store_pool_free. */
+enum am_err store_pool_new(const char *url, const char *tenant, struct store_pool **out,
+			   struct am_error *e) AM_WUR;
+/* This thread's store (borrowed; valid until the thread exits). */
+enum am_err store_pool_get(struct store_pool *p, struct store **out, struct am_error *e) AM_WUR;
+void store_pool_free(struct store_pool *p);
+
+#endif
