@@ -1,0 +1,250 @@
+"""Runs the real authmd-server on 127.0.0.1 for integration tests.
+
+Each test gets its own server process, temporary folder, SQLite file, outbox
+and audit file. Nothing is mocked: requests go over loopback HTTP, mail goes
+to the outbox folder or to a real SMTP server (aiosmtpd) started here.
+"""
+import email
+import email.policy
+import glob
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.parse
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BIN_DIR = os.environ.get("AUTHMD_BIN_DIR", os.path.join(HERE, "..", "..", "build"))
+SERVER = os.path.join(BIN_DIR, "authmd-server")
+START_TIMEOUT = 30.0
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    @property
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return "<Response %d %r>" % (self.status, self.body[:300])
+
+
+class Server:
+    """One authmd-server process with a config written from `overrides`."""
+
+    def __init__(self, overrides=None, tmp=None):
+        self.tmp = tmp or tempfile.mkdtemp(prefix="authmd-it-")
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.db = os.path.join(self.tmp, "authmd.db")
+        self.outbox = os.path.join(self.tmp, "outbox")
+        self.audit = os.path.join(self.tmp, "audit.jsonl")
+        self.config = os.path.join(self.tmp, "authmd.ini")
+        cfg = {
+            "server": {"listen": "127.0.0.1:%d" % self.port, "public_url": self.url,
+                       "threads": "4"},
+            "store": {"url": "sqlite:" + self.db},
+            "mail": {"outbox": self.outbox, "from": "authmd@service.test"},
+            "audit": {"sink": "file:" + self.audit},
+            "limits": {"anonymous_per_ip": "0", "anonymous_global": "0",
+                       "identity_per_ip": "0", "identity_global": "0"},
+        }
+        for section, keys in (overrides or {}).items():
+            cfg.setdefault(section, {}).update(keys)
+        with open(self.config, "w") as f:
+            for section, keys in cfg.items():
+                f.write("[%s]\n" % section)
+                for k, v in keys.items():
+                    f.write("%s = %s\n" % (k, v))
+        self.proc = None
+        self.log_path = os.path.join(self.tmp, "server.log")
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([SERVER, "--config", self.config], stdout=self.log,
+                                     stderr=subprocess.STDOUT, cwd=self.tmp)
+        deadline = time.time() + START_TIMEOUT
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited %d:\n%s" % (self.proc.returncode,
+                                                              self.read_log()))
+            try:
+                if self.get("/.well-known/oauth-protected-resource").status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("server did not start:\n" + self.read_log())
+
+    def read_log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.proc = None
+        self.log.close()
+        return rc
+
+    def kill9(self):
+        return self.stop(signal.SIGKILL)
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # --- HTTP ---
+    def request(self, method, path, body=None, headers=None, raw=None, content_type=None):
+        hdrs = dict(headers or {})
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        if content_type is not None:
+            hdrs["Content-Type"] = content_type
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body=data, headers=hdrs)
+            r = conn.getresponse()
+            return Response(r.status, r.getheaders(), r.read())
+        finally:
+            conn.close()
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body=body, **kw)
+
+    def bearer(self, method, path, credential, body=None):
+        return self.request(method, path, body=body,
+                            headers={"Authorization": "Bearer " + credential})
+
+    # --- protocol helpers ---
+    def register_anonymous(self):
+        r = self.post("/agent/auth", {"type": "anonymous", "requested_credential_type": "api_key"})
+        assert r.status == 200, r
+        return r.json
+
+    def register_email(self, address, cred_type="api_key"):
+        r = self.post("/agent/auth", {"type": "identity_assertion",
+                                      "assertion_type": "verified_email",
+                                      "assertion": address,
+                                      "requested_credential_type": cred_type})
+        assert r.status == 200, r
+        return r.json
+
+    def start_claim(self, claim_token, address):
+        return self.post("/agent/auth/claim", {"claim_token": claim_token, "email": address})
+
+    def complete(self, claim_token, otp):
+        return self.post("/agent/auth/claim/complete", {"claim_token": claim_token, "otp": otp})
+
+    # --- mail and pages ---
+    def outbox_messages(self):
+        files = sorted(glob.glob(os.path.join(self.outbox, "*.eml")), key=os.path.getmtime)
+        out = []
+        for path in files:
+            with open(path, "rb") as f:
+                out.append(email.message_from_bytes(f.read(), policy=email.policy.default))
+        return out
+
+    def challenge_form(self, attempt_token):
+        form = urllib.parse.urlencode({"claim_attempt_token": attempt_token}).encode()
+        return self.request("POST", "/agent/auth/claim/attempt/challenge", raw=form,
+                            content_type="application/x-www-form-urlencoded")
+
+    def code_from_link(self, link):
+        """What a user does: open the link, press the button, read the code."""
+        path = urllib.parse.urlsplit(link)
+        page = self.get(path.path + "?" + path.query)
+        assert page.status == 200, page
+        token = urllib.parse.parse_qs(path.query)["token"][0]
+        assert ('name="claim_attempt_token" value="%s"' % token).encode() in page.body
+        shown = self.challenge_form(token)
+        assert shown.status == 200, shown
+        return otp_in_page(shown.body)
+
+    def audit_events(self):
+        if not os.path.exists(self.audit):
+            return []
+        with open(self.audit) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def db_query(self, sql, args=()):
+        con = sqlite3.connect(self.db, timeout=10)
+        try:
+            return con.execute(sql, args).fetchall()
+        finally:
+            con.close()
+
+
+def text_part(msg):
+    part = msg.get_body(preferencelist=("plain",))
+    return part.get_content()
+
+
+def claim_link(msg):
+    m = re.search(r"(http://\S+/agent/auth/claim/view\?token=\S+)", text_part(msg))
+    assert m, text_part(msg)
+    return m.group(1)
+
+
+def otp_in_page(body):
+    m = re.search(rb'class="code">(\d{6})<', body)
+    assert m, body
+    return m.group(1).decode()
+
+
+class ServerTest(unittest.TestCase):
+    """Base class: self.server is a started server with OVERRIDES applied."""
+    OVERRIDES = None
+
+    def setUp(self):
+        self.server = Server(self.OVERRIDES).start()
+
+    def tearDown(self):
+        rc = self.server.stop()
+        if rc not in (0, None):
+            print(self.server.read_log())
+        shutil.rmtree(self.server.tmp, ignore_errors=True)
+        self.assertIn(rc, (0, None), "server did not exit cleanly on SIGTERM")
+
+    def assertError(self, r, status, code):
+        self.assertEqual(r.status, status, r)
+        self.assertEqual(r.header("Content-Type"), "application/json", r)
+        body = r.json
+        self.assertEqual(body["error"], code, body)
+        self.assertTrue(body["message"], body)
