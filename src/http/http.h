@@ -23,6 +23,7 @@ struct http_req {
 	char id[24];			/* request id, also in logs and X-Request-Id */
 	struct am_buf body;
 	bool too_large;
+	size_t discarded;		/* bytes of an over-limit body dropped */
 	bool responded;			/* a reply was queued before the body ended */
 };
 

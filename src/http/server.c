@@ -311,19 +311,30 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 	}
 	am_log_set_request(rq->id);
 	if (*upload_data_size > 0) {
-		if (!rq->responded) {
-			if (rq->body.len + *upload_data_size > srv->max_body) {
-				rq->too_large = true;
-				am_buf_free(&rq->body);
-				*upload_data_size = 0;
-				return send_error(conn, rq, AM_E_PAYLOAD_TOO_LARGE,
-						  "the request body is over the size limit");
-			}
-			am_buf_add(&rq->body, upload_data, *upload_data_size);
-		}
+		/* libmicrohttpd 0.9.75 cannot queue a reply while the body is
+		 * still arriving, so an over-limit body is read and dropped, and
+		 * answered 413 at its end. Past 16 times the limit the client is
+		 * not worth waiting for and the connection is closed. */
+		size_t n = *upload_data_size;
+
 		*upload_data_size = 0;
+		if (rq->too_large) {
+			rq->discarded += n;
+			return rq->discarded > 16 * srv->max_body ? MHD_NO : MHD_YES;
+		}
+		if (rq->body.len + n > srv->max_body) {
+			rq->too_large = true;
+			rq->discarded = rq->body.len + n;
+			OPENSSL_cleanse(rq->body.data, rq->body.len);
+			am_buf_free(&rq->body);
+			return MHD_YES;
+		}
+		am_buf_add(&rq->body, upload_data, n);
 		return MHD_YES;
 	}
+	if (rq->too_large && !rq->responded)
+		return send_error(conn, rq, AM_E_PAYLOAD_TOO_LARGE,
+				  "the request body is over the size limit");
 	if (rq->responded)
 		return MHD_YES;
 	ret = dispatch(srv, conn, rq);

@@ -1,0 +1,93 @@
+"""The email-required flow, with mail sent over SMTP to a real SMTP server:
+no credential until the code comes back, then a fresh one of the type asked
+for."""
+import unittest
+
+from harness import Server, claim_link
+from smtp_sink import SmtpSink
+
+
+class EmailRequiredOverSmtpTest(unittest.TestCase):
+    def setUp(self):
+        self.sink = SmtpSink().start()
+        self.server = Server({"mail": {"smtp_url": self.sink.url, "starttls": "off"}}).start()
+
+    def tearDown(self):
+        self.assertEqual(self.server.stop(), 0)
+        self.server.cleanup()
+        self.sink.stop()
+
+    def ceremony(self, cred_type, address):
+        reg = self.server.register_email(address, cred_type)
+        msgs = self.sink.wait_for(len(self.sink.handler.messages) + 1)
+        msg = msgs[-1]
+        self.assertEqual(self.sink.handler.envelopes[-1],
+                         ("authmd@service.test", [address.lower()]))
+        otp = self.server.code_from_link(claim_link(msg))
+        return reg, self.server.complete(reg["claim_token"], otp)
+
+    def test_access_token_is_issued_at_completion_with_an_expiry(self):
+        reg, r = self.ceremony("access_token", "Ivy@Example.test")
+        self.assertEqual(reg["registration_type"], "email-verification")
+        self.assertNotIn("credential", reg)
+        self.assertEqual(reg["post_claim_scopes"], ["api.read", "api.write"])
+        self.assertEqual(r.status, 200, r)
+        body = r.json
+        self.assertEqual(body["status"], "claimed")
+        self.assertEqual(body["credential_type"], "access_token")
+        self.assertTrue(body["credential"].startswith("at_"))
+        self.assertRegex(body["credential_expires"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z$")
+        self.assertEqual(body["scopes"], ["api.read", "api.write"])
+        self.assertNotIn("refresh_token", body)
+        me = self.server.bearer("GET", "/api/resource", body["credential"])
+        self.assertEqual(me.status, 200)
+        self.assertEqual(me.json["email"], "ivy@example.test")
+        self.assertEqual(me.json["credential_type"], "access_token")
+        self.assertEqual(self.server.bearer("POST", "/api/resource", body["credential"],
+                                            body={}).status, 200)
+
+    def test_api_key_is_issued_at_completion_without_expiry(self):
+        _, r = self.ceremony("api_key", "jon@example.test")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["credential_type"], "api_key")
+        self.assertIsNone(r.json["credential_expires"])
+        self.assertEqual(self.server.bearer("GET", "/api/resource",
+                                            r.json["credential"]).status, 200)
+
+    def test_mail_is_multipart_with_an_absolute_link(self):
+        self.server.register_email("kim@example.test")
+        msg = self.sink.wait_for(1)[0]
+        types = [p.get_content_type() for p in msg.iter_parts()]
+        self.assertEqual(types, ["text/plain", "text/html"])
+        self.assertTrue(claim_link(msg).startswith(self.server.url + "/agent/auth/claim/view"))
+        self.assertIn("kim@example.test", msg.get_body(("html",)).get_content())
+
+    def test_claim_on_an_email_registration_resends_only_to_its_address(self):
+        reg = self.server.register_email("lee@example.test")
+        r = self.server.start_claim(reg["claim_token"], "other@example.test")
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(r.json["error"], "invalid_request")
+
+
+class SmtpDownTest(unittest.TestCase):
+    def test_an_unreachable_smtp_server_is_a_503_and_a_retry_sends(self):
+        sink = SmtpSink()  # not started yet: nothing listens on its port
+        server = Server({"mail": {"smtp_url": sink.url, "starttls": "off"}}).start()
+        try:
+            reg = server.register_anonymous()
+            r = server.start_claim(reg["claim_token"], "max@example.test")
+            self.assertEqual(r.status, 503, r)
+            self.assertEqual(r.json["error"], "temporarily_unavailable")
+            sink.start()
+            try:
+                r = server.start_claim(reg["claim_token"], "max@example.test")
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(len(sink.wait_for(1)), 1)
+            finally:
+                sink.stop()
+        finally:
+            server.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
