@@ -27,7 +27,7 @@ static const struct cfg_key keys[] = {
 	{"store", "url", CFG_STRING, AT(store_url), "sqlite:var/authmd.db", 1, AM_CFG_STR - 1, NULL},
 	{"mail", "outbox", CFG_STRING, AT(mail_outbox), "var/outbox", 1, 255, NULL},
 	{"mail", "smtp_url", CFG_STRING, AT(mail_smtp_url), "", 0, 255, NULL},
-	{"mail", "from", CFG_STRING, AT(mail_from), "authmd@localhost", 3, 254, NULL},
+	{"mail", "from", CFG_STRING, AT(mail_from), "noreply@authmd.localhost", 3, 254, NULL},
 	{"mail", "smtp_user", CFG_STRING, AT(mail_smtp_user), "", 0, 127, NULL},
 	{"mail", "smtp_password", CFG_STRING, AT(mail_smtp_password), "", 0, 127, NULL},
 	{"mail", "starttls", CFG_STRING, AT(mail_starttls), "required", 0, 15, "required|try|off"},

@@ -29,6 +29,11 @@ mailer_new(const struct am_config *cfg, struct mailer **out, struct am_error *e)
 
 	if (m == NULL)
 		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	if (!mail_address_ok(cfg->mail_from)) {
+		free(m);
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "[mail] from is not a plain address with a dotted domain");
+	}
 	m->cfg = cfg;
 	m->smtp = cfg->mail_smtp_url[0] != '\0';
 	if (!m->smtp && am_mkdir_p(cfg->mail_outbox) != 0) {
@@ -55,14 +60,17 @@ to_outbox(struct mailer *m, const char *text, struct am_error *e)
 {
 	char name[64], tmp[600], final[600];
 	size_t len = strlen(text);
+	struct timespec ts;
 	enum am_err rc;
 	int fd;
 
 	if ((rc = am_rand_id("", name, sizeof(name), e)) != AM_OK)
 		return rc;
 	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", m->cfg->mail_outbox, name);
-	snprintf(final, sizeof(final), "%s/%lld-%s.eml", m->cfg->mail_outbox, (long long)time(NULL),
-		 name);
+	/* Names sort in the order the messages were written. */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	snprintf(final, sizeof(final), "%s/%lld%09ld-%.8s.eml", m->cfg->mail_outbox,
+		 (long long)ts.tv_sec, ts.tv_nsec, name);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		goto fail;

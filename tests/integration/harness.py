@@ -68,7 +68,7 @@ class Server:
             "server": {"listen": "127.0.0.1:%d" % self.port, "public_url": self.url,
                        "threads": "4"},
             "store": {"url": "sqlite:" + self.db},
-            "mail": {"outbox": self.outbox, "from": "authmd@service.test"},
+            "mail": {"outbox": self.outbox},
             "audit": {"sink": "file:" + self.audit},
             "limits": {"anonymous_per_ip": "0", "anonymous_global": "0",
                        "identity_per_ip": "0", "identity_global": "0"},
@@ -174,7 +174,7 @@ class Server:
 
     # --- mail and pages ---
     def outbox_messages(self):
-        files = sorted(glob.glob(os.path.join(self.outbox, "*.eml")), key=os.path.getmtime)
+        files = sorted(glob.glob(os.path.join(self.outbox, "*.eml")))
         out = []
         for path in files:
             with open(path, "rb") as f:

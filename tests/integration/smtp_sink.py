@@ -28,7 +28,10 @@ class SmtpSink:
     def __init__(self):
         self.handler = _Handler()
         self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        # server_hostname: without it aiosmtpd asks DNS for this host's FQDN,
+        # which stalls on a machine without a resolver.
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
+                                     server_hostname="sink.test")
 
     @property
     def url(self):

@@ -18,11 +18,13 @@ class EmailRequiredOverSmtpTest(unittest.TestCase):
         self.sink.stop()
 
     def ceremony(self, cred_type, address):
+        before = len(self.sink.handler.messages)
         reg = self.server.register_email(address, cred_type)
-        msgs = self.sink.wait_for(len(self.sink.handler.messages) + 1)
+        msgs = self.sink.wait_for(before + 1)
+        self.assertEqual(len(msgs), before + 1)
         msg = msgs[-1]
         self.assertEqual(self.sink.handler.envelopes[-1],
-                         ("authmd@service.test", [address.lower()]))
+                         ("noreply@authmd.localhost", [address.lower()]))
         otp = self.server.code_from_link(claim_link(msg))
         return reg, self.server.complete(reg["claim_token"], otp)
 

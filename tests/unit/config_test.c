@@ -1,0 +1,202 @@
+/* core/config: defaults, file errors with file:line:key, cross-key rules,
+ * and that docs/configuration.md documents every key. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/config.h"
+
+static char *
+write_file(const char *text)
+{
+	static char path[64];
+	FILE *f;
+	int fd;
+
+	snprintf(path, sizeof(path), "/tmp/authmd-config-XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+static void
+defaults_are_valid_and_derive_the_resource(void **state)
+{
+	struct am_config cfg;
+
+	(void)state;
+	am_config_defaults(&cfg);
+	assert_string_equal(cfg.public_url, "http://127.0.0.1:8000");
+	assert_string_equal(cfg.resource, "http://127.0.0.1:8000/api/");
+	assert_string_equal(cfg.listen_host, "127.0.0.1");
+	assert_int_equal(cfg.listen_port, 8000);
+	assert_int_equal(cfg.otp_attempts, 5);
+	assert_int_equal(cfg.ttl_otp, 600);
+	assert_true(cfg.flow_anonymous);
+	assert_false(cfg.flow_id_jag);
+}
+
+static void
+a_file_overrides_and_normalises(void **state)
+{
+	struct am_config cfg;
+	char err[256];
+	char *path = write_file("[server]\npublic_url = https://auth.example.test/\n"
+				"listen = ::1:9000\n[ttl]\notp = 120\n[flows]\nanonymous = off\n");
+
+	(void)state;
+	assert_int_equal(am_config_load(path, &cfg, err, sizeof(err)), 0);
+	assert_string_equal(cfg.public_url, "https://auth.example.test");
+	assert_string_equal(cfg.resource, "https://auth.example.test/api/");
+	assert_string_equal(cfg.listen_host, "::1");
+	assert_int_equal(cfg.listen_port, 9000);
+	assert_int_equal(cfg.ttl_otp, 120);
+	assert_false(cfg.flow_anonymous);
+	unlink(path);
+}
+
+static void
+errors_name_the_file_line_and_key(void **state)
+{
+	struct am_config cfg;
+	char err[256], want[128];
+	char *path = write_file("[server]\n\nthreads = lots\n");
+
+	(void)state;
+	assert_int_equal(am_config_load(path, &cfg, err, sizeof(err)), -1);
+	snprintf(want, sizeof(want), "%s:3: [server] threads:", path);
+	assert_non_null(strstr(err, want));
+	unlink(path);
+	path = write_file("[nope]\nkey = 1\n");
+	assert_int_equal(am_config_load(path, &cfg, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "[nope] key: unknown key"));
+	unlink(path);
+}
+
+static void
+values_out_of_range_or_shape_are_refused(void **state)
+{
+	struct am_config cfg;
+	char err[256];
+
+	(void)state;
+	am_config_defaults(&cfg);
+	assert_int_equal(am_config_set(&cfg, "ttl", "otp", "1", err, sizeof(err)), -1);
+	assert_int_equal(am_config_set(&cfg, "ttl", "otp", "-5", err, sizeof(err)), -1);
+	assert_int_equal(am_config_set(&cfg, "server", "listen", "localhost", err, sizeof(err)), -1);
+	assert_int_equal(am_config_set(&cfg, "server", "listen", "1.2.3.4:99999", err, sizeof(err)),
+			 -1);
+	assert_int_equal(am_config_set(&cfg, "server", "public_url", "x", err, sizeof(err)), -1);
+	assert_int_equal(am_config_set(&cfg, "server", "resource_logo_uri",
+				       "https://x.test/\"><script>", err, sizeof(err)),
+			 -1);
+	assert_int_equal(am_config_set(&cfg, "mail", "starttls", "maybe", err, sizeof(err)), -1);
+	assert_int_equal(am_config_set(&cfg, "scopes", "supported", "a\\b", err, sizeof(err)), -1);
+	assert_int_equal(am_config_set(&cfg, "log", "level", "loud", err, sizeof(err)), -1);
+}
+
+static void
+cross_key_rules_are_checked(void **state)
+{
+	struct am_config cfg;
+	char err[256];
+
+	(void)state;
+	am_config_defaults(&cfg);
+	assert_int_equal(am_config_set(&cfg, "scopes", "post_claim", "api.admin", err, sizeof(err)),
+			 0);
+	assert_int_equal(am_config_validate(&cfg, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "api.admin"));
+	am_config_defaults(&cfg);
+	assert_int_equal(am_config_set(&cfg, "server", "public_url", "https://x.test/path", err,
+				       sizeof(err)),
+			 0);
+	assert_int_equal(am_config_validate(&cfg, err, sizeof(err)), -1);
+	am_config_defaults(&cfg);
+	assert_int_equal(am_config_set(&cfg, "audit", "sink", "syslog", err, sizeof(err)), 0);
+	assert_int_equal(am_config_validate(&cfg, err, sizeof(err)), -1);
+}
+
+static void
+scope_membership_is_by_whole_token(void **state)
+{
+	(void)state;
+	assert_true(am_scope_in("api.read api.write", "api.write"));
+	assert_false(am_scope_in("api.read api.writer", "api.write"));
+	assert_false(am_scope_in("api.read", "api"));
+	assert_false(am_scope_in("api.read", ""));
+}
+
+static void
+every_key_is_in_the_configuration_docs(void **state)
+{
+	size_t n;
+	const struct cfg_key *k = am_config_keys(&n);
+	FILE *f = fopen(SOURCE_DIR "/docs/configuration.md", "r");
+	char *doc = calloc(1, 1 << 20);
+	char want[128];
+
+	(void)state;
+	assert_non_null(f);
+	assert_true(fread(doc, 1, (1 << 20) - 1, f) > 0);
+	fclose(f);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(want, sizeof(want), "| `[%s] %s` |", k[i].section, k[i].key);
+		if (strstr(doc, want) == NULL)
+			fail_msg("docs/configuration.md does not document %s", want);
+	}
+	free(doc);
+}
+
+static void
+the_sample_config_is_valid_and_complete(void **state)
+{
+	struct am_config cfg;
+	char err[256];
+	size_t n;
+	const struct cfg_key *k = am_config_keys(&n);
+	FILE *f = fopen(SOURCE_DIR "/etc/authmd.ini", "r");
+	char *text = calloc(1, 1 << 16);
+	char want[128];
+
+	(void)state;
+	assert_non_null(f);
+	assert_true(fread(text, 1, (1 << 16) - 1, f) > 0);
+	fclose(f);
+	assert_int_equal(am_config_load(SOURCE_DIR "/etc/authmd.ini", &cfg, err, sizeof(err)), 0);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(want, sizeof(want), "\n%s =", k[i].key);
+		if (strstr(text, want) == NULL) {
+			snprintf(want, sizeof(want), "\n; %s =", k[i].key);
+			if (strstr(text, want) == NULL)
+				fail_msg("etc/authmd.ini does not show [%s] %s", k[i].section,
+					 k[i].key);
+		}
+	}
+	free(text);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(defaults_are_valid_and_derive_the_resource),
+		cmocka_unit_test(a_file_overrides_and_normalises),
+		cmocka_unit_test(errors_name_the_file_line_and_key),
+		cmocka_unit_test(values_out_of_range_or_shape_are_refused),
+		cmocka_unit_test(cross_key_rules_are_checked),
+		cmocka_unit_test(scope_membership_is_by_whole_token),
+		cmocka_unit_test(every_key_is_in_the_configuration_docs),
+		cmocka_unit_test(the_sample_config_is_valid_and_complete),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

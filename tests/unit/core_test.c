@@ -1,0 +1,174 @@
+/* core/: tokens, hashing, comparison, numbers, buffers and the error table. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/crypto.h"
+#include "core/errors.h"
+#include "core/str.h"
+
+static void
+tokens_carry_their_prefix_and_base62_body(void **state)
+{
+	char a[64], b[64];
+	struct am_error e = {0};
+
+	(void)state;
+	assert_int_equal(am_rand_token("clm_", a, sizeof(a), &e), AM_OK);
+	assert_int_equal(am_rand_token("clm_", b, sizeof(b), &e), AM_OK);
+	assert_int_equal(strlen(a), 4 + AM_TOKEN_CHARS);
+	assert_memory_equal(a, "clm_", 4);
+	assert_int_equal(strspn(a + 4, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"),
+			 AM_TOKEN_CHARS);
+	assert_string_not_equal(a, b);
+}
+
+static void
+a_token_buffer_too_small_is_refused(void **state)
+{
+	char small[10];
+	struct am_error e = {0};
+
+	(void)state;
+	assert_int_equal(am_rand_token("clm_", small, sizeof(small), &e), AM_E_INTERNAL);
+}
+
+static void
+otps_are_six_digits_and_cover_every_digit(void **state)
+{
+	char otp[AM_OTP_DIGITS + 1];
+	int seen[10] = {0};
+	struct am_error e = {0};
+
+	(void)state;
+	for (int i = 0; i < 500; i++) {
+		assert_int_equal(am_rand_otp(otp, &e), AM_OK);
+		assert_int_equal(strlen(otp), 6);
+		for (int j = 0; j < 6; j++) {
+			assert_true(otp[j] >= '0' && otp[j] <= '9');
+			seen[otp[j] - '0']++;
+		}
+	}
+	/* 3000 digits: every digit appears, and none wildly more than others. */
+	for (int d = 0; d < 10; d++) {
+		assert_true(seen[d] > 200);
+		assert_true(seen[d] < 400);
+	}
+}
+
+static void
+sha256_matches_the_standard_vector(void **state)
+{
+	uint8_t h[AM_HASH_LEN];
+	char hex[2 * AM_HASH_LEN + 1];
+
+	(void)state;
+	am_sha256_str("abc", h);
+	am_hex(h, sizeof(h), hex);
+	assert_string_equal(hex,
+			    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+static void
+constant_time_equality(void **state)
+{
+	(void)state;
+	assert_true(am_ct_equal("abcd", "abcd", 4));
+	assert_false(am_ct_equal("abcd", "abce", 4));
+}
+
+static void
+numbers_are_parsed_strictly(void **state)
+{
+	int64_t v = 0;
+
+	(void)state;
+	assert_int_equal(am_parse_i64("42", 0, 100, &v), 0);
+	assert_int_equal(v, 42);
+	assert_int_equal(am_parse_i64("", 0, 100, &v), -1);
+	assert_int_equal(am_parse_i64(" 4", 0, 100, &v), -1);
+	assert_int_equal(am_parse_i64("4x", 0, 100, &v), -1);
+	assert_int_equal(am_parse_i64("-1", 0, 100, &v), -1);
+	assert_int_equal(am_parse_i64("+1", 0, 100, &v), -1);
+	assert_int_equal(am_parse_i64("101", 0, 100, &v), -1);
+	assert_int_equal(am_parse_i64("99999999999999999999", 0, INT64_MAX, &v), -1);
+}
+
+static void
+html_escaping_covers_the_five_characters(void **state)
+{
+	struct am_buf b = {0};
+	char *s;
+
+	(void)state;
+	am_buf_html(&b, "<a href=\"x\">'&'</a>");
+	s = am_buf_take(&b);
+	assert_string_equal(s, "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+	free(s);
+}
+
+static void
+copy_refuses_what_does_not_fit(void **state)
+{
+	char dst[4];
+
+	(void)state;
+	assert_true(am_copy(dst, sizeof(dst), "abc"));
+	assert_false(am_copy(dst, sizeof(dst), "abcd"));
+	assert_string_equal(dst, "");
+}
+
+static void
+every_error_code_has_a_name_and_the_documented_status(void **state)
+{
+	(void)state;
+	for (int c = AM_E_INVALID_REQUEST; c < AM_E__COUNT; c++) {
+		assert_non_null(am_err_name((enum am_err)c));
+		assert_true(am_err_status((enum am_err)c) >= 400);
+		assert_string_not_equal(am_err_name((enum am_err)c), "ok");
+	}
+	/* The claim tables of the service guide and AUTH.md. */
+	assert_int_equal(am_err_status(AM_E_OTP_INVALID), 401);
+	assert_int_equal(am_err_status(AM_E_OTP_EXPIRED), 410);
+	assert_int_equal(am_err_status(AM_E_PREVIOUSLY_CLAIMED), 409);
+	assert_int_equal(am_err_status(AM_E_CLAIM_EXPIRED), 410);
+	assert_int_equal(am_err_status(AM_E_CLAIM_SUPERSEDED), 410);
+	assert_int_equal(am_err_status(AM_E_CLAIM_COMPLETED), 409);
+	assert_int_equal(am_err_status(AM_E_RATE_LIMITED), 429);
+	assert_string_equal(am_err_name(AM_E_RATE_LIMITED), "rate_limited");
+	assert_string_equal(am_err_name((enum am_err)999), "server_error");
+}
+
+static void
+fail_fills_the_error_and_returns_the_code(void **state)
+{
+	struct am_error e = {0};
+
+	(void)state;
+	assert_int_equal(am_fail(&e, AM_E_OTP_INVALID, "%d tries left", 3), AM_E_OTP_INVALID);
+	assert_int_equal(e.code, AM_E_OTP_INVALID);
+	assert_string_equal(e.detail, "3 tries left");
+	assert_int_equal(am_fail(NULL, AM_E_NOT_FOUND, "x"), AM_E_NOT_FOUND);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(tokens_carry_their_prefix_and_base62_body),
+		cmocka_unit_test(a_token_buffer_too_small_is_refused),
+		cmocka_unit_test(otps_are_six_digits_and_cover_every_digit),
+		cmocka_unit_test(sha256_matches_the_standard_vector),
+		cmocka_unit_test(constant_time_equality),
+		cmocka_unit_test(numbers_are_parsed_strictly),
+		cmocka_unit_test(html_escaping_covers_the_five_characters),
+		cmocka_unit_test(copy_refuses_what_does_not_fit),
+		cmocka_unit_test(every_error_code_has_a_name_and_the_documented_status),
+		cmocka_unit_test(fail_fills_the_error_and_returns_the_code),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

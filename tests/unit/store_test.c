@@ -1,0 +1,242 @@
+/* store/: migrations, lookups by hash, tenant isolation, state transitions. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/store.h"
+
+static struct store *
+open_memory(void)
+{
+	struct store *st = NULL;
+	struct am_error e = {0};
+
+	assert_int_equal(store_open("sqlite::memory:", "default", &st, &e), AM_OK);
+	return st;
+}
+
+static struct store_reg
+reg_fixture(const char *id, const char *claim_token)
+{
+	struct store_reg r;
+
+	memset(&r, 0, sizeof(r));
+	snprintf(r.id, sizeof(r.id), "%s", id);
+	r.kind = REG_ANONYMOUS;
+	r.status = REG_UNCLAIMED;
+	am_sha256_str(claim_token, r.claim_hash);
+	r.credential_type = CRED_API_KEY;
+	r.created_at = 1000;
+	r.expires_at = 2000;
+	return r;
+}
+
+static struct store_cred
+cred_fixture(const char *id, const char *reg_id, const char *secret)
+{
+	struct store_cred c;
+
+	memset(&c, 0, sizeof(c));
+	snprintf(c.id, sizeof(c.id), "%s", id);
+	am_sha256_str(secret, c.hash);
+	c.type = CRED_API_KEY;
+	snprintf(c.scopes, sizeof(c.scopes), "api.read");
+	snprintf(c.source, sizeof(c.source), "anonymous");
+	snprintf(c.registration_id, sizeof(c.registration_id), "%s", reg_id);
+	c.created_at = 1000;
+	return c;
+}
+
+static void
+migrations_bring_a_new_store_to_the_latest_version(void **state)
+{
+	struct store *st = open_memory();
+
+	(void)state;
+	assert_true(store_schema_version(st) >= 1);
+	store_close(st);
+}
+
+static void
+credentials_are_found_by_the_hash_of_the_secret_only(void **state)
+{
+	struct store *st = open_memory();
+	struct store_reg r = reg_fixture("reg_1", "clm_a");
+	struct store_cred c = cred_fixture("crd_1", "reg_1", "sk_secret");
+	struct store_auth auth;
+	struct am_error e = {0};
+	uint8_t h[AM_HASH_LEN];
+
+	(void)state;
+	assert_int_equal(store_reg_insert(st, &r, &e), AM_OK);
+	assert_int_equal(store_cred_insert(st, &c, &e), AM_OK);
+	am_sha256_str("sk_secret", h);
+	assert_int_equal(store_cred_auth(st, h, 1500, &auth, &e), AM_OK);
+	assert_string_equal(auth.cred.id, "crd_1");
+	assert_int_equal(auth.reg_status, REG_UNCLAIMED);
+	assert_int_equal(auth.reg_expires_at, 2000);
+	am_sha256_str("sk_other", h);
+	assert_int_equal(store_cred_auth(st, h, 1500, &auth, &e), AM_E_NOT_FOUND);
+	store_close(st);
+}
+
+static void
+revoked_and_expired_credentials_are_not_found(void **state)
+{
+	struct store *st = open_memory();
+	struct store_reg r = reg_fixture("reg_1", "clm_a");
+	struct store_cred c = cred_fixture("crd_1", "reg_1", "sk_a");
+	struct store_cred t = cred_fixture("crd_2", "reg_1", "at_b");
+	struct store_auth auth;
+	struct am_error e = {0};
+	uint8_t h[AM_HASH_LEN];
+	int n = 0;
+
+	(void)state;
+	t.type = CRED_ACCESS_TOKEN;
+	t.expires_at = 1200;
+	assert_int_equal(store_reg_insert(st, &r, &e), AM_OK);
+	assert_int_equal(store_cred_insert(st, &c, &e), AM_OK);
+	assert_int_equal(store_cred_insert(st, &t, &e), AM_OK);
+	am_sha256_str("at_b", h);
+	assert_int_equal(store_cred_auth(st, h, 1199, &auth, &e), AM_OK);
+	assert_int_equal(store_cred_auth(st, h, 1200, &auth, &e), AM_E_NOT_FOUND);
+	assert_int_equal(store_cred_revoke_reg(st, "reg_1", 1300, &n, &e), AM_OK);
+	assert_int_equal(n, 2);
+	am_sha256_str("sk_a", h);
+	assert_int_equal(store_cred_auth(st, h, 1301, &auth, &e), AM_E_NOT_FOUND);
+	store_close(st);
+}
+
+static void
+another_tenant_never_sees_a_row_even_with_the_same_hash(void **state)
+{
+	char path[] = "/tmp/authmd-store-test-XXXXXX";
+	char url[64];
+	struct store *a = NULL, *b = NULL;
+	struct store_reg r = reg_fixture("reg_1", "clm_shared");
+	struct store_cred c = cred_fixture("crd_1", "reg_1", "sk_shared");
+	struct store_reg found;
+	struct store_auth auth;
+	struct am_error e = {0};
+	uint8_t h[AM_HASH_LEN];
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(url, sizeof(url), "sqlite:%s", path);
+	assert_int_equal(store_open(url, "acme", &a, &e), AM_OK);
+	assert_int_equal(store_open(url, "globex", &b, &e), AM_OK);
+	assert_int_equal(store_reg_insert(a, &r, &e), AM_OK);
+	assert_int_equal(store_cred_insert(a, &c, &e), AM_OK);
+	am_sha256_str("clm_shared", h);
+	assert_int_equal(store_reg_by_claim_hash(a, h, &found, &e), AM_OK);
+	assert_int_equal(store_reg_by_claim_hash(b, h, &found, &e), AM_E_NOT_FOUND);
+	am_sha256_str("sk_shared", h);
+	assert_int_equal(store_cred_auth(b, h, 1500, &auth, &e), AM_E_NOT_FOUND);
+	/* The same ids and hashes can exist in the other tenant. */
+	assert_int_equal(store_reg_insert(b, &r, &e), AM_OK);
+	assert_int_equal(store_cred_insert(b, &c, &e), AM_OK);
+	store_close(a);
+	store_close(b);
+	unlink(path);
+}
+
+static void
+transitions_only_move_from_the_expected_state(void **state)
+{
+	struct store *st = open_memory();
+	struct store_reg r = reg_fixture("reg_1", "clm_a");
+	struct store_reg got;
+	struct am_error e = {0};
+
+	(void)state;
+	assert_int_equal(store_reg_insert(st, &r, &e), AM_OK);
+	assert_int_equal(store_reg_transition(st, "reg_1", REG_UNCLAIMED, REG_PENDING_CLAIM, &e),
+			 AM_OK);
+	assert_int_equal(store_reg_transition(st, "reg_1", REG_UNCLAIMED, REG_EXPIRED, &e),
+			 AM_E_NOT_FOUND);
+	assert_int_equal(store_reg_claim(st, "reg_1", "usr_1", 1500, &e), AM_OK);
+	assert_int_equal(store_reg_claim(st, "reg_1", "usr_2", 1600, &e), AM_E_NOT_FOUND);
+	assert_int_equal(store_reg_by_id(st, "reg_1", &got, &e), AM_OK);
+	assert_int_equal(got.status, REG_CLAIMED);
+	assert_string_equal(got.user_id, "usr_1");
+	assert_int_equal(got.claimed_at, 1500);
+	store_close(st);
+}
+
+static void
+due_registrations_are_only_open_ones_past_their_window(void **state)
+{
+	struct store *st = open_memory();
+	struct store_reg a = reg_fixture("reg_a", "clm_a"), b = reg_fixture("reg_b", "clm_b");
+	struct store_reg c = reg_fixture("reg_c", "clm_c");
+	char ids[10][STORE_ID_LEN];
+	struct am_error e = {0};
+	size_t n = 0;
+
+	(void)state;
+	b.expires_at = 3000;
+	c.status = REG_CLAIMED;
+	assert_int_equal(store_reg_insert(st, &a, &e), AM_OK);
+	assert_int_equal(store_reg_insert(st, &b, &e), AM_OK);
+	assert_int_equal(store_reg_insert(st, &c, &e), AM_OK);
+	assert_int_equal(store_reg_due(st, 2000, ids, 10, &n, &e), AM_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(ids[0], "reg_a");
+	store_close(st);
+}
+
+static void
+failed_codes_burn_the_otp_at_the_limit(void **state)
+{
+	struct store *st = open_memory();
+	struct store_reg r = reg_fixture("reg_1", "clm_a");
+	struct store_attempt a, got;
+	struct am_error e = {0};
+	uint8_t h[AM_HASH_LEN];
+
+	(void)state;
+	memset(&a, 0, sizeof(a));
+	snprintf(a.id, sizeof(a.id), "cla_1");
+	snprintf(a.registration_id, sizeof(a.registration_id), "reg_1");
+	snprintf(a.email, sizeof(a.email), "a@b.test");
+	am_sha256_str("cv_x", a.token_hash);
+	a.status = ATTEMPT_OPEN;
+	a.expires_at = 5000;
+	assert_int_equal(store_reg_insert(st, &r, &e), AM_OK);
+	assert_int_equal(store_attempt_insert(st, &a, &e), AM_OK);
+	am_sha256_str("cla_1:123456", h);
+	assert_int_equal(store_attempt_set_otp(st, "cla_1", true, h, 4000, &e), AM_OK);
+	assert_int_equal(store_attempt_fail(st, "cla_1", 2, &e), AM_OK);
+	assert_int_equal(store_attempt_by_token_hash(st, a.token_hash, &got, &e), AM_OK);
+	assert_true(got.has_otp);
+	assert_int_equal(got.otp_failures, 1);
+	assert_int_equal(store_attempt_fail(st, "cla_1", 2, &e), AM_OK);
+	assert_int_equal(store_attempt_open_for(st, "reg_1", &got, &e), AM_OK);
+	assert_false(got.has_otp);
+	assert_int_equal(got.otp_failures, 2);
+	store_close(st);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(migrations_bring_a_new_store_to_the_latest_version),
+		cmocka_unit_test(credentials_are_found_by_the_hash_of_the_secret_only),
+		cmocka_unit_test(revoked_and_expired_credentials_are_not_found),
+		cmocka_unit_test(another_tenant_never_sees_a_row_even_with_the_same_hash),
+		cmocka_unit_test(transitions_only_move_from_the_expected_state),
+		cmocka_unit_test(due_registrations_are_only_open_ones_past_their_window),
+		cmocka_unit_test(failed_codes_burn_the_otp_at_the_limit),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
