@@ -5,6 +5,7 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CONFIG     ?=
+MAKEFLAGS  += --no-print-directory
 
 .PHONY: all deps build build-asan run test test-fast format clean
 
