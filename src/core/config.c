@@ -47,12 +47,24 @@ static const struct cfg_key keys[] = {
 	{"limits", "anonymous_global", CFG_UINT, AT(anonymous_global), "100", 0, 100000000, NULL},
 	{"limits", "identity_per_ip", CFG_UINT, AT(identity_per_ip), "60", 0, 1000000, NULL},
 	{"limits", "identity_global", CFG_UINT, AT(identity_global), "1000", 0, 100000000, NULL},
+	{"limits", "jwks_refetch_interval", CFG_SECONDS, AT(jwks_refetch), "30", 1, 3600, NULL},
 	{"flows", "anonymous", CFG_BOOL, AT(flow_anonymous), "on", 0, 0, NULL},
 	{"flows", "verified_email", CFG_BOOL, AT(flow_verified_email), "on", 0, 0, NULL},
-	{"flows", "id_jag", CFG_BOOL, AT(flow_id_jag), "off", 0, 0, NULL},
+	{"flows", "id_jag", CFG_BOOL, AT(flow_id_jag), "on", 0, 0, NULL},
 	{"flows", "jit", CFG_BOOL, AT(flow_jit), "on", 0, 0, NULL},
 	{"audit", "sink", CFG_STRING, AT(audit_sink), "stdout", 1, 255, NULL},
 	{"log", "level", CFG_STRING, AT(log_level), "info", 0, 15, "debug|info|warn|error"},
+};
+
+#define PAT(f) offsetof(struct am_provider, f), sizeof(((struct am_provider *)0)->f)
+
+static const struct cfg_key provider_keys[] = {
+	{"provider", "issuer", CFG_URL, PAT(issuer), "", 0, 255, NULL},
+	{"provider", "jwks_uri", CFG_URL, PAT(jwks_uri), "", 0, 255, NULL},
+	{"provider", "client_ids", CFG_STRING, PAT(client_ids), "", 0, AM_CFG_STR - 1, NULL},
+	{"provider", "scopes", CFG_SCOPES, PAT(scopes), "", 0, 0, NULL},
+	{"provider", "link_by_email", CFG_BOOL, PAT(link_by_email), "on", 0, 0, NULL},
+	{"provider", "link_by_phone", CFG_BOOL, PAT(link_by_phone), "on", 0, 0, NULL},
 };
 
 const struct cfg_key *
@@ -60,6 +72,29 @@ am_config_keys(size_t *n)
 {
 	*n = sizeof(keys) / sizeof(keys[0]);
 	return keys;
+}
+
+const struct cfg_key *
+am_config_provider_keys(size_t *n)
+{
+	*n = sizeof(provider_keys) / sizeof(provider_keys[0]);
+	return provider_keys;
+}
+
+const struct am_provider *
+am_config_provider(const struct am_config *cfg, const char *issuer)
+{
+	for (size_t i = 0; issuer != NULL && i < cfg->nproviders; i++) {
+		if (strcmp(cfg->providers[i].issuer, issuer) == 0)
+			return &cfg->providers[i];
+	}
+	return NULL;
+}
+
+bool
+am_word_in(const char *list, const char *value)
+{
+	return am_scope_in(list, value);
 }
 
 static bool
@@ -158,10 +193,13 @@ parse_bool(const char *v, bool *out)
 	return true;
 }
 
+/* Sets field k of base (a struct am_config, or a struct am_provider for
+ * provider keys; cfg is only used by CFG_HOSTPORT). */
 static int
-apply(struct am_config *cfg, const struct cfg_key *k, const char *v, char *err, size_t errcap)
+apply(struct am_config *cfg, void *base, const struct cfg_key *k, const char *v, char *err,
+      size_t errcap)
 {
-	char *field = (char *)cfg + k->offset;
+	char *field = (char *)base + k->offset;
 	size_t vl = strlen(v);
 
 	switch (k->type) {
@@ -215,6 +253,36 @@ apply(struct am_config *cfg, const struct cfg_key *k, const char *v, char *err, 
 	return -1;
 }
 
+/* The provider named name, created with its defaults on first mention. */
+static struct am_provider *
+provider_named(struct am_config *cfg, const char *name, char *err, size_t errcap)
+{
+	struct am_provider *p;
+	char ignored[64];
+
+	for (size_t i = 0; i < cfg->nproviders; i++) {
+		if (strcmp(cfg->providers[i].name, name) == 0)
+			return &cfg->providers[i];
+	}
+	if (cfg->nproviders >= AM_MAX_PROVIDERS) {
+		snprintf(err, errcap, "at most %d providers", AM_MAX_PROVIDERS);
+		return NULL;
+	}
+	if (name[0] == '\0' || strlen(name) >= sizeof(p->name) || strchr(name, ' ') != NULL) {
+		snprintf(err, errcap, "a provider section is [provider NAME], NAME one word");
+		return NULL;
+	}
+	p = &cfg->providers[cfg->nproviders++];
+	memset(p, 0, sizeof(*p));
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	for (size_t i = 0; i < sizeof(provider_keys) / sizeof(provider_keys[0]); i++) {
+		if (apply(cfg, p, &provider_keys[i], provider_keys[i].def, ignored,
+			  sizeof(ignored)) != 0)
+			abort();
+	}
+	return p;
+}
+
 int
 am_config_set(struct am_config *cfg, const char *section, const char *key, const char *value,
 	      char *err, size_t errcap)
@@ -222,9 +290,22 @@ am_config_set(struct am_config *cfg, const char *section, const char *key, const
 	size_t n;
 	const struct cfg_key *k = am_config_keys(&n);
 
+	if (strncmp(section, "provider ", 9) == 0) {
+		struct am_provider *p = provider_named(cfg, section + 9, err, errcap);
+
+		if (p == NULL)
+			return -1;
+		for (size_t i = 0; i < sizeof(provider_keys) / sizeof(provider_keys[0]); i++) {
+			if (strcmp(provider_keys[i].key, key) == 0)
+				return apply(cfg, p, &provider_keys[i], value, err, errcap);
+		}
+		snprintf(err, errcap, "unknown key");
+		return -1;
+	}
+
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(k[i].section, section) == 0 && strcmp(k[i].key, key) == 0)
-			return apply(cfg, &k[i], value, err, errcap);
+			return apply(cfg, cfg, &k[i], value, err, errcap);
 	}
 	snprintf(err, errcap, "unknown key");
 	return -1;
@@ -237,7 +318,7 @@ am_config_defaults(struct am_config *cfg)
 
 	memset(cfg, 0, sizeof(*cfg));
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		if (apply(cfg, &keys[i], keys[i].def, err, sizeof(err)) != 0)
+		if (apply(cfg, cfg, &keys[i], keys[i].def, err, sizeof(err)) != 0)
 			abort(); /* a bad default is a bug caught by the first test run */
 	}
 	/* The derived defaults of an empty resource. */
@@ -259,6 +340,49 @@ scopes_subset(const char *sub, const char *super, char *bad, size_t badcap)
 		}
 	}
 	return true;
+}
+
+/* Fills each provider's derived defaults and checks the trust list. */
+static int
+validate_providers(struct am_config *cfg, char *err, size_t errcap)
+{
+	char bad[128];
+
+	for (size_t i = 0; i < cfg->nproviders; i++) {
+		struct am_provider *p = &cfg->providers[i];
+		size_t il = strlen(p->issuer);
+
+		if (il == 0) {
+			snprintf(err, errcap, "[provider %s] issuer is required", p->name);
+			return -1;
+		}
+		for (size_t j = 0; j < i; j++) {
+			if (strcmp(cfg->providers[j].issuer, p->issuer) == 0) {
+				snprintf(err, errcap, "[provider %s] has the issuer of [provider %s]",
+					 p->name, cfg->providers[j].name);
+				return -1;
+			}
+		}
+		char iss[sizeof(p->issuer)];
+
+		memcpy(iss, p->issuer, il + 1);
+		if (p->jwks_uri[0] == '\0' &&
+		    snprintf(p->jwks_uri, sizeof(p->jwks_uri), "%.*s/.well-known/jwks.json",
+			     (int)(iss[il - 1] == '/' ? il - 1 : il), iss) >= (int)sizeof(p->jwks_uri)) {
+			snprintf(err, errcap, "[provider %s] issuer too long", p->name);
+			return -1;
+		}
+		if (p->client_ids[0] == '\0')
+			am_copy(p->client_ids, sizeof(p->client_ids), iss);
+		if (p->scopes[0] == '\0')
+			am_copy(p->scopes, sizeof(p->scopes), cfg->scopes_post_claim);
+		if (!scopes_subset(p->scopes, cfg->scopes_supported, bad, sizeof(bad))) {
+			snprintf(err, errcap, "[provider %s] scopes has %s, which is not in supported",
+				 p->name, bad);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 int
@@ -302,6 +426,8 @@ am_config_validate(struct am_config *cfg, char *err, size_t errcap)
 		snprintf(err, errcap, "[audit] sink must be stdout, stderr, off or file:PATH");
 		return -1;
 	}
+	if (validate_providers(cfg, err, errcap) != 0)
+		return -1;
 	if (cfg->mail_smtp_url[0] != '\0' && strncmp(cfg->mail_smtp_url, "smtp://", 7) != 0 &&
 	    strncmp(cfg->mail_smtp_url, "smtps://", 8) != 0) {
 		snprintf(err, errcap, "[mail] smtp_url must start with smtp:// or smtps://");

@@ -11,6 +11,18 @@
 #include "core/compiler.h"
 
 #define AM_CFG_STR 512
+#define AM_MAX_PROVIDERS 16
+
+/* One trusted agent provider: a [provider NAME] section. */
+struct am_provider {
+	char name[64];
+	char issuer[256];		/* required; exact match of the token's iss */
+	char jwks_uri[256];		/* default: issuer + /.well-known/jwks.json */
+	char client_ids[AM_CFG_STR];	/* accepted client_id values; default: issuer */
+	char scopes[AM_CFG_STR];	/* granted to its users; default: post_claim */
+	bool link_by_email;		/* attach an unknown (iss, sub) by verified email */
+	bool link_by_phone;		/* ... by verified phone number */
+};
 
 struct am_config {
 	/* [server] */
@@ -53,6 +65,7 @@ struct am_config {
 	int64_t anonymous_global;
 	int64_t identity_per_ip;
 	int64_t identity_global;
+	int64_t jwks_refetch;		/* seconds between fetches of one JWKS, at least */
 	/* [flows] */
 	bool flow_anonymous;
 	bool flow_verified_email;
@@ -61,6 +74,9 @@ struct am_config {
 	/* [audit] [log] */
 	char audit_sink[256];		/* stdout | stderr | off | file:PATH */
 	char log_level[16];
+	/* [provider NAME] sections: the trust list */
+	struct am_provider providers[AM_MAX_PROVIDERS];
+	size_t nproviders;
 };
 
 enum cfg_type { CFG_STRING, CFG_URL, CFG_HOSTPORT, CFG_SECONDS, CFG_UINT, CFG_BOOL, CFG_SCOPES };
@@ -76,8 +92,16 @@ struct cfg_key {
 	const char *choices;	/* "a|b|c" when only these values are allowed */
 };
 
-/* The key table, for documentation checks. */
+/* The key tables, for documentation checks: the fixed sections, and the
+ * keys of a [provider NAME] section. */
 const struct cfg_key *am_config_keys(size_t *n);
+const struct cfg_key *am_config_provider_keys(size_t *n);
+
+/* The trusted provider with exactly this issuer, or NULL. */
+const struct am_provider *am_config_provider(const struct am_config *cfg, const char *issuer);
+
+/* True when value is one of the space-separated words of list. */
+bool am_word_in(const char *list, const char *value);
 
 /* Fills cfg with every default. Cannot fail: the defaults are valid. */
 void am_config_defaults(struct am_config *cfg);

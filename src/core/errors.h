@@ -20,6 +20,14 @@ enum am_err {
 	AM_E_ID_JAG_NOT_ENABLED,	/* 400 id_jag_not_enabled */
 	AM_E_UNSUPPORTED_ASSERTION_TYPE, /* 400 unsupported_assertion_type */
 	AM_E_UNSUPPORTED_CREDENTIAL_TYPE, /* 400 unsupported_credential_type */
+	/* ID-JAG and logout tokens (the service guide's names) */
+	AM_E_INVALID_ISSUER,		/* 400 invalid_issuer */
+	AM_E_INVALID_SIGNATURE,		/* 400 invalid_signature */
+	AM_E_EXPIRED,			/* 400 expired */
+	AM_E_REPLAY_DETECTED,		/* 400 replay_detected */
+	AM_E_INVALID_AUDIENCE,		/* 400 invalid_audience */
+	AM_E_INVALID_CLIENT_ID,		/* 400 invalid_client_id */
+	AM_E_MISSING_VERIFIED_EMAIL,	/* 400 missing_verified_email */
 	/* claim ceremony */
 	AM_E_INVALID_CLAIM_TOKEN,	/* 400 invalid_claim_token */
 	AM_E_CLAIMED_OR_IN_FLIGHT,	/* 409 claimed_or_in_flight */

@@ -76,10 +76,18 @@ audit_add(struct store *st, struct audit_batch *b, const char *tenant, int64_t a
 		free(line);
 		return rc;
 	}
-	if (b->n < AUDIT_BATCH_MAX)
-		b->lines[b->n++] = line;
-	else
-		free(line); /* stored; only the sink copy is dropped (a bug if reached) */
+	if (b->n == b->cap) {
+		size_t cap = b->cap == 0 ? 8 : 2 * b->cap;
+		char **grown = realloc(b->lines, cap * sizeof(*grown));
+
+		if (grown == NULL) {
+			free(line);
+			return am_fail(e, AM_E_INTERNAL, "out of memory");
+		}
+		b->lines = grown;
+		b->cap = cap;
+	}
+	b->lines[b->n++] = line;
 	return AM_OK;
 }
 
@@ -88,7 +96,7 @@ audit_flush(struct audit_sink *s, struct audit_batch *b)
 {
 	if (s != NULL && s->f != NULL) {
 		pthread_mutex_lock(&s->mu);
-		for (int i = 0; i < b->n; i++)
+		for (size_t i = 0; i < b->n; i++)
 			fprintf(s->f, "%s\n", b->lines[i]);
 		fflush(s->f);
 		pthread_mutex_unlock(&s->mu);
@@ -99,7 +107,9 @@ audit_flush(struct audit_sink *s, struct audit_batch *b)
 void
 audit_discard(struct audit_batch *b)
 {
-	for (int i = 0; i < b->n; i++)
+	for (size_t i = 0; i < b->n; i++)
 		free(b->lines[i]);
-	b->n = 0;
+	free(b->lines);
+	b->lines = NULL;
+	b->n = b->cap = 0;
 }

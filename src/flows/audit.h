@@ -16,12 +16,10 @@ struct audit_sink;
 enum am_err audit_sink_open(const char *spec, struct audit_sink **out, struct am_error *e) AM_WUR;
 void audit_sink_free(struct audit_sink *s);
 
-#define AUDIT_BATCH_MAX 8
-
 /* Events recorded in one transaction, emitted to the sink after commit. */
 struct audit_batch {
-	char *lines[AUDIT_BATCH_MAX];
-	int n;
+	char **lines;
+	size_t n, cap;
 };
 
 /* Records event for registration_id with the members of fields (stolen: the

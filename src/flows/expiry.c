@@ -69,5 +69,14 @@ flow_sweep(const struct flow_env *env, struct store *st, int *count, struct am_e
 		if (n < SWEEP_BATCH)
 			break;
 	}
+	{
+		/* Replay records outlive their tokens' windows by nothing. */
+		int purged = 0;
+
+		if ((rc = store_jti_purge(st, now, &purged, e)) != AM_OK)
+			return rc;
+		if (purged > 0)
+			log_debug("jti records purged count=%d", purged);
+	}
 	return AM_OK;
 }

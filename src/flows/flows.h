@@ -21,12 +21,14 @@
 #include "store/store.h"
 
 struct ratelimit;
+struct trust;
 
 struct flow_env {
 	const struct am_config *cfg;
 	struct mailer *mail;		/* NULL: mail is not sent (unit tests) */
 	struct audit_sink *audit;	/* NULL: store rows only */
 	struct ratelimit *limits;	/* NULL: no rate limits */
+	struct trust *trust;		/* the trusted providers' keys */
 	struct am_clock clock;
 };
 
@@ -44,6 +46,7 @@ struct reg_result {
 	char claim_token[FLOW_SECRET_LEN];
 	int64_t claim_token_expires;
 	char post_claim_scopes[512];
+	bool agent_verified;		/* registration_type agent-provider */
 };
 
 /* Registers an anonymous agent: an API key at the pre-claim scopes and a
@@ -110,6 +113,29 @@ enum am_err flow_sweep(const struct flow_env *env, struct store *st, int *count,
  * "identity"); AM_E_RATE_LIMITED with *retry_after when refused. */
 enum am_err flow_rate_check(const struct flow_env *env, const char *kind, const char *ip,
 			    int64_t *retry_after, struct am_error *e) AM_WUR;
+
+/* Registers with an ID-JAG from a trusted provider (agent verified): the
+ * token is verified (typ, alg, issuer, signature, aud, exp, iat, jti, sub,
+ * client_id, a verified email or phone), the user matched or provisioned,
+ * the delegation recorded per (iss, sub, aud), and a credential issued at
+ * once. requested_type may be NULL (access_token). */
+enum am_err flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip,
+				const char *assertion, const char *requested_type,
+				struct reg_result *out, struct am_error *e) AM_WUR;
+
+/* Processes a provider's logout token: verified like an ID-JAG but with typ
+ * logout+jwt, the revocation event, no nonce and its own replay check;
+ * then every live credential of its (iss, sub, aud) is revoked. *count
+ * gets how many. */
+enum am_err flow_revoke_logout(const struct flow_env *env, struct store *st, const char *token,
+			       int *count, struct am_error *e) AM_WUR;
+
+/* Operator revocation: every live credential matching f (all fields NULL:
+ * the whole tenant) is revoked, each with a credential.revoked event, and
+ * their registrations marked revoked. *count gets how many. */
+enum am_err flow_revoke_bulk(const struct flow_env *env, struct store *st,
+			     const struct store_cred_filter *f, const char *reason, int *count,
+			     struct am_error *e) AM_WUR;
 
 /* Zeroes the secrets of a result once they have been sent. */
 void flow_result_wipe(void *result, size_t size);

@@ -29,6 +29,14 @@ enum am_err flow_issue_credential(const struct flow_env *env, struct store *st,
 				  const char *scopes, const char *user_id, const char *source,
 				  struct reg_result *out, struct am_error *e) AM_WUR;
 
+/* The same for a provider-vouched subject: source id_jag, with iss and sub
+ * and the canonical audience recorded on the credential. */
+enum am_err flow_issue_credential_for(const struct flow_env *env, struct store *st,
+				      const char *registration_id, enum cred_type type,
+				      const char *scopes, const char *user_id, const char *iss,
+				      const char *sub, struct reg_result *out,
+				      struct am_error *e) AM_WUR;
+
 /* Parses "api_key" / "access_token" (NULL gives dflt). */
 enum am_err flow_cred_type(const char *name, enum cred_type dflt, enum cred_type *out,
 			   struct am_error *e) AM_WUR;

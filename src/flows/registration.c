@@ -5,6 +5,11 @@
 #include "core/str.h"
 #include "flows/internal.h"
 
+static enum am_err issue(const struct flow_env *env, struct store *st, const char *registration_id,
+			 enum cred_type type, const char *scopes, const char *user_id,
+			 const char *source, const char *iss, const char *sub,
+			 struct reg_result *out, struct am_error *e);
+
 enum am_err
 flow_cred_type(const char *name, enum cred_type dflt, enum cred_type *out, struct am_error *e)
 {
@@ -25,6 +30,23 @@ flow_issue_credential(const struct flow_env *env, struct store *st, const char *
 		      enum cred_type type, const char *scopes, const char *user_id,
 		      const char *source, struct reg_result *out, struct am_error *e)
 {
+	return issue(env, st, registration_id, type, scopes, user_id, source, NULL, NULL, out, e);
+}
+
+enum am_err
+flow_issue_credential_for(const struct flow_env *env, struct store *st,
+			  const char *registration_id, enum cred_type type, const char *scopes,
+			  const char *user_id, const char *iss, const char *sub,
+			  struct reg_result *out, struct am_error *e)
+{
+	return issue(env, st, registration_id, type, scopes, user_id, "id_jag", iss, sub, out, e);
+}
+
+static enum am_err
+issue(const struct flow_env *env, struct store *st, const char *registration_id,
+      enum cred_type type, const char *scopes, const char *user_id, const char *source,
+      const char *iss, const char *sub, struct reg_result *out, struct am_error *e)
+{
 	struct store_cred c = {0};
 	int64_t now = flow_now(env);
 	enum am_err rc;
@@ -40,6 +62,14 @@ flow_issue_credential(const struct flow_env *env, struct store *st, const char *
 	    !am_copy(c.registration_id, sizeof(c.registration_id), registration_id) ||
 	    !am_copy(c.user_id, sizeof(c.user_id), user_id != NULL ? user_id : ""))
 		return am_fail(e, AM_E_INTERNAL, "credential field too long");
+	if (iss != NULL) {
+		/* The audience is recorded in its canonical form (our issuer),
+		 * whichever of the two accepted values the token named, so a
+		 * logout token with either value finds it. */
+		am_copy(c.iss, sizeof(c.iss), iss);
+		am_copy(c.sub, sizeof(c.sub), sub);
+		am_copy(c.aud, sizeof(c.aud), env->cfg->public_url);
+	}
 	c.created_at = now;
 	c.expires_at = type == CRED_ACCESS_TOKEN ? now + env->cfg->ttl_access_token : 0;
 	if ((rc = store_cred_insert(st, &c, e)) != AM_OK)

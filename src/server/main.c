@@ -59,9 +59,83 @@ usage(FILE *f)
 {
 	fprintf(f, "usage: authmd-server [--config FILE]\n"
 		   "       authmd-server --check-config FILE\n"
+		   "       authmd-server revoke [--config FILE] (--all | --issuer ISS | --user ID |\n"
+		   "                            --registration ID)\n"
 		   "       authmd-server --version\n\n"
 		   "Serves the auth.md agent-registration protocol. Without --config it runs on\n"
 		   "the built-in defaults (see docs/configuration.md).\n");
+}
+
+/* authmd-server revoke: the operator's incident-response switch. It works
+ * on the store directly (beside a running server, which sees the change at
+ * its next lookup), records an audit event per credential and prints the
+ * count. */
+static int
+cmd_revoke(int argc, char **argv)
+{
+	struct store_cred_filter f = {0};
+	const char *config_path = NULL, *what = NULL;
+	struct am_config cfg;
+	struct flow_env env = {0};
+	struct audit_sink *sink = NULL;
+	struct store *st = NULL;
+	struct am_error e = {0};
+	char err[512];
+	int count = 0, rc = 1;
+
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (strcmp(arg, "--all") == 0 && what == NULL) {
+			what = "all";
+			continue;
+		}
+		if (val == NULL)
+			goto usage;
+		if (strcmp(arg, "--config") == 0)
+			config_path = val;
+		else if (strcmp(arg, "--issuer") == 0 && what == NULL)
+			f.iss = what = val;
+		else if (strcmp(arg, "--user") == 0 && what == NULL)
+			f.user_id = what = val;
+		else if (strcmp(arg, "--registration") == 0 && what == NULL)
+			f.registration_id = what = val;
+		else
+			goto usage;
+		i++;
+	}
+	if (what == NULL)
+		goto usage;
+	if (config_path != NULL) {
+		if (am_config_load(config_path, &cfg, err, sizeof(err)) != 0) {
+			fprintf(stderr, "authmd-server: %s\n", err);
+			return 1;
+		}
+	} else {
+		am_config_defaults(&cfg);
+	}
+	(void)am_log_set_level("warn");
+	env.cfg = &cfg;
+	if (audit_sink_open(cfg.audit_sink, &sink, &e) != AM_OK ||
+	    store_open(cfg.store_url, cfg.tenant, &st, &e) != AM_OK) {
+		fprintf(stderr, "authmd-server: %s\n", e.detail);
+		goto out;
+	}
+	env.audit = sink;
+	if (flow_revoke_bulk(&env, st, &f, "operator", &count, &e) != AM_OK) {
+		fprintf(stderr, "authmd-server: revoke failed: %s\n", e.detail);
+		goto out;
+	}
+	printf("revoked %d credential%s\n", count, count == 1 ? "" : "s");
+	rc = 0;
+out:
+	store_close(st);
+	audit_sink_free(sink);
+	return rc;
+usage:
+	usage(stderr);
+	return 2;
 }
 
 int
@@ -78,6 +152,8 @@ main(int argc, char **argv)
 	sigset_t sigs;
 	int sig = 0;
 
+	if (argc > 1 && strcmp(argv[1], "revoke") == 0)
+		return cmd_revoke(argc - 1, argv + 1);
 	for (int i = 1; i < argc; i++) {
 		if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "--check-config") == 0) &&
 		    i + 1 < argc) {

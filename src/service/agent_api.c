@@ -5,6 +5,7 @@
 #include "core/json.h"
 #include "core/limits.h"
 #include "core/str.h"
+#include "jose/jose.h"
 #include "service/service.h"
 
 #define ID_JAG_URN "urn:ietf:params:oauth:token-type:id-jag"
@@ -35,10 +36,13 @@ registration_body(const struct app *a, const struct reg_result *r)
 
 	json_object_set_new(body, "registration_id", json_string(r->registration_id));
 	json_object_set_new(body, "registration_type",
-			    json_string(r->kind == REG_ANONYMOUS ? "anonymous"
-								 : "email-verification"));
+			    json_string(r->agent_verified	  ? "agent-provider"
+					: r->kind == REG_ANONYMOUS ? "anonymous"
+								   : "email-verification"));
 	if (r->has_credential)
 		put_credential(body, r);
+	if (r->agent_verified)
+		return body; /* no claim: the provider vouched for the user */
 	snprintf(url, sizeof(url), "%s/agent/auth/claim", a->cfg->public_url);
 	json_object_set_new(body, "claim_url", json_string(url));
 	json_object_set_new(body, "claim_token", json_string(r->claim_token));
@@ -63,12 +67,12 @@ register_identity(struct app *a, struct store *st, struct http_req *rq, const js
 			return rc;
 		return flow_register_email(&a->env, st, rq->ip, assertion, cred_type, res, e);
 	}
-	if (strcmp(atype, ID_JAG_URN) == 0)
-		/* The ID-JAG flow plugs in here; until it is enabled it is
-		 * refused with a code an agent can act on. */
-		return am_fail(e, AM_E_ID_JAG_NOT_ENABLED,
-			       "this service does not accept ID-JAG assertions; use another "
-			       "method from the agent_auth metadata");
+	if (strcmp(atype, ID_JAG_URN) == 0) {
+		if ((rc = am_json_string(req, "assertion", true, JOSE_MAX_TOKEN_BYTES, &assertion,
+					 e)) != AM_OK)
+			return rc;
+		return flow_register_idjag(&a->env, st, rq->ip, assertion, cred_type, res, e);
+	}
 	return am_fail(e, AM_E_UNSUPPORTED_ASSERTION_TYPE,
 		       "assertion_type must be verified_email or " ID_JAG_URN);
 }
@@ -192,4 +196,46 @@ out:
 	flow_result_wipe(&res, sizeof(res));
 	json_decref(req);
 	return rc;
+}
+
+enum am_err
+h_revoke(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct app *a = app;
+	char token[JOSE_MAX_TOKEN_BYTES + 1];
+	struct store *st;
+	enum am_err rc;
+	int count = 0;
+
+	/* The guide's raw application/logout+jwt body, or the OIDC
+	 * Back-Channel Logout form field. */
+	if (http_content_type_is(rq, "application/logout+jwt") ||
+	    http_content_type_is(rq, "application/jwt")) {
+		size_t n = rq->body.len;
+
+		while (n > 0 && (rq->body.data[n - 1] == '\n' || rq->body.data[n - 1] == '\r' ||
+				 rq->body.data[n - 1] == ' '))
+			n--;
+		if (n == 0 || n > JOSE_MAX_TOKEN_BYTES || memchr(rq->body.data, '\0', n) != NULL)
+			return am_fail(e, AM_E_INVALID_REQUEST,
+				       "the body must be one logout token of at most %d bytes",
+				       JOSE_MAX_TOKEN_BYTES);
+		memcpy(token, rq->body.data, n);
+		token[n] = '\0';
+	} else if (http_content_type_is(rq, "application/x-www-form-urlencoded")) {
+		if (!http_form_field(rq, "logout_token", token, sizeof(token)))
+			return am_fail(e, AM_E_INVALID_REQUEST,
+				       "the form needs a logout_token of at most %d bytes",
+				       JOSE_MAX_TOKEN_BYTES);
+	} else {
+		return am_fail(e, AM_E_UNSUPPORTED_MEDIA_TYPE,
+			       "send the logout token as application/logout+jwt or as the "
+			       "logout_token form field");
+	}
+	if ((rc = app_store(a, &st, e)) != AM_OK ||
+	    (rc = flow_revoke_logout(&a->env, st, token, &count, e)) != AM_OK)
+		return rc;
+	http_reply_json(rs, 200, json_pack("{s:i}", "revoked", count));
+	no_store(rs);
+	return AM_OK;
 }

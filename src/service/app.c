@@ -1,9 +1,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clock.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "flows/ratelimit.h"
+#include "trust/trust.h"
 #include "service/service.h"
 
 static void
@@ -12,6 +14,8 @@ route(struct app *a, const char *method, const char *path, http_handler h)
 	if (a->nroutes < sizeof(a->routes) / sizeof(a->routes[0]))
 		a->routes[a->nroutes++] = (struct http_route){method, path, HTTP_EXACT, h};
 }
+
+static enum am_err log_trust_list(struct app *a, struct am_error *e);
 
 enum am_err
 app_new(const struct am_config *cfg, struct app **out, struct am_error *e)
@@ -26,6 +30,8 @@ app_new(const struct am_config *cfg, struct app **out, struct am_error *e)
 	if ((rc = store_pool_new(cfg->store_url, cfg->tenant, &a->pool, e)) != AM_OK ||
 	    (rc = mailer_new(cfg, &a->env.mail, e)) != AM_OK ||
 	    (rc = audit_sink_open(cfg->audit_sink, &a->env.audit, e)) != AM_OK ||
+	    (rc = trust_new(cfg, &a->env.trust, e)) != AM_OK ||
+	    (rc = log_trust_list(a, e)) != AM_OK ||
 	    (rc = discovery_build(a, e)) != AM_OK || (rc = skill_build(a, e)) != AM_OK)
 		goto fail;
 	if ((a->env.limits = ratelimit_new(cfg->rate_window)) == NULL) {
@@ -41,6 +47,8 @@ app_new(const struct am_config *cfg, struct app **out, struct am_error *e)
 	route(a, "POST", "/agent/auth/claim", h_claim);
 	route(a, "POST", "/agent/auth/claim/complete", h_claim_complete);
 	route(a, "POST", "/agent/auth/claim/attempt/challenge", h_claim_challenge);
+	if (app_id_jag_enabled(cfg))
+		route(a, "POST", "/agent/auth/revoke", h_revoke);
 	route(a, "GET", "/agent/auth/claim/view", h_claim_view);
 	route(a, "GET", "/api/resource", h_resource_get);
 	route(a, "POST", "/api/resource", h_resource_post);
@@ -60,10 +68,102 @@ app_free(struct app *a)
 	mailer_free(a->env.mail);
 	audit_sink_free(a->env.audit);
 	ratelimit_free(a->env.limits);
+	trust_free(a->env.trust);
 	free(a->prm_json);
 	free(a->as_json);
 	free(a->auth_md);
 	free(a);
+}
+
+static json_t *
+trust_snapshot(const struct am_config *cfg)
+{
+	json_t *all = json_object();
+
+	for (size_t i = 0; i < cfg->nproviders; i++) {
+		const struct am_provider *p = &cfg->providers[i];
+
+		json_object_set_new(all, p->name,
+				    json_pack("{s:s, s:s, s:s, s:s, s:b, s:b}", "issuer", p->issuer,
+					      "jwks_uri", p->jwks_uri, "client_ids", p->client_ids,
+					      "scopes", p->scopes, "link_by_email", p->link_by_email,
+					      "link_by_phone", p->link_by_phone));
+	}
+	return all;
+}
+
+/* Logs the trust list, and what changed since the last start (the list is
+ * security-critical configuration: a change should never go unnoticed).
+ * The change is also an audit event. */
+static enum am_err
+log_trust_list(struct app *a, struct am_error *e)
+{
+	const struct am_config *cfg = a->cfg;
+	json_t *now = trust_snapshot(cfg), *before = NULL, *changes = json_object();
+	struct audit_batch batch = {0};
+	struct store *st;
+	char *text = NULL, *old = NULL;
+	const char *name;
+	json_t *v;
+	enum am_err rc;
+
+	for (size_t i = 0; i < cfg->nproviders; i++)
+		log_info("trust provider=%s issuer=%s jwks_uri=%s link_by_email=%s link_by_phone=%s",
+			 cfg->providers[i].name, cfg->providers[i].issuer, cfg->providers[i].jwks_uri,
+			 cfg->providers[i].link_by_email ? "on" : "off",
+			 cfg->providers[i].link_by_phone ? "on" : "off");
+	if ((rc = app_store(a, &st, e)) != AM_OK)
+		goto out;
+	rc = store_setting_get(st, "trust_list", &old, e);
+	if (rc != AM_OK && rc != AM_E_NOT_FOUND)
+		goto out;
+	before = old != NULL ? json_loads(old, 0, NULL) : json_object();
+	if (before == NULL)
+		before = json_object();
+	json_object_foreach(now, name, v)
+	{
+		json_t *was = json_object_get(before, name);
+
+		if (was == NULL)
+			json_object_set_new(changes, name, json_string("added"));
+		else if (!json_equal(was, v))
+			json_object_set_new(changes, name, json_string("changed"));
+	}
+	json_object_foreach(before, name, v)
+	{
+		if (json_object_get(now, name) == NULL)
+			json_object_set_new(changes, name, json_string("removed"));
+	}
+	rc = AM_OK;
+	if (json_object_size(changes) == 0)
+		goto out;
+	json_object_foreach(changes, name, v)
+		log_warn("trust list changed provider=%s %s", name, json_string_value(v));
+	text = json_dumps(now, JSON_COMPACT | JSON_SORT_KEYS);
+	if ((rc = store_begin(st, e)) != AM_OK)
+		goto out;
+	if ((rc = store_setting_put(st, "trust_list", text, am_clock_now(NULL), e)) != AM_OK ||
+	    (rc = audit_add(st, &batch, cfg->tenant, am_clock_now(NULL), "trust_list.changed", NULL,
+			    json_pack("{s:O}", "providers", changes), e)) != AM_OK ||
+	    (rc = store_commit(st, e)) != AM_OK) {
+		store_rollback(st);
+		audit_discard(&batch);
+		goto out;
+	}
+	audit_flush(a->env.audit, &batch);
+out:
+	free(text);
+	free(old);
+	json_decref(now);
+	json_decref(before);
+	json_decref(changes);
+	return rc;
+}
+
+bool
+app_id_jag_enabled(const struct am_config *cfg)
+{
+	return cfg->flow_id_jag && cfg->nproviders > 0;
 }
 
 enum am_err

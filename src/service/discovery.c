@@ -31,7 +31,8 @@ static json_t *
 agent_auth_block(const struct am_config *cfg)
 {
 	json_t *b = json_object(), *types = json_array();
-	bool assertions = cfg->flow_verified_email || cfg->flow_id_jag;
+	bool id_jag = app_id_jag_enabled(cfg);
+	bool assertions = cfg->flow_verified_email || id_jag;
 	char url[SVC_URL_MAX];
 
 #define URL(path) (snprintf(url, sizeof(url), "%s%s", cfg->public_url, path), url)
@@ -39,7 +40,7 @@ agent_auth_block(const struct am_config *cfg)
 	json_object_set_new(b, "register_uri", json_string(URL("/agent/auth")));
 	if (cfg->flow_anonymous || cfg->flow_verified_email)
 		json_object_set_new(b, "claim_uri", json_string(URL("/agent/auth/claim")));
-	if (cfg->flow_id_jag)
+	if (id_jag)
 		json_object_set_new(b, "revocation_uri", json_string(URL("/agent/auth/revoke")));
 #undef URL
 	if (cfg->flow_anonymous)
@@ -53,7 +54,7 @@ agent_auth_block(const struct am_config *cfg)
 	if (assertions) {
 		json_t *at = json_array();
 
-		if (cfg->flow_id_jag)
+		if (id_jag)
 			json_array_append_new(at, json_string(ID_JAG_URN));
 		if (cfg->flow_verified_email)
 			json_array_append_new(at, json_string("verified_email"));
@@ -62,7 +63,7 @@ agent_auth_block(const struct am_config *cfg)
 					      "credential_types_supported", "access_token",
 					      "api_key"));
 	}
-	if (cfg->flow_id_jag)
+	if (id_jag)
 		json_object_set_new(b, "events_supported", json_pack("[s]", REVOKED_EVENT));
 	return b;
 }

@@ -34,6 +34,9 @@ void app_free(struct app *a);
 /* This worker thread's store. */
 enum am_err app_store(struct app *a, struct store **st, struct am_error *e) AM_WUR;
 
+/* True when ID-JAG registration is on and some provider is trusted. */
+bool app_id_jag_enabled(const struct am_config *cfg);
+
 /* Builds the discovery documents and the PRM URLs (discovery.c). */
 enum am_err discovery_build(struct app *a, struct am_error *e) AM_WUR;
 /* Renders auth.md from the template or loads the operator's file (skill.c). */
@@ -60,6 +63,7 @@ enum am_err h_claim_challenge(void *app, struct http_req *rq, struct http_resp *
 			      struct am_error *e);
 enum am_err h_claim_view(void *app, struct http_req *rq, struct http_resp *rs,
 			 struct am_error *e);
+enum am_err h_revoke(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
 enum am_err h_resource_get(void *app, struct http_req *rq, struct http_resp *rs,
 			   struct am_error *e);
 enum am_err h_resource_post(void *app, struct http_req *rq, struct http_resp *rs,

@@ -20,7 +20,7 @@ flag(const struct am_config *cfg, const char *name, size_t n)
 	if (IS("verified_email"))
 		return cfg->flow_verified_email;
 	if (IS("id_jag"))
-		return cfg->flow_id_jag;
+		return app_id_jag_enabled(cfg);
 	if (IS("claim"))
 		return cfg->flow_anonymous || cfg->flow_verified_email;
 #undef IS

@@ -35,12 +35,22 @@ enum q {
 	Q_CRED_UPGRADE,
 	Q_CRED_REVOKE_REG,
 	Q_AUDIT_INSERT,
+	Q_USER_BY_PHONE,
+	Q_DELEG_GET,
+	Q_DELEG_USER,
+	Q_DELEG_INSERT,
+	Q_JTI_INSERT,
+	Q_JTI_PURGE,
+	Q_CRED_LIVE,
+	Q_CRED_REVOKE,
+	Q_SETTING_GET,
+	Q_SETTING_PUT,
 	Q__COUNT
 };
 
 #define REG_COLS                                                                                  \
 	"id, kind, status, claim_token_hash, email, credential_type, user_id, created_at, "      \
-	"expires_at, claimed_at, ip"
+	"expires_at, claimed_at, ip, iss, sub, agent_platform, agent_context_id"
 #define ATT_COLS                                                                                  \
 	"id, registration_id, email, token_hash, status, created_at, expires_at, otp_hash, "     \
 	"otp_expires_at, otp_failures, ip"
@@ -51,7 +61,8 @@ static const char *const sql[Q__COUNT] = {
 	[Q_USER_INSERT] = "INSERT INTO users (tenant, id, email, phone, created_at, created_by_agent) "
 			  "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[Q_REG_INSERT] = "INSERT INTO registrations (tenant, " REG_COLS ") "
-			 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+			 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
+			 "?16)",
 	[Q_REG_BY_CLAIM] = "SELECT " REG_COLS " FROM registrations "
 			   "WHERE tenant = ?1 AND claim_token_hash = ?2",
 	[Q_REG_BY_ID] = "SELECT " REG_COLS " FROM registrations WHERE tenant = ?1 AND id = ?2",
@@ -93,6 +104,28 @@ static const char *const sql[Q__COUNT] = {
 			      "WHERE tenant = ?1 AND registration_id = ?2 AND revoked_at IS NULL",
 	[Q_AUDIT_INSERT] = "INSERT INTO audit_events (tenant, at, event, registration_id, data) "
 			   "VALUES (?1, ?2, ?3, ?4, ?5)",
+	[Q_USER_BY_PHONE] = "SELECT id, email, phone, created_at, created_by_agent FROM users "
+			    "WHERE tenant = ?1 AND phone = ?2 ORDER BY created_at LIMIT 1",
+	[Q_DELEG_GET] = "SELECT user_id, registration_id FROM delegations "
+			"WHERE tenant = ?1 AND iss = ?2 AND sub = ?3 AND aud = ?4",
+	[Q_DELEG_USER] = "SELECT user_id FROM delegations WHERE tenant = ?1 AND iss = ?2 "
+			 "AND sub = ?3 ORDER BY created_at LIMIT 1",
+	[Q_DELEG_INSERT] = "INSERT INTO delegations (tenant, iss, sub, aud, user_id, "
+			   "registration_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[Q_JTI_INSERT] = "INSERT INTO seen_jti (tenant, iss, jti, expires_at) "
+			 "VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+	[Q_JTI_PURGE] = "DELETE FROM seen_jti WHERE tenant = ?1 AND expires_at < ?2",
+	[Q_CRED_LIVE] = "SELECT id, registration_id FROM credentials WHERE tenant = ?1 "
+			"AND revoked_at IS NULL AND (?2 IS NULL OR iss = ?2) "
+			"AND (?3 IS NULL OR sub = ?3) AND (?4 IS NULL OR aud = ?4) "
+			"AND (?5 IS NULL OR user_id = ?5) AND (?6 IS NULL OR registration_id = ?6) "
+			"ORDER BY registration_id, id LIMIT ?7",
+	[Q_CRED_REVOKE] = "UPDATE credentials SET revoked_at = ?3 "
+			  "WHERE tenant = ?1 AND id = ?2 AND revoked_at IS NULL",
+	[Q_SETTING_GET] = "SELECT value FROM settings WHERE tenant = ?1 AND key = ?2",
+	[Q_SETTING_PUT] = "INSERT INTO settings (tenant, key, value, updated_at) "
+			  "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (tenant, key) "
+			  "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
 };
 
 struct store {
@@ -385,17 +418,16 @@ store_rollback(struct store *st)
 
 /* ---- users ---- */
 
-enum am_err
-store_user_by_email(struct store *st, const char *email, struct store_user *out,
-		    struct am_error *e)
+static enum am_err
+user_query(struct store *st, enum q q, const char *key, struct store_user *out, struct am_error *e)
 {
 	sqlite3_stmt *s;
 	enum am_err rc;
 
-	if ((rc = prep(st, Q_USER_BY_EMAIL, &s, e)) != AM_OK)
+	if ((rc = prep(st, q, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, email, -1, SQLITE_TRANSIENT);
-	if ((rc = one(st, s, "user by email", e)) != AM_OK)
+	sqlite3_bind_text(s, 2, key, -1, SQLITE_TRANSIENT);
+	if ((rc = one(st, s, "user lookup", e)) != AM_OK)
 		return rc;
 	col_text(s, 0, out->id, sizeof(out->id));
 	col_text(s, 1, out->email, sizeof(out->email));
@@ -404,6 +436,20 @@ store_user_by_email(struct store *st, const char *email, struct store_user *out,
 	out->created_by_agent = sqlite3_column_int(s, 4) != 0;
 	sqlite3_reset(s);
 	return AM_OK;
+}
+
+enum am_err
+store_user_by_email(struct store *st, const char *email, struct store_user *out,
+		    struct am_error *e)
+{
+	return user_query(st, Q_USER_BY_EMAIL, email, out, e);
+}
+
+enum am_err
+store_user_by_phone(struct store *st, const char *phone, struct store_user *out,
+		    struct am_error *e)
+{
+	return user_query(st, Q_USER_BY_PHONE, phone, out, e);
 }
 
 enum am_err
@@ -447,6 +493,10 @@ read_reg(sqlite3_stmt *s, struct store_reg *r)
 	r->expires_at = sqlite3_column_int64(s, 8);
 	r->claimed_at = sqlite3_column_int64(s, 9);
 	col_text(s, 10, r->ip, sizeof(r->ip));
+	col_text(s, 11, r->iss, sizeof(r->iss));
+	col_text(s, 12, r->sub, sizeof(r->sub));
+	col_text(s, 13, r->agent_platform, sizeof(r->agent_platform));
+	col_text(s, 14, r->agent_context_id, sizeof(r->agent_context_id));
 }
 
 enum am_err
@@ -471,6 +521,10 @@ store_reg_insert(struct store *st, const struct store_reg *r, struct am_error *e
 	if (r->claimed_at != 0)
 		sqlite3_bind_int64(s, 11, r->claimed_at);
 	bind_text_or_null(s, 12, r->ip);
+	bind_text_or_null(s, 13, r->iss);
+	bind_text_or_null(s, 14, r->sub);
+	bind_text_or_null(s, 15, r->agent_platform);
+	bind_text_or_null(s, 16, r->agent_context_id);
 	return run(st, s, "registration insert", NULL, e);
 }
 
@@ -800,4 +854,176 @@ store_audit_insert(struct store *st, int64_t at, const char *event, const char *
 	bind_text_or_null(s, 4, registration_id);
 	sqlite3_bind_text(s, 5, json, -1, SQLITE_TRANSIENT);
 	return run(st, s, "audit insert", NULL, e);
+}
+
+/* ---- delegations, replay, revocation, settings ---- */
+
+static void
+bind_texts(sqlite3_stmt *s, int first, const char *const *v, int n)
+{
+	for (int i = 0; i < n; i++)
+		sqlite3_bind_text(s, first + i, v[i], -1, SQLITE_TRANSIENT);
+}
+
+enum am_err
+store_delegation_get(struct store *st, const char *iss, const char *sub, const char *aud,
+		     struct store_delegation *out, struct am_error *e)
+{
+	const char *const keys[] = {iss, sub, aud};
+	sqlite3_stmt *s;
+	enum am_err rc;
+
+	if ((rc = prep(st, Q_DELEG_GET, &s, e)) != AM_OK)
+		return rc;
+	bind_texts(s, 2, keys, 3);
+	if ((rc = one(st, s, "delegation lookup", e)) != AM_OK)
+		return rc;
+	col_text(s, 0, out->user_id, sizeof(out->user_id));
+	col_text(s, 1, out->registration_id, sizeof(out->registration_id));
+	sqlite3_reset(s);
+	return AM_OK;
+}
+
+enum am_err
+store_delegation_user(struct store *st, const char *iss, const char *sub,
+		      char user_id[STORE_ID_LEN], struct am_error *e)
+{
+	const char *const keys[] = {iss, sub};
+	sqlite3_stmt *s;
+	enum am_err rc;
+
+	if ((rc = prep(st, Q_DELEG_USER, &s, e)) != AM_OK)
+		return rc;
+	bind_texts(s, 2, keys, 2);
+	if ((rc = one(st, s, "delegation user", e)) != AM_OK)
+		return rc;
+	col_text(s, 0, user_id, STORE_ID_LEN);
+	sqlite3_reset(s);
+	return AM_OK;
+}
+
+enum am_err
+store_delegation_insert(struct store *st, const char *iss, const char *sub, const char *aud,
+			const char *user_id, const char *registration_id, int64_t at,
+			struct am_error *e)
+{
+	const char *const vals[] = {iss, sub, aud, user_id, registration_id};
+	sqlite3_stmt *s;
+	enum am_err rc;
+
+	if ((rc = prep(st, Q_DELEG_INSERT, &s, e)) != AM_OK)
+		return rc;
+	bind_texts(s, 2, vals, 5);
+	sqlite3_bind_int64(s, 7, at);
+	return run(st, s, "delegation insert", NULL, e);
+}
+
+enum am_err
+store_jti_record(struct store *st, const char *iss, const char *jti, int64_t expires_at,
+		 bool *fresh, struct am_error *e)
+{
+	const char *const keys[] = {iss, jti};
+	sqlite3_stmt *s;
+	enum am_err rc;
+	int n = 0;
+
+	if ((rc = prep(st, Q_JTI_INSERT, &s, e)) != AM_OK)
+		return rc;
+	bind_texts(s, 2, keys, 2);
+	sqlite3_bind_int64(s, 4, expires_at);
+	if ((rc = run(st, s, "jti insert", &n, e)) != AM_OK)
+		return rc;
+	*fresh = n == 1;
+	return AM_OK;
+}
+
+enum am_err
+store_jti_purge(struct store *st, int64_t now, int *n, struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc;
+
+	if ((rc = prep(st, Q_JTI_PURGE, &s, e)) != AM_OK)
+		return rc;
+	sqlite3_bind_int64(s, 2, now);
+	return run(st, s, "jti purge", n, e);
+}
+
+enum am_err
+store_cred_live(struct store *st, const struct store_cred_filter *f, struct store_cred_ref *out,
+		size_t cap, size_t *n, struct am_error *e)
+{
+	const char *const keys[] = {f->iss, f->sub, f->aud, f->user_id, f->registration_id};
+	sqlite3_stmt *s;
+	enum am_err rc;
+	int step = SQLITE_DONE;
+
+	*n = 0;
+	if ((rc = prep(st, Q_CRED_LIVE, &s, e)) != AM_OK)
+		return rc;
+	for (int i = 0; i < 5; i++) {
+		if (keys[i] != NULL)
+			sqlite3_bind_text(s, 2 + i, keys[i], -1, SQLITE_TRANSIENT);
+	}
+	sqlite3_bind_int64(s, 7, (sqlite3_int64)cap);
+	while (*n < cap && (step = sqlite3_step(s)) == SQLITE_ROW) {
+		col_text(s, 0, out[*n].id, sizeof(out[*n].id));
+		col_text(s, 1, out[*n].registration_id, sizeof(out[*n].registration_id));
+		(*n)++;
+	}
+	if (*n < cap && step != SQLITE_DONE) {
+		sqlite3_reset(s);
+		return db_fail(st, step, "credentials live", e);
+	}
+	sqlite3_reset(s);
+	return AM_OK;
+}
+
+enum am_err
+store_cred_revoke(struct store *st, const char *id, int64_t at, struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc;
+	int n = 0;
+
+	if ((rc = prep(st, Q_CRED_REVOKE, &s, e)) != AM_OK)
+		return rc;
+	sqlite3_bind_text(s, 2, id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 3, at);
+	if ((rc = run(st, s, "credential revoke", &n, e)) != AM_OK)
+		return rc;
+	return n == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "credential not live");
+}
+
+enum am_err
+store_setting_get(struct store *st, const char *key, char **value, struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc;
+	const unsigned char *v;
+
+	if ((rc = prep(st, Q_SETTING_GET, &s, e)) != AM_OK)
+		return rc;
+	sqlite3_bind_text(s, 2, key, -1, SQLITE_TRANSIENT);
+	if ((rc = one(st, s, "setting get", e)) != AM_OK)
+		return rc;
+	v = sqlite3_column_text(s, 0);
+	*value = am_xstrdup(v != NULL ? (const char *)v : "");
+	sqlite3_reset(s);
+	return AM_OK;
+}
+
+enum am_err
+store_setting_put(struct store *st, const char *key, const char *value, int64_t at,
+		  struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc;
+
+	if ((rc = prep(st, Q_SETTING_PUT, &s, e)) != AM_OK)
+		return rc;
+	sqlite3_bind_text(s, 2, key, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 3, value, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 4, at);
+	return run(st, s, "setting put", NULL, e);
 }

@@ -47,6 +47,9 @@ struct store_reg {
 	int64_t expires_at;
 	int64_t claimed_at;			/* 0: not claimed */
 	char ip[64];
+	/* agent-verified registrations: who vouched, and from where */
+	char iss[STORE_TEXT_LEN], sub[STORE_TEXT_LEN];
+	char agent_platform[128], agent_context_id[128];
 };
 
 struct store_attempt {
@@ -163,6 +166,57 @@ enum am_err store_cred_upgrade(struct store *st, const char *registration_id, co
 /* Revokes every live credential of a registration at `at`; *n revoked. */
 enum am_err store_cred_revoke_reg(struct store *st, const char *registration_id, int64_t at,
 				  int *n, struct am_error *e) AM_WUR;
+
+/* users, by phone */
+enum am_err store_user_by_phone(struct store *st, const char *phone, struct store_user *out,
+				struct am_error *e) AM_WUR;
+
+/* delegations: who a provider's subject is here */
+struct store_delegation {
+	char user_id[STORE_ID_LEN];
+	char registration_id[STORE_ID_LEN];
+};
+/* The delegation of (iss, sub, aud). */
+enum am_err store_delegation_get(struct store *st, const char *iss, const char *sub,
+				 const char *aud, struct store_delegation *out,
+				 struct am_error *e) AM_WUR;
+/* The user of any delegation of (iss, sub), whatever the audience. */
+enum am_err store_delegation_user(struct store *st, const char *iss, const char *sub,
+				  char user_id[STORE_ID_LEN], struct am_error *e) AM_WUR;
+enum am_err store_delegation_insert(struct store *st, const char *iss, const char *sub,
+				    const char *aud, const char *user_id,
+				    const char *registration_id, int64_t at,
+				    struct am_error *e) AM_WUR;
+
+/* Records (iss, jti) as used until expires_at. *fresh is false when it was
+ * already recorded: the UNIQUE key is the replay check, so two concurrent
+ * requests carrying one token cannot both pass. */
+enum am_err store_jti_record(struct store *st, const char *iss, const char *jti,
+			     int64_t expires_at, bool *fresh, struct am_error *e) AM_WUR;
+/* Forgets jtis whose window has passed; *n how many. */
+enum am_err store_jti_purge(struct store *st, int64_t now, int *n, struct am_error *e) AM_WUR;
+
+/* Live credentials matching every non-NULL field of a filter (all NULL:
+ * every live credential of the tenant). */
+struct store_cred_filter {
+	const char *iss, *sub, *aud, *user_id, *registration_id;
+};
+struct store_cred_ref {
+	char id[STORE_ID_LEN];
+	char registration_id[STORE_ID_LEN];
+};
+enum am_err store_cred_live(struct store *st, const struct store_cred_filter *f,
+			    struct store_cred_ref *out, size_t cap, size_t *n,
+			    struct am_error *e) AM_WUR;
+/* Revokes one credential at `at`; AM_E_NOT_FOUND if it was not live. */
+enum am_err store_cred_revoke(struct store *st, const char *id, int64_t at,
+			      struct am_error *e) AM_WUR;
+
+/* settings: small named values kept across restarts */
+enum am_err store_setting_get(struct store *st, const char *key, char **value,
+			      struct am_error *e) AM_WUR;
+enum am_err store_setting_put(struct store *st, const char *key, const char *value, int64_t at,
+			      struct am_error *e) AM_WUR;
 
 /* audit */
 enum am_err store_audit_insert(struct store *st, int64_t at, const char *event,

@@ -248,3 +248,108 @@ class ServerTest(unittest.TestCase):
         body = r.json
         self.assertEqual(body["error"], code, body)
         self.assertTrue(body["message"], body)
+
+
+TEST_PROVIDER = os.path.join(BIN_DIR, "tests", "testprovider")
+ID_JAG_URN = "urn:ietf:params:oauth:token-type:id-jag"
+REVOKED_EVENT = "https://schemas.workos.com/events/agent/auth/identity/assertion/revoked"
+
+
+class Provider:
+    """The C test provider: a JWKS with an ES256 and an RS256 key, and a
+    /sign endpoint that signs whatever claims a test asks for."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen([TEST_PROVIDER, str(self.port)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.time() + START_TIMEOUT
+        while time.time() < deadline:
+            try:
+                self.stats()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("test provider did not start")
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+    def _call(self, method, path, body=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            conn.request(method, path, body=data,
+                         headers={"Content-Type": "application/json"} if data else {})
+            r = conn.getresponse()
+            out = r.read()
+            if r.status != 200:
+                raise RuntimeError("provider %s %s: %d %r" % (method, path, r.status, out))
+            return json.loads(out)
+        finally:
+            conn.close()
+
+    def stats(self):
+        return self._call("GET", "/stats")
+
+    def sign(self, claims, key="es", typ="oauth-id-jag+jwt", kid=None):
+        req = {"key": key, "typ": typ, "claims": claims}
+        if kid is not None:
+            req["kid"] = kid
+        return self._call("POST", "/sign", req)["token"]
+
+    def rotate(self, key="es", drop_old=False):
+        return self._call("POST", "/rotate", {"key": key, "drop_old": drop_old})["kid"]
+
+    def claims(self, server, **over):
+        """A valid ID-JAG claim set for server, with overrides (None drops)."""
+        now = int(time.time())
+        c = {"iss": self.url, "sub": "user-1", "aud": server.url, "client_id": self.url,
+             "jti": os.urandom(12).hex(), "iat": now, "exp": now + 300,
+             "email": "ann@example.test", "email_verified": True,
+             "agent_platform": "test-agent", "agent_context_id": "chat-1"}
+        for k, v in over.items():
+            if v is None:
+                c.pop(k, None)
+            else:
+                c[k] = v
+        return c
+
+    def logout_claims(self, server, **over):
+        now = int(time.time())
+        c = {"iss": self.url, "sub": "user-1", "aud": server.url,
+             "jti": os.urandom(12).hex(), "iat": now,
+             "events": {REVOKED_EVENT: {}}}
+        for k, v in over.items():
+            if v is None:
+                c.pop(k, None)
+            else:
+                c[k] = v
+        return c
+
+
+def provider_overrides(provider, name="test", **keys):
+    section = {"issuer": provider.url}
+    section.update(keys)
+    return {"provider " + name: section}
+
+
+def register_idjag(server, token, cred_type="access_token"):
+    return server.post("/agent/auth", {"type": "identity_assertion", "assertion_type": ID_JAG_URN,
+                                       "assertion": token, "requested_credential_type": cred_type})
+
+
+def send_logout(server, token, form=False):
+    if form:
+        body = urllib.parse.urlencode({"logout_token": token}).encode()
+        return server.request("POST", "/agent/auth/revoke", raw=body,
+                              content_type="application/x-www-form-urlencoded")
+    return server.request("POST", "/agent/auth/revoke", raw=token.encode(),
+                          content_type="application/logout+jwt")

@@ -42,7 +42,8 @@ defaults_are_valid_and_derive_the_resource(void **state)
 	assert_int_equal(cfg.otp_attempts, 5);
 	assert_int_equal(cfg.ttl_otp, 600);
 	assert_true(cfg.flow_anonymous);
-	assert_false(cfg.flow_id_jag);
+	assert_true(cfg.flow_id_jag);
+	assert_int_equal(cfg.nproviders, 0);
 }
 
 static void
@@ -127,6 +128,50 @@ cross_key_rules_are_checked(void **state)
 }
 
 static void
+provider_sections_make_the_trust_list(void **state)
+{
+	struct am_config cfg;
+	char err[256];
+	const struct am_provider *p;
+	char *path = write_file("[provider acme]\nissuer = https://acme.test/\n"
+				"link_by_email = off\n[provider beta]\nissuer = https://beta.test\n"
+				"client_ids = a b\nscopes = api.read\n");
+
+	(void)state;
+	assert_int_equal(am_config_load(path, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.nproviders, 2);
+	p = am_config_provider(&cfg, "https://acme.test/");
+	assert_non_null(p);
+	assert_string_equal(p->name, "acme");
+	assert_string_equal(p->jwks_uri, "https://acme.test/.well-known/jwks.json");
+	assert_string_equal(p->client_ids, "https://acme.test/");
+	assert_string_equal(p->scopes, "api.read api.write");
+	assert_false(p->link_by_email);
+	assert_true(p->link_by_phone);
+	p = am_config_provider(&cfg, "https://beta.test");
+	assert_string_equal(p->client_ids, "a b");
+	assert_true(am_word_in(p->client_ids, "b"));
+	assert_null(am_config_provider(&cfg, "https://beta.test/"));
+	unlink(path);
+
+	path = write_file("[provider x]\njwks_uri = https://x.test/k\n");
+	assert_int_equal(am_config_load(path, &cfg, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "issuer is required"));
+	unlink(path);
+	path = write_file("[provider x]\nissuer = https://x.test\n[provider y]\n"
+			  "issuer = https://x.test\n");
+	assert_int_equal(am_config_load(path, &cfg, err, sizeof(err)), -1);
+	unlink(path);
+	path = write_file("[provider x]\nissuer = https://x.test\nscopes = admin\n");
+	assert_int_equal(am_config_load(path, &cfg, err, sizeof(err)), -1);
+	unlink(path);
+	path = write_file("[provider x]\nissuer = https://x.test\ncolour = blue\n");
+	assert_int_equal(am_config_load(path, &cfg, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, ":3: [provider x] colour: unknown key"));
+	unlink(path);
+}
+
+static void
 scope_membership_is_by_whole_token(void **state)
 {
 	(void)state;
@@ -151,6 +196,12 @@ every_key_is_in_the_configuration_docs(void **state)
 	fclose(f);
 	for (size_t i = 0; i < n; i++) {
 		snprintf(want, sizeof(want), "| `[%s] %s` |", k[i].section, k[i].key);
+		if (strstr(doc, want) == NULL)
+			fail_msg("docs/configuration.md does not document %s", want);
+	}
+	k = am_config_provider_keys(&n);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(want, sizeof(want), "| `[provider] %s` |", k[i].key);
 		if (strstr(doc, want) == NULL)
 			fail_msg("docs/configuration.md does not document %s", want);
 	}
@@ -194,6 +245,7 @@ main(void)
 		cmocka_unit_test(errors_name_the_file_line_and_key),
 		cmocka_unit_test(values_out_of_range_or_shape_are_refused),
 		cmocka_unit_test(cross_key_rules_are_checked),
+		cmocka_unit_test(provider_sections_make_the_trust_list),
 		cmocka_unit_test(scope_membership_is_by_whole_token),
 		cmocka_unit_test(every_key_is_in_the_configuration_docs),
 		cmocka_unit_test(the_sample_config_is_valid_and_complete),

@@ -1,0 +1,501 @@
+/* The agent-verified flow: ID-JAG registration, user matching, delegations,
+ * and revocation by logout token or by the operator. */
+#include <string.h>
+
+#include "core/log.h"
+#include "core/str.h"
+#include "flows/internal.h"
+#include "jose/jose.h"
+#include "trust/trust.h"
+
+#define TYP_ID_JAG "oauth-id-jag+jwt"
+#define TYP_LOGOUT "logout+jwt"
+#define EVENT_REVOKED "https://schemas.workos.com/events/agent/auth/identity/assertion/revoked"
+#define EVENT_OIDC_LOGOUT "http://schemas.openid.net/event/backchannel-logout"
+#define LOGOUT_MAX_AGE 300	/* a logout token without exp is good this long after iat */
+#define MAX_CLAIM_BYTES 255	/* iss, sub, jti, client_id, ... */
+
+/* What a verified token says, borrowed from its claims. */
+struct verified {
+	const struct am_provider *provider;
+	const char *iss, *sub, *jti;
+	int64_t iat, exp;	/* exp 0: none (logout tokens only) */
+};
+
+static enum am_err
+claim_string(const json_t *claims, const char *name, bool required, const char **out,
+	     struct am_error *e)
+{
+	json_t *v = json_object_get(claims, name);
+
+	*out = NULL;
+	if (v == NULL && !required)
+		return AM_OK;
+	if (!json_is_string(v) || json_string_length(v) == 0 ||
+	    json_string_length(v) > MAX_CLAIM_BYTES ||
+	    strlen(json_string_value(v)) != json_string_length(v))
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "the token's %s claim must be a string of 1 to %d bytes", name,
+			       MAX_CLAIM_BYTES);
+	*out = json_string_value(v);
+	return AM_OK;
+}
+
+static enum am_err
+claim_time(const json_t *claims, const char *name, bool required, int64_t *out,
+	   struct am_error *e)
+{
+	json_t *v = json_object_get(claims, name);
+
+	*out = 0;
+	if (v == NULL && !required)
+		return AM_OK;
+	if (!json_is_integer(v) || json_integer_value(v) <= 0)
+		return am_fail(e, name[0] == 'e' ? AM_E_EXPIRED : AM_E_INVALID_REQUEST,
+			       "the token's %s claim must be a positive whole number of seconds",
+			       name);
+	*out = (int64_t)json_integer_value(v);
+	return AM_OK;
+}
+
+/* aud must be this service's issuer or its resource identifier, exactly;
+ * an array only with exactly one element. */
+static enum am_err
+check_audience(const struct am_config *cfg, const json_t *claims, struct am_error *e)
+{
+	json_t *aud = json_object_get(claims, "aud");
+	const char *v;
+
+	if (json_is_array(aud) && json_array_size(aud) == 1)
+		aud = json_array_get(aud, 0);
+	v = json_string_value(aud);
+	if (v == NULL || (strcmp(v, cfg->public_url) != 0 && strcmp(v, cfg->resource) != 0))
+		return am_fail(e, AM_E_INVALID_AUDIENCE, "aud must be %s or %s", cfg->public_url,
+			       cfg->resource);
+	return AM_OK;
+}
+
+/* The checks an ID-JAG and a logout token share, in the docs' order:
+ * header (typ, alg), issuer on the trust list, signature by the kid's key,
+ * audience, times, jti and sub present. */
+static enum am_err
+verify_token(const struct flow_env *env, const char *compact, const char *typ,
+	     struct jose_token *t, struct verified *v, struct am_error *e)
+{
+	const struct am_config *cfg = env->cfg;
+	struct jose_keyset *keys = NULL;
+	int64_t now = flow_now(env);
+	enum am_err rc;
+
+	memset(v, 0, sizeof(*v));
+	if ((rc = jose_token_parse(compact, typ, t, e)) != AM_OK)
+		return rc;
+	if ((rc = claim_string(t->claims, "iss", true, &v->iss, e)) != AM_OK)
+		return rc;
+	if ((v->provider = am_config_provider(cfg, v->iss)) == NULL)
+		return am_fail(e, AM_E_INVALID_ISSUER, "issuer %.100s is not a trusted provider here",
+			       v->iss);
+	if ((rc = trust_keys(env->trust, v->provider, t->kid, now, &keys, e)) != AM_OK)
+		return rc;
+	rc = jose_token_verify(t, keys, e);
+	jose_keyset_release(keys);
+	if (rc != AM_OK)
+		return rc;
+	/* From here on the claims are the provider's own words. */
+	if ((rc = check_audience(cfg, t->claims, e)) != AM_OK ||
+	    (rc = claim_time(t->claims, "exp", strcmp(typ, TYP_ID_JAG) == 0, &v->exp, e)) !=
+		    AM_OK ||
+	    (rc = claim_time(t->claims, "iat", true, &v->iat, e)) != AM_OK)
+		return rc;
+	if (v->exp != 0 && now >= v->exp + cfg->clock_skew)
+		return am_fail(e, AM_E_EXPIRED, "the token expired; mint a fresh one");
+	if (v->exp == 0 && now - v->iat > LOGOUT_MAX_AGE + cfg->clock_skew)
+		return am_fail(e, AM_E_EXPIRED, "a token without exp is accepted for %d s after iat",
+			       LOGOUT_MAX_AGE);
+	if (v->iat > now + cfg->clock_skew)
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "the token's iat is more than %lld s in the future",
+			       (long long)cfg->clock_skew);
+	{
+		int64_t nbf;
+
+		if ((rc = claim_time(t->claims, "nbf", false, &nbf, e)) != AM_OK)
+			return rc;
+		if (nbf > now + cfg->clock_skew)
+			return am_fail(e, AM_E_INVALID_REQUEST, "the token is not valid yet (nbf)");
+	}
+	if ((rc = claim_string(t->claims, "jti", true, &v->jti, e)) != AM_OK ||
+	    (rc = claim_string(t->claims, "sub", true, &v->sub, e)) != AM_OK)
+		return rc;
+	return AM_OK;
+}
+
+/* The replay window of a token: until exp (or iat + the logout grace) plus
+ * skew. Tokens of the two kinds are kept apart by a prefix, so each kind
+ * has its own replay check. */
+static enum am_err
+record_jti(const struct flow_env *env, struct store *st, const struct verified *v,
+	   const char *kind, struct am_error *e)
+{
+	char key[MAX_CLAIM_BYTES + 16];
+	int64_t until = (v->exp != 0 ? v->exp : v->iat + LOGOUT_MAX_AGE) + env->cfg->clock_skew;
+	bool fresh = false;
+	enum am_err rc;
+
+	snprintf(key, sizeof(key), "%s:%s", kind, v->jti);
+	if ((rc = store_jti_record(st, v->iss, key, until, &fresh, e)) != AM_OK)
+		return rc;
+	return fresh ? AM_OK
+		     : am_fail(e, AM_E_REPLAY_DETECTED, "this token's jti was already used; mint "
+							"a fresh token");
+}
+
+static bool
+claim_true(const json_t *claims, const char *name)
+{
+	return json_is_true(json_object_get(claims, name));
+}
+
+/* The identity an ID-JAG vouches for: a verified email and/or phone. */
+struct identity {
+	char email[AM_MAX_EMAIL_BYTES + 1];	/* empty unless verified */
+	char phone[64];				/* empty unless verified */
+	const char *agent_platform, *agent_context_id;
+};
+
+static enum am_err
+read_identity(const json_t *claims, struct identity *id, struct am_error *e)
+{
+	const char *email = json_string_value(json_object_get(claims, "email"));
+	const char *phone = json_string_value(json_object_get(claims, "phone_number"));
+	enum am_err rc;
+
+	memset(id, 0, sizeof(*id));
+	if (claim_true(claims, "email_verified") && email != NULL &&
+	    !mail_address_normalize(email, id->email, sizeof(id->email)))
+		return am_fail(e, AM_E_INVALID_REQUEST, "the token's email is not a valid address");
+	if (claim_true(claims, "phone_number_verified") && phone != NULL) {
+		size_t n = strlen(phone);
+
+		if (n < 4 || n >= sizeof(id->phone) || strspn(phone, "+0123456789") != n)
+			return am_fail(e, AM_E_INVALID_REQUEST,
+				       "the token's phone_number must be in E.164 form");
+		am_copy(id->phone, sizeof(id->phone), phone);
+	}
+	if (id->email[0] == '\0' && id->phone[0] == '\0')
+		return am_fail(e, AM_E_MISSING_VERIFIED_EMAIL,
+			       "the token needs email_verified or phone_number_verified true, with "
+			       "the email or phone_number");
+	if ((rc = claim_string(claims, "agent_platform", false, &id->agent_platform, e)) != AM_OK ||
+	    (rc = claim_string(claims, "agent_context_id", false, &id->agent_context_id, e)) !=
+		    AM_OK)
+		return rc;
+	return AM_OK;
+}
+
+/* The docs' order: a delegation of (iss, sub); a user with the verified
+ * email; with the verified phone (each only where the provider entry
+ * allows linking); else a new user, when JIT provisioning is on. */
+static enum am_err
+match_user(const struct flow_env *env, struct store *st, const struct verified *v,
+	   const struct identity *id, char user_id[STORE_ID_LEN], struct am_error *e)
+{
+	struct store_user u = {0};
+	enum am_err rc;
+
+	rc = store_delegation_user(st, v->iss, v->sub, user_id, e);
+	if (rc != AM_E_NOT_FOUND)
+		return rc;
+	if (v->provider->link_by_email && id->email[0] != '\0') {
+		rc = store_user_by_email(st, id->email, &u, e);
+		if (rc != AM_E_NOT_FOUND) {
+			am_copy(user_id, STORE_ID_LEN, u.id);
+			return rc;
+		}
+	}
+	if (v->provider->link_by_phone && id->phone[0] != '\0') {
+		rc = store_user_by_phone(st, id->phone, &u, e);
+		if (rc != AM_E_NOT_FOUND) {
+			am_copy(user_id, STORE_ID_LEN, u.id);
+			return rc;
+		}
+	}
+	if (!env->cfg->flow_jit)
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "no account matches this identity and this service does not create "
+			       "accounts for agents");
+	memset(&u, 0, sizeof(u));
+	if ((rc = am_rand_id("usr_", u.id, sizeof(u.id), e)) != AM_OK)
+		return rc;
+	/* Linking by email is off, or no user has it: the address is kept
+	 * unless another account already owns it. */
+	if (id->email[0] != '\0') {
+		struct store_user other;
+
+		rc = store_user_by_email(st, id->email, &other, e);
+		if (rc == AM_E_NOT_FOUND)
+			am_copy(u.email, sizeof(u.email), id->email);
+		else if (rc != AM_OK)
+			return rc;
+	}
+	am_copy(u.phone, sizeof(u.phone), id->phone);
+	u.created_at = flow_now(env);
+	u.created_by_agent = true;
+	if ((rc = store_user_insert(st, &u, e)) != AM_OK)
+		return rc;
+	log_info("user provisioned id=%s via=id_jag provider=%s", u.id, v->provider->name);
+	am_copy(user_id, STORE_ID_LEN, u.id);
+	return AM_OK;
+}
+
+/* The registration of (iss, sub, aud): the existing one (made live again if
+ * it was revoked: the provider vouches anew), or a new one. */
+static enum am_err
+registration_for(const struct flow_env *env, struct store *st, const struct verified *v,
+		 const struct identity *id, const char *user_id, const char *ip, bool *created,
+		 char reg_id[STORE_ID_LEN], struct am_error *e)
+{
+	const char *aud = env->cfg->public_url;
+	struct store_delegation d;
+	struct store_reg reg;
+	int64_t now = flow_now(env);
+	enum am_err rc;
+
+	*created = false;
+	rc = store_delegation_get(st, v->iss, v->sub, aud, &d, e);
+	if (rc == AM_OK) {
+		am_copy(reg_id, STORE_ID_LEN, d.registration_id);
+		rc = store_reg_transition(st, reg_id, REG_REVOKED, REG_CLAIMED, e);
+		return rc == AM_E_NOT_FOUND ? AM_OK : rc;
+	}
+	if (rc != AM_E_NOT_FOUND)
+		return rc;
+	memset(&reg, 0, sizeof(reg));
+	if ((rc = am_rand_id("reg_", reg.id, sizeof(reg.id), e)) != AM_OK)
+		return rc;
+	reg.kind = REG_AGENT;
+	reg.status = REG_CLAIMED;
+	reg.credential_type = CRED_ACCESS_TOKEN;
+	am_copy(reg.user_id, sizeof(reg.user_id), user_id);
+	reg.created_at = reg.claimed_at = reg.expires_at = now;
+	am_copy(reg.ip, sizeof(reg.ip), ip != NULL ? ip : "");
+	am_copy(reg.email, sizeof(reg.email), id->email);
+	am_copy(reg.iss, sizeof(reg.iss), v->iss);
+	am_copy(reg.sub, sizeof(reg.sub), v->sub);
+	am_copy(reg.agent_platform, sizeof(reg.agent_platform),
+		id->agent_platform != NULL ? id->agent_platform : "");
+	am_copy(reg.agent_context_id, sizeof(reg.agent_context_id),
+		id->agent_context_id != NULL ? id->agent_context_id : "");
+	if ((rc = store_reg_insert(st, &reg, e)) != AM_OK ||
+	    (rc = store_delegation_insert(st, v->iss, v->sub, aud, user_id, reg.id, now, e)) !=
+		    AM_OK)
+		return rc;
+	*created = true;
+	am_copy(reg_id, STORE_ID_LEN, reg.id);
+	return AM_OK;
+}
+
+enum am_err
+flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip,
+		    const char *assertion, const char *requested_type, struct reg_result *out,
+		    struct am_error *e)
+{
+	struct audit_batch batch = {0};
+	struct jose_token t = {0};
+	struct verified v;
+	struct identity id;
+	struct reg_result res = {0};
+	char user_id[STORE_ID_LEN] = "", reg_id[STORE_ID_LEN] = "";
+	const char *client_id;
+	int64_t retry_after;
+	enum cred_type type;
+	bool created = false;
+	enum am_err rc;
+
+	if (!env->cfg->flow_id_jag || env->trust == NULL || env->cfg->nproviders == 0)
+		return am_fail(e, AM_E_ID_JAG_NOT_ENABLED,
+			       "this service does not accept ID-JAG assertions; use another "
+			       "method from the agent_auth metadata");
+	if ((rc = flow_cred_type(requested_type, CRED_ACCESS_TOKEN, &type, e)) != AM_OK ||
+	    (rc = flow_rate_check(env, "identity", ip, &retry_after, e)) != AM_OK)
+		return rc;
+	if ((rc = verify_token(env, assertion, TYP_ID_JAG, &t, &v, e)) != AM_OK)
+		goto out;
+	if ((rc = claim_string(t.claims, "client_id", true, &client_id, e)) != AM_OK)
+		goto out;
+	if (!am_word_in(v.provider->client_ids, client_id)) {
+		rc = am_fail(e, AM_E_INVALID_CLIENT_ID,
+			     "client_id %.100s is not accepted for this issuer", client_id);
+		goto out;
+	}
+	if ((rc = read_identity(t.claims, &id, e)) != AM_OK)
+		goto out;
+
+	/* Every check passed: the jti is recorded in the same transaction that
+	 * issues the credential, so a refused token never burns its jti and
+	 * two requests with one token cannot both succeed. */
+	if ((rc = store_begin(st, e)) != AM_OK)
+		goto out;
+	if ((rc = record_jti(env, st, &v, "idjag", e)) != AM_OK ||
+	    (rc = match_user(env, st, &v, &id, user_id, e)) != AM_OK ||
+	    (rc = registration_for(env, st, &v, &id, user_id, ip, &created, reg_id, e)) != AM_OK ||
+	    (rc = flow_issue_credential_for(env, st, reg_id, type, v.provider->scopes, user_id,
+					    v.iss, v.sub, &res, e)) != AM_OK ||
+	    (rc = audit_add(st, &batch, env->cfg->tenant, flow_now(env), "registration.created",
+			    reg_id,
+			    json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s, s:s, s:b, s:s?}",
+				      "registration_type", "agent-provider", "iss", v.iss, "sub",
+				      v.sub, "provider", v.provider->name, "agent_platform",
+				      id.agent_platform, "agent_context_id", id.agent_context_id,
+				      "user_id", user_id, "credential_type",
+				      store_cred_type_name(type), "new_registration", created, "ip",
+				      ip),
+			    e)) != AM_OK ||
+	    (rc = store_commit(st, e)) != AM_OK) {
+		store_rollback(st);
+		audit_discard(&batch);
+		goto out;
+	}
+	audit_flush(env->audit, &batch);
+	log_info("registration created id=%s kind=agent provider=%s user=%s", reg_id,
+		 v.provider->name, user_id);
+	am_copy(res.registration_id, sizeof(res.registration_id), reg_id);
+	res.kind = REG_AGENT;
+	res.agent_verified = true;
+	*out = res;
+out:
+	flow_result_wipe(&res, sizeof(res));
+	jose_token_free(&t);
+	return rc;
+}
+
+/* True when the events claim holds the revocation event. */
+static bool
+has_revocation_event(const json_t *claims)
+{
+	json_t *ev = json_object_get(claims, "events");
+
+	return json_is_object(ev) && (json_is_object(json_object_get(ev, EVENT_REVOKED)) ||
+				      json_is_object(json_object_get(ev, EVENT_OIDC_LOGOUT)));
+}
+
+/* Revokes the credentials of refs (n of them, sorted by registration) at
+ * now, marking each registration revoked once; events go into batch. */
+static enum am_err
+revoke_refs(const struct flow_env *env, struct store *st, const struct store_cred_ref *refs,
+	    size_t n, const char *reason, struct audit_batch *batch, struct am_error *e)
+{
+	int64_t now = flow_now(env);
+	enum am_err rc;
+
+	for (size_t i = 0; i < n; i++) {
+		struct store_reg reg;
+
+		if ((rc = store_cred_revoke(st, refs[i].id, now, e)) != AM_OK ||
+		    (rc = audit_add(st, batch, env->cfg->tenant, now, "credential.revoked",
+				    refs[i].registration_id,
+				    json_pack("{s:s, s:s}", "credential_id", refs[i].id, "reason",
+					      reason),
+				    e)) != AM_OK)
+			return rc;
+		if (i > 0 && strcmp(refs[i].registration_id, refs[i - 1].registration_id) == 0)
+			continue;
+		if ((rc = store_reg_by_id(st, refs[i].registration_id, &reg, e)) != AM_OK)
+			return rc;
+		if (reg.status == REG_REVOKED)
+			continue; /* already, by an earlier batch */
+		if ((rc = store_reg_transition(st, reg.id, reg.status, REG_REVOKED, e)) != AM_OK ||
+		    (rc = audit_add(st, batch, env->cfg->tenant, now, "registration.revoked", reg.id,
+				    json_pack("{s:s, s:s?, s:s?, s:s?, s:s?}", "reason", reason,
+					      "iss", reg.iss[0] != '\0' ? reg.iss : NULL, "sub",
+					      reg.sub[0] != '\0' ? reg.sub : NULL, "agent_platform",
+					      reg.agent_platform[0] != '\0' ? reg.agent_platform
+									    : NULL,
+					      "agent_context_id",
+					      reg.agent_context_id[0] != '\0' ? reg.agent_context_id
+									      : NULL),
+				    e)) != AM_OK)
+			return rc;
+	}
+	return AM_OK;
+}
+
+#define REVOKE_BATCH 256
+
+/* Revokes everything f matches, REVOKE_BATCH credentials per transaction.
+ * When first_tx_open, the caller has begun the first transaction (the
+ * logout token's jti is in it). */
+static enum am_err
+revoke_matching(const struct flow_env *env, struct store *st, const struct store_cred_filter *f,
+		const char *reason, bool first_tx_open, int *count, struct am_error *e)
+{
+	struct store_cred_ref refs[REVOKE_BATCH];
+	bool open = first_tx_open;
+	enum am_err rc;
+	size_t n;
+
+	*count = 0;
+	do {
+		struct audit_batch batch = {0};
+
+		if (!open && (rc = store_begin(st, e)) != AM_OK)
+			return rc;
+		open = false;
+		if ((rc = store_cred_live(st, f, refs, REVOKE_BATCH, &n, e)) != AM_OK ||
+		    (rc = revoke_refs(env, st, refs, n, reason, &batch, e)) != AM_OK ||
+		    (rc = store_commit(st, e)) != AM_OK) {
+			store_rollback(st);
+			audit_discard(&batch);
+			return rc;
+		}
+		audit_flush(env->audit, &batch);
+		*count += (int)n;
+	} while (n == REVOKE_BATCH);
+	return AM_OK;
+}
+
+enum am_err
+flow_revoke_logout(const struct flow_env *env, struct store *st, const char *token, int *count,
+		   struct am_error *e)
+{
+	struct jose_token t = {0};
+	struct verified v;
+	struct store_cred_filter f = {0};
+	enum am_err rc;
+
+	if (env->trust == NULL || env->cfg->nproviders == 0)
+		return am_fail(e, AM_E_INVALID_ISSUER, "this service trusts no provider");
+	if ((rc = verify_token(env, token, TYP_LOGOUT, &t, &v, e)) != AM_OK)
+		goto out;
+	if (!has_revocation_event(t.claims)) {
+		rc = am_fail(e, AM_E_INVALID_REQUEST,
+			     "a logout token's events must hold " EVENT_REVOKED);
+		goto out;
+	}
+	if (json_object_get(t.claims, "nonce") != NULL) {
+		rc = am_fail(e, AM_E_INVALID_REQUEST, "a logout token must not carry a nonce");
+		goto out;
+	}
+	if ((rc = store_begin(st, e)) != AM_OK)
+		goto out;
+	if ((rc = record_jti(env, st, &v, "logout", e)) != AM_OK) {
+		store_rollback(st);
+		goto out;
+	}
+	f.iss = v.iss;
+	f.sub = v.sub;
+	f.aud = env->cfg->public_url;
+	rc = revoke_matching(env, st, &f, "provider_logout", true, count, e);
+	if (rc == AM_OK)
+		log_info("logout token processed provider=%s revoked=%d", v.provider->name, *count);
+out:
+	jose_token_free(&t);
+	return rc;
+}
+
+enum am_err
+flow_revoke_bulk(const struct flow_env *env, struct store *st, const struct store_cred_filter *f,
+		 const char *reason, int *count, struct am_error *e)
+{
+	return revoke_matching(env, st, f, reason, false, count, e);
+}

@@ -1,0 +1,451 @@
+#include "jose/jose.h"
+
+#include <cjose/cjose.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/crypto.h"
+#include "core/log.h"
+#include "core/str.h"
+
+/* The allow-list, with what each alg needs of the key. */
+static const struct alg_rule {
+	const char *alg;
+	cjose_jwk_kty_t kty;
+	cjose_jwk_ec_curve crv; /* for EC only */
+} algs[] = {
+	{"ES256", CJOSE_JWK_KTY_EC, CJOSE_JWK_EC_P_256},
+	{"ES384", CJOSE_JWK_KTY_EC, CJOSE_JWK_EC_P_384},
+	{"ES512", CJOSE_JWK_KTY_EC, CJOSE_JWK_EC_P_521},
+	{"RS256", CJOSE_JWK_KTY_RSA, 0},
+	{"RS384", CJOSE_JWK_KTY_RSA, 0},
+	{"RS512", CJOSE_JWK_KTY_RSA, 0},
+	{"PS256", CJOSE_JWK_KTY_RSA, 0},
+	{"PS384", CJOSE_JWK_KTY_RSA, 0},
+	{"PS512", CJOSE_JWK_KTY_RSA, 0},
+};
+
+static const struct alg_rule *
+alg_rule(const char *alg)
+{
+	for (size_t i = 0; alg != NULL && i < sizeof(algs) / sizeof(algs[0]); i++) {
+		if (strcmp(algs[i].alg, alg) == 0)
+			return &algs[i];
+	}
+	return NULL;
+}
+
+/* ---- key sets ---- */
+
+struct jose_key {
+	cjose_jwk_t *jwk;
+	char kid[128];
+	cjose_jwk_kty_t kty;
+	cjose_jwk_ec_curve crv;
+};
+
+struct jose_keyset {
+	atomic_int refs;
+	size_t n;
+	struct jose_key keys[JOSE_MAX_KEYS];
+};
+
+static bool
+usable(json_t *k, cjose_jwk_t *jwk, struct jose_key *out)
+{
+	cjose_err err;
+	const char *use = json_string_value(json_object_get(k, "use"));
+	const char *kid = json_string_value(json_object_get(k, "kid"));
+
+	if (use != NULL && strcmp(use, "sig") != 0)
+		return false;
+	if (kid == NULL || kid[0] == '\0' || !am_copy(out->kid, sizeof(out->kid), kid))
+		return false;
+	out->kty = cjose_jwk_get_kty(jwk, &err);
+	if (out->kty == CJOSE_JWK_KTY_RSA)
+		return cjose_jwk_get_keysize(jwk, &err) >= 2048;
+	if (out->kty == CJOSE_JWK_KTY_EC) {
+		out->crv = cjose_jwk_EC_get_curve(jwk, &err);
+		return out->crv == CJOSE_JWK_EC_P_256 || out->crv == CJOSE_JWK_EC_P_384 ||
+		       out->crv == CJOSE_JWK_EC_P_521;
+	}
+	return false; /* oct and anything else: never a verification key here */
+}
+
+enum am_err
+jose_keyset_parse(const char *json, size_t len, struct jose_keyset **out, struct am_error *e)
+{
+	json_error_t jerr;
+	json_t *doc = json_loadb(json, len, 0, &jerr), *keys;
+	struct jose_keyset *ks;
+	size_t i;
+	json_t *k;
+
+	if (doc == NULL || !json_is_array(keys = json_object_get(doc, "keys"))) {
+		json_decref(doc);
+		return am_fail(e, AM_E_INVALID_SIGNATURE, "the provider's JWKS is not valid JSON "
+							  "with a keys array");
+	}
+	if ((ks = calloc(1, sizeof(*ks))) == NULL) {
+		json_decref(doc);
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	}
+	atomic_init(&ks->refs, 1);
+	json_array_foreach(keys, i, k)
+	{
+		cjose_err err;
+		cjose_jwk_t *jwk;
+		char *text;
+
+		if (ks->n >= JOSE_MAX_KEYS || !json_is_object(k))
+			continue;
+		/* Import from the public members only: a JWKS that (wrongly)
+		 * carries private parts must not make us hold them. */
+		json_t *pub = json_deep_copy(k);
+		json_object_del(pub, "d");
+		json_object_del(pub, "p");
+		json_object_del(pub, "q");
+		json_object_del(pub, "dp");
+		json_object_del(pub, "dq");
+		json_object_del(pub, "qi");
+		text = json_dumps(pub, JSON_COMPACT);
+		json_decref(pub);
+		jwk = text != NULL ? cjose_jwk_import(text, strlen(text), &err) : NULL;
+		free(text);
+		if (jwk == NULL)
+			continue;
+		if (!usable(k, jwk, &ks->keys[ks->n])) {
+			cjose_jwk_release(jwk);
+			continue;
+		}
+		ks->keys[ks->n++].jwk = jwk;
+	}
+	json_decref(doc);
+	if (ks->n == 0) {
+		jose_keyset_release(ks);
+		return am_fail(e, AM_E_INVALID_SIGNATURE,
+			       "the provider's JWKS has no usable signing key");
+	}
+	*out = ks;
+	return AM_OK;
+}
+
+struct jose_keyset *
+jose_keyset_retain(struct jose_keyset *ks)
+{
+	if (ks != NULL)
+		atomic_fetch_add(&ks->refs, 1);
+	return ks;
+}
+
+void
+jose_keyset_release(struct jose_keyset *ks)
+{
+	if (ks == NULL || atomic_fetch_sub(&ks->refs, 1) != 1)
+		return;
+	for (size_t i = 0; i < ks->n; i++)
+		cjose_jwk_release(ks->keys[i].jwk);
+	free(ks);
+}
+
+size_t
+jose_keyset_count(const struct jose_keyset *ks)
+{
+	return ks != NULL ? ks->n : 0;
+}
+
+static const struct jose_key *
+find_key(const struct jose_keyset *ks, const char *kid)
+{
+	for (size_t i = 0; ks != NULL && kid != NULL && i < ks->n; i++) {
+		if (strcmp(ks->keys[i].kid, kid) == 0)
+			return &ks->keys[i];
+	}
+	return NULL;
+}
+
+bool
+jose_keyset_has(const struct jose_keyset *ks, const char *kid)
+{
+	return find_key(ks, kid) != NULL;
+}
+
+/* ---- tokens ---- */
+
+static enum am_err
+parse_claims(cjose_jws_t *jws, json_t **out, struct am_error *e)
+{
+	uint8_t *plain = NULL;
+	size_t len = 0;
+	cjose_err err;
+	json_error_t jerr;
+	json_t *claims;
+
+	if (!cjose_jws_get_plaintext(jws, &plain, &len, &err))
+		return am_fail(e, AM_E_INVALID_REQUEST, "the token has no payload");
+	claims = json_loadb((const char *)plain, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (claims == NULL || !json_is_object(claims)) {
+		json_decref(claims);
+		return am_fail(e, AM_E_INVALID_REQUEST, "the token's payload is not a JSON object");
+	}
+	*out = claims;
+	return AM_OK;
+}
+
+static enum am_err
+check_header(json_t *h, const char *want_typ, struct am_error *e)
+{
+	static const char *const refused[] = {"crit", "jku", "x5u", "jwk", "x5c"};
+	const char *typ = json_string_value(json_object_get(h, "typ"));
+	const char *alg = json_string_value(json_object_get(h, "alg"));
+	const char *kid = json_string_value(json_object_get(h, "kid"));
+
+	if (typ == NULL || strcmp(typ, want_typ) != 0)
+		return am_fail(e, AM_E_INVALID_REQUEST, "the token's typ must be %s", want_typ);
+	if (alg_rule(alg) == NULL)
+		return am_fail(e, AM_E_INVALID_SIGNATURE,
+			       "alg %.16s is not accepted; use ES256/384/512, RS256/384/512 or "
+			       "PS256/384/512",
+			       alg != NULL ? alg : "(none)");
+	if (kid == NULL || kid[0] == '\0')
+		return am_fail(e, AM_E_INVALID_REQUEST, "the token's header has no kid");
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		if (json_object_get(h, refused[i]) != NULL)
+			return am_fail(e, AM_E_INVALID_REQUEST,
+				       "the token's header carries %s, which is not accepted",
+				       refused[i]);
+	}
+	return AM_OK;
+}
+
+enum am_err
+jose_token_parse(const char *compact, const char *want_typ, struct jose_token *out,
+		 struct am_error *e)
+{
+	size_t len = strlen(compact), dots = 0;
+	struct jose_token t = {0};
+	cjose_err err;
+	enum am_err rc;
+
+	memset(out, 0, sizeof(*out));
+	if (len > JOSE_MAX_TOKEN_BYTES)
+		return am_fail(e, AM_E_INVALID_REQUEST, "the token is longer than %d bytes",
+			       JOSE_MAX_TOKEN_BYTES);
+	for (const char *p = compact; *p != '\0'; p++)
+		dots += *p == '.';
+	if (dots != 2)
+		return am_fail(e, AM_E_INVALID_REQUEST, "the token is not a compact JWS");
+	if ((t.jws = cjose_jws_import(compact, len, &err)) == NULL)
+		return am_fail(e, AM_E_INVALID_REQUEST, "the token is not a compact JWS");
+	t.header = cjose_jws_get_protected(t.jws);
+	if (t.header == NULL || !json_is_object(t.header)) {
+		rc = am_fail(e, AM_E_INVALID_REQUEST, "the token's header is not a JSON object");
+		goto fail;
+	}
+	if ((rc = check_header(t.header, want_typ, e)) != AM_OK ||
+	    (rc = parse_claims(t.jws, &t.claims, e)) != AM_OK)
+		goto fail;
+	t.alg = json_string_value(json_object_get(t.header, "alg"));
+	t.kid = json_string_value(json_object_get(t.header, "kid"));
+	*out = t;
+	return AM_OK;
+fail:
+	jose_token_free(&t);
+	return rc;
+}
+
+enum am_err
+jose_token_verify(const struct jose_token *t, const struct jose_keyset *ks, struct am_error *e)
+{
+	const struct alg_rule *rule = alg_rule(t->alg);
+	const struct jose_key *k = find_key(ks, t->kid);
+	cjose_err err;
+
+	if (rule == NULL)
+		return am_fail(e, AM_E_INVALID_SIGNATURE, "alg is not accepted");
+	if (k == NULL)
+		return am_fail(e, AM_E_INVALID_SIGNATURE,
+			       "no key with this kid in the provider's JWKS");
+	/* The key decides the algorithm family, never the token: an RSA or EC
+	 * public key can never be taken as an HMAC secret this way. */
+	if (k->kty != rule->kty || (rule->kty == CJOSE_JWK_KTY_EC && k->crv != rule->crv))
+		return am_fail(e, AM_E_INVALID_SIGNATURE, "alg %s does not fit the key %s", t->alg,
+			       k->kid);
+	if (!cjose_jws_verify(t->jws, k->jwk, &err))
+		return am_fail(e, AM_E_INVALID_SIGNATURE, "the signature does not verify");
+	return AM_OK;
+}
+
+void
+jose_token_free(struct jose_token *t)
+{
+	if (t == NULL)
+		return;
+	json_decref(t->claims);
+	if (t->jws != NULL)
+		cjose_jws_release(t->jws);
+	memset(t, 0, sizeof(*t));
+}
+
+/* ---- signing ---- */
+
+struct jose_signer {
+	cjose_jwk_t *jwk;
+	char kid[64];
+	char alg[8];
+};
+
+enum am_err
+jose_signer_generate(const char *alg, struct jose_signer **out, struct am_error *e)
+{
+	static const uint8_t e65537[] = {0x01, 0x00, 0x01};
+	struct jose_signer *s;
+	cjose_err err;
+	enum am_err rc;
+
+	if (alg == NULL || (strcmp(alg, "ES256") != 0 && strcmp(alg, "RS256") != 0 &&
+			    strcmp(alg, "PS256") != 0))
+		return am_fail(e, AM_E_INVALID_REQUEST, "signing alg must be ES256, RS256 or PS256");
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	snprintf(s->alg, sizeof(s->alg), "%s", alg);
+	if ((rc = am_rand_id("k", s->kid, sizeof(s->kid), e)) != AM_OK) {
+		free(s);
+		return rc;
+	}
+	s->jwk = alg[0] == 'E' ? cjose_jwk_create_EC_random(CJOSE_JWK_EC_P_256, &err)
+			       : cjose_jwk_create_RSA_random(2048, e65537, sizeof(e65537), &err);
+	if (s->jwk == NULL || !cjose_jwk_set_kid(s->jwk, s->kid, strlen(s->kid), &err)) {
+		jose_signer_free(s);
+		return am_fail(e, AM_E_INTERNAL, "key generation failed");
+	}
+	*out = s;
+	return AM_OK;
+}
+
+enum am_err
+jose_signer_load(const char *json, struct jose_signer **out, struct am_error *e)
+{
+	json_error_t jerr;
+	json_t *doc = json_loads(json, 0, &jerr);
+	const char *alg = json_string_value(json_object_get(doc, "alg"));
+	const char *kid = json_string_value(json_object_get(doc, "kid"));
+	struct jose_signer *s;
+	cjose_err err;
+
+	if (doc == NULL || alg == NULL || kid == NULL || alg_rule(alg) == NULL ||
+	    json_object_get(doc, "d") == NULL) {
+		json_decref(doc);
+		return am_fail(e, AM_E_INVALID_REQUEST, "not a private key saved by authmd");
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		json_decref(doc);
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	}
+	snprintf(s->alg, sizeof(s->alg), "%s", alg);
+	snprintf(s->kid, sizeof(s->kid), "%s", kid);
+	s->jwk = cjose_jwk_import(json, strlen(json), &err);
+	json_decref(doc);
+	if (s->jwk == NULL) {
+		jose_signer_free(s);
+		return am_fail(e, AM_E_INVALID_REQUEST, "the private key does not load");
+	}
+	*out = s;
+	return AM_OK;
+}
+
+char *
+jose_signer_export(const struct jose_signer *s)
+{
+	cjose_err err;
+	char *text = cjose_jwk_to_json(s->jwk, true, &err);
+	json_t *doc = text != NULL ? json_loads(text, 0, NULL) : NULL;
+	char *out;
+
+	if (text != NULL) {
+		OPENSSL_cleanse(text, strlen(text));
+		free(text);
+	}
+	if (doc == NULL)
+		return NULL;
+	json_object_set_new(doc, "alg", json_string(s->alg));
+	json_object_set_new(doc, "kid", json_string(s->kid));
+	out = json_dumps(doc, JSON_COMPACT);
+	json_decref(doc);
+	return out;
+}
+
+json_t *
+jose_signer_public_jwk(const struct jose_signer *s)
+{
+	cjose_err err;
+	char *text = cjose_jwk_to_json(s->jwk, false, &err);
+	json_t *doc = text != NULL ? json_loads(text, 0, NULL) : NULL;
+
+	free(text);
+	if (doc == NULL)
+		return NULL;
+	json_object_set_new(doc, "kid", json_string(s->kid));
+	json_object_set_new(doc, "alg", json_string(s->alg));
+	json_object_set_new(doc, "use", json_string("sig"));
+	return doc;
+}
+
+const char *
+jose_signer_kid(const struct jose_signer *s)
+{
+	return s->kid;
+}
+
+const char *
+jose_signer_alg(const struct jose_signer *s)
+{
+	return s->alg;
+}
+
+enum am_err
+jose_sign(const struct jose_signer *s, const char *typ, const json_t *claims, char **out,
+	  struct am_error *e)
+{
+	return jose_sign_kid(s, typ, NULL, claims, out, e);
+}
+
+enum am_err
+jose_sign_kid(const struct jose_signer *s, const char *typ, const char *kid, const json_t *claims,
+	      char **out, struct am_error *e)
+{
+	cjose_header_t *h = NULL;
+	cjose_jws_t *jws = NULL;
+	const char *compact = NULL;
+	char *payload = json_dumps(claims, JSON_COMPACT);
+	cjose_err err;
+	enum am_err rc = AM_OK;
+
+	if (payload == NULL || (h = cjose_header_new(&err)) == NULL ||
+	    !cjose_header_set(h, CJOSE_HDR_ALG, s->alg, &err) ||
+	    !cjose_header_set(h, "typ", typ, &err) ||
+	    !cjose_header_set(h, CJOSE_HDR_KID, kid != NULL ? kid : s->kid, &err) ||
+	    (jws = cjose_jws_sign(s->jwk, h, (const uint8_t *)payload, strlen(payload), &err)) ==
+		    NULL ||
+	    !cjose_jws_export(jws, &compact, &err))
+		rc = am_fail(e, AM_E_INTERNAL, "signing failed");
+	else
+		*out = am_xstrdup(compact);
+	if (jws != NULL)
+		cjose_jws_release(jws);
+	cjose_header_release(h);
+	free(payload);
+	return rc;
+}
+
+void
+jose_signer_free(struct jose_signer *s)
+{
+	if (s == NULL)
+		return;
+	cjose_jwk_release(s->jwk);
+	free(s);
+}

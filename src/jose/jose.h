@@ -1,0 +1,81 @@
+/* JWS on cjose, strictly: compact serialisation only, an asymmetric alg
+ * allow-list, the expected typ, alg matched to the key's type and curve,
+ * and no header a verifier must not ignore (crit) or must not follow (jku,
+ * x5u, jwk). Only jose/ includes <cjose/cjose.h>. */
+#ifndef AM_JOSE_H
+#define AM_JOSE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/errors.h"
+
+#define JOSE_MAX_TOKEN_BYTES (16 * 1024)	/* a compact JWS we accept */
+#define JOSE_MAX_KEYS 32			/* keys kept from one JWKS */
+
+/* A parsed JWKS: public verification keys, shared between threads and
+ * freed when the last holder releases it. */
+struct jose_keyset;
+
+/* Parses a JWKS document. Keys that are not RSA (2048 bits or more) or EC
+ * on P-256/384/521, that lack a kid, or whose "use" is not "sig" are
+ * skipped; a document with no usable key is refused. The new set holds one
+ * reference. */
+enum am_err jose_keyset_parse(const char *json, size_t len, struct jose_keyset **out,
+			      struct am_error *e) AM_WUR;
+struct jose_keyset *jose_keyset_retain(struct jose_keyset *ks);
+void jose_keyset_release(struct jose_keyset *ks);	/* NULL is fine */
+size_t jose_keyset_count(const struct jose_keyset *ks);
+bool jose_keyset_has(const struct jose_keyset *ks, const char *kid);
+
+/* A compact JWS whose header passed the checks, with its claims parsed but
+ * not yet trusted: only jose_token_verify makes them trustworthy. */
+struct jose_token {
+	void *jws;		/* cjose_jws_t */
+	json_t *header;		/* borrowed from jws */
+	json_t *claims;		/* owned */
+	const char *alg, *kid;	/* borrowed from header */
+};
+
+/* Parses compact and checks the header: typ equal to want_typ (exactly),
+ * alg on the allow-list, kid present, no crit/jku/x5u/jwk/x5c; the payload
+ * must be a JSON object. AM_E_INVALID_REQUEST for a malformed token or
+ * wrong typ, AM_E_INVALID_SIGNATURE for an alg outside the list. */
+enum am_err jose_token_parse(const char *compact, const char *want_typ, struct jose_token *out,
+			     struct am_error *e) AM_WUR;
+
+/* Verifies the signature with the key of the token's kid in ks, after
+ * checking that the alg fits the key (RS and PS need RSA; ES256, ES384 and
+ * ES512 need P-256, P-384 and P-521). AM_E_INVALID_SIGNATURE otherwise. */
+enum am_err jose_token_verify(const struct jose_token *t, const struct jose_keyset *ks,
+			      struct am_error *e) AM_WUR;
+
+void jose_token_free(struct jose_token *t);
+
+/* A private signing key, for the provider side and the test provider. */
+struct jose_signer;
+
+/* A new key for alg (ES256, RS256 or PS256) with a random kid. */
+enum am_err jose_signer_generate(const char *alg, struct jose_signer **out,
+				 struct am_error *e) AM_WUR;
+/* Loads a private key saved by jose_signer_export (JSON with alg). */
+enum am_err jose_signer_load(const char *json, struct jose_signer **out,
+			     struct am_error *e) AM_WUR;
+/* The private key as JSON (caller frees; write it with mode 0600). */
+char *jose_signer_export(const struct jose_signer *s);
+/* The public JWK (new reference) with kid, alg and use=sig. */
+json_t *jose_signer_public_jwk(const struct jose_signer *s);
+const char *jose_signer_kid(const struct jose_signer *s);
+const char *jose_signer_alg(const struct jose_signer *s);
+/* Signs claims with header {typ, alg, kid}; *out is the compact JWS
+ * (caller frees). */
+enum am_err jose_sign(const struct jose_signer *s, const char *typ, const json_t *claims,
+		      char **out, struct am_error *e) AM_WUR;
+/* The same with the header kid set to kid instead of the key's own (the
+ * test provider uses it to present unknown kids). */
+enum am_err jose_sign_kid(const struct jose_signer *s, const char *typ, const char *kid,
+			  const json_t *claims, char **out, struct am_error *e) AM_WUR;
+void jose_signer_free(struct jose_signer *s);
+
+#endif

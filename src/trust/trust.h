@@ -1,0 +1,36 @@
+/* The trust list at run time: for each configured provider, its JWKS,
+ * fetched on first use over libcurl and cached per Cache-Control max-age
+ * (clamped to 10 minutes .. 24 hours). An unknown kid triggers one refetch,
+ * and fetches of one provider are at least [limits] jwks_refetch_interval
+ * apart, so forged kids cannot make the server a request amplifier and an
+ * unreachable provider costs one timeout per interval, not one per request. */
+#ifndef AM_TRUST_H
+#define AM_TRUST_H
+
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/errors.h"
+#include "jose/jose.h"
+
+#define TRUST_MAX_AGE_FLOOR 600
+#define TRUST_MAX_AGE_CEILING 86400
+#define TRUST_MAX_JWKS_BYTES (256 * 1024)
+
+struct trust;
+
+enum am_err trust_new(const struct am_config *cfg, struct trust **out, struct am_error *e) AM_WUR;
+void trust_free(struct trust *t);
+
+/* The key set of provider p (one of cfg->providers) that holds kid, fetched
+ * or refetched as the rules above allow. On AM_OK the caller holds a
+ * reference (jose_keyset_release). When no set can be had:
+ * AM_E_INVALID_SIGNATURE saying the keys could not be fetched. The set
+ * returned may still lack kid when a refetch was not allowed. */
+enum am_err trust_keys(struct trust *t, const struct am_provider *p, const char *kid, int64_t now,
+		       struct jose_keyset **out, struct am_error *e) AM_WUR;
+
+/* How many JWKS fetches were made for provider p (for tests and metrics). */
+unsigned long trust_fetch_count(struct trust *t, const struct am_provider *p);
+
+#endif
