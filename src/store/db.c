@@ -1,0 +1,277 @@
+#include "store/db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/fs.h"
+#include "core/log.h"
+#include "core/str.h"
+
+struct db {
+	sqlite3 *h;
+	char tenant[64];
+	const char *const *sql;
+	size_t nsql;
+	sqlite3_stmt **stmt;
+	bool in_tx;
+};
+
+enum am_err
+db_fail(struct db *db, int rc, const char *what, struct am_error *e)
+{
+	log_error("sqlite %s failed rc=%d: %s", what, rc, sqlite3_errmsg(db->h));
+	if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED || rc == SQLITE_IOERR || rc == SQLITE_FULL)
+		return am_fail(e, AM_E_UNAVAILABLE, "the store is busy; retry");
+	return am_fail(e, AM_E_INTERNAL, "storage error");
+}
+
+enum am_err
+db_prep(struct db *db, size_t idx, sqlite3_stmt **out, struct am_error *e)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (idx >= db->nsql)
+		return am_fail(e, AM_E_INTERNAL, "no such statement");
+	if ((s = db->stmt[idx]) == NULL) {
+		rc = sqlite3_prepare_v3(db->h, db->sql[idx], -1, SQLITE_PREPARE_PERSISTENT, &s, NULL);
+		if (rc != SQLITE_OK)
+			return db_fail(db, rc, "prepare", e);
+		db->stmt[idx] = s;
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	sqlite3_bind_text(s, 1, db->tenant, -1, SQLITE_STATIC);
+	*out = s;
+	return AM_OK;
+}
+
+void
+db_bind_text_or_null(sqlite3_stmt *s, int i, const char *v)
+{
+	if (v == NULL || v[0] == '\0')
+		sqlite3_bind_null(s, i);
+	else
+		sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
+}
+
+void
+db_bind_hash(sqlite3_stmt *s, int i, const uint8_t *h)
+{
+	sqlite3_bind_blob(s, i, h, AM_HASH_LEN, SQLITE_TRANSIENT);
+}
+
+void
+db_col_text(sqlite3_stmt *s, int i, char *dst, size_t cap)
+{
+	const unsigned char *v = sqlite3_column_text(s, i);
+
+	if (v == NULL || !am_copy(dst, cap, (const char *)v))
+		dst[0] = '\0';
+}
+
+bool
+db_col_hash(sqlite3_stmt *s, int i, uint8_t out[AM_HASH_LEN])
+{
+	if (sqlite3_column_type(s, i) != SQLITE_BLOB || sqlite3_column_bytes(s, i) != AM_HASH_LEN) {
+		memset(out, 0, AM_HASH_LEN);
+		return false;
+	}
+	memcpy(out, sqlite3_column_blob(s, i), AM_HASH_LEN);
+	return true;
+}
+
+int
+db_name_index(const char *const *names, size_t n, const char *s)
+{
+	for (size_t i = 0; s != NULL && i < n; i++) {
+		if (strcmp(names[i], s) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+enum am_err
+db_run(struct db *db, sqlite3_stmt *s, const char *what, int *changes, struct am_error *e)
+{
+	int rc = sqlite3_step(s);
+
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		if (rc == SQLITE_CONSTRAINT)
+			return am_fail(e, AM_E_INTERNAL, "storage constraint");
+		return db_fail(db, rc, what, e);
+	}
+	if (changes != NULL)
+		*changes = sqlite3_changes(db->h);
+	return AM_OK;
+}
+
+enum am_err
+db_one(struct db *db, sqlite3_stmt *s, const char *what, struct am_error *e)
+{
+	int rc = sqlite3_step(s);
+
+	if (rc == SQLITE_ROW)
+		return AM_OK;
+	sqlite3_reset(s);
+	if (rc == SQLITE_DONE)
+		return am_fail(e, AM_E_NOT_FOUND, "not found");
+	return db_fail(db, rc, what, e);
+}
+
+static enum am_err
+exec(struct db *db, const char *text, struct am_error *e)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(db->h, text, NULL, NULL, &msg);
+
+	if (rc != SQLITE_OK) {
+		log_error("sqlite exec failed rc=%d: %s", rc, msg != NULL ? msg : "?");
+		sqlite3_free(msg);
+		if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+			return am_fail(e, AM_E_UNAVAILABLE, "the store is busy; retry");
+		return am_fail(e, AM_E_INTERNAL, "storage error");
+	}
+	return AM_OK;
+}
+
+int
+db_schema_version(struct db *db)
+{
+	sqlite3_stmt *s = NULL;
+	int v = 0;
+
+	if (sqlite3_prepare_v2(db->h, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", -1,
+			       &s, NULL) == SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+static enum am_err
+migrate(struct db *db, const char *const *migrations, size_t nmig, struct am_error *e)
+{
+	enum am_err rc;
+	int version;
+
+	if ((rc = exec(db, "BEGIN IMMEDIATE", e)) != AM_OK)
+		return rc;
+	if ((rc = exec(db, "CREATE TABLE IF NOT EXISTS schema_migrations "
+			   "(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+		       e)) != AM_OK)
+		goto fail;
+	version = db_schema_version(db);
+	for (size_t i = (size_t)version; i < nmig; i++) {
+		char mark[128];
+
+		if ((rc = exec(db, migrations[i], e)) != AM_OK)
+			goto fail;
+		snprintf(mark, sizeof(mark),
+			 "INSERT INTO schema_migrations VALUES (%zu, strftime('%%s','now'))", i + 1);
+		if ((rc = exec(db, mark, e)) != AM_OK)
+			goto fail;
+		log_info("store migrated to version=%zu", i + 1);
+	}
+	return exec(db, "COMMIT", e);
+fail:
+	(void)exec(db, "ROLLBACK", NULL);
+	return rc;
+}
+
+enum am_err
+db_open(const char *url, const char *tenant, const char *const *migrations, size_t nmig,
+	const char *const *sql, size_t nsql, struct db **out, struct am_error *e)
+{
+	struct db *db;
+	const char *path;
+	enum am_err rc;
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+	bool memory;
+
+	if (strncmp(url, "sqlite:", 7) != 0)
+		return am_fail(e, AM_E_INTERNAL, "unsupported store url (want sqlite:PATH)");
+	path = url + 7;
+	memory = strcmp(path, ":memory:") == 0;
+	if (path[0] == '\0')
+		return am_fail(e, AM_E_INTERNAL, "store url has no path");
+	if ((db = calloc(1, sizeof(*db))) == NULL ||
+	    (db->stmt = calloc(nsql, sizeof(*db->stmt))) == NULL) {
+		free(db);
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	}
+	db->sql = sql;
+	db->nsql = nsql;
+	if (!am_copy(db->tenant, sizeof(db->tenant), tenant)) {
+		db_close(db);
+		return am_fail(e, AM_E_INTERNAL, "tenant name too long");
+	}
+	if (!memory && am_mkdir_parent(path) != 0) {
+		log_error("store folder cannot be created path=%s", path);
+		db_close(db);
+		return am_fail(e, AM_E_UNAVAILABLE, "cannot create the store's folder");
+	}
+	if (sqlite3_open_v2(path, &db->h, flags, NULL) != SQLITE_OK) {
+		log_error("store open failed path=%s: %s", path, sqlite3_errmsg(db->h));
+		db_close(db);
+		return am_fail(e, AM_E_UNAVAILABLE, "cannot open the store");
+	}
+	sqlite3_busy_timeout(db->h, 5000);
+	sqlite3_extended_result_codes(db->h, 0);
+	if ((rc = exec(db, memory ? "PRAGMA foreign_keys = ON"
+				  : "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; "
+				    "PRAGMA foreign_keys = ON",
+		       e)) != AM_OK ||
+	    (rc = migrate(db, migrations, nmig, e)) != AM_OK) {
+		db_close(db);
+		return rc;
+	}
+	*out = db;
+	return AM_OK;
+}
+
+void
+db_close(struct db *db)
+{
+	if (db == NULL)
+		return;
+	for (size_t i = 0; db->stmt != NULL && i < db->nsql; i++)
+		sqlite3_finalize(db->stmt[i]);
+	free(db->stmt);
+	sqlite3_close(db->h);
+	free(db);
+}
+
+enum am_err
+db_begin(struct db *db, struct am_error *e)
+{
+	enum am_err rc = exec(db, "BEGIN IMMEDIATE", e);
+
+	if (rc == AM_OK)
+		db->in_tx = true;
+	return rc;
+}
+
+enum am_err
+db_commit(struct db *db, struct am_error *e)
+{
+	enum am_err rc = exec(db, "COMMIT", e);
+
+	if (rc != AM_OK) {
+		db_rollback(db);
+		return rc;
+	}
+	db->in_tx = false;
+	return AM_OK;
+}
+
+void
+db_rollback(struct db *db)
+{
+	if (!db->in_tx)
+		return;
+	(void)exec(db, "ROLLBACK", NULL);
+	db->in_tx = false;
+}
