@@ -161,23 +161,23 @@ url_ok(const char *v)
 	return true;
 }
 
-static int
-parse_hostport(struct am_config *cfg, const char *v)
+int
+am_parse_hostport(const char *v, char *host, size_t cap, uint16_t *port)
 {
 	const char *colon = strrchr(v, ':');
-	int64_t port;
+	int64_t p;
 	size_t hl;
 
 	if (colon == NULL || colon == v)
 		return -1;
 	hl = (size_t)(colon - v);
-	if (hl >= sizeof(cfg->listen_host))
+	if (hl >= cap)
 		return -1;
-	if (am_parse_i64(colon + 1, 1, 65535, &port) != 0)
+	if (am_parse_i64(colon + 1, 1, 65535, &p) != 0)
 		return -1;
-	memcpy(cfg->listen_host, v, hl);
-	cfg->listen_host[hl] = '\0';
-	cfg->listen_port = (uint16_t)port;
+	memcpy(host, v, hl);
+	host[hl] = '\0';
+	*port = (uint16_t)p;
 	return 0;
 }
 
@@ -193,14 +193,13 @@ parse_bool(const char *v, bool *out)
 	return true;
 }
 
-/* Sets field k of base (a struct am_config, or a struct am_provider for
- * provider keys; cfg is only used by CFG_HOSTPORT). */
-static int
-apply(struct am_config *cfg, void *base, const struct cfg_key *k, const char *v, char *err,
-      size_t errcap)
+int
+am_cfg_apply(void *base, const struct cfg_key *k, const char *v, char *err, size_t errcap)
 {
 	char *field = (char *)base + k->offset;
 	size_t vl = strlen(v);
+	char host[64];
+	uint16_t port;
 
 	switch (k->type) {
 	case CFG_STRING:
@@ -228,7 +227,7 @@ apply(struct am_config *cfg, void *base, const struct cfg_key *k, const char *v,
 				 AM_MAX_SCOPES);
 			return -1;
 		}
-		if (k->type == CFG_HOSTPORT && parse_hostport(cfg, v) != 0) {
+		if (k->type == CFG_HOSTPORT && am_parse_hostport(v, host, sizeof(host), &port) != 0) {
 			snprintf(err, errcap, "must be host:port with a port from 1 to 65535");
 			return -1;
 		}
@@ -258,7 +257,6 @@ static struct am_provider *
 provider_named(struct am_config *cfg, const char *name, char *err, size_t errcap)
 {
 	struct am_provider *p;
-	char ignored[64];
 
 	for (size_t i = 0; i < cfg->nproviders; i++) {
 		if (strcmp(cfg->providers[i].name, name) == 0)
@@ -275,11 +273,7 @@ provider_named(struct am_config *cfg, const char *name, char *err, size_t errcap
 	p = &cfg->providers[cfg->nproviders++];
 	memset(p, 0, sizeof(*p));
 	snprintf(p->name, sizeof(p->name), "%s", name);
-	for (size_t i = 0; i < sizeof(provider_keys) / sizeof(provider_keys[0]); i++) {
-		if (apply(cfg, p, &provider_keys[i], provider_keys[i].def, ignored,
-			  sizeof(ignored)) != 0)
-			abort();
-	}
+	am_cfg_defaults(p, provider_keys, sizeof(provider_keys) / sizeof(provider_keys[0]));
 	return p;
 }
 
@@ -297,15 +291,33 @@ am_config_set(struct am_config *cfg, const char *section, const char *key, const
 			return -1;
 		for (size_t i = 0; i < sizeof(provider_keys) / sizeof(provider_keys[0]); i++) {
 			if (strcmp(provider_keys[i].key, key) == 0)
-				return apply(cfg, p, &provider_keys[i], value, err, errcap);
+				return am_cfg_apply(p, &provider_keys[i], value, err, errcap);
 		}
 		snprintf(err, errcap, "unknown key");
 		return -1;
 	}
 
+	return am_cfg_set_in(cfg, k, n, section, key, value, err, errcap);
+}
+
+void
+am_cfg_defaults(void *base, const struct cfg_key *table, size_t n)
+{
+	char err[128];
+
 	for (size_t i = 0; i < n; i++) {
-		if (strcmp(k[i].section, section) == 0 && strcmp(k[i].key, key) == 0)
-			return apply(cfg, cfg, &k[i], value, err, errcap);
+		if (am_cfg_apply(base, &table[i], table[i].def, err, sizeof(err)) != 0)
+			abort(); /* a bad default is a bug caught by the first test run */
+	}
+}
+
+int
+am_cfg_set_in(void *base, const struct cfg_key *table, size_t n, const char *section,
+	      const char *key, const char *value, char *err, size_t errcap)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(table[i].section, section) == 0 && strcmp(table[i].key, key) == 0)
+			return am_cfg_apply(base, &table[i], value, err, errcap);
 	}
 	snprintf(err, errcap, "unknown key");
 	return -1;
@@ -317,10 +329,7 @@ am_config_defaults(struct am_config *cfg)
 	char err[128];
 
 	memset(cfg, 0, sizeof(*cfg));
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		if (apply(cfg, cfg, &keys[i], keys[i].def, err, sizeof(err)) != 0)
-			abort(); /* a bad default is a bug caught by the first test run */
-	}
+	am_cfg_defaults(cfg, keys, sizeof(keys) / sizeof(keys[0]));
 	/* The derived defaults of an empty resource. */
 	if (am_config_validate(cfg, err, sizeof(err)) != 0)
 		abort();
@@ -392,6 +401,11 @@ am_config_validate(struct am_config *cfg, char *err, size_t errcap)
 	const char *host;
 	size_t pl = strlen(cfg->public_url);
 
+	if (am_parse_hostport(cfg->listen, cfg->listen_host, sizeof(cfg->listen_host),
+			      &cfg->listen_port) != 0) {
+		snprintf(err, errcap, "[server] listen must be host:port");
+		return -1;
+	}
 	/* The public URL is an origin: the issuer and every published URL are
 	 * built by appending a path, so a path or trailing slash would make the
 	 * issuer differ from authorization_servers[0] or double a slash. */
@@ -437,12 +451,11 @@ am_config_validate(struct am_config *cfg, char *err, size_t errcap)
 }
 
 struct load_ctx {
-	struct am_config *cfg;
-	const char *path;
+	am_cfg_setter set;
+	void *ctx;
 	char *err;
 	size_t errcap;
 	int failed;
-	int line;
 };
 
 /* inih reports the line of the first key whose handler returned 0, so the
@@ -450,34 +463,30 @@ struct load_ctx {
 static int
 on_key(void *user, const char *section, const char *key, const char *value)
 {
-	struct load_ctx *ctx = user;
+	struct load_ctx *lc = user;
 	char why[160];
 
-	if (ctx->failed)
+	if (lc->failed)
 		return 1;
-	if (am_config_set(ctx->cfg, section, key, value, why, sizeof(why)) != 0) {
-		snprintf(ctx->err, ctx->errcap, "[%s] %s: %s", section, key, why);
-		ctx->failed = 1;
+	if (lc->set(lc->ctx, section, key, value, why, sizeof(why)) != 0) {
+		snprintf(lc->err, lc->errcap, "[%s] %s: %s", section, key, why);
+		lc->failed = 1;
 		return 0;
 	}
 	return 1;
 }
 
 int
-am_config_load(const char *path, struct am_config *cfg, char *err, size_t errcap)
+am_cfg_parse(const char *path, am_cfg_setter set, void *ctx, char *err, size_t errcap)
 {
-	struct load_ctx ctx = {cfg, path, err, errcap, 0, 0};
-	char why[200];
-	int rc;
+	struct load_ctx lc = {set, ctx, err, errcap, 0};
+	int rc = ini_parse(path, on_key, &lc);
 
-	am_config_defaults(cfg);
-	cfg->resource[0] = '\0'; /* re-derived after the file is read */
-	rc = ini_parse(path, on_key, &ctx);
 	if (rc == -1) {
 		snprintf(err, errcap, "%s: cannot open: %s", path, strerror(errno));
 		return -1;
 	}
-	if (ctx.failed) {
+	if (lc.failed) {
 		char msg[400];
 
 		snprintf(msg, sizeof(msg), "%s", err);
@@ -488,6 +497,25 @@ am_config_load(const char *path, struct am_config *cfg, char *err, size_t errcap
 		snprintf(err, errcap, "%s:%d: syntax error", path, rc);
 		return -1;
 	}
+	return 0;
+}
+
+static int
+set_server_key(void *ctx, const char *section, const char *key, const char *value, char *err,
+	       size_t errcap)
+{
+	return am_config_set(ctx, section, key, value, err, errcap);
+}
+
+int
+am_config_load(const char *path, struct am_config *cfg, char *err, size_t errcap)
+{
+	char why[200];
+
+	am_config_defaults(cfg);
+	cfg->resource[0] = '\0'; /* re-derived after the file is read */
+	if (am_cfg_parse(path, set_server_key, cfg, err, errcap) != 0)
+		return -1;
 	if (am_config_validate(cfg, why, sizeof(why)) != 0) {
 		snprintf(err, errcap, "%s: %s", path, why);
 		return -1;

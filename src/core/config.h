@@ -118,6 +118,26 @@ int am_config_set(struct am_config *cfg, const char *section, const char *key, c
 /* Checks the cross-key rules (scopes subsets, URLs); 0 or -1 with err. */
 int am_config_validate(struct am_config *cfg, char *err, size_t errcap) AM_WUR;
 
+/* The generic machinery, for other programs' configuration tables. */
+
+/* Sets field k of base from text v (checked per the key's type and range);
+ * 0, or -1 with the reason in err. */
+int am_cfg_apply(void *base, const struct cfg_key *k, const char *v, char *err,
+		 size_t errcap) AM_WUR;
+/* Sets every key of the table to its default. */
+void am_cfg_defaults(void *base, const struct cfg_key *keys, size_t n);
+/* Reads path, calling set for each key; on the first refusal fails with
+ * "path:line: [section] key: reason" in err. */
+typedef int (*am_cfg_setter)(void *ctx, const char *section, const char *key, const char *value,
+			     char *err, size_t errcap);
+int am_cfg_parse(const char *path, am_cfg_setter set, void *ctx, char *err,
+		 size_t errcap) AM_WUR;
+/* Looks key up in a table for section and applies it; 0 or -1 with err. */
+int am_cfg_set_in(void *base, const struct cfg_key *keys, size_t n, const char *section,
+		  const char *key, const char *value, char *err, size_t errcap) AM_WUR;
+/* Splits "host:port" (IPv6 as "::1:8000"); 0 or -1. */
+int am_parse_hostport(const char *v, char *host, size_t cap, uint16_t *port) AM_WUR;
+
 /* True when scope (a single token) is in the space-separated list. */
 bool am_scope_in(const char *list, const char *scope);
 

@@ -43,6 +43,8 @@ static const struct err_row table[AM_E__COUNT] = {
 	[AM_E_MISSING_VERIFIED_EMAIL] = {400, "missing_verified_email",
 					 "the token has neither a verified email nor a verified "
 					 "phone number"},
+	[AM_E_CONSENT_REQUIRED] = {403, "consent_required",
+				   "the user has not consented to this audience"},
 	[AM_E_INVALID_CLAIM_TOKEN] = {400, "invalid_claim_token",
 				      "the claim token is unknown or no longer valid"},
 	[AM_E_CLAIMED_OR_IN_FLIGHT] = {409, "claimed_or_in_flight",

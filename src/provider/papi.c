@@ -1,0 +1,408 @@
+/* The provider's HTTP API: the JWKS and CIMD for services, and for agents
+ * (bearer session): consent grants and ID-JAG minting. */
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/clock.h"
+#include "core/json.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "core/str.h"
+#include "provider/provider.h"
+
+#define ID_JAG_URN "urn:ietf:params:oauth:token-type:id-jag"
+#define REVOKED_EVENT "https://schemas.workos.com/events/agent/auth/identity/assertion/revoked"
+
+static void
+close_store(void *p)
+{
+	pstore_close(p);
+}
+
+enum am_err
+prov_store(struct prov_app *a, struct pstore **out, struct am_error *e)
+{
+	struct pstore *ps = pthread_getspecific(a->store_key);
+	enum am_err rc;
+
+	if (ps == NULL) {
+		if ((rc = pstore_open(a->store_url, &ps, e)) != AM_OK)
+			return rc;
+		pthread_setspecific(a->store_key, ps);
+	}
+	*out = ps;
+	return AM_OK;
+}
+
+/* A URL we will put in a token or POST to: absolute http(s), printable,
+ * no quotes or spaces. */
+static bool
+url_ok(const char *u)
+{
+	size_t n = u != NULL ? strlen(u) : 0;
+
+	if (n < 8 || n > 255 || (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0))
+		return false;
+	for (const char *p = u; *p != '\0'; p++) {
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f || strchr("\"<>\\`", *p))
+			return false;
+	}
+	return true;
+}
+
+/* The user of the request's bearer session. */
+static enum am_err
+session_user(struct prov_app *a, struct http_req *rq, struct http_resp *rs, struct pstore **ps,
+	     struct prov_user *u, struct am_error *e)
+{
+	const char *h = http_header(rq, "Authorization");
+	uint8_t hash[AM_HASH_LEN];
+	char user_id[40];
+	enum am_err rc;
+
+	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0 || strlen(h + 7) > AM_MAX_TOKEN_BYTES) {
+		http_add_header(rs, "WWW-Authenticate", "Bearer");
+		return am_fail(e, AM_E_INVALID_TOKEN, "send the session token as Authorization: "
+						      "Bearer <token>");
+	}
+	if ((rc = prov_store(a, ps, e)) != AM_OK)
+		return rc;
+	am_sha256_str(h + 7, hash);
+	rc = pstore_session_user(*ps, hash, user_id, e);
+	if (rc == AM_OK)
+		rc = pstore_user_by_id(*ps, user_id, u, e);
+	if (rc == AM_E_NOT_FOUND) {
+		http_add_header(rs, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+		return am_fail(e, AM_E_INVALID_TOKEN, "the session is not valid");
+	}
+	return rc;
+}
+
+static enum am_err
+json_body(struct http_req *rq, json_t **out, struct am_error *e)
+{
+	if (!http_content_type_is(rq, "application/json"))
+		return am_fail(e, AM_E_UNSUPPORTED_MEDIA_TYPE,
+			       "send the body as Content-Type: application/json");
+	return am_json_object(rq->body.data, rq->body.len, out, e);
+}
+
+static enum am_err
+h_jwks(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct prov_app *a = app;
+	struct pstore *ps;
+	json_t *jwks;
+	char cc[64];
+	enum am_err rc;
+
+	(void)rq;
+	if ((rc = prov_store(a, &ps, e)) != AM_OK ||
+	    (rc = pstore_jwks(ps, am_clock_now(NULL), &jwks, e)) != AM_OK)
+		return rc;
+	http_reply_json(rs, 200, jwks);
+	snprintf(cc, sizeof(cc), "public, max-age=%lld", (long long)a->cfg->jwks_max_age);
+	http_add_header(rs, "Cache-Control", cc);
+	return AM_OK;
+}
+
+static enum am_err
+h_cimd(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	const struct prov_config *c = ((struct prov_app *)app)->cfg;
+	char jwks_uri[300];
+
+	(void)rq, (void)e;
+	snprintf(jwks_uri, sizeof(jwks_uri), "%s/.well-known/jwks.json", c->issuer);
+	http_reply_json(rs, 200,
+			json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "client_id", c->client_id,
+				  "client_name", c->client_name, "client_uri", c->issuer,
+				  "jwks_uri", jwks_uri, "token_endpoint_auth_method",
+				  "private_key_jwt", "scope", "openid email profile"));
+	http_add_header(rs, "Cache-Control", "public, max-age=3600");
+	return AM_OK;
+}
+
+static json_t *
+grant_json(const struct prov_grant *g)
+{
+	static const char *const names[] = {"active", "consumed", "revoked"};
+
+	return json_pack("{s:s, s:s, s:s, s:s?, s:s, s:I}", "id", g->id, "audience", g->audience,
+			 "mode", g->once ? "once" : "always", "revocation_uri",
+			 g->revocation_uri[0] != '\0' ? g->revocation_uri : NULL, "status",
+			 names[g->status], "created_at", (json_int_t)g->created_at);
+}
+
+static enum am_err
+h_grant_create(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct prov_app *a = app;
+	struct prov_grant g = {0};
+	struct prov_user u;
+	struct pstore *ps;
+	json_t *req = NULL;
+	const char *audience, *mode, *revocation_uri;
+	enum am_err rc;
+
+	if ((rc = session_user(a, rq, rs, &ps, &u, e)) != AM_OK ||
+	    (rc = json_body(rq, &req, e)) != AM_OK)
+		return rc;
+	if ((rc = am_json_string(req, "audience", true, 255, &audience, e)) != AM_OK ||
+	    (rc = am_json_string(req, "mode", false, 16, &mode, e)) != AM_OK ||
+	    (rc = am_json_string(req, "revocation_uri", false, 255, &revocation_uri, e)) != AM_OK)
+		goto out;
+	if (!url_ok(audience) || (revocation_uri != NULL && !url_ok(revocation_uri))) {
+		rc = am_fail(e, AM_E_INVALID_REQUEST,
+			     "audience and revocation_uri must be absolute http(s) URLs");
+		goto out;
+	}
+	if (mode != NULL && strcmp(mode, "once") != 0 && strcmp(mode, "always") != 0) {
+		rc = am_fail(e, AM_E_INVALID_REQUEST, "mode must be once or always");
+		goto out;
+	}
+	if ((rc = am_rand_id("gr_", g.id, sizeof(g.id), e)) != AM_OK)
+		goto out;
+	am_copy(g.user_id, sizeof(g.user_id), u.id);
+	am_copy(g.audience, sizeof(g.audience), audience);
+	g.once = mode != NULL && strcmp(mode, "once") == 0;
+	am_copy(g.revocation_uri, sizeof(g.revocation_uri),
+		revocation_uri != NULL ? revocation_uri : "");
+	g.status = GRANT_ACTIVE;
+	g.created_at = g.updated_at = am_clock_now(NULL);
+	if ((rc = pstore_grant_add(ps, &g, e)) != AM_OK)
+		goto out;
+	log_info("grant created id=%s user=%s audience=%s mode=%s", g.id, u.id, g.audience,
+		 g.once ? "once" : "always");
+	http_reply_json(rs, 201, grant_json(&g));
+out:
+	json_decref(req);
+	return rc;
+}
+
+static enum am_err
+h_grant_list(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct prov_app *a = app;
+	struct prov_user u;
+	struct pstore *ps;
+	json_t *grants;
+	enum am_err rc;
+
+	if ((rc = session_user(a, rq, rs, &ps, &u, e)) != AM_OK ||
+	    (rc = pstore_grants_json(ps, u.id, &grants, e)) != AM_OK)
+		return rc;
+	http_reply_json(rs, 200, json_pack("{s:o}", "grants", grants));
+	return AM_OK;
+}
+
+static enum am_err
+h_grant_delete(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct prov_app *a = app;
+	const char *id = rq->path + strlen("/grants/");
+	struct prov_grant g;
+	struct prov_delivery d = {0};
+	struct prov_user u;
+	struct pstore *ps;
+	int64_t now = am_clock_now(NULL);
+	enum am_err rc;
+
+	if ((rc = session_user(a, rq, rs, &ps, &u, e)) != AM_OK)
+		return rc;
+	if ((rc = pstore_begin(ps, e)) != AM_OK)
+		return rc;
+	rc = pstore_grant_get(ps, u.id, id, &g, e);
+	if (rc == AM_OK && g.status == GRANT_REVOKED)
+		rc = am_fail(e, AM_E_NOT_FOUND, "this grant is already revoked");
+	else if (rc == AM_E_NOT_FOUND)
+		rc = am_fail(e, AM_E_NOT_FOUND, "no such grant");
+	if (rc != AM_OK || (rc = pstore_grant_set(ps, g.id, g.status, GRANT_REVOKED, now, e)) != AM_OK)
+		goto fail;
+	/* The logout token is queued in the same transaction that revokes the
+	 * grant: once this answers, the revocation will be delivered, across
+	 * restarts of either side. */
+	if (g.revocation_uri[0] != '\0') {
+		if ((rc = am_rand_id("dl_", d.id, sizeof(d.id), e)) != AM_OK)
+			goto fail;
+		am_copy(d.grant_id, sizeof(d.grant_id), g.id);
+		am_copy(d.url, sizeof(d.url), g.revocation_uri);
+		am_copy(d.sub, sizeof(d.sub), u.sub);
+		am_copy(d.aud, sizeof(d.aud), g.audience);
+		if ((rc = pstore_delivery_add(ps, &d, now, e)) != AM_OK)
+			goto fail;
+	}
+	if ((rc = pstore_commit(ps, e)) != AM_OK)
+		goto fail;
+	g.status = GRANT_REVOKED;
+	log_info("grant revoked id=%s user=%s delivery=%s", g.id, u.id,
+		 d.id[0] != '\0' ? d.id : "none");
+	if (d.id[0] != '\0')
+		prov_delivery_kick(a);
+	{
+		json_t *body = grant_json(&g);
+
+		if (d.id[0] != '\0')
+			json_object_set_new(body, "revocation",
+					    json_pack("{s:s, s:i}", "status", "pending", "attempts", 0));
+		http_reply_json(rs, 200, body);
+	}
+	return AM_OK;
+fail:
+	pstore_rollback(ps);
+	return rc;
+}
+
+static enum am_err
+h_mint(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct prov_app *a = app;
+	const struct prov_config *c = a->cfg;
+	struct prov_user u;
+	struct prov_grant g;
+	struct pstore *ps;
+	json_t *req = NULL, *claims = NULL;
+	const char *audience, *resource, *platform, *context;
+	char jti[64], *token = NULL;
+	int64_t now = am_clock_now(NULL);
+	enum am_err rc;
+
+	if ((rc = session_user(a, rq, rs, &ps, &u, e)) != AM_OK ||
+	    (rc = json_body(rq, &req, e)) != AM_OK)
+		return rc;
+	if ((rc = am_json_string(req, "audience", true, 255, &audience, e)) != AM_OK ||
+	    (rc = am_json_string(req, "resource", false, 255, &resource, e)) != AM_OK ||
+	    (rc = am_json_string(req, "agent_platform", false, 128, &platform, e)) != AM_OK ||
+	    (rc = am_json_string(req, "agent_context_id", false, 128, &context, e)) != AM_OK)
+		goto out;
+	if (!u.email_verified && !u.phone_verified) {
+		rc = am_fail(e, AM_E_MISSING_VERIFIED_EMAIL,
+			     "this user has neither a verified email nor a verified phone");
+		goto out;
+	}
+	if ((rc = pstore_begin(ps, e)) != AM_OK)
+		goto out;
+	rc = pstore_grant_live(ps, u.id, audience, &g, e);
+	if (rc == AM_E_NOT_FOUND)
+		rc = am_fail(e, AM_E_CONSENT_REQUIRED,
+			     "the user has not consented to %.200s: create a grant first", audience);
+	/* A once grant is spent by this mint, in the same transaction, so two
+	 * concurrent mints cannot both use it. */
+	if (rc == AM_OK && g.once)
+		rc = pstore_grant_set(ps, g.id, GRANT_ACTIVE, GRANT_CONSUMED, now, e);
+	if (rc != AM_OK || (rc = am_rand_token("", jti, sizeof(jti), e)) != AM_OK) {
+		pstore_rollback(ps);
+		goto out;
+	}
+	claims = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:b}", "iss", c->issuer, "sub",
+			   u.sub, "aud", audience, "client_id", c->client_id, "jti", jti, "iat",
+			   (json_int_t)now, "exp", (json_int_t)(now + c->idjag_ttl), "email",
+			   u.email, "email_verified", u.email_verified);
+	if (u.phone[0] != '\0') {
+		json_object_set_new(claims, "phone_number", json_string(u.phone));
+		json_object_set_new(claims, "phone_number_verified", json_boolean(u.phone_verified));
+	}
+	if (u.name[0] != '\0')
+		json_object_set_new(claims, "name", json_string(u.name));
+	if (resource != NULL)
+		json_object_set_new(claims, "resource", json_string(resource));
+	if (platform != NULL)
+		json_object_set_new(claims, "agent_platform", json_string(platform));
+	if (context != NULL)
+		json_object_set_new(claims, "agent_context_id", json_string(context));
+	if ((rc = pkeys_sign(a->keys, ps, "oauth-id-jag+jwt", claims, &token, e)) != AM_OK ||
+	    (rc = pstore_commit(ps, e)) != AM_OK) {
+		pstore_rollback(ps);
+		goto out;
+	}
+	log_info("id-jag minted user=%s audience=%s grant=%s", u.id, audience, g.id);
+	http_reply_json(rs, 200,
+			json_pack("{s:s, s:s, s:I}", "assertion_type", ID_JAG_URN, "assertion", token,
+				  "expires_in", (json_int_t)c->idjag_ttl));
+	http_add_header(rs, "Cache-Control", "no-store");
+out:
+	if (token != NULL) {
+		OPENSSL_cleanse(token, strlen(token));
+		free(token);
+	}
+	json_decref(claims);
+	json_decref(req);
+	return rc;
+}
+
+enum am_err
+prov_logout_token(struct prov_app *a, struct pstore *ps, const char *sub, const char *aud,
+		  char **out, struct am_error *e)
+{
+	char jti[64];
+	int64_t now = am_clock_now(NULL);
+	json_t *claims;
+	enum am_err rc;
+
+	if ((rc = am_rand_token("", jti, sizeof(jti), e)) != AM_OK)
+		return rc;
+	/* Minted fresh at each delivery attempt (new jti, iat and exp), so a
+	 * retry hours later is as fresh as the first try. */
+	claims = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:{s:{}}}", "iss", a->cfg->issuer, "sub",
+			   sub, "aud", aud, "jti", jti, "iat", (json_int_t)now, "exp",
+			   (json_int_t)(now + 120), "events", REVOKED_EVENT);
+	rc = pkeys_sign(a->keys, ps, "logout+jwt", claims, out, e);
+	json_decref(claims);
+	return rc;
+}
+
+static void
+route(struct prov_app *a, const char *method, const char *path, enum http_match m, http_handler h)
+{
+	if (a->nroutes < sizeof(a->routes) / sizeof(a->routes[0]))
+		a->routes[a->nroutes++] = (struct http_route){method, path, m, h};
+}
+
+enum am_err
+prov_app_new(const struct prov_config *c, struct prov_app **out, struct am_error *e)
+{
+	struct prov_app *a = calloc(1, sizeof(*a));
+	struct pstore *ps;
+	size_t il = strlen(c->issuer);
+	enum am_err rc;
+
+	if (a == NULL)
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	a->cfg = c;
+	am_copy(a->store_url, sizeof(a->store_url), c->store_url);
+	pthread_key_create(&a->store_key, close_store);
+	pthread_mutex_init(&a->mu, NULL);
+	pthread_cond_init(&a->cv, NULL);
+	if ((rc = prov_store(a, &ps, e)) != AM_OK || (rc = pkeys_open(c, ps, &a->keys, e)) != AM_OK) {
+		prov_app_free(a);
+		return rc;
+	}
+	route(a, "GET", "/.well-known/jwks.json", HTTP_EXACT, h_jwks);
+	route(a, "POST", "/grants", HTTP_EXACT, h_grant_create);
+	route(a, "GET", "/grants", HTTP_EXACT, h_grant_list);
+	route(a, "DELETE", "/grants/", HTTP_PREFIX, h_grant_delete);
+	route(a, "POST", "/id-jag", HTTP_EXACT, h_mint);
+	/* A client_id that is a URL under our issuer is served as its Client ID
+	 * Metadata Document. */
+	if (strncmp(c->client_id, c->issuer, il) == 0 && c->client_id[il] == '/')
+		route(a, "GET", c->client_id + il, HTTP_EXACT, h_cimd);
+	*out = a;
+	return AM_OK;
+}
+
+void
+prov_app_free(struct prov_app *a)
+{
+	if (a == NULL)
+		return;
+	pkeys_free(a->keys);
+	pstore_close(pthread_getspecific(a->store_key));
+	pthread_setspecific(a->store_key, NULL);
+	pthread_key_delete(a->store_key);
+	pthread_mutex_destroy(&a->mu);
+	pthread_cond_destroy(&a->cv);
+	free(a);
+}
