@@ -353,3 +353,110 @@ def send_logout(server, token, form=False):
                               content_type="application/x-www-form-urlencoded")
     return server.request("POST", "/agent/auth/revoke", raw=token.encode(),
                           content_type="application/logout+jwt")
+
+
+PROVIDER_BIN = os.path.join(BIN_DIR, "authmd-provider")
+
+
+class RealProvider:
+    """The real authmd-provider process, with its own store and keys."""
+
+    def __init__(self, overrides=None, tmp=None):
+        self.tmp = tmp or tempfile.mkdtemp(prefix="authmd-prov-")
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.config = os.path.join(self.tmp, "provider.ini")
+        self.log_path = os.path.join(self.tmp, "provider.log")
+        cfg = {
+            "provider": {"listen": "127.0.0.1:%d" % self.port, "issuer": self.url},
+            "store": {"url": "sqlite:" + os.path.join(self.tmp, "provider.db")},
+            "keys": {"dir": os.path.join(self.tmp, "keys")},
+            "revocation": {"retry_base": "1", "retry_max": "2"},
+        }
+        for section, keys in (overrides or {}).items():
+            cfg.setdefault(section, {}).update(keys)
+        with open(self.config, "w") as f:
+            for section, keys in cfg.items():
+                f.write("[%s]\n" % section)
+                for k, v in keys.items():
+                    f.write("%s = %s\n" % (k, v))
+        self.proc = None
+
+    def cli(self, *args, check=True):
+        r = subprocess.run([PROVIDER_BIN, "--config", self.config, *args], capture_output=True,
+                           text=True, timeout=60)
+        if check and r.returncode != 0:
+            raise RuntimeError("authmd-provider %s: %s" % (" ".join(args), r.stderr))
+        return r
+
+    def add_user(self, email, verified=True, phone=None):
+        args = ["user", "add", "--email", email]
+        if verified:
+            args.append("--email-verified")
+        if phone:
+            args += ["--phone", phone, "--phone-verified"]
+        self.cli(*args)
+        return self.cli("session", "create", "--user", email).stdout.strip()
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([PROVIDER_BIN, "--config", self.config], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.time() + START_TIMEOUT
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("provider exited:\n" + self.read_log())
+            try:
+                if self.request("GET", "/.well-known/jwks.json").status == 200:
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("provider did not start")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout=30)
+        self.proc = None
+        self.log.close()
+        return rc
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def read_log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def request(self, method, path, body=None, session=None):
+        headers = {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if session is not None:
+            headers["Authorization"] = "Bearer " + session
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body=data, headers=headers)
+            r = conn.getresponse()
+            return Response(r.status, r.getheaders(), r.read())
+        finally:
+            conn.close()
+
+    def grant(self, session, audience, mode="always", revocation_uri=None):
+        body = {"audience": audience, "mode": mode}
+        if revocation_uri:
+            body["revocation_uri"] = revocation_uri
+        return self.request("POST", "/grants", body, session)
+
+    def mint(self, session, audience, **extra):
+        body = {"audience": audience}
+        body.update(extra)
+        return self.request("POST", "/id-jag", body, session)
+
+    def grants(self, session):
+        return self.request("GET", "/grants", session=session).json["grants"]

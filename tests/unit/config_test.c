@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "provider/provider.h"
 
 static char *
 write_file(const char *text)
@@ -236,6 +237,30 @@ the_sample_config_is_valid_and_complete(void **state)
 	free(text);
 }
 
+static void
+every_provider_key_is_in_its_docs_and_sample(void **state)
+{
+	size_t n;
+	const struct cfg_key *k = prov_config_keys(&n);
+	FILE *f = fopen(SOURCE_DIR "/docs/provider.md", "r");
+	char *doc = calloc(1, 1 << 20), want[128], err[256];
+	struct prov_config c;
+
+	(void)state;
+	assert_non_null(f);
+	assert_true(fread(doc, 1, (1 << 20) - 1, f) > 0);
+	fclose(f);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(want, sizeof(want), "| `[%s] %s` |", k[i].section, k[i].key);
+		if (strstr(doc, want) == NULL)
+			fail_msg("docs/provider.md does not document %s", want);
+	}
+	free(doc);
+	assert_int_equal(prov_config_load(SOURCE_DIR "/etc/provider.ini", &c, err, sizeof(err)), 0);
+	assert_string_equal(c.client_id, "http://127.0.0.1:4000");
+	assert_int_equal(c.listen_port, 4000);
+}
+
 int
 main(void)
 {
@@ -249,6 +274,7 @@ main(void)
 		cmocka_unit_test(scope_membership_is_by_whole_token),
 		cmocka_unit_test(every_key_is_in_the_configuration_docs),
 		cmocka_unit_test(the_sample_config_is_valid_and_complete),
+		cmocka_unit_test(every_provider_key_is_in_its_docs_and_sample),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
