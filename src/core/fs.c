@@ -1,6 +1,9 @@
 #include "core/fs.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -43,4 +46,30 @@ am_mkdir_parent(const char *file)
 		return 0;
 	*slash = '\0';
 	return am_mkdir_p(dir);
+}
+
+int
+am_write_private(const char *path, const char *tmp, const void *data, size_t len)
+{
+	int fd, saved;
+
+	unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	if (write(fd, data, len) != (ssize_t)len || fsync(fd) != 0) {
+		saved = errno;
+		close(fd);
+		unlink(tmp);
+		errno = saved;
+		return -1;
+	}
+	close(fd);
+	if (rename(tmp, path) != 0) {
+		saved = errno;
+		unlink(tmp);
+		errno = saved;
+		return -1;
+	}
+	return 0;
 }

@@ -62,7 +62,6 @@ to_outbox(struct mailer *m, const char *text, struct am_error *e)
 	size_t len = strlen(text);
 	struct timespec ts;
 	enum am_err rc;
-	int fd;
 
 	if ((rc = am_rand_id("", name, sizeof(name), e)) != AM_OK)
 		return rc;
@@ -71,19 +70,8 @@ to_outbox(struct mailer *m, const char *text, struct am_error *e)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	snprintf(final, sizeof(final), "%s/%lld%09ld-%.8s.eml", m->cfg->mail_outbox,
 		 (long long)ts.tv_sec, ts.tv_nsec, name);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
+	if (am_write_private(final, tmp, text, len) != 0)
 		goto fail;
-	if (write(fd, text, len) != (ssize_t)len || fsync(fd) != 0) {
-		close(fd);
-		unlink(tmp);
-		goto fail;
-	}
-	close(fd);
-	if (rename(tmp, final) != 0) {
-		unlink(tmp);
-		goto fail;
-	}
 	log_info("mail queued to outbox id=%s", name);
 	return AM_OK;
 fail:

@@ -37,7 +37,6 @@ save_private(const struct prov_config *c, const struct jose_signer *s, struct am
 	char path[256], tmp[256];
 	char *text = jose_signer_export(s);
 	size_t len;
-	int fd;
 
 	if (text == NULL)
 		return am_fail(e, AM_E_INTERNAL, "cannot export the key");
@@ -46,17 +45,7 @@ save_private(const struct prov_config *c, const struct jose_signer *s, struct am
 	key_path(c, ".tmp", tmp, sizeof(tmp));
 	if (am_mkdir_p(c->keys_dir) != 0 || chmod(c->keys_dir, 0700) != 0)
 		goto fail;
-	unlink(tmp);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		goto fail;
-	if (write(fd, text, len) != (ssize_t)len || fsync(fd) != 0) {
-		close(fd);
-		unlink(tmp);
-		goto fail;
-	}
-	close(fd);
-	if (rename(tmp, path) != 0)
+	if (am_write_private(path, tmp, text, len) != 0)
 		goto fail;
 	OPENSSL_cleanse(text, len);
 	free(text);
