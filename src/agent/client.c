@@ -1,0 +1,921 @@
+/* The agent's side of auth.md over libcurl and jansson. */
+#include <ctype.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "agent/credstore.h"
+#include "authmd/client.h"
+#include "core/str.h"
+
+#define ID_JAG_URN "urn:ietf:params:oauth:token-type:id-jag"
+#define MAX_BODY (1024 * 1024)
+
+struct authmd_client {
+	char store_path[AUTHMD_URL_MAX];
+	long timeout_ms;
+	int max_retries;
+	long max_retry_after_s;
+};
+
+/* ---- advice: AUTH.md's error table ---- */
+
+static const struct {
+	const char *code, *advice;
+} advice_table[] = {
+	{"invalid_signature", "Signature didn't verify. Mint a fresh ID-JAG."},
+	{"replay_detected", "The jti was already used. Mint a fresh ID-JAG with a new jti."},
+	{"invalid_audience", "aud is wrong. Mint with the aud the service's metadata names."},
+	{"expired", "The ID-JAG's exp is past. Mint a fresh one."},
+	{"invalid_issuer", "Your provider is not on this service's trust list. Pick another method."},
+	{"anonymous_not_enabled", "This service doesn't accept anonymous. Pick another method."},
+	{"verified_email_not_enabled", "Email verification is disabled here. Pick another method."},
+	{"id_jag_not_enabled", "This service doesn't accept ID-JAGs. Pick another method."},
+	{"unsupported_credential_type",
+	 "The credential type is not offered for this method. Re-read the metadata and adjust."},
+	{"rate_limited", "Back off and retry."},
+	{"invalid_claim_token", "The claim token is wrong or expired. Register again."},
+	{"otp_invalid", "That code didn't work: re-read it carefully, or open the email link again "
+			"for a fresh one."},
+	{"otp_expired", "The code's window passed. Open the email link again for a fresh code, or "
+			"start the claim again."},
+	{"claim_expired", "The whole registration expired. Register again."},
+	{"previously_claimed", "Someone already finished this claim. Register again if you need a "
+			       "fresh credential."},
+	{"claimed_or_in_flight", "This registration is already claimed."},
+	{"invalid_token", "Drop the credential and start again at discovery."},
+	{"insufficient_scope", "The credential lacks a scope this request needs; claiming the "
+			       "registration may grant it."},
+	{"consent_required", "The user has not consented to this service at the provider."},
+	{"missing_verified_email", "The identity needs a verified email or phone."},
+};
+
+const char *
+authmd_advice(const char *code)
+{
+	for (size_t i = 0; code != NULL && i < sizeof(advice_table) / sizeof(advice_table[0]); i++) {
+		if (strcmp(advice_table[i].code, code) == 0)
+			return advice_table[i].advice;
+	}
+	return NULL;
+}
+
+/* ---- HTTP ---- */
+
+struct result {
+	long status;
+	struct am_buf body;
+	char www_auth[1024];
+	long retry_after;
+	char content_type[128];
+};
+
+static size_t
+on_body(char *data, size_t size, size_t nmemb, void *user)
+{
+	struct result *r = user;
+	size_t n = size * nmemb;
+
+	if (r->body.len + n > MAX_BODY)
+		return 0;
+	am_buf_add(&r->body, data, n);
+	return n;
+}
+
+static void
+header_value(const char *line, size_t n, const char *name, char *out, size_t cap)
+{
+	size_t nl = strlen(name), vl;
+	const char *v;
+
+	if (n <= nl || strncasecmp(line, name, nl) != 0)
+		return;
+	v = line + nl;
+	while (v < line + n && (*v == ' ' || *v == '\t'))
+		v++;
+	vl = (size_t)(line + n - v);
+	while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+		vl--;
+	if (vl >= cap)
+		vl = cap - 1;
+	memcpy(out, v, vl);
+	out[vl] = '\0';
+}
+
+static size_t
+on_header(char *data, size_t size, size_t nmemb, void *user)
+{
+	struct result *r = user;
+	size_t n = size * nmemb;
+	char ra[32] = "";
+
+	header_value(data, n, "www-authenticate:", r->www_auth, sizeof(r->www_auth));
+	header_value(data, n, "content-type:", r->content_type, sizeof(r->content_type));
+	header_value(data, n, "retry-after:", ra, sizeof(ra));
+	if (ra[0] != '\0')
+		r->retry_after = strtol(ra, NULL, 10);
+	return n;
+}
+
+static void
+result_clear(struct result *r)
+{
+	if (r->body.data != NULL)
+		OPENSSL_cleanse(r->body.data, r->body.len);
+	am_buf_free(&r->body);
+	memset(r, 0, sizeof(*r));
+}
+
+/* One HTTP exchange. AUTHMD_OK for any answer (see r->status). */
+static enum authmd_status
+fetch(struct authmd_client *c, const char *method, const char *url, const char *bearer,
+      const char *const *headers, const char *content_type, const char *body, struct result *r,
+      struct authmd_error *err)
+{
+	struct curl_slist *h = NULL;
+	char line[AUTHMD_TEXT_MAX + 64];
+	CURL *k = curl_easy_init();
+	CURLcode res;
+
+	memset(r, 0, sizeof(*r));
+	if (k == NULL)
+		return cs_fail(err, AUTHMD_ERR_FAILED, NULL, "out of memory");
+	if (bearer != NULL) {
+		snprintf(line, sizeof(line), "Authorization: Bearer %s", bearer);
+		h = curl_slist_append(h, line);
+		OPENSSL_cleanse(line, sizeof(line));
+	}
+	if (content_type != NULL) {
+		snprintf(line, sizeof(line), "Content-Type: %s", content_type);
+		h = curl_slist_append(h, line);
+	}
+	for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
+		h = curl_slist_append(h, headers[i]);
+	curl_easy_setopt(k, CURLOPT_URL, url);
+	curl_easy_setopt(k, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(k, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(k, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(k, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+	curl_easy_setopt(k, CURLOPT_CONNECTTIMEOUT_MS, c->timeout_ms);
+	curl_easy_setopt(k, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(k, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(k, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(k, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(k, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(k, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(k, CURLOPT_USERAGENT, "authmd/" "0.1");
+	if (body != NULL)
+		curl_easy_setopt(k, CURLOPT_POSTFIELDS, body);
+	res = curl_easy_perform(k);
+	curl_easy_getinfo(k, CURLINFO_RESPONSE_CODE, &r->status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(k);
+	if (res != CURLE_OK) {
+		result_clear(r);
+		return cs_fail(err, AUTHMD_ERR_NETWORK, "Check the URL and that the service is up.",
+			       "%s: %s", url, curl_easy_strerror(res));
+	}
+	if (r->body.data == NULL)
+		am_buf_add(&r->body, "", 0);
+	return AUTHMD_OK;
+}
+
+/* The service's {"error", "message"} as err, with AUTH.md's advice. */
+static enum authmd_status
+service_error(const struct result *r, const char *what, struct authmd_error *err)
+{
+	json_t *doc = json_loadb(r->body.data, r->body.len, 0, NULL);
+	const char *code = json_string_value(json_object_get(doc, "error"));
+	const char *msg = json_string_value(json_object_get(doc, "message"));
+	enum authmd_status st = r->status >= 500 ? AUTHMD_ERR_NETWORK : AUTHMD_ERR_REFUSED;
+
+	cs_fail(err, st, authmd_advice(code), "%s: HTTP %ld%s%s%s%s", what, r->status,
+		code != NULL ? " " : "", code != NULL ? code : "", msg != NULL ? ": " : "",
+		msg != NULL ? msg : "");
+	if (err != NULL) {
+		err->http_status = (int)r->status;
+		am_copy(err->code, sizeof(err->code), code != NULL ? code : "");
+	}
+	json_decref(doc);
+	return st;
+}
+
+/* POSTs a JSON document (stolen) and parses a JSON answer into *out on 2xx. */
+static enum authmd_status
+post_json(struct authmd_client *c, const char *url, const char *bearer, json_t *req,
+	  const char *what, json_t **out, struct authmd_error *err)
+{
+	char *text = json_dumps(req, JSON_COMPACT);
+	struct result r;
+	enum authmd_status st;
+
+	json_decref(req);
+	if (text == NULL)
+		return cs_fail(err, AUTHMD_ERR_FAILED, NULL, "out of memory");
+	st = fetch(c, "POST", url, bearer, NULL, "application/json", text, &r, err);
+	OPENSSL_cleanse(text, strlen(text));
+	free(text);
+	if (st != AUTHMD_OK)
+		return st;
+	if (r.status < 200 || r.status >= 300) {
+		st = service_error(&r, what, err);
+		result_clear(&r);
+		return st;
+	}
+	*out = json_loadb(r.body.data, r.body.len, 0, NULL);
+	result_clear(&r);
+	if (!json_is_object(*out)) {
+		json_decref(*out);
+		return cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL, "%s: the answer is not JSON", what);
+	}
+	return AUTHMD_OK;
+}
+
+static enum authmd_status
+get_json(struct authmd_client *c, const char *url, const char *bearer, const char *what,
+	 json_t **out, struct authmd_error *err)
+{
+	struct result r;
+	enum authmd_status st = fetch(c, "GET", url, bearer, NULL, NULL, NULL, &r, err);
+
+	if (st != AUTHMD_OK)
+		return st;
+	if (r.status != 200) {
+		st = service_error(&r, what, err);
+		result_clear(&r);
+		return st;
+	}
+	*out = json_loadb(r.body.data, r.body.len, 0, NULL);
+	result_clear(&r);
+	if (!json_is_object(*out)) {
+		json_decref(*out);
+		return cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL, "%s is not a JSON object", what);
+	}
+	return AUTHMD_OK;
+}
+
+/* ---- client ---- */
+
+enum authmd_status
+authmd_client_new(const struct authmd_options *opt, struct authmd_client **out,
+		  struct authmd_error *err)
+{
+	struct authmd_client *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return cs_fail(err, AUTHMD_ERR_FAILED, NULL, "out of memory");
+	if (opt != NULL && opt->store_path != NULL) {
+		if (!am_copy(c->store_path, sizeof(c->store_path), opt->store_path)) {
+			free(c);
+			return cs_fail(err, AUTHMD_ERR_USAGE, NULL, "store path too long");
+		}
+	} else if (!cs_default_path(c->store_path, sizeof(c->store_path))) {
+		free(c);
+		return cs_fail(err, AUTHMD_ERR_STORE, "Set HOME or XDG_CONFIG_HOME.",
+			       "no place for the credentials file");
+	}
+	c->timeout_ms = opt != NULL && opt->timeout_ms > 0 ? opt->timeout_ms : 10000;
+	c->max_retries = opt != NULL && opt->max_retries >= 0 ? opt->max_retries : 3;
+	c->max_retry_after_s = opt != NULL && opt->max_retry_after_s > 0 ? opt->max_retry_after_s
+									  : 60;
+	*out = c;
+	return AUTHMD_OK;
+}
+
+void
+authmd_client_free(struct authmd_client *c)
+{
+	free(c);
+}
+
+/* ---- discovery ---- */
+
+/* The quoted resource_metadata parameter of a Bearer challenge. */
+static bool
+resource_metadata(const char *www_auth, char *out, size_t cap)
+{
+	const char *p = strstr(www_auth, "resource_metadata=\"");
+	const char *end;
+
+	if (strncasecmp(www_auth, "Bearer", 6) != 0 || p == NULL)
+		return false;
+	p += strlen("resource_metadata=\"");
+	end = strchr(p, '"');
+	if (end == NULL || (size_t)(end - p) >= cap)
+		return false;
+	memcpy(out, p, (size_t)(end - p));
+	out[end - p] = '\0';
+	return true;
+}
+
+static void
+copy_str(const json_t *obj, const char *key, char *out, size_t cap)
+{
+	const char *v = json_string_value(json_object_get(obj, key));
+
+	if (v == NULL || !am_copy(out, cap, v))
+		out[0] = '\0';
+}
+
+static bool
+array_has(const json_t *arr, const char *value)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(arr, i, v)
+	{
+		if (json_is_string(v) && strcmp(json_string_value(v), value) == 0)
+			return true;
+	}
+	return false;
+}
+
+enum authmd_status
+authmd_discover(struct authmd_client *c, const char *url, struct authmd_discovery *out,
+		struct authmd_error *err)
+{
+	struct authmd_discovery d;
+	char origin[AUTHMD_URL_MAX], res_origin[AUTHMD_URL_MAX], as_url[AUTHMD_URL_MAX + 64];
+	struct result r;
+	json_t *prm = NULL, *as = NULL, *aa, *ia;
+	size_t i;
+	json_t *v;
+	enum authmd_status st;
+
+	memset(&d, 0, sizeof(d));
+	if (!am_copy(d.url, sizeof(d.url), url) || !cs_origin(url, origin, sizeof(origin)))
+		return cs_fail(err, AUTHMD_ERR_USAGE, NULL, "not an absolute http(s) URL: %s", url);
+	/* 1. Probe: a 401 names the metadata. */
+	if ((st = fetch(c, "GET", url, NULL, NULL, NULL, NULL, &r, err)) != AUTHMD_OK)
+		return st;
+	d.header_found = r.status == 401 && resource_metadata(r.www_auth, d.prm_url,
+								 sizeof(d.prm_url));
+	result_clear(&r);
+	if (!d.header_found)
+		snprintf(d.prm_url, sizeof(d.prm_url), "%.400s/.well-known/oauth-protected-resource",
+			 origin);
+	/* 2. The protected-resource metadata, whose resource must be on the
+	 *    origin we asked (RFC 9728 section 3.3). */
+	if ((st = get_json(c, d.prm_url, NULL, "the protected resource metadata", &prm, err)) !=
+	    AUTHMD_OK)
+		return st;
+	copy_str(prm, "resource", d.resource, sizeof(d.resource));
+	if (d.resource[0] == '\0' || !cs_origin(d.resource, res_origin, sizeof(res_origin)) ||
+	    strcmp(res_origin, origin) != 0) {
+		st = cs_fail(err, AUTHMD_ERR_PROTOCOL,
+			     "Do not send credentials there: the metadata may be forged.",
+			     "the metadata at %s names resource \"%s\", which is not on %s", d.prm_url,
+			     d.resource, origin);
+		goto out;
+	}
+	copy_str(prm, "resource_name", d.resource_name, sizeof(d.resource_name));
+	copy_str(prm, "resource_logo_uri", d.resource_logo_uri, sizeof(d.resource_logo_uri));
+	json_array_foreach(json_object_get(prm, "scopes_supported"), i, v)
+	{
+		if (json_is_string(v) && strlen(d.scopes) + json_string_length(v) + 2 < sizeof(d.scopes)) {
+			if (d.scopes[0] != '\0')
+				strcat(d.scopes, " ");
+			strcat(d.scopes, json_string_value(v));
+		}
+	}
+	v = json_array_get(json_object_get(prm, "authorization_servers"), 0);
+	if (!json_is_string(v) || !am_copy(d.issuer, sizeof(d.issuer), json_string_value(v))) {
+		st = cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL, "the metadata names no authorization "
+							     "server");
+		goto out;
+	}
+	/* 3. The authorization server's metadata and its agent_auth block. */
+	snprintf(as_url, sizeof(as_url), "%.*s/.well-known/oauth-authorization-server",
+		 (int)(strlen(d.issuer) - (d.issuer[strlen(d.issuer) - 1] == '/')), d.issuer);
+	if ((st = get_json(c, as_url, NULL, "the authorization server metadata", &as, err)) !=
+	    AUTHMD_OK)
+		goto out;
+	if (json_string_value(json_object_get(as, "issuer")) != NULL &&
+	    strcmp(json_string_value(json_object_get(as, "issuer")), d.issuer) != 0) {
+		st = cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL,
+			     "the authorization server's issuer is not %s", d.issuer);
+		goto out;
+	}
+	if (!json_is_object(aa = json_object_get(as, "agent_auth"))) {
+		st = cs_fail(err, AUTHMD_ERR_PROTOCOL, "This service does not support auth.md.",
+			     "the authorization server metadata has no agent_auth block");
+		goto out;
+	}
+	copy_str(aa, "skill", d.skill, sizeof(d.skill));
+	copy_str(aa, "register_uri", d.register_uri, sizeof(d.register_uri));
+	copy_str(aa, "claim_uri", d.claim_uri, sizeof(d.claim_uri));
+	copy_str(aa, "revocation_uri", d.revocation_uri, sizeof(d.revocation_uri));
+	d.anonymous = array_has(json_object_get(aa, "identity_types_supported"), "anonymous");
+	ia = json_object_get(aa, "identity_assertion");
+	if (array_has(json_object_get(aa, "identity_types_supported"), "identity_assertion")) {
+		d.verified_email =
+			array_has(json_object_get(ia, "assertion_types_supported"), "verified_email");
+		d.id_jag = array_has(json_object_get(ia, "assertion_types_supported"), ID_JAG_URN);
+	}
+	if (d.register_uri[0] == '\0') {
+		st = cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL, "agent_auth has no register_uri");
+		goto out;
+	}
+	*out = d;
+	st = AUTHMD_OK;
+out:
+	json_decref(prm);
+	json_decref(as);
+	return st;
+}
+
+/* ---- the store, one transaction per call ---- */
+
+static enum authmd_status
+store_put(struct authmd_client *c, const struct authmd_credential *cred, struct authmd_error *err)
+{
+	json_t *doc;
+	enum authmd_status st;
+
+	if ((st = cs_load(c->store_path, &doc, err)) != AUTHMD_OK)
+		return st;
+	cs_put(doc, cred);
+	st = cs_save(c->store_path, doc, err);
+	json_decref(doc);
+	return st;
+}
+
+enum authmd_status
+authmd_credential_for(struct authmd_client *c, const char *url, struct authmd_credential *out,
+		      struct authmd_error *err)
+{
+	json_t *doc;
+	const char *key;
+	enum authmd_status st;
+
+	if ((st = cs_load(c->store_path, &doc, err)) != AUTHMD_OK)
+		return st;
+	key = cs_match(doc, url);
+	if (key == NULL || !cs_get(doc, key, out))
+		st = cs_fail(err, AUTHMD_ERR_ACTION_NEEDED, "Run: authmd register URL",
+			     "no credential is stored for %s", url);
+	json_decref(doc);
+	return st;
+}
+
+enum authmd_status
+authmd_credentials(struct authmd_client *c, struct authmd_credential **out, size_t *n,
+		   struct authmd_error *err)
+{
+	json_t *doc, *v;
+	const char *key;
+	enum authmd_status st;
+	size_t i = 0;
+
+	if ((st = cs_load(c->store_path, &doc, err)) != AUTHMD_OK)
+		return st;
+	*n = json_object_size(json_object_get(doc, "credentials"));
+	*out = calloc(*n + 1, sizeof(**out));
+	json_object_foreach(json_object_get(doc, "credentials"), key, v)
+	{
+		if (cs_get(doc, key, &(*out)[i]))
+			i++;
+	}
+	*n = i;
+	json_decref(doc);
+	return AUTHMD_OK;
+}
+
+enum authmd_status
+authmd_forget(struct authmd_client *c, const char *resource, struct authmd_error *err)
+{
+	json_t *doc;
+	const char *key;
+	enum authmd_status st;
+
+	if ((st = cs_load(c->store_path, &doc, err)) != AUTHMD_OK)
+		return st;
+	key = cs_match(doc, resource);
+	if (key == NULL) {
+		json_decref(doc);
+		return cs_fail(err, AUTHMD_ERR_ACTION_NEEDED, NULL, "nothing is stored for %s",
+			       resource);
+	}
+	cs_del(doc, key);
+	st = cs_save(c->store_path, doc, err);
+	json_decref(doc);
+	return st;
+}
+
+/* ---- registration ---- */
+
+static void
+scopes_of(const json_t *arr, char *out, size_t cap)
+{
+	size_t i;
+	json_t *v;
+
+	out[0] = '\0';
+	json_array_foreach(arr, i, v)
+	{
+		if (json_is_string(v) && strlen(out) + json_string_length(v) + 2 < cap) {
+			if (out[0] != '\0')
+				strcat(out, " ");
+			strcat(out, json_string_value(v));
+		}
+	}
+}
+
+/* Fills cred from a registration answer and stores it. */
+static enum authmd_status
+keep_registration(struct authmd_client *c, const struct authmd_discovery *d, const char *method,
+		  json_t *ans, struct authmd_credential *cred, struct authmd_error *err)
+{
+	memset(cred, 0, sizeof(*cred));
+	am_copy(cred->resource, sizeof(cred->resource), d->resource);
+	am_copy(cred->issuer, sizeof(cred->issuer), d->issuer);
+	am_copy(cred->register_uri, sizeof(cred->register_uri), d->register_uri);
+	am_copy(cred->method, sizeof(cred->method), method);
+	copy_str(ans, "registration_id", cred->registration_id, sizeof(cred->registration_id));
+	copy_str(ans, "credential_type", cred->credential_type, sizeof(cred->credential_type));
+	copy_str(ans, "credential", cred->credential, sizeof(cred->credential));
+	copy_str(ans, "credential_expires", cred->credential_expires,
+		 sizeof(cred->credential_expires));
+	scopes_of(json_object_get(ans, "scopes"), cred->scopes, sizeof(cred->scopes));
+	scopes_of(json_object_get(ans, "post_claim_scopes"), cred->post_claim_scopes,
+		  sizeof(cred->post_claim_scopes));
+	copy_str(ans, "claim_token", cred->claim_token, sizeof(cred->claim_token));
+	copy_str(ans, "claim_token_expires", cred->claim_token_expires,
+		 sizeof(cred->claim_token_expires));
+	copy_str(ans, "claim_url", cred->claim_uri, sizeof(cred->claim_uri));
+	if (cred->claim_uri[0] == '\0')
+		am_copy(cred->claim_uri, sizeof(cred->claim_uri), d->claim_uri);
+	am_copy(cred->claim_state, sizeof(cred->claim_state),
+		cred->claim_token[0] == '\0' ? "none"
+		: strcmp(method, "email") == 0 ? "pending"
+					       : "unclaimed");
+	if (cred->registration_id[0] == '\0' ||
+	    (cred->credential[0] == '\0' && cred->claim_token[0] == '\0'))
+		return cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL,
+			       "the registration answer has neither a credential nor a claim token");
+	return store_put(c, cred, err);
+}
+
+static enum authmd_status
+do_register(struct authmd_client *c, const struct authmd_discovery *d, const char *method,
+	    json_t *req, struct authmd_credential *out, struct authmd_error *err)
+{
+	json_t *ans = NULL;
+	enum authmd_status st;
+	struct authmd_credential cred;
+
+	if ((st = post_json(c, d->register_uri, NULL, req, "registration", &ans, err)) != AUTHMD_OK)
+		return st;
+	st = keep_registration(c, d, method, ans, &cred, err);
+	json_decref(ans);
+	if (st == AUTHMD_OK && out != NULL)
+		*out = cred;
+	OPENSSL_cleanse(&cred, sizeof(cred));
+	return st;
+}
+
+enum authmd_status
+authmd_register_anonymous(struct authmd_client *c, const struct authmd_discovery *d,
+			  struct authmd_credential *out, struct authmd_error *err)
+{
+	if (!d->anonymous)
+		return cs_fail(err, AUTHMD_ERR_REFUSED, "Pick another method: --email or --provider.",
+			       "this service does not offer anonymous registration");
+	return do_register(c, d, "anonymous",
+			   json_pack("{s:s, s:s}", "type", "anonymous", "requested_credential_type",
+				     "api_key"),
+			   out, err);
+}
+
+enum authmd_status
+authmd_register_email(struct authmd_client *c, const struct authmd_discovery *d,
+		      const char *email, const char *cred_type, struct authmd_credential *out,
+		      struct authmd_error *err)
+{
+	enum authmd_status st;
+	struct authmd_credential cred;
+
+	if (!d->verified_email)
+		return cs_fail(err, AUTHMD_ERR_REFUSED, "Pick another method.",
+			       "this service does not offer registration by email");
+	st = do_register(c, d, "email",
+			 json_pack("{s:s, s:s, s:s, s:s}", "type", "identity_assertion",
+				   "assertion_type", "verified_email", "assertion", email,
+				   "requested_credential_type",
+				   cred_type != NULL ? cred_type : "api_key"),
+			 &cred, err);
+	if (st != AUTHMD_OK)
+		return st;
+	am_copy(cred.claim_email, sizeof(cred.claim_email), email);
+	st = store_put(c, &cred, err);
+	if (st == AUTHMD_OK && out != NULL)
+		*out = cred;
+	return st;
+}
+
+/* A live grant for audience at the provider, made if there is none. */
+static enum authmd_status
+ensure_grant(struct authmd_client *c, const char *provider, const char *session,
+	     const struct authmd_discovery *d, struct authmd_error *err)
+{
+	char url[AUTHMD_URL_MAX + 16];
+	json_t *list = NULL, *g, *made = NULL;
+	size_t i;
+	enum authmd_status st;
+
+	snprintf(url, sizeof(url), "%s/grants", provider);
+	if ((st = get_json(c, url, session, "the provider's grants", &list, err)) != AUTHMD_OK)
+		return st;
+	json_array_foreach(json_object_get(list, "grants"), i, g)
+	{
+		const char *aud = json_string_value(json_object_get(g, "audience"));
+		const char *status = json_string_value(json_object_get(g, "status"));
+
+		if (aud != NULL && status != NULL && strcmp(aud, d->issuer) == 0 &&
+		    strcmp(status, "active") == 0) {
+			json_decref(list);
+			return AUTHMD_OK;
+		}
+	}
+	json_decref(list);
+	st = post_json(c, url, session,
+		       json_pack("{s:s, s:s, s:s?}", "audience", d->issuer, "mode", "always",
+				 "revocation_uri",
+				 d->revocation_uri[0] != '\0' ? d->revocation_uri : NULL),
+		       "the consent grant", &made, err);
+	json_decref(made);
+	return st;
+}
+
+/* Registers with an ID-JAG from the provider. may_consent: whether a grant
+ * may be created when none is live; only an explicit register does that, so
+ * a user's withdrawn consent is never renewed behind their back. */
+static enum authmd_status
+register_provider(struct authmd_client *c, const struct authmd_discovery *d,
+		  const char *provider_url, const char *session, const char *cred_type,
+		  bool may_consent, struct authmd_credential *out, struct authmd_error *err)
+{
+	char provider[AUTHMD_URL_MAX], url[AUTHMD_URL_MAX + 16];
+	json_t *minted = NULL;
+	const char *assertion;
+	struct authmd_credential cred;
+	enum authmd_status st;
+	size_t n;
+
+	if (!d->id_jag)
+		return cs_fail(err, AUTHMD_ERR_REFUSED, "Pick another method: --email or --anonymous.",
+			       "this service does not accept ID-JAG assertions");
+	if (!am_copy(provider, sizeof(provider), provider_url))
+		return cs_fail(err, AUTHMD_ERR_USAGE, NULL, "provider URL too long");
+	n = strlen(provider);
+	while (n > 0 && provider[n - 1] == '/')
+		provider[--n] = '\0';
+	if (may_consent && (st = ensure_grant(c, provider, session, d, err)) != AUTHMD_OK)
+		return st;
+	snprintf(url, sizeof(url), "%s/id-jag", provider);
+	if ((st = post_json(c, url, session,
+			    json_pack("{s:s, s:s, s:s}", "audience", d->issuer, "resource",
+				      d->resource, "agent_platform", "authmd-cli"),
+			    "the ID-JAG", &minted, err)) != AUTHMD_OK)
+		return st;
+	assertion = json_string_value(json_object_get(minted, "assertion"));
+	if (assertion == NULL) {
+		json_decref(minted);
+		return cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL, "the provider returned no assertion");
+	}
+	st = do_register(c, d, "id_jag",
+			 json_pack("{s:s, s:s, s:s, s:s}", "type", "identity_assertion",
+				   "assertion_type", ID_JAG_URN, "assertion", assertion,
+				   "requested_credential_type",
+				   cred_type != NULL ? cred_type : "access_token"),
+			 &cred, err);
+	json_decref(minted);
+	if (st != AUTHMD_OK)
+		return st;
+	am_copy(cred.provider, sizeof(cred.provider), provider);
+	am_copy(cred.session, sizeof(cred.session), session);
+	st = store_put(c, &cred, err);
+	if (st == AUTHMD_OK && out != NULL)
+		*out = cred;
+	OPENSSL_cleanse(&cred, sizeof(cred));
+	return st;
+}
+
+enum authmd_status
+authmd_register_provider(struct authmd_client *c, const struct authmd_discovery *d,
+			 const char *provider_url, const char *session, const char *cred_type,
+			 struct authmd_credential *out, struct authmd_error *err)
+{
+	return register_provider(c, d, provider_url, session, cred_type, true, out, err);
+}
+
+/* ---- claim ---- */
+
+enum authmd_status
+authmd_claim_start(struct authmd_client *c, const char *resource, const char *email,
+		   struct authmd_error *err)
+{
+	struct authmd_credential cred;
+	json_t *ans = NULL;
+	enum authmd_status st;
+
+	if ((st = authmd_credential_for(c, resource, &cred, err)) != AUTHMD_OK)
+		return st;
+	if (cred.claim_token[0] == '\0')
+		return cs_fail(err, AUTHMD_ERR_REFUSED, NULL,
+			       "there is no claim to make for %s (state: %s)", cred.resource,
+			       cred.claim_state);
+	st = post_json(c, cred.claim_uri, NULL,
+		       json_pack("{s:s, s:s}", "claim_token", cred.claim_token, "email", email),
+		       "the claim", &ans, err);
+	json_decref(ans);
+	if (st != AUTHMD_OK)
+		return st;
+	am_copy(cred.claim_state, sizeof(cred.claim_state), "pending");
+	am_copy(cred.claim_email, sizeof(cred.claim_email), email);
+	return store_put(c, &cred, err);
+}
+
+enum authmd_status
+authmd_claim_complete(struct authmd_client *c, const char *resource, const char *otp,
+		      struct authmd_credential *out, struct authmd_error *err)
+{
+	struct authmd_credential cred;
+	char url[AUTHMD_URL_MAX + 16];
+	json_t *ans = NULL;
+	enum authmd_status st;
+
+	if ((st = authmd_credential_for(c, resource, &cred, err)) != AUTHMD_OK)
+		return st;
+	if (cred.claim_token[0] == '\0')
+		return cs_fail(err, AUTHMD_ERR_REFUSED, NULL, "there is no claim to complete for %s",
+			       cred.resource);
+	snprintf(url, sizeof(url), "%s/complete", cred.claim_uri);
+	st = post_json(c, url, NULL,
+		       json_pack("{s:s, s:s}", "claim_token", cred.claim_token, "otp", otp),
+		       "the claim", &ans, err);
+	if (st != AUTHMD_OK) {
+		/* A dead claim token is dropped; a wrong code keeps it. */
+		if (err != NULL && (strcmp(err->code, "claim_expired") == 0 ||
+				    strcmp(err->code, "invalid_claim_token") == 0 ||
+				    strcmp(err->code, "previously_claimed") == 0)) {
+			cred.claim_token[0] = '\0';
+			am_copy(cred.claim_state, sizeof(cred.claim_state),
+				strcmp(err->code, "previously_claimed") == 0 ? "claimed" : "expired");
+			(void)store_put(c, &cred, NULL);
+		}
+		return st;
+	}
+	if (json_is_string(json_object_get(ans, "credential"))) {
+		copy_str(ans, "credential", cred.credential, sizeof(cred.credential));
+		copy_str(ans, "credential_type", cred.credential_type,
+			 sizeof(cred.credential_type));
+		copy_str(ans, "credential_expires", cred.credential_expires,
+			 sizeof(cred.credential_expires));
+		scopes_of(json_object_get(ans, "scopes"), cred.scopes, sizeof(cred.scopes));
+	} else if (cred.post_claim_scopes[0] != '\0') {
+		am_copy(cred.scopes, sizeof(cred.scopes), cred.post_claim_scopes);
+	}
+	json_decref(ans);
+	/* The claim token has done its work: it is not kept. */
+	OPENSSL_cleanse(cred.claim_token, sizeof(cred.claim_token));
+	cred.claim_token_expires[0] = '\0';
+	am_copy(cred.claim_state, sizeof(cred.claim_state), "claimed");
+	if ((st = store_put(c, &cred, err)) == AUTHMD_OK && out != NULL)
+		*out = cred;
+	return st;
+}
+
+/* ---- requests ---- */
+
+void
+authmd_response_clear(struct authmd_response *r)
+{
+	if (r == NULL)
+		return;
+	free(r->body);
+	memset(r, 0, sizeof(*r));
+}
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) != 0) {
+	}
+}
+
+/* 500 ms * 2^attempt, times a jitter from 0.5 to 1.5. */
+static long
+backoff_ms(int attempt)
+{
+	unsigned char r = 128;
+	long ms = 500L << (attempt < 6 ? attempt : 6);
+
+	if (RAND_bytes(&r, 1) != 1)
+		r = 128;
+	return ms * (128 + r) / 256;
+}
+
+static bool
+can_reregister(const struct authmd_credential *cred)
+{
+	return strcmp(cred->method, "id_jag") == 0 && cred->provider[0] != '\0' &&
+	       cred->session[0] != '\0';
+}
+
+enum authmd_status
+authmd_request(struct authmd_client *c, const char *method, const char *url,
+	       const char *const *headers, const char *body, struct authmd_response *resp,
+	       struct authmd_error *err)
+{
+	struct authmd_credential cred;
+	struct result r;
+	bool reregistered = false;
+	int retries = 0;
+	enum authmd_status st;
+
+	memset(resp, 0, sizeof(*resp));
+	if (err != NULL)
+		memset(err, 0, sizeof(*err));
+	if ((st = authmd_credential_for(c, url, &cred, err)) != AUTHMD_OK)
+		return st;
+	if (cred.credential[0] == '\0')
+		return cs_fail(err, AUTHMD_ERR_ACTION_NEEDED, "Run: authmd claim URL",
+			       "the registration for %s has no credential until its claim is "
+			       "completed",
+			       cred.resource);
+	for (;;) {
+		st = fetch(c, method, url, cred.credential, headers,
+			   body != NULL ? "application/json" : NULL, body, &r, err);
+		if (st != AUTHMD_OK)
+			return st;
+		if (r.status >= 500 && retries < c->max_retries) {
+			result_clear(&r);
+			sleep_ms(backoff_ms(retries++));
+			continue;
+		}
+		if (r.status == 429 && retries < c->max_retries) {
+			long wait = r.retry_after > 0 ? r.retry_after : 1;
+
+			result_clear(&r);
+			if (wait > c->max_retry_after_s)
+				return cs_fail(err, AUTHMD_ERR_NETWORK, "Back off and retry later.",
+					       "rate limited for %lds", wait);
+			sleep_ms(wait * 1000);
+			retries++;
+			continue;
+		}
+		if (r.status == 401 && cred.worked) {
+			/* A credential that worked before and now does not: drop it
+			 * and start again at discovery (AUTH.md, step 5). */
+			struct authmd_discovery d;
+			struct authmd_error ignored;
+			bool again = can_reregister(&cred) && !reregistered;
+			char provider[AUTHMD_URL_MAX], session[AUTHMD_TEXT_MAX];
+
+			am_copy(provider, sizeof(provider), cred.provider);
+			am_copy(session, sizeof(session), cred.session);
+			(void)authmd_forget(c, cred.resource, &ignored);
+			if (again && authmd_discover(c, url, &d, &ignored) == AUTHMD_OK &&
+			    register_provider(c, &d, provider, session,
+					      cred.credential_type[0] != '\0' ? cred.credential_type
+									       : NULL,
+					      false, &cred, &ignored) == AUTHMD_OK) {
+				reregistered = true;
+				result_clear(&r);
+				continue;
+			}
+			OPENSSL_cleanse(session, sizeof(session));
+			service_error(&r, "the request", err);
+			if (err != NULL) {
+				err->status = AUTHMD_ERR_ACTION_NEEDED;
+				err->advice = again ? "The credential was revoked and the provider "
+						      "gives no new one without the user's consent: "
+						      "ask the user, then authmd register URL."
+						    : "The credential was revoked or expired and has "
+						      "been dropped: run authmd register URL again.";
+			}
+		} else if (r.status >= 200 && r.status < 300 && !cred.worked) {
+			cred.worked = true;
+			(void)store_put(c, &cred, NULL);
+		} else if (r.status >= 400) {
+			service_error(&r, "the request", err);
+		}
+		break;
+	}
+	resp->status = (int)r.status;
+	resp->len = r.body.len;
+	resp->body = am_buf_take(&r.body);
+	am_copy(resp->content_type, sizeof(resp->content_type), r.content_type);
+	result_clear(&r);
+	OPENSSL_cleanse(&cred, sizeof(cred));
+	return AUTHMD_OK;
+}

@@ -1,0 +1,220 @@
+#include "agent/credstore.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/fs.h"
+#include "core/str.h"
+
+#define MAX_FILE (4 * 1024 * 1024)
+
+enum authmd_status
+cs_fail(struct authmd_error *err, enum authmd_status status, const char *advice, const char *fmt,
+	...)
+{
+	va_list ap;
+
+	if (err == NULL)
+		return status;
+	memset(err, 0, sizeof(*err));
+	err->status = status;
+	err->advice = advice;
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+	return status;
+}
+
+bool
+cs_default_path(char *out, size_t cap)
+{
+	const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+	int n;
+
+	if (xdg != NULL && xdg[0] == '/')
+		n = snprintf(out, cap, "%s/authmd/credentials.json", xdg);
+	else if (home != NULL && home[0] == '/')
+		n = snprintf(out, cap, "%s/.config/authmd/credentials.json", home);
+	else
+		return false;
+	return n > 0 && (size_t)n < cap;
+}
+
+bool
+cs_origin(const char *url, char *out, size_t cap)
+{
+	const char *host = strstr(url, "://");
+	const char *end;
+	size_t n;
+
+	if (host == NULL)
+		return false;
+	end = host + 3 + strcspn(host + 3, "/?#");
+	n = (size_t)(end - url);
+	if (n >= cap || end == host + 3)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		out[i] = (char)tolower((unsigned char)url[i]);
+	out[n] = '\0';
+	return true;
+}
+
+enum authmd_status
+cs_load(const char *path, json_t **doc, struct authmd_error *err)
+{
+	struct stat sb;
+	json_error_t jerr;
+	json_t *d;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd < 0 && errno == ENOENT) {
+		*doc = json_pack("{s:i, s:{}}", "version", 1, "credentials");
+		return AUTHMD_OK;
+	}
+	if (fd < 0)
+		return cs_fail(err, AUTHMD_ERR_STORE, NULL, "cannot open %s: %s", path,
+			       strerror(errno));
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		close(fd);
+		return cs_fail(err, AUTHMD_ERR_STORE, NULL, "%s is not a regular file", path);
+	}
+	if ((sb.st_mode & 077) != 0) {
+		close(fd);
+		return cs_fail(err, AUTHMD_ERR_STORE,
+			       "Run chmod 600 on it if you are sure nobody else read it; otherwise "
+			       "'authmd forget' each service and register again.",
+			       "%s can be read by other users (mode %o): its credentials may have "
+			       "leaked, so it is not used",
+			       path, (unsigned)(sb.st_mode & 0777));
+	}
+	if (sb.st_size > MAX_FILE) {
+		close(fd);
+		return cs_fail(err, AUTHMD_ERR_STORE, NULL, "%s is too large", path);
+	}
+	d = json_loadfd(fd, JSON_REJECT_DUPLICATES, &jerr);
+	close(fd);
+	if (d == NULL || !json_is_object(json_object_get(d, "credentials"))) {
+		json_decref(d);
+		return cs_fail(err, AUTHMD_ERR_STORE,
+			       "Move the file away (it is left untouched) and register again.",
+			       "%s is not a valid credentials file", path);
+	}
+	*doc = d;
+	return AUTHMD_OK;
+}
+
+enum authmd_status
+cs_save(const char *path, const json_t *doc, struct authmd_error *err)
+{
+	char dir[AUTHMD_URL_MAX], tmp[AUTHMD_URL_MAX + 8];
+	char *text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+	char *slash;
+	int rc;
+
+	if (text == NULL || !am_copy(dir, sizeof(dir), path)) {
+		free(text);
+		return cs_fail(err, AUTHMD_ERR_STORE, NULL, "cannot write %s", path);
+	}
+	if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+		*slash = '\0';
+		if (am_mkdir_p(dir) != 0) {
+			free(text);
+			return cs_fail(err, AUTHMD_ERR_STORE, NULL, "cannot create %s: %s", dir,
+				       strerror(errno));
+		}
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	rc = am_write_private(path, tmp, text, strlen(text));
+	OPENSSL_cleanse(text, strlen(text));
+	free(text);
+	if (rc != 0)
+		return cs_fail(err, AUTHMD_ERR_STORE, NULL, "cannot write %s: %s", path,
+			       strerror(errno));
+	return AUTHMD_OK;
+}
+
+#define F(name) {#name, offsetof(struct authmd_credential, name), \
+		 sizeof(((struct authmd_credential *)0)->name)}
+
+static const struct {
+	const char *name;
+	size_t offset, size;
+} fields[] = {
+	F(resource),	   F(issuer),		   F(register_uri), F(claim_uri),
+	F(method),	   F(registration_id),	   F(credential_type), F(credential),
+	F(credential_expires), F(scopes),	   F(post_claim_scopes), F(claim_state),
+	F(claim_token),	   F(claim_token_expires), F(claim_email), F(provider),
+	F(session),
+};
+
+bool
+cs_get(const json_t *doc, const char *resource, struct authmd_credential *out)
+{
+	json_t *e = json_object_get(json_object_get(doc, "credentials"), resource);
+
+	if (!json_is_object(e))
+		return false;
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		const char *v = json_string_value(json_object_get(e, fields[i].name));
+
+		if (v != NULL)
+			am_copy((char *)out + fields[i].offset, fields[i].size, v);
+	}
+	out->worked = json_is_true(json_object_get(e, "worked"));
+	return out->resource[0] != '\0';
+}
+
+void
+cs_put(json_t *doc, const struct authmd_credential *c)
+{
+	json_t *e = json_object();
+
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		const char *v = (const char *)c + fields[i].offset;
+
+		if (v[0] != '\0')
+			json_object_set_new(e, fields[i].name, json_string(v));
+	}
+	json_object_set_new(e, "worked", json_boolean(c->worked));
+	json_object_set_new(json_object_get(doc, "credentials"), c->resource, e);
+}
+
+bool
+cs_del(json_t *doc, const char *resource)
+{
+	return json_object_del(json_object_get(doc, "credentials"), resource) == 0;
+}
+
+const char *
+cs_match(const json_t *doc, const char *url)
+{
+	json_t *all = json_object_get(doc, "credentials"), *v;
+	const char *key, *best = NULL, *same_origin = NULL;
+	char want[AUTHMD_URL_MAX], have[AUTHMD_URL_MAX];
+	size_t best_len = 0;
+
+	if (!cs_origin(url, want, sizeof(want)))
+		want[0] = '\0';
+	json_object_foreach(all, key, v)
+	{
+		size_t n = strlen(key);
+
+		if (strncmp(url, key, n) == 0 && n > best_len) {
+			best = key;
+			best_len = n;
+		}
+		if (same_origin == NULL && want[0] != '\0' && cs_origin(key, have, sizeof(have)) &&
+		    strcmp(have, want) == 0)
+			same_origin = key;
+	}
+	return best != NULL ? best : same_origin;
+}

@@ -1,0 +1,484 @@
+/* authmd: the agent's command line, a thin layer over include/authmd/client.h.
+ * Exit codes are enum authmd_status (docs/agent.md). */
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "authmd/client.h"
+
+#ifndef AUTHMD_VERSION
+#define AUTHMD_VERSION "dev"
+#endif
+
+struct args {
+	const char *cmd, *url, *email, *provider, *session, *cred_type, *otp, *method, *data,
+		*store;
+	const char *headers[32];
+	int nheaders;
+	bool json, yes, anonymous, help;
+};
+
+static const char *const usage_text =
+	"usage: authmd [--store FILE] COMMAND [--json] ...\n"
+	"\n"
+	"  discover URL                       find how to register with a service\n"
+	"  register URL [--anonymous | --email ADDR | --provider URL --session TOKEN]\n"
+	"               [--credential-type api_key|access_token] [--yes]\n"
+	"  claim URL [--email ADDR] [--otp CODE] start and/or finish the claim by email code\n"
+	"  curl URL [-X METHOD] [-d DATA] [-H 'Name: value']...\n"
+	"                                     call the API with the stored credential\n"
+	"  status                             what is stored\n"
+	"  forget URL                         drop what is stored for a service\n"
+	"\n"
+	"The provider session may also come from $AUTHMD_SESSION, which keeps it out of\n"
+	"the process list. Credentials live in $XDG_CONFIG_HOME/authmd/credentials.json.\n"
+	"Exit codes: 0 ok, 1 failed, 2 usage, 3 network or 5xx, 4 refused by the service,\n"
+	"5 a person must act, 6 credentials file, 7 the service breaks the protocol.\n";
+
+static int
+usage(FILE *f, int rc)
+{
+	fputs(usage_text, f);
+	return rc;
+}
+
+static bool
+parse(int argc, char **argv, struct args *a)
+{
+	memset(a, 0, sizeof(*a));
+	for (int i = 1; i < argc; i++) {
+		const char *s = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		const char **slot = NULL;
+
+		if (strcmp(s, "--json") == 0)
+			a->json = true;
+		else if (strcmp(s, "--yes") == 0 || strcmp(s, "-y") == 0)
+			a->yes = true;
+		else if (strcmp(s, "--anonymous") == 0)
+			a->anonymous = true;
+		else if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0)
+			a->help = true;
+		else if (strcmp(s, "--email") == 0)
+			slot = &a->email;
+		else if (strcmp(s, "--provider") == 0)
+			slot = &a->provider;
+		else if (strcmp(s, "--session") == 0)
+			slot = &a->session;
+		else if (strcmp(s, "--credential-type") == 0)
+			slot = &a->cred_type;
+		else if (strcmp(s, "--otp") == 0)
+			slot = &a->otp;
+		else if (strcmp(s, "--store") == 0)
+			slot = &a->store;
+		else if (strcmp(s, "-X") == 0 || strcmp(s, "--request") == 0)
+			slot = &a->method;
+		else if (strcmp(s, "-d") == 0 || strcmp(s, "--data") == 0)
+			slot = &a->data;
+		else if (strcmp(s, "-H") == 0 || strcmp(s, "--header") == 0) {
+			if (v == NULL || a->nheaders >= 31)
+				return false;
+			a->headers[a->nheaders++] = v;
+			i++;
+		} else if (s[0] == '-')
+			return false;
+		else if (a->cmd == NULL)
+			a->cmd = s;
+		else if (a->url == NULL)
+			a->url = s;
+		else
+			return false;
+		if (slot != NULL) {
+			if (v == NULL)
+				return false;
+			*slot = v;
+			i++;
+		}
+	}
+	return true;
+}
+
+/* ---- output ---- */
+
+static int
+report_error(const struct args *a, const struct authmd_error *e)
+{
+	if (a->json) {
+		json_t *o = json_pack("{s:b, s:{s:i, s:i, s:s, s:s, s:s?}}", "ok", 0, "error",
+				      "status", (int)e->status, "http_status", e->http_status, "code",
+				      e->code, "message", e->message, "advice", e->advice);
+
+		json_dumpf(o, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(o);
+	} else {
+		fprintf(stderr, "authmd: %s\n", e->message);
+		if (e->advice != NULL)
+			fprintf(stderr, "%s\n", e->advice);
+	}
+	return e->status != AUTHMD_OK ? (int)e->status : 1;
+}
+
+static void
+emit(const struct args *a, json_t *o)
+{
+	if (a->json) {
+		json_object_set_new(o, "ok", json_true());
+		json_dumpf(o, stdout, JSON_COMPACT | JSON_SORT_KEYS);
+		putchar('\n');
+	}
+	json_decref(o);
+}
+
+static json_t *
+scopes_json(const char *s)
+{
+	json_t *arr = json_array();
+	char copy[AUTHMD_TEXT_MAX], *save = NULL;
+
+	snprintf(copy, sizeof(copy), "%s", s);
+	for (char *t = strtok_r(copy, " ", &save); t != NULL; t = strtok_r(NULL, " ", &save))
+		json_array_append_new(arr, json_string(t));
+	return arr;
+}
+
+/* What is safe to show of a credential: never the secret values. */
+static json_t *
+cred_json(const struct authmd_credential *c)
+{
+	return json_pack("{s:s, s:s, s:s, s:s, s:o, s:s?, s:s, s:b, s:s?, s:s?}", "resource",
+			 c->resource, "method", c->method, "registration_id", c->registration_id,
+			 "credential_type", c->credential_type, "scopes", scopes_json(c->scopes),
+			 "credential_expires",
+			 c->credential_expires[0] != '\0' ? c->credential_expires : NULL,
+			 "claim_state", c->claim_state, "has_credential", c->credential[0] != '\0',
+			 "claim_token_expires",
+			 c->claim_token_expires[0] != '\0' ? c->claim_token_expires : NULL,
+			 "provider", c->provider[0] != '\0' ? c->provider : NULL);
+}
+
+/* ---- prompts ---- */
+
+static FILE *
+terminal(void)
+{
+	return isatty(STDIN_FILENO) ? fopen("/dev/tty", "r+") : NULL;
+}
+
+static bool
+ask_consent(const struct args *a, const struct authmd_discovery *d)
+{
+	FILE *tty;
+	char line[16] = "";
+	bool yes;
+
+	if (a->yes)
+		return true;
+	if ((tty = terminal()) == NULL)
+		return false;
+	fprintf(tty,
+		"Your identity will be asserted to this service:\n"
+		"  name:   %s\n  logo:   %s\n  scopes: %s\n"
+		"Proceed? [y/N] ",
+		d->resource_name[0] != '\0' ? d->resource_name : d->resource,
+		d->resource_logo_uri[0] != '\0' ? d->resource_logo_uri : "(none)", d->scopes);
+	fflush(tty);
+	yes = fgets(line, sizeof(line), tty) != NULL && (line[0] == 'y' || line[0] == 'Y');
+	fclose(tty);
+	return yes;
+}
+
+/* A code from the terminal, or a line of stdin when it is not one. */
+static bool
+read_code(char *out, size_t cap, bool *interactive)
+{
+	FILE *tty = terminal();
+	FILE *in = tty != NULL ? tty : stdin;
+	size_t n;
+
+	*interactive = tty != NULL;
+	if (tty != NULL) {
+		fprintf(tty, "Check your email and tell me the 6-digit code: ");
+		fflush(tty);
+	}
+	if (fgets(out, (int)cap, in) == NULL) {
+		if (tty != NULL)
+			fclose(tty);
+		return false;
+	}
+	if (tty != NULL)
+		fclose(tty);
+	n = strcspn(out, "\r\n");
+	out[n] = '\0';
+	while (out[0] == ' ')
+		memmove(out, out + 1, strlen(out));
+	return out[0] != '\0';
+}
+
+/* ---- commands ---- */
+
+static int
+cmd_discover(struct authmd_client *c, const struct args *a)
+{
+	struct authmd_discovery d;
+	struct authmd_error e = {0};
+	json_t *o;
+
+	if (authmd_discover(c, a->url, &d, &e) != AUTHMD_OK)
+		return report_error(a, &e);
+	o = json_pack("{s:s, s:s, s:b, s:s, s:s, s:s, s:o, s:s, s:s, s:s?, s:{s:b, s:b, s:b}}",
+		      "url", d.url, "resource_metadata", d.prm_url, "from_www_authenticate",
+		      d.header_found, "resource", d.resource, "resource_name", d.resource_name,
+		      "authorization_server", d.issuer, "scopes", scopes_json(d.scopes),
+		      "register_uri", d.register_uri, "claim_uri", d.claim_uri, "revocation_uri",
+		      d.revocation_uri[0] != '\0' ? d.revocation_uri : NULL, "methods", "anonymous",
+		      d.anonymous, "verified_email", d.verified_email, "id_jag", d.id_jag);
+	if (!a->json) {
+		printf("%s\n  -> %s%s\n  -> resource %s (%s)\n  -> authorization server %s\n",
+		       d.url, d.prm_url, d.header_found ? " (from the 401)" : " (well-known path)",
+		       d.resource, d.resource_name, d.issuer);
+		printf("methods:%s%s%s\nscopes: %s\nregister at %s\n",
+		       d.id_jag ? " id-jag" : "", d.verified_email ? " email" : "",
+		       d.anonymous ? " anonymous" : "", d.scopes, d.register_uri);
+	}
+	emit(a, o);
+	return 0;
+}
+
+static int claim_code(struct authmd_client *c, const struct args *a, const char *resource);
+
+static int
+cmd_register(struct authmd_client *c, const struct args *a)
+{
+	struct authmd_discovery d;
+	struct authmd_credential cred;
+	struct authmd_error e = {0};
+	const char *session = a->session != NULL ? a->session : getenv("AUTHMD_SESSION");
+	enum authmd_status st;
+
+	if ((a->provider != NULL) != (session != NULL) ||
+	    (a->anonymous + (a->email != NULL) + (a->provider != NULL)) > 1)
+		return usage(stderr, AUTHMD_ERR_USAGE);
+	if (authmd_discover(c, a->url, &d, &e) != AUTHMD_OK)
+		return report_error(a, &e);
+	/* AUTH.md's decision tree: a provider session, else an email, else
+	 * anonymous; each checked against agent_auth by the library. */
+	if (a->provider != NULL || a->email != NULL) {
+		if (!ask_consent(a, &d)) {
+			e.status = AUTHMD_ERR_ACTION_NEEDED;
+			snprintf(e.message, sizeof(e.message),
+				 "no consent to assert the user's identity to %.400s", d.resource);
+			e.advice = "Ask the user, then run again with --yes.";
+			return report_error(a, &e);
+		}
+	}
+	if (a->provider != NULL)
+		st = authmd_register_provider(c, &d, a->provider, session, a->cred_type, &cred, &e);
+	else if (a->email != NULL)
+		st = authmd_register_email(c, &d, a->email, a->cred_type, &cred, &e);
+	else
+		st = authmd_register_anonymous(c, &d, &cred, &e);
+	if (st != AUTHMD_OK)
+		return report_error(a, &e);
+	if (!a->json) {
+		printf("registered with %s (%s, %s)\n", cred.resource, cred.method,
+		       cred.registration_id);
+		if (cred.credential[0] != '\0')
+			printf("credential: %s, scopes %s%s%s\n", cred.credential_type, cred.scopes,
+			       cred.credential_expires[0] != '\0' ? ", expires " : "",
+			       cred.credential_expires);
+		if (strcmp(cred.method, "anonymous") == 0)
+			printf("to unlock %s, the user can claim it: authmd claim %s --email "
+			       "ADDR\n",
+			       cred.post_claim_scopes, a->url);
+		if (strcmp(cred.method, "email") == 0)
+			printf("an email went to %s: authmd claim %s --otp CODE\n", a->email,
+			       a->url);
+	}
+	emit(a, cred_json(&cred));
+	OPENSSL_cleanse(&cred, sizeof(cred));
+	return 0;
+}
+
+static int
+claim_code(struct authmd_client *c, const struct args *a, const char *resource)
+{
+	struct authmd_credential cred;
+	struct authmd_error e = {0};
+	char code[32];
+	bool interactive = false;
+
+	for (int tries = 0; tries < 3; tries++) {
+		if (a->otp != NULL)
+			snprintf(code, sizeof(code), "%s", a->otp);
+		else if (!read_code(code, sizeof(code), &interactive)) {
+			e.status = AUTHMD_ERR_ACTION_NEEDED;
+			snprintf(e.message, sizeof(e.message), "no code was given");
+			e.advice = "Check your email and tell me the 6-digit code (--otp CODE).";
+			return report_error(a, &e);
+		}
+		if (authmd_claim_complete(c, resource, code, &cred, &e) == AUTHMD_OK) {
+			if (!a->json)
+				printf("claimed: %s now has scopes %s\n", cred.resource, cred.scopes);
+			emit(a, cred_json(&cred));
+			OPENSSL_cleanse(&cred, sizeof(cred));
+			return 0;
+		}
+		if (!interactive || a->otp != NULL || strcmp(e.code, "otp_invalid") != 0)
+			break;
+		fprintf(stderr, "%s\n", e.advice != NULL ? e.advice : e.message);
+	}
+	return report_error(a, &e);
+}
+
+static int
+cmd_claim(struct authmd_client *c, const struct args *a)
+{
+	struct authmd_credential cred;
+	struct authmd_error e = {0};
+
+	if (authmd_credential_for(c, a->url, &cred, &e) != AUTHMD_OK)
+		return report_error(a, &e);
+	if (a->email != NULL) {
+		if (authmd_claim_start(c, cred.resource, a->email, &e) != AUTHMD_OK)
+			return report_error(a, &e);
+		if (!a->json)
+			fprintf(stderr, "An email with a link went to %s.\n", a->email);
+	}
+	return claim_code(c, a, cred.resource);
+}
+
+static int
+cmd_curl(struct authmd_client *c, const struct args *a)
+{
+	struct authmd_response r;
+	struct authmd_error e = {0};
+	const char *method = a->method != NULL ? a->method : (a->data != NULL ? "POST" : "GET");
+	const char *headers[33];
+	int rc;
+
+	memcpy(headers, a->headers, sizeof(a->headers[0]) * (size_t)a->nheaders);
+	headers[a->nheaders] = NULL;
+	if (authmd_request(c, method, a->url, headers, a->data, &r, &e) != AUTHMD_OK)
+		return report_error(a, &e);
+	if (a->json) {
+		json_t *body = json_loadb(r.body, r.len, 0, NULL);
+		json_t *o = json_pack("{s:b, s:i, s:o}", "ok", r.status < 400, "status", r.status,
+				      "body", body != NULL ? body : json_stringn(r.body, r.len));
+
+		if (e.message[0] != '\0')
+			json_object_set_new(o, "error",
+					    json_pack("{s:s, s:s, s:s?}", "code", e.code, "message",
+						      e.message, "advice", e.advice));
+		json_dumpf(o, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(o);
+	} else {
+		fwrite(r.body, 1, r.len, stdout);
+		if (r.len > 0 && r.body[r.len - 1] != '\n')
+			putchar('\n');
+		if (r.status >= 400 && e.message[0] != '\0') {
+			fprintf(stderr, "authmd: %s\n", e.message);
+			if (e.advice != NULL)
+				fprintf(stderr, "%s\n", e.advice);
+		}
+	}
+	rc = r.status < 400 ? 0
+	     : e.status == AUTHMD_ERR_ACTION_NEEDED ? AUTHMD_ERR_ACTION_NEEDED
+	     : r.status >= 500			    ? AUTHMD_ERR_NETWORK
+						    : AUTHMD_ERR_REFUSED;
+	authmd_response_clear(&r);
+	return rc;
+}
+
+static int
+cmd_status(struct authmd_client *c, const struct args *a)
+{
+	struct authmd_credential *all = NULL;
+	struct authmd_error e = {0};
+	json_t *list = json_array();
+	size_t n = 0;
+
+	if (authmd_credentials(c, &all, &n, &e) != AUTHMD_OK) {
+		json_decref(list);
+		return report_error(a, &e);
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_array_append_new(list, cred_json(&all[i]));
+		if (!a->json)
+			printf("%s\n  %s registration %s, %s%s, scopes %s%s%s, claim %s\n",
+			       all[i].resource, all[i].method, all[i].registration_id,
+			       all[i].credential[0] != '\0' ? all[i].credential_type
+							    : "no credential yet",
+			       all[i].credential_expires[0] != '\0' ? " until " : "",
+			       all[i].scopes[0] != '\0' ? all[i].scopes : "-",
+			       all[i].credential_expires[0] != '\0' ? "" : "",
+			       all[i].credential_expires, all[i].claim_state);
+	}
+	if (!a->json && n == 0)
+		printf("nothing stored\n");
+	OPENSSL_cleanse(all, n * sizeof(*all));
+	free(all);
+	emit(a, json_pack("{s:o}", "credentials", list));
+	return 0;
+}
+
+static int
+cmd_forget(struct authmd_client *c, const struct args *a)
+{
+	struct authmd_error e = {0};
+
+	if (authmd_forget(c, a->url, &e) != AUTHMD_OK)
+		return report_error(a, &e);
+	if (!a->json)
+		printf("forgot %s\n", a->url);
+	emit(a, json_pack("{s:s}", "forgot", a->url));
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct args a;
+	struct authmd_options opt = {NULL, 0, -1, 0};
+	struct authmd_client *c = NULL;
+	struct authmd_error e = {0};
+	int rc;
+
+	if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+		printf("authmd %s\n", AUTHMD_VERSION);
+		return 0;
+	}
+	if (!parse(argc, argv, &a))
+		return usage(stderr, AUTHMD_ERR_USAGE);
+	if (a.help || a.cmd == NULL)
+		return usage(a.help ? stdout : stderr, a.help ? 0 : AUTHMD_ERR_USAGE);
+	if (a.url == NULL && strcmp(a.cmd, "status") != 0)
+		return usage(stderr, AUTHMD_ERR_USAGE);
+	opt.store_path = a.store != NULL ? a.store : getenv("AUTHMD_CREDENTIALS");
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (authmd_client_new(&opt, &c, &e) != AUTHMD_OK) {
+		rc = report_error(&a, &e);
+	} else if (strcmp(a.cmd, "discover") == 0) {
+		rc = cmd_discover(c, &a);
+	} else if (strcmp(a.cmd, "register") == 0) {
+		rc = cmd_register(c, &a);
+	} else if (strcmp(a.cmd, "claim") == 0) {
+		rc = cmd_claim(c, &a);
+	} else if (strcmp(a.cmd, "curl") == 0) {
+		rc = cmd_curl(c, &a);
+	} else if (strcmp(a.cmd, "status") == 0) {
+		rc = cmd_status(c, &a);
+	} else if (strcmp(a.cmd, "forget") == 0) {
+		rc = cmd_forget(c, &a);
+	} else {
+		rc = usage(stderr, AUTHMD_ERR_USAGE);
+	}
+	authmd_client_free(c);
+	curl_global_cleanup();
+	return rc;
+}
