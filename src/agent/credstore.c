@@ -207,8 +207,12 @@ cs_match(const json_t *doc, const char *url)
 	json_object_foreach(all, key, v)
 	{
 		size_t n = strlen(key);
+		/* A prefix counts only on a boundary: "https://api.test" must not
+		 * match "https://api.test.evil/". */
+		bool boundary = n > 0 && (key[n - 1] == '/' || url[n] == '\0' || url[n] == '/' ||
+					  url[n] == '?' || url[n] == '#');
 
-		if (strncmp(url, key, n) == 0 && n > best_len) {
+		if (strncmp(url, key, n) == 0 && boundary && n > best_len) {
 			best = key;
 			best_len = n;
 		}

@@ -163,55 +163,46 @@ cred_json(const struct authmd_credential *c)
 
 /* ---- prompts ---- */
 
-static FILE *
-terminal(void)
+/* Prompts go to stderr and answers come from stdin, only when stdin is a
+ * terminal: a script never blocks on a question it cannot see. */
+static bool
+interactive(void)
 {
-	return isatty(STDIN_FILENO) ? fopen("/dev/tty", "r+") : NULL;
+	return isatty(STDIN_FILENO) == 1;
 }
 
 static bool
 ask_consent(const struct args *a, const struct authmd_discovery *d)
 {
-	FILE *tty;
 	char line[16] = "";
-	bool yes;
 
 	if (a->yes)
 		return true;
-	if ((tty = terminal()) == NULL)
+	if (!interactive())
 		return false;
-	fprintf(tty,
+	fprintf(stderr,
 		"Your identity will be asserted to this service:\n"
 		"  name:   %s\n  logo:   %s\n  scopes: %s\n"
 		"Proceed? [y/N] ",
 		d->resource_name[0] != '\0' ? d->resource_name : d->resource,
 		d->resource_logo_uri[0] != '\0' ? d->resource_logo_uri : "(none)", d->scopes);
-	fflush(tty);
-	yes = fgets(line, sizeof(line), tty) != NULL && (line[0] == 'y' || line[0] == 'Y');
-	fclose(tty);
-	return yes;
+	fflush(stderr);
+	return fgets(line, sizeof(line), stdin) != NULL && (line[0] == 'y' || line[0] == 'Y');
 }
 
-/* A code from the terminal, or a line of stdin when it is not one. */
+/* A code typed at the prompt, or a line of stdin when it is not a terminal. */
 static bool
-read_code(char *out, size_t cap, bool *interactive)
+read_code(char *out, size_t cap, bool *tty)
 {
-	FILE *tty = terminal();
-	FILE *in = tty != NULL ? tty : stdin;
 	size_t n;
 
-	*interactive = tty != NULL;
-	if (tty != NULL) {
-		fprintf(tty, "Check your email and tell me the 6-digit code: ");
-		fflush(tty);
+	*tty = interactive();
+	if (*tty) {
+		fprintf(stderr, "Check your email and tell me the 6-digit code: ");
+		fflush(stderr);
 	}
-	if (fgets(out, (int)cap, in) == NULL) {
-		if (tty != NULL)
-			fclose(tty);
+	if (fgets(out, (int)cap, stdin) == NULL)
 		return false;
-	}
-	if (tty != NULL)
-		fclose(tty);
 	n = strcspn(out, "\r\n");
 	out[n] = '\0';
 	while (out[0] == ' ')
@@ -410,14 +401,13 @@ cmd_status(struct authmd_client *c, const struct args *a)
 	for (size_t i = 0; i < n; i++) {
 		json_array_append_new(list, cred_json(&all[i]));
 		if (!a->json)
-			printf("%s\n  %s registration %s, %s%s, scopes %s%s%s, claim %s\n",
+			printf("%s\n  %s registration %s, %s%s%s, scopes %s, claim %s\n",
 			       all[i].resource, all[i].method, all[i].registration_id,
 			       all[i].credential[0] != '\0' ? all[i].credential_type
 							    : "no credential yet",
 			       all[i].credential_expires[0] != '\0' ? " until " : "",
-			       all[i].scopes[0] != '\0' ? all[i].scopes : "-",
-			       all[i].credential_expires[0] != '\0' ? "" : "",
-			       all[i].credential_expires, all[i].claim_state);
+			       all[i].credential_expires,
+			       all[i].scopes[0] != '\0' ? all[i].scopes : "-", all[i].claim_state);
 	}
 	if (!a->json && n == 0)
 		printf("nothing stored\n");

@@ -1,0 +1,181 @@
+/* agent/: the credentials file, URL matching and advice, without a network. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/credstore.h"
+#include "authmd/client.h"
+
+static char dir[64];
+static char path[128];
+
+static int
+setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/authmd-client-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/sub/credentials.json", dir);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static struct authmd_credential
+sample(const char *resource)
+{
+	struct authmd_credential c;
+
+	memset(&c, 0, sizeof(c));
+	snprintf(c.resource, sizeof(c.resource), "%s", resource);
+	snprintf(c.method, sizeof(c.method), "anonymous");
+	snprintf(c.credential, sizeof(c.credential), "sk_secret");
+	snprintf(c.scopes, sizeof(c.scopes), "api.read");
+	c.worked = true;
+	return c;
+}
+
+static void
+a_missing_file_is_an_empty_store_and_saving_makes_it_private(void **state)
+{
+	struct authmd_error e = {0};
+	struct authmd_credential c = sample("https://api.test/"), back;
+	json_t *doc = NULL;
+	struct stat sb;
+
+	(void)state;
+	assert_int_equal(cs_load(path, &doc, &e), AUTHMD_OK);
+	assert_int_equal(json_object_size(json_object_get(doc, "credentials")), 0);
+	cs_put(doc, &c);
+	assert_int_equal(cs_save(path, doc, &e), AUTHMD_OK);
+	json_decref(doc);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	assert_int_equal(cs_load(path, &doc, &e), AUTHMD_OK);
+	assert_true(cs_get(doc, "https://api.test/", &back));
+	assert_string_equal(back.credential, "sk_secret");
+	assert_string_equal(back.scopes, "api.read");
+	assert_true(back.worked);
+	assert_true(cs_del(doc, "https://api.test/"));
+	assert_false(cs_get(doc, "https://api.test/", &back));
+	json_decref(doc);
+}
+
+static void
+an_unsafe_or_corrupt_file_is_refused(void **state)
+{
+	struct authmd_error e = {0};
+	json_t *doc = NULL;
+	FILE *f;
+
+	(void)state;
+	assert_int_equal(cs_load(path, &doc, &e), AUTHMD_OK);
+	assert_int_equal(cs_save(path, doc, &e), AUTHMD_OK);
+	json_decref(doc);
+	assert_int_equal(chmod(path, 0640), 0);
+	assert_int_equal(cs_load(path, &doc, &e), AUTHMD_ERR_STORE);
+	assert_non_null(strstr(e.message, "can be read by other users"));
+	assert_int_equal(chmod(path, 0600), 0);
+	f = fopen(path, "w");
+	fputs("[1, 2]", f);
+	fclose(f);
+	assert_int_equal(cs_load(path, &doc, &e), AUTHMD_ERR_STORE);
+	assert_non_null(e.advice);
+}
+
+static void
+urls_match_the_longest_stored_resource_then_the_origin(void **state)
+{
+	json_t *doc = json_pack("{s:i, s:{}}", "version", 1, "credentials");
+	struct authmd_credential a = sample("https://api.test/"), b = sample("https://api.test/v2/");
+
+	(void)state;
+	cs_put(doc, &a);
+	cs_put(doc, &b);
+	assert_string_equal(cs_match(doc, "https://api.test/v2/items"), "https://api.test/v2/");
+	assert_string_equal(cs_match(doc, "https://api.test/v1/items"), "https://api.test/");
+	assert_non_null(cs_match(doc, "https://API.test"));
+	assert_null(cs_match(doc, "https://other.test/v2/"));
+	assert_null(cs_match(doc, "https://api.test.evil/"));
+	json_decref(doc);
+	/* A resource stored without a trailing slash matches on a boundary only. */
+	doc = json_pack("{s:i, s:{}}", "version", 1, "credentials");
+	a = sample("https://bank.test");
+	cs_put(doc, &a);
+	assert_null(cs_match(doc, "https://bank.test.evil.test/steal"));
+	assert_string_equal(cs_match(doc, "https://bank.test/accounts"), "https://bank.test");
+	assert_string_equal(cs_match(doc, "https://bank.test"), "https://bank.test");
+	json_decref(doc);
+}
+
+static void
+origins_are_scheme_host_and_port(void **state)
+{
+	char o[64];
+
+	(void)state;
+	assert_true(cs_origin("HTTPS://Api.Test:8443/x?y#z", o, sizeof(o)));
+	assert_string_equal(o, "https://api.test:8443");
+	assert_true(cs_origin("http://h", o, sizeof(o)));
+	assert_string_equal(o, "http://h");
+	assert_false(cs_origin("nope", o, sizeof(o)));
+	assert_false(cs_origin("http:///path", o, sizeof(o)));
+}
+
+static void
+advice_follows_the_auth_md_table(void **state)
+{
+	(void)state;
+	assert_non_null(strstr(authmd_advice("otp_invalid"), "re-read"));
+	assert_non_null(strstr(authmd_advice("claim_expired"), "Register again"));
+	assert_non_null(authmd_advice("rate_limited"));
+	assert_null(authmd_advice("no_such_code"));
+	assert_null(authmd_advice(NULL));
+}
+
+static void
+the_client_needs_a_home_for_its_file(void **state)
+{
+	struct authmd_client *c = NULL;
+	struct authmd_error e = {0};
+	struct authmd_options o = {path, 0, -1, 0};
+	struct authmd_credential cred;
+
+	(void)state;
+	assert_int_equal(authmd_client_new(&o, &c, &e), AUTHMD_OK);
+	assert_int_equal(authmd_credential_for(c, "https://x.test/", &cred, &e),
+			 AUTHMD_ERR_ACTION_NEEDED);
+	assert_int_equal(authmd_discover(c, "not a url", NULL, &e), AUTHMD_ERR_USAGE);
+	authmd_client_free(c);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(a_missing_file_is_an_empty_store_and_saving_makes_it_private),
+		T(an_unsafe_or_corrupt_file_is_refused),
+		T(urls_match_the_longest_stored_resource_then_the_origin),
+		T(origins_are_scheme_host_and_port),
+		T(advice_follows_the_auth_md_table),
+		T(the_client_needs_a_home_for_its_file),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
