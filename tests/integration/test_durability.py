@@ -1,5 +1,7 @@
 """What the server acknowledged survives kill -9, and the database holds no
 plaintext secret."""
+import shutil
+import tempfile
 import unittest
 import urllib.parse
 
@@ -24,6 +26,28 @@ class KillNineTest(unittest.TestCase):
             self.assertEqual(r.status, 200, r)
         finally:
             server.cleanup()
+
+
+class MemoryStoreTest(unittest.TestCase):
+    def test_sqlite_memory_serves_and_leaves_nothing_behind(self):
+        import glob
+        import os
+        tmpdir = tempfile.mkdtemp(prefix="authmd-mem-")
+        server = Server({"store": {"url": "sqlite::memory:"}})
+        server.tmp_env = tmpdir
+        os.environ["TMPDIR"] = tmpdir
+        try:
+            server.start()
+            reg = server.register_anonymous()
+            self.assertEqual(server.bearer("GET", "/api/resource", reg["credential"]).status,
+                             200)
+            self.assertEqual(len(glob.glob(tmpdir + "/authmd-mem-*.db")), 1)
+            self.assertEqual(server.stop(), 0)
+            self.assertEqual(glob.glob(tmpdir + "/authmd-mem-*"), [])
+        finally:
+            del os.environ["TMPDIR"]
+            server.cleanup()
+            shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 class NoPlaintextSecretsTest(ServerTest):

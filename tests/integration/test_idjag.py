@@ -216,6 +216,26 @@ class VerificationTest(IdJagTestBase):
             self.assertEqual(r.status, 400, (junk, r))
 
 
+class ReplayAcrossRestartTest(IdJagTestBase):
+    def test_a_restart_does_not_reopen_the_replay_window(self):
+        token = self.mint()
+        self.assertEqual(register_idjag(self.server, token).status, 200)
+        self.assertEqual(self.server.stop(), 0)
+        self.server.start()
+        self.assertError(register_idjag(self.server, token), 400, "replay_detected")
+
+
+class IdentityRateLimitTest(IdJagTestBase):
+    SERVER_OVERRIDES = {"limits": {"identity_per_ip": "2", "identity_global": "0"}}
+
+    def test_id_jag_registrations_are_rate_limited_per_ip(self):
+        for i in range(2):
+            self.assertEqual(register_idjag(self.server, self.mint(sub="r%d" % i)).status, 200)
+        r = register_idjag(self.server, self.mint(sub="r9"))
+        self.assertError(r, 429, "rate_limited")
+        self.assertTrue(r.header("Retry-After").isdigit())
+
+
 class KeyRotationTest(IdJagTestBase):
     SERVER_OVERRIDES = {"limits": {"jwks_refetch_interval": "2"}}
 

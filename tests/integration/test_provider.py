@@ -132,6 +132,8 @@ class MintTest(ProviderTestBase):
         self.assertTrue(sid)
         s2 = self.provider.cli("session", "create", "--user", "ann@example.test").stdout.strip()
         self.assertEqual(self.provider.request("GET", "/grants", session=s2).status, 200)
+        self.assertNotEqual(self.provider.cli("session", "revoke", "--id", "ses_nope",
+                                              check=False).returncode, 0)
         users = self.provider.cli("user", "list").stdout
         self.assertIn("ann@example.test", users)
         self.assertNotEqual(self.provider.cli("user", "add", "--email", "ann@example.test",
@@ -154,9 +156,11 @@ class KeysTest(ProviderTestBase):
         with open(path) as f:
             d = json.load(f)["d"]
         self.consent()
-        self.mint()
+        minted = self.provider.mint(self.session, self.aud)
+        grants = self.provider.request("GET", "/grants", session=self.session)
         self.assertNotIn(d, self.provider.read_log())
-        self.assertNotIn(d.encode(), jwks.body)
+        for r in (jwks, minted, grants):
+            self.assertNotIn(d.encode(), r.body)
 
     def test_rotation_keeps_old_tokens_valid_and_new_ones_verify_at_once(self):
         self.consent()
@@ -246,6 +250,29 @@ class FailedDeliveryTest(ProviderTestBase):
         log = self.provider.read_log()
         self.assertIn("(final)", log)
         self.assertIn("undeliverable", log)
+
+
+class SessionRevokeTest(ProviderTestBase):
+    def test_a_revoked_session_is_refused(self):
+        r = self.provider.cli("session", "create", "--user", "ann@example.test")
+        token = r.stdout.strip()
+        sid = r.stderr.split()[1]
+        self.assertEqual(self.provider.request("GET", "/grants", session=token).status, 200)
+        self.provider.cli("session", "revoke", "--id", sid)
+        self.assertEqual(self.provider.request("GET", "/grants", session=token).status, 401)
+        self.assertEqual(self.provider.request("GET", "/grants", session=self.session).status,
+                         200)
+
+
+class Ps256Test(ProviderTestBase):
+    PROVIDER = {"keys": {"alg": "PS256"}}
+
+    def test_a_ps256_provider_registers(self):
+        self.consent()
+        token = self.mint()
+        self.assertEqual(header(token)["alg"], "PS256")
+        r = register_idjag(self.server, token)
+        self.assertEqual(r.status, 200, r)
 
 
 class CimdTest(ProviderTestBase):
