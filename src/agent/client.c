@@ -205,6 +205,28 @@ service_error(const struct result *r, const char *what, struct authmd_error *err
 	return st;
 }
 
+/* The JSON object of a 2xx answer into *out (new reference); a service
+ * error otherwise. Clears r either way. */
+static enum authmd_status
+json_answer(struct result *r, const char *what, json_t **out, struct authmd_error *err)
+{
+	enum authmd_status st;
+
+	if (r->status < 200 || r->status >= 300) {
+		st = service_error(r, what, err);
+		result_clear(r);
+		return st;
+	}
+	*out = json_loadb(r->body.data, r->body.len, 0, NULL);
+	result_clear(r);
+	if (!json_is_object(*out)) {
+		json_decref(*out);
+		return cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL, "%s: the answer is not a JSON object",
+			       what);
+	}
+	return AUTHMD_OK;
+}
+
 /* POSTs a JSON document (stolen) and parses a JSON answer into *out on 2xx. */
 static enum authmd_status
 post_json(struct authmd_client *c, const char *url, const char *bearer, json_t *req,
@@ -222,18 +244,7 @@ post_json(struct authmd_client *c, const char *url, const char *bearer, json_t *
 	free(text);
 	if (st != AUTHMD_OK)
 		return st;
-	if (r.status < 200 || r.status >= 300) {
-		st = service_error(&r, what, err);
-		result_clear(&r);
-		return st;
-	}
-	*out = json_loadb(r.body.data, r.body.len, 0, NULL);
-	result_clear(&r);
-	if (!json_is_object(*out)) {
-		json_decref(*out);
-		return cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL, "%s: the answer is not JSON", what);
-	}
-	return AUTHMD_OK;
+	return json_answer(&r, what, out, err);
 }
 
 static enum authmd_status
@@ -245,18 +256,7 @@ get_json(struct authmd_client *c, const char *url, const char *bearer, const cha
 
 	if (st != AUTHMD_OK)
 		return st;
-	if (r.status != 200) {
-		st = service_error(&r, what, err);
-		result_clear(&r);
-		return st;
-	}
-	*out = json_loadb(r.body.data, r.body.len, 0, NULL);
-	result_clear(&r);
-	if (!json_is_object(*out)) {
-		json_decref(*out);
-		return cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL, "%s is not a JSON object", what);
-	}
-	return AUTHMD_OK;
+	return json_answer(&r, what, out, err);
 }
 
 /* ---- client ---- */

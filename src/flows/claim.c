@@ -46,6 +46,24 @@ reg_for_token(struct store *st, const char *claim_token, struct store_reg *reg,
 	return rc;
 }
 
+/* The registration of a claim token, if it can still be claimed: claimed
+ * ones give `claimed` (the two endpoints name that case differently),
+ * closed windows claim_expired. */
+static enum am_err
+claimable(struct store *st, const char *claim_token, int64_t now, enum am_err claimed,
+	  struct store_reg *reg, struct am_error *e)
+{
+	enum am_err rc;
+
+	if ((rc = reg_for_token(st, claim_token, reg, e)) != AM_OK)
+		return rc;
+	if (reg->status == REG_CLAIMED)
+		return am_fail(e, claimed, "this registration is already claimed");
+	if (reg_window_closed(reg, now))
+		return am_fail(e, AM_E_CLAIM_EXPIRED, "the registration expired; register again");
+	return AM_OK;
+}
+
 enum am_err
 flow_new_attempt(const struct flow_env *env, struct store *st, const struct store_reg *reg,
 		 const char *email, const char *ip, struct store_attempt *out, char *token,
@@ -155,16 +173,8 @@ flow_claim_start(const struct flow_env *env, struct store *st, const char *ip,
 			       "email must be a plain email address (user@example.com)");
 	if ((rc = store_begin(st, e)) != AM_OK)
 		return rc;
-	if ((rc = reg_for_token(st, claim_token, &reg, e)) != AM_OK)
+	if ((rc = claimable(st, claim_token, now, AM_E_CLAIMED_OR_IN_FLIGHT, &reg, e)) != AM_OK)
 		goto fail;
-	if (reg.status == REG_CLAIMED) {
-		rc = am_fail(e, AM_E_CLAIMED_OR_IN_FLIGHT, "this registration is already claimed");
-		goto fail;
-	}
-	if (reg_window_closed(&reg, now)) {
-		rc = am_fail(e, AM_E_CLAIM_EXPIRED, "the registration expired; register again");
-		goto fail;
-	}
 	if (reg.kind == REG_EMAIL) {
 		/* The address was fixed at registration: /claim only re-sends. */
 		if (email != NULL && strcmp(addr, reg.email) != 0) {
@@ -381,16 +391,8 @@ flow_claim_complete(const struct flow_env *env, struct store *st, const char *ip
 
 	if ((rc = store_begin(st, e)) != AM_OK)
 		return rc;
-	if ((rc = reg_for_token(st, claim_token, &reg, e)) != AM_OK)
+	if ((rc = claimable(st, claim_token, now, AM_E_PREVIOUSLY_CLAIMED, &reg, e)) != AM_OK)
 		goto fail;
-	if (reg.status == REG_CLAIMED) {
-		rc = am_fail(e, AM_E_PREVIOUSLY_CLAIMED, "this registration was already claimed");
-		goto fail;
-	}
-	if (reg_window_closed(&reg, now)) {
-		rc = am_fail(e, AM_E_CLAIM_EXPIRED, "the registration expired; register again");
-		goto fail;
-	}
 	rc = store_attempt_open_for(st, reg.id, &att, e);
 	if (rc == AM_E_NOT_FOUND) {
 		rc = am_fail(e, AM_E_INVALID_REQUEST,

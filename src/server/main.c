@@ -66,6 +66,24 @@ usage(FILE *f)
 		   "the built-in defaults (see docs/configuration.md).\n");
 }
 
+/* The configuration of path, or the built-in defaults when path is NULL;
+ * -1 after saying why on stderr. */
+static int
+load_config(const char *path, struct am_config *cfg)
+{
+	char err[512];
+
+	if (path == NULL) {
+		am_config_defaults(cfg);
+		return 0;
+	}
+	if (am_config_load(path, cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "authmd-server: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
 /* authmd-server revoke: the operator's incident-response switch. It works
  * on the store directly (beside a running server, which sees the change at
  * its next lookup), records an audit event per credential and prints the
@@ -80,7 +98,6 @@ cmd_revoke(int argc, char **argv)
 	struct audit_sink *sink = NULL;
 	struct store *st = NULL;
 	struct am_error e = {0};
-	char err[512];
 	int count = 0, rc = 1;
 
 	for (int i = 1; i < argc; i++) {
@@ -107,14 +124,8 @@ cmd_revoke(int argc, char **argv)
 	}
 	if (what == NULL)
 		goto usage;
-	if (config_path != NULL) {
-		if (am_config_load(config_path, &cfg, err, sizeof(err)) != 0) {
-			fprintf(stderr, "authmd-server: %s\n", err);
-			return 1;
-		}
-	} else {
-		am_config_defaults(&cfg);
-	}
+	if (load_config(config_path, &cfg) != 0)
+		return 1;
 	(void)am_log_set_level("warn");
 	env.cfg = &cfg;
 	if (audit_sink_open(cfg.audit_sink, &sink, &e) != AM_OK ||
@@ -148,7 +159,6 @@ main(int argc, char **argv)
 	struct app *app = NULL;
 	struct http_server *srv = NULL;
 	struct sweeper sw = {0};
-	char err[512];
 	sigset_t sigs;
 	int sig = 0;
 
@@ -170,14 +180,8 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (config_path != NULL) {
-		if (am_config_load(config_path, &cfg, err, sizeof(err)) != 0) {
-			fprintf(stderr, "authmd-server: %s\n", err);
-			return 1;
-		}
-	} else {
-		am_config_defaults(&cfg);
-	}
+	if (load_config(config_path, &cfg) != 0)
+		return 1;
 	if (check_only) {
 		printf("%s: ok\n", config_path);
 		return 0;

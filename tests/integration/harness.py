@@ -53,52 +53,42 @@ class Response:
         return "<Response %d %r>" % (self.status, self.body[:300])
 
 
-class Server:
-    """One authmd-server process with a config written from `overrides`."""
+def write_ini(path, cfg):
+    with open(path, "w") as f:
+        for section, keys in cfg.items():
+            f.write("[%s]\n" % section)
+            for k, v in keys.items():
+                f.write("%s = %s\n" % (k, v))
 
-    def __init__(self, overrides=None, tmp=None):
-        self.tmp = tmp or tempfile.mkdtemp(prefix="authmd-it-")
-        self.port = free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.db = os.path.join(self.tmp, "authmd.db")
-        self.outbox = os.path.join(self.tmp, "outbox")
-        self.audit = os.path.join(self.tmp, "audit.jsonl")
-        self.config = os.path.join(self.tmp, "authmd.ini")
-        cfg = {
-            "server": {"listen": "127.0.0.1:%d" % self.port, "public_url": self.url,
-                       "threads": "4"},
-            "store": {"url": "sqlite:" + self.db},
-            "mail": {"outbox": self.outbox},
-            "audit": {"sink": "file:" + self.audit},
-            "limits": {"anonymous_per_ip": "0", "anonymous_global": "0",
-                       "identity_per_ip": "0", "identity_global": "0"},
-        }
-        for section, keys in (overrides or {}).items():
-            cfg.setdefault(section, {}).update(keys)
-        with open(self.config, "w") as f:
-            for section, keys in cfg.items():
-                f.write("[%s]\n" % section)
-                for k, v in keys.items():
-                    f.write("%s = %s\n" % (k, v))
-        self.proc = None
-        self.log_path = os.path.join(self.tmp, "server.log")
+
+class Process:
+    """A real program of ours run with --config, started and stopped by
+    tests. Subclasses set argv(), log_path and ready()."""
+
+    proc = None
+
+    def argv(self):
+        raise NotImplementedError
+
+    def ready(self):
+        raise NotImplementedError
 
     def start(self):
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([SERVER, "--config", self.config], stdout=self.log,
-                                     stderr=subprocess.STDOUT, cwd=self.tmp)
+        self.proc = subprocess.Popen(self.argv(), stdout=self.log, stderr=subprocess.STDOUT,
+                                     cwd=self.tmp)
         deadline = time.time() + START_TIMEOUT
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("server exited %d:\n%s" % (self.proc.returncode,
-                                                              self.read_log()))
+                raise RuntimeError("%s exited %d:\n%s" % (self.argv()[0], self.proc.returncode,
+                                                          self.read_log()))
             try:
-                if self.get("/.well-known/oauth-protected-resource").status == 200:
+                if self.ready():
                     return self
             except OSError:
                 pass
             time.sleep(0.05)
-        raise RuntimeError("server did not start:\n" + self.read_log())
+        raise RuntimeError("%s did not start:\n%s" % (self.argv()[0], self.read_log()))
 
     def read_log(self):
         with open(self.log_path, "rb") as f:
@@ -124,6 +114,38 @@ class Server:
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Server(Process):
+    """One authmd-server process with a config written from `overrides`."""
+
+    def __init__(self, overrides=None, tmp=None):
+        self.tmp = tmp or tempfile.mkdtemp(prefix="authmd-it-")
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.db = os.path.join(self.tmp, "authmd.db")
+        self.outbox = os.path.join(self.tmp, "outbox")
+        self.audit = os.path.join(self.tmp, "audit.jsonl")
+        self.config = os.path.join(self.tmp, "authmd.ini")
+        cfg = {
+            "server": {"listen": "127.0.0.1:%d" % self.port, "public_url": self.url,
+                       "threads": "4"},
+            "store": {"url": "sqlite:" + self.db},
+            "mail": {"outbox": self.outbox},
+            "audit": {"sink": "file:" + self.audit},
+            "limits": {"anonymous_per_ip": "0", "anonymous_global": "0",
+                       "identity_per_ip": "0", "identity_global": "0"},
+        }
+        for section, keys in (overrides or {}).items():
+            cfg.setdefault(section, {}).update(keys)
+        write_ini(self.config, cfg)
+        self.log_path = os.path.join(self.tmp, "server.log")
+
+    def argv(self):
+        return [SERVER, "--config", self.config]
+
+    def ready(self):
+        return self.get("/.well-known/oauth-protected-resource").status == 200
 
     # --- HTTP ---
     def request(self, method, path, body=None, headers=None, raw=None, content_type=None):
@@ -358,7 +380,7 @@ def send_logout(server, token, form=False):
 PROVIDER_BIN = os.path.join(BIN_DIR, "authmd-provider")
 
 
-class RealProvider:
+class RealProvider(Process):
     """The real authmd-provider process, with its own store and keys."""
 
     def __init__(self, overrides=None, tmp=None):
@@ -375,12 +397,13 @@ class RealProvider:
         }
         for section, keys in (overrides or {}).items():
             cfg.setdefault(section, {}).update(keys)
-        with open(self.config, "w") as f:
-            for section, keys in cfg.items():
-                f.write("[%s]\n" % section)
-                for k, v in keys.items():
-                    f.write("%s = %s\n" % (k, v))
-        self.proc = None
+        write_ini(self.config, cfg)
+
+    def argv(self):
+        return [PROVIDER_BIN, "--config", self.config]
+
+    def ready(self):
+        return self.request("GET", "/.well-known/jwks.json").status == 200
 
     def cli(self, *args, check=True):
         r = subprocess.run([PROVIDER_BIN, "--config", self.config, *args], capture_output=True,
@@ -397,39 +420,6 @@ class RealProvider:
             args += ["--phone", phone, "--phone-verified"]
         self.cli(*args)
         return self.cli("session", "create", "--user", email).stdout.strip()
-
-    def start(self):
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([PROVIDER_BIN, "--config", self.config], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        deadline = time.time() + START_TIMEOUT
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("provider exited:\n" + self.read_log())
-            try:
-                if self.request("GET", "/.well-known/jwks.json").status == 200:
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("provider did not start")
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        rc = self.proc.wait(timeout=30)
-        self.proc = None
-        self.log.close()
-        return rc
-
-    def cleanup(self):
-        self.stop()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def read_log(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
 
     def request(self, method, path, body=None, session=None):
         headers = {}
