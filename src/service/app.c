@@ -92,6 +92,16 @@ trust_snapshot(const struct am_config *cfg)
 	return all;
 }
 
+static bool
+loopback_url(const char *url)
+{
+	const char *h = strstr(url, "://");
+
+	h = h != NULL ? h + 3 : url;
+	return strncmp(h, "127.", 4) == 0 || strncmp(h, "localhost", 9) == 0 ||
+	       strncmp(h, "[::1]", 5) == 0;
+}
+
 /* Logs the trust list, and what changed since the last start (the list is
  * security-critical configuration: a change should never go unnoticed).
  * The change is also an audit event. */
@@ -107,11 +117,19 @@ log_trust_list(struct app *a, struct am_error *e)
 	json_t *v;
 	enum am_err rc;
 
-	for (size_t i = 0; i < cfg->nproviders; i++)
+	for (size_t i = 0; i < cfg->nproviders; i++) {
+		const struct am_provider *p = &cfg->providers[i];
+
 		log_info("trust provider=%s issuer=%s jwks_uri=%s link_by_email=%s link_by_phone=%s",
-			 cfg->providers[i].name, cfg->providers[i].issuer, cfg->providers[i].jwks_uri,
-			 cfg->providers[i].link_by_email ? "on" : "off",
-			 cfg->providers[i].link_by_phone ? "on" : "off");
+			 p->name, p->issuer, p->jwks_uri, p->link_by_email ? "on" : "off",
+			 p->link_by_phone ? "on" : "off");
+		/* Keys fetched without TLS can be swapped on the way: fine on
+		 * loopback for development, a warning anywhere else. */
+		if (strncmp(p->jwks_uri, "http://", 7) == 0 && !loopback_url(p->jwks_uri))
+			log_warn("trust provider=%s fetches its keys over plain http from a "
+				 "non-loopback host; use https",
+				 p->name);
+	}
 	if ((rc = app_store(a, &st, e)) != AM_OK)
 		goto out;
 	rc = store_setting_get(st, "trust_list", &old, e);
