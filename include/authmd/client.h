@@ -24,13 +24,13 @@ extern "C" {
 /* Results, also the CLI's exit codes. */
 enum authmd_status {
 	AUTHMD_OK = 0,
-	AUTHMD_ERR_FAILED = 1,		/* anything not below */
-	AUTHMD_ERR_USAGE = 2,		/* bad arguments */
-	AUTHMD_ERR_NETWORK = 3,		/* unreachable, timed out, or 5xx after retries */
-	AUTHMD_ERR_REFUSED = 4,		/* the service answered a 4xx error */
-	AUTHMD_ERR_ACTION_NEEDED = 5,	/* a person must act: consent, a code, registering */
-	AUTHMD_ERR_STORE = 6,		/* the credentials file is unreadable or unsafe */
-	AUTHMD_ERR_PROTOCOL = 7,	/* the service's documents break the protocol */
+	AUTHMD_ERR_FAILED = 1,	      /* anything not below */
+	AUTHMD_ERR_USAGE = 2,	      /* bad arguments */
+	AUTHMD_ERR_NETWORK = 3,	      /* unreachable, timed out, or 5xx after retries */
+	AUTHMD_ERR_REFUSED = 4,	      /* the service answered a 4xx error */
+	AUTHMD_ERR_ACTION_NEEDED = 5, /* a person must act: consent, a code, registering */
+	AUTHMD_ERR_STORE = 6,	      /* the credentials file is unreadable or unsafe */
+	AUTHMD_ERR_PROTOCOL = 7,      /* the service's documents break the protocol */
 };
 
 #define AUTHMD_URL_MAX 512
@@ -38,10 +38,10 @@ enum authmd_status {
 
 struct authmd_error {
 	enum authmd_status status;
-	int http_status;		/* 0 when no HTTP answer */
-	char code[64];			/* the protocol error code, e.g. "otp_invalid" */
-	char message[512];		/* what went wrong */
-	const char *advice;		/* what to do (static text), or NULL */
+	int http_status;    /* 0 when no HTTP answer */
+	char code[64];	    /* the protocol error code, e.g. "otp_invalid" */
+	char message[512];  /* what went wrong */
+	const char *advice; /* what to do (static text), or NULL */
 };
 
 /* The advice of AUTH.md's error table for a protocol error code, or NULL. */
@@ -49,57 +49,57 @@ const char *authmd_advice(const char *code);
 
 /* What discovery found. */
 struct authmd_discovery {
-	char url[AUTHMD_URL_MAX];		/* the URL probed */
-	char prm_url[AUTHMD_URL_MAX];		/* where the metadata was found */
+	char url[AUTHMD_URL_MAX];     /* the URL probed */
+	char prm_url[AUTHMD_URL_MAX]; /* where the metadata was found */
 	char resource[AUTHMD_URL_MAX];
 	char resource_name[AUTHMD_TEXT_MAX];
 	char resource_logo_uri[AUTHMD_URL_MAX];
-	char issuer[AUTHMD_URL_MAX];		/* authorization_servers[0] */
-	char scopes[AUTHMD_TEXT_MAX];		/* space-separated scopes_supported */
+	char issuer[AUTHMD_URL_MAX];  /* authorization_servers[0] */
+	char scopes[AUTHMD_TEXT_MAX]; /* space-separated scopes_supported */
 	char skill[AUTHMD_URL_MAX];
 	char register_uri[AUTHMD_URL_MAX];
 	char claim_uri[AUTHMD_URL_MAX];
 	char revocation_uri[AUTHMD_URL_MAX];
-	bool anonymous;				/* identity types and assertion types offered */
+	bool anonymous; /* identity types and assertion types offered */
 	bool verified_email;
 	bool id_jag;
-	bool header_found;			/* the 401 carried resource_metadata */
+	bool header_found; /* the 401 carried resource_metadata */
 };
 
 /* A stored credential (and its registration's state). */
 struct authmd_credential {
-	char resource[AUTHMD_URL_MAX];		/* the key in the store */
+	char resource[AUTHMD_URL_MAX]; /* the key in the store */
 	char issuer[AUTHMD_URL_MAX];
 	char register_uri[AUTHMD_URL_MAX];
 	char claim_uri[AUTHMD_URL_MAX];
-	char method[16];			/* anonymous | email | id_jag */
+	char method[16]; /* anonymous | email | id_jag */
 	char registration_id[64];
-	char credential_type[16];		/* api_key | access_token; "" before a claim */
-	char credential[AUTHMD_TEXT_MAX];	/* "" while an email claim is pending */
-	char credential_expires[40];		/* RFC 3339, "" for none */
+	char credential_type[16];	  /* api_key | access_token; "" before a claim */
+	char credential[AUTHMD_TEXT_MAX]; /* "" while an email claim is pending */
+	char credential_expires[40];	  /* RFC 3339, "" for none */
 	char scopes[AUTHMD_TEXT_MAX];
 	char post_claim_scopes[AUTHMD_TEXT_MAX];
-	char claim_state[16];			/* unclaimed | pending | claimed | none */
-	char claim_token[AUTHMD_TEXT_MAX];	/* kept only until the claim ends */
+	char claim_state[16];		   /* unclaimed | pending | claimed | none */
+	char claim_token[AUTHMD_TEXT_MAX]; /* kept only until the claim ends */
 	char claim_token_expires[40];
 	char claim_email[AUTHMD_TEXT_MAX];
-	char provider[AUTHMD_URL_MAX];		/* ID-JAG: the provider and the agent's */
-	char session[AUTHMD_TEXT_MAX];		/*   session there, to re-register alone */
-	bool worked;				/* a request with it has succeeded */
+	char provider[AUTHMD_URL_MAX]; /* ID-JAG: the provider and the agent's */
+	char session[AUTHMD_TEXT_MAX]; /*   session there, to re-register alone */
+	bool worked;		       /* a request with it has succeeded */
 };
 
 struct authmd_options {
-	const char *store_path;		/* NULL: $XDG_CONFIG_HOME/authmd/credentials.json */
-	long timeout_ms;		/* per request; 0: 10 s */
-	int max_retries;		/* 5xx and 429 retries; <0: 3 */
-	long max_retry_after_s;		/* longest Retry-After honoured; 0: 60 */
+	const char *store_path; /* NULL: $XDG_CONFIG_HOME/authmd/credentials.json */
+	long timeout_ms;	/* per request; 0: 10 s */
+	int max_retries;	/* 5xx and 429 retries; <0: 3 */
+	long max_retry_after_s; /* longest Retry-After honoured; 0: 60 */
 };
 
 struct authmd_client;
 
 enum authmd_status authmd_client_new(const struct authmd_options *opt, struct authmd_client **out,
 				     struct authmd_error *err);
-void authmd_client_free(struct authmd_client *c);	/* NULL is fine */
+void authmd_client_free(struct authmd_client *c); /* NULL is fine */
 
 /* Discovery from any URL of the API. Refuses metadata whose resource is
  * not on the URL's origin (RFC 9728), and AS metadata whose issuer is not
@@ -145,7 +145,7 @@ enum authmd_status authmd_forget(struct authmd_client *c, const char *resource,
 
 struct authmd_response {
 	int status;
-	char *body;		/* NUL-terminated; free with authmd_response_clear */
+	char *body; /* NUL-terminated; free with authmd_response_clear */
 	size_t len;
 	char content_type[128];
 };
@@ -156,9 +156,9 @@ void authmd_response_clear(struct authmd_response *r);
  * Retry-After; a 401 on a credential that worked before drops it,
  * rediscovers and re-registers once when no person is needed: an ID-JAG
  * from the stored provider session under consent that still stands (a
- * withdrawn consent is never renewed automatically). headers is NULL-terminated ("Name: value"); body
- * may be NULL. Any HTTP answer is AUTHMD_OK with *resp filled; err then
- * carries the advice for a 4xx. */
+ * withdrawn consent is never renewed automatically). headers is NULL-terminated ("Name: value");
+ * body may be NULL. Any HTTP answer is AUTHMD_OK with *resp filled; err then carries the advice for
+ * a 4xx. */
 enum authmd_status authmd_request(struct authmd_client *c, const char *method, const char *url,
 				  const char *const *headers, const char *body,
 				  struct authmd_response *resp, struct authmd_error *err);

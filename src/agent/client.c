@@ -32,7 +32,8 @@ static const struct {
 	{"replay_detected", "The jti was already used. Mint a fresh ID-JAG with a new jti."},
 	{"invalid_audience", "aud is wrong. Mint with the aud the service's metadata names."},
 	{"expired", "The ID-JAG's exp is past. Mint a fresh one."},
-	{"invalid_issuer", "Your provider is not on this service's trust list. Pick another method."},
+	{"invalid_issuer",
+	 "Your provider is not on this service's trust list. Pick another method."},
 	{"anonymous_not_enabled", "This service doesn't accept anonymous. Pick another method."},
 	{"verified_email_not_enabled", "Email verification is disabled here. Pick another method."},
 	{"id_jag_not_enabled", "This service doesn't accept ID-JAGs. Pick another method."},
@@ -58,7 +59,8 @@ static const struct {
 const char *
 authmd_advice(const char *code)
 {
-	for (size_t i = 0; code != NULL && i < sizeof(advice_table) / sizeof(advice_table[0]); i++) {
+	for (size_t i = 0; code != NULL && i < sizeof(advice_table) / sizeof(advice_table[0]);
+	     i++) {
 		if (strcmp(advice_table[i].code, code) == 0)
 			return advice_table[i].advice;
 	}
@@ -168,7 +170,9 @@ fetch(struct authmd_client *c, const char *method, const char *url, const char *
 	curl_easy_setopt(k, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(k, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(k, CURLOPT_HEADERDATA, r);
-	curl_easy_setopt(k, CURLOPT_USERAGENT, "authmd/" "0.1");
+	curl_easy_setopt(k, CURLOPT_USERAGENT,
+			 "authmd/"
+			 "0.1");
 	if (body != NULL)
 		curl_easy_setopt(k, CURLOPT_POSTFIELDS, body);
 	res = curl_easy_perform(k);
@@ -221,8 +225,8 @@ json_answer(struct result *r, const char *what, json_t **out, struct authmd_erro
 	result_clear(r);
 	if (!json_is_object(*out)) {
 		json_decref(*out);
-		return cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL, "%s: the answer is not a JSON object",
-			       what);
+		return cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL,
+			       "%s: the answer is not a JSON object", what);
 	}
 	return AUTHMD_OK;
 }
@@ -281,8 +285,8 @@ authmd_client_new(const struct authmd_options *opt, struct authmd_client **out,
 	}
 	c->timeout_ms = opt != NULL && opt->timeout_ms > 0 ? opt->timeout_ms : 10000;
 	c->max_retries = opt != NULL && opt->max_retries >= 0 ? opt->max_retries : 3;
-	c->max_retry_after_s = opt != NULL && opt->max_retry_after_s > 0 ? opt->max_retry_after_s
-									  : 60;
+	c->max_retry_after_s =
+		opt != NULL && opt->max_retry_after_s > 0 ? opt->max_retry_after_s : 60;
 	*out = c;
 	return AUTHMD_OK;
 }
@@ -354,12 +358,12 @@ authmd_discover(struct authmd_client *c, const char *url, struct authmd_discover
 	/* 1. Probe: a 401 names the metadata. */
 	if ((st = fetch(c, "GET", url, NULL, NULL, NULL, NULL, &r, err)) != AUTHMD_OK)
 		return st;
-	d.header_found = r.status == 401 && resource_metadata(r.www_auth, d.prm_url,
-								 sizeof(d.prm_url));
+	d.header_found =
+		r.status == 401 && resource_metadata(r.www_auth, d.prm_url, sizeof(d.prm_url));
 	result_clear(&r);
 	if (!d.header_found)
-		snprintf(d.prm_url, sizeof(d.prm_url), "%.400s/.well-known/oauth-protected-resource",
-			 origin);
+		snprintf(d.prm_url, sizeof(d.prm_url),
+			 "%.400s/.well-known/oauth-protected-resource", origin);
 	/* 2. The protected-resource metadata, whose resource must be on the
 	 *    origin we asked (RFC 9728 section 3.3). */
 	if ((st = get_json(c, d.prm_url, NULL, "the protected resource metadata", &prm, err)) !=
@@ -370,15 +374,16 @@ authmd_discover(struct authmd_client *c, const char *url, struct authmd_discover
 	    strcmp(res_origin, origin) != 0) {
 		st = cs_fail(err, AUTHMD_ERR_PROTOCOL,
 			     "Do not send credentials there: the metadata may be forged.",
-			     "the metadata at %s names resource \"%s\", which is not on %s", d.prm_url,
-			     d.resource, origin);
+			     "the metadata at %s names resource \"%s\", which is not on %s",
+			     d.prm_url, d.resource, origin);
 		goto out;
 	}
 	copy_str(prm, "resource_name", d.resource_name, sizeof(d.resource_name));
 	copy_str(prm, "resource_logo_uri", d.resource_logo_uri, sizeof(d.resource_logo_uri));
 	json_array_foreach(json_object_get(prm, "scopes_supported"), i, v)
 	{
-		if (json_is_string(v) && strlen(d.scopes) + json_string_length(v) + 2 < sizeof(d.scopes)) {
+		if (json_is_string(v) &&
+		    strlen(d.scopes) + json_string_length(v) + 2 < sizeof(d.scopes)) {
 			if (d.scopes[0] != '\0')
 				strcat(d.scopes, " ");
 			strcat(d.scopes, json_string_value(v));
@@ -386,8 +391,9 @@ authmd_discover(struct authmd_client *c, const char *url, struct authmd_discover
 	}
 	v = json_array_get(json_object_get(prm, "authorization_servers"), 0);
 	if (!json_is_string(v) || !am_copy(d.issuer, sizeof(d.issuer), json_string_value(v))) {
-		st = cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL, "the metadata names no authorization "
-							     "server");
+		st = cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL,
+			     "the metadata names no authorization "
+			     "server");
 		goto out;
 	}
 	/* 3. The authorization server's metadata and its agent_auth block. */
@@ -414,8 +420,8 @@ authmd_discover(struct authmd_client *c, const char *url, struct authmd_discover
 	d.anonymous = array_has(json_object_get(aa, "identity_types_supported"), "anonymous");
 	ia = json_object_get(aa, "identity_assertion");
 	if (array_has(json_object_get(aa, "identity_types_supported"), "identity_assertion")) {
-		d.verified_email =
-			array_has(json_object_get(ia, "assertion_types_supported"), "verified_email");
+		d.verified_email = array_has(json_object_get(ia, "assertion_types_supported"),
+					     "verified_email");
 		d.id_jag = array_has(json_object_get(ia, "assertion_types_supported"), ID_JAG_URN);
 	}
 	if (d.register_uri[0] == '\0') {
@@ -552,13 +558,14 @@ keep_registration(struct authmd_client *c, const struct authmd_discovery *d, con
 	if (cred->claim_uri[0] == '\0')
 		am_copy(cred->claim_uri, sizeof(cred->claim_uri), d->claim_uri);
 	am_copy(cred->claim_state, sizeof(cred->claim_state),
-		cred->claim_token[0] == '\0' ? "none"
+		cred->claim_token[0] == '\0'   ? "none"
 		: strcmp(method, "email") == 0 ? "pending"
 					       : "unclaimed");
 	if (cred->registration_id[0] == '\0' ||
 	    (cred->credential[0] == '\0' && cred->claim_token[0] == '\0'))
-		return cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL,
-			       "the registration answer has neither a credential nor a claim token");
+		return cs_fail(
+			err, AUTHMD_ERR_PROTOCOL, NULL,
+			"the registration answer has neither a credential nor a claim token");
 	return store_put(c, cred, err);
 }
 
@@ -585,7 +592,8 @@ authmd_register_anonymous(struct authmd_client *c, const struct authmd_discovery
 			  struct authmd_credential *out, struct authmd_error *err)
 {
 	if (!d->anonymous)
-		return cs_fail(err, AUTHMD_ERR_REFUSED, "Pick another method: --email or --provider.",
+		return cs_fail(err, AUTHMD_ERR_REFUSED,
+			       "Pick another method: --email or --provider.",
 			       "this service does not offer anonymous registration");
 	return do_register(c, d, "anonymous",
 			   json_pack("{s:s, s:s}", "type", "anonymous", "requested_credential_type",
@@ -594,8 +602,8 @@ authmd_register_anonymous(struct authmd_client *c, const struct authmd_discovery
 }
 
 enum authmd_status
-authmd_register_email(struct authmd_client *c, const struct authmd_discovery *d,
-		      const char *email, const char *cred_type, struct authmd_credential *out,
+authmd_register_email(struct authmd_client *c, const struct authmd_discovery *d, const char *email,
+		      const char *cred_type, struct authmd_credential *out,
 		      struct authmd_error *err)
 {
 	enum authmd_status st;
@@ -669,7 +677,8 @@ register_provider(struct authmd_client *c, const struct authmd_discovery *d,
 	size_t n;
 
 	if (!d->id_jag)
-		return cs_fail(err, AUTHMD_ERR_REFUSED, "Pick another method: --email or --anonymous.",
+		return cs_fail(err, AUTHMD_ERR_REFUSED,
+			       "Pick another method: --email or --anonymous.",
 			       "this service does not accept ID-JAG assertions");
 	if (!am_copy(provider, sizeof(provider), provider_url))
 		return cs_fail(err, AUTHMD_ERR_USAGE, NULL, "provider URL too long");
@@ -687,7 +696,8 @@ register_provider(struct authmd_client *c, const struct authmd_discovery *d,
 	assertion = json_string_value(json_object_get(minted, "assertion"));
 	if (assertion == NULL) {
 		json_decref(minted);
-		return cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL, "the provider returned no assertion");
+		return cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL,
+			       "the provider returned no assertion");
 	}
 	st = do_register(c, d, "id_jag",
 			 json_pack("{s:s, s:s, s:s, s:s}", "type", "identity_assertion",
@@ -754,8 +764,8 @@ authmd_claim_complete(struct authmd_client *c, const char *resource, const char 
 	if ((st = authmd_credential_for(c, resource, &cred, err)) != AUTHMD_OK)
 		return st;
 	if (cred.claim_token[0] == '\0')
-		return cs_fail(err, AUTHMD_ERR_REFUSED, NULL, "there is no claim to complete for %s",
-			       cred.resource);
+		return cs_fail(err, AUTHMD_ERR_REFUSED, NULL,
+			       "there is no claim to complete for %s", cred.resource);
 	snprintf(url, sizeof(url), "%s/complete", cred.claim_uri);
 	st = post_json(c, url, NULL,
 		       json_pack("{s:s, s:s}", "claim_token", cred.claim_token, "otp", otp),
@@ -767,7 +777,8 @@ authmd_claim_complete(struct authmd_client *c, const char *resource, const char 
 				    strcmp(err->code, "previously_claimed") == 0)) {
 			cred.claim_token[0] = '\0';
 			am_copy(cred.claim_state, sizeof(cred.claim_state),
-				strcmp(err->code, "previously_claimed") == 0 ? "claimed" : "expired");
+				strcmp(err->code, "previously_claimed") == 0 ? "claimed"
+									     : "expired");
 			(void)store_put(c, &cred, NULL);
 		}
 		return st;
@@ -887,7 +898,7 @@ authmd_request(struct authmd_client *c, const char *method, const char *url,
 			if (again && authmd_discover(c, url, &d, &ignored) == AUTHMD_OK &&
 			    register_provider(c, &d, provider, session,
 					      cred.credential_type[0] != '\0' ? cred.credential_type
-									       : NULL,
+									      : NULL,
 					      false, &cred, &ignored) == AUTHMD_OK) {
 				reregistered = true;
 				result_clear(&r);
@@ -897,11 +908,12 @@ authmd_request(struct authmd_client *c, const char *method, const char *url,
 			service_error(&r, "the request", err);
 			if (err != NULL) {
 				err->status = AUTHMD_ERR_ACTION_NEEDED;
-				err->advice = again ? "The credential was revoked and the provider "
-						      "gives no new one without the user's consent: "
-						      "ask the user, then authmd register URL."
-						    : "The credential was revoked or expired and has "
-						      "been dropped: run authmd register URL again.";
+				err->advice =
+					again ? "The credential was revoked and the provider "
+						"gives no new one without the user's consent: "
+						"ask the user, then authmd register URL."
+					      : "The credential was revoked or expired and has "
+						"been dropped: run authmd register URL again.";
 			}
 		} else if (r.status >= 200 && r.status < 300 && !cred.worked) {
 			cred.worked = true;

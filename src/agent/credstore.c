@@ -141,17 +141,32 @@ cs_save(const char *path, const json_t *doc, struct authmd_error *err)
 	return AUTHMD_OK;
 }
 
-#define F(name) {#name, offsetof(struct authmd_credential, name), \
-		 sizeof(((struct authmd_credential *)0)->name)}
+#define F(name)                                                                                    \
+	{                                                                                          \
+#name, offsetof(struct authmd_credential, name),                                   \
+			sizeof(((struct authmd_credential *)0)->name)                              \
+	}
 
 static const struct {
 	const char *name;
 	size_t offset, size;
 } fields[] = {
-	F(resource),	   F(issuer),		   F(register_uri), F(claim_uri),
-	F(method),	   F(registration_id),	   F(credential_type), F(credential),
-	F(credential_expires), F(scopes),	   F(post_claim_scopes), F(claim_state),
-	F(claim_token),	   F(claim_token_expires), F(claim_email), F(provider),
+	F(resource),
+	F(issuer),
+	F(register_uri),
+	F(claim_uri),
+	F(method),
+	F(registration_id),
+	F(credential_type),
+	F(credential),
+	F(credential_expires),
+	F(scopes),
+	F(post_claim_scopes),
+	F(claim_state),
+	F(claim_token),
+	F(claim_token_expires),
+	F(claim_email),
+	F(provider),
 	F(session),
 };
 

@@ -109,8 +109,8 @@ report_error(const struct args *a, const struct authmd_error *e)
 {
 	if (a->json) {
 		json_t *o = json_pack("{s:b, s:{s:i, s:i, s:s, s:s, s:s?}}", "ok", 0, "error",
-				      "status", (int)e->status, "http_status", e->http_status, "code",
-				      e->code, "message", e->message, "advice", e->advice);
+				      "status", (int)e->status, "http_status", e->http_status,
+				      "code", e->code, "message", e->message, "advice", e->advice);
 
 		json_dumpf(o, stdout, JSON_COMPACT);
 		putchar('\n');
@@ -150,15 +150,14 @@ scopes_json(const char *s)
 static json_t *
 cred_json(const struct authmd_credential *c)
 {
-	return json_pack("{s:s, s:s, s:s, s:s, s:o, s:s?, s:s, s:b, s:s?, s:s?}", "resource",
-			 c->resource, "method", c->method, "registration_id", c->registration_id,
-			 "credential_type", c->credential_type, "scopes", scopes_json(c->scopes),
-			 "credential_expires",
-			 c->credential_expires[0] != '\0' ? c->credential_expires : NULL,
-			 "claim_state", c->claim_state, "has_credential", c->credential[0] != '\0',
-			 "claim_token_expires",
-			 c->claim_token_expires[0] != '\0' ? c->claim_token_expires : NULL,
-			 "provider", c->provider[0] != '\0' ? c->provider : NULL);
+	return json_pack(
+		"{s:s, s:s, s:s, s:s, s:o, s:s?, s:s, s:b, s:s?, s:s?}", "resource", c->resource,
+		"method", c->method, "registration_id", c->registration_id, "credential_type",
+		c->credential_type, "scopes", scopes_json(c->scopes), "credential_expires",
+		c->credential_expires[0] != '\0' ? c->credential_expires : NULL, "claim_state",
+		c->claim_state, "has_credential", c->credential[0] != '\0', "claim_token_expires",
+		c->claim_token_expires[0] != '\0' ? c->claim_token_expires : NULL, "provider",
+		c->provider[0] != '\0' ? c->provider : NULL);
 }
 
 /* ---- prompts ---- */
@@ -232,9 +231,9 @@ cmd_discover(struct authmd_client *c, const struct args *a)
 		printf("%s\n  -> %s%s\n  -> resource %s (%s)\n  -> authorization server %s\n",
 		       d.url, d.prm_url, d.header_found ? " (from the 401)" : " (well-known path)",
 		       d.resource, d.resource_name, d.issuer);
-		printf("methods:%s%s%s\nscopes: %s\nregister at %s\n",
-		       d.id_jag ? " id-jag" : "", d.verified_email ? " email" : "",
-		       d.anonymous ? " anonymous" : "", d.scopes, d.register_uri);
+		printf("methods:%s%s%s\nscopes: %s\nregister at %s\n", d.id_jag ? " id-jag" : "",
+		       d.verified_email ? " email" : "", d.anonymous ? " anonymous" : "", d.scopes,
+		       d.register_uri);
 	}
 	emit(a, o);
 	return 0;
@@ -314,7 +313,8 @@ claim_code(struct authmd_client *c, const struct args *a, const char *resource)
 		}
 		if (authmd_claim_complete(c, resource, code, &cred, &e) == AUTHMD_OK) {
 			if (!a->json)
-				printf("claimed: %s now has scopes %s\n", cred.resource, cred.scopes);
+				printf("claimed: %s now has scopes %s\n", cred.resource,
+				       cred.scopes);
 			emit(a, cred_json(&cred));
 			OPENSSL_cleanse(&cred, sizeof(cred));
 			return 0;
@@ -378,7 +378,7 @@ cmd_curl(struct authmd_client *c, const struct args *a)
 				fprintf(stderr, "%s\n", e.advice);
 		}
 	}
-	rc = r.status < 400 ? 0
+	rc = r.status < 400			    ? 0
 	     : e.status == AUTHMD_ERR_ACTION_NEEDED ? AUTHMD_ERR_ACTION_NEEDED
 	     : r.status >= 500			    ? AUTHMD_ERR_NETWORK
 						    : AUTHMD_ERR_REFUSED;

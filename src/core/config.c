@@ -24,7 +24,8 @@ static const struct cfg_key keys[] = {
 	{"server", "threads", CFG_UINT, AT(threads), "4", 1, 256, NULL},
 	{"server", "auth_md_file", CFG_STRING, AT(auth_md_file), "", 0, 255, NULL},
 	{"server", "auth_md_template", CFG_STRING, AT(auth_md_template), "", 0, 255, NULL},
-	{"store", "url", CFG_STRING, AT(store_url), "sqlite:var/authmd.db", 1, AM_CFG_STR - 1, NULL},
+	{"store", "url", CFG_STRING, AT(store_url), "sqlite:var/authmd.db", 1, AM_CFG_STR - 1,
+	 NULL},
 	{"mail", "outbox", CFG_STRING, AT(mail_outbox), "var/outbox", 1, 255, NULL},
 	{"mail", "smtp_url", CFG_STRING, AT(mail_smtp_url), "", 0, 255, NULL},
 	{"mail", "from", CFG_STRING, AT(mail_from), "noreply@authmd.localhost", 3, 254, NULL},
@@ -33,7 +34,8 @@ static const struct cfg_key keys[] = {
 	{"mail", "starttls", CFG_STRING, AT(mail_starttls), "required", 0, 15, "required|try|off"},
 	{"scopes", "supported", CFG_SCOPES, AT(scopes_supported), "api.read api.write", 1, 0, NULL},
 	{"scopes", "pre_claim", CFG_SCOPES, AT(scopes_pre_claim), "api.read", 0, 0, NULL},
-	{"scopes", "post_claim", CFG_SCOPES, AT(scopes_post_claim), "api.read api.write", 1, 0, NULL},
+	{"scopes", "post_claim", CFG_SCOPES, AT(scopes_post_claim), "api.read api.write", 1, 0,
+	 NULL},
 	{"ttl", "access_token", CFG_SECONDS, AT(ttl_access_token), "3600", 5, 2592000, NULL},
 	{"ttl", "registration", CFG_SECONDS, AT(ttl_registration), "86400", 5, YEAR, NULL},
 	{"ttl", "claim_attempt", CFG_SECONDS, AT(ttl_claim_attempt), "1800", 5, 2592000, NULL},
@@ -227,7 +229,8 @@ am_cfg_apply(void *base, const struct cfg_key *k, const char *v, char *err, size
 				 AM_MAX_SCOPES);
 			return -1;
 		}
-		if (k->type == CFG_HOSTPORT && am_parse_hostport(v, host, sizeof(host), &port) != 0) {
+		if (k->type == CFG_HOSTPORT &&
+		    am_parse_hostport(v, host, sizeof(host), &port) != 0) {
 			snprintf(err, errcap, "must be host:port with a port from 1 to 65535");
 			return -1;
 		}
@@ -367,8 +370,9 @@ validate_providers(struct am_config *cfg, char *err, size_t errcap)
 		}
 		for (size_t j = 0; j < i; j++) {
 			if (strcmp(cfg->providers[j].issuer, p->issuer) == 0) {
-				snprintf(err, errcap, "[provider %s] has the issuer of [provider %s]",
-					 p->name, cfg->providers[j].name);
+				snprintf(err, errcap,
+					 "[provider %s] has the issuer of [provider %s]", p->name,
+					 cfg->providers[j].name);
 				return -1;
 			}
 		}
@@ -377,7 +381,8 @@ validate_providers(struct am_config *cfg, char *err, size_t errcap)
 		memcpy(iss, p->issuer, il + 1);
 		if (p->jwks_uri[0] == '\0' &&
 		    snprintf(p->jwks_uri, sizeof(p->jwks_uri), "%.*s/.well-known/jwks.json",
-			     (int)(iss[il - 1] == '/' ? il - 1 : il), iss) >= (int)sizeof(p->jwks_uri)) {
+			     (int)(iss[il - 1] == '/' ? il - 1 : il),
+			     iss) >= (int)sizeof(p->jwks_uri)) {
 			snprintf(err, errcap, "[provider %s] issuer too long", p->name);
 			return -1;
 		}
@@ -386,8 +391,9 @@ validate_providers(struct am_config *cfg, char *err, size_t errcap)
 		if (p->scopes[0] == '\0')
 			am_copy(p->scopes, sizeof(p->scopes), cfg->scopes_post_claim);
 		if (!scopes_subset(p->scopes, cfg->scopes_supported, bad, sizeof(bad))) {
-			snprintf(err, errcap, "[provider %s] scopes has %s, which is not in supported",
-				 p->name, bad);
+			snprintf(err, errcap,
+				 "[provider %s] scopes has %s, which is not in supported", p->name,
+				 bad);
 			return -1;
 		}
 	}
@@ -414,7 +420,8 @@ am_config_validate(struct am_config *cfg, char *err, size_t errcap)
 	host = strstr(cfg->public_url, "://");
 	if (host == NULL || strchr(host + 3, '/') != NULL || strchr(host + 3, '?') != NULL ||
 	    strchr(host + 3, '#') != NULL) {
-		snprintf(err, errcap, "[server] public_url must be an origin (scheme://host[:port])");
+		snprintf(err, errcap,
+			 "[server] public_url must be an origin (scheme://host[:port])");
 		return -1;
 	}
 	if (cfg->resource[0] == '\0' &&

@@ -16,36 +16,36 @@
 /* One trusted agent provider: a [provider NAME] section. */
 struct am_provider {
 	char name[64];
-	char issuer[256];		/* required; exact match of the token's iss */
-	char jwks_uri[256];		/* default: issuer + /.well-known/jwks.json */
-	char client_ids[AM_CFG_STR];	/* accepted client_id values; default: issuer */
-	char scopes[AM_CFG_STR];	/* granted to its users; default: post_claim */
-	bool link_by_email;		/* attach an unknown (iss, sub) by verified email */
-	bool link_by_phone;		/* ... by verified phone number */
+	char issuer[256];	     /* required; exact match of the token's iss */
+	char jwks_uri[256];	     /* default: issuer + /.well-known/jwks.json */
+	char client_ids[AM_CFG_STR]; /* accepted client_id values; default: issuer */
+	char scopes[AM_CFG_STR];     /* granted to its users; default: post_claim */
+	bool link_by_email;	     /* attach an unknown (iss, sub) by verified email */
+	bool link_by_phone;	     /* ... by verified phone number */
 };
 
 struct am_config {
 	/* [server] */
-	char listen[128];		/* host:port as written */
-	char listen_host[64];		/* parsed from listen */
+	char listen[128];     /* host:port as written */
+	char listen_host[64]; /* parsed from listen */
 	uint16_t listen_port;
-	char public_url[256];		/* origin, no trailing slash; also the issuer */
-	char resource[256];		/* protected resource identifier (absolute URL) */
+	char public_url[256]; /* origin, no trailing slash; also the issuer */
+	char resource[256];   /* protected resource identifier (absolute URL) */
 	char resource_name[128];
-	char resource_logo_uri[256];	/* empty: not published */
+	char resource_logo_uri[256]; /* empty: not published */
 	char tenant[64];
 	int64_t threads;
-	char auth_md_file[256];		/* served verbatim when set */
-	char auth_md_template[256];	/* empty: the built-in template */
+	char auth_md_file[256];	    /* served verbatim when set */
+	char auth_md_template[256]; /* empty: the built-in template */
 	/* [store] */
 	char store_url[AM_CFG_STR];
 	/* [mail] */
 	char mail_outbox[256];
-	char mail_smtp_url[256];	/* set: mail goes over SMTP instead */
+	char mail_smtp_url[256]; /* set: mail goes over SMTP instead */
 	char mail_from[256];
 	char mail_smtp_user[128];
 	char mail_smtp_password[128];
-	char mail_starttls[16];		/* required | try | off */
+	char mail_starttls[16]; /* required | try | off */
 	/* [scopes] space-separated */
 	char scopes_supported[AM_CFG_STR];
 	char scopes_pre_claim[AM_CFG_STR];
@@ -65,14 +65,14 @@ struct am_config {
 	int64_t anonymous_global;
 	int64_t identity_per_ip;
 	int64_t identity_global;
-	int64_t jwks_refetch;		/* seconds between fetches of one JWKS, at least */
+	int64_t jwks_refetch; /* seconds between fetches of one JWKS, at least */
 	/* [flows] */
 	bool flow_anonymous;
 	bool flow_verified_email;
 	bool flow_id_jag;
 	bool flow_jit;
 	/* [audit] [log] */
-	char audit_sink[256];		/* stdout | stderr | off | file:PATH */
+	char audit_sink[256]; /* stdout | stderr | off | file:PATH */
 	char log_level[16];
 	/* [provider NAME] sections: the trust list */
 	struct am_provider providers[AM_MAX_PROVIDERS];
@@ -86,10 +86,10 @@ struct cfg_key {
 	const char *key;
 	enum cfg_type type;
 	size_t offset;
-	size_t size;		/* of the field, for strings */
-	const char *def;	/* default, as it would be written in the file */
-	int64_t min, max;	/* for numbers; for strings, max is the length cap */
-	const char *choices;	/* "a|b|c" when only these values are allowed */
+	size_t size;	     /* of the field, for strings */
+	const char *def;     /* default, as it would be written in the file */
+	int64_t min, max;    /* for numbers; for strings, max is the length cap */
+	const char *choices; /* "a|b|c" when only these values are allowed */
 };
 
 /* The key tables, for documentation checks: the fixed sections, and the
@@ -130,8 +130,7 @@ void am_cfg_defaults(void *base, const struct cfg_key *keys, size_t n);
  * "path:line: [section] key: reason" in err. */
 typedef int (*am_cfg_setter)(void *ctx, const char *section, const char *key, const char *value,
 			     char *err, size_t errcap);
-int am_cfg_parse(const char *path, am_cfg_setter set, void *ctx, char *err,
-		 size_t errcap) AM_WUR;
+int am_cfg_parse(const char *path, am_cfg_setter set, void *ctx, char *err, size_t errcap) AM_WUR;
 /* Looks key up in a table for section and applies it; 0 or -1 with err. */
 int am_cfg_set_in(void *base, const struct cfg_key *keys, size_t n, const char *section,
 		  const char *key, const char *value, char *err, size_t errcap) AM_WUR;

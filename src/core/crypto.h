@@ -12,8 +12,8 @@
 #include "core/errors.h"
 
 #define AM_HASH_LEN 32
-#define AM_TOKEN_CHARS 32	/* base62 characters of a secret token: ~190 bits */
-#define AM_ID_CHARS 24		/* hex characters of a public id: 96 bits */
+#define AM_TOKEN_CHARS 32 /* base62 characters of a secret token: ~190 bits */
+#define AM_ID_CHARS 24	  /* hex characters of a public id: 96 bits */
 #define AM_OTP_DIGITS 6
 
 /* SHA-256 of len bytes at data into out. */

@@ -23,8 +23,9 @@ static const struct err_row table[AM_E__COUNT] = {
 	[AM_E_RATE_LIMITED] = {429, "rate_limited", "too many requests; back off and retry"},
 	[AM_E_ANONYMOUS_NOT_ENABLED] = {400, "anonymous_not_enabled",
 					"this service does not accept anonymous registration"},
-	[AM_E_VERIFIED_EMAIL_NOT_ENABLED] = {400, "verified_email_not_enabled",
-					     "this service does not accept verified_email assertions"},
+	[AM_E_VERIFIED_EMAIL_NOT_ENABLED] =
+		{400, "verified_email_not_enabled",
+		 "this service does not accept verified_email assertions"},
 	[AM_E_ID_JAG_NOT_ENABLED] = {400, "id_jag_not_enabled",
 				     "this service does not accept ID-JAG assertions"},
 	[AM_E_UNSUPPORTED_ASSERTION_TYPE] = {400, "unsupported_assertion_type",

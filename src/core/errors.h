@@ -8,42 +8,42 @@
 enum am_err {
 	AM_OK = 0,
 	/* generic request errors */
-	AM_E_INVALID_REQUEST,		/* 400 invalid_request */
-	AM_E_UNSUPPORTED_MEDIA_TYPE,	/* 415 unsupported_media_type */
-	AM_E_PAYLOAD_TOO_LARGE,		/* 413 payload_too_large */
-	AM_E_NOT_FOUND,			/* 404 not_found; also a store lookup with no row */
-	AM_E_METHOD_NOT_ALLOWED,	/* 405 method_not_allowed */
-	AM_E_RATE_LIMITED,		/* 429 rate_limited */
+	AM_E_INVALID_REQUEST,	     /* 400 invalid_request */
+	AM_E_UNSUPPORTED_MEDIA_TYPE, /* 415 unsupported_media_type */
+	AM_E_PAYLOAD_TOO_LARGE,	     /* 413 payload_too_large */
+	AM_E_NOT_FOUND,		     /* 404 not_found; also a store lookup with no row */
+	AM_E_METHOD_NOT_ALLOWED,     /* 405 method_not_allowed */
+	AM_E_RATE_LIMITED,	     /* 429 rate_limited */
 	/* /agent/auth */
-	AM_E_ANONYMOUS_NOT_ENABLED,	/* 400 anonymous_not_enabled */
-	AM_E_VERIFIED_EMAIL_NOT_ENABLED, /* 400 verified_email_not_enabled */
-	AM_E_ID_JAG_NOT_ENABLED,	/* 400 id_jag_not_enabled */
-	AM_E_UNSUPPORTED_ASSERTION_TYPE, /* 400 unsupported_assertion_type */
+	AM_E_ANONYMOUS_NOT_ENABLED,	  /* 400 anonymous_not_enabled */
+	AM_E_VERIFIED_EMAIL_NOT_ENABLED,  /* 400 verified_email_not_enabled */
+	AM_E_ID_JAG_NOT_ENABLED,	  /* 400 id_jag_not_enabled */
+	AM_E_UNSUPPORTED_ASSERTION_TYPE,  /* 400 unsupported_assertion_type */
 	AM_E_UNSUPPORTED_CREDENTIAL_TYPE, /* 400 unsupported_credential_type */
 	/* ID-JAG and logout tokens (the service guide's names) */
-	AM_E_INVALID_ISSUER,		/* 400 invalid_issuer */
-	AM_E_INVALID_SIGNATURE,		/* 400 invalid_signature */
-	AM_E_EXPIRED,			/* 400 expired */
-	AM_E_REPLAY_DETECTED,		/* 400 replay_detected */
-	AM_E_INVALID_AUDIENCE,		/* 400 invalid_audience */
-	AM_E_INVALID_CLIENT_ID,		/* 400 invalid_client_id */
-	AM_E_MISSING_VERIFIED_EMAIL,	/* 400 missing_verified_email */
-	AM_E_CONSENT_REQUIRED,		/* 403 consent_required (provider: no live grant) */
+	AM_E_INVALID_ISSUER,	     /* 400 invalid_issuer */
+	AM_E_INVALID_SIGNATURE,	     /* 400 invalid_signature */
+	AM_E_EXPIRED,		     /* 400 expired */
+	AM_E_REPLAY_DETECTED,	     /* 400 replay_detected */
+	AM_E_INVALID_AUDIENCE,	     /* 400 invalid_audience */
+	AM_E_INVALID_CLIENT_ID,	     /* 400 invalid_client_id */
+	AM_E_MISSING_VERIFIED_EMAIL, /* 400 missing_verified_email */
+	AM_E_CONSENT_REQUIRED,	     /* 403 consent_required (provider: no live grant) */
 	/* claim ceremony */
-	AM_E_INVALID_CLAIM_TOKEN,	/* 400 invalid_claim_token */
-	AM_E_CLAIMED_OR_IN_FLIGHT,	/* 409 claimed_or_in_flight */
-	AM_E_CLAIM_EXPIRED,		/* 410 claim_expired */
-	AM_E_CLAIM_SUPERSEDED,		/* 410 claim_superseded */
-	AM_E_CLAIM_COMPLETED,		/* 409 claim_completed */
-	AM_E_OTP_INVALID,		/* 401 otp_invalid */
-	AM_E_OTP_EXPIRED,		/* 410 otp_expired */
-	AM_E_PREVIOUSLY_CLAIMED,	/* 409 previously_claimed */
+	AM_E_INVALID_CLAIM_TOKEN,  /* 400 invalid_claim_token */
+	AM_E_CLAIMED_OR_IN_FLIGHT, /* 409 claimed_or_in_flight */
+	AM_E_CLAIM_EXPIRED,	   /* 410 claim_expired */
+	AM_E_CLAIM_SUPERSEDED,	   /* 410 claim_superseded */
+	AM_E_CLAIM_COMPLETED,	   /* 409 claim_completed */
+	AM_E_OTP_INVALID,	   /* 401 otp_invalid */
+	AM_E_OTP_EXPIRED,	   /* 410 otp_expired */
+	AM_E_PREVIOUSLY_CLAIMED,   /* 409 previously_claimed */
 	/* protected resource (RFC 6750) */
-	AM_E_INVALID_TOKEN,		/* 401 invalid_token */
-	AM_E_INSUFFICIENT_SCOPE,	/* 403 insufficient_scope */
+	AM_E_INVALID_TOKEN,	 /* 401 invalid_token */
+	AM_E_INSUFFICIENT_SCOPE, /* 403 insufficient_scope */
 	/* server side */
-	AM_E_UNAVAILABLE,		/* 503 temporarily_unavailable: store, mail or upstream down */
-	AM_E_INTERNAL,			/* 500 server_error: a bug or no memory; detail to the log */
+	AM_E_UNAVAILABLE, /* 503 temporarily_unavailable: store, mail or upstream down */
+	AM_E_INTERNAL,	  /* 500 server_error: a bug or no memory; detail to the log */
 	AM_E__COUNT
 };
 

@@ -12,11 +12,13 @@ am_json_object(const char *body, size_t len, json_t **out, struct am_error *e)
 	json_t *doc;
 
 	if (body == NULL || len == 0)
-		return am_fail(e, AM_E_INVALID_REQUEST, "the request body is empty; send a JSON object");
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "the request body is empty; send a JSON object");
 	doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (doc == NULL)
-		return am_fail(e, AM_E_INVALID_REQUEST, "the body is not valid JSON (line %d, column %d)",
-			       jerr.line, jerr.column);
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "the body is not valid JSON (line %d, column %d)", jerr.line,
+			       jerr.column);
 	if (!json_is_object(doc)) {
 		json_decref(doc);
 		return am_fail(e, AM_E_INVALID_REQUEST, "the body must be a JSON object");
@@ -35,7 +37,8 @@ am_json_string(const json_t *obj, const char *key, bool required, size_t maxlen,
 	*out = NULL;
 	if (v == NULL || json_is_null(v)) {
 		if (required)
-			return am_fail(e, AM_E_INVALID_REQUEST, "the field \"%s\" is required", key);
+			return am_fail(e, AM_E_INVALID_REQUEST, "the field \"%s\" is required",
+				       key);
 		return AM_OK;
 	}
 	if (!json_is_string(v))

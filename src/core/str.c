@@ -124,12 +124,23 @@ am_buf_html(struct am_buf *b, const char *s)
 {
 	for (; *s != '\0'; s++) {
 		switch (*s) {
-		case '&': am_buf_puts(b, "&amp;"); break;
-		case '<': am_buf_puts(b, "&lt;"); break;
-		case '>': am_buf_puts(b, "&gt;"); break;
-		case '"': am_buf_puts(b, "&quot;"); break;
-		case '\'': am_buf_puts(b, "&#39;"); break;
-		default: am_buf_add(b, s, 1);
+		case '&':
+			am_buf_puts(b, "&amp;");
+			break;
+		case '<':
+			am_buf_puts(b, "&lt;");
+			break;
+		case '>':
+			am_buf_puts(b, "&gt;");
+			break;
+		case '"':
+			am_buf_puts(b, "&quot;");
+			break;
+		case '\'':
+			am_buf_puts(b, "&#39;");
+			break;
+		default:
+			am_buf_add(b, s, 1);
 		}
 	}
 }

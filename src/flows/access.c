@@ -44,8 +44,8 @@ flow_authenticate(const struct flow_env *env, struct store *st, const char *bear
 }
 
 enum am_err
-flow_rate_check(const struct flow_env *env, const char *kind, const char *ip,
-		int64_t *retry_after, struct am_error *e)
+flow_rate_check(const struct flow_env *env, const char *kind, const char *ip, int64_t *retry_after,
+		struct am_error *e)
 {
 	const struct am_config *cfg = env->cfg;
 	bool anon = strcmp(kind, "anonymous") == 0;

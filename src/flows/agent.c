@@ -12,14 +12,14 @@
 #define TYP_LOGOUT "logout+jwt"
 #define EVENT_REVOKED "https://schemas.workos.com/events/agent/auth/identity/assertion/revoked"
 #define EVENT_OIDC_LOGOUT "http://schemas.openid.net/event/backchannel-logout"
-#define LOGOUT_MAX_AGE 300	/* a logout token without exp is good this long after iat */
-#define MAX_CLAIM_BYTES 255	/* iss, sub, jti, client_id, ... */
+#define LOGOUT_MAX_AGE 300  /* a logout token without exp is good this long after iat */
+#define MAX_CLAIM_BYTES 255 /* iss, sub, jti, client_id, ... */
 
 /* What a verified token says, borrowed from its claims. */
 struct verified {
 	const struct am_provider *provider;
 	const char *iss, *sub, *jti;
-	int64_t iat, exp;	/* exp 0: none (logout tokens only) */
+	int64_t iat, exp; /* exp 0: none (logout tokens only) */
 };
 
 static enum am_err
@@ -42,8 +42,7 @@ claim_string(const json_t *claims, const char *name, bool required, const char *
 }
 
 static enum am_err
-claim_time(const json_t *claims, const char *name, bool required, int64_t *out,
-	   struct am_error *e)
+claim_time(const json_t *claims, const char *name, bool required, int64_t *out, struct am_error *e)
 {
 	json_t *v = json_object_get(claims, name);
 
@@ -79,8 +78,8 @@ check_audience(const struct am_config *cfg, const json_t *claims, struct am_erro
  * header (typ, alg), issuer on the trust list, signature by the kid's key,
  * audience, times, jti and sub present. */
 static enum am_err
-verify_token(const struct flow_env *env, const char *compact, const char *typ,
-	     struct jose_token *t, struct verified *v, struct am_error *e)
+verify_token(const struct flow_env *env, const char *compact, const char *typ, struct jose_token *t,
+	     struct verified *v, struct am_error *e)
 {
 	const struct am_config *cfg = env->cfg;
 	struct jose_keyset *keys = NULL;
@@ -93,8 +92,8 @@ verify_token(const struct flow_env *env, const char *compact, const char *typ,
 	if ((rc = claim_string(t->claims, "iss", true, &v->iss, e)) != AM_OK)
 		return rc;
 	if ((v->provider = am_config_provider(cfg, v->iss)) == NULL)
-		return am_fail(e, AM_E_INVALID_ISSUER, "issuer %.100s is not a trusted provider here",
-			       v->iss);
+		return am_fail(e, AM_E_INVALID_ISSUER,
+			       "issuer %.100s is not a trusted provider here", v->iss);
 	if ((rc = trust_keys(env->trust, v->provider, t->kid, now, &keys, e)) != AM_OK)
 		return rc;
 	rc = jose_token_verify(t, keys, e);
@@ -110,7 +109,8 @@ verify_token(const struct flow_env *env, const char *compact, const char *typ,
 	if (v->exp != 0 && now >= v->exp + cfg->clock_skew)
 		return am_fail(e, AM_E_EXPIRED, "the token expired; mint a fresh one");
 	if (v->exp == 0 && now - v->iat > LOGOUT_MAX_AGE + cfg->clock_skew)
-		return am_fail(e, AM_E_EXPIRED, "a token without exp is accepted for %d s after iat",
+		return am_fail(e, AM_E_EXPIRED,
+			       "a token without exp is accepted for %d s after iat",
 			       LOGOUT_MAX_AGE);
 	if (v->iat > now + cfg->clock_skew)
 		return am_fail(e, AM_E_INVALID_REQUEST,
@@ -134,8 +134,8 @@ verify_token(const struct flow_env *env, const char *compact, const char *typ,
  * skew. Tokens of the two kinds are kept apart by a prefix, so each kind
  * has its own replay check. */
 static enum am_err
-record_jti(const struct flow_env *env, struct store *st, const struct verified *v,
-	   const char *kind, struct am_error *e)
+record_jti(const struct flow_env *env, struct store *st, const struct verified *v, const char *kind,
+	   struct am_error *e)
 {
 	char key[MAX_CLAIM_BYTES + 16];
 	int64_t until = (v->exp != 0 ? v->exp : v->iat + LOGOUT_MAX_AGE) + env->cfg->clock_skew;
@@ -146,8 +146,9 @@ record_jti(const struct flow_env *env, struct store *st, const struct verified *
 	if ((rc = store_jti_record(st, v->iss, key, until, &fresh, e)) != AM_OK)
 		return rc;
 	return fresh ? AM_OK
-		     : am_fail(e, AM_E_REPLAY_DETECTED, "this token's jti was already used; mint "
-							"a fresh token");
+		     : am_fail(e, AM_E_REPLAY_DETECTED,
+			       "this token's jti was already used; mint "
+			       "a fresh token");
 }
 
 static bool
@@ -158,8 +159,8 @@ claim_true(const json_t *claims, const char *name)
 
 /* The identity an ID-JAG vouches for: a verified email and/or phone. */
 struct identity {
-	char email[AM_MAX_EMAIL_BYTES + 1];	/* empty unless verified */
-	char phone[64];				/* empty unless verified */
+	char email[AM_MAX_EMAIL_BYTES + 1]; /* empty unless verified */
+	char phone[64];			    /* empty unless verified */
 	const char *agent_platform, *agent_context_id;
 };
 
@@ -341,16 +342,15 @@ flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip
 	    (rc = registration_for(env, st, &v, &id, user_id, ip, &created, reg_id, e)) != AM_OK ||
 	    (rc = flow_issue_credential_for(env, st, reg_id, type, v.provider->scopes, user_id,
 					    v.iss, v.sub, &res, e)) != AM_OK ||
-	    (rc = audit_add(st, &batch, env->cfg->tenant, flow_now(env), "registration.created",
-			    reg_id,
-			    json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s, s:s, s:b, s:s?}",
-				      "registration_type", "agent-provider", "iss", v.iss, "sub",
-				      v.sub, "provider", v.provider->name, "agent_platform",
-				      id.agent_platform, "agent_context_id", id.agent_context_id,
-				      "user_id", user_id, "credential_type",
-				      store_cred_type_name(type), "new_registration", created, "ip",
-				      ip),
-			    e)) != AM_OK ||
+	    (rc = audit_add(
+		     st, &batch, env->cfg->tenant, flow_now(env), "registration.created", reg_id,
+		     json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s, s:s, s:b, s:s?}",
+			       "registration_type", "agent-provider", "iss", v.iss, "sub", v.sub,
+			       "provider", v.provider->name, "agent_platform", id.agent_platform,
+			       "agent_context_id", id.agent_context_id, "user_id", user_id,
+			       "credential_type", store_cred_type_name(type), "new_registration",
+			       created, "ip", ip),
+		     e)) != AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK) {
 		store_rollback(st);
 		audit_discard(&batch);
@@ -392,11 +392,11 @@ revoke_refs(const struct flow_env *env, struct store *st, const struct store_cre
 		struct store_reg reg;
 
 		if ((rc = store_cred_revoke(st, refs[i].id, now, e)) != AM_OK ||
-		    (rc = audit_add(st, batch, env->cfg->tenant, now, "credential.revoked",
-				    refs[i].registration_id,
-				    json_pack("{s:s, s:s}", "credential_id", refs[i].id, "reason",
-					      reason),
-				    e)) != AM_OK)
+		    (rc = audit_add(
+			     st, batch, env->cfg->tenant, now, "credential.revoked",
+			     refs[i].registration_id,
+			     json_pack("{s:s, s:s}", "credential_id", refs[i].id, "reason", reason),
+			     e)) != AM_OK)
 			return rc;
 		if (i > 0 && strcmp(refs[i].registration_id, refs[i - 1].registration_id) == 0)
 			continue;
@@ -405,16 +405,16 @@ revoke_refs(const struct flow_env *env, struct store *st, const struct store_cre
 		if (reg.status == REG_REVOKED)
 			continue; /* already, by an earlier batch */
 		if ((rc = store_reg_transition(st, reg.id, reg.status, REG_REVOKED, e)) != AM_OK ||
-		    (rc = audit_add(st, batch, env->cfg->tenant, now, "registration.revoked", reg.id,
-				    json_pack("{s:s, s:s?, s:s?, s:s?, s:s?}", "reason", reason,
-					      "iss", reg.iss[0] != '\0' ? reg.iss : NULL, "sub",
-					      reg.sub[0] != '\0' ? reg.sub : NULL, "agent_platform",
-					      reg.agent_platform[0] != '\0' ? reg.agent_platform
-									    : NULL,
-					      "agent_context_id",
-					      reg.agent_context_id[0] != '\0' ? reg.agent_context_id
-									      : NULL),
-				    e)) != AM_OK)
+		    (rc = audit_add(
+			     st, batch, env->cfg->tenant, now, "registration.revoked", reg.id,
+			     json_pack("{s:s, s:s?, s:s?, s:s?, s:s?}", "reason", reason, "iss",
+				       reg.iss[0] != '\0' ? reg.iss : NULL, "sub",
+				       reg.sub[0] != '\0' ? reg.sub : NULL, "agent_platform",
+				       reg.agent_platform[0] != '\0' ? reg.agent_platform : NULL,
+				       "agent_context_id",
+				       reg.agent_context_id[0] != '\0' ? reg.agent_context_id
+								       : NULL),
+			     e)) != AM_OK)
 			return rc;
 	}
 	return AM_OK;

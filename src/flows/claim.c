@@ -32,8 +32,7 @@ reg_window_closed(const struct store_reg *reg, int64_t now)
 /* Finds the registration of a claim token; unknown and revoked ones are
  * invalid_claim_token. */
 static enum am_err
-reg_for_token(struct store *st, const char *claim_token, struct store_reg *reg,
-	      struct am_error *e)
+reg_for_token(struct store *st, const char *claim_token, struct store_reg *reg, struct am_error *e)
 {
 	uint8_t hash[AM_HASH_LEN];
 	enum am_err rc;

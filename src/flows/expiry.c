@@ -7,8 +7,8 @@
 #define SWEEP_BATCH 100
 
 static enum am_err
-expire_one(const struct flow_env *env, struct store *st, const char *id, int64_t now,
-	   bool *expired, struct am_error *e)
+expire_one(const struct flow_env *env, struct store *st, const char *id, int64_t now, bool *expired,
+	   struct am_error *e)
 {
 	struct audit_batch batch = {0};
 	struct store_reg reg;

@@ -25,10 +25,10 @@ struct trust;
 
 struct flow_env {
 	const struct am_config *cfg;
-	struct mailer *mail;		/* NULL: mail is not sent (unit tests) */
-	struct audit_sink *audit;	/* NULL: store rows only */
-	struct ratelimit *limits;	/* NULL: no rate limits */
-	struct trust *trust;		/* the trusted providers' keys */
+	struct mailer *mail;	  /* NULL: mail is not sent (unit tests) */
+	struct audit_sink *audit; /* NULL: store rows only */
+	struct ratelimit *limits; /* NULL: no rate limits */
+	struct trust *trust;	  /* the trusted providers' keys */
 	struct am_clock clock;
 };
 
@@ -41,12 +41,12 @@ struct reg_result {
 	bool has_credential;
 	enum cred_type credential_type;
 	char credential[FLOW_SECRET_LEN];
-	int64_t credential_expires;	/* 0: never */
+	int64_t credential_expires; /* 0: never */
 	char scopes[512];
 	char claim_token[FLOW_SECRET_LEN];
 	int64_t claim_token_expires;
 	char post_claim_scopes[512];
-	bool agent_verified;		/* registration_type agent-provider */
+	bool agent_verified; /* registration_type agent-provider */
 };
 
 /* Registers an anonymous agent: an API key at the pre-claim scopes and a
@@ -86,9 +86,8 @@ enum am_err flow_claim_challenge(const struct flow_env *env, struct store *st,
 				 struct am_error *e) AM_WUR;
 
 /* Looks up an attempt for the claim page without changing anything. */
-enum am_err flow_claim_peek(const struct flow_env *env, struct store *st,
-			    const char *attempt_token, struct store_attempt *out,
-			    struct am_error *e) AM_WUR;
+enum am_err flow_claim_peek(const struct flow_env *env, struct store *st, const char *attempt_token,
+			    struct store_attempt *out, struct am_error *e) AM_WUR;
 
 /* POST /agent/auth/claim/complete. For anonymous registrations the existing
  * key is upgraded in place (out->has_credential false); for email ones a

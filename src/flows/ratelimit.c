@@ -8,12 +8,12 @@
 
 #define BUCKETS 1024
 #define KEY_MAX 96
-#define PRUNE_AT 65536	/* entries before stale ones are dropped */
+#define PRUNE_AT 65536 /* entries before stale ones are dropped */
 
 struct entry {
 	struct entry *next;
 	char key[KEY_MAX];
-	int64_t start;	/* start of the current fixed window */
+	int64_t start; /* start of the current fixed window */
 	int64_t cur, prev;
 };
 

@@ -34,10 +34,10 @@ flow_issue_credential(const struct flow_env *env, struct store *st, const char *
 }
 
 enum am_err
-flow_issue_credential_for(const struct flow_env *env, struct store *st,
-			  const char *registration_id, enum cred_type type, const char *scopes,
-			  const char *user_id, const char *iss, const char *sub,
-			  struct reg_result *out, struct am_error *e)
+flow_issue_credential_for(const struct flow_env *env, struct store *st, const char *registration_id,
+			  enum cred_type type, const char *scopes, const char *user_id,
+			  const char *iss, const char *sub, struct reg_result *out,
+			  struct am_error *e)
 {
 	return issue(env, st, registration_id, type, scopes, user_id, "id_jag", iss, sub, out, e);
 }
@@ -86,8 +86,8 @@ issue(const struct flow_env *env, struct store *st, const char *registration_id,
 /* The registration row and claim token common to both user-claimed kinds. */
 static enum am_err
 new_registration(const struct flow_env *env, enum reg_kind kind, enum reg_status status,
-		 enum cred_type type, const char *ip, struct store_reg *reg,
-		 struct reg_result *out, struct am_error *e)
+		 enum cred_type type, const char *ip, struct store_reg *reg, struct reg_result *out,
+		 struct am_error *e)
 {
 	int64_t now = flow_now(env);
 	enum am_err rc;
@@ -108,7 +108,7 @@ new_registration(const struct flow_env *env, enum reg_kind kind, enum reg_status
 	out->kind = kind;
 	out->claim_token_expires = reg->expires_at;
 	am_copy(out->post_claim_scopes, sizeof(out->post_claim_scopes),
-		      env->cfg->scopes_post_claim);
+		env->cfg->scopes_post_claim);
 	return AM_OK;
 }
 
@@ -163,9 +163,8 @@ wipe:
 }
 
 enum am_err
-flow_register_email(const struct flow_env *env, struct store *st, const char *ip,
-		    const char *email, const char *requested_type, struct reg_result *out,
-		    struct am_error *e)
+flow_register_email(const struct flow_env *env, struct store *st, const char *ip, const char *email,
+		    const char *requested_type, struct reg_result *out, struct am_error *e)
 {
 	struct audit_batch batch = {0};
 	struct store_reg reg;
@@ -200,9 +199,8 @@ flow_register_email(const struct flow_env *env, struct store *st, const char *ip
 	    (rc = audit_add(st, &batch, env->cfg->tenant, reg.created_at, "registration.created",
 			    reg.id, created_fields("email-verification", ip), e)) != AM_OK ||
 	    (rc = flow_new_attempt(env, st, &reg, reg.email, ip, &att, token, e)) != AM_OK ||
-	    (rc = audit_add(st, &batch, env->cfg->tenant, reg.created_at, "claim.requested",
-			    reg.id, json_pack("{s:s, s:s}", "email", reg.email, "claim_attempt_id",
-					      att.id),
+	    (rc = audit_add(st, &batch, env->cfg->tenant, reg.created_at, "claim.requested", reg.id,
+			    json_pack("{s:s, s:s}", "email", reg.email, "claim_attempt_id", att.id),
 			    e)) != AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK) {
 		store_rollback(st);

@@ -16,28 +16,28 @@
 #include "core/str.h"
 
 struct http_req {
-	void *conn;			/* the MHD connection; http/ only */
+	void *conn; /* the MHD connection; http/ only */
 	const char *method;
-	const char *path;		/* without the query */
-	char ip[64];			/* client address; empty if unknown */
-	char id[24];			/* request id, also in logs and X-Request-Id */
+	const char *path; /* without the query */
+	char ip[64];	  /* client address; empty if unknown */
+	char id[24];	  /* request id, also in logs and X-Request-Id */
 	struct am_buf body;
 	bool too_large;
-	size_t discarded;		/* bytes of an over-limit body dropped */
-	bool responded;			/* a reply was queued before the body ended */
+	size_t discarded; /* bytes of an over-limit body dropped */
+	bool responded;	  /* a reply was queued before the body ended */
 };
 
 #define HTTP_MAX_HEADERS 8
 
 struct http_resp {
 	int status;
-	char *body;			/* owned */
+	char *body; /* owned */
 	size_t len;
-	const char *content_type;	/* static */
+	const char *content_type; /* static */
 	int nheaders;
 	struct {
-		const char *name;	/* static */
-		char *value;		/* owned */
+		const char *name; /* static */
+		char *value;	  /* owned */
 	} headers[HTTP_MAX_HEADERS];
 };
 
@@ -56,7 +56,7 @@ struct http_route {
 struct http_server;
 
 struct http_options {
-	const char *host;		/* numeric IPv4 or IPv6 address */
+	const char *host; /* numeric IPv4 or IPv6 address */
 	uint16_t port;
 	unsigned threads;
 	size_t max_body;
@@ -80,8 +80,8 @@ bool http_form_field(struct http_req *rq, const char *name, char *out, size_t ca
 
 /* Response builders. json is stolen; text is copied. */
 void http_reply_json(struct http_resp *rs, int status, json_t *json);
-void http_reply_text(struct http_resp *rs, int status, const char *content_type,
-		     const char *text, size_t len);
+void http_reply_text(struct http_resp *rs, int status, const char *content_type, const char *text,
+		     size_t len);
 /* Adds a header (name must be static; value is copied). */
 void http_add_header(struct http_resp *rs, const char *name, const char *value);
 

@@ -376,8 +376,8 @@ http_server_start(const struct http_options *opt, const struct http_route *route
 {
 	struct http_server *srv = calloc(1, sizeof(*srv));
 	struct sockaddr_storage ss = {0};
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-			 MHD_USE_ERROR_LOG;
+	unsigned flags =
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 
 	if (srv == NULL)
 		return am_fail(e, AM_E_INTERNAL, "out of memory");
@@ -403,11 +403,10 @@ http_server_start(const struct http_options *opt, const struct http_route *route
 	srv->max_body = opt->max_body;
 	srv->daemon = MHD_start_daemon(
 		flags, opt->port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-		NULL, MHD_OPTION_SOCK_ADDR, &ss,
-		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)opt->threads, MHD_OPTION_CONNECTION_TIMEOUT,
-		(unsigned)AM_CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
-		(unsigned)AM_MAX_CONNECTIONS, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-		MHD_OPTION_END);
+		NULL, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_THREAD_POOL_SIZE,
+		(unsigned)opt->threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)AM_CONN_TIMEOUT_S,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)AM_MAX_CONNECTIONS,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
 	if (srv->daemon == NULL) {
 		free(srv);
 		return am_fail(e, AM_E_UNAVAILABLE, "cannot listen on %s:%u", opt->host,

@@ -86,8 +86,9 @@ jose_keyset_parse(const char *json, size_t len, struct jose_keyset **out, struct
 
 	if (doc == NULL || !json_is_array(keys = json_object_get(doc, "keys"))) {
 		json_decref(doc);
-		return am_fail(e, AM_E_INVALID_SIGNATURE, "the provider's JWKS is not valid JSON "
-							  "with a keys array");
+		return am_fail(e, AM_E_INVALID_SIGNATURE,
+			       "the provider's JWKS is not valid JSON "
+			       "with a keys array");
 	}
 	if ((ks = calloc(1, sizeof(*ks))) == NULL) {
 		json_decref(doc);
@@ -306,9 +307,10 @@ jose_signer_generate(const char *alg, struct jose_signer **out, struct am_error 
 	cjose_err err;
 	enum am_err rc;
 
-	if (alg == NULL || (strcmp(alg, "ES256") != 0 && strcmp(alg, "RS256") != 0 &&
-			    strcmp(alg, "PS256") != 0))
-		return am_fail(e, AM_E_INVALID_REQUEST, "signing alg must be ES256, RS256 or PS256");
+	if (alg == NULL ||
+	    (strcmp(alg, "ES256") != 0 && strcmp(alg, "RS256") != 0 && strcmp(alg, "PS256") != 0))
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "signing alg must be ES256, RS256 or PS256");
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return am_fail(e, AM_E_INTERNAL, "out of memory");
 	snprintf(s->alg, sizeof(s->alg), "%s", alg);

@@ -11,8 +11,8 @@
 
 #include "core/errors.h"
 
-#define JOSE_MAX_TOKEN_BYTES (16 * 1024)	/* a compact JWS we accept */
-#define JOSE_MAX_KEYS 32			/* keys kept from one JWKS */
+#define JOSE_MAX_TOKEN_BYTES (16 * 1024) /* a compact JWS we accept */
+#define JOSE_MAX_KEYS 32		 /* keys kept from one JWKS */
 
 /* A parsed JWKS: public verification keys, shared between threads and
  * freed when the last holder releases it. */
@@ -25,17 +25,17 @@ struct jose_keyset;
 enum am_err jose_keyset_parse(const char *json, size_t len, struct jose_keyset **out,
 			      struct am_error *e) AM_WUR;
 struct jose_keyset *jose_keyset_retain(struct jose_keyset *ks);
-void jose_keyset_release(struct jose_keyset *ks);	/* NULL is fine */
+void jose_keyset_release(struct jose_keyset *ks); /* NULL is fine */
 size_t jose_keyset_count(const struct jose_keyset *ks);
 bool jose_keyset_has(const struct jose_keyset *ks, const char *kid);
 
 /* A compact JWS whose header passed the checks, with its claims parsed but
  * not yet trusted: only jose_token_verify makes them trustworthy. */
 struct jose_token {
-	void *jws;		/* cjose_jws_t */
-	json_t *header;		/* borrowed from jws */
-	json_t *claims;		/* owned */
-	const char *alg, *kid;	/* borrowed from header */
+	void *jws;	       /* cjose_jws_t */
+	json_t *header;	       /* borrowed from jws */
+	json_t *claims;	       /* owned */
+	const char *alg, *kid; /* borrowed from header */
 };
 
 /* Parses compact and checks the header: typ equal to want_typ (exactly),
@@ -60,8 +60,7 @@ struct jose_signer;
 enum am_err jose_signer_generate(const char *alg, struct jose_signer **out,
 				 struct am_error *e) AM_WUR;
 /* Loads a private key saved by jose_signer_export (JSON with alg). */
-enum am_err jose_signer_load(const char *json, struct jose_signer **out,
-			     struct am_error *e) AM_WUR;
+enum am_err jose_signer_load(const char *json, struct jose_signer **out, struct am_error *e) AM_WUR;
 /* The private key as JSON (caller frees; write it with mode 0600). */
 char *jose_signer_export(const struct jose_signer *s);
 /* The public JWK (new reference) with kid, alg and use=sig. */

@@ -14,10 +14,10 @@
 struct mailer;
 
 struct mail_msg {
-	const char *to;		/* a validated address */
-	const char *subject;	/* printable; non-ASCII is RFC 2047 encoded */
-	const char *text;	/* plain-text part, UTF-8 */
-	const char *html;	/* HTML part, already escaped by the caller */
+	const char *to;	     /* a validated address */
+	const char *subject; /* printable; non-ASCII is RFC 2047 encoded */
+	const char *text;    /* plain-text part, UTF-8 */
+	const char *html;    /* HTML part, already escaped by the caller */
 };
 
 /* True when addr is a plain addr-spec we accept: at most 254 bytes, one @,
@@ -37,8 +37,7 @@ enum am_err mail_render(const char *from, const struct mail_msg *msg, char **out
 
 /* A mailer from [mail]: SMTP when smtp_url is set, else the outbox folder
  * (created if missing). */
-enum am_err mailer_new(const struct am_config *cfg, struct mailer **out,
-		       struct am_error *e) AM_WUR;
+enum am_err mailer_new(const struct am_config *cfg, struct mailer **out, struct am_error *e) AM_WUR;
 void mailer_free(struct mailer *m);
 
 /* Delivers msg; AM_E_UNAVAILABLE when the outbox cannot be written or the

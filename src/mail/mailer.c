@@ -42,7 +42,8 @@ mailer_new(const struct am_config *cfg, struct mailer **out, struct am_error *e)
 		return am_fail(e, AM_E_UNAVAILABLE, "cannot create the mail outbox folder");
 	}
 	if (m->smtp)
-		log_info("mail via smtp url=%s starttls=%s", cfg->mail_smtp_url, cfg->mail_starttls);
+		log_info("mail via smtp url=%s starttls=%s", cfg->mail_smtp_url,
+			 cfg->mail_starttls);
 	else
 		log_info("mail to outbox path=%s", cfg->mail_outbox);
 	*out = m;

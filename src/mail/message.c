@@ -147,12 +147,14 @@ mail_render(const char *from, const struct mail_msg *msg, char **out, struct am_
 		      domain);
 	am_buf_puts(&b, "Auto-Submitted: auto-generated\r\n");
 	am_buf_printf(&b, "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n", boundary);
-	am_buf_printf(&b, "--%s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-			  "Content-Transfer-Encoding: 8bit\r\n\r\n",
+	am_buf_printf(&b,
+		      "--%s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+		      "Content-Transfer-Encoding: 8bit\r\n\r\n",
 		      boundary);
 	put_body(&b, msg->text);
-	am_buf_printf(&b, "--%s\r\nContent-Type: text/html; charset=utf-8\r\n"
-			  "Content-Transfer-Encoding: 8bit\r\n\r\n",
+	am_buf_printf(&b,
+		      "--%s\r\nContent-Type: text/html; charset=utf-8\r\n"
+		      "Content-Transfer-Encoding: 8bit\r\n\r\n",
 		      boundary);
 	put_body(&b, msg->html);
 	am_buf_printf(&b, "--%s--\r\n", boundary);

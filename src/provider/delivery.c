@@ -18,7 +18,7 @@
 #include "provider/provider.h"
 
 #define DUE_BATCH 16
-#define IDLE_WAKE_S 5	/* re-check the queue at least this often */
+#define IDLE_WAKE_S 5 /* re-check the queue at least this often */
 
 static size_t
 discard(char *data, size_t size, size_t nmemb, void *user)
@@ -64,7 +64,8 @@ post_token(const char *url, const char *token, long *status, char *err, size_t e
 	if (res != CURLE_OK)
 		snprintf(err, errcap, "%s", curl_easy_strerror(res));
 	else if (*status < 200 || *status >= 300)
-		snprintf(err, errcap, "HTTP %ld: %.150s", *status, body.data != NULL ? body.data : "");
+		snprintf(err, errcap, "HTTP %ld: %.150s", *status,
+			 body.data != NULL ? body.data : "");
 	am_buf_free(&body);
 	curl_slist_free_all(h);
 	curl_easy_cleanup(c);
@@ -117,12 +118,13 @@ attempt(struct prov_app *a, struct pstore *ps, struct prov_delivery *d)
 			 d->grant_id, d->url, err);
 	} else if (d->attempts >= c->retry_max_attempts) {
 		d->status = DELIVERY_FAILED;
-		log_error("logout token undeliverable id=%s grant=%s url=%s after %lld attempts: %s",
-			  d->id, d->grant_id, d->url, (long long)d->attempts, err);
+		log_error(
+			"logout token undeliverable id=%s grant=%s url=%s after %lld attempts: %s",
+			d->id, d->grant_id, d->url, (long long)d->attempts, err);
 	} else {
 		d->next_at = now + backoff(c, d->attempts);
-		log_warn("logout token delivery failed id=%s attempt=%lld retry_in=%llds: %s", d->id,
-			 (long long)d->attempts, (long long)(d->next_at - now), err);
+		log_warn("logout token delivery failed id=%s attempt=%lld retry_in=%llds: %s",
+			 d->id, (long long)d->attempts, (long long)(d->next_at - now), err);
 	}
 	if (pstore_delivery_update(ps, d, now, &e) != AM_OK)
 		log_error("cannot record the delivery id=%s: %s", d->id, e.detail);

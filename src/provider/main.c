@@ -21,15 +21,14 @@
 static void
 usage(FILE *f)
 {
-	fprintf(f,
-		"usage: authmd-provider [--config FILE]              serve the provider\n"
-		"       authmd-provider [--config FILE] user add --email E [--email-verified]\n"
-		"                       [--phone P] [--phone-verified] [--name N]\n"
-		"       authmd-provider [--config FILE] user list\n"
-		"       authmd-provider [--config FILE] session create --user EMAIL\n"
-		"       authmd-provider [--config FILE] session revoke --id SESSION_ID\n"
-		"       authmd-provider [--config FILE] keys rotate\n"
-		"       authmd-provider --check-config FILE | --version | --help\n");
+	fprintf(f, "usage: authmd-provider [--config FILE]              serve the provider\n"
+		   "       authmd-provider [--config FILE] user add --email E [--email-verified]\n"
+		   "                       [--phone P] [--phone-verified] [--name N]\n"
+		   "       authmd-provider [--config FILE] user list\n"
+		   "       authmd-provider [--config FILE] session create --user EMAIL\n"
+		   "       authmd-provider [--config FILE] session revoke --id SESSION_ID\n"
+		   "       authmd-provider [--config FILE] keys rotate\n"
+		   "       authmd-provider --check-config FILE | --version | --help\n");
 }
 
 /* The value after flag name in argv, or NULL. */
@@ -128,8 +127,9 @@ cmd_session_create(struct pstore *ps, int argc, char **argv)
 		return fail(&e);
 	/* The token is shown once, here; only its hash is stored. */
 	printf("%s\n", token);
-	fprintf(stderr, "session %s for %s (keep the token secret; revoke with "
-			"'session revoke --id %s')\n",
+	fprintf(stderr,
+		"session %s for %s (keep the token secret; revoke with "
+		"'session revoke --id %s')\n",
 		id, u.email, id);
 	OPENSSL_cleanse(token, sizeof(token));
 	return 0;
@@ -189,7 +189,8 @@ main(int argc, char **argv)
 		printf("authmd-provider %s\n", AUTHMD_VERSION);
 		return 0;
 	}
-	if (argc > 2 && (strcmp(argv[1], "--config") == 0 || strcmp(argv[1], "--check-config") == 0)) {
+	if (argc > 2 &&
+	    (strcmp(argv[1], "--config") == 0 || strcmp(argv[1], "--check-config") == 0)) {
 		config_path = argv[2];
 		i = 3;
 	}
@@ -220,13 +221,12 @@ main(int argc, char **argv)
 		rc = cmd_user_add(ps, argc, argv);
 	} else if (argc >= 2 && strcmp(argv[0], "user") == 0 && strcmp(argv[1], "list") == 0) {
 		rc = pstore_users(ps, print_user, NULL, &e) == AM_OK ? 0 : fail(&e);
-	} else if (argc >= 2 && strcmp(argv[0], "session") == 0 &&
-		   strcmp(argv[1], "create") == 0) {
+	} else if (argc >= 2 && strcmp(argv[0], "session") == 0 && strcmp(argv[1], "create") == 0) {
 		rc = cmd_session_create(ps, argc, argv);
-	} else if (argc >= 2 && strcmp(argv[0], "session") == 0 &&
-		   strcmp(argv[1], "revoke") == 0 && opt(argc, argv, "--id") != NULL) {
+	} else if (argc >= 2 && strcmp(argv[0], "session") == 0 && strcmp(argv[1], "revoke") == 0 &&
+		   opt(argc, argv, "--id") != NULL) {
 		rc = pstore_session_revoke(ps, opt(argc, argv, "--id"), am_clock_now(NULL), &e) ==
-			     AM_OK
+				     AM_OK
 			     ? 0
 			     : fail(&e);
 	} else if (argc >= 2 && strcmp(argv[0], "keys") == 0 && strcmp(argv[1], "rotate") == 0) {

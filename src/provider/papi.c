@@ -65,8 +65,9 @@ session_user(struct prov_app *a, struct http_req *rq, struct http_resp *rs, stru
 
 	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0 || strlen(h + 7) > AM_MAX_TOKEN_BYTES) {
 		http_add_header(rs, "WWW-Authenticate", "Bearer");
-		return am_fail(e, AM_E_INVALID_TOKEN, "send the session token as Authorization: "
-						      "Bearer <token>");
+		return am_fail(e, AM_E_INVALID_TOKEN,
+			       "send the session token as Authorization: "
+			       "Bearer <token>");
 	}
 	if ((rc = prov_store(a, ps, e)) != AM_OK)
 		return rc;
@@ -220,7 +221,8 @@ h_grant_delete(void *app, struct http_req *rq, struct http_resp *rs, struct am_e
 		rc = am_fail(e, AM_E_NOT_FOUND, "this grant is already revoked");
 	else if (rc == AM_E_NOT_FOUND)
 		rc = am_fail(e, AM_E_NOT_FOUND, "no such grant");
-	if (rc != AM_OK || (rc = pstore_grant_set(ps, g.id, g.status, GRANT_REVOKED, now, e)) != AM_OK)
+	if (rc != AM_OK ||
+	    (rc = pstore_grant_set(ps, g.id, g.status, GRANT_REVOKED, now, e)) != AM_OK)
 		goto fail;
 	/* The logout token is queued in the same transaction that revokes the
 	 * grant: once this answers, the revocation will be delivered, across
@@ -246,8 +248,9 @@ h_grant_delete(void *app, struct http_req *rq, struct http_resp *rs, struct am_e
 		json_t *body = grant_json(&g);
 
 		if (d.id[0] != '\0')
-			json_object_set_new(body, "revocation",
-					    json_pack("{s:s, s:i}", "status", "pending", "attempts", 0));
+			json_object_set_new(
+				body, "revocation",
+				json_pack("{s:s, s:i}", "status", "pending", "attempts", 0));
 		http_reply_json(rs, 200, body);
 	}
 	return AM_OK;
@@ -288,7 +291,8 @@ h_mint(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
 	rc = pstore_grant_live(ps, u.id, audience, &g, e);
 	if (rc == AM_E_NOT_FOUND)
 		rc = am_fail(e, AM_E_CONSENT_REQUIRED,
-			     "the user has not consented to %.200s: create a grant first", audience);
+			     "the user has not consented to %.200s: create a grant first",
+			     audience);
 	/* A once grant is spent by this mint, in the same transaction, so two
 	 * concurrent mints cannot both use it. */
 	if (rc == AM_OK && g.once)
@@ -303,7 +307,8 @@ h_mint(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
 			   u.email, "email_verified", u.email_verified);
 	if (u.phone[0] != '\0') {
 		json_object_set_new(claims, "phone_number", json_string(u.phone));
-		json_object_set_new(claims, "phone_number_verified", json_boolean(u.phone_verified));
+		json_object_set_new(claims, "phone_number_verified",
+				    json_boolean(u.phone_verified));
 	}
 	if (u.name[0] != '\0')
 		json_object_set_new(claims, "name", json_string(u.name));
@@ -320,8 +325,8 @@ h_mint(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
 	}
 	log_info("id-jag minted user=%s audience=%s grant=%s", u.id, audience, g.id);
 	http_reply_json(rs, 200,
-			json_pack("{s:s, s:s, s:I}", "assertion_type", ID_JAG_URN, "assertion", token,
-				  "expires_in", (json_int_t)c->idjag_ttl));
+			json_pack("{s:s, s:s, s:I}", "assertion_type", ID_JAG_URN, "assertion",
+				  token, "expires_in", (json_int_t)c->idjag_ttl));
 	http_add_header(rs, "Cache-Control", "no-store");
 out:
 	if (token != NULL) {
@@ -376,7 +381,8 @@ prov_app_new(const struct prov_config *c, struct prov_app **out, struct am_error
 	pthread_key_create(&a->store_key, close_store);
 	pthread_mutex_init(&a->mu, NULL);
 	pthread_cond_init(&a->cv, NULL);
-	if ((rc = prov_store(a, &ps, e)) != AM_OK || (rc = pkeys_open(c, ps, &a->keys, e)) != AM_OK) {
+	if ((rc = prov_store(a, &ps, e)) != AM_OK ||
+	    (rc = pkeys_open(c, ps, &a->keys, e)) != AM_OK) {
 		prov_app_free(a);
 		return rc;
 	}

@@ -53,8 +53,9 @@ validate(struct prov_config *c, char *err, size_t errcap)
 		return -1;
 	}
 	if (c->keys_overlap < c->idjag_ttl) {
-		snprintf(err, errcap, "[keys] overlap must be at least [idjag] ttl, or tokens "
-				      "signed just before a rotation stop verifying early");
+		snprintf(err, errcap,
+			 "[keys] overlap must be at least [idjag] ttl, or tokens "
+			 "signed just before a rotation stop verifying early");
 		return -1;
 	}
 	return 0;

@@ -130,8 +130,7 @@ out:
 }
 
 enum am_err
-pkeys_open(const struct prov_config *c, struct pstore *ps, struct pkeys **out,
-	   struct am_error *e)
+pkeys_open(const struct prov_config *c, struct pstore *ps, struct pkeys **out, struct am_error *e)
 {
 	struct pkeys *k = calloc(1, sizeof(*k));
 	char kid[64];

@@ -22,23 +22,23 @@ struct prov_config {
 	char listen[128];
 	char listen_host[64];
 	uint16_t listen_port;
-	char issuer[256];		/* its public URL, no trailing slash */
-	char client_id[256];		/* default: issuer; or the CIMD URL */
-	char client_name[128];		/* shown in the CIMD document */
+	char issuer[256];      /* its public URL, no trailing slash */
+	char client_id[256];   /* default: issuer; or the CIMD URL */
+	char client_name[128]; /* shown in the CIMD document */
 	int64_t threads;
 	/* [store] */
 	char store_url[AM_CFG_STR];
 	/* [keys] */
 	char keys_alg[8];
 	char keys_dir[256];
-	int64_t keys_overlap;		/* how long a retired public key stays published */
+	int64_t keys_overlap; /* how long a retired public key stays published */
 	int64_t jwks_max_age;
 	/* [idjag] */
 	int64_t idjag_ttl;
 	/* [revocation] */
 	int64_t retry_max_attempts;
-	int64_t retry_base;		/* first backoff, seconds */
-	int64_t retry_max;		/* backoff ceiling, seconds */
+	int64_t retry_base; /* first backoff, seconds */
+	int64_t retry_max;  /* backoff ceiling, seconds */
 	/* [log] */
 	char log_level[16];
 };
@@ -99,9 +99,8 @@ enum am_err pstore_user_by_id(struct pstore *ps, const char *id, struct prov_use
 enum am_err pstore_users(struct pstore *ps, void (*fn)(void *ctx, const struct prov_user *u),
 			 void *ctx, struct am_error *e) AM_WUR;
 
-enum am_err pstore_session_add(struct pstore *ps, const char *id,
-			       const uint8_t hash[AM_HASH_LEN], const char *user_id, int64_t at,
-			       struct am_error *e) AM_WUR;
+enum am_err pstore_session_add(struct pstore *ps, const char *id, const uint8_t hash[AM_HASH_LEN],
+			       const char *user_id, int64_t at, struct am_error *e) AM_WUR;
 /* The user of a live session with this token hash. */
 enum am_err pstore_session_user(struct pstore *ps, const uint8_t hash[AM_HASH_LEN],
 				char user_id[40], struct am_error *e) AM_WUR;
@@ -135,8 +134,8 @@ enum am_err pstore_delivery_update(struct pstore *ps, const struct prov_delivery
 enum am_err pstore_key_add(struct pstore *ps, const char *kid, const char *alg,
 			   const char *public_jwk, int64_t at, struct am_error *e) AM_WUR;
 /* Retires every current key but kid, to be published until `until`. */
-enum am_err pstore_key_retire_others(struct pstore *ps, const char *kid, int64_t at,
-				     int64_t until, struct am_error *e) AM_WUR;
+enum am_err pstore_key_retire_others(struct pstore *ps, const char *kid, int64_t at, int64_t until,
+				     struct am_error *e) AM_WUR;
 /* The current key's kid. */
 enum am_err pstore_key_current(struct pstore *ps, char kid[64], struct am_error *e) AM_WUR;
 /* The JWKS: the current key and retired ones still published at now. */
@@ -164,7 +163,7 @@ struct prov_app {
 	const struct prov_config *cfg;
 	struct pkeys *keys;
 	char store_url[AM_CFG_STR];
-	pthread_key_t store_key;	/* one store handle per worker thread */
+	pthread_key_t store_key; /* one store handle per worker thread */
 	/* the delivery worker */
 	pthread_t worker;
 	pthread_mutex_t mu;

@@ -35,7 +35,7 @@ enum q {
 
 #define USER_COLS "id, sub, email, email_verified, phone, phone_verified, name, created_at"
 #define GRANT_COLS "id, user_id, audience, mode, revocation_uri, status, created_at, updated_at"
-#define DELIVERY_COLS                                                                             \
+#define DELIVERY_COLS                                                                              \
 	"id, grant_id, url, sub, aud, status, attempts, next_at, http_status, last_error"
 
 static const char *const sql[Q__COUNT] = {
@@ -63,9 +63,9 @@ static const char *const sql[Q__COUNT] = {
 		     "FROM grants g LEFT JOIN deliveries d ON d.tenant = g.tenant "
 		     "AND d.grant_id = g.id WHERE g.tenant = ?1 AND g.user_id = ?2 "
 		     "ORDER BY g.created_at DESC, g.id",
-	[Q_DELIVERY_ADD] = "INSERT INTO deliveries (tenant, " DELIVERY_COLS
-			   ", created_at, updated_at) "
-			   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, NULL, NULL, ?7, ?7)",
+	[Q_DELIVERY_ADD] =
+		"INSERT INTO deliveries (tenant, " DELIVERY_COLS ", created_at, updated_at) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, NULL, NULL, ?7, ?7)",
 	[Q_DELIVERY_DUE] = "SELECT " DELIVERY_COLS " FROM deliveries WHERE tenant = ?1 "
 			   "AND status = 'pending' AND next_at <= ?2 ORDER BY next_at LIMIT ?3",
 	[Q_DELIVERY_NEXT] = "SELECT MIN(next_at) FROM deliveries WHERE tenant = ?1 "
@@ -373,12 +373,12 @@ pstore_grants_json(struct pstore *ps, const char *user_id, json_t **out, struct 
 	}
 	sqlite3_bind_text(s, 2, user_id, -1, SQLITE_TRANSIENT);
 	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-		json_t *g = json_pack(
-			"{s:s, s:s, s:s, s:s?, s:s, s:I}", "id", sqlite3_column_text(s, 0),
-			"audience", sqlite3_column_text(s, 1), "mode", sqlite3_column_text(s, 2),
-			"revocation_uri", sqlite3_column_text(s, 3), "status",
-			sqlite3_column_text(s, 4), "created_at",
-			(json_int_t)sqlite3_column_int64(s, 5));
+		json_t *g =
+			json_pack("{s:s, s:s, s:s, s:s?, s:s, s:I}", "id",
+				  sqlite3_column_text(s, 0), "audience", sqlite3_column_text(s, 1),
+				  "mode", sqlite3_column_text(s, 2), "revocation_uri",
+				  sqlite3_column_text(s, 3), "status", sqlite3_column_text(s, 4),
+				  "created_at", (json_int_t)sqlite3_column_int64(s, 5));
 
 		if (sqlite3_column_type(s, 6) != SQLITE_NULL)
 			json_object_set_new(

@@ -42,12 +42,12 @@ sweep_loop(void *arg)
 		pthread_mutex_unlock(&sw->mu);
 		if (app_store(sw->app, &st, &e) != AM_OK ||
 		    flow_sweep(&sw->app->env, st, &n, &e) != AM_OK)
-			log_warn("sweep failed code=%s detail=\"%s\"", am_err_name(e.code), e.detail);
+			log_warn("sweep failed code=%s detail=\"%s\"", am_err_name(e.code),
+				 e.detail);
 		pthread_mutex_lock(&sw->mu);
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += cfg->sweep_interval;
-		while (!sw->stop &&
-		       pthread_cond_timedwait(&sw->cv, &sw->mu, &until) != ETIMEDOUT) {
+		while (!sw->stop && pthread_cond_timedwait(&sw->cv, &sw->mu, &until) != ETIMEDOUT) {
 		}
 	}
 	pthread_mutex_unlock(&sw->mu);
@@ -57,13 +57,14 @@ sweep_loop(void *arg)
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: authmd-server [--config FILE]\n"
-		   "       authmd-server --check-config FILE\n"
-		   "       authmd-server revoke [--config FILE] (--all | --issuer ISS | --user ID |\n"
-		   "                            --registration ID)\n"
-		   "       authmd-server --version\n\n"
-		   "Serves the auth.md agent-registration protocol. Without --config it runs on\n"
-		   "the built-in defaults (see docs/configuration.md).\n");
+	fprintf(f,
+		"usage: authmd-server [--config FILE]\n"
+		"       authmd-server --check-config FILE\n"
+		"       authmd-server revoke [--config FILE] (--all | --issuer ISS | --user ID |\n"
+		"                            --registration ID)\n"
+		"       authmd-server --version\n\n"
+		"Serves the auth.md agent-registration protocol. Without --config it runs on\n"
+		"the built-in defaults (see docs/configuration.md).\n");
 }
 
 /* The configuration of path, or the built-in defaults when path is NULL;

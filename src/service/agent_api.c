@@ -36,7 +36,7 @@ registration_body(const struct app *a, const struct reg_result *r)
 
 	json_object_set_new(body, "registration_id", json_string(r->registration_id));
 	json_object_set_new(body, "registration_type",
-			    json_string(r->agent_verified	  ? "agent-provider"
+			    json_string(r->agent_verified	   ? "agent-provider"
 					: r->kind == REG_ANONYMOUS ? "anonymous"
 								   : "email-verification"));
 	if (r->has_credential)
@@ -158,8 +158,7 @@ h_claim_complete(void *app, struct http_req *rq, struct http_resp *rs, struct am
 	    (rc = app_store(a, &st, e)) != AM_OK ||
 	    (rc = flow_claim_complete(&a->env, st, rq->ip, token, otp, &res, user_id, e)) != AM_OK)
 		goto out;
-	body = json_pack("{s:s, s:s}", "registration_id", res.registration_id, "status",
-			 "claimed");
+	body = json_pack("{s:s, s:s}", "registration_id", res.registration_id, "status", "claimed");
 	if (res.has_credential)
 		put_credential(body, &res);
 	http_reply_json(rs, 200, body);

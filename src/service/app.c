@@ -31,8 +31,8 @@ app_new(const struct am_config *cfg, struct app **out, struct am_error *e)
 	    (rc = mailer_new(cfg, &a->env.mail, e)) != AM_OK ||
 	    (rc = audit_sink_open(cfg->audit_sink, &a->env.audit, e)) != AM_OK ||
 	    (rc = trust_new(cfg, &a->env.trust, e)) != AM_OK ||
-	    (rc = log_trust_list(a, e)) != AM_OK ||
-	    (rc = discovery_build(a, e)) != AM_OK || (rc = skill_build(a, e)) != AM_OK)
+	    (rc = log_trust_list(a, e)) != AM_OK || (rc = discovery_build(a, e)) != AM_OK ||
+	    (rc = skill_build(a, e)) != AM_OK)
 		goto fail;
 	if ((a->env.limits = ratelimit_new(cfg->rate_window)) == NULL) {
 		rc = am_fail(e, AM_E_INTERNAL, "out of memory");
@@ -86,8 +86,8 @@ trust_snapshot(const struct am_config *cfg)
 		json_object_set_new(all, p->name,
 				    json_pack("{s:s, s:s, s:s, s:s, s:b, s:b}", "issuer", p->issuer,
 					      "jwks_uri", p->jwks_uri, "client_ids", p->client_ids,
-					      "scopes", p->scopes, "link_by_email", p->link_by_email,
-					      "link_by_phone", p->link_by_phone));
+					      "scopes", p->scopes, "link_by_email",
+					      p->link_by_email, "link_by_phone", p->link_by_phone));
 	}
 	return all;
 }
@@ -120,9 +120,10 @@ log_trust_list(struct app *a, struct am_error *e)
 	for (size_t i = 0; i < cfg->nproviders; i++) {
 		const struct am_provider *p = &cfg->providers[i];
 
-		log_info("trust provider=%s issuer=%s jwks_uri=%s link_by_email=%s link_by_phone=%s",
-			 p->name, p->issuer, p->jwks_uri, p->link_by_email ? "on" : "off",
-			 p->link_by_phone ? "on" : "off");
+		log_info(
+			"trust provider=%s issuer=%s jwks_uri=%s link_by_email=%s link_by_phone=%s",
+			p->name, p->issuer, p->jwks_uri, p->link_by_email ? "on" : "off",
+			p->link_by_phone ? "on" : "off");
 		/* Keys fetched without TLS can be swapped on the way: fine on
 		 * loopback for development, a warning anywhere else. */
 		if (strncmp(p->jwks_uri, "http://", 7) == 0 && !loopback_url(p->jwks_uri))

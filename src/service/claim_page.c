@@ -51,8 +51,8 @@ static enum am_err
 error_page(const struct app *a, struct http_resp *rs, enum am_err code, const struct am_error *e)
 {
 	struct am_buf b = {0};
-	const char *msg = e->detail[0] != '\0' && code != AM_E_INTERNAL ? e->detail
-									 : am_err_message(code);
+	const char *msg =
+		e->detail[0] != '\0' && code != AM_E_INTERNAL ? e->detail : am_err_message(code);
 
 	page_start(&b, a, "This link cannot be used");
 	am_buf_puts(&b, "<p>");
@@ -91,8 +91,9 @@ h_claim_view(void *app, struct http_req *rq, struct http_resp *rs, struct am_err
 	enum am_err rc;
 
 	if (!token_ok(token)) {
-		am_fail(e, AM_E_CLAIM_SUPERSEDED, "this link is not complete; open the link from "
-						  "the email exactly as it was sent");
+		am_fail(e, AM_E_CLAIM_SUPERSEDED,
+			"this link is not complete; open the link from "
+			"the email exactly as it was sent");
 		return error_page(a, rs, AM_E_CLAIM_SUPERSEDED, e);
 	}
 	if ((rc = app_store(a, &st, e)) != AM_OK)
@@ -111,9 +112,10 @@ h_claim_view(void *app, struct http_req *rq, struct http_resp *rs, struct am_err
 			"<form method=\"post\" action=\"/agent/auth/claim/attempt/challenge\">"
 			"<input type=\"hidden\" name=\"claim_attempt_token\" value=\"");
 	am_buf_html(&b, token);
-	am_buf_puts(&b, "\"><button type=\"submit\">Show my code</button></form>"
-			"<p class=\"muted\">If you did not ask for this, close this page. Nothing "
-			"happens unless someone gives the code to the agent. This link works until ");
+	am_buf_puts(&b,
+		    "\"><button type=\"submit\">Show my code</button></form>"
+		    "<p class=\"muted\">If you did not ask for this, close this page. Nothing "
+		    "happens unless someone gives the code to the agent. This link works until ");
 	am_buf_html(&b, until);
 	am_buf_puts(&b, ".</p>");
 	page_send(rs, 200, &b);

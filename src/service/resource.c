@@ -42,8 +42,9 @@ gate(struct app *a, struct http_req *rq, struct http_resp *rs, struct store_auth
 	}
 	if (strncasecmp(h, "Bearer ", 7) != 0 || strchr(h + 7, ' ') != NULL) {
 		resource_challenge(a, rs, "invalid_request", NULL);
-		return am_fail(e, AM_E_INVALID_TOKEN, "the Authorization header must be "
-						      "\"Bearer <credential>\"");
+		return am_fail(e, AM_E_INVALID_TOKEN,
+			       "the Authorization header must be "
+			       "\"Bearer <credential>\"");
 	}
 	if ((rc = app_store(a, &st, e)) != AM_OK)
 		return rc;

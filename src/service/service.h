@@ -20,7 +20,7 @@ struct app {
 	char *prm_json;
 	char *as_json;
 	char *auth_md;
-	char prm_url[SVC_URL_MAX];	/* the URL the 401 header points to */
+	char prm_url[SVC_URL_MAX];	     /* the URL the 401 header points to */
 	char prm_path_inserted[SVC_URL_MAX]; /* RFC 9728 path form; empty if none */
 	struct http_route routes[16];
 	size_t nroutes;
@@ -47,13 +47,11 @@ char *skill_render(const struct app *a, const char *tmpl);
 
 /* Sets the WWW-Authenticate discovery header on rs (resource.c); error may
  * be NULL (no credentials sent) or an RFC 6750 error code, scope NULL. */
-void resource_challenge(struct app *a, struct http_resp *rs, const char *error,
-			const char *scope);
+void resource_challenge(struct app *a, struct http_resp *rs, const char *error, const char *scope);
 
 /* Handlers, in the route table built by app_new. */
 enum am_err h_prm(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
-enum am_err h_as_metadata(void *app, struct http_req *rq, struct http_resp *rs,
-			  struct am_error *e);
+enum am_err h_as_metadata(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
 enum am_err h_auth_md(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
 enum am_err h_register(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
 enum am_err h_claim(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
@@ -61,8 +59,7 @@ enum am_err h_claim_complete(void *app, struct http_req *rq, struct http_resp *r
 			     struct am_error *e);
 enum am_err h_claim_challenge(void *app, struct http_req *rq, struct http_resp *rs,
 			      struct am_error *e);
-enum am_err h_claim_view(void *app, struct http_req *rq, struct http_resp *rs,
-			 struct am_error *e);
+enum am_err h_claim_view(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
 enum am_err h_revoke(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
 enum am_err h_resource_get(void *app, struct http_req *rq, struct http_resp *rs,
 			   struct am_error *e);

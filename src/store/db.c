@@ -35,7 +35,8 @@ db_prep(struct db *db, size_t idx, sqlite3_stmt **out, struct am_error *e)
 	if (idx >= db->nsql)
 		return am_fail(e, AM_E_INTERNAL, "no such statement");
 	if ((s = db->stmt[idx]) == NULL) {
-		rc = sqlite3_prepare_v3(db->h, db->sql[idx], -1, SQLITE_PREPARE_PERSISTENT, &s, NULL);
+		rc = sqlite3_prepare_v3(db->h, db->sql[idx], -1, SQLITE_PREPARE_PERSISTENT, &s,
+					NULL);
 		if (rc != SQLITE_OK)
 			return db_fail(db, rc, "prepare", e);
 		db->stmt[idx] = s;
@@ -159,8 +160,9 @@ migrate(struct db *db, const char *const *migrations, size_t nmig, struct am_err
 
 	if ((rc = exec(db, "BEGIN IMMEDIATE", e)) != AM_OK)
 		return rc;
-	if ((rc = exec(db, "CREATE TABLE IF NOT EXISTS schema_migrations "
-			   "(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+	if ((rc = exec(db,
+		       "CREATE TABLE IF NOT EXISTS schema_migrations "
+		       "(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
 		       e)) != AM_OK)
 		goto fail;
 	version = db_schema_version(db);
@@ -170,7 +172,8 @@ migrate(struct db *db, const char *const *migrations, size_t nmig, struct am_err
 		if ((rc = exec(db, migrations[i], e)) != AM_OK)
 			goto fail;
 		snprintf(mark, sizeof(mark),
-			 "INSERT INTO schema_migrations VALUES (%zu, strftime('%%s','now'))", i + 1);
+			 "INSERT INTO schema_migrations VALUES (%zu, strftime('%%s','now'))",
+			 i + 1);
 		if ((rc = exec(db, mark, e)) != AM_OK)
 			goto fail;
 		log_info("store migrated to version=%zu", i + 1);
@@ -220,9 +223,10 @@ db_open(const char *url, const char *tenant, const char *const *migrations, size
 	}
 	sqlite3_busy_timeout(db->h, 5000);
 	sqlite3_extended_result_codes(db->h, 0);
-	if ((rc = exec(db, memory ? "PRAGMA foreign_keys = ON"
-				  : "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; "
-				    "PRAGMA foreign_keys = ON",
+	if ((rc = exec(db,
+		       memory ? "PRAGMA foreign_keys = ON"
+			      : "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; "
+				"PRAGMA foreign_keys = ON",
 		       e)) != AM_OK ||
 	    (rc = migrate(db, migrations, nmig, e)) != AM_OK) {
 		db_close(db);

@@ -19,15 +19,15 @@ struct db;
 /* Opens url ("sqlite:PATH", creating PATH's folder, or "sqlite::memory:")
  * bound to tenant, applies migrations[0..nmig) not yet applied, and keeps
  * sql[0..nsql) as the statements db_prep can use by index. */
-enum am_err db_open(const char *url, const char *tenant, const char *const *migrations,
-		    size_t nmig, const char *const *sql, size_t nsql, struct db **out,
+enum am_err db_open(const char *url, const char *tenant, const char *const *migrations, size_t nmig,
+		    const char *const *sql, size_t nsql, struct db **out,
 		    struct am_error *e) AM_WUR;
 void db_close(struct db *db);
 int db_schema_version(struct db *db);
 
-enum am_err db_begin(struct db *db, struct am_error *e) AM_WUR;	/* BEGIN IMMEDIATE */
+enum am_err db_begin(struct db *db, struct am_error *e) AM_WUR; /* BEGIN IMMEDIATE */
 enum am_err db_commit(struct db *db, struct am_error *e) AM_WUR;
-void db_rollback(struct db *db);	/* no-op outside a transaction */
+void db_rollback(struct db *db); /* no-op outside a transaction */
 
 /* Statement idx, reset and cleared, with the tenant bound as ?1. */
 enum am_err db_prep(struct db *db, size_t idx, sqlite3_stmt **out, struct am_error *e) AM_WUR;
@@ -42,9 +42,9 @@ enum am_err db_one(struct db *db, sqlite3_stmt *s, const char *what, struct am_e
  * the rest to AM_E_INTERNAL. */
 enum am_err db_fail(struct db *db, int rc, const char *what, struct am_error *e);
 
-void db_bind_text_or_null(sqlite3_stmt *s, int i, const char *v);	/* "" binds NULL */
+void db_bind_text_or_null(sqlite3_stmt *s, int i, const char *v); /* "" binds NULL */
 void db_bind_hash(sqlite3_stmt *s, int i, const uint8_t *h);
-void db_col_text(sqlite3_stmt *s, int i, char *dst, size_t cap);	/* NULL or too long: "" */
+void db_col_text(sqlite3_stmt *s, int i, char *dst, size_t cap); /* NULL or too long: "" */
 bool db_col_hash(sqlite3_stmt *s, int i, uint8_t out[AM_HASH_LEN]);
 /* The index of s in names[0..n), or -1. */
 int db_name_index(const char *const *names, size_t n, const char *s);

@@ -14,7 +14,7 @@
 struct store_pool {
 	char url[600];
 	char tenant[64];
-	char temp_path[256];	/* set when the pool owns a temporary database */
+	char temp_path[256]; /* set when the pool owns a temporary database */
 	pthread_key_t key;
 };
 

@@ -48,28 +48,31 @@ enum q {
 	Q__COUNT
 };
 
-#define REG_COLS                                                                                  \
-	"id, kind, status, claim_token_hash, email, credential_type, user_id, created_at, "      \
+#define REG_COLS                                                                                   \
+	"id, kind, status, claim_token_hash, email, credential_type, user_id, created_at, "        \
 	"expires_at, claimed_at, ip, iss, sub, agent_platform, agent_context_id"
-#define ATT_COLS                                                                                  \
-	"id, registration_id, email, token_hash, status, created_at, expires_at, otp_hash, "     \
+#define ATT_COLS                                                                                   \
+	"id, registration_id, email, token_hash, status, created_at, expires_at, otp_hash, "       \
 	"otp_expires_at, otp_failures, ip"
 
 static const char *const sql[Q__COUNT] = {
 	[Q_USER_BY_EMAIL] = "SELECT id, email, phone, created_at, created_by_agent FROM users "
 			    "WHERE tenant = ?1 AND email = ?2",
-	[Q_USER_INSERT] = "INSERT INTO users (tenant, id, email, phone, created_at, created_by_agent) "
-			  "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-	[Q_REG_INSERT] = "INSERT INTO registrations (tenant, " REG_COLS ") "
-			 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
-			 "?16)",
+	[Q_USER_INSERT] =
+		"INSERT INTO users (tenant, id, email, phone, created_at, created_by_agent) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[Q_REG_INSERT] =
+		"INSERT INTO registrations (tenant, " REG_COLS ") "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
+		"?16)",
 	[Q_REG_BY_CLAIM] = "SELECT " REG_COLS " FROM registrations "
 			   "WHERE tenant = ?1 AND claim_token_hash = ?2",
 	[Q_REG_BY_ID] = "SELECT " REG_COLS " FROM registrations WHERE tenant = ?1 AND id = ?2",
 	[Q_REG_TRANSITION] = "UPDATE registrations SET status = ?4 "
 			     "WHERE tenant = ?1 AND id = ?2 AND status = ?3",
-	[Q_REG_CLAIM] = "UPDATE registrations SET status = 'claimed', user_id = ?3, claimed_at = ?4 "
-			"WHERE tenant = ?1 AND id = ?2 AND status IN ('unclaimed', 'pending_claim')",
+	[Q_REG_CLAIM] =
+		"UPDATE registrations SET status = 'claimed', user_id = ?3, claimed_at = ?4 "
+		"WHERE tenant = ?1 AND id = ?2 AND status IN ('unclaimed', 'pending_claim')",
 	[Q_REG_DUE] = "SELECT id FROM registrations WHERE tenant = ?1 "
 		      "AND status IN ('unclaimed', 'pending_claim') AND expires_at <= ?2 "
 		      "ORDER BY expires_at LIMIT ?3",
@@ -232,15 +235,13 @@ user_query(struct store *st, enum q q, const char *key, struct store_user *out, 
 }
 
 enum am_err
-store_user_by_email(struct store *st, const char *email, struct store_user *out,
-		    struct am_error *e)
+store_user_by_email(struct store *st, const char *email, struct store_user *out, struct am_error *e)
 {
 	return user_query(st, Q_USER_BY_EMAIL, email, out, e);
 }
 
 enum am_err
-store_user_by_phone(struct store *st, const char *phone, struct store_user *out,
-		    struct am_error *e)
+store_user_by_phone(struct store *st, const char *phone, struct store_user *out, struct am_error *e)
 {
 	return user_query(st, Q_USER_BY_PHONE, phone, out, e);
 }

@@ -29,8 +29,8 @@ enum cred_type { CRED_API_KEY, CRED_ACCESS_TOKEN };
 
 struct store_user {
 	char id[STORE_ID_LEN];
-	char email[AM_MAX_EMAIL_BYTES + 1];	/* empty: none */
-	char phone[64];				/* empty: none */
+	char email[AM_MAX_EMAIL_BYTES + 1]; /* empty: none */
+	char phone[64];			    /* empty: none */
 	int64_t created_at;
 	bool created_by_agent;
 };
@@ -40,12 +40,12 @@ struct store_reg {
 	enum reg_kind kind;
 	enum reg_status status;
 	uint8_t claim_hash[AM_HASH_LEN];
-	char email[AM_MAX_EMAIL_BYTES + 1];	/* the asserted address (email kind) */
-	enum cred_type credential_type;		/* requested at registration */
-	char user_id[STORE_ID_LEN];		/* empty until claimed */
+	char email[AM_MAX_EMAIL_BYTES + 1]; /* the asserted address (email kind) */
+	enum cred_type credential_type;	    /* requested at registration */
+	char user_id[STORE_ID_LEN];	    /* empty until claimed */
 	int64_t created_at;
 	int64_t expires_at;
-	int64_t claimed_at;			/* 0: not claimed */
+	int64_t claimed_at; /* 0: not claimed */
 	char ip[64];
 	/* agent-verified registrations: who vouched, and from where */
 	char iss[STORE_TEXT_LEN], sub[STORE_TEXT_LEN];
@@ -72,12 +72,12 @@ struct store_cred {
 	uint8_t hash[AM_HASH_LEN];
 	enum cred_type type;
 	char scopes[512];
-	char source[16];			/* anonymous | email | id_jag */
+	char source[16]; /* anonymous | email | id_jag */
 	char registration_id[STORE_ID_LEN];
-	char user_id[STORE_ID_LEN];		/* empty: not bound to a user yet */
+	char user_id[STORE_ID_LEN]; /* empty: not bound to a user yet */
 	char iss[STORE_TEXT_LEN], sub[STORE_TEXT_LEN], aud[STORE_TEXT_LEN];
 	int64_t created_at;
-	int64_t expires_at;			/* 0: never */
+	int64_t expires_at; /* 0: never */
 };
 
 /* What the resource gate needs to know about a presented credential. */
@@ -106,7 +106,7 @@ int store_schema_version(struct store *st);
  * flow makes inside it cannot be raced by another connection. */
 enum am_err store_begin(struct store *st, struct am_error *e) AM_WUR;
 enum am_err store_commit(struct store *st, struct am_error *e) AM_WUR;
-void store_rollback(struct store *st);	/* no-op outside a transaction */
+void store_rollback(struct store *st); /* no-op outside a transaction */
 
 /* users */
 enum am_err store_user_by_email(struct store *st, const char *email, struct store_user *out,
@@ -164,8 +164,8 @@ enum am_err store_cred_auth(struct store *st, const uint8_t hash[AM_HASH_LEN], i
 enum am_err store_cred_upgrade(struct store *st, const char *registration_id, const char *user_id,
 			       const char *scopes, struct am_error *e) AM_WUR;
 /* Revokes every live credential of a registration at `at`; *n revoked. */
-enum am_err store_cred_revoke_reg(struct store *st, const char *registration_id, int64_t at,
-				  int *n, struct am_error *e) AM_WUR;
+enum am_err store_cred_revoke_reg(struct store *st, const char *registration_id, int64_t at, int *n,
+				  struct am_error *e) AM_WUR;
 
 /* users, by phone */
 enum am_err store_user_by_phone(struct store *st, const char *phone, struct store_user *out,
@@ -191,8 +191,8 @@ enum am_err store_delegation_insert(struct store *st, const char *iss, const cha
 /* Records (iss, jti) as used until expires_at. *fresh is false when it was
  * already recorded: the UNIQUE key is the replay check, so two concurrent
  * requests carrying one token cannot both pass. */
-enum am_err store_jti_record(struct store *st, const char *iss, const char *jti,
-			     int64_t expires_at, bool *fresh, struct am_error *e) AM_WUR;
+enum am_err store_jti_record(struct store *st, const char *iss, const char *jti, int64_t expires_at,
+			     bool *fresh, struct am_error *e) AM_WUR;
 /* Forgets jtis whose window has passed; *n how many. */
 enum am_err store_jti_purge(struct store *st, int64_t now, int *n, struct am_error *e) AM_WUR;
 

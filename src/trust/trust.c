@@ -12,9 +12,9 @@
 
 struct cache {
 	pthread_mutex_t mu;
-	struct jose_keyset *keys;	/* NULL until a fetch succeeded */
-	int64_t expires_at;		/* when the cached set should be refreshed */
-	int64_t last_fetch;		/* last attempt, successful or not */
+	struct jose_keyset *keys; /* NULL until a fetch succeeded */
+	int64_t expires_at;	  /* when the cached set should be refreshed */
+	int64_t last_fetch;	  /* last attempt, successful or not */
 	unsigned long fetches;
 };
 
@@ -60,7 +60,7 @@ cache_of(struct trust *t, const struct am_provider *p)
 struct fetch {
 	struct am_buf body;
 	bool too_big;
-	int64_t max_age;	/* -1: none given */
+	int64_t max_age; /* -1: none given */
 };
 
 static size_t

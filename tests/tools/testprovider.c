@@ -26,7 +26,7 @@
 static struct {
 	pthread_mutex_t mu;
 	struct jose_signer *es, *rs;
-	json_t *retired;	/* public JWKs of replaced keys, still published */
+	json_t *retired; /* public JWKs of replaced keys, still published */
 	unsigned long fetches;
 	long max_age;
 } P = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, NULL, 0, 600};
@@ -138,9 +138,9 @@ h_stats(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e
 	pthread_mutex_lock(&P.mu);
 	n = P.fetches;
 	pthread_mutex_unlock(&P.mu);
-	http_reply_json(rs, 200, json_pack("{s:I, s:s, s:s}", "jwks_fetches", (json_int_t)n,
-					   "es_kid", jose_signer_kid(P.es), "rs_kid",
-					   jose_signer_kid(P.rs)));
+	http_reply_json(rs, 200,
+			json_pack("{s:I, s:s, s:s}", "jwks_fetches", (json_int_t)n, "es_kid",
+				  jose_signer_kid(P.es), "rs_kid", jose_signer_kid(P.rs)));
 	return AM_OK;
 }
 

@@ -102,7 +102,8 @@ static void
 urls_match_the_longest_stored_resource_then_the_origin(void **state)
 {
 	json_t *doc = json_pack("{s:i, s:{}}", "version", 1, "credentials");
-	struct authmd_credential a = sample("https://api.test/"), b = sample("https://api.test/v2/");
+	struct authmd_credential a = sample("https://api.test/"),
+				 b = sample("https://api.test/v2/");
 
 	(void)state;
 	cs_put(doc, &a);

@@ -94,7 +94,8 @@ values_out_of_range_or_shape_are_refused(void **state)
 	am_config_defaults(&cfg);
 	assert_int_equal(am_config_set(&cfg, "ttl", "otp", "1", err, sizeof(err)), -1);
 	assert_int_equal(am_config_set(&cfg, "ttl", "otp", "-5", err, sizeof(err)), -1);
-	assert_int_equal(am_config_set(&cfg, "server", "listen", "localhost", err, sizeof(err)), -1);
+	assert_int_equal(am_config_set(&cfg, "server", "listen", "localhost", err, sizeof(err)),
+			 -1);
 	assert_int_equal(am_config_set(&cfg, "server", "listen", "1.2.3.4:99999", err, sizeof(err)),
 			 -1);
 	assert_int_equal(am_config_set(&cfg, "server", "public_url", "x", err, sizeof(err)), -1);

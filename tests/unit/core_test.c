@@ -22,8 +22,9 @@ tokens_carry_their_prefix_and_base62_body(void **state)
 	assert_int_equal(am_rand_token("clm_", b, sizeof(b), &e), AM_OK);
 	assert_int_equal(strlen(a), 4 + AM_TOKEN_CHARS);
 	assert_memory_equal(a, "clm_", 4);
-	assert_int_equal(strspn(a + 4, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"),
-			 AM_TOKEN_CHARS);
+	assert_int_equal(
+		strspn(a + 4, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"),
+		AM_TOKEN_CHARS);
 	assert_string_not_equal(a, b);
 }
 

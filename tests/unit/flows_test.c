@@ -111,9 +111,9 @@ fx_code(struct fixture *fx, const char *email, char otp[AM_OTP_DIGITS + 1])
 	struct am_error e = {0};
 	char token[128];
 
-	assert_int_equal(flow_claim_start(&fx->env, fx->st, NULL, fx->reg.claim_token, email,
-					  &started, &e),
-			 AM_OK);
+	assert_int_equal(
+		flow_claim_start(&fx->env, fx->st, NULL, fx->reg.claim_token, email, &started, &e),
+		AM_OK);
 	last_link_token(fx, token, sizeof(token));
 	assert_int_equal(flow_claim_challenge(&fx->env, fx->st, token, &ch, &e), AM_OK);
 	memcpy(otp, ch.otp, AM_OTP_DIGITS + 1);

@@ -128,8 +128,8 @@ malformed_and_forbidden_headers_are_refused(void **state)
 	/* {"alg":"HS256","typ":"x","kid":"k"} */
 	const char *hs = "eyJhbGciOiJIUzI1NiIsInR5cCI6IngiLCJraWQiOiJrIn0.eyJhIjoxfQ.c2ln";
 	/* {"alg":"ES256","typ":"x","kid":"k","crit":["b64"]} */
-	const char *crit =
-		"eyJhbGciOiJFUzI1NiIsInR5cCI6IngiLCJraWQiOiJrIiwiY3JpdCI6WyJiNjQiXX0.eyJhIjoxfQ.c2ln";
+	const char *crit = "eyJhbGciOiJFUzI1NiIsInR5cCI6IngiLCJraWQiOiJrIiwiY3JpdCI6WyJiNjQiXX0."
+			   "eyJhIjoxfQ.c2ln";
 	/* {"alg":"ES256","typ":"x","kid":"k","jku":"https://evil.test"} */
 	const char *jku = "eyJhbGciOiJFUzI1NiIsInR5cCI6IngiLCJraWQiOiJrIiwiamt1IjoiaHR0cHM6Ly9l"
 			  "dmlsLnRlc3QifQ.eyJhIjoxfQ.c2ln";

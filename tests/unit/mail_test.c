@@ -22,10 +22,28 @@ static void
 anything_that_could_reach_a_header_badly_is_refused(void **state)
 {
 	const char *bad[] = {
-		"", "a", "a@b", "@b.test", "a@", "a@@b.test", "a b@c.test", "a@b.test\r\nBcc: x@y.z",
-		"a@b.test\n", "\"q\"@b.test", "a..b@c.test", ".a@b.test", "a.@b.test", "a@-b.test",
-		"a@b-.test", "a@b..test", "<a@b.test>", "a@b.test,c@d.test", "a@b.test;",
-		"a(comment)@b.test", "a@[127.0.0.1]", "a@b.test\t",
+		"",
+		"a",
+		"a@b",
+		"@b.test",
+		"a@",
+		"a@@b.test",
+		"a b@c.test",
+		"a@b.test\r\nBcc: x@y.z",
+		"a@b.test\n",
+		"\"q\"@b.test",
+		"a..b@c.test",
+		".a@b.test",
+		"a.@b.test",
+		"a@-b.test",
+		"a@b-.test",
+		"a@b..test",
+		"<a@b.test>",
+		"a@b.test,c@d.test",
+		"a@b.test;",
+		"a(comment)@b.test",
+		"a@[127.0.0.1]",
+		"a@b.test\t",
 	};
 
 	(void)state;
