@@ -438,13 +438,26 @@ out:
 
 /* ---- the store, one transaction per call ---- */
 
+/* Loads the store, forgetting claim tokens that have expired (they are
+ * kept only while they can still be used). */
+static enum authmd_status
+load(struct authmd_client *c, json_t **doc, struct authmd_error *err)
+{
+	enum authmd_status st = cs_load(c->store_path, doc, err);
+
+	if (st == AUTHMD_OK && cs_prune(*doc, time(NULL)) &&
+	    (st = cs_save(c->store_path, *doc, err)) != AUTHMD_OK)
+		json_decref(*doc);
+	return st;
+}
+
 static enum authmd_status
 store_put(struct authmd_client *c, const struct authmd_credential *cred, struct authmd_error *err)
 {
 	json_t *doc;
 	enum authmd_status st;
 
-	if ((st = cs_load(c->store_path, &doc, err)) != AUTHMD_OK)
+	if ((st = load(c, &doc, err)) != AUTHMD_OK)
 		return st;
 	cs_put(doc, cred);
 	st = cs_save(c->store_path, doc, err);
@@ -460,7 +473,7 @@ authmd_credential_for(struct authmd_client *c, const char *url, struct authmd_cr
 	const char *key;
 	enum authmd_status st;
 
-	if ((st = cs_load(c->store_path, &doc, err)) != AUTHMD_OK)
+	if ((st = load(c, &doc, err)) != AUTHMD_OK)
 		return st;
 	key = cs_match(doc, url);
 	if (key == NULL || !cs_get(doc, key, out))
@@ -479,7 +492,7 @@ authmd_credentials(struct authmd_client *c, struct authmd_credential **out, size
 	enum authmd_status st;
 	size_t i = 0;
 
-	if ((st = cs_load(c->store_path, &doc, err)) != AUTHMD_OK)
+	if ((st = load(c, &doc, err)) != AUTHMD_OK)
 		return st;
 	*n = json_object_size(json_object_get(doc, "credentials"));
 	*out = calloc(*n + 1, sizeof(**out));
@@ -500,7 +513,7 @@ authmd_forget(struct authmd_client *c, const char *resource, struct authmd_error
 	const char *key;
 	enum authmd_status st;
 
-	if ((st = cs_load(c->store_path, &doc, err)) != AUTHMD_OK)
+	if ((st = load(c, &doc, err)) != AUTHMD_OK)
 		return st;
 	key = cs_match(doc, resource);
 	if (key == NULL) {

@@ -237,3 +237,37 @@ cs_match(const json_t *doc, const char *url)
 	}
 	return best != NULL ? best : same_origin;
 }
+
+/* Seconds since the epoch of an RFC 3339 UTC time as the server writes it
+ * ("2026-05-04T13:00:00.000Z"); 0 if it does not parse. */
+static time_t
+parse_utc(const char *s)
+{
+	struct tm tm;
+	const char *end;
+
+	memset(&tm, 0, sizeof(tm));
+	end = s != NULL ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+	return end != NULL ? timegm(&tm) : 0;
+}
+
+bool
+cs_prune(json_t *doc, time_t now)
+{
+	json_t *e;
+	const char *key;
+	bool changed = false;
+
+	json_object_foreach(json_object_get(doc, "credentials"), key, e)
+	{
+		time_t until = parse_utc(json_string_value(json_object_get(e, "claim_token_expires")));
+
+		if (json_object_get(e, "claim_token") != NULL && until != 0 && until < now) {
+			json_object_del(e, "claim_token");
+			json_object_del(e, "claim_token_expires");
+			json_object_set_new(e, "claim_state", json_string("expired"));
+			changed = true;
+		}
+	}
+	return changed;
+}

@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <time.h>
 
 #include "authmd/client.h"
 
@@ -20,6 +21,10 @@ enum authmd_status cs_save(const char *path, const json_t *doc, struct authmd_er
 bool cs_get(const json_t *doc, const char *resource, struct authmd_credential *out);
 void cs_put(json_t *doc, const struct authmd_credential *c);
 bool cs_del(json_t *doc, const char *resource);
+/* Drops claim tokens whose claim_token_expires is before now (their state
+ * becomes "expired"); true when anything changed. */
+bool cs_prune(json_t *doc, time_t now);
+
 /* The resource key best matching url: the longest stored resource that is
  * a prefix of url, else one on url's origin. NULL if none. */
 const char *cs_match(const json_t *doc, const char *url);

@@ -252,14 +252,20 @@ class KeyRotationTest(IdJagTestBase):
             self.assertEqual(register_idjag(self.server, self.mint(sub="s%d" % i)).status, 200)
         self.assertEqual(self.provider.stats()["jwks_fetches"], 2)
 
-    def test_a_flood_of_unknown_kids_makes_at_most_one_refetch_per_window(self):
+class ForgedKidFloodTest(IdJagTestBase):
+    # The default 30 s refetch window: the whole flood falls inside it
+    # however slow the machine is.
+    def test_a_flood_of_unknown_kids_makes_at_most_one_fetch_per_window(self):
         self.assertEqual(register_idjag(self.server, self.mint()).status, 200)
-        time.sleep(2.1)
-        before = self.provider.stats()["jwks_fetches"]
+        self.assertEqual(self.provider.stats()["jwks_fetches"], 1)
         for i in range(30):
             token = self.provider.sign(self.provider.claims(self.server), kid="forged-%d" % i)
-            self.assertError(register_idjag(self.server, token), 400, "invalid_signature")
-        self.assertEqual(self.provider.stats()["jwks_fetches"] - before, 1)
+            r = register_idjag(self.server, token)
+            self.assertError(r, 400, "invalid_signature")
+            self.assertIn("kid", r.json["message"])
+        self.assertEqual(self.provider.stats()["jwks_fetches"], 1)
+        # A genuine token still verifies from the cache.
+        self.assertEqual(register_idjag(self.server, self.mint(sub="after")).status, 200)
 
 
 class JwksDownTest(unittest.TestCase):

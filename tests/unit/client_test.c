@@ -139,6 +139,30 @@ origins_are_scheme_host_and_port(void **state)
 }
 
 static void
+expired_claim_tokens_are_forgotten(void **state)
+{
+	json_t *doc = json_pack("{s:i, s:{}}", "version", 1, "credentials");
+	struct authmd_credential a = sample("https://a.test/"), b = sample("https://b.test/"), got;
+
+	(void)state;
+	snprintf(a.claim_token, sizeof(a.claim_token), "clm_old");
+	snprintf(a.claim_token_expires, sizeof(a.claim_token_expires), "2020-01-01T00:00:00.000Z");
+	snprintf(b.claim_token, sizeof(b.claim_token), "clm_live");
+	snprintf(b.claim_token_expires, sizeof(b.claim_token_expires), "2999-01-01T00:00:00.000Z");
+	cs_put(doc, &a);
+	cs_put(doc, &b);
+	assert_true(cs_prune(doc, time(NULL)));
+	assert_true(cs_get(doc, "https://a.test/", &got));
+	assert_string_equal(got.claim_token, "");
+	assert_string_equal(got.claim_state, "expired");
+	assert_string_equal(got.credential, "sk_secret"); /* the key itself stays */
+	assert_true(cs_get(doc, "https://b.test/", &got));
+	assert_string_equal(got.claim_token, "clm_live");
+	assert_false(cs_prune(doc, time(NULL)));
+	json_decref(doc);
+}
+
+static void
 advice_follows_the_auth_md_table(void **state)
 {
 	(void)state;
@@ -175,6 +199,7 @@ main(void)
 		T(an_unsafe_or_corrupt_file_is_refused),
 		T(urls_match_the_longest_stored_resource_then_the_origin),
 		T(origins_are_scheme_host_and_port),
+		T(expired_claim_tokens_are_forgotten),
 		T(advice_follows_the_auth_md_table),
 		T(the_client_needs_a_home_for_its_file),
 	};
