@@ -495,7 +495,10 @@ authmd_credentials(struct authmd_client *c, struct authmd_credential **out, size
 	if ((st = load(c, &doc, err)) != AUTHMD_OK)
 		return st;
 	*n = json_object_size(json_object_get(doc, "credentials"));
-	*out = calloc(*n + 1, sizeof(**out));
+	if ((*out = calloc(*n + 1, sizeof(**out))) == NULL) {
+		json_decref(doc);
+		return cs_fail(err, AUTHMD_ERR_FAILED, NULL, "out of memory");
+	}
 	json_object_foreach(json_object_get(doc, "credentials"), key, v)
 	{
 		if (cs_get(doc, key, &(*out)[i]))
