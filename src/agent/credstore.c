@@ -260,7 +260,8 @@ cs_prune(json_t *doc, time_t now)
 
 	json_object_foreach(json_object_get(doc, "credentials"), key, e)
 	{
-		time_t until = parse_utc(json_string_value(json_object_get(e, "claim_token_expires")));
+		time_t until =
+			parse_utc(json_string_value(json_object_get(e, "claim_token_expires")));
 
 		if (json_object_get(e, "claim_token") != NULL && until != 0 && until < now) {
 			json_object_del(e, "claim_token");

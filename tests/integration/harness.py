@@ -53,7 +53,10 @@ class Response:
         return "<Response %d %r>" % (self.status, self.body[:300])
 
 
-def write_ini(path, cfg):
+def write_ini(path, cfg, overrides=None):
+    """Writes cfg ({section: {key: value}}) with overrides merged over it."""
+    for section, keys in (overrides or {}).items():
+        cfg.setdefault(section, {}).update(keys)
     with open(path, "w") as f:
         for section, keys in cfg.items():
             f.write("[%s]\n" % section)
@@ -136,9 +139,7 @@ class Server(Process):
             "limits": {"anonymous_per_ip": "0", "anonymous_global": "0",
                        "identity_per_ip": "0", "identity_global": "0"},
         }
-        for section, keys in (overrides or {}).items():
-            cfg.setdefault(section, {}).update(keys)
-        write_ini(self.config, cfg)
+        write_ini(self.config, cfg, overrides)
         self.log_path = os.path.join(self.tmp, "server.log")
 
     def argv(self):
@@ -395,9 +396,7 @@ class RealProvider(Process):
             "keys": {"dir": os.path.join(self.tmp, "keys")},
             "revocation": {"retry_base": "1", "retry_max": "2"},
         }
-        for section, keys in (overrides or {}).items():
-            cfg.setdefault(section, {}).update(keys)
-        write_ini(self.config, cfg)
+        write_ini(self.config, cfg, overrides)
 
     def argv(self):
         return [PROVIDER_BIN, "--config", self.config]

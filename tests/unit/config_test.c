@@ -29,6 +29,37 @@ write_file(const char *text)
 	return path;
 }
 
+/* The whole of a file under the source tree (caller frees). */
+static char *
+slurp(const char *relative)
+{
+	char path[512];
+	char *text = calloc(1, 1 << 20);
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", SOURCE_DIR, relative);
+	assert_non_null(f = fopen(path, "r"));
+	assert_true(fread(text, 1, (1 << 20) - 1, f) > 0);
+	fclose(f);
+	return text;
+}
+
+/* Fails unless doc has a "| `[section] key` |" row for every key of the
+ * table (section forced when not NULL). */
+static void
+assert_documented(const char *doc, const char *name, const struct cfg_key *k, size_t n,
+		  const char *section)
+{
+	char want[128];
+
+	for (size_t i = 0; i < n; i++) {
+		snprintf(want, sizeof(want), "| `[%s] %s` |",
+			 section != NULL ? section : k[i].section, k[i].key);
+		if (strstr(doc, want) == NULL)
+			fail_msg("%s does not document %s", name, want);
+	}
+}
+
 static void
 defaults_are_valid_and_derive_the_resource(void **state)
 {
@@ -188,25 +219,12 @@ every_key_is_in_the_configuration_docs(void **state)
 {
 	size_t n;
 	const struct cfg_key *k = am_config_keys(&n);
-	FILE *f = fopen(SOURCE_DIR "/docs/configuration.md", "r");
-	char *doc = calloc(1, 1 << 20);
-	char want[128];
+	char *doc = slurp("docs/configuration.md");
 
 	(void)state;
-	assert_non_null(f);
-	assert_true(fread(doc, 1, (1 << 20) - 1, f) > 0);
-	fclose(f);
-	for (size_t i = 0; i < n; i++) {
-		snprintf(want, sizeof(want), "| `[%s] %s` |", k[i].section, k[i].key);
-		if (strstr(doc, want) == NULL)
-			fail_msg("docs/configuration.md does not document %s", want);
-	}
+	assert_documented(doc, "docs/configuration.md", k, n, NULL);
 	k = am_config_provider_keys(&n);
-	for (size_t i = 0; i < n; i++) {
-		snprintf(want, sizeof(want), "| `[provider] %s` |", k[i].key);
-		if (strstr(doc, want) == NULL)
-			fail_msg("docs/configuration.md does not document %s", want);
-	}
+	assert_documented(doc, "docs/configuration.md", k, n, "provider");
 	free(doc);
 }
 
@@ -217,14 +235,10 @@ the_sample_config_is_valid_and_complete(void **state)
 	char err[256];
 	size_t n;
 	const struct cfg_key *k = am_config_keys(&n);
-	FILE *f = fopen(SOURCE_DIR "/etc/authmd.ini", "r");
-	char *text = calloc(1, 1 << 16);
+	char *text = slurp("etc/authmd.ini");
 	char want[128];
 
 	(void)state;
-	assert_non_null(f);
-	assert_true(fread(text, 1, (1 << 16) - 1, f) > 0);
-	fclose(f);
 	assert_int_equal(am_config_load(SOURCE_DIR "/etc/authmd.ini", &cfg, err, sizeof(err)), 0);
 	for (size_t i = 0; i < n; i++) {
 		snprintf(want, sizeof(want), "\n%s =", k[i].key);
@@ -243,19 +257,11 @@ every_provider_key_is_in_its_docs_and_sample(void **state)
 {
 	size_t n;
 	const struct cfg_key *k = prov_config_keys(&n);
-	FILE *f = fopen(SOURCE_DIR "/docs/provider.md", "r");
-	char *doc = calloc(1, 1 << 20), want[128], err[256];
+	char *doc = slurp("docs/provider.md"), err[256];
 	struct prov_config c;
 
 	(void)state;
-	assert_non_null(f);
-	assert_true(fread(doc, 1, (1 << 20) - 1, f) > 0);
-	fclose(f);
-	for (size_t i = 0; i < n; i++) {
-		snprintf(want, sizeof(want), "| `[%s] %s` |", k[i].section, k[i].key);
-		if (strstr(doc, want) == NULL)
-			fail_msg("docs/provider.md does not document %s", want);
-	}
+	assert_documented(doc, "docs/provider.md", k, n, NULL);
 	free(doc);
 	assert_int_equal(prov_config_load(SOURCE_DIR "/etc/provider.ini", &c, err, sizeof(err)), 0);
 	assert_string_equal(c.client_id, "http://127.0.0.1:4000");

@@ -127,6 +127,19 @@ fx_key_works(struct fixture *fx, struct store_auth *auth)
 	return flow_authenticate(&fx->env, fx->st, fx->reg.credential, auth, &e) == AM_OK;
 }
 
+/* Completes the fixture's claim with otp; res and who only on AM_OK. */
+static enum am_err
+fx_complete(struct fixture *fx, const char *otp, struct reg_result *res, char *who)
+{
+	struct reg_result ignored_res;
+	char ignored_who[STORE_ID_LEN];
+	struct am_error e = {0};
+
+	return flow_claim_complete(&fx->env, fx->st, NULL, fx->reg.claim_token, otp,
+				   res != NULL ? res : &ignored_res,
+				   who != NULL ? who : ignored_who, &e);
+}
+
 static void
 claim_is_refused_after_the_window(void **state)
 {
@@ -134,14 +147,11 @@ claim_is_refused_after_the_window(void **state)
 	struct reg_result res;
 	char otp[AM_OTP_DIGITS + 1], who[STORE_ID_LEN];
 	struct store_auth auth;
-	struct am_error e = {0};
 
 	fx_register_anonymous(fx);
 	fx_code(fx, "user@example.test", otp);
 	fx->env.clock.now += fx->cfg.ttl_registration + 1;
-	assert_int_equal(flow_claim_complete(&fx->env, fx->st, NULL, fx->reg.claim_token, otp, &res,
-					     who, &e),
-			 AM_E_CLAIM_EXPIRED);
+	assert_int_equal(fx_complete(fx, otp, &res, who), AM_E_CLAIM_EXPIRED);
 	assert_false(fx_key_works(fx, &auth)); /* and the key stopped at the TTL */
 }
 
@@ -152,15 +162,12 @@ anonymous_claim_upgrades_the_same_key(void **state)
 	struct reg_result res;
 	char otp[AM_OTP_DIGITS + 1], who[STORE_ID_LEN];
 	struct store_auth auth;
-	struct am_error e = {0};
 
 	fx_register_anonymous(fx);
 	assert_true(fx_key_works(fx, &auth));
 	assert_string_equal(auth.cred.scopes, "api.read");
 	fx_code(fx, "User@Example.test", otp);
-	assert_int_equal(flow_claim_complete(&fx->env, fx->st, NULL, fx->reg.claim_token, otp, &res,
-					     who, &e),
-			 AM_OK);
+	assert_int_equal(fx_complete(fx, otp, &res, who), AM_OK);
 	assert_false(res.has_credential);
 	assert_true(fx_key_works(fx, &auth));
 	assert_string_equal(auth.cred.scopes, "api.read api.write");
@@ -188,9 +195,7 @@ email_registration_gets_a_fresh_access_token_with_expiry(void **state)
 	assert_false(fx->reg.has_credential);
 	last_link_token(fx, token, sizeof(token));
 	assert_int_equal(flow_claim_challenge(&fx->env, fx->st, token, &ch, &e), AM_OK);
-	assert_int_equal(flow_claim_complete(&fx->env, fx->st, NULL, fx->reg.claim_token, ch.otp,
-					     &res, who, &e),
-			 AM_OK);
+	assert_int_equal(fx_complete(fx, ch.otp, &res, who), AM_OK);
 	assert_true(res.has_credential);
 	assert_int_equal(res.credential_type, CRED_ACCESS_TOKEN);
 	assert_int_equal(res.credential_expires, fx->env.clock.now + fx->cfg.ttl_access_token);
@@ -220,12 +225,8 @@ a_new_challenge_replaces_the_code(void **state)
 		assert_int_equal(flow_claim_challenge(&fx->env, fx->st, token, &a, &e), AM_OK);
 		assert_int_equal(flow_claim_challenge(&fx->env, fx->st, token, &b, &e), AM_OK);
 	} while (strcmp(a.otp, b.otp) == 0);
-	assert_int_equal(flow_claim_complete(&fx->env, fx->st, NULL, fx->reg.claim_token, a.otp,
-					     &res, who, &e),
-			 AM_E_OTP_INVALID);
-	assert_int_equal(flow_claim_complete(&fx->env, fx->st, NULL, fx->reg.claim_token, b.otp,
-					     &res, who, &e),
-			 AM_OK);
+	assert_int_equal(fx_complete(fx, a.otp, &res, who), AM_E_OTP_INVALID);
+	assert_int_equal(fx_complete(fx, b.otp, &res, who), AM_OK);
 }
 
 static void
@@ -244,9 +245,7 @@ the_sweep_expires_and_revokes_only_what_is_due(void **state)
 	first = fx->reg;
 	fx_register_anonymous(fx);
 	fx_code(fx, "s@example.test", otp);
-	assert_int_equal(flow_claim_complete(&fx->env, fx->st, NULL, fx->reg.claim_token, otp, &res,
-					     who, &e),
-			 AM_OK);
+	assert_int_equal(fx_complete(fx, otp, &res, who), AM_OK);
 	assert_int_equal(flow_sweep(&fx->env, fx->st, &n, &e), AM_OK);
 	assert_int_equal(n, 0);
 	fx->env.clock.now += fx->cfg.ttl_registration;
@@ -273,17 +272,13 @@ without_jit_only_existing_users_can_claim(void **state)
 	fx->cfg.flow_jit = false;
 	fx_register_anonymous(fx);
 	fx_code(fx, "nobody@example.test", otp);
-	assert_int_equal(flow_claim_complete(&fx->env, fx->st, NULL, fx->reg.claim_token, otp, &res,
-					     who, &e),
-			 AM_E_INVALID_REQUEST);
+	assert_int_equal(fx_complete(fx, otp, &res, who), AM_E_INVALID_REQUEST);
 	snprintf(u.id, sizeof(u.id), "usr_known");
 	snprintf(u.email, sizeof(u.email), "known@example.test");
 	assert_int_equal(store_user_insert(fx->st, &u, &e), AM_OK);
 	fx_register_anonymous(fx);
 	fx_code(fx, "known@example.test", otp);
-	assert_int_equal(flow_claim_complete(&fx->env, fx->st, NULL, fx->reg.claim_token, otp, &res,
-					     who, &e),
-			 AM_OK);
+	assert_int_equal(fx_complete(fx, otp, &res, who), AM_OK);
 	assert_string_equal(who, "usr_known");
 }
 
