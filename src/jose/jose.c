@@ -1,6 +1,7 @@
 #include "jose/jose.h"
 
 #include <cjose/cjose.h>
+#include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdatomic.h>
@@ -43,9 +44,48 @@ alg_rule(const char *alg)
 struct jose_key {
 	cjose_jwk_t *jwk;
 	char kid[128];
+	char alg[8]; /* the JWK's own alg; empty when it names none */
 	cjose_jwk_kty_t kty;
 	cjose_jwk_ec_curve crv;
 };
+
+#define RSA_MIN_BITS 2048
+#define RSA_MIN_EXPONENT 65537
+
+/* The base64url member name of k as a positive big number (caller frees),
+ * or NULL when it is missing or not base64url. */
+static BIGNUM *
+jwk_bignum(const json_t *k, const char *name)
+{
+	const char *text = json_string_value(json_object_get(k, name));
+	uint8_t *raw = NULL;
+	size_t len = 0;
+	cjose_err err;
+	BIGNUM *bn;
+
+	if (text == NULL || !cjose_base64url_decode(text, strlen(text), &raw, &len, &err))
+		return NULL;
+	bn = len > 0 ? BN_bin2bn(raw, (int)len, NULL) : NULL;
+	cjose_get_dealloc()(raw);
+	return bn;
+}
+
+/* An RSA public key we verify with: a modulus of RSA_MIN_BITS or more
+ * (counted from the number itself, so leading zero bytes do not pad it up)
+ * and an odd public exponent of at least 65537. Small exponents (e = 3)
+ * are what Bleichenbacher-style signature forgeries against lax PKCS#1
+ * v1.5 verifiers need; no provider has a reason to publish one. */
+static bool
+rsa_strong(const json_t *k)
+{
+	BIGNUM *n = jwk_bignum(k, "n"), *e = jwk_bignum(k, "e");
+	bool ok = n != NULL && e != NULL && BN_num_bits(n) >= RSA_MIN_BITS && BN_is_odd(e) &&
+		  (BN_num_bits(e) > 17 || BN_get_word(e) >= RSA_MIN_EXPONENT);
+
+	BN_free(n);
+	BN_free(e);
+	return ok;
+}
 
 struct jose_keyset {
 	atomic_int refs;
@@ -59,16 +99,28 @@ usable(json_t *k, cjose_jwk_t *jwk, struct jose_key *out)
 	cjose_err err;
 	const char *use = json_string_value(json_object_get(k, "use"));
 	const char *kid = json_string_value(json_object_get(k, "kid"));
+	const char *alg = json_string_value(json_object_get(k, "alg"));
+	const struct alg_rule *rule = NULL;
 
-	if (use != NULL && strcmp(use, "sig") != 0)
+	if (json_object_get(k, "use") != NULL && (use == NULL || strcmp(use, "sig") != 0))
 		return false;
 	if (kid == NULL || kid[0] == '\0' || !am_copy(out->kid, sizeof(out->kid), kid))
 		return false;
+	/* A key that names its alg is for that alg only (RFC 7517 4.4); one
+	 * naming an alg we never accept, or a non-string, is no key of ours. */
+	out->alg[0] = '\0';
+	if (json_object_get(k, "alg") != NULL &&
+	    ((rule = alg_rule(alg)) == NULL || !am_copy(out->alg, sizeof(out->alg), alg)))
+		return false;
 	out->kty = cjose_jwk_get_kty(jwk, &err);
+	if (rule != NULL && rule->kty != out->kty)
+		return false;
 	if (out->kty == CJOSE_JWK_KTY_RSA)
-		return cjose_jwk_get_keysize(jwk, &err) >= 2048;
+		return cjose_jwk_get_keysize(jwk, &err) >= RSA_MIN_BITS && rsa_strong(k);
 	if (out->kty == CJOSE_JWK_KTY_EC) {
 		out->crv = cjose_jwk_EC_get_curve(jwk, &err);
+		if (rule != NULL && rule->crv != out->crv)
+			return false;
 		return out->crv == CJOSE_JWK_EC_P_256 || out->crv == CJOSE_JWK_EC_P_384 ||
 		       out->crv == CJOSE_JWK_EC_P_521;
 	}
@@ -275,6 +327,9 @@ jose_token_verify(const struct jose_token *t, const struct jose_keyset *ks, stru
 	if (k->kty != rule->kty || (rule->kty == CJOSE_JWK_KTY_EC && k->crv != rule->crv))
 		return am_fail(e, AM_E_INVALID_SIGNATURE, "alg %s does not fit the key %s", t->alg,
 			       k->kid);
+	if (k->alg[0] != '\0' && strcmp(k->alg, t->alg) != 0)
+		return am_fail(e, AM_E_INVALID_SIGNATURE, "the key %s is for %s, not %s", k->kid,
+			       k->alg, t->alg);
 	if (!cjose_jws_verify(t->jws, k->jwk, &err))
 		return am_fail(e, AM_E_INVALID_SIGNATURE, "the signature does not verify");
 	return AM_OK;

@@ -18,10 +18,12 @@
  * freed when the last holder releases it. */
 struct jose_keyset;
 
-/* Parses a JWKS document. Keys that are not RSA (2048 bits or more) or EC
- * on P-256/384/521, that lack a kid, or whose "use" is not "sig" are
- * skipped; a document with no usable key is refused. The new set holds one
- * reference. */
+/* Parses a JWKS document. Keys that are not RSA (a modulus of 2048 bits or
+ * more and an odd public exponent of at least 65537) or EC on
+ * P-256/384/521, that lack a kid, that carry a "use" other than "sig", or
+ * an "alg" that is off the allow-list or does not fit the key, are
+ * skipped; a document with no usable key is refused (AM_E_INVALID_SIGNATURE).
+ * The new set holds one reference. */
 enum am_err jose_keyset_parse(const char *json, size_t len, struct jose_keyset **out,
 			      struct am_error *e) AM_WUR;
 struct jose_keyset *jose_keyset_retain(struct jose_keyset *ks);
@@ -47,7 +49,8 @@ enum am_err jose_token_parse(const char *compact, const char *want_typ, struct j
 
 /* Verifies the signature with the key of the token's kid in ks, after
  * checking that the alg fits the key (RS and PS need RSA; ES256, ES384 and
- * ES512 need P-256, P-384 and P-521). AM_E_INVALID_SIGNATURE otherwise. */
+ * ES512 need P-256, P-384 and P-521) and, when the JWK names an alg, that
+ * it is the header's alg exactly. AM_E_INVALID_SIGNATURE otherwise. */
 enum am_err jose_token_verify(const struct jose_token *t, const struct jose_keyset *ks,
 			      struct am_error *e) AM_WUR;
 

@@ -214,6 +214,108 @@ a_saved_private_key_loads_and_signs_the_same(void **state)
 	jose_signer_free(again);
 }
 
+/* A JWKS of one key: the public JWK of s with member name set to value
+ * (NULL removes it). */
+static enum am_err
+parse_one_altered(struct jose_signer *s, const char *name, json_t *value, struct jose_keyset **ks)
+{
+	json_t *jwk = jose_signer_public_jwk(s), *doc;
+	struct am_error e = {0};
+	enum am_err rc;
+	char *text;
+
+	if (value == NULL)
+		json_object_del(jwk, name);
+	else
+		json_object_set_new(jwk, name, value);
+	doc = json_pack("{s:[o]}", "keys", jwk);
+	text = json_dumps(doc, 0);
+	json_decref(doc);
+	*ks = NULL;
+	rc = jose_keyset_parse(text, strlen(text), ks, &e);
+	free(text);
+	return rc;
+}
+
+static void
+rsa_keys_with_a_small_exponent_or_modulus_are_refused(void **state)
+{
+	struct jose_signer *s = NULL;
+	struct jose_keyset *ks = NULL;
+	struct am_error e = {0};
+	json_t *jwk;
+	char n_short[400];
+	const char *n;
+
+	(void)state;
+	assert_int_equal(jose_signer_generate("RS256", &s, &e), AM_OK);
+	/* e = 65537 ("AQAB") is the one in use and is kept. */
+	assert_int_equal(parse_one_altered(s, "e", json_string("AQAB"), &ks), AM_OK);
+	jose_keyset_release(ks);
+	/* e = 3, e = 65535 (too small) and e = 65536 (even) are not. */
+	assert_int_equal(parse_one_altered(s, "e", json_string("Aw"), &ks), AM_E_INVALID_SIGNATURE);
+	assert_null(ks);
+	assert_int_equal(parse_one_altered(s, "e", json_string("AP__"), &ks),
+			 AM_E_INVALID_SIGNATURE);
+	assert_int_equal(parse_one_altered(s, "e", json_string("AQAA"), &ks),
+			 AM_E_INVALID_SIGNATURE);
+	/* A modulus of 2040 bits: the first 8 bits dropped (2 base64url
+	 * characters are 12 bits, so drop 4 and re-pad: 24 bits fewer). */
+	jwk = jose_signer_public_jwk(s);
+	n = json_string_value(json_object_get(jwk, "n"));
+	snprintf(n_short, sizeof(n_short), "%s", n + 4);
+	json_decref(jwk);
+	assert_int_equal(parse_one_altered(s, "n", json_string(n_short), &ks),
+			 AM_E_INVALID_SIGNATURE);
+	jose_signer_free(s);
+}
+
+static void
+a_jwk_that_names_its_alg_or_use_is_held_to_it(void **state)
+{
+	struct jose_signer *ps = NULL, *es = NULL;
+	struct jose_keyset *ks = NULL;
+	struct jose_token t;
+	struct am_error e = {0};
+	char *tok;
+
+	(void)state;
+	assert_int_equal(jose_signer_generate("PS256", &ps, &e), AM_OK);
+	assert_int_equal(jose_signer_generate("ES256", &es, &e), AM_OK);
+	tok = signed_token(ps, "x");
+	/* The same RSA key published as an RS256 key: a PS256 token is refused
+	 * although RSA fits PS256. */
+	assert_int_equal(parse_one_altered(ps, "alg", json_string("RS256"), &ks), AM_OK);
+	assert_int_equal(jose_token_parse(tok, "x", &t, &e), AM_OK);
+	assert_int_equal(jose_token_verify(&t, ks, &e), AM_E_INVALID_SIGNATURE);
+	assert_non_null(strstr(e.detail, "RS256"));
+	jose_token_free(&t);
+	jose_keyset_release(ks);
+	/* Published as PS256, or with no alg: it verifies. */
+	assert_int_equal(parse_one_altered(ps, "alg", NULL, &ks), AM_OK);
+	assert_int_equal(jose_token_parse(tok, "x", &t, &e), AM_OK);
+	assert_int_equal(jose_token_verify(&t, ks, &e), AM_OK);
+	jose_token_free(&t);
+	jose_keyset_release(ks);
+	/* An alg off the allow-list or of another family, a use other than
+	 * "sig" (or not a string): the key is not used at all. */
+	assert_int_equal(parse_one_altered(ps, "alg", json_string("HS256"), &ks),
+			 AM_E_INVALID_SIGNATURE);
+	assert_int_equal(parse_one_altered(ps, "alg", json_string("ES256"), &ks),
+			 AM_E_INVALID_SIGNATURE);
+	assert_int_equal(parse_one_altered(es, "alg", json_string("ES384"), &ks),
+			 AM_E_INVALID_SIGNATURE);
+	assert_int_equal(parse_one_altered(ps, "alg", json_integer(1), &ks),
+			 AM_E_INVALID_SIGNATURE);
+	assert_int_equal(parse_one_altered(ps, "use", json_string("enc"), &ks),
+			 AM_E_INVALID_SIGNATURE);
+	assert_int_equal(parse_one_altered(ps, "use", json_integer(1), &ks),
+			 AM_E_INVALID_SIGNATURE);
+	free(tok);
+	jose_signer_free(ps);
+	jose_signer_free(es);
+}
+
 int
 main(void)
 {
@@ -224,6 +326,8 @@ main(void)
 		cmocka_unit_test(malformed_and_forbidden_headers_are_refused),
 		cmocka_unit_test(keysets_keep_only_public_signing_keys),
 		cmocka_unit_test(a_saved_private_key_loads_and_signs_the_same),
+		cmocka_unit_test(rsa_keys_with_a_small_exponent_or_modulus_are_refused),
+		cmocka_unit_test(a_jwk_that_names_its_alg_or_use_is_held_to_it),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
