@@ -17,4 +17,17 @@ int64_t am_clock_now(const struct am_clock *c);
  * into out (at least 25 bytes). */
 void am_time_iso(int64_t t, char *out, size_t cap);
 
+/* t + d clamped to [INT64_MIN, INT64_MAX]: time arithmetic on values that
+ * came from outside (a token's exp, iat, nbf) must never overflow, and a
+ * clamped instant still compares the right way. */
+static inline int64_t
+am_time_add(int64_t t, int64_t d)
+{
+	int64_t r;
+
+	if (__builtin_add_overflow(t, d, &r))
+		return d > 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+
 #endif

@@ -50,6 +50,10 @@ static const struct cfg_key keys[] = {
 	{"limits", "identity_per_ip", CFG_UINT, AT(identity_per_ip), "60", 0, 1000000, NULL},
 	{"limits", "identity_global", CFG_UINT, AT(identity_global), "1000", 0, 100000000, NULL},
 	{"limits", "jwks_refetch_interval", CFG_SECONDS, AT(jwks_refetch), "30", 1, 3600, NULL},
+	/* token lifetimes and stale keys (issue 10 findings 7 and 9) */
+	{"limits", "id_jag_max_lifetime", CFG_SECONDS, AT(id_jag_max_lifetime), "3600", 60, 86400,
+	 NULL},
+	{"limits", "jwks_max_stale", CFG_SECONDS, AT(jwks_max_stale), "3600", 0, 604800, NULL},
 	{"flows", "anonymous", CFG_BOOL, AT(flow_anonymous), "on", 0, 0, NULL},
 	{"flows", "verified_email", CFG_BOOL, AT(flow_verified_email), "on", 0, 0, NULL},
 	{"flows", "id_jag", CFG_BOOL, AT(flow_id_jag), "on", 0, 0, NULL},

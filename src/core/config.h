@@ -66,6 +66,9 @@ struct am_config {
 	int64_t identity_per_ip;
 	int64_t identity_global;
 	int64_t jwks_refetch; /* seconds between fetches of one JWKS, at least */
+	/* token lifetimes and stale keys (issue 10 findings 7 and 9) */
+	int64_t id_jag_max_lifetime; /* [limits]: exp - iat of an ID-JAG or logout token, at most */
+	int64_t jwks_max_stale;	     /* [limits]: a key set's use past its max-age, at most */
 	/* [flows] */
 	bool flow_anonymous;
 	bool flow_verified_email;

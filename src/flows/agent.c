@@ -106,13 +106,21 @@ verify_token(const struct flow_env *env, const char *compact, const char *typ, s
 		    AM_OK ||
 	    (rc = claim_time(t->claims, "iat", true, &v->iat, e)) != AM_OK)
 		return rc;
-	if (v->exp != 0 && now >= v->exp + cfg->clock_skew)
+	/* exp, iat and nbf are the token's numbers, anything up to 2^63-1:
+	 * every sum below saturates instead of overflowing, and differences
+	 * are of two positive values (claim_time refuses <= 0). */
+	if (v->exp != 0 && now >= am_time_add(v->exp, cfg->clock_skew))
 		return am_fail(e, AM_E_EXPIRED, "the token expired; mint a fresh one");
+	if (v->exp != 0 && v->exp - v->iat > cfg->id_jag_max_lifetime)
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "the token's lifetime (exp - iat) is more than the %lld s accepted "
+			       "here; mint a shorter-lived one",
+			       (long long)cfg->id_jag_max_lifetime);
 	if (v->exp == 0 && now - v->iat > LOGOUT_MAX_AGE + cfg->clock_skew)
 		return am_fail(e, AM_E_EXPIRED,
 			       "a token without exp is accepted for %d s after iat",
 			       LOGOUT_MAX_AGE);
-	if (v->iat > now + cfg->clock_skew)
+	if (v->iat > am_time_add(now, cfg->clock_skew))
 		return am_fail(e, AM_E_INVALID_REQUEST,
 			       "the token's iat is more than %lld s in the future",
 			       (long long)cfg->clock_skew);
@@ -121,7 +129,7 @@ verify_token(const struct flow_env *env, const char *compact, const char *typ, s
 
 		if ((rc = claim_time(t->claims, "nbf", false, &nbf, e)) != AM_OK)
 			return rc;
-		if (nbf > now + cfg->clock_skew)
+		if (nbf > am_time_add(now, cfg->clock_skew))
 			return am_fail(e, AM_E_INVALID_REQUEST, "the token is not valid yet (nbf)");
 	}
 	if ((rc = claim_string(t->claims, "jti", true, &v->jti, e)) != AM_OK ||
@@ -138,7 +146,8 @@ record_jti(const struct flow_env *env, struct store *st, const struct verified *
 	   struct am_error *e)
 {
 	char key[MAX_CLAIM_BYTES + 16];
-	int64_t until = (v->exp != 0 ? v->exp : v->iat + LOGOUT_MAX_AGE) + env->cfg->clock_skew;
+	int64_t until = am_time_add(v->exp != 0 ? v->exp : am_time_add(v->iat, LOGOUT_MAX_AGE),
+				    env->cfg->clock_skew);
 	bool fresh = false;
 	enum am_err rc;
 

@@ -81,7 +81,7 @@ flow_new_attempt(const struct flow_env *env, struct store *st, const struct stor
 	am_copy(a.ip, sizeof(a.ip), ip != NULL ? ip : "");
 	a.status = ATTEMPT_OPEN;
 	a.created_at = now;
-	a.expires_at = min64(now + env->cfg->ttl_claim_attempt, reg->expires_at);
+	a.expires_at = min64(am_time_add(now, env->cfg->ttl_claim_attempt), reg->expires_at);
 	if ((rc = store_attempt_insert(st, &a, e)) != AM_OK)
 		return rc;
 	*out = a;
@@ -286,7 +286,7 @@ flow_claim_challenge(const struct flow_env *env, struct store *st, const char *a
 	    (rc = am_rand_otp(res.otp, e)) != AM_OK)
 		goto fail;
 	otp_hash(att.id, res.otp, hash);
-	res.expires_at = min64(now + env->cfg->ttl_otp, att.expires_at);
+	res.expires_at = min64(am_time_add(now, env->cfg->ttl_otp), att.expires_at);
 	am_copy(res.registration_id, sizeof(res.registration_id), reg.id);
 	if ((rc = store_attempt_set_otp(st, att.id, true, hash, res.expires_at, e)) != AM_OK ||
 	    (rc = audit_add(st, &batch, env->cfg->tenant, now, "otp.generated", reg.id,

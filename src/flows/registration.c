@@ -71,7 +71,7 @@ issue(const struct flow_env *env, struct store *st, const char *registration_id,
 		am_copy(c.aud, sizeof(c.aud), env->cfg->public_url);
 	}
 	c.created_at = now;
-	c.expires_at = type == CRED_ACCESS_TOKEN ? now + env->cfg->ttl_access_token : 0;
+	c.expires_at = type == CRED_ACCESS_TOKEN ? am_time_add(now, env->cfg->ttl_access_token) : 0;
 	if ((rc = store_cred_insert(st, &c, e)) != AM_OK)
 		return rc;
 	out->has_credential = true;
@@ -102,7 +102,7 @@ new_registration(const struct flow_env *env, enum reg_kind kind, enum reg_status
 	reg->status = status;
 	reg->credential_type = type;
 	reg->created_at = now;
-	reg->expires_at = now + env->cfg->ttl_registration;
+	reg->expires_at = am_time_add(now, env->cfg->ttl_registration);
 	am_copy(reg->ip, sizeof(reg->ip), ip != NULL ? ip : "");
 	am_copy(out->registration_id, sizeof(out->registration_id), reg->id);
 	out->kind = kind;

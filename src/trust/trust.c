@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/clock.h"
 #include "core/limits.h"
 #include "core/log.h"
 #include "core/str.h"
@@ -15,6 +16,7 @@ struct cache {
 	struct jose_keyset *keys; /* NULL until a fetch succeeded */
 	int64_t expires_at;	  /* when the cached set should be refreshed */
 	int64_t last_fetch;	  /* last attempt, successful or not */
+	bool last_failed;	  /* that attempt gave no usable set */
 	unsigned long fetches;
 };
 
@@ -149,6 +151,27 @@ fetch_jwks(const struct am_provider *p, struct jose_keyset **out, int64_t *max_a
 	return AM_OK;
 }
 
+/* The answer when no usable set can be had: the provider (or the way to
+ * it) is down, not the token bad, so 503 with the time until the next fetch
+ * is allowed; AM_E_INTERNAL stays what it is. */
+static enum am_err
+keys_unavailable(const struct trust *t, const struct cache *c, const struct am_provider *p,
+		 int64_t now, const struct am_error *fetch_err, struct am_error *e)
+{
+	int64_t wait = t->cfg->jwks_refetch - (now - c->last_fetch);
+
+	if (fetch_err->code == AM_E_INTERNAL)
+		return am_fail(e, AM_E_INTERNAL, "%s", fetch_err->detail);
+	if (wait < 1)
+		wait = 1;
+	am_fail(e, AM_E_UNAVAILABLE,
+		"the keys of issuer %.100s could not be fetched; retry in %llds", p->issuer,
+		(long long)wait);
+	if (e != NULL)
+		e->retry_after = (long)wait;
+	return AM_E_UNAVAILABLE;
+}
+
 enum am_err
 trust_keys(struct trust *t, const struct am_provider *p, const char *kid, int64_t now,
 	   struct jose_keyset **out, struct am_error *e)
@@ -174,21 +197,32 @@ trust_keys(struct trust *t, const struct am_provider *p, const char *kid, int64_
 		if (fetch_jwks(p, &fresh, &max_age, &fetch_err) == AM_OK) {
 			jose_keyset_release(c->keys);
 			c->keys = fresh;
-			c->expires_at = now + max_age;
-		} else if (c->keys != NULL) {
-			log_warn("jwks refresh failed provider=%s; keeping cached keys", p->name);
+			c->expires_at = am_time_add(now, max_age);
+			c->last_failed = false;
+		} else {
+			c->last_failed = true;
+			if (c->keys != NULL)
+				log_warn("jwks refresh failed provider=%s; keeping cached keys "
+					 "stale=%llds",
+					 p->name, (long long)(now - c->expires_at));
 		}
 	}
-	if (c->keys == NULL) {
-		if (fetch_err.code != AM_OK)
-			rc = am_fail(e, fetch_err.code, "%s", fetch_err.detail);
-		else
-			rc = am_fail(e, AM_E_INVALID_SIGNATURE,
-				     "the keys of issuer %.100s could not be fetched; retry later",
-				     p->issuer);
-	} else {
-		*out = jose_keyset_retain(c->keys);
+	/* Refreshes have failed for longer than the operator allows: the
+	 * provider may have withdrawn these keys, so stop trusting them. */
+	if (c->keys != NULL && now >= am_time_add(c->expires_at, t->cfg->jwks_max_stale)) {
+		log_warn(
+			"jwks dropped provider=%s: stale for %llds, more than jwks_max_stale=%llds",
+			p->name, (long long)(now - c->expires_at),
+			(long long)t->cfg->jwks_max_stale);
+		jose_keyset_release(c->keys);
+		c->keys = NULL;
 	}
+	/* No set, or the kid is unknown and the refetch that could have found
+	 * it failed: nothing can be said about the token yet. */
+	if (c->keys == NULL || (c->last_failed && !jose_keyset_has(c->keys, kid)))
+		rc = keys_unavailable(t, c, p, now, &fetch_err, e);
+	else
+		*out = jose_keyset_retain(c->keys);
 	pthread_mutex_unlock(&c->mu);
 	return rc;
 }

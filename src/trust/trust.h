@@ -3,7 +3,9 @@
  * (clamped to 10 minutes .. 24 hours). An unknown kid triggers one refetch,
  * and fetches of one provider are at least [limits] jwks_refetch_interval
  * apart, so forged kids cannot make the server a request amplifier and an
- * unreachable provider costs one timeout per interval, not one per request. */
+ * unreachable provider costs one timeout per interval, not one per request.
+ * A set whose refreshes keep failing is used at most [limits]
+ * jwks_max_stale past its max-age. */
 #ifndef AM_TRUST_H
 #define AM_TRUST_H
 
@@ -24,9 +26,12 @@ void trust_free(struct trust *t);
 
 /* The key set of provider p (one of cfg->providers) that holds kid, fetched
  * or refetched as the rules above allow. On AM_OK the caller holds a
- * reference (jose_keyset_release). When no set can be had:
- * AM_E_INVALID_SIGNATURE saying the keys could not be fetched. The set
- * returned may still lack kid when a refetch was not allowed. */
+ * reference (jose_keyset_release). When no set can be had (never fetched,
+ * the fetch or the document failed, or the cached set is more than
+ * [limits] jwks_max_stale past its max-age while refreshes fail), or kid is
+ * unknown and the last fetch failed: AM_E_UNAVAILABLE with e->retry_after
+ * the seconds until the next fetch is allowed. The set returned may still
+ * lack kid when a refetch was not allowed. */
 enum am_err trust_keys(struct trust *t, const struct am_provider *p, const char *kid, int64_t now,
 		       struct jose_keyset **out, struct am_error *e) AM_WUR;
 

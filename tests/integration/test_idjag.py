@@ -115,6 +115,22 @@ class VerificationTest(IdJagTestBase):
                          400, "expired")
         self.assertError(register_idjag(self.server, self.mint(exp=None)), 400, "expired")
 
+    def test_a_hostile_exp_is_refused_without_overflow(self):
+        # exp + clock_skew overflowed int64 here (UBSan aborted the server).
+        now = int(time.time())
+        for exp in (2**63 - 1, 2**63 - 30, now + 10 * 365 * 86400):
+            r = register_idjag(self.server, self.mint(iat=now, exp=exp))
+            self.assertError(r, 400, "invalid_request")
+            self.assertIn("lifetime", r.json["message"])
+        token = self.provider.sign(self.provider.logout_claims(self.server, exp=2**63 - 1),
+                                   typ="logout+jwt")
+        r = send_logout(self.server, token)
+        self.assertError(r, 400, "invalid_request")
+        self.assertIn("lifetime", r.json["message"])
+        # The server is alive and a token at the cap (3600 s) still works.
+        r = register_idjag(self.server, self.mint(iat=now, exp=now + 3600))
+        self.assertEqual(r.status, 200, r)
+
     def test_iat_far_in_the_future(self):
         now = int(time.time())
         r = register_idjag(self.server, self.mint(iat=now + 3600, exp=now + 3900))
@@ -285,9 +301,12 @@ class JwksDownTest(unittest.TestCase):
             t = time.time()
             r = register_idjag(server, token)
             self.assertLess(time.time() - t, 10)
-            self.assertEqual(r.status, 400, r)
-            self.assertEqual(r.json["error"], "invalid_signature")
+            # The provider is down, not the token bad: 503 with Retry-After.
+            self.assertEqual(r.status, 503, r)
+            self.assertEqual(r.json["error"], "temporarily_unavailable")
             self.assertIn("could not be fetched", r.json["message"])
+            self.assertTrue(r.header("Retry-After").isdigit(), r)
+            self.assertGreaterEqual(int(r.header("Retry-After")), 1)
             # The server still serves everything else.
             self.assertEqual(server.register_anonymous()["registration_type"], "anonymous")
         finally:
@@ -398,8 +417,9 @@ class RevocationTest(IdJagTestBase):
             self.assertError(send_logout(self.server, token), 400, code)
         r = self.server.request("POST", "/agent/auth/revoke", raw=b"x", content_type="text/plain")
         self.assertError(r, 415, "unsupported_media_type")
-        # A logout token with a future exp and an old iat is fine.
-        token = self.provider.sign(lc(self.server, iat=int(time.time()) - 3600,
+        # A logout token with a future exp and an old iat is fine (within the
+        # [limits] id_jag_max_lifetime cap on exp - iat).
+        token = self.provider.sign(lc(self.server, iat=int(time.time()) - 3000,
                                       exp=int(time.time()) + 60), typ="logout+jwt")
         self.assertEqual(send_logout(self.server, token).status, 200)
 

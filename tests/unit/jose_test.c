@@ -7,7 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http/http.h"
 #include "jose/jose.h"
+#include "trust/trust.h"
 
 static struct jose_keyset *
 keyset_of(struct jose_signer *const *signers, size_t n)
@@ -316,6 +324,123 @@ a_jwk_that_names_its_alg_or_use_is_held_to_it(void **state)
 	jose_signer_free(es);
 }
 
+/* ---- trust/: the JWKS cache against a real loopback JWKS server ---- */
+
+static char *served_jwks; /* what the JWKS server below answers */
+
+static enum am_err
+h_jwks(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	(void)app, (void)rq, (void)e;
+	http_reply_text(rs, 200, "application/json", served_jwks, strlen(served_jwks));
+	http_add_header(rs, "Cache-Control", "max-age=600");
+	return AM_OK;
+}
+
+static const struct http_route jwks_routes[] = {
+	{"GET", "/.well-known/jwks.json", HTTP_EXACT, h_jwks},
+};
+
+/* A loopback port nothing listens on right now. */
+static uint16_t
+free_port(void)
+{
+	struct sockaddr_in a = {0};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static void
+trust_config(struct am_config *cfg, uint16_t port)
+{
+	am_config_defaults(cfg);
+	snprintf(cfg->providers[0].name, sizeof(cfg->providers[0].name), "p");
+	snprintf(cfg->providers[0].issuer, sizeof(cfg->providers[0].issuer), "http://127.0.0.1:%u",
+		 (unsigned)port);
+	snprintf(cfg->providers[0].jwks_uri, sizeof(cfg->providers[0].jwks_uri),
+		 "http://127.0.0.1:%u/.well-known/jwks.json", (unsigned)port);
+	cfg->nproviders = 1;
+	cfg->jwks_refetch = 30;
+	cfg->jwks_max_stale = 100;
+}
+
+static void
+an_unreachable_jwks_is_unavailable_not_a_bad_signature(void **state)
+{
+	struct am_config cfg;
+	struct trust *t = NULL;
+	struct jose_keyset *ks = NULL;
+	struct am_error e = {0};
+
+	(void)state;
+	trust_config(&cfg, free_port());
+	assert_int_equal(trust_new(&cfg, &t, &e), AM_OK);
+	assert_int_equal(trust_keys(t, &cfg.providers[0], "k", 1000, &ks, &e), AM_E_UNAVAILABLE);
+	assert_null(ks);
+	assert_true(e.retry_after >= 1 && e.retry_after <= 30);
+	assert_non_null(strstr(e.detail, "could not be fetched"));
+	/* Inside the refetch window nothing is fetched; the answer holds. */
+	assert_int_equal(trust_keys(t, &cfg.providers[0], "k", 1010, &ks, &e), AM_E_UNAVAILABLE);
+	assert_int_equal(e.retry_after, 20);
+	assert_int_equal(trust_fetch_count(t, &cfg.providers[0]), 1);
+	trust_free(t);
+}
+
+static void
+cached_keys_are_dropped_once_refreshes_fail_past_jwks_max_stale(void **state)
+{
+	struct jose_signer *s = NULL;
+	struct jose_keyset *ks = NULL;
+	struct http_server *srv = NULL;
+	uint16_t port = free_port();
+	struct http_options opt = {"127.0.0.1", port, 1, 4096};
+	struct am_config cfg;
+	struct trust *t = NULL;
+	struct am_error e = {0};
+	json_t *doc;
+	const int64_t t0 = 1000000;
+
+	(void)state;
+	assert_int_equal(jose_signer_generate("ES256", &s, &e), AM_OK);
+	doc = json_pack("{s:[o]}", "keys", jose_signer_public_jwk(s));
+	served_jwks = json_dumps(doc, 0);
+	json_decref(doc);
+	trust_config(&cfg, port);
+	assert_int_equal(http_server_start(&opt, jwks_routes, 1, NULL, &srv, &e), AM_OK);
+	assert_int_equal(trust_new(&cfg, &t, &e), AM_OK);
+	assert_int_equal(trust_keys(t, &cfg.providers[0], jose_signer_kid(s), t0, &ks, &e), AM_OK);
+	jose_keyset_release(ks);
+	http_server_stop(srv); /* the provider goes away */
+
+	/* Past max-age (600 s) the refresh fails; within jwks_max_stale the
+	 * cached keys still serve. */
+	ks = NULL;
+	assert_int_equal(
+		trust_keys(t, &cfg.providers[0], jose_signer_kid(s), t0 + 600 + 99, &ks, &e),
+		AM_OK);
+	assert_true(jose_keyset_has(ks, jose_signer_kid(s)));
+	jose_keyset_release(ks);
+	assert_int_equal(trust_fetch_count(t, &cfg.providers[0]), 2);
+	/* Past it they are no longer trusted, fetch allowed or not. */
+	ks = NULL;
+	assert_int_equal(
+		trust_keys(t, &cfg.providers[0], jose_signer_kid(s), t0 + 600 + 100, &ks, &e),
+		AM_E_UNAVAILABLE);
+	assert_null(ks);
+	assert_true(e.retry_after >= 1);
+	trust_free(t);
+	free(served_jwks);
+	jose_signer_free(s);
+}
+
 int
 main(void)
 {
@@ -328,6 +453,8 @@ main(void)
 		cmocka_unit_test(a_saved_private_key_loads_and_signs_the_same),
 		cmocka_unit_test(rsa_keys_with_a_small_exponent_or_modulus_are_refused),
 		cmocka_unit_test(a_jwk_that_names_its_alg_or_use_is_held_to_it),
+		cmocka_unit_test(an_unreachable_jwks_is_unavailable_not_a_bad_signature),
+		cmocka_unit_test(cached_keys_are_dropped_once_refreshes_fail_past_jwks_max_stale),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
