@@ -46,6 +46,9 @@ static const struct err_row table[AM_E__COUNT] = {
 					 "phone number"},
 	[AM_E_CONSENT_REQUIRED] = {403, "consent_required",
 				   "the user has not consented to this audience"},
+	[AM_E_INVALID_GRANT] =
+		{400, "invalid_grant",
+		 "this service's operator revoked this grant; a fresh token does not help"},
 	[AM_E_INVALID_CLAIM_TOKEN] = {400, "invalid_claim_token",
 				      "the claim token is unknown or no longer valid"},
 	[AM_E_CLAIMED_OR_IN_FLIGHT] = {409, "claimed_or_in_flight",

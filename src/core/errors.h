@@ -29,6 +29,7 @@ enum am_err {
 	AM_E_INVALID_CLIENT_ID,	     /* 400 invalid_client_id */
 	AM_E_MISSING_VERIFIED_EMAIL, /* 400 missing_verified_email */
 	AM_E_CONSENT_REQUIRED,	     /* 403 consent_required (provider: no live grant) */
+	AM_E_INVALID_GRANT,	     /* 400 invalid_grant: an operator block (issue 10 #5) */
 	/* claim ceremony */
 	AM_E_INVALID_CLAIM_TOKEN,  /* 400 invalid_claim_token */
 	AM_E_CLAIMED_OR_IN_FLIGHT, /* 409 claimed_or_in_flight */

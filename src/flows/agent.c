@@ -305,6 +305,30 @@ registration_for(const struct flow_env *env, struct store *st, const struct veri
 	return AM_OK;
 }
 
+/* Refuses what an operator blocked: the issuer, the subject (iss, sub), the
+ * user or the registration (any may be NULL or empty: not checked). */
+static enum am_err
+check_blocks(struct store *st, const char *iss, const char *sub, const char *user_id,
+	     const char *reg_id, struct am_error *e)
+{
+	enum block_kind kind;
+	enum am_err rc = store_block_find(st, iss, sub, user_id, reg_id, &kind, e);
+
+	if (rc == AM_E_NOT_FOUND)
+		return AM_OK;
+	if (rc != AM_OK)
+		return rc;
+	log_info("id-jag refused: operator block kind=%s iss=%s", store_block_kind_name(kind),
+		 iss != NULL ? iss : "");
+	return am_fail(e, AM_E_INVALID_GRANT,
+		       "this service's operator revoked access for this %s; a fresh token does "
+		       "not help until the operator lifts the block",
+		       kind == BLOCK_ISSUER    ? "provider"
+		       : kind == BLOCK_SUBJECT ? "provider subject"
+		       : kind == BLOCK_USER    ? "user"
+					       : "registration");
+}
+
 enum am_err
 flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip,
 		    const char *assertion, const char *requested_type, struct reg_result *out,
@@ -349,6 +373,7 @@ flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip
 	if ((rc = record_jti(env, st, &v, "idjag", e)) != AM_OK ||
 	    (rc = match_user(env, st, &v, &id, user_id, e)) != AM_OK ||
 	    (rc = registration_for(env, st, &v, &id, user_id, ip, &created, reg_id, e)) != AM_OK ||
+	    (rc = check_blocks(st, v.iss, v.sub, user_id, reg_id, e)) != AM_OK ||
 	    (rc = flow_issue_credential_for(env, st, reg_id, type, v.provider->scopes, user_id,
 					    v.iss, v.sub, &res, e)) != AM_OK ||
 	    (rc = audit_add(
@@ -500,6 +525,87 @@ flow_revoke_logout(const struct flow_env *env, struct store *st, const char *tok
 out:
 	jose_token_free(&t);
 	return rc;
+}
+
+enum am_err
+flow_revoke_block(const struct flow_env *env, struct store *st, enum block_kind kind,
+		  const char *value, const char *sub, int *count, bool *created, struct am_error *e)
+{
+	struct audit_batch batch = {0};
+	struct store_cred_filter f = {0};
+	int64_t now = flow_now(env);
+	enum am_err rc;
+
+	if (value == NULL || value[0] == '\0' || (kind == BLOCK_SUBJECT) != (sub != NULL) ||
+	    (sub != NULL && sub[0] == '\0'))
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "a block needs its value (and, for a "
+			       "subject, the issuer and the sub)");
+	/* The block commits before the credentials are revoked: from then on
+	 * no ID-JAG (whose check runs in its own write transaction) revives
+	 * what is being revoked. */
+	if ((rc = store_begin(st, e)) != AM_OK)
+		return rc;
+	if ((rc = store_block_put(st, kind, value, sub, "operator", now, created, e)) != AM_OK ||
+	    (*created &&
+	     (rc = audit_add(st, &batch, env->cfg->tenant, now, "block.created",
+			     kind == BLOCK_REGISTRATION ? value : NULL,
+			     json_pack("{s:s, s:s, s:s?, s:s}", "kind", store_block_kind_name(kind),
+				       "value", value, "sub", sub, "reason", "operator"),
+			     e)) != AM_OK) ||
+	    (rc = store_commit(st, e)) != AM_OK) {
+		store_rollback(st);
+		audit_discard(&batch);
+		return rc;
+	}
+	audit_flush(env->audit, &batch);
+	log_info("operator block kind=%s created=%s", store_block_kind_name(kind),
+		 *created ? "yes" : "already");
+	switch (kind) {
+	case BLOCK_ISSUER:
+		f.iss = value;
+		break;
+	case BLOCK_SUBJECT:
+		f.iss = value;
+		f.sub = sub;
+		break;
+	case BLOCK_USER:
+		f.user_id = value;
+		break;
+	case BLOCK_REGISTRATION:
+		f.registration_id = value;
+		break;
+	}
+	return revoke_matching(env, st, &f, "operator", false, count, e);
+}
+
+enum am_err
+flow_unblock(const struct flow_env *env, struct store *st, enum block_kind kind, const char *value,
+	     const char *sub, struct am_error *e)
+{
+	struct audit_batch batch = {0};
+	int64_t now = flow_now(env);
+	enum am_err rc;
+
+	if ((rc = store_begin(st, e)) != AM_OK)
+		return rc;
+	rc = store_block_delete(st, kind, value, sub, e);
+	if (rc == AM_E_NOT_FOUND)
+		rc = am_fail(e, AM_E_NOT_FOUND, "there is no such block");
+	if (rc != AM_OK ||
+	    (rc = audit_add(st, &batch, env->cfg->tenant, now, "block.lifted",
+			    kind == BLOCK_REGISTRATION ? value : NULL,
+			    json_pack("{s:s, s:s, s:s?, s:s}", "kind", store_block_kind_name(kind),
+				      "value", value, "sub", sub, "reason", "operator"),
+			    e)) != AM_OK ||
+	    (rc = store_commit(st, e)) != AM_OK) {
+		store_rollback(st);
+		audit_discard(&batch);
+		return rc;
+	}
+	audit_flush(env->audit, &batch);
+	log_info("operator block lifted kind=%s", store_block_kind_name(kind));
+	return AM_OK;
 }
 
 enum am_err

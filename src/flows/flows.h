@@ -136,6 +136,24 @@ enum am_err flow_revoke_bulk(const struct flow_env *env, struct store *st,
 			     const struct store_cred_filter *f, const char *reason, int *count,
 			     struct am_error *e) AM_WUR;
 
+/* Operator revocation that sticks: records a durable block on value (an
+ * issuer, a user id or a registration id; for BLOCK_SUBJECT the issuer
+ * with sub, else sub NULL), with a block.created event, then revokes every
+ * live credential it covers as flow_revoke_bulk does. Until flow_unblock,
+ * every ID-JAG the block covers (its issuer, subject, matched user or
+ * registration) is refused with AM_E_INVALID_GRANT, so no fresh token
+ * revives the registration. *created is false when the block existed
+ * already (the revocation still runs); *count gets how many credentials. */
+enum am_err flow_revoke_block(const struct flow_env *env, struct store *st, enum block_kind kind,
+			      const char *value, const char *sub, int *count, bool *created,
+			      struct am_error *e) AM_WUR;
+
+/* Lifts an operator block, with a block.lifted event; AM_E_NOT_FOUND when
+ * there was none. Nothing is un-revoked: the next ID-JAG of the subject
+ * registers again. */
+enum am_err flow_unblock(const struct flow_env *env, struct store *st, enum block_kind kind,
+			 const char *value, const char *sub, struct am_error *e) AM_WUR;
+
 /* Zeroes the secrets of a result once they have been sent. */
 void flow_result_wipe(void *result, size_t size);
 

@@ -57,14 +57,16 @@ sweep_loop(void *arg)
 static void
 usage(FILE *f)
 {
-	fprintf(f,
-		"usage: authmd-server [--config FILE]\n"
-		"       authmd-server --check-config FILE\n"
-		"       authmd-server revoke [--config FILE] (--all | --issuer ISS | --user ID |\n"
-		"                            --registration ID)\n"
-		"       authmd-server --version\n\n"
-		"Serves the auth.md agent-registration protocol. Without --config it runs on\n"
-		"the built-in defaults (see docs/configuration.md).\n");
+	fprintf(f, "usage: authmd-server [--config FILE]\n"
+		   "       authmd-server --check-config FILE\n"
+		   "       authmd-server revoke [--config FILE] (--all | --issuer ISS [--subject "
+		   "SUB] |\n"
+		   "                            --user ID | --registration ID)\n"
+		   "       authmd-server unblock [--config FILE] (--issuer ISS [--subject SUB] |\n"
+		   "                             --user ID | --registration ID)\n"
+		   "       authmd-server --version\n\n"
+		   "Serves the auth.md agent-registration protocol. Without --config it runs on\n"
+		   "the built-in defaults (see docs/configuration.md).\n");
 }
 
 /* The configuration of path, or the built-in defaults when path is NULL;
@@ -85,69 +87,160 @@ load_config(const char *path, struct am_config *cfg)
 	return 0;
 }
 
+/* What an operator command names: --all, or one block target. */
+struct target {
+	bool all;
+	bool set;
+	enum block_kind kind;
+	const char *value, *sub;
+	const char *config_path;
+};
+
+/* Parses the flags of revoke (allow_all) or unblock; -1 on a usage error. */
+static int
+parse_target(int argc, char **argv, bool allow_all, struct target *t)
+{
+	const char *issuer = NULL;
+
+	memset(t, 0, sizeof(*t));
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (strcmp(arg, "--all") == 0 && allow_all && !t->all && !t->set &&
+		    issuer == NULL) {
+			t->all = true;
+			continue;
+		}
+		if (val == NULL || val[0] == '\0')
+			return -1;
+		if (strcmp(arg, "--config") == 0 && t->config_path == NULL)
+			t->config_path = val;
+		else if (t->all)
+			return -1; /* --all names everything: nothing else goes with it */
+		else if (strcmp(arg, "--issuer") == 0 && issuer == NULL &&
+			 (!t->set || t->kind == BLOCK_SUBJECT))
+			issuer = val;
+		else if (strcmp(arg, "--subject") == 0 && t->sub == NULL && !t->set) {
+			t->set = true;
+			t->kind = BLOCK_SUBJECT;
+			t->sub = val;
+		} else if (strcmp(arg, "--user") == 0 && !t->set && issuer == NULL) {
+			t->set = true;
+			t->kind = BLOCK_USER;
+			t->value = val;
+		} else if (strcmp(arg, "--registration") == 0 && !t->set && issuer == NULL) {
+			t->set = true;
+			t->kind = BLOCK_REGISTRATION;
+			t->value = val;
+		} else
+			return -1;
+		i++;
+	}
+	if (issuer != NULL && !t->set) {
+		t->set = true;
+		t->kind = BLOCK_ISSUER;
+	}
+	if (issuer != NULL)
+		t->value = issuer;
+	if (t->set && t->kind == BLOCK_SUBJECT && issuer == NULL)
+		return -1; /* a subject is only ever a provider's */
+	return t->all || t->set ? 0 : -1;
+}
+
+/* Opens what an operator command needs: config, audit sink, store. */
+static int
+open_operator(const struct target *t, struct am_config *cfg, struct flow_env *env,
+	      struct audit_sink **sink, struct store **st)
+{
+	struct am_error e = {0};
+
+	if (load_config(t->config_path, cfg) != 0)
+		return -1;
+	(void)am_log_set_level("warn");
+	env->cfg = cfg;
+	if (audit_sink_open(cfg->audit_sink, sink, &e) != AM_OK ||
+	    store_open(cfg->store_url, cfg->tenant, st, &e) != AM_OK) {
+		fprintf(stderr, "authmd-server: %s\n", e.detail);
+		return -1;
+	}
+	env->audit = *sink;
+	return 0;
+}
+
 /* authmd-server revoke: the operator's incident-response switch. It works
  * on the store directly (beside a running server, which sees the change at
  * its next lookup), records an audit event per credential and prints the
- * count. */
+ * count. Revoking an issuer, subject, user or registration also blocks it
+ * durably (see flow_revoke_block) until `unblock`; --all revokes every
+ * credential but blocks nothing, so the service can take agents again. */
 static int
 cmd_revoke(int argc, char **argv)
 {
-	struct store_cred_filter f = {0};
-	const char *config_path = NULL, *what = NULL;
+	struct target t;
 	struct am_config cfg;
 	struct flow_env env = {0};
 	struct audit_sink *sink = NULL;
 	struct store *st = NULL;
 	struct am_error e = {0};
+	struct store_cred_filter all = {0};
+	bool created = false;
 	int count = 0, rc = 1;
+	enum am_err err;
 
-	for (int i = 1; i < argc; i++) {
-		const char *arg = argv[i];
-		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-
-		if (strcmp(arg, "--all") == 0 && what == NULL) {
-			what = "all";
-			continue;
-		}
-		if (val == NULL)
-			goto usage;
-		if (strcmp(arg, "--config") == 0)
-			config_path = val;
-		else if (strcmp(arg, "--issuer") == 0 && what == NULL)
-			f.iss = what = val;
-		else if (strcmp(arg, "--user") == 0 && what == NULL)
-			f.user_id = what = val;
-		else if (strcmp(arg, "--registration") == 0 && what == NULL)
-			f.registration_id = what = val;
-		else
-			goto usage;
-		i++;
+	if (parse_target(argc, argv, true, &t) != 0) {
+		usage(stderr);
+		return 2;
 	}
-	if (what == NULL)
-		goto usage;
-	if (load_config(config_path, &cfg) != 0)
-		return 1;
-	(void)am_log_set_level("warn");
-	env.cfg = &cfg;
-	if (audit_sink_open(cfg.audit_sink, &sink, &e) != AM_OK ||
-	    store_open(cfg.store_url, cfg.tenant, &st, &e) != AM_OK) {
-		fprintf(stderr, "authmd-server: %s\n", e.detail);
+	if (open_operator(&t, &cfg, &env, &sink, &st) != 0)
 		goto out;
-	}
-	env.audit = sink;
-	if (flow_revoke_bulk(&env, st, &f, "operator", &count, &e) != AM_OK) {
+	err = t.all ? flow_revoke_bulk(&env, st, &all, "operator", &count, &e)
+		    : flow_revoke_block(&env, st, t.kind, t.value, t.sub, &count, &created, &e);
+	if (err != AM_OK) {
 		fprintf(stderr, "authmd-server: revoke failed: %s\n", e.detail);
 		goto out;
 	}
+	if (!t.all)
+		printf("%s %s (lift it with authmd-server unblock)\n",
+		       created ? "blocked" : "already blocked", store_block_kind_name(t.kind));
 	printf("revoked %d credential%s\n", count, count == 1 ? "" : "s");
 	rc = 0;
 out:
 	store_close(st);
 	audit_sink_free(sink);
 	return rc;
-usage:
-	usage(stderr);
-	return 2;
+}
+
+/* authmd-server unblock: lifts a block that revoke made, with a
+ * block.lifted audit event. Nothing is un-revoked; the subject's next
+ * ID-JAG registers again. Exit 1 when there was no such block. */
+static int
+cmd_unblock(int argc, char **argv)
+{
+	struct target t;
+	struct am_config cfg;
+	struct flow_env env = {0};
+	struct audit_sink *sink = NULL;
+	struct store *st = NULL;
+	struct am_error e = {0};
+	int rc = 1;
+
+	if (parse_target(argc, argv, false, &t) != 0) {
+		usage(stderr);
+		return 2;
+	}
+	if (open_operator(&t, &cfg, &env, &sink, &st) != 0)
+		goto out;
+	if (flow_unblock(&env, st, t.kind, t.value, t.sub, &e) != AM_OK) {
+		fprintf(stderr, "authmd-server: unblock failed: %s\n", e.detail);
+		goto out;
+	}
+	printf("unblocked %s\n", store_block_kind_name(t.kind));
+	rc = 0;
+out:
+	store_close(st);
+	audit_sink_free(sink);
+	return rc;
 }
 
 int
@@ -165,6 +258,8 @@ main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "revoke") == 0)
 		return cmd_revoke(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "unblock") == 0)
+		return cmd_unblock(argc - 1, argv + 1);
 	for (int i = 1; i < argc; i++) {
 		if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "--check-config") == 0) &&
 		    i + 1 < argc) {

@@ -45,6 +45,10 @@ enum q {
 	Q_CRED_REVOKE,
 	Q_SETTING_GET,
 	Q_SETTING_PUT,
+	/* operator blocks */
+	Q_BLOCK_PUT,
+	Q_BLOCK_DELETE,
+	Q_BLOCK_FIND,
 	Q__COUNT
 };
 
@@ -129,6 +133,17 @@ static const char *const sql[Q__COUNT] = {
 	[Q_SETTING_PUT] = "INSERT INTO settings (tenant, key, value, updated_at) "
 			  "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (tenant, key) "
 			  "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+	/* operator blocks */
+	[Q_BLOCK_PUT] = "INSERT INTO blocks (tenant, kind, value, sub, reason, created_at) "
+			"VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+	[Q_BLOCK_DELETE] = "DELETE FROM blocks WHERE tenant = ?1 AND kind = ?2 AND value = ?3 "
+			   "AND sub = ?4",
+	/* Each arm is a primary-key lookup; a NULL parameter matches nothing. */
+	[Q_BLOCK_FIND] = "SELECT kind FROM blocks WHERE tenant = ?1 AND ("
+			 "(kind = 'issuer' AND value = ?2 AND sub = '') OR "
+			 "(kind = 'subject' AND value = ?2 AND sub = ?3) OR "
+			 "(kind = 'user' AND value = ?4 AND sub = '') OR "
+			 "(kind = 'registration' AND value = ?5 AND sub = '')) LIMIT 1",
 };
 
 struct store {
@@ -820,4 +835,79 @@ store_setting_put(struct store *st, const char *key, const char *value, int64_t 
 	sqlite3_bind_text(s, 3, value, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 4, at);
 	return db_run(st->db, s, "setting put", NULL, e);
+}
+
+/* ---- operator blocks ---- */
+
+static const char *const block_names[] = {"issuer", "subject", "user", "registration"};
+
+const char *
+store_block_kind_name(enum block_kind k)
+{
+	return (size_t)k < sizeof(block_names) / sizeof(block_names[0]) ? block_names[k] : "?";
+}
+
+enum am_err
+store_block_put(struct store *st, enum block_kind kind, const char *value, const char *sub,
+		const char *reason, int64_t at, bool *created, struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc;
+	int changes = 0;
+
+	if ((rc = db_prep(st->db, Q_BLOCK_PUT, &s, e)) != AM_OK)
+		return rc;
+	sqlite3_bind_text(s, 2, store_block_kind_name(kind), -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, value, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 4, sub != NULL ? sub : "", -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 5, reason, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 6, at);
+	if ((rc = db_run(st->db, s, "block put", &changes, e)) != AM_OK)
+		return rc;
+	*created = changes > 0;
+	return AM_OK;
+}
+
+enum am_err
+store_block_delete(struct store *st, enum block_kind kind, const char *value, const char *sub,
+		   struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc;
+	int changes = 0;
+
+	if ((rc = db_prep(st->db, Q_BLOCK_DELETE, &s, e)) != AM_OK)
+		return rc;
+	sqlite3_bind_text(s, 2, store_block_kind_name(kind), -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, value, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 4, sub != NULL ? sub : "", -1, SQLITE_TRANSIENT);
+	if ((rc = db_run(st->db, s, "block delete", &changes, e)) != AM_OK)
+		return rc;
+	return changes > 0 ? AM_OK : AM_E_NOT_FOUND;
+}
+
+enum am_err
+store_block_find(struct store *st, const char *iss, const char *sub, const char *user_id,
+		 const char *registration_id, enum block_kind *kind, struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc;
+	char name[16];
+	int i;
+
+	if ((rc = db_prep(st->db, Q_BLOCK_FIND, &s, e)) != AM_OK)
+		return rc;
+	db_bind_text_or_null(s, 2, iss != NULL ? iss : "");
+	db_bind_text_or_null(s, 3, sub != NULL ? sub : "");
+	db_bind_text_or_null(s, 4, user_id != NULL ? user_id : "");
+	db_bind_text_or_null(s, 5, registration_id != NULL ? registration_id : "");
+	if ((rc = db_one(st->db, s, "block find", e)) != AM_OK)
+		return rc;
+	db_col_text(s, 0, name, sizeof(name));
+	sqlite3_reset(s);
+	i = db_name_index(block_names, sizeof(block_names) / sizeof(block_names[0]), name);
+	if (i < 0)
+		return am_fail(e, AM_E_INTERNAL, "unknown block kind");
+	*kind = (enum block_kind)i;
+	return AM_OK;
 }

@@ -218,6 +218,28 @@ enum am_err store_setting_get(struct store *st, const char *key, char **value,
 enum am_err store_setting_put(struct store *st, const char *key, const char *value, int64_t at,
 			      struct am_error *e) AM_WUR;
 
+/* operator blocks: a revoked issuer, subject, user or registration stays
+ * refused until an operator lifts the block */
+enum block_kind { BLOCK_ISSUER, BLOCK_SUBJECT, BLOCK_USER, BLOCK_REGISTRATION };
+/* "issuer", "subject", "user", "registration". */
+const char *store_block_kind_name(enum block_kind k);
+/* Records a block on value (the issuer, user id or registration id; for
+ * BLOCK_SUBJECT the issuer, with sub the subject, else sub is NULL) at
+ * `at`. *created is false when the same block was already there (it is
+ * left as it was). */
+enum am_err store_block_put(struct store *st, enum block_kind kind, const char *value,
+			    const char *sub, const char *reason, int64_t at, bool *created,
+			    struct am_error *e) AM_WUR;
+/* Lifts a block; AM_E_NOT_FOUND when there was none. */
+enum am_err store_block_delete(struct store *st, enum block_kind kind, const char *value,
+			       const char *sub, struct am_error *e) AM_WUR;
+/* Whether any block covers what is given (each may be NULL: not checked):
+ * the issuer iss, the subject (iss, sub), the user, the registration.
+ * AM_OK with *kind the block found, AM_E_NOT_FOUND when none does. */
+enum am_err store_block_find(struct store *st, const char *iss, const char *sub,
+			     const char *user_id, const char *registration_id,
+			     enum block_kind *kind, struct am_error *e) AM_WUR;
+
 /* audit */
 enum am_err store_audit_insert(struct store *st, int64_t at, const char *event,
 			       const char *registration_id, const char *json,
