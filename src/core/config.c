@@ -69,8 +69,8 @@ static const struct cfg_key provider_keys[] = {
 	{"provider", "jwks_uri", CFG_URL, PAT(jwks_uri), "", 0, 255, NULL},
 	{"provider", "client_ids", CFG_STRING, PAT(client_ids), "", 0, AM_CFG_STR - 1, NULL},
 	{"provider", "scopes", CFG_SCOPES, PAT(scopes), "", 0, 0, NULL},
-	{"provider", "link_by_email", CFG_BOOL, PAT(link_by_email), "on", 0, 0, NULL},
-	{"provider", "link_by_phone", CFG_BOOL, PAT(link_by_phone), "on", 0, 0, NULL},
+	{"provider", "link_by_email", CFG_BOOL, PAT(link_by_email), "off", 0, 0, NULL},
+	{"provider", "link_by_phone", CFG_BOOL, PAT(link_by_phone), "off", 0, 0, NULL},
 };
 
 const struct cfg_key *

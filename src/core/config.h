@@ -20,7 +20,7 @@ struct am_provider {
 	char jwks_uri[256];	     /* default: issuer + /.well-known/jwks.json */
 	char client_ids[AM_CFG_STR]; /* accepted client_id values; default: issuer */
 	char scopes[AM_CFG_STR];     /* granted to its users; default: post_claim */
-	bool link_by_email;	     /* attach an unknown (iss, sub) by verified email */
+	bool link_by_email;	     /* offer a first-link ceremony by verified email */
 	bool link_by_phone;	     /* ... by verified phone number */
 };
 

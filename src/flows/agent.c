@@ -203,32 +203,68 @@ read_identity(const json_t *claims, struct identity *id, struct am_error *e)
 	return AM_OK;
 }
 
-/* The docs' order: a delegation of (iss, sub); a user with the verified
- * email; with the verified phone (each only where the provider entry
- * allows linking); else a new user, when JIT provisioning is on. */
+/* Refuses what an operator blocked: the issuer, the subject (iss, sub), the
+ * user or the registration (any may be NULL or empty: not checked). */
+static enum am_err
+check_blocks(struct store *st, const char *iss, const char *sub, const char *user_id,
+	     const char *reg_id, struct am_error *e)
+{
+	enum block_kind kind;
+	enum am_err rc = store_block_find(st, iss, sub, user_id, reg_id, &kind, e);
+
+	if (rc == AM_E_NOT_FOUND)
+		return AM_OK;
+	if (rc != AM_OK)
+		return rc;
+	log_info("id-jag refused: operator block kind=%s iss=%s", store_block_kind_name(kind),
+		 iss != NULL ? iss : "");
+	return am_fail(e, AM_E_INVALID_GRANT,
+		       "this service's operator revoked access for this %s; a fresh token does "
+		       "not help until the operator lifts the block",
+		       kind == BLOCK_ISSUER    ? "provider"
+		       : kind == BLOCK_SUBJECT ? "provider subject"
+		       : kind == BLOCK_USER    ? "user"
+					       : "registration");
+}
+
+/* The docs' order: a delegation of (iss, sub); else, where the provider
+ * entry allows linking, an existing user with the verified email or phone:
+ * never attached silently, but *link_to is set and the caller runs the
+ * first-link ceremony against that account's own email (v0.5's
+ * interaction_required); else a new user, when JIT provisioning is on. */
 static enum am_err
 match_user(const struct flow_env *env, struct store *st, const struct verified *v,
-	   const struct identity *id, char user_id[STORE_ID_LEN], struct am_error *e)
+	   const struct identity *id, char user_id[STORE_ID_LEN], bool *link,
+	   struct store_user *link_to, struct am_error *e)
 {
 	struct store_user u = {0};
 	enum am_err rc;
 
+	*link = false;
 	rc = store_delegation_user(st, v->iss, v->sub, user_id, e);
 	if (rc != AM_E_NOT_FOUND)
 		return rc;
 	if (v->provider->link_by_email && id->email[0] != '\0') {
 		rc = store_user_by_email(st, id->email, &u, e);
-		if (rc != AM_E_NOT_FOUND) {
-			am_copy(user_id, STORE_ID_LEN, u.id);
-			return rc;
+		if (rc == AM_OK) {
+			*link = true;
+			*link_to = u;
+			return AM_OK;
 		}
+		if (rc != AM_E_NOT_FOUND)
+			return rc;
 	}
 	if (v->provider->link_by_phone && id->phone[0] != '\0') {
 		rc = store_user_by_phone(st, id->phone, &u, e);
-		if (rc != AM_E_NOT_FOUND) {
-			am_copy(user_id, STORE_ID_LEN, u.id);
-			return rc;
+		/* The confirmation goes to the account's email: an account with
+		 * only a phone cannot confirm, so it is not linked. */
+		if (rc == AM_OK && u.email[0] != '\0') {
+			*link = true;
+			*link_to = u;
+			return AM_OK;
 		}
+		if (rc != AM_OK && rc != AM_E_NOT_FOUND)
+			return rc;
 	}
 	if (!env->cfg->flow_jit)
 		return am_fail(e, AM_E_INVALID_REQUEST,
@@ -255,6 +291,102 @@ match_user(const struct flow_env *env, struct store *st, const struct verified *
 		return rc;
 	log_info("user provisioned id=%s via=id_jag provider=%s", u.id, v->provider->name);
 	am_copy(user_id, STORE_ID_LEN, u.id);
+	return AM_OK;
+}
+
+/* The first-link ceremony's start, inside the caller's transaction: a
+ * pending agent registration for (iss, sub) bound to the existing
+ * account's address, with a claim token (in out) and a claim attempt whose
+ * link goes to that address (token, mailed after the commit). No
+ * delegation and no credential until the code comes back (see
+ * flow_first_link_complete). */
+static enum am_err
+first_link_start(const struct flow_env *env, struct store *st, const struct verified *v,
+		 const struct identity *id, const struct store_user *to, enum cred_type type,
+		 const char *ip, struct audit_batch *batch, struct store_attempt *att,
+		 char token[FLOW_SECRET_LEN], struct reg_result *out, struct am_error *e)
+{
+	struct store_reg reg = {0};
+	int64_t now = flow_now(env);
+	enum am_err rc;
+
+	if ((rc = check_blocks(st, v->iss, v->sub, to->id, NULL, e)) != AM_OK ||
+	    (rc = am_rand_id("reg_", reg.id, sizeof(reg.id), e)) != AM_OK ||
+	    (rc = am_rand_token(PREFIX_CLAIM_TOKEN, out->claim_token, sizeof(out->claim_token),
+				e)) != AM_OK)
+		return rc;
+	am_sha256_str(out->claim_token, reg.claim_hash);
+	reg.kind = REG_AGENT;
+	reg.status = REG_PENDING_CLAIM;
+	reg.credential_type = type;
+	reg.created_at = now;
+	reg.expires_at = am_time_add(now, env->cfg->ttl_registration);
+	am_copy(reg.ip, sizeof(reg.ip), ip != NULL ? ip : "");
+	am_copy(reg.email, sizeof(reg.email), to->email); /* the account's, not the token's */
+	am_copy(reg.iss, sizeof(reg.iss), v->iss);
+	am_copy(reg.sub, sizeof(reg.sub), v->sub);
+	am_copy(reg.agent_platform, sizeof(reg.agent_platform),
+		id->agent_platform != NULL ? id->agent_platform : "");
+	am_copy(reg.agent_context_id, sizeof(reg.agent_context_id),
+		id->agent_context_id != NULL ? id->agent_context_id : "");
+	if ((rc = store_reg_insert(st, &reg, e)) != AM_OK ||
+	    (rc = flow_new_attempt(env, st, &reg, reg.email, ip, att, token, e)) != AM_OK ||
+	    (rc = audit_add(st, batch, env->cfg->tenant, now, "registration.created", reg.id,
+			    json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:b, s:s, s:s?}",
+				      "registration_type", "agent-provider", "iss", v->iss, "sub",
+				      v->sub, "provider", v->provider->name, "agent_platform",
+				      id->agent_platform, "agent_context_id", id->agent_context_id,
+				      "first_link", 1, "link_user_id", to->id, "ip", ip),
+			    e)) != AM_OK ||
+	    (rc = audit_add(st, batch, env->cfg->tenant, now, "claim.requested", reg.id,
+			    json_pack("{s:s, s:s, s:s?}", "email", reg.email, "claim_attempt_id",
+				      att->id, "ip", ip),
+			    e)) != AM_OK)
+		return rc;
+	am_copy(out->registration_id, sizeof(out->registration_id), reg.id);
+	out->kind = REG_AGENT;
+	out->agent_verified = true;
+	out->has_credential = false;
+	out->claim_token_expires = reg.expires_at;
+	am_copy(out->post_claim_scopes, sizeof(out->post_claim_scopes), v->provider->scopes);
+	return AM_OK;
+}
+
+enum am_err
+flow_first_link_complete(const struct flow_env *env, struct store *st, const struct store_reg *reg,
+			 const char *user_id, struct audit_batch *batch, struct reg_result *out,
+			 struct am_error *e)
+{
+	const struct am_provider *p = am_config_provider(env->cfg, reg->iss);
+	const char *aud = env->cfg->public_url;
+	struct store_delegation d;
+	int64_t now = flow_now(env);
+	enum am_err rc;
+
+	if (p == NULL)
+		return am_fail(e, AM_E_INVALID_ISSUER,
+			       "the provider of this registration is no longer trusted here");
+	if ((rc = check_blocks(st, reg->iss, reg->sub, user_id, reg->id, e)) != AM_OK)
+		return rc;
+	rc = store_delegation_get(st, reg->iss, reg->sub, aud, &d, e);
+	if (rc == AM_OK)
+		return am_fail(e, AM_E_PREVIOUSLY_CLAIMED,
+			       "this provider identity was linked by another confirmation; present "
+			       "a fresh ID-JAG");
+	if (rc != AM_E_NOT_FOUND)
+		return rc;
+	if ((rc = store_delegation_insert(st, reg->iss, reg->sub, aud, user_id, reg->id, now, e)) !=
+		    AM_OK ||
+	    (rc = flow_issue_credential_for(env, st, reg->id, reg->credential_type, p->scopes,
+					    user_id, reg->iss, reg->sub, out, e)) != AM_OK ||
+	    (rc = audit_add(st, batch, env->cfg->tenant, now, "delegation.created", reg->id,
+			    json_pack("{s:s, s:s, s:s, s:s, s:s}", "iss", reg->iss, "sub", reg->sub,
+				      "provider", p->name, "user_id", user_id, "via", "first_link"),
+			    e)) != AM_OK)
+		return rc;
+	out->agent_verified = true;
+	log_info("delegation created registration=%s provider=%s user=%s via=first_link", reg->id,
+		 p->name, user_id);
 	return AM_OK;
 }
 
@@ -305,30 +437,6 @@ registration_for(const struct flow_env *env, struct store *st, const struct veri
 	return AM_OK;
 }
 
-/* Refuses what an operator blocked: the issuer, the subject (iss, sub), the
- * user or the registration (any may be NULL or empty: not checked). */
-static enum am_err
-check_blocks(struct store *st, const char *iss, const char *sub, const char *user_id,
-	     const char *reg_id, struct am_error *e)
-{
-	enum block_kind kind;
-	enum am_err rc = store_block_find(st, iss, sub, user_id, reg_id, &kind, e);
-
-	if (rc == AM_E_NOT_FOUND)
-		return AM_OK;
-	if (rc != AM_OK)
-		return rc;
-	log_info("id-jag refused: operator block kind=%s iss=%s", store_block_kind_name(kind),
-		 iss != NULL ? iss : "");
-	return am_fail(e, AM_E_INVALID_GRANT,
-		       "this service's operator revoked access for this %s; a fresh token does "
-		       "not help until the operator lifts the block",
-		       kind == BLOCK_ISSUER    ? "provider"
-		       : kind == BLOCK_SUBJECT ? "provider subject"
-		       : kind == BLOCK_USER    ? "user"
-					       : "registration");
-}
-
 enum am_err
 flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip,
 		    const char *assertion, const char *requested_type, struct reg_result *out,
@@ -340,6 +448,10 @@ flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip
 	struct identity id;
 	struct reg_result res = {0};
 	char user_id[STORE_ID_LEN] = "", reg_id[STORE_ID_LEN] = "";
+	char token[FLOW_SECRET_LEN] = "";
+	struct store_user link_to = {0};
+	struct store_attempt att;
+	bool link = false;
 	const char *client_id;
 	int64_t retry_after;
 	enum cred_type type;
@@ -371,8 +483,25 @@ flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip
 	if ((rc = store_begin(st, e)) != AM_OK)
 		goto out;
 	if ((rc = record_jti(env, st, &v, "idjag", e)) != AM_OK ||
-	    (rc = match_user(env, st, &v, &id, user_id, e)) != AM_OK ||
-	    (rc = registration_for(env, st, &v, &id, user_id, ip, &created, reg_id, e)) != AM_OK ||
+	    (rc = match_user(env, st, &v, &id, user_id, &link, &link_to, e)) != AM_OK)
+		goto fail;
+	if (link) {
+		if ((rc = first_link_start(env, st, &v, &id, &link_to, type, ip, &batch, &att,
+					   token, &res, e)) != AM_OK ||
+		    (rc = store_commit(st, e)) != AM_OK)
+			goto fail;
+		audit_flush(env->audit, &batch);
+		log_info("first link requested registration=%s provider=%s", res.registration_id,
+			 v.provider->name);
+		/* After the commit, as for email registrations: no write lock
+		 * across SMTP; a failed send leaves a registration that expires. */
+		if ((rc = flow_send_claim_mail(env, link_to.email, token, att.expires_at, e)) !=
+		    AM_OK)
+			goto out;
+		*out = res;
+		goto out;
+	}
+	if ((rc = registration_for(env, st, &v, &id, user_id, ip, &created, reg_id, e)) != AM_OK ||
 	    (rc = check_blocks(st, v.iss, v.sub, user_id, reg_id, e)) != AM_OK ||
 	    (rc = flow_issue_credential_for(env, st, reg_id, type, v.provider->scopes, user_id,
 					    v.iss, v.sub, &res, e)) != AM_OK ||
@@ -385,11 +514,8 @@ flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip
 			       "credential_type", store_cred_type_name(type), "new_registration",
 			       created, "ip", ip),
 		     e)) != AM_OK ||
-	    (rc = store_commit(st, e)) != AM_OK) {
-		store_rollback(st);
-		audit_discard(&batch);
-		goto out;
-	}
+	    (rc = store_commit(st, e)) != AM_OK)
+		goto fail;
 	audit_flush(env->audit, &batch);
 	log_info("registration created id=%s kind=agent provider=%s user=%s", reg_id,
 		 v.provider->name, user_id);
@@ -397,8 +523,13 @@ flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip
 	res.kind = REG_AGENT;
 	res.agent_verified = true;
 	*out = res;
+	goto out;
+fail:
+	store_rollback(st);
+	audit_discard(&batch);
 out:
 	flow_result_wipe(&res, sizeof(res));
+	flow_result_wipe(token, sizeof(token));
 	jose_token_free(&t);
 	return rc;
 }

@@ -174,8 +174,9 @@ flow_claim_start(const struct flow_env *env, struct store *st, const char *ip,
 		return rc;
 	if ((rc = claimable(st, claim_token, now, AM_E_CLAIMED_OR_IN_FLIGHT, &reg, e)) != AM_OK)
 		goto fail;
-	if (reg.kind == REG_EMAIL) {
-		/* The address was fixed at registration: /claim only re-sends. */
+	if (reg.kind != REG_ANONYMOUS) {
+		/* The address was fixed at registration (for a first link: the
+		 * existing account's own): /claim only re-sends. */
 		if (email != NULL && strcmp(addr, reg.email) != 0) {
 			rc = am_fail(e, AM_E_INVALID_REQUEST,
 				     "this registration's email was set at registration and "
@@ -439,6 +440,8 @@ flow_claim_complete(const struct flow_env *env, struct store *st, const char *ip
 	res.kind = reg.kind;
 	if (reg.kind == REG_ANONYMOUS)
 		rc = store_cred_upgrade(st, reg.id, user_id, env->cfg->scopes_post_claim, e);
+	else if (reg.kind == REG_AGENT) /* first-link ceremony (flows/agent.c) */
+		rc = flow_first_link_complete(env, st, &reg, user_id, &batch, &res, e);
 	else
 		rc = flow_issue_credential(env, st, reg.id, reg.credential_type,
 					   env->cfg->scopes_post_claim, user_id, "email", &res, e);

@@ -37,6 +37,19 @@ enum am_err flow_issue_credential_for(const struct flow_env *env, struct store *
 				      const char *sub, struct reg_result *out,
 				      struct am_error *e) AM_WUR;
 
+/* The end of the first-link ceremony, called by the claim completion for a
+ * REG_AGENT registration once its code matched and it is claimed by
+ * user_id (inside the caller's transaction): the (iss, sub, aud)
+ * delegation is created and a credential of the requested type issued at
+ * the provider's scopes (into out), with a delegation.created event in
+ * batch. Refuses a provider no longer trusted (AM_E_INVALID_ISSUER), an
+ * operator block (AM_E_INVALID_GRANT), and a subject linked meanwhile by
+ * another ceremony (AM_E_PREVIOUSLY_CLAIMED). */
+enum am_err flow_first_link_complete(const struct flow_env *env, struct store *st,
+				     const struct store_reg *reg, const char *user_id,
+				     struct audit_batch *batch, struct reg_result *out,
+				     struct am_error *e) AM_WUR;
+
 /* Parses "api_key" / "access_token" (NULL gives dflt). */
 enum am_err flow_cred_type(const char *name, enum cred_type dflt, enum cred_type *out,
 			   struct am_error *e) AM_WUR;

@@ -41,8 +41,10 @@ registration_body(const struct app *a, const struct reg_result *r)
 								   : "email-verification"));
 	if (r->has_credential)
 		put_credential(body, r);
-	if (r->agent_verified)
-		return body; /* no claim: the provider vouched for the user */
+	if (r->agent_verified && r->has_credential)
+		return body;   /* no claim: the provider vouched for the user */
+	if (r->agent_verified) /* first link: the account's owner confirms by mail */
+		json_object_set_new(body, "status", json_string("interaction_required"));
 	snprintf(url, sizeof(url), "%s/agent/auth/claim", a->cfg->public_url);
 	json_object_set_new(body, "claim_url", json_string(url));
 	json_object_set_new(body, "claim_token", json_string(r->claim_token));

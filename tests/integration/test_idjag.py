@@ -322,15 +322,25 @@ class MatchingTest(IdJagTestBase):
         ub = self.server.bearer("GET", "/api/resource", b["credential"]).json["user_id"]
         self.assertEqual(ua, ub)
 
-    def test_a_verified_email_links_to_an_existing_user(self):
+    def existing_user(self, address):
+        """A local account with this address, made by a claimed registration."""
         reg = self.server.register_anonymous()
-        self.server.start_claim(reg["claim_token"], "linda@example.test")
+        self.server.start_claim(reg["claim_token"], address)
         otp = self.server.code_from_link(claim_link(self.server.outbox_messages()[-1]))
         self.assertEqual(self.server.complete(reg["claim_token"], otp).status, 200)
-        existing = self.server.bearer("GET", "/api/resource", reg["credential"]).json["user_id"]
+        return self.server.bearer("GET", "/api/resource", reg["credential"]).json["user_id"]
+
+    def test_by_default_a_verified_email_never_takes_over_an_existing_user(self):
+        # link_by_email used to default to on: any trusted provider's
+        # "verified" email took over the matching local account.
+        existing = self.existing_user("linda@example.test")
+        mails = len(self.server.outbox_messages())
         r = register_idjag(self.server, self.mint(sub="linda", email="Linda@example.test"))
+        self.assertEqual(r.status, 200, r)
         me = self.server.bearer("GET", "/api/resource", r.json["credential"]).json
-        self.assertEqual(me["user_id"], existing)
+        self.assertNotEqual(me["user_id"], existing)
+        self.assertIsNone(me["email"])  # the address stays with its owner
+        self.assertEqual(len(self.server.outbox_messages()), mails)
 
     def test_jit_creates_a_user_otherwise(self):
         r = register_idjag(self.server, self.mint(sub="fresh", email="fresh@example.test"))
@@ -340,6 +350,78 @@ class MatchingTest(IdJagTestBase):
         rows = self.server.db_query("SELECT created_by_agent FROM users WHERE id = ?",
                                     (me["user_id"],))
         self.assertEqual(rows, [(1,)])
+
+
+class FirstLinkTest(IdJagTestBase):
+    """link_by_email on: an unknown (iss, sub) whose verified email matches an
+    existing account is linked only after the account's owner confirms with
+    the code mailed to the account's own address."""
+    PROVIDER_KEYS = {"link_by_email": "on"}
+
+    def test_the_first_link_needs_the_code_mailed_to_the_account(self):
+        s = self.server
+        existing = MatchingTest.existing_user(self, "linda@example.test")
+        mails = len(s.outbox_messages())
+        r = register_idjag(s, self.mint(sub="linda", email="Linda@example.test"), "api_key")
+        self.assertEqual(r.status, 200, r)
+        body = r.json
+        self.assertEqual(body["status"], "interaction_required")
+        self.assertEqual(body["registration_type"], "agent-provider")
+        self.assertNotIn("credential", body)
+        self.assertTrue(body["claim_token"].startswith("clm_"))
+        self.assertEqual(body["claim_url"], s.url + "/agent/auth/claim")
+        self.assertEqual(body["post_claim_scopes"], ["api.read", "api.write"])
+        self.assertEqual(s.db_query("SELECT COUNT(*) FROM delegations"), [(0,)])
+        # The code went to the account's own address, once.
+        sent = s.outbox_messages()[mails:]
+        self.assertEqual([m["To"] for m in sent], ["linda@example.test"])
+        # The agent cannot redirect the mail to an address it controls.
+        r = s.start_claim(body["claim_token"], "attacker@example.test")
+        self.assertError(r, 400, "invalid_request")
+        self.assertEqual(len(s.outbox_messages()), mails + 1)
+        # A wrong code links nothing.
+        otp = s.code_from_link(claim_link(sent[0]))
+        wrong = "000000" if otp != "000000" else "111111"
+        self.assertError(s.complete(body["claim_token"], wrong), 401, "otp_invalid")
+        self.assertEqual(s.db_query("SELECT COUNT(*) FROM delegations"), [(0,)])
+        # The owner's code links, and only then is a credential issued.
+        done = s.complete(body["claim_token"], otp)
+        self.assertEqual(done.status, 200, done)
+        self.assertEqual(done.json["credential_type"], "api_key")
+        me = s.bearer("GET", "/api/resource", done.json["credential"]).json
+        self.assertEqual(me["user_id"], existing)
+        self.assertEqual(me["source"], "id_jag")
+        # From now on the delegation answers at once, same registration.
+        again = register_idjag(s, self.mint(sub="linda", email="linda@example.test"))
+        self.assertEqual(again.status, 200, again)
+        self.assertEqual(again.json["registration_id"], body["registration_id"])
+        self.assertEqual(s.bearer("GET", "/api/resource",
+                                  again.json["credential"]).json["user_id"], existing)
+        events = [e["event"] for e in s.audit_events()]
+        self.assertIn("delegation.created", events)
+        # A logout token reaches the linked credentials like any others.
+        token = self.provider.sign(self.provider.logout_claims(s, sub="linda"), typ="logout+jwt")
+        self.assertEqual(send_logout(s, token).json, {"revoked": 2})
+
+    def test_an_unknown_email_is_provisioned_without_a_ceremony(self):
+        mails = len(self.server.outbox_messages())
+        r = register_idjag(self.server, self.mint(sub="new", email="new@example.test"))
+        self.assertEqual(r.status, 200, r)
+        self.assertIn("credential", r.json)
+        self.assertEqual(len(self.server.outbox_messages()), mails)
+
+    def test_an_operator_block_stops_the_ceremony(self):
+        s = self.server
+        existing = MatchingTest.existing_user(self, "bo@example.test")
+        body = register_idjag(s, self.mint(sub="bo", email="bo@example.test")).json
+        otp = s.code_from_link(claim_link(s.outbox_messages()[-1]))
+        r = subprocess.run([SERVER, "revoke", "--config", s.config, "--user", existing],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertError(s.complete(body["claim_token"], otp), 400, "invalid_grant")
+        self.assertEqual(s.db_query("SELECT COUNT(*) FROM delegations"), [(0,)])
+        self.assertError(register_idjag(s, self.mint(sub="bo", email="bo@example.test")), 400,
+                         "invalid_grant")
 
 
 class NoLinkingTest(IdJagTestBase):

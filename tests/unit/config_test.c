@@ -167,7 +167,7 @@ provider_sections_make_the_trust_list(void **state)
 	char err[256];
 	const struct am_provider *p;
 	char *path = write_file("[provider acme]\nissuer = https://acme.test/\n"
-				"link_by_email = off\n[provider beta]\nissuer = https://beta.test\n"
+				"link_by_email = on\n[provider beta]\nissuer = https://beta.test\n"
 				"client_ids = a b\nscopes = api.read\n");
 
 	(void)state;
@@ -179,8 +179,8 @@ provider_sections_make_the_trust_list(void **state)
 	assert_string_equal(p->jwks_uri, "https://acme.test/.well-known/jwks.json");
 	assert_string_equal(p->client_ids, "https://acme.test/");
 	assert_string_equal(p->scopes, "api.read api.write");
-	assert_false(p->link_by_email);
-	assert_true(p->link_by_phone);
+	assert_true(p->link_by_email);
+	assert_false(p->link_by_phone); /* linking is off unless a provider entry turns it on */
 	p = am_config_provider(&cfg, "https://beta.test");
 	assert_string_equal(p->client_ids, "a b");
 	assert_true(am_word_in(p->client_ids, "b"));
