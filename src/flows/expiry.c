@@ -31,7 +31,9 @@ expire_one(const struct flow_env *env, struct store *st, const char *id, int64_t
 	    (rc = store_cred_revoke_reg(st, id, now, &revoked, e)) != AM_OK ||
 	    (rc = audit_add(st, &batch, env->cfg->tenant, now, "registration.expired", id,
 			    json_pack("{s:s, s:i}", "registration_type",
-				      reg.kind == REG_EMAIL ? "email-verification" : "anonymous",
+				      reg.kind == REG_EMAIL   ? "email-verification"
+				      : reg.kind == REG_AGENT ? "agent-provider" /* a first link */
+							      : "anonymous",
 				      "credentials_revoked", revoked),
 			    e)) != AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK)

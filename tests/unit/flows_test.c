@@ -299,6 +299,72 @@ disabled_flows_and_credential_types_are_refused(void **state)
 			 AM_E_VERIFIED_EMAIL_NOT_ENABLED);
 }
 
+static void
+an_operator_block_is_durable_until_lifted_and_recorded(void **state)
+{
+	struct fixture *fx = *state;
+	struct store_auth auth;
+	struct am_error e = {0};
+	enum block_kind kind;
+	bool created = false;
+	int count = 0;
+
+	fx_register_anonymous(fx);
+	assert_int_equal(flow_revoke_block(&fx->env, fx->st, BLOCK_REGISTRATION,
+					   fx->reg.registration_id, NULL, &count, &created, &e),
+			 AM_OK);
+	assert_true(created);
+	assert_int_equal(count, 1);
+	assert_false(fx_key_works(fx, &auth));
+	assert_int_equal(
+		store_block_find(fx->st, NULL, NULL, NULL, fx->reg.registration_id, &kind, &e),
+		AM_OK);
+	assert_int_equal(kind, BLOCK_REGISTRATION);
+	/* Again: one block, nothing left to revoke. */
+	assert_int_equal(flow_revoke_block(&fx->env, fx->st, BLOCK_REGISTRATION,
+					   fx->reg.registration_id, NULL, &count, &created, &e),
+			 AM_OK);
+	assert_false(created);
+	assert_int_equal(count, 0);
+	/* A subject block covers that subject of that issuer only. */
+	assert_int_equal(flow_revoke_block(&fx->env, fx->st, BLOCK_SUBJECT, "https://p.test", "s1",
+					   &count, &created, &e),
+			 AM_OK);
+	assert_int_equal(store_block_find(fx->st, "https://p.test", "s1", NULL, NULL, &kind, &e),
+			 AM_OK);
+	assert_int_equal(kind, BLOCK_SUBJECT);
+	assert_int_equal(
+		store_block_find(fx->st, "https://p.test", "s2", "usr_x", "reg_x", &kind, &e),
+		AM_E_NOT_FOUND);
+	assert_int_equal(store_block_find(fx->st, "https://q.test", "s1", NULL, NULL, &kind, &e),
+			 AM_E_NOT_FOUND);
+	assert_int_equal(flow_revoke_block(&fx->env, fx->st, BLOCK_SUBJECT, "https://p.test", NULL,
+					   &count, &created, &e),
+			 AM_E_INVALID_REQUEST);
+	/* Lifting: once, and it revives nothing by itself. */
+	assert_int_equal(flow_unblock(&fx->env, fx->st, BLOCK_REGISTRATION, fx->reg.registration_id,
+				      NULL, &e),
+			 AM_OK);
+	assert_int_equal(flow_unblock(&fx->env, fx->st, BLOCK_REGISTRATION, fx->reg.registration_id,
+				      NULL, &e),
+			 AM_E_NOT_FOUND);
+	assert_int_equal(
+		store_block_find(fx->st, NULL, NULL, NULL, fx->reg.registration_id, &kind, &e),
+		AM_E_NOT_FOUND);
+	assert_false(fx_key_works(fx, &auth));
+}
+
+static void
+time_sums_with_a_token_value_saturate_instead_of_overflowing(void **state)
+{
+	(void)state;
+	assert_true(am_time_add(INT64_MAX, 60) == INT64_MAX);
+	assert_true(am_time_add(INT64_MAX - 30, 60) == INT64_MAX);
+	assert_true(am_time_add(INT64_MIN, -1) == INT64_MIN);
+	assert_true(am_time_add(1000, 60) == 1060);
+	assert_true(am_time_add(1000, -60) == 940);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int
@@ -312,6 +378,8 @@ main(void)
 		T(the_sweep_expires_and_revokes_only_what_is_due),
 		T(without_jit_only_existing_users_can_claim),
 		T(disabled_flows_and_credential_types_are_refused),
+		T(an_operator_block_is_durable_until_lifted_and_recorded),
+		cmocka_unit_test(time_sums_with_a_token_value_saturate_instead_of_overflowing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
