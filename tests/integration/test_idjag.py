@@ -51,7 +51,9 @@ class VerificationTest(IdJagTestBase):
     def test_es256_and_rs256_with_both_credential_types(self):
         for key in ("es", "rs"):
             for cred in ("access_token", "api_key"):
-                r = register_idjag(self.server, self.mint(key=key, sub="u-" + key + cred), cred)
+                sub = "u-" + key + cred
+                r = register_idjag(self.server,
+                                   self.mint(key=key, sub=sub, email=sub + "@example.test"), cred)
                 self.assertEqual(r.status, 200, r)
                 body = r.json
                 self.assertEqual(body["registration_type"], "agent-provider")
@@ -66,7 +68,7 @@ class VerificationTest(IdJagTestBase):
                 me = self.server.bearer("GET", "/api/resource", body["credential"])
                 self.assertEqual(me.status, 200, me)
                 self.assertEqual(me.json["source"], "id_jag")
-                self.assertEqual(me.json["email"], "ann@example.test")
+                self.assertEqual(me.json["email"], sub + "@example.test")
                 self.assertEqual(self.server.bearer("POST", "/api/resource", body["credential"],
                                                     body={}).status, 200)
         created = [e for e in self.server.audit_events() if e["event"] == "registration.created"]
