@@ -15,5 +15,7 @@
 #define AM_MAIL_TIMEOUT_MS 10000	  /* one SMTP transaction, in total */
 #define AM_FETCH_TIMEOUT_MS 3000	  /* any outbound HTTP call */
 #define AM_MAX_SCOPES 32		  /* scopes in one credential */
+#define AM_MAX_DELIVERY_ANSWER_BYTES                                                               \
+	(64 * 1024) /* a logout-token receiver's answer, read and dropped */
 
 #endif

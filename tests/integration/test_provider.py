@@ -233,7 +233,7 @@ class FailedDeliveryTest(ProviderTestBase):
     def test_a_4xx_is_final_and_retries_stop_at_the_limit(self):
         refused = self.provider.grant(self.session, self.aud, "always",
                                       self.server.url + "/nope").json
-        unreachable = self.provider.grant(self.session, "https://elsewhere.test", "always",
+        unreachable = self.provider.grant(self.session, "http://127.0.0.1:9", "always",
                                           "http://127.0.0.1:9/revoke").json
         for g in (refused, unreachable):
             self.provider.request("DELETE", "/grants/" + g["id"], session=self.session)
