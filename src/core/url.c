@@ -194,3 +194,19 @@ am_url_under(const struct am_url *base, const struct am_url *u)
 	 * is in bounds. */
 	return u->path[n] == '\0' || base->path[n - 1] == '/' || u->path[n] == '/';
 }
+
+bool
+am_url_split(const char *text, char *origin, size_t ocap, const char **rest)
+{
+	struct am_url u;
+	const char *authority;
+
+	if (!am_url_parse(text, &u) || !am_url_origin(&u, origin, ocap))
+		return false;
+	/* am_url_parse checked that text is "scheme://authority..." and the
+	 * authority cannot hold '/', '?' or '#' unescaped, so the rest starts
+	 * at the first of them. */
+	authority = strstr(text, "://") + 3;
+	*rest = authority + strcspn(authority, "/?#");
+	return true;
+}

@@ -63,4 +63,10 @@ bool am_url_is_origin_text(const char *text);
  * "/api"). Query and fragment are ignored. */
 bool am_url_under(const struct am_url *base, const struct am_url *u);
 
+/* Splits an absolute http(s) URL into its origin (as am_url_origin) and
+ * the rest of the text as written: path, query and fragment, "" when there
+ * is none. *rest points into text. False when text does not parse or the
+ * origin does not fit in ocap. */
+bool am_url_split(const char *text, char *origin, size_t ocap, const char **rest) AM_WUR;
+
 #endif

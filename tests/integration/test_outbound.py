@@ -178,6 +178,22 @@ class ServerJwksFetchTest(unittest.TestCase):
             provider.stop()
             provider.cleanup()
 
+    def test_plain_http_keys_off_loopback_are_warned_about_by_the_parsed_host(self):
+        server = Server({
+            "provider lookalike": {"issuer": "http://127.evil.test",
+                                   "jwks_uri": "http://127.evil.test/jwks"},
+            "provider lookalike2": {"issuer": "http://localhost.evil.test"},
+            "provider local": {"issuer": "http://127.0.0.1:9"},
+        }).start()
+        try:
+            log = server.read_log()
+        finally:
+            server.cleanup()
+        warned = [line for line in log.splitlines() if "plain http" in line]
+        self.assertEqual(len(warned), 2, log)
+        self.assertTrue(any("provider=lookalike " in w for w in warned), warned)
+        self.assertTrue(any("provider=lookalike2 " in w for w in warned), warned)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -143,6 +143,25 @@ a_path_prefix_counts_only_on_a_segment_boundary(void **state)
 	assert_false(under("https://a.test/v2/", "https://a.test"));
 }
 
+static void
+a_url_splits_into_its_origin_and_the_rest_as_written(void **state)
+{
+	char o[128];
+	const char *rest;
+
+	(void)state;
+	assert_true(am_url_split("HTTPS://Api.TEST:443/v1/Items?x=1", o, sizeof(o), &rest));
+	assert_string_equal(o, "https://api.test");
+	assert_string_equal(rest, "/v1/Items?x=1");
+	assert_true(am_url_split("http://127.0.0.1:8000", o, sizeof(o), &rest));
+	assert_string_equal(o, "http://127.0.0.1:8000");
+	assert_string_equal(rest, "");
+	assert_true(am_url_split("http://h?q", o, sizeof(o), &rest));
+	assert_string_equal(rest, "?q");
+	assert_false(am_url_split("http:///x", o, sizeof(o), &rest));
+	assert_false(am_url_split("https://a-rather-long-host.test/", o, 8, &rest));
+}
+
 static bool
 blocked(int family, const char *text, const char *allow)
 {
@@ -232,6 +251,7 @@ main(void)
 		cmocka_unit_test(loopback_is_decided_by_the_parsed_host_not_a_prefix),
 		cmocka_unit_test(origins_compare_scheme_host_and_effective_port),
 		cmocka_unit_test(a_path_prefix_counts_only_on_a_segment_boundary),
+		cmocka_unit_test(a_url_splits_into_its_origin_and_the_rest_as_written),
 		cmocka_unit_test(private_and_special_addresses_are_refused_unless_allowed),
 		cmocka_unit_test(an_allow_list_must_be_cidr_blocks),
 	};
