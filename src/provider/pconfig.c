@@ -39,24 +39,39 @@ prov_config_keys(size_t *n)
 	return keys;
 }
 
-/* Each space-separated word of list is an http(s) origin. */
+/* Each space-separated word of list must be an http(s) origin; the list
+ * is rewritten in canonical form (core/url.h: lower-cased host, no default
+ * port), the form grants are compared in. */
 static int
-origins_check(const char *list, char *err, size_t errcap)
+origins_check(char *list, size_t cap, char *err, size_t errcap)
 {
-	char word[AM_CFG_STR];
+	char word[AM_CFG_STR], origin[300];
+	struct am_buf out = {0};
+	int rc = 0;
 
 	for (const char *p = list + strspn(list, " "); *p != '\0'; p += strspn(p, " ")) {
 		size_t n = strcspn(p, " ");
 
 		snprintf(word, sizeof(word), "%.*s", (int)n, p);
-		if (!am_url_is_origin_text(word)) {
+		if (!am_url_is_origin_text(word) ||
+		    !am_url_origin_of(word, origin, sizeof(origin))) {
 			snprintf(err, errcap, "\"%.80s\" is not an origin (scheme://host[:port])",
 				 word);
-			return -1;
+			rc = -1;
+			goto out;
 		}
+		if (out.len > 0)
+			am_buf_puts(&out, " ");
+		am_buf_puts(&out, origin);
 		p += n;
 	}
-	return 0;
+	if (!am_copy(list, cap, out.data != NULL ? out.data : "")) {
+		snprintf(err, errcap, "too long");
+		rc = -1;
+	}
+out:
+	am_buf_free(&out);
+	return rc;
 }
 
 static int
@@ -78,7 +93,8 @@ validate(struct prov_config *c, char *err, size_t errcap)
 		snprintf(err, errcap, "[outbound] allow_private_targets: %s", why);
 		return -1;
 	}
-	if (origins_check(c->revocation_origins, why, sizeof(why)) != 0) {
+	if (origins_check(c->revocation_origins, sizeof(c->revocation_origins), why, sizeof(why)) !=
+	    0) {
 		snprintf(err, errcap, "[revocation] allowed_origins: %s", why);
 		return -1;
 	}

@@ -2,11 +2,15 @@
 and authmd-server: where a grant's logout tokens may go, private addresses
 refused unless allowed, and no answer body ever shown back."""
 import http.server
+import os
+import subprocess
+import tempfile
 import threading
 import time
 import unittest
 
-from harness import RealProvider, Server, free_port, provider_overrides, register_idjag
+from harness import (PROVIDER_BIN, SERVER, RealProvider, Server, free_port,
+                     provider_overrides, register_idjag)
 
 SECRET = "INTERNAL-ONLY: db password is hunter2"
 
@@ -81,7 +85,7 @@ class OutboundTestBase(unittest.TestCase):
 
 
 class RevocationTargetTest(OutboundTestBase):
-    PROVIDER = {"revocation": {"allowed_origins": "https://hooks.example.test"}}
+    PROVIDER = {"revocation": {"allowed_origins": "https://Hooks.Example.TEST:443"}}
 
     def test_a_revocation_uri_off_the_audience_origin_is_refused(self):
         aud = "https://api.example.test"
@@ -193,6 +197,39 @@ class ServerJwksFetchTest(unittest.TestCase):
         self.assertEqual(len(warned), 2, log)
         self.assertTrue(any("provider=lookalike " in w for w in warned), warned)
         self.assertTrue(any("provider=lookalike2 " in w for w in warned), warned)
+
+
+class PolicyConfigTest(unittest.TestCase):
+    """Bad policy values stop startup with the file, line and key."""
+
+    def check(self, program, text):
+        fd, path = tempfile.mkstemp(suffix=".ini")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        try:
+            return subprocess.run([program, "--check-config", path], capture_output=True,
+                                  text=True, timeout=30)
+        finally:
+            os.remove(path)
+
+    def test_allow_lists_must_be_cidr_blocks_and_origins(self):
+        for program, text, words in (
+                (SERVER, "[outbound]\nallow_private_targets = localhost\n",
+                 "[outbound] allow_private_targets"),
+                (SERVER, "[outbound]\nallow_private_targets = 10.0.0.0/33\n", "10.0.0.0/33"),
+                (PROVIDER_BIN, "[outbound]\nallow_private_targets = 127.0.0.0/8 nope\n",
+                 "\"nope\""),
+                (PROVIDER_BIN, "[revocation]\nallowed_origins = https://h.test/path\n",
+                 "[revocation] allowed_origins"),
+                (PROVIDER_BIN, "[revocation]\nallowed_origins = ftp://h.test\n", "ftp://h.test")):
+            r = self.check(program, text)
+            self.assertNotEqual(r.returncode, 0, (text, r.stdout))
+            self.assertIn(words, r.stderr, text)
+        for program, text in ((SERVER, "[outbound]\nallow_private_targets = 10.1.0.0/16 ::1\n"),
+                              (PROVIDER_BIN, "[revocation]\nallowed_origins = https://a.test "
+                               "http://b.test:8080\n")):
+            r = self.check(program, text)
+            self.assertEqual(r.returncode, 0, (text, r.stderr))
 
 
 if __name__ == "__main__":
