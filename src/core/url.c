@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/limits.h"
 #include "core/str.h"
 
 /* One part of h into out; false when absent or too long. */
@@ -56,7 +57,7 @@ am_url_parse(const char *text, struct am_url *out)
 	bool ok = false;
 	size_t n;
 
-	if (text == NULL || strlen(text) > AM_URL_MAX || !printable(text))
+	if (text == NULL || strlen(text) > AM_MAX_URL_BYTES || !printable(text))
 		return false;
 	/* libcurl is lenient with the slashes ("http:/h", "http:///h"); an
 	 * absolute URL has exactly "scheme://" and then the authority. */

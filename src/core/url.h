@@ -12,8 +12,6 @@
 
 #include "core/compiler.h"
 
-#define AM_URL_MAX 2048 /* the longest URL we parse, in bytes */
-
 struct am_url {
 	char scheme[8];	   /* "http" or "https" */
 	char host[256];	   /* lower-cased; an IPv6 address without brackets */
@@ -29,8 +27,8 @@ struct am_url {
 /* Parses text as an absolute http(s) URL into *out. False (out untouched)
  * for anything else: another scheme, no host, a bad port, a space or
  * control byte, or a quote, angle bracket, backslash or backtick (URLs we
- * accept are published verbatim in JSON, HTML and headers), or longer than
- * AM_URL_MAX. */
+ * accept are published verbatim in JSON, HTML and headers), longer than
+ * AM_MAX_URL_BYTES (core/limits.h), or with a path of 1024 bytes or more. */
 bool am_url_parse(const char *text, struct am_url *out) AM_WUR;
 
 /* The origin "scheme://host[:port]" (port only when not the default, IPv6
