@@ -27,6 +27,8 @@ class _Target(http.server.BaseHTTPRequestHandler):
         self.seen.append(self.path)
         body = SECRET.encode()
         self.send_response(self.status)
+        if 300 <= self.status < 400:
+            self.send_header("Location", "/followed")
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -152,6 +154,14 @@ class NoBodyEchoTest(OutboundTestBase):
         self.assertEqual(state["last_error"], "http 500")
         raw = self.provider.request("GET", "/grants", session=self.session).body.decode()
         self.assertNotIn("hunter2", raw)
+
+    def test_a_redirect_is_not_followed(self):
+        _Target.status = 307
+        g = self.provider.grant(self.session, self.target, "always",
+                                self.target + "/internal").json
+        state = self.revoke_and_wait(g)
+        self.assertEqual(state["last_error"], "http 307")
+        self.assertEqual(_Target.seen, ["/internal"])  # never "/followed"
 
 
 class ServerJwksFetchTest(unittest.TestCase):
