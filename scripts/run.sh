@@ -16,7 +16,7 @@ if [ -n "$config" ]; then
 fi
 
 mkdir -p var
-"$build/authmd-provider" >>var/provider.log 2>&1 &
+"$build/authmd-provider" --config etc/demo-provider.ini >>var/provider.log 2>&1 &
 provider=$!
 trap 'kill $provider 2>/dev/null; wait $provider 2>/dev/null || true' EXIT INT TERM
 for _ in $(seq 50); do

@@ -152,7 +152,10 @@ struct authmd_response {
 void authmd_response_clear(struct authmd_response *r);
 
 /* A request with the stored credential for url, following AUTH.md's retry
- * policy: 5xx is retried with exponential backoff and jitter, 429 after
+ * policy: 5xx is retried with exponential backoff and jitter for the
+ * idempotent methods only (GET, HEAD, OPTIONS, TRACE, PUT, DELETE: a POST or
+ * PATCH that got a 5xx may have taken effect, so it is returned, not sent
+ * again), 429 after
  * Retry-After; a 401 on a credential that worked before drops it,
  * rediscovers and re-registers once when no person is needed: an ID-JAG
  * from the stored provider session under consent that still stands (a

@@ -851,6 +851,20 @@ backoff_ms(int attempt)
 	return ms * (128 + r) / 256;
 }
 
+/* RFC 9110 section 9.2.2: the methods whose repetition has no further
+ * effect. POST and PATCH are not among them. */
+static bool
+idempotent(const char *method)
+{
+	static const char *const ok[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+
+	for (size_t i = 0; method != NULL && i < sizeof(ok) / sizeof(ok[0]); i++) {
+		if (strcmp(method, ok[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
 static bool
 can_reregister(const struct authmd_credential *cred)
 {
@@ -884,7 +898,9 @@ authmd_request(struct authmd_client *c, const char *method, const char *url,
 			   body != NULL ? "application/json" : NULL, body, &r, err);
 		if (st != AUTHMD_OK)
 			return st;
-		if (r.status >= 500 && retries < c->max_retries) {
+		/* A 5xx may come after the service acted: only a request that may
+		 * be repeated without a second effect is sent again. */
+		if (r.status >= 500 && idempotent(method) && retries < c->max_retries) {
 			result_clear(&r);
 			sleep_ms(backoff_ms(retries++));
 			continue;

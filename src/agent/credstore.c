@@ -1,6 +1,5 @@
 #include "agent/credstore.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
@@ -13,6 +12,7 @@
 
 #include "core/fs.h"
 #include "core/str.h"
+#include "core/url.h"
 
 #define MAX_FILE (4 * 1024 * 1024)
 
@@ -51,20 +51,7 @@ cs_default_path(char *out, size_t cap)
 bool
 cs_origin(const char *url, char *out, size_t cap)
 {
-	const char *host = strstr(url, "://");
-	const char *end;
-	size_t n;
-
-	if (host == NULL)
-		return false;
-	end = host + 3 + strcspn(host + 3, "/?#");
-	n = (size_t)(end - url);
-	if (n >= cap || end == host + 3)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		out[i] = (char)tolower((unsigned char)url[i]);
-	out[n] = '\0';
-	return true;
+	return am_url_origin_of(url, out, cap);
 }
 
 enum authmd_status
@@ -214,25 +201,23 @@ cs_match(const json_t *doc, const char *url)
 {
 	json_t *all = json_object_get(doc, "credentials"), *v;
 	const char *key, *best = NULL, *same_origin = NULL;
-	char want[AUTHMD_URL_MAX], have[AUTHMD_URL_MAX];
+	struct am_url want, have;
 	size_t best_len = 0;
 
-	if (!cs_origin(url, want, sizeof(want)))
-		want[0] = '\0';
+	/* Parsed, not compared as strings: a prefix counts only on a path
+	 * boundary of the same origin ("https://api.test" never matches
+	 * "https://api.test.evil/"), and nothing is read past either string. */
+	if (!am_url_parse(url, &want))
+		return NULL;
 	json_object_foreach(all, key, v)
 	{
-		size_t n = strlen(key);
-		/* A prefix counts only on a boundary: "https://api.test" must not
-		 * match "https://api.test.evil/". */
-		bool boundary = n > 0 && (key[n - 1] == '/' || url[n] == '\0' || url[n] == '/' ||
-					  url[n] == '?' || url[n] == '#');
-
-		if (strncmp(url, key, n) == 0 && boundary && n > best_len) {
+		if (!am_url_parse(key, &have) || !am_url_same_origin(&have, &want))
+			continue;
+		if (am_url_under(&have, &want) && (best == NULL || strlen(have.path) > best_len)) {
 			best = key;
-			best_len = n;
+			best_len = strlen(have.path);
 		}
-		if (same_origin == NULL && want[0] != '\0' && cs_origin(key, have, sizeof(have)) &&
-		    strcmp(have, want) == 0)
+		if (same_origin == NULL)
 			same_origin = key;
 	}
 	return best != NULL ? best : same_origin;

@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fetch.h"
 #include "core/limits.h"
 #include "core/str.h"
+#include "core/url.h"
 
 #define AT(f) offsetof(struct am_config, f), sizeof(((struct am_config *)0)->f)
 #define YEAR 31536000
@@ -60,6 +62,8 @@ static const struct cfg_key keys[] = {
 	{"flows", "jit", CFG_BOOL, AT(flow_jit), "on", 0, 0, NULL},
 	{"audit", "sink", CFG_STRING, AT(audit_sink), "stdout", 1, 255, NULL},
 	{"log", "level", CFG_STRING, AT(log_level), "info", 0, 15, "debug|info|warn|error"},
+	/* outbound requests (core/fetch.h): the JWKS fetch, later CIMD */
+	{"outbound", "allow_private_targets", CFG_STRING, AT(outbound_allow), "", 0, 255, NULL},
 };
 
 #define PAT(f) offsetof(struct am_provider, f), sizeof(((struct am_provider *)0)->f)
@@ -145,26 +149,15 @@ scopes_ok(const char *v)
 	return count <= AM_MAX_SCOPES;
 }
 
+/* Published verbatim in JSON, HTML and a header: core/url.h refuses spaces,
+ * controls, quotes, angle brackets, backslash and backtick besides anything
+ * that is not an absolute http(s) URL. */
 static bool
 url_ok(const char *v)
 {
-	const char *host;
+	struct am_url u;
 
-	if (strncmp(v, "https://", 8) == 0)
-		host = v + 8;
-	else if (strncmp(v, "http://", 7) == 0)
-		host = v + 7;
-	else
-		return false;
-	if (*host == '\0' || *host == '/')
-		return false;
-	for (const char *p = v; *p != '\0'; p++) {
-		/* Published verbatim in JSON, HTML and a header: keep to visible
-		 * ASCII without quotes, angle brackets, backslash or space. */
-		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f || strchr("\"<>\\`", *p))
-			return false;
-	}
-	return true;
+	return am_url_parse(v, &u) && !u.has_userinfo;
 }
 
 int
@@ -407,8 +400,7 @@ validate_providers(struct am_config *cfg, char *err, size_t errcap)
 int
 am_config_validate(struct am_config *cfg, char *err, size_t errcap)
 {
-	char bad[128];
-	const char *host;
+	char bad[128], origin[sizeof(cfg->public_url)];
 	size_t pl = strlen(cfg->public_url);
 
 	if (am_parse_hostport(cfg->listen, cfg->listen_host, sizeof(cfg->listen_host),
@@ -421,9 +413,11 @@ am_config_validate(struct am_config *cfg, char *err, size_t errcap)
 	 * issuer differ from authorization_servers[0] or double a slash. */
 	while (pl > 0 && cfg->public_url[pl - 1] == '/')
 		cfg->public_url[--pl] = '\0';
-	host = strstr(cfg->public_url, "://");
-	if (host == NULL || strchr(host + 3, '/') != NULL || strchr(host + 3, '?') != NULL ||
-	    strchr(host + 3, '#') != NULL) {
+	/* Kept in its canonical form (core/url.h: lower-cased host, no default
+	 * port), since the issuer is compared byte for byte. */
+	if (!am_url_is_origin_text(cfg->public_url) ||
+	    !am_url_origin_of(cfg->public_url, origin, sizeof(origin)) ||
+	    !am_copy(cfg->public_url, sizeof(cfg->public_url), origin)) {
 		snprintf(err, errcap,
 			 "[server] public_url must be an origin (scheme://host[:port])");
 		return -1;
@@ -453,6 +447,10 @@ am_config_validate(struct am_config *cfg, char *err, size_t errcap)
 	}
 	if (validate_providers(cfg, err, errcap) != 0)
 		return -1;
+	if (am_fetch_allow_check(cfg->outbound_allow, bad, sizeof(bad)) != 0) {
+		snprintf(err, errcap, "[outbound] allow_private_targets: %s", bad);
+		return -1;
+	}
 	if (cfg->mail_smtp_url[0] != '\0' && strncmp(cfg->mail_smtp_url, "smtp://", 7) != 0 &&
 	    strncmp(cfg->mail_smtp_url, "smtps://", 8) != 0) {
 		snprintf(err, errcap, "[mail] smtp_url must start with smtp:// or smtps://");

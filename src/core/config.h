@@ -77,6 +77,9 @@ struct am_config {
 	/* [audit] [log] */
 	char audit_sink[256]; /* stdout | stderr | off | file:PATH */
 	char log_level[16];
+	/* [outbound] allow_private_targets: CIDR blocks outbound fetches may
+	 * reach though private or loopback (core/fetch.h); empty: none */
+	char outbound_allow[256];
 	/* [provider NAME] sections: the trust list */
 	struct am_provider providers[AM_MAX_PROVIDERS];
 	size_t nproviders;

@@ -5,7 +5,7 @@
 
 #define AM_DEFAULT_BODY_BYTES (64 * 1024) /* any request body; 413 past it */
 #define AM_MAX_BODY_BYTES (1024 * 1024)	  /* the most [limits] body_bytes may be */
-#define AM_MAX_URL_BYTES 2048		  /* request line target */
+#define AM_MAX_URL_BYTES 2048		  /* request line target; any URL core/url parses */
 #define AM_MAX_EMAIL_BYTES 254		  /* RFC 5321 path limit */
 #define AM_MAX_TOKEN_BYTES 128		  /* a claim, attempt or bearer token */
 #define AM_MAX_FIELD_BYTES 512		  /* any other string field we accept */
@@ -15,5 +15,7 @@
 #define AM_MAIL_TIMEOUT_MS 10000	  /* one SMTP transaction, in total */
 #define AM_FETCH_TIMEOUT_MS 3000	  /* any outbound HTTP call */
 #define AM_MAX_SCOPES 32		  /* scopes in one credential */
+#define AM_MAX_DELIVERY_ANSWER_BYTES                                                               \
+	(64 * 1024) /* a logout-token receiver's answer, read and dropped */
 
 #endif

@@ -3,7 +3,6 @@
  * else (no connection, timeout, 5xx) is retried with exponential backoff
  * and jitter until [revocation] max_attempts. The queue is in the store, so
  * a restart of the provider loses nothing. */
-#include <curl/curl.h>
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -12,6 +11,7 @@
 #include <time.h>
 
 #include "core/clock.h"
+#include "core/fetch.h"
 #include "core/limits.h"
 #include "core/log.h"
 #include "core/str.h"
@@ -20,55 +20,35 @@
 #define DUE_BATCH 16
 #define IDLE_WAKE_S 5 /* re-check the queue at least this often */
 
-static size_t
-discard(char *data, size_t size, size_t nmemb, void *user)
-{
-	struct am_buf *b = user;
-	size_t n = size * nmemb;
-
-	if (b->len < 200)
-		am_buf_add(b, data, n < 200 ? n : 200);
-	return n;
-}
-
-/* POSTs token to url; *status gets the HTTP status (0 if none), err what
- * went wrong. */
+/* POSTs token to url under the outbound policy (core/fetch.h); *status
+ * gets the HTTP status (0 if none), err what went wrong. The answer's body
+ * is never kept: err says only "http 403" or why no answer came, because
+ * the grant's owner reads it back in GET /grants. */
 static void
-post_token(const char *url, const char *token, long *status, char *err, size_t errcap)
+post_token(const struct prov_config *c, const char *url, const char *token, long *status, char *err,
+	   size_t errcap)
 {
-	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/logout+jwt");
-	struct am_buf body = {0};
-	CURL *c = curl_easy_init();
-	CURLcode res;
+	static const char *const headers[] = {"Content-Type: application/logout+jwt", NULL};
+	struct am_fetch f = {
+		.method = "POST",
+		.url = url,
+		.headers = headers,
+		.body = token,
+		.max_bytes = AM_MAX_DELIVERY_ANSWER_BYTES,
+		.keep_body = false,
+		.timeout_ms = 2L * AM_FETCH_TIMEOUT_MS,
+		.allow = c->outbound_allow,
+		.user_agent = "authmd-provider",
+	};
+	struct am_fetch_result r;
 
-	*status = 0;
 	err[0] = '\0';
-	if (c == NULL) {
-		snprintf(err, errcap, "out of memory");
-		curl_slist_free_all(h);
-		return;
-	}
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)AM_FETCH_TIMEOUT_MS);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2L * AM_FETCH_TIMEOUT_MS);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, token);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-	curl_easy_setopt(c, CURLOPT_USERAGENT, "authmd-provider");
-	res = curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-	if (res != CURLE_OK)
-		snprintf(err, errcap, "%s", curl_easy_strerror(res));
-	else if (*status < 200 || *status >= 300)
-		snprintf(err, errcap, "HTTP %ld: %.150s", *status,
-			 body.data != NULL ? body.data : "");
-	am_buf_free(&body);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
+	if (am_fetch_run(&f, &r) != AM_OK)
+		snprintf(err, errcap, "%s", r.why);
+	else if (r.status < 200 || r.status >= 300)
+		snprintf(err, errcap, "http %ld", r.status);
+	*status = r.status;
+	am_buf_free(&r.body);
 }
 
 /* base * 2^(attempt-1), capped, times a jitter in [0.5, 1.5). */
@@ -100,7 +80,7 @@ attempt(struct prov_app *a, struct pstore *ps, struct prov_delivery *d)
 	if (prov_logout_token(a, ps, d->sub, d->aud, &token, &e) != AM_OK) {
 		snprintf(err, sizeof(err), "cannot mint the logout token: %s", e.detail);
 	} else {
-		post_token(d->url, token, &status, err, sizeof(err));
+		post_token(c, d->url, token, &status, err, sizeof(err));
 		OPENSSL_cleanse(token, strlen(token));
 		free(token);
 	}

@@ -11,6 +11,7 @@
 #include "core/limits.h"
 #include "core/log.h"
 #include "core/str.h"
+#include "core/url.h"
 #include "provider/provider.h"
 
 #define ID_JAG_URN "urn:ietf:params:oauth:token-type:id-jag"
@@ -37,20 +38,27 @@ prov_store(struct prov_app *a, struct pstore **out, struct am_error *e)
 	return AM_OK;
 }
 
-/* A URL we will put in a token or POST to: absolute http(s), printable,
- * no quotes or spaces. */
+/* A URL we will put in a token or POST to: absolute http(s), printable, no
+ * userinfo (core/url.h decides). */
 static bool
-url_ok(const char *u)
+url_ok(const char *u, struct am_url *out)
 {
-	size_t n = u != NULL ? strlen(u) : 0;
+	return u != NULL && strlen(u) <= 255 && am_url_parse(u, out) && !out->has_userinfo;
+}
 
-	if (n < 8 || n > 255 || (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0))
-		return false;
-	for (const char *p = u; *p != '\0'; p++) {
-		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f || strchr("\"<>\\`", *p))
-			return false;
-	}
-	return true;
+/* Where a grant's logout tokens may go: the audience's own origin, or one
+ * the operator listed in [revocation] allowed_origins. Anything else would
+ * let a user make the provider POST to a host of their choosing. */
+static bool
+revocation_target_ok(const struct prov_config *c, const struct am_url *aud,
+		     const struct am_url *uri)
+{
+	char origin[300];
+
+	if (am_url_same_origin(aud, uri))
+		return true;
+	return am_url_origin(uri, origin, sizeof(origin)) &&
+	       am_word_in(c->revocation_origins, origin);
 }
 
 /* The user of the request's bearer session. */
@@ -147,6 +155,7 @@ h_grant_create(void *app, struct http_req *rq, struct http_resp *rs, struct am_e
 	struct pstore *ps;
 	json_t *req = NULL;
 	const char *audience, *mode, *revocation_uri;
+	struct am_url aud_url, rev_url;
 	enum am_err rc;
 
 	if ((rc = session_user(a, rq, rs, &ps, &u, e)) != AM_OK ||
@@ -156,9 +165,15 @@ h_grant_create(void *app, struct http_req *rq, struct http_resp *rs, struct am_e
 	    (rc = am_json_string(req, "mode", false, 16, &mode, e)) != AM_OK ||
 	    (rc = am_json_string(req, "revocation_uri", false, 255, &revocation_uri, e)) != AM_OK)
 		goto out;
-	if (!url_ok(audience) || (revocation_uri != NULL && !url_ok(revocation_uri))) {
+	if (!url_ok(audience, &aud_url) ||
+	    (revocation_uri != NULL && !url_ok(revocation_uri, &rev_url))) {
 		rc = am_fail(e, AM_E_INVALID_REQUEST,
 			     "audience and revocation_uri must be absolute http(s) URLs");
+		goto out;
+	}
+	if (revocation_uri != NULL && !revocation_target_ok(a->cfg, &aud_url, &rev_url)) {
+		rc = am_fail(e, AM_E_INVALID_REQUEST,
+			     "revocation_uri must be on the audience's origin");
 		goto out;
 	}
 	if (mode != NULL && strcmp(mode, "once") != 0 && strcmp(mode, "always") != 0) {
@@ -371,7 +386,7 @@ prov_app_new(const struct prov_config *c, struct prov_app **out, struct am_error
 {
 	struct prov_app *a = calloc(1, sizeof(*a));
 	struct pstore *ps;
-	size_t il = strlen(c->issuer);
+	struct am_url iss, cid;
 	enum am_err rc;
 
 	if (a == NULL)
@@ -393,8 +408,14 @@ prov_app_new(const struct prov_config *c, struct prov_app **out, struct am_error
 	route(a, "POST", "/id-jag", HTTP_EXACT, h_mint);
 	/* A client_id that is a URL under our issuer is served as its Client ID
 	 * Metadata Document. */
-	if (strncmp(c->client_id, c->issuer, il) == 0 && c->client_id[il] == '/')
-		route(a, "GET", c->client_id + il, HTTP_EXACT, h_cimd);
+	if (am_url_parse(c->issuer, &iss) && am_url_parse(c->client_id, &cid) &&
+	    am_url_under(&iss, &cid) && !cid.has_query && !cid.has_fragment) {
+		const char *rel = cid.path + (strcmp(iss.path, "/") == 0 ? 0 : strlen(iss.path));
+
+		if (rel[0] == '/' && rel[1] != '\0' &&
+		    am_copy(a->cimd_path, sizeof(a->cimd_path), rel))
+			route(a, "GET", a->cimd_path, HTTP_EXACT, h_cimd);
+	}
 	*out = a;
 	return AM_OK;
 }

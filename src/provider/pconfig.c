@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fetch.h"
 #include "core/str.h"
+#include "core/url.h"
 #include "provider/provider.h"
 
 #define AT(f) offsetof(struct prov_config, f), sizeof(((struct prov_config *)0)->f)
@@ -25,6 +27,9 @@ static const struct cfg_key keys[] = {
 	{"revocation", "retry_base", CFG_SECONDS, AT(retry_base), "2", 1, 3600, NULL},
 	{"revocation", "retry_max", CFG_SECONDS, AT(retry_max), "600", 1, 86400, NULL},
 	{"log", "level", CFG_STRING, AT(log_level), "info", 0, 15, "debug|info|warn|error"},
+	/* outbound requests (core/fetch.h) and where logout tokens may go */
+	{"outbound", "allow_private_targets", CFG_STRING, AT(outbound_allow), "", 0, 255, NULL},
+	{"revocation", "allowed_origins", CFG_STRING, AT(revocation_origins), "", 0, 511, NULL},
 };
 
 const struct cfg_key *
@@ -34,10 +39,46 @@ prov_config_keys(size_t *n)
 	return keys;
 }
 
+/* Each space-separated word of list must be an http(s) origin; the list
+ * is rewritten in canonical form (core/url.h: lower-cased host, no default
+ * port), the form grants are compared in. */
+static int
+origins_check(char *list, size_t cap, char *err, size_t errcap)
+{
+	char word[AM_CFG_STR], origin[300];
+	struct am_buf out = {0};
+	int rc = 0;
+
+	for (const char *p = list + strspn(list, " "); *p != '\0'; p += strspn(p, " ")) {
+		size_t n = strcspn(p, " ");
+
+		snprintf(word, sizeof(word), "%.*s", (int)n, p);
+		if (!am_url_is_origin_text(word) ||
+		    !am_url_origin_of(word, origin, sizeof(origin))) {
+			snprintf(err, errcap, "\"%.80s\" is not an origin (scheme://host[:port])",
+				 word);
+			rc = -1;
+			goto out;
+		}
+		if (out.len > 0)
+			am_buf_puts(&out, " ");
+		am_buf_puts(&out, origin);
+		p += n;
+	}
+	if (!am_copy(list, cap, out.data != NULL ? out.data : "")) {
+		snprintf(err, errcap, "too long");
+		rc = -1;
+	}
+out:
+	am_buf_free(&out);
+	return rc;
+}
+
 static int
 validate(struct prov_config *c, char *err, size_t errcap)
 {
 	size_t n = strlen(c->issuer);
+	char why[160];
 
 	while (n > 0 && c->issuer[n - 1] == '/')
 		c->issuer[--n] = '\0';
@@ -46,6 +87,15 @@ validate(struct prov_config *c, char *err, size_t errcap)
 	if (am_parse_hostport(c->listen, c->listen_host, sizeof(c->listen_host), &c->listen_port) !=
 	    0) {
 		snprintf(err, errcap, "[provider] listen must be host:port");
+		return -1;
+	}
+	if (am_fetch_allow_check(c->outbound_allow, why, sizeof(why)) != 0) {
+		snprintf(err, errcap, "[outbound] allow_private_targets: %s", why);
+		return -1;
+	}
+	if (origins_check(c->revocation_origins, sizeof(c->revocation_origins), why, sizeof(why)) !=
+	    0) {
+		snprintf(err, errcap, "[revocation] allowed_origins: %s", why);
 		return -1;
 	}
 	if (c->retry_max < c->retry_base) {

@@ -129,6 +129,39 @@ out:
 	return rc;
 }
 
+/* Makes the loaded key's public half the current published key when it is
+ * not: the key folder survived but the database is new (or was restored
+ * from before a rotation). Without this the JWKS would be empty, or name
+ * another key, and every token signed would fail to verify, silently. The
+ * public half is derived from the private key, so nothing has to be trusted
+ * but the key file itself. */
+static enum am_err
+ensure_published(const struct prov_config *c, struct pstore *ps, const struct jose_signer *s,
+		 struct am_error *e)
+{
+	char kid[64];
+	int64_t now = am_clock_now(NULL);
+	enum am_err rc = pstore_key_current(ps, kid, e);
+
+	if (rc == AM_OK && strcmp(kid, jose_signer_kid(s)) == 0)
+		return AM_OK;
+	if (rc != AM_OK && rc != AM_E_NOT_FOUND)
+		return rc;
+	log_warn("signing key kid=%s from %s is not the published current key (%s): publishing "
+		 "its public half again",
+		 jose_signer_kid(s), c->keys_dir, rc == AM_OK ? kid : "the database has none");
+	if ((rc = pstore_begin(ps, e)) != AM_OK)
+		return rc;
+	if ((rc = publish(ps, s, now, e)) != AM_OK ||
+	    (rc = pstore_key_retire_others(ps, jose_signer_kid(s), now, now + c->keys_overlap,
+					   e)) != AM_OK ||
+	    (rc = pstore_commit(ps, e)) != AM_OK) {
+		pstore_rollback(ps);
+		return rc;
+	}
+	return AM_OK;
+}
+
 enum am_err
 pkeys_open(const struct prov_config *c, struct pstore *ps, struct pkeys **out, struct am_error *e)
 {
@@ -146,6 +179,8 @@ pkeys_open(const struct prov_config *c, struct pstore *ps, struct pkeys **out, s
 		if ((rc = pkeys_rotate(c, ps, kid, e)) == AM_OK)
 			rc = load_private(c, &k->signer, e);
 	}
+	if (rc == AM_OK)
+		rc = ensure_published(c, ps, k->signer, e);
 	if (rc != AM_OK) {
 		pkeys_free(k);
 		return rc;

@@ -41,6 +41,12 @@ struct prov_config {
 	int64_t retry_max;  /* backoff ceiling, seconds */
 	/* [log] */
 	char log_level[16];
+	/* [outbound] allow_private_targets: CIDR blocks deliveries may reach
+	 * though private or loopback (core/fetch.h); empty: none */
+	char outbound_allow[256];
+	/* [revocation] allowed_origins: origins a grant's revocation_uri may
+	 * be on besides its audience's own */
+	char revocation_origins[512];
 };
 
 const struct cfg_key *prov_config_keys(size_t *n);
@@ -171,6 +177,7 @@ struct prov_app {
 	bool stop, wake;
 	struct http_route routes[8];
 	size_t nroutes;
+	char cimd_path[1024]; /* the route of the CIMD document, when served */
 };
 
 enum am_err prov_app_new(const struct prov_config *c, struct prov_app **out,

@@ -73,8 +73,13 @@ static const char *const sql[Q__COUNT] = {
 	[Q_DELIVERY_UPDATE] = "UPDATE deliveries SET status = ?3, attempts = ?4, next_at = ?5, "
 			      "http_status = ?6, last_error = ?7, updated_at = ?8 "
 			      "WHERE tenant = ?1 AND id = ?2",
+	/* An upsert: publishing a kid that is already known (a key file whose
+	 * public half was retired, or lost with an older database) makes it the
+	 * current key again. */
 	[Q_KEY_ADD] = "INSERT INTO signing_keys (tenant, kid, alg, public_jwk, created_at) "
-		      "VALUES (?1, ?2, ?3, ?4, ?5)",
+		      "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant, kid) DO UPDATE SET "
+		      "alg = excluded.alg, public_jwk = excluded.public_jwk, "
+		      "created_at = excluded.created_at, retired_at = NULL, publish_until = NULL",
 	[Q_KEY_RETIRE] = "UPDATE signing_keys SET retired_at = ?3, publish_until = ?4 "
 			 "WHERE tenant = ?1 AND kid != ?2 AND retired_at IS NULL",
 	[Q_KEY_CURRENT] = "SELECT kid FROM signing_keys WHERE tenant = ?1 AND retired_at IS NULL "

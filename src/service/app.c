@@ -4,6 +4,7 @@
 #include "core/clock.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/url.h"
 #include "flows/ratelimit.h"
 #include "trust/trust.h"
 #include "service/service.h"
@@ -92,14 +93,14 @@ trust_snapshot(const struct am_config *cfg)
 	return all;
 }
 
+/* True when url is plain http to a host that is not loopback (by its parsed
+ * host, core/url.h: "127.evil.test" is not loopback). */
 static bool
-loopback_url(const char *url)
+plain_http_off_loopback(const char *url)
 {
-	const char *h = strstr(url, "://");
+	struct am_url u;
 
-	h = h != NULL ? h + 3 : url;
-	return strncmp(h, "127.", 4) == 0 || strncmp(h, "localhost", 9) == 0 ||
-	       strncmp(h, "[::1]", 5) == 0;
+	return am_url_parse(url, &u) && strcmp(u.scheme, "http") == 0 && !am_url_is_loopback(&u);
 }
 
 /* Logs the trust list, and what changed since the last start (the list is
@@ -126,7 +127,7 @@ log_trust_list(struct app *a, struct am_error *e)
 			p->link_by_phone ? "on" : "off");
 		/* Keys fetched without TLS can be swapped on the way: fine on
 		 * loopback for development, a warning anywhere else. */
-		if (strncmp(p->jwks_uri, "http://", 7) == 0 && !loopback_url(p->jwks_uri))
+		if (plain_http_off_loopback(p->jwks_uri))
 			log_warn("trust provider=%s fetches its keys over plain http from a "
 				 "non-loopback host; use https",
 				 p->name);

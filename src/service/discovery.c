@@ -6,6 +6,7 @@
 
 #include "core/json.h"
 #include "core/str.h"
+#include "core/url.h"
 #include "service/service.h"
 
 #define ID_JAG_URN "urn:ietf:params:oauth:token-type:id-jag"
@@ -68,21 +69,6 @@ agent_auth_block(const struct am_config *cfg)
 	return b;
 }
 
-/* The origin (scheme://host[:port]) and path of an absolute URL. */
-static void
-split_url(const char *url, char *origin, size_t ocap, const char **path)
-{
-	const char *host = strstr(url, "://");
-	const char *slash = host != NULL ? strchr(host + 3, '/') : NULL;
-	size_t n = slash != NULL ? (size_t)(slash - url) : strlen(url);
-
-	if (n >= ocap)
-		n = ocap - 1;
-	memcpy(origin, url, n);
-	origin[n] = '\0';
-	*path = slash != NULL ? slash : "";
-}
-
 enum am_err
 discovery_build(struct app *a, struct am_error *e)
 {
@@ -95,7 +81,8 @@ discovery_build(struct app *a, struct am_error *e)
 	 * and the resource's path. A resource at the root has only the root
 	 * location; one with a path also gets the path-inserted one, which is
 	 * where 401s point so RFC-strict agents find a matching `resource`. */
-	split_url(cfg->resource, origin, sizeof(origin), &path);
+	if (!am_url_split(cfg->resource, origin, sizeof(origin), &path))
+		return am_fail(e, AM_E_INTERNAL, "[server] resource is not an absolute URL");
 	if (strcmp(path, "") == 0 || strcmp(path, "/") == 0) {
 		snprintf(a->prm_url, sizeof(a->prm_url),
 			 "%.255s/.well-known/oauth-protected-resource", origin);

@@ -1,12 +1,12 @@
 #include "trust/trust.h"
 
-#include <curl/curl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "core/clock.h"
+#include "core/fetch.h"
 #include "core/limits.h"
 #include "core/log.h"
 #include "core/str.h"
@@ -60,24 +60,8 @@ cache_of(struct trust *t, const struct am_provider *p)
 }
 
 struct fetch {
-	struct am_buf body;
-	bool too_big;
 	int64_t max_age; /* -1: none given */
 };
-
-static size_t
-on_body(char *data, size_t size, size_t nmemb, void *user)
-{
-	struct fetch *f = user;
-	size_t n = size * nmemb;
-
-	if (f->body.len + n > TRUST_MAX_JWKS_BYTES) {
-		f->too_big = true;
-		return 0; /* aborts the transfer */
-	}
-	am_buf_add(&f->body, data, n);
-	return n;
-}
 
 /* Cache-Control: max-age=N (no-store and no-cache count as 0). */
 static size_t
@@ -104,41 +88,33 @@ on_header(char *data, size_t size, size_t nmemb, void *user)
 /* Fetches and parses p's JWKS; on AM_OK *out is a new set and *max_age the
  * clamped lifetime. */
 static enum am_err
-fetch_jwks(const struct am_provider *p, struct jose_keyset **out, int64_t *max_age,
-	   struct am_error *e)
+fetch_jwks(const struct am_config *cfg, const struct am_provider *p, struct jose_keyset **out,
+	   int64_t *max_age, struct am_error *e)
 {
-	struct fetch f = {{0}, false, -1};
-	CURL *c = curl_easy_init();
-	CURLcode res;
-	long status = 0;
+	struct fetch f = {-1};
+	struct am_fetch req = {
+		.method = "GET",
+		.url = p->jwks_uri,
+		.max_bytes = TRUST_MAX_JWKS_BYTES,
+		.keep_body = true,
+		.allow = cfg->outbound_allow,
+		.user_agent = "authmd-server",
+		.on_header = on_header,
+		.header_ctx = &f,
+	};
+	struct am_fetch_result res;
 	enum am_err rc;
 
-	if (c == NULL)
-		return am_fail(e, AM_E_INTERNAL, "out of memory");
-	curl_easy_setopt(c, CURLOPT_URL, p->jwks_uri);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)AM_FETCH_TIMEOUT_MS);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)AM_FETCH_TIMEOUT_MS);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &f);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, &f);
-	curl_easy_setopt(c, CURLOPT_USERAGENT, "authmd-server");
-	res = curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(c);
-	if (res != CURLE_OK || status != 200) {
-		log_warn("jwks fetch failed provider=%s http=%ld curl=\"%s\"%s", p->name, status,
-			 curl_easy_strerror(res), f.too_big ? " (document too large)" : "");
-		am_buf_free(&f.body);
+	if (am_fetch_run(&req, &res) != AM_OK || res.status != 200) {
+		log_warn("jwks fetch failed provider=%s http=%ld: %s", p->name, res.status,
+			 res.why[0] != '\0' ? res.why : "not 200");
+		am_buf_free(&res.body);
 		return am_fail(e, AM_E_INVALID_SIGNATURE,
 			       "the keys of issuer %.100s could not be fetched; retry later",
 			       p->issuer);
 	}
-	rc = jose_keyset_parse(f.body.data, f.body.len, out, e);
-	am_buf_free(&f.body);
+	rc = jose_keyset_parse(res.body.data, res.body.len, out, e);
+	am_buf_free(&res.body);
 	if (rc != AM_OK) {
 		log_warn("jwks unusable provider=%s: %s", p->name, e->detail);
 		return rc;
@@ -194,7 +170,7 @@ trust_keys(struct trust *t, const struct am_provider *p, const char *kid, int64_
 
 		c->last_fetch = now;
 		c->fetches++;
-		if (fetch_jwks(p, &fresh, &max_age, &fetch_err) == AM_OK) {
+		if (fetch_jwks(t->cfg, p, &fresh, &max_age, &fetch_err) == AM_OK) {
 			jose_keyset_release(c->keys);
 			c->keys = fresh;
 			c->expires_at = am_time_add(now, max_age);

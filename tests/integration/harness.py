@@ -27,6 +27,11 @@ SERVER = os.path.join(BIN_DIR, "authmd-server")
 START_TIMEOUT = 30.0
 
 
+# Every test runs on loopback, which outbound fetches refuse by default: the
+# test configurations opt in, as a local setup would.
+LOOPBACK_TARGETS = "127.0.0.0/8 ::1/128"
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -138,6 +143,7 @@ class Server(Process):
             "audit": {"sink": "file:" + self.audit},
             "limits": {"anonymous_per_ip": "0", "anonymous_global": "0",
                        "identity_per_ip": "0", "identity_global": "0"},
+            "outbound": {"allow_private_targets": LOOPBACK_TARGETS},
         }
         write_ini(self.config, cfg, overrides)
         self.log_path = os.path.join(self.tmp, "server.log")
@@ -395,6 +401,7 @@ class RealProvider(Process):
             "store": {"url": "sqlite:" + os.path.join(self.tmp, "provider.db")},
             "keys": {"dir": os.path.join(self.tmp, "keys")},
             "revocation": {"retry_base": "1", "retry_max": "2"},
+            "outbound": {"allow_private_targets": LOOPBACK_TARGETS},
         }
         write_ini(self.config, cfg, overrides)
 

@@ -233,7 +233,7 @@ class FailedDeliveryTest(ProviderTestBase):
     def test_a_4xx_is_final_and_retries_stop_at_the_limit(self):
         refused = self.provider.grant(self.session, self.aud, "always",
                                       self.server.url + "/nope").json
-        unreachable = self.provider.grant(self.session, "https://elsewhere.test", "always",
+        unreachable = self.provider.grant(self.session, "http://127.0.0.1:9", "always",
                                           "http://127.0.0.1:9/revoke").json
         for g in (refused, unreachable):
             self.provider.request("DELETE", "/grants/" + g["id"], session=self.session)
@@ -250,6 +250,30 @@ class FailedDeliveryTest(ProviderTestBase):
         log = self.provider.read_log()
         self.assertIn("(final)", log)
         self.assertIn("undeliverable", log)
+
+
+class KeyFolderOutlivesDatabaseTest(ProviderTestBase):
+    def jwks_kids(self):
+        return [k["kid"] for k in
+                self.provider.request("GET", "/.well-known/jwks.json").json["keys"]]
+
+    def test_a_new_database_publishes_the_surviving_key_again(self):
+        kids = self.jwks_kids()
+        self.assertEqual(len(kids), 1)
+        self.provider.stop()
+        db = os.path.join(self.provider.tmp, "provider.db")
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(db + suffix):
+                os.remove(db + suffix)
+        self.session = self.provider.add_user("ann@example.test")  # the new database
+        self.provider.start()
+        self.assertEqual(self.jwks_kids(), kids)  # the same key, not an empty set
+        self.consent()
+        token = self.mint()
+        self.assertEqual(header(token)["kid"], kids[0])
+        r = register_idjag(self.server, token)
+        self.assertEqual(r.status, 200, r)
+        self.assertIn("publishing its public half again", self.provider.read_log())
 
 
 class SessionRevokeTest(ProviderTestBase):

@@ -124,6 +124,48 @@ urls_match_the_longest_stored_resource_then_the_origin(void **state)
 	json_decref(doc);
 }
 
+/* The URL asked for was read past its end when a stored resource was longer
+ * (issue 10, finding 8; the ASan build reports it). The URL is on the heap
+ * so that any byte read past it is caught. */
+static void
+a_url_shorter_than_a_stored_resource_is_not_read_past_its_end(void **state)
+{
+	json_t *doc = json_pack("{s:i, s:{}}", "version", 1, "credentials");
+	struct authmd_credential a = sample("https://api.test/v2/items/and/a/long/path");
+	char *url = strdup("https://api.test");
+	char *other = strdup("https://a");
+
+	(void)state;
+	assert_non_null(url);
+	assert_non_null(other);
+	cs_put(doc, &a);
+	/* Not under the stored path, but on its origin: the origin fallback. */
+	assert_string_equal(cs_match(doc, url), "https://api.test/v2/items/and/a/long/path");
+	assert_null(cs_match(doc, other));
+	assert_null(cs_match(doc, ""));
+	free(url);
+	free(other);
+	json_decref(doc);
+}
+
+static void
+paths_match_on_segment_boundaries_and_ports_count(void **state)
+{
+	json_t *doc = json_pack("{s:i, s:{}}", "version", 1, "credentials");
+	struct authmd_credential a = sample("https://api.test/v1"),
+				 b = sample("https://api.test:8443/");
+
+	(void)state;
+	cs_put(doc, &a);
+	cs_put(doc, &b);
+	assert_string_equal(cs_match(doc, "https://api.test/v1/x"), "https://api.test/v1");
+	assert_string_equal(cs_match(doc, "https://api.test:443/v1"), "https://api.test/v1");
+	assert_string_equal(cs_match(doc, "https://api.test:8443/v1/x"), "https://api.test:8443/");
+	assert_null(cs_match(doc, "http://api.test/v1"));
+	assert_null(cs_match(doc, "https://api.test@evil.test/v1"));
+	json_decref(doc);
+}
+
 static void
 origins_are_scheme_host_and_port(void **state)
 {
@@ -198,6 +240,8 @@ main(void)
 		T(a_missing_file_is_an_empty_store_and_saving_makes_it_private),
 		T(an_unsafe_or_corrupt_file_is_refused),
 		T(urls_match_the_longest_stored_resource_then_the_origin),
+		T(a_url_shorter_than_a_stored_resource_is_not_read_past_its_end),
+		T(paths_match_on_segment_boundaries_and_ports_count),
 		T(origins_are_scheme_host_and_port),
 		T(expired_claim_tokens_are_forgotten),
 		T(advice_follows_the_auth_md_table),

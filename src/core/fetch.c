@@ -1,0 +1,341 @@
+#include "core/fetch.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/limits.h"
+#include "core/log.h"
+#include "core/url.h"
+
+/* ---- the address policy ---- */
+
+struct block {
+	uint8_t net[16];
+	unsigned bits;
+};
+
+static bool
+in_block(const uint8_t *addr, const uint8_t *net, unsigned bits)
+{
+	unsigned whole = bits / 8, rest = bits % 8;
+
+	if (memcmp(addr, net, whole) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	return ((addr[whole] ^ net[whole]) & (uint8_t)(0xff << (8 - rest))) == 0;
+}
+
+/* Special-purpose IPv4 blocks (RFC 6890 and later): never a public service. */
+static const struct block special4[] = {
+	{{0}, 8},	      /* "this network", 0.0.0.0 */
+	{{10}, 8},	      /* private */
+	{{100, 64}, 10},      /* carrier-grade NAT */
+	{{127}, 8},	      /* loopback */
+	{{169, 254}, 16},     /* link-local, cloud metadata */
+	{{172, 16}, 12},      /* private */
+	{{192, 0, 0}, 24},    /* IETF protocol assignments */
+	{{192, 0, 2}, 24},    /* documentation */
+	{{192, 88, 99}, 24},  /* 6to4 relay anycast */
+	{{192, 168}, 16},     /* private */
+	{{198, 18}, 15},      /* benchmarking */
+	{{198, 51, 100}, 24}, /* documentation */
+	{{203, 0, 113}, 24},  /* documentation */
+	{{224}, 4},	      /* multicast */
+	{{240}, 4},	      /* reserved, broadcast */
+};
+
+static const struct block special6[] = {
+	{{0xfc}, 7},			/* unique local */
+	{{0xfe, 0x80}, 10},		/* link-local */
+	{{0xfe, 0xc0}, 10},		/* site-local (deprecated) */
+	{{0xff}, 8},			/* multicast */
+	{{0x01, 0x00}, 64},		/* discard-only */
+	{{0x20, 0x01, 0x0d, 0xb8}, 32}, /* documentation */
+};
+
+/* The IPv4 address an IPv6 one carries, for the forms that reach an IPv4
+ * host: v4-mapped ::ffff:a.b.c.d, v4-compatible ::a.b.c.d (which covers ::
+ * and ::1 as 0.0.0.0 and 0.0.0.1), NAT64 64:ff9b::a.b.c.d and 6to4
+ * 2002:AABB:CCDD::. */
+static bool
+embedded_v4(const uint8_t a[16], uint8_t v4[4])
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	static const uint8_t compat[12] = {0};
+	static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b};
+
+	if (memcmp(a, mapped, 12) == 0 || memcmp(a, compat, 12) == 0 || memcmp(a, nat64, 12) == 0) {
+		memcpy(v4, a + 12, 4);
+		return true;
+	}
+	if (a[0] == 0x20 && a[1] == 0x02) {
+		memcpy(v4, a + 2, 4);
+		return true;
+	}
+	return false;
+}
+
+static bool
+special(int family, const uint8_t *a)
+{
+	uint8_t v4[4];
+
+	if (family == AF_INET) {
+		for (size_t i = 0; i < sizeof(special4) / sizeof(special4[0]); i++) {
+			if (in_block(a, special4[i].net, special4[i].bits))
+				return true;
+		}
+		return false;
+	}
+	if (embedded_v4(a, v4))
+		return special(AF_INET, v4);
+	for (size_t i = 0; i < sizeof(special6) / sizeof(special6[0]); i++) {
+		if (in_block(a, special6[i].net, special6[i].bits))
+			return true;
+	}
+	return false;
+}
+
+/* Parses one "address[/bits]" token of length n. */
+static bool
+parse_block(const char *tok, size_t n, int *family, struct block *b)
+{
+	char text[64];
+	const char *slash;
+	int64_t bits;
+
+	if (n == 0 || n >= sizeof(text))
+		return false;
+	memcpy(text, tok, n);
+	text[n] = '\0';
+	slash = strchr(text, '/');
+	if (slash != NULL)
+		text[slash - text] = '\0';
+	memset(b, 0, sizeof(*b));
+	if (inet_pton(AF_INET, text, b->net) == 1)
+		*family = AF_INET;
+	else if (inet_pton(AF_INET6, text, b->net) == 1)
+		*family = AF_INET6;
+	else
+		return false;
+	if (slash == NULL) {
+		b->bits = *family == AF_INET ? 32 : 128;
+		return true;
+	}
+	if (am_parse_i64(slash + 1, 0, *family == AF_INET ? 32 : 128, &bits) != 0)
+		return false;
+	b->bits = (unsigned)bits;
+	return true;
+}
+
+/* Calls fn for each block of the list; stops at the first bad token
+ * (returning false with it in *bad). */
+static bool
+each_block(const char *allow, bool (*fn)(void *ctx, int family, const struct block *b), void *ctx,
+	   const char **bad, size_t *badlen)
+{
+	const char *p = allow != NULL ? allow : "";
+
+	for (;;) {
+		struct block b;
+		int family;
+		size_t n;
+
+		p += strspn(p, " \t,");
+		if (*p == '\0')
+			return true;
+		n = strcspn(p, " \t,");
+		if (!parse_block(p, n, &family, &b)) {
+			*bad = p;
+			*badlen = n;
+			return false;
+		}
+		if (fn != NULL && fn(ctx, family, &b))
+			return true;
+		p += n;
+	}
+}
+
+struct match {
+	int family;
+	const uint8_t *addr;
+	bool has_v4;
+	uint8_t v4[4];
+	bool found;
+};
+
+static bool
+match_one(void *ctx, int family, const struct block *b)
+{
+	struct match *m = ctx;
+
+	if (family == m->family && in_block(m->addr, b->net, b->bits))
+		m->found = true;
+	else if (family == AF_INET && m->has_v4 && in_block(m->v4, b->net, b->bits))
+		m->found = true;
+	return m->found;
+}
+
+bool
+am_fetch_address_allowed(const struct sockaddr *addr, socklen_t len, const char *allow)
+{
+	struct match m = {0};
+	const char *bad;
+	size_t badlen;
+
+	if (addr->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+		m.family = AF_INET;
+		m.addr = (const uint8_t *)&((const struct sockaddr_in *)(const void *)addr)
+				 ->sin_addr;
+	} else if (addr->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+		m.family = AF_INET6;
+		m.addr = (const uint8_t *)&((const struct sockaddr_in6 *)(const void *)addr)
+				 ->sin6_addr;
+		m.has_v4 = embedded_v4(m.addr, m.v4);
+	} else {
+		return false; /* a Unix socket or anything else: never */
+	}
+	if (!special(m.family, m.addr))
+		return true;
+	(void)each_block(allow, match_one, &m, &bad, &badlen);
+	return m.found;
+}
+
+int
+am_fetch_allow_check(const char *allow, char *err, size_t errcap)
+{
+	const char *bad;
+	size_t badlen;
+
+	if (each_block(allow, NULL, NULL, &bad, &badlen))
+		return 0;
+	snprintf(err, errcap, "\"%.*s\" is not an address or CIDR block (like 10.0.0.0/8)",
+		 (int)(badlen < 60 ? badlen : 60), bad);
+	return -1;
+}
+
+/* ---- the request ---- */
+
+struct ctx {
+	const struct am_fetch *f;
+	struct am_fetch_result *r;
+	size_t seen;
+	bool too_big;
+	bool refused;
+	char refused_addr[INET6_ADDRSTRLEN];
+};
+
+static size_t
+on_body(char *data, size_t size, size_t nmemb, void *user)
+{
+	struct ctx *c = user;
+	size_t n = size * nmemb;
+
+	if (c->seen + n > c->f->max_bytes) {
+		c->too_big = true;
+		return 0; /* aborts the transfer */
+	}
+	c->seen += n;
+	if (c->f->keep_body)
+		am_buf_add(&c->r->body, data, n);
+	return n;
+}
+
+/* libcurl asks for every socket it would connect, after resolving: the
+ * one place that sees the address really used. */
+static curl_socket_t
+open_socket(void *user, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	struct ctx *c = user;
+	const void *in = NULL;
+
+	if (purpose == CURLSOCKTYPE_IPCXN &&
+	    am_fetch_address_allowed(&a->addr, a->addrlen, c->f->allow))
+		return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	c->refused = true;
+	if (a->family == AF_INET)
+		in = &((struct sockaddr_in *)(void *)&a->addr)->sin_addr;
+	else if (a->family == AF_INET6)
+		in = &((struct sockaddr_in6 *)(void *)&a->addr)->sin6_addr;
+	if (in == NULL ||
+	    inet_ntop(a->family, in, c->refused_addr, sizeof(c->refused_addr)) == NULL)
+		am_copy(c->refused_addr, sizeof(c->refused_addr), "?");
+	return CURL_SOCKET_BAD;
+}
+
+enum am_err
+am_fetch_run(const struct am_fetch *f, struct am_fetch_result *r)
+{
+	struct ctx c = {f, r, 0, false, false, ""};
+	struct curl_slist *h = NULL;
+	long timeout = f->timeout_ms > 0 ? f->timeout_ms : AM_FETCH_TIMEOUT_MS;
+	struct am_url u;
+	CURL *k;
+	CURLcode res;
+
+	memset(r, 0, sizeof(*r));
+	if (!am_url_parse(f->url, &u) || u.has_userinfo) {
+		snprintf(r->why, sizeof(r->why), "not an absolute http(s) URL without userinfo");
+		return AM_E_INVALID_REQUEST;
+	}
+	if ((k = curl_easy_init()) == NULL) {
+		snprintf(r->why, sizeof(r->why), "out of memory");
+		return AM_E_UNAVAILABLE;
+	}
+	for (size_t i = 0; f->headers != NULL && f->headers[i] != NULL; i++)
+		h = curl_slist_append(h, f->headers[i]);
+	curl_easy_setopt(k, CURLOPT_URL, f->url);
+	curl_easy_setopt(k, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(k, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(k, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(k, CURLOPT_MAXREDIRS, 0L);
+	curl_easy_setopt(k, CURLOPT_PROXY, ""); /* no proxy from the environment */
+	curl_easy_setopt(k, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(k, CURLOPT_CONNECTTIMEOUT_MS, timeout);
+	curl_easy_setopt(k, CURLOPT_TIMEOUT_MS, timeout);
+	curl_easy_setopt(k, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)f->max_bytes);
+	curl_easy_setopt(k, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	curl_easy_setopt(k, CURLOPT_OPENSOCKETDATA, &c);
+	curl_easy_setopt(k, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(k, CURLOPT_WRITEDATA, &c);
+	if (f->on_header != NULL) {
+		curl_easy_setopt(k, CURLOPT_HEADERFUNCTION, f->on_header);
+		curl_easy_setopt(k, CURLOPT_HEADERDATA, f->header_ctx);
+	}
+	curl_easy_setopt(k, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(k, CURLOPT_USERAGENT, f->user_agent != NULL ? f->user_agent : "authmd");
+	if (f->body != NULL)
+		curl_easy_setopt(k, CURLOPT_POSTFIELDS, f->body);
+	else if (f->method != NULL && strcmp(f->method, "POST") == 0)
+		curl_easy_setopt(k, CURLOPT_POSTFIELDS, "");
+	res = curl_easy_perform(k);
+	curl_easy_getinfo(k, CURLINFO_RESPONSE_CODE, &r->status);
+	curl_easy_cleanup(k);
+	curl_slist_free_all(h);
+	if (res == CURLE_OK)
+		return AM_OK;
+	if (c.refused) {
+		log_warn("outbound request refused host=%s addr=%s: a special-purpose address not "
+			 "in the allowed blocks",
+			 u.host, c.refused_addr);
+		snprintf(r->why, sizeof(r->why), "connect refused: private address");
+	} else if (c.too_big || res == CURLE_FILESIZE_EXCEEDED) {
+		snprintf(r->why, sizeof(r->why), "answer larger than %zu bytes", f->max_bytes);
+	} else if (res == CURLE_OPERATION_TIMEDOUT) {
+		snprintf(r->why, sizeof(r->why), "timed out");
+	} else if (res == CURLE_COULDNT_RESOLVE_HOST) {
+		snprintf(r->why, sizeof(r->why), "cannot resolve the host");
+	} else if (res == CURLE_COULDNT_CONNECT) {
+		snprintf(r->why, sizeof(r->why), "cannot connect");
+	} else {
+		snprintf(r->why, sizeof(r->why), "%.90s", curl_easy_strerror(res));
+	}
+	r->status = 0;
+	return AM_E_UNAVAILABLE;
+}
