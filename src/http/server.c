@@ -163,11 +163,25 @@ send_resp(struct MHD_Connection *conn, struct http_req *rq, struct http_resp *rs
 	struct MHD_Response *r;
 	enum MHD_Result ret;
 
+	const char *ct = rs->content_type != NULL ? rs->content_type : "application/json";
+
+	/* Every JSON reply ends with a newline, so consecutive curl outputs do
+	 * not run together; documents rendered elsewhere get it here too. */
+	if (strncmp(ct, "application/json", 16) == 0 && rs->len > 0 &&
+	    rs->body[rs->len - 1] != '\n') {
+		char *nl = am_xmalloc(rs->len + 2);
+
+		memcpy(nl, rs->body, rs->len);
+		nl[rs->len++] = '\n';
+		nl[rs->len] = '\0';
+		OPENSSL_cleanse(rs->body, rs->len - 1);
+		free(rs->body);
+		rs->body = nl;
+	}
 	r = MHD_create_response_from_buffer(rs->len, rs->body, MHD_RESPMEM_MUST_COPY);
 	if (r == NULL)
 		return MHD_NO;
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-				rs->content_type != NULL ? rs->content_type : "application/json");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ct);
 	MHD_add_response_header(r, "X-Request-Id", rq->id);
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 	for (int i = 0; i < rs->nheaders; i++)
@@ -303,9 +317,20 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		if (strlen(url) > AM_MAX_URL_BYTES)
 			return send_error(conn, rq, AM_E_INVALID_REQUEST, "the URL is too long");
 		if (cl != NULL && strtoull(cl, NULL, 10) > srv->max_body) {
+			const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+									 MHD_HTTP_HEADER_EXPECT);
+
 			rq->too_large = true;
-			return send_error(conn, rq, AM_E_PAYLOAD_TOO_LARGE,
-					  "the request body is over the size limit");
+			/* A client waiting for 100-continue sends nothing more, and
+			 * one announcing more than we would drain is not worth
+			 * reading: both are answered now and the connection closed.
+			 * Any other is read to the end and answered there, because
+			 * a client that writes its whole body before reading would
+			 * otherwise meet a reset and never see the 413. */
+			if ((expect != NULL && strcasecmp(expect, "100-continue") == 0) ||
+			    strtoull(cl, NULL, 10) > AM_MAX_DRAIN_BYTES)
+				return send_error(conn, rq, AM_E_PAYLOAD_TOO_LARGE,
+						  "the request body is over the size limit");
 		}
 		return MHD_YES;
 	}
@@ -313,14 +338,17 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 	if (*upload_data_size > 0) {
 		/* libmicrohttpd 0.9.75 cannot queue a reply while the body is
 		 * still arriving, so an over-limit body is read and dropped, and
-		 * answered 413 at its end. Past 16 times the limit the client is
-		 * not worth waiting for and the connection is closed. */
+		 * answered 413 at its end (within the request deadline). Past
+		 * AM_MAX_DRAIN_BYTES the client is not worth waiting for and the
+		 * connection is closed. */
 		size_t n = *upload_data_size;
 
 		*upload_data_size = 0;
+		if (rq->responded)
+			return MHD_YES; /* answered at the headers; MHD closes */
 		if (rq->too_large) {
 			rq->discarded += n;
-			return rq->discarded > 16 * srv->max_body ? MHD_NO : MHD_YES;
+			return rq->discarded > AM_MAX_DRAIN_BYTES ? MHD_NO : MHD_YES;
 		}
 		if (rq->body.len + n > srv->max_body) {
 			rq->too_large = true;
