@@ -91,7 +91,8 @@ track_headers_done(struct http_server *srv, struct MHD_Connection *conn)
 		atomic_store(&ct->deadline, atomic_load(&ct->start) + srv->request_ms);
 }
 
-/* A reply is queued: only the idle timeout applies while it goes out. */
+/* The request has arrived or a reply is queued: only the idle timeout
+ * applies while the handler works and the reply goes out. */
 static void
 track_replying(struct MHD_Connection *conn)
 {
@@ -581,6 +582,9 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		am_buf_add(&rq->body, upload_data, n);
 		return MHD_YES;
 	}
+	/* The request is all here: from now on only the server is working,
+	 * and the deadlines, which bound the client, no longer apply. */
+	track_replying(conn);
 	if (rq->too_large && !rq->responded)
 		return send_error(conn, rq, AM_E_PAYLOAD_TOO_LARGE,
 				  "the request body is over the size limit");

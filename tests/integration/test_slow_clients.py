@@ -5,8 +5,10 @@ summarises instead of flooding.
 Attackers connect from 127.0.0.2, the legitimate client from 127.0.0.3: the
 server listens on 127.0.0.1 only, and all of 127/8 reaches it over loopback.
 """
+import base64
 import errno
 import http.client
+import json
 import resource
 import select
 import socket
@@ -248,6 +250,46 @@ class DeadlineTest(ServerCase):
                 time.sleep(0.5)  # the next request's clock starts at the last reply
         finally:
             conn.close()
+
+
+class SlowHandlerTest(unittest.TestCase):
+    """The deadlines bound how long a client takes to send its request, not
+    how long the server takes to answer it: a request waiting on a JWKS
+    fetch that hangs (3 s fetch timeout) is still answered, with JSON."""
+
+    def setUp(self):
+        # A "provider" that accepts connections and never answers.
+        self.hole = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.hole.bind(("127.0.0.1", 0))
+        self.hole.listen(16)
+        issuer = "http://127.0.0.1:%d" % self.hole.getsockname()[1]
+        self.issuer = issuer
+        self.server = Server({"server": {"header_timeout": "1", "request_timeout": "1"},
+                              "provider hole": {"issuer": issuer}}).start()
+
+    def tearDown(self):
+        rc = self.server.stop()
+        self.server.cleanup()
+        self.hole.close()
+        self.assertEqual(rc, 0)
+
+    def test_a_request_waiting_on_the_server_is_not_cut_off(self):
+        def b64(obj):
+            return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+        now = int(time.time())
+        token = ".".join([b64({"alg": "ES256", "typ": "oauth-id-jag+jwt", "kid": "k1"}),
+                          b64({"iss": self.issuer, "sub": "u", "aud": self.server.url,
+                               "client_id": self.issuer, "jti": "j1", "iat": now,
+                               "exp": now + 300}),
+                          "c2ln"])
+        r = self.server.post("/agent/auth", {"type": "identity_assertion",
+                                             "assertion_type":
+                                                 "urn:ietf:params:oauth:token-type:id-jag",
+                                             "assertion": token})
+        self.assertGreaterEqual(r.status, 400, r)
+        self.assertEqual(r.header("Content-Type"), "application/json", r)
+        self.assertTrue(r.json["error"], r)
 
 
 if __name__ == "__main__":
