@@ -380,10 +380,9 @@ render_error(struct http_resp *rs, enum am_err code, const struct am_error *e)
 static enum MHD_Result
 send_resp(struct MHD_Connection *conn, struct http_req *rq, struct http_resp *rs)
 {
+	const char *ct = rs->content_type != NULL ? rs->content_type : "application/json";
 	struct MHD_Response *r;
 	enum MHD_Result ret;
-
-	const char *ct = rs->content_type != NULL ? rs->content_type : "application/json";
 
 	/* Every JSON reply ends with a newline, so consecutive curl outputs do
 	 * not run together; documents rendered elsewhere get it here too. */
