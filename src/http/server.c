@@ -23,7 +23,7 @@ struct conn_track {
 	struct conn_track *prev, *next; /* under srv->mu */
 	int fd;
 	_Atomic int64_t start;	  /* monotonic ms: the current request's start */
-	_Atomic int64_t deadline; /* monotonic ms; 0 while a reply goes out */
+	_Atomic int64_t deadline; /* monotonic ms; 0 once the request is in */
 	bool reaped;		  /* under srv->mu */
 };
 
