@@ -37,6 +37,13 @@ struct am_config {
 	int64_t threads;
 	char auth_md_file[256];	    /* served verbatim when set */
 	char auth_md_template[256]; /* empty: the built-in template */
+	/* [server] connection limits */
+	int64_t max_connections; /* 0: from the open-file limit */
+	int64_t max_connections_per_ip;
+	int64_t header_timeout;	   /* request line and headers, in total */
+	int64_t request_timeout;   /* the whole request, body included */
+	int64_t idle_timeout;	   /* no bytes either way */
+	int64_t slow_log_interval; /* one summary line per interval */
 	/* [store] */
 	char store_url[AM_CFG_STR];
 	/* [mail] */

@@ -3,19 +3,23 @@
 #ifndef AM_LIMITS_H
 #define AM_LIMITS_H
 
-#define AM_DEFAULT_BODY_BYTES (64 * 1024) /* any request body; 413 past it */
-#define AM_MAX_BODY_BYTES (1024 * 1024)	  /* the most [limits] body_bytes may be */
-#define AM_MAX_URL_BYTES 2048		  /* request line target; any URL core/url parses */
-#define AM_MAX_EMAIL_BYTES 254		  /* RFC 5321 path limit */
-#define AM_MAX_TOKEN_BYTES 128		  /* a claim, attempt or bearer token */
-#define AM_MAX_FIELD_BYTES 512		  /* any other string field we accept */
-#define AM_MAX_JSON_DEPTH 16		  /* nesting of a request document */
-#define AM_CONN_TIMEOUT_S 15		  /* idle connection, slow-client guard */
-#define AM_MAX_CONNECTIONS 1024		  /* simultaneous HTTP connections */
-#define AM_MAIL_TIMEOUT_MS 10000	  /* one SMTP transaction, in total */
-#define AM_FETCH_TIMEOUT_MS 3000	  /* any outbound HTTP call */
-#define AM_MAX_SCOPES 32		  /* scopes in one credential */
-#define AM_MAX_DELIVERY_ANSWER_BYTES                                                               \
-	(64 * 1024) /* a logout-token receiver's answer, read and dropped */
+#define AM_DEFAULT_BODY_BYTES (64 * 1024)    /* any request body; 413 past it */
+#define AM_MAX_BODY_BYTES (1024 * 1024)	     /* the most [limits] body_bytes may be */
+#define AM_MAX_DRAIN_BYTES (8 * 1024 * 1024) /* over-limit body read and dropped before the 413 */
+#define AM_MAX_URL_BYTES 2048		     /* request line target; any URL core/url parses */
+#define AM_MAX_EMAIL_BYTES 254		     /* RFC 5321 path limit */
+#define AM_MAX_TOKEN_BYTES 128		     /* a claim, attempt or bearer token */
+#define AM_MAX_FIELD_BYTES 512		     /* any other string field we accept */
+#define AM_MAX_JSON_DEPTH 16		     /* nesting of a request document */
+#define AM_CONN_PER_IP 128		     /* simultaneous connections from one address */
+#define AM_HEADER_TIMEOUT_S 10		     /* request line and headers, in total */
+#define AM_REQUEST_TIMEOUT_S 30		     /* a whole request with its body, in total */
+#define AM_IDLE_TIMEOUT_S 15		     /* a connection moving no bytes */
+#define AM_MAX_CONNECTIONS_AUTO 16384	     /* simultaneous connections when not configured */
+#define AM_CONN_FD_RESERVE 256		     /* descriptors kept back from connections */
+#define AM_MAIL_TIMEOUT_MS 10000	     /* one SMTP transaction, in total */
+#define AM_FETCH_TIMEOUT_MS 3000	     /* any outbound HTTP call */
+#define AM_MAX_SCOPES 32		     /* scopes in one credential */
+#define AM_MAX_DELIVERY_ANSWER_BYTES (64 * 1024) /* a logout-token receiver's answer, dropped */
 
 #endif

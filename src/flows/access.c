@@ -44,35 +44,36 @@ flow_authenticate(const struct flow_env *env, struct store *st, const char *bear
 }
 
 enum am_err
-flow_rate_check(const struct flow_env *env, const char *kind, const char *ip, int64_t *retry_after,
-		struct am_error *e)
+flow_rate_check(const struct flow_env *env, const char *kind, enum flow_rate_scope scope,
+		const char *ip, int64_t *retry_after, struct am_error *e)
 {
 	const struct am_config *cfg = env->cfg;
 	bool anon = strcmp(kind, "anonymous") == 0;
 	int64_t per_ip = anon ? cfg->anonymous_per_ip : cfg->identity_per_ip;
 	int64_t global = anon ? cfg->anonymous_global : cfg->identity_global;
 	int64_t now = flow_now(env);
-	const char *scope = NULL;
+	const char *refused = NULL;
 	char key[96];
 
 	*retry_after = 0;
 	if (env->limits == NULL)
 		return AM_OK;
-	/* Per IP first, so one source cannot spend the whole budget; skipped
-	 * when the address is unknown rather than lumping such clients. */
-	if (ip != NULL && ip[0] != '\0') {
+	if (scope == FLOW_RATE_PER_IP) {
+		/* Skipped when the address is unknown rather than lumping such
+		 * clients under one key. */
+		if (ip == NULL || ip[0] == '\0')
+			return AM_OK;
 		snprintf(key, sizeof(key), "%s|ip|%s", kind, ip);
 		if (!ratelimit_hit(env->limits, key, per_ip, now, retry_after))
-			scope = "from this address";
-	}
-	if (scope == NULL) {
+			refused = "from this address";
+	} else {
 		snprintf(key, sizeof(key), "%s|global", kind);
 		if (!ratelimit_hit(env->limits, key, global, now, retry_after))
-			scope = "right now";
+			refused = "right now";
 	}
-	if (scope == NULL)
+	if (refused == NULL)
 		return AM_OK;
-	am_fail(e, AM_E_RATE_LIMITED, "too many %s registrations %s; retry in %llds", kind, scope,
+	am_fail(e, AM_E_RATE_LIMITED, "too many %s registrations %s; retry in %llds", kind, refused,
 		(long long)*retry_after);
 	if (e != NULL)
 		e->retry_after = (long)*retry_after;

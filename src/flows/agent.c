@@ -463,7 +463,7 @@ flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip
 			       "this service does not accept ID-JAG assertions; use another "
 			       "method from the agent_auth metadata");
 	if ((rc = flow_cred_type(requested_type, CRED_ACCESS_TOKEN, &type, e)) != AM_OK ||
-	    (rc = flow_rate_check(env, "identity", ip, &retry_after, e)) != AM_OK)
+	    (rc = flow_rate_check(env, "identity", FLOW_RATE_PER_IP, ip, &retry_after, e)) != AM_OK)
 		return rc;
 	if ((rc = verify_token(env, assertion, TYP_ID_JAG, &t, &v, e)) != AM_OK)
 		goto out;
@@ -475,6 +475,10 @@ flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip
 		goto out;
 	}
 	if ((rc = read_identity(t.claims, &id, e)) != AM_OK)
+		goto out;
+	/* Only a token that verified spends the global budget: forged or
+	 * stale ones from many addresses cannot lock real agents out. */
+	if ((rc = flow_rate_check(env, "identity", FLOW_RATE_GLOBAL, ip, &retry_after, e)) != AM_OK)
 		goto out;
 
 	/* Every check passed: the jti is recorded in the same transaction that

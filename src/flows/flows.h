@@ -108,10 +108,18 @@ enum am_err flow_authenticate(const struct flow_env *env, struct store *st, cons
 enum am_err flow_sweep(const struct flow_env *env, struct store *st, int *count,
 		       struct am_error *e) AM_WUR;
 
-/* Applies the per-IP then global limit for a registration kind ("anonymous",
- * "identity"); AM_E_RATE_LIMITED with *retry_after when refused. */
-enum am_err flow_rate_check(const struct flow_env *env, const char *kind, const char *ip,
-			    int64_t *retry_after, struct am_error *e) AM_WUR;
+/* The two budgets of a registration kind. A flow spends the per-IP one
+ * first, before any work the request makes us do, and the global one only
+ * once the request has passed its own checks (an ID-JAG's signature), so
+ * garbage from many sources cannot exhaust the budget of real agents. */
+enum flow_rate_scope { FLOW_RATE_PER_IP, FLOW_RATE_GLOBAL };
+
+/* Spends one hit of the per-IP or the global limit of a registration kind
+ * ("anonymous", "identity"); AM_E_RATE_LIMITED with *retry_after when
+ * refused. The per-IP check is skipped when ip is NULL or empty. */
+enum am_err flow_rate_check(const struct flow_env *env, const char *kind,
+			    enum flow_rate_scope scope, const char *ip, int64_t *retry_after,
+			    struct am_error *e) AM_WUR;
 
 /* Registers with an ID-JAG from a trusted provider (agent verified): the
  * token is verified (typ, alg, issuer, signature, aud, exp, iat, jti, sub,

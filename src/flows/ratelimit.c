@@ -1,27 +1,32 @@
 #include "flows/ratelimit.h"
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/str.h"
+#include "core/crypto.h"
 
-#define BUCKETS 1024
-#define KEY_MAX 96
-#define PRUNE_AT 65536 /* entries before stale ones are dropped */
+#define SALT_LEN 16
+#define KEY_HASHED 255
 
-struct entry {
-	struct entry *next;
-	char key[KEY_MAX];
+struct slot {
+	uint64_t tag;  /* 64 bits of the key's keyed hash; 0: empty */
 	int64_t start; /* start of the current fixed window */
 	int64_t cur, prev;
 };
 
-struct ratelimit {
+struct set {
 	pthread_mutex_t mu;
+	uint64_t hits, probes, evictions; /* under mu */
+	struct slot slot[RATELIMIT_WAYS];
+};
+
+struct ratelimit {
 	int64_t window;
-	size_t count;
-	struct entry *bucket[BUCKETS];
+	uint8_t salt[SALT_LEN];
+	struct set *sets; /* RATELIMIT_SETS of them, allocated once */
 };
 
 struct ratelimit *
@@ -31,8 +36,16 @@ ratelimit_new(int64_t window)
 
 	if (rl == NULL)
 		return NULL;
-	pthread_mutex_init(&rl->mu, NULL);
 	rl->window = window > 0 ? window : 1;
+	/* A salt nobody outside knows, so a client cannot pick keys (IPv6
+	 * sources are cheap) that all land in the set of a key it wants evicted. */
+	if (RAND_bytes(rl->salt, sizeof(rl->salt)) != 1 ||
+	    (rl->sets = calloc(RATELIMIT_SETS, sizeof(*rl->sets))) == NULL) {
+		free(rl);
+		return NULL;
+	}
+	for (size_t i = 0; i < RATELIMIT_SETS; i++)
+		pthread_mutex_init(&rl->sets[i].mu, NULL);
 	return rl;
 }
 
@@ -41,69 +54,76 @@ ratelimit_free(struct ratelimit *rl)
 {
 	if (rl == NULL)
 		return;
-	for (size_t i = 0; i < BUCKETS; i++) {
-		for (struct entry *en = rl->bucket[i], *nx; en != NULL; en = nx) {
-			nx = en->next;
-			free(en);
-		}
-	}
-	pthread_mutex_destroy(&rl->mu);
+	for (size_t i = 0; i < RATELIMIT_SETS; i++)
+		pthread_mutex_destroy(&rl->sets[i].mu);
+	free(rl->sets);
+	OPENSSL_cleanse(rl->salt, sizeof(rl->salt));
 	free(rl);
 }
 
-static size_t
-hash(const char *s)
+/* The key's set and its tag, from SHA-256(salt || key). */
+static struct set *
+locate(struct ratelimit *rl, const char *key, uint64_t *tag)
 {
-	size_t h = 1469598103934665603ULL; /* FNV-1a: bucketing only, not security */
+	uint8_t buf[SALT_LEN + KEY_HASHED], h[AM_HASH_LEN];
+	size_t n = strnlen(key, KEY_HASHED);
+	uint32_t idx;
 
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h % BUCKETS;
+	memcpy(buf, rl->salt, SALT_LEN);
+	memcpy(buf + SALT_LEN, key, n);
+	am_sha256(buf, SALT_LEN + n, h);
+	memcpy(tag, h, sizeof(*tag));
+	memcpy(&idx, h + sizeof(*tag), sizeof(idx));
+	if (*tag == 0)
+		*tag = 1;
+	return &rl->sets[idx % RATELIMIT_SETS];
 }
 
-/* Drops entries idle for two windows; they would count as zero anyway. */
-static void
-prune(struct ratelimit *rl, int64_t now)
+/* The slot's weight at now, scaled by the window: prev * (w - elapsed) + cur * w.
+ * A slot two windows old weighs nothing. */
+static int64_t
+weight(const struct slot *s, int64_t w, int64_t now)
 {
-	for (size_t i = 0; i < BUCKETS; i++) {
-		struct entry **pp = &rl->bucket[i];
+	int64_t start = now - (now % w), elapsed = now - start;
 
-		while (*pp != NULL) {
-			if (now - (*pp)->start >= 2 * rl->window) {
-				struct entry *dead = *pp;
+	if (start == s->start)
+		return s->prev * (w - elapsed) + s->cur * w;
+	if (start - s->start == w)
+		return s->cur * (w - elapsed);
+	return 0;
+}
 
-				*pp = dead->next;
-				free(dead);
-				rl->count--;
-			} else {
-				pp = &(*pp)->next;
-			}
+/* The key's slot in set: its own, else an empty one, else the one that
+ * weighs least (the oldest window among equals), which is reset. Slots fill
+ * in order and are never emptied, so the first empty one ends the search.
+ * Examines RATELIMIT_WAYS slots at most. */
+static struct slot *
+claim(struct set *set, uint64_t tag, int64_t w, int64_t now)
+{
+	struct slot *victim = NULL;
+	int64_t least = INT64_MAX;
+
+	for (size_t i = 0; i < RATELIMIT_WAYS; i++) {
+		struct slot *s = &set->slot[i];
+		int64_t wt;
+
+		set->probes++;
+		if (s->tag == tag)
+			return s;
+		if (s->tag == 0) {
+			victim = s, least = 0;
+			break;
 		}
+		wt = weight(s, w, now);
+		if (victim == NULL || wt < least || (wt == least && s->start < victim->start))
+			victim = s, least = wt;
 	}
-}
-
-static struct entry *
-find(struct ratelimit *rl, const char *key, int64_t now)
-{
-	size_t h = hash(key);
-	struct entry *en;
-
-	for (en = rl->bucket[h]; en != NULL; en = en->next) {
-		if (strcmp(en->key, key) == 0)
-			return en;
-	}
-	if (rl->count >= PRUNE_AT)
-		prune(rl, now);
-	en = calloc(1, sizeof(*en));
-	if (en == NULL)
-		return NULL;
-	if (!am_copy(en->key, sizeof(en->key), key))
-		en->key[0] = '\0';
-	en->start = now - (now % rl->window);
-	en->next = rl->bucket[h];
-	rl->bucket[h] = en;
-	rl->count++;
-	return en;
+	if (victim->tag != 0 && least > 0)
+		set->evictions++; /* a live count is lost: that key fails open */
+	victim->tag = tag;
+	victim->start = now - (now % w);
+	victim->cur = victim->prev = 0;
+	return victim;
 }
 
 bool
@@ -111,18 +131,18 @@ ratelimit_hit(struct ratelimit *rl, const char *key, int64_t limit, int64_t now,
 	      int64_t *retry_after)
 {
 	int64_t w = rl->window, start = now - (now % w), elapsed;
-	struct entry *en;
+	struct set *set;
+	struct slot *en;
+	uint64_t tag;
 	bool ok;
 
 	*retry_after = 0;
 	if (limit <= 0)
 		return true;
-	pthread_mutex_lock(&rl->mu);
-	en = find(rl, key, now);
-	if (en == NULL) {
-		pthread_mutex_unlock(&rl->mu);
-		return true; /* fail open, as the protocol's guidance says */
-	}
+	set = locate(rl, key, &tag);
+	pthread_mutex_lock(&set->mu);
+	set->hits++;
+	en = claim(set, tag, w, now);
 	if (start != en->start) {
 		en->prev = start - en->start == w ? en->cur : 0;
 		en->cur = 0;
@@ -143,6 +163,25 @@ ratelimit_hit(struct ratelimit *rl, const char *key, int64_t limit, int64_t now,
 
 		*retry_after = t > elapsed ? t - elapsed : 1;
 	}
-	pthread_mutex_unlock(&rl->mu);
+	pthread_mutex_unlock(&set->mu);
 	return ok;
+}
+
+void
+ratelimit_stats(struct ratelimit *rl, struct ratelimit_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->bytes = sizeof(*rl) + RATELIMIT_SETS * sizeof(*rl->sets);
+	out->slots = (size_t)RATELIMIT_SETS * RATELIMIT_WAYS;
+	for (size_t i = 0; i < RATELIMIT_SETS; i++) {
+		struct set *set = &rl->sets[i];
+
+		pthread_mutex_lock(&set->mu);
+		for (size_t j = 0; j < RATELIMIT_WAYS; j++)
+			out->used += set->slot[j].tag != 0;
+		out->hits += set->hits;
+		out->probes += set->probes;
+		out->evictions += set->evictions;
+		pthread_mutex_unlock(&set->mu);
+	}
 }

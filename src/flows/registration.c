@@ -137,7 +137,10 @@ flow_register_anonymous(const struct flow_env *env, struct store *st, const char
 	if (type != CRED_API_KEY)
 		return am_fail(e, AM_E_UNSUPPORTED_CREDENTIAL_TYPE,
 			       "anonymous registration issues api_key credentials only");
-	if ((rc = flow_rate_check(env, "anonymous", ip, &retry_after, e)) != AM_OK)
+	if ((rc = flow_rate_check(env, "anonymous", FLOW_RATE_PER_IP, ip, &retry_after, e)) !=
+		    AM_OK ||
+	    (rc = flow_rate_check(env, "anonymous", FLOW_RATE_GLOBAL, ip, &retry_after, e)) !=
+		    AM_OK)
 		return rc;
 	if ((rc = new_registration(env, REG_ANONYMOUS, REG_UNCLAIMED, type, ip, &reg, &res, e)) !=
 	    AM_OK)
@@ -183,7 +186,11 @@ flow_register_email(const struct flow_env *env, struct store *st, const char *ip
 	if (!mail_address_ok(email))
 		return am_fail(e, AM_E_INVALID_REQUEST,
 			       "assertion must be a plain email address (user@example.com)");
-	if ((rc = flow_rate_check(env, "identity", ip, &retry_after, e)) != AM_OK)
+	/* The address was checked above: only a well-formed request spends the
+	 * global budget. */
+	if ((rc = flow_rate_check(env, "identity", FLOW_RATE_PER_IP, ip, &retry_after, e)) !=
+		    AM_OK ||
+	    (rc = flow_rate_check(env, "identity", FLOW_RATE_GLOBAL, ip, &retry_after, e)) != AM_OK)
 		return rc;
 	if ((rc = new_registration(env, REG_EMAIL, REG_PENDING_CLAIM, type, ip, &reg, &res, e)) !=
 	    AM_OK)

@@ -55,14 +55,29 @@ struct http_route {
 
 struct http_server;
 
+/* The connection limits default (when 0) to core/limits.h's AM_* values. */
 struct http_options {
 	const char *host; /* numeric IPv4 or IPv6 address */
 	uint16_t port;
 	unsigned threads;
 	size_t max_body;
+	unsigned max_connections;    /* 0: the open-file limit less a reserve, at most
+				      * AM_MAX_CONNECTIONS_AUTO; clamped to that limit */
+	unsigned per_ip_connections; /* simultaneous connections from one address */
+	unsigned header_timeout_s;   /* request line and headers within this, in total */
+	unsigned request_timeout_s;  /* the whole request within this, in total */
+	unsigned idle_timeout_s;     /* a connection moving no bytes is closed */
+	unsigned log_interval_s;     /* 0: 60; one summary line of closes per interval */
 };
 
-/* Starts listening and serving routes with app passed to every handler. */
+/* Starts listening and serving routes with app passed to every handler.
+ * Raises the process's open-file soft limit to its hard limit (logged) and
+ * sizes the connection cap to it. A connection that has not delivered its
+ * request line and headers within header_timeout_s, or its whole request
+ * within request_timeout_s, of the request's start is closed even while it
+ * trickles bytes (a kept-alive connection's next request starts when the
+ * previous one ends); such closes, and libmicrohttpd's warnings, are logged
+ * as one summary line per log_interval_s. */
 enum am_err http_server_start(const struct http_options *opt, const struct http_route *routes,
 			      size_t nroutes, void *app, struct http_server **out,
 			      struct am_error *e) AM_WUR;

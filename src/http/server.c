@@ -2,16 +2,40 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "core/crypto.h"
 #include "core/limits.h"
 #include "core/log.h"
 #include "http/http.h"
+
+/* One open connection, from libmicrohttpd's connection-start notice to its
+ * close notice. The reaper closes it when its deadline passes. */
+struct conn_track {
+	struct conn_track *prev, *next; /* under srv->mu */
+	int fd;
+	_Atomic int64_t start;	  /* monotonic ms: the current request's start */
+	_Atomic int64_t deadline; /* monotonic ms; 0 once the request is in */
+	bool reaped;		  /* under srv->mu */
+};
+
+#define WARN_KINDS 16
+
+/* libmicrohttpd warnings, keyed by their format string: the first of each
+ * kind per interval is logged, the rest counted into one summary line. */
+struct warn_kind {
+	const char *fmt;
+	char first[200];
+	uint64_t more;
+};
 
 struct http_server {
 	struct MHD_Daemon *daemon;
@@ -19,7 +43,203 @@ struct http_server {
 	size_t nroutes;
 	void *app;
 	size_t max_body;
+	int64_t header_ms, request_ms;
+	unsigned log_interval_s;
+
+	pthread_mutex_t mu; /* conns, and shutdown() of their sockets */
+	struct conn_track *conns;
+	uint64_t slow_closed; /* under mu; since the last summary */
+
+	pthread_mutex_t log_mu;
+	struct warn_kind warn[WARN_KINDS];
+	size_t nwarn;
+	uint64_t warn_other;
+
+	pthread_t reaper;
+	bool reaper_started;
+	pthread_mutex_t stop_mu;
+	pthread_cond_t stop_cv;
+	bool stopping;
 };
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct conn_track *
+track_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci != NULL ? ci->socket_context : NULL;
+}
+
+/* The request on conn has delivered its headers: the rest of the request
+ * must arrive within request_ms of its start. */
+static void
+track_headers_done(struct http_server *srv, struct MHD_Connection *conn)
+{
+	struct conn_track *ct = track_of(conn);
+
+	if (ct != NULL)
+		atomic_store(&ct->deadline, atomic_load(&ct->start) + srv->request_ms);
+}
+
+/* The request has arrived or a reply is queued: only the idle timeout
+ * applies while the handler works and the reply goes out. */
+static void
+track_replying(struct MHD_Connection *conn)
+{
+	struct conn_track *ct = track_of(conn);
+
+	if (ct != NULL)
+		atomic_store(&ct->deadline, 0);
+}
+
+/* The request ended; a kept-alive connection's next one starts now. */
+static void
+track_next_request(struct http_server *srv, struct MHD_Connection *conn)
+{
+	struct conn_track *ct = track_of(conn);
+	int64_t now = mono_ms();
+
+	if (ct == NULL)
+		return;
+	atomic_store(&ct->start, now);
+	atomic_store(&ct->deadline, now + srv->header_ms);
+}
+
+static void
+on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+	      enum MHD_ConnectionNotificationCode toe)
+{
+	struct http_server *srv = cls;
+	struct conn_track *ct = *socket_context;
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		int64_t now = mono_ms();
+
+		if (ci == NULL || (ct = calloc(1, sizeof(*ct))) == NULL)
+			return; /* untracked: only the idle timeout applies to it */
+		ct->fd = ci->connect_fd;
+		atomic_init(&ct->start, now);
+		atomic_init(&ct->deadline, now + srv->header_ms);
+		pthread_mutex_lock(&srv->mu);
+		ct->next = srv->conns;
+		if (srv->conns != NULL)
+			srv->conns->prev = ct;
+		srv->conns = ct;
+		pthread_mutex_unlock(&srv->mu);
+		*socket_context = ct;
+		return;
+	}
+	if (ct == NULL)
+		return;
+	/* libmicrohttpd closes the socket after this notice, so holding mu
+	 * here keeps the reaper from shutting down a reused descriptor. */
+	pthread_mutex_lock(&srv->mu);
+	if (ct->prev != NULL)
+		ct->prev->next = ct->next;
+	else
+		srv->conns = ct->next;
+	if (ct->next != NULL)
+		ct->next->prev = ct->prev;
+	pthread_mutex_unlock(&srv->mu);
+	free(ct);
+	*socket_context = NULL;
+}
+
+/* Closes every connection past its deadline; returns how many. The socket
+ * is shut down, not closed: libmicrohttpd sees the end of the stream and
+ * closes the connection on its own thread. */
+static uint64_t
+reap(struct http_server *srv, int64_t now)
+{
+	uint64_t n = 0;
+
+	pthread_mutex_lock(&srv->mu);
+	for (struct conn_track *ct = srv->conns; ct != NULL; ct = ct->next) {
+		int64_t d = atomic_load(&ct->deadline);
+
+		if (d == 0 || now < d || ct->reaped)
+			continue;
+		(void)shutdown(ct->fd, SHUT_RDWR);
+		ct->reaped = true;
+		n++;
+	}
+	srv->slow_closed += n;
+	pthread_mutex_unlock(&srv->mu);
+	return n;
+}
+
+static void
+log_summaries(struct http_server *srv, unsigned secs)
+{
+	uint64_t slow;
+
+	pthread_mutex_lock(&srv->mu);
+	slow = srv->slow_closed;
+	srv->slow_closed = 0;
+	pthread_mutex_unlock(&srv->mu);
+	if (slow > 0)
+		log_warn("closed %llu slow connections in the last %us (header_timeout=%llds "
+			 "request_timeout=%llds)",
+			 (unsigned long long)slow, secs, (long long)(srv->header_ms / 1000),
+			 (long long)(srv->request_ms / 1000));
+	pthread_mutex_lock(&srv->log_mu);
+	for (size_t i = 0; i < srv->nwarn; i++) {
+		if (srv->warn[i].more > 0)
+			log_warn("mhd: %llu more like \"%s\" in the last %us",
+				 (unsigned long long)srv->warn[i].more, srv->warn[i].first, secs);
+	}
+	if (srv->warn_other > 0)
+		log_warn("mhd: %llu other warnings in the last %us",
+			 (unsigned long long)srv->warn_other, secs);
+	srv->nwarn = 0;
+	srv->warn_other = 0;
+	pthread_mutex_unlock(&srv->log_mu);
+}
+
+static void *
+reaper_loop(void *arg)
+{
+	struct http_server *srv = arg;
+	int64_t last_log = mono_ms();
+	struct timespec until;
+
+	pthread_mutex_lock(&srv->stop_mu);
+	while (!srv->stopping) {
+		int64_t now;
+
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += 250 * 1000000L; /* deadlines are kept to a quarter second */
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		(void)pthread_cond_timedwait(&srv->stop_cv, &srv->stop_mu, &until);
+		if (srv->stopping)
+			break;
+		pthread_mutex_unlock(&srv->stop_mu);
+		now = mono_ms();
+		(void)reap(srv, now);
+		if (now - last_log >= (int64_t)srv->log_interval_s * 1000) {
+			log_summaries(srv, srv->log_interval_s);
+			last_log = now;
+		}
+		pthread_mutex_lock(&srv->stop_mu);
+	}
+	pthread_mutex_unlock(&srv->stop_mu);
+	return NULL;
+}
 
 const char *
 http_header(struct http_req *rq, const char *name)
@@ -160,14 +380,27 @@ render_error(struct http_resp *rs, enum am_err code, const struct am_error *e)
 static enum MHD_Result
 send_resp(struct MHD_Connection *conn, struct http_req *rq, struct http_resp *rs)
 {
+	const char *ct = rs->content_type != NULL ? rs->content_type : "application/json";
 	struct MHD_Response *r;
 	enum MHD_Result ret;
 
+	/* Every JSON reply ends with a newline, so consecutive curl outputs do
+	 * not run together; documents rendered elsewhere get it here too. */
+	if (strncmp(ct, "application/json", 16) == 0 && rs->len > 0 &&
+	    rs->body[rs->len - 1] != '\n') {
+		char *nl = am_xmalloc(rs->len + 2);
+
+		memcpy(nl, rs->body, rs->len);
+		nl[rs->len++] = '\n';
+		nl[rs->len] = '\0';
+		OPENSSL_cleanse(rs->body, rs->len - 1);
+		free(rs->body);
+		rs->body = nl;
+	}
 	r = MHD_create_response_from_buffer(rs->len, rs->body, MHD_RESPMEM_MUST_COPY);
 	if (r == NULL)
 		return MHD_NO;
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-				rs->content_type != NULL ? rs->content_type : "application/json");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ct);
 	MHD_add_response_header(r, "X-Request-Id", rq->id);
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 	for (int i = 0; i < rs->nheaders; i++)
@@ -175,6 +408,7 @@ send_resp(struct MHD_Connection *conn, struct http_req *rq, struct http_resp *rs
 	ret = MHD_queue_response(conn, (unsigned)rs->status, r);
 	MHD_destroy_response(r);
 	rq->responded = true;
+	track_replying(conn);
 	return ret;
 }
 
@@ -299,14 +533,26 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		}
 		*con_cls = rq;
 		am_log_set_request(rq->id);
+		track_headers_done(srv, conn);
 		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 						 MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (strlen(url) > AM_MAX_URL_BYTES)
 			return send_error(conn, rq, AM_E_INVALID_REQUEST, "the URL is too long");
 		if (cl != NULL && strtoull(cl, NULL, 10) > srv->max_body) {
+			const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+									 MHD_HTTP_HEADER_EXPECT);
+
 			rq->too_large = true;
-			return send_error(conn, rq, AM_E_PAYLOAD_TOO_LARGE,
-					  "the request body is over the size limit");
+			/* A client waiting for 100-continue sends nothing more, and
+			 * one announcing more than we would drain is not worth
+			 * reading: both are answered now and the connection closed.
+			 * Any other is read to the end and answered there, because
+			 * a client that writes its whole body before reading would
+			 * otherwise meet a reset and never see the 413. */
+			if ((expect != NULL && strcasecmp(expect, "100-continue") == 0) ||
+			    strtoull(cl, NULL, 10) > AM_MAX_DRAIN_BYTES)
+				return send_error(conn, rq, AM_E_PAYLOAD_TOO_LARGE,
+						  "the request body is over the size limit");
 		}
 		return MHD_YES;
 	}
@@ -314,14 +560,17 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 	if (*upload_data_size > 0) {
 		/* libmicrohttpd 0.9.75 cannot queue a reply while the body is
 		 * still arriving, so an over-limit body is read and dropped, and
-		 * answered 413 at its end. Past 16 times the limit the client is
-		 * not worth waiting for and the connection is closed. */
+		 * answered 413 at its end (within the request deadline). Past
+		 * AM_MAX_DRAIN_BYTES the client is not worth waiting for and the
+		 * connection is closed. */
 		size_t n = *upload_data_size;
 
 		*upload_data_size = 0;
+		if (rq->responded)
+			return MHD_YES; /* answered at the headers; MHD closes */
 		if (rq->too_large) {
 			rq->discarded += n;
-			return rq->discarded > 16 * srv->max_body ? MHD_NO : MHD_YES;
+			return rq->discarded > AM_MAX_DRAIN_BYTES ? MHD_NO : MHD_YES;
 		}
 		if (rq->body.len + n > srv->max_body) {
 			rq->too_large = true;
@@ -333,6 +582,9 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		am_buf_add(&rq->body, upload_data, n);
 		return MHD_YES;
 	}
+	/* The request is all here: from now on only the server is working,
+	 * and the deadlines, which bound the client, no longer apply. */
+	track_replying(conn);
 	if (rq->too_large && !rq->responded)
 		return send_error(conn, rq, AM_E_PAYLOAD_TOO_LARGE,
 				  "the request body is over the size limit");
@@ -349,7 +601,8 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	struct http_req *rq = *con_cls;
 
-	(void)cls, (void)conn, (void)toe;
+	(void)toe;
+	track_next_request(cls, conn);
 	if (rq == NULL)
 		return;
 	if (rq->body.data != NULL)
@@ -363,12 +616,85 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static void
 mhd_log(void *cls, const char *fmt, va_list ap)
 {
+	struct http_server *srv = cls;
+	struct warn_kind *k = NULL;
 	char line[512];
 
-	(void)cls;
 	vsnprintf(line, sizeof(line), fmt, ap);
 	line[strcspn(line, "\n")] = '\0';
+	/* A flood of refused or dropped connections must not flood the log:
+	 * the first of each kind per interval is written, the rest counted. */
+	pthread_mutex_lock(&srv->log_mu);
+	for (size_t i = 0; i < srv->nwarn; i++) {
+		if (srv->warn[i].fmt == fmt) {
+			k = &srv->warn[i];
+			break;
+		}
+	}
+	if (k != NULL || srv->nwarn == WARN_KINDS) {
+		if (k != NULL)
+			k->more++;
+		else
+			srv->warn_other++;
+		pthread_mutex_unlock(&srv->log_mu);
+		return;
+	}
+	k = &srv->warn[srv->nwarn++];
+	k->fmt = fmt;
+	k->more = 0;
+	snprintf(k->first, sizeof(k->first), "%.199s", line);
+	pthread_mutex_unlock(&srv->log_mu);
 	log_warn("mhd: %s", line);
+}
+
+/* Raises the open-file soft limit to the hard one and returns how many
+ * connections fit beside the descriptors the rest of the process needs. */
+static unsigned
+connection_cap(unsigned want, unsigned threads)
+{
+	struct rlimit rl;
+	unsigned long long soft, reserve = AM_CONN_FD_RESERVE + 8ULL * threads, fit;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return want != 0 ? want : 1024;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+			log_info("open-file limit raised from %llu to %llu",
+				 (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+		else
+			rl.rlim_cur = was;
+	}
+	soft = rl.rlim_cur == RLIM_INFINITY ? 1000000ULL : (unsigned long long)rl.rlim_cur;
+	fit = soft > reserve + 16 ? soft - reserve : 16;
+	if (fit > 1000000ULL)
+		fit = 1000000ULL;
+	if (want == 0)
+		return fit < AM_MAX_CONNECTIONS_AUTO ? (unsigned)fit : AM_MAX_CONNECTIONS_AUTO;
+	if (want > fit) {
+		log_warn("max_connections=%u does not fit the open-file limit %llu; using %llu",
+			 want, soft, fit);
+		return (unsigned)fit;
+	}
+	return want;
+}
+
+static void
+server_free(struct http_server *srv)
+{
+	pthread_mutex_destroy(&srv->mu);
+	pthread_mutex_destroy(&srv->log_mu);
+	pthread_mutex_destroy(&srv->stop_mu);
+	pthread_cond_destroy(&srv->stop_cv);
+	free(srv);
+}
+
+static unsigned
+or_default(unsigned v, unsigned def)
+{
+	return v != 0 ? v : def;
 }
 
 enum am_err
@@ -379,9 +705,18 @@ http_server_start(const struct http_options *opt, const struct http_route *route
 	struct sockaddr_storage ss = {0};
 	unsigned flags =
 		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	unsigned header_s, request_s, idle_s, per_ip, max_conns;
+	pthread_condattr_t ca;
 
 	if (srv == NULL)
 		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	pthread_mutex_init(&srv->mu, NULL);
+	pthread_mutex_init(&srv->log_mu, NULL);
+	pthread_mutex_init(&srv->stop_mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&srv->stop_cv, &ca);
+	pthread_condattr_destroy(&ca);
 	if (inet_pton(AF_INET, opt->host, &((struct sockaddr_in *)(void *)&ss)->sin_addr) == 1) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)(void *)&ss;
 
@@ -395,24 +730,45 @@ http_server_start(const struct http_options *opt, const struct http_route *route
 		sin6->sin6_port = htons(opt->port);
 		flags |= MHD_USE_IPv6;
 	} else {
-		free(srv);
+		server_free(srv);
 		return am_fail(e, AM_E_INVALID_REQUEST, "listen host must be a numeric IP address");
 	}
 	srv->routes = routes;
 	srv->nroutes = nroutes;
 	srv->app = app;
 	srv->max_body = opt->max_body;
+	header_s = or_default(opt->header_timeout_s, AM_HEADER_TIMEOUT_S);
+	request_s = or_default(opt->request_timeout_s, AM_REQUEST_TIMEOUT_S);
+	if (request_s < header_s)
+		request_s = header_s; /* the headers are part of the request */
+	idle_s = or_default(opt->idle_timeout_s, AM_IDLE_TIMEOUT_S);
+	per_ip = or_default(opt->per_ip_connections, AM_CONN_PER_IP);
+	srv->header_ms = (int64_t)header_s * 1000;
+	srv->request_ms = (int64_t)request_s * 1000;
+	srv->log_interval_s = or_default(opt->log_interval_s, 60);
+	max_conns = connection_cap(opt->max_connections, opt->threads);
+	if (max_conns < opt->threads)
+		max_conns = opt->threads; /* the pool splits the cap among its threads */
 	srv->daemon = MHD_start_daemon(
 		flags, opt->port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-		NULL, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_THREAD_POOL_SIZE,
-		(unsigned)opt->threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)AM_CONN_TIMEOUT_S,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)AM_MAX_CONNECTIONS,
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+		srv, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)opt->threads,
+		MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_CONNECTION_LIMIT, max_conns,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_NOTIFY_CONNECTION,
+		on_connection, srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
 	if (srv->daemon == NULL) {
-		free(srv);
+		server_free(srv);
 		return am_fail(e, AM_E_UNAVAILABLE, "cannot listen on %s:%u", opt->host,
 			       (unsigned)opt->port);
 	}
+	if (pthread_create(&srv->reaper, NULL, reaper_loop, srv) != 0) {
+		MHD_stop_daemon(srv->daemon);
+		server_free(srv);
+		return am_fail(e, AM_E_INTERNAL, "cannot start the connection reaper");
+	}
+	srv->reaper_started = true;
+	log_info("http connections max=%u per_ip=%u header_timeout=%us request_timeout=%us "
+		 "idle_timeout=%us",
+		 max_conns, per_ip, header_s, request_s, idle_s);
 	*out = srv;
 	return AM_OK;
 }
@@ -423,8 +779,17 @@ http_server_stop(struct http_server *srv)
 	if (srv == NULL)
 		return;
 	/* Stop accepting first; MHD_stop_daemon then joins the workers, each
-	 * finishing the request it is in. */
+	 * finishing the request it is in. The reaper goes first so that no
+	 * socket is shut down while the daemon tears its connections down. */
 	(void)MHD_quiesce_daemon(srv->daemon);
+	if (srv->reaper_started) {
+		pthread_mutex_lock(&srv->stop_mu);
+		srv->stopping = true;
+		pthread_cond_signal(&srv->stop_cv);
+		pthread_mutex_unlock(&srv->stop_mu);
+		pthread_join(srv->reaper, NULL);
+	}
 	MHD_stop_daemon(srv->daemon);
-	free(srv);
+	log_summaries(srv, srv->log_interval_s);
+	server_free(srv);
 }

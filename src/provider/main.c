@@ -141,8 +141,11 @@ serve(const struct prov_config *c)
 	struct prov_app *app = NULL;
 	struct http_server *srv = NULL;
 	struct am_error e = {0};
-	struct http_options o = {c->listen_host, c->listen_port, (unsigned)c->threads,
-				 AM_DEFAULT_BODY_BYTES};
+	struct http_options o = {.host = c->listen_host,
+				 .port = c->listen_port,
+				 .threads = (unsigned)c->threads,
+				 .max_body =
+					 AM_DEFAULT_BODY_BYTES}; /* connection limits: defaults */
 	sigset_t sigs;
 	int sig = 0;
 

@@ -301,8 +301,16 @@ main(int argc, char **argv)
 		return 1;
 	}
 	{
-		struct http_options opt = {cfg.listen_host, cfg.listen_port, (unsigned)cfg.threads,
-					   (size_t)cfg.body_bytes};
+		struct http_options opt = {cfg.listen_host,
+					   cfg.listen_port,
+					   (unsigned)cfg.threads,
+					   (size_t)cfg.body_bytes,
+					   (unsigned)cfg.max_connections,
+					   (unsigned)cfg.max_connections_per_ip,
+					   (unsigned)cfg.header_timeout,
+					   (unsigned)cfg.request_timeout,
+					   (unsigned)cfg.idle_timeout,
+					   (unsigned)cfg.slow_log_interval};
 
 		if (http_server_start(&opt, app->routes, app->nroutes, app, &srv, &e) != AM_OK) {
 			fprintf(stderr, "authmd-server: %s\n", e.detail);
