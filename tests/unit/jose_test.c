@@ -362,6 +362,8 @@ static void
 trust_config(struct am_config *cfg, uint16_t port)
 {
 	am_config_defaults(cfg);
+	/* the test's JWKS server is on loopback, which outbound fetches refuse by default */
+	snprintf(cfg->outbound_allow, sizeof(cfg->outbound_allow), "127.0.0.0/8");
 	snprintf(cfg->providers[0].name, sizeof(cfg->providers[0].name), "p");
 	snprintf(cfg->providers[0].issuer, sizeof(cfg->providers[0].issuer), "http://127.0.0.1:%u",
 		 (unsigned)port);
@@ -401,7 +403,7 @@ cached_keys_are_dropped_once_refreshes_fail_past_jwks_max_stale(void **state)
 	struct jose_keyset *ks = NULL;
 	struct http_server *srv = NULL;
 	uint16_t port = free_port();
-	struct http_options opt = {"127.0.0.1", port, 1, 4096};
+	struct http_options opt = {.host = "127.0.0.1", .port = port, .threads = 1, .max_body = 4096};
 	struct am_config cfg;
 	struct trust *t = NULL;
 	struct am_error e = {0};
