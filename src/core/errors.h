@@ -50,7 +50,7 @@ enum am_err {
 struct am_error {
 	enum am_err code;
 	char detail[192]; /* shown to the client: no secrets, no SQL, no paths */
-	long retry_after; /* seconds, for AM_E_RATE_LIMITED: sent as Retry-After */
+	long retry_after; /* seconds, for AM_E_RATE_LIMITED and AM_E_UNAVAILABLE: Retry-After */
 };
 
 /* Fills *e (when not NULL) with code and the formatted detail, and returns code,

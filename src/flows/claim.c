@@ -357,12 +357,16 @@ wrong_code(const struct flow_env *env, struct store *st, const struct store_atte
 {
 	int64_t max = env->cfg->otp_attempts;
 	int64_t left = max - (att->otp_failures + 1);
-	struct am_error ignored;
+	enum am_err rc;
 
-	if (store_attempt_fail(st, att->id, max, &ignored) != AM_OK ||
-	    store_commit(st, &ignored) != AM_OK) {
+	/* A failure to count the guess fails the guess too (503 with the store's
+	 * Retry-After): an uncounted wrong code must never be free. */
+	if ((rc = store_attempt_fail(st, att->id, max, e)) != AM_OK ||
+	    (rc = store_commit(st, e)) != AM_OK) {
 		store_rollback(st);
-		return am_fail(e, AM_E_UNAVAILABLE, "the store is busy; retry");
+		return rc == AM_E_UNAVAILABLE
+			       ? rc
+			       : am_fail(e, AM_E_UNAVAILABLE, "the store is busy; retry");
 	}
 	log_info("otp mismatch attempt=%s failures=%lld", att->id,
 		 (long long)(att->otp_failures + 1));

@@ -250,7 +250,8 @@ dispatch(struct http_server *srv, struct MHD_Connection *conn, struct http_req *
 	} else {
 		rc = hit->handler(srv->app, rq, &rs, &e);
 		if (rc != AM_OK) {
-			if (rc == AM_E_RATE_LIMITED && e.retry_after > 0) {
+			if ((rc == AM_E_RATE_LIMITED || rc == AM_E_UNAVAILABLE) &&
+			    e.retry_after > 0) {
 				char secs[24];
 
 				snprintf(secs, sizeof(secs), "%ld", e.retry_after);

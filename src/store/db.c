@@ -17,13 +17,34 @@ struct db {
 	bool in_tx;
 };
 
+/* Busy and locked (another writer kept the lock past the bounded wait), full
+ * (disk or quota) and I/O errors are conditions that pass: the request gets
+ * 503 with Retry-After, and the transaction it was in has been rolled back,
+ * so nothing of it is written. */
+static bool
+transient(int rc)
+{
+	return rc == SQLITE_BUSY || rc == SQLITE_LOCKED || rc == SQLITE_IOERR || rc == SQLITE_FULL;
+}
+
+static enum am_err
+map_rc(int rc, struct am_error *e)
+{
+	if (transient(rc)) {
+		if (e != NULL)
+			e->retry_after = DB_RETRY_AFTER_S;
+		return am_fail(e, AM_E_UNAVAILABLE,
+			       rc == SQLITE_FULL ? "the store is out of space; retry later"
+						 : "the store is busy; retry");
+	}
+	return am_fail(e, AM_E_INTERNAL, "storage error");
+}
+
 enum am_err
 db_fail(struct db *db, int rc, const char *what, struct am_error *e)
 {
 	log_error("sqlite %s failed rc=%d: %s", what, rc, sqlite3_errmsg(db->h));
-	if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED || rc == SQLITE_IOERR || rc == SQLITE_FULL)
-		return am_fail(e, AM_E_UNAVAILABLE, "the store is busy; retry");
-	return am_fail(e, AM_E_INTERNAL, "storage error");
+	return map_rc(rc, e);
 }
 
 enum am_err
@@ -131,9 +152,7 @@ exec(struct db *db, const char *text, struct am_error *e)
 	if (rc != SQLITE_OK) {
 		log_error("sqlite exec failed rc=%d: %s", rc, msg != NULL ? msg : "?");
 		sqlite3_free(msg);
-		if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
-			return am_fail(e, AM_E_UNAVAILABLE, "the store is busy; retry");
-		return am_fail(e, AM_E_INTERNAL, "storage error");
+		return map_rc(rc, e);
 	}
 	return AM_OK;
 }
@@ -158,6 +177,11 @@ migrate(struct db *db, const char *const *migrations, size_t nmig, struct am_err
 	enum am_err rc;
 	int version;
 
+	/* Up to date is the common case (every worker thread opens its own
+	 * connection): it needs no write lock, so a connection opened while
+	 * another process holds the lock can still serve reads. */
+	if (db_schema_version(db) == (int)nmig)
+		return AM_OK;
 	if ((rc = exec(db, "BEGIN IMMEDIATE", e)) != AM_OK)
 		return rc;
 	if ((rc = exec(db,
@@ -221,7 +245,7 @@ db_open(const char *url, const char *tenant, const char *const *migrations, size
 		db_close(db);
 		return am_fail(e, AM_E_UNAVAILABLE, "cannot open the store");
 	}
-	sqlite3_busy_timeout(db->h, 5000);
+	sqlite3_busy_timeout(db->h, DB_BUSY_WAIT_MS);
 	sqlite3_extended_result_codes(db->h, 0);
 	if ((rc = exec(db,
 		       memory ? "PRAGMA foreign_keys = ON"
