@@ -66,6 +66,11 @@ struct am_config {
 	int64_t identity_per_ip;
 	int64_t identity_global;
 	int64_t jwks_refetch; /* seconds between fetches of one JWKS, at least */
+	/* claim mail flood limits (0: no limit) */
+	int64_t claim_mails_per_registration; /* in a registration's whole life */
+	int64_t claim_mail_window;	      /* seconds, for the two below */
+	int64_t claim_mails_per_address;      /* to one address per window */
+	int64_t claim_mails_global;	      /* in all per window */
 	/* [flows] */
 	bool flow_anonymous;
 	bool flow_verified_email;

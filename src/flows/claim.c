@@ -63,6 +63,57 @@ claimable(struct store *st, const char *claim_token, int64_t now, enum am_err cl
 	return AM_OK;
 }
 
+static enum am_err
+mail_refused(struct am_error *e, int64_t retry_after, const char *why)
+{
+	log_warn("claim mail refused limit=%s retry_after=%lld", why, (long long)retry_after);
+	e->retry_after = (long)(retry_after > 0 ? retry_after : 1);
+	return am_fail(e, AM_E_RATE_LIMITED, "too many claim emails %s; retry in %lld s", why,
+		       (long long)e->retry_after);
+}
+
+/* The claim-mail flood limits, checked before an attempt (one attempt is one
+ * mail) is created: per registration in all, per address and in all per
+ * window. Counted from the attempts in the store, so a restart resets
+ * nothing. */
+static enum am_err
+mail_allowed(const struct flow_env *env, struct store *st, const struct store_reg *reg,
+	     const char *email, int64_t now, struct am_error *e)
+{
+	const struct am_config *cfg = env->cfg;
+	int64_t since = now - cfg->claim_mail_window;
+	int64_t n, oldest;
+	enum am_err rc;
+
+	if (cfg->claim_mails_per_registration > 0) {
+		if ((rc = store_attempt_count(st, STORE_MAIL_REGISTRATION, reg->id, 0,
+					      cfg->claim_mails_per_registration, &n, &oldest, e)) !=
+		    AM_OK)
+			return rc;
+		/* Waiting does not reset this one: the registration ends first. */
+		if (n >= cfg->claim_mails_per_registration)
+			return mail_refused(e, reg->expires_at - now, "for this registration");
+	}
+	if (cfg->claim_mails_per_address > 0) {
+		if ((rc = store_attempt_count(st, STORE_MAIL_ADDRESS, email, since,
+					      cfg->claim_mails_per_address, &n, &oldest, e)) !=
+		    AM_OK)
+			return rc;
+		if (n >= cfg->claim_mails_per_address)
+			return mail_refused(e, oldest + cfg->claim_mail_window - now,
+					    "to this address");
+	}
+	if (cfg->claim_mails_global > 0) {
+		if ((rc = store_attempt_count(st, STORE_MAIL_ALL, NULL, since,
+					      cfg->claim_mails_global, &n, &oldest, e)) != AM_OK)
+			return rc;
+		if (n >= cfg->claim_mails_global)
+			return mail_refused(e, oldest + cfg->claim_mail_window - now,
+					    "from this service");
+	}
+	return AM_OK;
+}
+
 enum am_err
 flow_new_attempt(const struct flow_env *env, struct store *st, const struct store_reg *reg,
 		 const char *email, const char *ip, struct store_attempt *out, char *token,
@@ -72,6 +123,8 @@ flow_new_attempt(const struct flow_env *env, struct store *st, const struct stor
 	struct store_attempt a = {0};
 	enum am_err rc;
 
+	if ((rc = mail_allowed(env, st, reg, email, now, e)) != AM_OK)
+		return rc;
 	if ((rc = am_rand_id("cla_", a.id, sizeof(a.id), e)) != AM_OK ||
 	    (rc = am_rand_token(PREFIX_ATTEMPT_TOKEN, token, FLOW_SECRET_LEN, e)) != AM_OK)
 		return rc;

@@ -45,6 +45,10 @@ enum q {
 	Q_CRED_REVOKE,
 	Q_SETTING_GET,
 	Q_SETTING_PUT,
+	/* claim mail limits */
+	Q_ATT_COUNT_REG,
+	Q_ATT_COUNT_EMAIL,
+	Q_ATT_COUNT_ALL,
 	Q__COUNT
 };
 
@@ -129,6 +133,15 @@ static const char *const sql[Q__COUNT] = {
 	[Q_SETTING_PUT] = "INSERT INTO settings (tenant, key, value, updated_at) "
 			  "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (tenant, key) "
 			  "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+	/* claim mail limits: each count stops at its cap (?3 or ?4) */
+	[Q_ATT_COUNT_REG] = "SELECT COUNT(*), 0 FROM (SELECT 1 FROM claim_attempts "
+			    "WHERE tenant = ?1 AND registration_id = ?2 LIMIT ?4)",
+	[Q_ATT_COUNT_EMAIL] = "SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM "
+			      "(SELECT created_at FROM claim_attempts WHERE tenant = ?1 "
+			      "AND email = ?2 AND created_at > ?3 ORDER BY created_at LIMIT ?4)",
+	[Q_ATT_COUNT_ALL] = "SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM "
+			    "(SELECT created_at FROM claim_attempts WHERE tenant = ?1 "
+			    "AND ?2 IS NULL AND created_at > ?3 ORDER BY created_at LIMIT ?4)",
 };
 
 struct store {
@@ -820,4 +833,36 @@ store_setting_put(struct store *st, const char *key, const char *value, int64_t 
 	sqlite3_bind_text(s, 3, value, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 4, at);
 	return db_run(st->db, s, "setting put", NULL, e);
+}
+
+/* claim mail limits */
+
+enum am_err
+store_attempt_count(struct store *st, enum store_mail_scope scope, const char *key, int64_t since,
+		    int64_t cap, int64_t *count, int64_t *oldest, struct am_error *e)
+{
+	static const enum q by_scope[] = {
+		[STORE_MAIL_REGISTRATION] = Q_ATT_COUNT_REG,
+		[STORE_MAIL_ADDRESS] = Q_ATT_COUNT_EMAIL,
+		[STORE_MAIL_ALL] = Q_ATT_COUNT_ALL,
+	};
+	sqlite3_stmt *s;
+	enum am_err rc;
+
+	if ((int)scope < 0 || (size_t)scope >= NAMES_COUNT(by_scope))
+		return am_fail(e, AM_E_INTERNAL, "no such count");
+	if ((rc = db_prep(st->db, by_scope[scope], &s, e)) != AM_OK)
+		return rc;
+	if (scope == STORE_MAIL_ALL)
+		sqlite3_bind_null(s, 2);
+	else
+		sqlite3_bind_text(s, 2, key, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 3, since);
+	sqlite3_bind_int64(s, 4, cap);
+	if ((rc = db_one(st->db, s, "attempt count", e)) != AM_OK)
+		return rc == AM_E_NOT_FOUND ? am_fail(e, AM_E_INTERNAL, "count gave no row") : rc;
+	*count = sqlite3_column_int64(s, 0);
+	*oldest = sqlite3_column_int64(s, 1);
+	sqlite3_reset(s);
+	return AM_OK;
 }

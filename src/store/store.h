@@ -223,6 +223,20 @@ enum am_err store_audit_insert(struct store *st, int64_t at, const char *event,
 			       const char *registration_id, const char *json,
 			       struct am_error *e) AM_WUR;
 
+/* claim mail limits: every claim attempt is one mail, so counting attempts
+ * counts mails, durably and across replicas sharing the store. */
+enum store_mail_scope {
+	STORE_MAIL_REGISTRATION, /* key: a registration id; every attempt it ever had */
+	STORE_MAIL_ADDRESS,	 /* key: a normalized address; attempts after `since` */
+	STORE_MAIL_ALL,		 /* key unused (NULL); attempts after `since` */
+};
+/* Counts the attempts of scope, stopping at cap (the work is bounded by the
+ * limit, not by the table): *count in [0, cap], and *oldest the created_at
+ * of the oldest counted (0 for STORE_MAIL_REGISTRATION or when none). */
+enum am_err store_attempt_count(struct store *st, enum store_mail_scope scope, const char *key,
+				int64_t since, int64_t cap, int64_t *count, int64_t *oldest,
+				struct am_error *e) AM_WUR;
+
 /* A per-thread handle source over one URL: each worker thread gets its own
  * connection, opened on first use and closed when the thread ends. */
 struct store_pool;
