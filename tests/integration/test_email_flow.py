@@ -91,5 +91,28 @@ class SmtpDownTest(unittest.TestCase):
             server.cleanup()
 
 
+class SmtpUrlCredentialsTest(unittest.TestCase):
+    def test_credentials_in_smtp_url_never_reach_the_log(self):
+        sink = SmtpSink().start()
+        url = sink.url.replace("smtp://", "smtp://mailuser:s3cretPW;AUTH=PLAIN@", 1)
+        server = Server({"mail": {"smtp_url": url, "starttls": "off"}}).start()
+        try:
+            reg = server.register_email("una@example.test")
+            self.assertTrue(reg["claim_token"])
+            sink.wait_for(1)
+        finally:
+            self.assertEqual(server.stop(), 0)
+            log = server.read_log()
+            server.cleanup()
+            sink.stop()
+        self.assertNotIn("s3cretPW", log)
+        self.assertNotIn("mailuser", log)
+        self.assertIn("AUTH=PLAIN", url)
+        line = [x for x in log.splitlines() if "mail via smtp" in x]
+        self.assertEqual(len(line), 1, log)
+        self.assertIn("credentials_in_url=yes", line[0])
+        self.assertIn(sink.url.split("://", 1)[1].rstrip("/"), line[0])
+
+
 if __name__ == "__main__":
     unittest.main()
