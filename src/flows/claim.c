@@ -190,16 +190,17 @@ flow_send_claim_mail(const struct flow_env *env, const char *email, const char *
 	return rc;
 }
 
-/* Supersedes the attempt whose mail could not be sent, so that a retry of
- * the same request mints and mails a new one instead of finding it open. */
+/* Deletes the attempt whose mail could not be sent: a retry of the same
+ * request then mints and mails a new one instead of finding it open, and a
+ * mail that never left is not counted against the claim-mail limits. */
 static void
-drop_unsent_attempt(struct store *st, const char *registration_id)
+drop_unsent_attempt(struct store *st, const char *attempt_id)
 {
 	struct am_error ignored;
 
 	if (store_begin(st, &ignored) != AM_OK)
 		return;
-	if (store_attempt_close_all(st, registration_id, ATTEMPT_SUPERSEDED, &ignored) != AM_OK ||
+	if (store_attempt_delete(st, attempt_id, &ignored) != AM_OK ||
 	    store_commit(st, &ignored) != AM_OK)
 		store_rollback(st);
 }
@@ -264,7 +265,7 @@ flow_claim_start(const struct flow_env *env, struct store *st, const char *ip,
 	audit_flush(env->audit, &batch);
 	log_info("claim requested registration=%s attempt=%s", reg.id, att.id);
 	if ((rc = flow_send_claim_mail(env, addr, token, att.expires_at, e)) != AM_OK) {
-		drop_unsent_attempt(st, reg.id);
+		drop_unsent_attempt(st, att.id);
 		goto out;
 	}
 	am_copy(out->registration_id, sizeof(out->registration_id), reg.id);

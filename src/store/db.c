@@ -300,6 +300,9 @@ db_rollback(struct db *db)
 {
 	if (!db->in_tx)
 		return;
-	(void)exec(db, "ROLLBACK", NULL);
+	/* After SQLITE_FULL (and some I/O errors) SQLite has already rolled
+	 * back: a second ROLLBACK would only log an error. */
+	if (!sqlite3_get_autocommit(db->h))
+		(void)exec(db, "ROLLBACK", NULL);
 	db->in_tx = false;
 }

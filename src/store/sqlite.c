@@ -49,6 +49,7 @@ enum q {
 	Q_ATT_COUNT_REG,
 	Q_ATT_COUNT_EMAIL,
 	Q_ATT_COUNT_ALL,
+	Q_ATT_DELETE,
 	Q__COUNT
 };
 
@@ -142,6 +143,8 @@ static const char *const sql[Q__COUNT] = {
 	[Q_ATT_COUNT_ALL] = "SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM "
 			    "(SELECT created_at FROM claim_attempts WHERE tenant = ?1 "
 			    "AND ?2 IS NULL AND created_at > ?3 ORDER BY created_at LIMIT ?4)",
+	[Q_ATT_DELETE] = "DELETE FROM claim_attempts WHERE tenant = ?1 AND id = ?2 "
+			 "AND status = 'open'",
 };
 
 struct store {
@@ -865,4 +868,19 @@ store_attempt_count(struct store *st, enum store_mail_scope scope, const char *k
 	*oldest = sqlite3_column_int64(s, 1);
 	sqlite3_reset(s);
 	return AM_OK;
+}
+
+enum am_err
+store_attempt_delete(struct store *st, const char *id, struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc;
+	int n = 0;
+
+	if ((rc = db_prep(st->db, Q_ATT_DELETE, &s, e)) != AM_OK)
+		return rc;
+	sqlite3_bind_text(s, 2, id, -1, SQLITE_TRANSIENT);
+	if ((rc = db_run(st->db, s, "attempt delete", &n, e)) != AM_OK)
+		return rc;
+	return n == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "attempt not open");
 }

@@ -237,6 +237,10 @@ enum am_err store_attempt_count(struct store *st, enum store_mail_scope scope, c
 				int64_t since, int64_t cap, int64_t *count, int64_t *oldest,
 				struct am_error *e) AM_WUR;
 
+/* Deletes an open attempt whose mail was never sent, so that it counts
+ * against no limit; AM_E_NOT_FOUND when it is not open. */
+enum am_err store_attempt_delete(struct store *st, const char *id, struct am_error *e) AM_WUR;
+
 /* A per-thread handle source over one URL: each worker thread gets its own
  * connection, opened on first use and closed when the thread ends. */
 struct store_pool;
