@@ -6,6 +6,7 @@
 #ifndef AM_DB_H
 #define AM_DB_H
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -32,7 +33,16 @@ enum am_err db_open(const char *url, const char *tenant, const char *const *migr
 void db_close(struct db *db);
 int db_schema_version(struct db *db);
 
-enum am_err db_begin(struct db *db, struct am_error *e) AM_WUR; /* BEGIN IMMEDIATE */
+/* Makes the writers of this process that share mu queue on it, in order,
+ * for a write transaction, instead of in SQLite's busy handler (which
+ * sleeps in growing steps and lets a waiter starve past any short bound).
+ * Then only the holder of mu meets SQLITE_BUSY, and only from another
+ * process. mu outlives db; NULL: no queue. */
+void db_set_writer_lock(struct db *db, pthread_mutex_t *mu);
+
+/* BEGIN IMMEDIATE, waiting DB_BUSY_WAIT_MS in all (queue, then lock) before
+ * AM_E_UNAVAILABLE with retry_after. */
+enum am_err db_begin(struct db *db, struct am_error *e) AM_WUR;
 /* Commits; on failure (busy, full) the transaction is rolled back whole. */
 enum am_err db_commit(struct db *db, struct am_error *e) AM_WUR;
 void db_rollback(struct db *db); /* no-op outside a transaction */

@@ -204,6 +204,12 @@ store_close(struct store *st)
 	free(st);
 }
 
+void
+store_set_writer_lock(struct store *st, pthread_mutex_t *mu)
+{
+	db_set_writer_lock(st->db, mu);
+}
+
 int
 store_schema_version(struct store *st)
 {

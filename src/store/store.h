@@ -9,6 +9,7 @@
 #ifndef AM_STORE_H
 #define AM_STORE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -102,8 +103,14 @@ void store_close(struct store *st);
 /* The schema version after migration (the number of the last migration). */
 int store_schema_version(struct store *st);
 
+/* For the pool: this process's connections to one database queue on mu for
+ * write transactions (see db_set_writer_lock). NULL: no queue. */
+void store_set_writer_lock(struct store *st, pthread_mutex_t *mu);
+
 /* A write transaction: begin takes the write lock at once, so the checks a
- * flow makes inside it cannot be raced by another connection. */
+ * flow makes inside it cannot be raced by another connection. It waits a
+ * short bounded time for the lock (queue and database together), then
+ * fails with AM_E_UNAVAILABLE and e->retry_after: 503 with Retry-After. */
 enum am_err store_begin(struct store *st, struct am_error *e) AM_WUR;
 enum am_err store_commit(struct store *st, struct am_error *e) AM_WUR;
 void store_rollback(struct store *st); /* no-op outside a transaction */
