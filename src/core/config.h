@@ -76,6 +76,11 @@ struct am_config {
 	/* token lifetimes and stale keys (issue 10 findings 7 and 9) */
 	int64_t id_jag_max_lifetime; /* [limits]: exp - iat of an ID-JAG or logout token, at most */
 	int64_t jwks_max_stale;	     /* [limits]: a key set's use past its max-age, at most */
+	/* claim mail flood limits (0: no limit) */
+	int64_t claim_mails_per_registration; /* in a registration's whole life */
+	int64_t claim_mail_window;	      /* seconds, for the two below */
+	int64_t claim_mails_per_address;      /* to one address per window */
+	int64_t claim_mails_global;	      /* in all per window */
 	/* [flows] */
 	bool flow_anonymous;
 	bool flow_verified_email;

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "core/log.h"
 
 int
@@ -79,10 +81,22 @@ reserve(struct am_buf *b, size_t more)
 		return;
 	if (b->cap == 0)
 		b->cap = 256;
+	size_t old = b->cap;
+
 	while (b->cap < need)
 		b->cap *= 2;
-	if ((p = realloc(b->data, b->cap)) == NULL)
+	if (b->secret) {
+		/* realloc may free the old block with the secret still in it. */
+		if ((p = malloc(b->cap)) == NULL)
+			oom();
+		if (b->data != NULL) {
+			memcpy(p, b->data, b->len + 1);
+			OPENSSL_cleanse(b->data, old);
+			free(b->data);
+		}
+	} else if ((p = realloc(b->data, b->cap)) == NULL) {
 		oom();
+	}
 	b->data = p;
 }
 
@@ -161,6 +175,8 @@ am_buf_take(struct am_buf *b)
 void
 am_buf_free(struct am_buf *b)
 {
+	if (b->secret && b->data != NULL)
+		OPENSSL_cleanse(b->data, b->cap);
 	free(b->data);
 	b->data = NULL;
 	b->len = b->cap = 0;

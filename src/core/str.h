@@ -16,11 +16,15 @@ int am_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out) AM_WUR;
  * does not fit. */
 bool am_copy(char *dst, size_t cap, const char *src);
 
-/* A growable byte buffer; memory failures abort, as everywhere in the tree. */
+/* A growable byte buffer; memory failures abort, as everywhere in the tree.
+ * A buffer marked secret (a mail or page holding a token, OTP or link) never
+ * leaves a copy behind: growth moves it by hand and wipes the old block, and
+ * am_buf_free wipes before freeing. */
 struct am_buf {
 	char *data;
 	size_t len;
 	size_t cap;
+	bool secret;
 };
 
 void am_buf_add(struct am_buf *b, const char *s, size_t n);
@@ -28,9 +32,10 @@ void am_buf_puts(struct am_buf *b, const char *s);
 void am_buf_printf(struct am_buf *b, const char *fmt, ...) AM_PRINTF(2, 3);
 /* Appends s with HTML's five special characters escaped. */
 void am_buf_html(struct am_buf *b, const char *s);
-/* Hands the NUL-terminated data to the caller (free()) and empties b. */
+/* Hands the NUL-terminated data to the caller (free(); for a secret buffer,
+ * wipe it first) and empties b. */
 char *am_buf_take(struct am_buf *b);
-void am_buf_free(struct am_buf *b);
+void am_buf_free(struct am_buf *b); /* wipes first when b->secret */
 
 /* malloc/strdup that abort on exhaustion rather than return NULL. */
 void *am_xmalloc(size_t n);

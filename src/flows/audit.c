@@ -1,17 +1,26 @@
 #include "flows/audit.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/clock.h"
 #include "core/log.h"
+
+/* A failing sink (full disk, closed pipe) would log on every event; one line
+ * per interval carries the count instead. */
+#define AUDIT_WARN_INTERVAL_S 60
 
 struct audit_sink {
 	FILE *f;
 	bool owned;
 	pthread_mutex_t mu;
+	uint64_t lost;		/* lines not written, ever (under mu) */
+	uint64_t lost_unlogged; /* lost since the last warning */
+	time_t warned_at;	/* 0: never */
 };
 
 enum am_err
@@ -91,17 +100,63 @@ audit_add(struct store *st, struct audit_batch *b, const char *tenant, int64_t a
 	return AM_OK;
 }
 
+/* Writes the lines and reports whether all of them reached the file. */
+static bool
+write_lines(FILE *f, const struct audit_batch *b)
+{
+	bool ok = true;
+
+	for (size_t i = 0; i < b->n; i++) {
+		if (fprintf(f, "%s\n", b->lines[i]) < 0)
+			ok = false;
+	}
+	if (fflush(f) != 0)
+		ok = false;
+	if (ferror(f)) {
+		ok = false;
+		clearerr(f); /* so that the next batch is tried afresh */
+	}
+	return ok;
+}
+
 void
 audit_flush(struct audit_sink *s, struct audit_batch *b)
 {
-	if (s != NULL && s->f != NULL) {
+	if (s != NULL && s->f != NULL && b->n > 0) {
 		pthread_mutex_lock(&s->mu);
-		for (size_t i = 0; i < b->n; i++)
-			fprintf(s->f, "%s\n", b->lines[i]);
-		fflush(s->f);
+		if (!write_lines(s->f, b)) {
+			int err = errno;
+			time_t now = time(NULL);
+
+			s->lost += b->n;
+			s->lost_unlogged += b->n;
+			if (s->warned_at == 0 || now - s->warned_at >= AUDIT_WARN_INTERVAL_S) {
+				log_warn("audit sink write failed lines=%llu lost_total=%llu: %s; "
+					 "the events are in the store (audit_events); next warning "
+					 "in %ds at the earliest",
+					 (unsigned long long)s->lost_unlogged,
+					 (unsigned long long)s->lost, strerror(err),
+					 AUDIT_WARN_INTERVAL_S);
+				s->warned_at = now;
+				s->lost_unlogged = 0;
+			}
+		}
 		pthread_mutex_unlock(&s->mu);
 	}
 	audit_discard(b);
+}
+
+uint64_t
+audit_sink_lost(struct audit_sink *s)
+{
+	uint64_t n;
+
+	if (s == NULL)
+		return 0;
+	pthread_mutex_lock(&s->mu);
+	n = s->lost;
+	pthread_mutex_unlock(&s->mu);
+	return n;
 }
 
 void

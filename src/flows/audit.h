@@ -5,6 +5,7 @@
 #define AM_AUDIT_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/errors.h"
@@ -28,8 +29,14 @@ enum am_err audit_add(struct store *st, struct audit_batch *b, const char *tenan
 		      const char *event, const char *registration_id, json_t *fields,
 		      struct am_error *e) AM_WUR;
 
-/* Writes the batch's lines to the sink and empties it. */
+/* Writes the batch's lines to the sink and empties it. Runs after the
+ * commit, so a failed write cannot fail the request: the events are already
+ * rows of audit_events. It is counted (audit_sink_lost) and logged, at most
+ * once a minute with the count since the last warning. */
 void audit_flush(struct audit_sink *s, struct audit_batch *b);
+
+/* Lines the sink failed to write since it was opened (0 for NULL). */
+uint64_t audit_sink_lost(struct audit_sink *s);
 
 /* Empties the batch without writing (the transaction rolled back). */
 void audit_discard(struct audit_batch *b);

@@ -63,6 +63,57 @@ claimable(struct store *st, const char *claim_token, int64_t now, enum am_err cl
 	return AM_OK;
 }
 
+static enum am_err
+mail_refused(struct am_error *e, int64_t retry_after, const char *why)
+{
+	log_warn("claim mail refused limit=%s retry_after=%lld", why, (long long)retry_after);
+	e->retry_after = (long)(retry_after > 0 ? retry_after : 1);
+	return am_fail(e, AM_E_RATE_LIMITED, "too many claim emails %s; retry in %lld s", why,
+		       (long long)e->retry_after);
+}
+
+/* The claim-mail flood limits, checked before an attempt (one attempt is one
+ * mail) is created: per registration in all, per address and in all per
+ * window. Counted from the attempts in the store, so a restart resets
+ * nothing. */
+static enum am_err
+mail_allowed(const struct flow_env *env, struct store *st, const struct store_reg *reg,
+	     const char *email, int64_t now, struct am_error *e)
+{
+	const struct am_config *cfg = env->cfg;
+	int64_t since = now - cfg->claim_mail_window;
+	int64_t n, oldest;
+	enum am_err rc;
+
+	if (cfg->claim_mails_per_registration > 0) {
+		if ((rc = store_attempt_count(st, STORE_MAIL_REGISTRATION, reg->id, 0,
+					      cfg->claim_mails_per_registration, &n, &oldest, e)) !=
+		    AM_OK)
+			return rc;
+		/* Waiting does not reset this one: the registration ends first. */
+		if (n >= cfg->claim_mails_per_registration)
+			return mail_refused(e, reg->expires_at - now, "for this registration");
+	}
+	if (cfg->claim_mails_per_address > 0) {
+		if ((rc = store_attempt_count(st, STORE_MAIL_ADDRESS, email, since,
+					      cfg->claim_mails_per_address, &n, &oldest, e)) !=
+		    AM_OK)
+			return rc;
+		if (n >= cfg->claim_mails_per_address)
+			return mail_refused(e, oldest + cfg->claim_mail_window - now,
+					    "to this address");
+	}
+	if (cfg->claim_mails_global > 0) {
+		if ((rc = store_attempt_count(st, STORE_MAIL_ALL, NULL, since,
+					      cfg->claim_mails_global, &n, &oldest, e)) != AM_OK)
+			return rc;
+		if (n >= cfg->claim_mails_global)
+			return mail_refused(e, oldest + cfg->claim_mail_window - now,
+					    "from this service");
+	}
+	return AM_OK;
+}
+
 enum am_err
 flow_new_attempt(const struct flow_env *env, struct store *st, const struct store_reg *reg,
 		 const char *email, const char *ip, struct store_attempt *out, char *token,
@@ -72,6 +123,8 @@ flow_new_attempt(const struct flow_env *env, struct store *st, const struct stor
 	struct store_attempt a = {0};
 	enum am_err rc;
 
+	if ((rc = mail_allowed(env, st, reg, email, now, e)) != AM_OK)
+		return rc;
 	if ((rc = am_rand_id("cla_", a.id, sizeof(a.id), e)) != AM_OK ||
 	    (rc = am_rand_token(PREFIX_ATTEMPT_TOKEN, token, FLOW_SECRET_LEN, e)) != AM_OK)
 		return rc;
@@ -93,7 +146,8 @@ flow_send_claim_mail(const struct flow_env *env, const char *email, const char *
 		     int64_t expires_at, struct am_error *e)
 {
 	const struct am_config *cfg = env->cfg;
-	struct am_buf text = {0}, html = {0}, link = {0};
+	/* Each holds the attempt token: secret buffers leave no copy behind. */
+	struct am_buf text = {.secret = true}, html = {.secret = true}, link = {.secret = true};
 	char subject[200], until[40];
 	struct mail_msg msg;
 	enum am_err rc;
@@ -130,26 +184,23 @@ flow_send_claim_mail(const struct flow_env *env, const char *email, const char *
 	msg.text = text.data;
 	msg.html = html.data;
 	rc = mailer_send(env->mail, &msg, e);
-	/* The buffers hold the attempt token: wipe before freeing. */
-	OPENSSL_cleanse(text.data, text.len);
-	OPENSSL_cleanse(html.data, html.len);
-	OPENSSL_cleanse(link.data, link.len);
 	am_buf_free(&text);
 	am_buf_free(&html);
 	am_buf_free(&link);
 	return rc;
 }
 
-/* Supersedes the attempt whose mail could not be sent, so that a retry of
- * the same request mints and mails a new one instead of finding it open. */
+/* Deletes the attempt whose mail could not be sent: a retry of the same
+ * request then mints and mails a new one instead of finding it open, and a
+ * mail that never left is not counted against the claim-mail limits. */
 static void
-drop_unsent_attempt(struct store *st, const char *registration_id)
+drop_unsent_attempt(struct store *st, const char *attempt_id)
 {
 	struct am_error ignored;
 
 	if (store_begin(st, &ignored) != AM_OK)
 		return;
-	if (store_attempt_close_all(st, registration_id, ATTEMPT_SUPERSEDED, &ignored) != AM_OK ||
+	if (store_attempt_delete(st, attempt_id, &ignored) != AM_OK ||
 	    store_commit(st, &ignored) != AM_OK)
 		store_rollback(st);
 }
@@ -215,7 +266,7 @@ flow_claim_start(const struct flow_env *env, struct store *st, const char *ip,
 	audit_flush(env->audit, &batch);
 	log_info("claim requested registration=%s attempt=%s", reg.id, att.id);
 	if ((rc = flow_send_claim_mail(env, addr, token, att.expires_at, e)) != AM_OK) {
-		drop_unsent_attempt(st, reg.id);
+		drop_unsent_attempt(st, att.id);
 		goto out;
 	}
 	am_copy(out->registration_id, sizeof(out->registration_id), reg.id);
@@ -358,12 +409,16 @@ wrong_code(const struct flow_env *env, struct store *st, const struct store_atte
 {
 	int64_t max = env->cfg->otp_attempts;
 	int64_t left = max - (att->otp_failures + 1);
-	struct am_error ignored;
+	enum am_err rc;
 
-	if (store_attempt_fail(st, att->id, max, &ignored) != AM_OK ||
-	    store_commit(st, &ignored) != AM_OK) {
+	/* A failure to count the guess fails the guess too (503 with the store's
+	 * Retry-After): an uncounted wrong code must never be free. */
+	if ((rc = store_attempt_fail(st, att->id, max, e)) != AM_OK ||
+	    (rc = store_commit(st, e)) != AM_OK) {
 		store_rollback(st);
-		return am_fail(e, AM_E_UNAVAILABLE, "the store is busy; retry");
+		return rc == AM_E_UNAVAILABLE
+			       ? rc
+			       : am_fail(e, AM_E_UNAVAILABLE, "the store is busy; retry");
 	}
 	log_info("otp mismatch attempt=%s failures=%lld", att->id,
 		 (long long)(att->otp_failures + 1));

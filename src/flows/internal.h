@@ -55,7 +55,9 @@ enum am_err flow_cred_type(const char *name, enum cred_type dflt, enum cred_type
 			   struct am_error *e) AM_WUR;
 
 /* Inserts a new open attempt for reg (inside the caller's transaction) and
- * writes the plaintext attempt token into token (FLOW_SECRET_LEN). */
+ * writes the plaintext attempt token into token (FLOW_SECRET_LEN). Refuses
+ * with AM_E_RATE_LIMITED (e->retry_after set) when the mail it stands for
+ * would pass a claim-mail limit of [limits]. */
 enum am_err flow_new_attempt(const struct flow_env *env, struct store *st,
 			     const struct store_reg *reg, const char *email, const char *ip,
 			     struct store_attempt *out, char *token, struct am_error *e) AM_WUR;

@@ -31,7 +31,9 @@ bool mail_address_ok(const char *addr);
 bool mail_address_normalize(const char *addr, char *out, size_t cap);
 
 /* Renders msg as a complete RFC 5322 message from `from` into *out (caller
- * frees). Fails with AM_E_INVALID_REQUEST on a bad address or subject. */
+ * wipes with OPENSSL_cleanse, then frees: it holds the claim link; no
+ * intermediate copy is left unwiped). Fails with AM_E_INVALID_REQUEST on a
+ * bad address or subject. */
 enum am_err mail_render(const char *from, const struct mail_msg *msg, char **out,
 			struct am_error *e) AM_WUR;
 

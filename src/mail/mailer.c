@@ -1,6 +1,7 @@
 /* Delivery: outbox files (atomic rename, mode 0600: the messages carry claim
  * links) or SMTP through libcurl. */
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -22,6 +23,39 @@ struct mailer {
 	bool smtp;
 };
 
+/* smtp_url may carry credentials (smtp://user:password@host): the log gets
+ * the URL with its userinfo and login options removed, and whether it had
+ * any. A URL libcurl cannot parse is not echoed at all. */
+static void
+log_smtp_target(const struct am_config *cfg)
+{
+	static const CURLUPart userinfo[] = {CURLUPART_USER, CURLUPART_PASSWORD, CURLUPART_OPTIONS};
+	CURLU *u = curl_url();
+	char *part = NULL, *clean = NULL;
+	bool creds = false;
+
+	if (u == NULL || curl_url_set(u, CURLUPART_URL, cfg->mail_smtp_url,
+				      CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
+		log_warn("mail via smtp url=(not parsable) starttls=%s", cfg->mail_starttls);
+		curl_url_cleanup(u);
+		return;
+	}
+	for (size_t i = 0; i < sizeof(userinfo) / sizeof(userinfo[0]); i++) {
+		if (curl_url_get(u, userinfo[i], &part, 0) == CURLUE_OK)
+			creds = true;
+		curl_free(part);
+		part = NULL;
+		curl_url_set(u, userinfo[i], NULL, 0);
+	}
+	if (curl_url_get(u, CURLUPART_URL, &clean, 0) == CURLUE_OK)
+		log_info("mail via smtp url=%s credentials_in_url=%s starttls=%s", clean,
+			 creds ? "yes" : "no", cfg->mail_starttls);
+	else
+		log_warn("mail via smtp url=(not parsable) starttls=%s", cfg->mail_starttls);
+	curl_free(clean);
+	curl_url_cleanup(u);
+}
+
 enum am_err
 mailer_new(const struct am_config *cfg, struct mailer **out, struct am_error *e)
 {
@@ -42,8 +76,7 @@ mailer_new(const struct am_config *cfg, struct mailer **out, struct am_error *e)
 		return am_fail(e, AM_E_UNAVAILABLE, "cannot create the mail outbox folder");
 	}
 	if (m->smtp)
-		log_info("mail via smtp url=%s starttls=%s", cfg->mail_smtp_url,
-			 cfg->mail_starttls);
+		log_smtp_target(cfg);
 	else
 		log_info("mail to outbox path=%s", cfg->mail_outbox);
 	*out = m;
@@ -154,6 +187,7 @@ mailer_send(struct mailer *m, const struct mail_msg *msg, struct am_error *e)
 	if ((rc = mail_render(m->cfg->mail_from, msg, &text, e)) != AM_OK)
 		return rc;
 	rc = m->smtp ? to_smtp(m, msg->to, text, e) : to_outbox(m, text, e);
+	OPENSSL_cleanse(text, strlen(text)); /* the message carries the claim link */
 	free(text);
 	return rc;
 }

@@ -121,7 +121,7 @@ put_body(struct am_buf *b, const char *text)
 enum am_err
 mail_render(const char *from, const struct mail_msg *msg, char **out, struct am_error *e)
 {
-	struct am_buf b = {0};
+	struct am_buf b = {.secret = true}; /* the body carries the claim link */
 	char boundary[64], msgid[64], date[64];
 	const char *domain;
 	struct tm tm;

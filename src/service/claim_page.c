@@ -42,8 +42,7 @@ page_send(struct http_resp *rs, int status, struct am_buf *b)
 			"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
 			"frame-ancestors 'none'; base-uri 'none'");
 	http_add_header(rs, "X-Frame-Options", "DENY");
-	OPENSSL_cleanse(b->data, b->len);
-	am_buf_free(b);
+	am_buf_free(b); /* wipes a secret page */
 }
 
 /* Errors on these pages are pages too, with the status of the error table. */
@@ -85,7 +84,7 @@ h_claim_view(void *app, struct http_req *rq, struct http_resp *rs, struct am_err
 	struct app *a = app;
 	const char *token = http_query(rq, "token");
 	struct store_attempt att;
-	struct am_buf b = {0};
+	struct am_buf b = {.secret = true}; /* the form carries the attempt token */
 	struct store *st;
 	char until[40];
 	enum am_err rc;
@@ -127,7 +126,7 @@ challenge_page(struct app *a, struct http_req *rq, struct http_resp *rs, struct 
 {
 	struct challenge_result res = {0};
 	char token[AM_MAX_TOKEN_BYTES + 1];
-	struct am_buf b = {0};
+	struct am_buf b = {.secret = true}; /* the page carries the code */
 	struct store *st;
 	char until[40];
 	enum am_err rc;
@@ -152,6 +151,7 @@ challenge_page(struct app *a, struct http_req *rq, struct http_resp *rs, struct 
 			"working.</p>");
 	page_send(rs, 200, &b);
 	flow_result_wipe(&res, sizeof(res));
+	OPENSSL_cleanse(token, sizeof(token));
 	return AM_OK;
 }
 

@@ -1,8 +1,11 @@
 #include "store/db.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/fs.h"
 #include "core/log.h"
@@ -15,15 +18,38 @@ struct db {
 	size_t nsql;
 	sqlite3_stmt **stmt;
 	bool in_tx;
+	pthread_mutex_t *writer; /* NULL: none; held from begin to commit/rollback */
+	bool holds_writer;
 };
+
+/* Busy and locked (another writer kept the lock past the bounded wait), full
+ * (disk or quota) and I/O errors are conditions that pass: the request gets
+ * 503 with Retry-After, and the transaction it was in has been rolled back,
+ * so nothing of it is written. */
+static bool
+transient(int rc)
+{
+	return rc == SQLITE_BUSY || rc == SQLITE_LOCKED || rc == SQLITE_IOERR || rc == SQLITE_FULL;
+}
+
+static enum am_err
+map_rc(int rc, struct am_error *e)
+{
+	if (transient(rc)) {
+		if (e != NULL)
+			e->retry_after = DB_RETRY_AFTER_S;
+		return am_fail(e, AM_E_UNAVAILABLE,
+			       rc == SQLITE_FULL ? "the store is out of space; retry later"
+						 : "the store is busy; retry");
+	}
+	return am_fail(e, AM_E_INTERNAL, "storage error");
+}
 
 enum am_err
 db_fail(struct db *db, int rc, const char *what, struct am_error *e)
 {
 	log_error("sqlite %s failed rc=%d: %s", what, rc, sqlite3_errmsg(db->h));
-	if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED || rc == SQLITE_IOERR || rc == SQLITE_FULL)
-		return am_fail(e, AM_E_UNAVAILABLE, "the store is busy; retry");
-	return am_fail(e, AM_E_INTERNAL, "storage error");
+	return map_rc(rc, e);
 }
 
 enum am_err
@@ -131,9 +157,7 @@ exec(struct db *db, const char *text, struct am_error *e)
 	if (rc != SQLITE_OK) {
 		log_error("sqlite exec failed rc=%d: %s", rc, msg != NULL ? msg : "?");
 		sqlite3_free(msg);
-		if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
-			return am_fail(e, AM_E_UNAVAILABLE, "the store is busy; retry");
-		return am_fail(e, AM_E_INTERNAL, "storage error");
+		return map_rc(rc, e);
 	}
 	return AM_OK;
 }
@@ -158,6 +182,11 @@ migrate(struct db *db, const char *const *migrations, size_t nmig, struct am_err
 	enum am_err rc;
 	int version;
 
+	/* Up to date is the common case (every worker thread opens its own
+	 * connection): it needs no write lock, so a connection opened while
+	 * another process holds the lock can still serve reads. */
+	if (db_schema_version(db) == (int)nmig)
+		return AM_OK;
 	if ((rc = exec(db, "BEGIN IMMEDIATE", e)) != AM_OK)
 		return rc;
 	if ((rc = exec(db,
@@ -221,7 +250,7 @@ db_open(const char *url, const char *tenant, const char *const *migrations, size
 		db_close(db);
 		return am_fail(e, AM_E_UNAVAILABLE, "cannot open the store");
 	}
-	sqlite3_busy_timeout(db->h, 5000);
+	sqlite3_busy_timeout(db->h, DB_BUSY_WAIT_MS);
 	sqlite3_extended_result_codes(db->h, 0);
 	if ((rc = exec(db,
 		       memory ? "PRAGMA foreign_keys = ON"
@@ -236,11 +265,21 @@ db_open(const char *url, const char *tenant, const char *const *migrations, size
 	return AM_OK;
 }
 
+static void
+drop_writer(struct db *db)
+{
+	if (db->holds_writer) {
+		db->holds_writer = false;
+		pthread_mutex_unlock(db->writer);
+	}
+}
+
 void
 db_close(struct db *db)
 {
 	if (db == NULL)
 		return;
+	drop_writer(db);
 	for (size_t i = 0; db->stmt != NULL && i < db->nsql; i++)
 		sqlite3_finalize(db->stmt[i]);
 	free(db->stmt);
@@ -248,14 +287,63 @@ db_close(struct db *db)
 	free(db);
 }
 
+void
+db_set_writer_lock(struct db *db, pthread_mutex_t *mu)
+{
+	db->writer = mu;
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Queues on the process's writer lock until deadline (ms, CLOCK_REALTIME). */
+static enum am_err
+take_writer(struct db *db, int64_t deadline, struct am_error *e)
+{
+	struct timespec until = {.tv_sec = deadline / 1000, .tv_nsec = (deadline % 1000) * 1000000};
+	int rc = pthread_mutex_timedlock(db->writer, &until);
+
+	if (rc == 0) {
+		db->holds_writer = true;
+		return AM_OK;
+	}
+	log_warn("store writer queue wait gave up after %dms: %s", DB_BUSY_WAIT_MS, strerror(rc));
+	e->retry_after = DB_RETRY_AFTER_S;
+	return am_fail(e, AM_E_UNAVAILABLE, "the store is busy; retry");
+}
+
 enum am_err
 db_begin(struct db *db, struct am_error *e)
 {
-	enum am_err rc = exec(db, "BEGIN IMMEDIATE", e);
+	int64_t deadline = now_ms() + DB_BUSY_WAIT_MS;
+	enum am_err rc;
 
-	if (rc == AM_OK)
-		db->in_tx = true;
-	return rc;
+	if (db->in_tx)
+		return am_fail(e, AM_E_INTERNAL, "a transaction is already open");
+	if (db->writer != NULL) {
+		int64_t left;
+
+		if ((rc = take_writer(db, deadline, e)) != AM_OK)
+			return rc;
+		/* One bound in all: what queueing used is not waited again. */
+		left = deadline - now_ms();
+		sqlite3_busy_timeout(db->h, left > 1 ? (int)left : 1);
+	}
+	rc = exec(db, "BEGIN IMMEDIATE", e);
+	if (db->writer != NULL)
+		sqlite3_busy_timeout(db->h, DB_BUSY_WAIT_MS);
+	if (rc != AM_OK) {
+		drop_writer(db);
+		return rc;
+	}
+	db->in_tx = true;
+	return AM_OK;
 }
 
 enum am_err
@@ -268,6 +356,7 @@ db_commit(struct db *db, struct am_error *e)
 		return rc;
 	}
 	db->in_tx = false;
+	drop_writer(db);
 	return AM_OK;
 }
 
@@ -276,6 +365,10 @@ db_rollback(struct db *db)
 {
 	if (!db->in_tx)
 		return;
-	(void)exec(db, "ROLLBACK", NULL);
+	/* After SQLITE_FULL (and some I/O errors) SQLite has already rolled
+	 * back: a second ROLLBACK would only log an error. */
+	if (!sqlite3_get_autocommit(db->h))
+		(void)exec(db, "ROLLBACK", NULL);
 	db->in_tx = false;
+	drop_writer(db);
 }

@@ -6,6 +6,7 @@
 #ifndef AM_DB_H
 #define AM_DB_H
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -16,6 +17,13 @@
 
 struct db;
 
+/* How long a statement waits for another connection's write lock before it
+ * gives up with SQLITE_BUSY, and the Retry-After sent with the 503 that
+ * follows. Short, so that a locked database answers well within a second
+ * instead of holding the request (and its worker) for seconds. */
+#define DB_BUSY_WAIT_MS 500
+#define DB_RETRY_AFTER_S 1
+
 /* Opens url ("sqlite:PATH", creating PATH's folder, or "sqlite::memory:")
  * bound to tenant, applies migrations[0..nmig) not yet applied, and keeps
  * sql[0..nsql) as the statements db_prep can use by index. */
@@ -25,7 +33,17 @@ enum am_err db_open(const char *url, const char *tenant, const char *const *migr
 void db_close(struct db *db);
 int db_schema_version(struct db *db);
 
-enum am_err db_begin(struct db *db, struct am_error *e) AM_WUR; /* BEGIN IMMEDIATE */
+/* Makes the writers of this process that share mu queue on it, in order,
+ * for a write transaction, instead of in SQLite's busy handler (which
+ * sleeps in growing steps and lets a waiter starve past any short bound).
+ * Then only the holder of mu meets SQLITE_BUSY, and only from another
+ * process. mu outlives db; NULL: no queue. */
+void db_set_writer_lock(struct db *db, pthread_mutex_t *mu);
+
+/* BEGIN IMMEDIATE, waiting DB_BUSY_WAIT_MS in all (queue, then lock) before
+ * AM_E_UNAVAILABLE with retry_after. */
+enum am_err db_begin(struct db *db, struct am_error *e) AM_WUR;
+/* Commits; on failure (busy, full) the transaction is rolled back whole. */
 enum am_err db_commit(struct db *db, struct am_error *e) AM_WUR;
 void db_rollback(struct db *db); /* no-op outside a transaction */
 
@@ -38,8 +56,8 @@ enum am_err db_run(struct db *db, sqlite3_stmt *s, const char *what, int *change
 /* Steps a query of at most one row: AM_OK with the row ready (reset it when
  * done), or AM_E_NOT_FOUND. */
 enum am_err db_one(struct db *db, sqlite3_stmt *s, const char *what, struct am_error *e) AM_WUR;
-/* Logs a SQLite failure and maps it: busy/locked/IO to AM_E_UNAVAILABLE,
- * the rest to AM_E_INTERNAL. */
+/* Logs a SQLite failure and maps it: busy, locked, full and I/O errors to
+ * AM_E_UNAVAILABLE with e->retry_after set, the rest to AM_E_INTERNAL. */
 enum am_err db_fail(struct db *db, int rc, const char *what, struct am_error *e);
 
 void db_bind_text_or_null(sqlite3_stmt *s, int i, const char *v); /* "" binds NULL */

@@ -16,6 +16,9 @@ struct store_pool {
 	char tenant[64];
 	char temp_path[256]; /* set when the pool owns a temporary database */
 	pthread_key_t key;
+	/* Every handle's write transactions queue here (one database, one
+	 * writer at a time): in order, not in SQLite's busy handler. */
+	pthread_mutex_t writer;
 };
 
 static void
@@ -54,12 +57,14 @@ store_pool_new(const char *url, const char *tenant, struct store_pool **out, str
 		free(p);
 		return am_fail(e, AM_E_INTERNAL, "cannot set up the store pool");
 	}
+	pthread_mutex_init(&p->writer, NULL);
 	/* Open once here: migrations run before any worker starts, and a bad
 	 * URL stops start-up instead of failing the first request. */
 	if ((rc = store_open(p->url, p->tenant, &first, e)) != AM_OK) {
 		store_pool_free(p);
 		return rc;
 	}
+	store_set_writer_lock(first, &p->writer);
 	pthread_setspecific(p->key, first);
 	*out = p;
 	return AM_OK;
@@ -74,6 +79,7 @@ store_pool_get(struct store_pool *p, struct store **out, struct am_error *e)
 	if (st == NULL) {
 		if ((rc = store_open(p->url, p->tenant, &st, e)) != AM_OK)
 			return rc;
+		store_set_writer_lock(st, &p->writer);
 		pthread_setspecific(p->key, st);
 	}
 	*out = st;
@@ -90,6 +96,7 @@ store_pool_free(struct store_pool *p)
 	store_close(pthread_getspecific(p->key));
 	pthread_setspecific(p->key, NULL);
 	pthread_key_delete(p->key);
+	pthread_mutex_destroy(&p->writer);
 	if (p->temp_path[0] != '\0') {
 		char side[300];
 

@@ -49,6 +49,11 @@ enum q {
 	Q_BLOCK_PUT,
 	Q_BLOCK_DELETE,
 	Q_BLOCK_FIND,
+	/* claim mail limits */
+	Q_ATT_COUNT_REG,
+	Q_ATT_COUNT_EMAIL,
+	Q_ATT_COUNT_ALL,
+	Q_ATT_DELETE,
 	Q__COUNT
 };
 
@@ -144,6 +149,17 @@ static const char *const sql[Q__COUNT] = {
 			 "(kind = 'subject' AND value = ?2 AND sub = ?3) OR "
 			 "(kind = 'user' AND value = ?4 AND sub = '') OR "
 			 "(kind = 'registration' AND value = ?5 AND sub = '')) LIMIT 1",
+	/* claim mail limits: each count stops at its cap (?3 or ?4) */
+	[Q_ATT_COUNT_REG] = "SELECT COUNT(*), 0 FROM (SELECT 1 FROM claim_attempts "
+			    "WHERE tenant = ?1 AND registration_id = ?2 LIMIT ?4)",
+	[Q_ATT_COUNT_EMAIL] = "SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM "
+			      "(SELECT created_at FROM claim_attempts WHERE tenant = ?1 "
+			      "AND email = ?2 AND created_at > ?3 ORDER BY created_at LIMIT ?4)",
+	[Q_ATT_COUNT_ALL] = "SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM "
+			    "(SELECT created_at FROM claim_attempts WHERE tenant = ?1 "
+			    "AND ?2 IS NULL AND created_at > ?3 ORDER BY created_at LIMIT ?4)",
+	[Q_ATT_DELETE] = "DELETE FROM claim_attempts WHERE tenant = ?1 AND id = ?2 "
+			 "AND status = 'open'",
 };
 
 struct store {
@@ -201,6 +217,12 @@ store_close(struct store *st)
 		return;
 	db_close(st->db);
 	free(st);
+}
+
+void
+store_set_writer_lock(struct store *st, pthread_mutex_t *mu)
+{
+	db_set_writer_lock(st->db, mu);
 }
 
 int
@@ -910,4 +932,50 @@ store_block_find(struct store *st, const char *iss, const char *sub, const char 
 		return am_fail(e, AM_E_INTERNAL, "unknown block kind");
 	*kind = (enum block_kind)i;
 	return AM_OK;
+}
+/* claim mail limits */
+
+enum am_err
+store_attempt_count(struct store *st, enum store_mail_scope scope, const char *key, int64_t since,
+		    int64_t cap, int64_t *count, int64_t *oldest, struct am_error *e)
+{
+	static const enum q by_scope[] = {
+		[STORE_MAIL_REGISTRATION] = Q_ATT_COUNT_REG,
+		[STORE_MAIL_ADDRESS] = Q_ATT_COUNT_EMAIL,
+		[STORE_MAIL_ALL] = Q_ATT_COUNT_ALL,
+	};
+	sqlite3_stmt *s;
+	enum am_err rc;
+
+	if ((int)scope < 0 || (size_t)scope >= NAMES_COUNT(by_scope))
+		return am_fail(e, AM_E_INTERNAL, "no such count");
+	if ((rc = db_prep(st->db, by_scope[scope], &s, e)) != AM_OK)
+		return rc;
+	if (scope == STORE_MAIL_ALL)
+		sqlite3_bind_null(s, 2);
+	else
+		sqlite3_bind_text(s, 2, key, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 3, since);
+	sqlite3_bind_int64(s, 4, cap);
+	if ((rc = db_one(st->db, s, "attempt count", e)) != AM_OK)
+		return rc == AM_E_NOT_FOUND ? am_fail(e, AM_E_INTERNAL, "count gave no row") : rc;
+	*count = sqlite3_column_int64(s, 0);
+	*oldest = sqlite3_column_int64(s, 1);
+	sqlite3_reset(s);
+	return AM_OK;
+}
+
+enum am_err
+store_attempt_delete(struct store *st, const char *id, struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc;
+	int n = 0;
+
+	if ((rc = db_prep(st->db, Q_ATT_DELETE, &s, e)) != AM_OK)
+		return rc;
+	sqlite3_bind_text(s, 2, id, -1, SQLITE_TRANSIENT);
+	if ((rc = db_run(st->db, s, "attempt delete", &n, e)) != AM_OK)
+		return rc;
+	return n == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "attempt not open");
 }

@@ -9,6 +9,7 @@
 #ifndef AM_STORE_H
 #define AM_STORE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -102,8 +103,14 @@ void store_close(struct store *st);
 /* The schema version after migration (the number of the last migration). */
 int store_schema_version(struct store *st);
 
+/* For the pool: this process's connections to one database queue on mu for
+ * write transactions (see db_set_writer_lock). NULL: no queue. */
+void store_set_writer_lock(struct store *st, pthread_mutex_t *mu);
+
 /* A write transaction: begin takes the write lock at once, so the checks a
- * flow makes inside it cannot be raced by another connection. */
+ * flow makes inside it cannot be raced by another connection. It waits a
+ * short bounded time for the lock (queue and database together), then
+ * fails with AM_E_UNAVAILABLE and e->retry_after: 503 with Retry-After. */
 enum am_err store_begin(struct store *st, struct am_error *e) AM_WUR;
 enum am_err store_commit(struct store *st, struct am_error *e) AM_WUR;
 void store_rollback(struct store *st); /* no-op outside a transaction */
@@ -244,6 +251,24 @@ enum am_err store_block_find(struct store *st, const char *iss, const char *sub,
 enum am_err store_audit_insert(struct store *st, int64_t at, const char *event,
 			       const char *registration_id, const char *json,
 			       struct am_error *e) AM_WUR;
+
+/* claim mail limits: every claim attempt is one mail, so counting attempts
+ * counts mails, durably and across replicas sharing the store. */
+enum store_mail_scope {
+	STORE_MAIL_REGISTRATION, /* key: a registration id; every attempt it ever had */
+	STORE_MAIL_ADDRESS,	 /* key: a normalized address; attempts after `since` */
+	STORE_MAIL_ALL,		 /* key unused (NULL); attempts after `since` */
+};
+/* Counts the attempts of scope, stopping at cap (the work is bounded by the
+ * limit, not by the table): *count in [0, cap], and *oldest the created_at
+ * of the oldest counted (0 for STORE_MAIL_REGISTRATION or when none). */
+enum am_err store_attempt_count(struct store *st, enum store_mail_scope scope, const char *key,
+				int64_t since, int64_t cap, int64_t *count, int64_t *oldest,
+				struct am_error *e) AM_WUR;
+
+/* Deletes an open attempt whose mail was never sent, so that it counts
+ * against no limit; AM_E_NOT_FOUND when it is not open. */
+enum am_err store_attempt_delete(struct store *st, const char *id, struct am_error *e) AM_WUR;
 
 /* A per-thread handle source over one URL: each worker thread gets its own
  * connection, opened on first use and closed when the thread ends. */

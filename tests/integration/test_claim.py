@@ -244,5 +244,76 @@ class ShortWindowsTest(ServerTest):
         self.assertEqual(s.bearer("GET", "/api/resource", claimed["credential"]).status, 200)
 
 
+class ClaimMailFloodTest(ServerTest):
+    """One claim token alternating two addresses sent a mail per request:
+    mails are now capped per registration, per address and in all."""
+    OVERRIDES = {"limits": {"claim_mails_per_registration": "3",
+                            "claim_mails_per_address": "4",
+                            "claim_mails_global": "6"}}
+
+    def assertRefused(self, r):
+        self.assertError(r, 429, "rate_limited")
+        self.assertGreaterEqual(int(r.header("Retry-After")), 1, r.headers)
+
+    def test_alternating_addresses_cannot_flood_and_a_restart_keeps_the_cap(self):
+        s = self.server
+        reg = s.register_anonymous()
+        answers = [s.start_claim(reg["claim_token"], addr).status
+                   for addr in ["a1@example.test", "a2@example.test"] * 10]
+        self.assertEqual(answers[:3], [200, 200, 200])
+        # Past the cap every switch of address is refused; asking again for
+        # the address whose link is open stays an idempotent 200, sending
+        # nothing.
+        self.assertEqual(set(answers[3::2]), {429})
+        self.assertEqual(set(answers[4::2]), {200})
+        self.assertEqual(len(s.outbox_messages()), 3)
+        self.assertRefused(s.start_claim(reg["claim_token"], "a3@example.test"))
+        # The count is in the store: a restart does not reset it.
+        self.assertEqual(s.stop(), 0)
+        s.start()
+        self.assertRefused(s.start_claim(reg["claim_token"], "a2@example.test"))
+        self.assertEqual(len(s.outbox_messages()), 3)
+        # The link already sent still works.
+        otp = s.code_from_link(claim_link(s.outbox_messages()[-1]))
+        self.assertEqual(s.complete(reg["claim_token"], otp).status, 200)
+
+    def test_one_address_is_capped_across_registrations(self):
+        s = self.server
+        for i in range(4):
+            reg = s.register_anonymous()
+            self.assertEqual(s.start_claim(reg["claim_token"], "vic@example.test").status, 200)
+        reg = s.register_anonymous()
+        self.assertRefused(s.start_claim(reg["claim_token"], "VIC@example.test"))
+        # verified_email registrations count against the same address.
+        r = s.post("/agent/auth", {"type": "identity_assertion",
+                                   "assertion_type": "verified_email",
+                                   "assertion": "vic@example.test"})
+        self.assertRefused(r)
+        self.assertEqual(len(s.outbox_messages()), 4)
+        # Another address is not affected.
+        self.assertEqual(s.start_claim(reg["claim_token"], "wes@example.test").status, 200)
+
+    def test_the_global_budget_caps_mail_to_distinct_addresses(self):
+        s = self.server
+        for i in range(6):
+            reg = s.register_anonymous()
+            r = s.start_claim(reg["claim_token"], "u%d@example.test" % i)
+            self.assertEqual(r.status, 200, r)
+        reg = s.register_anonymous()
+        self.assertRefused(s.start_claim(reg["claim_token"], "u9@example.test"))
+        self.assertEqual(len(s.outbox_messages()), 6)
+        # A refused start created no attempt and left the registration as it was.
+        self.assertEqual(s.db_query("SELECT COUNT(*) FROM claim_attempts")[0][0], 6)
+        self.assertEqual(s.db_query("SELECT status FROM registrations WHERE id = ?",
+                                    (reg["registration_id"],)), [("unclaimed",)])
+
+    def test_the_same_address_again_is_idempotent_and_counts_nothing(self):
+        s = self.server
+        reg = s.register_anonymous()
+        for _ in range(5):
+            self.assertEqual(s.start_claim(reg["claim_token"], "zoe@example.test").status, 200)
+        self.assertEqual(len(s.outbox_messages()), 1)
+
+
 if __name__ == "__main__":
     unittest.main()

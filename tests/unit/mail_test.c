@@ -1,13 +1,59 @@
-/* mail/: address validation and message rendering (no header injection). */
+/* mail/: address validation and message rendering (no header injection), and
+ * no freed block of the mail path still holding the claim link's token. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/config.h"
+#include "core/str.h"
+#include "flows/internal.h"
 #include "mail/mail.h"
+
+/* Every block freed (or moved by realloc, which frees the old copy unwiped)
+ * while `watched` is set is searched for it. Replacing the allocator's
+ * entry points cannot coexist with ASan's, so there the test is skipped. */
+static const char *watched;
+static int unwiped;
+
+#if defined(__SANITIZE_ADDRESS__)
+#define WATCH_FREES 0
+#else
+#define WATCH_FREES 1
+#include <malloc.h>
+
+extern void __libc_free(void *p);
+extern void *__libc_realloc(void *p, size_t n);
+
+static void
+inspect(void *p)
+{
+	if (watched != NULL && p != NULL &&
+	    memmem(p, malloc_usable_size(p), watched, strlen(watched)) != NULL)
+		unwiped++;
+}
+
+void
+free(void *p)
+{
+	inspect(p);
+	__libc_free(p);
+}
+
+void *
+realloc(void *p, size_t n)
+{
+	inspect(p);
+	return __libc_realloc(p, n);
+}
+#endif
 
 static void
 plain_addresses_are_accepted(void **state)
@@ -123,6 +169,46 @@ non_ascii_subjects_are_encoded_words(void **state)
 	free(text);
 }
 
+static void
+no_freed_block_of_the_claim_mail_holds_the_token(void **state)
+{
+	/* Longer than any buffer's first size, so every buffer grows. */
+	char token[FLOW_SECRET_LEN] =
+		"cv_SECRETattempttoken0123456789abcdefghijklmnopqrstuvwxyzABCDE";
+	char outbox[] = "/tmp/authmd-mail-XXXXXX";
+	char long_name[120];
+	struct am_config cfg;
+	struct mailer *m = NULL;
+	struct am_error e = {0};
+	struct flow_env env = {0};
+
+	(void)state;
+	if (!WATCH_FREES)
+		skip();
+	assert_non_null(mkdtemp(outbox));
+	am_config_defaults(&cfg);
+	assert_true(am_copy(cfg.mail_outbox, sizeof(cfg.mail_outbox), outbox));
+	memset(long_name, 'n', sizeof(long_name) - 1);
+	long_name[sizeof(long_name) - 1] = '\0';
+	assert_true(am_copy(cfg.resource_name, sizeof(cfg.resource_name), long_name));
+	assert_int_equal(mailer_new(&cfg, &m, &e), AM_OK);
+	env.cfg = &cfg;
+	env.mail = m;
+	watched = token;
+	unwiped = 0;
+	assert_int_equal(flow_send_claim_mail(&env, "ann@example.test", token, 1700000000, &e),
+			 AM_OK);
+	watched = NULL;
+	assert_int_equal(unwiped, 0);
+	mailer_free(m);
+	{
+		char cmd[64];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", outbox);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
 int
 main(void)
 {
@@ -133,6 +219,7 @@ main(void)
 		cmocka_unit_test(rendered_message_has_crlf_lines_and_both_parts),
 		cmocka_unit_test(a_subject_with_a_newline_or_a_bad_recipient_is_refused),
 		cmocka_unit_test(non_ascii_subjects_are_encoded_words),
+		cmocka_unit_test(no_freed_block_of_the_claim_mail_holds_the_token),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -226,6 +226,64 @@ failed_codes_burn_the_otp_at_the_limit(void **state)
 	store_close(st);
 }
 
+static void
+add_attempt(struct store *st, const char *id, const char *reg_id, const char *email, int64_t at)
+{
+	struct store_attempt a;
+	struct am_error e = {0};
+
+	memset(&a, 0, sizeof(a));
+	snprintf(a.id, sizeof(a.id), "%s", id);
+	snprintf(a.registration_id, sizeof(a.registration_id), "%s", reg_id);
+	snprintf(a.email, sizeof(a.email), "%s", email);
+	am_sha256_str(id, a.token_hash);
+	a.status = ATTEMPT_OPEN;
+	a.created_at = at;
+	a.expires_at = at + 1000;
+	assert_int_equal(store_attempt_insert(st, &a, &e), AM_OK);
+}
+
+static void
+mail_counts_follow_scope_window_and_cap(void **state)
+{
+	struct store *st = open_memory();
+	struct store_reg r1 = reg_fixture("reg_1", "clm_a"), r2 = reg_fixture("reg_2", "clm_b");
+	struct am_error e = {0};
+	int64_t n = -1, oldest = -1;
+
+	(void)state;
+	assert_int_equal(store_reg_insert(st, &r1, &e), AM_OK);
+	assert_int_equal(store_reg_insert(st, &r2, &e), AM_OK);
+	add_attempt(st, "cla_1", "reg_1", "a@b.test", 100);
+	add_attempt(st, "cla_2", "reg_1", "c@d.test", 200);
+	add_attempt(st, "cla_3", "reg_2", "a@b.test", 300);
+	add_attempt(st, "cla_4", "reg_2", "a@b.test", 400);
+	/* Per registration: every attempt, whatever its age. */
+	assert_int_equal(
+		store_attempt_count(st, STORE_MAIL_REGISTRATION, "reg_1", 0, 10, &n, &oldest, &e),
+		AM_OK);
+	assert_int_equal(n, 2);
+	/* Per address: only after `since`, with the oldest counted. */
+	assert_int_equal(
+		store_attempt_count(st, STORE_MAIL_ADDRESS, "a@b.test", 150, 10, &n, &oldest, &e),
+		AM_OK);
+	assert_int_equal(n, 2);
+	assert_int_equal(oldest, 300);
+	/* In all, stopping at the cap; the oldest is still the oldest. */
+	assert_int_equal(store_attempt_count(st, STORE_MAIL_ALL, NULL, 0, 3, &n, &oldest, &e),
+			 AM_OK);
+	assert_int_equal(n, 3);
+	assert_int_equal(oldest, 100);
+	/* A deleted (never sent) attempt counts no more. */
+	assert_int_equal(store_attempt_delete(st, "cla_4", &e), AM_OK);
+	assert_int_equal(store_attempt_delete(st, "cla_4", &e), AM_E_NOT_FOUND);
+	assert_int_equal(
+		store_attempt_count(st, STORE_MAIL_REGISTRATION, "reg_2", 0, 10, &n, &oldest, &e),
+		AM_OK);
+	assert_int_equal(n, 1);
+	store_close(st);
+}
+
 int
 main(void)
 {
@@ -237,6 +295,7 @@ main(void)
 		cmocka_unit_test(transitions_only_move_from_the_expected_state),
 		cmocka_unit_test(due_registrations_are_only_open_ones_past_their_window),
 		cmocka_unit_test(failed_codes_burn_the_otp_at_the_limit),
+		cmocka_unit_test(mail_counts_follow_scope_window_and_cap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

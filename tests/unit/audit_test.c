@@ -1,0 +1,85 @@
+/* flows/audit: the sink after the commit. A failed write cannot fail the
+ * request (the rows are committed), so it must be counted and logged. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/str.h"
+#include "flows/audit.h"
+
+static void
+batch_of(struct audit_batch *b, size_t n)
+{
+	b->lines = calloc(n, sizeof(*b->lines));
+	assert_non_null(b->lines);
+	b->cap = n;
+	for (b->n = 0; b->n < n; b->n++)
+		b->lines[b->n] = am_xstrdup("{\"event\":\"test\"}");
+}
+
+static void
+a_full_sink_counts_every_lost_line(void **state)
+{
+	struct audit_sink *s = NULL;
+	struct audit_batch b = {0};
+	struct am_error e = {0};
+
+	(void)state;
+	/* /dev/full: every write fails with ENOSPC, as on a full disk. */
+	assert_int_equal(audit_sink_open("file:/dev/full", &s, &e), AM_OK);
+	batch_of(&b, 2);
+	audit_flush(s, &b);
+	assert_int_equal(b.n, 0);
+	assert_int_equal(audit_sink_lost(s), 2);
+	batch_of(&b, 3);
+	audit_flush(s, &b);
+	assert_int_equal(audit_sink_lost(s), 5);
+	audit_sink_free(s);
+}
+
+static void
+a_working_sink_loses_nothing_and_writes_each_line(void **state)
+{
+	char path[] = "/tmp/authmd-audit-XXXXXX";
+	char spec[64], buf[256];
+	struct audit_sink *s = NULL;
+	struct audit_batch b = {0};
+	struct am_error e = {0};
+	FILE *f;
+	int fd = mkstemp(path);
+	size_t n;
+
+	(void)state;
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(spec, sizeof(spec), "file:%s", path);
+	assert_int_equal(audit_sink_open(spec, &s, &e), AM_OK);
+	batch_of(&b, 2);
+	audit_flush(s, &b);
+	assert_int_equal(audit_sink_lost(s), 0);
+	audit_sink_free(s);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	unlink(path);
+	assert_string_equal(buf, "{\"event\":\"test\"}\n{\"event\":\"test\"}\n");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(a_full_sink_counts_every_lost_line),
+		cmocka_unit_test(a_working_sink_loses_nothing_and_writes_each_line),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
