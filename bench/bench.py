@@ -18,8 +18,10 @@ the time from restart to the first answer.
 Environment: BENCH_SECONDS (10) per row, BENCH_CONNS (64), BENCH_THREADS (2)
 wrk threads, BENCH_ROUNDS (1) repetitions of the row sequence, BENCH_GROWTH
 (0: off), BENCH_TOKENS (auto) ID-JAGs minted per ID-JAG row, BENCH_KEEP=1
-keeps the temporary folder. Only loopback is ever a target. Every process
-started here is stopped on exit, on Ctrl-C and on SIGTERM/SIGHUP.
+keeps the temporary folder, BENCH_JSON=FILE also writes the figures as
+JSON. Only loopback is ever a target. Every process started here is
+stopped on exit, on Ctrl-C and on SIGTERM/SIGHUP, and dies with this script
+if it is killed.
 See docs/performance.md.
 """
 import argparse
@@ -193,6 +195,7 @@ class Bench:
         self.growth = env_int("BENCH_GROWTH", 0, 0, 100000000)
         self.tokens = env_int("BENCH_TOKENS", 0, 0, 100000000)
         self.keep = os.environ.get("BENCH_KEEP", "") not in ("", "0")
+        self.json_out = os.environ.get("BENCH_JSON", "")
         if self.conns < self.threads:
             sys.exit("bench: BENCH_CONNS must be at least BENCH_THREADS")
         self.mint_bin = os.path.join(self.build, "bench", "authmd-bench-mint")
@@ -231,7 +234,7 @@ class Bench:
                                "jwks_uri": self.nginx.issuer + "/jwks.json"},
         }
         self.server = harness.Server(overrides, tmp=sdir)
-        self.server.start()
+        self.launch()
         say("nginx on %s, authmd-server on %s, files in %s" % (self.nginx.url, self.server.url,
                                                                self.tmp))
 
@@ -256,22 +259,28 @@ class Bench:
         stopped = time.monotonic() - t0
         if rc != 0:
             raise RuntimeError("authmd-server exited %s on SIGTERM:\n%s" % (rc, s.read_log()))
+        return stopped, self.launch()
+
+    def launch(self):
+        """Starts the server (it dies with this script) and returns the seconds from exec to
+        its first answer."""
+        s = self.server
         s.log = open(s.log_path, "ab")
         t0 = time.monotonic()
         s.proc = subprocess.Popen(s.argv(), stdout=s.log, stderr=subprocess.STDOUT, cwd=s.tmp,
                                   preexec_fn=die_with_parent)
         while True:
             if s.proc.poll() is not None:
-                raise RuntimeError("authmd-server exited at restart:\n" + s.read_log())
+                raise RuntimeError("authmd-server exited at start:\n" + s.read_log())
             try:
                 if s.get(PRM).status == 200:
                     break
             except OSError:
                 pass
             if time.monotonic() - t0 > START_TIMEOUT:
-                raise RuntimeError("authmd-server did not answer after restart")
+                raise RuntimeError("authmd-server did not answer after its start")
             time.sleep(0.002)
-        return stopped, time.monotonic() - t0
+        return time.monotonic() - t0
 
     # --- credentials for the bearer rows ---
     def claimed_api_key(self):
@@ -432,6 +441,11 @@ class Bench:
         print_header(started, self)
         print_table("at %s registrations" % fmt_count(regs), base_rows, None)
         print_restart(stop_s, first_s, regs)
+        result = {"started": started.isoformat(), "seconds": self.seconds, "conns": self.conns,
+                  "threads": self.threads, "load": os.getloadavg(),
+                  "base": {"registrations": regs, "rows": base_rows, "restart_stop_s": stop_s,
+                           "restart_first_answer_s": first_s}}
+        self.save(result)
         if self.growth:
             say("growth: registering %d anonymous registrations through the API" % self.growth)
             done, took = self.grow(self.growth)
@@ -444,6 +458,14 @@ class Bench:
             regs2 = self.count_registrations()
             print_table("at %s registrations (growth)" % fmt_count(regs2), grown, base_rows)
             print_restart(stop2, first2, regs2)
+            result["growth"] = {"registrations": regs2, "rows": grown, "grow_seconds": took,
+                                "restart_stop_s": stop2, "restart_first_answer_s": first2}
+            self.save(result)
+
+    def save(self, result):
+        if self.json_out:
+            with open(self.json_out, "w") as f:
+                json.dump(result, f, indent=1)
 
     def count_registrations(self):
         try:
@@ -475,6 +497,7 @@ def print_header(started, b):
         load[0], load[1], load[2]))
     print("wrk %d threads, %d connections, %d s per row; nginx 2 workers `return 200`; "
           "authmd-server default durable SQLite store" % (b.threads, b.conns, b.seconds))
+    print(tool_versions())
 
 
 def target_for(r):
@@ -493,10 +516,10 @@ def print_table(title, rows, base_rows):
         hdr += " %7s" % "vs base"
     print(hdr)
     print("-" * len(hdr))
-    base_by_name = {}
+    base_by_name = {}  # row name -> its ratios to the ceiling before the growth
     for r in base_rows or []:
-        if r["kind"] not in ("nginx",):
-            base_by_name.setdefault(r["name"], []).append(r["rps"])
+        if r["kind"] not in ("nginx", "openssl"):
+            base_by_name.setdefault(r["name"], []).append(r["ratio"])
     for r in rows:
         if r["kind"] == "openssl":
             line = "%-38s %9.0f %8s %8s %8s %10s %6s %6s %7s %7s" % (
@@ -520,12 +543,16 @@ def print_table(title, rows, base_rows):
             mark = ("%.2f" % t) + ("" if r["ratio"] >= t else "!")
         p99m = "%.1fx" % r["p99_ratio"] + ("" if r["p99_ratio"] <= TARGET["p99"] else "!")
         rss = "%.1f" % r["rss"] if r["rss"] is not None else "?"
+        if base_rows is not None and r["rss"] is not None and r["rss"] >= TARGET["rss_mib"]:
+            rss += "!"
         line = "%-38s %9.0f %8.2f %8.2f %8s %10s %6.2f %6s %7s %7s" % (
             r["name"], r["rps"], r["p50_us"] / 1000.0, r["p99_us"] / 1000.0,
             non2xx + ("!" if bad else ""), ceiling, r["ratio"], mark, p99m, rss)
         if base_rows is not None and base_by_name.get(r["name"]):
+            # Ratio over ratio: each rate taken against the ceiling measured beside it,
+            # so a shared machine's load at the two times cancels out.
             b = sum(base_by_name[r["name"]]) / len(base_by_name[r["name"]])
-            g = r["rps"] / b if b else 0.0
+            g = r["ratio"] / b if b else 0.0
             line += " %6.2f%s" % (g, "" if g >= TARGET["growth"] else "!")
         print(line)
         if r.get("exhausted"):
@@ -535,12 +562,25 @@ def print_table(title, rows, base_rows):
           "one-core P-256 verify/s); target: issue 8's floor; p99/ng: p99 over that nginx "
           "row's p99 (floor %.0fx); '!' marks a missed target, 'Ns' socket errors" %
           TARGET["p99"])
+    if base_rows is not None:
+        print("vs base: this ratio over the same row's ratio before the growth (floor %.2f); "
+              "RSS must stay under %.0f MiB" % (TARGET["growth"], TARGET["rss_mib"]))
 
 
 def print_restart(stop_s, first_s, regs):
     print("restart at %s registrations: SIGTERM to exit %.0f ms; start to first answer "
-          "%.0f ms (target < %.0f ms)" % (fmt_count(regs), stop_s * 1000, first_s * 1000,
-                                          TARGET["restart_s"] * 1000))
+          "%.0f ms (target < %.0f ms)%s" % (fmt_count(regs), stop_s * 1000, first_s * 1000,
+                                            TARGET["restart_s"] * 1000,
+                                            "" if first_s < TARGET["restart_s"] else " !"))
+
+
+def tool_versions():
+    out = []
+    for cmd in (["nginx", "-v"], ["wrk", "-v"], ["openssl", "version"]):
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        line = (r.stdout + r.stderr).strip().splitlines()
+        out.append(line[0] if line else cmd[0])
+    return "; ".join(out)
 
 
 def main():
@@ -550,10 +590,12 @@ def main():
     args = ap.parse_args()
 
     def on_signal(signum, frame):
-        raise SystemExit(128 + signum)
+        raise KeyboardInterrupt()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    # Set even where the parent ignores SIGINT (a background job), so Ctrl-C,
+    # kill and a closed terminal all end in the cleanup below.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     b = Bench(args.build)
     try:
         b.run()
@@ -564,6 +606,8 @@ def main():
         say("bench: %s" % exc)
         return 1
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
         b.stop()
     return 0
 
