@@ -34,6 +34,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -440,6 +441,7 @@ class Bench:
         regs = self.count_registrations()
         print_header(started, self)
         print_table("at %s registrations" % fmt_count(regs), base_rows, None)
+        print_summary(base_rows, self.rounds)
         print_restart(stop_s, first_s, regs)
         result = {"started": started.isoformat(), "seconds": self.seconds, "conns": self.conns,
                   "threads": self.threads, "load": os.getloadavg(),
@@ -457,6 +459,7 @@ class Bench:
             stop2, first2 = self.restart()
             regs2 = self.count_registrations()
             print_table("at %s registrations (growth)" % fmt_count(regs2), grown, base_rows)
+            print_summary(grown, self.rounds)
             print_restart(stop2, first2, regs2)
             result["growth"] = {"registrations": regs2, "rows": grown, "grow_seconds": took,
                                 "restart_stop_s": stop2, "restart_first_answer_s": first2}
@@ -551,7 +554,7 @@ def print_table(title, rows, base_rows):
         if base_rows is not None and base_by_name.get(r["name"]):
             # Ratio over ratio: each rate taken against the ceiling measured beside it,
             # so a shared machine's load at the two times cancels out.
-            b = sum(base_by_name[r["name"]]) / len(base_by_name[r["name"]])
+            b = statistics.median(base_by_name[r["name"]])
             g = r["ratio"] / b if b else 0.0
             line += " %6.2f%s" % (g, "" if g >= TARGET["growth"] else "!")
         print(line)
@@ -565,6 +568,29 @@ def print_table(title, rows, base_rows):
     if base_rows is not None:
         print("vs base: this ratio over the same row's ratio before the growth (floor %.2f); "
               "RSS must stay under %.0f MiB" % (TARGET["growth"], TARGET["rss_mib"]))
+
+
+def print_summary(rows, rounds):
+    """With several rounds: per row the median rate and ratio, the worst p99 ratio, all
+    non-2xx and the largest RSS, so one load spike on a shared machine moves nothing."""
+    if rounds < 2:
+        return
+    by = {}
+    for r in rows:
+        if r["kind"] not in ("nginx", "openssl"):
+            by.setdefault(r["name"], []).append(r)
+    print("median of %d rounds:" % rounds)
+    for name, rs in by.items():
+        bad = sum(r["status_errors"] + r["sock_errors"] for r in rs)
+        t = target_for(rs[0])
+        ratio = statistics.median(r["ratio"] for r in rs)
+        worst = max(r["p99_ratio"] for r in rs)
+        rss = max((r["rss"] or 0.0) for r in rs)
+        print("  %-36s %9.0f req/s  ratio %.2f%s  worst p99/ng %.1fx%s  non-2xx %d%s  "
+              "RSS max %.1f MiB" % (
+                  name, statistics.median(r["rps"] for r in rs), ratio,
+                  "" if t is None or ratio >= t else "!", worst,
+                  "" if worst <= TARGET["p99"] else "!", bad, "!" if bad else "", rss))
 
 
 def print_restart(stop_s, first_s, regs):

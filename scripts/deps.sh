@@ -40,3 +40,13 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# The bench runs its own nginx on a loopback port; Debian's package would
+# also start the system-wide one on port 80. Stop and disable that one if
+# this script just installed it.
+for p in "${missing[@]}"; do
+	if [ "$p" = nginx ] && [ -d /run/systemd/system ]; then
+		echo "deps: disabling the system nginx service (make bench starts its own)"
+		$SUDO systemctl disable --now nginx.service >/dev/null 2>&1 || true
+	fi
+done
