@@ -212,7 +212,6 @@ class Bench:
         self.server = None
         self.verify_s = None
         self.token_seq = 0
-        self.tables = []
 
     # --- processes ---
     def start(self):
