@@ -1,7 +1,8 @@
 -- The wrk script of `make bench` (bench/bench.py runs it; see docs/performance.md).
 -- One file for every row; the first argument after `--` picks the request:
 --
---   get [BEARER]        GET the URL's path, with `Authorization: Bearer BEARER` when given
+--   get                 GET the URL's path, with `Authorization: Bearer $BENCH_BEARER` when
+--                       that is set (the environment, so no credential shows in ps)
 --   anonymous           POST an anonymous registration to the URL's path
 --   idjag PREFIX TYPE   POST an ID-JAG registration asking for credential TYPE, each request
 --                       with the next token of PREFIX.<thread number> (one per wrk thread,
@@ -43,8 +44,9 @@ function init(args)
 	local mode = args[1]
 	exhausted = 0
 	if mode == "get" then
-		if args[2] ~= nil and args[2] ~= "" then
-			wrk.headers["Authorization"] = "Bearer " .. args[2]
+		local bearer = os.getenv("BENCH_BEARER")
+		if bearer ~= nil and bearer ~= "" then
+			wrk.headers["Authorization"] = "Bearer " .. bearer
 		end
 	elseif mode == "anonymous" then
 		wrk.method = "POST"
