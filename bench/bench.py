@@ -467,7 +467,7 @@ class Bench:
             stop2, first2 = self.restart()
             regs2 = self.count_registrations()
             print_table("at %s registrations (growth)" % fmt_count(regs2), grown, base_rows)
-            print_summary(grown, self.rounds)
+            print_summary(grown, self.rounds, base_rows)
             print_restart(stop2, first2, regs2)
             result["growth"] = {"registrations": regs2, "rows": grown, "grow_seconds": took,
                                 "restart_stop_s": stop2, "restart_first_answer_s": first2}
@@ -509,6 +509,10 @@ def print_header(started, b):
     print("wrk %d threads, %d connections, %d s per row; nginx 2 workers `return 200`; "
           "authmd-server default durable SQLite store" % (b.threads, b.conns, b.seconds))
     print(tool_versions())
+
+
+def fmt_ratio(x):
+    return "%.2f" % x if x >= 0.1 else "%.3f" % x
 
 
 def target_for(r):
@@ -556,9 +560,9 @@ def print_table(title, rows, base_rows):
         rss = "%.1f" % r["rss"] if r["rss"] is not None else "?"
         if base_rows is not None and r["rss"] is not None and r["rss"] >= TARGET["rss_mib"]:
             rss += "!"
-        line = "%-38s %9.0f %8.2f %8.2f %8s %10s %6.2f %6s %7s %7s" % (
+        line = "%-38s %9.0f %8.2f %8.2f %8s %10s %6s %6s %7s %7s" % (
             r["name"], r["rps"], r["p50_us"] / 1000.0, r["p99_us"] / 1000.0,
-            non2xx + ("!" if bad else ""), ceiling, r["ratio"], mark, p99m, rss)
+            non2xx + ("!" if bad else ""), ceiling, fmt_ratio(r["ratio"]), mark, p99m, rss)
         if base_rows is not None and base_by_name.get(r["name"]):
             # Ratio over ratio: each rate taken against the ceiling measured beside it,
             # so a shared machine's load at the two times cancels out.
@@ -578,15 +582,19 @@ def print_table(title, rows, base_rows):
               "RSS must stay under %.0f MiB" % (TARGET["growth"], TARGET["rss_mib"]))
 
 
-def print_summary(rows, rounds):
+def print_summary(rows, rounds, base_rows=None):
     """With several rounds: per row the median rate and ratio, the worst p99 ratio, all
-    non-2xx and the largest RSS, so one load spike on a shared machine moves nothing."""
+    non-2xx and the largest RSS, so one load spike on a shared machine moves nothing; after
+    the growth also the median ratio over the median ratio before it."""
     if rounds < 2:
         return
-    by = {}
+    by, base = {}, {}
     for r in rows:
         if r["kind"] not in ("nginx", "openssl"):
             by.setdefault(r["name"], []).append(r)
+    for r in base_rows or []:
+        if r["kind"] not in ("nginx", "openssl"):
+            base.setdefault(r["name"], []).append(r["ratio"])
     print("median of %d rounds:" % rounds)
     for name, rs in by.items():
         bad = sum(r["status_errors"] + r["sock_errors"] for r in rs)
@@ -594,11 +602,18 @@ def print_summary(rows, rounds):
         ratio = statistics.median(r["ratio"] for r in rs)
         worst = max(r["p99_ratio"] for r in rs)
         rss = max((r["rss"] or 0.0) for r in rs)
-        print("  %-36s %9.0f req/s  ratio %.2f%s  worst p99/ng %.1fx%s  non-2xx %d%s  "
-              "RSS max %.1f MiB" % (
-                  name, statistics.median(r["rps"] for r in rs), ratio,
-                  "" if t is None or ratio >= t else "!", worst,
-                  "" if worst <= TARGET["p99"] else "!", bad, "!" if bad else "", rss))
+        line = ("  %-36s %9.0f req/s  ratio %s%s  worst p99/ng %.1fx%s  non-2xx %d%s  "
+                "RSS max %.1f MiB" % (
+                    name, statistics.median(r["rps"] for r in rs), fmt_ratio(ratio),
+                    "" if t is None or ratio >= t else "!", worst,
+                    "" if worst <= TARGET["p99"] else "!", bad, "!" if bad else "", rss))
+        if base_rows is not None:
+            if rss >= TARGET["rss_mib"]:
+                line += "!"
+            b = statistics.median(base.get(name) or [0.0])
+            g = ratio / b if b else 0.0
+            line += "  vs base %.2f%s" % (g, "" if g >= TARGET["growth"] else "!")
+        print(line)
 
 
 def print_restart(stop_s, first_s, regs):
