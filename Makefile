@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CONFIG     ?=
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: all deps build build-asan run test test-fast format clean
+.PHONY: all deps build build-asan run test test-fast bench format clean
 
 all: build
 
@@ -42,6 +42,18 @@ test: build build-asan
 # Only the normal build's tests: the quick loop while developing.
 test-fast: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# authmd-server beside nginx and openssl speed in one run (docs/performance.md),
+# on the normal build. Knobs: BENCH_SECONDS BENCH_CONNS BENCH_THREADS
+# BENCH_ROUNDS BENCH_GROWTH BENCH_TOKENS BENCH_KEEP BENCH_JSON, e.g.
+# `make bench BENCH_SECONDS=5` or `make bench BENCH_GROWTH=1000000`.
+export BENCH_SECONDS BENCH_CONNS BENCH_THREADS BENCH_ROUNDS BENCH_GROWTH BENCH_TOKENS BENCH_KEEP \
+	BENCH_JSON
+bench:
+	@bash scripts/deps.sh --bench
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAUTHMD_BENCH=ON >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+	@python3 bench/bench.py --build $(BUILD)
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages that building and testing authmd need.
+# Installs the Debian 12 packages that building and testing authmd need;
+# with --bench also what `make bench` runs beside the server (wrk, nginx,
+# the openssl command).
 # Idempotent: packages already present are not touched, and apt is not even
 # consulted when nothing is missing, so `make` stays fast on a ready machine.
 set -euo pipefail
@@ -14,6 +16,10 @@ PACKAGES=(
 	# tests are Python (Debian's interpreter) with a real SMTP sink
 	libcmocka-dev python3 python3-aiosmtpd sqlite3 curl
 )
+BENCH_PACKAGES=(wrk nginx openssl)
+if [ "${1:-}" = "--bench" ]; then
+	PACKAGES+=("${BENCH_PACKAGES[@]}")
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -34,3 +40,13 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# The bench runs its own nginx on a loopback port; Debian's package would
+# also start the system-wide one on port 80. Stop and disable that one if
+# this script just installed it.
+for p in "${missing[@]}"; do
+	if [ "$p" = nginx ] && [ -d /run/systemd/system ]; then
+		echo "deps: disabling the system nginx service (make bench starts its own)"
+		$SUDO systemctl disable --now nginx.service >/dev/null 2>&1 || true
+	fi
+done

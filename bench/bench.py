@@ -1,0 +1,665 @@
+#!/usr/bin/env python3
+"""`make bench`: authmd-server beside nginx `return 200` and `openssl speed`, in one run.
+
+Starts, on 127.0.0.1 free ports and in one temporary folder:
+  - nginx (2 workers, no access log, temp prefix): one server block that
+    answers every request with `return 200` (the HTTP ceiling), and one
+    that serves the bench provider's JWKS file (its jwks_uri);
+  - authmd-server on the default durable on-disk SQLite store, with a
+    config written here (tests/integration/harness.py's, so the bench runs
+    the server exactly as the integration tests do) that trusts that
+    provider and lifts the registration rate limits.
+Then runs wrk against both, interleaved (the nginx row, then the authmd row
+with the same requests), plus `openssl speed ecdsap256` as the ceiling of
+the ID-JAG rows, and prints one table. BENCH_GROWTH=N then registers N
+anonymous registrations through the API and measures every row again, and
+the time from restart to the first answer.
+
+Environment: BENCH_SECONDS (10) per row, BENCH_CONNS (64), BENCH_THREADS (2)
+wrk threads, BENCH_ROUNDS (1) repetitions of the row sequence, BENCH_GROWTH
+(0: off), BENCH_TOKENS (auto) ID-JAGs minted per ID-JAG row, BENCH_KEEP=1
+keeps the temporary folder, BENCH_JSON=FILE also writes the figures as
+JSON. Only loopback is ever a target. Every process started here is
+stopped on exit, on Ctrl-C and on SIGTERM/SIGHUP, and dies with this script
+if it is killed.
+See docs/performance.md.
+"""
+import argparse
+import ctypes
+import datetime
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+WRK_LUA = os.path.join(HERE, "wrk.lua")
+PRM = "/.well-known/oauth-protected-resource"
+AS_METADATA = "/.well-known/oauth-authorization-server"
+START_TIMEOUT = 60.0
+
+# The issue 8 targets ("Must hold when done"), as ratios.
+TARGET = {"bearer": 0.80, "anonymous": 0.25, "idjag": 0.50, "p99": 3.0, "growth": 0.90,
+          "rss_mib": 30.0, "restart_s": 1.0}
+
+
+def env_int(name, default, lo, hi):
+    raw = os.environ.get(name, "")
+    if raw == "":
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        sys.exit("bench: %s=%r is not a whole number" % (name, raw))
+    if not lo <= v <= hi:
+        sys.exit("bench: %s=%d is outside %d..%d" % (name, v, lo, hi))
+    return v
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def die_with_parent():
+    """preexec_fn: the child gets SIGTERM if this script dies, however it dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_PDEATHSIG = 1
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def rss_mib(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+class Nginx:
+    """nginx as an unprivileged child with its own prefix, config and ports."""
+
+    def __init__(self, tmp, www):
+        self.dir = os.path.join(tmp, "nginx")
+        os.makedirs(self.dir)
+        os.chmod(self.dir, 0o755)
+        self.port = free_port()
+        self.jwks_port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.issuer = "http://127.0.0.1:%d" % self.jwks_port
+        self.log = os.path.join(self.dir, "error.log")
+        self.conf = os.path.join(self.dir, "nginx.conf")
+        temp = os.path.join(self.dir, "temp")
+        os.makedirs(temp)
+        os.chmod(temp, 0o755)
+        with open(self.conf, "w") as f:
+            f.write("""worker_processes 2;
+daemon off;
+pid {d}/nginx.pid;
+error_log {log} warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {t}/body;
+    proxy_temp_path {t}/proxy;
+    fastcgi_temp_path {t}/fastcgi;
+    uwsgi_temp_path {t}/uwsgi;
+    scgi_temp_path {t}/scgi;
+    # The ceiling: every request answered 200, nothing else.
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ return 200; }}
+    }}
+    # The bench provider: its JWKS, cached a day.
+    server {{
+        listen 127.0.0.1:{jport};
+        location = /jwks.json {{
+            root {www};
+            default_type application/json;
+            add_header Cache-Control "public, max-age=86400";
+        }}
+    }}
+}}
+""".format(d=self.dir, log=self.log, t=temp, port=self.port, jport=self.jwks_port, www=www))
+        self.proc = None
+
+    def start(self):
+        # -e: the error log before the config is read (else /var/log/nginx).
+        self.proc = subprocess.Popen(["nginx", "-p", self.dir, "-c", self.conf, "-e", self.log],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                     preexec_fn=die_with_parent)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("nginx exited %d:\n%s" % (self.proc.returncode,
+                                                             read_text(self.log)))
+            try:
+                if http_status(self.port, "/") == 200 and \
+                        http_status(self.jwks_port, "/jwks.json") == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("nginx did not start:\n" + read_text(self.log))
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def read_text(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")[-4000:]
+    except OSError:
+        return ""
+
+
+def http_status(port, path):
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        r.read()
+        return r.status
+    finally:
+        conn.close()
+
+
+class Bench:
+    def __init__(self, build):
+        self.build = os.path.abspath(build)
+        self.seconds = env_int("BENCH_SECONDS", 10, 1, 300)  # tokens live 600 s
+        self.conns = env_int("BENCH_CONNS", 64, 1, 100000)
+        self.threads = env_int("BENCH_THREADS", 2, 1, 64)
+        self.rounds = env_int("BENCH_ROUNDS", 1, 1, 100)
+        self.growth = env_int("BENCH_GROWTH", 0, 0, 100000000)
+        self.tokens = env_int("BENCH_TOKENS", 0, 0, 100000000)
+        self.keep = os.environ.get("BENCH_KEEP", "") not in ("", "0")
+        self.json_out = os.environ.get("BENCH_JSON", "")
+        if self.conns < self.threads:
+            sys.exit("bench: BENCH_CONNS must be at least BENCH_THREADS")
+        self.mint_bin = os.path.join(self.build, "bench", "authmd-bench-mint")
+        for prog in ("wrk", "nginx", "openssl"):
+            if shutil.which(prog) is None:
+                sys.exit("bench: %s is not installed (scripts/deps.sh --bench)" % prog)
+        self.tmp = tempfile.mkdtemp(prefix="authmd-bench-")
+        os.chmod(self.tmp, 0o711)  # nginx workers (nobody when run as root) reach www/
+        self.www = os.path.join(self.tmp, "www")
+        os.makedirs(self.www)
+        os.chmod(self.www, 0o755)
+        self.nginx = None
+        self.server = None
+        self.verify_s = None
+        self.token_seq = 0
+
+    # --- processes ---
+    def start(self):
+        os.environ["AUTHMD_BIN_DIR"] = self.build
+        sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+        import harness  # the integration tests' server runner and claim helpers
+        self.h = harness
+        keys = os.path.join(self.tmp, "provider")
+        os.makedirs(keys, mode=0o700)
+        run([self.mint_bin, "keygen", keys])
+        self.key = os.path.join(keys, "key.json")  # private: never under www/
+        jwks = os.path.join(self.www, "jwks.json")
+        shutil.copyfile(os.path.join(keys, "jwks.json"), jwks)
+        os.chmod(jwks, 0o644)
+        self.nginx = Nginx(self.tmp, self.www).start()
+        sdir = os.path.join(self.tmp, "server")
+        os.makedirs(sdir)
+        overrides = {
+            "provider bench": {"issuer": self.nginx.issuer,
+                               "jwks_uri": self.nginx.issuer + "/jwks.json"},
+        }
+        self.server = harness.Server(overrides, tmp=sdir)
+        self.launch()
+        say("nginx on %s, authmd-server on %s, files in %s" % (self.nginx.url, self.server.url,
+                                                               self.tmp))
+
+    def stop(self):
+        if self.server is not None:
+            try:
+                self.server.stop()
+            except Exception as exc:  # keep cleaning up
+                say("stopping authmd-server: %s" % exc)
+        if self.nginx is not None:
+            self.nginx.stop()
+        if self.keep:
+            say("kept %s" % self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def restart(self):
+        """SIGTERM, then start again; returns (stop seconds, start-to-first-answer seconds)."""
+        s = self.server
+        t0 = time.monotonic()
+        rc = s.stop()
+        stopped = time.monotonic() - t0
+        if rc != 0:
+            raise RuntimeError("authmd-server exited %s on SIGTERM:\n%s" % (rc, s.read_log()))
+        return stopped, self.launch()
+
+    def launch(self):
+        """Starts the server (it dies with this script) and returns the seconds from exec to
+        its first answer."""
+        s = self.server
+        s.log = open(s.log_path, "ab")
+        t0 = time.monotonic()
+        s.proc = subprocess.Popen(s.argv(), stdout=s.log, stderr=subprocess.STDOUT, cwd=s.tmp,
+                                  preexec_fn=die_with_parent)
+        while True:
+            if s.proc.poll() is not None:
+                raise RuntimeError("authmd-server exited at start:\n" + s.read_log())
+            try:
+                if s.get(PRM).status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() - t0 > START_TIMEOUT:
+                raise RuntimeError("authmd-server did not answer after its start")
+            time.sleep(0.002)
+        return time.monotonic() - t0
+
+    # --- credentials for the bearer rows ---
+    def claimed_api_key(self):
+        """An anonymous registration claimed through the emailed code (the outbox)."""
+        s, h = self.server, self.h
+        reg = s.register_anonymous()
+        address = "bench-%d@bench.example" % os.getpid()
+        before = len(s.outbox_messages())
+        r = s.start_claim(reg["claim_token"], address)
+        if r.status != 200:
+            raise RuntimeError("claim start: %r" % r)
+        deadline = time.monotonic() + 30
+        while len(s.outbox_messages()) <= before:  # the mail may be queued
+            if time.monotonic() > deadline:
+                raise RuntimeError("no claim mail in the outbox")
+            time.sleep(0.05)
+        otp = s.code_from_link(h.claim_link(s.outbox_messages()[-1]))
+        r = s.complete(reg["claim_token"], otp)
+        if r.status != 200:
+            raise RuntimeError("claim complete: %r" % r)
+        return reg["credential"]
+
+    def access_token(self):
+        """An ID-JAG registration with credential_type access_token."""
+        prefix = self.mint(1, "same")
+        with open(prefix + ".0") as f:
+            token = f.read().strip()
+        r = self.h.register_idjag(self.server, token, "access_token")
+        if r.status != 200 or r.json.get("credential_type") != "access_token":
+            raise RuntimeError("ID-JAG registration: %r" % r)
+        return r.json["credential"]
+
+    def mint(self, count, mode):
+        self.token_seq += 1
+        tokdir = os.path.join(self.tmp, "tokens")
+        os.makedirs(tokdir, exist_ok=True)
+        prefix = os.path.join(tokdir, "set%d" % self.token_seq)
+        tag = "bench-%d-%d-%d" % (os.getpid(), int(time.time()), self.token_seq)
+        run([self.mint_bin, "mint", self.key, self.nginx.issuer, self.server.url, str(count),
+             str(self.threads), prefix, mode, tag])
+        return prefix
+
+    def drop_tokens(self, prefix):
+        for i in range(self.threads):
+            try:
+                os.unlink("%s.%d" % (prefix, i))
+            except OSError:
+                pass
+
+    # --- measuring ---
+    def wrk(self, base, path, args, seconds=None, bearer=None):
+        cmd = ["wrk", "-t", str(self.threads), "-c", str(self.conns),
+               "-d", "%ds" % (seconds or self.seconds), "--timeout", "30s", "-s", WRK_LUA,
+               base + path, "--"] + args
+        env = dict(os.environ)
+        env.pop("BENCH_BEARER", None)
+        if bearer is not None:
+            env["BENCH_BEARER"] = bearer  # the environment, not argv: ps shows no credential
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                             preexec_fn=die_with_parent)
+        m = re.search(r"^BENCH (\{.*\})$", out.stdout, re.M)
+        if out.returncode != 0 or m is None:
+            raise RuntimeError("wrk failed (%d):\n%s%s" % (out.returncode, out.stdout,
+                                                           out.stderr))
+        r = json.loads(m.group(1))
+        r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+        r["sock_errors"] = (r["connect_errors"] + r["read_errors"] + r["write_errors"] +
+                            r["timeouts"])
+        return r
+
+    def openssl_verify(self):
+        out = subprocess.run(["openssl", "speed", "-seconds", "5", "ecdsap256"],
+                             capture_output=True, text=True, preexec_fn=die_with_parent)
+        for line in out.stdout.splitlines():
+            if "nistp256" in line:
+                nums = re.findall(r"\d+\.\d+", line)
+                if len(nums) >= 4:
+                    return float(nums[-2]), float(nums[-1])
+        raise RuntimeError("cannot read openssl speed:\n%s%s" % (out.stdout, out.stderr))
+
+    def rows(self):
+        """The measured sequence; each entry makes its wrk args when it runs."""
+        return [
+            ("AS metadata GET", AS_METADATA, "metadata", lambda c: ["get"]),
+            ("bearer GET, claimed API key", "/api/resource", "bearer", lambda c: ["get"]),
+            ("bearer GET, access token", "/api/resource", "bearer", lambda c: ["get"]),
+            ("anonymous registration", "/agent/auth", "anonymous", lambda c: ["anonymous"]),
+            ("openssl speed ecdsap256", None, "openssl", None),
+            ("ID-JAG registration, same user", "/agent/auth", "idjag",
+             lambda c: ["idjag", c["tokens_same"], "access_token"]),
+            ("ID-JAG registration, distinct users", "/agent/auth", "idjag",
+             lambda c: ["idjag", c["tokens_distinct"], "access_token"]),
+        ]
+
+    def token_count(self):
+        if self.tokens:
+            return self.tokens
+        # Enough for the server to outrun the one-core verify rate by half.
+        return max(2000, int(math.ceil(1.5 * self.verify_s * self.seconds)))
+
+    def measure_round(self, label):
+        """One pass over every row: nginx, then authmd with the same requests."""
+        out = []
+        creds = {"api_key": self.claimed_api_key(), "access_token": self.access_token()}
+        for name, path, kind, make_args in self.rows():
+            if kind == "openssl":
+                sign_s, self.verify_s = self.openssl_verify()
+                say("  %-38s sign %.0f/s  verify %.0f/s (one core)" % (name, sign_s,
+                                                                       self.verify_s))
+                out.append({"name": name, "kind": kind, "rps": self.verify_s, "sign": sign_s})
+                continue
+            prefix = None
+            if kind == "idjag":
+                n = self.token_count()
+                mode = "same" if "same" in name else "distinct"
+                prefix = self.mint(n, mode)
+                creds["tokens_" + mode] = prefix
+            args = make_args(creds)
+            bearer = None
+            if kind == "bearer":
+                bearer = creds["api_key" if "API key" in name else "access_token"]
+            base = self.wrk(self.nginx.url, path, args, bearer=bearer)
+            base.update(name="nginx, same requests", kind="nginx")
+            say("  %-38s %9.0f req/s" % (base["name"], base["rps"]))
+            r = self.wrk(self.server.url, path, args, bearer=bearer)
+            r.update(name=name, kind=kind, rss=rss_mib(self.server.proc.pid), nginx=base)
+            if kind == "idjag":
+                self.drop_tokens(prefix)
+                r["ceiling"] = self.verify_s
+                r["tokens"] = n
+            else:
+                r["ceiling"] = base["rps"]
+            r["ratio"] = r["rps"] / r["ceiling"] if r["ceiling"] else 0.0
+            r["p99_ratio"] = r["p99_us"] / base["p99_us"] if base["p99_us"] else 0.0
+            say("  %-38s %9.0f req/s  (%s)" % (name, r["rps"], label))
+            out.append(base)
+            out.append(r)
+        return out
+
+    def grow(self, target):
+        """Anonymous registrations through the API until `target` were answered 200."""
+        done, chunk, t0 = 0, 5, time.monotonic()
+        while done < target:
+            r = self.wrk(self.server.url, "/agent/auth", ["anonymous"], seconds=chunk)
+            done += r["requests"] - r["status_errors"]
+            rate = max(r["rps"], 1.0)
+            say("  grown to %d of %d (%.0f req/s, %d non-2xx)" % (done, target, rate,
+                                                                   r["status_errors"]))
+            chunk = int(max(1, min(60, math.ceil((target - done) / rate))))
+        return done, time.monotonic() - t0
+
+    # --- the run ---
+    def run(self):
+        started = datetime.datetime.now(datetime.timezone.utc)
+        self.start()
+        say("wrk: %d threads, %d connections, %d s per row; %d round(s)" % (
+            self.threads, self.conns, self.seconds, self.rounds))
+        # Warm-up, not reported: first connections, page cache, lazy initialisation.
+        self.wrk(self.nginx.url, AS_METADATA, ["get"], seconds=1)
+        self.wrk(self.server.url, AS_METADATA, ["get"], seconds=1)
+        base_rows = []
+        for i in range(self.rounds):
+            say("round %d" % (i + 1))
+            base_rows += self.measure_round("round %d" % (i + 1))
+        stop_s, first_s = self.restart()
+        regs = self.count_registrations()
+        print_header(started, self)
+        print_table("at %s registrations" % fmt_count(regs), base_rows, None)
+        print_summary(base_rows, self.rounds)
+        print_restart(stop_s, first_s, regs)
+        result = {"started": started.isoformat(), "seconds": self.seconds, "conns": self.conns,
+                  "threads": self.threads, "load": os.getloadavg(),
+                  "base": {"registrations": regs, "rows": base_rows, "restart_stop_s": stop_s,
+                           "restart_first_answer_s": first_s}}
+        self.save(result)
+        if self.growth:
+            say("growth: registering %d anonymous registrations through the API" % self.growth)
+            done, took = self.grow(self.growth)
+            say("  %d registrations in %.0f s" % (done, took))
+            grown = []
+            for i in range(self.rounds):
+                say("round %d at %s registrations" % (i + 1, fmt_count(done)))
+                grown += self.measure_round("grown, round %d" % (i + 1))
+            stop2, first2 = self.restart()
+            regs2 = self.count_registrations()
+            print_table("at %s registrations (growth)" % fmt_count(regs2), grown, base_rows)
+            print_summary(grown, self.rounds, base_rows)
+            print_restart(stop2, first2, regs2)
+            result["growth"] = {"registrations": regs2, "rows": grown, "grow_seconds": took,
+                                "restart_stop_s": stop2, "restart_first_answer_s": first2}
+            self.save(result)
+
+    def save(self, result):
+        if self.json_out:
+            with open(self.json_out, "w") as f:
+                json.dump(result, f, indent=1)
+
+    def count_registrations(self):
+        try:
+            return self.server.db_query("SELECT count(*) FROM registrations")[0][0]
+        except Exception:
+            return None
+
+
+def run(cmd):
+    r = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=die_with_parent)
+    if r.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (cmd[0], r.returncode, r.stderr))
+    return r.stdout
+
+
+def say(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def fmt_count(n):
+    return "?" if n is None else "{:,}".format(n).replace(",", " ")
+
+
+def print_header(started, b):
+    load = os.getloadavg()
+    print()
+    print("authmd bench, %s, %s, %d CPUs, load %.1f %.1f %.1f" % (
+        started.strftime("%Y-%m-%d %H:%M UTC"), os.uname().release, os.cpu_count(),
+        load[0], load[1], load[2]))
+    print("wrk %d threads, %d connections, %d s per row; nginx 2 workers `return 200`; "
+          "authmd-server default durable SQLite store" % (b.threads, b.conns, b.seconds))
+    print(tool_versions())
+
+
+def fmt_ratio(x):
+    return "%.2f" % x if x >= 0.1 else "%.3f" % x
+
+
+def target_for(r):
+    if r["kind"] in ("bearer", "anonymous", "idjag"):
+        return TARGET[r["kind"]]
+    return None
+
+
+def print_table(title, rows, base_rows):
+    print()
+    print("== %s ==" % title)
+    hdr = "%-38s %9s %8s %8s %8s %10s %6s %6s %7s %7s" % (
+        "row", "req/s", "p50 ms", "p99 ms", "non-2xx", "ceiling", "ratio", "target",
+        "p99/ng", "RSS MiB")
+    if base_rows is not None:
+        hdr += " %7s" % "vs base"
+    print(hdr)
+    print("-" * len(hdr))
+    base_by_name = {}  # row name -> its ratios to the ceiling before the growth
+    for r in base_rows or []:
+        if r["kind"] not in ("nginx", "openssl"):
+            base_by_name.setdefault(r["name"], []).append(r["ratio"])
+    for r in rows:
+        if r["kind"] == "openssl":
+            line = "%-38s %9.0f %8s %8s %8s %10s %6s %6s %7s %7s" % (
+                r["name"] + " verify/s", r["rps"], "", "", "", "", "", "", "", "")
+            print(line.rstrip())
+            continue
+        bad = r["status_errors"] + r["sock_errors"]
+        non2xx = "%d" % r["status_errors"]
+        if r["sock_errors"]:
+            non2xx += "+%ds" % r["sock_errors"]
+        if r["kind"] == "nginx":
+            line = "%-38s %9.0f %8.2f %8.2f %8s" % ("  " + r["name"], r["rps"],
+                                                   r["p50_us"] / 1000.0, r["p99_us"] / 1000.0,
+                                                   non2xx)
+            print(line)
+            continue
+        t = target_for(r)
+        ceiling = ("verify %.0f" if r["kind"] == "idjag" else "nginx %.0f") % r["ceiling"]
+        mark = ""
+        if t is not None:
+            mark = ("%.2f" % t) + ("" if r["ratio"] >= t else "!")
+        p99m = "%.1fx" % r["p99_ratio"] + ("" if r["p99_ratio"] <= TARGET["p99"] else "!")
+        rss = "%.1f" % r["rss"] if r["rss"] is not None else "?"
+        if base_rows is not None and r["rss"] is not None and r["rss"] >= TARGET["rss_mib"]:
+            rss += "!"
+        line = "%-38s %9.0f %8.2f %8.2f %8s %10s %6s %6s %7s %7s" % (
+            r["name"], r["rps"], r["p50_us"] / 1000.0, r["p99_us"] / 1000.0,
+            non2xx + ("!" if bad else ""), ceiling, fmt_ratio(r["ratio"]), mark, p99m, rss)
+        if base_rows is not None and base_by_name.get(r["name"]):
+            # Ratio over ratio: each rate taken against the ceiling measured beside it,
+            # so a shared machine's load at the two times cancels out.
+            b = statistics.median(base_by_name[r["name"]])
+            g = r["ratio"] / b if b else 0.0
+            line += " %6.2f%s" % (g, "" if g >= TARGET["growth"] else "!")
+        print(line)
+        if r.get("exhausted"):
+            print("    (the tokens ran out %d time(s): replays answered 400; raise BENCH_TOKENS)"
+                  % r["exhausted"])
+    print("ratio: req/s over the ceiling (the nginx row just before it; for ID-JAG rows the "
+          "one-core P-256 verify/s); target: issue 8's floor; p99/ng: p99 over that nginx "
+          "row's p99 (floor %.0fx); '!' marks a missed target, 'Ns' socket errors" %
+          TARGET["p99"])
+    if base_rows is not None:
+        print("vs base: this ratio over the same row's ratio before the growth (floor %.2f); "
+              "RSS must stay under %.0f MiB" % (TARGET["growth"], TARGET["rss_mib"]))
+
+
+def print_summary(rows, rounds, base_rows=None):
+    """With several rounds: per row the median rate and ratio, the worst p99 ratio, all
+    non-2xx and the largest RSS, so one load spike on a shared machine moves nothing; after
+    the growth also the median ratio over the median ratio before it."""
+    if rounds < 2:
+        return
+    by, base = {}, {}
+    for r in rows:
+        if r["kind"] not in ("nginx", "openssl"):
+            by.setdefault(r["name"], []).append(r)
+    for r in base_rows or []:
+        if r["kind"] not in ("nginx", "openssl"):
+            base.setdefault(r["name"], []).append(r["ratio"])
+    print("median of %d rounds:" % rounds)
+    for name, rs in by.items():
+        bad = sum(r["status_errors"] + r["sock_errors"] for r in rs)
+        t = target_for(rs[0])
+        ratio = statistics.median(r["ratio"] for r in rs)
+        worst = max(r["p99_ratio"] for r in rs)
+        rss = max((r["rss"] or 0.0) for r in rs)
+        line = ("  %-36s %9.0f req/s  ratio %s%s  worst p99/ng %.1fx%s  non-2xx %d%s  "
+                "RSS max %.1f MiB" % (
+                    name, statistics.median(r["rps"] for r in rs), fmt_ratio(ratio),
+                    "" if t is None or ratio >= t else "!", worst,
+                    "" if worst <= TARGET["p99"] else "!", bad, "!" if bad else "", rss))
+        if base_rows is not None:
+            if rss >= TARGET["rss_mib"]:
+                line += "!"
+            b = statistics.median(base.get(name) or [0.0])
+            g = ratio / b if b else 0.0
+            line += "  vs base %.2f%s" % (g, "" if g >= TARGET["growth"] else "!")
+        print(line)
+
+
+def print_restart(stop_s, first_s, regs):
+    print("restart at %s registrations: SIGTERM to exit %.0f ms; start to first answer "
+          "%.0f ms (target < %.0f ms)%s" % (fmt_count(regs), stop_s * 1000, first_s * 1000,
+                                            TARGET["restart_s"] * 1000,
+                                            "" if first_s < TARGET["restart_s"] else " !"))
+
+
+def tool_versions():
+    out = []
+    for cmd in (["nginx", "-v"], ["wrk", "-v"], ["openssl", "version"]):
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        line = (r.stdout + r.stderr).strip().splitlines()
+        out.append(line[0] if line else cmd[0])
+    return "; ".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"),
+                    help="the CMake build folder (configured with -DAUTHMD_BENCH=ON)")
+    args = ap.parse_args()
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt()
+
+    # Set even where the parent ignores SIGINT (a background job), so Ctrl-C,
+    # kill and a closed terminal all end in the cleanup below.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    b = Bench(args.build)
+    try:
+        b.run()
+    except KeyboardInterrupt:
+        say("bench: interrupted; stopping everything")
+        return 130
+    except RuntimeError as exc:
+        say("bench: %s" % exc)
+        return 1
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
+        b.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
