@@ -184,7 +184,7 @@ class StartFailureTest(RunScript):
 
 
 class MovedPortsTest(RunScript):
-    def test_the_walkthrough_discovery_and_anonymous_steps_on_moved_ports(self):
+    def test_the_walkthrough_discovery_anonymous_and_verified_steps_on_moved_ports(self):
         port, pport = free_port(), free_port()
         self.start(port=port, provider_port=pport)
         banner = self.wait_banner()
@@ -226,12 +226,27 @@ class MovedPortsTest(RunScript):
         self.assertEqual(st, 403, body)
         self.assertEqual(json.loads(body)["error"], "insufficient_scope")
 
-        # The provider answers on its moved port and the server trusts it there.
-        st, _, body = http("GET", P + "/.well-known/jwks.json")
-        self.assertEqual(st, 200)
-        self.assertTrue(json.loads(body)["keys"])
-        with open(os.path.join(self.var, "server.log")) as f:
-            self.assertIn("trust provider=local issuer=%s " % P, f.read())
+        # 4. Agent verified: the server trusts the provider on its moved port,
+        # with the walkthrough's provider commands on the generated config.
+        prov = [os.path.join(BIN_DIR, "authmd-provider"), "--config",
+                os.path.join(V, "provider.ini")]
+        subprocess.run(prov + ["user", "add", "--email", "ann@example.test",
+                               "--email-verified"], check=True, capture_output=True, timeout=60)
+        session = subprocess.run(prov + ["session", "create", "--user", "ann@example.test"],
+                                 check=True, capture_output=True, text=True,
+                                 timeout=60).stdout.strip()
+        bearer = {"Authorization": "Bearer " + session}
+        st, _, body = http("POST", P + "/grants", {"audience": S, "mode": "always"}, bearer)
+        self.assertEqual(st, 201, body)
+        st, _, body = http("POST", P + "/id-jag", {"audience": S}, bearer)
+        self.assertEqual(st, 200, body)
+        st, _, body = http("POST", S + "/agent/auth", {
+            "type": "identity_assertion",
+            "assertion_type": "urn:ietf:params:oauth:token-type:id-jag",
+            "assertion": json.loads(body)["assertion"],
+            "requested_credential_type": "access_token"})
+        self.assertEqual(st, 200, body)
+        self.assertEqual(json.loads(body)["registration_type"], "agent-provider")
         self.assertTrue(os.path.exists(os.path.join(self.var, "authmd.db")))
 
         self.proc.send_signal(signal.SIGTERM)
