@@ -5,7 +5,9 @@
 #
 # The banner is printed only once both programs answer. If either cannot
 # start, the other is stopped, the reason is printed and the exit status is
-# 1. Ctrl-C (SIGINT), SIGTERM or SIGHUP stops both, with exit status 0.
+# 1. Ctrl-C (SIGINT), SIGTERM or SIGHUP stops both, with exit status 0
+# (started in the background by a non-interactive shell it ignores SIGINT,
+# as every such job does: stop it with SIGTERM then).
 # With --config FILE only the server runs, on that file.
 set -euo pipefail
 
@@ -109,7 +111,9 @@ stop_all() {
 		while kill -0 "$p" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
 			sleep 0.1
 		done
-		kill -KILL "$p" 2>/dev/null || true
+		if kill -0 "$p" 2>/dev/null; then
+			kill -KILL "$p" 2>/dev/null || true
+		fi
 		wait "$p" 2>/dev/null || true
 	done
 	pids=()
