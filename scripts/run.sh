@@ -66,8 +66,9 @@ if [ -n "$config" ]; then
 		die "--port and --provider-port do not apply with --config: the file sets the server's port"
 else
 	port=${port:-8000} pport=${pport:-4000}
-	valid_port "$port" || die "--port must be a number from 1 to 65535, not '$port'"
-	valid_port "$pport" || die "--provider-port must be a number from 1 to 65535, not '$pport'"
+	valid_port "$port" || die "--port (make run PORT=) must be a number from 1 to 65535, not '$port'"
+	valid_port "$pport" ||
+		die "--provider-port (make run PROVIDER_PORT=) must be a number from 1 to 65535, not '$pport'"
 	port=$((10#$port)) pport=$((10#$pport))
 	[ "$port" -ne "$pport" ] || die "the server and the provider need two different ports"
 fi
@@ -152,12 +153,14 @@ wait_ready() {
 	local deadline=$((SECONDS + start_timeout))
 
 	while kill -0 "$pid" 2>/dev/null; do
-		if { [ -z "$listen" ] || tail -c "+$from" "$log" | grep -F " listening on $listen " >/dev/null; } &&
+		if { [ -z "$listen" ] ||
+			tail -c "+$from" "$log" | grep -F " listening on $listen " >/dev/null; } &&
 			curl -fs --noproxy "*" --max-time 2 -o /dev/null "$url"; then
 			return 0
 		fi
 		if [ "$SECONDS" -ge "$deadline" ]; then
-			echo "$name could not start: no answer at $url within ${start_timeout}s (see $log)" >&2
+			echo "$name could not start: no answer at $url" \
+				"within ${start_timeout}s (see $log)" >&2
 			return 1
 		fi
 		sleep 0.1

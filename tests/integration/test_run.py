@@ -174,8 +174,9 @@ class StartFailureTest(RunScript):
         self.assertNothingLeft(port, pport)
 
     def test_bad_ports_are_refused_before_anything_starts(self):
-        for args, says in (((0, None), "--port must be a number from 1 to 65535"),
-                           ((None, "4x"), "--provider-port must be a number"),
+        for args, says in (((0, None), "--port (make run PORT=) must be a number from 1 to "
+                                        "65535, not '0'"),
+                           ((None, "4x"), "--provider-port (make run PROVIDER_PORT=) must be"),
                            ((5000, 5000), "two different ports")):
             r = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=60)
             self.assertEqual(r.returncode, 2, r)
