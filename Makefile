@@ -5,6 +5,11 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CONFIG     ?=
+# `make run` only: the programs' ports on 127.0.0.1 (empty: 8000 and 4000)
+# and the folder for their data, logs and generated configuration.
+PORT          ?=
+PROVIDER_PORT ?=
+VAR_DIR       ?= var
 MAKEFLAGS  += --no-print-directory
 
 .PHONY: all deps build build-asan run test test-fast bench format clean
@@ -26,9 +31,12 @@ build: deps $(BUILD)/Makefile
 build-asan: deps $(ASAN_BUILD)/Makefile
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
-# Starts the service on its embedded defaults (or CONFIG=file), data in var/.
+# Starts the provider and the server trusting it (or, with CONFIG=file, the
+# server alone), data in VAR_DIR; PORT=, PROVIDER_PORT= move them.
 run: build
-	@scripts/run.sh $(BUILD) $(CONFIG)
+	@scripts/run.sh --build $(BUILD) --var $(VAR_DIR) $(if $(PORT),--port $(PORT)) \
+		$(if $(PROVIDER_PORT),--provider-port $(PROVIDER_PORT)) \
+		$(if $(CONFIG),--config $(CONFIG))
 
 # Every test, in the normal build and again under AddressSanitizer + UBSan.
 test: build build-asan

@@ -1,14 +1,17 @@
 /* authmd: the agent's command line, a thin layer over include/authmd/client.h.
  * Exit codes are enum authmd_status (docs/agent.md). */
 #include <curl/curl.h>
+#include <errno.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "authmd/client.h"
+#include "core/crypto.h"
 
 #ifndef AUTHMD_VERSION
 #define AUTHMD_VERSION "dev"
@@ -189,24 +192,75 @@ ask_consent(const struct args *a, const struct authmd_discovery *d)
 	return fgets(line, sizeof(line), stdin) != NULL && (line[0] == 'y' || line[0] == 'Y');
 }
 
-/* A code typed at the prompt, or a line of stdin when it is not a terminal. */
+/* What read_code found. */
+enum code_read {
+	CODE_OK,	/* out holds six digits */
+	CODE_NONE,	/* end of input: nothing more will come */
+	CODE_NOT_A_CODE /* a line that is not a code; out is emptied */
+};
+
+/* One line from the terminal into out (NUL-terminated, the newline
+ * dropped), or false at end of input. It reads with read(2), a byte at a
+ * time, so stdio buffers nothing past the line; input typed or pasted before
+ * the prompt appeared, and whatever a paste holds after its first line, are
+ * discarded, so a terminal without bracketed paste cannot have the next
+ * pasted line taken as the code (or run by the shell afterwards). A line
+ * longer than cap is cut to fit (and then is not a code). */
 static bool
+read_tty_line(const char *prompt, char *out, size_t cap)
+{
+	size_t n = 0;
+	bool got = false;
+	char ch;
+
+	(void)tcflush(STDIN_FILENO, TCIFLUSH);
+	fputs(prompt, stderr);
+	fflush(stderr);
+	for (;;) {
+		ssize_t r = read(STDIN_FILENO, &ch, 1);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got = true;
+		if (ch == '\n' || ch == '\r')
+			break;
+		if (n + 1 < cap)
+			out[n++] = ch;
+	}
+	out[n] = '\0';
+	(void)tcflush(STDIN_FILENO, TCIFLUSH);
+	return got;
+}
+
+/* The code typed at the prompt when stdin is a terminal, else one line of
+ * stdin; surrounding blanks are dropped and anything but exactly
+ * AM_OTP_DIGITS digits is refused, so it is never sent as a code. */
+static enum code_read
 read_code(char *out, size_t cap, bool *tty)
 {
-	size_t n;
+	size_t n, skip;
+	bool got;
 
 	*tty = interactive();
-	if (*tty) {
-		fprintf(stderr, "Check your email and tell me the 6-digit code: ");
-		fflush(stderr);
-	}
-	if (fgets(out, (int)cap, stdin) == NULL)
-		return false;
+	if (*tty)
+		got = read_tty_line("Check your email and tell me the 6-digit code: ", out, cap);
+	else
+		got = fgets(out, (int)cap, stdin) != NULL;
+	if (!got)
+		return CODE_NONE;
 	n = strcspn(out, "\r\n");
+	while (n > 0 && (out[n - 1] == ' ' || out[n - 1] == '\t'))
+		n--;
 	out[n] = '\0';
-	while (out[0] == ' ')
-		memmove(out, out + 1, strlen(out));
-	return out[0] != '\0';
+	skip = strspn(out, " \t");
+	memmove(out, out + skip, n - skip + 1);
+	if (strlen(out) != AM_OTP_DIGITS || strspn(out, "0123456789") != AM_OTP_DIGITS) {
+		OPENSSL_cleanse(out, cap); /* it may be something pasted by mistake */
+		return CODE_NOT_A_CODE;
+	}
+	return CODE_OK;
 }
 
 /* ---- commands ---- */
@@ -303,11 +357,20 @@ claim_code(struct authmd_client *c, const struct args *a, const char *resource)
 	bool interactive = false;
 
 	for (int tries = 0; tries < 3; tries++) {
+		enum code_read got = CODE_OK;
+
 		if (a->otp != NULL)
 			snprintf(code, sizeof(code), "%s", a->otp);
-		else if (!read_code(code, sizeof(code), &interactive)) {
-			e.status = AUTHMD_ERR_ACTION_NEEDED;
-			snprintf(e.message, sizeof(e.message), "no code was given");
+		else if ((got = read_code(code, sizeof(code), &interactive)) != CODE_OK) {
+			if (got == CODE_NOT_A_CODE && interactive && tries < 2) {
+				fprintf(stderr, "That is not a code: type the 6 digits the email's "
+						"page shows (like 123456), then Enter.\n");
+				continue;
+			}
+			e = (struct authmd_error){.status = AUTHMD_ERR_ACTION_NEEDED};
+			snprintf(e.message, sizeof(e.message), "%s",
+				 got == CODE_NONE ? "no code was given"
+						  : "that is not a code: a code is 6 digits");
 			e.advice = "Check your email and tell me the 6-digit code (--otp CODE).";
 			return report_error(a, &e);
 		}

@@ -37,11 +37,19 @@ class Cli:
     def at_pty(self, args, answer_fn, prompt=b"6-digit code"):
         """Runs authmd at a real pseudo-terminal, answers the prompt with
         answer_fn() and returns (exit code, all output)."""
+        return self.at_pty_steps(args, [(prompt, lambda: (answer_fn() + "\n").encode())])
+
+    def at_pty_steps(self, args, steps):
+        """Runs authmd at a real pseudo-terminal; for each (prompt, answer_fn)
+        in steps, in order, waits for the next appearance of prompt and types
+        answer_fn() (bytes, written at once as a paste would be). Returns
+        (exit code, all output)."""
         pid, fd = pty.fork()
         if pid == 0:
             os.execve(AUTHMD, [AUTHMD, *args], self.env)
         out = b""
-        answered = False
+        seen = 0  # output up to here has been matched against a prompt
+        steps = list(steps)
         deadline = time.time() + 60
         while time.time() < deadline:
             r, _, _ = select.select([fd], [], [], 0.2)
@@ -53,9 +61,9 @@ class Cli:
                 if not chunk:
                     break
                 out += chunk
-            if not answered and prompt in out:
-                os.write(fd, (answer_fn() + "\n").encode())
-                answered = True
+            if steps and steps[0][0] in out[seen:]:
+                seen = out.index(steps[0][0], seen) + len(steps[0][0])
+                os.write(fd, steps.pop(0)[1]())
         _, status = os.waitpid(pid, 0)
         os.close(fd)
         return os.waitstatus_to_exitcode(status), out.decode("utf-8", "replace")
@@ -141,6 +149,50 @@ class ServiceCliTest(unittest.TestCase):
         rc, _ = self.cli.json("forget", self.url)
         self.assertEqual(rc, 0)
         self.assertEqual(self.cli.json("status")[1]["credentials"], [])
+
+    def test_the_prompt_takes_one_line_of_a_paste_only(self):
+        """A terminal without bracketed paste delivers a pasted block line by
+        line: only its first line answers the prompt, the rest is dropped."""
+        self.cli.json("register", self.url, "--email", "kim@example.test", "--yes")
+        otp = self.server.code_from_link(claim_link(self.server.outbox_messages()[-1]))
+        wrong = "000000" if otp != "000000" else "111111"
+        rc, out = self.cli.at_pty_steps(
+            ["claim", self.url],
+            [(b"6-digit code", lambda: ("%s\n%s\n" % (wrong, otp)).encode()),
+             (b"6-digit code", lambda: b"\x04")])  # then Ctrl-D at the next prompt
+        self.assertEqual(rc, 5, out)
+        self.assertIn("That code didn't work", out)
+        self.assertIn("no code was given", out)
+        self.assertNotIn("claimed", out)
+        self.assertEqual(self.server.db_query("select status from registrations"),
+                         [("pending_claim",)])
+        rc, done = self.cli.json("claim", self.url, "--otp", otp)  # --otp stays for scripts
+        self.assertEqual(rc, 0, done)
+
+    def test_the_prompt_refuses_what_is_not_a_code(self):
+        self.cli.json("register", self.url, "--email", "lee@example.test", "--yes")
+        otp = self.server.code_from_link(claim_link(self.server.outbox_messages()[-1]))
+        rc, out = self.cli.at_pty_steps(
+            ["claim", self.url],
+            [(b"6-digit code", lambda: b"cd ~/projects && ls\n"),
+             (b"6-digit code", lambda: b"12345\n"),
+             (b"6-digit code", lambda: (" %s \n" % otp).encode())])
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(out.count("That is not a code: type the 6 digits"), 2, out)
+        self.assertIn("claimed", out)
+        # Neither refused line reached the server as a wrong code.
+        self.assertEqual(self.server.db_query("select sum(otp_failures) from claim_attempts"),
+                         [(0,)])
+
+    def test_three_lines_that_are_not_codes_end_the_prompt(self):
+        self.cli.json("register", self.url, "--email", "max@example.test", "--yes")
+        rc, out = self.cli.at_pty_steps(["claim", self.url],
+                                        [(b"6-digit code", lambda: b"abc\n")] * 3)
+        self.assertEqual(rc, 5, out)
+        self.assertIn("that is not a code: a code is 6 digits", out)
+        r = self.cli.run("claim", self.url, stdin="one two\n")  # a line of stdin, checked too
+        self.assertEqual(r.returncode, 5)
+        self.assertIn("that is not a code", r.stderr)
 
     def test_the_code_can_come_on_stdin(self):
         self.cli.json("register", self.url, "--email", "joy@example.test", "--yes")
