@@ -15,5 +15,6 @@
 #define AM_MAIL_TIMEOUT_MS 10000	  /* one SMTP transaction, in total */
 #define AM_FETCH_TIMEOUT_MS 3000	  /* any outbound HTTP call */
 #define AM_MAX_SCOPES 32		  /* scopes in one credential */
+#define AM_MAX_FORWARDED_BYTES 4096	  /* X-Forwarded-For or Forwarded, all lines */
 
 #endif

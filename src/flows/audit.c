@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/clock.h"
+#include "core/metrics.h"
 #include "core/log.h"
 
 struct audit_sink {
@@ -101,6 +102,8 @@ audit_flush(struct audit_sink *s, struct audit_batch *b)
 		fflush(s->f);
 		pthread_mutex_unlock(&s->mu);
 	}
+	for (size_t i = 0; i < b->n; i++)
+		am_metrics_audit_line(b->lines[i]); /* gate: committed events as metrics */
 	audit_discard(b);
 }
 

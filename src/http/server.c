@@ -11,6 +11,7 @@
 #include "core/crypto.h"
 #include "core/limits.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "http/http.h"
 
 struct http_server {
@@ -19,6 +20,7 @@ struct http_server {
 	size_t nroutes;
 	void *app;
 	size_t max_body;
+	struct am_cidr_list trusted; /* gate: proxies whose forwarding headers count */
 };
 
 const char *
@@ -220,6 +222,8 @@ dispatch(struct http_server *srv, struct MHD_Connection *conn, struct http_req *
 	enum am_err rc;
 	enum MHD_Result ret;
 	char allow[64] = "";
+	double started = am_metrics_now(); /* gate: metrics */
+	char status[8];
 
 	for (size_t i = 0; i < srv->nroutes; i++) {
 		const struct http_route *r = &srv->routes[i];
@@ -230,7 +234,7 @@ dispatch(struct http_server *srv, struct MHD_Connection *conn, struct http_req *
 		if (!match)
 			continue;
 		path_known = true;
-		if (strcmp(rq->method, r->method) == 0 ||
+		if (strcmp(rq->method, r->method) == 0 || strcmp(r->method, "*") == 0 ||
 		    (strcmp(rq->method, "HEAD") == 0 && strcmp(r->method, "GET") == 0)) {
 			hit = r;
 			break;
@@ -241,9 +245,10 @@ dispatch(struct http_server *srv, struct MHD_Connection *conn, struct http_req *
 			strcat(allow, r->method);
 		}
 	}
-	if (hit == NULL) {
-		if (!path_known)
-			return send_error(conn, rq, AM_E_NOT_FOUND, "no such resource");
+	if (hit == NULL && !path_known) {
+		am_fail(&e, AM_E_NOT_FOUND, "no such resource");
+		render_error(&rs, AM_E_NOT_FOUND, &e);
+	} else if (hit == NULL) {
 		http_add_header(&rs, "Allow", allow);
 		am_fail(&e, AM_E_METHOD_NOT_ALLOWED, "use %s on this resource", allow);
 		render_error(&rs, AM_E_METHOD_NOT_ALLOWED, &e);
@@ -264,6 +269,11 @@ dispatch(struct http_server *srv, struct MHD_Connection *conn, struct http_req *
 	}
 	log_info("http method=%s path=%s status=%d ip=%s", rq->method, rq->path, rs.status, rq->ip);
 	ret = send_resp(conn, rq, &rs);
+	/* gate: metrics, labelled by route pattern (bounded), never by raw path */
+	snprintf(status, sizeof(status), "%d", rs.status);
+	am_metrics_inc(AM_M_HTTP_REQUESTS, hit != NULL ? hit->path : "unmatched", status);
+	am_metrics_observe(AM_M_HTTP_DURATION, hit != NULL ? hit->path : "unmatched",
+			   am_metrics_now() - started);
 	resp_clear(&rs);
 	return ret;
 }
@@ -287,7 +297,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		rq->conn = conn;
 		rq->method = method;
 		rq->path = url;
-		client_ip(conn, rq->ip, sizeof(rq->ip));
+		client_ip(conn, rq->peer, sizeof(rq->peer));
+		http_proxy_client_ip(&srv->trusted, rq); /* gate: trusted proxies */
 		{
 			char id[32];
 
@@ -401,6 +412,14 @@ http_server_start(const struct http_options *opt, const struct http_route *route
 	srv->nroutes = nroutes;
 	srv->app = app;
 	srv->max_body = opt->max_body;
+	if (opt->trusted_proxies != NULL) { /* gate: validated by the config already */
+		char why[128];
+
+		if (am_cidr_parse(opt->trusted_proxies, &srv->trusted, why, sizeof(why)) != 0) {
+			free(srv);
+			return am_fail(e, AM_E_INVALID_REQUEST, "trusted_proxies: %s", why);
+		}
+	}
 	srv->daemon = MHD_start_daemon(
 		flags, opt->port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
 		NULL, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_THREAD_POOL_SIZE,

@@ -142,7 +142,7 @@ serve(const struct prov_config *c)
 	struct http_server *srv = NULL;
 	struct am_error e = {0};
 	struct http_options o = {c->listen_host, c->listen_port, (unsigned)c->threads,
-				 AM_DEFAULT_BODY_BYTES};
+				 AM_DEFAULT_BODY_BYTES, NULL};
 	sigset_t sigs;
 	int sig = 0;
 

@@ -207,7 +207,7 @@ main(int argc, char **argv)
 	}
 	{
 		struct http_options opt = {cfg.listen_host, cfg.listen_port, (unsigned)cfg.threads,
-					   (size_t)cfg.body_bytes};
+					   (size_t)cfg.body_bytes, cfg.trusted_proxies};
 
 		if (http_server_start(&opt, app->routes, app->nroutes, app, &srv, &e) != AM_OK) {
 			fprintf(stderr, "authmd-server: %s\n", e.detail);
