@@ -28,8 +28,8 @@ static const struct family families[AM_M__COUNT] = {
 	[AM_M_REGISTRATIONS] = {"authmd_registrations_total", COUNTER,
 				"Registrations created, by registration_type.", "kind", NULL},
 	[AM_M_CLAIMS] = {"authmd_claims_total", COUNTER, "Claims confirmed.", NULL, NULL},
-	[AM_M_REVOCATIONS] = {"authmd_revocations_total", COUNTER, "Credentials revoked, by reason.",
-			      "reason", NULL},
+	[AM_M_REVOCATIONS] = {"authmd_revocations_total", COUNTER,
+			      "Credentials revoked, by reason.", "reason", NULL},
 	[AM_M_EXPIRATIONS] = {"authmd_registration_expirations_total", COUNTER,
 			      "Registrations expired by the sweeper.", NULL, NULL},
 	[AM_M_GATE_DECISIONS] = {"authmd_gate_decisions_total", COUNTER,
@@ -48,7 +48,7 @@ static const struct family families[AM_M__COUNT] = {
 };
 
 static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-				0.1,	0.25,  0.5,    1,     2.5,  5,     10};
+				0.1,	0.25,  0.5,    1,     2.5,  5,	   10};
 #define NBOUNDS (sizeof(bounds) / sizeof(bounds[0]))
 
 struct series {
@@ -199,10 +199,10 @@ am_metrics_audit_line(const char *line)
 	else if (strcmp(name, "claim.confirmed") == 0)
 		am_metrics_inc(AM_M_CLAIMS, NULL, NULL);
 	else if (strcmp(name, "credential.revoked") == 0)
-		am_metrics_inc(AM_M_REVOCATIONS,
-			       word(json_string_value(json_object_get(ev, "reason")), buf,
-				    sizeof(buf)),
-			       NULL);
+		am_metrics_inc(
+			AM_M_REVOCATIONS,
+			word(json_string_value(json_object_get(ev, "reason")), buf, sizeof(buf)),
+			NULL);
 	else if (strcmp(name, "registration.expired") == 0)
 		am_metrics_inc(AM_M_EXPIRATIONS, NULL, NULL);
 	json_decref(ev);

@@ -67,7 +67,8 @@ svc_gate(struct app *a, struct http_req *rq, struct http_resp *rs, const char *m
 	enum am_err rc;
 
 	if (h != NULL) {
-		if (strncasecmp(h, "Bearer ", 7) != 0 || h[7] == '\0' || strchr(h + 7, ' ') != NULL) {
+		if (strncasecmp(h, "Bearer ", 7) != 0 || h[7] == '\0' ||
+		    strchr(h + 7, ' ') != NULL) {
 			am_metrics_inc(AM_M_GATE_DECISIONS, "bad_request", NULL);
 			resource_challenge(a, rs, "invalid_request", NULL);
 			return am_fail(e, AM_E_INVALID_TOKEN,
@@ -95,22 +96,46 @@ svc_gate(struct app *a, struct http_req *rq, struct http_resp *rs, const char *m
 	return rc;
 }
 
+/* The first of the headers present; *conflict when another one present
+ * says something else. */
+static const char *
+agreed(struct http_req *rq, const char *h1, const char *h2, const char *fallback, bool *conflict)
+{
+	const char *a = http_header(rq, h1), *b = http_header(rq, h2), *v;
+
+	v = a != NULL ? a : b != NULL ? b : fallback;
+	if ((a != NULL && strcmp(a, v) != 0) || (b != NULL && strcmp(b, v) != 0) ||
+	    (fallback != NULL && strcmp(fallback, v) != 0))
+		*conflict = true;
+	return v;
+}
+
 /* The original request as the proxy describes it: nginx's X-Original-*,
  * Traefik's and Caddy's X-Forwarded-*, or Envoy's ext_authz form (the
- * original method, the path after /authz). */
-static void
-original_request(struct http_req *rq, const char **method, const char **target)
+ * original method, the path after /authz). Proxies pass the client's own
+ * headers along to the auth call, so a client could add the header another
+ * proxy uses: every form present must agree, or the request is refused. */
+static enum am_err
+original_request(struct http_req *rq, const char **method, const char **target, struct am_error *e)
 {
-	*method = http_header(rq, "X-Original-Method");
-	if (*method == NULL)
-		*method = http_header(rq, "X-Forwarded-Method");
-	if (*method == NULL)
-		*method = rq->method;
-	*target = http_header(rq, "X-Original-URI");
+	bool envoy = strncmp(rq->path, "/authz/", 7) == 0, conflict = false;
+
+	*target = agreed(rq, "X-Original-URI", "X-Forwarded-Uri", envoy ? rq->path + 6 : NULL,
+			 &conflict);
+	*method = agreed(rq, "X-Original-Method", "X-Forwarded-Method",
+			 envoy || (http_header(rq, "X-Original-Method") == NULL &&
+				   http_header(rq, "X-Forwarded-Method") == NULL)
+				 ? rq->method
+				 : NULL,
+			 &conflict);
+	if (conflict)
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "the forwarding headers disagree about the original request");
 	if (*target == NULL)
-		*target = http_header(rq, "X-Forwarded-Uri");
-	if (*target == NULL && strncmp(rq->path, "/authz/", 7) == 0)
-		*target = rq->path + 6;
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "send the original request as X-Original-URI (nginx) or "
+			       "X-Forwarded-Uri (Traefik, Caddy)");
+	return AM_OK;
 }
 
 enum am_err
@@ -121,12 +146,11 @@ h_authz(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e
 	struct store_auth auth;
 	enum am_err rc;
 
-	original_request(rq, &method, &target);
 	http_add_header(rs, "Cache-Control", "no-store");
-	if (target == NULL)
-		return am_fail(e, AM_E_INVALID_REQUEST,
-			       "send the original request as X-Original-URI (nginx) or "
-			       "X-Forwarded-Uri (Traefik, Caddy)");
+	if ((rc = original_request(rq, &method, &target, e)) != AM_OK) {
+		am_metrics_inc(AM_M_GATE_DECISIONS, "bad_request", NULL);
+		return rc;
+	}
 	rc = svc_gate(a, rq, rs, method, target, &auth, e);
 	log_info("gate decision=%s method=%.16s host=%.100s ip=%s credential=%s",
 		 rc == AM_OK ? "allow" : am_err_name(rc), header_safe(method) ? method : "?",

@@ -91,9 +91,9 @@ introspection(const struct app *a, const struct store_auth *auth)
 		      "scope", c->scopes, "client_id", c->registration_id, "sub",
 		      c->user_id[0] != '\0' ? c->user_id : c->registration_id, "token_type",
 		      "Bearer", "iat", (json_int_t)c->created_at, "aud", a->cfg->resource, "iss",
-		      a->cfg->public_url, "authmd_credential_id", c->id,
-		      "authmd_credential_type", store_cred_type_name(c->type), "authmd_source",
-		      c->source, "authmd_registration_status",
+		      a->cfg->public_url, "authmd_credential_id", c->id, "authmd_credential_type",
+		      store_cred_type_name(c->type), "authmd_source", c->source,
+		      "authmd_registration_status",
 		      json_string(store_status_name(auth->reg_status)));
 	if (exp != 0)
 		json_object_set_new(o, "exp", json_integer(exp));
@@ -135,7 +135,8 @@ h_introspect(void *app, struct http_req *rq, struct http_resp *rs, struct am_err
 	am_metrics_inc(AM_M_INTROSPECTIONS, active ? "true" : "false", NULL);
 	log_info("introspection client=%s active=%s credential=%s", client->name,
 		 active ? "true" : "false", active ? auth.cred.id : "-");
-	http_reply_json(rs, 200, active ? introspection(a, &auth) : json_pack("{s:b}", "active", 0));
+	http_reply_json(rs, 200,
+			active ? introspection(a, &auth) : json_pack("{s:b}", "active", 0));
 out:
 	OPENSSL_cleanse(token, sizeof(token));
 	return rc;
