@@ -14,7 +14,7 @@ PACKAGES=(
 	# tests are Python (Debian's interpreter) with a real SMTP sink
 	libcmocka-dev python3 python3-aiosmtpd sqlite3 curl
 	# the gate's integration test runs a real nginx (auth_request) in front of authmd
-	nginx-light
+	nginx
 )
 
 missing=()
