@@ -61,6 +61,8 @@ static const struct cfg_key keys[] = {
 	{"log", "level", CFG_STRING, AT(log_level), "info", 0, 15, "debug|info|warn|error"},
 	/* gate (docs/gate.md) */
 	{"server", "trusted_proxies", CFG_STRING, AT(trusted_proxies), "", 0, AM_CFG_STR - 1, NULL},
+	{"server", "trusted_proxy_header", CFG_STRING, AT(trusted_proxy_header), "x-forwarded-for",
+	 0, 23, "x-forwarded-for|forwarded"},
 	{"gate", "default", CFG_STRING, AT(gate_default), "deny", 0, 15, "deny|authenticated"},
 	{"gate", "introspection_per_minute", CFG_UINT, AT(introspection_per_minute), "600", 0,
 	 1000000, NULL},

@@ -96,6 +96,7 @@ struct am_config {
 	/* gate (issue 9): [server] trusted_proxies, [gate], [metrics], [route NAME],
 	 * [introspection client NAME] */
 	char trusted_proxies[AM_CFG_STR]; /* CIDR list; empty: trust no proxy */
+	char trusted_proxy_header[24];	  /* x-forwarded-for | forwarded */
 	char gate_default[16];		  /* deny | authenticated */
 	int64_t introspection_per_minute; /* per client (and per IP for bad logins) */
 	int64_t revocation_per_minute;	  /* RFC 7009 calls per client IP */

@@ -63,6 +63,7 @@ struct http_options {
 	unsigned threads;
 	size_t max_body;
 	const char *trusted_proxies; /* CIDR list ([server] trusted_proxies); NULL: none */
+	bool forwarded_rfc7239;	     /* read Forwarded, not X-Forwarded-For */
 };
 
 /* Starts listening and serving routes with app passed to every handler. */
@@ -81,9 +82,10 @@ bool http_content_type_is(struct http_req *rq, const char *mime);
  * into out (cap bytes); false if absent or too long. */
 bool http_form_field(struct http_req *rq, const char *name, char *out, size_t cap);
 
-/* Sets rq->ip from rq->peer and, when the peer is in trusted, from the
- * forwarding headers read right to left (proxy.c). */
-void http_proxy_client_ip(const struct am_cidr_list *trusted, struct http_req *rq);
+/* Sets rq->ip from rq->peer and, when the peer is in trusted, from the one
+ * forwarding header the proxy writes (X-Forwarded-For, or Forwarded when
+ * rfc7239), read right to left (proxy.c). */
+void http_proxy_client_ip(const struct am_cidr_list *trusted, bool rfc7239, struct http_req *rq);
 
 /* Response builders. json is stolen; text is copied. */
 void http_reply_json(struct http_resp *rs, int status, json_t *json);

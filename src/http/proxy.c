@@ -1,6 +1,6 @@
 /* The client address behind trusted reverse proxies. Only when the socket's
- * peer is in [server] trusted_proxies are X-Forwarded-For or Forwarded
- * (RFC 7239) read, and then right to left: each hop that is itself a
+ * peer is in [server] trusted_proxies is X-Forwarded-For (or, if so
+ * configured, RFC 7239 Forwarded) read, and then right to left: each hop that is itself a
  * trusted proxy is skipped, and the first one that is not is the client.
  * Anything left of that hop was written by the client and is ignored, so a
  * client cannot choose the address its rate limits count against. */
@@ -114,18 +114,18 @@ forwarded_for(char *element)
 }
 
 void
-http_proxy_client_ip(const struct am_cidr_list *trusted, struct http_req *rq)
+http_proxy_client_ip(const struct am_cidr_list *trusted, bool rfc7239, struct http_req *rq)
 {
 	struct gather g;
 	char *hops[MAX_HOPS], *save = NULL;
-	bool rfc7239;
 	size_t n = 0;
 
 	snprintf(rq->ip, sizeof(rq->ip), "%s", rq->peer);
 	if (trusted == NULL || trusted->n == 0 || !am_cidr_match(trusted, rq->peer))
 		return;
-	rfc7239 = gather(rq, "Forwarded", &g);
-	if (!rfc7239 && !gather(rq, "X-Forwarded-For", &g))
+	/* Only the header the proxy writes: it passes the other one on from the
+	 * client untouched, so reading both would let the client choose. */
+	if (!gather(rq, rfc7239 ? "Forwarded" : "X-Forwarded-For", &g))
 		return;
 	if (g.overflow)
 		return; /* too long to trust any of it: the proxy's own address */

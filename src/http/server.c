@@ -21,6 +21,7 @@ struct http_server {
 	void *app;
 	size_t max_body;
 	struct am_cidr_list trusted; /* gate: proxies whose forwarding headers count */
+	bool forwarded_rfc7239;
 };
 
 const char *
@@ -298,7 +299,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		rq->method = method;
 		rq->path = url;
 		client_ip(conn, rq->peer, sizeof(rq->peer));
-		http_proxy_client_ip(&srv->trusted, rq); /* gate: trusted proxies */
+		http_proxy_client_ip(&srv->trusted, srv->forwarded_rfc7239, rq); /* gate */
 		{
 			char id[32];
 
@@ -412,6 +413,7 @@ http_server_start(const struct http_options *opt, const struct http_route *route
 	srv->nroutes = nroutes;
 	srv->app = app;
 	srv->max_body = opt->max_body;
+	srv->forwarded_rfc7239 = opt->forwarded_rfc7239;
 	if (opt->trusted_proxies != NULL) { /* gate: validated by the config already */
 		char why[128];
 

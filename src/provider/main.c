@@ -141,8 +141,8 @@ serve(const struct prov_config *c)
 	struct prov_app *app = NULL;
 	struct http_server *srv = NULL;
 	struct am_error e = {0};
-	struct http_options o = {c->listen_host, c->listen_port, (unsigned)c->threads,
-				 AM_DEFAULT_BODY_BYTES, NULL};
+	struct http_options o = {c->listen_host,	c->listen_port, (unsigned)c->threads,
+				 AM_DEFAULT_BODY_BYTES, NULL,		false};
 	sigset_t sigs;
 	int sig = 0;
 

@@ -206,8 +206,10 @@ main(int argc, char **argv)
 		return 1;
 	}
 	{
-		struct http_options opt = {cfg.listen_host, cfg.listen_port, (unsigned)cfg.threads,
-					   (size_t)cfg.body_bytes, cfg.trusted_proxies};
+		struct http_options opt = {
+			cfg.listen_host,       cfg.listen_port,
+			(unsigned)cfg.threads, (size_t)cfg.body_bytes,
+			cfg.trusted_proxies,   strcmp(cfg.trusted_proxy_header, "forwarded") == 0};
 
 		if (http_server_start(&opt, app->routes, app->nroutes, app, &srv, &e) != AM_OK) {
 			fprintf(stderr, "authmd-server: %s\n", e.detail);

@@ -221,6 +221,10 @@ class TrustedProxyTest(GateStack):
         r = self.register_via_nginx("127.0.0.2", xff="198.51.100.8")
         self.assertEqual(r.status, 429, r)
         self.assertEqual(r.json["error"], "rate_limited")
+        # Nor is a Forwarded header, which nginx passes on from the client.
+        r = self.nginx.request("POST", "/agent/auth", body={"type": "anonymous"},
+                               headers={"Forwarded": "for=198.51.100.9"}, source="127.0.0.2")
+        self.assertEqual(r.status, 429, r)
         # Another client behind the same nginx has its own budget.
         self.assertEqual(self.register_via_nginx("127.0.0.3").status, 200)
         ips = [e.get("ip") for e in self.server.audit_events()
@@ -243,6 +247,39 @@ class TrustedProxyTest(GateStack):
         ips = {e.get("ip") for e in self.server.audit_events()
                if e["event"] == "registration.created"}
         self.assertEqual(ips, {"127.0.0.4"})
+
+
+class ForwardedHeaderTest(unittest.TestCase):
+    """[server] trusted_proxy_header = forwarded: RFC 7239 elements, read
+    right to left, from the trusted peer only."""
+
+    def setUp(self):
+        self.server = Server({"server": {"trusted_proxies": "127.0.0.1/32",
+                                         "trusted_proxy_header": "forwarded"}}).start()
+        self.addCleanup(self.server.cleanup)
+
+    def register(self, source, headers):
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=30,
+                                          source_address=(source, 0))
+        hdrs = {"Content-Type": "application/json"}
+        hdrs.update(headers)
+        conn.request("POST", "/agent/auth", body=json.dumps({"type": "anonymous"}),
+                     headers=hdrs)
+        status = conn.getresponse().status
+        conn.close()
+        self.assertEqual(status, 200)
+        return self.server.audit_events()[-1]["ip"]
+
+    def test_forwarded_elements_right_to_left(self):
+        both = {"Forwarded": 'for=198.51.100.1, for="[2001:db8::7]:4711";proto=https',
+                "X-Forwarded-For": "203.0.113.9"}
+        self.assertEqual(self.register("127.0.0.1", both), "2001:db8::7")
+        # A trusted hop is skipped; an unreadable one stops the walk there.
+        self.assertEqual(self.register("127.0.0.1", {"Forwarded": "for=10.9.9.9:80, "
+                                                     "for=127.0.0.1"}), "10.9.9.9")
+        self.assertEqual(self.register("127.0.0.1", {"Forwarded": "for=10.9.9.9, "
+                                                     "for=unknown"}), "127.0.0.1")
+        self.assertEqual(self.register("127.0.0.6", both), "127.0.0.6")  # untrusted peer
 
 
 if __name__ == "__main__":

@@ -155,7 +155,7 @@ static const struct http_route routes[] = {
 int
 main(int argc, char **argv)
 {
-	struct http_options opt = {"127.0.0.1", 0, 2, AM_DEFAULT_BODY_BYTES, NULL};
+	struct http_options opt = {"127.0.0.1", 0, 2, AM_DEFAULT_BODY_BYTES, NULL, false};
 	struct http_server *srv = NULL;
 	struct am_error e = {0};
 	sigset_t sigs;
