@@ -109,7 +109,7 @@ h_introspect(void *app, struct http_req *rq, struct http_resp *rs, struct am_err
 {
 	struct app *a = app;
 	const struct am_introspection_client *client;
-	char token[AM_MAX_TOKEN_BYTES + 1], key[128];
+	char token[AM_MAX_FIELD_BYTES + 1], key[128]; /* longer than any token: inactive */
 	struct store_auth auth;
 	struct store *st;
 	bool active = false;
@@ -146,7 +146,7 @@ enum am_err
 h_oauth_revoke(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
 {
 	struct app *a = app;
-	char token[AM_MAX_TOKEN_BYTES + 1], hint[64], key[96];
+	char token[AM_MAX_FIELD_BYTES + 1], hint[64], key[96];
 	struct store *st;
 	int count = 0;
 	enum am_err rc;

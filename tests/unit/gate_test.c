@@ -36,17 +36,17 @@ paths_are_canonical_before_matching(void **state)
 	assert_string_equal(canon("/api/./x/../orders"), "/api/orders");
 	assert_string_equal(canon("/a/b/.."), "/a/");
 	assert_string_equal(canon("/a/b/."), "/a/b/");
-	assert_string_equal(canon("/%61pi/%2e%2e/admin"), "/admin"); /* decoded, then resolved */
+	assert_string_equal(canon("/%61pi/%2e%2e/admin"), "/admin");  /* decoded, then resolved */
 	assert_string_equal(canon("/a%20b/%c3%a9"), "/a%20b/%C3%A9"); /* other escapes kept */
 }
 
 static void
 ambiguous_paths_are_refused(void **state)
 {
-	static const char *bad[] = {"",	       "api",	     "http://h/api", "/..",
-				    "/a/../..", "/a%2Fb",     "/a%2fb",	     "/a%5Cb",
-				    "/a\\b",    "/a;jsessionid=1", "/a%3bb", "/a%00",
-				    "/a%zz",    "/a%2",	     "/a b",	     "/a\tb"};
+	static const char *bad[] = {"",	      "api",	"http://h/api", "/..",	 "/a/../..",
+				    "/a%2Fb", "/a%2fb", "/a%5Cb",	"/a\\b", "/a;jsessionid=1",
+				    "/a%3bb", "/a%00",	"/a%zz",	"/a%2",	 "/a b",
+				    "/a\tb"};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -213,10 +213,11 @@ introspection_clients_need_their_exact_secret(void **state)
 	(void)state;
 	am_config_defaults(&cfg);
 	/* sha256("test") */
-	assert_int_equal(am_config_set(&cfg, "introspection client rs", "secret_sha256",
-				       "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-				       err, sizeof(err)),
-			 0);
+	assert_int_equal(
+		am_config_set(&cfg, "introspection client rs", "secret_sha256",
+			      "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+			      err, sizeof(err)),
+		0);
 	assert_int_equal(am_config_validate(&cfg, err, sizeof(err)), 0);
 	assert_non_null(flow_introspection_client(&cfg, "rs", "test"));
 	assert_null(flow_introspection_client(&cfg, "rs", "test "));
@@ -264,9 +265,11 @@ metrics_render_label_values_safely(void **state)
 	assert_true(am_metrics_value(AM_M_GATE_DECISIONS, "we_ird_value_", NULL) == 1);
 	assert_true(am_metrics_value(AM_M_STORE_COMMIT, NULL, NULL) == commits + 1);
 	text = am_metrics_render();
-	assert_non_null(strstr(text, "authmd_gate_decisions_total{decision=\"we_ird_value_\"} 1\n"));
+	assert_non_null(
+		strstr(text, "authmd_gate_decisions_total{decision=\"we_ird_value_\"} 1\n"));
 	assert_non_null(strstr(text, "authmd_store_commit_duration_seconds_bucket{le=\"+Inf\"} "));
-	assert_non_null(strstr(text, "# TYPE authmd_claims_total counter\nauthmd_claims_total 0\n"));
+	assert_non_null(
+		strstr(text, "# TYPE authmd_claims_total counter\nauthmd_claims_total 0\n"));
 	assert_null(strstr(text, "we\"ird"));
 	free(text);
 }
