@@ -164,9 +164,9 @@ struct gate_result {
  * was sent). AM_OK fills out. Refusals: AM_E_INVALID_REQUEST (a bad method
  * or target), AM_E_ACCESS_DENIED (no route allows it, whatever the
  * credential), AM_E_INVALID_TOKEN (missing or not live),
- * AM_E_INSUFFICIENT_SCOPE (live, but short of the route's scopes). On every
- * refusal but the first, out->route is set (so the challenge can name the
- * scopes); out->auth is never filled on a refusal. */
+ * AM_E_INSUFFICIENT_SCOPE (live, but short of the route's scopes). On the
+ * last two out->route is set (so the challenge can name the scopes);
+ * out->auth is never filled on a refusal. */
 enum am_err flow_gate_check(const struct flow_env *env, struct store *st, const char *method,
 			    const char *target, const char *bearer, struct gate_result *out,
 			    struct am_error *e) AM_WUR;
