@@ -5,6 +5,7 @@ import base64
 import hashlib
 import os
 import subprocess
+import tempfile
 import time
 import unittest
 import urllib.parse
@@ -27,8 +28,8 @@ class IntrospectionTest(ServerTest):
     }
 
     def setUp(self):
-        secret_file = os.path.join("/tmp", "authmd-it-secret-%d" % os.getpid())
-        with open(secret_file, "w") as f:
+        fd, secret_file = tempfile.mkstemp(prefix="authmd-it-secret-")
+        with os.fdopen(fd, "w") as f:
             f.write(FILE_SECRET + "\n")
         self.addCleanup(os.unlink, secret_file)
         self.OVERRIDES = dict(self.OVERRIDES)
