@@ -96,6 +96,16 @@ svc_gate(struct app *a, struct http_req *rq, struct http_resp *rs, const char *m
 	return rc;
 }
 
+/* True when header says what fallback does; fallback (Envoy's path, or
+ * our own method) carries no query, so a header's query is not compared. */
+static bool
+same(const char *header, const char *fallback)
+{
+	size_t n = strcspn(header, "?#");
+
+	return strlen(fallback) == n && strncmp(header, fallback, n) == 0;
+}
+
 /* The first of the headers present; *conflict when another one present
  * says something else. */
 static const char *
@@ -105,7 +115,7 @@ agreed(struct http_req *rq, const char *h1, const char *h2, const char *fallback
 
 	v = a != NULL ? a : b != NULL ? b : fallback;
 	if ((a != NULL && strcmp(a, v) != 0) || (b != NULL && strcmp(b, v) != 0) ||
-	    (fallback != NULL && strcmp(fallback, v) != 0))
+	    (fallback != NULL && v != fallback && !same(v, fallback)))
 		*conflict = true;
 	return v;
 }
@@ -131,9 +141,14 @@ original_request(struct http_req *rq, const char **method, const char **target, 
 	if (conflict)
 		return am_fail(e, AM_E_INVALID_REQUEST,
 			       "the forwarding headers disagree about the original request");
-	if (*target == NULL)
+	/* The path we see after /authz is already percent-decoded by the HTTP
+	 * layer, so on its own it cannot tell /a%2F..%2Fb from /a/../b: Envoy
+	 * must also send the raw one (headers_to_add x-original-uri), which
+	 * must then match it. */
+	if (*target == NULL || (envoy && http_header(rq, "X-Original-URI") == NULL &&
+				http_header(rq, "X-Forwarded-Uri") == NULL))
 		return am_fail(e, AM_E_INVALID_REQUEST,
-			       "send the original request as X-Original-URI (nginx) or "
+			       "send the original request as X-Original-URI (nginx, Envoy) or "
 			       "X-Forwarded-Uri (Traefik, Caddy)");
 	return AM_OK;
 }

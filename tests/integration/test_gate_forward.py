@@ -31,8 +31,9 @@ class ForwardAuthTest(ServerTest):
             ("GET", "/authz", {"X-Original-Method": "GET", "X-Original-URI": "/v1/items?q=1"}),
             ("GET", "/authz", {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/v1/items",
                                "X-Forwarded-Host": "api.example"}),
-            ("GET", "/authz/v1/items", {}),  # Envoy ext_authz, path_prefix /authz
-            ("HEAD", "/authz/v1/items", {}),
+            # Envoy ext_authz: path_prefix /authz, and the raw path as a header
+            ("GET", "/authz/v1/items", {"X-Original-URI": "/v1/items"}),
+            ("HEAD", "/authz/v1/items", {"X-Original-URI": "/v1/items?page=2"}),
         ]
         for method, path, headers in dialects:
             r = self.authz(headers, method, path)
@@ -43,7 +44,7 @@ class ForwardAuthTest(ServerTest):
         writes = [
             ("GET", "/authz", {"X-Original-Method": "DELETE", "X-Original-URI": "/v1/items"}),
             ("GET", "/authz", {"X-Forwarded-Method": "PUT", "X-Forwarded-Uri": "/v1/items"}),
-            ("POST", "/authz/v1/items", {}),
+            ("POST", "/authz/v1/items", {"X-Original-URI": "/v1/items"}),
         ]
         for method, path, headers in writes:
             r = self.authz(headers, method, path)
@@ -72,6 +73,12 @@ class ForwardAuthTest(ServerTest):
             r = self.authz(headers, cred=cred)
             self.assertError(r, status, code)
             self.assertEqual(self.identity(r), set(), headers)
+        # Envoy's form: the path alone is decoded already, so it is not
+        # enough, and an encoded raw path never matches it.
+        for headers in ({}, {"X-Original-URI": "/v1/public"},
+                        {"X-Original-URI": "/v1/items%2F..%2Fpublic"}):
+            r = self.authz(headers, "GET", "/authz/v1/items%2F..%2Fpublic")
+            self.assertError(r, 400, "invalid_request")
         r = self.authz({"X-Original-URI": "/v1/items"}, cred=False)
         self.assertEqual(r.header("WWW-Authenticate"),
                          'Bearer resource_metadata="%s/.well-known/oauth-protected-resource/'
@@ -96,11 +103,12 @@ class DefaultAuthenticatedTest(ServerTest):
     def test_uncovered_paths_need_only_a_live_credential(self):
         cred = self.server.register_anonymous()["credential"]
         r = self.server.request("PATCH", "/authz/anything", headers={
-            "Authorization": "Bearer " + cred})
+            "Authorization": "Bearer " + cred, "X-Original-URI": "/anything"})
         self.assertEqual(r.status, 200, r)
-        r = self.server.request("PATCH", "/authz/anything")
+        r = self.server.request("PATCH", "/authz/anything",
+                                headers={"X-Original-URI": "/anything"})
         self.assertError(r, 401, "invalid_token")
         # The built-in demo routes still apply to the demo API's path.
         r = self.server.request("POST", "/authz/api/resource", headers={
-            "Authorization": "Bearer " + cred})
+            "Authorization": "Bearer " + cred, "X-Original-URI": "/api/resource"})
         self.assertError(r, 403, "insufficient_scope")
