@@ -15,6 +15,8 @@ PACKAGES=(
 	# tests: unit framework, sanitizer runtimes come with gcc; integration
 	# tests are Python (Debian's interpreter) with a real SMTP sink
 	libcmocka-dev python3 python3-aiosmtpd sqlite3 curl
+	# the gate's integration test runs a real nginx (auth_request) in front of authmd
+	nginx
 )
 BENCH_PACKAGES=(wrk nginx openssl)
 if [ "${1:-}" = "--bench" ]; then

@@ -3,11 +3,14 @@
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/fetch.h"
+#include "core/cidr.h"
+#include "core/crypto.h"
 #include "core/limits.h"
 #include "core/str.h"
 #include "core/url.h"
@@ -81,6 +84,34 @@ static const struct cfg_key keys[] = {
 	{"log", "level", CFG_STRING, AT(log_level), "info", 0, 15, "debug|info|warn|error"},
 	/* outbound requests (core/fetch.h): the JWKS fetch, later CIMD */
 	{"outbound", "allow_private_targets", CFG_STRING, AT(outbound_allow), "", 0, 255, NULL},
+	/* gate (docs/gate.md) */
+	{"server", "trusted_proxies", CFG_STRING, AT(trusted_proxies), "", 0, AM_CFG_STR - 1, NULL},
+	{"server", "trusted_proxy_header", CFG_STRING, AT(trusted_proxy_header), "x-forwarded-for",
+	 0, 23, "x-forwarded-for|forwarded"},
+	{"gate", "default", CFG_STRING, AT(gate_default), "deny", 0, 15, "deny|authenticated"},
+	{"gate", "introspection_per_minute", CFG_UINT, AT(introspection_per_minute), "600", 0,
+	 1000000, NULL},
+	{"gate", "revocation_per_minute", CFG_UINT, AT(revocation_per_minute), "60", 0, 1000000,
+	 NULL},
+	{"metrics", "allow", CFG_STRING, AT(metrics_allow), "127.0.0.0/8 ::1", 0, AM_CFG_STR - 1,
+	 NULL},
+};
+
+#define RAT(f) offsetof(struct am_route, f), sizeof(((struct am_route *)0)->f)
+
+static const struct cfg_key route_keys[] = {
+	{"route", "path", CFG_STRING, RAT(path), "", 0, 255, NULL},
+	{"route", "methods", CFG_STRING, RAT(methods), "", 0, 127, NULL},
+	{"route", "scope", CFG_SCOPES, RAT(scope), "", 0, 0, NULL},
+};
+
+#define IAT(f)                                                                                     \
+	offsetof(struct am_introspection_client, f),                                               \
+		sizeof(((struct am_introspection_client *)0)->f)
+
+static const struct cfg_key introspection_client_keys[] = {
+	{"introspection client", "secret_sha256", CFG_STRING, IAT(secret_sha256), "", 0, 64, NULL},
+	{"introspection client", "secret_file", CFG_STRING, IAT(secret_file), "", 0, 255, NULL},
 };
 
 #define PAT(f) offsetof(struct am_provider, f), sizeof(((struct am_provider *)0)->f)
@@ -106,6 +137,20 @@ am_config_provider_keys(size_t *n)
 {
 	*n = sizeof(provider_keys) / sizeof(provider_keys[0]);
 	return provider_keys;
+}
+
+const struct cfg_key *
+am_config_route_keys(size_t *n)
+{
+	*n = sizeof(route_keys) / sizeof(route_keys[0]);
+	return route_keys;
+}
+
+const struct cfg_key *
+am_config_introspection_client_keys(size_t *n)
+{
+	*n = sizeof(introspection_client_keys) / sizeof(introspection_client_keys[0]);
+	return introspection_client_keys;
 }
 
 const struct am_provider *
@@ -294,6 +339,10 @@ provider_named(struct am_config *cfg, const char *name, char *err, size_t errcap
 	return p;
 }
 
+static int gate_section_set(struct am_config *cfg, const char *section, const char *key,
+			    const char *value, char *err, size_t errcap);
+static int validate_gate(struct am_config *cfg, char *err, size_t errcap);
+
 int
 am_config_set(struct am_config *cfg, const char *section, const char *key, const char *value,
 	      char *err, size_t errcap)
@@ -314,6 +363,9 @@ am_config_set(struct am_config *cfg, const char *section, const char *key, const
 		return -1;
 	}
 
+	if (strncmp(section, "route ", 6) == 0 ||
+	    strncmp(section, "introspection client ", 21) == 0)
+		return gate_section_set(cfg, section, key, value, err, errcap);
 	return am_cfg_set_in(cfg, k, n, section, key, value, err, errcap);
 }
 
@@ -462,7 +514,7 @@ am_config_validate(struct am_config *cfg, char *err, size_t errcap)
 		snprintf(err, errcap, "[audit] sink must be stdout, stderr, off or file:PATH");
 		return -1;
 	}
-	if (validate_providers(cfg, err, errcap) != 0)
+	if (validate_providers(cfg, err, errcap) != 0 || validate_gate(cfg, err, errcap) != 0)
 		return -1;
 	if (am_fetch_allow_check(cfg->outbound_allow, bad, sizeof(bad)) != 0) {
 		snprintf(err, errcap, "[outbound] allow_private_targets: %s", bad);
@@ -566,4 +618,265 @@ am_scope_in(const char *list, const char *scope)
 		p += sl;
 	}
 	return false;
+}
+
+/* ---- gate (docs/gate.md): [route NAME], [introspection client NAME], and the
+ * checks of the gate's keys. ---- */
+
+static bool
+section_word_ok(const char *name, size_t cap)
+{
+	if (name[0] == '\0' || strlen(name) >= cap)
+		return false;
+	for (const char *p = name; *p != '\0'; p++) {
+		if (!isalnum((unsigned char)*p) && strchr("-_.", *p) == NULL)
+			return false;
+	}
+	return true;
+}
+
+static int
+gate_section_set(struct am_config *cfg, const char *section, const char *key, const char *value,
+		 char *err, size_t errcap)
+{
+	bool route = strncmp(section, "route ", 6) == 0;
+	const char *name = section + (route ? 6 : 21);
+	const struct cfg_key *table = route ? route_keys : introspection_client_keys;
+	size_t ntable =
+		route ? sizeof(route_keys) / sizeof(route_keys[0])
+		      : sizeof(introspection_client_keys) / sizeof(introspection_client_keys[0]);
+	void *base = NULL;
+
+	if (!section_word_ok(name, 64)) {
+		snprintf(err, errcap,
+			 "the section is [%s NAME], NAME one word of letters, "
+			 "digits, - _ .",
+			 route ? "route" : "introspection client");
+		return -1;
+	}
+	if (route) {
+		if (cfg->routes_builtin) { /* the first [route] replaces the demo's */
+			cfg->nroutes = 0;
+			cfg->routes_builtin = false;
+		}
+		for (size_t i = 0; i < cfg->nroutes && base == NULL; i++) {
+			if (strcmp(cfg->routes[i].name, name) == 0)
+				base = &cfg->routes[i];
+		}
+		if (base == NULL) {
+			if (cfg->nroutes == AM_MAX_ROUTES) {
+				snprintf(err, errcap, "at most %d routes", AM_MAX_ROUTES);
+				return -1;
+			}
+			struct am_route *r = &cfg->routes[cfg->nroutes++];
+
+			memset(r, 0, sizeof(*r));
+			am_cfg_defaults(r, route_keys, ntable);
+			snprintf(r->name, sizeof(r->name), "%s", name);
+			base = r;
+		}
+	} else {
+		for (size_t i = 0; i < cfg->nintrospection_clients && base == NULL; i++) {
+			if (strcmp(cfg->introspection_clients[i].name, name) == 0)
+				base = &cfg->introspection_clients[i];
+		}
+		if (base == NULL) {
+			if (cfg->nintrospection_clients == AM_MAX_INTROSPECTION_CLIENTS) {
+				snprintf(err, errcap, "at most %d introspection clients",
+					 AM_MAX_INTROSPECTION_CLIENTS);
+				return -1;
+			}
+			struct am_introspection_client *c =
+				&cfg->introspection_clients[cfg->nintrospection_clients++];
+
+			memset(c, 0, sizeof(*c));
+			am_cfg_defaults(c, introspection_client_keys, ntable);
+			snprintf(c->name, sizeof(c->name), "%s", name);
+			base = c;
+		}
+	}
+	for (size_t i = 0; i < ntable; i++) {
+		if (strcmp(table[i].key, key) == 0)
+			return am_cfg_apply(base, &table[i], value, err, errcap);
+	}
+	snprintf(err, errcap, "unknown key");
+	return -1;
+}
+
+/* Methods are upper-case tokens (GET, POST, PROPFIND ...). */
+static bool
+methods_ok(const char *v)
+{
+	for (const char *p = v; *p != '\0'; p++) {
+		if (*p != ' ' && (*p < 'A' || *p > 'Z'))
+			return false;
+	}
+	return true;
+}
+
+/* Two routes of one path must not both claim a method (or both claim all). */
+static bool
+routes_overlap(const struct am_route *a, const struct am_route *b)
+{
+	char copy[sizeof(a->methods)], *save = NULL;
+
+	if (strcmp(a->path, b->path) != 0)
+		return false;
+	if (a->methods[0] == '\0' || b->methods[0] == '\0')
+		return a->methods[0] == '\0' && b->methods[0] == '\0';
+	snprintf(copy, sizeof(copy), "%s", a->methods);
+	for (char *t = strtok_r(copy, " ", &save); t != NULL; t = strtok_r(NULL, " ", &save)) {
+		if (am_word_in(b->methods, t))
+			return true;
+	}
+	return false;
+}
+
+static int
+validate_route(const struct am_config *cfg, size_t i, char *err, size_t errcap)
+{
+	const struct am_route *r = &cfg->routes[i];
+	char bad[128];
+
+	/* The path is compared with canonical request paths (no dot segments, no
+	 * doubled slashes, no percent-encoding), so it must be canonical too or
+	 * it could never match. */
+	if (r->path[0] != '/' || strstr(r->path, "//") != NULL || strstr(r->path, "/./") != NULL ||
+	    strstr(r->path, "/../") != NULL || strpbrk(r->path, "%?#;\\ ") != NULL ||
+	    (strlen(r->path) >= 2 && strcmp(r->path + strlen(r->path) - 2, "/.") == 0) ||
+	    (strlen(r->path) >= 3 && strcmp(r->path + strlen(r->path) - 3, "/..") == 0)) {
+		snprintf(err, errcap,
+			 "[route %s] path must be a plain absolute path (no //, dot segments, "
+			 "%%, ?, #, ;, backslash or space)",
+			 r->name);
+		return -1;
+	}
+	for (const char *p = r->path; *p != '\0'; p++) {
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
+			snprintf(err, errcap, "[route %s] path must be visible ASCII", r->name);
+			return -1;
+		}
+	}
+	if (!methods_ok(r->methods)) {
+		snprintf(err, errcap, "[route %s] methods must be upper-case method names",
+			 r->name);
+		return -1;
+	}
+	if (!scopes_subset(r->scope, cfg->scopes_supported, bad, sizeof(bad))) {
+		snprintf(err, errcap, "[route %s] scope has %s, which is not in supported", r->name,
+			 bad);
+		return -1;
+	}
+	for (size_t j = 0; j < i; j++) {
+		if (routes_overlap(&cfg->routes[j], r)) {
+			snprintf(err, errcap,
+				 "[route %s] and [route %s] have the same path and a method in "
+				 "common",
+				 cfg->routes[j].name, r->name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Reads the first line of a secret file into its hash; the text is wiped. */
+static int
+hash_secret_file(struct am_introspection_client *c, char *err, size_t errcap)
+{
+	char buf[AM_MAX_TOKEN_BYTES + 2];
+	FILE *f = fopen(c->secret_file, "r");
+	size_t n;
+
+	if (f == NULL) {
+		snprintf(err, errcap, "[introspection client %s] secret_file: cannot open: %s",
+			 c->name, strerror(errno));
+		return -1;
+	}
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	n = strlen(buf);
+	if (n < 16 || n > AM_MAX_TOKEN_BYTES) {
+		memset(buf, 0, sizeof(buf));
+		snprintf(err, errcap,
+			 "[introspection client %s] secret_file must hold a secret of 16 to %d "
+			 "characters",
+			 c->name, AM_MAX_TOKEN_BYTES);
+		return -1;
+	}
+	am_sha256(buf, n, c->secret_hash);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return 0;
+}
+
+static int
+validate_client(struct am_introspection_client *c, char *err, size_t errcap)
+{
+	bool has_hash = c->secret_sha256[0] != '\0', has_file = c->secret_file[0] != '\0';
+
+	if (has_hash == has_file) {
+		snprintf(err, errcap,
+			 "[introspection client %s] needs exactly one of secret_sha256 and "
+			 "secret_file",
+			 c->name);
+		return -1;
+	}
+	if (has_file)
+		return hash_secret_file(c, err, errcap);
+	if (strlen(c->secret_sha256) != 64 ||
+	    strspn(c->secret_sha256, "0123456789abcdefABCDEF") != 64) {
+		snprintf(err, errcap,
+			 "[introspection client %s] secret_sha256 must be 64 hex digits "
+			 "(sha256sum of the secret)",
+			 c->name);
+		return -1;
+	}
+	for (size_t i = 0; i < 32; i++) {
+		unsigned v;
+
+		(void)sscanf(c->secret_sha256 + 2 * i, "%2x", &v);
+		c->secret_hash[i] = (uint8_t)v;
+	}
+	return 0;
+}
+
+static int
+validate_gate(struct am_config *cfg, char *err, size_t errcap)
+{
+	struct am_cidr_list list;
+	char why[128];
+
+	if (cfg->nroutes == 0) {
+		/* The demo API as routes: reading needs a credential, anything else
+		 * api.write (when the service has such a scope). */
+		static const struct am_route demo[] = {
+			{"demo-read", "/api/resource", "GET HEAD", ""},
+			{"demo-write", "/api/resource", "", "api.write"},
+		};
+
+		for (size_t i = 0; i < 2; i++) {
+			if (i == 1 && !am_scope_in(cfg->scopes_supported, "api.write"))
+				break;
+			cfg->routes[cfg->nroutes++] = demo[i];
+		}
+		cfg->routes_builtin = true;
+	}
+	for (size_t i = 0; i < cfg->nroutes; i++) {
+		if (validate_route(cfg, i, err, errcap) != 0)
+			return -1;
+	}
+	for (size_t i = 0; i < cfg->nintrospection_clients; i++) {
+		if (validate_client(&cfg->introspection_clients[i], err, errcap) != 0)
+			return -1;
+	}
+	if (am_cidr_parse(cfg->trusted_proxies, &list, why, sizeof(why)) != 0) {
+		snprintf(err, errcap, "[server] trusted_proxies: %s", why);
+		return -1;
+	}
+	if (am_cidr_parse(cfg->metrics_allow, &list, why, sizeof(why)) != 0) {
+		snprintf(err, errcap, "[metrics] allow: %s", why);
+		return -1;
+	}
+	return 0;
 }

@@ -13,6 +13,25 @@
 #define AM_CFG_STR 512
 #define AM_MAX_PROVIDERS 16
 
+/* The gate (docs/gate.md): one [route NAME] section of the access policy. */
+#define AM_MAX_ROUTES 64
+struct am_route {
+	char name[64];
+	char path[256];		/* canonical path prefix, matched segment-wise */
+	char methods[128];	/* space-separated; empty: every method */
+	char scope[AM_CFG_STR]; /* every one of these is required; empty: authenticated */
+};
+
+/* One [introspection client NAME] section: a resource server allowed to
+ * call POST /oauth2/introspect with HTTP Basic. */
+#define AM_MAX_INTROSPECTION_CLIENTS 16
+struct am_introspection_client {
+	char name[64];		 /* the Basic user name (client_id) */
+	char secret_sha256[65];	 /* hex SHA-256 of the secret, or */
+	char secret_file[256];	 /* a file holding the secret (read at start) */
+	uint8_t secret_hash[32]; /* derived: SHA-256 of the secret */
+};
+
 /* One trusted agent provider: a [provider NAME] section. */
 struct am_provider {
 	char name[64];
@@ -92,6 +111,19 @@ struct am_config {
 	/* [outbound] allow_private_targets: CIDR blocks outbound fetches may
 	 * reach though private or loopback (core/fetch.h); empty: none */
 	char outbound_allow[256];
+	/* gate (issue 9): [server] trusted_proxies, [gate], [metrics], [route NAME],
+	 * [introspection client NAME] */
+	char trusted_proxies[AM_CFG_STR]; /* CIDR list; empty: trust no proxy */
+	char trusted_proxy_header[24];	  /* x-forwarded-for | forwarded */
+	char gate_default[16];		  /* deny | authenticated */
+	int64_t introspection_per_minute; /* per client (and per IP for bad logins) */
+	int64_t revocation_per_minute;	  /* RFC 7009 calls per client IP */
+	char metrics_allow[AM_CFG_STR];	  /* CIDR list of peers allowed /metrics */
+	struct am_route routes[AM_MAX_ROUTES];
+	size_t nroutes;
+	bool routes_builtin; /* no [route] section: the demo API's two routes */
+	struct am_introspection_client introspection_clients[AM_MAX_INTROSPECTION_CLIENTS];
+	size_t nintrospection_clients;
 	/* [provider NAME] sections: the trust list */
 	struct am_provider providers[AM_MAX_PROVIDERS];
 	size_t nproviders;
@@ -114,6 +146,10 @@ struct cfg_key {
  * keys of a [provider NAME] section. */
 const struct cfg_key *am_config_keys(size_t *n);
 const struct cfg_key *am_config_provider_keys(size_t *n);
+
+/* The keys of a [route NAME] and an [introspection client NAME] section. */
+const struct cfg_key *am_config_route_keys(size_t *n);
+const struct cfg_key *am_config_introspection_client_keys(size_t *n);
 
 /* The trusted provider with exactly this issuer, or NULL. */
 const struct am_provider *am_config_provider(const struct am_config *cfg, const char *issuer);

@@ -42,6 +42,9 @@ enum am_err {
 	/* protected resource (RFC 6750) */
 	AM_E_INVALID_TOKEN,	 /* 401 invalid_token */
 	AM_E_INSUFFICIENT_SCOPE, /* 403 insufficient_scope */
+	/* the gate (forward-auth policy, RFC 7662 client authentication) */
+	AM_E_ACCESS_DENIED,  /* 403 access_denied: no route allows this request */
+	AM_E_INVALID_CLIENT, /* 401 invalid_client: introspection client authentication */
 	/* server side */
 	AM_E_UNAVAILABLE, /* 503 temporarily_unavailable: store, mail or upstream down */
 	AM_E_INTERNAL,	  /* 500 server_error: a bug or no memory; detail to the log */

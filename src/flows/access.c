@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/log.h"
+#include "core/metrics.h"
 #include "flows/internal.h"
 #include "flows/ratelimit.h"
 
@@ -73,6 +75,7 @@ flow_rate_check(const struct flow_env *env, const char *kind, enum flow_rate_sco
 	}
 	if (refused == NULL)
 		return AM_OK;
+	am_metrics_inc(AM_M_RATE_LIMITED, kind, NULL);
 	am_fail(e, AM_E_RATE_LIMITED, "too many %s registrations %s; retry in %llds", kind, refused,
 		(long long)*retry_after);
 	if (e != NULL)
@@ -84,4 +87,280 @@ void
 flow_result_wipe(void *result, size_t size)
 {
 	OPENSSL_cleanse(result, size);
+}
+
+/* ---- the gate: route policy, introspection, RFC 7009 ---- */
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static bool
+unreserved(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+enum am_err
+flow_gate_path(const char *target, char *out, size_t cap, struct am_error *e)
+{
+	char dec[AM_MAX_URL_BYTES + 1];
+	size_t n = 0, o = 0;
+	const char *p;
+
+	if (target == NULL || target[0] != '/')
+		return am_fail(e, AM_E_INVALID_REQUEST, "the original URI must start with /");
+	/* Pass 1: escapes and forbidden bytes, up to the query. */
+	for (p = target; *p != '\0' && *p != '?' && *p != '#'; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (n + 3 >= sizeof(dec))
+			return am_fail(e, AM_E_INVALID_REQUEST, "the original URI is too long");
+		if (c < 0x21 || c == 0x7f || c == '\\' || c == ';')
+			return am_fail(e, AM_E_INVALID_REQUEST,
+				       "the original URI has a character the gate refuses "
+				       "(control, space, backslash or ;)");
+		if (c != '%') {
+			dec[n++] = (char)c;
+			continue;
+		}
+		int hi = hexval(p[1]), lo = hi < 0 ? -1 : hexval(p[2]);
+
+		if (lo < 0)
+			return am_fail(e, AM_E_INVALID_REQUEST,
+				       "the original URI has a bad %% escape");
+		c = (unsigned char)(hi * 16 + lo);
+		if (c < 0x20 || c == 0x7f || c == '/' || c == '\\' || c == ';')
+			return am_fail(e, AM_E_INVALID_REQUEST,
+				       "the original URI encodes a separator or control character");
+		if (unreserved(c)) {
+			dec[n++] = (char)c;
+		} else {
+			dec[n++] = '%';
+			dec[n++] = "0123456789ABCDEF"[c >> 4];
+			dec[n++] = "0123456789ABCDEF"[c & 15];
+		}
+		p += 2;
+	}
+	dec[n] = '\0';
+	/* Pass 2: segments, RFC 3986 remove_dot_segments plus merged slashes. */
+	if (cap < 2)
+		return am_fail(e, AM_E_INVALID_REQUEST, "the original URI is too long");
+	out[o++] = '/';
+	for (size_t i = 1; i <= n;) {
+		size_t j = i, len;
+
+		while (j < n && dec[j] != '/')
+			j++;
+		len = j - i;
+		if (len == 0 || (len == 1 && dec[i] == '.')) {
+			/* "//" or "/./": nothing */
+		} else if (len == 2 && dec[i] == '.' && dec[i + 1] == '.') {
+			if (o == 1)
+				return am_fail(e, AM_E_INVALID_REQUEST,
+					       "the original URI climbs above the root");
+			o--; /* the slash after the last segment */
+			while (o > 0 && out[o - 1] != '/')
+				o--;
+		} else {
+			if (o + len + 1 >= cap)
+				return am_fail(e, AM_E_INVALID_REQUEST,
+					       "the original URI is too long");
+			memcpy(out + o, dec + i, len);
+			o += len;
+			if (j < n)
+				out[o++] = '/';
+		}
+		if (j >= n) {
+			/* A final "." or ".." names a directory: keep its slash. */
+			break;
+		}
+		i = j + 1;
+		if (i == n)
+			break; /* a trailing slash, already written */
+	}
+	out[o] = '\0';
+	return AM_OK;
+}
+
+/* Segment-wise prefix: "/api/" covers "/api/x"; "/api" covers "/api" and
+ * "/api/x" but not "/apix". */
+static bool
+covers(const char *prefix, const char *path)
+{
+	size_t pl = strlen(prefix);
+
+	if (strncmp(path, prefix, pl) != 0)
+		return false;
+	return pl == 0 || prefix[pl - 1] == '/' || path[pl] == '\0' || path[pl] == '/';
+}
+
+const struct am_route *
+flow_route_find(const struct am_config *cfg, const char *method, const char *path,
+		bool *method_refused)
+{
+	const struct am_route *named = NULL, *all = NULL;
+	size_t best = 0;
+	bool any = false;
+
+	*method_refused = false;
+	for (size_t i = 0; i < cfg->nroutes; i++) {
+		const struct am_route *r = &cfg->routes[i];
+		size_t len = strlen(r->path);
+
+		if (!covers(r->path, path) || (any && len < best))
+			continue;
+		if (!any || len > best) {
+			named = all = NULL;
+			best = len;
+			any = true;
+		}
+		if (r->methods[0] == '\0')
+			all = r;
+		else if (am_word_in(r->methods, method))
+			named = r;
+	}
+	if (named != NULL)
+		return named;
+	if (all != NULL)
+		return all;
+	*method_refused = any;
+	return NULL;
+}
+
+static bool
+method_ok(const char *m)
+{
+	size_t n = m != NULL ? strlen(m) : 0;
+
+	if (n == 0 || n > 16)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (m[i] < 'A' || m[i] > 'Z')
+			return false;
+	}
+	return true;
+}
+
+/* The first scope of need missing from have, into miss; false if none. */
+static bool
+missing_scope(const char *need, const char *have, char *miss, size_t cap)
+{
+	char copy[AM_CFG_STR], *save = NULL;
+
+	snprintf(copy, sizeof(copy), "%s", need);
+	for (char *t = strtok_r(copy, " ", &save); t != NULL; t = strtok_r(NULL, " ", &save)) {
+		if (!am_scope_in(have, t)) {
+			snprintf(miss, cap, "%s", t);
+			return true;
+		}
+	}
+	return false;
+}
+
+enum am_err
+flow_gate_check(const struct flow_env *env, struct store *st, const char *method,
+		const char *target, const char *bearer, struct gate_result *out, struct am_error *e)
+{
+	char path[AM_MAX_URL_BYTES + 1], miss[128];
+	const struct am_route *route;
+	struct store_auth auth;
+	bool refused;
+	enum am_err rc;
+
+	out->route = NULL;
+	if (!method_ok(method))
+		return am_fail(e, AM_E_INVALID_REQUEST, "the original method is not a method name");
+	if ((rc = flow_gate_path(target, path, sizeof(path), e)) != AM_OK)
+		return rc;
+	route = flow_route_find(env->cfg, method, path, &refused);
+	if (route == NULL && (refused || strcmp(env->cfg->gate_default, "authenticated") != 0))
+		return am_fail(e, AM_E_ACCESS_DENIED, "no route of the access policy allows %s %s",
+			       method, refused ? "with this method" : "on this path");
+	out->route = route;
+	if (bearer == NULL)
+		return am_fail(e, AM_E_INVALID_TOKEN,
+			       "send a credential as Authorization: Bearer <credential>; see "
+			       "resource_metadata in WWW-Authenticate to get one");
+	if ((rc = flow_authenticate(env, st, bearer, &auth, e)) != AM_OK)
+		return rc;
+	if (route != NULL && missing_scope(route->scope, auth.cred.scopes, miss, sizeof(miss))) {
+		OPENSSL_cleanse(&auth, sizeof(auth));
+		return am_fail(e, AM_E_INSUFFICIENT_SCOPE,
+			       "this request needs the %s scope; claim the registration to get it",
+			       miss);
+	}
+	out->auth = auth;
+	return AM_OK;
+}
+
+const struct am_introspection_client *
+flow_introspection_client(const struct am_config *cfg, const char *name, const char *secret)
+{
+	static const uint8_t dummy[AM_HASH_LEN] = {0};
+	const struct am_introspection_client *hit = NULL;
+	uint8_t hash[AM_HASH_LEN];
+	bool ok;
+
+	if (name == NULL || secret == NULL)
+		return NULL;
+	am_sha256_str(secret, hash);
+	for (size_t i = 0; i < cfg->nintrospection_clients; i++) {
+		if (strcmp(cfg->introspection_clients[i].name, name) == 0)
+			hit = &cfg->introspection_clients[i];
+	}
+	/* One compare either way, so timing tells nothing about which names
+	 * exist. */
+	ok = am_ct_equal(hash, hit != NULL ? hit->secret_hash : dummy, AM_HASH_LEN);
+	OPENSSL_cleanse(hash, sizeof(hash));
+	return ok && hit != NULL ? hit : NULL;
+}
+
+enum am_err
+flow_introspect(const struct flow_env *env, struct store *st, const char *token, bool *active,
+		struct store_auth *auth, struct am_error *e)
+{
+	struct store_auth a;
+	enum am_err rc;
+
+	*active = false;
+	rc = flow_authenticate(env, st, token, &a, e);
+	if (rc == AM_E_INVALID_TOKEN)
+		return AM_OK;
+	if (rc != AM_OK)
+		return rc;
+	*auth = a;
+	*active = true;
+	return AM_OK;
+}
+
+enum am_err
+flow_revoke_token(const struct flow_env *env, struct store *st, const char *token, int *count,
+		  struct am_error *e)
+{
+	struct store_cred_filter f = {0};
+	struct store_auth a;
+	enum am_err rc;
+
+	*count = 0;
+	rc = flow_authenticate(env, st, token, &a, e);
+	if (rc == AM_E_INVALID_TOKEN)
+		return AM_OK;
+	if (rc != AM_OK)
+		return rc;
+	f.registration_id = a.cred.registration_id;
+	rc = flow_revoke_bulk(env, st, &f, "agent", count, e);
+	if (rc == AM_OK)
+		log_info("credential revoked by its holder id=%s registration=%s", a.cred.id,
+			 a.cred.registration_id);
+	return rc;
 }

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "core/clock.h"
+#include "core/metrics.h"
 #include "core/log.h"
 
 /* A failing sink (full disk, closed pipe) would log on every event; one line
@@ -143,6 +144,8 @@ audit_flush(struct audit_sink *s, struct audit_batch *b)
 		}
 		pthread_mutex_unlock(&s->mu);
 	}
+	for (size_t i = 0; i < b->n; i++)
+		am_metrics_audit_line(b->lines[i]); /* gate: committed events as metrics */
 	audit_discard(b);
 }
 

@@ -161,6 +161,58 @@ enum am_err flow_revoke_block(const struct flow_env *env, struct store *st, enum
  * registers again. */
 enum am_err flow_unblock(const struct flow_env *env, struct store *st, enum block_kind kind,
 			 const char *value, const char *sub, struct am_error *e) AM_WUR;
+/* ---- the gate (access.c; docs/gate.md) ---- */
+
+/* Turns a request target (path and maybe a query) into the canonical path
+ * the route policy is matched against: query and fragment cut, %XX of
+ * unreserved characters decoded (other escapes kept, upper-cased), doubled
+ * slashes merged, "." and ".." resolved. Refused (AM_E_INVALID_REQUEST):
+ * no leading "/", control characters, backslash, ";", %2F, %5C, %00, bad
+ * escapes, ".." above the root, or more than cap-1 bytes. */
+enum am_err flow_gate_path(const char *target, char *out, size_t cap, struct am_error *e) AM_WUR;
+
+/* The route for (method, canonical path): the longest path prefix (matched
+ * segment-wise) wins; among routes of that path, one naming the method,
+ * else one with every method. NULL when no route covers the path
+ * (*method_refused false: [gate] default applies) or when routes cover the
+ * path but none allows the method (*method_refused true: refuse). */
+const struct am_route *flow_route_find(const struct am_config *cfg, const char *method,
+				       const char *path, bool *method_refused);
+
+struct gate_result {
+	const struct am_route *route; /* NULL: [gate] default = authenticated */
+	struct store_auth auth;	      /* the caller's credential, on AM_OK */
+};
+
+/* The forward-auth decision for a request: method (upper-case token),
+ * target (as the proxy saw it) and bearer (the credential, NULL when none
+ * was sent). AM_OK fills out. Refusals: AM_E_INVALID_REQUEST (a bad method
+ * or target), AM_E_ACCESS_DENIED (no route allows it, whatever the
+ * credential), AM_E_INVALID_TOKEN (missing or not live),
+ * AM_E_INSUFFICIENT_SCOPE (live, but short of the route's scopes). On the
+ * last two out->route is set (so the challenge can name the scopes);
+ * out->auth is never filled on a refusal. */
+enum am_err flow_gate_check(const struct flow_env *env, struct store *st, const char *method,
+			    const char *target, const char *bearer, struct gate_result *out,
+			    struct am_error *e) AM_WUR;
+
+/* The introspection client named name whose secret has this SHA-256
+ * (compared in constant time; an unknown name costs the same compare), or
+ * NULL. */
+const struct am_introspection_client *
+flow_introspection_client(const struct am_config *cfg, const char *name, const char *secret);
+
+/* RFC 7662: *active tells whether token is a live credential; when it is,
+ * auth is filled. Unknown, revoked, expired and malformed tokens are all
+ * inactive (AM_OK); only store failures are errors. */
+enum am_err flow_introspect(const struct flow_env *env, struct store *st, const char *token,
+			    bool *active, struct store_auth *auth, struct am_error *e) AM_WUR;
+
+/* RFC 7009: revokes token's registration and its credentials when token is
+ * live (reason "agent"), audited; a token that is not live is no error, so
+ * the answer reveals nothing. *count gets how many credentials went. */
+enum am_err flow_revoke_token(const struct flow_env *env, struct store *st, const char *token,
+			      int *count, struct am_error *e) AM_WUR;
 
 /* Zeroes the secrets of a result once they have been sent. */
 void flow_result_wipe(void *result, size_t size);

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/cidr.h"
 #include "core/errors.h"
 #include "core/str.h"
 
@@ -19,7 +20,8 @@ struct http_req {
 	void *conn; /* the MHD connection; http/ only */
 	const char *method;
 	const char *path; /* without the query */
-	char ip[64];	  /* client address; empty if unknown */
+	char ip[64];	  /* client address (behind trusted proxies: see proxy.c) */
+	char peer[64];	  /* the socket's peer address; empty if unknown */
 	char id[24];	  /* request id, also in logs and X-Request-Id */
 	struct am_buf body;
 	bool too_large;
@@ -47,7 +49,7 @@ typedef enum am_err (*http_handler)(void *app, struct http_req *rq, struct http_
 enum http_match { HTTP_EXACT, HTTP_PREFIX };
 
 struct http_route {
-	const char *method;
+	const char *method; /* "*": any method (the gate's forward-auth) */
 	const char *path;
 	enum http_match match;
 	http_handler handler;
@@ -68,6 +70,8 @@ struct http_options {
 	unsigned request_timeout_s;  /* the whole request within this, in total */
 	unsigned idle_timeout_s;     /* a connection moving no bytes is closed */
 	unsigned log_interval_s;     /* 0: 60; one summary line of closes per interval */
+	const char *trusted_proxies; /* CIDR list ([server] trusted_proxies); NULL: none */
+	bool forwarded_rfc7239;	     /* read Forwarded, not X-Forwarded-For */
 };
 
 /* Starts listening and serving routes with app passed to every handler.
@@ -92,6 +96,11 @@ bool http_content_type_is(struct http_req *rq, const char *mime);
 /* The value of an application/x-www-form-urlencoded body field, decoded,
  * into out (cap bytes); false if absent or too long. */
 bool http_form_field(struct http_req *rq, const char *name, char *out, size_t cap);
+
+/* Sets rq->ip from rq->peer and, when the peer is in trusted, from the one
+ * forwarding header the proxy writes (X-Forwarded-For, or Forwarded when
+ * rfc7239), read right to left (proxy.c). */
+void http_proxy_client_ip(const struct am_cidr_list *trusted, bool rfc7239, struct http_req *rq);
 
 /* Response builders. json is stolen; text is copied. */
 void http_reply_json(struct http_resp *rs, int status, json_t *json);

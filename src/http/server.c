@@ -15,6 +15,7 @@
 #include "core/crypto.h"
 #include "core/limits.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "http/http.h"
 
 /* One open connection, from libmicrohttpd's connection-start notice to its
@@ -60,6 +61,8 @@ struct http_server {
 	pthread_mutex_t stop_mu;
 	pthread_cond_t stop_cv;
 	bool stopping;
+	struct am_cidr_list trusted; /* gate: proxies whose forwarding headers count */
+	bool forwarded_rfc7239;
 };
 
 static int64_t
@@ -454,6 +457,8 @@ dispatch(struct http_server *srv, struct MHD_Connection *conn, struct http_req *
 	enum am_err rc;
 	enum MHD_Result ret;
 	char allow[64] = "";
+	double started = am_metrics_now(); /* gate: metrics */
+	char status[8];
 
 	for (size_t i = 0; i < srv->nroutes; i++) {
 		const struct http_route *r = &srv->routes[i];
@@ -464,7 +469,7 @@ dispatch(struct http_server *srv, struct MHD_Connection *conn, struct http_req *
 		if (!match)
 			continue;
 		path_known = true;
-		if (strcmp(rq->method, r->method) == 0 ||
+		if (strcmp(rq->method, r->method) == 0 || strcmp(r->method, "*") == 0 ||
 		    (strcmp(rq->method, "HEAD") == 0 && strcmp(r->method, "GET") == 0)) {
 			hit = r;
 			break;
@@ -475,9 +480,10 @@ dispatch(struct http_server *srv, struct MHD_Connection *conn, struct http_req *
 			strcat(allow, r->method);
 		}
 	}
-	if (hit == NULL) {
-		if (!path_known)
-			return send_error(conn, rq, AM_E_NOT_FOUND, "no such resource");
+	if (hit == NULL && !path_known) {
+		am_fail(&e, AM_E_NOT_FOUND, "no such resource");
+		render_error(&rs, AM_E_NOT_FOUND, &e);
+	} else if (hit == NULL) {
 		http_add_header(&rs, "Allow", allow);
 		am_fail(&e, AM_E_METHOD_NOT_ALLOWED, "use %s on this resource", allow);
 		render_error(&rs, AM_E_METHOD_NOT_ALLOWED, &e);
@@ -499,6 +505,11 @@ dispatch(struct http_server *srv, struct MHD_Connection *conn, struct http_req *
 	}
 	log_info("http method=%s path=%s status=%d ip=%s", rq->method, rq->path, rs.status, rq->ip);
 	ret = send_resp(conn, rq, &rs);
+	/* gate: metrics, labelled by route pattern (bounded), never by raw path */
+	snprintf(status, sizeof(status), "%d", rs.status);
+	am_metrics_inc(AM_M_HTTP_REQUESTS, hit != NULL ? hit->path : "unmatched", status);
+	am_metrics_observe(AM_M_HTTP_DURATION, hit != NULL ? hit->path : "unmatched",
+			   am_metrics_now() - started);
 	resp_clear(&rs);
 	return ret;
 }
@@ -522,7 +533,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		rq->conn = conn;
 		rq->method = method;
 		rq->path = url;
-		client_ip(conn, rq->ip, sizeof(rq->ip));
+		client_ip(conn, rq->peer, sizeof(rq->peer));
+		http_proxy_client_ip(&srv->trusted, srv->forwarded_rfc7239, rq); /* gate */
 		{
 			char id[32];
 
@@ -749,6 +761,15 @@ http_server_start(const struct http_options *opt, const struct http_route *route
 	max_conns = connection_cap(opt->max_connections, opt->threads);
 	if (max_conns < opt->threads)
 		max_conns = opt->threads; /* the pool splits the cap among its threads */
+	srv->forwarded_rfc7239 = opt->forwarded_rfc7239;
+	if (opt->trusted_proxies != NULL) { /* gate: validated by the config already */
+		char why[128];
+
+		if (am_cidr_parse(opt->trusted_proxies, &srv->trusted, why, sizeof(why)) != 0) {
+			server_free(srv);
+			return am_fail(e, AM_E_INVALID_REQUEST, "trusted_proxies: %s", why);
+		}
+	}
 	srv->daemon = MHD_start_daemon(
 		flags, opt->port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
 		srv, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)opt->threads,

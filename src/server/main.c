@@ -301,16 +301,19 @@ main(int argc, char **argv)
 		return 1;
 	}
 	{
-		struct http_options opt = {cfg.listen_host,
-					   cfg.listen_port,
-					   (unsigned)cfg.threads,
-					   (size_t)cfg.body_bytes,
-					   (unsigned)cfg.max_connections,
-					   (unsigned)cfg.max_connections_per_ip,
-					   (unsigned)cfg.header_timeout,
-					   (unsigned)cfg.request_timeout,
-					   (unsigned)cfg.idle_timeout,
-					   (unsigned)cfg.slow_log_interval};
+		struct http_options opt = {
+			.host = cfg.listen_host,
+			.port = cfg.listen_port,
+			.threads = (unsigned)cfg.threads,
+			.max_body = (size_t)cfg.body_bytes,
+			.max_connections = (unsigned)cfg.max_connections,
+			.per_ip_connections = (unsigned)cfg.max_connections_per_ip,
+			.header_timeout_s = (unsigned)cfg.header_timeout,
+			.request_timeout_s = (unsigned)cfg.request_timeout,
+			.idle_timeout_s = (unsigned)cfg.idle_timeout,
+			.log_interval_s = (unsigned)cfg.slow_log_interval,
+			.trusted_proxies = cfg.trusted_proxies,
+			.forwarded_rfc7239 = strcmp(cfg.trusted_proxy_header, "forwarded") == 0};
 
 		if (http_server_start(&opt, app->routes, app->nroutes, app, &srv, &e) != AM_OK) {
 			fprintf(stderr, "authmd-server: %s\n", e.detail);

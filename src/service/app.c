@@ -16,6 +16,14 @@ route(struct app *a, const char *method, const char *path, http_handler h)
 		a->routes[a->nroutes++] = (struct http_route){method, path, HTTP_EXACT, h};
 }
 
+/* gate: a route of any method, or of a path prefix (Envoy's ext_authz). */
+static void
+route_any(struct app *a, const char *path, enum http_match match, http_handler h)
+{
+	if (a->nroutes < sizeof(a->routes) / sizeof(a->routes[0]))
+		a->routes[a->nroutes++] = (struct http_route){"*", path, match, h};
+}
+
 static enum am_err log_trust_list(struct app *a, struct am_error *e);
 
 enum am_err
@@ -35,7 +43,16 @@ app_new(const struct am_config *cfg, struct app **out, struct am_error *e)
 	    (rc = log_trust_list(a, e)) != AM_OK || (rc = discovery_build(a, e)) != AM_OK ||
 	    (rc = skill_build(a, e)) != AM_OK)
 		goto fail;
-	if ((a->env.limits = ratelimit_new(cfg->rate_window)) == NULL) {
+	{ /* gate */
+		char why[128];
+
+		if (am_cidr_parse(cfg->metrics_allow, &a->metrics_allow, why, sizeof(why)) != 0) {
+			rc = am_fail(e, AM_E_INVALID_REQUEST, "[metrics] allow: %s", why);
+			goto fail;
+		}
+	}
+	if ((a->env.limits = ratelimit_new(cfg->rate_window)) == NULL ||
+	    (a->gate_limits = ratelimit_new(60)) == NULL) {
 		rc = am_fail(e, AM_E_INTERNAL, "out of memory");
 		goto fail;
 	}
@@ -53,6 +70,14 @@ app_new(const struct am_config *cfg, struct app **out, struct am_error *e)
 	route(a, "GET", "/agent/auth/claim/view", h_claim_view);
 	route(a, "GET", "/api/resource", h_resource_get);
 	route(a, "POST", "/api/resource", h_resource_post);
+	/* gate (docs/gate.md) */
+	route_any(a, "/authz", HTTP_EXACT, h_authz);
+	route_any(a, "/authz/", HTTP_PREFIX, h_authz);
+	route(a, "POST", "/oauth2/introspect", h_introspect);
+	route(a, "POST", "/oauth2/revoke", h_oauth_revoke);
+	route(a, "GET", "/healthz", h_healthz);
+	route(a, "GET", "/readyz", h_readyz);
+	route(a, "GET", "/metrics", h_metrics);
 	*out = a;
 	return AM_OK;
 fail:
@@ -69,6 +94,7 @@ app_free(struct app *a)
 	mailer_free(a->env.mail);
 	audit_sink_free(a->env.audit);
 	ratelimit_free(a->env.limits);
+	ratelimit_free(a->gate_limits);
 	trust_free(a->env.trust);
 	free(a->prm_json);
 	free(a->as_json);

@@ -100,6 +100,18 @@ discovery_build(struct app *a, struct am_error *e)
 	as = json_pack("{s:s}", "issuer", cfg->public_url);
 	json_object_update_new(as, resource_fields(cfg));
 	json_object_set_new(as, "agent_auth", agent_auth_block(cfg));
+	/* gate: RFC 7009 always (agents revoke their own credential), RFC 7662
+	 * when some resource server may call it */
+	json_object_set_new(as, "revocation_endpoint",
+			    json_sprintf("%s/oauth2/revoke", cfg->public_url));
+	json_object_set_new(as, "revocation_endpoint_auth_methods_supported",
+			    json_pack("[s]", "none"));
+	if (cfg->nintrospection_clients > 0) {
+		json_object_set_new(as, "introspection_endpoint",
+				    json_sprintf("%s/oauth2/introspect", cfg->public_url));
+		json_object_set_new(as, "introspection_endpoint_auth_methods_supported",
+				    json_pack("[s]", "client_secret_basic"));
+	}
 	a->as_json = json_dumps(as, JSON_INDENT(2));
 	json_decref(as);
 	if (a->prm_json == NULL || a->as_json == NULL)

@@ -24,34 +24,13 @@ resource_challenge(struct app *a, struct http_resp *rs, const char *error, const
 	http_add_header(rs, "WWW-Authenticate", v);
 }
 
-/* Checks the Authorization header; on failure the 401 carries the
- * discovery pointer, as every 401 of the resource does. */
+/* The demo API is one more route of the access policy ([route NAME] or
+ * the built-in demo-read/demo-write), checked like a forward-auth call. */
 static enum am_err
 gate(struct app *a, struct http_req *rq, struct http_resp *rs, struct store_auth *auth,
      struct am_error *e)
 {
-	const char *h = http_header(rq, "Authorization");
-	struct store *st;
-	enum am_err rc;
-
-	if (h == NULL) {
-		resource_challenge(a, rs, NULL, NULL);
-		return am_fail(e, AM_E_INVALID_TOKEN,
-			       "send a credential as Authorization: Bearer <credential>; see "
-			       "resource_metadata in WWW-Authenticate to get one");
-	}
-	if (strncasecmp(h, "Bearer ", 7) != 0 || strchr(h + 7, ' ') != NULL) {
-		resource_challenge(a, rs, "invalid_request", NULL);
-		return am_fail(e, AM_E_INVALID_TOKEN,
-			       "the Authorization header must be "
-			       "\"Bearer <credential>\"");
-	}
-	if ((rc = app_store(a, &st, e)) != AM_OK)
-		return rc;
-	rc = flow_authenticate(&a->env, st, h + 7, auth, e);
-	if (rc == AM_E_INVALID_TOKEN)
-		resource_challenge(a, rs, "invalid_token", NULL);
-	return rc;
+	return svc_gate(a, rq, rs, rq->method, rq->path, auth, e);
 }
 
 static json_t *
@@ -89,12 +68,6 @@ h_resource_post(void *app, struct http_req *rq, struct http_resp *rs, struct am_
 
 	if ((rc = gate(app, rq, rs, &auth, e)) != AM_OK)
 		return rc;
-	if (!am_scope_in(auth.cred.scopes, "api.write")) {
-		resource_challenge(app, rs, "insufficient_scope", "api.write");
-		return am_fail(e, AM_E_INSUFFICIENT_SCOPE,
-			       "this request needs the api.write scope; claim the registration to "
-			       "get it");
-	}
 	body = whoami(&auth);
 	json_object_set_new(body, "written", json_true());
 	http_reply_json(rs, 200, body);

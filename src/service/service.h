@@ -22,8 +22,11 @@ struct app {
 	char *auth_md;
 	char prm_url[SVC_URL_MAX];	     /* the URL the 401 header points to */
 	char prm_path_inserted[SVC_URL_MAX]; /* RFC 9728 path form; empty if none */
-	struct http_route routes[16];
+	struct http_route routes[32];
 	size_t nroutes;
+	/* gate (docs/gate.md) */
+	struct ratelimit *gate_limits;	   /* per-minute limits of introspect and revoke */
+	struct am_cidr_list metrics_allow; /* [metrics] allow; empty: anyone */
 };
 
 /* Builds the app from cfg: store pool (migrated), mailer, audit sink, rate
@@ -49,6 +52,13 @@ char *skill_render(const struct app *a, const char *tmpl);
  * be NULL (no credentials sent) or an RFC 6750 error code, scope NULL. */
 void resource_challenge(struct app *a, struct http_resp *rs, const char *error, const char *scope);
 
+/* The gate (authz.c): checks the Authorization header of a request for
+ * (method, target) against the route policy. AM_OK fills *auth; a refusal
+ * sets the challenge on rs (401 discovery pointer, 403 insufficient_scope
+ * with the route's scopes) and never an identity header. */
+enum am_err svc_gate(struct app *a, struct http_req *rq, struct http_resp *rs, const char *method,
+		     const char *target, struct store_auth *auth, struct am_error *e) AM_WUR;
+
 /* Handlers, in the route table built by app_new. */
 enum am_err h_prm(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
 enum am_err h_as_metadata(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
@@ -65,6 +75,16 @@ enum am_err h_resource_get(void *app, struct http_req *rq, struct http_resp *rs,
 			   struct am_error *e);
 enum am_err h_resource_post(void *app, struct http_req *rq, struct http_resp *rs,
 			    struct am_error *e);
+
+/* The gate's handlers: forward-auth (authz.c), RFC 7662 and RFC 7009
+ * (introspect.c), operations (ops.c). */
+enum am_err h_authz(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
+enum am_err h_introspect(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
+enum am_err h_oauth_revoke(void *app, struct http_req *rq, struct http_resp *rs,
+			   struct am_error *e);
+enum am_err h_healthz(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
+enum am_err h_readyz(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
+enum am_err h_metrics(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
 
 /* The JSON answer of the challenge endpoint (agent_api.c). */
 enum am_err svc_challenge_json(struct app *a, struct http_req *rq, struct http_resp *rs,

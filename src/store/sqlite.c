@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/str.h"
 
 extern const char *const store_migrations[];
@@ -240,7 +241,11 @@ store_begin(struct store *st, struct am_error *e)
 enum am_err
 store_commit(struct store *st, struct am_error *e)
 {
-	return db_commit(st->db, e);
+	double started = am_metrics_now(); /* gate: commit latency */
+	enum am_err rc = db_commit(st->db, e);
+
+	am_metrics_observe(AM_M_STORE_COMMIT, NULL, am_metrics_now() - started);
+	return rc;
 }
 
 void

@@ -9,6 +9,7 @@
 #include "core/fetch.h"
 #include "core/limits.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/str.h"
 
 struct cache {
@@ -170,7 +171,10 @@ trust_keys(struct trust *t, const struct am_provider *p, const char *kid, int64_
 
 		c->last_fetch = now;
 		c->fetches++;
-		if (fetch_jwks(t->cfg, p, &fresh, &max_age, &fetch_err) == AM_OK) {
+		bool fetched = fetch_jwks(t->cfg, p, &fresh, &max_age, &fetch_err) == AM_OK;
+
+		am_metrics_inc(AM_M_JWKS_FETCHES, fetched ? "ok" : "failed", NULL); /* gate */
+		if (fetched) {
 			jose_keyset_release(c->keys);
 			c->keys = fresh;
 			c->expires_at = am_time_add(now, max_age);

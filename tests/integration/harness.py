@@ -456,3 +456,130 @@ class RealProvider(Process):
 
     def grants(self, session):
         return self.request("GET", "/grants", session=session).json["grants"]
+
+
+# --- the gate (docs/gate.md): a real nginx in front of an echoing upstream ---
+
+import http.server  # noqa: E402
+import threading  # noqa: E402
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+class EchoUpstream:
+    """The protected API: a real HTTP server (Python's http.server) that
+    answers every request with the method, path and headers it received."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.seen = []
+        upstream = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def answer(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                if n:
+                    self.rfile.read(n)
+                got = {"method": self.command, "path": self.path,
+                       "headers": {k.lower(): v for k, v in self.headers.items()}}
+                upstream.seen.append(got)
+                body = json.dumps(got).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = answer
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+NGINX_CONF = """
+worker_processes 1;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path %(tmp)s/client_body;
+    proxy_temp_path %(tmp)s/proxy;
+    fastcgi_temp_path %(tmp)s/fastcgi;
+    uwsgi_temp_path %(tmp)s/uwsgi;
+    scgi_temp_path %(tmp)s/scgi;
+    %(http_extra)s
+    include %(gate_conf)s;
+}
+"""
+
+
+def gate_nginx_server_block(listen, authmd, api):
+    """The server block of docs/gate.md with the test's addresses (the doc's
+    block is the source: the test reads it from the doc, so the two cannot
+    drift)."""
+    doc = os.path.join(HERE, "..", "..", "docs", "gate.md")
+    with open(doc) as f:
+        text = f.read()
+    m = re.search(r"```nginx\n(# nginx: authmd gate.*?)```", text, re.S)
+    assert m, "docs/gate.md has no nginx block starting '# nginx: authmd gate'"
+    return (m.group(1).replace("127.0.0.1:8080", listen).replace("127.0.0.1:8000", authmd)
+            .replace("127.0.0.1:9000", api))
+
+
+class Nginx(Process):
+    """Debian's nginx run unprivileged from a config written here, on a free
+    loopback port: authmd behind auth_request, the echo upstream as the API."""
+
+    def __init__(self, authmd_port, api_port, http_extra=""):
+        self.tmp = tempfile.mkdtemp(prefix="authmd-nginx-")
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.log_path = os.path.join(self.tmp, "nginx.log")
+        gate_conf = os.path.join(self.tmp, "gate.conf")
+        with open(gate_conf, "w") as f:
+            f.write(gate_nginx_server_block("127.0.0.1:%d" % self.port,
+                                            "127.0.0.1:%d" % authmd_port,
+                                            "127.0.0.1:%d" % api_port))
+        self.config = os.path.join(self.tmp, "nginx.conf")
+        with open(self.config, "w") as f:
+            f.write(NGINX_CONF % {"tmp": self.tmp, "gate_conf": gate_conf,
+                                  "http_extra": http_extra})
+
+    def argv(self):
+        return [NGINX, "-p", self.tmp, "-c", self.config, "-g",
+                "daemon off; pid %s/nginx.pid; error_log stderr;"
+                % self.tmp]
+
+    def ready(self):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+            return True
+
+    def request(self, method, path, body=None, headers=None, raw=None, content_type=None,
+                source=None):
+        hdrs = dict(headers or {})
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        if content_type is not None:
+            hdrs["Content-Type"] = content_type
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30,
+                                          source_address=(source, 0) if source else None)
+        try:
+            conn.request(method, path, body=data, headers=hdrs)
+            r = conn.getresponse()
+            return Response(r.status, r.getheaders(), r.read())
+        finally:
+            conn.close()

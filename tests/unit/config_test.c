@@ -225,6 +225,10 @@ every_key_is_in_the_configuration_docs(void **state)
 	assert_documented(doc, "docs/configuration.md", k, n, NULL);
 	k = am_config_provider_keys(&n);
 	assert_documented(doc, "docs/configuration.md", k, n, "provider");
+	k = am_config_route_keys(&n);
+	assert_documented(doc, "docs/configuration.md", k, n, "route");
+	k = am_config_introspection_client_keys(&n);
+	assert_documented(doc, "docs/configuration.md", k, n, "introspection client");
 	free(doc);
 }
 

@@ -1,0 +1,58 @@
+/* Process-wide counters and histograms, rendered in the Prometheus text
+ * exposition format (version 0.0.4) by GET /metrics. Like every Prometheus
+ * client, the registry is one per process: any layer may count an event
+ * without a handle being threaded through it. Thread-safe.
+ *
+ * Label values come from small closed sets chosen by our code (route
+ * patterns, status codes, kinds), never from request text, so the number
+ * of series is bounded; past AM_METRICS_MAX_SERIES new series are dropped
+ * and counted in authmd_metrics_series_dropped_total. */
+#ifndef AM_METRICS_H
+#define AM_METRICS_H
+
+#include <stddef.h>
+
+#define AM_METRICS_MAX_SERIES 512
+
+enum am_metric {
+	AM_M_HTTP_REQUESTS,    /* counter {route, status} */
+	AM_M_HTTP_DURATION,    /* histogram {route}, seconds */
+	AM_M_REGISTRATIONS,    /* counter {kind} */
+	AM_M_CLAIMS,	       /* counter */
+	AM_M_REVOCATIONS,      /* counter {reason} */
+	AM_M_EXPIRATIONS,      /* counter: registrations expired by the sweeper */
+	AM_M_GATE_DECISIONS,   /* counter {decision} */
+	AM_M_INTROSPECTIONS,   /* counter {active} */
+	AM_M_RATE_LIMITED,     /* counter {limit} */
+	AM_M_JWKS_FETCHES,     /* counter {result} */
+	AM_M_STORE_COMMIT,     /* histogram, seconds */
+	AM_M_MAIL_QUEUE_DEPTH, /* gauge */
+	AM_M__COUNT
+};
+
+/* Adds 1 to the series of metric m with these label values (as many as the
+ * metric has labels; extra ones are ignored, NULL is ""). */
+void am_metrics_inc(enum am_metric m, const char *l1, const char *l2);
+
+/* Records one observation (seconds) in histogram m. */
+void am_metrics_observe(enum am_metric m, const char *l1, double seconds);
+
+/* Sets gauge m. */
+void am_metrics_set(enum am_metric m, double value);
+
+/* Counts the metric an audit event line stands for (registration.created by
+ * registration_type, claim.confirmed, credential.revoked by reason,
+ * registration.expired); other events are ignored. line is the event's
+ * JSON as written to the audit sink. */
+void am_metrics_audit_line(const char *line);
+
+/* The current value of a series, for tests; 0 when it does not exist. */
+double am_metrics_value(enum am_metric m, const char *l1, const char *l2);
+
+/* The whole registry in text format; the caller frees it. */
+char *am_metrics_render(void);
+
+/* Seconds on a monotonic clock, for durations. */
+double am_metrics_now(void);
+
+#endif
