@@ -3,11 +3,13 @@
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CONFIG     ?=
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: all deps build build-asan run test test-fast format clean
+.PHONY: all deps build build-asan run test test-fast fuzz fuzz-run format clean
 
 all: build
 
@@ -43,8 +45,22 @@ test: build build-asan
 test-fast: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# libFuzzer targets (clang) into $(FUZZ_BUILD)/fuzz_*; see docs/fuzzing.md.
+# `make test` does not need this: it replays the corpora with gcc builds.
+$(FUZZ_BUILD)/Makefile: CMakeLists.txt fuzz/CMakeLists.txt
+	@bash scripts/deps.sh fuzz
+	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAUTHMD_FUZZ=ON >/dev/null
+
+fuzz: $(FUZZ_BUILD)/Makefile
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_all
+
+# Runs every target for FUZZ_SECONDS each, one at a time, and prints a
+# summary table for docs/fuzzing.md.
+fuzz-run: fuzz
+	@scripts/fuzz-all.sh $(FUZZ_SECONDS)
+
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	@rm -rf $(BUILD) $(ASAN_BUILD)
+	@rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages that building and testing authmd need.
-# Idempotent: packages already present are not touched, and apt is not even
-# consulted when nothing is missing, so `make` stays fast on a ready machine.
+# Installs the Debian 12 packages that building and testing authmd need
+# (with the argument fuzz, also what `make fuzz` needs). Idempotent:
+# packages already present are not touched, and apt is not even consulted
+# when nothing is missing, so `make` stays fast on a ready machine.
 set -euo pipefail
 
 PACKAGES=(
@@ -14,6 +15,11 @@ PACKAGES=(
 	# tests are Python (Debian's interpreter) with a real SMTP sink
 	libcmocka-dev python3 python3-aiosmtpd sqlite3 curl
 )
+# `scripts/deps.sh fuzz` (make fuzz) adds clang and its libFuzzer runtime;
+# `make build` and `make test` never need them.
+if [ "${1:-}" = "fuzz" ]; then
+	PACKAGES+=(clang libclang-rt-14-dev)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -3,6 +3,7 @@
 #include "fuzz.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <dirent.h>
 #include <ftw.h>
 #include <netinet/in.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "service/service.h"
 #include "trust/trust.h"
 #include "testkeys.h"
 
@@ -78,6 +80,7 @@ fz_serve(const struct http_route *routes, size_t nroutes, void *app, unsigned th
 	struct http_server *srv;
 	struct am_error e = {0};
 
+	(void)am_log_set_level("error"); /* one line per request would drown findings */
 	/* The port is free a moment before MHD binds it; retry if another
 	 * process took it in between. */
 	for (int i = 0; i < 20; i++) {
@@ -278,6 +281,7 @@ fz_flow_env(void)
 	if (env.cfg != NULL)
 		return &env;
 	fz_service_config(&cfg);
+	curl_global_init(CURL_GLOBAL_DEFAULT); /* the trust list fetches the test JWKS */
 	env.clock.now = FZ_NOW;
 	if (mailer_new(&cfg, &env.mail, &e) != AM_OK || trust_new(&cfg, &env.trust, &e) != AM_OK)
 		fz_die("cannot set up the flow environment");
@@ -361,4 +365,24 @@ fz_outbox_clear(void)
 	}
 	if (d != NULL)
 		closedir(d);
+}
+
+uint16_t
+fz_service_port(void)
+{
+	static struct am_config cfg;
+	static uint16_t port;
+	struct am_error e = {0};
+	struct app *a;
+
+	if (port != 0)
+		return port;
+	fz_service_config(&cfg);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (app_new(&cfg, &a, &e) != AM_OK) {
+		fprintf(stderr, "fuzz: app_new: %s\n", e.detail);
+		fz_die("cannot build the service");
+	}
+	port = fz_serve(a->routes, a->nroutes, a, 2); /* the app lives until exit */
+	return port;
 }

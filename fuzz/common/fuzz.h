@@ -71,6 +71,10 @@ json_t *fz_idjag_claims(const char *jti);
 bool fz_outbox_token(char *out, size_t cap);
 void fz_outbox_clear(void);
 
+/* Starts (once) the whole service (app_new on fz_service_config, the real
+ * route table) on 127.0.0.1 and returns its port. Its clock is real. */
+uint16_t fz_service_port(void);
+
 /* Copies data into b (NUL-terminated), replacing each placeholder
  * names[i] with values[i]. */
 void fz_splice(struct am_buf *b, const uint8_t *data, size_t size, const char *const *names,

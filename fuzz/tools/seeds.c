@@ -1,6 +1,7 @@
 /* Prints validly signed seed tokens for the jwt and logout_form corpora,
  * one "name token" per line (the test keys are fixed, so the seeds stay
- * valid), and last the test JWKS as "jwks DOCUMENT": build/fuzz/fuzz_seeds | while read n t; do ...; done. */
+ * valid), and last the test JWKS as "jwks DOCUMENT": build/fuzz/fuzz_seeds | while read n t; do
+ * ...; done. */
 #include <stdio.h>
 #include <stdlib.h>
 
