@@ -41,7 +41,8 @@ h_script(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *
 {
 	(void)app, (void)rq, (void)e;
 	if (sc.next >= sc.n) {
-		static const char nf[] = "{\"error\":\"not_found\",\"message\":\"no more answers\"}";
+		static const char nf[] =
+			"{\"error\":\"not_found\",\"message\":\"no more answers\"}";
 
 		http_reply_text(rs, 404, "application/json", nf, sizeof(nf) - 1);
 		return AM_OK;

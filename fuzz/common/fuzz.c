@@ -92,6 +92,21 @@ fz_serve(const struct http_route *routes, size_t nroutes, void *app, unsigned th
 	fz_die("cannot start the in-process HTTP server");
 }
 
+/* With FUZZ_HANG_GDB set, a hang prints every thread's stack (the
+ * server's workers are where a hang lives, not the fuzzing thread). */
+static void
+dump_threads(void)
+{
+	char cmd[128];
+
+	if (getenv("FUZZ_HANG_GDB") == NULL)
+		return;
+	snprintf(cmd, sizeof(cmd), "gdb -p %d -batch -ex 'thread apply all bt' 1>&2",
+		 (int)getpid());
+	if (system(cmd) != 0)
+		fprintf(stderr, "fuzz: gdb failed\n");
+}
+
 static void
 send_all(int fd, const char *p, size_t len)
 {
@@ -125,8 +140,10 @@ fz_http(uint16_t port, const char *req, size_t len, char *resp, size_t cap)
 		ssize_t n;
 
 		/* 30 s without a byte is a hang, which is a finding. */
-		if (poll(&p, 1, 30000) != 1)
+		if (poll(&p, 1, 30000) != 1) {
+			dump_threads();
 			fz_die("the server did not answer within 30 s");
+		}
 		if ((n = recv(fd, dst, room, 0)) <= 0)
 			break;
 		if (dst != sink)

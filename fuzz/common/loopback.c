@@ -25,7 +25,8 @@ loopback(const struct sockaddr *sa)
 	if (sa->sa_family == AF_INET6) {
 		const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
 
-		return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+		return IN6_IS_ADDR_LOOPBACK(a) ||
+		       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
 	}
 	return false;
 }
@@ -48,13 +49,13 @@ int
 getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
 	    struct addrinfo **res)
 {
-	static int (*real)(const char *, const char *, const struct addrinfo *,
-			   struct addrinfo **);
+	static int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
 	struct addrinfo h = {0};
 	struct in6_addr a6;
 	struct in_addr a4;
 
-	if (node != NULL && !(inet_pton(AF_INET, node, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127) &&
+	if (node != NULL &&
+	    !(inet_pton(AF_INET, node, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127) &&
 	    !(inet_pton(AF_INET6, node, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6)))
 		return EAI_NONAME;
 	if (hints != NULL)
