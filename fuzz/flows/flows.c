@@ -7,7 +7,8 @@
  * challenge, auth), then the body. Placeholders splice in real values, made
  * by an anonymous registration (and a started claim, when asked for) on the
  * same store: $CLAIM_TOKEN, $CREDENTIAL, $ATTEMPT_TOKEN, $OTP, and $IDJAG (a
- * valid ID-JAG of the test provider). Oracles: every refusal is a 4xx code
+ * valid ID-JAG of the test provider). One store serves STORE_INPUTS inputs
+ * in a row (each input registers afresh). Oracles: every refusal is a 4xx code
  * with a message (never 500/503); an accepted registration or claim yields
  * a credential that authenticates; a claim token cannot be completed twice. */
 #include <stdio.h>
@@ -42,16 +43,38 @@ refused_cleanly(enum am_err rc, const struct am_error *e)
 		fz_die("a refusal carries no message");
 }
 
+/* Opening a migrated store costs milliseconds, so one store serves
+ * STORE_INPUTS inputs in a row; every input still makes its own
+ * registration, so no input depends on another's rows. */
+#define STORE_INPUTS 256
+
+static struct store *
+shared_store(void)
+{
+	static struct store *st;
+	static unsigned uses;
+	struct am_error e = {0};
+
+	if (st != NULL && ++uses < STORE_INPUTS)
+		return st;
+	store_close(st);
+	uses = 0;
+	if (store_open("sqlite::memory:", "default", &st, &e) != AM_OK)
+		fz_die("cannot open the store");
+	return st;
+}
+
 static void
 fixture_open(struct fixture *fx, const uint8_t *data, size_t size)
 {
+	static unsigned long n;
 	const struct flow_env *env = fz_flow_env();
 	struct am_error e = {0};
 
 	memset(fx, 0, sizeof(*fx));
-	if (store_open("sqlite::memory:", "default", &fx->st, &e) != AM_OK ||
-	    flow_register_anonymous(env, fx->st, IP, NULL, &fx->reg, &e) != AM_OK)
-		fz_die("cannot set up the store");
+	fx->st = shared_store();
+	if (flow_register_anonymous(env, fx->st, IP, NULL, &fx->reg, &e) != AM_OK)
+		fz_die("cannot register the fixture's agent");
 	if (memmem(data, size, "$ATTEMPT_TOKEN", 14) != NULL || memmem(data, size, "$OTP", 4)) {
 		struct claim_start_result started;
 		struct challenge_result ch;
@@ -65,8 +88,13 @@ fixture_open(struct fixture *fx, const uint8_t *data, size_t size)
 		fz_outbox_clear();
 	}
 	if (memmem(data, size, "$IDJAG", 6) != NULL) {
-		json_t *claims = fz_idjag_claims("jti-fixture");
-		char *t = fz_sign("oauth-id-jag+jwt", claims);
+		char jti[32];
+		json_t *claims;
+		char *t;
+
+		snprintf(jti, sizeof(jti), "jti-fixture-%lu", ++n); /* unused on this store */
+		claims = fz_idjag_claims(jti);
+		t = fz_sign("oauth-id-jag+jwt", claims);
 
 		if (t == NULL || !am_copy(fx->idjag, sizeof(fx->idjag), t))
 			fz_die("cannot sign the fixture's ID-JAG");
@@ -236,7 +264,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	refused_cleanly(rc, &e);
 	json_decref(req);
 	am_buf_free(&body);
-	store_close(fx.st);
 	flow_result_wipe(&fx.reg, sizeof(fx.reg));
 	fz_outbox_clear();
 	return 0;
