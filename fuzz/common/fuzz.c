@@ -149,6 +149,10 @@ fz_http(uint16_t port, const char *req, size_t len, char *resp, size_t cap)
 		if (dst != sink)
 			got += (size_t)n;
 	}
+	/* Reset instead of a FIN, so no TIME_WAIT is left behind: thousands of
+	 * connections a second would otherwise wrap the ephemeral ports onto
+	 * 4-tuples the kernel still holds. */
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &(struct linger){1, 0}, sizeof(struct linger));
 	close(fd);
 	resp[got] = '\0';
 	if (sscanf(resp, "HTTP/1.%*1[01] %3d", &status) != 1)
