@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "authmd/client.h"
@@ -99,7 +100,10 @@ same_origin(const char *url)
 {
 	size_t n = strlen(origin);
 
-	return strncmp(url, origin, n) == 0 && (url[n] == '/' || url[n] == '\0');
+	/* Scheme and host compare without case; the origin ends at the path,
+	 * query or fragment. */
+	return strncasecmp(url, origin, n) == 0 &&
+	       (url[n] == '/' || url[n] == '\0' || url[n] == '?' || url[n] == '#');
 }
 
 static enum authmd_status

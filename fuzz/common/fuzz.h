@@ -23,7 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * libFuzzer records as a crash. */
 void fz_die(const char *msg) __attribute__((noreturn));
 
-/* A new folder under $TMPDIR (or /tmp), removed with its files at exit. */
+/* A new folder under $TMPDIR (unset: /dev/shm when writable, else /tmp),
+ * removed with its files at exit; TMPDIR then names it. */
 const char *fz_tmpdir(void);
 
 /* A port on 127.0.0.1 nobody was listening on a moment ago. */

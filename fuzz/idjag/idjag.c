@@ -45,9 +45,9 @@ run_idjag(const struct flow_env *env, struct store *st, const char *token)
 	if (!res.has_credential || !res.agent_verified ||
 	    flow_authenticate(env, st, res.credential, &auth, &e) != AM_OK)
 		fz_die("an accepted ID-JAG did not issue a working credential");
-	if (flow_register_idjag(env, st, IP, token, NULL, &again, &e2) == AM_OK)
+	if ((rc = flow_register_idjag(env, st, IP, token, NULL, &again, &e2)) == AM_OK)
 		fz_die("the same ID-JAG was accepted twice (jti replay)");
-	refused_cleanly(flow_register_idjag(env, st, IP, token, NULL, &again, &e2), &e2);
+	refused_cleanly(rc, &e2);
 	flow_result_wipe(&res, sizeof(res));
 	flow_result_wipe(&again, sizeof(again));
 }
