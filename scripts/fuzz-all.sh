@@ -7,6 +7,8 @@
 #   scripts/fuzz-all.sh 600            # every target, 10 minutes each
 #   scripts/fuzz-all.sh 60 jwt client  # only these
 #   JOBS=2 scripts/fuzz-all.sh 600
+#   FUZZ_FLAGS="-fork=1 -ignore_crashes=1" scripts/fuzz-all.sh 600 jwt
+#                                      # keep going past known crashes
 #
 # Each target grows a working corpus in build-fuzz/corpus/<target>, seeded
 # from fuzz/<target>/corpus (the repository's seeds are never written);
@@ -31,21 +33,27 @@ mkdir -p "$OUT/corpus" "$OUT/logs" "$OUT/artifacts" "$OUT/results"
 
 run_one() {
 	local t=$1 bin="$OUT/fuzz_$1" work="$OUT/corpus/$1" log="$OUT/logs/$1.log"
-	local dict=() rc execs size result
+	local dict=() rc execs size result crashes
 	if [ ! -x "$bin" ]; then
 		echo "| $t | 0 | - | - | not built (make fuzz) |" >"$OUT/results/$t"
 		return
 	fi
 	mkdir -p "$work"
+	touch "$log.start"
 	[ -f "fuzz/$t/$t.dict" ] && dict=(-dict="fuzz/$t/$t.dict")
 	nice -n 10 "$bin" -max_total_time="$SECONDS_EACH" -timeout=30 -rss_limit_mb=2048 \
-		-print_final_stats=1 -artifact_prefix="$OUT/artifacts/$t-" "${dict[@]}" \
+		-print_final_stats=1 -artifact_prefix="$OUT/artifacts/$t-" "${dict[@]}" ${FUZZ_FLAGS:-} \
 		"$work" "fuzz/$t/corpus" >"$log" 2>&1
 	rc=$?
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+	# -fork mode reports progress lines instead of final stats.
+	[ -z "$execs" ] && execs=$(sed -n 's/^#\([0-9]*\):.*exec\/s.*/\1/p' "$log" | tail -1)
 	size=$(find "$work" -type f | wc -l)
-	if [ $rc -eq 0 ]; then
+	crashes=$(find "$OUT/artifacts" -name "$t-crash-*" -newer "$log.start" 2>/dev/null | wc -l)
+	if [ $rc -eq 0 ] && [ "$crashes" -eq 0 ]; then
 		result=ok
+	elif [ $rc -eq 0 ]; then
+		result="FAILED ($crashes crash inputs in $OUT/artifacts)"
 	else
 		result="FAILED (exit $rc; see $log)"
 	fi
