@@ -3,6 +3,8 @@
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CONFIG     ?=
 # `make run` only: the programs' ports on 127.0.0.1 (empty: 8000 and 4000)
@@ -12,7 +14,7 @@ PROVIDER_PORT ?=
 VAR_DIR       ?= var
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: all deps build build-asan run test test-fast bench format clean
+.PHONY: all deps build build-asan run test test-fast bench fuzz fuzz-run format clean
 
 all: build
 
@@ -62,9 +64,22 @@ bench:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAUTHMD_BENCH=ON >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 	@python3 bench/bench.py --build $(BUILD)
+# libFuzzer targets (clang) into $(FUZZ_BUILD)/fuzz_*; see docs/fuzzing.md.
+# `make test` does not need this: it replays the corpora with gcc builds.
+$(FUZZ_BUILD)/Makefile: CMakeLists.txt fuzz/CMakeLists.txt
+	@bash scripts/deps.sh fuzz
+	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAUTHMD_FUZZ=ON >/dev/null
+
+fuzz: $(FUZZ_BUILD)/Makefile
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_all
+
+# Runs every target for FUZZ_SECONDS each, one at a time, and prints a
+# summary table for docs/fuzzing.md.
+fuzz-run: fuzz
+	@scripts/fuzz-all.sh $(FUZZ_SECONDS)
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	@rm -rf $(BUILD) $(ASAN_BUILD)
+	@rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

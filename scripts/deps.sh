@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that building and testing authmd need;
 # with --bench also what `make bench` runs beside the server (wrk, nginx,
-# the openssl command).
+# the openssl command); with fuzz also what `make fuzz` needs (clang and its
+# libFuzzer runtime), which `make build` and `make test` never need.
 # Idempotent: packages already present are not touched, and apt is not even
 # consulted when nothing is missing, so `make` stays fast on a ready machine.
 set -euo pipefail
@@ -19,9 +20,10 @@ PACKAGES=(
 	nginx
 )
 BENCH_PACKAGES=(wrk nginx openssl)
-if [ "${1:-}" = "--bench" ]; then
-	PACKAGES+=("${BENCH_PACKAGES[@]}")
-fi
+case "${1:-}" in
+--bench) PACKAGES+=("${BENCH_PACKAGES[@]}") ;;
+fuzz | --fuzz) PACKAGES+=(clang libclang-rt-14-dev) ;;
+esac
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -43,12 +45,12 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 
-# The bench runs its own nginx on a loopback port; Debian's package would
+# The gate's tests and the bench run their own nginx on a loopback port; Debian's package would
 # also start the system-wide one on port 80. Stop and disable that one if
 # this script just installed it.
 for p in "${missing[@]}"; do
 	if [ "$p" = nginx ] && [ -d /run/systemd/system ]; then
-		echo "deps: disabling the system nginx service (make bench starts its own)"
+		echo "deps: disabling the system nginx service (the tests and make bench start their own)"
 		$SUDO systemctl disable --now nginx.service >/dev/null 2>&1 || true
 	fi
 done
