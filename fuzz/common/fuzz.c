@@ -90,7 +90,10 @@ fz_serve(const struct http_route *routes, size_t nroutes, void *app, unsigned th
 	/* The port is free a moment before MHD binds it; retry if another
 	 * process took it in between. */
 	for (int i = 0; i < 20; i++) {
-		struct http_options opt = {"127.0.0.1", fz_free_port(), threads, 64 * 1024};
+		struct http_options opt = {.host = "127.0.0.1",
+					   .port = fz_free_port(),
+					   .threads = threads,
+					   .max_body = 64 * 1024};
 
 		if (http_server_start(&opt, routes, nroutes, app, &srv, &e) == AM_OK)
 			return opt.port; /* runs until the process exits */
@@ -266,6 +269,11 @@ fz_service_config(struct am_config *cfg)
 	set(cfg, "log", "level", "error");
 	set(cfg, "provider fz", "issuer", fz_provider_issuer());
 	set(cfg, "provider fz", "jwks_uri", jwks_uri);
+	/* one store serves many inputs: the claim-mail budgets would run out */
+	set(cfg, "limits", "claim_mails_per_address", "0");
+	set(cfg, "limits", "claim_mails_global", "0");
+	/* the fixture provider serves its keys on loopback */
+	set(cfg, "outbound", "allow_private_targets", "127.0.0.0/8 ::1/128");
 	if (am_config_validate(cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "fuzz: %s\n", err);
 		fz_die("the fixture config does not validate");

@@ -21,6 +21,6 @@
 #define AM_FETCH_TIMEOUT_MS 3000	     /* any outbound HTTP call */
 #define AM_MAX_SCOPES 32		     /* scopes in one credential */
 #define AM_MAX_DELIVERY_ANSWER_BYTES (64 * 1024) /* a logout-token receiver's answer, dropped */
-#define AM_MAX_FORWARDED_BYTES 4096 /* X-Forwarded-For or Forwarded, all lines */
+#define AM_MAX_FORWARDED_BYTES 4096		 /* X-Forwarded-For or Forwarded, all lines */
 
 #endif

@@ -127,6 +127,45 @@ usable(json_t *k, cjose_jwk_t *jwk, struct jose_key *out)
 	return false; /* oct and anything else: never a verification key here */
 }
 
+/* True when s[0..n) is unpadded base64url that decodes cleanly. cjose 0.6's
+ * decoder asserts (and so aborts the process) on some malformed input, such
+ * as "=" after a lone character, so nothing reaches it unchecked: only the
+ * URL-safe alphabet, no padding, and never a length that leaves one
+ * character over (n % 4 == 1 encodes no whole byte). */
+static bool
+b64url_ok(const char *s, size_t n)
+{
+	if (n % 4 == 1)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_'))
+			return false;
+	}
+	return true;
+}
+
+/* True when every base64url member a JWK may carry is a string cjose can
+ * decode safely (b64url_ok); absent members are fine. */
+static bool
+jwk_members_ok(const json_t *k)
+{
+	static const char *const members[] = {"n", "e", "x",  "y",  "k", "d",
+					      "p", "q", "dp", "dq", "qi"};
+
+	for (size_t i = 0; i < sizeof(members) / sizeof(members[0]); i++) {
+		const json_t *v = json_object_get(k, members[i]);
+
+		if (v == NULL)
+			continue;
+		if (!json_is_string(v) || !b64url_ok(json_string_value(v), json_string_length(v)))
+			return false;
+	}
+	return true;
+}
+
 enum am_err
 jose_keyset_parse(const char *json, size_t len, struct jose_keyset **out, struct am_error *e)
 {
@@ -153,7 +192,7 @@ jose_keyset_parse(const char *json, size_t len, struct jose_keyset **out, struct
 		cjose_jwk_t *jwk;
 		char *text;
 
-		if (ks->n >= JOSE_MAX_KEYS || !json_is_object(k))
+		if (ks->n >= JOSE_MAX_KEYS || !json_is_object(k) || !jwk_members_ok(k))
 			continue;
 		/* Import from the public members only: a JWKS that (wrongly)
 		 * carries private parts must not make us hold them. */
@@ -287,8 +326,17 @@ jose_token_parse(const char *compact, const char *want_typ, struct jose_token *o
 	if (len > JOSE_MAX_TOKEN_BYTES)
 		return am_fail(e, AM_E_INVALID_REQUEST, "the token is longer than %d bytes",
 			       JOSE_MAX_TOKEN_BYTES);
-	for (const char *p = compact; *p != '\0'; p++)
-		dots += *p == '.';
+	for (const char *p = compact, *seg = compact;; p++) {
+		if (*p != '.' && *p != '\0')
+			continue;
+		if (!b64url_ok(seg, (size_t)(p - seg)))
+			return am_fail(e, AM_E_INVALID_REQUEST,
+				       "the token is not a compact JWS (bad base64url)");
+		if (*p == '\0')
+			break;
+		dots++;
+		seg = p + 1;
+	}
 	if (dots != 2)
 		return am_fail(e, AM_E_INVALID_REQUEST, "the token is not a compact JWS");
 	if ((t.jws = cjose_jws_import(compact, len, &err)) == NULL)
@@ -394,7 +442,7 @@ jose_signer_load(const char *json, struct jose_signer **out, struct am_error *e)
 	cjose_err err;
 
 	if (doc == NULL || alg == NULL || kid == NULL || alg_rule(alg) == NULL ||
-	    json_object_get(doc, "d") == NULL) {
+	    json_object_get(doc, "d") == NULL || !jwk_members_ok(doc)) {
 		json_decref(doc);
 		return am_fail(e, AM_E_INVALID_REQUEST, "not a private key saved by authmd");
 	}

@@ -74,6 +74,34 @@ tokens_signed_with_es256_rs256_and_ps256_verify(void **state)
 	}
 }
 
+/* cjose 0.6 asserts (aborting the process) on "=" after a lone base64url
+ * character; the fuzzers found it. Such input must be refused before cjose. */
+static void
+malformed_base64url_is_refused_before_cjose_sees_it(void **state)
+{
+	static const char *const tokens[] = {
+		"a=.a.a", "a.a=.a", "a.a.a=", "eyJ.e30.a", "e30.e30.a+b", "e30.e30.a/b"};
+	static const char *const jwks[] = {
+		"{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"a=\",\"y\":\"a\"}]}",
+		"{\"keys\":[{\"kty\":\"RSA\",\"n\":\"abcde\",\"e\":\"AQAB\"}]}",
+		"{\"keys\":[{\"kty\":\"RSA\",\"n\":\"ab=c\",\"e\":\"AQAB\"}]}",
+		"{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":7,\"y\":\"a\"}]}",
+	};
+	struct jose_token t;
+	struct jose_keyset *ks = NULL;
+	struct am_error e = {0};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(tokens) / sizeof(tokens[0]); i++)
+		assert_int_equal(jose_token_parse(tokens[i], "oauth-id-jag+jwt", &t, &e),
+				 AM_E_INVALID_REQUEST);
+	for (size_t i = 0; i < sizeof(jwks) / sizeof(jwks[0]); i++) {
+		assert_int_equal(jose_keyset_parse(jwks[i], strlen(jwks[i]), &ks, &e),
+				 AM_E_INVALID_SIGNATURE);
+		assert_null(ks);
+	}
+}
+
 static void
 a_token_of_another_typ_is_refused(void **state)
 {
@@ -403,7 +431,8 @@ cached_keys_are_dropped_once_refreshes_fail_past_jwks_max_stale(void **state)
 	struct jose_keyset *ks = NULL;
 	struct http_server *srv = NULL;
 	uint16_t port = free_port();
-	struct http_options opt = {.host = "127.0.0.1", .port = port, .threads = 1, .max_body = 4096};
+	struct http_options opt = {
+		.host = "127.0.0.1", .port = port, .threads = 1, .max_body = 4096};
 	struct am_config cfg;
 	struct trust *t = NULL;
 	struct am_error e = {0};
@@ -449,6 +478,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(tokens_signed_with_es256_rs256_and_ps256_verify),
 		cmocka_unit_test(a_token_of_another_typ_is_refused),
+		cmocka_unit_test(malformed_base64url_is_refused_before_cjose_sees_it),
 		cmocka_unit_test(the_key_decides_the_algorithm_family),
 		cmocka_unit_test(malformed_and_forbidden_headers_are_refused),
 		cmocka_unit_test(keysets_keep_only_public_signing_keys),
