@@ -293,6 +293,9 @@ Then try:
   curl -s \$S/auth.md                                    # the guide for agents
   curl -s -X POST \$S/agent/auth -H 'Content-Type: application/json' \\
        -d '{"type":"anonymous"}'                         # an API key at once
+  curl -i \$S/authz -H 'X-Original-URI: /api/resource'   # the forward-auth gate
+To put authmd in front of your own API (nginx, Traefik, Caddy, Envoy), see
+docs/gate.md#how-to-try-the-gate.
 
 MSG
 
