@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that building and testing authmd need;
 # with --bench also what `make bench` runs beside the server (wrk, nginx,
-# the openssl command).
+# the openssl command); with --package only the tools that build and check
+# the Debian packages (`make deb`, `make check-package`).
 # Idempotent: packages already present are not touched, and apt is not even
 # consulted when nothing is missing, so `make` stays fast on a ready machine.
 set -euo pipefail
@@ -11,14 +12,20 @@ PACKAGES=(
 	build-essential cmake pkg-config clang-format
 	# libraries (see docs/decisions.md for why each)
 	libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libcjose-dev
-	libssl-dev libsqlite3-dev libinih-dev
+	libssl-dev libsqlite3-dev libinih-dev libsystemd-dev
 	# tests: unit framework, sanitizer runtimes come with gcc; integration
 	# tests are Python (Debian's interpreter) with a real SMTP sink
 	libcmocka-dev python3 python3-aiosmtpd sqlite3 curl
+	# tests of the install (test_install.py): nm, man -l, groff, and
+	# systemd-analyze verify on the units
+	binutils man-db groff systemd
 )
+PACKAGE_PACKAGES=(dpkg-dev debhelper fakeroot lintian)
 BENCH_PACKAGES=(wrk nginx openssl)
 if [ "${1:-}" = "--bench" ]; then
 	PACKAGES+=("${BENCH_PACKAGES[@]}")
+elif [ "${1:-}" = "--package" ]; then
+	PACKAGES=("${PACKAGE_PACKAGES[@]}")
 fi
 
 missing=()
