@@ -227,6 +227,19 @@ class Install(unittest.TestCase):
             self.assertRegex(text, r"ExecReload=.*--check-config ")
 
 
+    def test_units_under_usr_name_etc_authmd(self):
+        """GNUInstallDirs: the sysconfdir of prefix /usr is /etc, not /usr/etc."""
+        dest = os.path.join(self.tmp, "usr-dest")
+        r = run(["cmake", "--install", BIN_DIR, "--prefix", "/usr"],
+                env=dict(os.environ, DESTDIR=dest))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(dest, "usr/lib/systemd/system/authmd-server.service")) as f:
+            self.assertIn("ExecStart=/usr/sbin/authmd-server --config /etc/authmd/authmd.ini\n",
+                          f.read())
+        with open(os.path.join(self.root, "lib/systemd/system/authmd-server.service")) as f:
+            self.assertIn("--config %s/etc/authmd/authmd.ini\n" % PREFIX, f.read())
+
+
 class Notify(unittest.TestCase):
     """The programs tell systemd when they are ready and when they stop
     (the units are Type=notify), through $NOTIFY_SOCKET."""
