@@ -14,34 +14,65 @@ PROVIDER_PORT ?=
 VAR_DIR       ?= var
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: all deps build build-asan run test test-fast bench fuzz fuzz-run format clean
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+
+.PHONY: all deps deps-package build build-asan run test test-fast bench fuzz fuzz-run format clean \
+	install deb check-package
 
 all: build
 
 deps:
 	@bash scripts/deps.sh
 
-$(BUILD)/Makefile: CMakeLists.txt | deps
+# Packaging tools (debhelper, lintian, ...): only for `make deb` and
+# `make check-package`.
+deps-package:
+	@bash scripts/deps.sh --package
+
+# `make build` never installs packages (packagers run it in a clean chroot
+# with the Build-Depends): a missing library is CMake's error. `make deps`,
+# `make run` and `make test` install what is missing.
+$(BUILD)/Makefile: CMakeLists.txt
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 
-$(ASAN_BUILD)/Makefile: CMakeLists.txt | deps
+$(ASAN_BUILD)/Makefile: CMakeLists.txt
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DAUTHMD_SANITIZE=ON >/dev/null
 
-build: deps $(BUILD)/Makefile
+build: $(BUILD)/Makefile
 	@cmake --build $(BUILD) -j $(JOBS)
 
-build-asan: deps $(ASAN_BUILD)/Makefile
+build-asan: $(ASAN_BUILD)/Makefile
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 # Starts the provider and the server trusting it (or, with CONFIG=file, the
 # server alone), data in VAR_DIR; PORT=, PROVIDER_PORT= move them.
-run: build
+run: deps
+	@$(MAKE) build
 	@scripts/run.sh --build $(BUILD) --var $(VAR_DIR) $(if $(PORT),--port $(PORT)) \
 		$(if $(PROVIDER_PORT),--provider-port $(PROVIDER_PORT)) \
 		$(if $(CONFIG),--config $(CONFIG))
 
+# Installs the programs, libauthmd-client (.so, header, authmd-client.pc),
+# the samples, the auth.md template, man pages and systemd units under
+# PREFIX (default /usr/local), staged under DESTDIR when set.
+install: build
+	@DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
+
+# The Debian packages, in the parent directory (debian/, docs/operations.md).
+deb: deps-package
+	@dpkg-buildpackage -us -uc -b
+
+# Builds the Debian packages, runs lintian and starts the packaged server
+# (tests/integration/test_packaging.py); slow, so not part of `make test`.
+check-package: deps deps-package
+	@$(MAKE) build
+	@cd tests/integration && AUTHMD_BIN_DIR=$(CURDIR)/$(BUILD) AUTHMD_PACKAGE_TEST=1 \
+		PYTHONDONTWRITEBYTECODE=1 python3 -m unittest -v test_packaging
+
 # Every test, in the normal build and again under AddressSanitizer + UBSan.
-test: build build-asan
+test: deps
+	@$(MAKE) build build-asan
 	@echo "== tests (RelWithDebInfo) =="
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	@echo "== tests (ASan + UBSan) =="
@@ -50,7 +81,8 @@ test: build build-asan
 		ctest --output-on-failure -j $(JOBS)
 
 # Only the normal build's tests: the quick loop while developing.
-test-fast: build
+test-fast: deps
+	@$(MAKE) build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 # authmd-server beside nginx and openssl speed in one run (docs/performance.md),
@@ -64,6 +96,7 @@ bench:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAUTHMD_BENCH=ON >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 	@python3 bench/bench.py --build $(BUILD)
+
 # libFuzzer targets (clang) into $(FUZZ_BUILD)/fuzz_*; see docs/fuzzing.md.
 # `make test` does not need this: it replays the corpora with gcc builds.
 $(FUZZ_BUILD)/Makefile: CMakeLists.txt fuzz/CMakeLists.txt

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that building and testing authmd need;
 # with --bench also what `make bench` runs beside the server (wrk, nginx,
-# the openssl command); with fuzz also what `make fuzz` needs (clang and its
-# libFuzzer runtime), which `make build` and `make test` never need.
+# the openssl command); with --package only the tools that build and check
+# the Debian packages (`make deb`, `make check-package`); with fuzz also what
+# `make fuzz` needs (clang and its libFuzzer runtime), which `make build` and
+# `make test` never need.
 # Idempotent: packages already present are not touched, and apt is not even
 # consulted when nothing is missing, so `make` stays fast on a ready machine.
 set -euo pipefail
@@ -12,16 +14,21 @@ PACKAGES=(
 	build-essential cmake pkg-config clang-format
 	# libraries (see docs/decisions.md for why each)
 	libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libcjose-dev
-	libssl-dev libsqlite3-dev libinih-dev
+	libssl-dev libsqlite3-dev libinih-dev libsystemd-dev
 	# tests: unit framework, sanitizer runtimes come with gcc; integration
 	# tests are Python (Debian's interpreter) with a real SMTP sink
 	libcmocka-dev python3 python3-aiosmtpd sqlite3 curl
 	# the gate's integration test runs a real nginx (auth_request) in front of authmd
 	nginx
+	# tests of the install (test_install.py): nm, man -l, groff, and
+	# systemd-analyze verify on the units
+	binutils man-db groff systemd
 )
+PACKAGE_PACKAGES=(dpkg-dev debhelper fakeroot lintian)
 BENCH_PACKAGES=(wrk nginx openssl)
 case "${1:-}" in
 --bench) PACKAGES+=("${BENCH_PACKAGES[@]}") ;;
+--package) PACKAGES=("${PACKAGE_PACKAGES[@]}") ;;
 fuzz | --fuzz) PACKAGES+=(clang libclang-rt-14-dev) ;;
 esac
 

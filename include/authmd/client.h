@@ -35,6 +35,9 @@ enum authmd_status {
 
 #define AUTHMD_URL_MAX 512
 #define AUTHMD_TEXT_MAX 256
+/* The claim code a user reads from the email: this many decimal digits
+ * (the protocol's six; the server side names it AM_OTP_DIGITS). */
+#define AUTHMD_OTP_DIGITS 6
 
 struct authmd_error {
 	enum authmd_status status;

@@ -2,6 +2,7 @@
  * Exit codes are enum authmd_status (docs/agent.md). */
 #include <curl/curl.h>
 #include <errno.h>
+#include <getopt.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -11,7 +12,6 @@
 #include <unistd.h>
 
 #include "authmd/client.h"
-#include "core/crypto.h"
 
 #ifndef AUTHMD_VERSION
 #define AUTHMD_VERSION "dev"
@@ -22,7 +22,7 @@ struct args {
 		*store;
 	const char *headers[32];
 	int nheaders;
-	bool json, yes, anonymous, help;
+	bool json, yes, anonymous, help, version;
 };
 
 static const char *const usage_text =
@@ -37,10 +37,13 @@ static const char *const usage_text =
 	"  status                             what is stored\n"
 	"  forget URL                         drop what is stored for a service\n"
 	"\n"
+	"  -h, --help       this text          -V, --version    the version\n"
+	"\n"
 	"The provider session may also come from $AUTHMD_SESSION, which keeps it out of\n"
 	"the process list. Credentials live in $XDG_CONFIG_HOME/authmd/credentials.json.\n"
 	"Exit codes: 0 ok, 1 failed, 2 usage, 3 network or 5xx, 4 refused by the service,\n"
-	"5 a person must act, 6 credentials file, 7 the service breaks the protocol.\n";
+	"5 a person must act, 6 credentials file, 7 the service breaks the protocol;\n"
+	"see authmd(1).\n";
 
 static int
 usage(FILE *f, int rc)
@@ -49,58 +52,103 @@ usage(FILE *f, int rc)
 	return rc;
 }
 
+/* Fills *a from argv with getopt_long: options anywhere, then the command
+ * and its URL in order. False on a usage error (an unknown option, a
+ * missing value, too many -H, a third word). */
 static bool
 parse(int argc, char **argv, struct args *a)
 {
+	enum {
+		OPT_JSON = 256,
+		OPT_ANON,
+		OPT_EMAIL,
+		OPT_PROVIDER,
+		OPT_SESSION,
+		OPT_TYPE,
+		OPT_OTP,
+		OPT_STORE
+	};
+	static const struct option opts[] = {
+		{"json", no_argument, NULL, OPT_JSON},
+		{"yes", no_argument, NULL, 'y'},
+		{"anonymous", no_argument, NULL, OPT_ANON},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{"email", required_argument, NULL, OPT_EMAIL},
+		{"provider", required_argument, NULL, OPT_PROVIDER},
+		{"session", required_argument, NULL, OPT_SESSION},
+		{"credential-type", required_argument, NULL, OPT_TYPE},
+		{"otp", required_argument, NULL, OPT_OTP},
+		{"store", required_argument, NULL, OPT_STORE},
+		{"request", required_argument, NULL, 'X'},
+		{"data", required_argument, NULL, 'd'},
+		{"header", required_argument, NULL, 'H'},
+		{NULL, 0, NULL, 0},
+	};
+	int ch;
+
 	memset(a, 0, sizeof(*a));
-	for (int i = 1; i < argc; i++) {
-		const char *s = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+	while ((ch = getopt_long(argc, argv, "yhVX:d:H:", opts, NULL)) != -1) {
 		const char **slot = NULL;
 
-		if (strcmp(s, "--json") == 0)
+		switch (ch) {
+		case OPT_JSON:
 			a->json = true;
-		else if (strcmp(s, "--yes") == 0 || strcmp(s, "-y") == 0)
+			break;
+		case 'y':
 			a->yes = true;
-		else if (strcmp(s, "--anonymous") == 0)
+			break;
+		case OPT_ANON:
 			a->anonymous = true;
-		else if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0)
+			break;
+		case 'h':
 			a->help = true;
-		else if (strcmp(s, "--email") == 0)
+			break;
+		case 'V':
+			a->version = true;
+			break;
+		case OPT_EMAIL:
 			slot = &a->email;
-		else if (strcmp(s, "--provider") == 0)
+			break;
+		case OPT_PROVIDER:
 			slot = &a->provider;
-		else if (strcmp(s, "--session") == 0)
+			break;
+		case OPT_SESSION:
 			slot = &a->session;
-		else if (strcmp(s, "--credential-type") == 0)
+			break;
+		case OPT_TYPE:
 			slot = &a->cred_type;
-		else if (strcmp(s, "--otp") == 0)
+			break;
+		case OPT_OTP:
 			slot = &a->otp;
-		else if (strcmp(s, "--store") == 0)
+			break;
+		case OPT_STORE:
 			slot = &a->store;
-		else if (strcmp(s, "-X") == 0 || strcmp(s, "--request") == 0)
+			break;
+		case 'X':
 			slot = &a->method;
-		else if (strcmp(s, "-d") == 0 || strcmp(s, "--data") == 0)
+			break;
+		case 'd':
 			slot = &a->data;
-		else if (strcmp(s, "-H") == 0 || strcmp(s, "--header") == 0) {
-			if (v == NULL || a->nheaders >= 31)
+			break;
+		case 'H':
+			if (a->nheaders >= 31)
 				return false;
-			a->headers[a->nheaders++] = v;
-			i++;
-		} else if (s[0] == '-')
+			a->headers[a->nheaders++] = optarg;
+			break;
+		default:
 			return false;
-		else if (a->cmd == NULL)
-			a->cmd = s;
+		}
+		if (slot != NULL)
+			*slot = optarg;
+	}
+	for (; optind < argc; optind++) {
+		if (a->cmd == NULL)
+			a->cmd = argv[optind];
 		else if (a->url == NULL)
-			a->url = s;
+			a->url = argv[optind];
 		else
 			return false;
-		if (slot != NULL) {
-			if (v == NULL)
-				return false;
-			*slot = v;
-			i++;
-		}
 	}
 	return true;
 }
@@ -236,7 +284,7 @@ read_tty_line(const char *prompt, char *out, size_t cap)
 
 /* The code typed at the prompt when stdin is a terminal, else one line of
  * stdin; surrounding blanks are dropped and anything but exactly
- * AM_OTP_DIGITS digits is refused, so it is never sent as a code. */
+ * AUTHMD_OTP_DIGITS digits is refused, so it is never sent as a code. */
 static enum code_read
 read_code(char *out, size_t cap, bool *tty)
 {
@@ -256,7 +304,7 @@ read_code(char *out, size_t cap, bool *tty)
 	out[n] = '\0';
 	skip = strspn(out, " \t");
 	memmove(out, out + skip, n - skip + 1);
-	if (strlen(out) != AM_OTP_DIGITS || strspn(out, "0123456789") != AM_OTP_DIGITS) {
+	if (strlen(out) != AUTHMD_OTP_DIGITS || strspn(out, "0123456789") != AUTHMD_OTP_DIGITS) {
 		OPENSSL_cleanse(out, cap); /* it may be something pasted by mistake */
 		return CODE_NOT_A_CODE;
 	}
@@ -502,12 +550,12 @@ main(int argc, char **argv)
 	struct authmd_error e = {0};
 	int rc;
 
-	if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+	if (!parse(argc, argv, &a))
+		return usage(stderr, AUTHMD_ERR_USAGE);
+	if (a.version && !a.help) {
 		printf("authmd %s\n", AUTHMD_VERSION);
 		return 0;
 	}
-	if (!parse(argc, argv, &a))
-		return usage(stderr, AUTHMD_ERR_USAGE);
 	if (a.help || a.cmd == NULL)
 		return usage(a.help ? stdout : stderr, a.help ? 0 : AUTHMD_ERR_USAGE);
 	if (a.url == NULL && strcmp(a.cmd, "status") != 0)

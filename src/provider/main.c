@@ -1,11 +1,13 @@
 /* authmd-provider: flags, configuration, and the commands. */
 #include <curl/curl.h>
+#include <getopt.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <systemd/sd-daemon.h>
 
 #include "core/clock.h"
 #include "core/limits.h"
@@ -21,35 +23,118 @@
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: authmd-provider [--config FILE]              serve the provider\n"
+	fprintf(f, "usage: authmd-provider [-c|--config FILE]              serve the provider\n"
 		   "       authmd-provider [--config FILE] user add --email E [--email-verified]\n"
 		   "                       [--phone P] [--phone-verified] [--name N]\n"
 		   "       authmd-provider [--config FILE] user list\n"
 		   "       authmd-provider [--config FILE] session create --user EMAIL\n"
 		   "       authmd-provider [--config FILE] session revoke --id SESSION_ID\n"
 		   "       authmd-provider [--config FILE] keys rotate\n"
-		   "       authmd-provider --check-config FILE | --version | --help\n");
+		   "       authmd-provider --check-config FILE | -V|--version | -h|--help\n"
+		   "Exit codes: 0 ok, 1 failed, 2 usage; see authmd-provider(8).\n");
 }
 
-/* The value after flag name in argv, or NULL. */
-static const char *
-opt(int argc, char **argv, const char *name)
+/* Everything the command line says, parsed by getopt_long: the options
+ * before the command, then the command's words and options (--config is
+ * also taken there). */
+struct pargs {
+	const char *config, *email, *phone, *name, *user, *id;
+	bool check_only, email_verified, phone_verified, help, version;
+	const char *words[2]; /* the command, e.g. "user" "add" */
+	int nwords;
+};
+
+enum {
+	OPT_CHECK = 256,
+	OPT_EMAIL,
+	OPT_EMAIL_VERIFIED,
+	OPT_PHONE,
+	OPT_PHONE_VERIFIED,
+	OPT_NAME,
+	OPT_USER,
+	OPT_ID,
+};
+
+/* Fills *a from argv; -1 on a usage error (an unknown or repeated option,
+ * an empty value, more than two command words). */
+static int
+parse(int argc, char **argv, struct pargs *a)
 {
-	for (int i = 0; i + 1 < argc; i++) {
-		if (strcmp(argv[i], name) == 0)
-			return argv[i + 1];
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"check-config", required_argument, NULL, OPT_CHECK},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{"email", required_argument, NULL, OPT_EMAIL},
+		{"email-verified", no_argument, NULL, OPT_EMAIL_VERIFIED},
+		{"phone", required_argument, NULL, OPT_PHONE},
+		{"phone-verified", no_argument, NULL, OPT_PHONE_VERIFIED},
+		{"name", required_argument, NULL, OPT_NAME},
+		{"user", required_argument, NULL, OPT_USER},
+		{"id", required_argument, NULL, OPT_ID},
+		{NULL, 0, NULL, 0},
+	};
+	int ch;
+
+	memset(a, 0, sizeof(*a));
+	/* Options anywhere (getopt_long permutes argv), the words in order. */
+	while ((ch = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+		const char **slot = NULL;
+
+		switch (ch) {
+		case 'c':
+		case OPT_CHECK:
+			a->check_only = ch == OPT_CHECK;
+			slot = &a->config;
+			break;
+		case 'h':
+			a->help = true;
+			break;
+		case 'V':
+			a->version = true;
+			break;
+		case OPT_EMAIL:
+			slot = &a->email;
+			break;
+		case OPT_EMAIL_VERIFIED:
+			a->email_verified = true;
+			break;
+		case OPT_PHONE:
+			slot = &a->phone;
+			break;
+		case OPT_PHONE_VERIFIED:
+			a->phone_verified = true;
+			break;
+		case OPT_NAME:
+			slot = &a->name;
+			break;
+		case OPT_USER:
+			slot = &a->user;
+			break;
+		case OPT_ID:
+			slot = &a->id;
+			break;
+		default:
+			return -1;
+		}
+		if (slot != NULL && (*slot != NULL || optarg[0] == '\0'))
+			return -1;
+		if (slot != NULL)
+			*slot = optarg;
 	}
-	return NULL;
+	for (; optind < argc; optind++) {
+		if (a->nwords == 2)
+			return -1;
+		a->words[a->nwords++] = argv[optind];
+	}
+	return 0;
 }
 
+/* True when the command is the words w1 w2. */
 static bool
-flag(int argc, char **argv, const char *name)
+is_cmd(const struct pargs *a, const char *w1, const char *w2)
 {
-	for (int i = 0; i < argc; i++) {
-		if (strcmp(argv[i], name) == 0)
-			return true;
-	}
-	return false;
+	return a->nwords == 2 && strcmp(a->words[0], w1) == 0 && strcmp(a->words[1], w2) == 0;
 }
 
 static int
@@ -60,10 +145,10 @@ fail(const struct am_error *e)
 }
 
 static int
-cmd_user_add(struct pstore *ps, int argc, char **argv)
+cmd_user_add(struct pstore *ps, const struct pargs *a)
 {
-	const char *email = opt(argc, argv, "--email"), *phone = opt(argc, argv, "--phone");
-	const char *name = opt(argc, argv, "--name");
+	const char *email = a->email, *phone = a->phone;
+	const char *name = a->name;
 	struct prov_user u = {0};
 	struct am_error e = {0};
 
@@ -79,9 +164,9 @@ cmd_user_add(struct pstore *ps, int argc, char **argv)
 	if (am_rand_id("pu_", u.id, sizeof(u.id), &e) != AM_OK ||
 	    am_rand_id("sub_", u.sub, sizeof(u.sub), &e) != AM_OK)
 		return fail(&e);
-	u.email_verified = flag(argc, argv, "--email-verified");
+	u.email_verified = a->email_verified;
 	am_copy(u.phone, sizeof(u.phone), phone != NULL ? phone : "");
-	u.phone_verified = phone != NULL && flag(argc, argv, "--phone-verified");
+	u.phone_verified = phone != NULL && a->phone_verified;
 	am_copy(u.name, sizeof(u.name), name != NULL ? name : "");
 	u.created_at = am_clock_now(NULL);
 	if (pstore_user_add(ps, &u, &e) != AM_OK) {
@@ -103,9 +188,9 @@ print_user(void *ctx, const struct prov_user *u)
 }
 
 static int
-cmd_session_create(struct pstore *ps, int argc, char **argv)
+cmd_session_create(struct pstore *ps, const struct pargs *a)
 {
-	const char *email = opt(argc, argv, "--user");
+	const char *email = a->user;
 	struct prov_user u;
 	struct am_error e = {0};
 	char id[40], token[64], addr[256];
@@ -164,9 +249,11 @@ serve(const struct prov_config *c)
 	}
 	log_info("authmd-provider %s listening on %s:%u issuer=%s client_id=%s", AUTHMD_VERSION,
 		 c->listen_host, (unsigned)c->listen_port, c->issuer, c->client_id);
+	(void)sd_notify(0, "READY=1\nSTATUS=serving"); /* Type=notify; no-op outside systemd */
 	while (sigwait(&sigs, &sig) != 0) {
 	}
 	log_info("signal=%d: stopping", sig);
+	(void)sd_notify(0, "STOPPING=1");
 	http_server_stop(srv);
 	prov_delivery_stop(app);
 	prov_app_free(app);
@@ -177,38 +264,41 @@ serve(const struct prov_config *c)
 int
 main(int argc, char **argv)
 {
-	const char *config_path = NULL;
+	struct pargs a;
 	struct prov_config c;
 	struct pstore *ps = NULL;
 	struct am_error e = {0};
 	char err[512], kid[64];
-	int i = 1, rc = 2;
+	int rc = 2;
 
-	if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+	if (parse(argc, argv, &a) != 0) {
+		usage(stderr);
+		return 2;
+	}
+	if (a.help) {
 		usage(stdout);
 		return 0;
 	}
-	if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+	if (a.version) {
 		printf("authmd-provider %s\n", AUTHMD_VERSION);
 		return 0;
 	}
-	if (argc > 2 &&
-	    (strcmp(argv[1], "--config") == 0 || strcmp(argv[1], "--check-config") == 0)) {
-		config_path = argv[2];
-		i = 3;
+	if (a.check_only && a.nwords > 0) {
+		usage(stderr);
+		return 2;
 	}
-	if (prov_config_load(config_path, &c, err, sizeof(err)) != 0) {
+	if (prov_config_load(a.config, &c, err, sizeof(err)) != 0) {
 		fprintf(stderr, "authmd-provider: %s\n", err);
 		return 1;
 	}
-	if (argc > 1 && strcmp(argv[1], "--check-config") == 0) {
-		printf("%s: ok\n", config_path);
+	if (a.check_only) {
+		printf("%s: ok\n", a.config);
 		return 0;
 	}
 	(void)am_log_set_level(c.log_level);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return 1;
-	if (i == argc) {
+	if (a.nwords == 0) {
 		rc = serve(&c);
 		curl_global_cleanup();
 		return rc;
@@ -218,21 +308,16 @@ main(int argc, char **argv)
 		curl_global_cleanup();
 		return fail(&e);
 	}
-	argc -= i;
-	argv += i;
-	if (argc >= 2 && strcmp(argv[0], "user") == 0 && strcmp(argv[1], "add") == 0) {
-		rc = cmd_user_add(ps, argc, argv);
-	} else if (argc >= 2 && strcmp(argv[0], "user") == 0 && strcmp(argv[1], "list") == 0) {
+	if (is_cmd(&a, "user", "add")) {
+		rc = cmd_user_add(ps, &a);
+	} else if (is_cmd(&a, "user", "list")) {
 		rc = pstore_users(ps, print_user, NULL, &e) == AM_OK ? 0 : fail(&e);
-	} else if (argc >= 2 && strcmp(argv[0], "session") == 0 && strcmp(argv[1], "create") == 0) {
-		rc = cmd_session_create(ps, argc, argv);
-	} else if (argc >= 2 && strcmp(argv[0], "session") == 0 && strcmp(argv[1], "revoke") == 0 &&
-		   opt(argc, argv, "--id") != NULL) {
-		rc = pstore_session_revoke(ps, opt(argc, argv, "--id"), am_clock_now(NULL), &e) ==
-				     AM_OK
-			     ? 0
-			     : fail(&e);
-	} else if (argc >= 2 && strcmp(argv[0], "keys") == 0 && strcmp(argv[1], "rotate") == 0) {
+	} else if (is_cmd(&a, "session", "create")) {
+		rc = cmd_session_create(ps, &a);
+	} else if (is_cmd(&a, "session", "revoke") && a.id != NULL) {
+		rc = pstore_session_revoke(ps, a.id, am_clock_now(NULL), &e) == AM_OK ? 0
+										      : fail(&e);
+	} else if (is_cmd(&a, "keys", "rotate")) {
 		rc = pkeys_rotate(&c, ps, kid, &e) == AM_OK ? (printf("%s\n", kid), 0) : fail(&e);
 	} else {
 		usage(stderr);

@@ -2,11 +2,13 @@
  * drain on SIGTERM). Everything else is in libauthmd. */
 #include <curl/curl.h>
 #include <errno.h>
+#include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 
 #include "core/config.h"
@@ -57,16 +59,17 @@ sweep_loop(void *arg)
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: authmd-server [--config FILE]\n"
+	fprintf(f, "usage: authmd-server [-c|--config FILE]\n"
 		   "       authmd-server --check-config FILE\n"
 		   "       authmd-server revoke [--config FILE] (--all | --issuer ISS [--subject "
 		   "SUB] |\n"
 		   "                            --user ID | --registration ID)\n"
 		   "       authmd-server unblock [--config FILE] (--issuer ISS [--subject SUB] |\n"
 		   "                             --user ID | --registration ID)\n"
-		   "       authmd-server --version\n\n"
+		   "       authmd-server -V|--version | -h|--help\n\n"
 		   "Serves the auth.md agent-registration protocol. Without --config it runs on\n"
-		   "the built-in defaults (see docs/configuration.md).\n");
+		   "the built-in defaults (see authmd.ini(5)). Exit codes: 0 ok, 1 failed,\n"
+		   "2 usage; see authmd-server(8).\n");
 }
 
 /* The configuration of path, or the built-in defaults when path is NULL;
@@ -96,56 +99,77 @@ struct target {
 	const char *config_path;
 };
 
-/* Parses the flags of revoke (allow_all) or unblock; -1 on a usage error. */
+/* Parses the flags of revoke (allow_all) or unblock with getopt_long;
+ * argv[0] is the command's name. -1 on a usage error. */
 static int
 parse_target(int argc, char **argv, bool allow_all, struct target *t)
 {
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"all", no_argument, NULL, 'a'},
+		{"issuer", required_argument, NULL, 'i'},
+		{"subject", required_argument, NULL, 's'},
+		{"user", required_argument, NULL, 'u'},
+		{"registration", required_argument, NULL, 'r'},
+		{NULL, 0, NULL, 0},
+	};
 	const char *issuer = NULL;
+	int ch, nkind = 0;
 
 	memset(t, 0, sizeof(*t));
-	for (int i = 1; i < argc; i++) {
-		const char *arg = argv[i];
-		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-
-		if (strcmp(arg, "--all") == 0 && allow_all && !t->all && !t->set &&
-		    issuer == NULL) {
+	optind = 0; /* glibc: a full re-initialisation for this second parse */
+	while ((ch = getopt_long(argc, argv, "+c:", opts, NULL)) != -1) {
+		if (ch != 'a' && (optarg == NULL || optarg[0] == '\0'))
+			return -1;
+		switch (ch) {
+		case 'c':
+			if (t->config_path != NULL)
+				return -1;
+			t->config_path = optarg;
+			break;
+		case 'a':
+			if (!allow_all || t->all)
+				return -1;
 			t->all = true;
-			continue;
+			break;
+		case 'i':
+			if (issuer != NULL)
+				return -1;
+			issuer = optarg;
+			break;
+		case 's':
+			if (t->sub != NULL)
+				return -1;
+			t->sub = optarg;
+			break;
+		case 'u':
+		case 'r':
+			if (t->value != NULL)
+				return -1;
+			t->kind = ch == 'u' ? BLOCK_USER : BLOCK_REGISTRATION;
+			t->value = optarg;
+			nkind++;
+			break;
+		default:
+			return -1;
 		}
-		if (val == NULL || val[0] == '\0')
-			return -1;
-		if (strcmp(arg, "--config") == 0 && t->config_path == NULL)
-			t->config_path = val;
-		else if (t->all)
-			return -1; /* --all names everything: nothing else goes with it */
-		else if (strcmp(arg, "--issuer") == 0 && issuer == NULL &&
-			 (!t->set || t->kind == BLOCK_SUBJECT))
-			issuer = val;
-		else if (strcmp(arg, "--subject") == 0 && t->sub == NULL && !t->set) {
-			t->set = true;
-			t->kind = BLOCK_SUBJECT;
-			t->sub = val;
-		} else if (strcmp(arg, "--user") == 0 && !t->set && issuer == NULL) {
-			t->set = true;
-			t->kind = BLOCK_USER;
-			t->value = val;
-		} else if (strcmp(arg, "--registration") == 0 && !t->set && issuer == NULL) {
-			t->set = true;
-			t->kind = BLOCK_REGISTRATION;
-			t->value = val;
-		} else
-			return -1;
-		i++;
 	}
-	if (issuer != NULL && !t->set) {
-		t->set = true;
-		t->kind = BLOCK_ISSUER;
-	}
-	if (issuer != NULL)
-		t->value = issuer;
-	if (t->set && t->kind == BLOCK_SUBJECT && issuer == NULL)
+	if (optind != argc)
+		return -1;
+	if (t->all)
+		/* --all names everything: nothing else goes with it */
+		return issuer == NULL && t->sub == NULL && nkind == 0 ? 0 : -1;
+	if (t->sub != NULL && issuer == NULL)
 		return -1; /* a subject is only ever a provider's */
-	return t->all || t->set ? 0 : -1;
+	if (issuer != NULL) {
+		if (nkind > 0)
+			return -1;
+		t->kind = t->sub != NULL ? BLOCK_SUBJECT : BLOCK_ISSUER;
+		t->value = issuer;
+		nkind++;
+	}
+	t->set = nkind == 1;
+	return t->set ? 0 : -1;
 }
 
 /* Opens what an operator command needs: config, audit sink, store. */
@@ -243,10 +267,54 @@ out:
 	return rc;
 }
 
+/* The options before a command (getopt_long, stopping at the first word):
+ * --help and --version answer as the commands "help" and "version"; a
+ * word left in argv[optind] is revoke or unblock. -1 on a usage error. */
+static int
+parse_main(int argc, char **argv, const char **config_path, bool *check_only, const char **cmd)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"check-config", required_argument, NULL, 'C'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+		case 'C':
+			if (*config_path != NULL || optarg[0] == '\0')
+				return -1;
+			*config_path = optarg;
+			*check_only = ch == 'C';
+			break;
+		case 'h':
+			*cmd = "help";
+			return 0;
+		case 'V':
+			*cmd = "version";
+			return 0;
+		default:
+			return -1;
+		}
+	}
+	if (optind == argc)
+		return 0;
+	if (*config_path != NULL)
+		return -1; /* revoke and unblock take --config after their name */
+	if (strcmp(argv[optind], "revoke") != 0 && strcmp(argv[optind], "unblock") != 0)
+		return -1;
+	*cmd = argv[optind];
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
-	const char *config_path = NULL;
+	const char *config_path = NULL, *cmd = NULL;
 	bool check_only = false;
 	struct am_config cfg;
 	struct am_error e = {0};
@@ -256,26 +324,22 @@ main(int argc, char **argv)
 	sigset_t sigs;
 	int sig = 0;
 
-	if (argc > 1 && strcmp(argv[1], "revoke") == 0)
-		return cmd_revoke(argc - 1, argv + 1);
-	if (argc > 1 && strcmp(argv[1], "unblock") == 0)
-		return cmd_unblock(argc - 1, argv + 1);
-	for (int i = 1; i < argc; i++) {
-		if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "--check-config") == 0) &&
-		    i + 1 < argc) {
-			check_only = strcmp(argv[i], "--check-config") == 0;
-			config_path = argv[++i];
-		} else if (strcmp(argv[i], "--version") == 0) {
-			printf("authmd-server %s\n", AUTHMD_VERSION);
-			return 0;
-		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			usage(stdout);
-			return 0;
-		} else {
-			usage(stderr);
-			return 2;
-		}
+	if (parse_main(argc, argv, &config_path, &check_only, &cmd) != 0) {
+		usage(stderr);
+		return 2;
 	}
+	if (cmd != NULL && strcmp(cmd, "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (cmd != NULL && strcmp(cmd, "version") == 0) {
+		printf("authmd-server %s\n", AUTHMD_VERSION);
+		return 0;
+	}
+	if (cmd != NULL && strcmp(cmd, "revoke") == 0)
+		return cmd_revoke(argc - optind, argv + optind);
+	if (cmd != NULL && strcmp(cmd, "unblock") == 0)
+		return cmd_unblock(argc - optind, argv + optind);
 	if (load_config(config_path, &cfg) != 0)
 		return 1;
 	if (check_only) {
@@ -337,10 +401,14 @@ main(int argc, char **argv)
 	log_info("flows anonymous=%s verified_email=%s id_jag=%s",
 		 cfg.flow_anonymous ? "on" : "off", cfg.flow_verified_email ? "on" : "off",
 		 cfg.flow_id_jag ? "on" : "off");
+	/* Type=notify units (systemd/): ready once the socket listens; a no-op
+	 * without $NOTIFY_SOCKET. */
+	(void)sd_notify(0, "READY=1\nSTATUS=serving");
 
 	while (sigwait(&sigs, &sig) != 0) {
 	}
 	log_info("signal=%d: draining", sig);
+	(void)sd_notify(0, "STOPPING=1");
 	http_server_stop(srv);
 	pthread_mutex_lock(&sw.mu);
 	sw.stop = true;
