@@ -16,24 +16,29 @@
 
 struct args {
 	const char *cmd, *url, *email, *provider, *session, *cred_type, *otp, *method, *data,
-		*store;
+		*store, *consent;
 	const char *headers[32];
 	int nheaders;
-	bool json, yes, anonymous, help;
+	bool json, yes, anonymous, help, allow_missing_issuer;
 };
 
 static const char *const usage_text =
-	"usage: authmd [--store FILE] COMMAND [--json] ...\n"
+	"usage: authmd [--store FILE] [--allow-missing-issuer] COMMAND [--json] ...\n"
 	"\n"
 	"  discover URL                       find how to register with a service\n"
 	"  register URL [--anonymous | --email ADDR | --provider URL --session TOKEN]\n"
-	"               [--credential-type api_key|access_token] [--yes]\n"
+	"               [--consent once|always] [--credential-type api_key|access_token] [--yes]\n"
 	"  claim URL [--email ADDR] [--otp CODE] start and/or finish the claim by email code\n"
 	"  curl URL [-X METHOD] [-d DATA] [-H 'Name: value']...\n"
 	"                                     call the API with the stored credential\n"
 	"  status                             what is stored\n"
 	"  forget URL                         drop what is stored for a service\n"
 	"\n"
+	"--consent once|always is the user's consent at the provider, asked for in this\n"
+	"command: without it no grant is made, and an existing grant is never widened.\n"
+	"--yes answers prompts only; it grants nothing.\n"
+	"--allow-missing-issuer accepts authorization server metadata with no issuer\n"
+	"(old services only; by default such metadata is refused, exit 7).\n"
 	"The provider session may also come from $AUTHMD_SESSION, which keeps it out of\n"
 	"the process list. Credentials live in $XDG_CONFIG_HOME/authmd/credentials.json.\n"
 	"Exit codes: 0 ok, 1 failed, 2 usage, 3 network or 5xx, 4 refused by the service,\n"
@@ -61,6 +66,8 @@ parse(int argc, char **argv, struct args *a)
 			a->yes = true;
 		else if (strcmp(s, "--anonymous") == 0)
 			a->anonymous = true;
+		else if (strcmp(s, "--allow-missing-issuer") == 0)
+			a->allow_missing_issuer = true;
 		else if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0)
 			a->help = true;
 		else if (strcmp(s, "--email") == 0)
@@ -73,6 +80,8 @@ parse(int argc, char **argv, struct args *a)
 			slot = &a->cred_type;
 		else if (strcmp(s, "--otp") == 0)
 			slot = &a->otp;
+		else if (strcmp(s, "--consent") == 0)
+			slot = &a->consent;
 		else if (strcmp(s, "--store") == 0)
 			slot = &a->store;
 		else if (strcmp(s, "-X") == 0 || strcmp(s, "--request") == 0)
@@ -160,6 +169,37 @@ cred_json(const struct authmd_credential *c)
 		c->provider[0] != '\0' ? c->provider : NULL);
 }
 
+/* The consent a provider registration rode on, as data. */
+static json_t *
+grant_json(const struct authmd_grant *g)
+{
+	return json_pack("{s:s, s:s?, s:s?, s:b, s:b}", "grant_id", g->id, "mode",
+			 g->mode[0] != '\0' ? g->mode : NULL, "status",
+			 g->status[0] != '\0' ? g->status : NULL, "created", g->created,
+			 "kept_as_is", g->kept_as_is);
+}
+
+/* Says in one line what happened to the user's consent. */
+static void
+say_consent(FILE *f, const struct args *a, const struct authmd_grant *g)
+{
+	const char *mode = g->mode[0] != '\0' ? g->mode : "unstated";
+
+	if (g->created)
+		fprintf(f,
+			"consent: created a %s grant %s at the provider, as asked (--consent %s)\n",
+			mode, g->id, a->consent);
+	else if (g->kept_as_is)
+		fprintf(f,
+			"consent: used the user's existing %s grant %s unchanged; it was not "
+			"replaced or changed to %s (change it at the provider if the user wants "
+			"that)\n",
+			mode, g->id, a->consent);
+	else
+		fprintf(f, "consent: used the user's existing %s grant %s; nothing was changed\n",
+			mode, g->id);
+}
+
 /* ---- prompts ---- */
 
 /* Prompts go to stderr and answers come from stdin, only when stdin is a
@@ -211,6 +251,22 @@ read_code(char *out, size_t cap, bool *tty)
 
 /* ---- commands ---- */
 
+/* Discovery, and a warning on stderr when the AS metadata's missing issuer
+ * was let through by --allow-missing-issuer. */
+static enum authmd_status
+discover(struct authmd_client *c, const char *url, struct authmd_discovery *d,
+	 struct authmd_error *e)
+{
+	enum authmd_status st = authmd_discover(c, url, d, e);
+
+	if (st == AUTHMD_OK && d->issuer_missing)
+		fprintf(stderr,
+			"authmd: warning: %s publishes no issuer in its metadata; accepted only "
+			"because of --allow-missing-issuer\n",
+			d->issuer);
+	return st;
+}
+
 static int
 cmd_discover(struct authmd_client *c, const struct args *a)
 {
@@ -218,13 +274,14 @@ cmd_discover(struct authmd_client *c, const struct args *a)
 	struct authmd_error e = {0};
 	json_t *o;
 
-	if (authmd_discover(c, a->url, &d, &e) != AUTHMD_OK)
+	if (discover(c, a->url, &d, &e) != AUTHMD_OK)
 		return report_error(a, &e);
-	o = json_pack("{s:s, s:s, s:b, s:s, s:s, s:s, s:o, s:s, s:s, s:s?, s:{s:b, s:b, s:b}}",
+	o = json_pack("{s:s, s:s, s:b, s:s, s:s, s:s, s:b, s:o, s:s, s:s, s:s?, s:{s:b, s:b, s:b}}",
 		      "url", d.url, "resource_metadata", d.prm_url, "from_www_authenticate",
 		      d.header_found, "resource", d.resource, "resource_name", d.resource_name,
-		      "authorization_server", d.issuer, "scopes", scopes_json(d.scopes),
-		      "register_uri", d.register_uri, "claim_uri", d.claim_uri, "revocation_uri",
+		      "authorization_server", d.issuer, "issuer_missing", d.issuer_missing,
+		      "scopes", scopes_json(d.scopes), "register_uri", d.register_uri, "claim_uri",
+		      d.claim_uri, "revocation_uri",
 		      d.revocation_uri[0] != '\0' ? d.revocation_uri : NULL, "methods", "anonymous",
 		      d.anonymous, "verified_email", d.verified_email, "id_jag", d.id_jag);
 	if (!a->json) {
@@ -248,12 +305,25 @@ cmd_register(struct authmd_client *c, const struct args *a)
 	struct authmd_credential cred;
 	struct authmd_error e = {0};
 	const char *session = a->session != NULL ? a->session : getenv("AUTHMD_SESSION");
+	struct authmd_grant grant;
+	enum authmd_consent consent = AUTHMD_CONSENT_NONE;
 	enum authmd_status st;
 
+	memset(&grant, 0, sizeof(grant));
 	if ((a->provider != NULL) != (session != NULL) ||
 	    (a->anonymous + (a->email != NULL) + (a->provider != NULL)) > 1)
 		return usage(stderr, AUTHMD_ERR_USAGE);
-	if (authmd_discover(c, a->url, &d, &e) != AUTHMD_OK)
+	if (a->consent != NULL) {
+		if (a->provider == NULL)
+			return usage(stderr, AUTHMD_ERR_USAGE);
+		if (strcmp(a->consent, "once") == 0)
+			consent = AUTHMD_CONSENT_ONCE;
+		else if (strcmp(a->consent, "always") == 0)
+			consent = AUTHMD_CONSENT_ALWAYS;
+		else
+			return usage(stderr, AUTHMD_ERR_USAGE);
+	}
+	if (discover(c, a->url, &d, &e) != AUTHMD_OK)
 		return report_error(a, &e);
 	/* AUTH.md's decision tree: a provider session, else an email, else
 	 * anonymous; each checked against agent_auth by the library. */
@@ -267,7 +337,8 @@ cmd_register(struct authmd_client *c, const struct args *a)
 		}
 	}
 	if (a->provider != NULL)
-		st = authmd_register_provider(c, &d, a->provider, session, a->cred_type, &cred, &e);
+		st = authmd_register_provider(c, &d, a->provider, session, a->cred_type, consent,
+					      &grant, &cred, &e);
 	else if (a->email != NULL)
 		st = authmd_register_email(c, &d, a->email, a->cred_type, &cred, &e);
 	else
@@ -275,6 +346,8 @@ cmd_register(struct authmd_client *c, const struct args *a)
 	if (st != AUTHMD_OK)
 		return report_error(a, &e);
 	if (!a->json) {
+		if (a->provider != NULL)
+			say_consent(stdout, a, &grant);
 		printf("registered with %s (%s, %s)\n", cred.resource, cred.method,
 		       cred.registration_id);
 		if (cred.credential[0] != '\0')
@@ -289,7 +362,13 @@ cmd_register(struct authmd_client *c, const struct args *a)
 			printf("an email went to %s: authmd claim %s --otp CODE\n", a->email,
 			       a->url);
 	}
-	emit(a, cred_json(&cred));
+	{
+		json_t *o = cred_json(&cred);
+
+		if (a->provider != NULL)
+			json_object_set_new(o, "consent", grant_json(&grant));
+		emit(a, o);
+	}
 	OPENSSL_cleanse(&cred, sizeof(cred));
 	return 0;
 }
@@ -434,7 +513,7 @@ int
 main(int argc, char **argv)
 {
 	struct args a;
-	struct authmd_options opt = {NULL, 0, -1, 0};
+	struct authmd_options opt = {.store_path = NULL, .max_retries = -1};
 	struct authmd_client *c = NULL;
 	struct authmd_error e = {0};
 	int rc;
@@ -450,6 +529,7 @@ main(int argc, char **argv)
 	if (a.url == NULL && strcmp(a.cmd, "status") != 0)
 		return usage(stderr, AUTHMD_ERR_USAGE);
 	opt.store_path = a.store != NULL ? a.store : getenv("AUTHMD_CREDENTIALS");
+	opt.allow_missing_issuer = a.allow_missing_issuer;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (authmd_client_new(&opt, &c, &e) != AUTHMD_OK) {
 		rc = report_error(&a, &e);

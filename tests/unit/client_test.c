@@ -220,7 +220,7 @@ the_client_needs_a_home_for_its_file(void **state)
 {
 	struct authmd_client *c = NULL;
 	struct authmd_error e = {0};
-	struct authmd_options o = {path, 0, -1, 0};
+	struct authmd_options o = {.store_path = path, .max_retries = -1};
 	struct authmd_credential cred;
 
 	(void)state;
