@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agent/mcp.h"
+#include "agent/view.h"
 #include "authmd/client.h"
 
 #ifndef AUTHMD_VERSION
@@ -33,6 +35,7 @@ static const char *const usage_text =
 	"                                     call the API with the stored credential\n"
 	"  status                             what is stored\n"
 	"  forget URL                         drop what is stored for a service\n"
+	"  mcp                                serve these as MCP tools on stdin/stdout\n"
 	"\n"
 	"--consent once|always is the user's consent at the provider, asked for in this\n"
 	"command: without it no grant is made, and an existing grant is never widened.\n"
@@ -143,42 +146,6 @@ emit(const struct args *a, json_t *o)
 	json_decref(o);
 }
 
-static json_t *
-scopes_json(const char *s)
-{
-	json_t *arr = json_array();
-	char copy[AUTHMD_TEXT_MAX], *save = NULL;
-
-	snprintf(copy, sizeof(copy), "%s", s);
-	for (char *t = strtok_r(copy, " ", &save); t != NULL; t = strtok_r(NULL, " ", &save))
-		json_array_append_new(arr, json_string(t));
-	return arr;
-}
-
-/* What is safe to show of a credential: never the secret values. */
-static json_t *
-cred_json(const struct authmd_credential *c)
-{
-	return json_pack(
-		"{s:s, s:s, s:s, s:s, s:o, s:s?, s:s, s:b, s:s?, s:s?}", "resource", c->resource,
-		"method", c->method, "registration_id", c->registration_id, "credential_type",
-		c->credential_type, "scopes", scopes_json(c->scopes), "credential_expires",
-		c->credential_expires[0] != '\0' ? c->credential_expires : NULL, "claim_state",
-		c->claim_state, "has_credential", c->credential[0] != '\0', "claim_token_expires",
-		c->claim_token_expires[0] != '\0' ? c->claim_token_expires : NULL, "provider",
-		c->provider[0] != '\0' ? c->provider : NULL);
-}
-
-/* The consent a provider registration rode on, as data. */
-static json_t *
-grant_json(const struct authmd_grant *g)
-{
-	return json_pack("{s:s, s:s?, s:s?, s:b, s:b}", "grant_id", g->id, "mode",
-			 g->mode[0] != '\0' ? g->mode : NULL, "status",
-			 g->status[0] != '\0' ? g->status : NULL, "created", g->created,
-			 "kept_as_is", g->kept_as_is);
-}
-
 /* Says in one line what happened to the user's consent. */
 static void
 say_consent(FILE *f, const struct args *a, const struct authmd_grant *g)
@@ -276,14 +243,7 @@ cmd_discover(struct authmd_client *c, const struct args *a)
 
 	if (discover(c, a->url, &d, &e) != AUTHMD_OK)
 		return report_error(a, &e);
-	o = json_pack("{s:s, s:s, s:b, s:s, s:s, s:s, s:b, s:o, s:s, s:s, s:s?, s:{s:b, s:b, s:b}}",
-		      "url", d.url, "resource_metadata", d.prm_url, "from_www_authenticate",
-		      d.header_found, "resource", d.resource, "resource_name", d.resource_name,
-		      "authorization_server", d.issuer, "issuer_missing", d.issuer_missing,
-		      "scopes", scopes_json(d.scopes), "register_uri", d.register_uri, "claim_uri",
-		      d.claim_uri, "revocation_uri",
-		      d.revocation_uri[0] != '\0' ? d.revocation_uri : NULL, "methods", "anonymous",
-		      d.anonymous, "verified_email", d.verified_email, "id_jag", d.id_jag);
+	o = agent_discovery_json(&d);
 	if (!a->json) {
 		printf("%s\n  -> %s%s\n  -> resource %s (%s)\n  -> authorization server %s\n",
 		       d.url, d.prm_url, d.header_found ? " (from the 401)" : " (well-known path)",
@@ -363,10 +323,10 @@ cmd_register(struct authmd_client *c, const struct args *a)
 			       a->url);
 	}
 	{
-		json_t *o = cred_json(&cred);
+		json_t *o = agent_credential_json(&cred);
 
 		if (a->provider != NULL)
-			json_object_set_new(o, "consent", grant_json(&grant));
+			json_object_set_new(o, "consent", agent_grant_json(&grant));
 		emit(a, o);
 	}
 	OPENSSL_cleanse(&cred, sizeof(cred));
@@ -394,7 +354,7 @@ claim_code(struct authmd_client *c, const struct args *a, const char *resource)
 			if (!a->json)
 				printf("claimed: %s now has scopes %s\n", cred.resource,
 				       cred.scopes);
-			emit(a, cred_json(&cred));
+			emit(a, agent_credential_json(&cred));
 			OPENSSL_cleanse(&cred, sizeof(cred));
 			return 0;
 		}
@@ -478,7 +438,7 @@ cmd_status(struct authmd_client *c, const struct args *a)
 		return report_error(a, &e);
 	}
 	for (size_t i = 0; i < n; i++) {
-		json_array_append_new(list, cred_json(&all[i]));
+		json_array_append_new(list, agent_credential_json(&all[i]));
 		if (!a->json)
 			printf("%s\n  %s registration %s, %s%s%s, scopes %s, claim %s\n",
 			       all[i].resource, all[i].method, all[i].registration_id,
@@ -494,6 +454,29 @@ cmd_status(struct authmd_client *c, const struct args *a)
 	free(all);
 	emit(a, json_pack("{s:o}", "credentials", list));
 	return 0;
+}
+
+/* The MCP server: JSON-RPC on the real stdout, which nothing else may write
+ * to, so stdout is moved aside and fd 1 becomes stderr for the rest. */
+static int
+cmd_mcp(struct authmd_client *c, const struct args *a)
+{
+	struct agent_mcp_options o = {AUTHMD_VERSION,
+				      a->session != NULL ? a->session : getenv("AUTHMD_SESSION")};
+	int fd = dup(STDOUT_FILENO);
+	FILE *out;
+	int rc;
+
+	fflush(stdout);
+	if (fd < 0 || dup2(STDERR_FILENO, STDOUT_FILENO) < 0 || (out = fdopen(fd, "w")) == NULL) {
+		fprintf(stderr, "authmd: cannot set up stdout for MCP\n");
+		return AUTHMD_ERR_FAILED;
+	}
+	fprintf(stderr, "authmd mcp: serving MCP %s on stdio%s\n", AGENT_MCP_PROTOCOL,
+		o.session != NULL ? ", with a provider session" : "");
+	rc = agent_mcp_serve(c, &o, stdin, out);
+	fclose(out);
+	return rc;
 }
 
 static int
@@ -526,7 +509,7 @@ main(int argc, char **argv)
 		return usage(stderr, AUTHMD_ERR_USAGE);
 	if (a.help || a.cmd == NULL)
 		return usage(a.help ? stdout : stderr, a.help ? 0 : AUTHMD_ERR_USAGE);
-	if (a.url == NULL && strcmp(a.cmd, "status") != 0)
+	if (a.url == NULL && strcmp(a.cmd, "status") != 0 && strcmp(a.cmd, "mcp") != 0)
 		return usage(stderr, AUTHMD_ERR_USAGE);
 	opt.store_path = a.store != NULL ? a.store : getenv("AUTHMD_CREDENTIALS");
 	opt.allow_missing_issuer = a.allow_missing_issuer;
@@ -543,6 +526,8 @@ main(int argc, char **argv)
 		rc = cmd_curl(c, &a);
 	} else if (strcmp(a.cmd, "status") == 0) {
 		rc = cmd_status(c, &a);
+	} else if (strcmp(a.cmd, "mcp") == 0 && a.url == NULL) {
+		rc = cmd_mcp(c, &a);
 	} else if (strcmp(a.cmd, "forget") == 0) {
 		rc = cmd_forget(c, &a);
 	} else {
