@@ -1,6 +1,6 @@
 /* authmd mcp: the agent's client as Model Context Protocol tools, JSON-RPC
  * 2.0 over stdio, on jansson (no C JSON-RPC library is better kept than the
- * few lines of framing this needs; docs/decisions.md).
+ * few lines of framing this needs; docs/agent.md, "authmd mcp").
  *
  * Two kinds of failure are kept apart, as MCP says. A message that is not a
  * well-formed request for a method and tool we serve, with arguments of the
@@ -35,7 +35,8 @@ enum {
 };
 
 #define MAX_HEADERS 32
-#define MIN_SECRET_LEN 8 /* shorter values are not credentials; redacting them would mangle text */
+#define MIN_SECRET_LEN 8 /* shorter values are not credentials; redacting them would mangle text   \
+			  */
 #define REDACTED "[redacted]"
 
 struct srv {
@@ -49,8 +50,8 @@ struct rpc_fault {
 	char message[256];
 };
 
-static json_t *
-fault(struct rpc_fault *f, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static json_t *fault(struct rpc_fault *f, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /* Fills *f; returns NULL, so a failure reads: return fault(f, ...); */
 static json_t *
@@ -186,7 +187,8 @@ redacted(json_t *v, const struct secrets *a, const struct secrets *b)
 		json_object_foreach(v, key, item)
 		{
 			clean = redact_text(key, a, b);
-			json_object_set_new(copy, clean != NULL ? clean : key, redacted(item, a, b));
+			json_object_set_new(copy, clean != NULL ? clean : key,
+					    redacted(item, a, b));
 			free(clean);
 		}
 		return copy;
@@ -206,8 +208,8 @@ tool_result(json_t *structured, bool is_error, const char *summary)
 	json_t *content = json_array();
 
 	if (summary != NULL)
-		json_array_append_new(content, json_pack("{s:s, s:s}", "type", "text", "text",
-							 summary));
+		json_array_append_new(content,
+				      json_pack("{s:s, s:s}", "type", "text", "text", summary));
 	json_array_append_new(content,
 			      json_pack("{s:s, s:s}", "type", "text", "text", dump ? dump : "{}"));
 	free(dump);
@@ -323,8 +325,8 @@ input_schema(const struct tool *t)
 		if (p->required)
 			json_array_append_new(required, json_string(p->name));
 	}
-	return json_pack("{s:s, s:o, s:o, s:b}", "type", "object", "properties", props,
-			 "required", required, "additionalProperties", 0);
+	return json_pack("{s:s, s:o, s:o, s:b}", "type", "object", "properties", props, "required",
+			 required, "additionalProperties", 0);
 }
 
 static bool
@@ -351,11 +353,13 @@ check_args(const struct tool *t, const json_t *args, struct rpc_fault *f)
 		while (p->name != NULL && strcmp(p->name, key) != 0)
 			p++;
 		if (p->name == NULL) {
-			fault(f, RPC_INVALID_PARAMS, "%s takes no argument \"%.64s\"", t->name, key);
+			fault(f, RPC_INVALID_PARAMS, "%s takes no argument \"%.64s\"", t->name,
+			      key);
 			return false;
 		}
 		if (p->type == P_STRING) {
-			if (!json_is_string(v) || json_string_length(v) != strlen(json_string_value(v)) ||
+			if (!json_is_string(v) ||
+			    json_string_length(v) != strlen(json_string_value(v)) ||
 			    json_string_length(v) > p->max_len) {
 				fault(f, RPC_INVALID_PARAMS,
 				      "%s: \"%s\" must be a string of at most %zu bytes", t->name,
@@ -363,13 +367,15 @@ check_args(const struct tool *t, const json_t *args, struct rpc_fault *f)
 				return false;
 			}
 			if (p->choices != NULL && !one_of(json_string_value(v), p->choices)) {
-				fault(f, RPC_INVALID_PARAMS, "%s: \"%s\" is not one of the allowed values",
-				      t->name, p->name);
+				fault(f, RPC_INVALID_PARAMS,
+				      "%s: \"%s\" is not one of the allowed values", t->name,
+				      p->name);
 				return false;
 			}
 		} else if (!json_is_object(v) || json_object_size(v) > MAX_HEADERS) {
-			fault(f, RPC_INVALID_PARAMS, "%s: \"%s\" must be an object of at most %d strings",
-			      t->name, p->name, MAX_HEADERS);
+			fault(f, RPC_INVALID_PARAMS,
+			      "%s: \"%s\" must be an object of at most %d strings", t->name,
+			      p->name, MAX_HEADERS);
 			return false;
 		}
 	}
@@ -417,11 +423,13 @@ t_register(struct srv *s, const json_t *args, struct rpc_fault *f)
 	json_t *o;
 
 	if ((strcmp(method, "email") == 0) != (email != NULL))
-		return fault(f, RPC_INVALID_PARAMS,
-			     "authmd_register: \"email\" is needed with method email, and only there");
+		return fault(
+			f, RPC_INVALID_PARAMS,
+			"authmd_register: \"email\" is needed with method email, and only there");
 	if ((strcmp(method, "provider") == 0) != (provider != NULL))
-		return fault(f, RPC_INVALID_PARAMS, "authmd_register: \"provider\" is needed with "
-						    "method provider, and only there");
+		return fault(f, RPC_INVALID_PARAMS,
+			     "authmd_register: \"provider\" is needed with "
+			     "method provider, and only there");
 	if (consent_s != NULL && provider == NULL)
 		return fault(f, RPC_INVALID_PARAMS,
 			     "authmd_register: \"consent\" is only for method provider");
@@ -432,10 +440,11 @@ t_register(struct srv *s, const json_t *args, struct rpc_fault *f)
 		consent = strcmp(consent_s, "always") == 0 ? AUTHMD_CONSENT_ALWAYS
 							   : AUTHMD_CONSENT_ONCE;
 	if (provider != NULL && s->opt->session == NULL)
-		return tool_refusal(AUTHMD_ERR_ACTION_NEEDED, "provider_session_missing",
-				    "The person who set up this MCP server must give it the agent's "
-				    "provider session in the AUTHMD_SESSION environment variable.",
-				    "authmd mcp was started without a provider session");
+		return tool_refusal(
+			AUTHMD_ERR_ACTION_NEEDED, "provider_session_missing",
+			"The person who set up this MCP server must give it the agent's "
+			"provider session in the AUTHMD_SESSION environment variable.",
+			"authmd mcp was started without a provider session");
 	if (authmd_discover(s->c, url, &d, &e) != AUTHMD_OK)
 		return tool_error(&e);
 	if (provider != NULL)
@@ -463,7 +472,8 @@ t_register(struct srv *s, const json_t *args, struct rpc_fault *f)
 			 cred.resource, cred.scopes, cred.post_claim_scopes);
 	else
 		snprintf(summary, sizeof(summary),
-			 "Registered with %.200s (scopes %.100s)%s%s%s. Call authmd_fetch to use it.",
+			 "Registered with %.200s (scopes %.100s)%s%s%s. Call authmd_fetch to use "
+			 "it.",
 			 cred.resource, cred.scopes,
 			 provider == NULL ? ""
 			 : grant.created  ? "; created the consent grant the user asked for: "
@@ -536,7 +546,8 @@ header_name_ok(const char *name)
 static json_t *
 t_fetch(struct srv *s, const json_t *args, struct rpc_fault *f)
 {
-	const char *url = arg(args, "url"), *body = arg(args, "body"), *method = arg(args, "method");
+	const char *url = arg(args, "url"), *body = arg(args, "body"),
+		   *method = arg(args, "method");
 	const json_t *hdrs = json_object_get(args, "headers");
 	char *lines[MAX_HEADERS + 1] = {0};
 	struct authmd_response r;
@@ -575,8 +586,8 @@ t_fetch(struct srv *s, const json_t *args, struct rpc_fault *f)
 	doc = r.len > 0 ? json_loadb(r.body, r.len, 0, NULL) : NULL;
 	if (doc == NULL && r.len > 0 && (doc = json_stringn(r.body, r.len)) == NULL)
 		doc = json_sprintf("(%zu bytes that are not UTF-8 text, not shown)", r.len);
-	o = json_pack("{s:i, s:s, s:o}", "status", r.status, "content_type", r.content_type,
-		      "body", doc != NULL ? doc : json_string(""));
+	o = json_pack("{s:i, s:s, s:o}", "status", r.status, "content_type", r.content_type, "body",
+		      doc != NULL ? doc : json_string(""));
 	if (e.message[0] != '\0')
 		json_object_set_new(o, "error", error_json(&e));
 	snprintf(summary, sizeof(summary), "HTTP %d%s%s%s%s", r.status,
@@ -614,11 +625,13 @@ t_status(struct srv *s, const json_t *args, struct rpc_fault *f)
 static const char *const methods[] = {"anonymous", "email", "provider", NULL};
 static const char *const consents[] = {"once", "always", NULL};
 static const char *const cred_types[] = {"api_key", "access_token", NULL};
-static const char *const http_methods[] = {"GET",   "HEAD",	"POST",	  "PUT",
+static const char *const http_methods[] = {"GET",   "HEAD",   "POST",	 "PUT",
 					   "PATCH", "DELETE", "OPTIONS", NULL};
 
-#define URL_PARAM(what)                                                                    \
-	{"url", P_STRING, true, AUTHMD_URL_MAX - 1, NULL, what}
+#define URL_PARAM(what)                                                                            \
+	{                                                                                          \
+		"url", P_STRING, true, AUTHMD_URL_MAX - 1, NULL, what                              \
+	}
 
 static const struct param p_discover[] = {
 	URL_PARAM("Any absolute http(s) URL of the API, e.g. the endpoint you want to call."),
@@ -719,8 +732,8 @@ static json_t *
 m_initialize(struct srv *s, const json_t *params, struct rpc_fault *f)
 {
 	const char *want = json_string_value(json_object_get(params, "protocolVersion"));
-	const char *client = json_string_value(json_object_get(json_object_get(params, "clientInfo"),
-							       "name"));
+	const char *client =
+		json_string_value(json_object_get(json_object_get(params, "clientInfo"), "name"));
 
 	if (want == NULL)
 		return fault(f, RPC_INVALID_PARAMS, "initialize needs params.protocolVersion");
@@ -745,12 +758,12 @@ m_tools_list(void)
 		const struct tool *t = &tools[i];
 
 		json_array_append_new(
-			list, json_pack("{s:s, s:s, s:s, s:o, s:{s:s, s:b, s:b, s:b, s:b}}", "name",
-					t->name, "title", t->title, "description", t->description,
-					"inputSchema", input_schema(t), "annotations", "title",
-					t->title, "readOnlyHint", t->read_only, "destructiveHint",
-					t->destructive, "idempotentHint", t->idempotent,
-					"openWorldHint", 1));
+			list,
+			json_pack("{s:s, s:s, s:s, s:o, s:{s:s, s:b, s:b, s:b, s:b}}", "name",
+				  t->name, "title", t->title, "description", t->description,
+				  "inputSchema", input_schema(t), "annotations", "title", t->title,
+				  "readOnlyHint", t->read_only, "destructiveHint", t->destructive,
+				  "idempotentHint", t->idempotent, "openWorldHint", 1));
 	}
 	return json_pack("{s:o}", "tools", list);
 }
@@ -813,8 +826,9 @@ handle(struct srv *s, const char *text, size_t len, struct secrets *pre)
 	}
 	if (json_is_array(msg)) {
 		json_decref(msg);
-		return rpc_error(NULL, RPC_INVALID_REQUEST,
-				 "batches are not supported (MCP 2025-06-18): one message per line");
+		return rpc_error(
+			NULL, RPC_INVALID_REQUEST,
+			"batches are not supported (MCP 2025-06-18): one message per line");
 	}
 	id = json_object_get(msg, "id");
 	if (!json_is_object(msg) || (id != NULL && !json_is_string(id) && !json_is_integer(id))) {
@@ -920,8 +934,7 @@ read_line(FILE *in, struct am_buf *b)
 }
 
 int
-agent_mcp_serve(struct authmd_client *c, const struct agent_mcp_options *opt, FILE *in,
-		FILE *out)
+agent_mcp_serve(struct authmd_client *c, const struct agent_mcp_options *opt, FILE *in, FILE *out)
 {
 	struct srv s = {c, opt, false};
 	struct am_buf line = {.secret = true}; /* a line may hold a code */
@@ -936,7 +949,8 @@ agent_mcp_serve(struct authmd_client *c, const struct agent_mcp_options *opt, FI
 		if (got < 0) {
 			char msg[96];
 
-			snprintf(msg, sizeof(msg), "message too large: the limit is %d bytes a line",
+			snprintf(msg, sizeof(msg),
+				 "message too large: the limit is %d bytes a line",
 				 AM_MAX_MCP_MESSAGE_BYTES);
 			reply = rpc_error(NULL, RPC_INVALID_REQUEST, msg);
 		} else {

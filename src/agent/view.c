@@ -43,12 +43,12 @@ json_t *
 agent_discovery_json(const struct authmd_discovery *d)
 {
 	return json_pack(
-		"{s:s, s:s, s:b, s:s, s:s, s:s, s:b, s:o, s:s, s:s, s:s?, s:{s:b, s:b, s:b}}", "url",
-		d->url, "resource_metadata", d->prm_url, "from_www_authenticate", d->header_found,
-		"resource", d->resource, "resource_name", d->resource_name, "authorization_server",
-		d->issuer, "issuer_missing", d->issuer_missing, "scopes",
+		"{s:s, s:s, s:b, s:s, s:s, s:s, s:b, s:o, s:s, s:s, s:s?, s:{s:b, s:b, s:b}}",
+		"url", d->url, "resource_metadata", d->prm_url, "from_www_authenticate",
+		d->header_found, "resource", d->resource, "resource_name", d->resource_name,
+		"authorization_server", d->issuer, "issuer_missing", d->issuer_missing, "scopes",
 		agent_scopes_json(d->scopes), "register_uri", d->register_uri, "claim_uri",
-		d->claim_uri, "revocation_uri", d->revocation_uri[0] != '\0' ? d->revocation_uri : NULL,
-		"methods", "anonymous", d->anonymous, "verified_email", d->verified_email, "id_jag",
-		d->id_jag);
+		d->claim_uri, "revocation_uri",
+		d->revocation_uri[0] != '\0' ? d->revocation_uri : NULL, "methods", "anonymous",
+		d->anonymous, "verified_email", d->verified_email, "id_jag", d->id_jag);
 }
