@@ -35,8 +35,9 @@ enum {
 };
 
 #define MAX_HEADERS 32
-#define MIN_SECRET_LEN 8 /* shorter values are not credentials; redacting them would mangle text   \
-			  */
+#define MIN_SECRET_LEN                                                                             \
+	8 /* shorter values are not credentials; redacting them would mangle text                  \
+	   */
 #define REDACTED "[redacted]"
 
 struct srv {
