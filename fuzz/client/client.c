@@ -118,7 +118,8 @@ say(const char *what, enum authmd_status st, const struct authmd_error *err)
 static void
 run_client(const char *store)
 {
-	struct authmd_options opt = {store, 5000, 0, 1};
+	struct authmd_options opt = {
+		.store_path = store, .timeout_ms = 5000, .max_retries = 0, .max_retry_after_s = 1};
 	struct authmd_client *c = NULL;
 	struct authmd_discovery d;
 	struct authmd_credential cred;

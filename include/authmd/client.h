@@ -66,7 +66,9 @@ struct authmd_discovery {
 	bool anonymous; /* identity types and assertion types offered */
 	bool verified_email;
 	bool id_jag;
-	bool header_found; /* the 401 carried resource_metadata */
+	bool header_found;   /* the 401 carried resource_metadata */
+	bool issuer_missing; /* the AS metadata had no issuer, accepted only because
+				authmd_options.allow_missing_issuer was set */
 };
 
 /* A stored credential (and its registration's state). */
@@ -96,6 +98,10 @@ struct authmd_options {
 	long timeout_ms;	/* per request; 0: 10 s */
 	int max_retries;	/* 5xx and 429 retries; <0: 3 */
 	long max_retry_after_s; /* longest Retry-After honoured; 0: 60 */
+	/* Accept AS metadata that has no issuer at all (old services only: such
+	 * a document cannot be tied to the server it claims to describe). An
+	 * issuer that is present must still match. Default false. */
+	bool allow_missing_issuer;
 };
 
 struct authmd_client;
@@ -104,9 +110,12 @@ enum authmd_status authmd_client_new(const struct authmd_options *opt, struct au
 				     struct authmd_error *err);
 void authmd_client_free(struct authmd_client *c); /* NULL is fine */
 
-/* Discovery from any URL of the API. Refuses metadata whose resource is
- * not on the URL's origin (RFC 9728), and AS metadata whose issuer is not
- * authorization_servers[0] (RFC 8414). */
+/* Discovery from any URL of the API. Refuses (AUTHMD_ERR_PROTOCOL) metadata
+ * whose resource is not on the URL's origin (RFC 9728), and AS metadata whose
+ * issuer is missing or is not exactly authorization_servers[0], the URL the
+ * metadata was fetched from (RFC 8414 section 3.3); a missing issuer is let
+ * through only with authmd_options.allow_missing_issuer, and then
+ * out->issuer_missing says so. */
 enum authmd_status authmd_discover(struct authmd_client *c, const char *url,
 				   struct authmd_discovery *out, struct authmd_error *err);
 
@@ -119,14 +128,39 @@ enum authmd_status authmd_register_anonymous(struct authmd_client *c,
 enum authmd_status authmd_register_email(struct authmd_client *c, const struct authmd_discovery *d,
 					 const char *email, const char *cred_type,
 					 struct authmd_credential *out, struct authmd_error *err);
-/* Gets (or makes) a consent grant and an ID-JAG for the resource from an
- * authmd-provider, and registers with it. The provider and session are
- * kept so that a revoked credential can be replaced without a person. */
-enum authmd_status authmd_register_provider(struct authmd_client *c,
-					    const struct authmd_discovery *d,
-					    const char *provider_url, const char *session,
-					    const char *cred_type, struct authmd_credential *out,
-					    struct authmd_error *err);
+/* What the user said about consent at the provider, in this very command.
+ * Nothing else (a --yes, a default, an earlier run) counts as asking. */
+enum authmd_consent {
+	AUTHMD_CONSENT_NONE = 0, /* use a live grant the user made; create none */
+	AUTHMD_CONSENT_ONCE,	 /* the user asked for one-time consent */
+	AUTHMD_CONSENT_ALWAYS,	 /* the user asked for standing consent */
+};
+
+/* The consent grant a provider registration rode on. */
+struct authmd_grant {
+	char id[64];
+	char mode[16];	 /* once | always, as the provider said; "" if it did not say */
+	char status[16]; /* as the provider said; "" when it gave none (taken as live) */
+	bool created;	 /* this call made it, because the caller asked */
+	bool kept_as_is; /* an existing grant of another mode than asked was used
+			    unchanged: it was neither widened nor replaced */
+};
+
+/* Registers with an ID-JAG from an authmd-provider (or one speaking its
+ * API) under the user's consent. A live grant for the service is used as it
+ * is, never replaced or widened; a grant without "status" is live unless a
+ * field says otherwise. A grant is created only when there is no live one
+ * and consent is ONCE or ALWAYS (the user asked in this command); with NONE
+ * and no live grant the answer is AUTHMD_ERR_ACTION_NEEDED, code
+ * "consent_required", and nothing was written at the provider. *grant
+ * (may be NULL) says which grant was used and whether it was made. The
+ * provider and session are kept so that a revoked credential can be
+ * replaced without a person, under consent that still stands. */
+enum authmd_status
+authmd_register_provider(struct authmd_client *c, const struct authmd_discovery *d,
+			 const char *provider_url, const char *session, const char *cred_type,
+			 enum authmd_consent consent, struct authmd_grant *grant,
+			 struct authmd_credential *out, struct authmd_error *err);
 
 /* The claim ceremony for the credential stored for resource. */
 enum authmd_status authmd_claim_start(struct authmd_client *c, const char *resource,

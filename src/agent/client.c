@@ -21,6 +21,7 @@ struct authmd_client {
 	long timeout_ms;
 	int max_retries;
 	long max_retry_after_s;
+	bool allow_missing_issuer;
 };
 
 /* ---- advice: AUTH.md's error table ---- */
@@ -287,6 +288,7 @@ authmd_client_new(const struct authmd_options *opt, struct authmd_client **out,
 	c->max_retries = opt != NULL && opt->max_retries >= 0 ? opt->max_retries : 3;
 	c->max_retry_after_s =
 		opt != NULL && opt->max_retry_after_s > 0 ? opt->max_retry_after_s : 60;
+	c->allow_missing_issuer = opt != NULL && opt->allow_missing_issuer;
 	*out = c;
 	return AUTHMD_OK;
 }
@@ -338,6 +340,34 @@ array_has(const json_t *arr, const char *value)
 			return true;
 	}
 	return false;
+}
+
+static enum authmd_status
+check_issuer(const struct authmd_client *c, const json_t *as, const char *as_url,
+	     struct authmd_discovery *d, struct authmd_error *err)
+{
+	const json_t *v = json_object_get(as, "issuer");
+
+	if (v == NULL || json_is_null(v)) {
+		if (c->allow_missing_issuer) {
+			d->issuer_missing = true;
+			return AUTHMD_OK;
+		}
+		return cs_fail(err, AUTHMD_ERR_PROTOCOL,
+			       "Do not send credentials there. If this is an old service that "
+			       "publishes no issuer and you trust it, use --allow-missing-issuer.",
+			       "the authorization server metadata at %s has no issuer, so it "
+			       "cannot be shown to belong to %s",
+			       as_url, d->issuer);
+	}
+	if (!json_is_string(v) || strcmp(json_string_value(v), d->issuer) != 0)
+		return cs_fail(err, AUTHMD_ERR_PROTOCOL,
+			       "Do not send credentials there: the metadata may be forged.",
+			       "the authorization server metadata at %s names issuer \"%.200s\", "
+			       "not %s",
+			       as_url, json_is_string(v) ? json_string_value(v) : "(not a string)",
+			       d->issuer);
+	return AUTHMD_OK;
 }
 
 enum authmd_status
@@ -402,12 +432,12 @@ authmd_discover(struct authmd_client *c, const char *url, struct authmd_discover
 	if ((st = get_json(c, as_url, NULL, "the authorization server metadata", &as, err)) !=
 	    AUTHMD_OK)
 		goto out;
-	if (json_string_value(json_object_get(as, "issuer")) != NULL &&
-	    strcmp(json_string_value(json_object_get(as, "issuer")), d.issuer) != 0) {
-		st = cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL,
-			     "the authorization server's issuer is not %s", d.issuer);
+	/* RFC 8414 section 3.3: the issuer must be the identifier the
+	 * metadata URL was formed from. A document without one cannot be
+	 * told from one served by someone else, so it is refused unless the
+	 * caller accepts that for an old service. */
+	if ((st = check_issuer(c, as, as_url, &d, err)) != AUTHMD_OK)
 		goto out;
-	}
 	if (!json_is_object(aa = json_object_get(as, "agent_auth"))) {
 		st = cs_fail(err, AUTHMD_ERR_PROTOCOL, "This service does not support auth.md.",
 			     "the authorization server metadata has no agent_auth block");
@@ -643,13 +673,91 @@ authmd_register_email(struct authmd_client *c, const struct authmd_discovery *d,
 	return st;
 }
 
-/* A live grant for audience at the provider, made if there is none. */
+/* Whether a grant object from the provider is live. "status" decides when
+ * present; a grant without one is live unless another field says it is not
+ * (providers differ: the reference one sends no status at all). */
+static bool
+grant_live(const json_t *g)
+{
+	const json_t *status = json_object_get(g, "status"), *exp;
+	static const char *const dead_when_set[] = {"revoked_at", "consumed_at", "used_at",
+						    "deleted_at"};
+
+	if (json_is_string(status))
+		return strcmp(json_string_value(status), "active") == 0;
+	if (status != NULL && !json_is_null(status))
+		return false; /* a status we cannot read is not proof of consent */
+	if (json_is_false(json_object_get(g, "active")) ||
+	    json_is_true(json_object_get(g, "revoked")) ||
+	    json_is_true(json_object_get(g, "consumed")) ||
+	    json_is_true(json_object_get(g, "used")))
+		return false;
+	for (size_t i = 0; i < sizeof(dead_when_set) / sizeof(dead_when_set[0]); i++) {
+		const json_t *v = json_object_get(g, dead_when_set[i]);
+
+		if (v != NULL && !json_is_null(v) && !json_is_false(v))
+			return false;
+	}
+	exp = json_object_get(g, "expires_at");
+	if (json_is_integer(exp) && json_integer_value(exp) <= (json_int_t)time(NULL))
+		return false;
+	return true;
+}
+
+static const char *
+consent_mode(enum authmd_consent consent)
+{
+	return consent == AUTHMD_CONSENT_ALWAYS ? "always" : "once";
+}
+
+static void
+grant_from(const json_t *g, bool created, struct authmd_grant *out)
+{
+	const char *status = json_string_value(json_object_get(g, "status"));
+
+	memset(out, 0, sizeof(*out));
+	copy_str(g, "id", out->id, sizeof(out->id));
+	copy_str(g, "mode", out->mode, sizeof(out->mode));
+	am_copy(out->status, sizeof(out->status), status != NULL ? status : "");
+	out->created = created;
+}
+
+/* Makes the grant the caller asked for (consent is ONCE or ALWAYS). */
 static enum authmd_status
-ensure_grant(struct authmd_client *c, const char *provider, const char *session,
-	     const struct authmd_discovery *d, struct authmd_error *err)
+create_grant(struct authmd_client *c, const char *url, const char *session,
+	     const struct authmd_discovery *d, enum authmd_consent consent,
+	     struct authmd_grant *out, struct authmd_error *err)
+{
+	json_t *made = NULL;
+	enum authmd_status st;
+
+	st = post_json(c, url, session,
+		       json_pack("{s:s, s:s, s:s?}", "audience", d->issuer, "mode",
+				 consent_mode(consent), "revocation_uri",
+				 d->revocation_uri[0] != '\0' ? d->revocation_uri : NULL),
+		       "the consent grant", &made, err);
+	if (st != AUTHMD_OK)
+		return st;
+	grant_from(made, true, out);
+	/* What we asked for is what we record, whatever the answer omits. */
+	if (out->mode[0] == '\0')
+		am_copy(out->mode, sizeof(out->mode), consent_mode(consent));
+	json_decref(made);
+	return AUTHMD_OK;
+}
+
+/* The user's consent for the service at the provider, into *out. A live
+ * grant is used as it is: never replaced, never widened, whatever consent
+ * asks. Only when there is none, and only when the caller passes the user's
+ * explicit ONCE or ALWAYS, is one made; with NONE the answer is
+ * AUTHMD_ERR_ACTION_NEEDED and nothing is written at the provider. */
+static enum authmd_status
+find_or_make_grant(struct authmd_client *c, const char *provider, const char *session,
+		   const struct authmd_discovery *d, enum authmd_consent consent,
+		   struct authmd_grant *out, struct authmd_error *err)
 {
 	char url[AUTHMD_URL_MAX + 16];
-	json_t *list = NULL, *g, *made = NULL;
+	json_t *list = NULL, *g;
 	size_t i;
 	enum authmd_status st;
 
@@ -659,39 +767,62 @@ ensure_grant(struct authmd_client *c, const char *provider, const char *session,
 	json_array_foreach(json_object_get(list, "grants"), i, g)
 	{
 		const char *aud = json_string_value(json_object_get(g, "audience"));
-		const char *status = json_string_value(json_object_get(g, "status"));
 
-		if (aud != NULL && status != NULL && strcmp(aud, d->issuer) == 0 &&
-		    strcmp(status, "active") == 0) {
+		if (aud != NULL && strcmp(aud, d->issuer) == 0 && grant_live(g)) {
+			grant_from(g, false, out);
+			out->kept_as_is = consent != AUTHMD_CONSENT_NONE &&
+					  strcmp(out->mode, consent_mode(consent)) != 0;
 			json_decref(list);
 			return AUTHMD_OK;
 		}
 	}
 	json_decref(list);
-	st = post_json(c, url, session,
-		       json_pack("{s:s, s:s, s:s?}", "audience", d->issuer, "mode", "always",
-				 "revocation_uri",
-				 d->revocation_uri[0] != '\0' ? d->revocation_uri : NULL),
-		       "the consent grant", &made, err);
-	json_decref(made);
-	return st;
+	if (consent == AUTHMD_CONSENT_NONE) {
+		st = cs_fail(err, AUTHMD_ERR_ACTION_NEEDED,
+			     "Ask the user. If they agree, run again with --consent once (this "
+			     "registration only) or --consent always (until they withdraw it).",
+			     "the user has given no consent for %.200s at %.200s, and none was "
+			     "created",
+			     d->issuer, provider);
+		if (err != NULL)
+			am_copy(err->code, sizeof(err->code), "consent_required");
+		return st;
+	}
+	return create_grant(c, url, session, d, consent, out, err);
 }
 
-/* Registers with an ID-JAG from the provider. may_consent: whether a grant
- * may be created when none is live; only an explicit register does that, so
- * a user's withdrawn consent is never renewed behind their back. */
+static enum authmd_status
+mint(struct authmd_client *c, const char *provider, const char *session,
+     const struct authmd_discovery *d, json_t **minted, struct authmd_error *err)
+{
+	char url[AUTHMD_URL_MAX + 16];
+
+	snprintf(url, sizeof(url), "%s/id-jag", provider);
+	return post_json(c, url, session,
+			 json_pack("{s:s, s:s, s:s}", "audience", d->issuer, "resource",
+				   d->resource, "agent_platform", "authmd-cli"),
+			 "the ID-JAG", minted, err);
+}
+
+/* Registers with an ID-JAG from the provider. check_consent: look for the
+ * user's grant first (an explicit register); the re-registration after a
+ * revoked credential does not, and passes AUTHMD_CONSENT_NONE, so it
+ * rides only on consent the provider still holds. */
 static enum authmd_status
 register_provider(struct authmd_client *c, const struct authmd_discovery *d,
 		  const char *provider_url, const char *session, const char *cred_type,
-		  bool may_consent, struct authmd_credential *out, struct authmd_error *err)
+		  bool check_consent, enum authmd_consent consent, struct authmd_grant *grant_out,
+		  struct authmd_credential *out, struct authmd_error *err)
 {
 	char provider[AUTHMD_URL_MAX], url[AUTHMD_URL_MAX + 16];
 	json_t *minted = NULL;
 	const char *assertion;
 	struct authmd_credential cred;
+	struct authmd_grant grant;
 	enum authmd_status st;
 	size_t n;
 
+	memset(&grant, 0, sizeof(grant));
 	if (!d->id_jag)
 		return cs_fail(err, AUTHMD_ERR_REFUSED,
 			       "Pick another method: --email or --anonymous.",
@@ -701,14 +832,30 @@ register_provider(struct authmd_client *c, const struct authmd_discovery *d,
 	n = strlen(provider);
 	while (n > 0 && provider[n - 1] == '/')
 		provider[--n] = '\0';
-	if (may_consent && (st = ensure_grant(c, provider, session, d, err)) != AUTHMD_OK)
+	if (check_consent &&
+	    (st = find_or_make_grant(c, provider, session, d, consent, &grant, err)) != AUTHMD_OK)
 		return st;
-	snprintf(url, sizeof(url), "%s/id-jag", provider);
-	if ((st = post_json(c, url, session,
-			    json_pack("{s:s, s:s, s:s}", "audience", d->issuer, "resource",
-				      d->resource, "agent_platform", "authmd-cli"),
-			    "the ID-JAG", &minted, err)) != AUTHMD_OK)
+	st = mint(c, provider, session, d, &minted, err);
+	/* The grant we took as live was not (its provider gave no status, and
+	 * it was spent or withdrawn): the user asked for consent in this
+	 * command, so the grant they asked for is made, once. */
+	if (st != AUTHMD_OK && check_consent && consent != AUTHMD_CONSENT_NONE && !grant.created &&
+	    err != NULL && strcmp(err->code, "consent_required") == 0) {
+		snprintf(url, sizeof(url), "%s/grants", provider);
+		if ((st = create_grant(c, url, session, d, consent, &grant, err)) != AUTHMD_OK)
+			return st;
+		st = mint(c, provider, session, d, &minted, err);
+	}
+	if (st != AUTHMD_OK) {
+		/* Only the user can give consent: a person must act. */
+		if (err != NULL && strcmp(err->code, "consent_required") == 0) {
+			st = err->status = AUTHMD_ERR_ACTION_NEEDED;
+			err->advice = "The provider holds no live consent for this service. Ask "
+				      "the user; if they agree, run again with --consent once or "
+				      "--consent always.";
+		}
 		return st;
+	}
 	assertion = json_string_value(json_object_get(minted, "assertion"));
 	if (assertion == NULL) {
 		json_decref(minted);
@@ -729,6 +876,8 @@ register_provider(struct authmd_client *c, const struct authmd_discovery *d,
 	st = store_put(c, &cred, err);
 	if (st == AUTHMD_OK && out != NULL)
 		*out = cred;
+	if (st == AUTHMD_OK && grant_out != NULL)
+		*grant_out = grant;
 	OPENSSL_cleanse(&cred, sizeof(cred));
 	return st;
 }
@@ -736,9 +885,14 @@ register_provider(struct authmd_client *c, const struct authmd_discovery *d,
 enum authmd_status
 authmd_register_provider(struct authmd_client *c, const struct authmd_discovery *d,
 			 const char *provider_url, const char *session, const char *cred_type,
+			 enum authmd_consent consent, struct authmd_grant *grant,
 			 struct authmd_credential *out, struct authmd_error *err)
 {
-	return register_provider(c, d, provider_url, session, cred_type, true, out, err);
+	if (consent != AUTHMD_CONSENT_NONE && consent != AUTHMD_CONSENT_ONCE &&
+	    consent != AUTHMD_CONSENT_ALWAYS)
+		return cs_fail(err, AUTHMD_ERR_USAGE, NULL, "consent must be none, once or always");
+	return register_provider(c, d, provider_url, session, cred_type, true, consent, grant, out,
+				 err);
 }
 
 /* ---- claim ---- */
@@ -931,7 +1085,8 @@ authmd_request(struct authmd_client *c, const char *method, const char *url,
 			    register_provider(c, &d, provider, session,
 					      cred.credential_type[0] != '\0' ? cred.credential_type
 									      : NULL,
-					      false, &cred, &ignored) == AUTHMD_OK) {
+					      false, AUTHMD_CONSENT_NONE, NULL, &cred,
+					      &ignored) == AUTHMD_OK) {
 				reregistered = true;
 				result_clear(&r);
 				continue;

@@ -11,6 +11,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "agent/mcp.h"
+#include "agent/view.h"
 #include "authmd/client.h"
 
 #ifndef AUTHMD_VERSION
@@ -19,24 +21,30 @@
 
 struct args {
 	const char *cmd, *url, *email, *provider, *session, *cred_type, *otp, *method, *data,
-		*store;
+		*store, *consent;
 	const char *headers[32];
 	int nheaders;
-	bool json, yes, anonymous, help, version;
+	bool json, yes, anonymous, help, version, allow_missing_issuer;
 };
 
 static const char *const usage_text =
-	"usage: authmd [--store FILE] COMMAND [--json] ...\n"
+	"usage: authmd [--store FILE] [--allow-missing-issuer] COMMAND [--json] ...\n"
 	"\n"
 	"  discover URL                       find how to register with a service\n"
 	"  register URL [--anonymous | --email ADDR | --provider URL --session TOKEN]\n"
-	"               [--credential-type api_key|access_token] [--yes]\n"
+	"               [--consent once|always] [--credential-type api_key|access_token] [--yes]\n"
 	"  claim URL [--email ADDR] [--otp CODE] start and/or finish the claim by email code\n"
 	"  curl URL [-X METHOD] [-d DATA] [-H 'Name: value']...\n"
 	"                                     call the API with the stored credential\n"
 	"  status                             what is stored\n"
 	"  forget URL                         drop what is stored for a service\n"
+	"  mcp                                serve these as MCP tools on stdin/stdout\n"
 	"\n"
+	"--consent once|always is the user's consent at the provider, asked for in this\n"
+	"command: without it no grant is made, and an existing grant is never widened.\n"
+	"--yes answers prompts only; it grants nothing.\n"
+	"--allow-missing-issuer accepts authorization server metadata with no issuer\n"
+	"(old services only; by default such metadata is refused, exit 7).\n"
 	"  -h, --help       this text          -V, --version    the version\n"
 	"\n"
 	"The provider session may also come from $AUTHMD_SESSION, which keeps it out of\n"
@@ -66,7 +74,9 @@ parse(int argc, char **argv, struct args *a)
 		OPT_SESSION,
 		OPT_TYPE,
 		OPT_OTP,
-		OPT_STORE
+		OPT_STORE,
+		OPT_CONSENT,
+		OPT_ALLOW_MISSING_ISSUER
 	};
 	static const struct option opts[] = {
 		{"json", no_argument, NULL, OPT_JSON},
@@ -80,6 +90,8 @@ parse(int argc, char **argv, struct args *a)
 		{"credential-type", required_argument, NULL, OPT_TYPE},
 		{"otp", required_argument, NULL, OPT_OTP},
 		{"store", required_argument, NULL, OPT_STORE},
+		{"consent", required_argument, NULL, OPT_CONSENT},
+		{"allow-missing-issuer", no_argument, NULL, OPT_ALLOW_MISSING_ISSUER},
 		{"request", required_argument, NULL, 'X'},
 		{"data", required_argument, NULL, 'd'},
 		{"header", required_argument, NULL, 'H'},
@@ -101,6 +113,9 @@ parse(int argc, char **argv, struct args *a)
 		case OPT_ANON:
 			a->anonymous = true;
 			break;
+		case OPT_ALLOW_MISSING_ISSUER:
+			a->allow_missing_issuer = true;
+			break;
 		case 'h':
 			a->help = true;
 			break;
@@ -121,6 +136,9 @@ parse(int argc, char **argv, struct args *a)
 			break;
 		case OPT_OTP:
 			slot = &a->otp;
+			break;
+		case OPT_CONSENT:
+			slot = &a->consent;
 			break;
 		case OPT_STORE:
 			slot = &a->store;
@@ -185,30 +203,25 @@ emit(const struct args *a, json_t *o)
 	json_decref(o);
 }
 
-static json_t *
-scopes_json(const char *s)
+/* Says in one line what happened to the user's consent. */
+static void
+say_consent(FILE *f, const struct args *a, const struct authmd_grant *g)
 {
-	json_t *arr = json_array();
-	char copy[AUTHMD_TEXT_MAX], *save = NULL;
+	const char *mode = g->mode[0] != '\0' ? g->mode : "unstated";
 
-	snprintf(copy, sizeof(copy), "%s", s);
-	for (char *t = strtok_r(copy, " ", &save); t != NULL; t = strtok_r(NULL, " ", &save))
-		json_array_append_new(arr, json_string(t));
-	return arr;
-}
-
-/* What is safe to show of a credential: never the secret values. */
-static json_t *
-cred_json(const struct authmd_credential *c)
-{
-	return json_pack(
-		"{s:s, s:s, s:s, s:s, s:o, s:s?, s:s, s:b, s:s?, s:s?}", "resource", c->resource,
-		"method", c->method, "registration_id", c->registration_id, "credential_type",
-		c->credential_type, "scopes", scopes_json(c->scopes), "credential_expires",
-		c->credential_expires[0] != '\0' ? c->credential_expires : NULL, "claim_state",
-		c->claim_state, "has_credential", c->credential[0] != '\0', "claim_token_expires",
-		c->claim_token_expires[0] != '\0' ? c->claim_token_expires : NULL, "provider",
-		c->provider[0] != '\0' ? c->provider : NULL);
+	if (g->created)
+		fprintf(f,
+			"consent: created a %s grant %s at the provider, as asked (--consent %s)\n",
+			mode, g->id, a->consent);
+	else if (g->kept_as_is)
+		fprintf(f,
+			"consent: used the user's existing %s grant %s unchanged; it was not "
+			"replaced or changed to %s (change it at the provider if the user wants "
+			"that)\n",
+			mode, g->id, a->consent);
+	else
+		fprintf(f, "consent: used the user's existing %s grant %s; nothing was changed\n",
+			mode, g->id);
 }
 
 /* ---- prompts ---- */
@@ -313,6 +326,22 @@ read_code(char *out, size_t cap, bool *tty)
 
 /* ---- commands ---- */
 
+/* Discovery, and a warning on stderr when the AS metadata's missing issuer
+ * was let through by --allow-missing-issuer. */
+static enum authmd_status
+discover(struct authmd_client *c, const char *url, struct authmd_discovery *d,
+	 struct authmd_error *e)
+{
+	enum authmd_status st = authmd_discover(c, url, d, e);
+
+	if (st == AUTHMD_OK && d->issuer_missing)
+		fprintf(stderr,
+			"authmd: warning: %s publishes no issuer in its metadata; accepted only "
+			"because of --allow-missing-issuer\n",
+			d->issuer);
+	return st;
+}
+
 static int
 cmd_discover(struct authmd_client *c, const struct args *a)
 {
@@ -320,15 +349,9 @@ cmd_discover(struct authmd_client *c, const struct args *a)
 	struct authmd_error e = {0};
 	json_t *o;
 
-	if (authmd_discover(c, a->url, &d, &e) != AUTHMD_OK)
+	if (discover(c, a->url, &d, &e) != AUTHMD_OK)
 		return report_error(a, &e);
-	o = json_pack("{s:s, s:s, s:b, s:s, s:s, s:s, s:o, s:s, s:s, s:s?, s:{s:b, s:b, s:b}}",
-		      "url", d.url, "resource_metadata", d.prm_url, "from_www_authenticate",
-		      d.header_found, "resource", d.resource, "resource_name", d.resource_name,
-		      "authorization_server", d.issuer, "scopes", scopes_json(d.scopes),
-		      "register_uri", d.register_uri, "claim_uri", d.claim_uri, "revocation_uri",
-		      d.revocation_uri[0] != '\0' ? d.revocation_uri : NULL, "methods", "anonymous",
-		      d.anonymous, "verified_email", d.verified_email, "id_jag", d.id_jag);
+	o = agent_discovery_json(&d);
 	if (!a->json) {
 		printf("%s\n  -> %s%s\n  -> resource %s (%s)\n  -> authorization server %s\n",
 		       d.url, d.prm_url, d.header_found ? " (from the 401)" : " (well-known path)",
@@ -350,12 +373,25 @@ cmd_register(struct authmd_client *c, const struct args *a)
 	struct authmd_credential cred;
 	struct authmd_error e = {0};
 	const char *session = a->session != NULL ? a->session : getenv("AUTHMD_SESSION");
+	struct authmd_grant grant;
+	enum authmd_consent consent = AUTHMD_CONSENT_NONE;
 	enum authmd_status st;
 
+	memset(&grant, 0, sizeof(grant));
 	if ((a->provider != NULL) != (session != NULL) ||
 	    (a->anonymous + (a->email != NULL) + (a->provider != NULL)) > 1)
 		return usage(stderr, AUTHMD_ERR_USAGE);
-	if (authmd_discover(c, a->url, &d, &e) != AUTHMD_OK)
+	if (a->consent != NULL) {
+		if (a->provider == NULL)
+			return usage(stderr, AUTHMD_ERR_USAGE);
+		if (strcmp(a->consent, "once") == 0)
+			consent = AUTHMD_CONSENT_ONCE;
+		else if (strcmp(a->consent, "always") == 0)
+			consent = AUTHMD_CONSENT_ALWAYS;
+		else
+			return usage(stderr, AUTHMD_ERR_USAGE);
+	}
+	if (discover(c, a->url, &d, &e) != AUTHMD_OK)
 		return report_error(a, &e);
 	/* AUTH.md's decision tree: a provider session, else an email, else
 	 * anonymous; each checked against agent_auth by the library. */
@@ -369,7 +405,8 @@ cmd_register(struct authmd_client *c, const struct args *a)
 		}
 	}
 	if (a->provider != NULL)
-		st = authmd_register_provider(c, &d, a->provider, session, a->cred_type, &cred, &e);
+		st = authmd_register_provider(c, &d, a->provider, session, a->cred_type, consent,
+					      &grant, &cred, &e);
 	else if (a->email != NULL)
 		st = authmd_register_email(c, &d, a->email, a->cred_type, &cred, &e);
 	else
@@ -377,6 +414,8 @@ cmd_register(struct authmd_client *c, const struct args *a)
 	if (st != AUTHMD_OK)
 		return report_error(a, &e);
 	if (!a->json) {
+		if (a->provider != NULL)
+			say_consent(stdout, a, &grant);
 		printf("registered with %s (%s, %s)\n", cred.resource, cred.method,
 		       cred.registration_id);
 		if (cred.credential[0] != '\0')
@@ -391,7 +430,13 @@ cmd_register(struct authmd_client *c, const struct args *a)
 			printf("an email went to %s: authmd claim %s --otp CODE\n", a->email,
 			       a->url);
 	}
-	emit(a, cred_json(&cred));
+	{
+		json_t *o = agent_credential_json(&cred);
+
+		if (a->provider != NULL)
+			json_object_set_new(o, "consent", agent_grant_json(&grant));
+		emit(a, o);
+	}
 	OPENSSL_cleanse(&cred, sizeof(cred));
 	return 0;
 }
@@ -426,7 +471,7 @@ claim_code(struct authmd_client *c, const struct args *a, const char *resource)
 			if (!a->json)
 				printf("claimed: %s now has scopes %s\n", cred.resource,
 				       cred.scopes);
-			emit(a, cred_json(&cred));
+			emit(a, agent_credential_json(&cred));
 			OPENSSL_cleanse(&cred, sizeof(cred));
 			return 0;
 		}
@@ -510,7 +555,7 @@ cmd_status(struct authmd_client *c, const struct args *a)
 		return report_error(a, &e);
 	}
 	for (size_t i = 0; i < n; i++) {
-		json_array_append_new(list, cred_json(&all[i]));
+		json_array_append_new(list, agent_credential_json(&all[i]));
 		if (!a->json)
 			printf("%s\n  %s registration %s, %s%s%s, scopes %s, claim %s\n",
 			       all[i].resource, all[i].method, all[i].registration_id,
@@ -526,6 +571,29 @@ cmd_status(struct authmd_client *c, const struct args *a)
 	free(all);
 	emit(a, json_pack("{s:o}", "credentials", list));
 	return 0;
+}
+
+/* The MCP server: JSON-RPC on the real stdout, which nothing else may write
+ * to, so stdout is moved aside and fd 1 becomes stderr for the rest. */
+static int
+cmd_mcp(struct authmd_client *c, const struct args *a)
+{
+	struct agent_mcp_options o = {AUTHMD_VERSION,
+				      a->session != NULL ? a->session : getenv("AUTHMD_SESSION")};
+	int fd = dup(STDOUT_FILENO);
+	FILE *out;
+	int rc;
+
+	fflush(stdout);
+	if (fd < 0 || dup2(STDERR_FILENO, STDOUT_FILENO) < 0 || (out = fdopen(fd, "w")) == NULL) {
+		fprintf(stderr, "authmd: cannot set up stdout for MCP\n");
+		return AUTHMD_ERR_FAILED;
+	}
+	fprintf(stderr, "authmd mcp: serving MCP %s on stdio%s\n", AGENT_MCP_PROTOCOL,
+		o.session != NULL ? ", with a provider session" : "");
+	rc = agent_mcp_serve(c, &o, stdin, out);
+	fclose(out);
+	return rc;
 }
 
 static int
@@ -545,7 +613,7 @@ int
 main(int argc, char **argv)
 {
 	struct args a;
-	struct authmd_options opt = {NULL, 0, -1, 0};
+	struct authmd_options opt = {.store_path = NULL, .max_retries = -1};
 	struct authmd_client *c = NULL;
 	struct authmd_error e = {0};
 	int rc;
@@ -558,9 +626,10 @@ main(int argc, char **argv)
 	}
 	if (a.help || a.cmd == NULL)
 		return usage(a.help ? stdout : stderr, a.help ? 0 : AUTHMD_ERR_USAGE);
-	if (a.url == NULL && strcmp(a.cmd, "status") != 0)
+	if (a.url == NULL && strcmp(a.cmd, "status") != 0 && strcmp(a.cmd, "mcp") != 0)
 		return usage(stderr, AUTHMD_ERR_USAGE);
 	opt.store_path = a.store != NULL ? a.store : getenv("AUTHMD_CREDENTIALS");
+	opt.allow_missing_issuer = a.allow_missing_issuer;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (authmd_client_new(&opt, &c, &e) != AUTHMD_OK) {
 		rc = report_error(&a, &e);
@@ -574,6 +643,8 @@ main(int argc, char **argv)
 		rc = cmd_curl(c, &a);
 	} else if (strcmp(a.cmd, "status") == 0) {
 		rc = cmd_status(c, &a);
+	} else if (strcmp(a.cmd, "mcp") == 0 && a.url == NULL) {
+		rc = cmd_mcp(c, &a);
 	} else if (strcmp(a.cmd, "forget") == 0) {
 		rc = cmd_forget(c, &a);
 	} else {

@@ -22,5 +22,6 @@
 #define AM_MAX_SCOPES 32		     /* scopes in one credential */
 #define AM_MAX_DELIVERY_ANSWER_BYTES (64 * 1024) /* a logout-token receiver's answer, dropped */
 #define AM_MAX_FORWARDED_BYTES 4096		 /* X-Forwarded-For or Forwarded, all lines */
+#define AM_MAX_MCP_MESSAGE_BYTES (1024 * 1024)	 /* one JSON-RPC line on authmd mcp's stdin */
 
 #endif

@@ -253,7 +253,7 @@ class IdJagCliTest(unittest.TestCase):
 
     def register(self):
         rc, reg = self.cli.json("register", self.url, "--provider", self.provider.url, "--yes",
-                                env={"AUTHMD_SESSION": self.session})
+                                "--consent", "always", env={"AUTHMD_SESSION": self.session})
         self.assertEqual(rc, 0, reg)
         return reg
 
@@ -392,6 +392,104 @@ class DiscoveryGuardTest(unittest.TestCase):
         finally:
             httpd.shutdown()
             httpd.server_close()
+
+
+class _StubService(http.server.BaseHTTPRequestHandler):
+    """A service whose authorization server metadata is under the test's
+    control: `issuer` is what the AS metadata says (absent when MISSING)."""
+    MISSING = object()
+    issuer = MISSING
+    registrations = 0
+
+    def do_GET(self):
+        base = "http://127.0.0.1:%d" % self.server.server_port
+        if self.path == "/.well-known/oauth-protected-resource":
+            doc = {"resource": base + "/", "authorization_servers": [base]}
+        elif self.path == "/.well-known/oauth-authorization-server":
+            doc = {"agent_auth": {"register_uri": base + "/agent/auth",
+                                  "claim_uri": base + "/agent/auth/claim",
+                                  "identity_types_supported": ["anonymous"]}}
+            if self.issuer is not _StubService.MISSING:
+                doc["issuer"] = self.issuer
+        else:
+            self.reply(401, {"error": "invalid_token"})
+            return
+        self.reply(200, doc)
+
+    def do_POST(self):
+        type(self).registrations += 1
+        self.reply(200, {"registration_id": "reg_stub", "credential_type": "api_key",
+                         "credential": "sk_stub", "scopes": ["api.read"]})
+
+    def reply(self, status, doc):
+        body = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+class StrictIssuerTest(unittest.TestCase):
+    """Issue 15 item 4: AS metadata without an issuer, or with another one,
+    is refused unless --allow-missing-issuer (which forgives only absence)."""
+
+    def setUp(self):
+        self.port = free_port()
+        self.base = "http://127.0.0.1:%d" % self.port
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), _StubService)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        _StubService.registrations = 0
+        self.cli = Cli()
+        self.url = self.base + "/api"
+
+    def tearDown(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def test_metadata_without_issuer_is_refused_by_default(self):
+        _StubService.issuer = _StubService.MISSING
+        r = self.cli.run("discover", self.url)
+        self.assertEqual(r.returncode, 7, r.stderr)
+        self.assertIn("has no issuer", r.stderr)
+        self.assertIn("--allow-missing-issuer", r.stderr)
+        r = self.cli.run("register", self.url, "--anonymous")
+        self.assertEqual(r.returncode, 7, r.stderr)
+        self.assertEqual(_StubService.registrations, 0)  # nothing was sent there
+        self.assertFalse(os.path.exists(self.cli.store))
+
+    def test_a_null_issuer_is_missing_too(self):
+        _StubService.issuer = None
+        r = self.cli.run("discover", self.url)
+        self.assertEqual(r.returncode, 7, r.stderr)
+        self.assertIn("has no issuer", r.stderr)
+
+    def test_another_issuer_is_refused_even_when_missing_ones_are_allowed(self):
+        for other in ("https://evil.example", self.base + "/", self.base.upper()):
+            _StubService.issuer = other
+            for extra in ([], ["--allow-missing-issuer"]):
+                r = self.cli.run(*extra, "discover", self.url)
+                self.assertEqual(r.returncode, 7, (other, extra, r.stderr))
+                self.assertIn("names issuer", r.stderr)
+
+    def test_allow_missing_issuer_lets_an_old_service_through_with_a_warning(self):
+        _StubService.issuer = _StubService.MISSING
+        r = self.cli.run("--allow-missing-issuer", "discover", self.url, "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(json.loads(r.stdout)["issuer_missing"])
+        self.assertIn("publishes no issuer", r.stderr)
+        rc, reg = self.cli.json("register", self.url, "--anonymous", "--allow-missing-issuer")
+        self.assertEqual(rc, 0, reg)
+        self.assertEqual(_StubService.registrations, 1)
+
+    def test_the_matching_issuer_is_accepted(self):
+        _StubService.issuer = self.base
+        rc, d = self.cli.json("discover", self.url)
+        self.assertEqual(rc, 0, d)
+        self.assertFalse(d["issuer_missing"])
 
 
 if __name__ == "__main__":

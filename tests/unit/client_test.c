@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "agent/credstore.h"
+#include "agent/view.h"
 #include "authmd/client.h"
 
 static char dir[64];
@@ -220,7 +221,7 @@ the_client_needs_a_home_for_its_file(void **state)
 {
 	struct authmd_client *c = NULL;
 	struct authmd_error e = {0};
-	struct authmd_options o = {path, 0, -1, 0};
+	struct authmd_options o = {.store_path = path, .max_retries = -1};
 	struct authmd_credential cred;
 
 	(void)state;
@@ -228,6 +229,65 @@ the_client_needs_a_home_for_its_file(void **state)
 	assert_int_equal(authmd_credential_for(c, "https://x.test/", &cred, &e),
 			 AUTHMD_ERR_ACTION_NEEDED);
 	assert_int_equal(authmd_discover(c, "not a url", NULL, &e), AUTHMD_ERR_USAGE);
+	authmd_client_free(c);
+}
+
+static void
+the_credential_view_shows_no_secret(void **state)
+{
+	struct authmd_credential c = sample("https://api.test/");
+	json_t *o;
+	char *text;
+
+	(void)state;
+	snprintf(c.claim_token, sizeof(c.claim_token), "clm_very_secret");
+	snprintf(c.session, sizeof(c.session), "sess_very_secret");
+	snprintf(c.provider, sizeof(c.provider), "https://prov.test");
+	o = agent_credential_json(&c);
+	text = json_dumps(o, JSON_COMPACT);
+	assert_non_null(text);
+	assert_null(strstr(text, "sk_secret"));
+	assert_null(strstr(text, "clm_very_secret"));
+	assert_null(strstr(text, "sess_very_secret"));
+	assert_true(json_is_true(json_object_get(o, "has_credential")));
+	assert_string_equal(json_string_value(json_object_get(o, "provider")), "https://prov.test");
+	free(text);
+	json_decref(o);
+}
+
+static void
+the_grant_view_says_whether_it_was_made_or_kept(void **state)
+{
+	struct authmd_grant g = {.created = false, .kept_as_is = true};
+	json_t *o;
+
+	(void)state;
+	snprintf(g.id, sizeof(g.id), "gr_1");
+	snprintf(g.mode, sizeof(g.mode), "once");
+	o = agent_grant_json(&g);
+	assert_string_equal(json_string_value(json_object_get(o, "mode")), "once");
+	assert_true(json_is_null(json_object_get(o, "status"))); /* the provider gave none */
+	assert_true(json_is_false(json_object_get(o, "created")));
+	assert_true(json_is_true(json_object_get(o, "kept_as_is")));
+	json_decref(o);
+}
+
+static void
+a_bad_consent_value_is_refused_before_any_request(void **state)
+{
+	struct authmd_client *c = NULL;
+	struct authmd_error e = {0};
+	struct authmd_options o = {.store_path = path, .max_retries = -1};
+	struct authmd_discovery d;
+
+	(void)state;
+	memset(&d, 0, sizeof(d));
+	d.id_jag = true;
+	assert_int_equal(authmd_client_new(&o, &c, &e), AUTHMD_OK);
+	/* 127.0.0.1:9 is never contacted: the value is checked first. */
+	assert_int_equal(authmd_register_provider(c, &d, "http://127.0.0.1:9", "s", NULL,
+						  (enum authmd_consent)7, NULL, NULL, &e),
+			 AUTHMD_ERR_USAGE);
 	authmd_client_free(c);
 }
 
@@ -246,6 +306,9 @@ main(void)
 		T(expired_claim_tokens_are_forgotten),
 		T(advice_follows_the_auth_md_table),
 		T(the_client_needs_a_home_for_its_file),
+		T(the_credential_view_shows_no_secret),
+		T(the_grant_view_says_whether_it_was_made_or_kept),
+		T(a_bad_consent_value_is_refused_before_any_request),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

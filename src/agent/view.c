@@ -1,0 +1,54 @@
+/* The agent's state as JSON, without its secrets (see view.h). */
+#include <string.h>
+
+#include "agent/view.h"
+#include "core/str.h"
+
+json_t *
+agent_scopes_json(const char *scopes)
+{
+	json_t *arr = json_array();
+	char copy[AUTHMD_TEXT_MAX], *save = NULL;
+
+	if (!am_copy(copy, sizeof(copy), scopes))
+		return arr;
+	for (char *t = strtok_r(copy, " ", &save); t != NULL; t = strtok_r(NULL, " ", &save))
+		json_array_append_new(arr, json_string(t));
+	return arr;
+}
+
+json_t *
+agent_credential_json(const struct authmd_credential *c)
+{
+	return json_pack(
+		"{s:s, s:s, s:s, s:s, s:o, s:s?, s:s, s:b, s:s?, s:s?}", "resource", c->resource,
+		"method", c->method, "registration_id", c->registration_id, "credential_type",
+		c->credential_type, "scopes", agent_scopes_json(c->scopes), "credential_expires",
+		c->credential_expires[0] != '\0' ? c->credential_expires : NULL, "claim_state",
+		c->claim_state, "has_credential", c->credential[0] != '\0', "claim_token_expires",
+		c->claim_token_expires[0] != '\0' ? c->claim_token_expires : NULL, "provider",
+		c->provider[0] != '\0' ? c->provider : NULL);
+}
+
+json_t *
+agent_grant_json(const struct authmd_grant *g)
+{
+	return json_pack("{s:s, s:s?, s:s?, s:b, s:b}", "grant_id", g->id, "mode",
+			 g->mode[0] != '\0' ? g->mode : NULL, "status",
+			 g->status[0] != '\0' ? g->status : NULL, "created", g->created,
+			 "kept_as_is", g->kept_as_is);
+}
+
+json_t *
+agent_discovery_json(const struct authmd_discovery *d)
+{
+	return json_pack(
+		"{s:s, s:s, s:b, s:s, s:s, s:s, s:b, s:o, s:s, s:s, s:s?, s:{s:b, s:b, s:b}}",
+		"url", d->url, "resource_metadata", d->prm_url, "from_www_authenticate",
+		d->header_found, "resource", d->resource, "resource_name", d->resource_name,
+		"authorization_server", d->issuer, "issuer_missing", d->issuer_missing, "scopes",
+		agent_scopes_json(d->scopes), "register_uri", d->register_uri, "claim_uri",
+		d->claim_uri, "revocation_uri",
+		d->revocation_uri[0] != '\0' ? d->revocation_uri : NULL, "methods", "anonymous",
+		d->anonymous, "verified_email", d->verified_email, "id_jag", d->id_jag);
+}
