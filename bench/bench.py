@@ -96,14 +96,27 @@ class Nginx:
         self.dir = os.path.join(tmp, "nginx")
         os.makedirs(self.dir)
         os.chmod(self.dir, 0o755)
+        self.www = www
         self.port = free_port()
         self.jwks_port = free_port()
+        self.direct_port = free_port()
+        self.gate_port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         self.issuer = "http://127.0.0.1:%d" % self.jwks_port
+        self.direct_url = "http://127.0.0.1:%d" % self.direct_port
+        self.gate_url = "http://127.0.0.1:%d" % self.gate_port
         self.log = os.path.join(self.dir, "error.log")
         self.conf = os.path.join(self.dir, "nginx.conf")
+        with open(os.path.join(www, "upstream.txt"), "w") as f:
+            f.write("ok\n")
+        os.chmod(os.path.join(www, "upstream.txt"), 0o644)
+        self.proc = None
+
+    def configure(self, authmd_port):
+        """Writes the config; the gate rows need authmd-server's port."""
+        www = self.www
         temp = os.path.join(self.dir, "temp")
-        os.makedirs(temp)
+        os.makedirs(temp, exist_ok=True)
         os.chmod(temp, 0o755)
         with open(self.conf, "w") as f:
             f.write("""worker_processes 2;
@@ -132,9 +145,35 @@ http {{
             add_header Cache-Control "public, max-age=86400";
         }}
     }}
+    # The gate rows: an "upstream" (a static file) served directly, and the
+    # same behind auth_request to authmd's /authz (docs/gate.md, with
+    # keep-alive to authmd). `return` would run before auth_request.
+    upstream authmd {{ server 127.0.0.1:{aport}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{dport};
+        location / {{ root {www}; try_files /upstream.txt =404; }}
+    }}
+    server {{
+        listen 127.0.0.1:{gport};
+        location = /_authmd_authz {{
+            internal;
+            proxy_pass http://authmd/authz;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Original-Method $request_method;
+        }}
+        location / {{
+            auth_request /_authmd_authz;
+            root {www};
+            try_files /upstream.txt =404;
+        }}
+    }}
 }}
-""".format(d=self.dir, log=self.log, t=temp, port=self.port, jport=self.jwks_port, www=www))
-        self.proc = None
+""".format(d=self.dir, log=self.log, t=temp, port=self.port, jport=self.jwks_port, www=www,
+           aport=authmd_port, dport=self.direct_port, gport=self.gate_port))
 
     def start(self):
         # -e: the error log before the config is read (else /var/log/nginx).
@@ -226,7 +265,7 @@ class Bench:
         jwks = os.path.join(self.www, "jwks.json")
         shutil.copyfile(os.path.join(keys, "jwks.json"), jwks)
         os.chmod(jwks, 0o644)
-        self.nginx = Nginx(self.tmp, self.www).start()
+        self.nginx = Nginx(self.tmp, self.www)
         sdir = os.path.join(self.tmp, "server")
         os.makedirs(sdir)
         overrides = {
@@ -234,6 +273,8 @@ class Bench:
                                "jwks_uri": self.nginx.issuer + "/jwks.json"},
         }
         self.server = harness.Server(overrides, tmp=sdir)
+        self.nginx.configure(self.server.port)
+        self.nginx.start()
         self.launch()
         say("nginx on %s, authmd-server on %s, files in %s" % (self.nginx.url, self.server.url,
                                                                self.tmp))
@@ -367,6 +408,7 @@ class Bench:
             ("AS metadata GET", AS_METADATA, "metadata", lambda c: ["get"]),
             ("bearer GET, claimed API key", "/api/resource", "bearer", lambda c: ["get"]),
             ("bearer GET, access token", "/api/resource", "bearer", lambda c: ["get"]),
+            ("gate: nginx auth_request, API key", "/api/resource", "gate", lambda c: ["get"]),
             ("anonymous registration", "/agent/auth", "anonymous", lambda c: ["anonymous"]),
             ("openssl speed ecdsap256", None, "openssl", None),
             ("ID-JAG registration, same user", "/agent/auth", "idjag",
@@ -400,12 +442,18 @@ class Bench:
                 creds["tokens_" + mode] = prefix
             args = make_args(creds)
             bearer = None
-            if kind == "bearer":
+            if kind in ("bearer", "gate"):
                 bearer = creds["api_key" if "API key" in name else "access_token"]
-            base = self.wrk(self.nginx.url, path, args, bearer=bearer)
-            base.update(name="nginx, same requests", kind="nginx")
+            # The gate row's ceiling is nginx serving the upstream directly;
+            # it is measured through nginx's auth_request to authmd.
+            base_url, url = self.nginx.url, self.server.url
+            if kind == "gate":
+                base_url, url = self.nginx.direct_url, self.nginx.gate_url
+            base = self.wrk(base_url, path, args, bearer=bearer)
+            base.update(name="nginx, same requests" if kind != "gate" else
+                        "nginx, upstream served directly", kind="nginx")
             say("  %-38s %9.0f req/s" % (base["name"], base["rps"]))
-            r = self.wrk(self.server.url, path, args, bearer=bearer)
+            r = self.wrk(url, path, args, bearer=bearer)
             r.update(name=name, kind=kind, rss=rss_mib(self.server.proc.pid), nginx=base)
             if kind == "idjag":
                 self.drop_tokens(prefix)
