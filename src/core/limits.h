@@ -21,5 +21,7 @@
 #define AM_FETCH_TIMEOUT_MS 3000	     /* any outbound HTTP call */
 #define AM_MAX_SCOPES 32		     /* scopes in one credential */
 #define AM_MAX_DELIVERY_ANSWER_BYTES (64 * 1024) /* a logout-token receiver's answer, dropped */
+#define AM_MAX_CIMD_BYTES (64 * 1024)		 /* a fetched Client ID Metadata Document */
+#define AM_MAX_CIMD_NAME_BYTES 127 /* its client_name, as shown on pages and in audit */
 
 #endif
