@@ -108,9 +108,9 @@ cimd_check_url(const struct am_provider *p, const char *url, struct am_error *e)
 			       "segments)",
 			       url);
 	if (strcmp(u.scheme, "https") != 0 && !am_url_is_loopback(&u))
-		return am_fail(e, AM_E_INVALID_CLIENT_ID,
-			       "client_id %.100s must be an https URL (plain http only on loopback)",
-			       url);
+		return am_fail(
+			e, AM_E_INVALID_CLIENT_ID,
+			"client_id %.100s must be an https URL (plain http only on loopback)", url);
 	if (am_url_parse(p->issuer, &iss) && am_url_same_origin(&u, &iss))
 		return AM_OK;
 	if (am_url_origin(&u, origin, sizeof(origin)) && origin_listed(p->cimd_origins, origin))
@@ -153,7 +153,8 @@ check_document(const char *url, const char *body, size_t len, struct cimd_client
 	memset(out, 0, sizeof(*out));
 	if (am_json_object(body, len, &doc, e) != AM_OK)
 		return am_fail(e, AM_E_INVALID_CLIENT_ID,
-			       "the client metadata document at %.100s is not one JSON object", url);
+			       "the client metadata document at %.100s is not one JSON object",
+			       url);
 	rc = AM_E_INVALID_CLIENT_ID;
 	if (am_json_string(doc, "client_id", true, CIMD_URL_BYTES - 1, &id, e) != AM_OK ||
 	    strcmp(id, url) != 0) {
@@ -163,8 +164,7 @@ check_document(const char *url, const char *body, size_t len, struct cimd_client
 			url);
 		goto out;
 	}
-	if (am_json_string(doc, "client_name", false, AM_MAX_CIMD_NAME_BYTES, &name, e) !=
-		    AM_OK ||
+	if (am_json_string(doc, "client_name", false, AM_MAX_CIMD_NAME_BYTES, &name, e) != AM_OK ||
 	    (name != NULL && !printable(name))) {
 		am_fail(e, rc,
 			"the client metadata document at %.100s has a client_name that is not "

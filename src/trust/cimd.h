@@ -45,8 +45,7 @@ void cimd_free(struct cimd *c); /* NULL is fine; no resolve may be running */
  * path below "/", no query, fragment, userinfo or dot segments; and its
  * origin is the issuer's or one of p->cimd_origins. AM_OK, or
  * AM_E_INVALID_CLIENT_ID saying which rule failed. */
-enum am_err cimd_check_url(const struct am_provider *p, const char *url,
-			   struct am_error *e) AM_WUR;
+enum am_err cimd_check_url(const struct am_provider *p, const char *url, struct am_error *e) AM_WUR;
 
 /* The document at url (which cimd_check_url has accepted), from the cache
  * or fetched now (at time now, in seconds). AM_OK with *out filled;
