@@ -31,6 +31,8 @@ struct cimd {
 	pthread_cond_t done; /* broadcast when any fetch finishes (CLOCK_MONOTONIC) */
 	struct entry *slots;
 	size_t nslots;
+	size_t blocked;	    /* requests fetching or waiting for a fetch now */
+	size_t max_blocked; /* at most: one worker thread less than there are */
 	unsigned long fetches;
 };
 
@@ -44,6 +46,7 @@ cimd_new(const struct am_config *cfg, struct cimd **out, struct am_error *e)
 		return am_fail(e, AM_E_INTERNAL, "out of memory");
 	c->cfg = cfg;
 	c->nslots = (size_t)cfg->cimd_cache_entries;
+	c->max_blocked = cfg->threads > 1 ? (size_t)cfg->threads - 1 : 1;
 	if ((c->slots = calloc(c->nslots, sizeof(*c->slots))) == NULL) {
 		free(c);
 		return am_fail(e, AM_E_INTERNAL, "out of memory");
@@ -311,6 +314,17 @@ busy(const struct cimd *c, struct am_error *e)
 	return AM_E_UNAVAILABLE;
 }
 
+/* Called with the lock held; releases it. */
+static enum am_err
+too_many_blocked(struct cimd *c, struct am_error *e)
+{
+	pthread_mutex_unlock(&c->mu);
+	log_warn("cimd busy: %zu requests already wait on document fetches", c->max_blocked);
+	am_fail(e, AM_E_UNAVAILABLE,
+		"too many client metadata documents are being fetched; retry later");
+	return busy(c, e);
+}
+
 static void
 deadline_in(struct timespec *ts, int64_t secs)
 {
@@ -336,8 +350,14 @@ cimd_resolve(struct cimd *c, const char *url, int64_t now, struct cimd_client *o
 	deadline_in(&until, c->cfg->cimd_fetch_timeout + 1);
 	pthread_mutex_lock(&c->mu);
 	while ((s = find(c, url)) != NULL && s->fetching) {
-		if (pthread_cond_timedwait(&c->done, &c->mu, &until) != 0 &&
-		    (s = find(c, url)) != NULL && s->fetching) {
+		int w;
+
+		if (c->blocked >= c->max_blocked)
+			return too_many_blocked(c, e);
+		c->blocked++;
+		w = pthread_cond_timedwait(&c->done, &c->mu, &until);
+		c->blocked--;
+		if (w != 0 && (s = find(c, url)) != NULL && s->fetching) {
 			pthread_mutex_unlock(&c->mu);
 			am_fail(e, AM_E_UNAVAILABLE,
 				"the client metadata document at %.100s is still being fetched; "
@@ -352,6 +372,8 @@ cimd_resolve(struct cimd *c, const char *url, int64_t now, struct cimd_client *o
 		pthread_mutex_unlock(&c->mu);
 		return rc;
 	}
+	if (c->blocked >= c->max_blocked)
+		return too_many_blocked(c, e);
 	if (s == NULL && (s = take_slot(c)) == NULL) {
 		pthread_mutex_unlock(&c->mu);
 		am_fail(e, AM_E_UNAVAILABLE,
@@ -363,6 +385,7 @@ cimd_resolve(struct cimd *c, const char *url, int64_t now, struct cimd_client *o
 	s->fetching = true;
 	s->used = now;
 	c->fetches++;
+	c->blocked++;
 	pthread_mutex_unlock(&c->mu);
 
 	/* No lock held: a slow host delays only the requests that name it. */
@@ -370,6 +393,7 @@ cimd_resolve(struct cimd *c, const char *url, int64_t now, struct cimd_client *o
 
 	pthread_mutex_lock(&c->mu);
 	s->fetching = false;
+	c->blocked--;
 	s->code = rc;
 	if (rc == AM_OK) {
 		s->client = got;

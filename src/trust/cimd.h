@@ -11,7 +11,9 @@
  * one fetch per URL is in flight: other requests for that URL wait for it,
  * at most the fetch timeout and a second, and the table's lock is never
  * held across a fetch, so a host that hangs costs the requests naming it
- * and nobody else. */
+ * and nobody else. Fetching and waiting requests together hold at most one
+ * worker thread less than [server] threads; past that a request needing a
+ * fetch gets 503 at once, so documents never take every worker. */
 #ifndef AM_CIMD_H
 #define AM_CIMD_H
 
@@ -54,7 +56,7 @@ enum am_err cimd_check_url(const struct am_provider *p, const char *url, struct 
  * client_name or logo_uri, a client_secret); AM_E_UNAVAILABLE with
  * e->retry_after when it could not be had (no answer, timeout, a 5xx, the
  * wait for another request's fetch of it ran out, every cache slot busy
- * fetching). */
+ * fetching, as many requests as allowed already fetching or waiting). */
 enum am_err cimd_resolve(struct cimd *c, const char *url, int64_t now, struct cimd_client *out,
 			 struct am_error *e) AM_WUR;
 

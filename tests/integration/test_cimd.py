@@ -185,6 +185,32 @@ class HangingHostTest(CimdBase):
         self.assertEqual(self.provider.stats()["cimd_hangs"], 1)
 
 
+class WorkerCapTest(CimdBase):
+    # Two workers: document fetches may hold one of them, never both.
+    SERVER_OVERRIDES = {"server": {"threads": "2"}, "cimd": {"fetch_timeout": "20"}}
+
+    def test_document_fetches_never_take_every_worker(self):
+        results = {}
+
+        def call():
+            results["hang"] = self.register(self.provider.url + "/cimd/hang", sub="hang-1")
+
+        first = threading.Thread(target=call)
+        first.start()
+        wait_for(lambda: self.provider.stats()["cimd_hangs"] == 1, "the fetch to hang")
+        r = self.register(self.provider.url + "/agent-auth.json", sub="other")
+        self.assertError(r, 503, "temporarily_unavailable")
+        self.assertTrue(r.header("Retry-After"))
+        self.assertEqual(self.server.get("/auth.md").status, 200)
+        self.assertIn("credential", self.server.register_anonymous())
+        self.assertTrue(first.is_alive())
+        self.provider._call("POST", "/release", {})
+        first.join(60)
+        self.assertEqual(results["hang"].status, 200, results["hang"])
+        r = self.register(self.provider.url + "/agent-auth.json", sub="other")
+        self.assertEqual(r.status, 200, r)
+
+
 class FailedFetchTest(CimdBase):
     SERVER_OVERRIDES = {"cimd": {"fetch_timeout": "1", "negative_cache": "60"}}
 
