@@ -3,11 +3,14 @@ is a URL on the provider's origin is accepted when the document there
 resolves, without a client_ids line; faulty documents, foreign origins and
 redirects are refused; a CIMD host that hangs stalls only the requests that
 name it. The test provider serves the documents (tests/tools/testprovider.c)."""
+import os
+import subprocess
+import tempfile
 import threading
 import time
 import unittest
 
-from harness import Provider, Server, provider_overrides, register_idjag
+from harness import SERVER, Provider, Server, provider_overrides, register_idjag
 
 
 class CimdBase(unittest.TestCase):
@@ -222,6 +225,23 @@ class FailedFetchTest(CimdBase):
         # Cached: the next request is refused without a second fetch.
         self.assertError(self.register(hang, sub="user-2"), 503, "temporarily_unavailable")
         self.assertEqual(self.provider.stats()["cimd_hangs"], 1)
+
+
+class ConfigTest(unittest.TestCase):
+    def test_bad_cimd_settings_stop_start_up(self):
+        for text, key in (("[cimd]\ncache_min = 600\ncache_max = 60\n", "cache_min"),
+                          ("[cimd]\nfetch_timeout = 0\n", "fetch_timeout"),
+                          ("[provider p]\nissuer = https://p.test\n"
+                           "cimd_origins = https://a.test/path\n", "cimd_origins")):
+            with tempfile.NamedTemporaryFile("w", suffix=".ini", delete=False) as f:
+                f.write(text)
+            try:
+                r = subprocess.run([SERVER, "--check-config", f.name], capture_output=True,
+                                   text=True, timeout=30)
+                self.assertNotEqual(r.returncode, 0, text)
+                self.assertIn(key, r.stderr, text)
+            finally:
+                os.unlink(f.name)
 
 
 if __name__ == "__main__":
