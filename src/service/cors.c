@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "core/config.h"
+#include "core/str.h"
 #include "service/service.h"
 
 #define CORS_ALLOW_HEADERS "Authorization, Content-Type"
@@ -101,30 +102,25 @@ h_preflight(void *app, struct http_req *rq, struct http_resp *rs, struct am_erro
 {
 	struct app *a = app;
 	enum cors_class cls = class_of(a, rq->path);
-	char methods[64] = "";
+	struct am_buf methods = {0};
 
 	(void)e;
 	for (size_t i = 0; i < a->ncors; i++) {
-		const char *m = a->cors[i].method;
-
-		if (strcmp(a->cors[i].path, rq->path) != 0 ||
-		    strlen(methods) + strlen(m) + 8 >= sizeof(methods))
+		if (strcmp(a->cors[i].path, rq->path) != 0)
 			continue;
-		if (methods[0] != '\0')
-			strcat(methods, ", ");
-		strcat(methods, m);
-		if (strcmp(m, "GET") == 0)
-			strcat(methods, ", HEAD");
+		am_buf_printf(&methods, "%s%s", a->cors[i].method,
+			      strcmp(a->cors[i].method, "GET") == 0 ? ", HEAD, " : ", ");
 	}
-	if (strlen(methods) + 10 < sizeof(methods))
-		strcat(methods, ", OPTIONS");
+	am_buf_puts(&methods, "OPTIONS");
 	http_reply_text(rs, 204, "text/plain", "", 0);
-	http_add_header(rs, "Allow", methods);
+	http_add_header(rs, "Allow", methods.data);
 	add_origin(a, cls, rq, rs);
-	if (allowed_origin(a, cls, http_header(rq, "Origin")) == NULL)
-		return AM_OK; /* not for this origin: the browser stops here */
-	http_add_header(rs, "Access-Control-Allow-Methods", methods);
-	http_add_header(rs, "Access-Control-Allow-Headers", CORS_ALLOW_HEADERS);
-	http_add_header(rs, "Access-Control-Max-Age", CORS_MAX_AGE);
+	if (allowed_origin(a, cls, http_header(rq, "Origin")) != NULL) {
+		http_add_header(rs, "Access-Control-Allow-Methods", methods.data);
+		http_add_header(rs, "Access-Control-Allow-Headers", CORS_ALLOW_HEADERS);
+		http_add_header(rs, "Access-Control-Max-Age", CORS_MAX_AGE);
+	}
+	/* else: not for this origin, and the browser stops here */
+	am_buf_free(&methods);
 	return AM_OK;
 }
