@@ -107,11 +107,15 @@ trust_snapshot(const struct am_config *cfg)
 	for (size_t i = 0; i < cfg->nproviders; i++) {
 		const struct am_provider *p = &cfg->providers[i];
 
+		/* cimd and cimd_origins widen which client_ids pass: a change
+		 * to them is a change of the trust list too. */
 		json_object_set_new(all, p->name,
-				    json_pack("{s:s, s:s, s:s, s:s, s:b, s:b}", "issuer", p->issuer,
-					      "jwks_uri", p->jwks_uri, "client_ids", p->client_ids,
-					      "scopes", p->scopes, "link_by_email",
-					      p->link_by_email, "link_by_phone", p->link_by_phone));
+				    json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:s}", "issuer",
+					      p->issuer, "jwks_uri", p->jwks_uri, "client_ids",
+					      p->client_ids, "scopes", p->scopes, "link_by_email",
+					      p->link_by_email, "link_by_phone", p->link_by_phone,
+					      "cimd", p->cimd && !p->client_ids_pinned,
+					      "cimd_origins", p->cimd_origins));
 	}
 	return all;
 }
@@ -144,10 +148,12 @@ log_trust_list(struct app *a, struct am_error *e)
 	for (size_t i = 0; i < cfg->nproviders; i++) {
 		const struct am_provider *p = &cfg->providers[i];
 
-		log_info(
-			"trust provider=%s issuer=%s jwks_uri=%s link_by_email=%s link_by_phone=%s",
-			p->name, p->issuer, p->jwks_uri, p->link_by_email ? "on" : "off",
-			p->link_by_phone ? "on" : "off");
+		log_info("trust provider=%s issuer=%s jwks_uri=%s link_by_email=%s "
+			 "link_by_phone=%s client_ids=%s cimd=%s cimd_origins=\"%s\"",
+			 p->name, p->issuer, p->jwks_uri, p->link_by_email ? "on" : "off",
+			 p->link_by_phone ? "on" : "off",
+			 p->client_ids_pinned ? "pinned" : "issuer",
+			 p->cimd && !p->client_ids_pinned ? "on" : "off", p->cimd_origins);
 		/* Keys fetched without TLS can be swapped on the way: fine on
 		 * loopback for development, a warning anywhere else. */
 		if (plain_http_off_loopback(p->jwks_uri))

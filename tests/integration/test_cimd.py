@@ -90,10 +90,13 @@ class ResolutionTest(CimdBase):
             self.assertError(self.register(self.provider.url + path), 400, "invalid_client_id")
             # One request each: the redirect's target was not fetched.
             self.assertEqual(self.fetches(), before + 1, path)
+        # Refusals are remembered ([cimd] negative_cache): no second fetch.
+        before = self.fetches()
         r = self.register(self.provider.url + "/cimd/redirect")
         self.assertIn("redirect", r.json["message"])
         r = self.register(self.provider.url + "/cimd/big")
         self.assertIn("larger than", r.json["message"])
+        self.assertEqual(self.fetches(), before)
 
     def test_a_document_that_is_not_there_is_refused(self):
         self.assertError(self.register(self.provider.url + "/nothing-here.json"), 400,
@@ -123,6 +126,15 @@ class ResolutionTest(CimdBase):
         # other's document names other's URL: it resolves for this provider.
         self.assertEqual(self.register(url).status, 200)
         self.assertEqual(self.fetches(other), 1)
+
+    def test_widening_the_cimd_origins_is_a_trust_list_change(self):
+        self.server.stop()
+        with open(self.server.config, "a") as f:
+            f.write("[provider test]\ncimd_origins = https://agents.example.test\n")
+        self.server.start()
+        self.assertIn("trust list changed provider=test changed", self.server.read_log())
+        events = [e for e in self.server.audit_events() if e["event"] == "trust_list.changed"]
+        self.assertEqual(events[-1]["providers"], {"test": "changed"})
 
 
 class PinnedTest(CimdBase):
