@@ -84,6 +84,13 @@ static const struct cfg_key keys[] = {
 	{"log", "level", CFG_STRING, AT(log_level), "info", 0, 15, "debug|info|warn|error"},
 	/* outbound requests (core/fetch.h): the JWKS fetch, later CIMD */
 	{"outbound", "allow_private_targets", CFG_STRING, AT(outbound_allow), "", 0, 255, NULL},
+	/* CORS and CIMD (issue 15): service/cors.c, trust/cimd.c */
+	{"server", "cors_origins", CFG_STRING, AT(cors_origins), "", 0, AM_CFG_STR - 1, NULL},
+	{"cimd", "cache_min", CFG_SECONDS, AT(cimd_cache_min), "300", 0, 86400, NULL},
+	{"cimd", "cache_max", CFG_SECONDS, AT(cimd_cache_max), "86400", 1, 604800, NULL},
+	{"cimd", "negative_cache", CFG_SECONDS, AT(cimd_negative_cache), "30", 1, 3600, NULL},
+	{"cimd", "cache_entries", CFG_UINT, AT(cimd_cache_entries), "1024", 1, 10000, NULL},
+	{"cimd", "fetch_timeout", CFG_SECONDS, AT(cimd_fetch_timeout), "3", 1, 30, NULL},
 	/* gate (docs/gate.md) */
 	{"server", "trusted_proxies", CFG_STRING, AT(trusted_proxies), "", 0, AM_CFG_STR - 1, NULL},
 	{"server", "trusted_proxy_header", CFG_STRING, AT(trusted_proxy_header), "x-forwarded-for",
@@ -123,6 +130,9 @@ static const struct cfg_key provider_keys[] = {
 	{"provider", "scopes", CFG_SCOPES, PAT(scopes), "", 0, 0, NULL},
 	{"provider", "link_by_email", CFG_BOOL, PAT(link_by_email), "off", 0, 0, NULL},
 	{"provider", "link_by_phone", CFG_BOOL, PAT(link_by_phone), "off", 0, 0, NULL},
+	/* Client ID Metadata Documents (issue 15; trust/cimd.h) */
+	{"provider", "cimd", CFG_BOOL, PAT(cimd), "on", 0, 0, NULL},
+	{"provider", "cimd_origins", CFG_STRING, PAT(cimd_origins), "", 0, AM_CFG_STR - 1, NULL},
 };
 
 const struct cfg_key *
@@ -421,6 +431,34 @@ scopes_subset(const char *sub, const char *super, char *bad, size_t badcap)
 }
 
 /* Fills each provider's derived defaults and checks the trust list. */
+/* True when every space-separated word of list is an origin in canonical
+ * form (core/url.h: "https://a.example", lower-case host, no default port,
+ * no path), or "*" alone when star; else false with the word in bad. Kept
+ * canonical because origins are compared byte for byte. */
+static bool
+origins_ok(const char *list, bool star, char *bad, size_t badcap)
+{
+	const char *p = list;
+
+	while (*p != '\0') {
+		size_t n = strcspn(p, " ");
+		char word[AM_CFG_STR], canon[AM_CFG_STR];
+
+		if (n == 0) {
+			p++;
+			continue;
+		}
+		snprintf(word, sizeof(word), "%.*s", (int)n, p);
+		am_copy(bad, badcap, word); /* truncated when long: only shown */
+		if (!(star && strcmp(word, "*") == 0 && strcmp(list, "*") == 0) &&
+		    (!am_url_is_origin_text(word) ||
+		     !am_url_origin_of(word, canon, sizeof(canon)) || strcmp(word, canon) != 0))
+			return false;
+		p += n;
+	}
+	return true;
+}
+
 static int
 validate_providers(struct am_config *cfg, char *err, size_t errcap)
 {
@@ -450,6 +488,14 @@ validate_providers(struct am_config *cfg, char *err, size_t errcap)
 			     (int)(iss[il - 1] == '/' ? il - 1 : il),
 			     iss) >= (int)sizeof(p->jwks_uri)) {
 			snprintf(err, errcap, "[provider %s] issuer too long", p->name);
+			return -1;
+		}
+		p->client_ids_pinned = p->client_ids[0] != '\0';
+		if (!origins_ok(p->cimd_origins, false, bad, sizeof(bad))) {
+			snprintf(err, errcap,
+				 "[provider %s] cimd_origins: \"%s\" is not an origin (like "
+				 "https://agents.example.com)",
+				 p->name, bad);
 			return -1;
 		}
 		if (p->client_ids[0] == '\0')
@@ -516,6 +562,17 @@ am_config_validate(struct am_config *cfg, char *err, size_t errcap)
 	}
 	if (validate_providers(cfg, err, errcap) != 0 || validate_gate(cfg, err, errcap) != 0)
 		return -1;
+	if (!origins_ok(cfg->cors_origins, true, bad, sizeof(bad))) {
+		snprintf(err, errcap,
+			 "[server] cors_origins: \"%s\" is not an origin in canonical form (like "
+			 "https://app.example.com), or * alone",
+			 bad);
+		return -1;
+	}
+	if (cfg->cimd_cache_min > cfg->cimd_cache_max) {
+		snprintf(err, errcap, "[cimd] cache_min is more than cache_max");
+		return -1;
+	}
 	if (am_fetch_allow_check(cfg->outbound_allow, bad, sizeof(bad)) != 0) {
 		snprintf(err, errcap, "[outbound] allow_private_targets: %s", bad);
 		return -1;

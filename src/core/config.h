@@ -41,6 +41,10 @@ struct am_provider {
 	char scopes[AM_CFG_STR];     /* granted to its users; default: post_claim */
 	bool link_by_email;	     /* offer a first-link ceremony by verified email */
 	bool link_by_phone;	     /* ... by verified phone number */
+	/* Client ID Metadata Documents (issue 15; trust/cimd.h) */
+	bool client_ids_pinned;	       /* client_ids was written: only those values */
+	bool cimd;		       /* resolve URL client_ids on the allowed origins */
+	char cimd_origins[AM_CFG_STR]; /* origins besides the issuer's; space-separated */
 };
 
 struct am_config {
@@ -124,6 +128,14 @@ struct am_config {
 	bool routes_builtin; /* no [route] section: the demo API's two routes */
 	struct am_introspection_client introspection_clients[AM_MAX_INTROSPECTION_CLIENTS];
 	size_t nintrospection_clients;
+	/* CORS and CIMD (issue 15): service/cors.c, trust/cimd.c */
+	char cors_origins[AM_CFG_STR]; /* [server]: origins allowed on the /agent endpoints; "*":
+					  any */
+	int64_t cimd_cache_min;	       /* [cimd]: a document's cache life, at least */
+	int64_t cimd_cache_max;	       /* ... at most */
+	int64_t cimd_negative_cache;   /* ... of a refusal or a failed fetch */
+	int64_t cimd_cache_entries;    /* documents (and failures) cached, at most */
+	int64_t cimd_fetch_timeout;    /* one fetch, in total */
 	/* [provider NAME] sections: the trust list */
 	struct am_provider providers[AM_MAX_PROVIDERS];
 	size_t nproviders;

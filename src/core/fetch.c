@@ -5,7 +5,9 @@
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "core/limits.h"
@@ -326,6 +328,7 @@ am_fetch_run(const struct am_fetch *f, struct am_fetch_result *r)
 			 u.host, c.refused_addr);
 		snprintf(r->why, sizeof(r->why), "connect refused: private address");
 	} else if (c.too_big || res == CURLE_FILESIZE_EXCEEDED) {
+		r->too_large = true;
 		snprintf(r->why, sizeof(r->why), "answer larger than %zu bytes", f->max_bytes);
 	} else if (res == CURLE_OPERATION_TIMEDOUT) {
 		snprintf(r->why, sizeof(r->why), "timed out");
@@ -338,4 +341,27 @@ am_fetch_run(const struct am_fetch *f, struct am_fetch_result *r)
 	}
 	r->status = 0;
 	return AM_E_UNAVAILABLE;
+}
+
+bool
+am_fetch_max_age(const char *data, size_t n, int64_t *max_age)
+{
+	char line[512];
+	char *p;
+
+	if (n >= sizeof(line) || n < 14 || strncasecmp(data, "cache-control:", 14) != 0)
+		return false;
+	memcpy(line, data, n);
+	line[n] = '\0';
+	for (p = line; *p != '\0'; p++)
+		*p = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
+	if (strstr(line, "no-store") != NULL || strstr(line, "no-cache") != NULL)
+		*max_age = 0;
+	else if ((p = strstr(line, "max-age=")) != NULL)
+		*max_age = strtoll(p + 8, NULL, 10);
+	else
+		return false;
+	if (*max_age < 0)
+		*max_age = 0;
+	return true;
 }

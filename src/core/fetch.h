@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "core/compiler.h"
@@ -44,6 +45,7 @@ struct am_fetch_result {
 	long status;	    /* the HTTP status; 0 when no answer came */
 	struct am_buf body; /* the answer, when keep_body; free with am_buf_free */
 	char why[96];	    /* when not AM_OK: what went wrong, safe to show */
+	bool too_large;	    /* not AM_OK because the answer passed max_bytes */
 };
 
 /* Performs the request under the policy above. AM_OK when an HTTP answer
@@ -54,6 +56,12 @@ struct am_fetch_result {
  * larger than max_bytes. r->why says which; the refused address itself goes
  * to the log only. r is always initialised; free r->body in every case. */
 enum am_err am_fetch_run(const struct am_fetch *f, struct am_fetch_result *r) AM_WUR;
+
+/* Reads one answer header line (as an on_header callback sees it, n bytes,
+ * not NUL-terminated): when it is Cache-Control, sets *max_age to its
+ * max-age in seconds, or to 0 for no-store or no-cache, and returns true;
+ * otherwise leaves *max_age alone and returns false. */
+bool am_fetch_max_age(const char *line, size_t n, int64_t *max_age);
 
 /* True when a connection to addr may be made: the address is not special,
  * or it is inside one of allow's space-separated CIDR blocks ("10.0.0.0/8",

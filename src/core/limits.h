@@ -23,5 +23,7 @@
 #define AM_MAX_DELIVERY_ANSWER_BYTES (64 * 1024) /* a logout-token receiver's answer, dropped */
 #define AM_MAX_FORWARDED_BYTES 4096		 /* X-Forwarded-For or Forwarded, all lines */
 #define AM_MAX_MCP_MESSAGE_BYTES (1024 * 1024)	 /* one JSON-RPC line on authmd mcp's stdin */
+#define AM_MAX_CIMD_BYTES (64 * 1024)		 /* a fetched Client ID Metadata Document */
+#define AM_MAX_CIMD_NAME_BYTES 127 /* its client_name, as shown on pages and in audit */
 
 #endif

@@ -6,6 +6,7 @@
 #include "core/str.h"
 #include "flows/internal.h"
 #include "jose/jose.h"
+#include "trust/cimd.h"
 #include "trust/trust.h"
 
 #define TYP_ID_JAG "oauth-id-jag+jwt"
@@ -138,6 +139,40 @@ verify_token(const struct flow_env *env, const char *compact, const char *typ, s
 	return AM_OK;
 }
 
+/* Whether the token's client_id is accepted for its provider: the exact
+ * values of client_ids when the operator pinned them; else the issuer
+ * itself, or a Client ID Metadata Document URL on an allowed origin that
+ * resolves (trust/cimd.h), whose client_name and logo_uri go into *client
+ * (left empty otherwise). */
+static enum am_err
+check_client_id(const struct flow_env *env, const struct verified *v, const char *client_id,
+		struct cimd_client *client, struct am_error *e)
+{
+	const struct am_provider *p = v->provider;
+	enum am_err rc;
+
+	memset(client, 0, sizeof(*client));
+	if (p->client_ids_pinned) {
+		if (am_word_in(p->client_ids, client_id))
+			return AM_OK;
+		return am_fail(e, AM_E_INVALID_CLIENT_ID,
+			       "client_id %.100s is not one of the client_ids this service accepts "
+			       "for this issuer",
+			       client_id);
+	}
+	if (strcmp(client_id, p->issuer) == 0)
+		return AM_OK;
+	if (env->cimd == NULL)
+		return am_fail(e, AM_E_INVALID_CLIENT_ID,
+			       "client_id %.100s is not accepted for this issuer", client_id);
+	if ((rc = cimd_check_url(p, client_id, e)) != AM_OK ||
+	    (rc = cimd_resolve(env->cimd, client_id, flow_now(env), client, e)) != AM_OK) {
+		log_info("id-jag refused: client_id provider=%s code=%s", p->name, am_err_name(rc));
+		return rc;
+	}
+	return AM_OK;
+}
+
 /* The replay window of a token: until exp (or iat + the logout grace) plus
  * skew. Tokens of the two kinds are kept apart by a prefix, so each kind
  * has its own replay check. */
@@ -171,7 +206,18 @@ struct identity {
 	char email[AM_MAX_EMAIL_BYTES + 1]; /* empty unless verified */
 	char phone[64];			    /* empty unless verified */
 	const char *agent_platform, *agent_context_id;
+	/* the token's client_id, and what its metadata document says (empty
+	 * strings when it is not a document's URL) */
+	const char *client_id;
+	const struct cimd_client *client;
 };
+
+/* A non-empty string, or NULL (json_pack's "s?" then leaves it out). */
+static const char *
+nonempty(const char *s)
+{
+	return s != NULL && s[0] != '\0' ? s : NULL;
+}
 
 static enum am_err
 read_identity(const json_t *claims, struct identity *id, struct am_error *e)
@@ -332,11 +378,15 @@ first_link_start(const struct flow_env *env, struct store *st, const struct veri
 	if ((rc = store_reg_insert(st, &reg, e)) != AM_OK ||
 	    (rc = flow_new_attempt(env, st, &reg, reg.email, ip, att, token, e)) != AM_OK ||
 	    (rc = audit_add(st, batch, env->cfg->tenant, now, "registration.created", reg.id,
-			    json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:b, s:s, s:s?}",
+			    json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:b, s:s, s:s?, s:s, "
+				      "s:s?, s:s?}",
 				      "registration_type", "agent-provider", "iss", v->iss, "sub",
 				      v->sub, "provider", v->provider->name, "agent_platform",
 				      id->agent_platform, "agent_context_id", id->agent_context_id,
-				      "first_link", 1, "link_user_id", to->id, "ip", ip),
+				      "first_link", 1, "link_user_id", to->id, "ip", ip,
+				      "client_id", id->client_id, "client_name",
+				      nonempty(id->client->client_name), "client_logo_uri",
+				      nonempty(id->client->logo_uri)),
 			    e)) != AM_OK ||
 	    (rc = audit_add(st, batch, env->cfg->tenant, now, "claim.requested", reg.id,
 			    json_pack("{s:s, s:s, s:s?}", "email", reg.email, "claim_attempt_id",
@@ -453,6 +503,7 @@ flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip
 	struct store_attempt att;
 	bool link = false;
 	const char *client_id;
+	struct cimd_client client;
 	int64_t retry_after;
 	enum cred_type type;
 	bool created = false;
@@ -469,13 +520,12 @@ flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip
 		goto out;
 	if ((rc = claim_string(t.claims, "client_id", true, &client_id, e)) != AM_OK)
 		goto out;
-	if (!am_word_in(v.provider->client_ids, client_id)) {
-		rc = am_fail(e, AM_E_INVALID_CLIENT_ID,
-			     "client_id %.100s is not accepted for this issuer", client_id);
+	if ((rc = check_client_id(env, &v, client_id, &client, e)) != AM_OK)
 		goto out;
-	}
 	if ((rc = read_identity(t.claims, &id, e)) != AM_OK)
 		goto out;
+	id.client_id = client_id;
+	id.client = &client;
 	/* Only a token that verified spends the global budget: forged or
 	 * stale ones from many addresses cannot lock real agents out. */
 	if ((rc = flow_rate_check(env, "identity", FLOW_RATE_GLOBAL, ip, &retry_after, e)) != AM_OK)
@@ -511,12 +561,15 @@ flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip
 					    v.iss, v.sub, &res, e)) != AM_OK ||
 	    (rc = audit_add(
 		     st, &batch, env->cfg->tenant, flow_now(env), "registration.created", reg_id,
-		     json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s, s:s, s:b, s:s?}",
+		     json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s, s:s, s:b, s:s?, s:s, s:s?, "
+			       "s:s?}",
 			       "registration_type", "agent-provider", "iss", v.iss, "sub", v.sub,
 			       "provider", v.provider->name, "agent_platform", id.agent_platform,
 			       "agent_context_id", id.agent_context_id, "user_id", user_id,
 			       "credential_type", store_cred_type_name(type), "new_registration",
-			       created, "ip", ip),
+			       created, "ip", ip, "client_id", client_id, "client_name",
+			       nonempty(client.client_name), "client_logo_uri",
+			       nonempty(client.logo_uri)),
 		     e)) != AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK)
 		goto fail;

@@ -22,6 +22,7 @@
 
 struct ratelimit;
 struct trust;
+struct cimd;
 
 struct flow_env {
 	const struct am_config *cfg;
@@ -29,6 +30,7 @@ struct flow_env {
 	struct audit_sink *audit; /* NULL: store rows only */
 	struct ratelimit *limits; /* NULL: no rate limits */
 	struct trust *trust;	  /* the trusted providers' keys */
+	struct cimd *cimd;	  /* client metadata documents; NULL: none resolved */
 	struct am_clock clock;
 };
 

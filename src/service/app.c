@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "core/url.h"
 #include "flows/ratelimit.h"
+#include "trust/cimd.h"
 #include "trust/trust.h"
 #include "service/service.h"
 
@@ -24,6 +25,23 @@ route_any(struct app *a, const char *path, enum http_match match, http_handler h
 		a->routes[a->nroutes++] = (struct http_route){"*", path, match, h};
 }
 
+/* A route with CORS headers of class cls (cors.c), and OPTIONS on its path
+ * answered as a preflight. */
+static void
+route_cors(struct app *a, const char *method, const char *path, http_handler h, enum cors_class cls)
+{
+	bool seen = false;
+
+	for (size_t i = 0; i < a->ncors; i++)
+		seen = seen || strcmp(a->cors[i].path, path) == 0;
+	if (a->ncors >= sizeof(a->cors) / sizeof(a->cors[0]))
+		return;
+	a->cors[a->ncors++] = (struct cors_route){method, path, h, cls};
+	route(a, method, path, h_cors);
+	if (!seen)
+		route(a, "OPTIONS", path, h_preflight);
+}
+
 static enum am_err log_trust_list(struct app *a, struct am_error *e);
 
 enum am_err
@@ -40,6 +58,7 @@ app_new(const struct am_config *cfg, struct app **out, struct am_error *e)
 	    (rc = mailer_new(cfg, &a->env.mail, e)) != AM_OK ||
 	    (rc = audit_sink_open(cfg->audit_sink, &a->env.audit, e)) != AM_OK ||
 	    (rc = trust_new(cfg, &a->env.trust, e)) != AM_OK ||
+	    (rc = cimd_new(cfg, &a->env.cimd, e)) != AM_OK ||
 	    (rc = log_trust_list(a, e)) != AM_OK || (rc = discovery_build(a, e)) != AM_OK ||
 	    (rc = skill_build(a, e)) != AM_OK)
 		goto fail;
@@ -56,17 +75,20 @@ app_new(const struct am_config *cfg, struct app **out, struct am_error *e)
 		rc = am_fail(e, AM_E_INTERNAL, "out of memory");
 		goto fail;
 	}
-	route(a, "GET", "/.well-known/oauth-protected-resource", h_prm);
+	route_cors(a, "GET", "/.well-known/oauth-protected-resource", h_prm, CORS_PUBLIC);
 	if (a->prm_path_inserted[0] != '\0')
-		route(a, "GET", a->prm_path_inserted, h_prm);
-	route(a, "GET", "/.well-known/oauth-authorization-server", h_as_metadata);
-	route(a, "GET", "/auth.md", h_auth_md);
-	route(a, "POST", "/agent/auth", h_register);
-	route(a, "POST", "/agent/auth/claim", h_claim);
-	route(a, "POST", "/agent/auth/claim/complete", h_claim_complete);
-	route(a, "POST", "/agent/auth/claim/attempt/challenge", h_claim_challenge);
+		route_cors(a, "GET", a->prm_path_inserted, h_prm, CORS_PUBLIC);
+	route_cors(a, "GET", "/.well-known/oauth-authorization-server", h_as_metadata, CORS_PUBLIC);
+	route_cors(a, "GET", "/auth.md", h_auth_md, CORS_PUBLIC);
+	route_cors(a, "POST", "/agent/auth", h_register, CORS_AGENT);
+	route_cors(a, "POST", "/agent/auth/claim", h_claim, CORS_AGENT);
+	route_cors(a, "POST", "/agent/auth/claim/complete", h_claim_complete, CORS_AGENT);
+	/* Its HTML answer (the code page, for the claim page's form) gets no
+	 * CORS headers: cors.c never decorates HTML. */
+	route_cors(a, "POST", "/agent/auth/claim/attempt/challenge", h_claim_challenge, CORS_AGENT);
 	if (app_id_jag_enabled(cfg))
-		route(a, "POST", "/agent/auth/revoke", h_revoke);
+		route_cors(a, "POST", "/agent/auth/revoke", h_revoke, CORS_AGENT);
+	/* The claim page is never cross-origin: no CORS route. */
 	route(a, "GET", "/agent/auth/claim/view", h_claim_view);
 	route(a, "GET", "/api/resource", h_resource_get);
 	route(a, "POST", "/api/resource", h_resource_post);
@@ -96,6 +118,7 @@ app_free(struct app *a)
 	ratelimit_free(a->env.limits);
 	ratelimit_free(a->gate_limits);
 	trust_free(a->env.trust);
+	cimd_free(a->env.cimd);
 	free(a->prm_json);
 	free(a->as_json);
 	free(a->auth_md);
@@ -110,11 +133,15 @@ trust_snapshot(const struct am_config *cfg)
 	for (size_t i = 0; i < cfg->nproviders; i++) {
 		const struct am_provider *p = &cfg->providers[i];
 
+		/* cimd and cimd_origins widen which client_ids pass: a change
+		 * to them is a change of the trust list too. */
 		json_object_set_new(all, p->name,
-				    json_pack("{s:s, s:s, s:s, s:s, s:b, s:b}", "issuer", p->issuer,
-					      "jwks_uri", p->jwks_uri, "client_ids", p->client_ids,
-					      "scopes", p->scopes, "link_by_email",
-					      p->link_by_email, "link_by_phone", p->link_by_phone));
+				    json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:s}", "issuer",
+					      p->issuer, "jwks_uri", p->jwks_uri, "client_ids",
+					      p->client_ids, "scopes", p->scopes, "link_by_email",
+					      p->link_by_email, "link_by_phone", p->link_by_phone,
+					      "cimd", p->cimd && !p->client_ids_pinned,
+					      "cimd_origins", p->cimd_origins));
 	}
 	return all;
 }
@@ -147,10 +174,12 @@ log_trust_list(struct app *a, struct am_error *e)
 	for (size_t i = 0; i < cfg->nproviders; i++) {
 		const struct am_provider *p = &cfg->providers[i];
 
-		log_info(
-			"trust provider=%s issuer=%s jwks_uri=%s link_by_email=%s link_by_phone=%s",
-			p->name, p->issuer, p->jwks_uri, p->link_by_email ? "on" : "off",
-			p->link_by_phone ? "on" : "off");
+		log_info("trust provider=%s issuer=%s jwks_uri=%s link_by_email=%s "
+			 "link_by_phone=%s client_ids=%s cimd=%s cimd_origins=\"%s\"",
+			 p->name, p->issuer, p->jwks_uri, p->link_by_email ? "on" : "off",
+			 p->link_by_phone ? "on" : "off",
+			 p->client_ids_pinned ? "pinned" : "issuer",
+			 p->cimd && !p->client_ids_pinned ? "on" : "off", p->cimd_origins);
 		/* Keys fetched without TLS can be swapped on the way: fine on
 		 * loopback for development, a warning anywhere else. */
 		if (plain_http_off_loopback(p->jwks_uri))

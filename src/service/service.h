@@ -11,6 +11,16 @@
 
 #define SVC_URL_MAX 600
 
+/* Which CORS rules a route follows (cors.c). */
+enum cors_class { CORS_NONE, CORS_PUBLIC, CORS_AGENT };
+
+/* A route reached through h_cors: its real handler and class. */
+struct cors_route {
+	const char *method, *path;
+	http_handler handler;
+	enum cors_class cls;
+};
+
 struct app {
 	const struct am_config *cfg;
 	struct flow_env env;
@@ -22,11 +32,13 @@ struct app {
 	char *auth_md;
 	char prm_url[SVC_URL_MAX];	     /* the URL the 401 header points to */
 	char prm_path_inserted[SVC_URL_MAX]; /* RFC 9728 path form; empty if none */
-	struct http_route routes[32];
+	struct http_route routes[48];
 	size_t nroutes;
 	/* gate (docs/gate.md) */
 	struct ratelimit *gate_limits;	   /* per-minute limits of introspect and revoke */
 	struct am_cidr_list metrics_allow; /* [metrics] allow; empty: anyone */
+	struct cors_route cors[24]; /* the routes h_cors dispatches (cors.c) */
+	size_t ncors;
 };
 
 /* Builds the app from cfg: store pool (migrated), mailer, audit sink, rate
@@ -85,6 +97,14 @@ enum am_err h_oauth_revoke(void *app, struct http_req *rq, struct http_resp *rs,
 enum am_err h_healthz(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
 enum am_err h_readyz(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
 enum am_err h_metrics(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
+/* CORS (cors.c): h_cors runs the marked route's real handler from a->cors
+ * and adds the CORS headers of its class to the answer (never to an HTML
+ * one); h_preflight answers OPTIONS on a marked path with 204, Allow, and,
+ * for an origin the class admits, Access-Control-Allow-Origin, -Methods,
+ * -Headers (Authorization, Content-Type) and -Max-Age. Neither ever sends
+ * Access-Control-Allow-Credentials. */
+enum am_err h_cors(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
+enum am_err h_preflight(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
 
 /* The JSON answer of the challenge endpoint (agent_api.c). */
 enum am_err svc_challenge_json(struct app *a, struct http_req *rq, struct http_resp *rs,

@@ -69,21 +69,9 @@ static size_t
 on_header(char *data, size_t size, size_t nmemb, void *user)
 {
 	struct fetch *f = user;
-	size_t n = size * nmemb;
-	char line[512];
-	char *p;
 
-	if (n >= sizeof(line) || strncasecmp(data, "cache-control:", 14) != 0)
-		return n;
-	memcpy(line, data, n);
-	line[n] = '\0';
-	for (p = line; *p != '\0'; p++)
-		*p = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
-	if (strstr(line, "no-store") != NULL || strstr(line, "no-cache") != NULL)
-		f->max_age = 0;
-	else if ((p = strstr(line, "max-age=")) != NULL)
-		f->max_age = strtoll(p + 8, NULL, 10);
-	return n;
+	(void)am_fetch_max_age(data, size * nmemb, &f->max_age);
+	return size * nmemb;
 }
 
 /* Fetches and parses p's JWKS; on AM_OK *out is a new set and *max_age the

@@ -86,7 +86,7 @@ class DiscoveryTest(ServerTest):
         self.assertError(r, 404, "not_found")
         r = self.server.request("DELETE", "/agent/auth")
         self.assertError(r, 405, "method_not_allowed")
-        self.assertEqual(r.header("Allow"), "POST")
+        self.assertEqual(r.header("Allow"), "POST, OPTIONS")  # OPTIONS: the CORS preflight
         r = self.server.get("/agent/auth")
         self.assertError(r, 405, "method_not_allowed")
 

@@ -1,0 +1,66 @@
+/* Client ID Metadata Documents (draft-ietf-oauth-client-id-metadata-document):
+ * an ID-JAG's client_id may be a URL whose document describes the agent
+ * client. The server fetches it through the outbound policy (core/fetch.h:
+ * no redirects, AM_MAX_CIMD_BYTES, special addresses only as [outbound]
+ * allow_private_targets allows, [cimd] fetch_timeout), and checks that it
+ * is one JSON object whose client_id is the URL itself.
+ *
+ * Results are cached per URL in a bounded table ([cimd] cache_entries):
+ * documents per Cache-Control max-age clamped to [cimd] cache_min ..
+ * cache_max, refusals and failed fetches for [cimd] negative_cache. At most
+ * one fetch per URL is in flight: other requests for that URL wait for it,
+ * at most the fetch timeout and a second, and the table's lock is never
+ * held across a fetch, so a host that hangs costs the requests naming it
+ * and nobody else. Fetching and waiting requests together hold at most one
+ * worker thread less than [server] threads; past that a request needing a
+ * fetch gets 503 at once, so documents never take every worker. */
+#ifndef AM_CIMD_H
+#define AM_CIMD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/errors.h"
+#include "core/limits.h"
+
+#define CIMD_URL_BYTES 256 /* a client_id claim is at most 255 bytes */
+
+/* What a resolved document says, for pages and audit events. Strings are
+ * checked: client_name has no control characters, logo_uri is an https (or
+ * loopback http) URL that core/url.h accepts; either may be empty. */
+struct cimd_client {
+	char client_id[CIMD_URL_BYTES];
+	char client_name[AM_MAX_CIMD_NAME_BYTES + 1];
+	char logo_uri[CIMD_URL_BYTES];
+};
+
+struct cimd;
+
+/* A cache for cfg ([cimd] keys, [outbound] allow_private_targets); cfg is
+ * borrowed for the cache's life. */
+enum am_err cimd_new(const struct am_config *cfg, struct cimd **out, struct am_error *e) AM_WUR;
+void cimd_free(struct cimd *c); /* NULL is fine; no resolve may be running */
+
+/* Whether url may name a document for provider p, without fetching: p's
+ * cimd switch is on; url is https, or http to a loopback host; it has a
+ * path below "/", no query, fragment, userinfo or dot segments; and its
+ * origin is the issuer's or one of p->cimd_origins. AM_OK, or
+ * AM_E_INVALID_CLIENT_ID saying which rule failed. */
+enum am_err cimd_check_url(const struct am_provider *p, const char *url, struct am_error *e) AM_WUR;
+
+/* The document at url (which cimd_check_url has accepted), from the cache
+ * or fetched now (at time now, in seconds). AM_OK with *out filled;
+ * AM_E_INVALID_CLIENT_ID for a document that is not acceptable (a redirect,
+ * not 200, too large, not a JSON object, a client_id other than url, a bad
+ * client_name or logo_uri, a client_secret); AM_E_UNAVAILABLE with
+ * e->retry_after when it could not be had (no answer, timeout, a 5xx, the
+ * wait for another request's fetch of it ran out, every cache slot busy
+ * fetching, as many requests as allowed already fetching or waiting). */
+enum am_err cimd_resolve(struct cimd *c, const char *url, int64_t now, struct cimd_client *out,
+			 struct am_error *e) AM_WUR;
+
+/* How many documents were fetched (for tests and metrics). */
+unsigned long cimd_fetch_count(struct cimd *c);
+
+#endif

@@ -1,0 +1,260 @@
+"""Client ID Metadata Documents (issue 15 item 1): an ID-JAG whose client_id
+is a URL on the provider's origin is accepted when the document there
+resolves, without a client_ids line; faulty documents, foreign origins and
+redirects are refused; a CIMD host that hangs stalls only the requests that
+name it. The test provider serves the documents (tests/tools/testprovider.c)."""
+import os
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from harness import SERVER, Provider, Server, provider_overrides, register_idjag
+
+
+class CimdBase(unittest.TestCase):
+    SERVER_OVERRIDES = {}
+    PROVIDER_KEYS = {}
+
+    def setUp(self):
+        self.provider = Provider().start()
+        self.others = []
+        self.server = self.start_server()
+
+    def start_server(self, **provider_keys):
+        keys = dict(self.PROVIDER_KEYS)
+        keys.update(provider_keys)
+        overrides = provider_overrides(self.provider, **keys)
+        for k, v in self.SERVER_OVERRIDES.items():
+            overrides.setdefault(k, {}).update(v)
+        return Server(overrides).start()
+
+    def tearDown(self):
+        try:
+            self.provider._call("POST", "/release", {})
+        except OSError:
+            pass
+        rc = self.server.stop()
+        self.server.cleanup()
+        self.provider.stop()
+        for p in self.others:
+            p.stop()
+        self.assertEqual(rc, 0)
+
+    def other_provider(self):
+        p = Provider().start()
+        self.others.append(p)
+        return p
+
+    def register(self, client_id, sub="user-1", server=None):
+        server = server or self.server
+        claims = self.provider.claims(server, client_id=client_id, sub=sub,
+                                      email=sub + "@example.test")
+        return register_idjag(server, self.provider.sign(claims))
+
+    def fetches(self, provider=None):
+        return (provider or self.provider).stats()["cimd_fetches"]
+
+    def assertError(self, r, status, code):
+        self.assertEqual(r.status, status, r)
+        self.assertEqual(r.json["error"], code, r.json)
+        self.assertTrue(r.json["message"])
+
+
+class ResolutionTest(CimdBase):
+    def test_a_cimd_url_registers_with_no_client_ids_line_and_is_cached(self):
+        url = self.provider.url + "/agent-auth.json"
+        r = self.register(url)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["registration_type"], "agent-provider")
+        self.assertEqual(self.fetches(), 1)
+        # The same document again comes from the cache (max-age 600).
+        self.assertEqual(self.register(url, sub="user-2").status, 200)
+        self.assertEqual(self.fetches(), 1)
+        created = [e for e in self.server.audit_events() if e["event"] == "registration.created"]
+        self.assertEqual(created[0]["client_id"], url)
+        self.assertEqual(created[0]["client_name"], "Test Agent <b>&</b>")
+        self.assertEqual(created[0]["client_logo_uri"], "https://agent.example.test/logo.png")
+
+    def test_the_issuer_itself_still_needs_no_document(self):
+        self.assertEqual(self.register(self.provider.url).status, 200)
+        self.assertEqual(self.fetches(), 0)
+        created = [e for e in self.server.audit_events() if e["event"] == "registration.created"]
+        self.assertEqual(created[0]["client_id"], self.provider.url)
+        self.assertIsNone(created[0].get("client_name"))
+
+    def test_faulty_documents_are_refused(self):
+        for path in ("/cimd/wrong-id", "/cimd/redirect", "/cimd/big", "/cimd/not-json"):
+            before = self.fetches()
+            self.assertError(self.register(self.provider.url + path), 400, "invalid_client_id")
+            # One request each: the redirect's target was not fetched.
+            self.assertEqual(self.fetches(), before + 1, path)
+        # Refusals are remembered ([cimd] negative_cache): no second fetch.
+        before = self.fetches()
+        r = self.register(self.provider.url + "/cimd/redirect")
+        self.assertIn("redirect", r.json["message"])
+        r = self.register(self.provider.url + "/cimd/big")
+        self.assertIn("larger than", r.json["message"])
+        self.assertEqual(self.fetches(), before)
+
+    def test_a_document_that_is_not_there_is_refused(self):
+        self.assertError(self.register(self.provider.url + "/nothing-here.json"), 400,
+                         "invalid_client_id")
+
+    def test_urls_that_cannot_name_a_document_are_refused_without_a_fetch(self):
+        base = self.provider.url
+        for cid in (base + "/", base + "/a/../agent-auth.json", base + "/agent-auth.json?x=1",
+                    base + "/agent-auth.json#f", "https://nope.test/agent-auth.json",
+                    "not a url"):
+            self.assertError(self.register(cid), 400, "invalid_client_id")
+        self.assertEqual(self.fetches(), 0)
+
+    def test_a_foreign_origin_is_refused_without_a_fetch(self):
+        other = self.other_provider()
+        r = self.register(other.url + "/agent-auth.json")
+        self.assertError(r, 400, "invalid_client_id")
+        self.assertIn("origin", r.json["message"])
+        self.assertEqual(self.fetches(other), 0)
+
+    def test_an_origin_the_operator_allows_is_accepted(self):
+        other = self.other_provider()
+        self.server.stop()
+        self.server.cleanup()
+        self.server = self.start_server(cimd_origins=other.url)
+        url = other.url + "/agent-auth.json"
+        # other's document names other's URL: it resolves for this provider.
+        self.assertEqual(self.register(url).status, 200)
+        self.assertEqual(self.fetches(other), 1)
+
+    def test_widening_the_cimd_origins_is_a_trust_list_change(self):
+        self.server.stop()
+        with open(self.server.config, "a") as f:
+            f.write("[provider test]\ncimd_origins = https://agents.example.test\n")
+        self.server.start()
+        self.assertIn("trust list changed provider=test changed", self.server.read_log())
+        events = [e for e in self.server.audit_events() if e["event"] == "trust_list.changed"]
+        self.assertEqual(events[-1]["providers"], {"test": "changed"})
+
+
+class PinnedTest(CimdBase):
+    PROVIDER_KEYS = {"client_ids": "urn:pinned:agent"}
+
+    def test_client_ids_pins_exact_values(self):
+        self.assertEqual(self.register("urn:pinned:agent").status, 200)
+        self.assertError(self.register(self.provider.url + "/agent-auth.json"), 400,
+                         "invalid_client_id")
+        self.assertError(self.register(self.provider.url), 400, "invalid_client_id")
+        self.assertEqual(self.fetches(), 0)
+
+
+class SwitchedOffTest(CimdBase):
+    PROVIDER_KEYS = {"cimd": "off"}
+
+    def test_cimd_off_accepts_only_the_issuer(self):
+        self.assertError(self.register(self.provider.url + "/agent-auth.json"), 400,
+                         "invalid_client_id")
+        self.assertEqual(self.register(self.provider.url).status, 200)
+        self.assertEqual(self.fetches(), 0)
+
+
+def wait_for(pred, what, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
+
+
+class HangingHostTest(CimdBase):
+    # Long enough that the other requests below finish well inside it.
+    SERVER_OVERRIDES = {"cimd": {"fetch_timeout": "20"}}
+
+    def test_a_hanging_host_stalls_only_the_requests_that_name_it(self):
+        hang = self.provider.url + "/cimd/hang"
+        results = {}
+
+        def call(name, sub):
+            results[name] = self.register(hang, sub=sub)
+
+        first = threading.Thread(target=call, args=("first", "hang-1"))
+        first.start()
+        wait_for(lambda: self.provider.stats()["cimd_hangs"] == 1, "the fetch to hang")
+        second = threading.Thread(target=call, args=("second", "hang-2"))
+        second.start()
+        # While that fetch hangs: another document, discovery and another
+        # flow all answer, on the same provider and the same cache.
+        self.assertEqual(self.register(self.provider.url + "/agent-auth.json",
+                                       sub="other").status, 200)
+        self.assertEqual(self.server.get("/.well-known/oauth-authorization-server").status, 200)
+        self.assertIn("credential", self.server.register_anonymous())
+        self.assertTrue(first.is_alive())
+        self.assertTrue(second.is_alive())
+        self.provider._call("POST", "/release", {})
+        first.join(60)
+        second.join(60)
+        self.assertEqual(results["first"].status, 200, results["first"])
+        self.assertEqual(results["second"].status, 200, results["second"])
+        # One fetch of the hanging URL: the second request waited for it.
+        self.assertEqual(self.provider.stats()["cimd_hangs"], 1)
+
+
+class WorkerCapTest(CimdBase):
+    # Two workers: document fetches may hold one of them, never both.
+    SERVER_OVERRIDES = {"server": {"threads": "2"}, "cimd": {"fetch_timeout": "20"}}
+
+    def test_document_fetches_never_take_every_worker(self):
+        results = {}
+
+        def call():
+            results["hang"] = self.register(self.provider.url + "/cimd/hang", sub="hang-1")
+
+        first = threading.Thread(target=call)
+        first.start()
+        wait_for(lambda: self.provider.stats()["cimd_hangs"] == 1, "the fetch to hang")
+        r = self.register(self.provider.url + "/agent-auth.json", sub="other")
+        self.assertError(r, 503, "temporarily_unavailable")
+        self.assertTrue(r.header("Retry-After"))
+        self.assertEqual(self.server.get("/auth.md").status, 200)
+        self.assertIn("credential", self.server.register_anonymous())
+        self.assertTrue(first.is_alive())
+        self.provider._call("POST", "/release", {})
+        first.join(60)
+        self.assertEqual(results["hang"].status, 200, results["hang"])
+        r = self.register(self.provider.url + "/agent-auth.json", sub="other")
+        self.assertEqual(r.status, 200, r)
+
+
+class FailedFetchTest(CimdBase):
+    SERVER_OVERRIDES = {"cimd": {"fetch_timeout": "1", "negative_cache": "60"}}
+
+    def test_a_fetch_that_times_out_is_503_and_briefly_cached(self):
+        hang = self.provider.url + "/cimd/hang"
+        r = self.register(hang)
+        self.assertError(r, 503, "temporarily_unavailable")
+        self.assertTrue(r.header("Retry-After"))
+        # Cached: the next request is refused without a second fetch.
+        self.assertError(self.register(hang, sub="user-2"), 503, "temporarily_unavailable")
+        self.assertEqual(self.provider.stats()["cimd_hangs"], 1)
+
+
+class ConfigTest(unittest.TestCase):
+    def test_bad_cimd_settings_stop_start_up(self):
+        for text, key in (("[cimd]\ncache_min = 600\ncache_max = 60\n", "cache_min"),
+                          ("[cimd]\nfetch_timeout = 0\n", "fetch_timeout"),
+                          ("[provider p]\nissuer = https://p.test\n"
+                           "cimd_origins = https://a.test/path\n", "cimd_origins")):
+            with tempfile.NamedTemporaryFile("w", suffix=".ini", delete=False) as f:
+                f.write(text)
+            try:
+                r = subprocess.run([SERVER, "--check-config", f.name], capture_output=True,
+                                   text=True, timeout=30)
+                self.assertNotEqual(r.returncode, 0, text)
+                self.assertIn(key, r.stderr, text)
+            finally:
+                os.unlink(f.name)
+
+
+if __name__ == "__main__":
+    unittest.main()
