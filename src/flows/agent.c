@@ -212,7 +212,7 @@ struct identity {
 	const struct cimd_client *client;
 };
 
-/* A non-empty string, or NULL (json_pack's "s?" then leaves it out). */
+/* A non-empty string, or NULL (json_pack's "s?" then writes JSON null). */
 static const char *
 nonempty(const char *s)
 {
