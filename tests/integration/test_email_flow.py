@@ -72,22 +72,27 @@ class EmailRequiredOverSmtpTest(unittest.TestCase):
 
 
 class SmtpDownTest(unittest.TestCase):
-    def test_an_unreachable_smtp_server_is_a_503_and_a_retry_sends(self):
+    def test_an_unreachable_smtp_server_is_a_200_and_the_queue_sends_once_it_is_back(self):
         sink = SmtpSink()  # not started yet: nothing listens on its port
-        server = Server({"mail": {"smtp_url": sink.url, "starttls": "off"}}).start()
+        server = Server({"mail": {"smtp_url": sink.url, "starttls": "off",
+                                  "retry_min": "1", "retry_max": "1"}}).start()
         try:
             reg = server.register_anonymous()
-            # More retries than the mail limits allow (5 per registration,
-            # 5 per address): a mail never sent is not counted against them.
+            # The agent's answer does not wait for SMTP; retries of the same
+            # request find the queued attempt and queue no second mail.
+            first = None
             for _ in range(7):
                 r = server.start_claim(reg["claim_token"], "max@example.test")
-                self.assertEqual(r.status, 503, r)
-                self.assertEqual(r.json["error"], "temporarily_unavailable")
+                self.assertEqual(r.status, 200, r)
+                first = first or r.json["claim_attempt_id"]
+                self.assertEqual(r.json["claim_attempt_id"], first)
+            self.assertEqual(server.db_query(
+                "SELECT COUNT(*) FROM mail_queue WHERE status = 'queued'"), [(1,)])
             sink.start()
             try:
-                r = server.start_claim(reg["claim_token"], "max@example.test")
-                self.assertEqual(r.status, 200, r)
+                server.wait_mail_queue()
                 self.assertEqual(len(sink.wait_for(1)), 1)
+                self.assertEqual(server.db_query("SELECT COUNT(*) FROM mail_queue"), [(0,)])
             finally:
                 sink.stop()
         finally:
