@@ -9,8 +9,9 @@
  * without its message, a claim.mail_failed audit event is written, and the
  * attempt (whose link never left) is deleted, so that it counts against no
  * claim-mail limit and the agent's next /claim mails a fresh link. A mail
- * whose attempt is no longer open, or has expired, is dropped unsent: its
- * link could not be used anyway. Rows outlive restarts, so a kill -9
+ * still unsent when its attempt expires is given up the same way (its link
+ * no longer works). Every other counted attempt gets its mail, superseded
+ * or not, exactly as when mail was sent inline. Rows outlive restarts, so a kill -9
  * between the commit and the send loses no mail (it may, rarely, send one
  * twice: delivery is at least once). */
 #include <errno.h>
@@ -96,10 +97,9 @@ record_failure(struct store *st, const struct store_mail *mail, const char *why,
 			rc = AM_OK; /* closed meanwhile: nothing to uncount */
 	}
 	if (rc == AM_OK)
-		rc = store_audit_insert(st, now, "claim.mail_failed",
-					mail->registration_id[0] != '\0' ? mail->registration_id
-									 : NULL,
-					text, e);
+		rc = store_audit_insert(
+			st, now, "claim.mail_failed",
+			mail->registration_id[0] != '\0' ? mail->registration_id : NULL, text, e);
 	if (rc == AM_OK)
 		rc = store_commit(st, e);
 	if (rc != AM_OK)
@@ -118,10 +118,17 @@ handle(struct mail_worker *w, struct store *st, struct store_mail *mail, struct 
 	char why[160] = "";
 	int64_t delay;
 
-	if (!mail->live || now >= mail->expires_at || mail->message == NULL) {
-		log_info("mail dropped unsent id=%lld attempt=%s: its link can no longer be used",
+	if (!mail->live || mail->message == NULL) {
+		log_info("mail dropped unsent id=%lld attempt=%s: the attempt is gone",
 			 (long long)mail->id, mail->attempt_id);
 		return store_mail_done(st, mail->id, e);
+	}
+	if (now >= mail->expires_at) {
+		/* Its link no longer works: not worth sending, and, never sent,
+		 * it must count against no limit. */
+		log_warn("mail failed id=%lld attempt=%s: expired before it could be sent",
+			 (long long)mail->id, mail->attempt_id);
+		return record_failure(st, mail, "expired before it could be sent", now, e);
 	}
 	out = mailer_deliver(w->m, mail->rcpt, mail->message, why, sizeof(why));
 	now = wall_now();

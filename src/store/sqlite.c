@@ -173,9 +173,9 @@ static const char *const sql[Q__COUNT] = {
 	[Q_MAIL_INSERT] = "INSERT INTO mail_queue (tenant, attempt_id, rcpt, message, status, "
 			  "created_at, expires_at, next_at) "
 			  "VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?5)",
-	/* live: the attempt the link belongs to can still be used */
+	/* live: the attempt the mail belongs to still exists (it is counted) */
 	[Q_MAIL_NEXT] = "SELECT q.id, q.attempt_id, q.rcpt, q.message, q.created_at, q.expires_at, "
-			"q.tries, (a.status = 'open' AND a.expires_at > ?2), a.registration_id "
+			"q.tries, (a.id IS NOT NULL), a.registration_id "
 			"FROM mail_queue q LEFT JOIN claim_attempts a "
 			"ON a.tenant = q.tenant AND a.id = q.attempt_id "
 			"WHERE q.tenant = ?1 AND q.status = 'queued' AND q.next_at <= ?2 "
@@ -198,6 +198,22 @@ static const char *const sql[Q__COUNT] = {
 struct store {
 	struct db *db;
 };
+
+/* Bumped by every write that can end or narrow what a credential allows
+ * (see store_auth_generation). */
+static uint64_t auth_generation;
+
+static void
+auth_changed(void)
+{
+	__atomic_add_fetch(&auth_generation, 1, __ATOMIC_RELEASE);
+}
+
+uint64_t
+store_auth_generation(void)
+{
+	return __atomic_load_n(&auth_generation, __ATOMIC_ACQUIRE);
+}
 
 static const char *const kind_names[] = {"anonymous", "email", "agent"};
 static const char *const status_names[] = {"unclaimed", "pending_claim", "claimed", "expired",
@@ -438,6 +454,7 @@ store_reg_transition(struct store *st, const char *id, enum reg_status from, enu
 	sqlite3_bind_text(s, 2, id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 3, store_status_name(from), -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 4, store_status_name(to), -1, SQLITE_STATIC);
+	auth_changed();
 	if ((rc = db_run(st->db, s, "registration transition", &n, e)) != AM_OK)
 		return rc;
 	return n == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "registration changed meanwhile");
@@ -456,6 +473,7 @@ store_reg_claim(struct store *st, const char *id, const char *user_id, int64_t a
 	sqlite3_bind_text(s, 2, id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 3, user_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 4, at);
+	auth_changed();
 	if ((rc = db_run(st->db, s, "registration claim", &n, e)) != AM_OK)
 		return rc;
 	return n == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "registration no longer claimable");
@@ -685,6 +703,7 @@ store_cred_upgrade(struct store *st, const char *registration_id, const char *us
 	sqlite3_bind_text(s, 2, registration_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 3, user_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 4, scopes, -1, SQLITE_TRANSIENT);
+	auth_changed();
 	return db_run(st->db, s, "credential upgrade", NULL, e);
 }
 
@@ -699,6 +718,7 @@ store_cred_revoke_reg(struct store *st, const char *registration_id, int64_t at,
 		return rc;
 	sqlite3_bind_text(s, 2, registration_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 3, at);
+	auth_changed();
 	return db_run(st->db, s, "credential revoke", n, e);
 }
 
@@ -854,6 +874,7 @@ store_cred_revoke(struct store *st, const char *id, int64_t at, struct am_error 
 		return rc;
 	sqlite3_bind_text(s, 2, id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 3, at);
+	auth_changed();
 	if ((rc = db_run(st->db, s, "credential revoke", &n, e)) != AM_OK)
 		return rc;
 	return n == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "credential not live");

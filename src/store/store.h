@@ -170,6 +170,12 @@ enum am_err store_cred_auth(struct store *st, const uint8_t hash[AM_HASH_LEN], i
 /* Binds every credential of a registration to user_id with new scopes. */
 enum am_err store_cred_upgrade(struct store *st, const char *registration_id, const char *user_id,
 			       const char *scopes, struct am_error *e) AM_WUR;
+/* A counter this process bumps with every write that revokes, expires,
+ * claims or re-scopes a credential or its registration (whether or not it
+ * commits): a cache of store_cred_auth results made at generation g is
+ * stale once this differs from g. Changes made by other processes (the
+ * revoke command, another replica) do not move it. */
+uint64_t store_auth_generation(void);
 /* Revokes every live credential of a registration at `at`; *n revoked. */
 enum am_err store_cred_revoke_reg(struct store *st, const char *registration_id, int64_t at, int *n,
 				  struct am_error *e) AM_WUR;
@@ -283,7 +289,7 @@ struct store_mail {
 	char *message; /* NUL-terminated; owned, free with store_mail_wipe */
 	int64_t created_at, expires_at;
 	int64_t tries;
-	bool live; /* its attempt is still open and unexpired */
+	bool live; /* its attempt still exists (and so counts against the limits) */
 };
 struct store_mail_stats {
 	int64_t queued;		   /* rows waiting to be sent */
