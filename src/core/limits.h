@@ -21,5 +21,10 @@
 #define AM_FETCH_TIMEOUT_MS 3000	     /* any outbound HTTP call */
 #define AM_MAX_SCOPES 32		     /* scopes in one credential */
 #define AM_MAX_DELIVERY_ANSWER_BYTES (64 * 1024) /* a logout-token receiver's answer, dropped */
+/* the bearer check's cache of recent credential lookups (flows/access.c) */
+#define AM_AUTH_CACHE_ENTRIES 1024 /* fixed: entries in all, whatever is presented */
+#define AM_AUTH_CACHE_TTL_MS 1000  /* an entry's life: the staleness bound of a change */
+/* a request waiting for its provider's key fetch (trust/trust.c) */
+#define AM_JWKS_WAIT_MS 2000
 
 #endif
