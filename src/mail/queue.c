@@ -108,6 +108,20 @@ record_failure(struct store *st, const struct store_mail *mail, const char *why,
 	return rc;
 }
 
+/* Zeroes and deletes a row in one transaction: a crash between the two
+ * never leaves a queued row whose message is zeros. */
+static enum am_err
+finish(struct store *st, int64_t id, struct am_error *e)
+{
+	enum am_err rc;
+
+	if ((rc = store_begin(st, e)) != AM_OK)
+		return rc;
+	if ((rc = store_mail_done(st, id, e)) != AM_OK || (rc = store_commit(st, e)) != AM_OK)
+		store_rollback(st);
+	return rc;
+}
+
 /* One queue row: sent, retried or failed. */
 static enum am_err
 handle(struct mail_worker *w, struct store *st, struct store_mail *mail, struct am_error *e)
@@ -118,10 +132,10 @@ handle(struct mail_worker *w, struct store *st, struct store_mail *mail, struct 
 	char why[160] = "";
 	int64_t delay;
 
-	if (!mail->live || mail->message == NULL) {
+	if (!mail->live || mail->message == NULL || mail->message[0] == '\0') {
 		log_info("mail dropped unsent id=%lld attempt=%s: the attempt is gone",
 			 (long long)mail->id, mail->attempt_id);
-		return store_mail_done(st, mail->id, e);
+		return finish(st, mail->id, e);
 	}
 	if (now >= mail->expires_at) {
 		/* Its link no longer works: not worth sending, and, never sent,
@@ -136,7 +150,7 @@ handle(struct mail_worker *w, struct store *st, struct store_mail *mail, struct 
 	case MAIL_SENT:
 		log_info("mail delivered id=%lld attempt=%s tries=%lld", (long long)mail->id,
 			 mail->attempt_id, (long long)(mail->tries + 1));
-		return store_mail_done(st, mail->id, e);
+		return finish(st, mail->id, e);
 	case MAIL_PERMANENT:
 		log_warn("mail failed for good id=%lld attempt=%s: %s", (long long)mail->id,
 			 mail->attempt_id, why);

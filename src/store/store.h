@@ -308,14 +308,15 @@ enum am_err store_mail_next(struct store *st, int64_t now, struct store_mail *ou
 			    struct am_error *e) AM_WUR;
 /* Wipes and frees m->message (NULL is fine). */
 void store_mail_wipe(struct store_mail *m);
-/* The mail was sent (or dropped): its message is zeroed and the row deleted. */
+/* The mail was sent (or dropped): its message is zeroed and the row
+ * deleted (two statements: call it inside a transaction). */
 enum am_err store_mail_done(struct store *st, int64_t id, struct am_error *e) AM_WUR;
 /* A temporary failure: one more try, next at next_at, why recorded (no
  * secrets in why). */
 enum am_err store_mail_retry(struct store *st, int64_t id, int64_t next_at, const char *why,
 			     struct am_error *e) AM_WUR;
 /* A permanent failure: the message is zeroed and dropped, the row kept as
- * status failed with why. */
+ * status failed with why (two statements: inside a transaction). */
 enum am_err store_mail_failed(struct store *st, int64_t id, const char *why,
 			      struct am_error *e) AM_WUR;
 /* Queue depth and age, for readiness and operators. */
