@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "core/str.h"
 #include "mail/mail.h"
+#include "mail/worker.h"
 
 struct mailer {
 	const struct am_config *cfg;
@@ -25,11 +26,6 @@ struct mailer {
 	struct mail_worker *worker;
 	volatile int stopping; /* read by libcurl's progress callback */
 };
-
-/* For mail/queue.c. */
-struct mail_worker **mailer_worker_slot(struct mailer *m);
-const struct am_config *mailer_config(const struct mailer *m);
-void mailer_set_stopping(struct mailer *m, bool on);
 
 struct mail_worker **
 mailer_worker_slot(struct mailer *m)

@@ -25,6 +25,7 @@
 
 #include "core/log.h"
 #include "mail/mail.h"
+#include "mail/worker.h"
 #include "store/store.h"
 
 struct mail_worker {
@@ -36,11 +37,6 @@ struct mail_worker {
 	bool stop;
 	bool kicked;
 };
-
-/* In mailer.c. */
-struct mail_worker **mailer_worker_slot(struct mailer *m);
-const struct am_config *mailer_config(const struct mailer *m);
-void mailer_set_stopping(struct mailer *m, bool on);
 
 int64_t
 mail_backoff(int64_t tries, int64_t min_s, int64_t max_s, uint32_t rnd)
