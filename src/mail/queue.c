@@ -124,6 +124,8 @@ handle(struct mail_worker *w, struct store *st, struct store_mail *mail, struct 
 {
 	const struct am_config *cfg = mailer_config(w->m);
 	int64_t now = wall_now();
+	struct store_mail_stats stats = {0};
+	struct am_error ignored = {0};
 	enum mail_outcome out;
 	char why[160] = "";
 	int64_t delay;
@@ -156,9 +158,15 @@ handle(struct mail_worker *w, struct store *st, struct store_mail *mail, struct 
 	}
 	delay = mail_backoff(mail->tries + 1, cfg->mail_retry_min, cfg->mail_retry_max,
 			     random_u32());
-	log_warn("mail deferred id=%lld attempt=%s tries=%lld retry_in=%llds: %s",
+	/* The queue's depth and the age of its oldest mail, what an operator
+	 * alerts on, ride on every deferral. */
+	if (store_mail_stats(st, &stats, &ignored) != AM_OK)
+		stats.queued = -1;
+	log_warn("mail deferred id=%lld attempt=%s tries=%lld retry_in=%llds queue_depth=%lld "
+		 "oldest_age=%llds: %s",
 		 (long long)mail->id, mail->attempt_id, (long long)(mail->tries + 1),
-		 (long long)delay, why);
+		 (long long)delay, (long long)stats.queued,
+		 (long long)(stats.oldest_created_at > 0 ? now - stats.oldest_created_at : 0), why);
 	return store_mail_retry(st, mail->id, now + delay, why, e);
 }
 

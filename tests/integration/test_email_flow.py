@@ -1,6 +1,7 @@
 """The email-required flow, with mail sent over SMTP to a real SMTP server:
 no credential until the code comes back, then a fresh one of the type asked
 for."""
+import time
 import unittest
 
 from harness import Server, claim_link
@@ -96,6 +97,12 @@ class SmtpDownTest(unittest.TestCase):
                 self.assertEqual(r.json["claim_attempt_id"], first)
             self.assertEqual(server.db_query(
                 "SELECT COUNT(*) FROM mail_queue WHERE status = 'queued'"), [(1,)])
+            # The operator sees the outage: each deferral names the queue's
+            # depth and the age of its oldest mail.
+            deadline = time.time() + 15
+            while "queue_depth=1 oldest_age=" not in server.read_log():
+                self.assertLess(time.time(), deadline, server.read_log())
+                time.sleep(0.05)
             sink.start()
             try:
                 server.wait_mail_queue()
