@@ -45,6 +45,9 @@ static const struct cfg_key keys[] = {
 	{"mail", "smtp_user", CFG_STRING, AT(mail_smtp_user), "", 0, 127, NULL},
 	{"mail", "smtp_password", CFG_STRING, AT(mail_smtp_password), "", 0, 127, NULL},
 	{"mail", "starttls", CFG_STRING, AT(mail_starttls), "required", 0, 15, "required|try|off"},
+	/* the mail queue's retries (issue 8) */
+	{"mail", "retry_min", CFG_SECONDS, AT(mail_retry_min), "5", 1, 3600, NULL},
+	{"mail", "retry_max", CFG_SECONDS, AT(mail_retry_max), "600", 1, 86400, NULL},
 	{"scopes", "supported", CFG_SCOPES, AT(scopes_supported), "api.read api.write", 1, 0, NULL},
 	{"scopes", "pre_claim", CFG_SCOPES, AT(scopes_pre_claim), "api.read", 0, 0, NULL},
 	{"scopes", "post_claim", CFG_SCOPES, AT(scopes_post_claim), "api.read api.write", 1, 0,

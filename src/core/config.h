@@ -76,6 +76,9 @@ struct am_config {
 	char mail_smtp_user[128];
 	char mail_smtp_password[128];
 	char mail_starttls[16]; /* required | try | off */
+	/* the mail queue's retries: first delay, and the cap of its doubling */
+	int64_t mail_retry_min;
+	int64_t mail_retry_max;
 	/* [scopes] space-separated */
 	char scopes_supported[AM_CFG_STR];
 	char scopes_pre_claim[AM_CFG_STR];

@@ -3,7 +3,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 void
 am_sha256(const void *data, size_t len, uint8_t out[AM_HASH_LEN])
@@ -98,4 +101,18 @@ am_hex(const uint8_t *in, size_t len, char *out)
 		out[2 * i + 1] = hexdig[in[i] & 15];
 	}
 	out[2 * len] = '\0';
+}
+
+void
+am_request_id(char out[17])
+{
+	static _Thread_local uint32_t prefix, counter;
+	static _Thread_local bool seeded;
+
+	if (!seeded) {
+		if (RAND_bytes((unsigned char *)&prefix, sizeof(prefix)) != 1)
+			prefix = (uint32_t)time(NULL) ^ (uint32_t)(uintptr_t)&prefix;
+		seeded = true;
+	}
+	snprintf(out, 17, "%08x%08x", (unsigned)prefix, (unsigned)++counter);
 }

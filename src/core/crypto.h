@@ -33,6 +33,12 @@ enum am_err am_rand_token(const char *prefix, char *out, size_t cap, struct am_e
 /* Like am_rand_token but hex, AM_ID_CHARS long: for public identifiers. */
 enum am_err am_rand_id(const char *prefix, char *out, size_t cap, struct am_error *e) AM_WUR;
 
+/* A request id for logs (16 hex characters into out[17]): a random prefix
+ * drawn once per thread, then a per-thread counter, so a request costs no
+ * CSPRNG call. Unique enough to follow one request through a log; not a
+ * secret and not unguessable. */
+void am_request_id(char out[17]);
+
 /* A uniformly distributed AM_OTP_DIGITS-digit decimal code (leading zeros
  * kept) from the CSPRNG, in out[AM_OTP_DIGITS + 1]. */
 enum am_err am_rand_otp(char out[AM_OTP_DIGITS + 1], struct am_error *e) AM_WUR;

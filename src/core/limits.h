@@ -25,5 +25,10 @@
 #define AM_MAX_MCP_MESSAGE_BYTES (1024 * 1024)	 /* one JSON-RPC line on authmd mcp's stdin */
 #define AM_MAX_CIMD_BYTES (64 * 1024)		 /* a fetched Client ID Metadata Document */
 #define AM_MAX_CIMD_NAME_BYTES 127 /* its client_name, as shown on pages and in audit */
+/* the bearer check's cache of recent credential lookups (flows/access.c) */
+#define AM_AUTH_CACHE_ENTRIES 1024 /* fixed: entries in all, whatever is presented */
+#define AM_AUTH_CACHE_TTL_MS 1000  /* an entry's life: the staleness bound of a change */
+/* a request waiting for its provider's key fetch (trust/trust.c) */
+#define AM_JWKS_WAIT_MS 2000
 
 #endif

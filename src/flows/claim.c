@@ -3,6 +3,7 @@
  * page), complete (the agent presents the code). */
 #include <openssl/crypto.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
@@ -114,6 +115,10 @@ mail_allowed(const struct flow_env *env, struct store *st, const struct store_re
 	return AM_OK;
 }
 
+static enum am_err enqueue_claim_mail(const struct flow_env *env, struct store *st,
+				      const struct store_attempt *a, const char *token,
+				      struct am_error *e);
+
 enum am_err
 flow_new_attempt(const struct flow_env *env, struct store *st, const struct store_reg *reg,
 		 const char *email, const char *ip, struct store_attempt *out, char *token,
@@ -137,13 +142,18 @@ flow_new_attempt(const struct flow_env *env, struct store *st, const struct stor
 	a.expires_at = min64(am_time_add(now, env->cfg->ttl_claim_attempt), reg->expires_at);
 	if ((rc = store_attempt_insert(st, &a, e)) != AM_OK)
 		return rc;
+	if (env->mail != NULL && mailer_queued(env->mail) &&
+	    (rc = enqueue_claim_mail(env, st, &a, token, e)) != AM_OK)
+		return rc;
 	*out = a;
 	return AM_OK;
 }
 
-enum am_err
-flow_send_claim_mail(const struct flow_env *env, const char *email, const char *token,
-		     int64_t expires_at, struct am_error *e)
+/* The claim mail of an attempt token, rendered (RFC 5322) into *out: the
+ * caller wipes and frees it (it carries the link). */
+static enum am_err
+render_claim_mail(const struct flow_env *env, const char *email, const char *token,
+		  int64_t expires_at, char **out, struct am_error *e)
 {
 	const struct am_config *cfg = env->cfg;
 	/* Each holds the attempt token: secret buffers leave no copy behind. */
@@ -152,8 +162,6 @@ flow_send_claim_mail(const struct flow_env *env, const char *email, const char *
 	struct mail_msg msg;
 	enum am_err rc;
 
-	if (env->mail == NULL)
-		return AM_OK;
 	am_time_iso(expires_at, until, sizeof(until));
 	am_buf_printf(&link, "%s/agent/auth/claim/view?token=%s", cfg->public_url, token);
 	snprintf(subject, sizeof(subject), "Your code to confirm an AI agent for %s",
@@ -183,16 +191,61 @@ flow_send_claim_mail(const struct flow_env *env, const char *email, const char *
 	msg.subject = subject;
 	msg.text = text.data;
 	msg.html = html.data;
-	rc = mailer_send(env->mail, &msg, e);
+	rc = mail_render(cfg->mail_from, &msg, out, e);
 	am_buf_free(&text);
 	am_buf_free(&html);
 	am_buf_free(&link);
 	return rc;
 }
 
-/* Deletes the attempt whose mail could not be sent: a retry of the same
- * request then mints and mails a new one instead of finding it open, and a
- * mail that never left is not counted against the claim-mail limits. */
+/* Writes the attempt's mail to the durable queue, inside the caller's
+ * transaction: it commits or rolls back with the attempt, and the mail
+ * worker sends it after the commit. */
+static enum am_err
+enqueue_claim_mail(const struct flow_env *env, struct store *st, const struct store_attempt *a,
+		   const char *token, struct am_error *e)
+{
+	char *message = NULL;
+	enum am_err rc;
+
+	if ((rc = render_claim_mail(env, a->email, token, a->expires_at, &message, e)) != AM_OK)
+		return rc;
+	rc = store_mail_enqueue(st, a->id, a->email, message, a->created_at, a->expires_at, e);
+	OPENSSL_cleanse(message, strlen(message));
+	free(message);
+	return rc;
+}
+
+enum am_err
+flow_send_claim_mail(const struct flow_env *env, const char *email, const char *token,
+		     int64_t expires_at, struct am_error *e)
+{
+	char *message = NULL, why[160];
+	enum am_err rc;
+
+	if (env->mail == NULL)
+		return AM_OK;
+	if (mailer_queued(env->mail)) {
+		/* Already a queue row (flow_new_attempt), now committed: wake
+		 * the worker, never wait for SMTP on the request path. */
+		mailer_kick(env->mail);
+		return AM_OK;
+	}
+	if ((rc = render_claim_mail(env, email, token, expires_at, &message, e)) != AM_OK)
+		return rc;
+	rc = mailer_deliver(env->mail, email, message, why, sizeof(why)) == MAIL_SENT
+		     ? AM_OK
+		     : am_fail(e, AM_E_UNAVAILABLE, "the mail could not be sent; retry later");
+	OPENSSL_cleanse(message, strlen(message));
+	free(message);
+	return rc;
+}
+
+/* Without a mail worker (mailer_queued false) the mail is sent after the
+ * commit: this deletes the attempt whose mail could not be sent, so a retry
+ * of the same request mints and mails a new one instead of finding it open,
+ * and a mail that never left is not counted against the claim-mail limits.
+ * With the worker, a send never fails here: see mail/queue.c. */
 static void
 drop_unsent_attempt(struct store *st, const char *attempt_id)
 {

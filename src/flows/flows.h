@@ -100,7 +100,10 @@ enum am_err flow_claim_complete(const struct flow_env *env, struct store *st, co
 
 /* The resource gate: the live credential for a bearer value. Unknown,
  * revoked, expired, and credentials of expired registrations are all
- * AM_E_INVALID_TOKEN. */
+ * AM_E_INVALID_TOKEN. Found rows are cached in-process (by hash) for at
+ * most AM_AUTH_CACHE_TTL_MS: a change made by another process is seen
+ * within that time, one made through this process's store at once, and
+ * expiries are checked against env's clock on every call. Thread-safe. */
 enum am_err flow_authenticate(const struct flow_env *env, struct store *st, const char *bearer,
 			      struct store_auth *out, struct am_error *e) AM_WUR;
 

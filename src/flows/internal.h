@@ -54,7 +54,8 @@ enum am_err flow_first_link_complete(const struct flow_env *env, struct store *s
 enum am_err flow_cred_type(const char *name, enum cred_type dflt, enum cred_type *out,
 			   struct am_error *e) AM_WUR;
 
-/* Inserts a new open attempt for reg (inside the caller's transaction) and
+/* Inserts a new open attempt for reg (inside the caller's transaction),
+ * with its mail as a queue row when a mail worker runs, and
  * writes the plaintext attempt token into token (FLOW_SECRET_LEN). Refuses
  * with AM_E_RATE_LIMITED (e->retry_after set) when the mail it stands for
  * would pass a claim-mail limit of [limits]. */
@@ -62,7 +63,10 @@ enum am_err flow_new_attempt(const struct flow_env *env, struct store *st,
 			     const struct store_reg *reg, const char *email, const char *ip,
 			     struct store_attempt *out, char *token, struct am_error *e) AM_WUR;
 
-/* Emails the claim link for an attempt token. */
+/* Hands the claim mail of an attempt token off, after the commit: with a
+ * mail worker (mailer_queued) the mail is already a queue row written by
+ * flow_new_attempt and this only wakes the worker (never fails, never
+ * waits); without one it renders and sends the mail at once. */
 enum am_err flow_send_claim_mail(const struct flow_env *env, const char *email, const char *token,
 				 int64_t expires_at, struct am_error *e) AM_WUR;
 

@@ -525,7 +525,6 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 	(void)version;
 	if (rq == NULL) {
 		const char *cl;
-		struct am_error ignored;
 
 		rq = calloc(1, sizeof(*rq));
 		if (rq == NULL)
@@ -536,12 +535,10 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		client_ip(conn, rq->peer, sizeof(rq->peer));
 		http_proxy_client_ip(&srv->trusted, srv->forwarded_rfc7239, rq); /* gate */
 		{
-			char id[32];
+			char id[17];
 
-			if (am_rand_id("", id, sizeof(id), &ignored) != AM_OK)
-				snprintf(id, sizeof(id), "-");
-			id[16] = '\0';
-			snprintf(rq->id, sizeof(rq->id), "%.16s", id);
+			am_request_id(id); /* per-thread counter: no CSPRNG per request */
+			snprintf(rq->id, sizeof(rq->id), "%s", id);
 		}
 		*con_cls = rq;
 		am_log_set_request(rq->id);

@@ -7,11 +7,13 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/config.h"
 #include "core/errors.h"
 
 struct mailer;
+struct store_pool;
 
 struct mail_msg {
 	const char *to;	     /* a validated address */
@@ -45,5 +47,38 @@ void mailer_free(struct mailer *m);
 /* Delivers msg; AM_E_UNAVAILABLE when the outbox cannot be written or the
  * SMTP server cannot be reached or refuses. Thread-safe. */
 enum am_err mailer_send(struct mailer *m, const struct mail_msg *msg, struct am_error *e) AM_WUR;
+
+/* How a delivery of a rendered message ended. */
+enum mail_outcome {
+	MAIL_SENT,	/* in the outbox, or accepted by the SMTP server */
+	MAIL_TEMPORARY, /* try again later: no connection, timeout, SMTP 4xx */
+	MAIL_PERMANENT, /* the SMTP server refused it for good (5xx) */
+};
+
+/* Delivers message (an RFC 5322 text from mail_render) to rcpt; why gets a
+ * short reason without secrets (for logs and the queue's last_error). A
+ * delivery in flight is abandoned (MAIL_TEMPORARY) when the mailer stops. */
+enum mail_outcome mailer_deliver(struct mailer *m, const char *rcpt, const char *message, char *why,
+				 size_t whycap);
+
+/* The delay before try number `tries` + 1 of a mail that failed `tries`
+ * times (tries >= 1): min_s doubled per try, capped at max_s, then a
+ * uniform jitter taking it down by up to half, so that mails that failed
+ * together do not retry together. rnd is a uniform random value. */
+int64_t mail_backoff(int64_t tries, int64_t min_s, int64_t max_s, uint32_t rnd);
+
+/* Starts the mail worker: a thread that sends the store's queued mails
+ * (store_mail_*), retrying temporary failures with mail_backoff and
+ * recording permanent ones. From then on mailer_queued is true. The pool
+ * must outlive mailer_stop. */
+enum am_err mailer_start(struct mailer *m, struct store_pool *pool, struct am_error *e) AM_WUR;
+/* Stops and joins the worker (abandoning a delivery in flight, which stays
+ * queued); no-op when not started. */
+void mailer_stop(struct mailer *m);
+/* True when a worker sends the queue: flows write a queue row instead of
+ * sending. False (tests, tools): mailer_send delivers at once. */
+bool mailer_queued(const struct mailer *m);
+/* Wakes the worker: a queue row was committed. Never blocks on delivery. */
+void mailer_kick(struct mailer *m);
 
 #endif

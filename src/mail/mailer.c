@@ -17,11 +17,39 @@
 #include "core/log.h"
 #include "core/str.h"
 #include "mail/mail.h"
+#include "mail/worker.h"
 
 struct mailer {
 	const struct am_config *cfg;
 	bool smtp;
+	/* the worker (mail/queue.c) */
+	struct mail_worker *worker;
+	volatile int stopping; /* read by libcurl's progress callback */
 };
+
+struct mail_worker **
+mailer_worker_slot(struct mailer *m)
+{
+	return &m->worker;
+}
+
+const struct am_config *
+mailer_config(const struct mailer *m)
+{
+	return m->cfg;
+}
+
+void
+mailer_set_stopping(struct mailer *m, bool on)
+{
+	__atomic_store_n(&m->stopping, on ? 1 : 0, __ATOMIC_RELEASE);
+}
+
+bool
+mailer_queued(const struct mailer *m)
+{
+	return m != NULL && m->worker != NULL;
+}
 
 /* smtp_url may carry credentials (smtp://user:password@host): the log gets
  * the URL with its userinfo and login options removed, and whether it had
@@ -86,6 +114,9 @@ mailer_new(const struct am_config *cfg, struct mailer **out, struct am_error *e)
 void
 mailer_free(struct mailer *m)
 {
+	if (m == NULL)
+		return;
+	mailer_stop(m);
 	free(m);
 }
 
@@ -132,8 +163,22 @@ read_cb(char *buf, size_t size, size_t nmemb, void *user)
 	return n;
 }
 
-static enum am_err
-to_smtp(struct mailer *m, const char *to, const char *text, struct am_error *e)
+/* Abandons a transfer when the mailer stops, so shutdown does not wait out
+ * a silent SMTP server. */
+static int
+progress_cb(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct mailer *m = user;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return __atomic_load_n(&m->stopping, __ATOMIC_ACQUIRE) != 0;
+}
+
+static enum mail_outcome
+smtp_deliver(struct mailer *m, const char *to, const char *text, char *why, size_t whycap)
 {
 	const struct am_config *cfg = m->cfg;
 	struct upload up = {text, strlen(text)};
@@ -143,8 +188,12 @@ to_smtp(struct mailer *m, const char *to, const char *text, struct am_error *e)
 	CURLcode res;
 	long use_ssl = CURLUSESSL_ALL;
 
-	if (c == NULL)
-		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	long code = 0;
+
+	if (c == NULL) {
+		snprintf(why, whycap, "out of memory");
+		return MAIL_TEMPORARY;
+	}
 	if (strcmp(cfg->mail_starttls, "try") == 0)
 		use_ssl = CURLUSESSL_TRY;
 	else if (strcmp(cfg->mail_starttls, "off") == 0)
@@ -167,15 +216,51 @@ to_smtp(struct mailer *m, const char *to, const char *text, struct am_error *e)
 		curl_easy_setopt(c, CURLOPT_USERNAME, cfg->mail_smtp_user);
 		curl_easy_setopt(c, CURLOPT_PASSWORD, cfg->mail_smtp_password);
 	}
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, progress_cb);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, m);
 	res = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
 	curl_slist_free_all(rcpt);
 	curl_easy_cleanup(c);
-	if (res != CURLE_OK) {
-		log_warn("smtp send failed: %s", curl_easy_strerror(res));
-		return am_fail(e, AM_E_UNAVAILABLE, "the mail could not be sent; retry later");
+	if (res == CURLE_OK) {
+		log_info("mail sent via smtp");
+		snprintf(why, whycap, "sent");
+		return MAIL_SENT;
 	}
-	log_info("mail sent via smtp");
+	snprintf(why, whycap, "smtp %ld: %s", code, curl_easy_strerror(res));
+	log_warn("smtp send failed code=%ld: %s", code, curl_easy_strerror(res));
+	/* A 5xx to the envelope or the data refuses this mail for good; a
+	 * refused login is the operator's to fix, and fails every mail alike,
+	 * so it is retried like an outage rather than dropping them all. */
+	if (code >= 500 && code <= 599 && res != CURLE_LOGIN_DENIED)
+		return MAIL_PERMANENT;
+	return MAIL_TEMPORARY;
+}
+
+static enum am_err
+to_smtp(struct mailer *m, const char *to, const char *text, struct am_error *e)
+{
+	char why[160];
+
+	if (smtp_deliver(m, to, text, why, sizeof(why)) != MAIL_SENT)
+		return am_fail(e, AM_E_UNAVAILABLE, "the mail could not be sent; retry later");
 	return AM_OK;
+}
+
+enum mail_outcome
+mailer_deliver(struct mailer *m, const char *rcpt, const char *message, char *why, size_t whycap)
+{
+	struct am_error e = {0};
+
+	if (m->smtp)
+		return smtp_deliver(m, rcpt, message, why, whycap);
+	if (to_outbox(m, message, &e) != AM_OK) {
+		snprintf(why, whycap, "outbox: %s", e.detail);
+		return MAIL_TEMPORARY;
+	}
+	snprintf(why, whycap, "sent");
+	return MAIL_SENT;
 }
 
 enum am_err

@@ -386,6 +386,14 @@ main(int argc, char **argv)
 			return 1;
 		}
 	}
+	/* The claim mails go through the durable queue from here on: requests
+	 * commit a row and the worker sends it (and what a crash left). */
+	if (app->env.mail != NULL && mailer_start(app->env.mail, app->pool, &e) != AM_OK) {
+		fprintf(stderr, "authmd-server: %s\n", e.detail);
+		http_server_stop(srv);
+		app_free(app);
+		return 1;
+	}
 	sw.app = app;
 	pthread_mutex_init(&sw.mu, NULL);
 	pthread_cond_init(&sw.cv, NULL);
@@ -415,6 +423,7 @@ main(int argc, char **argv)
 	pthread_cond_signal(&sw.cv);
 	pthread_mutex_unlock(&sw.mu);
 	pthread_join(sw.thread, NULL);
+	mailer_stop(app->env.mail); /* before the pool it reads goes */
 	app_free(app);
 	curl_global_cleanup();
 	log_info("stopped");

@@ -5,6 +5,7 @@
 
 #include "store/db.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,14 @@ enum q {
 	Q_ATT_COUNT_EMAIL,
 	Q_ATT_COUNT_ALL,
 	Q_ATT_DELETE,
+	/* mail queue */
+	Q_MAIL_INSERT,
+	Q_MAIL_NEXT,
+	Q_MAIL_ZERO,
+	Q_MAIL_DELETE,
+	Q_MAIL_RETRY,
+	Q_MAIL_FAILED,
+	Q_MAIL_STATS,
 	Q__COUNT
 };
 
@@ -161,11 +170,51 @@ static const char *const sql[Q__COUNT] = {
 			    "AND ?2 IS NULL AND created_at > ?3 ORDER BY created_at LIMIT ?4)",
 	[Q_ATT_DELETE] = "DELETE FROM claim_attempts WHERE tenant = ?1 AND id = ?2 "
 			 "AND status = 'open'",
+	/* mail queue */
+	[Q_MAIL_INSERT] = "INSERT INTO mail_queue (tenant, attempt_id, rcpt, message, status, "
+			  "created_at, expires_at, next_at) "
+			  "VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?5)",
+	/* live: the attempt the mail belongs to still exists (it is counted) */
+	[Q_MAIL_NEXT] = "SELECT q.id, q.attempt_id, q.rcpt, q.message, q.created_at, q.expires_at, "
+			"q.tries, (a.id IS NOT NULL), a.registration_id "
+			"FROM mail_queue q LEFT JOIN claim_attempts a "
+			"ON a.tenant = q.tenant AND a.id = q.attempt_id "
+			"WHERE q.tenant = ?1 AND q.status = 'queued' AND q.next_at <= ?2 "
+			"ORDER BY q.next_at, q.id LIMIT 1",
+	/* Same size: SQLite overwrites the cell (and any overflow pages) in
+	 * place, so the page image that reaches the file holds zeros where the
+	 * claim link was, before the row is deleted or kept without it. */
+	[Q_MAIL_ZERO] = "UPDATE mail_queue SET message = zeroblob(length(message)) "
+			"WHERE tenant = ?1 AND id = ?2 AND message IS NOT NULL",
+	[Q_MAIL_DELETE] = "DELETE FROM mail_queue WHERE tenant = ?1 AND id = ?2",
+	[Q_MAIL_RETRY] = "UPDATE mail_queue SET tries = tries + 1, next_at = ?3, last_error = ?4 "
+			 "WHERE tenant = ?1 AND id = ?2 AND status = 'queued'",
+	[Q_MAIL_FAILED] = "UPDATE mail_queue SET tries = tries + 1, status = 'failed', "
+			  "message = NULL, last_error = ?3 WHERE tenant = ?1 AND id = ?2",
+	[Q_MAIL_STATS] = "SELECT COUNT(*), COALESCE(MIN(created_at), 0), "
+			 "COALESCE(MIN(next_at), 0) FROM mail_queue "
+			 "WHERE tenant = ?1 AND status = 'queued'",
 };
 
 struct store {
 	struct db *db;
 };
+
+/* Bumped by every write that can end or narrow what a credential allows
+ * (see store_auth_generation). */
+static uint64_t auth_generation;
+
+static void
+auth_changed(void)
+{
+	__atomic_add_fetch(&auth_generation, 1, __ATOMIC_RELEASE);
+}
+
+uint64_t
+store_auth_generation(void)
+{
+	return __atomic_load_n(&auth_generation, __ATOMIC_ACQUIRE);
+}
 
 static const char *const kind_names[] = {"anonymous", "email", "agent"};
 static const char *const status_names[] = {"unclaimed", "pending_claim", "claimed", "expired",
@@ -410,6 +459,7 @@ store_reg_transition(struct store *st, const char *id, enum reg_status from, enu
 	sqlite3_bind_text(s, 2, id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 3, store_status_name(from), -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 4, store_status_name(to), -1, SQLITE_STATIC);
+	auth_changed();
 	if ((rc = db_run(st->db, s, "registration transition", &n, e)) != AM_OK)
 		return rc;
 	return n == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "registration changed meanwhile");
@@ -428,6 +478,7 @@ store_reg_claim(struct store *st, const char *id, const char *user_id, int64_t a
 	sqlite3_bind_text(s, 2, id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 3, user_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 4, at);
+	auth_changed();
 	if ((rc = db_run(st->db, s, "registration claim", &n, e)) != AM_OK)
 		return rc;
 	return n == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "registration no longer claimable");
@@ -657,6 +708,7 @@ store_cred_upgrade(struct store *st, const char *registration_id, const char *us
 	sqlite3_bind_text(s, 2, registration_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 3, user_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 4, scopes, -1, SQLITE_TRANSIENT);
+	auth_changed();
 	return db_run(st->db, s, "credential upgrade", NULL, e);
 }
 
@@ -671,6 +723,7 @@ store_cred_revoke_reg(struct store *st, const char *registration_id, int64_t at,
 		return rc;
 	sqlite3_bind_text(s, 2, registration_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 3, at);
+	auth_changed();
 	return db_run(st->db, s, "credential revoke", n, e);
 }
 
@@ -826,6 +879,7 @@ store_cred_revoke(struct store *st, const char *id, int64_t at, struct am_error 
 		return rc;
 	sqlite3_bind_text(s, 2, id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 3, at);
+	auth_changed();
 	if ((rc = db_run(st->db, s, "credential revoke", &n, e)) != AM_OK)
 		return rc;
 	return n == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "credential not live");
@@ -983,4 +1037,142 @@ store_attempt_delete(struct store *st, const char *id, struct am_error *e)
 	if ((rc = db_run(st->db, s, "attempt delete", &n, e)) != AM_OK)
 		return rc;
 	return n == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "attempt not open");
+}
+
+/* ---- mail queue ---- */
+
+enum am_err
+store_mail_enqueue(struct store *st, const char *attempt_id, const char *rcpt, const char *message,
+		   int64_t now, int64_t expires_at, struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_MAIL_INSERT, &s, e)) != AM_OK)
+		return rc;
+	sqlite3_bind_text(s, 2, attempt_id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 3, rcpt, -1, SQLITE_TRANSIENT);
+	/* Static: the caller's buffer outlives the step, so SQLite makes no
+	 * copy of the claim link that would outlive the caller's wipe. */
+	sqlite3_bind_blob(s, 4, message, (int)strlen(message), SQLITE_STATIC);
+	sqlite3_bind_int64(s, 5, now);
+	sqlite3_bind_int64(s, 6, expires_at);
+	rc = db_run(st->db, s, "mail enqueue", NULL, e);
+	sqlite3_clear_bindings(s);
+	return rc;
+}
+
+void
+store_mail_wipe(struct store_mail *m)
+{
+	if (m == NULL || m->message == NULL)
+		return;
+	OPENSSL_cleanse(m->message, strlen(m->message));
+	free(m->message);
+	m->message = NULL;
+}
+
+enum am_err
+store_mail_next(struct store *st, int64_t now, struct store_mail *out, struct am_error *e)
+{
+	sqlite3_stmt *s;
+	struct store_mail m = {0};
+	const void *blob;
+	int len;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_MAIL_NEXT, &s, e)) != AM_OK)
+		return rc;
+	sqlite3_bind_int64(s, 2, now);
+	if ((rc = db_one(st->db, s, "mail next", e)) != AM_OK)
+		return rc;
+	m.id = sqlite3_column_int64(s, 0);
+	db_col_text(s, 1, m.attempt_id, sizeof(m.attempt_id));
+	db_col_text(s, 2, m.rcpt, sizeof(m.rcpt));
+	blob = sqlite3_column_blob(s, 3);
+	len = sqlite3_column_bytes(s, 3);
+	m.created_at = sqlite3_column_int64(s, 4);
+	m.expires_at = sqlite3_column_int64(s, 5);
+	m.tries = sqlite3_column_int64(s, 6);
+	m.live = sqlite3_column_int(s, 7) == 1;
+	db_col_text(s, 8, m.registration_id, sizeof(m.registration_id));
+	if (blob != NULL && len > 0 && (m.message = malloc((size_t)len + 1)) != NULL) {
+		memcpy(m.message, blob, (size_t)len);
+		m.message[len] = '\0';
+	}
+	sqlite3_reset(s);
+	if (m.message == NULL && blob != NULL && len > 0)
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	*out = m;
+	return AM_OK;
+}
+
+static enum am_err
+mail_zero(struct store *st, int64_t id, struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_MAIL_ZERO, &s, e)) != AM_OK)
+		return rc;
+	sqlite3_bind_int64(s, 2, id);
+	return db_run(st->db, s, "mail wipe", NULL, e);
+}
+
+enum am_err
+store_mail_done(struct store *st, int64_t id, struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc;
+
+	if ((rc = mail_zero(st, id, e)) != AM_OK ||
+	    (rc = db_prep(st->db, Q_MAIL_DELETE, &s, e)) != AM_OK)
+		return rc;
+	sqlite3_bind_int64(s, 2, id);
+	return db_run(st->db, s, "mail delete", NULL, e);
+}
+
+enum am_err
+store_mail_retry(struct store *st, int64_t id, int64_t next_at, const char *why, struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_MAIL_RETRY, &s, e)) != AM_OK)
+		return rc;
+	sqlite3_bind_int64(s, 2, id);
+	sqlite3_bind_int64(s, 3, next_at);
+	sqlite3_bind_text(s, 4, why, -1, SQLITE_TRANSIENT);
+	return db_run(st->db, s, "mail retry", NULL, e);
+}
+
+enum am_err
+store_mail_failed(struct store *st, int64_t id, const char *why, struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc;
+
+	if ((rc = mail_zero(st, id, e)) != AM_OK ||
+	    (rc = db_prep(st->db, Q_MAIL_FAILED, &s, e)) != AM_OK)
+		return rc;
+	sqlite3_bind_int64(s, 2, id);
+	sqlite3_bind_text(s, 3, why, -1, SQLITE_TRANSIENT);
+	return db_run(st->db, s, "mail failed", NULL, e);
+}
+
+enum am_err
+store_mail_stats(struct store *st, struct store_mail_stats *out, struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_MAIL_STATS, &s, e)) != AM_OK)
+		return rc;
+	if ((rc = db_one(st->db, s, "mail stats", e)) != AM_OK)
+		return rc == AM_E_NOT_FOUND ? am_fail(e, AM_E_INTERNAL, "stats gave no row") : rc;
+	out->queued = sqlite3_column_int64(s, 0);
+	out->oldest_created_at = sqlite3_column_int64(s, 1);
+	out->next_at = sqlite3_column_int64(s, 2);
+	sqlite3_reset(s);
+	return AM_OK;
 }

@@ -170,6 +170,12 @@ enum am_err store_cred_auth(struct store *st, const uint8_t hash[AM_HASH_LEN], i
 /* Binds every credential of a registration to user_id with new scopes. */
 enum am_err store_cred_upgrade(struct store *st, const char *registration_id, const char *user_id,
 			       const char *scopes, struct am_error *e) AM_WUR;
+/* A counter this process bumps with every write that revokes, expires,
+ * claims or re-scopes a credential or its registration (whether or not it
+ * commits): a cache of store_cred_auth results made at generation g is
+ * stale once this differs from g. Changes made by other processes (the
+ * revoke command, another replica) do not move it. */
+uint64_t store_auth_generation(void);
 /* Revokes every live credential of a registration at `at`; *n revoked. */
 enum am_err store_cred_revoke_reg(struct store *st, const char *registration_id, int64_t at, int *n,
 				  struct am_error *e) AM_WUR;
@@ -269,6 +275,53 @@ enum am_err store_attempt_count(struct store *st, enum store_mail_scope scope, c
 /* Deletes an open attempt whose mail was never sent, so that it counts
  * against no limit; AM_E_NOT_FOUND when it is not open. */
 enum am_err store_attempt_delete(struct store *st, const char *id, struct am_error *e) AM_WUR;
+
+/* The durable mail queue: a claim mail is a row written inside the
+ * transaction that creates its attempt, and sent later by the mail worker
+ * (mail/queue.c). The rendered message carries the claim link: it is kept
+ * only until the mail is sent or given up, and is overwritten with zeros
+ * before the row is deleted or kept as a failure record. */
+struct store_mail {
+	int64_t id;
+	char attempt_id[STORE_ID_LEN];
+	char registration_id[STORE_ID_LEN]; /* of the attempt; "" once it is gone */
+	char rcpt[AM_MAX_EMAIL_BYTES + 1];
+	char *message; /* NUL-terminated; owned, free with store_mail_wipe */
+	int64_t created_at, expires_at;
+	int64_t tries;
+	bool live; /* its attempt still exists (and so counts against the limits) */
+};
+struct store_mail_stats {
+	int64_t queued;		   /* rows waiting to be sent */
+	int64_t oldest_created_at; /* of those; 0: none */
+	int64_t next_at;	   /* earliest next try; 0: none */
+};
+/* Queues message (the rendered mail, borrowed) to rcpt for attempt_id,
+ * due at once; inside the caller's transaction. The mail is pointless
+ * after expires_at (the attempt's). */
+enum am_err store_mail_enqueue(struct store *st, const char *attempt_id, const char *rcpt,
+			       const char *message, int64_t now, int64_t expires_at,
+			       struct am_error *e) AM_WUR;
+/* The queued mail due first at `now` (next_at <= now), with a copy of its
+ * message the caller wipes with store_mail_wipe; AM_E_NOT_FOUND: none due. */
+enum am_err store_mail_next(struct store *st, int64_t now, struct store_mail *out,
+			    struct am_error *e) AM_WUR;
+/* Wipes and frees m->message (NULL is fine). */
+void store_mail_wipe(struct store_mail *m);
+/* The mail was sent (or dropped): its message is zeroed and the row
+ * deleted (two statements: call it inside a transaction). */
+enum am_err store_mail_done(struct store *st, int64_t id, struct am_error *e) AM_WUR;
+/* A temporary failure: one more try, next at next_at, why recorded (no
+ * secrets in why). */
+enum am_err store_mail_retry(struct store *st, int64_t id, int64_t next_at, const char *why,
+			     struct am_error *e) AM_WUR;
+/* A permanent failure: the message is zeroed and dropped, the row kept as
+ * status failed with why (two statements: inside a transaction). */
+enum am_err store_mail_failed(struct store *st, int64_t id, const char *why,
+			      struct am_error *e) AM_WUR;
+/* Queue depth and age, for readiness and operators. */
+enum am_err store_mail_stats(struct store *st, struct store_mail_stats *out,
+			     struct am_error *e) AM_WUR;
 
 /* A per-thread handle source over one URL: each worker thread gets its own
  * connection, opened on first use and closed when the thread ends. */

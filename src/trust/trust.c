@@ -1,9 +1,11 @@
 #include "trust/trust.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "core/clock.h"
 #include "core/fetch.h"
@@ -12,19 +14,124 @@
 #include "core/metrics.h"
 #include "core/str.h"
 
+/* One provider's key set. mu guards the fields and is only ever held for
+ * a few loads and stores: the fetch itself runs on the provider's
+ * refresher thread with mu released, so a request never waits behind a
+ * fetch to read the current set. A request that cannot be answered from
+ * the current set (none yet, or its kid is unknown) waits on `done` for
+ * the fetch it (or another request) started, at most AM_JWKS_WAIT_MS. */
 struct cache {
 	pthread_mutex_t mu;
+	pthread_cond_t wake;	  /* the refresher: a fetch was asked for, or stop */
+	pthread_cond_t done;	  /* requests: a fetch finished */
 	struct jose_keyset *keys; /* NULL until a fetch succeeded */
 	int64_t expires_at;	  /* when the cached set should be refreshed */
 	int64_t last_fetch;	  /* last attempt, successful or not */
 	bool last_failed;	  /* that attempt gave no usable set */
 	unsigned long fetches;
+	struct am_error fetch_err; /* why the last attempt failed */
+	/* the refresher thread, started on the first fetch */
+	const struct trust *t;
+	const struct am_provider *p;
+	pthread_t thread;
+	bool started, stop;
+	bool pending;	   /* a fetch was asked for and has not finished */
+	int64_t fetch_now; /* the request time it was asked at */
 };
 
 struct trust {
 	const struct am_config *cfg;
 	struct cache caches[AM_MAX_PROVIDERS];
 };
+
+static enum am_err fetch_jwks(const struct am_config *cfg, const struct am_provider *p,
+			      struct jose_keyset **out, int64_t *max_age, struct am_error *e);
+
+/* The refresher of one provider: runs the fetches requests ask for, one at
+ * a time, and publishes each result under mu. */
+static void *
+refresher_main(void *arg)
+{
+	struct cache *c = arg;
+
+	pthread_mutex_lock(&c->mu);
+	while (!c->stop) {
+		struct jose_keyset *fresh = NULL;
+		struct am_error err = {0};
+		int64_t max_age = 0, at;
+		enum am_err rc;
+
+		if (!c->pending) {
+			pthread_cond_wait(&c->wake, &c->mu);
+			continue;
+		}
+		at = c->fetch_now;
+		pthread_mutex_unlock(&c->mu);
+		rc = fetch_jwks(c->t->cfg, c->p, &fresh, &max_age, &err);
+		am_metrics_inc(AM_M_JWKS_FETCHES, rc == AM_OK ? "ok" : "failed", NULL);
+		pthread_mutex_lock(&c->mu);
+		if (rc == AM_OK) {
+			jose_keyset_release(c->keys);
+			c->keys = fresh;
+			c->expires_at = am_time_add(at, max_age);
+			c->last_failed = false;
+		} else {
+			c->last_failed = true;
+			c->fetch_err = err;
+			if (c->keys != NULL)
+				log_warn("jwks refresh failed provider=%s; keeping cached keys "
+					 "stale=%llds",
+					 c->p->name, (long long)(at - c->expires_at));
+		}
+		c->pending = false;
+		pthread_cond_broadcast(&c->done);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+/* Asks the refresher for a fetch (mu held), starting it if need be. */
+static void
+ask_fetch(struct trust *t, struct cache *c, const struct am_provider *p, int64_t now)
+{
+	c->last_fetch = now;
+	c->fetches++;
+	c->fetch_now = now;
+	if (!c->started) {
+		c->t = t;
+		c->p = p;
+		if (pthread_create(&c->thread, NULL, refresher_main, c) != 0) {
+			log_error("jwks refresher could not start provider=%s", p->name);
+			c->last_failed = true;
+			am_fail(&c->fetch_err, AM_E_UNAVAILABLE, "no refresher thread");
+			return;
+		}
+		c->started = true;
+	}
+	c->pending = true;
+	pthread_cond_signal(&c->wake);
+}
+
+/* Waits (mu held) for the pending fetch, at most AM_JWKS_WAIT_MS; false on
+ * timeout. The wait releases mu, so other requests go on reading. */
+static bool
+wait_fetch(struct cache *c)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += AM_JWKS_WAIT_MS / 1000;
+	until.tv_nsec += (long)(AM_JWKS_WAIT_MS % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	while (c->pending) {
+		if (pthread_cond_timedwait(&c->done, &c->mu, &until) == ETIMEDOUT)
+			return !c->pending;
+	}
+	return true;
+}
 
 enum am_err
 trust_new(const struct am_config *cfg, struct trust **out, struct am_error *e)
@@ -34,8 +141,11 @@ trust_new(const struct am_config *cfg, struct trust **out, struct am_error *e)
 	if (t == NULL)
 		return am_fail(e, AM_E_INTERNAL, "out of memory");
 	t->cfg = cfg;
-	for (size_t i = 0; i < AM_MAX_PROVIDERS; i++)
+	for (size_t i = 0; i < AM_MAX_PROVIDERS; i++) {
 		pthread_mutex_init(&t->caches[i].mu, NULL);
+		pthread_cond_init(&t->caches[i].wake, NULL);
+		pthread_cond_init(&t->caches[i].done, NULL);
+	}
 	*out = t;
 	return AM_OK;
 }
@@ -46,8 +156,19 @@ trust_free(struct trust *t)
 	if (t == NULL)
 		return;
 	for (size_t i = 0; i < AM_MAX_PROVIDERS; i++) {
-		jose_keyset_release(t->caches[i].keys);
-		pthread_mutex_destroy(&t->caches[i].mu);
+		struct cache *c = &t->caches[i];
+
+		/* A fetch in flight ends within its timeout (AM_FETCH_TIMEOUT_MS). */
+		pthread_mutex_lock(&c->mu);
+		c->stop = true;
+		pthread_cond_signal(&c->wake);
+		pthread_mutex_unlock(&c->mu);
+		if (c->started)
+			pthread_join(c->thread, NULL);
+		jose_keyset_release(c->keys);
+		pthread_cond_destroy(&c->wake);
+		pthread_cond_destroy(&c->done);
+		pthread_mutex_destroy(&c->mu);
 	}
 	free(t);
 }
@@ -148,33 +269,24 @@ trust_keys(struct trust *t, const struct am_provider *p, const char *kid, int64_
 
 	if (c == NULL)
 		return am_fail(e, AM_E_INTERNAL, "provider not in the trust list");
-	/* One fetch at a time per provider; others wait for its result (at
-	 * most the fetch timeout) and then use it. */
 	pthread_mutex_lock(&c->mu);
 	may_fetch = c->fetches == 0 || now - c->last_fetch >= t->cfg->jwks_refetch;
 	want_fetch = c->keys == NULL || now >= c->expires_at || !jose_keyset_has(c->keys, kid);
-	if (want_fetch && may_fetch) {
-		struct jose_keyset *fresh = NULL;
-		int64_t max_age = 0;
-
-		c->last_fetch = now;
-		c->fetches++;
-		bool fetched = fetch_jwks(t->cfg, p, &fresh, &max_age, &fetch_err) == AM_OK;
-
-		am_metrics_inc(AM_M_JWKS_FETCHES, fetched ? "ok" : "failed", NULL); /* gate */
-		if (fetched) {
-			jose_keyset_release(c->keys);
-			c->keys = fresh;
-			c->expires_at = am_time_add(now, max_age);
-			c->last_failed = false;
-		} else {
-			c->last_failed = true;
-			if (c->keys != NULL)
-				log_warn("jwks refresh failed provider=%s; keeping cached keys "
-					 "stale=%llds",
-					 p->name, (long long)(now - c->expires_at));
-		}
+	if (want_fetch && may_fetch && !c->pending)
+		ask_fetch(t, c, p, now);
+	/* A set that holds kid answers now, even past its max-age (within
+	 * jwks_max_stale, below) while the refresh runs; only a request the
+	 * current set cannot answer waits, and only for that one fetch. */
+	if (c->pending && (c->keys == NULL || !jose_keyset_has(c->keys, kid)) && !wait_fetch(c)) {
+		log_warn("jwks fetch still running after %dms provider=%s", AM_JWKS_WAIT_MS,
+			 p->name);
+		am_fail(&fetch_err, AM_E_UNAVAILABLE, "the key fetch is taking too long");
+		rc = keys_unavailable(t, c, p, now, &fetch_err, e);
+		pthread_mutex_unlock(&c->mu);
+		return rc;
 	}
+	if (c->last_failed)
+		fetch_err = c->fetch_err;
 	/* Refreshes have failed for longer than the operator allows: the
 	 * provider may have withdrawn these keys, so stop trusting them. */
 	if (c->keys != NULL && now >= am_time_add(c->expires_at, t->cfg->jwks_max_stale)) {

@@ -1,6 +1,10 @@
 /* The trust list at run time: for each configured provider, its JWKS,
- * fetched on first use over libcurl and cached per Cache-Control max-age
- * (clamped to 10 minutes .. 24 hours). An unknown kid triggers one refetch,
+ * fetched on first use over libcurl by the provider's refresher thread
+ * (never while a request holds the lock it reads the set under) and cached
+ * per Cache-Control max-age (clamped to 10 minutes .. 24 hours). A set
+ * holding the wanted kid answers at once, past max-age too while its
+ * refresh runs; a request it cannot answer waits for that one fetch at most
+ * AM_JWKS_WAIT_MS. An unknown kid triggers one refetch,
  * and fetches of one provider are at least [limits] jwks_refetch_interval
  * apart, so forged kids cannot make the server a request amplifier and an
  * unreachable provider costs one timeout per interval, not one per request.
@@ -22,10 +26,13 @@
 struct trust;
 
 enum am_err trust_new(const struct am_config *cfg, struct trust **out, struct am_error *e) AM_WUR;
+/* Stops and joins the refresher threads (a fetch in flight ends within its
+ * timeout) and frees t; NULL is fine. */
 void trust_free(struct trust *t);
 
 /* The key set of provider p (one of cfg->providers) that holds kid, fetched
- * or refetched as the rules above allow. On AM_OK the caller holds a
+ * or refetched as the rules above allow (thread-safe; waits at most
+ * AM_JWKS_WAIT_MS). On AM_OK the caller holds a
  * reference (jose_keyset_release). When no set can be had (never fetched,
  * the fetch or the document failed, or the cached set is more than
  * [limits] jwks_max_stale past its max-age while refreshes fail), or kid is

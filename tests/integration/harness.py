@@ -202,7 +202,23 @@ class Server(Process):
         return self.post("/agent/auth/claim/complete", {"claim_token": claim_token, "otp": otp})
 
     # --- mail and pages ---
+    def wait_mail_queue(self, timeout=15):
+        """Waits until the mail worker has sent every queued mail (the
+        request only commits a queue row; the worker writes the outbox)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                rows = self.db_query("SELECT COUNT(*) FROM mail_queue WHERE status = 'queued'")
+            except sqlite3.OperationalError:
+                rows = [(1,)]  # not migrated yet, or locked for a moment
+            if rows[0][0] == 0:
+                return
+            time.sleep(0.02)
+        raise AssertionError("the mail queue did not drain in %ss" % timeout)
+
     def outbox_messages(self):
+        if os.path.exists(self.db):
+            self.wait_mail_queue()
         files = sorted(glob.glob(os.path.join(self.outbox, "*.eml")))
         out = []
         for path in files:

@@ -16,6 +16,7 @@
 #include "core/str.h"
 #include "flows/internal.h"
 #include "mail/mail.h"
+#include "store/store.h"
 
 /* Every block freed (or moved by realloc, which frees the old copy unwiped)
  * while `watched` is set is searched for it. Replacing the allocator's
@@ -209,6 +210,104 @@ no_freed_block_of_the_claim_mail_holds_the_token(void **state)
 	}
 }
 
+static void
+backoff_doubles_to_its_cap_with_at_most_half_taken_off(void **state)
+{
+	(void)state;
+	/* No jitter drawn (rnd 0): 5, 10, 20, ... capped at 60. */
+	assert_int_equal(mail_backoff(1, 5, 60, 0), 5);
+	assert_int_equal(mail_backoff(2, 5, 60, 0), 10);
+	assert_int_equal(mail_backoff(3, 5, 60, 0), 20);
+	assert_int_equal(mail_backoff(5, 5, 60, 0), 60);
+	assert_int_equal(mail_backoff(1000000, 5, 60, 0), 60);
+	for (uint32_t r = 0; r < 200; r++) {
+		int64_t d = mail_backoff(4, 5, 600, r * 2654435761u);
+
+		assert_true(d >= 20 && d <= 40);
+	}
+	assert_true(mail_backoff(1, 1, 1, 12345) >= 1);
+}
+
+/* A claim attempt for the queue rows to hang off. */
+static void
+put_attempt(struct store *st, const char *id, int64_t now)
+{
+	struct store_reg r = {0};
+	struct store_attempt a = {0};
+	struct am_error e = {0};
+
+	snprintf(r.id, sizeof(r.id), "reg_%s", id);
+	r.status = REG_PENDING_CLAIM;
+	r.created_at = now;
+	r.expires_at = now + 3600;
+	assert_int_equal(store_reg_insert(st, &r, &e), AM_OK);
+	snprintf(a.id, sizeof(a.id), "%s", id);
+	snprintf(a.registration_id, sizeof(a.registration_id), "%s", r.id);
+	snprintf(a.email, sizeof(a.email), "ann@example.test");
+	a.token_hash[0] = (uint8_t)id[4]; /* unique per attempt */
+	a.created_at = now;
+	a.expires_at = now + 600;
+	assert_int_equal(store_attempt_insert(st, &a, &e), AM_OK);
+}
+
+static void
+the_queue_hands_out_due_mail_once_and_keeps_no_message_after(void **state)
+{
+	struct store *st = NULL;
+	struct store_mail m = {0};
+	struct store_mail_stats stats;
+	struct am_error e = {0};
+	const int64_t now = 1700000000;
+
+	(void)state;
+	assert_int_equal(store_open("sqlite::memory:", "default", &st, &e), AM_OK);
+	put_attempt(st, "cla_a", now);
+	put_attempt(st, "cla_b", now);
+	assert_int_equal(
+		store_mail_enqueue(st, "cla_a", "ann@example.test", "MSG-A", now, now + 600, &e),
+		AM_OK);
+	assert_int_equal(store_mail_enqueue(st, "cla_b", "ann@example.test", "MSG-B", now + 1,
+					    now + 600, &e),
+			 AM_OK);
+	assert_int_equal(store_mail_stats(st, &stats, &e), AM_OK);
+	assert_int_equal(stats.queued, 2);
+	assert_int_equal(stats.oldest_created_at, now);
+
+	/* Oldest due first, with its attempt's registration. */
+	assert_int_equal(store_mail_next(st, now + 1, &m, &e), AM_OK);
+	assert_string_equal(m.attempt_id, "cla_a");
+	assert_string_equal(m.registration_id, "reg_cla_a");
+	assert_string_equal(m.message, "MSG-A");
+	assert_true(m.live);
+	/* A temporary failure moves it behind its backoff. */
+	assert_int_equal(store_mail_retry(st, m.id, now + 30, "smtp 421", &e), AM_OK);
+	store_mail_wipe(&m);
+	assert_null(m.message);
+	assert_int_equal(store_mail_next(st, now + 1, &m, &e), AM_OK);
+	assert_string_equal(m.attempt_id, "cla_b");
+	/* Sent: gone for good. */
+	assert_int_equal(store_mail_done(st, m.id, &e), AM_OK);
+	store_mail_wipe(&m);
+	assert_int_equal(store_mail_next(st, now + 29, &m, &e), AM_E_NOT_FOUND);
+	assert_int_equal(store_mail_next(st, now + 30, &m, &e), AM_OK);
+	assert_string_equal(m.attempt_id, "cla_a");
+	assert_int_equal(m.tries, 1);
+	/* Failed for good: kept as a record, without the message. */
+	assert_int_equal(store_mail_failed(st, m.id, "smtp 550", &e), AM_OK);
+	store_mail_wipe(&m);
+	assert_int_equal(store_mail_next(st, now + 1000, &m, &e), AM_E_NOT_FOUND);
+	assert_int_equal(store_mail_stats(st, &stats, &e), AM_OK);
+	assert_int_equal(stats.queued, 0);
+	/* An attempt deleted meanwhile makes its mail not live. */
+	assert_int_equal(
+		store_mail_enqueue(st, "cla_gone", "ann@example.test", "MSG-C", now, now + 600, &e),
+		AM_OK);
+	assert_int_equal(store_mail_next(st, now, &m, &e), AM_OK);
+	assert_false(m.live);
+	store_mail_wipe(&m);
+	store_close(st);
+}
+
 int
 main(void)
 {
@@ -220,6 +319,8 @@ main(void)
 		cmocka_unit_test(a_subject_with_a_newline_or_a_bad_recipient_is_refused),
 		cmocka_unit_test(non_ascii_subjects_are_encoded_words),
 		cmocka_unit_test(no_freed_block_of_the_claim_mail_holds_the_token),
+		cmocka_unit_test(backoff_doubles_to_its_cap_with_at_most_half_taken_off),
+		cmocka_unit_test(the_queue_hands_out_due_mail_once_and_keeps_no_message_after),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
