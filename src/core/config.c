@@ -48,6 +48,7 @@ static const struct cfg_key keys[] = {
 	/* the mail queue's retries (issue 8) */
 	{"mail", "retry_min", CFG_SECONDS, AT(mail_retry_min), "5", 1, 3600, NULL},
 	{"mail", "retry_max", CFG_SECONDS, AT(mail_retry_max), "600", 1, 86400, NULL},
+	{"mail", "stuck_after", CFG_SECONDS, AT(mail_stuck_after), "900", 0, 604800, NULL},
 	{"scopes", "supported", CFG_SCOPES, AT(scopes_supported), "api.read api.write", 1, 0, NULL},
 	{"scopes", "pre_claim", CFG_SCOPES, AT(scopes_pre_claim), "api.read", 0, 0, NULL},
 	{"scopes", "post_claim", CFG_SCOPES, AT(scopes_post_claim), "api.read api.write", 1, 0,

@@ -79,6 +79,7 @@ struct am_config {
 	/* the mail queue's retries: first delay, and the cap of its doubling */
 	int64_t mail_retry_min;
 	int64_t mail_retry_max;
+	int64_t mail_stuck_after; /* /readyz: not ready past this age of the oldest queued mail */
 	/* [scopes] space-separated */
 	char scopes_supported[AM_CFG_STR];
 	char scopes_pre_claim[AM_CFG_STR];

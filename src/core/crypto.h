@@ -14,7 +14,7 @@
 #define AM_HASH_LEN 32
 #define AM_TOKEN_CHARS 32 /* base62 characters of a secret token: ~190 bits */
 #define AM_ID_CHARS 24	  /* hex characters of a public id: 96 bits */
-#define AM_OTP_DIGITS 6 /* = AUTHMD_OTP_DIGITS of include/authmd/client.h */
+#define AM_OTP_DIGITS 6	  /* = AUTHMD_OTP_DIGITS of include/authmd/client.h */
 
 /* SHA-256 of len bytes at data into out. */
 void am_sha256(const void *data, size_t len, uint8_t out[AM_HASH_LEN]);

@@ -37,7 +37,7 @@ struct app {
 	/* gate (docs/gate.md) */
 	struct ratelimit *gate_limits;	   /* per-minute limits of introspect and revoke */
 	struct am_cidr_list metrics_allow; /* [metrics] allow; empty: anyone */
-	struct cors_route cors[24]; /* the routes h_cors dispatches (cors.c) */
+	struct cors_route cors[24];	   /* the routes h_cors dispatches (cors.c) */
 	size_t ncors;
 };
 

@@ -3,11 +3,13 @@ with a strict parser of the Prometheus text exposition format (0.0.4)
 written here from the format's spec, and the counters must move with the
 traffic each test sends."""
 import math
+import time
 import re
 import unittest
 import urllib.parse
 
-from harness import Provider, Server, ServerTest, claim_link, provider_overrides, register_idjag
+from harness import (Provider, Server, ServerTest, claim_link, free_port, provider_overrides,
+                     register_idjag)
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 LABEL = r"[a-zA-Z_][a-zA-Z0-9_]*"
@@ -209,6 +211,7 @@ class MetricsTest(ServerTest):
         self.assertEqual((r.status, r.json["status"]), (200, "ok"))
         r = self.server.get("/readyz")
         self.assertEqual((r.status, r.json["status"], r.json["store"]), (200, "ready", "ok"))
+        self.assertEqual(r.json["mail_queue"], {"depth": 0, "oldest_age_s": 0})
 
 
 class MetricsAccessTest(ServerTest):
@@ -238,6 +241,35 @@ class JwksMetricsTest(unittest.TestCase):
                                                   result="ok"), 1)
         self.assertGreaterEqual(MetricsTest.value(fams, "authmd_jwks_fetches_total",
                                                   result="failed"), 1)
+
+
+class StuckMailQueueTest(unittest.TestCase):
+    """A relay that takes no mail: the queue holds the claim mail, /metrics
+    shows its depth, and /readyz says not ready once the oldest mail is
+    older than [mail] stuck_after."""
+
+    def test_readyz_reports_a_stuck_mail_queue(self):
+        closed = free_port()  # nothing listens: every send fails, temporarily
+        server = Server({"mail": {"smtp_url": "smtp://127.0.0.1:%d" % closed,
+                                  "starttls": "off", "stuck_after": "1"}}).start()
+        self.addCleanup(server.cleanup)
+        reg = server.register_anonymous()
+        r = server.start_claim(reg["claim_token"], "stuck@example.test")
+        self.assertEqual(r.status, 200, r)
+        fams = parse_exposition(server.get("/metrics").body.decode())
+        self.assertEqual(MetricsTest.value(fams, "authmd_mail_queue_depth"), 1)
+        deadline = time.time() + 15
+        while True:
+            r = server.get("/readyz")
+            if r.status != 200 or time.time() > deadline:
+                break
+            self.assertEqual(r.json["mail_queue"]["depth"], 1)
+            time.sleep(0.2)
+        self.assertEqual(r.status, 503, r)
+        self.assertEqual(r.json["error"], "temporarily_unavailable")
+        self.assertIn("mail queue is stuck", r.json["message"])
+        self.assertIsNotNone(r.header("Retry-After"))
+        self.assertEqual(server.get("/healthz").status, 200)  # alive, only not ready
 
 
 if __name__ == "__main__":
