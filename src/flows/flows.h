@@ -22,13 +22,15 @@
 
 struct ratelimit;
 struct trust;
+struct store_writer;
 
 struct flow_env {
 	const struct am_config *cfg;
-	struct mailer *mail;	  /* NULL: mail is not sent (unit tests) */
-	struct audit_sink *audit; /* NULL: store rows only */
-	struct ratelimit *limits; /* NULL: no rate limits */
-	struct trust *trust;	  /* the trusted providers' keys */
+	struct mailer *mail;	     /* NULL: mail is not sent (unit tests) */
+	struct audit_sink *audit;    /* NULL: store rows only */
+	struct ratelimit *limits;    /* NULL: no rate limits */
+	struct trust *trust;	     /* the trusted providers' keys */
+	struct store_writer *writer; /* group commit; NULL: only the synchronous flows */
 	struct am_clock clock;
 };
 
@@ -54,6 +56,37 @@ struct reg_result {
 enum am_err flow_register_anonymous(const struct flow_env *env, struct store *st, const char *ip,
 				    const char *requested_type, struct reg_result *out,
 				    struct am_error *e) AM_WUR;
+
+/* An anonymous registration waiting for its commit (two-phase, for a
+ * caller that must not block): the fields are the flow's. */
+struct flow_pending_reg {
+	struct store_job job;
+	const struct flow_env *env;
+	struct store_reg reg;
+	struct store_cred cred;
+	struct reg_result res;
+	struct audit_batch batch;
+	void (*done)(void *arg);
+	void *done_arg;
+};
+
+/* The same as flow_register_anonymous, in two phases: the checks and the
+ * secrets now (an error here is final and done is not called), the writes
+ * as a job of env->writer's next group commit. done(done_arg) is called
+ * once, on the writer's thread, when the outcome is known; it must only
+ * hand over (wake the request), and then flow_pending_reg_result gives the
+ * answer. p is the caller's until done has run, then until it is wiped
+ * with flow_pending_reg_wipe (also after a failed submit: no need). */
+enum am_err flow_register_anonymous_submit(const struct flow_env *env, const char *ip,
+					   const char *requested_type, struct flow_pending_reg *p,
+					   void (*done)(void *arg), void *done_arg,
+					   struct am_error *e) AM_WUR;
+/* After done: AM_OK with *out (the registration is durable), or the error
+ * that undid it (AM_E_UNAVAILABLE with retry_after when the commit failed). */
+enum am_err flow_pending_reg_result(struct flow_pending_reg *p, struct reg_result *out,
+				    struct am_error *e) AM_WUR;
+/* Zeroes the secrets of p and frees what it holds (not p itself). */
+void flow_pending_reg_wipe(struct flow_pending_reg *p);
 
 /* Registers with a user's email (verified_email): no credential; the claim
  * attempt is created and its email sent at once. */

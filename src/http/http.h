@@ -15,6 +15,8 @@
 #include "core/errors.h"
 #include "core/str.h"
 
+struct http_resp;
+
 struct http_req {
 	void *conn; /* the MHD connection; http/ only */
 	const char *method;
@@ -25,6 +27,13 @@ struct http_req {
 	bool too_large;
 	size_t discarded; /* bytes of an over-limit body dropped */
 	bool responded;	  /* a reply was queued before the body ended */
+	/* A parked request (http_park); http/ only. */
+	void *srv;
+	int park_state;
+	enum am_err (*finish)(void *app, struct http_req *rq, struct http_resp *rs,
+			      struct am_error *e);
+	void *park_ctx;
+	void (*park_free)(void *ctx);
 };
 
 #define HTTP_MAX_HEADERS 8
@@ -81,7 +90,11 @@ struct http_options {
 enum am_err http_server_start(const struct http_options *opt, const struct http_route *routes,
 			      size_t nroutes, void *app, struct http_server **out,
 			      struct am_error *e) AM_WUR;
-/* Stops accepting, lets in-flight requests finish, and frees the server. */
+/* Stops accepting new connections (the listening socket is closed); the
+ * open ones are still served. */
+void http_server_quiesce(struct http_server *srv);
+/* Stops accepting, lets in-flight requests finish, and frees the server.
+ * Every parked request must have been resumed before. */
 void http_server_stop(struct http_server *srv);
 
 /* Request accessors (borrowed strings, valid during the handler). */
@@ -92,6 +105,20 @@ bool http_content_type_is(struct http_req *rq, const char *mime);
 /* The value of an application/x-www-form-urlencoded body field, decoded,
  * into out (cap bytes); false if absent or too long. */
 bool http_form_field(struct http_req *rq, const char *name, char *out, size_t cap);
+
+/* Two-phase handlers: a handler that must wait (for a durable commit)
+ * calls http_park and returns AM_OK without a reply. Its connection is
+ * suspended and the worker thread serves other connections. When the wait
+ * is over, whoever ended it calls http_resume(rq) (any thread, exactly
+ * once); then finish runs on a worker, fills rs or returns an error code
+ * as a handler does. ctx is kept for finish as rq->park_ctx and released
+ * with ctx_free (may be NULL) when the request ends, whatever happened to
+ * the connection. A handler parks at most once per request. */
+void http_park(struct http_req *rq,
+	       enum am_err (*finish)(void *app, struct http_req *rq, struct http_resp *rs,
+				     struct am_error *e),
+	       void *ctx, void (*ctx_free)(void *ctx));
+void http_resume(struct http_req *rq);
 
 /* Response builders. json is stolen; text is copied. */
 void http_reply_json(struct http_resp *rs, int status, json_t *json);

@@ -79,6 +79,65 @@ register_identity(struct app *a, struct store *st, struct http_req *rq, const js
 		       "assertion_type must be verified_email or " ID_JAG_URN);
 }
 
+/* An anonymous registration parked while its commit is pending. */
+struct reg_park {
+	struct flow_pending_reg p;
+	struct http_req *rq;
+};
+
+static void
+reg_park_free(void *ctx)
+{
+	struct reg_park *k = ctx;
+
+	flow_pending_reg_wipe(&k->p);
+	free(k);
+}
+
+static void
+reg_committed(void *arg)
+{
+	struct reg_park *k = arg;
+
+	http_resume(k->rq);
+}
+
+static enum am_err
+reg_finish(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct reg_park *k = rq->park_ctx;
+	struct reg_result res = {0};
+	enum am_err rc;
+
+	if ((rc = flow_pending_reg_result(&k->p, &res, e)) == AM_OK) {
+		http_reply_json(rs, 200, registration_body(app, &res));
+		no_store(rs);
+	}
+	flow_result_wipe(&res, sizeof(res));
+	return rc;
+}
+
+/* Submits the registration to the group commit and parks the request; the
+ * worker is free until the commit answers. */
+static enum am_err
+register_anonymous_parked(struct app *a, struct http_req *rq, const char *cred_type,
+			  struct am_error *e)
+{
+	struct reg_park *k = calloc(1, sizeof(*k));
+	enum am_err rc;
+
+	if (k == NULL)
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	k->rq = rq;
+	if ((rc = flow_register_anonymous_submit(&a->env, rq->ip, cred_type, &k->p, reg_committed,
+						 k, e)) != AM_OK) {
+		free(k);
+		return rc;
+	}
+	http_park(rq, reg_finish, k, reg_park_free);
+	return AM_OK;
+}
+
 enum am_err
 h_register(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
 {
@@ -96,9 +155,10 @@ h_register(void *app, struct http_req *rq, struct http_resp *rs, struct am_error
 				 &cred_type, e)) != AM_OK ||
 	    (rc = app_store(a, &st, e)) != AM_OK)
 		goto out;
-	if (strcmp(type, "anonymous") == 0)
-		rc = flow_register_anonymous(&a->env, st, rq->ip, cred_type, &res, e);
-	else if (strcmp(type, "identity_assertion") == 0)
+	if (strcmp(type, "anonymous") == 0) {
+		rc = register_anonymous_parked(a, rq, cred_type, e);
+		goto out;
+	} else if (strcmp(type, "identity_assertion") == 0)
 		rc = register_identity(a, st, rq, req, cred_type, &res, e);
 	else
 		rc = am_fail(e, AM_E_INVALID_REQUEST,

@@ -18,6 +18,7 @@ struct db {
 	size_t nsql;
 	sqlite3_stmt **stmt;
 	bool in_tx;
+	bool in_batch;		 /* a group-commit batch is open: begin/commit are savepoints */
 	pthread_mutex_t *writer; /* NULL: none; held from begin to commit/rollback */
 	bool holds_writer;
 };
@@ -318,6 +319,8 @@ take_writer(struct db *db, int64_t deadline, struct am_error *e)
 	return am_fail(e, AM_E_UNAVAILABLE, "the store is busy; retry");
 }
 
+static enum am_err take_lock(struct db *db, int64_t deadline, struct am_error *e);
+
 enum am_err
 db_begin(struct db *db, struct am_error *e)
 {
@@ -326,6 +329,26 @@ db_begin(struct db *db, struct am_error *e)
 
 	if (db->in_tx)
 		return am_fail(e, AM_E_INTERNAL, "a transaction is already open");
+	if (db->in_batch) {
+		/* Inside a group-commit batch a flow's transaction is a savepoint:
+		 * its rollback undoes it alone, its "commit" waits for the batch. */
+		if ((rc = exec(db, "SAVEPOINT job", e)) != AM_OK)
+			return rc;
+		db->in_tx = true;
+		return AM_OK;
+	}
+	if ((rc = take_lock(db, deadline, e)) != AM_OK)
+		return rc;
+	db->in_tx = true;
+	return AM_OK;
+}
+
+/* The writer queue, then BEGIN IMMEDIATE, within one bound (deadline). */
+static enum am_err
+take_lock(struct db *db, int64_t deadline, struct am_error *e)
+{
+	enum am_err rc;
+
 	if (db->writer != NULL) {
 		int64_t left;
 
@@ -338,20 +361,27 @@ db_begin(struct db *db, struct am_error *e)
 	rc = exec(db, "BEGIN IMMEDIATE", e);
 	if (db->writer != NULL)
 		sqlite3_busy_timeout(db->h, DB_BUSY_WAIT_MS);
-	if (rc != AM_OK) {
+	if (rc != AM_OK)
 		drop_writer(db);
-		return rc;
-	}
-	db->in_tx = true;
-	return AM_OK;
+	return rc;
 }
 
 enum am_err
 db_commit(struct db *db, struct am_error *e)
 {
-	enum am_err rc = exec(db, "COMMIT", e);
+	enum am_err rc;
 
-	if (rc != AM_OK) {
+	if (db->in_batch) {
+		if (!db->in_tx)
+			return am_fail(e, AM_E_INTERNAL, "no transaction is open");
+		if ((rc = exec(db, "RELEASE job", e)) != AM_OK) {
+			db_rollback(db);
+			return rc;
+		}
+		db->in_tx = false;
+		return AM_OK;
+	}
+	if ((rc = exec(db, "COMMIT", e)) != AM_OK) {
 		db_rollback(db);
 		return rc;
 	}
@@ -365,10 +395,93 @@ db_rollback(struct db *db)
 {
 	if (!db->in_tx)
 		return;
+	db->in_tx = false;
 	/* After SQLITE_FULL (and some I/O errors) SQLite has already rolled
 	 * back: a second ROLLBACK would only log an error. */
+	if (sqlite3_get_autocommit(db->h)) {
+		if (!db->in_batch)
+			drop_writer(db);
+		return;
+	}
+	if (db->in_batch) {
+		(void)exec(db, "ROLLBACK TO job; RELEASE job", NULL);
+		return;
+	}
+	(void)exec(db, "ROLLBACK", NULL);
+	drop_writer(db);
+}
+
+enum am_err
+db_batch_begin(struct db *db, struct am_error *e)
+{
+	enum am_err rc;
+
+	if (db->in_tx || db->in_batch)
+		return am_fail(e, AM_E_INTERNAL, "a transaction is already open");
+	if ((rc = take_lock(db, now_ms() + DB_BUSY_WAIT_MS, e)) != AM_OK)
+		return rc;
+	db->in_batch = true;
+	return AM_OK;
+}
+
+bool
+db_batch_alive(struct db *db)
+{
+	return db->in_batch && !sqlite3_get_autocommit(db->h);
+}
+
+enum am_err
+db_batch_commit(struct db *db, struct am_error *e)
+{
+	enum am_err rc;
+
+	if (!db->in_batch)
+		return am_fail(e, AM_E_INTERNAL, "no batch is open");
+	db->in_tx = false;
+	db->in_batch = false;
+	if (sqlite3_get_autocommit(db->h)) {
+		/* SQLite rolled the batch back on its own (full, I/O). */
+		drop_writer(db);
+		e->retry_after = DB_RETRY_AFTER_S;
+		return am_fail(e, AM_E_UNAVAILABLE, "the store is busy; retry");
+	}
+	rc = exec(db, "COMMIT", e);
+	if (rc != AM_OK && !sqlite3_get_autocommit(db->h))
+		(void)exec(db, "ROLLBACK", NULL);
+	drop_writer(db);
+	return rc;
+}
+
+void
+db_batch_rollback(struct db *db)
+{
+	if (!db->in_batch)
+		return;
+	db->in_tx = false;
+	db->in_batch = false;
 	if (!sqlite3_get_autocommit(db->h))
 		(void)exec(db, "ROLLBACK", NULL);
-	db->in_tx = false;
 	drop_writer(db);
+}
+
+enum am_err
+db_batch_job_begin(struct db *db, struct am_error *e)
+{
+	if (!db->in_batch || db->in_tx)
+		return am_fail(e, AM_E_INTERNAL, "no batch is open");
+	return exec(db, "SAVEPOINT batch_job", e);
+}
+
+void
+db_batch_job_end(struct db *db, bool keep)
+{
+	/* A job that left its own transaction open is undone with it. */
+	if (db->in_tx) {
+		db->in_tx = false;
+		keep = false;
+	}
+	if (!db_batch_alive(db))
+		return;
+	(void)exec(db, keep ? "RELEASE batch_job" : "ROLLBACK TO batch_job; RELEASE batch_job",
+		   NULL);
 }

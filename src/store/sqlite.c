@@ -249,6 +249,42 @@ store_rollback(struct store *st)
 	db_rollback(st->db);
 }
 
+enum am_err
+store_batch_begin(struct store *st, struct am_error *e)
+{
+	return db_batch_begin(st->db, e);
+}
+
+bool
+store_batch_alive(struct store *st)
+{
+	return db_batch_alive(st->db);
+}
+
+enum am_err
+store_batch_commit(struct store *st, struct am_error *e)
+{
+	return db_batch_commit(st->db, e);
+}
+
+void
+store_batch_rollback(struct store *st)
+{
+	db_batch_rollback(st->db);
+}
+
+enum am_err
+store_batch_job_begin(struct store *st, struct am_error *e)
+{
+	return db_batch_job_begin(st->db, e);
+}
+
+void
+store_batch_job_end(struct store *st, bool keep)
+{
+	db_batch_job_end(st->db, keep);
+}
+
 /* ---- users ---- */
 
 static enum am_err
