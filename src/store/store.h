@@ -348,13 +348,16 @@ enum am_err store_writer_new(struct store_pool *p, struct store_writer **out,
 			     struct am_error *e) AM_WUR;
 /* Queues job (borrowed until done has been called). Refuses, without
  * calling done, with AM_E_UNAVAILABLE and e->retry_after when the queue
- * holds STORE_QUEUE_MAX jobs or the writer is stopping. */
+ * holds STORE_QUEUE_MAX jobs, the writer is stopping, or w is NULL. */
 enum am_err store_writer_submit(struct store_writer *w, struct store_job *job,
 				struct am_error *e) AM_WUR;
 /* Submits job and waits for it: for callers that may block (the sweeper,
  * the command line). Returns job->rc, with *e set from job->err. */
 enum am_err store_writer_run(struct store_writer *w, struct store_job *job,
 			     struct am_error *e) AM_WUR;
+/* Batches committed (or failed) and jobs run since start, for the log and
+ * the tests: jobs / batches is the group-commit factor. */
+void store_writer_stats(struct store_writer *w, uint64_t *batches, uint64_t *jobs);
 /* Refuses new jobs, finishes every queued one (each gets its done), stops
  * the thread and frees the writer. NULL is fine. */
 void store_writer_free(struct store_writer *w);

@@ -17,6 +17,7 @@ struct store_writer {
 	struct store_job *head, *tail; /* under mu */
 	size_t queued;		       /* under mu */
 	bool stopping;		       /* under mu */
+	uint64_t batches, jobs;	       /* under mu */
 };
 
 static void
@@ -100,6 +101,10 @@ writer_loop(void *arg)
 		w->queued -= n;
 		pthread_mutex_unlock(&w->mu);
 		run_batch(w->st, jobs, n);
+		pthread_mutex_lock(&w->mu);
+		w->batches++;
+		w->jobs += n;
+		pthread_mutex_unlock(&w->mu);
 		/* Each done may free its job's request: jobs[i] is not touched
 		 * after its done. */
 		for (size_t i = 0; i < n; i++)
@@ -138,6 +143,10 @@ store_writer_new(struct store_pool *p, struct store_writer **out, struct am_erro
 enum am_err
 store_writer_submit(struct store_writer *w, struct store_job *job, struct am_error *e)
 {
+	if (w == NULL) {
+		e->retry_after = 1;
+		return am_fail(e, AM_E_UNAVAILABLE, "the store writer is not running; retry");
+	}
 	pthread_mutex_lock(&w->mu);
 	if (w->stopping || w->queued >= STORE_QUEUE_MAX) {
 		bool stopping = w->stopping;
@@ -147,7 +156,8 @@ store_writer_submit(struct store_writer *w, struct store_job *job, struct am_err
 			log_warn("store writer queue full queued=%d", STORE_QUEUE_MAX);
 		e->retry_after = 1;
 		return am_fail(e, AM_E_UNAVAILABLE,
-			       stopping ? "the service is stopping; retry" : "the store is busy; retry");
+			       stopping ? "the service is stopping; retry"
+					: "the store is busy; retry");
 	}
 	job->next = NULL;
 	job->rc = AM_OK;
@@ -216,6 +226,15 @@ store_writer_run(struct store_writer *w, struct store_job *job, struct am_error 
 	pthread_mutex_destroy(&c.wt.mu);
 	pthread_cond_destroy(&c.wt.cv);
 	return rc;
+}
+
+void
+store_writer_stats(struct store_writer *w, uint64_t *batches, uint64_t *jobs)
+{
+	pthread_mutex_lock(&w->mu);
+	*batches = w->batches;
+	*jobs = w->jobs;
+	pthread_mutex_unlock(&w->mu);
 }
 
 void

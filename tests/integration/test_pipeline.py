@@ -1,0 +1,138 @@
+"""The request pipeline (issue 8): a request waiting for its durable commit
+is parked and does not hold an HTTP worker, many concurrent registrations
+on one worker are all answered and all durable, and SIGTERM with requests
+parked resumes each with its outcome before the server stops."""
+import http.client
+import json
+import sqlite3
+import threading
+import unittest
+
+from harness import Response, Server
+
+
+def post_json(server, path, body, timeout=30):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
+    try:
+        conn.request("POST", path, body=json.dumps(body).encode(),
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        return Response(r.status, r.getheaders(), r.read())
+    finally:
+        conn.close()
+
+
+def register(server, timeout=30):
+    return post_json(server, "/agent/auth", {"type": "anonymous"}, timeout)
+
+
+def concurrently(n, fn):
+    """Runs fn(i) on n threads started together; returns the results (an
+    exception stands for a request cut off)."""
+    out = [None] * n
+    go = threading.Barrier(n)
+
+    def run(i):
+        go.wait()
+        try:
+            out[i] = fn(i)
+        except Exception as exc:  # noqa: BLE001 - a cut connection is data here
+            out[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+class ParkedRequestTest(unittest.TestCase):
+    def setUp(self):
+        self.server = Server({"server": {"threads": "1",
+                                         "max_connections_per_ip": "1024"}}).start()
+
+    def tearDown(self):
+        self.assertEqual(self.server.stop(), 0)
+        self.server.cleanup()
+
+    def test_a_registration_waiting_for_the_lock_leaves_the_only_worker_free(self):
+        s = self.server
+        lock = sqlite3.connect(s.db, timeout=10, isolation_level=None)
+        answered = threading.Event()
+        result = {}
+
+        def reg():
+            result["r"] = register(s)
+            answered.set()
+
+        try:
+            # Another process holds the write lock: the registration's
+            # commit waits for it (then gives up with 503), parked.
+            lock.execute("BEGIN EXCLUSIVE")
+            t = threading.Thread(target=reg)
+            t.start()
+            # With one worker thread, a worker blocked in the commit wait
+            # (up to its 500 ms bound) could answer nothing else before the
+            # registration. Parked, it serves discovery while the
+            # registration still waits for the lock.
+            answered.wait(0.1)
+            d = s.get("/.well-known/oauth-authorization-server")
+            self.assertEqual(d.status, 200, d)
+            self.assertFalse(answered.is_set(), "the registration held the worker")
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        t.join()
+        self.assertIn(result["r"].status, (200, 503), result["r"])
+
+    def test_hundreds_of_concurrent_registrations_on_one_worker_are_all_durable(self):
+        s = self.server
+        results = concurrently(300, lambda i: register(s))
+        ok = [r for r in results if isinstance(r, Response) and r.status == 200]
+        self.assertEqual(len(ok), 300, [r for r in results if r not in ok][:3])
+        ids = {r.json["registration_id"] for r in ok}
+        self.assertEqual(len(ids), 300)
+        # Each answered registration's key works: it was committed first.
+        for r in ok[::25]:
+            b = s.bearer("GET", "/api/resource", r.json["credential"])
+            self.assertEqual(b.status, 200, b)
+        rows = s.db_query("SELECT COUNT(*) FROM registrations")
+        self.assertEqual(rows[0][0], 300)
+        # Every answered registration has its credential and audit row:
+        # nothing half-made.
+        self.assertEqual(s.db_query("SELECT COUNT(*) FROM credentials")[0][0], 300)
+        self.assertEqual(s.db_query("SELECT COUNT(*) FROM audit_events WHERE "
+                                    "event = 'registration.created'")[0][0], 300)
+
+
+class StopWhileParkedTest(unittest.TestCase):
+    def test_sigterm_during_a_burst_answers_or_refuses_each_and_exits_cleanly(self):
+        s = Server({"server": {"threads": "1", "max_connections_per_ip": "1024"}}).start()
+        try:
+            stopper = threading.Timer(0.05, lambda: s.proc.terminate())
+
+            def reg(i):
+                if i == 0:
+                    stopper.start()
+                return register(s, timeout=10)
+
+            results = concurrently(120, reg)
+            rc = s.stop()
+            # No libmicrohttpd panic over a suspended connection: a clean exit.
+            self.assertEqual(rc, 0, s.read_log()[-2000:])
+            ok = [r for r in results if isinstance(r, Response) and r.status == 200]
+            s.start()
+            for r in ok:
+                b = s.bearer("GET", "/api/resource", r.json["credential"])
+                self.assertEqual(b.status, 200, b)
+            made = s.db_query("SELECT COUNT(*) FROM registrations")[0][0]
+            creds = s.db_query("SELECT COUNT(*) FROM credentials")[0][0]
+            self.assertGreaterEqual(made, len(ok))
+            self.assertEqual(made, creds)  # none half-made
+        finally:
+            s.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
