@@ -519,3 +519,68 @@ fail:
 	OPENSSL_cleanse(&res, sizeof(res));
 	return rc;
 }
+
+static enum am_err
+complete_job(struct store *st, void *arg, struct am_error *e)
+{
+	struct flow_pending_claim *p = arg;
+
+	(void)e;
+	/* The completion opens and ends its own transaction (a savepoint of
+	 * the batch): whatever it kept, a counted wrong code included, is the
+	 * batch's to commit, so the job itself always succeeds. */
+	memset(&p->err, 0, sizeof(p->err));
+	p->rc = flow_claim_complete(p->env, st, p->ip, p->claim_token, p->otp, &p->res,
+				    p->claimed_by, &p->err);
+	return AM_OK;
+}
+
+static void
+complete_done(struct store_job *job)
+{
+	struct flow_pending_claim *p = job->arg;
+
+	p->done(p->done_arg);
+}
+
+enum am_err
+flow_claim_complete_submit(const struct flow_env *env, const char *ip, const char *claim_token,
+			   const char *otp, struct flow_pending_claim *p, void (*done)(void *arg),
+			   void *done_arg, struct am_error *e)
+{
+	memset(p, 0, sizeof(*p));
+	if (!am_copy(p->claim_token, sizeof(p->claim_token), claim_token) ||
+	    !am_copy(p->otp, sizeof(p->otp), otp) ||
+	    !am_copy(p->ip, sizeof(p->ip), ip != NULL ? ip : ""))
+		return am_fail(e, AM_E_INVALID_REQUEST, "claim_token or otp is too long");
+	p->env = env;
+	p->done = done;
+	p->done_arg = done_arg;
+	p->job = (struct store_job){.run = complete_job, .done = complete_done, .arg = p};
+	return store_writer_submit(env->writer, &p->job, e);
+}
+
+enum am_err
+flow_pending_claim_result(struct flow_pending_claim *p, struct reg_result *out,
+			  char claimed_by[STORE_ID_LEN], struct am_error *e)
+{
+	if (p->job.rc != AM_OK) {
+		*e = p->job.err;
+		return p->job.rc;
+	}
+	if (p->rc != AM_OK) {
+		*e = p->err;
+		return p->rc;
+	}
+	*out = p->res;
+	am_copy(claimed_by, STORE_ID_LEN, p->claimed_by);
+	return AM_OK;
+}
+
+void
+flow_pending_claim_wipe(struct flow_pending_claim *p)
+{
+	OPENSSL_cleanse(p->claim_token, sizeof(p->claim_token));
+	OPENSSL_cleanse(p->otp, sizeof(p->otp));
+	flow_result_wipe(&p->res, sizeof(p->res));
+}

@@ -129,6 +129,38 @@ enum am_err flow_claim_complete(const struct flow_env *env, struct store *st, co
 				const char *claim_token, const char *otp, struct reg_result *out,
 				char claimed_by[STORE_ID_LEN], struct am_error *e) AM_WUR;
 
+/* A claim completion waiting for its commit (two-phase): the whole
+ * completion (its checks, the counted wrong guess, the claim) runs as one
+ * job of env->writer's next group commit; nothing in it waits on anything
+ * but the store. The fields are the flow's. */
+struct flow_pending_claim {
+	struct store_job job;
+	const struct flow_env *env;
+	char ip[64];
+	char claim_token[AM_MAX_TOKEN_BYTES + 1];
+	char otp[33];
+	enum am_err rc; /* the completion's own outcome */
+	struct am_error err;
+	struct reg_result res;
+	char claimed_by[STORE_ID_LEN];
+	void (*done)(void *arg);
+	void *done_arg;
+};
+
+/* flow_claim_complete in two phases, with the contract of
+ * flow_register_anonymous_submit: an error now is final (done is not
+ * called); else done(done_arg) runs once on the writer's thread and then
+ * flow_pending_claim_result gives the answer (AM_OK only once committed;
+ * a wrong code's counted failure is committed before its 401). */
+enum am_err flow_claim_complete_submit(const struct flow_env *env, const char *ip,
+				       const char *claim_token, const char *otp,
+				       struct flow_pending_claim *p, void (*done)(void *arg),
+				       void *done_arg, struct am_error *e) AM_WUR;
+enum am_err flow_pending_claim_result(struct flow_pending_claim *p, struct reg_result *out,
+				      char claimed_by[STORE_ID_LEN], struct am_error *e) AM_WUR;
+/* Zeroes the secrets of p (not p itself). */
+void flow_pending_claim_wipe(struct flow_pending_claim *p);
+
 /* The resource gate: the live credential for a bearer value. Unknown,
  * revoked, expired, and credentials of expired registrations are all
  * AM_E_INVALID_TOKEN. */

@@ -201,32 +201,82 @@ out:
 	return rc;
 }
 
+/* A claim completion parked while its commit is pending. */
+struct claim_park {
+	struct flow_pending_claim p;
+	struct http_req *rq;
+};
+
+static void
+claim_park_free(void *ctx)
+{
+	struct claim_park *k = ctx;
+
+	flow_pending_claim_wipe(&k->p);
+	free(k);
+}
+
+static void
+claim_committed(void *arg)
+{
+	struct claim_park *k = arg;
+
+	http_resume(k->rq);
+}
+
+static enum am_err
+claim_finish(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct claim_park *k = rq->park_ctx;
+	struct reg_result res = {0};
+	char user_id[STORE_ID_LEN];
+	json_t *body;
+	enum am_err rc;
+
+	(void)app;
+	if ((rc = flow_pending_claim_result(&k->p, &res, user_id, e)) == AM_OK) {
+		body = json_pack("{s:s, s:s}", "registration_id", res.registration_id, "status",
+				 "claimed");
+		if (res.has_credential)
+			put_credential(body, &res);
+		http_reply_json(rs, 200, body);
+		no_store(rs);
+	}
+	flow_result_wipe(&res, sizeof(res));
+	return rc;
+}
+
 enum am_err
 h_claim_complete(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
 {
 	struct app *a = app;
-	struct reg_result res = {0};
-	char user_id[STORE_ID_LEN];
-	struct store *st;
-	json_t *req = NULL, *body;
+	struct claim_park *k = NULL;
+	json_t *req = NULL;
 	const char *token, *otp;
 	enum am_err rc;
 
+	(void)rs;
 	if ((rc = svc_json_body(rq, &req, e)) != AM_OK)
 		return rc;
 	if ((rc = am_json_string(req, "claim_token", true, AM_MAX_TOKEN_BYTES, &token, e)) !=
 		    AM_OK ||
-	    (rc = am_json_string(req, "otp", true, 32, &otp, e)) != AM_OK ||
-	    (rc = app_store(a, &st, e)) != AM_OK ||
-	    (rc = flow_claim_complete(&a->env, st, rq->ip, token, otp, &res, user_id, e)) != AM_OK)
+	    (rc = am_json_string(req, "otp", true, 32, &otp, e)) != AM_OK)
 		goto out;
-	body = json_pack("{s:s, s:s}", "registration_id", res.registration_id, "status", "claimed");
-	if (res.has_credential)
-		put_credential(body, &res);
-	http_reply_json(rs, 200, body);
-	no_store(rs);
+	if ((k = calloc(1, sizeof(*k))) == NULL) {
+		rc = am_fail(e, AM_E_INTERNAL, "out of memory");
+		goto out;
+	}
+	k->rq = rq;
+	/* The completion is all store work: it runs in the group commit and the
+	 * request is parked until its batch is durable. */
+	if ((rc = flow_claim_complete_submit(&a->env, rq->ip, token, otp, &k->p, claim_committed, k,
+					     e)) != AM_OK) {
+		flow_pending_claim_wipe(&k->p);
+		free(k);
+		goto out;
+	}
+	http_park(rq, claim_finish, k, claim_park_free);
 out:
-	flow_result_wipe(&res, sizeof(res));
 	json_decref(req);
 	return rc;
 }

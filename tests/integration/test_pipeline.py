@@ -8,7 +8,7 @@ import sqlite3
 import threading
 import unittest
 
-from harness import Response, Server
+from harness import Response, Server, claim_link
 
 
 def post_json(server, path, body, timeout=30):
@@ -85,6 +85,40 @@ class ParkedRequestTest(unittest.TestCase):
             lock.close()
         t.join()
         self.assertIn(result["r"].status, (200, 503), result["r"])
+
+    def test_a_claim_completion_waiting_for_the_lock_leaves_the_only_worker_free(self):
+        s = self.server
+        reg = s.register_anonymous()
+        self.assertEqual(s.start_claim(reg["claim_token"], "ria@example.test").status, 200)
+        otp = s.code_from_link(claim_link(s.outbox_messages()[-1]))
+        lock = sqlite3.connect(s.db, timeout=10, isolation_level=None)
+        answered = threading.Event()
+        result = {}
+
+        def complete():
+            result["r"] = post_json(s, "/agent/auth/claim/complete",
+                                    {"claim_token": reg["claim_token"], "otp": otp})
+            answered.set()
+
+        try:
+            lock.execute("BEGIN EXCLUSIVE")
+            t = threading.Thread(target=complete)
+            t.start()
+            answered.wait(0.1)
+            d = s.get("/.well-known/oauth-authorization-server")
+            self.assertEqual(d.status, 200, d)
+            self.assertFalse(answered.is_set(), "the completion held the worker")
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        t.join()
+        r = result["r"]
+        if r.status == 503:  # the lock outlasted the bounded wait: nothing was claimed
+            self.assertNotEqual(s.db_query("SELECT status FROM registrations WHERE id = ?",
+                                           (reg["registration_id"],))[0][0], "claimed")
+            r = s.complete(reg["claim_token"], otp)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["status"], "claimed")
 
     def test_hundreds_of_concurrent_registrations_on_one_worker_are_all_durable(self):
         s = self.server

@@ -252,9 +252,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 			a_batch_that_cannot_take_the_lock_fails_every_job_and_writes_nothing, setup,
 			teardown),
-		cmocka_unit_test_setup_teardown(
-			a_stopping_writer_finishes_what_was_queued_first, setup,
-			teardown),
+		cmocka_unit_test_setup_teardown(a_stopping_writer_finishes_what_was_queued_first,
+						setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
