@@ -311,7 +311,7 @@ first_link_start(const struct flow_env *env, struct store *st, const struct veri
 	enum am_err rc;
 
 	if ((rc = check_blocks(st, v->iss, v->sub, to->id, NULL, e)) != AM_OK ||
-	    (rc = am_rand_id("reg_", reg.id, sizeof(reg.id), e)) != AM_OK ||
+	    (rc = flow_ordered_id("reg_", reg.id, sizeof(reg.id), e)) != AM_OK ||
 	    (rc = am_rand_token(PREFIX_CLAIM_TOKEN, out->claim_token, sizeof(out->claim_token),
 				e)) != AM_OK)
 		return rc;
@@ -413,7 +413,7 @@ registration_for(const struct flow_env *env, struct store *st, const struct veri
 	if (rc != AM_E_NOT_FOUND)
 		return rc;
 	memset(&reg, 0, sizeof(reg));
-	if ((rc = am_rand_id("reg_", reg.id, sizeof(reg.id), e)) != AM_OK)
+	if ((rc = flow_ordered_id("reg_", reg.id, sizeof(reg.id), e)) != AM_OK)
 		return rc;
 	reg.kind = REG_AGENT;
 	reg.status = REG_CLAIMED;

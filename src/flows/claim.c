@@ -125,7 +125,7 @@ flow_new_attempt(const struct flow_env *env, struct store *st, const struct stor
 
 	if ((rc = mail_allowed(env, st, reg, email, now, e)) != AM_OK)
 		return rc;
-	if ((rc = am_rand_id("cla_", a.id, sizeof(a.id), e)) != AM_OK ||
+	if ((rc = flow_ordered_id("cla_", a.id, sizeof(a.id), e)) != AM_OK ||
 	    (rc = am_rand_token(PREFIX_ATTEMPT_TOKEN, token, FLOW_SECRET_LEN, e)) != AM_OK)
 		return rc;
 	am_sha256_str(token, a.token_hash);

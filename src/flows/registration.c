@@ -1,5 +1,7 @@
 /* POST /agent/auth for the user-claimed flows: anonymous and verified_email. */
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/log.h"
 #include "core/str.h"
@@ -42,6 +44,31 @@ flow_issue_credential_for(const struct flow_env *env, struct store *st, const ch
 	return issue(env, st, registration_id, type, scopes, user_id, "id_jag", iss, sub, out, e);
 }
 
+enum am_err
+flow_ordered_id(const char *prefix, char *out, size_t cap, struct am_error *e)
+{
+	char rnd[STORE_ID_LEN];
+	struct timespec ts;
+	uint64_t ms;
+	enum am_err rc;
+	int n;
+
+	/* The time first (milliseconds, 11 hex digits, good to the year 2527),
+	 * then the 96 random bits of any public id: ids made close together
+	 * sort together, so the primary keys and every index on them grow at
+	 * their right edge, and a batch of registrations dirties a few pages
+	 * instead of one random page per index per registration. */
+	if ((rc = am_rand_id("", rnd, sizeof(rnd), e)) != AM_OK)
+		return rc;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	n = snprintf(out, cap, "%s%011llx%s", prefix, (unsigned long long)(ms & 0xfffffffffffULL),
+		     rnd);
+	if (n < 0 || (size_t)n >= cap)
+		return am_fail(e, AM_E_INTERNAL, "id too long");
+	return AM_OK;
+}
+
 /* Mints a credential's id and secret (into out) and fills its row c. */
 static enum am_err
 new_credential(const struct flow_env *env, const char *registration_id, enum cred_type type,
@@ -52,7 +79,7 @@ new_credential(const struct flow_env *env, const char *registration_id, enum cre
 	enum am_err rc;
 
 	memset(c, 0, sizeof(*c));
-	if ((rc = am_rand_id("crd_", c->id, sizeof(c->id), e)) != AM_OK ||
+	if ((rc = flow_ordered_id("crd_", c->id, sizeof(c->id), e)) != AM_OK ||
 	    (rc = am_rand_token(type == CRED_API_KEY ? PREFIX_API_KEY : PREFIX_ACCESS_TOKEN,
 				out->credential, sizeof(out->credential), e)) != AM_OK)
 		return rc;
@@ -108,7 +135,7 @@ new_registration(const struct flow_env *env, enum reg_kind kind, enum reg_status
 	enum am_err rc;
 
 	memset(reg, 0, sizeof(*reg));
-	if ((rc = am_rand_id("reg_", reg->id, sizeof(reg->id), e)) != AM_OK ||
+	if ((rc = flow_ordered_id("reg_", reg->id, sizeof(reg->id), e)) != AM_OK ||
 	    (rc = am_rand_token(PREFIX_CLAIM_TOKEN, out->claim_token, sizeof(out->claim_token),
 				e)) != AM_OK)
 		return rc;

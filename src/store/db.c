@@ -11,6 +11,15 @@
 #include "core/log.h"
 #include "core/str.h"
 
+/* Savepoint statements run for every job of a batch: prepared once. */
+enum { SP_JOB, SP_JOB_RELEASE, SP_FLOW, SP_FLOW_RELEASE, SP_COUNT };
+static const char *const sp_sql[SP_COUNT] = {
+	"SAVEPOINT batch_job",
+	"RELEASE batch_job",
+	"SAVEPOINT job",
+	"RELEASE job",
+};
+
 struct db {
 	sqlite3 *h;
 	char tenant[64];
@@ -18,8 +27,9 @@ struct db {
 	size_t nsql;
 	sqlite3_stmt **stmt;
 	bool in_tx;
-	bool in_batch;		 /* a group-commit batch is open: begin/commit are savepoints */
-	pthread_mutex_t *writer; /* NULL: none; held from begin to commit/rollback */
+	bool in_batch;		    /* a group-commit batch is open: begin/commit are savepoints */
+	sqlite3_stmt *sp[SP_COUNT]; /* the savepoint statements, prepared once */
+	pthread_mutex_t *writer;    /* NULL: none; held from begin to commit/rollback */
 	bool holds_writer;
 };
 
@@ -163,6 +173,22 @@ exec(struct db *db, const char *text, struct am_error *e)
 	return AM_OK;
 }
 
+static enum am_err
+exec_sp(struct db *db, int which, struct am_error *e)
+{
+	int rc;
+
+	if (db->sp[which] == NULL &&
+	    (rc = sqlite3_prepare_v3(db->h, sp_sql[which], -1, SQLITE_PREPARE_PERSISTENT,
+				     &db->sp[which], NULL)) != SQLITE_OK)
+		return db_fail(db, rc, "prepare savepoint", e);
+	rc = sqlite3_step(db->sp[which]);
+	sqlite3_reset(db->sp[which]);
+	if (rc != SQLITE_DONE)
+		return db_fail(db, rc, sp_sql[which], e);
+	return AM_OK;
+}
+
 int
 db_schema_version(struct db *db)
 {
@@ -283,6 +309,8 @@ db_close(struct db *db)
 	drop_writer(db);
 	for (size_t i = 0; db->stmt != NULL && i < db->nsql; i++)
 		sqlite3_finalize(db->stmt[i]);
+	for (int i = 0; i < SP_COUNT; i++)
+		sqlite3_finalize(db->sp[i]);
 	free(db->stmt);
 	sqlite3_close(db->h);
 	free(db);
@@ -332,7 +360,7 @@ db_begin(struct db *db, struct am_error *e)
 	if (db->in_batch) {
 		/* Inside a group-commit batch a flow's transaction is a savepoint:
 		 * its rollback undoes it alone, its "commit" waits for the batch. */
-		if ((rc = exec(db, "SAVEPOINT job", e)) != AM_OK)
+		if ((rc = exec_sp(db, SP_FLOW, e)) != AM_OK)
 			return rc;
 		db->in_tx = true;
 		return AM_OK;
@@ -374,7 +402,7 @@ db_commit(struct db *db, struct am_error *e)
 	if (db->in_batch) {
 		if (!db->in_tx)
 			return am_fail(e, AM_E_INTERNAL, "no transaction is open");
-		if ((rc = exec(db, "RELEASE job", e)) != AM_OK) {
+		if ((rc = exec_sp(db, SP_FLOW_RELEASE, e)) != AM_OK) {
 			db_rollback(db);
 			return rc;
 		}
@@ -469,7 +497,7 @@ db_batch_job_begin(struct db *db, struct am_error *e)
 {
 	if (!db->in_batch || db->in_tx)
 		return am_fail(e, AM_E_INTERNAL, "no batch is open");
-	return exec(db, "SAVEPOINT batch_job", e);
+	return exec_sp(db, SP_JOB, e);
 }
 
 void
@@ -482,6 +510,18 @@ db_batch_job_end(struct db *db, bool keep)
 	}
 	if (!db_batch_alive(db))
 		return;
-	(void)exec(db, keep ? "RELEASE batch_job" : "ROLLBACK TO batch_job; RELEASE batch_job",
-		   NULL);
+	if (keep)
+		(void)exec_sp(db, SP_JOB_RELEASE, NULL);
+	else
+		(void)exec(db, "ROLLBACK TO batch_job; RELEASE batch_job", NULL);
+}
+
+int64_t
+db_pages_written(struct db *db)
+{
+	int cur = 0, hi = 0;
+
+	if (sqlite3_db_status(db->h, SQLITE_DBSTATUS_CACHE_WRITE, &cur, &hi, 0) != SQLITE_OK)
+		return -1;
+	return cur;
 }

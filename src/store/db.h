@@ -58,6 +58,8 @@ enum am_err db_batch_begin(struct db *db, struct am_error *e) AM_WUR;
 bool db_batch_alive(struct db *db);
 enum am_err db_batch_commit(struct db *db, struct am_error *e) AM_WUR;
 void db_batch_rollback(struct db *db); /* no-op outside a batch */
+/* Pages this connection wrote to the database file or WAL since it opened. */
+int64_t db_pages_written(struct db *db);
 /* One job of a batch: a savepoint around it, kept or undone at its end
  * (undone as well when the job left its own transaction open). */
 enum am_err db_batch_job_begin(struct db *db, struct am_error *e) AM_WUR;

@@ -249,6 +249,12 @@ store_rollback(struct store *st)
 	db_rollback(st->db);
 }
 
+int64_t
+store_pages_written(struct store *st)
+{
+	return db_pages_written(st->db);
+}
+
 enum am_err
 store_batch_begin(struct store *st, struct am_error *e)
 {

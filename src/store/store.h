@@ -358,6 +358,10 @@ enum am_err store_writer_run(struct store_writer *w, struct store_job *job,
 /* Batches committed (or failed) and jobs run since start, for the log and
  * the tests: jobs / batches is the group-commit factor. */
 void store_writer_stats(struct store_writer *w, uint64_t *batches, uint64_t *jobs);
+
+/* Database pages this handle has written (to the WAL) since it was opened:
+ * the measure of write amplification (pages per job). */
+int64_t store_pages_written(struct store *st);
 /* Refuses new jobs, finishes every queued one (each gets its done), stops
  * the thread and frees the writer. NULL is fine. */
 void store_writer_free(struct store_writer *w);

@@ -247,6 +247,9 @@ store_writer_free(struct store_writer *w)
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 	pthread_join(w->thread, NULL);
+	log_info("store writer stopped batches=%llu jobs=%llu pages_written=%lld",
+		 (unsigned long long)w->batches, (unsigned long long)w->jobs,
+		 (long long)store_pages_written(w->st));
 	store_close(w->st);
 	pthread_mutex_destroy(&w->mu);
 	pthread_cond_destroy(&w->cv);

@@ -6,6 +6,7 @@ import http.client
 import json
 import sqlite3
 import threading
+import time
 import unittest
 
 from harness import Response, Server, claim_link
@@ -138,6 +139,29 @@ class ParkedRequestTest(unittest.TestCase):
         self.assertEqual(s.db_query("SELECT COUNT(*) FROM credentials")[0][0], 300)
         self.assertEqual(s.db_query("SELECT COUNT(*) FROM audit_events WHERE "
                                     "event = 'registration.created'")[0][0], 300)
+
+
+class OrderedIdsTest(unittest.TestCase):
+    def test_ids_sort_by_creation_and_keep_96_random_bits(self):
+        # Write amplification: ids that sort by creation keep every index
+        # on them growing at its right edge (docs/performance.md).
+        s = Server().start()
+        try:
+            regs = []
+            for _ in range(5):
+                regs.append(s.register_anonymous())
+                time.sleep(0.002)  # distinct milliseconds; not a speed check
+            ids = [r["registration_id"] for r in regs]
+            self.assertEqual(ids, sorted(ids))
+            for i in ids:
+                self.assertRegex(i, r"^reg_[0-9a-f]{11}[0-9a-f]{24}$")
+            creds = [row[0] for row in s.db_query(
+                "SELECT id FROM credentials ORDER BY created_at, rowid")]
+            self.assertEqual(creds, sorted(creds))
+            self.assertEqual(len(set(i[15:] for i in ids)), 5)
+        finally:
+            s.stop()
+            s.cleanup()
 
 
 class StopWhileParkedTest(unittest.TestCase):
