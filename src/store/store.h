@@ -218,7 +218,10 @@ enum am_err store_delegation_insert(struct store *st, const char *iss, const cha
  * requests carrying one token cannot both pass. */
 enum am_err store_jti_record(struct store *st, const char *iss, const char *jti, int64_t expires_at,
 			     bool *fresh, struct am_error *e) AM_WUR;
-/* Forgets jtis whose window has passed; *n how many. */
+/* Forgets up to STORE_PURGE_MAX jtis whose window has passed; *n how many
+ * (STORE_PURGE_MAX: there may be more). Bounded, so one call holds the
+ * write lock a short time however many fell due. */
+#define STORE_PURGE_MAX 500
 enum am_err store_jti_purge(struct store *st, int64_t now, int *n, struct am_error *e) AM_WUR;
 
 /* Live credentials matching every non-NULL field of a filter (all NULL:

@@ -164,6 +164,33 @@ class OrderedIdsTest(unittest.TestCase):
             s.cleanup()
 
 
+class SweeperTest(unittest.TestCase):
+    def test_the_sweeper_expires_more_than_one_chunk_through_the_writer(self):
+        # 40 registrations fall due together: expired in writer jobs of 16
+        # (flows/expiry.c), each complete with its revocation and event.
+        s = Server({"ttl": {"registration": "5", "sweep_interval": "1"}}).start()
+        try:
+            regs = [s.register_anonymous() for _ in range(40)]
+            for _ in range(300):
+                left = s.db_query("SELECT COUNT(*) FROM registrations "
+                                  "WHERE status != 'expired'")[0][0]
+                if left == 0:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(left, 0)
+            live = s.db_query("SELECT COUNT(*) FROM credentials WHERE revoked_at IS NULL")
+            self.assertEqual(live[0][0], 0)
+            events = s.db_query("SELECT COUNT(*) FROM audit_events "
+                                "WHERE event = 'registration.expired'")
+            self.assertEqual(events[0][0], 40)
+            r = s.bearer("GET", "/api/resource", regs[-1]["credential"])
+            self.assertEqual(r.status, 401, r)
+            self.assertEqual(s.register_anonymous()["registration_type"], "anonymous")
+        finally:
+            s.stop()
+            s.cleanup()
+
+
 class StopWhileParkedTest(unittest.TestCase):
     def test_sigterm_during_a_burst_answers_or_refuses_each_and_exits_cleanly(self):
         s = Server({"server": {"threads": "1", "max_connections_per_ip": "1024"}}).start()

@@ -242,6 +242,34 @@ a_stopping_writer_finishes_what_was_queued_first(void **state)
 	assert_int_equal(store_writer_submit(NULL, &j.job, &e), AM_E_UNAVAILABLE);
 }
 
+static void
+the_jti_purge_is_bounded_per_call_so_the_sweeper_holds_the_lock_briefly(void **state)
+{
+	struct fx *fx = *state;
+	struct store *st = NULL;
+	struct am_error e = {0};
+	char jti[32];
+	bool fresh;
+	int n = 0;
+
+	assert_int_equal(store_pool_open(fx->pool, &st, &e), AM_OK);
+	assert_int_equal(store_begin(st, &e), AM_OK);
+	for (int i = 0; i < STORE_PURGE_MAX + 7; i++) {
+		snprintf(jti, sizeof(jti), "jti-%d", i);
+		assert_int_equal(store_jti_record(st, "https://p.example", jti, 100, &fresh, &e),
+				 AM_OK);
+		assert_true(fresh);
+	}
+	assert_int_equal(store_commit(st, &e), AM_OK);
+	assert_int_equal(store_jti_purge(st, 1000, &n, &e), AM_OK);
+	assert_int_equal(n, STORE_PURGE_MAX);
+	assert_int_equal(store_jti_purge(st, 1000, &n, &e), AM_OK);
+	assert_int_equal(n, 7);
+	assert_int_equal(store_jti_purge(st, 1000, &n, &e), AM_OK);
+	assert_int_equal(n, 0);
+	store_close(st);
+}
+
 int
 main(void)
 {
@@ -252,6 +280,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 			a_batch_that_cannot_take_the_lock_fails_every_job_and_writes_nothing, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(
+			the_jti_purge_is_bounded_per_call_so_the_sweeper_holds_the_lock_briefly,
+			setup, teardown),
 		cmocka_unit_test_setup_teardown(a_stopping_writer_finishes_what_was_queued_first,
 						setup, teardown),
 	};
