@@ -139,7 +139,9 @@ struct flow_pending_claim {
 	char ip[64];
 	char claim_token[AM_MAX_TOKEN_BYTES + 1];
 	char otp[33];
-	enum am_err rc; /* the completion's own outcome */
+	char attempt_id[STORE_ID_LEN]; /* a wrong code: the attempt to count it on */
+	int64_t failures;	       /* its failures before this one */
+	enum am_err rc;		       /* the completion's own outcome */
 	struct am_error err;
 	struct reg_result res;
 	char claimed_by[STORE_ID_LEN];
@@ -148,11 +150,14 @@ struct flow_pending_claim {
 };
 
 /* flow_claim_complete in two phases, with the contract of
- * flow_register_anonymous_submit: an error now is final (done is not
- * called); else done(done_arg) runs once on the writer's thread and then
+ * flow_register_anonymous_submit: the checks are read first on st (the
+ * caller's connection; an error now is final, done is not called, nothing
+ * is written); a wrong code becomes a job that only counts it, a matching
+ * one the whole completion (checked again inside the transaction). Then
+ * done(done_arg) runs once on the writer's thread and
  * flow_pending_claim_result gives the answer (AM_OK only once committed;
  * a wrong code's counted failure is committed before its 401). */
-enum am_err flow_claim_complete_submit(const struct flow_env *env, const char *ip,
+enum am_err flow_claim_complete_submit(const struct flow_env *env, struct store *st, const char *ip,
 				       const char *claim_token, const char *otp,
 				       struct flow_pending_claim *p, void (*done)(void *arg),
 				       void *done_arg, struct am_error *e) AM_WUR;

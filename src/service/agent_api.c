@@ -251,6 +251,7 @@ h_claim_complete(void *app, struct http_req *rq, struct http_resp *rs, struct am
 {
 	struct app *a = app;
 	struct claim_park *k = NULL;
+	struct store *st;
 	json_t *req = NULL;
 	const char *token, *otp;
 	enum am_err rc;
@@ -260,7 +261,8 @@ h_claim_complete(void *app, struct http_req *rq, struct http_resp *rs, struct am
 		return rc;
 	if ((rc = am_json_string(req, "claim_token", true, AM_MAX_TOKEN_BYTES, &token, e)) !=
 		    AM_OK ||
-	    (rc = am_json_string(req, "otp", true, 32, &otp, e)) != AM_OK)
+	    (rc = am_json_string(req, "otp", true, 32, &otp, e)) != AM_OK ||
+	    (rc = app_store(a, &st, e)) != AM_OK)
 		goto out;
 	if ((k = calloc(1, sizeof(*k))) == NULL) {
 		rc = am_fail(e, AM_E_INTERNAL, "out of memory");
@@ -269,8 +271,8 @@ h_claim_complete(void *app, struct http_req *rq, struct http_resp *rs, struct am
 	k->rq = rq;
 	/* The completion is all store work: it runs in the group commit and the
 	 * request is parked until its batch is durable. */
-	if ((rc = flow_claim_complete_submit(&a->env, rq->ip, token, otp, &k->p, claim_committed, k,
-					     e)) != AM_OK) {
+	if ((rc = flow_claim_complete_submit(&a->env, st, rq->ip, token, otp, &k->p,
+					     claim_committed, k, e)) != AM_OK) {
 		flow_pending_claim_wipe(&k->p);
 		free(k);
 		goto out;

@@ -121,6 +121,36 @@ class ParkedRequestTest(unittest.TestCase):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json["status"], "claimed")
 
+    def test_completions_refused_by_a_check_need_no_write_lock_and_a_wrong_code_only_its_count(self):
+        s = self.server
+        reg = s.register_anonymous()
+        self.assertEqual(s.start_claim(reg["claim_token"], "ola@example.test").status, 200)
+        otp = s.code_from_link(claim_link(s.outbox_messages()[-1]))
+        wrong = "000000" if otp != "000000" else "111111"
+        lock = sqlite3.connect(s.db, timeout=10, isolation_level=None)
+        try:
+            lock.execute("BEGIN EXCLUSIVE")
+            # Read-only refusals are answered even while another process
+            # holds the write lock: they never queue for it.
+            r = s.complete("clm_unknown", otp)
+            self.assertEqual(r.status, 400, r)
+            self.assertEqual(r.json["error"], "invalid_claim_token")
+            # A wrong code must be counted before it is refused: with the
+            # lock held it cannot be, so it is not answered 401.
+            r = s.complete(reg["claim_token"], wrong)
+            self.assertEqual(r.status, 503, r)
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        r = s.complete(reg["claim_token"], wrong)
+        self.assertEqual(r.status, 401, r)
+        self.assertEqual(r.json["error"], "otp_invalid")
+        failures = s.db_query("SELECT otp_failures FROM claim_attempts "
+                              "WHERE registration_id = ?", (reg["registration_id"],))
+        self.assertEqual(failures[0][0], 1)
+        r = s.complete(reg["claim_token"], otp)
+        self.assertEqual(r.status, 200, r)
+
     def test_hundreds_of_concurrent_registrations_on_one_worker_are_all_durable(self):
         s = self.server
         results = concurrently(300, lambda i: register(s))
