@@ -200,6 +200,28 @@ enum am_err flow_register_idjag(const struct flow_env *env, struct store *st, co
 				const char *assertion, const char *requested_type,
 				struct reg_result *out, struct am_error *e) AM_WUR;
 
+/* An ID-JAG registration waiting for its commit (two-phase). The token is
+ * verified and every check that needs no store made on the caller's thread
+ * (a key fetch included); the transaction (replay record, user,
+ * registration, credential) is a job of env->writer's group commit. The
+ * contract is flow_register_anonymous_submit's; a first link's claim mail
+ * is sent by flow_pending_idjag_result, after the commit. */
+struct idjag_state;
+struct flow_pending_idjag {
+	struct store_job job;
+	struct idjag_state *s; /* the flow's */
+	void (*done)(void *arg);
+	void *done_arg;
+};
+enum am_err flow_register_idjag_submit(const struct flow_env *env, const char *ip,
+				       const char *assertion, const char *requested_type,
+				       struct flow_pending_idjag *p, void (*done)(void *arg),
+				       void *done_arg, struct am_error *e) AM_WUR;
+enum am_err flow_pending_idjag_result(struct flow_pending_idjag *p, struct reg_result *out,
+				      struct am_error *e) AM_WUR;
+/* Frees what p holds and zeroes its secrets (not p itself). */
+void flow_pending_idjag_wipe(struct flow_pending_idjag *p);
+
 /* Processes a provider's logout token: verified like an ID-JAG but with typ
  * logout+jwt, the revocation event, no nonce and its own replay check;
  * then every live credential of its (iss, sub, aud) is revoked. *count

@@ -53,6 +53,65 @@ registration_body(const struct app *a, const struct reg_result *r)
 	return body;
 }
 
+/* An ID-JAG registration parked while its commit is pending. */
+struct idjag_park {
+	struct flow_pending_idjag p;
+	struct http_req *rq;
+};
+
+static void
+idjag_park_free(void *ctx)
+{
+	struct idjag_park *k = ctx;
+
+	flow_pending_idjag_wipe(&k->p);
+	free(k);
+}
+
+static void
+idjag_committed(void *arg)
+{
+	struct idjag_park *k = arg;
+
+	http_resume(k->rq);
+}
+
+static enum am_err
+idjag_finish(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct idjag_park *k = rq->park_ctx;
+	struct reg_result res = {0};
+	enum am_err rc;
+
+	if ((rc = flow_pending_idjag_result(&k->p, &res, e)) == AM_OK) {
+		http_reply_json(rs, 200, registration_body(app, &res));
+		no_store(rs);
+	}
+	flow_result_wipe(&res, sizeof(res));
+	return rc;
+}
+
+/* Verifies the ID-JAG here (signature work, a key fetch when due), then
+ * parks the request while its transaction waits for the group commit. */
+static enum am_err
+register_idjag_parked(struct app *a, struct http_req *rq, const char *assertion,
+		      const char *cred_type, struct am_error *e)
+{
+	struct idjag_park *k = calloc(1, sizeof(*k));
+	enum am_err rc;
+
+	if (k == NULL)
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	k->rq = rq;
+	if ((rc = flow_register_idjag_submit(&a->env, rq->ip, assertion, cred_type, &k->p,
+					     idjag_committed, k, e)) != AM_OK) {
+		free(k);
+		return rc;
+	}
+	http_park(rq, idjag_finish, k, idjag_park_free);
+	return AM_OK;
+}
+
 static enum am_err
 register_identity(struct app *a, struct store *st, struct http_req *rq, const json_t *req,
 		  const char *cred_type, struct reg_result *res, struct am_error *e)
@@ -73,7 +132,8 @@ register_identity(struct app *a, struct store *st, struct http_req *rq, const js
 		if ((rc = am_json_string(req, "assertion", true, JOSE_MAX_TOKEN_BYTES, &assertion,
 					 e)) != AM_OK)
 			return rc;
-		return flow_register_idjag(&a->env, st, rq->ip, assertion, cred_type, res, e);
+		(void)res;
+		return register_idjag_parked(a, rq, assertion, cred_type, e);
 	}
 	return am_fail(e, AM_E_UNSUPPORTED_ASSERTION_TYPE,
 		       "assertion_type must be verified_email or " ID_JAG_URN);
@@ -163,7 +223,7 @@ h_register(void *app, struct http_req *rq, struct http_resp *rs, struct am_error
 	else
 		rc = am_fail(e, AM_E_INVALID_REQUEST,
 			     "type must be \"anonymous\" or \"identity_assertion\"");
-	if (rc == AM_OK) {
+	if (rc == AM_OK && rq->park_ctx == NULL) { /* parked: answered by its finish */
 		http_reply_json(rs, 200, registration_body(a, &res));
 		no_store(rs);
 	}

@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from harness import Response, Server, claim_link
+from harness import Provider, Response, Server, claim_link, provider_overrides
 
 
 def post_json(server, path, body, timeout=30):
@@ -169,6 +169,58 @@ class ParkedRequestTest(unittest.TestCase):
         self.assertEqual(s.db_query("SELECT COUNT(*) FROM credentials")[0][0], 300)
         self.assertEqual(s.db_query("SELECT COUNT(*) FROM audit_events WHERE "
                                     "event = 'registration.created'")[0][0], 300)
+
+
+class ParkedIdJagTest(unittest.TestCase):
+    def test_an_idjag_registration_waiting_for_the_lock_leaves_the_only_worker_free(self):
+        provider = Provider().start()
+        overrides = provider_overrides(provider)
+        overrides["server"] = {"threads": "1"}
+        s = Server(overrides).start()
+        try:
+            # The first registration fetches the keys; the second only waits
+            # for the store.
+            first = post_json(s, "/agent/auth", idjag_body(provider.sign(provider.claims(s))))
+            self.assertEqual(first.status, 200, first)
+            token = provider.sign(provider.claims(s))
+            lock = sqlite3.connect(s.db, timeout=10, isolation_level=None)
+            answered = threading.Event()
+            result = {}
+
+            def reg():
+                result["r"] = post_json(s, "/agent/auth", idjag_body(token))
+                answered.set()
+
+            try:
+                lock.execute("BEGIN EXCLUSIVE")
+                t = threading.Thread(target=reg)
+                t.start()
+                answered.wait(0.1)
+                d = s.get("/.well-known/oauth-authorization-server")
+                self.assertEqual(d.status, 200, d)
+                self.assertFalse(answered.is_set(), "the registration held the worker")
+            finally:
+                lock.execute("ROLLBACK")
+                lock.close()
+            t.join()
+            r = result["r"]
+            if r.status == 503:  # refused whole: its jti was not burned
+                self.assertEqual(r.json["error"], "temporarily_unavailable")
+                r = post_json(s, "/agent/auth", idjag_body(token))
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json["registration_type"], "agent-provider")
+            b = s.bearer("GET", "/api/resource", r.json["credential"])
+            self.assertEqual(b.status, 200, b)
+        finally:
+            s.stop()
+            s.cleanup()
+            provider.stop()
+
+
+def idjag_body(token):
+    return {"type": "identity_assertion",
+            "assertion_type": "urn:ietf:params:oauth:token-type:id-jag",
+            "assertion": token, "requested_credential_type": "access_token"}
 
 
 class OrderedIdsTest(unittest.TestCase):
