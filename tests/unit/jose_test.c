@@ -403,8 +403,7 @@ cached_keys_are_dropped_once_refreshes_fail_past_jwks_max_stale(void **state)
 	struct jose_keyset *ks = NULL;
 	struct http_server *srv = NULL;
 	uint16_t port = free_port();
-	struct http_options opt = {
-		.host = "127.0.0.1", .port = port, .threads = 1, .max_body = 4096};
+	struct http_options opt = {.host = "127.0.0.1", .port = port, .threads = 1, .max_body = 4096};
 	struct am_config cfg;
 	struct trust *t = NULL;
 	struct am_error e = {0};
