@@ -1,5 +1,6 @@
 /* The agent-verified flow: ID-JAG registration, user matching, delegations,
  * and revocation by logout token or by the operator. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
@@ -357,7 +358,7 @@ first_link_start(const struct flow_env *env, struct store *st, const struct veri
 	enum am_err rc;
 
 	if ((rc = check_blocks(st, v->iss, v->sub, to->id, NULL, e)) != AM_OK ||
-	    (rc = am_rand_id("reg_", reg.id, sizeof(reg.id), e)) != AM_OK ||
+	    (rc = flow_ordered_id("reg_", reg.id, sizeof(reg.id), e)) != AM_OK ||
 	    (rc = am_rand_token(PREFIX_CLAIM_TOKEN, out->claim_token, sizeof(out->claim_token),
 				e)) != AM_OK)
 		return rc;
@@ -463,7 +464,7 @@ registration_for(const struct flow_env *env, struct store *st, const struct veri
 	if (rc != AM_E_NOT_FOUND)
 		return rc;
 	memset(&reg, 0, sizeof(reg));
-	if ((rc = am_rand_id("reg_", reg.id, sizeof(reg.id), e)) != AM_OK)
+	if ((rc = flow_ordered_id("reg_", reg.id, sizeof(reg.id), e)) != AM_OK)
 		return rc;
 	reg.kind = REG_AGENT;
 	reg.status = REG_CLAIMED;
@@ -487,108 +488,241 @@ registration_for(const struct flow_env *env, struct store *st, const struct veri
 	return AM_OK;
 }
 
-enum am_err
-flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip,
-		    const char *assertion, const char *requested_type, struct reg_result *out,
-		    struct am_error *e)
-{
-	struct audit_batch batch = {0};
-	struct jose_token t = {0};
+/* An ID-JAG registration across its phases: verified on the request's
+ * thread, written in one transaction (the group commit's job, or the
+ * caller's own), then answered. */
+struct idjag_state {
+	const struct flow_env *env;
+	struct jose_token t;
 	struct verified v;
 	struct identity id;
-	struct reg_result res = {0};
-	char user_id[STORE_ID_LEN] = "", reg_id[STORE_ID_LEN] = "";
-	char token[FLOW_SECRET_LEN] = "";
-	struct store_user link_to = {0};
-	struct store_attempt att;
-	bool link = false;
-	const char *client_id;
-	struct cimd_client client;
-	int64_t retry_after;
+	const char *client_id;	  /* the token's (in t.claims) */
+	struct cimd_client client; /* what its metadata document says */
 	enum cred_type type;
-	bool created = false;
+	char ip[64];
+	/* written by the transaction */
+	struct audit_batch batch;
+	struct reg_result res;
+	char user_id[STORE_ID_LEN], reg_id[STORE_ID_LEN];
+	char token[FLOW_SECRET_LEN];
+	struct store_user link_to;
+	struct store_attempt att;
+	bool link, created;
+	enum am_err rc; /* the transaction's outcome */
+	struct am_error err;
+};
+
+static void
+idjag_free(struct idjag_state *s)
+{
+	if (s == NULL)
+		return;
+	audit_discard(&s->batch);
+	jose_token_free(&s->t);
+	flow_result_wipe(&s->res, sizeof(s->res));
+	flow_result_wipe(s->token, sizeof(s->token));
+	free(s);
+}
+
+/* Every check that needs no store: the token, its provider, the client,
+ * the identity, the rate limits. */
+static enum am_err
+idjag_prepare(const struct flow_env *env, const char *ip, const char *assertion,
+	      const char *requested_type, struct idjag_state **out, struct am_error *e)
+{
+	struct idjag_state *s;
+	const char *client_id;
+	int64_t retry_after;
 	enum am_err rc;
 
 	if (!env->cfg->flow_id_jag || env->trust == NULL || env->cfg->nproviders == 0)
 		return am_fail(e, AM_E_ID_JAG_NOT_ENABLED,
 			       "this service does not accept ID-JAG assertions; use another "
 			       "method from the agent_auth metadata");
-	if ((rc = flow_cred_type(requested_type, CRED_ACCESS_TOKEN, &type, e)) != AM_OK ||
-	    (rc = flow_rate_check(env, "identity", FLOW_RATE_PER_IP, ip, &retry_after, e)) != AM_OK)
-		return rc;
-	if ((rc = verify_token(env, assertion, TYP_ID_JAG, &t, &v, e)) != AM_OK)
-		goto out;
-	if ((rc = claim_string(t.claims, "client_id", true, &client_id, e)) != AM_OK)
-		goto out;
-	if ((rc = check_client_id(env, &v, client_id, &client, e)) != AM_OK)
-		goto out;
-	if ((rc = read_identity(t.claims, &id, e)) != AM_OK)
-		goto out;
-	id.client_id = client_id;
-	id.client = &client;
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	s->env = env;
+	am_copy(s->ip, sizeof(s->ip), ip != NULL ? ip : "");
+	if ((rc = flow_cred_type(requested_type, CRED_ACCESS_TOKEN, &s->type, e)) != AM_OK ||
+	    (rc = flow_rate_check(env, "identity", FLOW_RATE_PER_IP, ip, &retry_after, e)) !=
+		    AM_OK ||
+	    (rc = verify_token(env, assertion, TYP_ID_JAG, &s->t, &s->v, e)) != AM_OK ||
+	    (rc = claim_string(s->t.claims, "client_id", true, &client_id, e)) != AM_OK)
+		goto fail;
+	if ((rc = check_client_id(env, &s->v, client_id, &s->client, e)) != AM_OK ||
+	    (rc = read_identity(s->t.claims, &s->id, e)) != AM_OK)
+		goto fail;
+	s->client_id = client_id; /* borrowed from s->t, which lives as long as s */
+	s->id.client_id = client_id;
+	s->id.client = &s->client;
 	/* Only a token that verified spends the global budget: forged or
 	 * stale ones from many addresses cannot lock real agents out. */
 	if ((rc = flow_rate_check(env, "identity", FLOW_RATE_GLOBAL, ip, &retry_after, e)) != AM_OK)
-		goto out;
+		goto fail;
+	*out = s;
+	return AM_OK;
+fail:
+	idjag_free(s);
+	return rc;
+}
 
+/* The transaction: replay record, user, registration or first link,
+ * credential, event. Store work only. */
+static enum am_err
+idjag_write(struct store *st, struct idjag_state *s, struct am_error *e)
+{
+	const struct flow_env *env = s->env;
+	const char *ip = s->ip[0] != '\0' ? s->ip : NULL;
+	enum am_err rc;
+
+	audit_discard(&s->batch);
 	/* Every check passed: the jti is recorded in the same transaction that
 	 * issues the credential, so a refused token never burns its jti and
 	 * two requests with one token cannot both succeed. */
 	if ((rc = store_begin(st, e)) != AM_OK)
-		goto out;
-	if ((rc = record_jti(env, st, &v, "idjag", e)) != AM_OK ||
-	    (rc = match_user(env, st, &v, &id, user_id, &link, &link_to, e)) != AM_OK)
+		return rc;
+	if ((rc = record_jti(env, st, &s->v, "idjag", e)) != AM_OK ||
+	    (rc = match_user(env, st, &s->v, &s->id, s->user_id, &s->link, &s->link_to, e)) !=
+		    AM_OK)
 		goto fail;
-	if (link) {
-		if ((rc = first_link_start(env, st, &v, &id, &link_to, type, ip, &batch, &att,
-					   token, &res, e)) != AM_OK ||
+	if (s->link) {
+		if ((rc = first_link_start(env, st, &s->v, &s->id, &s->link_to, s->type, ip,
+					   &s->batch, &s->att, s->token, &s->res, e)) != AM_OK ||
 		    (rc = store_commit(st, e)) != AM_OK)
 			goto fail;
-		audit_flush(env->audit, &batch);
-		log_info("first link requested registration=%s provider=%s", res.registration_id,
-			 v.provider->name);
-		/* After the commit, as for email registrations: no write lock
-		 * across SMTP; a failed send leaves a registration that expires. */
-		if ((rc = flow_send_claim_mail(env, link_to.email, token, att.expires_at, e)) !=
-		    AM_OK)
-			goto out;
-		*out = res;
-		goto out;
+		return AM_OK;
 	}
-	if ((rc = registration_for(env, st, &v, &id, user_id, ip, &created, reg_id, e)) != AM_OK ||
-	    (rc = check_blocks(st, v.iss, v.sub, user_id, reg_id, e)) != AM_OK ||
-	    (rc = flow_issue_credential_for(env, st, reg_id, type, v.provider->scopes, user_id,
-					    v.iss, v.sub, &res, e)) != AM_OK ||
-	    (rc = audit_add(
-		     st, &batch, env->cfg->tenant, flow_now(env), "registration.created", reg_id,
-		     json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s, s:s, s:b, s:s?, s:s, s:s?, "
-			       "s:s?}",
-			       "registration_type", "agent-provider", "iss", v.iss, "sub", v.sub,
-			       "provider", v.provider->name, "agent_platform", id.agent_platform,
-			       "agent_context_id", id.agent_context_id, "user_id", user_id,
-			       "credential_type", store_cred_type_name(type), "new_registration",
-			       created, "ip", ip, "client_id", client_id, "client_name",
-			       nonempty(client.client_name), "client_logo_uri",
-			       nonempty(client.logo_uri)),
-		     e)) != AM_OK ||
+	if ((rc = registration_for(env, st, &s->v, &s->id, s->user_id, ip, &s->created, s->reg_id,
+				   e)) != AM_OK ||
+	    (rc = check_blocks(st, s->v.iss, s->v.sub, s->user_id, s->reg_id, e)) != AM_OK ||
+	    (rc = flow_issue_credential_for(env, st, s->reg_id, s->type, s->v.provider->scopes,
+					    s->user_id, s->v.iss, s->v.sub, &s->res, e)) != AM_OK ||
+	    (rc = audit_add(st, &s->batch, env->cfg->tenant, flow_now(env), "registration.created",
+			    s->reg_id,
+			    json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s, s:s, s:b, s:s?, s:s, "
+				      "s:s?, s:s?}",
+				      "registration_type", "agent-provider", "iss", s->v.iss, "sub",
+				      s->v.sub, "provider", s->v.provider->name, "agent_platform",
+				      s->id.agent_platform, "agent_context_id",
+				      s->id.agent_context_id, "user_id", s->user_id,
+				      "credential_type", store_cred_type_name(s->type),
+				      "new_registration", s->created, "ip", ip, "client_id",
+				      s->client_id, "client_name", nonempty(s->client.client_name),
+				      "client_logo_uri", nonempty(s->client.logo_uri)),
+			    e)) != AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK)
 		goto fail;
-	audit_flush(env->audit, &batch);
-	log_info("registration created id=%s kind=agent provider=%s user=%s", reg_id,
-		 v.provider->name, user_id);
-	am_copy(res.registration_id, sizeof(res.registration_id), reg_id);
-	res.kind = REG_AGENT;
-	res.agent_verified = true;
-	*out = res;
-	goto out;
+	am_copy(s->res.registration_id, sizeof(s->res.registration_id), s->reg_id);
+	s->res.kind = REG_AGENT;
+	s->res.agent_verified = true;
+	return AM_OK;
 fail:
 	store_rollback(st);
-	audit_discard(&batch);
-out:
-	flow_result_wipe(&res, sizeof(res));
-	flow_result_wipe(token, sizeof(token));
-	jose_token_free(&t);
+	audit_discard(&s->batch);
 	return rc;
+}
+
+/* After the commit: the events, the log, and for a first link its mail. */
+static enum am_err
+idjag_answer(struct idjag_state *s, struct reg_result *out, struct am_error *e)
+{
+	const struct flow_env *env = s->env;
+	enum am_err rc;
+
+	audit_flush(env->audit, &s->batch);
+	if (s->link) {
+		log_info("first link requested registration=%s provider=%s", s->res.registration_id,
+			 s->v.provider->name);
+		/* After the commit, as for email registrations: no write lock
+		 * across SMTP; a failed send leaves a registration that expires. */
+		if ((rc = flow_send_claim_mail(env, s->link_to.email, s->token, s->att.expires_at,
+					       e)) != AM_OK)
+			return rc;
+	} else {
+		log_info("registration created id=%s kind=agent provider=%s user=%s", s->reg_id,
+			 s->v.provider->name, s->user_id);
+	}
+	*out = s->res;
+	return AM_OK;
+}
+
+enum am_err
+flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip,
+		    const char *assertion, const char *requested_type, struct reg_result *out,
+		    struct am_error *e)
+{
+	struct idjag_state *s = NULL;
+	enum am_err rc;
+
+	if ((rc = idjag_prepare(env, ip, assertion, requested_type, &s, e)) != AM_OK)
+		return rc;
+	if ((rc = idjag_write(st, s, e)) == AM_OK)
+		rc = idjag_answer(s, out, e);
+	idjag_free(s);
+	return rc;
+}
+
+static enum am_err
+idjag_job(struct store *st, void *arg, struct am_error *e)
+{
+	struct flow_pending_idjag *p = arg;
+
+	(void)e;
+	/* The registration opens and ends its own transaction (a savepoint of
+	 * the batch); its refusal (a replayed jti, a block) is the answer, not
+	 * a failure of the batch. */
+	memset(&p->s->err, 0, sizeof(p->s->err));
+	p->s->rc = idjag_write(st, p->s, &p->s->err);
+	return AM_OK;
+}
+
+static void
+idjag_done(struct store_job *job)
+{
+	struct flow_pending_idjag *p = job->arg;
+
+	p->done(p->done_arg);
+}
+
+enum am_err
+flow_register_idjag_submit(const struct flow_env *env, const char *ip, const char *assertion,
+			   const char *requested_type, struct flow_pending_idjag *p,
+			   void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	enum am_err rc;
+
+	memset(p, 0, sizeof(*p));
+	if ((rc = idjag_prepare(env, ip, assertion, requested_type, &p->s, e)) != AM_OK)
+		return rc;
+	p->done = done;
+	p->done_arg = done_arg;
+	p->job = (struct store_job){.run = idjag_job, .done = idjag_done, .arg = p};
+	if ((rc = store_writer_submit(env->writer, &p->job, e)) != AM_OK) {
+		idjag_free(p->s);
+		p->s = NULL;
+	}
+	return rc;
+}
+
+enum am_err
+flow_pending_idjag_result(struct flow_pending_idjag *p, struct reg_result *out, struct am_error *e)
+{
+	if (p->job.rc != AM_OK) {
+		*e = p->job.err;
+		return p->job.rc;
+	}
+	if (p->s->rc != AM_OK) {
+		*e = p->s->err;
+		return p->s->rc;
+	}
+	return idjag_answer(p->s, out, e);
+}
+
+void
+flow_pending_idjag_wipe(struct flow_pending_idjag *p)
+{
+	idjag_free(p->s);
+	p->s = NULL;
 }
 
 /* True when the events claim holds the revocation event. */

@@ -130,7 +130,7 @@ flow_new_attempt(const struct flow_env *env, struct store *st, const struct stor
 
 	if ((rc = mail_allowed(env, st, reg, email, now, e)) != AM_OK)
 		return rc;
-	if ((rc = am_rand_id("cla_", a.id, sizeof(a.id), e)) != AM_OK ||
+	if ((rc = flow_ordered_id("cla_", a.id, sizeof(a.id), e)) != AM_OK ||
 	    (rc = am_rand_token(PREFIX_ATTEMPT_TOKEN, token, FLOW_SECRET_LEN, e)) != AM_OK)
 		return rc;
 	am_sha256_str(token, a.token_hash);
@@ -483,6 +483,56 @@ wrong_code(const struct flow_env *env, struct store *st, const struct store_atte
 		       (long long)left);
 }
 
+/* The checks of a completion before its code is compared: the claim token's
+ * registration can still be claimed and has an open attempt with a live
+ * code. Reads only. */
+static enum am_err
+completion_due(const struct flow_env *env, struct store *st, const char *claim_token, int64_t now,
+	       struct store_reg *reg, struct store_attempt *att, struct am_error *e)
+{
+	enum am_err rc;
+
+	if ((rc = claimable(st, claim_token, now, AM_E_PREVIOUSLY_CLAIMED, reg, e)) != AM_OK)
+		return rc;
+	rc = store_attempt_open_for(st, reg->id, att, e);
+	if (rc == AM_E_NOT_FOUND)
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "no claim is in progress; start one at /agent/auth/claim");
+	if (rc != AM_OK)
+		return rc;
+	if (now >= att->expires_at)
+		return am_fail(
+			e, AM_E_OTP_EXPIRED,
+			"the claim link expired; start the claim again at /agent/auth/claim");
+	if (!att->has_otp) {
+		if (att->otp_failures >= env->cfg->otp_attempts)
+			return am_fail(e, AM_E_OTP_EXPIRED,
+				       "too many wrong codes: this code no longer works; open the "
+				       "link in the email again for a new one");
+		return am_fail(e, AM_E_OTP_INVALID,
+			       "no code has been shown yet; the user must open the link in "
+			       "the email and press the button");
+	}
+	if (now >= att->otp_expires_at)
+		return am_fail(e, AM_E_OTP_EXPIRED,
+			       "the code expired; open the link in the email again for a new one");
+	return AM_OK;
+}
+
+static bool
+code_matches(const struct store_attempt *att, const char *otp)
+{
+	uint8_t hash[AM_HASH_LEN];
+	bool ok;
+
+	if (!otp_well_formed(otp))
+		return false;
+	otp_hash(att->id, otp, hash);
+	ok = am_ct_equal(hash, att->otp_hash, AM_HASH_LEN);
+	OPENSSL_cleanse(hash, sizeof(hash));
+	return ok;
+}
+
 enum am_err
 flow_claim_complete(const struct flow_env *env, struct store *st, const char *ip,
 		    const char *claim_token, const char *otp, struct reg_result *out,
@@ -492,48 +542,15 @@ flow_claim_complete(const struct flow_env *env, struct store *st, const char *ip
 	struct store_reg reg;
 	struct store_attempt att;
 	struct reg_result res = {0};
-	uint8_t hash[AM_HASH_LEN];
 	char user_id[STORE_ID_LEN] = "";
 	int64_t now = flow_now(env);
 	enum am_err rc;
 
 	if ((rc = store_begin(st, e)) != AM_OK)
 		return rc;
-	if ((rc = claimable(st, claim_token, now, AM_E_PREVIOUSLY_CLAIMED, &reg, e)) != AM_OK)
+	if ((rc = completion_due(env, st, claim_token, now, &reg, &att, e)) != AM_OK)
 		goto fail;
-	rc = store_attempt_open_for(st, reg.id, &att, e);
-	if (rc == AM_E_NOT_FOUND) {
-		rc = am_fail(e, AM_E_INVALID_REQUEST,
-			     "no claim is in progress; start one at /agent/auth/claim");
-		goto fail;
-	}
-	if (rc != AM_OK)
-		goto fail;
-	if (now >= att.expires_at) {
-		rc = am_fail(e, AM_E_OTP_EXPIRED,
-			     "the claim link expired; start the claim again at /agent/auth/claim");
-		goto fail;
-	}
-	if (!att.has_otp) {
-		if (att.otp_failures >= env->cfg->otp_attempts)
-			rc = am_fail(e, AM_E_OTP_EXPIRED,
-				     "too many wrong codes: this code no longer works; open the "
-				     "link in the email again for a new one");
-		else
-			rc = am_fail(e, AM_E_OTP_INVALID,
-				     "no code has been shown yet; the user must open the link in "
-				     "the email and press the button");
-		goto fail;
-	}
-	if (now >= att.otp_expires_at) {
-		rc = am_fail(e, AM_E_OTP_EXPIRED,
-			     "the code expired; open the link in the email again for a new one");
-		goto fail;
-	}
-	if (!otp_well_formed(otp))
-		return wrong_code(env, st, &att, e);
-	otp_hash(att.id, otp, hash);
-	if (!am_ct_equal(hash, att.otp_hash, AM_HASH_LEN))
+	if (!code_matches(&att, otp))
 		return wrong_code(env, st, &att, e);
 
 	if ((rc = match_user(env, st, att.email, user_id, e)) != AM_OK)
@@ -571,4 +588,107 @@ fail:
 	audit_discard(&batch);
 	OPENSSL_cleanse(&res, sizeof(res));
 	return rc;
+}
+
+static enum am_err
+complete_job(struct store *st, void *arg, struct am_error *e)
+{
+	struct flow_pending_claim *p = arg;
+
+	(void)e;
+	/* The completion opens and ends its own transaction (a savepoint of
+	 * the batch): whatever it kept, a counted wrong code included, is the
+	 * batch's to commit, so the job itself always succeeds. */
+	memset(&p->err, 0, sizeof(p->err));
+	p->rc = flow_claim_complete(p->env, st, p->ip, p->claim_token, p->otp, &p->res,
+				    p->claimed_by, &p->err);
+	return AM_OK;
+}
+
+/* A refused guess: only its count is written. */
+static enum am_err
+wrong_guess_job(struct store *st, void *arg, struct am_error *e)
+{
+	struct flow_pending_claim *p = arg;
+	enum am_err rc;
+
+	if ((rc = store_attempt_fail(st, p->attempt_id, p->env->cfg->otp_attempts, e)) != AM_OK)
+		return rc; /* the job fails: 503, and an uncounted guess is never free */
+	log_info("otp mismatch attempt=%s failures=%lld", p->attempt_id,
+		 (long long)(p->failures + 1));
+	p->rc = p->failures + 1 >= p->env->cfg->otp_attempts
+			? am_fail(&p->err, AM_E_OTP_EXPIRED,
+				  "too many wrong codes: this code no longer works; open the link "
+				  "in the email again for a new one")
+			: am_fail(&p->err, AM_E_OTP_INVALID,
+				  "the code does not match; %lld tries left",
+				  (long long)(p->env->cfg->otp_attempts - (p->failures + 1)));
+	return AM_OK;
+}
+
+static void
+complete_done(struct store_job *job)
+{
+	struct flow_pending_claim *p = job->arg;
+
+	p->done(p->done_arg);
+}
+
+enum am_err
+flow_claim_complete_submit(const struct flow_env *env, struct store *st, const char *ip,
+			   const char *claim_token, const char *otp, struct flow_pending_claim *p,
+			   void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	struct store_reg reg;
+	struct store_attempt att;
+	enum am_err rc;
+	bool matches;
+
+	memset(p, 0, sizeof(*p));
+	/* Checked first on the caller's own connection, reading only: a
+	 * completion that fails a check writes nothing and is answered now, and
+	 * a wrong code costs the writer one counter update. Only a matching
+	 * code runs the whole completion in the group commit, where every check
+	 * is made again inside the transaction. */
+	if ((rc = completion_due(env, st, claim_token, flow_now(env), &reg, &att, e)) != AM_OK)
+		return rc;
+	matches = code_matches(&att, otp);
+	am_copy(p->attempt_id, sizeof(p->attempt_id), att.id);
+	p->failures = att.otp_failures;
+	OPENSSL_cleanse(&att, sizeof(att));
+	if (!am_copy(p->claim_token, sizeof(p->claim_token), claim_token) ||
+	    !am_copy(p->otp, sizeof(p->otp), otp) ||
+	    !am_copy(p->ip, sizeof(p->ip), ip != NULL ? ip : ""))
+		return am_fail(e, AM_E_INVALID_REQUEST, "claim_token or otp is too long");
+	p->env = env;
+	p->done = done;
+	p->done_arg = done_arg;
+	p->job = (struct store_job){
+		.run = matches ? complete_job : wrong_guess_job, .done = complete_done, .arg = p};
+	return store_writer_submit(env->writer, &p->job, e);
+}
+
+enum am_err
+flow_pending_claim_result(struct flow_pending_claim *p, struct reg_result *out,
+			  char claimed_by[STORE_ID_LEN], struct am_error *e)
+{
+	if (p->job.rc != AM_OK) {
+		*e = p->job.err;
+		return p->job.rc;
+	}
+	if (p->rc != AM_OK) {
+		*e = p->err;
+		return p->rc;
+	}
+	*out = p->res;
+	am_copy(claimed_by, STORE_ID_LEN, p->claimed_by);
+	return AM_OK;
+}
+
+void
+flow_pending_claim_wipe(struct flow_pending_claim *p)
+{
+	OPENSSL_cleanse(p->claim_token, sizeof(p->claim_token));
+	OPENSSL_cleanse(p->otp, sizeof(p->otp));
+	flow_result_wipe(&p->res, sizeof(p->res));
 }

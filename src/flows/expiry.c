@@ -4,7 +4,8 @@
 #include "core/log.h"
 #include "flows/internal.h"
 
-#define SWEEP_BATCH 100
+#define SWEEP_BATCH 100 /* due ids read at once */
+#define SWEEP_CHUNK 16	/* registrations expired per writer job */
 
 static enum am_err
 expire_one(const struct flow_env *env, struct store *st, const char *id, int64_t now, bool *expired,
@@ -48,6 +49,55 @@ fail:
 	return rc;
 }
 
+/* One writer job: up to SWEEP_CHUNK registrations expired, each in its own
+ * savepoint (expire_one's transaction), then the jti records. */
+struct sweep_job {
+	const struct flow_env *env;
+	char (*ids)[STORE_ID_LEN];
+	size_t n;
+	int64_t now;
+	int expired;
+	int purged;
+	bool purge;
+};
+
+static enum am_err
+sweep_chunk(struct store *st, void *arg, struct am_error *e)
+{
+	struct sweep_job *j = arg;
+	enum am_err rc;
+
+	for (size_t i = 0; i < j->n; i++) {
+		bool expired;
+
+		if ((rc = expire_one(j->env, st, j->ids[i], j->now, &expired, e)) != AM_OK)
+			return rc;
+		j->expired += expired ? 1 : 0;
+	}
+	if (j->purge)
+		return store_jti_purge(st, j->now, &j->purged, e);
+	return AM_OK;
+}
+
+/* Runs a chunk through the store writer (group commit, shared with the
+ * requests' writes), or on st itself when there is no writer. */
+static enum am_err
+run_chunk(const struct flow_env *env, struct store *st, struct sweep_job *j, struct am_error *e)
+{
+	struct store_job job = {.run = sweep_chunk, .arg = j};
+	enum am_err rc;
+
+	if (env->writer != NULL)
+		return store_writer_run(env->writer, &job, e);
+	if (!j->purge)
+		return sweep_chunk(st, j, e); /* expire_one has its own transactions */
+	if ((rc = store_begin(st, e)) != AM_OK)
+		return rc;
+	if ((rc = sweep_chunk(st, j, e)) != AM_OK || (rc = store_commit(st, e)) != AM_OK)
+		store_rollback(st);
+	return rc;
+}
+
 enum am_err
 flow_sweep(const struct flow_env *env, struct store *st, int *count, struct am_error *e)
 {
@@ -61,24 +111,30 @@ flow_sweep(const struct flow_env *env, struct store *st, int *count, struct am_e
 	for (int round = 0; round < 100; round++) {
 		if ((rc = store_reg_due(st, now, ids, SWEEP_BATCH, &n, e)) != AM_OK)
 			return rc;
-		for (size_t i = 0; i < n; i++) {
-			bool expired;
+		/* Small jobs: each holds the writer for a few registrations only,
+		 * so the requests' writes queued behind it wait milliseconds. */
+		for (size_t i = 0; i < n; i += SWEEP_CHUNK) {
+			struct sweep_job j = {.env = env, .ids = ids + i, .now = now};
 
-			if ((rc = expire_one(env, st, ids[i], now, &expired, e)) != AM_OK)
+			j.n = n - i < SWEEP_CHUNK ? n - i : SWEEP_CHUNK;
+			if ((rc = run_chunk(env, st, &j, e)) != AM_OK)
 				return rc;
-			*count += expired ? 1 : 0;
+			*count += j.expired;
 		}
 		if (n < SWEEP_BATCH)
 			break;
 	}
-	{
-		/* Replay records outlive their tokens' windows by nothing. */
-		int purged = 0;
+	/* Replay records outlive their tokens' windows by nothing; purged in
+	 * bounded steps for the same reason. */
+	for (int round = 0; round < 1000; round++) {
+		struct sweep_job j = {.env = env, .now = now, .purge = true};
 
-		if ((rc = store_jti_purge(st, now, &purged, e)) != AM_OK)
+		if ((rc = run_chunk(env, st, &j, e)) != AM_OK)
 			return rc;
-		if (purged > 0)
-			log_debug("jti records purged count=%d", purged);
+		if (j.purged > 0)
+			log_debug("jti records purged count=%d", j.purged);
+		if (j.purged < STORE_PURGE_MAX)
+			break;
 	}
 	return AM_OK;
 }

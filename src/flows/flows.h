@@ -23,14 +23,16 @@
 struct ratelimit;
 struct trust;
 struct cimd;
+struct store_writer;
 
 struct flow_env {
 	const struct am_config *cfg;
-	struct mailer *mail;	  /* NULL: mail is not sent (unit tests) */
-	struct audit_sink *audit; /* NULL: store rows only */
-	struct ratelimit *limits; /* NULL: no rate limits */
-	struct trust *trust;	  /* the trusted providers' keys */
-	struct cimd *cimd;	  /* client metadata documents; NULL: none resolved */
+	struct mailer *mail;	     /* NULL: mail is not sent (unit tests) */
+	struct audit_sink *audit;    /* NULL: store rows only */
+	struct ratelimit *limits;    /* NULL: no rate limits */
+	struct trust *trust;	     /* the trusted providers' keys */
+	struct cimd *cimd;	     /* client metadata documents; NULL: none resolved */
+	struct store_writer *writer; /* group commit; NULL: only the synchronous flows */
 	struct am_clock clock;
 };
 
@@ -56,6 +58,37 @@ struct reg_result {
 enum am_err flow_register_anonymous(const struct flow_env *env, struct store *st, const char *ip,
 				    const char *requested_type, struct reg_result *out,
 				    struct am_error *e) AM_WUR;
+
+/* An anonymous registration waiting for its commit (two-phase, for a
+ * caller that must not block): the fields are the flow's. */
+struct flow_pending_reg {
+	struct store_job job;
+	const struct flow_env *env;
+	struct store_reg reg;
+	struct store_cred cred;
+	struct reg_result res;
+	struct audit_batch batch;
+	void (*done)(void *arg);
+	void *done_arg;
+};
+
+/* The same as flow_register_anonymous, in two phases: the checks and the
+ * secrets now (an error here is final and done is not called), the writes
+ * as a job of env->writer's next group commit. done(done_arg) is called
+ * once, on the writer's thread, when the outcome is known; it must only
+ * hand over (wake the request), and then flow_pending_reg_result gives the
+ * answer. p is the caller's until done has run, then until it is wiped
+ * with flow_pending_reg_wipe (also after a failed submit: no need). */
+enum am_err flow_register_anonymous_submit(const struct flow_env *env, const char *ip,
+					   const char *requested_type, struct flow_pending_reg *p,
+					   void (*done)(void *arg), void *done_arg,
+					   struct am_error *e) AM_WUR;
+/* After done: AM_OK with *out (the registration is durable), or the error
+ * that undid it (AM_E_UNAVAILABLE with retry_after when the commit failed). */
+enum am_err flow_pending_reg_result(struct flow_pending_reg *p, struct reg_result *out,
+				    struct am_error *e) AM_WUR;
+/* Zeroes the secrets of p and frees what it holds (not p itself). */
+void flow_pending_reg_wipe(struct flow_pending_reg *p);
 
 /* Registers with a user's email (verified_email): no credential; the claim
  * attempt is created and its email sent at once. */
@@ -98,6 +131,43 @@ enum am_err flow_claim_complete(const struct flow_env *env, struct store *st, co
 				const char *claim_token, const char *otp, struct reg_result *out,
 				char claimed_by[STORE_ID_LEN], struct am_error *e) AM_WUR;
 
+/* A claim completion waiting for its commit (two-phase): the whole
+ * completion (its checks, the counted wrong guess, the claim) runs as one
+ * job of env->writer's next group commit; nothing in it waits on anything
+ * but the store. The fields are the flow's. */
+struct flow_pending_claim {
+	struct store_job job;
+	const struct flow_env *env;
+	char ip[64];
+	char claim_token[AM_MAX_TOKEN_BYTES + 1];
+	char otp[33];
+	char attempt_id[STORE_ID_LEN]; /* a wrong code: the attempt to count it on */
+	int64_t failures;	       /* its failures before this one */
+	enum am_err rc;		       /* the completion's own outcome */
+	struct am_error err;
+	struct reg_result res;
+	char claimed_by[STORE_ID_LEN];
+	void (*done)(void *arg);
+	void *done_arg;
+};
+
+/* flow_claim_complete in two phases, with the contract of
+ * flow_register_anonymous_submit: the checks are read first on st (the
+ * caller's connection; an error now is final, done is not called, nothing
+ * is written); a wrong code becomes a job that only counts it, a matching
+ * one the whole completion (checked again inside the transaction). Then
+ * done(done_arg) runs once on the writer's thread and
+ * flow_pending_claim_result gives the answer (AM_OK only once committed;
+ * a wrong code's counted failure is committed before its 401). */
+enum am_err flow_claim_complete_submit(const struct flow_env *env, struct store *st, const char *ip,
+				       const char *claim_token, const char *otp,
+				       struct flow_pending_claim *p, void (*done)(void *arg),
+				       void *done_arg, struct am_error *e) AM_WUR;
+enum am_err flow_pending_claim_result(struct flow_pending_claim *p, struct reg_result *out,
+				      char claimed_by[STORE_ID_LEN], struct am_error *e) AM_WUR;
+/* Zeroes the secrets of p (not p itself). */
+void flow_pending_claim_wipe(struct flow_pending_claim *p);
+
 /* The resource gate: the live credential for a bearer value. Unknown,
  * revoked, expired, and credentials of expired registrations are all
  * AM_E_INVALID_TOKEN. Found rows are cached in-process (by hash) for at
@@ -134,6 +204,28 @@ enum am_err flow_rate_check(const struct flow_env *env, const char *kind,
 enum am_err flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip,
 				const char *assertion, const char *requested_type,
 				struct reg_result *out, struct am_error *e) AM_WUR;
+
+/* An ID-JAG registration waiting for its commit (two-phase). The token is
+ * verified and every check that needs no store made on the caller's thread
+ * (a key fetch included); the transaction (replay record, user,
+ * registration, credential) is a job of env->writer's group commit. The
+ * contract is flow_register_anonymous_submit's; a first link's claim mail
+ * is sent by flow_pending_idjag_result, after the commit. */
+struct idjag_state;
+struct flow_pending_idjag {
+	struct store_job job;
+	struct idjag_state *s; /* the flow's */
+	void (*done)(void *arg);
+	void *done_arg;
+};
+enum am_err flow_register_idjag_submit(const struct flow_env *env, const char *ip,
+				       const char *assertion, const char *requested_type,
+				       struct flow_pending_idjag *p, void (*done)(void *arg),
+				       void *done_arg, struct am_error *e) AM_WUR;
+enum am_err flow_pending_idjag_result(struct flow_pending_idjag *p, struct reg_result *out,
+				      struct am_error *e) AM_WUR;
+/* Frees what p holds and zeroes its secrets (not p itself). */
+void flow_pending_idjag_wipe(struct flow_pending_idjag *p);
 
 /* Processes a provider's logout token: verified like an ID-JAG but with typ
  * logout+jwt, the revocation event, no nonce and its own replay check;

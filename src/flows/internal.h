@@ -50,6 +50,12 @@ enum am_err flow_first_link_complete(const struct flow_env *env, struct store *s
 				     struct audit_batch *batch, struct reg_result *out,
 				     struct am_error *e) AM_WUR;
 
+/* A public id for a new row: prefix, the current time in milliseconds (11
+ * hex digits) and 96 random bits (24 hex digits), so ids sort by creation
+ * and inserts stay at the right edge of their indexes. Fits STORE_ID_LEN
+ * for prefixes of up to 4 characters. */
+enum am_err flow_ordered_id(const char *prefix, char *out, size_t cap, struct am_error *e) AM_WUR;
+
 /* Parses "api_key" / "access_token" (NULL gives dflt). */
 enum am_err flow_cred_type(const char *name, enum cred_type dflt, enum cred_type *out,
 			   struct am_error *e) AM_WUR;

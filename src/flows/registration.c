@@ -1,5 +1,7 @@
 /* POST /agent/auth for the user-claimed flows: anonymous and verified_email. */
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/log.h"
 #include "core/str.h"
@@ -42,42 +44,82 @@ flow_issue_credential_for(const struct flow_env *env, struct store *st, const ch
 	return issue(env, st, registration_id, type, scopes, user_id, "id_jag", iss, sub, out, e);
 }
 
-static enum am_err
-issue(const struct flow_env *env, struct store *st, const char *registration_id,
-      enum cred_type type, const char *scopes, const char *user_id, const char *source,
-      const char *iss, const char *sub, struct reg_result *out, struct am_error *e)
+enum am_err
+flow_ordered_id(const char *prefix, char *out, size_t cap, struct am_error *e)
 {
-	struct store_cred c = {0};
+	char rnd[STORE_ID_LEN];
+	struct timespec ts;
+	uint64_t ms;
+	enum am_err rc;
+	int n;
+
+	/* The time first (milliseconds, 11 hex digits, good to the year 2527),
+	 * then the 96 random bits of any public id: ids made close together
+	 * sort together, so the primary keys and every index on them grow at
+	 * their right edge, and a batch of registrations dirties a few pages
+	 * instead of one random page per index per registration. */
+	if ((rc = am_rand_id("", rnd, sizeof(rnd), e)) != AM_OK)
+		return rc;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	n = snprintf(out, cap, "%s%011llx%s", prefix, (unsigned long long)(ms & 0xfffffffffffULL),
+		     rnd);
+	if (n < 0 || (size_t)n >= cap)
+		return am_fail(e, AM_E_INTERNAL, "id too long");
+	return AM_OK;
+}
+
+/* Mints a credential's id and secret (into out) and fills its row c. */
+static enum am_err
+new_credential(const struct flow_env *env, const char *registration_id, enum cred_type type,
+	       const char *scopes, const char *user_id, const char *source, const char *iss,
+	       const char *sub, struct store_cred *c, struct reg_result *out, struct am_error *e)
+{
 	int64_t now = flow_now(env);
 	enum am_err rc;
 
-	if ((rc = am_rand_id("crd_", c.id, sizeof(c.id), e)) != AM_OK ||
+	memset(c, 0, sizeof(*c));
+	if ((rc = flow_ordered_id("crd_", c->id, sizeof(c->id), e)) != AM_OK ||
 	    (rc = am_rand_token(type == CRED_API_KEY ? PREFIX_API_KEY : PREFIX_ACCESS_TOKEN,
 				out->credential, sizeof(out->credential), e)) != AM_OK)
 		return rc;
-	am_sha256_str(out->credential, c.hash);
-	c.type = type;
-	if (!am_copy(c.scopes, sizeof(c.scopes), scopes) ||
-	    !am_copy(c.source, sizeof(c.source), source) ||
-	    !am_copy(c.registration_id, sizeof(c.registration_id), registration_id) ||
-	    !am_copy(c.user_id, sizeof(c.user_id), user_id != NULL ? user_id : ""))
+	am_sha256_str(out->credential, c->hash);
+	c->type = type;
+	if (!am_copy(c->scopes, sizeof(c->scopes), scopes) ||
+	    !am_copy(c->source, sizeof(c->source), source) ||
+	    !am_copy(c->registration_id, sizeof(c->registration_id), registration_id) ||
+	    !am_copy(c->user_id, sizeof(c->user_id), user_id != NULL ? user_id : ""))
 		return am_fail(e, AM_E_INTERNAL, "credential field too long");
 	if (iss != NULL) {
 		/* The audience is recorded in its canonical form (our issuer),
 		 * whichever of the two accepted values the token named, so a
 		 * logout token with either value finds it. */
-		am_copy(c.iss, sizeof(c.iss), iss);
-		am_copy(c.sub, sizeof(c.sub), sub);
-		am_copy(c.aud, sizeof(c.aud), env->cfg->public_url);
+		am_copy(c->iss, sizeof(c->iss), iss);
+		am_copy(c->sub, sizeof(c->sub), sub);
+		am_copy(c->aud, sizeof(c->aud), env->cfg->public_url);
 	}
-	c.created_at = now;
-	c.expires_at = type == CRED_ACCESS_TOKEN ? am_time_add(now, env->cfg->ttl_access_token) : 0;
-	if ((rc = store_cred_insert(st, &c, e)) != AM_OK)
-		return rc;
+	c->created_at = now;
+	c->expires_at =
+		type == CRED_ACCESS_TOKEN ? am_time_add(now, env->cfg->ttl_access_token) : 0;
 	out->has_credential = true;
 	out->credential_type = type;
-	out->credential_expires = c.expires_at;
+	out->credential_expires = c->expires_at;
 	am_copy(out->scopes, sizeof(out->scopes), scopes);
+	return AM_OK;
+}
+
+static enum am_err
+issue(const struct flow_env *env, struct store *st, const char *registration_id,
+      enum cred_type type, const char *scopes, const char *user_id, const char *source,
+      const char *iss, const char *sub, struct reg_result *out, struct am_error *e)
+{
+	struct store_cred c;
+	enum am_err rc;
+
+	if ((rc = new_credential(env, registration_id, type, scopes, user_id, source, iss, sub, &c,
+				 out, e)) != AM_OK ||
+	    (rc = store_cred_insert(st, &c, e)) != AM_OK)
+		return rc;
 	log_info("credential issued id=%s type=%s registration=%s", c.id,
 		 store_cred_type_name(type), registration_id);
 	return AM_OK;
@@ -93,7 +135,7 @@ new_registration(const struct flow_env *env, enum reg_kind kind, enum reg_status
 	enum am_err rc;
 
 	memset(reg, 0, sizeof(*reg));
-	if ((rc = am_rand_id("reg_", reg->id, sizeof(reg->id), e)) != AM_OK ||
+	if ((rc = flow_ordered_id("reg_", reg->id, sizeof(reg->id), e)) != AM_OK ||
 	    (rc = am_rand_token(PREFIX_CLAIM_TOKEN, out->claim_token, sizeof(out->claim_token),
 				e)) != AM_OK)
 		return rc;
@@ -118,17 +160,17 @@ created_fields(const char *type, const char *ip)
 	return json_pack("{s:s, s:s?}", "registration_type", type, "ip", ip);
 }
 
-enum am_err
-flow_register_anonymous(const struct flow_env *env, struct store *st, const char *ip,
-			const char *requested_type, struct reg_result *out, struct am_error *e)
+/* The checks and secrets of an anonymous registration, before any write. */
+static enum am_err
+anonymous_prepare(const struct flow_env *env, const char *ip, const char *requested_type,
+		  struct flow_pending_reg *p, struct am_error *e)
 {
-	struct audit_batch batch = {0};
-	struct store_reg reg;
-	struct reg_result res = {0};
 	int64_t retry_after;
 	enum cred_type type;
 	enum am_err rc;
 
+	memset(p, 0, sizeof(*p));
+	p->env = env;
 	if (!env->cfg->flow_anonymous)
 		return am_fail(e, AM_E_ANONYMOUS_NOT_ENABLED,
 			       "this service does not accept anonymous registration");
@@ -142,26 +184,102 @@ flow_register_anonymous(const struct flow_env *env, struct store *st, const char
 	    (rc = flow_rate_check(env, "anonymous", FLOW_RATE_GLOBAL, ip, &retry_after, e)) !=
 		    AM_OK)
 		return rc;
-	if ((rc = new_registration(env, REG_ANONYMOUS, REG_UNCLAIMED, type, ip, &reg, &res, e)) !=
-	    AM_OK)
-		goto wipe;
+	if ((rc = new_registration(env, REG_ANONYMOUS, REG_UNCLAIMED, type, ip, &p->reg, &p->res,
+				   e)) != AM_OK ||
+	    (rc = new_credential(env, p->reg.id, type, env->cfg->scopes_pre_claim, NULL,
+				 "anonymous", NULL, NULL, &p->cred, &p->res, e)) != AM_OK)
+		flow_result_wipe(&p->res, sizeof(p->res));
+	return rc;
+}
+
+/* The writes of an anonymous registration: one job of a batch (or one
+ * transaction of its own, through flow_register_anonymous). */
+static enum am_err
+anonymous_write(struct store *st, void *arg, struct am_error *e)
+{
+	struct flow_pending_reg *p = arg;
+	const char *ip = p->reg.ip[0] != '\0' ? p->reg.ip : NULL;
+	enum am_err rc;
+
+	audit_discard(&p->batch); /* a retried job starts clean */
+	if ((rc = store_reg_insert(st, &p->reg, e)) != AM_OK ||
+	    (rc = store_cred_insert(st, &p->cred, e)) != AM_OK ||
+	    (rc = audit_add(st, &p->batch, p->env->cfg->tenant, p->reg.created_at,
+			    "registration.created", p->reg.id, created_fields("anonymous", ip),
+			    e)) != AM_OK) {
+		audit_discard(&p->batch);
+		return rc;
+	}
+	return AM_OK;
+}
+
+static void
+pending_done(struct store_job *job)
+{
+	struct flow_pending_reg *p = job->arg;
+
+	p->done(p->done_arg);
+}
+
+enum am_err
+flow_register_anonymous_submit(const struct flow_env *env, const char *ip,
+			       const char *requested_type, struct flow_pending_reg *p,
+			       void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	enum am_err rc;
+
+	if ((rc = anonymous_prepare(env, ip, requested_type, p, e)) != AM_OK)
+		return rc;
+	p->done = done;
+	p->done_arg = done_arg;
+	p->job = (struct store_job){.run = anonymous_write, .done = pending_done, .arg = p};
+	if ((rc = store_writer_submit(env->writer, &p->job, e)) != AM_OK)
+		flow_pending_reg_wipe(p);
+	return rc;
+}
+
+enum am_err
+flow_pending_reg_result(struct flow_pending_reg *p, struct reg_result *out, struct am_error *e)
+{
+	if (p->job.rc != AM_OK) {
+		*e = p->job.err;
+		return p->job.rc;
+	}
+	audit_flush(p->env->audit, &p->batch);
+	log_info("credential issued id=%s type=%s registration=%s", p->cred.id,
+		 store_cred_type_name(p->cred.type), p->reg.id);
+	log_info("registration created id=%s kind=anonymous scopes=\"%s\"", p->reg.id,
+		 p->res.scopes);
+	*out = p->res;
+	return AM_OK;
+}
+
+void
+flow_pending_reg_wipe(struct flow_pending_reg *p)
+{
+	audit_discard(&p->batch);
+	flow_result_wipe(&p->res, sizeof(p->res));
+}
+
+enum am_err
+flow_register_anonymous(const struct flow_env *env, struct store *st, const char *ip,
+			const char *requested_type, struct reg_result *out, struct am_error *e)
+{
+	struct flow_pending_reg p;
+	enum am_err rc;
+
+	if ((rc = anonymous_prepare(env, ip, requested_type, &p, e)) != AM_OK)
+		return rc;
 	if ((rc = store_begin(st, e)) != AM_OK)
 		goto wipe;
-	if ((rc = store_reg_insert(st, &reg, e)) != AM_OK ||
-	    (rc = flow_issue_credential(env, st, reg.id, type, env->cfg->scopes_pre_claim, NULL,
-					"anonymous", &res, e)) != AM_OK ||
-	    (rc = audit_add(st, &batch, env->cfg->tenant, reg.created_at, "registration.created",
-			    reg.id, created_fields("anonymous", ip), e)) != AM_OK ||
-	    (rc = store_commit(st, e)) != AM_OK) {
+	if ((rc = anonymous_write(st, &p, e)) != AM_OK || (rc = store_commit(st, e)) != AM_OK) {
 		store_rollback(st);
-		audit_discard(&batch);
 		goto wipe;
 	}
-	audit_flush(env->audit, &batch);
-	log_info("registration created id=%s kind=anonymous scopes=\"%s\"", reg.id, res.scopes);
-	*out = res;
+	p.job.rc = AM_OK;
+	rc = flow_pending_reg_result(&p, out, e);
 wipe:
-	flow_result_wipe(&res, sizeof(res));
+	flow_pending_reg_wipe(&p);
 	return rc;
 }
 

@@ -16,6 +16,8 @@
 #include "core/errors.h"
 #include "core/str.h"
 
+struct http_resp;
+
 struct http_req {
 	void *conn; /* the MHD connection; http/ only */
 	const char *method;
@@ -27,6 +29,17 @@ struct http_req {
 	bool too_large;
 	size_t discarded; /* bytes of an over-limit body dropped */
 	bool responded;	  /* a reply was queued before the body ended */
+	/* A parked request (http_park); http/ only. */
+	void *srv;
+	int park_state;
+	enum am_err (*finish)(void *app, struct http_req *rq, struct http_resp *rs,
+			      struct am_error *e);
+	void *park_ctx;
+	void (*park_free)(void *ctx);
+	/* gate metrics: the matched route's pattern (NULL: none) and the
+	 * request's start (am_metrics_now); http/ only */
+	const char *route;
+	double started;
 };
 
 #define HTTP_MAX_HEADERS 8
@@ -85,7 +98,11 @@ struct http_options {
 enum am_err http_server_start(const struct http_options *opt, const struct http_route *routes,
 			      size_t nroutes, void *app, struct http_server **out,
 			      struct am_error *e) AM_WUR;
-/* Stops accepting, lets in-flight requests finish, and frees the server. */
+/* Stops accepting new connections (the listening socket is closed); the
+ * open ones are still served. */
+void http_server_quiesce(struct http_server *srv);
+/* Stops accepting, lets in-flight requests finish, and frees the server.
+ * Every parked request must have been resumed before. */
 void http_server_stop(struct http_server *srv);
 
 /* Request accessors (borrowed strings, valid during the handler). */
@@ -101,6 +118,20 @@ bool http_form_field(struct http_req *rq, const char *name, char *out, size_t ca
  * forwarding header the proxy writes (X-Forwarded-For, or Forwarded when
  * rfc7239), read right to left (proxy.c). */
 void http_proxy_client_ip(const struct am_cidr_list *trusted, bool rfc7239, struct http_req *rq);
+
+/* Two-phase handlers: a handler that must wait (for a durable commit)
+ * calls http_park and returns AM_OK without a reply. Its connection is
+ * suspended and the worker thread serves other connections. When the wait
+ * is over, whoever ended it calls http_resume(rq) (any thread, exactly
+ * once); then finish runs on a worker, fills rs or returns an error code
+ * as a handler does. ctx is kept for finish as rq->park_ctx and released
+ * with ctx_free (may be NULL) when the request ends, whatever happened to
+ * the connection. A handler parks at most once per request. */
+void http_park(struct http_req *rq,
+	       enum am_err (*finish)(void *app, struct http_req *rq, struct http_resp *rs,
+				     struct am_error *e),
+	       void *ctx, void (*ctx_free)(void *ctx));
+void http_resume(struct http_req *rq);
 
 /* Response builders. json is stolen; text is copied. */
 void http_reply_json(struct http_resp *rs, int status, json_t *json);

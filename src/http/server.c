@@ -1,4 +1,5 @@
 #include <arpa/inet.h>
+#include <assert.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
@@ -56,8 +57,11 @@ struct http_server {
 	size_t nwarn;
 	uint64_t warn_other;
 
+	pthread_mutex_t park_mu; /* http_req.park_state of parked requests */
+
 	pthread_t reaper;
 	bool reaper_started;
+	bool quiesced;
 	pthread_mutex_t stop_mu;
 	pthread_cond_t stop_cv;
 	bool stopping;
@@ -447,6 +451,99 @@ client_ip(struct MHD_Connection *conn, char *out, size_t cap)
 			  out, (socklen_t)cap);
 }
 
+enum { PARK_NONE, PARK_PARKING, PARK_WAITING, PARK_DONE, PARK_RESUMED, PARK_FINISHED };
+
+/* Turns a handler's error code into the reply, with Retry-After where the
+ * error carries one. */
+static void
+render_result(struct http_req *rq, struct http_resp *rs, enum am_err rc, struct am_error *e)
+{
+	if (rc == AM_OK)
+		return;
+	if ((rc == AM_E_RATE_LIMITED || rc == AM_E_UNAVAILABLE) && e->retry_after > 0) {
+		char secs[24];
+
+		snprintf(secs, sizeof(secs), "%ld", e->retry_after);
+		http_add_header(rs, "Retry-After", secs);
+	}
+	if (rc == AM_E_INTERNAL || rc == AM_E_UNAVAILABLE)
+		log_error("request failed path=%s code=%s detail=\"%s\"", rq->path, am_err_name(rc),
+			  e->detail);
+	render_error(rs, rc, e);
+}
+
+static enum MHD_Result
+reply(struct MHD_Connection *conn, struct http_req *rq, struct http_resp *rs)
+{
+	enum MHD_Result ret;
+
+	char status[8];
+	const char *route = rq->route != NULL ? rq->route : "unmatched";
+
+	log_info("http method=%s path=%s status=%d ip=%s", rq->method, rq->path, rs->status,
+		 rq->ip);
+	ret = send_resp(conn, rq, rs);
+	/* gate: metrics, labelled by route pattern (bounded), never by raw path */
+	snprintf(status, sizeof(status), "%d", rs->status);
+	am_metrics_inc(AM_M_HTTP_REQUESTS, route, status);
+	am_metrics_observe(AM_M_HTTP_DURATION, route, am_metrics_now() - rq->started);
+	resp_clear(rs);
+	return ret;
+}
+
+void
+http_park(struct http_req *rq,
+	  enum am_err (*finish)(void *app, struct http_req *rq, struct http_resp *rs,
+				struct am_error *e),
+	  void *ctx, void (*ctx_free)(void *ctx))
+{
+	struct http_server *srv = rq->srv;
+
+	assert(rq->finish == NULL && finish != NULL);
+	rq->finish = finish;
+	rq->park_ctx = ctx;
+	rq->park_free = ctx_free;
+	/* The wait may have ended already (http_resume made it PARK_DONE). */
+	pthread_mutex_lock(&srv->park_mu);
+	if (rq->park_state == PARK_NONE)
+		rq->park_state = PARK_PARKING;
+	pthread_mutex_unlock(&srv->park_mu);
+}
+
+/* The handler parked rq: suspend its connection, unless the wait already
+ * ended while the handler was returning, then resume it at once. */
+static enum MHD_Result
+park(struct http_server *srv, struct MHD_Connection *conn, struct http_req *rq)
+{
+	bool now;
+
+	MHD_suspend_connection(conn);
+	pthread_mutex_lock(&srv->park_mu);
+	now = rq->park_state == PARK_DONE;
+	rq->park_state = now ? PARK_RESUMED : PARK_WAITING;
+	pthread_mutex_unlock(&srv->park_mu);
+	if (now)
+		MHD_resume_connection(conn);
+	return MHD_YES;
+}
+
+void
+http_resume(struct http_req *rq)
+{
+	struct http_server *srv = rq->srv;
+	struct MHD_Connection *conn = rq->conn;
+	bool now;
+
+	pthread_mutex_lock(&srv->park_mu);
+	now = rq->park_state == PARK_WAITING;
+	rq->park_state = now ? PARK_RESUMED : PARK_DONE;
+	pthread_mutex_unlock(&srv->park_mu);
+	/* rq may be finished and freed by a worker as soon as the connection
+	 * is resumed: it is not touched after this. */
+	if (now)
+		MHD_resume_connection(conn);
+}
+
 static enum MHD_Result
 dispatch(struct http_server *srv, struct MHD_Connection *conn, struct http_req *rq)
 {
@@ -455,10 +552,7 @@ dispatch(struct http_server *srv, struct MHD_Connection *conn, struct http_req *
 	struct http_resp rs = {0};
 	struct am_error e = {0};
 	enum am_err rc;
-	enum MHD_Result ret;
 	char allow[64] = "";
-	double started = am_metrics_now(); /* gate: metrics */
-	char status[8];
 
 	for (size_t i = 0; i < srv->nroutes; i++) {
 		const struct http_route *r = &srv->routes[i];
@@ -472,6 +566,7 @@ dispatch(struct http_server *srv, struct MHD_Connection *conn, struct http_req *
 		if (strcmp(rq->method, r->method) == 0 || strcmp(r->method, "*") == 0 ||
 		    (strcmp(rq->method, "HEAD") == 0 && strcmp(r->method, "GET") == 0)) {
 			hit = r;
+			rq->route = r->path;
 			break;
 		}
 		if (strlen(allow) + strlen(r->method) + 3 < sizeof(allow)) {
@@ -489,29 +584,27 @@ dispatch(struct http_server *srv, struct MHD_Connection *conn, struct http_req *
 		render_error(&rs, AM_E_METHOD_NOT_ALLOWED, &e);
 	} else {
 		rc = hit->handler(srv->app, rq, &rs, &e);
-		if (rc != AM_OK) {
-			if ((rc == AM_E_RATE_LIMITED || rc == AM_E_UNAVAILABLE) &&
-			    e.retry_after > 0) {
-				char secs[24];
-
-				snprintf(secs, sizeof(secs), "%ld", e.retry_after);
-				http_add_header(&rs, "Retry-After", secs);
-			}
-			if (rc == AM_E_INTERNAL || rc == AM_E_UNAVAILABLE)
-				log_error("request failed path=%s code=%s detail=\"%s\"", rq->path,
-					  am_err_name(rc), e.detail);
-			render_error(&rs, rc, &e);
+		if (rc == AM_OK && rq->finish != NULL && !rq->responded) {
+			resp_clear(&rs);
+			return park(srv, conn, rq);
 		}
+		render_result(rq, &rs, rc, &e);
 	}
-	log_info("http method=%s path=%s status=%d ip=%s", rq->method, rq->path, rs.status, rq->ip);
-	ret = send_resp(conn, rq, &rs);
-	/* gate: metrics, labelled by route pattern (bounded), never by raw path */
-	snprintf(status, sizeof(status), "%d", rs.status);
-	am_metrics_inc(AM_M_HTTP_REQUESTS, hit != NULL ? hit->path : "unmatched", status);
-	am_metrics_observe(AM_M_HTTP_DURATION, hit != NULL ? hit->path : "unmatched",
-			   am_metrics_now() - started);
-	resp_clear(&rs);
-	return ret;
+	return reply(conn, rq, &rs);
+}
+
+/* The answer of a resumed request: its handler's second half. */
+static enum MHD_Result
+finish_parked(struct http_server *srv, struct MHD_Connection *conn, struct http_req *rq)
+{
+	struct http_resp rs = {0};
+	struct am_error e = {0};
+	enum am_err rc;
+
+	rq->park_state = PARK_FINISHED;
+	rc = rq->finish(srv->app, rq, &rs, &e);
+	render_result(rq, &rs, rc, &e);
+	return reply(conn, rq, &rs);
 }
 
 static enum MHD_Result
@@ -530,6 +623,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		if (rq == NULL)
 			return MHD_NO;
 		rq->conn = conn;
+		rq->srv = srv;
+		rq->started = am_metrics_now(); /* gate: the latency histogram */
 		rq->method = method;
 		rq->path = url;
 		client_ip(conn, rq->peer, sizeof(rq->peer));
@@ -566,6 +661,13 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		return MHD_YES;
 	}
 	am_log_set_request(rq->id);
+	if (rq->park_state == PARK_RESUMED) {
+		ret = finish_parked(srv, conn, rq);
+		am_log_set_request(NULL);
+		return ret;
+	}
+	if (rq->finish != NULL)
+		return MHD_YES; /* parked: nothing to do until it is resumed */
 	if (*upload_data_size > 0) {
 		/* libmicrohttpd 0.9.75 cannot queue a reply while the body is
 		 * still arriving, so an over-limit body is read and dropped, and
@@ -617,6 +719,8 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (rq->body.data != NULL)
 		OPENSSL_cleanse(rq->body.data, rq->body.len); /* bodies carry tokens and OTPs */
 	am_buf_free(&rq->body);
+	if (rq->park_free != NULL)
+		rq->park_free(rq->park_ctx);
 	free(rq);
 	*con_cls = NULL;
 	am_log_set_request(NULL);
@@ -695,6 +799,7 @@ server_free(struct http_server *srv)
 {
 	pthread_mutex_destroy(&srv->mu);
 	pthread_mutex_destroy(&srv->log_mu);
+	pthread_mutex_destroy(&srv->park_mu);
 	pthread_mutex_destroy(&srv->stop_mu);
 	pthread_cond_destroy(&srv->stop_cv);
 	free(srv);
@@ -712,8 +817,8 @@ http_server_start(const struct http_options *opt, const struct http_route *route
 {
 	struct http_server *srv = calloc(1, sizeof(*srv));
 	struct sockaddr_storage ss = {0};
-	unsigned flags =
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+			 MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
 	unsigned header_s, request_s, idle_s, per_ip, max_conns;
 	pthread_condattr_t ca;
 
@@ -721,6 +826,7 @@ http_server_start(const struct http_options *opt, const struct http_route *route
 		return am_fail(e, AM_E_INTERNAL, "out of memory");
 	pthread_mutex_init(&srv->mu, NULL);
 	pthread_mutex_init(&srv->log_mu, NULL);
+	pthread_mutex_init(&srv->park_mu, NULL);
 	pthread_mutex_init(&srv->stop_mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -792,6 +898,15 @@ http_server_start(const struct http_options *opt, const struct http_route *route
 }
 
 void
+http_server_quiesce(struct http_server *srv)
+{
+	if (srv == NULL || srv->quiesced)
+		return;
+	(void)MHD_quiesce_daemon(srv->daemon);
+	srv->quiesced = true;
+}
+
+void
 http_server_stop(struct http_server *srv)
 {
 	if (srv == NULL)
@@ -799,7 +914,7 @@ http_server_stop(struct http_server *srv)
 	/* Stop accepting first; MHD_stop_daemon then joins the workers, each
 	 * finishing the request it is in. The reaper goes first so that no
 	 * socket is shut down while the daemon tears its connections down. */
-	(void)MHD_quiesce_daemon(srv->daemon);
+	http_server_quiesce(srv);
 	if (srv->reaper_started) {
 		pthread_mutex_lock(&srv->stop_mu);
 		srv->stopping = true;

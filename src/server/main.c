@@ -417,12 +417,17 @@ main(int argc, char **argv)
 	}
 	log_info("signal=%d: draining", sig);
 	(void)sd_notify(0, "STOPPING=1");
-	http_server_stop(srv);
+	/* No new connections; then the writes already queued are committed
+	 * and their parked requests resumed, so none is left suspended when
+	 * the daemon stops (libmicrohttpd refuses to stop with one). */
+	http_server_quiesce(srv);
 	pthread_mutex_lock(&sw.mu);
 	sw.stop = true;
 	pthread_cond_signal(&sw.cv);
 	pthread_mutex_unlock(&sw.mu);
 	pthread_join(sw.thread, NULL);
+	app_stop_writer(app);
+	http_server_stop(srv);
 	mailer_stop(app->env.mail); /* before the pool it reads goes */
 	app_free(app);
 	curl_global_cleanup();

@@ -53,6 +53,65 @@ registration_body(const struct app *a, const struct reg_result *r)
 	return body;
 }
 
+/* An ID-JAG registration parked while its commit is pending. */
+struct idjag_park {
+	struct flow_pending_idjag p;
+	struct http_req *rq;
+};
+
+static void
+idjag_park_free(void *ctx)
+{
+	struct idjag_park *k = ctx;
+
+	flow_pending_idjag_wipe(&k->p);
+	free(k);
+}
+
+static void
+idjag_committed(void *arg)
+{
+	struct idjag_park *k = arg;
+
+	http_resume(k->rq);
+}
+
+static enum am_err
+idjag_finish(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct idjag_park *k = rq->park_ctx;
+	struct reg_result res = {0};
+	enum am_err rc;
+
+	if ((rc = flow_pending_idjag_result(&k->p, &res, e)) == AM_OK) {
+		http_reply_json(rs, 200, registration_body(app, &res));
+		no_store(rs);
+	}
+	flow_result_wipe(&res, sizeof(res));
+	return rc;
+}
+
+/* Verifies the ID-JAG here (signature work, a key fetch when due), then
+ * parks the request while its transaction waits for the group commit. */
+static enum am_err
+register_idjag_parked(struct app *a, struct http_req *rq, const char *assertion,
+		      const char *cred_type, struct am_error *e)
+{
+	struct idjag_park *k = calloc(1, sizeof(*k));
+	enum am_err rc;
+
+	if (k == NULL)
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	k->rq = rq;
+	if ((rc = flow_register_idjag_submit(&a->env, rq->ip, assertion, cred_type, &k->p,
+					     idjag_committed, k, e)) != AM_OK) {
+		free(k);
+		return rc;
+	}
+	http_park(rq, idjag_finish, k, idjag_park_free);
+	return AM_OK;
+}
+
 static enum am_err
 register_identity(struct app *a, struct store *st, struct http_req *rq, const json_t *req,
 		  const char *cred_type, struct reg_result *res, struct am_error *e)
@@ -73,10 +132,70 @@ register_identity(struct app *a, struct store *st, struct http_req *rq, const js
 		if ((rc = am_json_string(req, "assertion", true, JOSE_MAX_TOKEN_BYTES, &assertion,
 					 e)) != AM_OK)
 			return rc;
-		return flow_register_idjag(&a->env, st, rq->ip, assertion, cred_type, res, e);
+		(void)res;
+		return register_idjag_parked(a, rq, assertion, cred_type, e);
 	}
 	return am_fail(e, AM_E_UNSUPPORTED_ASSERTION_TYPE,
 		       "assertion_type must be verified_email or " ID_JAG_URN);
+}
+
+/* An anonymous registration parked while its commit is pending. */
+struct reg_park {
+	struct flow_pending_reg p;
+	struct http_req *rq;
+};
+
+static void
+reg_park_free(void *ctx)
+{
+	struct reg_park *k = ctx;
+
+	flow_pending_reg_wipe(&k->p);
+	free(k);
+}
+
+static void
+reg_committed(void *arg)
+{
+	struct reg_park *k = arg;
+
+	http_resume(k->rq);
+}
+
+static enum am_err
+reg_finish(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct reg_park *k = rq->park_ctx;
+	struct reg_result res = {0};
+	enum am_err rc;
+
+	if ((rc = flow_pending_reg_result(&k->p, &res, e)) == AM_OK) {
+		http_reply_json(rs, 200, registration_body(app, &res));
+		no_store(rs);
+	}
+	flow_result_wipe(&res, sizeof(res));
+	return rc;
+}
+
+/* Submits the registration to the group commit and parks the request; the
+ * worker is free until the commit answers. */
+static enum am_err
+register_anonymous_parked(struct app *a, struct http_req *rq, const char *cred_type,
+			  struct am_error *e)
+{
+	struct reg_park *k = calloc(1, sizeof(*k));
+	enum am_err rc;
+
+	if (k == NULL)
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	k->rq = rq;
+	if ((rc = flow_register_anonymous_submit(&a->env, rq->ip, cred_type, &k->p, reg_committed,
+						 k, e)) != AM_OK) {
+		free(k);
+		return rc;
+	}
+	http_park(rq, reg_finish, k, reg_park_free);
+	return AM_OK;
 }
 
 enum am_err
@@ -96,14 +215,15 @@ h_register(void *app, struct http_req *rq, struct http_resp *rs, struct am_error
 				 &cred_type, e)) != AM_OK ||
 	    (rc = app_store(a, &st, e)) != AM_OK)
 		goto out;
-	if (strcmp(type, "anonymous") == 0)
-		rc = flow_register_anonymous(&a->env, st, rq->ip, cred_type, &res, e);
-	else if (strcmp(type, "identity_assertion") == 0)
+	if (strcmp(type, "anonymous") == 0) {
+		rc = register_anonymous_parked(a, rq, cred_type, e);
+		goto out;
+	} else if (strcmp(type, "identity_assertion") == 0)
 		rc = register_identity(a, st, rq, req, cred_type, &res, e);
 	else
 		rc = am_fail(e, AM_E_INVALID_REQUEST,
 			     "type must be \"anonymous\" or \"identity_assertion\"");
-	if (rc == AM_OK) {
+	if (rc == AM_OK && rq->park_ctx == NULL) { /* parked: answered by its finish */
 		http_reply_json(rs, 200, registration_body(a, &res));
 		no_store(rs);
 	}
@@ -141,32 +261,84 @@ out:
 	return rc;
 }
 
+/* A claim completion parked while its commit is pending. */
+struct claim_park {
+	struct flow_pending_claim p;
+	struct http_req *rq;
+};
+
+static void
+claim_park_free(void *ctx)
+{
+	struct claim_park *k = ctx;
+
+	flow_pending_claim_wipe(&k->p);
+	free(k);
+}
+
+static void
+claim_committed(void *arg)
+{
+	struct claim_park *k = arg;
+
+	http_resume(k->rq);
+}
+
+static enum am_err
+claim_finish(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct claim_park *k = rq->park_ctx;
+	struct reg_result res = {0};
+	char user_id[STORE_ID_LEN];
+	json_t *body;
+	enum am_err rc;
+
+	(void)app;
+	if ((rc = flow_pending_claim_result(&k->p, &res, user_id, e)) == AM_OK) {
+		body = json_pack("{s:s, s:s}", "registration_id", res.registration_id, "status",
+				 "claimed");
+		if (res.has_credential)
+			put_credential(body, &res);
+		http_reply_json(rs, 200, body);
+		no_store(rs);
+	}
+	flow_result_wipe(&res, sizeof(res));
+	return rc;
+}
+
 enum am_err
 h_claim_complete(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
 {
 	struct app *a = app;
-	struct reg_result res = {0};
-	char user_id[STORE_ID_LEN];
+	struct claim_park *k = NULL;
 	struct store *st;
-	json_t *req = NULL, *body;
+	json_t *req = NULL;
 	const char *token, *otp;
 	enum am_err rc;
 
+	(void)rs;
 	if ((rc = svc_json_body(rq, &req, e)) != AM_OK)
 		return rc;
 	if ((rc = am_json_string(req, "claim_token", true, AM_MAX_TOKEN_BYTES, &token, e)) !=
 		    AM_OK ||
 	    (rc = am_json_string(req, "otp", true, 32, &otp, e)) != AM_OK ||
-	    (rc = app_store(a, &st, e)) != AM_OK ||
-	    (rc = flow_claim_complete(&a->env, st, rq->ip, token, otp, &res, user_id, e)) != AM_OK)
+	    (rc = app_store(a, &st, e)) != AM_OK)
 		goto out;
-	body = json_pack("{s:s, s:s}", "registration_id", res.registration_id, "status", "claimed");
-	if (res.has_credential)
-		put_credential(body, &res);
-	http_reply_json(rs, 200, body);
-	no_store(rs);
+	if ((k = calloc(1, sizeof(*k))) == NULL) {
+		rc = am_fail(e, AM_E_INTERNAL, "out of memory");
+		goto out;
+	}
+	k->rq = rq;
+	/* The completion is all store work: it runs in the group commit and the
+	 * request is parked until its batch is durable. */
+	if ((rc = flow_claim_complete_submit(&a->env, st, rq->ip, token, otp, &k->p,
+					     claim_committed, k, e)) != AM_OK) {
+		flow_pending_claim_wipe(&k->p);
+		free(k);
+		goto out;
+	}
+	http_park(rq, claim_finish, k, claim_park_free);
 out:
-	flow_result_wipe(&res, sizeof(res));
 	json_decref(req);
 	return rc;
 }

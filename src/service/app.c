@@ -55,6 +55,7 @@ app_new(const struct am_config *cfg, struct app **out, struct am_error *e)
 	a->cfg = cfg;
 	a->env.cfg = cfg;
 	if ((rc = store_pool_new(cfg->store_url, cfg->tenant, &a->pool, e)) != AM_OK ||
+	    (rc = store_writer_new(a->pool, &a->env.writer, e)) != AM_OK ||
 	    (rc = mailer_new(cfg, &a->env.mail, e)) != AM_OK ||
 	    (rc = audit_sink_open(cfg->audit_sink, &a->env.audit, e)) != AM_OK ||
 	    (rc = trust_new(cfg, &a->env.trust, e)) != AM_OK ||
@@ -108,10 +109,18 @@ fail:
 }
 
 void
+app_stop_writer(struct app *a)
+{
+	store_writer_free(a->env.writer);
+	a->env.writer = NULL;
+}
+
+void
 app_free(struct app *a)
 {
 	if (a == NULL)
 		return;
+	app_stop_writer(a);
 	store_pool_free(a->pool);
 	mailer_free(a->env.mail);
 	audit_sink_free(a->env.audit);

@@ -44,6 +44,10 @@ struct app {
 /* Builds the app from cfg: store pool (migrated), mailer, audit sink, rate
  * limits, discovery documents, auth.md, routes. */
 enum am_err app_new(const struct am_config *cfg, struct app **out, struct am_error *e) AM_WUR;
+/* Finishes every write queued for the store writer (each waiting request
+ * is resumed with its outcome) and stops it; later durable writes are
+ * refused with 503. Called on shutdown before the HTTP server stops. */
+void app_stop_writer(struct app *a);
 void app_free(struct app *a);
 
 /* This worker thread's store. */

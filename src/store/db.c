@@ -11,6 +11,15 @@
 #include "core/log.h"
 #include "core/str.h"
 
+/* Savepoint statements run for every job of a batch: prepared once. */
+enum { SP_JOB, SP_JOB_RELEASE, SP_FLOW, SP_FLOW_RELEASE, SP_COUNT };
+static const char *const sp_sql[SP_COUNT] = {
+	"SAVEPOINT batch_job",
+	"RELEASE batch_job",
+	"SAVEPOINT job",
+	"RELEASE job",
+};
+
 struct db {
 	sqlite3 *h;
 	char tenant[64];
@@ -18,7 +27,9 @@ struct db {
 	size_t nsql;
 	sqlite3_stmt **stmt;
 	bool in_tx;
-	pthread_mutex_t *writer; /* NULL: none; held from begin to commit/rollback */
+	bool in_batch;		    /* a group-commit batch is open: begin/commit are savepoints */
+	sqlite3_stmt *sp[SP_COUNT]; /* the savepoint statements, prepared once */
+	pthread_mutex_t *writer;    /* NULL: none; held from begin to commit/rollback */
 	bool holds_writer;
 };
 
@@ -162,6 +173,22 @@ exec(struct db *db, const char *text, struct am_error *e)
 	return AM_OK;
 }
 
+static enum am_err
+exec_sp(struct db *db, int which, struct am_error *e)
+{
+	int rc;
+
+	if (db->sp[which] == NULL &&
+	    (rc = sqlite3_prepare_v3(db->h, sp_sql[which], -1, SQLITE_PREPARE_PERSISTENT,
+				     &db->sp[which], NULL)) != SQLITE_OK)
+		return db_fail(db, rc, "prepare savepoint", e);
+	rc = sqlite3_step(db->sp[which]);
+	sqlite3_reset(db->sp[which]);
+	if (rc != SQLITE_DONE)
+		return db_fail(db, rc, sp_sql[which], e);
+	return AM_OK;
+}
+
 int
 db_schema_version(struct db *db)
 {
@@ -282,6 +309,8 @@ db_close(struct db *db)
 	drop_writer(db);
 	for (size_t i = 0; db->stmt != NULL && i < db->nsql; i++)
 		sqlite3_finalize(db->stmt[i]);
+	for (int i = 0; i < SP_COUNT; i++)
+		sqlite3_finalize(db->sp[i]);
 	free(db->stmt);
 	sqlite3_close(db->h);
 	free(db);
@@ -318,6 +347,8 @@ take_writer(struct db *db, int64_t deadline, struct am_error *e)
 	return am_fail(e, AM_E_UNAVAILABLE, "the store is busy; retry");
 }
 
+static enum am_err take_lock(struct db *db, int64_t deadline, struct am_error *e);
+
 enum am_err
 db_begin(struct db *db, struct am_error *e)
 {
@@ -326,6 +357,26 @@ db_begin(struct db *db, struct am_error *e)
 
 	if (db->in_tx)
 		return am_fail(e, AM_E_INTERNAL, "a transaction is already open");
+	if (db->in_batch) {
+		/* Inside a group-commit batch a flow's transaction is a savepoint:
+		 * its rollback undoes it alone, its "commit" waits for the batch. */
+		if ((rc = exec_sp(db, SP_FLOW, e)) != AM_OK)
+			return rc;
+		db->in_tx = true;
+		return AM_OK;
+	}
+	if ((rc = take_lock(db, deadline, e)) != AM_OK)
+		return rc;
+	db->in_tx = true;
+	return AM_OK;
+}
+
+/* The writer queue, then BEGIN IMMEDIATE, within one bound (deadline). */
+static enum am_err
+take_lock(struct db *db, int64_t deadline, struct am_error *e)
+{
+	enum am_err rc;
+
 	if (db->writer != NULL) {
 		int64_t left;
 
@@ -338,20 +389,27 @@ db_begin(struct db *db, struct am_error *e)
 	rc = exec(db, "BEGIN IMMEDIATE", e);
 	if (db->writer != NULL)
 		sqlite3_busy_timeout(db->h, DB_BUSY_WAIT_MS);
-	if (rc != AM_OK) {
+	if (rc != AM_OK)
 		drop_writer(db);
-		return rc;
-	}
-	db->in_tx = true;
-	return AM_OK;
+	return rc;
 }
 
 enum am_err
 db_commit(struct db *db, struct am_error *e)
 {
-	enum am_err rc = exec(db, "COMMIT", e);
+	enum am_err rc;
 
-	if (rc != AM_OK) {
+	if (db->in_batch) {
+		if (!db->in_tx)
+			return am_fail(e, AM_E_INTERNAL, "no transaction is open");
+		if ((rc = exec_sp(db, SP_FLOW_RELEASE, e)) != AM_OK) {
+			db_rollback(db);
+			return rc;
+		}
+		db->in_tx = false;
+		return AM_OK;
+	}
+	if ((rc = exec(db, "COMMIT", e)) != AM_OK) {
 		db_rollback(db);
 		return rc;
 	}
@@ -365,10 +423,105 @@ db_rollback(struct db *db)
 {
 	if (!db->in_tx)
 		return;
+	db->in_tx = false;
 	/* After SQLITE_FULL (and some I/O errors) SQLite has already rolled
 	 * back: a second ROLLBACK would only log an error. */
+	if (sqlite3_get_autocommit(db->h)) {
+		if (!db->in_batch)
+			drop_writer(db);
+		return;
+	}
+	if (db->in_batch) {
+		(void)exec(db, "ROLLBACK TO job; RELEASE job", NULL);
+		return;
+	}
+	(void)exec(db, "ROLLBACK", NULL);
+	drop_writer(db);
+}
+
+enum am_err
+db_batch_begin(struct db *db, struct am_error *e)
+{
+	enum am_err rc;
+
+	if (db->in_tx || db->in_batch)
+		return am_fail(e, AM_E_INTERNAL, "a transaction is already open");
+	if ((rc = take_lock(db, now_ms() + DB_BUSY_WAIT_MS, e)) != AM_OK)
+		return rc;
+	db->in_batch = true;
+	return AM_OK;
+}
+
+bool
+db_batch_alive(struct db *db)
+{
+	return db->in_batch && !sqlite3_get_autocommit(db->h);
+}
+
+enum am_err
+db_batch_commit(struct db *db, struct am_error *e)
+{
+	enum am_err rc;
+
+	if (!db->in_batch)
+		return am_fail(e, AM_E_INTERNAL, "no batch is open");
+	db->in_tx = false;
+	db->in_batch = false;
+	if (sqlite3_get_autocommit(db->h)) {
+		/* SQLite rolled the batch back on its own (full, I/O). */
+		drop_writer(db);
+		e->retry_after = DB_RETRY_AFTER_S;
+		return am_fail(e, AM_E_UNAVAILABLE, "the store is busy; retry");
+	}
+	rc = exec(db, "COMMIT", e);
+	if (rc != AM_OK && !sqlite3_get_autocommit(db->h))
+		(void)exec(db, "ROLLBACK", NULL);
+	drop_writer(db);
+	return rc;
+}
+
+void
+db_batch_rollback(struct db *db)
+{
+	if (!db->in_batch)
+		return;
+	db->in_tx = false;
+	db->in_batch = false;
 	if (!sqlite3_get_autocommit(db->h))
 		(void)exec(db, "ROLLBACK", NULL);
-	db->in_tx = false;
 	drop_writer(db);
+}
+
+enum am_err
+db_batch_job_begin(struct db *db, struct am_error *e)
+{
+	if (!db->in_batch || db->in_tx)
+		return am_fail(e, AM_E_INTERNAL, "no batch is open");
+	return exec_sp(db, SP_JOB, e);
+}
+
+void
+db_batch_job_end(struct db *db, bool keep)
+{
+	/* A job that left its own transaction open is undone with it. */
+	if (db->in_tx) {
+		db->in_tx = false;
+		keep = false;
+	}
+	if (!db_batch_alive(db))
+		return;
+	if (keep)
+		(void)exec_sp(db, SP_JOB_RELEASE, NULL);
+	else
+		(void)exec(db, "ROLLBACK TO batch_job; RELEASE batch_job", NULL);
+}
+
+int64_t
+db_pages_written(struct db *db)
+{
+	int cur = 0, hi = 0;
+
+	if (sqlite3_db_status(db->h, SQLITE_DBSTATUS_CACHE_WRITE, &cur, &hi, 0) != SQLITE_OK)
+		return -1;
+	return cur;
 }

@@ -47,6 +47,24 @@ enum am_err db_begin(struct db *db, struct am_error *e) AM_WUR;
 enum am_err db_commit(struct db *db, struct am_error *e) AM_WUR;
 void db_rollback(struct db *db); /* no-op outside a transaction */
 
+/* Group commit: db_batch_begin takes the write lock as db_begin does and
+ * opens one transaction for many jobs. While it is open, db_begin,
+ * db_commit and db_rollback work on a savepoint, so a job's own
+ * transaction rolls back alone and its commit waits for the batch's.
+ * db_batch_alive is false once SQLite rolled the whole batch back by itself
+ * (SQLITE_FULL, I/O errors): every job in it is lost. db_batch_commit
+ * makes it all durable with one fsync or fails it all (rolled back). */
+enum am_err db_batch_begin(struct db *db, struct am_error *e) AM_WUR;
+bool db_batch_alive(struct db *db);
+enum am_err db_batch_commit(struct db *db, struct am_error *e) AM_WUR;
+void db_batch_rollback(struct db *db); /* no-op outside a batch */
+/* Pages this connection wrote to the database file or WAL since it opened. */
+int64_t db_pages_written(struct db *db);
+/* One job of a batch: a savepoint around it, kept or undone at its end
+ * (undone as well when the job left its own transaction open). */
+enum am_err db_batch_job_begin(struct db *db, struct am_error *e) AM_WUR;
+void db_batch_job_end(struct db *db, bool keep);
+
 /* Statement idx, reset and cleared, with the tenant bound as ?1. */
 enum am_err db_prep(struct db *db, size_t idx, sqlite3_stmt **out, struct am_error *e) AM_WUR;
 /* Steps a statement that returns no rows; *changes (if not NULL) gets the

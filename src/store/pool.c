@@ -86,6 +86,19 @@ store_pool_get(struct store_pool *p, struct store **out, struct am_error *e)
 	return AM_OK;
 }
 
+enum am_err
+store_pool_open(struct store_pool *p, struct store **out, struct am_error *e)
+{
+	struct store *st;
+	enum am_err rc;
+
+	if ((rc = store_open(p->url, p->tenant, &st, e)) != AM_OK)
+		return rc;
+	store_set_writer_lock(st, &p->writer);
+	*out = st;
+	return AM_OK;
+}
+
 void
 store_pool_free(struct store_pool *p)
 {

@@ -136,7 +136,8 @@ static const char *const sql[Q__COUNT] = {
 			   "registration_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 	[Q_JTI_INSERT] = "INSERT INTO seen_jti (tenant, iss, jti, expires_at) "
 			 "VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-	[Q_JTI_PURGE] = "DELETE FROM seen_jti WHERE tenant = ?1 AND expires_at < ?2",
+	[Q_JTI_PURGE] = "DELETE FROM seen_jti WHERE rowid IN (SELECT rowid FROM seen_jti "
+			"WHERE tenant = ?1 AND expires_at < ?2 LIMIT ?3)",
 	[Q_CRED_LIVE] = "SELECT id, registration_id FROM credentials WHERE tenant = ?1 "
 			"AND revoked_at IS NULL AND (?2 IS NULL OR iss = ?2) "
 			"AND (?3 IS NULL OR sub = ?3) AND (?4 IS NULL OR aud = ?4) "
@@ -301,6 +302,48 @@ void
 store_rollback(struct store *st)
 {
 	db_rollback(st->db);
+}
+
+int64_t
+store_pages_written(struct store *st)
+{
+	return db_pages_written(st->db);
+}
+
+enum am_err
+store_batch_begin(struct store *st, struct am_error *e)
+{
+	return db_batch_begin(st->db, e);
+}
+
+bool
+store_batch_alive(struct store *st)
+{
+	return db_batch_alive(st->db);
+}
+
+enum am_err
+store_batch_commit(struct store *st, struct am_error *e)
+{
+	return db_batch_commit(st->db, e);
+}
+
+void
+store_batch_rollback(struct store *st)
+{
+	db_batch_rollback(st->db);
+}
+
+enum am_err
+store_batch_job_begin(struct store *st, struct am_error *e)
+{
+	return db_batch_job_begin(st->db, e);
+}
+
+void
+store_batch_job_end(struct store *st, bool keep)
+{
+	db_batch_job_end(st->db, keep);
 }
 
 /* ---- users ---- */
@@ -835,6 +878,7 @@ store_jti_purge(struct store *st, int64_t now, int *n, struct am_error *e)
 	if ((rc = db_prep(st->db, Q_JTI_PURGE, &s, e)) != AM_OK)
 		return rc;
 	sqlite3_bind_int64(s, 2, now);
+	sqlite3_bind_int(s, 3, STORE_PURGE_MAX);
 	return db_run(st->db, s, "jti purge", n, e);
 }
 

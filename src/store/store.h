@@ -115,6 +115,24 @@ enum am_err store_begin(struct store *st, struct am_error *e) AM_WUR;
 enum am_err store_commit(struct store *st, struct am_error *e) AM_WUR;
 void store_rollback(struct store *st); /* no-op outside a transaction */
 
+/* Group commit, the backend's side (used by store_writer, not by flows):
+ * one transaction around many jobs, each job inside a savepoint of its own
+ * (store_batch_job_begin / _end keep or undo it alone). While a batch is
+ * open, store_begin / store_commit / store_rollback on that store act on a
+ * nested savepoint, so flow code written for one transaction runs
+ * unchanged as a job. store_batch_alive is false once the backend lost the
+ * whole transaction (SQLite rolls back on SQLITE_FULL and I/O errors):
+ * every job so far in it is lost. store_batch_commit makes every kept job
+ * durable at once (one fsync) or none; on failure the batch is rolled
+ * back. A PostgreSQL backend maps these to BEGIN / SAVEPOINT / RELEASE /
+ * ROLLBACK TO / COMMIT on one connection. */
+enum am_err store_batch_begin(struct store *st, struct am_error *e) AM_WUR;
+bool store_batch_alive(struct store *st);
+enum am_err store_batch_commit(struct store *st, struct am_error *e) AM_WUR;
+void store_batch_rollback(struct store *st);
+enum am_err store_batch_job_begin(struct store *st, struct am_error *e) AM_WUR;
+void store_batch_job_end(struct store *st, bool keep);
+
 /* users */
 enum am_err store_user_by_email(struct store *st, const char *email, struct store_user *out,
 				struct am_error *e) AM_WUR;
@@ -206,7 +224,10 @@ enum am_err store_delegation_insert(struct store *st, const char *iss, const cha
  * requests carrying one token cannot both pass. */
 enum am_err store_jti_record(struct store *st, const char *iss, const char *jti, int64_t expires_at,
 			     bool *fresh, struct am_error *e) AM_WUR;
-/* Forgets jtis whose window has passed; *n how many. */
+/* Forgets up to STORE_PURGE_MAX jtis whose window has passed; *n how many
+ * (STORE_PURGE_MAX: there may be more). Bounded, so one call holds the
+ * write lock a short time however many fell due. */
+#define STORE_PURGE_MAX 500
 enum am_err store_jti_purge(struct store *st, int64_t now, int *n, struct am_error *e) AM_WUR;
 
 /* Live credentials matching every non-NULL field of a filter (all NULL:
@@ -335,5 +356,70 @@ enum am_err store_pool_new(const char *url, const char *tenant, struct store_poo
 /* This thread's store (borrowed; valid until the thread exits). */
 enum am_err store_pool_get(struct store_pool *p, struct store **out, struct am_error *e) AM_WUR;
 void store_pool_free(struct store_pool *p);
+/* A new handle on the pool's database that is nobody's thread handle (the
+ * caller owns it: store_close), queueing on the pool's writer lock. */
+enum am_err store_pool_open(struct store_pool *p, struct store **out, struct am_error *e) AM_WUR;
+
+/* The store writer: durable writes with group commit.
+ *
+ * A request whose write must be durable before it is answered hands a job
+ * to the writer and returns; it is told through job->done. The writer
+ * thread takes every job pending (up to STORE_BATCH_MAX), runs them one
+ * after another in one transaction, each in a savepoint of its own, and
+ * commits once: one fsync for the batch. Then it calls done for each job,
+ * in submission order, with job->rc:
+ *   - AM_OK: the job's writes are durable (committed and synced);
+ *   - the job's own error: its writes were undone, the others' kept;
+ *   - AM_E_UNAVAILABLE (job->err.retry_after set): the batch could not
+ *     begin or commit (busy from another process, disk full, I/O): none of
+ *     its writes exist.
+ * Nothing is acknowledged before its commit: done for AM_OK runs only after
+ * the commit returned. run executes on the writer thread with the writer's
+ * store, so it must not wait on anything but the store (no network, no
+ * mail, no locks a request holds) and should be short: every job of the
+ * batch waits for the slowest. done runs on the writer thread too, and must
+ * only hand the result over (wake or resume the waiting request).
+ *
+ * The contract does not depend on SQLite: a PostgreSQL backend implements
+ * the same queue over one connection (BEGIN, SAVEPOINT per job, COMMIT). */
+struct store_job {
+	enum am_err (*run)(struct store *st, void *arg, struct am_error *e);
+	void (*done)(struct store_job *job);
+	void *arg;
+	enum am_err rc;		/* set before done */
+	struct am_error err;	/* set before done when rc != AM_OK */
+	struct store_job *next; /* the writer's */
+};
+
+struct store_writer;
+
+/* Jobs in one batch: bounds how long the batch holds the write lock (each
+ * job is a few statements, so well under the busy bound of DB_BUSY_WAIT_MS). */
+#define STORE_BATCH_MAX 256
+/* Jobs waiting at most; past it a submit is refused with 503 at once. */
+#define STORE_QUEUE_MAX 8192
+
+/* Starts the writer thread with its own handle on the pool's database. */
+enum am_err store_writer_new(struct store_pool *p, struct store_writer **out,
+			     struct am_error *e) AM_WUR;
+/* Queues job (borrowed until done has been called). Refuses, without
+ * calling done, with AM_E_UNAVAILABLE and e->retry_after when the queue
+ * holds STORE_QUEUE_MAX jobs, the writer is stopping, or w is NULL. */
+enum am_err store_writer_submit(struct store_writer *w, struct store_job *job,
+				struct am_error *e) AM_WUR;
+/* Submits job and waits for it: for callers that may block (the sweeper,
+ * the command line). Returns job->rc, with *e set from job->err. */
+enum am_err store_writer_run(struct store_writer *w, struct store_job *job,
+			     struct am_error *e) AM_WUR;
+/* Batches committed (or failed) and jobs run since start, for the log and
+ * the tests: jobs / batches is the group-commit factor. */
+void store_writer_stats(struct store_writer *w, uint64_t *batches, uint64_t *jobs);
+
+/* Database pages this handle has written (to the WAL) since it was opened:
+ * the measure of write amplification (pages per job). */
+int64_t store_pages_written(struct store *st);
+/* Refuses new jobs, finishes every queued one (each gets its done), stops
+ * the thread and frees the writer. NULL is fine. */
+void store_writer_free(struct store_writer *w);
 
 #endif

@@ -1,0 +1,257 @@
+/* The store writer: one thread that turns every pending durable write into
+ * one transaction and one fsync (group commit), then answers each. Writers
+ * no longer queue one by one on the database lock, each paying its own
+ * fsync; requests hand their job over and their worker serves others. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "store/store.h"
+
+struct store_writer {
+	struct store *st;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct store_job *head, *tail; /* under mu */
+	size_t queued;		       /* under mu */
+	bool stopping;		       /* under mu */
+	uint64_t batches, jobs;	       /* under mu */
+};
+
+static void
+fail_job(struct store_job *j, const struct am_error *why)
+{
+	j->rc = why->code != AM_OK ? why->code : AM_E_UNAVAILABLE;
+	j->err = *why;
+}
+
+/* Runs jobs[0..n) in one transaction and sets each one's rc. */
+static void
+run_batch(struct store *st, struct store_job **jobs, size_t n)
+{
+	struct am_error e = {0};
+	size_t first = 0; /* the first job of the current transaction */
+	enum am_err rc;
+
+	if ((rc = store_batch_begin(st, &e)) != AM_OK) {
+		for (size_t i = 0; i < n; i++)
+			fail_job(jobs[i], &e);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct store_job *j = jobs[i];
+
+		memset(&j->err, 0, sizeof(j->err));
+		if ((rc = store_batch_job_begin(st, &j->err)) == AM_OK)
+			rc = j->run(st, j->arg, &j->err);
+		j->rc = rc;
+		store_batch_job_end(st, rc == AM_OK);
+		if (store_batch_alive(st))
+			continue;
+		/* SQLite gave up the whole transaction (disk full, I/O): the jobs
+		 * kept so far in it are gone too. They fail cleanly, as this one
+		 * does; the rest get a fresh transaction. */
+		log_warn("store batch lost jobs=%zu", i + 1 - first);
+		memset(&e, 0, sizeof(e));
+		e.retry_after = 1;
+		am_fail(&e, AM_E_UNAVAILABLE, "the store is busy; retry");
+		for (size_t k = first; k <= i; k++)
+			fail_job(jobs[k], &e);
+		store_batch_rollback(st);
+		first = i + 1;
+		if (first < n && (rc = store_batch_begin(st, &e)) != AM_OK) {
+			for (size_t k = first; k < n; k++)
+				fail_job(jobs[k], &e);
+			return;
+		}
+	}
+	if (first >= n)
+		return;
+	memset(&e, 0, sizeof(e));
+	if ((rc = store_batch_commit(st, &e)) != AM_OK) {
+		for (size_t k = first; k < n; k++) {
+			if (jobs[k]->rc == AM_OK)
+				fail_job(jobs[k], &e);
+		}
+	}
+}
+
+static void *
+writer_loop(void *arg)
+{
+	struct store_writer *w = arg;
+	struct store_job *jobs[STORE_BATCH_MAX];
+
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		size_t n = 0;
+
+		while (w->head == NULL && !w->stopping)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (w->head == NULL)
+			break; /* stopping, and nothing left */
+		while (w->head != NULL && n < STORE_BATCH_MAX) {
+			jobs[n++] = w->head;
+			w->head = w->head->next;
+		}
+		if (w->head == NULL)
+			w->tail = NULL;
+		w->queued -= n;
+		pthread_mutex_unlock(&w->mu);
+		run_batch(w->st, jobs, n);
+		pthread_mutex_lock(&w->mu);
+		w->batches++;
+		w->jobs += n;
+		pthread_mutex_unlock(&w->mu);
+		/* Each done may free its job's request: jobs[i] is not touched
+		 * after its done. */
+		for (size_t i = 0; i < n; i++)
+			jobs[i]->done(jobs[i]);
+		pthread_mutex_lock(&w->mu);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+enum am_err
+store_writer_new(struct store_pool *p, struct store_writer **out, struct am_error *e)
+{
+	struct store_writer *w = calloc(1, sizeof(*w));
+	enum am_err rc;
+
+	if (w == NULL)
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	if ((rc = store_pool_open(p, &w->st, e)) != AM_OK) {
+		free(w);
+		return rc;
+	}
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	if (pthread_create(&w->thread, NULL, writer_loop, w) != 0) {
+		store_close(w->st);
+		pthread_mutex_destroy(&w->mu);
+		pthread_cond_destroy(&w->cv);
+		free(w);
+		return am_fail(e, AM_E_INTERNAL, "cannot start the store writer");
+	}
+	*out = w;
+	return AM_OK;
+}
+
+enum am_err
+store_writer_submit(struct store_writer *w, struct store_job *job, struct am_error *e)
+{
+	if (w == NULL) {
+		e->retry_after = 1;
+		return am_fail(e, AM_E_UNAVAILABLE, "the store writer is not running; retry");
+	}
+	pthread_mutex_lock(&w->mu);
+	if (w->stopping || w->queued >= STORE_QUEUE_MAX) {
+		bool stopping = w->stopping;
+
+		pthread_mutex_unlock(&w->mu);
+		if (!stopping)
+			log_warn("store writer queue full queued=%d", STORE_QUEUE_MAX);
+		e->retry_after = 1;
+		return am_fail(e, AM_E_UNAVAILABLE,
+			       stopping ? "the service is stopping; retry"
+					: "the store is busy; retry");
+	}
+	job->next = NULL;
+	job->rc = AM_OK;
+	if (w->tail != NULL)
+		w->tail->next = job;
+	else
+		w->head = job;
+	w->tail = job;
+	w->queued++;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	return AM_OK;
+}
+
+/* store_writer_run's waiter: the job's done wakes it. */
+struct waiter {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+};
+
+static void
+wake(struct store_job *job)
+{
+	struct waiter *wt = job->arg;
+
+	pthread_mutex_lock(&wt->mu);
+	wt->done = true;
+	pthread_cond_signal(&wt->cv);
+	pthread_mutex_unlock(&wt->mu);
+}
+
+struct run_ctx {
+	struct waiter wt;
+	struct store_job *outer;
+};
+
+static enum am_err
+run_outer(struct store *st, void *arg, struct am_error *e)
+{
+	struct run_ctx *c = arg;
+
+	return c->outer->run(st, c->outer->arg, e);
+}
+
+enum am_err
+store_writer_run(struct store_writer *w, struct store_job *job, struct am_error *e)
+{
+	struct run_ctx c = {.outer = job};
+	struct store_job inner = {.run = run_outer, .done = wake, .arg = &c.wt};
+	enum am_err rc;
+
+	/* The waiter is the first member of run_ctx, so inner.arg serves both. */
+	pthread_mutex_init(&c.wt.mu, NULL);
+	pthread_cond_init(&c.wt.cv, NULL);
+	if ((rc = store_writer_submit(w, &inner, e)) == AM_OK) {
+		pthread_mutex_lock(&c.wt.mu);
+		while (!c.wt.done)
+			pthread_cond_wait(&c.wt.cv, &c.wt.mu);
+		pthread_mutex_unlock(&c.wt.mu);
+		job->rc = inner.rc;
+		job->err = inner.err;
+		if ((rc = inner.rc) != AM_OK)
+			*e = inner.err;
+	}
+	pthread_mutex_destroy(&c.wt.mu);
+	pthread_cond_destroy(&c.wt.cv);
+	return rc;
+}
+
+void
+store_writer_stats(struct store_writer *w, uint64_t *batches, uint64_t *jobs)
+{
+	pthread_mutex_lock(&w->mu);
+	*batches = w->batches;
+	*jobs = w->jobs;
+	pthread_mutex_unlock(&w->mu);
+}
+
+void
+store_writer_free(struct store_writer *w)
+{
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->stopping = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->thread, NULL);
+	log_info("store writer stopped batches=%llu jobs=%llu pages_written=%lld",
+		 (unsigned long long)w->batches, (unsigned long long)w->jobs,
+		 (long long)store_pages_written(w->st));
+	store_close(w->st);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	free(w);
+}

@@ -1,0 +1,291 @@
+/* store/writer.c: group commit. Jobs of one batch commit together; a job
+ * that fails is undone alone; a batch that cannot commit fails every job
+ * and leaves nothing written; done comes only after the commit. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store.h"
+
+struct fx {
+	struct store_pool *pool;
+	struct store_writer *w;
+	struct store *reader; /* a handle of its own, as a worker has */
+};
+
+static int
+setup(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+	struct am_error e = {0};
+
+	assert_non_null(fx);
+	assert_int_equal(store_pool_new("sqlite::memory:", "default", &fx->pool, &e), AM_OK);
+	assert_int_equal(store_writer_new(fx->pool, &fx->w, &e), AM_OK);
+	assert_int_equal(store_pool_open(fx->pool, &fx->reader, &e), AM_OK);
+	*state = fx;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *fx = *state;
+
+	store_close(fx->reader);
+	store_writer_free(fx->w);
+	store_pool_free(fx->pool);
+	free(fx);
+	return 0;
+}
+
+/* A job inserting one registration; fail_after_write makes it fail once its
+ * row is written, as a flow does when a later check refuses. */
+struct reg_job {
+	struct store_job job;
+	char id[STORE_ID_LEN];
+	bool fail_after_write;
+	bool use_flow_transaction; /* begin/commit as flow code does */
+	/* set by done */
+	bool done;
+	bool row_visible_at_done; /* read on another connection */
+	struct store *reader;
+	/* a gate the job waits on before running (to fill the queue) */
+	pthread_mutex_t *gate;
+	bool started;
+	pthread_mutex_t *mu;
+	pthread_cond_t *cv;
+};
+
+static enum am_err
+insert_reg(struct store *st, void *arg, struct am_error *e)
+{
+	struct reg_job *j = arg;
+	struct store_reg r;
+	enum am_err rc;
+
+	if (j->gate != NULL) {
+		pthread_mutex_lock(j->mu);
+		j->started = true;
+		pthread_cond_broadcast(j->cv);
+		pthread_mutex_unlock(j->mu);
+		pthread_mutex_lock(j->gate);
+		pthread_mutex_unlock(j->gate);
+	}
+	memset(&r, 0, sizeof(r));
+	snprintf(r.id, sizeof(r.id), "%s", j->id);
+	r.kind = REG_ANONYMOUS;
+	r.status = REG_UNCLAIMED;
+	am_sha256_str(j->id, r.claim_hash);
+	r.created_at = 1000;
+	r.expires_at = 2000;
+	if (j->use_flow_transaction && (rc = store_begin(st, e)) != AM_OK)
+		return rc;
+	if ((rc = store_reg_insert(st, &r, e)) != AM_OK)
+		goto fail;
+	if (j->fail_after_write) {
+		rc = am_fail(e, AM_E_CLAIMED_OR_IN_FLIGHT, "refused after writing");
+		goto fail;
+	}
+	if (j->use_flow_transaction && (rc = store_commit(st, e)) != AM_OK)
+		return rc;
+	return AM_OK;
+fail:
+	if (j->use_flow_transaction)
+		store_rollback(st);
+	return rc;
+}
+
+static bool
+exists(struct store *st, const char *id)
+{
+	struct store_reg r;
+	struct am_error e = {0};
+
+	return store_reg_by_id(st, id, &r, &e) == AM_OK;
+}
+
+static void
+note_done(struct store_job *job)
+{
+	struct reg_job *j = job->arg;
+
+	j->row_visible_at_done = exists(j->reader, j->id);
+	pthread_mutex_lock(j->mu);
+	j->done = true;
+	pthread_cond_broadcast(j->cv);
+	pthread_mutex_unlock(j->mu);
+}
+
+#define NJOBS 5
+
+static void
+queued_jobs_commit_in_one_batch_and_a_failing_job_is_undone_alone(void **state)
+{
+	struct fx *fx = *state;
+	struct reg_job jobs[NJOBS + 1];
+	pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER, mu = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+	struct am_error e = {0};
+	uint64_t batches0, jobs0, batches1, jobs1;
+
+	store_writer_stats(fx->w, &batches0, &jobs0);
+	memset(jobs, 0, sizeof(jobs));
+	/* jobs[0] holds the writer inside its batch until the rest are queued,
+	 * so they all wait for, and form, the next batch. */
+	pthread_mutex_lock(&gate);
+	for (int i = 0; i <= NJOBS; i++) {
+		struct reg_job *j = &jobs[i];
+
+		snprintf(j->id, sizeof(j->id), "reg_batch_%d", i);
+		j->job = (struct store_job){.run = insert_reg, .done = note_done, .arg = j};
+		j->mu = &mu;
+		j->cv = &cv;
+		j->gate = i == 0 ? &gate : NULL;
+		j->fail_after_write = i == 2;
+		j->use_flow_transaction = i % 2 == 1 || i == 2;
+	}
+	/* done reads through a connection of its own: the commit must be
+	 * visible to others when done runs. */
+	for (int i = 0; i <= NJOBS; i++)
+		jobs[i].reader = fx->reader;
+	assert_int_equal(store_writer_submit(fx->w, &jobs[0].job, &e), AM_OK);
+	pthread_mutex_lock(&mu);
+	while (!jobs[0].started)
+		pthread_cond_wait(&cv, &mu);
+	pthread_mutex_unlock(&mu);
+	for (int i = 1; i <= NJOBS; i++)
+		assert_int_equal(store_writer_submit(fx->w, &jobs[i].job, &e), AM_OK);
+	pthread_mutex_unlock(&gate);
+	pthread_mutex_lock(&mu);
+	for (int i = 0; i <= NJOBS; i++) {
+		while (!jobs[i].done)
+			pthread_cond_wait(&cv, &mu);
+	}
+	pthread_mutex_unlock(&mu);
+	for (int i = 0; i <= NJOBS; i++) {
+		if (i == 2) {
+			assert_int_equal(jobs[i].job.rc, AM_E_CLAIMED_OR_IN_FLIGHT);
+			assert_false(exists(fx->reader, jobs[i].id));
+			continue;
+		}
+		assert_int_equal(jobs[i].job.rc, AM_OK);
+		assert_true(jobs[i].row_visible_at_done); /* durable before done */
+		assert_true(exists(fx->reader, jobs[i].id));
+	}
+	store_writer_stats(fx->w, &batches1, &jobs1);
+	assert_int_equal(jobs1 - jobs0, NJOBS + 1);
+	assert_int_equal(batches1 - batches0, 2); /* the gate's, then the other five */
+}
+
+static void
+a_batch_that_cannot_take_the_lock_fails_every_job_and_writes_nothing(void **state)
+{
+	struct fx *fx = *state;
+	struct store *other = NULL;
+	struct reg_job j;
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+	struct am_error e = {0};
+
+	/* Another process's connection holds the write lock: a handle without
+	 * the pool's queue meets SQLite's lock as that process would. */
+	assert_int_equal(store_pool_open(fx->pool, &other, &e), AM_OK);
+	store_set_writer_lock(other, NULL);
+	assert_int_equal(store_begin(other, &e), AM_OK);
+	memset(&j, 0, sizeof(j));
+	snprintf(j.id, sizeof(j.id), "reg_locked");
+	j.job = (struct store_job){.run = insert_reg, .done = note_done, .arg = &j};
+	j.reader = fx->reader;
+	j.mu = &mu;
+	j.cv = &cv;
+	memset(&e, 0, sizeof(e));
+	assert_int_equal(store_writer_run(fx->w, &j.job, &e), AM_E_UNAVAILABLE);
+	assert_int_equal(e.retry_after, 1);
+	store_rollback(other);
+	assert_false(exists(fx->reader, "reg_locked"));
+	/* and the writer recovers once the lock is gone */
+	memset(&e, 0, sizeof(e));
+	assert_int_equal(store_writer_run(fx->w, &j.job, &e), AM_OK);
+	assert_true(exists(fx->reader, "reg_locked"));
+	store_close(other);
+}
+
+static void
+a_stopping_writer_finishes_what_was_queued_first(void **state)
+{
+	struct fx *fx = *state;
+	struct reg_job j;
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+	struct am_error e = {0};
+
+	memset(&j, 0, sizeof(j));
+	snprintf(j.id, sizeof(j.id), "reg_at_stop");
+	j.job = (struct store_job){.run = insert_reg, .done = note_done, .arg = &j};
+	j.reader = fx->reader;
+	j.mu = &mu;
+	j.cv = &cv;
+	assert_int_equal(store_writer_submit(fx->w, &j.job, &e), AM_OK);
+	store_writer_free(fx->w); /* drains: j's done has run when this returns */
+	fx->w = NULL;
+	assert_true(j.done);
+	assert_int_equal(j.job.rc, AM_OK);
+	assert_true(exists(fx->reader, "reg_at_stop"));
+	/* and without a writer a durable write is refused, not lost */
+	assert_int_equal(store_writer_submit(NULL, &j.job, &e), AM_E_UNAVAILABLE);
+}
+
+static void
+the_jti_purge_is_bounded_per_call_so_the_sweeper_holds_the_lock_briefly(void **state)
+{
+	struct fx *fx = *state;
+	struct store *st = NULL;
+	struct am_error e = {0};
+	char jti[32];
+	bool fresh;
+	int n = 0;
+
+	assert_int_equal(store_pool_open(fx->pool, &st, &e), AM_OK);
+	assert_int_equal(store_begin(st, &e), AM_OK);
+	for (int i = 0; i < STORE_PURGE_MAX + 7; i++) {
+		snprintf(jti, sizeof(jti), "jti-%d", i);
+		assert_int_equal(store_jti_record(st, "https://p.example", jti, 100, &fresh, &e),
+				 AM_OK);
+		assert_true(fresh);
+	}
+	assert_int_equal(store_commit(st, &e), AM_OK);
+	assert_int_equal(store_jti_purge(st, 1000, &n, &e), AM_OK);
+	assert_int_equal(n, STORE_PURGE_MAX);
+	assert_int_equal(store_jti_purge(st, 1000, &n, &e), AM_OK);
+	assert_int_equal(n, 7);
+	assert_int_equal(store_jti_purge(st, 1000, &n, &e), AM_OK);
+	assert_int_equal(n, 0);
+	store_close(st);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(
+			queued_jobs_commit_in_one_batch_and_a_failing_job_is_undone_alone, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			a_batch_that_cannot_take_the_lock_fails_every_job_and_writes_nothing, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			the_jti_purge_is_bounded_per_call_so_the_sweeper_holds_the_lock_briefly,
+			setup, teardown),
+		cmocka_unit_test_setup_teardown(a_stopping_writer_finishes_what_was_queued_first,
+						setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
