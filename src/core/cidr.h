@@ -1,5 +1,6 @@
 /* CIDR lists ("127.0.0.1/32 10.0.0.0/8 ::1/128"): parsed once, matched
- * against numeric addresses. Used for trusted proxies and metrics access. */
+ * against numeric addresses. Used for trusted proxies, metrics access and
+ * the outbound allow list (core/fetch.h). */
 #ifndef AM_CIDR_H
 #define AM_CIDR_H
 

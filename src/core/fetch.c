@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "core/cidr.h"
 #include "core/limits.h"
 #include "core/log.h"
 #include "core/url.h"
@@ -104,122 +105,42 @@ special(int family, const uint8_t *a)
 	return false;
 }
 
-/* Parses one "address[/bits]" token of length n. */
-static bool
-parse_block(const char *tok, size_t n, int *family, struct block *b)
-{
-	char text[64];
-	const char *slash;
-	int64_t bits;
-
-	if (n == 0 || n >= sizeof(text))
-		return false;
-	memcpy(text, tok, n);
-	text[n] = '\0';
-	slash = strchr(text, '/');
-	if (slash != NULL)
-		text[slash - text] = '\0';
-	memset(b, 0, sizeof(*b));
-	if (inet_pton(AF_INET, text, b->net) == 1)
-		*family = AF_INET;
-	else if (inet_pton(AF_INET6, text, b->net) == 1)
-		*family = AF_INET6;
-	else
-		return false;
-	if (slash == NULL) {
-		b->bits = *family == AF_INET ? 32 : 128;
-		return true;
-	}
-	if (am_parse_i64(slash + 1, 0, *family == AF_INET ? 32 : 128, &bits) != 0)
-		return false;
-	b->bits = (unsigned)bits;
-	return true;
-}
-
-/* Calls fn for each block of the list; stops at the first bad token
- * (returning false with it in *bad). */
-static bool
-each_block(const char *allow, bool (*fn)(void *ctx, int family, const struct block *b), void *ctx,
-	   const char **bad, size_t *badlen)
-{
-	const char *p = allow != NULL ? allow : "";
-
-	for (;;) {
-		struct block b;
-		int family;
-		size_t n;
-
-		p += strspn(p, " \t,");
-		if (*p == '\0')
-			return true;
-		n = strcspn(p, " \t,");
-		if (!parse_block(p, n, &family, &b)) {
-			*bad = p;
-			*badlen = n;
-			return false;
-		}
-		if (fn != NULL && fn(ctx, family, &b))
-			return true;
-		p += n;
-	}
-}
-
-struct match {
-	int family;
-	const uint8_t *addr;
-	bool has_v4;
-	uint8_t v4[4];
-	bool found;
-};
-
-static bool
-match_one(void *ctx, int family, const struct block *b)
-{
-	struct match *m = ctx;
-
-	if (family == m->family && in_block(m->addr, b->net, b->bits))
-		m->found = true;
-	else if (family == AF_INET && m->has_v4 && in_block(m->v4, b->net, b->bits))
-		m->found = true;
-	return m->found;
-}
-
 bool
 am_fetch_address_allowed(const struct sockaddr *addr, socklen_t len, const char *allow)
 {
-	struct match m = {0};
-	const char *bad;
-	size_t badlen;
+	struct am_cidr_list list;
+	char text[INET6_ADDRSTRLEN], err[128];
+	const uint8_t *a;
+	int family;
 
 	if (addr->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
-		m.family = AF_INET;
-		m.addr = (const uint8_t *)&((const struct sockaddr_in *)(const void *)addr)
-				 ->sin_addr;
+		family = AF_INET;
+		a = (const uint8_t *)&((const struct sockaddr_in *)(const void *)addr)->sin_addr;
 	} else if (addr->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
-		m.family = AF_INET6;
-		m.addr = (const uint8_t *)&((const struct sockaddr_in6 *)(const void *)addr)
-				 ->sin6_addr;
-		m.has_v4 = embedded_v4(m.addr, m.v4);
+		family = AF_INET6;
+		a = (const uint8_t *)&((const struct sockaddr_in6 *)(const void *)addr)->sin6_addr;
 	} else {
 		return false; /* a Unix socket or anything else: never */
 	}
-	if (!special(m.family, m.addr))
+	if (!special(family, a))
 		return true;
-	(void)each_block(allow, match_one, &m, &bad, &badlen);
-	return m.found;
+	/* The allow list is the one CIDR syntax of the tree (core/cidr.h),
+	 * checked at configuration time; a list that no longer parses opens
+	 * nothing. A v4-mapped address matches its IPv4 block; the other
+	 * v4-embedding forms (NAT64, 6to4, v4-compatible) match only blocks
+	 * written in IPv6. */
+	if (allow == NULL || am_cidr_parse(allow, &list, err, sizeof(err)) != 0 ||
+	    inet_ntop(family, a, text, sizeof(text)) == NULL)
+		return false;
+	return am_cidr_match(&list, text);
 }
 
 int
 am_fetch_allow_check(const char *allow, char *err, size_t errcap)
 {
-	const char *bad;
-	size_t badlen;
+	struct am_cidr_list list;
 
-	if (each_block(allow, NULL, NULL, &bad, &badlen))
-		return 0;
-	snprintf(err, errcap, "\"%.*s\" is not an address or CIDR block (like 10.0.0.0/8)",
-		 (int)(badlen < 60 ? badlen : 60), bad);
-	return -1;
+	return am_cidr_parse(allow != NULL ? allow : "", &list, err, errcap);
 }
 
 /* ---- the request ---- */

@@ -496,7 +496,7 @@ struct idjag_state {
 	struct jose_token t;
 	struct verified v;
 	struct identity id;
-	const char *client_id;	  /* the token's (in t.claims) */
+	const char *client_id;	   /* the token's (in t.claims) */
 	struct cimd_client client; /* what its metadata document says */
 	enum cred_type type;
 	char ip[64];

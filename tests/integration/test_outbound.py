@@ -228,7 +228,7 @@ class PolicyConfigTest(unittest.TestCase):
                  "[outbound] allow_private_targets"),
                 (SERVER, "[outbound]\nallow_private_targets = 10.0.0.0/33\n", "10.0.0.0/33"),
                 (PROVIDER_BIN, "[outbound]\nallow_private_targets = 127.0.0.0/8 nope\n",
-                 "\"nope\""),
+                 "nope is not a numeric IP address"),
                 (PROVIDER_BIN, "[revocation]\nallowed_origins = https://h.test/path\n",
                  "[revocation] allowed_origins"),
                 (PROVIDER_BIN, "[revocation]\nallowed_origins = ftp://h.test\n", "ftp://h.test")):
