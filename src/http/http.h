@@ -36,6 +36,7 @@ struct http_req {
 			      struct am_error *e);
 	void *park_ctx;
 	void (*park_free)(void *ctx);
+	void *park_resp; /* the headers set before parking (CORS), for finish */
 	/* gate metrics: the matched route's pattern (NULL: none) and the
 	 * request's start (am_metrics_now); http/ only */
 	const char *route;

@@ -585,7 +585,21 @@ dispatch(struct http_server *srv, struct MHD_Connection *conn, struct http_req *
 	} else {
 		rc = hit->handler(srv->app, rq, &rs, &e);
 		if (rc == AM_OK && rq->finish != NULL && !rq->responded) {
-			resp_clear(&rs);
+			struct http_resp *keep = malloc(sizeof(*keep));
+
+			/* Headers set around the handler (CORS) belong to the
+			 * answer that finish renders; anything else is dropped. */
+			if (keep != NULL) {
+				*keep = rs;
+				if (keep->body != NULL)
+					OPENSSL_cleanse(keep->body, keep->len);
+				free(keep->body);
+				keep->body = NULL;
+				keep->len = 0;
+				rq->park_resp = keep;
+			} else {
+				resp_clear(&rs);
+			}
 			return park(srv, conn, rq);
 		}
 		render_result(rq, &rs, rc, &e);
@@ -602,6 +616,11 @@ finish_parked(struct http_server *srv, struct MHD_Connection *conn, struct http_
 	enum am_err rc;
 
 	rq->park_state = PARK_FINISHED;
+	if (rq->park_resp != NULL) {
+		rs = *(struct http_resp *)rq->park_resp;
+		free(rq->park_resp);
+		rq->park_resp = NULL;
+	}
 	rc = rq->finish(srv->app, rq, &rs, &e);
 	render_result(rq, &rs, rc, &e);
 	return reply(conn, rq, &rs);
@@ -721,6 +740,10 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	am_buf_free(&rq->body);
 	if (rq->park_free != NULL)
 		rq->park_free(rq->park_ctx);
+	if (rq->park_resp != NULL) { /* parked, never finished */
+		resp_clear(rq->park_resp);
+		free(rq->park_resp);
+	}
 	free(rq);
 	*con_cls = NULL;
 	am_log_set_request(NULL);
