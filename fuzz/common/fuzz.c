@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <dirent.h>
+#include <errno.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -122,6 +123,8 @@ send_all(int fd, const char *p, size_t len)
 	while (len > 0) {
 		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
 
+		if (n < 0 && errno == EINTR)
+			continue; /* a libFuzzer timer, not the server */
 		if (n <= 0)
 			return; /* the server may answer and close before reading it all */
 		p += n;
@@ -138,8 +141,23 @@ fz_http(uint16_t port, const char *req, size_t len, char *resp, size_t cap)
 	int status = 0;
 
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0)
-		fz_die("cannot connect to the in-process server");
+	if (fd < 0)
+		fz_die("cannot make a socket");
+	/* libFuzzer's timers (SIGALRM) interrupt blocking calls: an EINTR is
+	 * neither a refusal nor a hang. An interrupted connect goes on in the
+	 * background; wait for it and read its outcome. */
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0) {
+		struct pollfd w = {fd, POLLOUT, 0};
+		int err = 0;
+		socklen_t elen = sizeof(err);
+
+		if (errno != EINTR && errno != EINPROGRESS)
+			fz_die("cannot connect to the in-process server");
+		while (poll(&w, 1, 30000) < 0 && errno == EINTR) {
+		}
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err != 0)
+			fz_die("cannot connect to the in-process server");
+	}
 	send_all(fd, req, len);
 	for (;;) {
 		struct pollfd p = {fd, POLLIN, 0};
@@ -148,12 +166,19 @@ fz_http(uint16_t port, const char *req, size_t len, char *resp, size_t cap)
 		size_t room = got + 1 < cap ? cap - 1 - got : sizeof(sink);
 		ssize_t n;
 
-		/* 30 s without a byte is a hang, which is a finding. */
-		if (poll(&p, 1, 30000) != 1) {
+		int ready;
+
+		/* 30 s without a byte is a hang, which is a finding; a signal
+		 * that cuts the wait short is not (the wait starts again). */
+		while ((ready = poll(&p, 1, 30000)) < 0 && errno == EINTR) {
+		}
+		if (ready != 1) {
 			dump_threads();
 			fz_die("the server did not answer within 30 s");
 		}
-		if ((n = recv(fd, dst, room, 0)) <= 0)
+		if ((n = recv(fd, dst, room, 0)) < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
 			break;
 		if (dst != sink)
 			got += (size_t)n;
