@@ -10,6 +10,12 @@
 #include "core/url.h"
 #include "service/service.h"
 
+bool
+app_id_jag_enabled(const struct am_config *cfg)
+{
+	return cfg->flow_id_jag && cfg->nproviders > 0;
+}
+
 /* The fields the PRM and the AS metadata share. */
 static json_t *
 resource_fields(const struct am_config *cfg)
