@@ -18,8 +18,8 @@
 #include "common/fuzz.h"
 #include "core/json.h"
 #include "core/limits.h"
+#include "core/protocol.h"
 
-#define ID_JAG_URN "urn:ietf:params:oauth:token-type:id-jag"
 #define IP "192.0.2.7"
 
 struct fixture {
@@ -136,7 +136,7 @@ do_register(struct fixture *fx, const json_t *req, struct am_error *e)
 						 &assertion, e)) == AM_OK)
 				rc = flow_register_email(env, fx->st, IP, assertion, cred_type,
 							 &res, e);
-		} else if (strcmp(atype, ID_JAG_URN) == 0) {
+		} else if (strcmp(atype, AM_ID_JAG_URN) == 0) {
 			if ((rc = am_json_string(req, "assertion", true, JOSE_MAX_TOKEN_BYTES,
 						 &assertion, e)) == AM_OK)
 				rc = flow_register_idjag(env, fx->st, IP, assertion, cred_type,

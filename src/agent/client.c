@@ -11,9 +11,9 @@
 
 #include "agent/credstore.h"
 #include "authmd/client.h"
+#include "core/protocol.h"
 #include "core/str.h"
 
-#define ID_JAG_URN "urn:ietf:params:oauth:token-type:id-jag"
 #define MAX_BODY (1024 * 1024)
 
 struct authmd_client {
@@ -452,7 +452,8 @@ authmd_discover(struct authmd_client *c, const char *url, struct authmd_discover
 	if (array_has(json_object_get(aa, "identity_types_supported"), "identity_assertion")) {
 		d.verified_email = array_has(json_object_get(ia, "assertion_types_supported"),
 					     "verified_email");
-		d.id_jag = array_has(json_object_get(ia, "assertion_types_supported"), ID_JAG_URN);
+		d.id_jag =
+			array_has(json_object_get(ia, "assertion_types_supported"), AM_ID_JAG_URN);
 	}
 	if (d.register_uri[0] == '\0') {
 		st = cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL, "agent_auth has no register_uri");
@@ -864,7 +865,7 @@ register_provider(struct authmd_client *c, const struct authmd_discovery *d,
 	}
 	st = do_register(c, d, "id_jag",
 			 json_pack("{s:s, s:s, s:s, s:s}", "type", "identity_assertion",
-				   "assertion_type", ID_JAG_URN, "assertion", assertion,
+				   "assertion_type", AM_ID_JAG_URN, "assertion", assertion,
 				   "requested_credential_type",
 				   cred_type != NULL ? cred_type : "access_token"),
 			 &cred, err);

@@ -4,16 +4,13 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/protocol.h"
 #include "core/str.h"
 #include "flows/internal.h"
 #include "jose/jose.h"
 #include "trust/cimd.h"
 #include "trust/trust.h"
 
-#define TYP_ID_JAG "oauth-id-jag+jwt"
-#define TYP_LOGOUT "logout+jwt"
-#define EVENT_REVOKED "https://schemas.workos.com/events/agent/auth/identity/assertion/revoked"
-#define EVENT_OIDC_LOGOUT "http://schemas.openid.net/event/backchannel-logout"
 #define LOGOUT_MAX_AGE 300  /* a logout token without exp is good this long after iat */
 #define MAX_CLAIM_BYTES 255 /* iss, sub, jti, client_id, ... */
 
@@ -104,7 +101,7 @@ verify_token(const struct flow_env *env, const char *compact, const char *typ, s
 		return rc;
 	/* From here on the claims are the provider's own words. */
 	if ((rc = check_audience(cfg, t->claims, e)) != AM_OK ||
-	    (rc = claim_time(t->claims, "exp", strcmp(typ, TYP_ID_JAG) == 0, &v->exp, e)) !=
+	    (rc = claim_time(t->claims, "exp", strcmp(typ, AM_TYP_ID_JAG) == 0, &v->exp, e)) !=
 		    AM_OK ||
 	    (rc = claim_time(t->claims, "iat", true, &v->iat, e)) != AM_OK)
 		return rc;
@@ -546,7 +543,7 @@ idjag_prepare(const struct flow_env *env, const char *ip, const char *assertion,
 	if ((rc = flow_cred_type(requested_type, CRED_ACCESS_TOKEN, &s->type, e)) != AM_OK ||
 	    (rc = flow_rate_check(env, "identity", FLOW_RATE_PER_IP, ip, &retry_after, e)) !=
 		    AM_OK ||
-	    (rc = verify_token(env, assertion, TYP_ID_JAG, &s->t, &s->v, e)) != AM_OK ||
+	    (rc = verify_token(env, assertion, AM_TYP_ID_JAG, &s->t, &s->v, e)) != AM_OK ||
 	    (rc = claim_string(s->t.claims, "client_id", true, &client_id, e)) != AM_OK)
 		goto fail;
 	if ((rc = check_client_id(env, &s->v, client_id, &s->client, e)) != AM_OK ||
@@ -731,8 +728,8 @@ has_revocation_event(const json_t *claims)
 {
 	json_t *ev = json_object_get(claims, "events");
 
-	return json_is_object(ev) && (json_is_object(json_object_get(ev, EVENT_REVOKED)) ||
-				      json_is_object(json_object_get(ev, EVENT_OIDC_LOGOUT)));
+	return json_is_object(ev) && (json_is_object(json_object_get(ev, AM_EVENT_REVOKED)) ||
+				      json_is_object(json_object_get(ev, AM_EVENT_OIDC_LOGOUT)));
 }
 
 /* Revokes the credentials of refs (n of them, sorted by registration) at
@@ -821,11 +818,11 @@ flow_revoke_logout(const struct flow_env *env, struct store *st, const char *tok
 
 	if (env->trust == NULL || env->cfg->nproviders == 0)
 		return am_fail(e, AM_E_INVALID_ISSUER, "this service trusts no provider");
-	if ((rc = verify_token(env, token, TYP_LOGOUT, &t, &v, e)) != AM_OK)
+	if ((rc = verify_token(env, token, AM_TYP_LOGOUT, &t, &v, e)) != AM_OK)
 		goto out;
 	if (!has_revocation_event(t.claims)) {
 		rc = am_fail(e, AM_E_INVALID_REQUEST,
-			     "a logout token's events must hold " EVENT_REVOKED);
+			     "a logout token's events must hold " AM_EVENT_REVOKED);
 		goto out;
 	}
 	if (json_object_get(t.claims, "nonce") != NULL) {

@@ -29,6 +29,14 @@ enum am_err flow_issue_credential(const struct flow_env *env, struct store *st,
 				  const char *scopes, const char *user_id, const char *source,
 				  struct reg_result *out, struct am_error *e) AM_WUR;
 
+/* Mints a credential's id and secret (into out) and fills its row c, which
+ * the caller inserts. */
+enum am_err flow_new_credential(const struct flow_env *env, const char *registration_id,
+				enum cred_type type, const char *scopes, const char *user_id,
+				const char *source, const char *iss, const char *sub,
+				struct store_cred *c, struct reg_result *out,
+				struct am_error *e) AM_WUR;
+
 /* The same for a provider-vouched subject: source id_jag, with iss and sub
  * and the canonical audience recorded on the credential. */
 enum am_err flow_issue_credential_for(const struct flow_env *env, struct store *st,

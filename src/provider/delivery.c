@@ -14,6 +14,7 @@
 #include "core/fetch.h"
 #include "core/limits.h"
 #include "core/log.h"
+#include "core/protocol.h"
 #include "core/str.h"
 #include "provider/provider.h"
 
@@ -28,7 +29,7 @@ static void
 post_token(const struct prov_config *c, const char *url, const char *token, long *status, char *err,
 	   size_t errcap)
 {
-	static const char *const headers[] = {"Content-Type: application/logout+jwt", NULL};
+	static const char *const headers[] = {"Content-Type: " AM_MEDIA_LOGOUT_JWT, NULL};
 	struct am_fetch f = {
 		.method = "POST",
 		.url = url,

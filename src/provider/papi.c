@@ -10,32 +10,15 @@
 #include "core/json.h"
 #include "core/limits.h"
 #include "core/log.h"
+#include "core/protocol.h"
 #include "core/str.h"
 #include "core/url.h"
 #include "provider/provider.h"
-
-#define ID_JAG_URN "urn:ietf:params:oauth:token-type:id-jag"
-#define REVOKED_EVENT "https://schemas.workos.com/events/agent/auth/identity/assertion/revoked"
 
 static void
 close_store(void *p)
 {
 	pstore_close(p);
-}
-
-enum am_err
-prov_store(struct prov_app *a, struct pstore **out, struct am_error *e)
-{
-	struct pstore *ps = pthread_getspecific(a->store_key);
-	enum am_err rc;
-
-	if (ps == NULL) {
-		if ((rc = pstore_open(a->store_url, &ps, e)) != AM_OK)
-			return rc;
-		pthread_setspecific(a->store_key, ps);
-	}
-	*out = ps;
-	return AM_OK;
 }
 
 /* A URL we will put in a token or POST to: absolute http(s), printable, no
@@ -333,14 +316,14 @@ h_mint(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
 		json_object_set_new(claims, "agent_platform", json_string(platform));
 	if (context != NULL)
 		json_object_set_new(claims, "agent_context_id", json_string(context));
-	if ((rc = pkeys_sign(a->keys, ps, "oauth-id-jag+jwt", claims, &token, e)) != AM_OK ||
+	if ((rc = pkeys_sign(a->keys, ps, AM_TYP_ID_JAG, claims, &token, e)) != AM_OK ||
 	    (rc = pstore_commit(ps, e)) != AM_OK) {
 		pstore_rollback(ps);
 		goto out;
 	}
 	log_info("id-jag minted user=%s audience=%s grant=%s", u.id, audience, g.id);
 	http_reply_json(rs, 200,
-			json_pack("{s:s, s:s, s:I}", "assertion_type", ID_JAG_URN, "assertion",
+			json_pack("{s:s, s:s, s:I}", "assertion_type", AM_ID_JAG_URN, "assertion",
 				  token, "expires_in", (json_int_t)c->idjag_ttl));
 	http_add_header(rs, "Cache-Control", "no-store");
 out:
@@ -350,27 +333,6 @@ out:
 	}
 	json_decref(claims);
 	json_decref(req);
-	return rc;
-}
-
-enum am_err
-prov_logout_token(struct prov_app *a, struct pstore *ps, const char *sub, const char *aud,
-		  char **out, struct am_error *e)
-{
-	char jti[64];
-	int64_t now = am_clock_now(NULL);
-	json_t *claims;
-	enum am_err rc;
-
-	if ((rc = am_rand_token("", jti, sizeof(jti), e)) != AM_OK)
-		return rc;
-	/* Minted fresh at each delivery attempt (new jti, iat and exp), so a
-	 * retry hours later is as fresh as the first try. */
-	claims = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:{s:{}}}", "iss", a->cfg->issuer, "sub",
-			   sub, "aud", aud, "jti", jti, "iat", (json_int_t)now, "exp",
-			   (json_int_t)(now + 120), "events", REVOKED_EVENT);
-	rc = pkeys_sign(a->keys, ps, "logout+jwt", claims, out, e);
-	json_decref(claims);
 	return rc;
 }
 

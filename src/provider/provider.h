@@ -163,7 +163,8 @@ enum am_err pkeys_sign(struct pkeys *k, struct pstore *ps, const char *typ, cons
 enum am_err pkeys_rotate(const struct prov_config *c, struct pstore *ps, char kid[64],
 			 struct am_error *e) AM_WUR;
 
-/* ---- the running provider (papi.c, delivery.c) ---- */
+/* ---- the running provider: the API (papi.c), its flow layer (pflow.c:
+ * prov_store, prov_logout_token) and the delivery worker (delivery.c) ---- */
 
 struct prov_app {
 	const struct prov_config *cfg;

@@ -4,11 +4,10 @@
 
 #include "core/json.h"
 #include "core/limits.h"
+#include "core/protocol.h"
 #include "core/str.h"
 #include "jose/jose.h"
 #include "service/service.h"
-
-#define ID_JAG_URN "urn:ietf:params:oauth:token-type:id-jag"
 
 static void
 no_store(struct http_resp *rs)
@@ -128,7 +127,7 @@ register_identity(struct app *a, struct store *st, struct http_req *rq, const js
 			return rc;
 		return flow_register_email(&a->env, st, rq->ip, assertion, cred_type, res, e);
 	}
-	if (strcmp(atype, ID_JAG_URN) == 0) {
+	if (strcmp(atype, AM_ID_JAG_URN) == 0) {
 		if ((rc = am_json_string(req, "assertion", true, JOSE_MAX_TOKEN_BYTES, &assertion,
 					 e)) != AM_OK)
 			return rc;
@@ -136,7 +135,7 @@ register_identity(struct app *a, struct store *st, struct http_req *rq, const js
 		return register_idjag_parked(a, rq, assertion, cred_type, e);
 	}
 	return am_fail(e, AM_E_UNSUPPORTED_ASSERTION_TYPE,
-		       "assertion_type must be verified_email or " ID_JAG_URN);
+		       "assertion_type must be verified_email or " AM_ID_JAG_URN);
 }
 
 /* An anonymous registration parked while its commit is pending. */
@@ -382,7 +381,7 @@ h_revoke(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *
 
 	/* The guide's raw application/logout+jwt body, or the OIDC
 	 * Back-Channel Logout form field. */
-	if (http_content_type_is(rq, "application/logout+jwt") ||
+	if (http_content_type_is(rq, AM_MEDIA_LOGOUT_JWT) ||
 	    http_content_type_is(rq, "application/jwt")) {
 		size_t n = rq->body.len;
 

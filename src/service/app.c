@@ -243,24 +243,3 @@ out:
 	json_decref(changes);
 	return rc;
 }
-
-bool
-app_id_jag_enabled(const struct am_config *cfg)
-{
-	return cfg->flow_id_jag && cfg->nproviders > 0;
-}
-
-enum am_err
-app_store(struct app *a, struct store **st, struct am_error *e)
-{
-	return store_pool_get(a->pool, st, e);
-}
-
-enum am_err
-svc_json_body(struct http_req *rq, json_t **out, struct am_error *e)
-{
-	if (!http_content_type_is(rq, "application/json"))
-		return am_fail(e, AM_E_UNSUPPORTED_MEDIA_TYPE,
-			       "send the body as Content-Type: application/json");
-	return am_json_object(rq->body.data, rq->body.len, out, e);
-}

@@ -5,12 +5,16 @@
 #include <string.h>
 
 #include "core/json.h"
+#include "core/protocol.h"
 #include "core/str.h"
 #include "core/url.h"
 #include "service/service.h"
 
-#define ID_JAG_URN "urn:ietf:params:oauth:token-type:id-jag"
-#define REVOKED_EVENT "https://schemas.workos.com/events/agent/auth/identity/assertion/revoked"
+bool
+app_id_jag_enabled(const struct am_config *cfg)
+{
+	return cfg->flow_id_jag && cfg->nproviders > 0;
+}
 
 /* The fields the PRM and the AS metadata share. */
 static json_t *
@@ -56,7 +60,7 @@ agent_auth_block(const struct am_config *cfg)
 		json_t *at = json_array();
 
 		if (id_jag)
-			json_array_append_new(at, json_string(ID_JAG_URN));
+			json_array_append_new(at, json_string(AM_ID_JAG_URN));
 		if (cfg->flow_verified_email)
 			json_array_append_new(at, json_string("verified_email"));
 		json_object_set_new(b, "identity_assertion",
@@ -65,7 +69,7 @@ agent_auth_block(const struct am_config *cfg)
 					      "api_key"));
 	}
 	if (id_jag)
-		json_object_set_new(b, "events_supported", json_pack("[s]", REVOKED_EVENT));
+		json_object_set_new(b, "events_supported", json_pack("[s]", AM_EVENT_REVOKED));
 	return b;
 }
 

@@ -50,10 +50,11 @@ enum am_err app_new(const struct am_config *cfg, struct app **out, struct am_err
 void app_stop_writer(struct app *a);
 void app_free(struct app *a);
 
-/* This worker thread's store. */
+/* This worker thread's store (handler.c). */
 enum am_err app_store(struct app *a, struct store **st, struct am_error *e) AM_WUR;
 
-/* True when ID-JAG registration is on and some provider is trusted. */
+/* True when ID-JAG registration is on and some provider is trusted
+ * (discovery.c: what the documents advertise). */
 bool app_id_jag_enabled(const struct am_config *cfg);
 
 /* Builds the discovery documents and the PRM URLs (discovery.c). */

@@ -1,0 +1,18 @@
+/* The protocol's fixed strings, each defined once for the server, the
+ * provider and the client (issue 12). */
+#ifndef AUTHMD_CORE_PROTOCOL_H
+#define AUTHMD_CORE_PROTOCOL_H
+
+/* The assertion_type (and token type) of an Identity Assertion JWT grant. */
+#define AM_ID_JAG_URN "urn:ietf:params:oauth:token-type:id-jag"
+/* The JWT typ of an ID-JAG. */
+#define AM_TYP_ID_JAG "oauth-id-jag+jwt"
+/* The JWT typ and media type of a logout token. */
+#define AM_TYP_LOGOUT "logout+jwt"
+#define AM_MEDIA_LOGOUT_JWT "application/logout+jwt"
+/* The logout token's event: the auth.md revocation event, and the OpenID
+ * back-channel logout event that the server also accepts. */
+#define AM_EVENT_REVOKED "https://schemas.workos.com/events/agent/auth/identity/assertion/revoked"
+#define AM_EVENT_OIDC_LOGOUT "http://schemas.openid.net/event/backchannel-logout"
+
+#endif
