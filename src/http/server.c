@@ -460,17 +460,32 @@ http_reply_text(struct http_resp *rs, int status, const char *content_type, cons
 void
 http_reply_json(struct http_resp *rs, int status, json_t *json)
 {
-	char *text = json_dumps(json, JSON_COMPACT);
+	char small[2048];
+	size_t len = json != NULL ? json_dumpb(json, small, sizeof(small), JSON_COMPACT) : 0;
+	char *text = NULL;
 
+	/* Most answers fit the stack buffer: one exact allocation, with the
+	 * newline send_resp would otherwise add by copying. */
+	if (len > 0 && len <= sizeof(small)) {
+		text = am_xmalloc(len + 2);
+		memcpy(text, small, len);
+	} else if (len > sizeof(small) && (text = malloc(len + 2)) != NULL &&
+		   json_dumpb(json, text, len, JSON_COMPACT) != len) {
+		free(text);
+		text = NULL;
+	}
+	OPENSSL_cleanse(small, len < sizeof(small) ? len : sizeof(small)); /* may hold a secret */
 	json_decref(json);
 	if (text == NULL) {
 		http_reply_text(rs, 500, "application/json",
 				"{\"error\":\"server_error\",\"message\":\"internal error\"}", 52);
 		return;
 	}
+	text[len++] = '\n';
+	text[len] = '\0';
 	free(rs->body);
 	rs->body = text;
-	rs->len = strlen(text);
+	rs->len = len;
 	rs->status = status;
 	rs->content_type = "application/json";
 }
