@@ -33,7 +33,8 @@
 /* http/server.c (issue 8): libmicrohttpd zeroes a connection's whole memory
  * pool between the requests of a kept-alive connection, so its size is paid
  * on every request. The request line and headers must fit in it (past that,
- * 431); bodies stream through it in pieces. */
+ * 431); bodies stream through it in pieces. The default of [server]
+ * connection_memory. */
 #define AM_CONN_MEMORY_BYTES (16 * 1024)
 
 #endif

@@ -1037,7 +1037,8 @@ http_server_start(const struct http_options *opt, const struct http_route *route
 		flags, opt->port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
 		srv, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)opt->threads,
 		MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_CONNECTION_LIMIT, max_conns,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)AM_CONN_MEMORY_BYTES,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		opt->connection_memory != 0 ? opt->connection_memory : (size_t)AM_CONN_MEMORY_BYTES,
 		MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_NOTIFY_COMPLETED,
 		on_completed, srv, MHD_OPTION_END);
 	if (srv->daemon == NULL) {

@@ -75,6 +75,16 @@ class HeaderSizeTest(ServerTest):
         self.assertEqual(status, 200)
 
 
+class LargerConnectionMemoryTest(HeaderSizeTest):
+    """[server] connection_memory raises the header room for proxies that pass
+    large headers (cookies) on."""
+    OVERRIDES = {"server": {"connection_memory": "65536"}}
+
+    def test_headers_past_the_connection_memory_get_431(self):
+        self.assertEqual(self.get_with_header(40 * 1024)[0], 200)
+        self.assertEqual(self.get_with_header(70 * 1024)[0], 431)
+
+
 class WriteAllThenReadTest(ServerTest):
     """The default body cap (64 KiB) and a 2 MB body: the client sends every
     byte before it reads, as a naive client or `curl --data-binary` does."""
