@@ -24,6 +24,7 @@
 struct conn_track {
 	struct conn_track *prev, *next; /* under srv->mu */
 	struct ip_count *ip;		/* counted against per_ip; NULL: not */
+	char peer[64];			/* the client address as text; set before any request */
 	int fd;
 	_Atomic int64_t start;	  /* monotonic ms: the current request's start */
 	_Atomic int64_t deadline; /* monotonic ms; 0 once the request is in */
@@ -137,12 +138,12 @@ track_next_request(struct http_server *srv, struct MHD_Connection *conn)
 /* The connection's client address as 16 bytes (IPv4 mapped into IPv6), and
  * whether it is a trusted proxy. False when there is no address. */
 static bool
-peer_key(struct http_server *srv, struct MHD_Connection *conn, uint8_t key[16], bool *trusted)
+peer_key(struct http_server *srv, struct MHD_Connection *conn, uint8_t key[16], bool *trusted,
+	 char text[64])
 {
 	const union MHD_ConnectionInfo *ci =
 		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
-	char text[INET6_ADDRSTRLEN];
 
 	if (sa == NULL)
 		return false;
@@ -152,12 +153,12 @@ peer_key(struct http_server *srv, struct MHD_Connection *conn, uint8_t key[16], 
 		memset(key, 0, 10);
 		key[10] = key[11] = 0xff;
 		memcpy(key + 12, &in->sin_addr, 4);
-		inet_ntop(AF_INET, &in->sin_addr, text, sizeof(text));
+		inet_ntop(AF_INET, &in->sin_addr, text, 64);
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
 
 		memcpy(key, &in6->sin6_addr, 16);
-		inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof(text));
+		inet_ntop(AF_INET6, &in6->sin6_addr, text, 64);
 	} else {
 		return false;
 	}
@@ -235,7 +236,8 @@ on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 		ct->fd = ci->connect_fd;
 		atomic_init(&ct->start, now);
 		atomic_init(&ct->deadline, now + srv->header_ms);
-		keyed = peer_key(srv, conn, key, &trusted);
+		/* The address text is kept for the connection's requests. */
+		keyed = peer_key(srv, conn, key, &trusted, ct->peer);
 		pthread_mutex_lock(&srv->mu);
 		/* Every connection of a reverse proxy comes from its address: a
 		 * trusted proxy is bounded by max_connections only, or the
@@ -774,7 +776,14 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		rq->started = am_metrics_now(); /* gate: the latency histogram */
 		rq->method = method;
 		rq->path = url;
-		client_ip(conn, rq->peer, sizeof(rq->peer));
+		{
+			const struct conn_track *ct = track_of(conn);
+
+			if (ct != NULL && ct->peer[0] != '\0')
+				memcpy(rq->peer, ct->peer, sizeof(rq->peer));
+			else
+				client_ip(conn, rq->peer, sizeof(rq->peer));
+		}
 		http_proxy_client_ip(&srv->trusted, srv->forwarded_rfc7239, rq); /* gate */
 		{
 			char id[17];
