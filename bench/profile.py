@@ -109,7 +109,7 @@ def main():
                                                            calls / max(n, 1), out))
             print(txt)
     finally:
-        b.keep = True
+        b.keep = b.keep or os.path.dirname(os.path.abspath(out)) == b.tmp  # the output is there
         b.stop()
     return 0
 
