@@ -37,6 +37,9 @@ static const struct cfg_key keys[] = {
 	{"server", "request_timeout", CFG_SECONDS, AT(request_timeout), "30", 1, 3600, NULL},
 	{"server", "idle_timeout", CFG_SECONDS, AT(idle_timeout), "15", 1, 3600, NULL},
 	{"server", "slow_log_interval", CFG_SECONDS, AT(slow_log_interval), "60", 1, 3600, NULL},
+	/* issue 8 (perf): a connection's memory, zeroed by libmicrohttpd per request */
+	{"server", "connection_memory", CFG_UINT, AT(connection_memory), "16384", 8192, 1048576,
+	 NULL},
 	{"store", "url", CFG_STRING, AT(store_url), "sqlite:var/authmd.db", 1, AM_CFG_STR - 1,
 	 NULL},
 	{"mail", "outbox", CFG_STRING, AT(mail_outbox), "var/outbox", 1, 255, NULL},

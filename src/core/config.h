@@ -67,6 +67,8 @@ struct am_config {
 	int64_t request_timeout;   /* the whole request, body included */
 	int64_t idle_timeout;	   /* no bytes either way */
 	int64_t slow_log_interval; /* one summary line per interval */
+	/* [server] issue 8 (perf) */
+	int64_t connection_memory; /* bytes; request line and headers must fit */
 	/* [store] */
 	char store_url[AM_CFG_STR];
 	/* [mail] */

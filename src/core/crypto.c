@@ -3,20 +3,34 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+/* SHA-256 fetched from the default provider once: EVP_sha256() in
+ * EVP_Digest fetches the implementation again on every call, a third of
+ * the cost of hashing a bearer credential. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void
+sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
 
 void
 am_sha256(const void *data, size_t len, uint8_t out[AM_HASH_LEN])
 {
 	unsigned int n = AM_HASH_LEN;
 
-	/* EVP_Digest with a fetched-once implicit MD cannot fail for SHA-256
-	 * short of memory exhaustion; on failure the output is zeroed so a
-	 * failed hash can never equal a stored one by accident of old stack. */
-	if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1)
+	pthread_once(&sha256_once, sha256_fetch);
+	/* EVP_Digest cannot fail for SHA-256 short of memory exhaustion; on
+	 * failure the output is zeroed so a failed hash can never equal a
+	 * stored one by accident of old stack. */
+	if (EVP_Digest(data, len, out, &n, sha256_md != NULL ? sha256_md : EVP_sha256(), NULL) != 1)
 		memset(out, 0, AM_HASH_LEN);
 }
 
@@ -35,6 +49,70 @@ am_ct_equal(const void *a, const void *b, size_t len)
 static const char base62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 static const char hexdig[] = "0123456789abcdef";
 
+/* Random bytes are drawn from OpenSSL a pool at a time: one RAND_bytes
+ * call has a fixed cost (provider dispatch, the per-thread DRBG's checks)
+ * of thousands of instructions, and a registration needs four secrets and
+ * ids. The pool is per thread (no lock), every byte is used once and wiped
+ * as it is taken, and a fork empties it, so parent and child never hand out
+ * the same bytes. Holding unread DRBG output is no weaker than holding the
+ * DRBG's own state, which sits in the same memory. */
+#define RAND_POOL_BYTES 512
+
+static _Thread_local struct {
+	unsigned char b[RAND_POOL_BYTES];
+	size_t left; /* unread bytes, at the end of b */
+	bool keyed;  /* pool_key set on this thread: its exit wipes the pool */
+} pool;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static pthread_key_t pool_key;
+static bool pool_key_ok;
+
+static void
+pool_forget(void)
+{
+	OPENSSL_cleanse(pool.b, sizeof(pool.b));
+	pool.left = 0;
+}
+
+static void
+pool_at_exit(void *unused)
+{
+	(void)unused;
+	pool_forget();
+}
+
+static void
+pool_setup(void)
+{
+	/* In the child the pool of the forking thread is a copy of the
+	 * parent's: it must never be read there. */
+	(void)pthread_atfork(NULL, NULL, pool_forget);
+	pool_key_ok = pthread_key_create(&pool_key, pool_at_exit) == 0;
+}
+
+/* Copies n (<= RAND_POOL_BYTES) fresh random bytes to out. */
+static bool
+pool_take(unsigned char *out, size_t n)
+{
+	unsigned char *from;
+
+	pthread_once(&pool_once, pool_setup);
+	if (pool.left < n) {
+		if (RAND_bytes(pool.b, sizeof(pool.b)) != 1) {
+			pool_forget();
+			return false;
+		}
+		pool.left = sizeof(pool.b);
+		if (!pool.keyed && pool_key_ok)
+			pool.keyed = pthread_setspecific(pool_key, &pool) == 0;
+	}
+	from = pool.b + sizeof(pool.b) - pool.left;
+	memcpy(out, from, n);
+	OPENSSL_cleanse(from, n);
+	pool.left -= n;
+	return true;
+}
+
 /* Fills out[0..n) with characters of alphabet (size k, k <= 256) chosen
  * uniformly: bytes at or above the largest multiple of k are rejected. */
 static enum am_err
@@ -45,9 +123,14 @@ rand_chars(const char *alphabet, unsigned k, char *out, size_t n, struct am_erro
 	size_t got = 0;
 
 	while (got < n) {
-		if (RAND_bytes(buf, sizeof(buf)) != 1)
+		/* Enough for what is missing, plus a little for rejections. */
+		size_t want = n - got + (n - got) / 8 + 2;
+
+		if (want > sizeof(buf))
+			want = sizeof(buf);
+		if (!pool_take(buf, want))
 			return am_fail(e, AM_E_INTERNAL, "random source failed");
-		for (size_t i = 0; i < sizeof(buf) && got < n; i++) {
+		for (size_t i = 0; i < want && got < n; i++) {
 			if (buf[i] < limit)
 				out[got++] = alphabet[buf[i] % k];
 		}

@@ -30,5 +30,11 @@
 #define AM_AUTH_CACHE_TTL_MS 1000  /* an entry's life: the staleness bound of a change */
 /* a request waiting for its provider's key fetch (trust/trust.c) */
 #define AM_JWKS_WAIT_MS 2000
+/* http/server.c (issue 8): libmicrohttpd zeroes a connection's whole memory
+ * pool between the requests of a kept-alive connection, so its size is paid
+ * on every request. The request line and headers must fit in it (past that,
+ * 431); bodies stream through it in pieces. The default of [server]
+ * connection_memory. */
+#define AM_CONN_MEMORY_BYTES (16 * 1024)
 
 #endif

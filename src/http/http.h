@@ -80,6 +80,7 @@ struct http_options {
 	unsigned max_connections;    /* 0: the open-file limit less a reserve, at most
 				      * AM_MAX_CONNECTIONS_AUTO; clamped to that limit */
 	unsigned per_ip_connections; /* simultaneous connections from one address */
+	size_t connection_memory;    /* bytes per connection (0: AM_CONN_MEMORY_BYTES) */
 	unsigned header_timeout_s;   /* request line and headers within this, in total */
 	unsigned request_timeout_s;  /* the whole request within this, in total */
 	unsigned idle_timeout_s;     /* a connection moving no bytes is closed */

@@ -23,6 +23,8 @@
  * close notice. The reaper closes it when its deadline passes. */
 struct conn_track {
 	struct conn_track *prev, *next; /* under srv->mu */
+	struct ip_count *ip;		/* counted against per_ip; NULL: not */
+	char peer[64];			/* the client address as text; set before any request */
 	int fd;
 	_Atomic int64_t start;	  /* monotonic ms: the current request's start */
 	_Atomic int64_t deadline; /* monotonic ms; 0 once the request is in */
@@ -30,6 +32,14 @@ struct conn_track {
 };
 
 #define WARN_KINDS 16
+#define IP_BUCKETS 256
+
+/* Open connections of one client address (max_connections_per_ip). */
+struct ip_count {
+	struct ip_count *next; /* under srv->mu */
+	uint8_t addr[16];      /* IPv4 as its IPv4-mapped IPv6 form */
+	unsigned n;
+};
 
 /* libmicrohttpd warnings, keyed by their format string: the first of each
  * kind per interval is logged, the rest counted into one summary line. */
@@ -50,7 +60,10 @@ struct http_server {
 
 	pthread_mutex_t mu; /* conns, and shutdown() of their sockets */
 	struct conn_track *conns;
-	uint64_t slow_closed; /* under mu; since the last summary */
+	uint64_t slow_closed;		  /* under mu; since the last summary */
+	struct ip_count *ips[IP_BUCKETS]; /* under mu */
+	unsigned per_ip;
+	uint64_t per_ip_refused; /* under mu; since the last summary */
 
 	pthread_mutex_t log_mu;
 	struct warn_kind warn[WARN_KINDS];
@@ -122,6 +135,88 @@ track_next_request(struct http_server *srv, struct MHD_Connection *conn)
 	atomic_store(&ct->deadline, now + srv->header_ms);
 }
 
+/* The connection's client address as 16 bytes (IPv4 mapped into IPv6), and
+ * whether it is a trusted proxy. False when there is no address. */
+static bool
+peer_key(struct http_server *srv, struct MHD_Connection *conn, uint8_t key[16], bool *trusted,
+	 char text[64])
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
+
+	if (sa == NULL)
+		return false;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+
+		memset(key, 0, 10);
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &in->sin_addr, 4);
+		inet_ntop(AF_INET, &in->sin_addr, text, 64);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+
+		memcpy(key, &in6->sin6_addr, 16);
+		inet_ntop(AF_INET6, &in6->sin6_addr, text, 64);
+	} else {
+		return false;
+	}
+	*trusted = srv->trusted.n > 0 && am_cidr_match(&srv->trusted, text);
+	return true;
+}
+
+static unsigned
+ip_bucket(const uint8_t key[16])
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (int i = 0; i < 16; i++)
+		h = (h ^ key[i]) * 16777619u;
+	return h % IP_BUCKETS;
+}
+
+/* Counts one more connection of key; NULL when that address is at its
+ * limit (or out of memory). Called with srv->mu held. */
+static struct ip_count *
+ip_add(struct http_server *srv, const uint8_t key[16])
+{
+	unsigned h = ip_bucket(key);
+	struct ip_count *c;
+
+	for (c = srv->ips[h]; c != NULL; c = c->next)
+		if (memcmp(c->addr, key, 16) == 0)
+			break;
+	if (c == NULL) {
+		if ((c = calloc(1, sizeof(*c))) == NULL)
+			return NULL;
+		memcpy(c->addr, key, 16);
+		c->next = srv->ips[h];
+		srv->ips[h] = c;
+	}
+	if (c->n >= srv->per_ip)
+		return NULL;
+	c->n++;
+	return c;
+}
+
+/* Called with srv->mu held. */
+static void
+ip_del(struct http_server *srv, struct ip_count *c)
+{
+	unsigned h = ip_bucket(c->addr);
+
+	if (--c->n > 0)
+		return;
+	for (struct ip_count **pp = &srv->ips[h]; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			free(c);
+			return;
+		}
+	}
+}
+
 static void
 on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 	      enum MHD_ConnectionNotificationCode toe)
@@ -133,13 +228,26 @@ on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 		const union MHD_ConnectionInfo *ci =
 			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 		int64_t now = mono_ms();
+		uint8_t key[16];
+		bool trusted = false, keyed;
 
 		if (ci == NULL || (ct = calloc(1, sizeof(*ct))) == NULL)
 			return; /* untracked: only the idle timeout applies to it */
 		ct->fd = ci->connect_fd;
 		atomic_init(&ct->start, now);
 		atomic_init(&ct->deadline, now + srv->header_ms);
+		/* The address text is kept for the connection's requests. */
+		keyed = peer_key(srv, conn, key, &trusted, ct->peer);
 		pthread_mutex_lock(&srv->mu);
+		/* Every connection of a reverse proxy comes from its address: a
+		 * trusted proxy is bounded by max_connections only, or the
+		 * gate would refuse the proxy's upstream connections under load
+		 * (issue 8: 502s through nginx auth_request). */
+		if (keyed && !trusted && (ct->ip = ip_add(srv, key)) == NULL) {
+			srv->per_ip_refused++;
+			ct->reaped = true; /* refused: shut down below, not reaped again */
+			(void)shutdown(ct->fd, SHUT_RDWR);
+		}
 		ct->next = srv->conns;
 		if (srv->conns != NULL)
 			srv->conns->prev = ct;
@@ -153,6 +261,8 @@ on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 	/* libmicrohttpd closes the socket after this notice, so holding mu
 	 * here keeps the reaper from shutting down a reused descriptor. */
 	pthread_mutex_lock(&srv->mu);
+	if (ct->ip != NULL)
+		ip_del(srv, ct->ip);
 	if (ct->prev != NULL)
 		ct->prev->next = ct->next;
 	else
@@ -190,12 +300,17 @@ reap(struct http_server *srv, int64_t now)
 static void
 log_summaries(struct http_server *srv, unsigned secs)
 {
-	uint64_t slow;
+	uint64_t slow, refused;
 
 	pthread_mutex_lock(&srv->mu);
 	slow = srv->slow_closed;
 	srv->slow_closed = 0;
+	refused = srv->per_ip_refused;
+	srv->per_ip_refused = 0;
 	pthread_mutex_unlock(&srv->mu);
+	if (refused > 0)
+		log_warn("refused %llu connections over max_connections_per_ip=%u in the last %us",
+			 (unsigned long long)refused, srv->per_ip, secs);
 	if (slow > 0)
 		log_warn("closed %llu slow connections in the last %us (header_timeout=%llds "
 			 "request_timeout=%llds)",
@@ -347,17 +462,32 @@ http_reply_text(struct http_resp *rs, int status, const char *content_type, cons
 void
 http_reply_json(struct http_resp *rs, int status, json_t *json)
 {
-	char *text = json_dumps(json, JSON_COMPACT);
+	char small[2048];
+	size_t len = json != NULL ? json_dumpb(json, small, sizeof(small), JSON_COMPACT) : 0;
+	char *text = NULL;
 
+	/* Most answers fit the stack buffer: one exact allocation, with the
+	 * newline send_resp would otherwise add by copying. */
+	if (len > 0 && len <= sizeof(small)) {
+		text = am_xmalloc(len + 2);
+		memcpy(text, small, len);
+	} else if (len > sizeof(small) && (text = malloc(len + 2)) != NULL &&
+		   json_dumpb(json, text, len, JSON_COMPACT) != len) {
+		free(text);
+		text = NULL;
+	}
+	OPENSSL_cleanse(small, len < sizeof(small) ? len : sizeof(small)); /* may hold a secret */
 	json_decref(json);
 	if (text == NULL) {
 		http_reply_text(rs, 500, "application/json",
 				"{\"error\":\"server_error\",\"message\":\"internal error\"}", 52);
 		return;
 	}
+	text[len++] = '\n';
+	text[len] = '\0';
 	free(rs->body);
 	rs->body = text;
-	rs->len = strlen(text);
+	rs->len = len;
 	rs->status = status;
 	rs->content_type = "application/json";
 }
@@ -646,7 +776,14 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		rq->started = am_metrics_now(); /* gate: the latency histogram */
 		rq->method = method;
 		rq->path = url;
-		client_ip(conn, rq->peer, sizeof(rq->peer));
+		{
+			const struct conn_track *ct = track_of(conn);
+
+			if (ct != NULL && ct->peer[0] != '\0')
+				memcpy(rq->peer, ct->peer, sizeof(rq->peer));
+			else
+				client_ip(conn, rq->peer, sizeof(rq->peer));
+		}
 		http_proxy_client_ip(&srv->trusted, srv->forwarded_rfc7239, rq); /* gate */
 		{
 			char id[17];
@@ -820,6 +957,14 @@ connection_cap(unsigned want, unsigned threads)
 static void
 server_free(struct http_server *srv)
 {
+	for (size_t i = 0; i < IP_BUCKETS; i++) {
+		while (srv->ips[i] != NULL) {
+			struct ip_count *c = srv->ips[i];
+
+			srv->ips[i] = c->next;
+			free(c);
+		}
+	}
 	pthread_mutex_destroy(&srv->mu);
 	pthread_mutex_destroy(&srv->log_mu);
 	pthread_mutex_destroy(&srv->park_mu);
@@ -881,6 +1026,7 @@ http_server_start(const struct http_options *opt, const struct http_route *route
 		request_s = header_s; /* the headers are part of the request */
 	idle_s = or_default(opt->idle_timeout_s, AM_IDLE_TIMEOUT_S);
 	per_ip = or_default(opt->per_ip_connections, AM_CONN_PER_IP);
+	srv->per_ip = per_ip; /* counted here (on_connection), so trusted proxies are exempt */
 	srv->header_ms = (int64_t)header_s * 1000;
 	srv->request_ms = (int64_t)request_s * 1000;
 	srv->log_interval_s = or_default(opt->log_interval_s, 60);
@@ -900,8 +1046,10 @@ http_server_start(const struct http_options *opt, const struct http_route *route
 		flags, opt->port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
 		srv, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)opt->threads,
 		MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_CONNECTION_LIMIT, max_conns,
-		MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_NOTIFY_CONNECTION,
-		on_connection, srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		opt->connection_memory != 0 ? opt->connection_memory : (size_t)AM_CONN_MEMORY_BYTES,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_NOTIFY_COMPLETED,
+		on_completed, srv, MHD_OPTION_END);
 	if (srv->daemon == NULL) {
 		server_free(srv);
 		return am_fail(e, AM_E_UNAVAILABLE, "cannot listen on %s:%u", opt->host,

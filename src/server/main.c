@@ -372,6 +372,7 @@ main(int argc, char **argv)
 			.max_body = (size_t)cfg.body_bytes,
 			.max_connections = (unsigned)cfg.max_connections,
 			.per_ip_connections = (unsigned)cfg.max_connections_per_ip,
+			.connection_memory = (size_t)cfg.connection_memory,
 			.header_timeout_s = (unsigned)cfg.header_timeout,
 			.request_timeout_s = (unsigned)cfg.request_timeout,
 			.idle_timeout_s = (unsigned)cfg.idle_timeout,

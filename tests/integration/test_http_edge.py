@@ -49,6 +49,42 @@ class JsonFramingTest(ServerTest):
             json.loads(r.body)  # still one JSON document
 
 
+class HeaderSizeTest(ServerTest):
+    """A connection's memory is 16 KiB (core/limits.h AM_CONN_MEMORY_BYTES,
+    issue 8: libmicrohttpd zeroes it on every request): request line and
+    headers up to 12 KiB are served, and one past the pool gets 431."""
+
+    def get_with_header(self, pad):
+        s = socket.create_connection(("127.0.0.1", self.server.port), timeout=30)
+        try:
+            s.sendall(b"GET /.well-known/oauth-authorization-server HTTP/1.1\r\nHost: x\r\n"
+                      b"X-Pad: " + b"a" * pad + b"\r\n\r\n")
+            return read_reply(s)
+        finally:
+            s.close()
+
+    def test_headers_of_12_kib_are_served(self):
+        status, headers, body = self.get_with_header(12 * 1024)
+        self.assertEqual(status, 200)
+        self.assertIn("issuer", json.loads(body))
+
+    def test_headers_past_the_connection_memory_get_431(self):
+        status, _, _ = self.get_with_header(17 * 1024)
+        self.assertEqual(status, 431)
+        status, _, _ = self.get_with_header(100)  # and the server goes on
+        self.assertEqual(status, 200)
+
+
+class LargerConnectionMemoryTest(HeaderSizeTest):
+    """[server] connection_memory raises the header room for proxies that pass
+    large headers (cookies) on."""
+    OVERRIDES = {"server": {"connection_memory": "65536"}}
+
+    def test_headers_past_the_connection_memory_get_431(self):
+        self.assertEqual(self.get_with_header(40 * 1024)[0], 200)
+        self.assertEqual(self.get_with_header(70 * 1024)[0], 431)
+
+
 class WriteAllThenReadTest(ServerTest):
     """The default body cap (64 KiB) and a 2 MB body: the client sends every
     byte before it reads, as a naive client or `curl --data-binary` does."""

@@ -208,6 +208,45 @@ class PerAddressCapTest(ServerCase):
             attack.close()
 
 
+class TrustedProxyCapTest(ServerCase):
+    """A trusted proxy's connections all come from its one address, so it is
+    not held to the per-address cap (issue 8: nginx auth_request met 502s
+    once its upstream connections to /authz passed 128); others still are."""
+    OVERRIDES = {"server": {"max_connections_per_ip": "50", "header_timeout": "120",
+                            "request_timeout": "120", "idle_timeout": "120",
+                            "trusted_proxies": ATTACKER + "/32"}}
+
+    def test_a_trusted_proxy_may_hold_more_than_the_cap(self):
+        raise_fd_limit(1024)
+        proxy = SlowSockets(self.server.port, 120)  # from the trusted address
+        other = SlowSockets(self.server.port, 80, source=VISITOR)
+        try:
+            proxy.fill()
+            proxy.trickle(b"")
+            other.fill()
+            other.trickle(b"")
+            for _ in range(200):
+                if other.closed_by_server >= 30:
+                    break
+                other.reap_closed(wait=0.1)
+            other.reap_closed(wait=0.5)
+            proxy.reap_closed(wait=0.5)
+            self.assertEqual(proxy.closed_by_server, 0)
+            self.assertEqual(len(proxy.socks), 120)
+            self.assertEqual(other.closed_by_server, 30)
+            self.assertEqual(len(other.socks), 50)
+        finally:
+            proxy.close()
+            other.close()
+        # Once the server has seen them close, the address is served again.
+        deadline = time.monotonic() + 10
+        status = visit(self.server.port)
+        while status != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            status = visit(self.server.port)
+        self.assertEqual(status, 200)
+
+
 class DeadlineTest(ServerCase):
     OVERRIDES = {"server": {"header_timeout": "2", "request_timeout": "3"}}
 

@@ -4,11 +4,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "core/crypto.h"
 #include "core/errors.h"
+#include "core/log.h"
 #include "core/str.h"
 
 static void
@@ -26,6 +30,107 @@ tokens_carry_their_prefix_and_base62_body(void **state)
 		strspn(a + 4, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"),
 		AM_TOKEN_CHARS);
 	assert_string_not_equal(a, b);
+}
+
+/* Random bytes come from a per-thread pool (core/crypto.c): a forked child
+ * holds a copy of it and must not hand out the parent's next bytes. */
+static void
+a_forked_child_never_repeats_the_parents_next_token(void **state)
+{
+	char first[64], mine[64], childs[64] = "";
+	struct am_error e = {0};
+	int fds[2];
+	pid_t pid;
+	int status;
+	ssize_t n;
+
+	(void)state;
+	assert_int_equal(am_rand_token("clm_", first, sizeof(first), &e), AM_OK); /* fills it */
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char t[64];
+		int ok = am_rand_token("clm_", t, sizeof(t), &e) == AM_OK &&
+			 write(fds[1], t, strlen(t) + 1) == (ssize_t)(strlen(t) + 1);
+
+		_exit(ok ? 0 : 1);
+	}
+	close(fds[1]);
+	assert_int_equal(am_rand_token("clm_", mine, sizeof(mine), &e), AM_OK);
+	n = read(fds[0], childs, sizeof(childs) - 1);
+	close(fds[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_true(n > 4);
+	assert_int_equal(strlen(childs), 4 + AM_TOKEN_CHARS);
+	assert_string_not_equal(childs, mine);
+	assert_string_not_equal(childs, first);
+}
+
+/* A thousand ids in a row (two pool refills) are all distinct and hex. */
+static void
+ids_from_the_pool_are_distinct(void **state)
+{
+	static char ids[1000][40];
+	struct am_error e = {0};
+
+	(void)state;
+	for (int i = 0; i < 1000; i++) {
+		assert_int_equal(am_rand_id("reg_", ids[i], sizeof(ids[i]), &e), AM_OK);
+		assert_int_equal(strspn(ids[i] + 4, "0123456789abcdef"), AM_ID_CHARS);
+		for (int j = 0; j < i; j++)
+			assert_string_not_equal(ids[i], ids[j]);
+	}
+}
+
+/* am_log writes each line whole, with one write and its newline, also when
+ * the text is cut at the line cap; and the request id is on it. */
+static void
+a_log_line_is_whole_even_when_cut(void **state)
+{
+	char path[] = "/tmp/authmd-log-XXXXXX", got[4096], big[3000];
+	int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+	FILE *f;
+	size_t n;
+
+	(void)state;
+	assert_true(fd >= 0 && saved >= 0);
+	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(am_log_set_level("info"), 0);
+	am_log_set_request("00000000000000ab");
+	log_info("short key=%d", 7);
+	log_debug("not written");
+	log_warn("long %s", big);
+	am_log_set_request(NULL);
+	assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+	close(saved);
+	f = fdopen(fd, "r");
+	assert_non_null(f);
+	rewind(f);
+	n = fread(got, 1, sizeof(got) - 1, f);
+	fclose(f);
+	unlink(path);
+	got[n] = '\0';
+	{
+		char *nl = strchr(got, '\n');
+		char *second;
+
+		assert_non_null(nl);
+		*nl = '\0';
+		assert_non_null(strstr(got, " level=info req=00000000000000ab short key=7"));
+		assert_int_equal(strlen(got),
+				 strlen("2026-01-01T00:00:00Z") +
+					 strlen(" level=info req=00000000000000ab short key=7"));
+		second = nl + 1;
+		nl = strchr(second, '\n');
+		assert_non_null(nl);
+		assert_int_equal(nl - second + 1, 1023); /* the cap, newline included */
+		assert_non_null(strstr(second, " level=warn req=00000000000000ab long xxx"));
+		assert_string_equal(nl + 1, ""); /* and nothing else: debug is off */
+	}
 }
 
 static void
@@ -162,6 +267,9 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(tokens_carry_their_prefix_and_base62_body),
 		cmocka_unit_test(a_token_buffer_too_small_is_refused),
+		cmocka_unit_test(a_forked_child_never_repeats_the_parents_next_token),
+		cmocka_unit_test(ids_from_the_pool_are_distinct),
+		cmocka_unit_test(a_log_line_is_whole_even_when_cut),
 		cmocka_unit_test(otps_are_six_digits_and_cover_every_digit),
 		cmocka_unit_test(sha256_matches_the_standard_vector),
 		cmocka_unit_test(constant_time_equality),

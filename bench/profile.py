@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Per-request cost of one bench row, counted rather than timed.
+
+    python3 bench/profile.py --build build ROW [--tool callgrind|strace] [--seconds N]
+
+ROW is one of: metadata, bearer-key, bearer-token, anonymous, idjag-same, idjag-distinct,
+gate. The server runs exactly as in `make bench` (bench/bench.py's setup),
+but under valgrind's callgrind (instructions, with call graph) or under
+`strace -c -f` (system calls). The counters are zeroed once the row's
+credentials exist, so only the row's own requests are counted; the output is
+the instructions (or system calls) per answered request, and for callgrind
+the file to read with `callgrind_annotate --inclusive=yes`. wrk runs with
+8 connections: under valgrind the server is about 50 times slower, and the
+figure wanted is a count per request, not a rate. Loopback only, like the
+bench. See docs/performance.md.
+"""
+import argparse
+import glob
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import bench  # noqa: E402  the bench's processes, credentials and wrk driver
+
+ROWS = {
+    "metadata": (bench.AS_METADATA, ["get"], None),
+    "bearer-key": ("/api/resource", ["get"], "api_key"),
+    "bearer-token": ("/api/resource", ["get"], "access_token"),
+    "gate": ("/api/resource", ["get"], "api_key"),
+    "anonymous": ("/agent/auth", ["anonymous"], None),
+    "idjag-same": ("/agent/auth", None, "same"),
+    "idjag-distinct": ("/agent/auth", None, "distinct"),
+}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("row", choices=sorted(ROWS))
+    ap.add_argument("--build", default=os.path.join(bench.ROOT, "build"))
+    ap.add_argument("--tool", choices=("callgrind", "strace"), default="callgrind")
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--out", default=None, help="where the callgrind/strace file goes")
+    args = ap.parse_args()
+    os.environ["BENCH_CONNS"] = "8"
+    b = bench.Bench(args.build)
+    out = args.out or os.path.join(b.tmp, "profile.out")
+    try:
+        b.start()  # the plain server: setup at full speed, then restart under the tool
+        creds = {"api_key": b.claimed_api_key(), "access_token": b.access_token()}
+        if args.tool == "callgrind":  # restart under valgrind
+            b.server.stop()
+            plain_argv = b.server.argv
+            wrap = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+                    "--dump-instr=no"]
+            b.server.argv = lambda: wrap + plain_argv()
+            b.launch()
+        path, wrk_args, cred = ROWS[args.row]
+        warm_args = wrk_args
+        if wrk_args is None:  # own tokens for the warm-up: the row's must not be replays
+            warm_args = ["idjag", b.mint(4000, cred), "access_token"]
+            wrk_args = ["idjag", b.mint(20000, cred), "access_token"]
+            cred = None
+        bearer = creds[cred] if cred in creds else None
+        url = b.nginx.gate_url if args.row == "gate" else b.server.url
+        vg = b.server.proc.pid
+        if args.tool == "callgrind":
+            b.wrk(url, path, warm_args, seconds=1, bearer=bearer)  # warm: caches, first pages
+            subprocess.run(["callgrind_control", "-z", str(vg)], check=True,
+                           stdout=subprocess.DEVNULL)
+            r = b.wrk(url, path, wrk_args, seconds=args.seconds, bearer=bearer)
+            subprocess.run(["callgrind_control", "-d", str(vg)], check=True,
+                           stdout=subprocess.DEVNULL)
+        else:  # attach to every thread of the running server for the row only
+            st = subprocess.Popen(["strace", "-f", "-c", "-o", out, "-p", str(vg)],
+                                  stderr=subprocess.DEVNULL)
+            time.sleep(1)
+            r = b.wrk(url, path, wrk_args, seconds=args.seconds, bearer=bearer)
+            st.send_signal(signal.SIGINT)
+            st.wait(timeout=60)
+        n = r["requests"]
+        b.server.stop()
+        b.server.proc = None
+        if args.tool == "callgrind":
+            parts = sorted(glob.glob(out + "*"), key=os.path.getmtime)
+            total = 0
+            for p in parts:
+                with open(p) as f:
+                    txt = f.read()
+                if "Trigger: dump" not in txt:  # the -d after the row
+                    continue
+                m = re.search(r"^summary:\s+(\d+)", txt, re.M) or \
+                    re.search(r"^totals:\s+(\d+)", txt, re.M)
+                total += int(m.group(1)) if m else 0
+            print("%s: %d requests (%d non-2xx), %.0f instructions per request; %s" % (
+                args.row, n, r["status_errors"], total / max(n, 1), " ".join(parts)))
+        else:
+            with open(out) as f:
+                txt = f.read()
+            m = re.search(r"^100.00\s+[\d.]+\s+\d+\s+(\d+)", txt,
+                          re.M)
+            calls = int(m.group(1)) if m else 0
+            print("%s: %d requests (%d non-2xx), %.2f system calls per request "
+                  "(all threads); %s" % (args.row, n, r["status_errors"],
+                                                           calls / max(n, 1), out))
+            print(txt)
+    finally:
+        b.keep = b.keep or os.path.dirname(os.path.abspath(out)) == b.tmp  # the output is there
+        b.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
