@@ -17,8 +17,7 @@
  * registration, typ oauth-id-jag+jwt (the v0.6 guide), its generation. */
 static enum am_err
 mint(const struct flow_env *env, struct skey *keys, const char *registration_id,
-     const char *registration_type, int64_t gen, char **out, int64_t *expires,
-     struct am_error *e)
+     const char *registration_type, int64_t gen, char **out, int64_t *expires, struct am_error *e)
 {
 	int64_t now = flow_now(env), exp = am_time_add(now, env->cfg->v06_assertion_ttl);
 	char jti[STORE_ID_LEN];
@@ -181,8 +180,7 @@ verify_own(const struct flow_env *env, struct skey *keys, const char *assertion,
 		rc = am_fail(e, AM_E_INVALID_GRANT, "the assertion's aud must be %s",
 			     cfg->public_url);
 	else if (!json_is_integer(json_object_get(c, "exp")) ||
-		 now >= am_time_add(json_integer_value(json_object_get(c, "exp")),
-				    cfg->clock_skew))
+		 now >= am_time_add(json_integer_value(json_object_get(c, "exp")), cfg->clock_skew))
 		rc = am_fail(e, AM_E_INVALID_GRANT,
 			     "the assertion expired; register again at /agent/identity");
 	else if (!json_is_integer(json_object_get(c, "iat")) ||
@@ -290,7 +288,8 @@ exchange(const struct flow_env *env, struct store *st, const char *reg_id, int64
 					   store_kind_name(reg.kind), &cred, e);
 	if (rc != AM_OK ||
 	    (rc = audit_add(st, &batch, env->cfg->tenant, flow_now(env), "token.issued", reg.id,
-			    json_pack("{s:s, s:s}", "scope", scopes, "grant", grant), e)) != AM_OK ||
+			    json_pack("{s:s, s:s}", "scope", scopes, "grant", grant), e)) !=
+		    AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK)
 		goto fail;
 	audit_flush(env->audit, &batch);

@@ -148,7 +148,8 @@ skey_rotate(const char *dir, int64_t overlap, int64_t now, char kid[64], struct 
 	if ((rc = jose_signer_generate(SKEY_ALG, &fresh, e)) != AM_OK ||
 	    (rc = jose_signer_thumbprint_kid(fresh, e)) != AM_OK)
 		goto out;
-	if ((priv = jose_signer_export(fresh)) == NULL || (jwk = json_loads(priv, 0, NULL)) == NULL) {
+	if ((priv = jose_signer_export(fresh)) == NULL ||
+	    (jwk = json_loads(priv, 0, NULL)) == NULL) {
 		rc = am_fail(e, AM_E_INTERNAL, "cannot export the new key");
 		goto out;
 	}

@@ -152,14 +152,15 @@ h_token(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e
 		goto out;
 	}
 	if (strcmp(grant, GRANT_JWT_BEARER) != 0) {
-		rc = am_fail(e, AM_E_UNSUPPORTED_GRANT_TYPE, "grant_type must be " GRANT_JWT_BEARER);
+		rc = am_fail(e, AM_E_UNSUPPORTED_GRANT_TYPE,
+			     "grant_type must be " GRANT_JWT_BEARER);
 		goto out;
 	}
 	assertion = am_xmalloc(JOSE_MAX_TOKEN_BYTES + 1);
 	if (!http_form_field(rq, "assertion", assertion, JOSE_MAX_TOKEN_BYTES + 1) ||
 	    assertion[0] == '\0') {
-		rc = am_fail(e, AM_E_INVALID_REQUEST,
-			     "assertion is required (at most %d bytes)", JOSE_MAX_TOKEN_BYTES);
+		rc = am_fail(e, AM_E_INVALID_REQUEST, "assertion is required (at most %d bytes)",
+			     JOSE_MAX_TOKEN_BYTES);
 		goto out;
 	}
 	has_resource = http_form_field(rq, "resource", resource, sizeof(resource));
@@ -210,8 +211,8 @@ h_event_notify(void *app, struct http_req *rq, struct http_resp *rs, struct am_e
 			     "send the SET as Content-Type: application/secevent+jwt");
 	else if (rq->body.len == 0 || rq->body.len > JOSE_MAX_TOKEN_BYTES ||
 		 memchr(rq->body.data, '\0', rq->body.len) != NULL)
-		rc = am_fail(e, AM_E_INVALID_REQUEST, "the body must be one SET of at most %d bytes",
-			     JOSE_MAX_TOKEN_BYTES);
+		rc = am_fail(e, AM_E_INVALID_REQUEST,
+			     "the body must be one SET of at most %d bytes", JOSE_MAX_TOKEN_BYTES);
 	else {
 		memcpy(token, rq->body.data, rq->body.len);
 		token[rq->body.len] = '\0';
