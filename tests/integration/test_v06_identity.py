@@ -92,6 +92,7 @@ class V06Base(unittest.TestCase):
 
     # --- helpers ---
     def mint(self, key="es", typ=ASSERTION_TYP, **over):
+        over.setdefault("auth_time", int(time.time()) - 5)  # v0.5: a fresh sign-in
         return self.provider.sign(self.provider.claims(self.server, **over), key=key, typ=typ)
 
     def identity(self, body):
@@ -424,6 +425,31 @@ class IdJagTest(V06Base):
         # one jti space for both generations: v0.1 refuses it too
         r = register_idjag(self.server, token)
         self.assertEqual(r.json["error"], "replay_detected", r.json)
+
+    def test_auth_time_is_required_and_fresh(self):
+        now = int(time.time())
+        for over, why in (({"auth_time": None}, "no auth_time"),
+                          ({"auth_time": now - 7200}, "more than 3600"),
+                          ({"auth_time": now + 3600}, "future")):
+            with self.subTest(why):
+                r = self.identity_idjag(self.mint(**over))
+                self.assertEqual(r.status, 401, r)
+                self.assertEqual(r.json["error"], "login_required")
+                self.assertEqual(r.json["max_age"], 3600)
+                self.assertIn(why, r.json["error_description"])
+                self.assertIn('max_age="3600"', r.header("WWW-Authenticate"))
+                self.assertOAuthError(self.token(self.mint(**over)), "invalid_grant",
+                                      why="login_required")
+        # a refused token did not burn its jti
+        claims = self.provider.claims(self.server, auth_time=now - 7200)
+        self.assertEqual(self.identity_idjag(self.provider.sign(claims)).status, 401)
+        claims["auth_time"] = now
+        self.assertEqual(self.identity_idjag(self.provider.sign(claims)).status, 200)
+        self.assertV06Error(self.identity_idjag(self.mint(auth_time="yesterday")), 400,
+                            "invalid_request")
+        # v0.1 keeps its own rules: no auth_time needed at /agent/auth
+        self.assertEqual(register_idjag(self.server, self.provider.sign(
+            self.provider.claims(self.server))).status, 200)
 
     def test_an_id_jag_presented_directly_at_the_token_endpoint(self):
         t = self.exchange(self.mint(sub="direct", email="direct@example.test"))
