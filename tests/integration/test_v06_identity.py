@@ -619,6 +619,34 @@ class EventsTest(V06Base):
             self.set_claims(jti=jwt_parts(token)[1]["jti"]), typ="logout+jwt")).status, 200)
 
 
+class ResourceTest(V06Base):
+    def test_a_token_is_refused_by_the_gate_of_another_resource(self):
+        t = self.exchange(self.anonymous()["identity_assertion"],
+                          resource=self.server.url + "/api/")["access_token"]
+        key = self.server.register_anonymous()["credential"]  # v0.1: not restricted
+        for cred in (t, key):
+            self.assertEqual(self.server.bearer("GET", "/api/resource", cred).status, 200)
+        rows = self.server.db_query("SELECT resource FROM credentials WHERE source = ?",
+                                    ("anonymous",))
+        self.assertIn((self.server.url + "/api/",), rows)
+        # The same store behind a service for another resource.
+        self.assertEqual(self.server.stop(), 0)
+        other = Server(dict(provider_overrides(self.provider),
+                            server={"resource": "https://other-api.test/"}),
+                       tmp=self.server.tmp).start()
+        self.server = other  # tearDown stops it
+        r = other.bearer("GET", "/api/resource", t)
+        self.assertEqual(r.status, 401, r)
+        self.assertIn("resource_metadata", r.header("WWW-Authenticate"))
+        def authz(cred):
+            return other.request("GET", "/authz", headers={
+                "Authorization": "Bearer " + cred, "X-Original-Method": "GET",
+                "X-Original-URI": "/api/resource"})
+        self.assertEqual(authz(t).status, 401, authz(t))
+        self.assertEqual(authz(key).status, 200)
+        self.assertEqual(other.bearer("GET", "/api/resource", key).status, 200)
+
+
 class BothGenerationsTest(V06Base):
     """A v0.1 agent and a v0.6 agent on one running server, one store."""
 
