@@ -14,5 +14,10 @@
  * back-channel logout event that the server also accepts. */
 #define AM_EVENT_REVOKED "https://schemas.workos.com/events/agent/auth/identity/assertion/revoked"
 #define AM_EVENT_OIDC_LOGOUT "http://schemas.openid.net/event/backchannel-logout"
+/* v0.6: RFC 8417 SETs pushed per RFC 8935, and the RFC 7523 grant. */
+#define AM_TYP_SET "secevent+jwt"
+#define AM_MEDIA_SET_JWT "application/secevent+jwt"
+#define AM_GRANT_JWT_BEARER "urn:ietf:params:oauth:grant-type:jwt-bearer"
+#define AM_ID_JAG_PROFILE "urn:ietf:params:oauth:grant-profile:id-jag"
 
 #endif

@@ -456,6 +456,10 @@ registration_for(const struct flow_env *env, struct store *st, const struct veri
 	if (rc == AM_OK) {
 		am_copy(reg_id, STORE_ID_LEN, d.registration_id);
 		rc = store_reg_transition(st, reg_id, REG_REVOKED, REG_CLAIMED, e);
+		/* A revival starts a new generation: the v0.6 identity
+		 * assertions minted before the revocation stay dead. */
+		if (rc == AM_OK)
+			rc = store_reg_gen_bump(st, reg_id, e);
 		return rc == AM_E_NOT_FOUND ? AM_OK : rc;
 	}
 	if (rc != AM_E_NOT_FOUND)
@@ -505,7 +509,8 @@ struct idjag_state {
 	struct store_user link_to;
 	struct store_attempt att;
 	bool link, created;
-	enum am_err rc; /* the transaction's outcome */
+	bool identity_only; /* v0.6: the registration without a credential */
+	enum am_err rc;	    /* the transaction's outcome */
 	struct am_error err;
 };
 
@@ -592,8 +597,9 @@ idjag_write(struct store *st, struct idjag_state *s, struct am_error *e)
 	if ((rc = registration_for(env, st, &s->v, &s->id, s->user_id, ip, &s->created, s->reg_id,
 				   e)) != AM_OK ||
 	    (rc = check_blocks(st, s->v.iss, s->v.sub, s->user_id, s->reg_id, e)) != AM_OK ||
-	    (rc = flow_issue_credential_for(env, st, s->reg_id, s->type, s->v.provider->scopes,
-					    s->user_id, s->v.iss, s->v.sub, &s->res, e)) != AM_OK ||
+	    (!s->identity_only && (rc = flow_issue_credential_for(
+					   env, st, s->reg_id, s->type, s->v.provider->scopes,
+					   s->user_id, s->v.iss, s->v.sub, &s->res, e)) != AM_OK) ||
 	    (rc = audit_add(st, &s->batch, env->cfg->tenant, flow_now(env), "registration.created",
 			    s->reg_id,
 			    json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s, s:s, s:b, s:s?, s:s, "
@@ -610,6 +616,8 @@ idjag_write(struct store *st, struct idjag_state *s, struct am_error *e)
 	    (rc = store_commit(st, e)) != AM_OK)
 		goto fail;
 	am_copy(s->res.registration_id, sizeof(s->res.registration_id), s->reg_id);
+	if (s->identity_only)
+		am_copy(s->res.scopes, sizeof(s->res.scopes), s->v.provider->scopes);
 	s->res.kind = REG_AGENT;
 	s->res.agent_verified = true;
 	return AM_OK;
@@ -653,6 +661,58 @@ flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip
 
 	if ((rc = idjag_prepare(env, ip, assertion, requested_type, &s, e)) != AM_OK)
 		return rc;
+	if ((rc = idjag_write(st, s, e)) == AM_OK)
+		rc = idjag_answer(s, out, e);
+	idjag_free(s);
+	return rc;
+}
+
+/* v0.5's auth_time rule: present (unless [v06] max_auth_age is 0), not in
+ * the future beyond the skew, at most max_auth_age old. */
+static enum am_err
+check_auth_time(const struct flow_env *env, const json_t *claims, struct am_error *e)
+{
+	const struct am_config *cfg = env->cfg;
+	int64_t now = flow_now(env), at;
+	json_t *v = json_object_get(claims, "auth_time");
+
+	if (v == NULL)
+		return cfg->v06_max_auth_age == 0 ? AM_OK
+						  : am_fail(e, AM_E_LOGIN_REQUIRED,
+							    "the ID-JAG has no auth_time; sign the "
+							    "user in again at the "
+							    "provider and mint a fresh one");
+	if (!json_is_integer(v) || json_integer_value(v) <= 0)
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "the token's auth_time claim must be a positive whole number of "
+			       "seconds");
+	at = (int64_t)json_integer_value(v);
+	if (at > am_time_add(now, cfg->clock_skew))
+		return am_fail(e, AM_E_LOGIN_REQUIRED, "the ID-JAG's auth_time is in the future");
+	if (cfg->v06_max_auth_age > 0 && now - at > cfg->v06_max_auth_age)
+		return am_fail(e, AM_E_LOGIN_REQUIRED,
+			       "the user signed in at the provider more than %lld s ago; sign in "
+			       "again (prompt=login) and mint a fresh ID-JAG",
+			       (long long)cfg->v06_max_auth_age);
+	return AM_OK;
+}
+
+enum am_err
+flow_register_idjag_identity(const struct flow_env *env, struct store *st, const char *ip,
+			     const char *assertion, struct reg_result *out, struct am_error *e)
+{
+	struct idjag_state *s = NULL;
+	enum am_err rc;
+
+	if ((rc = idjag_prepare(env, ip, assertion, NULL, &s, e)) != AM_OK)
+		return rc;
+	/* v0.5: the user's sign-in must be fresh, checked on the verified
+	 * claims and before the jti is spent. */
+	if ((rc = check_auth_time(env, s->t.claims, e)) != AM_OK) {
+		idjag_free(s);
+		return rc;
+	}
+	s->identity_only = true;
 	if ((rc = idjag_write(st, s, e)) == AM_OK)
 		rc = idjag_answer(s, out, e);
 	idjag_free(s);
@@ -841,6 +901,81 @@ flow_revoke_logout(const struct flow_env *env, struct store *st, const char *tok
 	rc = revoke_matching(env, st, &f, "provider_logout", true, count, e);
 	if (rc == AM_OK)
 		log_info("logout token processed provider=%s revoked=%d", v.provider->name, *count);
+out:
+	jose_token_free(&t);
+	return rc;
+}
+
+enum am_err
+flow_revoke_set(const struct flow_env *env, struct store *st, const char *token, int *count,
+		bool *handled, struct am_error *e)
+{
+	struct jose_token t = {0};
+	struct verified v;
+	struct store_cred_filter f = {0};
+	struct store_delegation d;
+	struct audit_batch batch = {0};
+	json_t *events;
+	enum am_err rc;
+
+	*count = 0;
+	*handled = false;
+	if (env->trust == NULL || env->cfg->nproviders == 0)
+		return am_fail(e, AM_E_INVALID_ISSUER, "this service trusts no provider");
+	if ((rc = verify_token(env, token, AM_TYP_SET, &t, &v, e)) != AM_OK)
+		goto out;
+	events = json_object_get(t.claims, "events");
+	if (!json_is_object(events) || json_object_size(events) == 0) {
+		rc = am_fail(e, AM_E_INVALID_REQUEST,
+			     "a SET's events claim must be an object naming at least one event");
+		goto out;
+	}
+	if ((rc = store_begin(st, e)) != AM_OK)
+		goto out;
+	if ((rc = record_jti(env, st, &v, "set", e)) != AM_OK)
+		goto fail;
+	/* RFC 8417 2.2: events this service does not know are ignored; only
+	 * the revocation event acts. */
+	if (!json_is_object(json_object_get(events, AM_EVENT_REVOKED))) {
+		if ((rc = store_commit(st, e)) != AM_OK)
+			goto fail;
+		log_info("SET accepted provider=%s events=%zu none handled", v.provider->name,
+			 json_object_size(events));
+		goto out;
+	}
+	*handled = true;
+	/* The registration of (iss, sub, aud) is revoked even when it holds
+	 * no live credential (a v0.6 registration that never exchanged its
+	 * assertion); its credentials follow below. */
+	rc = store_delegation_get(st, v.iss, v.sub, env->cfg->public_url, &d, e);
+	if (rc == AM_OK) {
+		rc = store_reg_transition(st, d.registration_id, REG_CLAIMED, REG_REVOKED, e);
+		if (rc == AM_OK)
+			rc = audit_add(st, &batch, env->cfg->tenant, flow_now(env),
+				       "registration.revoked", d.registration_id,
+				       json_pack("{s:s, s:s, s:s}", "reason", "provider_set", "iss",
+						 v.iss, "sub", v.sub),
+				       e);
+		if (rc == AM_E_NOT_FOUND)
+			rc = AM_OK; /* not live: nothing to do but its credentials */
+	} else if (rc == AM_E_NOT_FOUND) {
+		rc = AM_OK;
+	}
+	if (rc != AM_OK)
+		goto fail;
+	f.iss = v.iss;
+	f.sub = v.sub;
+	f.aud = env->cfg->public_url;
+	rc = revoke_matching(env, st, &f, "provider_set", true, count, e);
+	if (rc == AM_OK) {
+		audit_flush(env->audit, &batch);
+		log_info("SET processed provider=%s revoked=%d", v.provider->name, *count);
+	}
+	audit_discard(&batch);
+	goto out;
+fail:
+	store_rollback(st);
+	audit_discard(&batch);
 out:
 	jose_token_free(&t);
 	return rc;

@@ -80,4 +80,11 @@ enum am_err jose_sign_kid(const struct jose_signer *s, const char *typ, const ch
 			  const json_t *claims, char **out, struct am_error *e) AM_WUR;
 void jose_signer_free(struct jose_signer *s);
 
+/* ---- protocol v0.6 (issue 13) ---- */
+
+/* Sets s's kid (and the key's) to the RFC 7638 thumbprint of its public
+ * key: base64url(SHA-256) of the required members (EC: crv, kty, x, y;
+ * RSA: e, kty, n) in lexicographic order, no whitespace. */
+enum am_err jose_signer_thumbprint_kid(struct jose_signer *s, struct am_error *e) AM_WUR;
+
 #endif

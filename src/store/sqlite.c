@@ -64,6 +64,10 @@ enum q {
 	Q_MAIL_RETRY,
 	Q_MAIL_FAILED,
 	Q_MAIL_STATS,
+	/* protocol v0.6 (issue 13) */
+	Q_REG_GEN_GET,
+	Q_REG_GEN_BUMP,
+	Q_CRED_SET_RESOURCE,
 	Q__COUNT
 };
 
@@ -114,7 +118,7 @@ static const char *const sql[Q__COUNT] = {
 			  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
 	[Q_CRED_AUTH] = "SELECT c.id, c.hash, c.type, c.scopes, c.source, c.registration_id, "
 			"c.user_id, c.iss, c.sub, c.aud, c.created_at, c.expires_at, "
-			"r.status, r.expires_at, u.email "
+			"r.status, r.expires_at, u.email, c.resource "
 			"FROM credentials c "
 			"JOIN registrations r ON r.tenant = c.tenant AND r.id = c.registration_id "
 			"LEFT JOIN users u ON u.tenant = c.tenant AND u.id = c.user_id "
@@ -195,6 +199,14 @@ static const char *const sql[Q__COUNT] = {
 	[Q_MAIL_STATS] = "SELECT COUNT(*), COALESCE(MIN(created_at), 0), "
 			 "COALESCE(MIN(next_at), 0) FROM mail_queue "
 			 "WHERE tenant = ?1 AND status = 'queued'",
+	/* protocol v0.6 (issue 13) */
+	[Q_REG_GEN_GET] = "SELECT gen FROM registration_generations "
+			  "WHERE tenant = ?1 AND registration_id = ?2",
+	[Q_REG_GEN_BUMP] = "INSERT INTO registration_generations (tenant, registration_id, gen) "
+			   "VALUES (?1, ?2, 1) ON CONFLICT (tenant, registration_id) "
+			   "DO UPDATE SET gen = registration_generations.gen + 1",
+	[Q_CRED_SET_RESOURCE] = "UPDATE credentials SET resource = ?3 "
+				"WHERE tenant = ?1 AND hash = ?2 AND revoked_at IS NULL",
 };
 
 struct store {
@@ -735,6 +747,7 @@ store_cred_auth(struct store *st, const uint8_t hash[AM_HASH_LEN], int64_t now,
 	out->reg_status = k < 0 ? REG_REVOKED : (enum reg_status)k;
 	out->reg_expires_at = sqlite3_column_int64(s, 13);
 	db_col_text(s, 14, out->user_email, sizeof(out->user_email));
+	db_col_text(s, 15, c->resource, sizeof(c->resource)); /* v0.6: RFC 8707 */
 	sqlite3_reset(s);
 	return AM_OK;
 }
@@ -1219,4 +1232,56 @@ store_mail_stats(struct store *st, struct store_mail_stats *out, struct am_error
 	out->next_at = sqlite3_column_int64(s, 2);
 	sqlite3_reset(s);
 	return AM_OK;
+}
+
+/* ---- protocol v0.6 (issue 13) ---- */
+
+enum am_err
+store_reg_gen(struct store *st, const char *registration_id, int64_t *gen, struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_REG_GEN_GET, &s, e)) != AM_OK)
+		return rc;
+	sqlite3_bind_text(s, 2, registration_id, -1, SQLITE_TRANSIENT);
+	rc = db_one(st->db, s, "generation lookup", e);
+	if (rc == AM_E_NOT_FOUND) {
+		*gen = 0;
+		return AM_OK;
+	}
+	if (rc != AM_OK)
+		return rc;
+	*gen = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return AM_OK;
+}
+
+enum am_err
+store_reg_gen_bump(struct store *st, const char *registration_id, struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_REG_GEN_BUMP, &s, e)) != AM_OK)
+		return rc;
+	sqlite3_bind_text(s, 2, registration_id, -1, SQLITE_TRANSIENT);
+	return db_run(st->db, s, "generation bump", NULL, e);
+}
+
+enum am_err
+store_cred_set_resource(struct store *st, const uint8_t hash[AM_HASH_LEN], const char *resource,
+			struct am_error *e)
+{
+	sqlite3_stmt *s;
+	int changes = 0;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_CRED_SET_RESOURCE, &s, e)) != AM_OK)
+		return rc;
+	db_bind_hash(s, 2, hash);
+	sqlite3_bind_text(s, 3, resource, -1, SQLITE_TRANSIENT);
+	if ((rc = db_run(st->db, s, "credential resource", &changes, e)) != AM_OK)
+		return rc;
+	return changes == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "no such live credential");
 }

@@ -78,7 +78,8 @@ struct store_cred {
 	char user_id[STORE_ID_LEN]; /* empty: not bound to a user yet */
 	char iss[STORE_TEXT_LEN], sub[STORE_TEXT_LEN], aud[STORE_TEXT_LEN];
 	int64_t created_at;
-	int64_t expires_at; /* 0: never */
+	int64_t expires_at;	       /* 0: never */
+	char resource[STORE_TEXT_LEN]; /* v0.6 RFC 8707 audience; empty: not restricted */
 };
 
 /* What the resource gate needs to know about a presented credential. */
@@ -343,6 +344,21 @@ enum am_err store_mail_failed(struct store *st, int64_t id, const char *why,
 /* Queue depth and age, for readiness and operators. */
 enum am_err store_mail_stats(struct store *st, struct store_mail_stats *out,
 			     struct am_error *e) AM_WUR;
+
+/* ---- protocol v0.6 (issue 13) ---- */
+
+/* The registration's generation (0 when it was never revived). */
+enum am_err store_reg_gen(struct store *st, const char *registration_id, int64_t *gen,
+			  struct am_error *e) AM_WUR;
+/* Moves the registration to its next generation (inside the caller's
+ * transaction). */
+enum am_err store_reg_gen_bump(struct store *st, const char *registration_id,
+			       struct am_error *e) AM_WUR;
+/* Restricts the live credential of hash to resource (RFC 8707); read back
+ * by store_cred_auth into cred.resource. AM_E_NOT_FOUND: no such row.
+ * store_cred_insert leaves it empty. */
+enum am_err store_cred_set_resource(struct store *st, const uint8_t hash[AM_HASH_LEN],
+				    const char *resource, struct am_error *e) AM_WUR;
 
 /* A per-thread handle source over one URL: each worker thread gets its own
  * connection, opened on first use and closed when the thread ends. */
