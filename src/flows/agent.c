@@ -778,12 +778,24 @@ revoke_refs(const struct flow_env *env, struct store *st, const struct store_cre
 
 #define REVOKE_BATCH 256
 
+/* Forgets the lines of b past its first n (their transaction rolled back). */
+static void
+batch_truncate(struct audit_batch *b, size_t n)
+{
+	while (b->n > n)
+		free(b->lines[--b->n]);
+}
+
 /* Revokes everything f matches, REVOKE_BATCH credentials per transaction.
  * When first_tx_open, the caller has begun the first transaction (the
- * logout token's jti is in it). */
+ * logout token's jti is in it). With keep, the events of each committed
+ * transaction are kept there for the caller to flush (a group-commit job,
+ * whose transactions are durable only with its batch); else they are
+ * flushed after each commit. */
 static enum am_err
 revoke_matching(const struct flow_env *env, struct store *st, const struct store_cred_filter *f,
-		const char *reason, bool first_tx_open, int *count, struct am_error *e)
+		const char *reason, bool first_tx_open, struct audit_batch *keep, int *count,
+		struct am_error *e)
 {
 	struct store_cred_ref refs[REVOKE_BATCH];
 	bool open = first_tx_open;
@@ -792,21 +804,45 @@ revoke_matching(const struct flow_env *env, struct store *st, const struct store
 
 	*count = 0;
 	do {
-		struct audit_batch batch = {0};
+		struct audit_batch own = {0};
+		struct audit_batch *batch = keep != NULL ? keep : &own;
+		size_t kept = batch->n;
 
 		if (!open && (rc = store_begin(st, e)) != AM_OK)
 			return rc;
 		open = false;
 		if ((rc = store_cred_live(st, f, refs, REVOKE_BATCH, &n, e)) != AM_OK ||
-		    (rc = revoke_refs(env, st, refs, n, reason, &batch, e)) != AM_OK ||
+		    (rc = revoke_refs(env, st, refs, n, reason, batch, e)) != AM_OK ||
 		    (rc = store_commit(st, e)) != AM_OK) {
 			store_rollback(st);
-			audit_discard(&batch);
+			batch_truncate(batch, kept);
+			audit_discard(&own);
 			return rc;
 		}
-		audit_flush(env->audit, &batch);
+		audit_flush(env->audit, &own);
 		*count += (int)n;
 	} while (n == REVOKE_BATCH);
+	return AM_OK;
+}
+
+/* The checks of a logout token that need no store: its signature (a key
+ * fetch when due), its event, no nonce. On AM_OK t holds its claims and v
+ * borrows from them. */
+static enum am_err
+logout_verify(const struct flow_env *env, const char *token, struct jose_token *t,
+	      struct verified *v, struct am_error *e)
+{
+	enum am_err rc;
+
+	if (env->trust == NULL || env->cfg->nproviders == 0)
+		return am_fail(e, AM_E_INVALID_ISSUER, "this service trusts no provider");
+	if ((rc = verify_token(env, token, TYP_LOGOUT, t, v, e)) != AM_OK)
+		return rc;
+	if (!has_revocation_event(t->claims))
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "a logout token's events must hold " EVENT_REVOKED);
+	if (json_object_get(t->claims, "nonce") != NULL)
+		return am_fail(e, AM_E_INVALID_REQUEST, "a logout token must not carry a nonce");
 	return AM_OK;
 }
 
@@ -819,19 +855,8 @@ flow_revoke_logout(const struct flow_env *env, struct store *st, const char *tok
 	struct store_cred_filter f = {0};
 	enum am_err rc;
 
-	if (env->trust == NULL || env->cfg->nproviders == 0)
-		return am_fail(e, AM_E_INVALID_ISSUER, "this service trusts no provider");
-	if ((rc = verify_token(env, token, TYP_LOGOUT, &t, &v, e)) != AM_OK)
+	if ((rc = logout_verify(env, token, &t, &v, e)) != AM_OK)
 		goto out;
-	if (!has_revocation_event(t.claims)) {
-		rc = am_fail(e, AM_E_INVALID_REQUEST,
-			     "a logout token's events must hold " EVENT_REVOKED);
-		goto out;
-	}
-	if (json_object_get(t.claims, "nonce") != NULL) {
-		rc = am_fail(e, AM_E_INVALID_REQUEST, "a logout token must not carry a nonce");
-		goto out;
-	}
 	if ((rc = store_begin(st, e)) != AM_OK)
 		goto out;
 	if ((rc = record_jti(env, st, &v, "logout", e)) != AM_OK) {
@@ -841,11 +866,101 @@ flow_revoke_logout(const struct flow_env *env, struct store *st, const char *tok
 	f.iss = v.iss;
 	f.sub = v.sub;
 	f.aud = env->cfg->public_url;
-	rc = revoke_matching(env, st, &f, "provider_logout", true, count, e);
+	rc = revoke_matching(env, st, &f, "provider_logout", true, NULL, count, e);
 	if (rc == AM_OK)
 		log_info("logout token processed provider=%s revoked=%d", v.provider->name, *count);
 out:
 	jose_token_free(&t);
+	return rc;
+}
+
+/* The revocation job of struct flow_pending_op: a logout token's replay
+ * record (when there is one) and every live credential its filter names. */
+static enum am_err
+revoke_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
+{
+	struct store_cred_filter f = {0};
+	bool fresh = false;
+	enum am_err rc;
+
+	p->count = 0;
+	if (p->jti_key[0] != '\0') {
+		if ((rc = store_begin(st, e)) != AM_OK)
+			return rc;
+		if ((rc = store_jti_record(st, p->iss, p->jti_key, p->jti_until, &fresh, e)) !=
+			    AM_OK ||
+		    (!fresh && (rc = am_fail(e, AM_E_REPLAY_DETECTED,
+					     "this token's jti was already used; mint a fresh "
+					     "token")) != AM_OK)) {
+			store_rollback(st);
+			return rc;
+		}
+		f.iss = p->iss;
+		f.sub = p->sub;
+		f.aud = p->aud;
+	} else {
+		f.registration_id = p->registration_id;
+	}
+	return revoke_matching(p->env, st, &f, p->reason, p->jti_key[0] != '\0', &p->batch,
+			       &p->count, e);
+}
+
+enum am_err
+flow_revoke_logout_submit(const struct flow_env *env, const char *token, struct flow_pending_op *p,
+			  void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	struct jose_token t = {0};
+	struct verified v;
+	enum am_err rc;
+
+	memset(p, 0, sizeof(*p));
+	p->env = env;
+	p->kind = FLOW_OP_REVOKE;
+	p->step = revoke_step;
+	p->reason = "provider_logout";
+	if ((rc = logout_verify(env, token, &t, &v, e)) != AM_OK)
+		goto out;
+	/* The replay key and window of record_jti, copied: the job outlives t. */
+	if (!am_copy(p->iss, sizeof(p->iss), v.iss) || !am_copy(p->sub, sizeof(p->sub), v.sub) ||
+	    !am_copy(p->aud, sizeof(p->aud), env->cfg->public_url) ||
+	    snprintf(p->jti_key, sizeof(p->jti_key), "logout:%s", v.jti) >=
+		    (int)sizeof(p->jti_key)) {
+		rc = am_fail(e, AM_E_INVALID_REQUEST, "the logout token's claims are too long");
+		goto out;
+	}
+	p->jti_until = am_time_add(v.exp != 0 ? v.exp : am_time_add(v.iat, LOGOUT_MAX_AGE),
+				   env->cfg->clock_skew);
+	p->provider = v.provider->name;
+	rc = flow_op_submit(p, done, done_arg, e);
+out:
+	jose_token_free(&t);
+	return rc;
+}
+
+enum am_err
+flow_revoke_token_submit(const struct flow_env *env, struct store *st, const char *token,
+			 struct flow_pending_op *p, bool *queued, void (*done)(void *arg),
+			 void *done_arg, struct am_error *e)
+{
+	struct store_auth a;
+	enum am_err rc;
+
+	memset(p, 0, sizeof(*p));
+	*queued = false;
+	p->env = env;
+	p->kind = FLOW_OP_REVOKE;
+	p->step = revoke_step;
+	p->reason = "agent";
+	/* A read on the caller's connection: a token that is not live costs
+	 * the writer nothing, and the answer is the same (RFC 7009 2.2). */
+	rc = flow_authenticate(env, st, token, &a, e);
+	if (rc == AM_E_INVALID_TOKEN)
+		return AM_OK;
+	if (rc != AM_OK)
+		return rc;
+	am_copy(p->registration_id, sizeof(p->registration_id), a.cred.registration_id);
+	if ((rc = flow_op_submit(p, done, done_arg, e)) == AM_OK)
+		*queued = true;
 	return rc;
 }
 
@@ -898,7 +1013,7 @@ flow_revoke_block(const struct flow_env *env, struct store *st, enum block_kind 
 		f.registration_id = value;
 		break;
 	}
-	return revoke_matching(env, st, &f, "operator", false, count, e);
+	return revoke_matching(env, st, &f, "operator", false, NULL, count, e);
 }
 
 enum am_err
@@ -934,5 +1049,5 @@ enum am_err
 flow_revoke_bulk(const struct flow_env *env, struct store *st, const struct store_cred_filter *f,
 		 const char *reason, int *count, struct am_error *e)
 {
-	return revoke_matching(env, st, f, reason, false, count, e);
+	return revoke_matching(env, st, f, reason, false, NULL, count, e);
 }

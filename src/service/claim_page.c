@@ -122,37 +122,53 @@ h_claim_view(void *app, struct http_req *rq, struct http_resp *rs, struct am_err
 }
 
 static enum am_err
+page_submit(struct app *a, struct http_req *rq, struct flow_pending_op *p, void *arg, bool *queued,
+	    void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	(void)rq;
+	(void)queued;
+	return flow_claim_challenge_submit(&a->env, arg, p, done, done_arg, e);
+}
+
+/* The code page, once the new code is durable (or the error page). */
+static enum am_err
+page_render(struct app *a, struct http_req *rq, struct http_resp *rs, struct flow_pending_op *p,
+	    enum am_err rc, struct am_error *e)
+{
+	struct am_buf b = {.secret = true}; /* the page carries the code */
+	char until[40];
+
+	(void)rq;
+	if (rc != AM_OK)
+		return rc == AM_E_UNAVAILABLE || rc == AM_E_INTERNAL ? rc
+								     : error_page(a, rs, rc, e);
+	am_time_iso(p->challenge.expires_at, until, sizeof(until));
+	page_start(&b, a, "Your code");
+	am_buf_puts(&b, "<p>Tell this code to your agent:</p><p class=\"code\">");
+	am_buf_html(&b, p->challenge.otp);
+	am_buf_puts(&b, "</p><p class=\"muted\">It works until ");
+	am_buf_html(&b, until);
+	am_buf_puts(&b, ". Pressing the button again makes a new code and the old one stops "
+			"working.</p>");
+	page_send(rs, 200, &b);
+	return AM_OK;
+}
+
+/* The button: the code is minted in the group commit and the request is
+ * parked until it is durable, so the code shown always works. */
+static enum am_err
 challenge_page(struct app *a, struct http_req *rq, struct http_resp *rs, struct am_error *e)
 {
-	struct challenge_result res = {0};
 	char token[AM_MAX_TOKEN_BYTES + 1];
-	struct am_buf b = {.secret = true}; /* the page carries the code */
-	struct store *st;
-	char until[40];
 	enum am_err rc;
 
 	if (!http_form_field(rq, "claim_attempt_token", token, sizeof(token)) || !token_ok(token)) {
 		am_fail(e, AM_E_INVALID_REQUEST, "the form is missing its claim_attempt_token");
 		return error_page(a, rs, AM_E_INVALID_REQUEST, e);
 	}
-	if ((rc = app_store(a, &st, e)) != AM_OK)
-		return rc;
-	rc = flow_claim_challenge(&a->env, st, token, &res, e);
-	if (rc != AM_OK)
-		return rc == AM_E_UNAVAILABLE || rc == AM_E_INTERNAL ? rc
-								     : error_page(a, rs, rc, e);
-	am_time_iso(res.expires_at, until, sizeof(until));
-	page_start(&b, a, "Your code");
-	am_buf_puts(&b, "<p>Tell this code to your agent:</p><p class=\"code\">");
-	am_buf_html(&b, res.otp);
-	am_buf_puts(&b, "</p><p class=\"muted\">It works until ");
-	am_buf_html(&b, until);
-	am_buf_puts(&b, ". Pressing the button again makes a new code and the old one stops "
-			"working.</p>");
-	page_send(rs, 200, &b);
-	flow_result_wipe(&res, sizeof(res));
+	rc = svc_op_park(a, rq, page_submit, token, page_render, rs, e);
 	OPENSSL_cleanse(token, sizeof(token));
-	return AM_OK;
+	return rc;
 }
 
 enum am_err
