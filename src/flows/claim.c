@@ -629,12 +629,13 @@ code_matches(const struct store_attempt *att, const char *otp)
 	return ok;
 }
 
-enum am_err
-flow_claim_complete(const struct flow_env *env, struct store *st, const char *ip,
-		    const char *claim_token, const char *otp, struct reg_result *out,
-		    char claimed_by[STORE_ID_LEN], struct am_error *e)
+/* The completion's transaction; its events stay in batch for the caller to
+ * flush after the commit (its own, or the group commit's). */
+static enum am_err
+complete_tx(const struct flow_env *env, struct store *st, const char *ip, const char *claim_token,
+	    const char *otp, struct audit_batch *batch, struct reg_result *out,
+	    char claimed_by[STORE_ID_LEN], struct am_error *e)
 {
-	struct audit_batch batch = {0};
 	struct store_reg reg;
 	struct store_attempt att;
 	struct reg_result res = {0};
@@ -662,18 +663,17 @@ flow_claim_complete(const struct flow_env *env, struct store *st, const char *ip
 	if (reg.kind == REG_ANONYMOUS)
 		rc = store_cred_upgrade(st, reg.id, user_id, env->cfg->scopes_post_claim, e);
 	else if (reg.kind == REG_AGENT) /* first-link ceremony (flows/agent.c) */
-		rc = flow_first_link_complete(env, st, &reg, user_id, &batch, &res, e);
+		rc = flow_first_link_complete(env, st, &reg, user_id, batch, &res, e);
 	else
 		rc = flow_issue_credential(env, st, reg.id, reg.credential_type,
 					   env->cfg->scopes_post_claim, user_id, "email", &res, e);
 	if (rc != AM_OK ||
-	    (rc = audit_add(st, &batch, env->cfg->tenant, now, "claim.confirmed", reg.id,
+	    (rc = audit_add(st, batch, env->cfg->tenant, now, "claim.confirmed", reg.id,
 			    json_pack("{s:s, s:s, s:s?}", "claimed_by_user_id", user_id,
 				      "claim_attempt_id", att.id, "ip", ip),
 			    e)) != AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK)
 		goto fail;
-	audit_flush(env->audit, &batch);
 	log_info("claim confirmed registration=%s user=%s", reg.id, user_id);
 	*out = res;
 	am_copy(claimed_by, STORE_ID_LEN, user_id);
@@ -681,8 +681,20 @@ flow_claim_complete(const struct flow_env *env, struct store *st, const char *ip
 	return AM_OK;
 fail:
 	store_rollback(st);
-	audit_discard(&batch);
+	audit_discard(batch);
 	OPENSSL_cleanse(&res, sizeof(res));
+	return rc;
+}
+
+enum am_err
+flow_claim_complete(const struct flow_env *env, struct store *st, const char *ip,
+		    const char *claim_token, const char *otp, struct reg_result *out,
+		    char claimed_by[STORE_ID_LEN], struct am_error *e)
+{
+	struct audit_batch batch = {0};
+	enum am_err rc = complete_tx(env, st, ip, claim_token, otp, &batch, out, claimed_by, e);
+
+	audit_flush(env->audit, &batch);
 	return rc;
 }
 
@@ -696,8 +708,11 @@ complete_job(struct store *st, void *arg, struct am_error *e)
 	 * the batch): whatever it kept, a counted wrong code included, is the
 	 * batch's to commit, so the job itself always succeeds. */
 	memset(&p->err, 0, sizeof(p->err));
-	p->rc = flow_claim_complete(p->env, st, p->ip, p->claim_token, p->otp, &p->res,
-				    p->claimed_by, &p->err);
+	audit_discard(&p->batch);
+	/* Its events reach the sink only once the batch is durable
+	 * (flow_pending_claim_result). */
+	p->rc = complete_tx(p->env, st, p->ip, p->claim_token, p->otp, &p->batch, &p->res,
+			    p->claimed_by, &p->err);
 	return AM_OK;
 }
 
@@ -776,6 +791,7 @@ flow_pending_claim_result(struct flow_pending_claim *p, struct reg_result *out,
 		*e = p->err;
 		return p->rc;
 	}
+	audit_flush(p->env->audit, &p->batch);
 	*out = p->res;
 	am_copy(claimed_by, STORE_ID_LEN, p->claimed_by);
 	return AM_OK;
@@ -784,6 +800,7 @@ flow_pending_claim_result(struct flow_pending_claim *p, struct reg_result *out,
 void
 flow_pending_claim_wipe(struct flow_pending_claim *p)
 {
+	audit_discard(&p->batch);
 	OPENSSL_cleanse(p->claim_token, sizeof(p->claim_token));
 	OPENSSL_cleanse(p->otp, sizeof(p->otp));
 	flow_result_wipe(&p->res, sizeof(p->res));

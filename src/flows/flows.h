@@ -147,6 +147,7 @@ struct flow_pending_claim {
 	struct am_error err;
 	struct reg_result res;
 	char claimed_by[STORE_ID_LEN];
+	struct audit_batch batch; /* its events, flushed once durable */
 	void (*done)(void *arg);
 	void *done_arg;
 };
