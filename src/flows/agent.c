@@ -341,6 +341,23 @@ match_user(const struct flow_env *env, struct store *st, const struct verified *
 	return AM_OK;
 }
 
+/* Keeps what the client's metadata document said with the registration
+ * (inside its transaction), for its claim pages; nothing when client_id
+ * was not a resolved document. */
+static enum am_err
+record_client(struct store *st, const char *registration_id, const struct cimd_client *c,
+	      int64_t now, struct am_error *e)
+{
+	struct store_reg_client rc = {0};
+
+	if (c == NULL || c->client_id[0] == '\0')
+		return AM_OK;
+	am_copy(rc.client_id, sizeof(rc.client_id), c->client_id);
+	am_copy(rc.client_name, sizeof(rc.client_name), c->client_name);
+	am_copy(rc.logo_uri, sizeof(rc.logo_uri), c->logo_uri);
+	return store_reg_client_put(st, registration_id, &rc, now, e);
+}
+
 /* The first-link ceremony's start, inside the caller's transaction: a
  * pending agent registration for (iss, sub) bound to the existing
  * account's address, with a claim token (in out) and a claim attempt whose
@@ -377,6 +394,7 @@ first_link_start(const struct flow_env *env, struct store *st, const struct veri
 	am_copy(reg.agent_context_id, sizeof(reg.agent_context_id),
 		id->agent_context_id != NULL ? id->agent_context_id : "");
 	if ((rc = store_reg_insert(st, &reg, e)) != AM_OK ||
+	    (rc = record_client(st, reg.id, id->client, now, e)) != AM_OK ||
 	    (rc = flow_new_attempt(env, st, &reg, reg.email, ip, att, token, e)) != AM_OK ||
 	    (rc = audit_add(st, batch, env->cfg->tenant, now, "registration.created", reg.id,
 			    json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:b, s:s, s:s?, s:s, "
@@ -480,6 +498,7 @@ registration_for(const struct flow_env *env, struct store *st, const struct veri
 	am_copy(reg.agent_context_id, sizeof(reg.agent_context_id),
 		id->agent_context_id != NULL ? id->agent_context_id : "");
 	if ((rc = store_reg_insert(st, &reg, e)) != AM_OK ||
+	    (rc = record_client(st, reg.id, id->client, now, e)) != AM_OK ||
 	    (rc = store_delegation_insert(st, v->iss, v->sub, aud, user_id, reg.id, now, e)) !=
 		    AM_OK)
 		return rc;

@@ -418,6 +418,14 @@ live_attempt(const struct flow_env *env, struct store *st, const char *attempt_t
 }
 
 enum am_err
+flow_claim_client(const struct flow_env *env, struct store *st, const char *registration_id,
+		  struct store_reg_client *out, struct am_error *e)
+{
+	(void)env;
+	return store_reg_client_get(st, registration_id, out, e);
+}
+
+enum am_err
 flow_claim_peek(const struct flow_env *env, struct store *st, const char *attempt_token,
 		struct store_attempt *out, struct am_error *e)
 {

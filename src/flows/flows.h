@@ -124,6 +124,13 @@ enum am_err flow_claim_challenge(const struct flow_env *env, struct store *st,
 enum am_err flow_claim_peek(const struct flow_env *env, struct store *st, const char *attempt_token,
 			    struct store_attempt *out, struct am_error *e) AM_WUR;
 
+/* What the registration's client metadata document said (its name and
+ * logo, for the claim pages); AM_E_NOT_FOUND when its client_id was not a
+ * resolved document. Reads only. */
+enum am_err flow_claim_client(const struct flow_env *env, struct store *st,
+			      const char *registration_id, struct store_reg_client *out,
+			      struct am_error *e) AM_WUR;
+
 /* POST /agent/auth/claim/complete. For anonymous registrations the existing
  * key is upgraded in place (out->has_credential false); for email ones a
  * fresh credential of the requested type is issued. */

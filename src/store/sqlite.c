@@ -64,6 +64,9 @@ enum q {
 	Q_MAIL_RETRY,
 	Q_MAIL_FAILED,
 	Q_MAIL_STATS,
+	/* registration clients (flow8) */
+	Q_REGCLIENT_PUT,
+	Q_REGCLIENT_GET,
 	Q__COUNT
 };
 
@@ -195,6 +198,14 @@ static const char *const sql[Q__COUNT] = {
 	[Q_MAIL_STATS] = "SELECT COUNT(*), COALESCE(MIN(created_at), 0), "
 			 "COALESCE(MIN(next_at), 0) FROM mail_queue "
 			 "WHERE tenant = ?1 AND status = 'queued'",
+	/* registration clients (flow8) */
+	[Q_REGCLIENT_PUT] = "INSERT INTO registration_clients (tenant, registration_id, "
+			    "client_id, client_name, logo_uri, created_at) "
+			    "VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+			    "ON CONFLICT (tenant, registration_id) DO UPDATE SET "
+			    "client_id = ?3, client_name = ?4, logo_uri = ?5",
+	[Q_REGCLIENT_GET] = "SELECT client_id, client_name, logo_uri FROM registration_clients "
+			    "WHERE tenant = ?1 AND registration_id = ?2",
 };
 
 struct store {
@@ -1217,6 +1228,43 @@ store_mail_stats(struct store *st, struct store_mail_stats *out, struct am_error
 	out->queued = sqlite3_column_int64(s, 0);
 	out->oldest_created_at = sqlite3_column_int64(s, 1);
 	out->next_at = sqlite3_column_int64(s, 2);
+	sqlite3_reset(s);
+	return AM_OK;
+}
+
+/* ---- registration clients (flow8) ---- */
+
+enum am_err
+store_reg_client_put(struct store *st, const char *registration_id,
+		     const struct store_reg_client *c, int64_t at, struct am_error *e)
+{
+	const char *const vals[] = {registration_id, c->client_id, c->client_name, c->logo_uri};
+	sqlite3_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_REGCLIENT_PUT, &s, e)) != AM_OK)
+		return rc;
+	bind_texts(s, 2, vals, 4);
+	sqlite3_bind_int64(s, 6, at);
+	return db_run(st->db, s, "registration client put", NULL, e);
+}
+
+enum am_err
+store_reg_client_get(struct store *st, const char *registration_id, struct store_reg_client *out,
+		     struct am_error *e)
+{
+	const char *const keys[] = {registration_id};
+	sqlite3_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_REGCLIENT_GET, &s, e)) != AM_OK)
+		return rc;
+	bind_texts(s, 2, keys, 1);
+	if ((rc = db_one(st->db, s, "registration client lookup", e)) != AM_OK)
+		return rc;
+	db_col_text(s, 0, out->client_id, sizeof(out->client_id));
+	db_col_text(s, 1, out->client_name, sizeof(out->client_name));
+	db_col_text(s, 2, out->logo_uri, sizeof(out->logo_uri));
 	sqlite3_reset(s);
 	return AM_OK;
 }

@@ -10,7 +10,7 @@ import threading
 import time
 import unittest
 
-from harness import SERVER, Provider, Server, provider_overrides, register_idjag
+from harness import (SERVER, Provider, Server, claim_link, provider_overrides, register_idjag)
 
 
 class CimdBase(unittest.TestCase):
@@ -237,6 +237,71 @@ class FailedFetchTest(CimdBase):
         # Cached: the next request is refused without a second fetch.
         self.assertError(self.register(hang, sub="user-2"), 503, "temporarily_unavailable")
         self.assertEqual(self.provider.stats()["cimd_hangs"], 1)
+
+
+class ClaimPageTest(CimdBase):
+    """Issue 15: what a resolved document says about the agent is kept with
+    the registration and shown, escaped, on the claim pages of a first
+    link; the page may load images from the logo's origin and no other."""
+    PROVIDER_KEYS = {"link_by_email": "on"}
+
+    def existing_user(self, address):
+        s = self.server
+        reg = s.register_anonymous()
+        self.assertEqual(s.start_claim(reg["claim_token"], address).status, 200)
+        otp = s.code_from_link(claim_link(s.outbox_messages()[-1]))
+        self.assertEqual(s.complete(reg["claim_token"], otp).status, 200)
+
+    def first_link(self, path, sub):
+        s = self.server
+        self.existing_user(sub + "@example.test")
+        r = self.register(self.provider.url + path, sub=sub)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["status"], "interaction_required")
+        return r.json, claim_link(s.outbox_messages()[-1])
+
+    def test_the_claim_page_shows_the_escaped_client_name_and_allows_only_the_logo_origin(self):
+        s = self.server
+        body, link = self.first_link("/cimd/script", "cara")
+        url = self.provider.url + "/cimd/script"
+        self.assertEqual(s.db_query(
+            "SELECT client_id, client_name, logo_uri FROM registration_clients "
+            "WHERE registration_id = ?", (body["registration_id"],)),
+            [(url, "<script>alert(1)</script> Agent", "https://agent.example.test/logo.png")])
+        page = s.get(link[len(s.url):])
+        self.assertEqual(page.status, 200, page)
+        html = page.body.decode()
+        self.assertIn("&lt;script&gt;alert(1)&lt;/script&gt; Agent", html)
+        self.assertNotIn("<script", html)
+        self.assertIn('<img src="https://agent.example.test/logo.png"', html)
+        csp = page.header("Content-Security-Policy")
+        self.assertIn("img-src https://agent.example.test;", csp)
+        self.assertEqual(csp.count("img-src"), 1)
+        self.assertIn("default-src 'none'", csp)
+        self.assertEqual(page.header("Referrer-Policy"), "no-referrer")
+        # The code page names the agent the same way.
+        token = link.split("token=", 1)[1]
+        shown = s.challenge_form(token)
+        self.assertEqual(shown.status, 200, shown)
+        self.assertIn(b"&lt;script&gt;alert(1)&lt;/script&gt; Agent", shown.body)
+        self.assertIn("img-src https://agent.example.test;",
+                      shown.header("Content-Security-Policy"))
+        # The registration's audit event carries the name and the logo.
+        created = [e for e in s.audit_events() if e["event"] == "registration.created"
+                   and e.get("registration_id") == body["registration_id"]]
+        self.assertEqual(created[0]["client_name"], "<script>alert(1)</script> Agent")
+        self.assertEqual(created[0]["client_logo_uri"], "https://agent.example.test/logo.png")
+
+    def test_a_claim_page_without_a_document_loads_no_image(self):
+        s = self.server
+        reg = s.register_anonymous()
+        self.assertEqual(s.start_claim(reg["claim_token"], "noimg@example.test").status, 200)
+        link = claim_link(s.outbox_messages()[-1])
+        page = s.get(link[len(s.url):])
+        self.assertEqual(page.status, 200, page)
+        self.assertNotIn(b"<img", page.body)
+        self.assertNotIn("img-src", page.header("Content-Security-Policy"))
+        self.assertEqual(s.db_query("SELECT COUNT(*) FROM registration_clients"), [(0,)])
 
 
 class ConfigTest(unittest.TestCase):
