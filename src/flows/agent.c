@@ -145,9 +145,14 @@ verify_token(const struct flow_env *env, const char *compact, const char *typ, s
  * itself, or a Client ID Metadata Document URL on an allowed origin that
  * resolves (trust/cimd.h), whose client_name and logo_uri go into *client
  * (left empty otherwise). */
+/* With pending NULL a document is fetched here if need be (blocking, for
+ * the synchronous flow); else cimd_resolve_nowait with w: *pending true
+ * means w is called when the fetch ends, and the check is to be made again
+ * (then with w NULL). */
 static enum am_err
 check_client_id(const struct flow_env *env, const struct verified *v, const char *client_id,
-		struct cimd_client *client, struct am_error *e)
+		struct cimd_client *client, struct cimd_waiter *w, bool *pending,
+		struct am_error *e)
 {
 	const struct am_provider *p = v->provider;
 	enum am_err rc;
@@ -166,8 +171,11 @@ check_client_id(const struct flow_env *env, const struct verified *v, const char
 	if (env->cimd == NULL)
 		return am_fail(e, AM_E_INVALID_CLIENT_ID,
 			       "client_id %.100s is not accepted for this issuer", client_id);
-	if ((rc = cimd_check_url(p, client_id, e)) != AM_OK ||
-	    (rc = cimd_resolve(env->cimd, client_id, flow_now(env), client, e)) != AM_OK) {
+	if ((rc = cimd_check_url(p, client_id, e)) == AM_OK)
+		rc = pending == NULL ? cimd_resolve(env->cimd, client_id, flow_now(env), client, e)
+				     : cimd_resolve_nowait(env->cimd, client_id, flow_now(env),
+							   client, w, pending, e);
+	if (rc != AM_OK) {
 		log_info("id-jag refused: client_id provider=%s code=%s", p->name, am_err_name(rc));
 		return rc;
 	}
@@ -517,6 +525,7 @@ struct idjag_state {
 	struct identity id;
 	const char *client_id;	   /* the token's (in t.claims) */
 	struct cimd_client client; /* what its metadata document says */
+	struct cimd_waiter wait;   /* parked on its document's fetch */
 	enum cred_type type;
 	char ip[64];
 	/* written by the transaction */
@@ -543,14 +552,13 @@ idjag_free(struct idjag_state *s)
 	free(s);
 }
 
-/* Every check that needs no store: the token, its provider, the client,
- * the identity, the rate limits. */
+/* The checks that come before the client's: the token, its provider, the
+ * per-IP rate limit. */
 static enum am_err
-idjag_prepare(const struct flow_env *env, const char *ip, const char *assertion,
-	      const char *requested_type, struct idjag_state **out, struct am_error *e)
+idjag_verify(const struct flow_env *env, const char *ip, const char *assertion,
+	     const char *requested_type, struct idjag_state **out, struct am_error *e)
 {
 	struct idjag_state *s;
-	const char *client_id;
 	int64_t retry_after;
 	enum am_err rc;
 
@@ -566,23 +574,54 @@ idjag_prepare(const struct flow_env *env, const char *ip, const char *assertion,
 	    (rc = flow_rate_check(env, "identity", FLOW_RATE_PER_IP, ip, &retry_after, e)) !=
 		    AM_OK ||
 	    (rc = verify_token(env, assertion, TYP_ID_JAG, &s->t, &s->v, e)) != AM_OK ||
-	    (rc = claim_string(s->t.claims, "client_id", true, &client_id, e)) != AM_OK)
-		goto fail;
-	if ((rc = check_client_id(env, &s->v, client_id, &s->client, e)) != AM_OK ||
-	    (rc = read_identity(s->t.claims, &s->id, e)) != AM_OK)
-		goto fail;
-	s->client_id = client_id; /* borrowed from s->t, which lives as long as s */
-	s->id.client_id = client_id;
+	    (rc = claim_string(s->t.claims, "client_id", true, &s->client_id, e)) != AM_OK) {
+		idjag_free(s);
+		return rc;
+	}
+	*out = s;
+	return AM_OK;
+}
+
+/* The rest of the checks that need no store: the client (a metadata
+ * document when client_id names one: see check_client_id for w and
+ * pending), the identity, the global rate limit. With *pending true
+ * nothing else was checked yet. */
+static enum am_err
+idjag_client(struct idjag_state *s, struct cimd_waiter *w, bool *pending, struct am_error *e)
+{
+	const struct flow_env *env = s->env;
+	int64_t retry_after;
+	enum am_err rc;
+
+	if ((rc = check_client_id(env, &s->v, s->client_id, &s->client, w, pending, e)) != AM_OK ||
+	    (pending != NULL && *pending))
+		return rc;
+	if ((rc = read_identity(s->t.claims, &s->id, e)) != AM_OK)
+		return rc;
+	s->id.client_id = s->client_id; /* borrowed from s->t, which lives as long as s */
 	s->id.client = &s->client;
 	/* Only a token that verified spends the global budget: forged or
 	 * stale ones from many addresses cannot lock real agents out. */
-	if ((rc = flow_rate_check(env, "identity", FLOW_RATE_GLOBAL, ip, &retry_after, e)) != AM_OK)
-		goto fail;
+	return flow_rate_check(env, "identity", FLOW_RATE_GLOBAL, s->ip[0] != '\0' ? s->ip : NULL,
+			       &retry_after, e);
+}
+
+/* Every check that needs no store, fetching a document here if need be. */
+static enum am_err
+idjag_prepare(const struct flow_env *env, const char *ip, const char *assertion,
+	      const char *requested_type, struct idjag_state **out, struct am_error *e)
+{
+	struct idjag_state *s;
+	enum am_err rc;
+
+	if ((rc = idjag_verify(env, ip, assertion, requested_type, &s, e)) != AM_OK)
+		return rc;
+	if ((rc = idjag_client(s, NULL, NULL, e)) != AM_OK) {
+		idjag_free(s);
+		return rc;
+	}
 	*out = s;
 	return AM_OK;
-fail:
-	idjag_free(s);
-	return rc;
 }
 
 /* The transaction: replay record, user, registration or first link,
@@ -703,20 +742,48 @@ idjag_done(struct store_job *job)
 	p->done(p->done_arg);
 }
 
+/* The document's fetch ended (on its thread): the client is checked again,
+ * from the cache now, and the registration goes to the group commit; a
+ * refusal is answered through done as a failed job would be. */
+static void
+idjag_cimd_ready(void *arg)
+{
+	struct flow_pending_idjag *p = arg;
+	struct am_error e = {0};
+	bool pending = false;
+	enum am_err rc;
+
+	if ((rc = idjag_client(p->s, NULL, &pending, &e)) == AM_OK)
+		rc = store_writer_submit(p->s->env->writer, &p->job, &e);
+	if (rc != AM_OK) {
+		p->job.rc = rc;
+		p->job.err = e;
+		p->done(p->done_arg);
+	}
+}
+
 enum am_err
 flow_register_idjag_submit(const struct flow_env *env, const char *ip, const char *assertion,
 			   const char *requested_type, struct flow_pending_idjag *p,
 			   void (*done)(void *arg), void *done_arg, struct am_error *e)
 {
+	bool pending = false;
 	enum am_err rc;
 
 	memset(p, 0, sizeof(*p));
-	if ((rc = idjag_prepare(env, ip, assertion, requested_type, &p->s, e)) != AM_OK)
+	if ((rc = idjag_verify(env, ip, assertion, requested_type, &p->s, e)) != AM_OK)
 		return rc;
 	p->done = done;
 	p->done_arg = done_arg;
 	p->job = (struct store_job){.run = idjag_job, .done = idjag_done, .arg = p};
-	if ((rc = store_writer_submit(env->writer, &p->job, e)) != AM_OK) {
+	p->s->wait = (struct cimd_waiter){.ready = idjag_cimd_ready, .arg = p};
+	/* A document to fetch: its fetch runs on a thread of its own, and the
+	 * request stays parked (no worker held) until idjag_cimd_ready. */
+	if ((rc = idjag_client(p->s, &p->s->wait, &pending, e)) == AM_OK && pending)
+		return AM_OK;
+	if (rc == AM_OK)
+		rc = store_writer_submit(env->writer, &p->job, e);
+	if (rc != AM_OK) {
 		idjag_free(p->s);
 		p->s = NULL;
 	}

@@ -60,6 +60,40 @@ enum am_err cimd_check_url(const struct am_provider *p, const char *url, struct 
 enum am_err cimd_resolve(struct cimd *c, const char *url, int64_t now, struct cimd_client *out,
 			 struct am_error *e) AM_WUR;
 
+/* ---- resolving without holding the caller's thread ---- */
+
+/* A request waiting for a document fetch. The fields are cimd's once
+ * handed over. */
+struct cimd_waiter {
+	void (*ready)(void *arg);
+	void *arg;
+	struct cimd_waiter *next;
+};
+
+/* Document fetches running at once at most (each on a thread of its own,
+ * none on a request's); past it a request needing one gets 503 at once. */
+#define CIMD_MAX_FETCHING 16
+
+/* cimd_resolve that never waits. From the cache (or a refusal): as
+ * cimd_resolve, with *pending false. When the document must be fetched (or
+ * another request's fetch of it is running) and w is not NULL: AM_OK with
+ * *pending true; the fetch runs on its own thread, bounded by [cimd]
+ * fetch_timeout, and when it ends (fetched, refused or failed)
+ * w->ready(w->arg) is called once, from that thread, with no lock held;
+ * then the caller calls again (the answer is cached by then). With w NULL
+ * a fetch needed is AM_E_UNAVAILABLE with retry_after (a second round
+ * never waits again). 503 too when CIMD_MAX_FETCHING are running, every
+ * cache slot is being fetched, or cimd_stop has run. */
+enum am_err cimd_resolve_nowait(struct cimd *c, const char *url, int64_t now,
+				struct cimd_client *out, struct cimd_waiter *w, bool *pending,
+				struct am_error *e) AM_WUR;
+
+/* For shutdown: from now on every resolve that needs a fetch is refused,
+ * and every waiter still waiting is called now (its second round is then
+ * refused with 503); returns once no ready callback is running any more.
+ * Fetches in flight finish on their own (cimd_free waits for them). */
+void cimd_stop(struct cimd *c);
+
 /* How many documents were fetched (for tests and metrics). */
 unsigned long cimd_fetch_count(struct cimd *c);
 
