@@ -9,11 +9,13 @@
  * documents per Cache-Control max-age clamped to [cimd] cache_min ..
  * cache_max, refusals and failed fetches for [cimd] negative_cache. At most
  * one fetch per URL is in flight: other requests for that URL wait for it,
- * at most the fetch timeout and a second, and the table's lock is never
- * held across a fetch, so a host that hangs costs the requests naming it
- * and nobody else. Fetching and waiting requests together hold at most one
- * worker thread less than [server] threads; past that a request needing a
- * fetch gets 503 at once, so documents never take every worker. */
+ * and the table's lock is never held across a fetch, so a host that hangs
+ * costs the requests naming it and nobody else. The server resolves with
+ * cimd_resolve_nowait: the fetch runs on a thread of its own and the
+ * request is parked, holding no worker. cimd_resolve (blocking, for the
+ * synchronous flows) waits at most the fetch timeout and a second, and its
+ * fetching and waiting callers together hold at most one worker thread
+ * less than [server] threads; past that it answers 503 at once. */
 #ifndef AM_CIMD_H
 #define AM_CIMD_H
 
