@@ -246,6 +246,10 @@ challenge_page(struct app *a, struct http_req *rq, struct http_resp *rs, struct 
 		am_fail(e, AM_E_INVALID_REQUEST, "the form is missing its claim_attempt_token");
 		return error_page(a, rs, AM_E_INVALID_REQUEST, e);
 	}
+	/* The answer will be a page: marked now, before the request parks, so
+	 * that nothing set around this handler (CORS, service/cors.c) treats it
+	 * as a JSON answer and makes the code page readable cross-origin. */
+	rs->content_type = "text/html; charset=utf-8";
 	rc = svc_op_park(a, rq, page_submit, token, page_render, rs, e);
 	OPENSSL_cleanse(token, sizeof(token));
 	return rc;
