@@ -864,14 +864,6 @@ revoke_refs(const struct flow_env *env, struct store *st, const struct store_cre
 
 #define REVOKE_BATCH 256
 
-/* Forgets the lines of b past its first n (their transaction rolled back). */
-static void
-batch_truncate(struct audit_batch *b, size_t n)
-{
-	while (b->n > n)
-		free(b->lines[--b->n]);
-}
-
 /* Revokes everything f matches, REVOKE_BATCH credentials per transaction.
  * When first_tx_open, the caller has begun the first transaction (the
  * logout token's jti is in it). With keep, the events of each committed
@@ -901,7 +893,7 @@ revoke_matching(const struct flow_env *env, struct store *st, const struct store
 		    (rc = revoke_refs(env, st, refs, n, reason, batch, e)) != AM_OK ||
 		    (rc = store_commit(st, e)) != AM_OK) {
 			store_rollback(st);
-			batch_truncate(batch, kept);
+			flow_audit_truncate(batch, kept);
 			audit_discard(&own);
 			return rc;
 		}
