@@ -142,9 +142,14 @@ verify_token(const struct flow_env *env, const char *compact, const char *typ, s
  * itself, or a Client ID Metadata Document URL on an allowed origin that
  * resolves (trust/cimd.h), whose client_name and logo_uri go into *client
  * (left empty otherwise). */
+/* With pending NULL a document is fetched here if need be (blocking, for
+ * the synchronous flow); else cimd_resolve_nowait with w: *pending true
+ * means w is called when the fetch ends, and the check is to be made again
+ * (then with w NULL). */
 static enum am_err
 check_client_id(const struct flow_env *env, const struct verified *v, const char *client_id,
-		struct cimd_client *client, struct am_error *e)
+		struct cimd_client *client, struct cimd_waiter *w, bool *pending,
+		struct am_error *e)
 {
 	const struct am_provider *p = v->provider;
 	enum am_err rc;
@@ -163,8 +168,11 @@ check_client_id(const struct flow_env *env, const struct verified *v, const char
 	if (env->cimd == NULL)
 		return am_fail(e, AM_E_INVALID_CLIENT_ID,
 			       "client_id %.100s is not accepted for this issuer", client_id);
-	if ((rc = cimd_check_url(p, client_id, e)) != AM_OK ||
-	    (rc = cimd_resolve(env->cimd, client_id, flow_now(env), client, e)) != AM_OK) {
+	if ((rc = cimd_check_url(p, client_id, e)) == AM_OK)
+		rc = pending == NULL ? cimd_resolve(env->cimd, client_id, flow_now(env), client, e)
+				     : cimd_resolve_nowait(env->cimd, client_id, flow_now(env),
+							   client, w, pending, e);
+	if (rc != AM_OK) {
 		log_info("id-jag refused: client_id provider=%s code=%s", p->name, am_err_name(rc));
 		return rc;
 	}
@@ -338,6 +346,23 @@ match_user(const struct flow_env *env, struct store *st, const struct verified *
 	return AM_OK;
 }
 
+/* Keeps what the client's metadata document said with the registration
+ * (inside its transaction), for its claim pages; nothing when client_id
+ * was not a resolved document. */
+static enum am_err
+record_client(struct store *st, const char *registration_id, const struct cimd_client *c,
+	      int64_t now, struct am_error *e)
+{
+	struct store_reg_client rc = {0};
+
+	if (c == NULL || c->client_id[0] == '\0')
+		return AM_OK;
+	am_copy(rc.client_id, sizeof(rc.client_id), c->client_id);
+	am_copy(rc.client_name, sizeof(rc.client_name), c->client_name);
+	am_copy(rc.logo_uri, sizeof(rc.logo_uri), c->logo_uri);
+	return store_reg_client_put(st, registration_id, &rc, now, e);
+}
+
 /* The first-link ceremony's start, inside the caller's transaction: a
  * pending agent registration for (iss, sub) bound to the existing
  * account's address, with a claim token (in out) and a claim attempt whose
@@ -374,6 +399,7 @@ first_link_start(const struct flow_env *env, struct store *st, const struct veri
 	am_copy(reg.agent_context_id, sizeof(reg.agent_context_id),
 		id->agent_context_id != NULL ? id->agent_context_id : "");
 	if ((rc = store_reg_insert(st, &reg, e)) != AM_OK ||
+	    (rc = record_client(st, reg.id, id->client, now, e)) != AM_OK ||
 	    (rc = flow_new_attempt(env, st, &reg, reg.email, ip, att, token, e)) != AM_OK ||
 	    (rc = audit_add(st, batch, env->cfg->tenant, now, "registration.created", reg.id,
 			    json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:b, s:s, s:s?, s:s, "
@@ -481,6 +507,7 @@ registration_for(const struct flow_env *env, struct store *st, const struct veri
 	am_copy(reg.agent_context_id, sizeof(reg.agent_context_id),
 		id->agent_context_id != NULL ? id->agent_context_id : "");
 	if ((rc = store_reg_insert(st, &reg, e)) != AM_OK ||
+	    (rc = record_client(st, reg.id, id->client, now, e)) != AM_OK ||
 	    (rc = store_delegation_insert(st, v->iss, v->sub, aud, user_id, reg.id, now, e)) !=
 		    AM_OK)
 		return rc;
@@ -499,6 +526,7 @@ struct idjag_state {
 	struct identity id;
 	const char *client_id;	   /* the token's (in t.claims) */
 	struct cimd_client client; /* what its metadata document says */
+	struct cimd_waiter wait;   /* parked on its document's fetch */
 	enum cred_type type;
 	char ip[64];
 	/* written by the transaction */
@@ -526,14 +554,13 @@ idjag_free(struct idjag_state *s)
 	free(s);
 }
 
-/* Every check that needs no store: the token, its provider, the client,
- * the identity, the rate limits. */
+/* The checks that come before the client's: the token, its provider, the
+ * per-IP rate limit. */
 static enum am_err
-idjag_prepare(const struct flow_env *env, const char *ip, const char *assertion,
-	      const char *requested_type, struct idjag_state **out, struct am_error *e)
+idjag_verify(const struct flow_env *env, const char *ip, const char *assertion,
+	     const char *requested_type, struct idjag_state **out, struct am_error *e)
 {
 	struct idjag_state *s;
-	const char *client_id;
 	int64_t retry_after;
 	enum am_err rc;
 
@@ -549,23 +576,54 @@ idjag_prepare(const struct flow_env *env, const char *ip, const char *assertion,
 	    (rc = flow_rate_check(env, "identity", FLOW_RATE_PER_IP, ip, &retry_after, e)) !=
 		    AM_OK ||
 	    (rc = verify_token(env, assertion, AM_TYP_ID_JAG, &s->t, &s->v, e)) != AM_OK ||
-	    (rc = claim_string(s->t.claims, "client_id", true, &client_id, e)) != AM_OK)
-		goto fail;
-	if ((rc = check_client_id(env, &s->v, client_id, &s->client, e)) != AM_OK ||
-	    (rc = read_identity(s->t.claims, &s->id, e)) != AM_OK)
-		goto fail;
-	s->client_id = client_id; /* borrowed from s->t, which lives as long as s */
-	s->id.client_id = client_id;
+	    (rc = claim_string(s->t.claims, "client_id", true, &s->client_id, e)) != AM_OK) {
+		idjag_free(s);
+		return rc;
+	}
+	*out = s;
+	return AM_OK;
+}
+
+/* The rest of the checks that need no store: the client (a metadata
+ * document when client_id names one: see check_client_id for w and
+ * pending), the identity, the global rate limit. With *pending true
+ * nothing else was checked yet. */
+static enum am_err
+idjag_client(struct idjag_state *s, struct cimd_waiter *w, bool *pending, struct am_error *e)
+{
+	const struct flow_env *env = s->env;
+	int64_t retry_after;
+	enum am_err rc;
+
+	if ((rc = check_client_id(env, &s->v, s->client_id, &s->client, w, pending, e)) != AM_OK ||
+	    (pending != NULL && *pending))
+		return rc;
+	if ((rc = read_identity(s->t.claims, &s->id, e)) != AM_OK)
+		return rc;
+	s->id.client_id = s->client_id; /* borrowed from s->t, which lives as long as s */
 	s->id.client = &s->client;
 	/* Only a token that verified spends the global budget: forged or
 	 * stale ones from many addresses cannot lock real agents out. */
-	if ((rc = flow_rate_check(env, "identity", FLOW_RATE_GLOBAL, ip, &retry_after, e)) != AM_OK)
-		goto fail;
+	return flow_rate_check(env, "identity", FLOW_RATE_GLOBAL, s->ip[0] != '\0' ? s->ip : NULL,
+			       &retry_after, e);
+}
+
+/* Every check that needs no store, fetching a document here if need be. */
+static enum am_err
+idjag_prepare(const struct flow_env *env, const char *ip, const char *assertion,
+	      const char *requested_type, struct idjag_state **out, struct am_error *e)
+{
+	struct idjag_state *s;
+	enum am_err rc;
+
+	if ((rc = idjag_verify(env, ip, assertion, requested_type, &s, e)) != AM_OK)
+		return rc;
+	if ((rc = idjag_client(s, NULL, NULL, e)) != AM_OK) {
+		idjag_free(s);
+		return rc;
+	}
 	*out = s;
 	return AM_OK;
-fail:
-	idjag_free(s);
-	return rc;
 }
 
 /* The transaction: replay record, user, registration or first link,
@@ -741,20 +799,48 @@ idjag_done(struct store_job *job)
 	p->done(p->done_arg);
 }
 
+/* The document's fetch ended (on its thread): the client is checked again,
+ * from the cache now, and the registration goes to the group commit; a
+ * refusal is answered through done as a failed job would be. */
+static void
+idjag_cimd_ready(void *arg)
+{
+	struct flow_pending_idjag *p = arg;
+	struct am_error e = {0};
+	bool pending = false;
+	enum am_err rc;
+
+	if ((rc = idjag_client(p->s, NULL, &pending, &e)) == AM_OK)
+		rc = store_writer_submit(p->s->env->writer, &p->job, &e);
+	if (rc != AM_OK) {
+		p->job.rc = rc;
+		p->job.err = e;
+		p->done(p->done_arg);
+	}
+}
+
 enum am_err
 flow_register_idjag_submit(const struct flow_env *env, const char *ip, const char *assertion,
 			   const char *requested_type, struct flow_pending_idjag *p,
 			   void (*done)(void *arg), void *done_arg, struct am_error *e)
 {
+	bool pending = false;
 	enum am_err rc;
 
 	memset(p, 0, sizeof(*p));
-	if ((rc = idjag_prepare(env, ip, assertion, requested_type, &p->s, e)) != AM_OK)
+	if ((rc = idjag_verify(env, ip, assertion, requested_type, &p->s, e)) != AM_OK)
 		return rc;
 	p->done = done;
 	p->done_arg = done_arg;
 	p->job = (struct store_job){.run = idjag_job, .done = idjag_done, .arg = p};
-	if ((rc = store_writer_submit(env->writer, &p->job, e)) != AM_OK) {
+	p->s->wait = (struct cimd_waiter){.ready = idjag_cimd_ready, .arg = p};
+	/* A document to fetch: its fetch runs on a thread of its own, and the
+	 * request stays parked (no worker held) until idjag_cimd_ready. */
+	if ((rc = idjag_client(p->s, &p->s->wait, &pending, e)) == AM_OK && pending)
+		return AM_OK;
+	if (rc == AM_OK)
+		rc = store_writer_submit(env->writer, &p->job, e);
+	if (rc != AM_OK) {
 		idjag_free(p->s);
 		p->s = NULL;
 	}
@@ -837,10 +923,14 @@ revoke_refs(const struct flow_env *env, struct store *st, const struct store_cre
 
 /* Revokes everything f matches, REVOKE_BATCH credentials per transaction.
  * When first_tx_open, the caller has begun the first transaction (the
- * logout token's jti is in it). */
+ * logout token's jti is in it). With keep, the events of each committed
+ * transaction are kept there for the caller to flush (a group-commit job,
+ * whose transactions are durable only with its batch); else they are
+ * flushed after each commit. */
 static enum am_err
 revoke_matching(const struct flow_env *env, struct store *st, const struct store_cred_filter *f,
-		const char *reason, bool first_tx_open, int *count, struct am_error *e)
+		const char *reason, bool first_tx_open, struct audit_batch *keep, int *count,
+		struct am_error *e)
 {
 	struct store_cred_ref refs[REVOKE_BATCH];
 	bool open = first_tx_open;
@@ -849,21 +939,45 @@ revoke_matching(const struct flow_env *env, struct store *st, const struct store
 
 	*count = 0;
 	do {
-		struct audit_batch batch = {0};
+		struct audit_batch own = {0};
+		struct audit_batch *batch = keep != NULL ? keep : &own;
+		size_t kept = batch->n;
 
 		if (!open && (rc = store_begin(st, e)) != AM_OK)
 			return rc;
 		open = false;
 		if ((rc = store_cred_live(st, f, refs, REVOKE_BATCH, &n, e)) != AM_OK ||
-		    (rc = revoke_refs(env, st, refs, n, reason, &batch, e)) != AM_OK ||
+		    (rc = revoke_refs(env, st, refs, n, reason, batch, e)) != AM_OK ||
 		    (rc = store_commit(st, e)) != AM_OK) {
 			store_rollback(st);
-			audit_discard(&batch);
+			flow_audit_truncate(batch, kept);
+			audit_discard(&own);
 			return rc;
 		}
-		audit_flush(env->audit, &batch);
+		audit_flush(env->audit, &own);
 		*count += (int)n;
 	} while (n == REVOKE_BATCH);
+	return AM_OK;
+}
+
+/* The checks of a logout token that need no store: its signature (a key
+ * fetch when due), its event, no nonce. On AM_OK t holds its claims and v
+ * borrows from them. */
+static enum am_err
+logout_verify(const struct flow_env *env, const char *token, struct jose_token *t,
+	      struct verified *v, struct am_error *e)
+{
+	enum am_err rc;
+
+	if (env->trust == NULL || env->cfg->nproviders == 0)
+		return am_fail(e, AM_E_INVALID_ISSUER, "this service trusts no provider");
+	if ((rc = verify_token(env, token, AM_TYP_LOGOUT, t, v, e)) != AM_OK)
+		return rc;
+	if (!has_revocation_event(t->claims))
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "a logout token's events must hold " AM_EVENT_REVOKED);
+	if (json_object_get(t->claims, "nonce") != NULL)
+		return am_fail(e, AM_E_INVALID_REQUEST, "a logout token must not carry a nonce");
 	return AM_OK;
 }
 
@@ -876,19 +990,8 @@ flow_revoke_logout(const struct flow_env *env, struct store *st, const char *tok
 	struct store_cred_filter f = {0};
 	enum am_err rc;
 
-	if (env->trust == NULL || env->cfg->nproviders == 0)
-		return am_fail(e, AM_E_INVALID_ISSUER, "this service trusts no provider");
-	if ((rc = verify_token(env, token, AM_TYP_LOGOUT, &t, &v, e)) != AM_OK)
+	if ((rc = logout_verify(env, token, &t, &v, e)) != AM_OK)
 		goto out;
-	if (!has_revocation_event(t.claims)) {
-		rc = am_fail(e, AM_E_INVALID_REQUEST,
-			     "a logout token's events must hold " AM_EVENT_REVOKED);
-		goto out;
-	}
-	if (json_object_get(t.claims, "nonce") != NULL) {
-		rc = am_fail(e, AM_E_INVALID_REQUEST, "a logout token must not carry a nonce");
-		goto out;
-	}
 	if ((rc = store_begin(st, e)) != AM_OK)
 		goto out;
 	if ((rc = record_jti(env, st, &v, "logout", e)) != AM_OK) {
@@ -898,11 +1001,101 @@ flow_revoke_logout(const struct flow_env *env, struct store *st, const char *tok
 	f.iss = v.iss;
 	f.sub = v.sub;
 	f.aud = env->cfg->public_url;
-	rc = revoke_matching(env, st, &f, "provider_logout", true, count, e);
+	rc = revoke_matching(env, st, &f, "provider_logout", true, NULL, count, e);
 	if (rc == AM_OK)
 		log_info("logout token processed provider=%s revoked=%d", v.provider->name, *count);
 out:
 	jose_token_free(&t);
+	return rc;
+}
+
+/* The revocation job of struct flow_pending_op: a logout token's replay
+ * record (when there is one) and every live credential its filter names. */
+static enum am_err
+revoke_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
+{
+	struct store_cred_filter f = {0};
+	bool fresh = false;
+	enum am_err rc;
+
+	p->count = 0;
+	if (p->jti_key[0] != '\0') {
+		if ((rc = store_begin(st, e)) != AM_OK)
+			return rc;
+		if ((rc = store_jti_record(st, p->iss, p->jti_key, p->jti_until, &fresh, e)) !=
+			    AM_OK ||
+		    (!fresh && (rc = am_fail(e, AM_E_REPLAY_DETECTED,
+					     "this token's jti was already used; mint a fresh "
+					     "token")) != AM_OK)) {
+			store_rollback(st);
+			return rc;
+		}
+		f.iss = p->iss;
+		f.sub = p->sub;
+		f.aud = p->aud;
+	} else {
+		f.registration_id = p->registration_id;
+	}
+	return revoke_matching(p->env, st, &f, p->reason, p->jti_key[0] != '\0', &p->batch,
+			       &p->count, e);
+}
+
+enum am_err
+flow_revoke_logout_submit(const struct flow_env *env, const char *token, struct flow_pending_op *p,
+			  void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	struct jose_token t = {0};
+	struct verified v;
+	enum am_err rc;
+
+	memset(p, 0, sizeof(*p));
+	p->env = env;
+	p->kind = FLOW_OP_REVOKE;
+	p->step = revoke_step;
+	p->reason = "provider_logout";
+	if ((rc = logout_verify(env, token, &t, &v, e)) != AM_OK)
+		goto out;
+	/* The replay key and window of record_jti, copied: the job outlives t. */
+	if (!am_copy(p->iss, sizeof(p->iss), v.iss) || !am_copy(p->sub, sizeof(p->sub), v.sub) ||
+	    !am_copy(p->aud, sizeof(p->aud), env->cfg->public_url) ||
+	    snprintf(p->jti_key, sizeof(p->jti_key), "logout:%s", v.jti) >=
+		    (int)sizeof(p->jti_key)) {
+		rc = am_fail(e, AM_E_INVALID_REQUEST, "the logout token's claims are too long");
+		goto out;
+	}
+	p->jti_until = am_time_add(v.exp != 0 ? v.exp : am_time_add(v.iat, LOGOUT_MAX_AGE),
+				   env->cfg->clock_skew);
+	p->provider = v.provider->name;
+	rc = flow_op_submit(p, done, done_arg, e);
+out:
+	jose_token_free(&t);
+	return rc;
+}
+
+enum am_err
+flow_revoke_token_submit(const struct flow_env *env, struct store *st, const char *token,
+			 struct flow_pending_op *p, bool *queued, void (*done)(void *arg),
+			 void *done_arg, struct am_error *e)
+{
+	struct store_auth a;
+	enum am_err rc;
+
+	memset(p, 0, sizeof(*p));
+	*queued = false;
+	p->env = env;
+	p->kind = FLOW_OP_REVOKE;
+	p->step = revoke_step;
+	p->reason = "agent";
+	/* A read on the caller's connection: a token that is not live costs
+	 * the writer nothing, and the answer is the same (RFC 7009 2.2). */
+	rc = flow_authenticate(env, st, token, &a, e);
+	if (rc == AM_E_INVALID_TOKEN)
+		return AM_OK;
+	if (rc != AM_OK)
+		return rc;
+	am_copy(p->registration_id, sizeof(p->registration_id), a.cred.registration_id);
+	if ((rc = flow_op_submit(p, done, done_arg, e)) == AM_OK)
+		*queued = true;
 	return rc;
 }
 
@@ -966,7 +1159,7 @@ flow_revoke_set(const struct flow_env *env, struct store *st, const char *token,
 	f.iss = v.iss;
 	f.sub = v.sub;
 	f.aud = env->cfg->public_url;
-	rc = revoke_matching(env, st, &f, "provider_set", true, count, e);
+	rc = revoke_matching(env, st, &f, "provider_set", true, NULL, count, e);
 	if (rc == AM_OK) {
 		audit_flush(env->audit, &batch);
 		log_info("SET processed provider=%s revoked=%d", v.provider->name, *count);
@@ -1030,7 +1223,7 @@ flow_revoke_block(const struct flow_env *env, struct store *st, enum block_kind 
 		f.registration_id = value;
 		break;
 	}
-	return revoke_matching(env, st, &f, "operator", false, count, e);
+	return revoke_matching(env, st, &f, "operator", false, NULL, count, e);
 }
 
 enum am_err
@@ -1066,5 +1259,5 @@ enum am_err
 flow_revoke_bulk(const struct flow_env *env, struct store *st, const struct store_cred_filter *f,
 		 const char *reason, int *count, struct am_error *e)
 {
-	return revoke_matching(env, st, f, reason, false, count, e);
+	return revoke_matching(env, st, f, reason, false, NULL, count, e);
 }

@@ -258,37 +258,57 @@ drop_unsent_attempt(struct store *st, const char *attempt_id)
 		store_rollback(st);
 }
 
-enum am_err
-flow_claim_start(const struct flow_env *env, struct store *st, const char *ip,
-		 const char *claim_token, const char *email, struct claim_start_result *out,
-		 struct am_error *e)
+/* The inputs of a claim start, checked before any store work. */
+static enum am_err
+claim_start_prepare(const struct flow_env *env, const char *ip, const char *claim_token,
+		    const char *email, struct flow_pending_op *p, struct am_error *e)
 {
-	struct audit_batch batch = {0};
+	memset(p, 0, sizeof(*p));
+	p->env = env;
+	p->kind = FLOW_OP_CLAIM_START;
+	if (email != NULL && !mail_address_normalize(email, p->email, sizeof(p->email)))
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "email must be a plain email address (user@example.com)");
+	if (email != NULL && p->email[0] == '\0')
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "email must be a plain email address (user@example.com)");
+	if (!am_copy(p->token, sizeof(p->token), claim_token) ||
+	    !am_copy(p->ip, sizeof(p->ip), ip != NULL ? ip : ""))
+		return am_fail(e, AM_E_INVALID_REQUEST, "claim_token is too long");
+	return AM_OK;
+}
+
+/* The transaction of a claim start: the registration is checked, an open
+ * attempt for the same address is returned as it is (no second mail), else
+ * the others are superseded and a new one made with its mail queued. */
+static enum am_err
+claim_start_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
+{
+	const struct flow_env *env = p->env;
+	const char *ip = p->ip[0] != '\0' ? p->ip : NULL;
+	struct claim_start_result *out = &p->start;
 	struct store_reg reg;
 	struct store_attempt att;
 	char addr[AM_MAX_EMAIL_BYTES + 1];
-	char token[FLOW_SECRET_LEN] = "";
 	int64_t now = flow_now(env);
 	enum am_err rc;
 
-	if (email != NULL && !mail_address_normalize(email, addr, sizeof(addr)))
-		return am_fail(e, AM_E_INVALID_REQUEST,
-			       "email must be a plain email address (user@example.com)");
+	am_copy(addr, sizeof(addr), p->email);
 	if ((rc = store_begin(st, e)) != AM_OK)
 		return rc;
-	if ((rc = claimable(st, claim_token, now, AM_E_CLAIMED_OR_IN_FLIGHT, &reg, e)) != AM_OK)
+	if ((rc = claimable(st, p->token, now, AM_E_CLAIMED_OR_IN_FLIGHT, &reg, e)) != AM_OK)
 		goto fail;
 	if (reg.kind != REG_ANONYMOUS) {
 		/* The address was fixed at registration (for a first link: the
 		 * existing account's own): /claim only re-sends. */
-		if (email != NULL && strcmp(addr, reg.email) != 0) {
+		if (p->email[0] != '\0' && strcmp(addr, reg.email) != 0) {
 			rc = am_fail(e, AM_E_INVALID_REQUEST,
 				     "this registration's email was set at registration and "
 				     "cannot change");
 			goto fail;
 		}
 		am_copy(addr, sizeof(addr), reg.email);
-	} else if (email == NULL) {
+	} else if (p->email[0] == '\0') {
 		rc = am_fail(e, AM_E_INVALID_REQUEST, "the field \"email\" is required");
 		goto fail;
 	}
@@ -305,32 +325,65 @@ flow_claim_start(const struct flow_env *env, struct store *st, const char *ip,
 	if (rc != AM_OK && rc != AM_E_NOT_FOUND)
 		goto fail;
 	if ((rc = store_attempt_close_all(st, reg.id, ATTEMPT_SUPERSEDED, e)) != AM_OK ||
-	    (rc = flow_new_attempt(env, st, &reg, addr, ip, &att, token, e)) != AM_OK)
+	    (rc = flow_new_attempt(env, st, &reg, addr, ip, &att, p->mail_token, e)) != AM_OK)
 		goto fail;
 	if (reg.status == REG_UNCLAIMED &&
 	    (rc = store_reg_transition(st, reg.id, REG_UNCLAIMED, REG_PENDING_CLAIM, e)) != AM_OK)
 		goto fail;
-	if ((rc = audit_add(st, &batch, env->cfg->tenant, now, "claim.requested", reg.id,
+	if ((rc = audit_add(st, &p->batch, env->cfg->tenant, now, "claim.requested", reg.id,
 			    json_pack("{s:s, s:s, s:s?}", "email", addr, "claim_attempt_id", att.id,
 				      "ip", ip),
 			    e)) != AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK)
 		goto fail;
-	audit_flush(env->audit, &batch);
-	log_info("claim requested registration=%s attempt=%s", reg.id, att.id);
-	if ((rc = flow_send_claim_mail(env, addr, token, att.expires_at, e)) != AM_OK) {
-		drop_unsent_attempt(st, att.id);
-		goto out;
-	}
+	p->mail_due = true;
+	am_copy(p->mail_to, sizeof(p->mail_to), addr);
+	am_copy(p->attempt_id, sizeof(p->attempt_id), att.id);
+	p->mail_expires = att.expires_at;
 	am_copy(out->registration_id, sizeof(out->registration_id), reg.id);
 	am_copy(out->attempt_id, sizeof(out->attempt_id), att.id);
 	out->expires_at = att.expires_at;
-	goto out;
+	return AM_OK;
 fail:
 	store_rollback(st);
-	audit_discard(&batch);
+	audit_discard(&p->batch);
+	OPENSSL_cleanse(p->mail_token, sizeof(p->mail_token));
+	return rc;
+}
+
+enum am_err
+flow_claim_start_submit(const struct flow_env *env, const char *ip, const char *claim_token,
+			const char *email, struct flow_pending_op *p, void (*done)(void *arg),
+			void *done_arg, struct am_error *e)
+{
+	enum am_err rc;
+
+	if ((rc = claim_start_prepare(env, ip, claim_token, email, p, e)) != AM_OK) {
+		flow_pending_op_wipe(p);
+		return rc;
+	}
+	p->step = claim_start_step;
+	return flow_op_submit(p, done, done_arg, e);
+}
+
+enum am_err
+flow_claim_start(const struct flow_env *env, struct store *st, const char *ip,
+		 const char *claim_token, const char *email, struct claim_start_result *out,
+		 struct am_error *e)
+{
+	struct flow_pending_op p;
+	enum am_err rc;
+
+	if ((rc = claim_start_prepare(env, ip, claim_token, email, &p, e)) != AM_OK)
+		goto out;
+	p.step = claim_start_step;
+	rc = flow_op_run_here(st, &p, e);
+	if (rc != AM_OK && p.rc == AM_OK && p.attempt_id[0] != '\0')
+		drop_unsent_attempt(st, p.attempt_id); /* committed, but its mail failed */
+	if (rc == AM_OK)
+		*out = p.start;
 out:
-	OPENSSL_cleanse(token, sizeof(token));
+	flow_pending_op_wipe(&p);
 	return rc;
 }
 
@@ -365,6 +418,14 @@ live_attempt(const struct flow_env *env, struct store *st, const char *attempt_t
 }
 
 enum am_err
+flow_claim_client(const struct flow_env *env, struct store *st, const char *registration_id,
+		  struct store_reg_client *out, struct am_error *e)
+{
+	(void)env;
+	return store_reg_client_get(st, registration_id, out, e);
+}
+
+enum am_err
 flow_claim_peek(const struct flow_env *env, struct store *st, const char *attempt_token,
 		struct store_attempt *out, struct am_error *e)
 {
@@ -373,40 +434,83 @@ flow_claim_peek(const struct flow_env *env, struct store *st, const char *attemp
 	return live_attempt(env, st, attempt_token, out, &reg, e);
 }
 
-enum am_err
-flow_claim_challenge(const struct flow_env *env, struct store *st, const char *attempt_token,
-		     struct challenge_result *out, struct am_error *e)
+/* The transaction of a challenge: a new code for a live attempt, replacing
+ * the previous one. */
+static enum am_err
+challenge_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
 {
-	struct audit_batch batch = {0};
+	const struct flow_env *env = p->env;
+	struct challenge_result *res = &p->challenge;
 	struct store_attempt att;
 	struct store_reg reg;
-	struct challenge_result res = {0};
 	uint8_t hash[AM_HASH_LEN];
 	int64_t now = flow_now(env);
 	enum am_err rc;
 
+	memset(res, 0, sizeof(*res));
 	if ((rc = store_begin(st, e)) != AM_OK)
 		return rc;
-	if ((rc = live_attempt(env, st, attempt_token, &att, &reg, e)) != AM_OK ||
-	    (rc = am_rand_otp(res.otp, e)) != AM_OK)
+	if ((rc = live_attempt(env, st, p->token, &att, &reg, e)) != AM_OK ||
+	    (rc = am_rand_otp(res->otp, e)) != AM_OK)
 		goto fail;
-	otp_hash(att.id, res.otp, hash);
-	res.expires_at = min64(am_time_add(now, env->cfg->ttl_otp), att.expires_at);
-	am_copy(res.registration_id, sizeof(res.registration_id), reg.id);
-	if ((rc = store_attempt_set_otp(st, att.id, true, hash, res.expires_at, e)) != AM_OK ||
-	    (rc = audit_add(st, &batch, env->cfg->tenant, now, "otp.generated", reg.id,
+	otp_hash(att.id, res->otp, hash);
+	res->expires_at = min64(am_time_add(now, env->cfg->ttl_otp), att.expires_at);
+	am_copy(res->registration_id, sizeof(res->registration_id), reg.id);
+	am_copy(p->attempt_id, sizeof(p->attempt_id), att.id);
+	if ((rc = store_attempt_set_otp(st, att.id, true, hash, res->expires_at, e)) != AM_OK ||
+	    (rc = audit_add(st, &p->batch, env->cfg->tenant, now, "otp.generated", reg.id,
 			    json_pack("{s:s}", "claim_attempt_id", att.id), e)) != AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK)
 		goto fail;
-	audit_flush(env->audit, &batch);
-	log_info("otp generated registration=%s attempt=%s", reg.id, att.id);
-	*out = res;
-	OPENSSL_cleanse(&res, sizeof(res));
+	OPENSSL_cleanse(hash, sizeof(hash));
 	return AM_OK;
 fail:
 	store_rollback(st);
-	audit_discard(&batch);
-	OPENSSL_cleanse(&res, sizeof(res));
+	audit_discard(&p->batch);
+	OPENSSL_cleanse(res, sizeof(*res));
+	OPENSSL_cleanse(hash, sizeof(hash));
+	return rc;
+}
+
+static enum am_err
+challenge_prepare(const struct flow_env *env, const char *attempt_token, struct flow_pending_op *p,
+		  struct am_error *e)
+{
+	memset(p, 0, sizeof(*p));
+	p->env = env;
+	p->kind = FLOW_OP_CHALLENGE;
+	p->step = challenge_step;
+	if (!am_copy(p->token, sizeof(p->token), attempt_token))
+		return am_fail(e, AM_E_CLAIM_SUPERSEDED,
+			       "this link is not valid; ask your agent to start the claim again");
+	return AM_OK;
+}
+
+enum am_err
+flow_claim_challenge_submit(const struct flow_env *env, const char *attempt_token,
+			    struct flow_pending_op *p, void (*done)(void *arg), void *done_arg,
+			    struct am_error *e)
+{
+	enum am_err rc;
+
+	if ((rc = challenge_prepare(env, attempt_token, p, e)) != AM_OK) {
+		flow_pending_op_wipe(p);
+		return rc;
+	}
+	return flow_op_submit(p, done, done_arg, e);
+}
+
+enum am_err
+flow_claim_challenge(const struct flow_env *env, struct store *st, const char *attempt_token,
+		     struct challenge_result *out, struct am_error *e)
+{
+	struct flow_pending_op p;
+	enum am_err rc;
+
+	if ((rc = challenge_prepare(env, attempt_token, &p, e)) == AM_OK &&
+	    (rc = flow_op_run_here(st, &p, e)) == AM_OK)
+		*out = p.challenge;
+	flow_pending_op_wipe(&p);
 	return rc;
 }
 
@@ -533,12 +637,13 @@ code_matches(const struct store_attempt *att, const char *otp)
 	return ok;
 }
 
-enum am_err
-flow_claim_complete(const struct flow_env *env, struct store *st, const char *ip,
-		    const char *claim_token, const char *otp, struct reg_result *out,
-		    char claimed_by[STORE_ID_LEN], struct am_error *e)
+/* The completion's transaction; its events stay in batch for the caller to
+ * flush after the commit (its own, or the group commit's). */
+static enum am_err
+complete_tx(const struct flow_env *env, struct store *st, const char *ip, const char *claim_token,
+	    const char *otp, struct audit_batch *batch, struct reg_result *out,
+	    char claimed_by[STORE_ID_LEN], struct am_error *e)
 {
-	struct audit_batch batch = {0};
 	struct store_reg reg;
 	struct store_attempt att;
 	struct reg_result res = {0};
@@ -566,18 +671,17 @@ flow_claim_complete(const struct flow_env *env, struct store *st, const char *ip
 	if (reg.kind == REG_ANONYMOUS)
 		rc = store_cred_upgrade(st, reg.id, user_id, env->cfg->scopes_post_claim, e);
 	else if (reg.kind == REG_AGENT) /* first-link ceremony (flows/agent.c) */
-		rc = flow_first_link_complete(env, st, &reg, user_id, &batch, &res, e);
+		rc = flow_first_link_complete(env, st, &reg, user_id, batch, &res, e);
 	else
 		rc = flow_issue_credential(env, st, reg.id, reg.credential_type,
 					   env->cfg->scopes_post_claim, user_id, "email", &res, e);
 	if (rc != AM_OK ||
-	    (rc = audit_add(st, &batch, env->cfg->tenant, now, "claim.confirmed", reg.id,
+	    (rc = audit_add(st, batch, env->cfg->tenant, now, "claim.confirmed", reg.id,
 			    json_pack("{s:s, s:s, s:s?}", "claimed_by_user_id", user_id,
 				      "claim_attempt_id", att.id, "ip", ip),
 			    e)) != AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK)
 		goto fail;
-	audit_flush(env->audit, &batch);
 	log_info("claim confirmed registration=%s user=%s", reg.id, user_id);
 	*out = res;
 	am_copy(claimed_by, STORE_ID_LEN, user_id);
@@ -585,8 +689,20 @@ flow_claim_complete(const struct flow_env *env, struct store *st, const char *ip
 	return AM_OK;
 fail:
 	store_rollback(st);
-	audit_discard(&batch);
+	audit_discard(batch);
 	OPENSSL_cleanse(&res, sizeof(res));
+	return rc;
+}
+
+enum am_err
+flow_claim_complete(const struct flow_env *env, struct store *st, const char *ip,
+		    const char *claim_token, const char *otp, struct reg_result *out,
+		    char claimed_by[STORE_ID_LEN], struct am_error *e)
+{
+	struct audit_batch batch = {0};
+	enum am_err rc = complete_tx(env, st, ip, claim_token, otp, &batch, out, claimed_by, e);
+
+	audit_flush(env->audit, &batch);
 	return rc;
 }
 
@@ -600,8 +716,11 @@ complete_job(struct store *st, void *arg, struct am_error *e)
 	 * the batch): whatever it kept, a counted wrong code included, is the
 	 * batch's to commit, so the job itself always succeeds. */
 	memset(&p->err, 0, sizeof(p->err));
-	p->rc = flow_claim_complete(p->env, st, p->ip, p->claim_token, p->otp, &p->res,
-				    p->claimed_by, &p->err);
+	audit_discard(&p->batch);
+	/* Its events reach the sink only once the batch is durable
+	 * (flow_pending_claim_result). */
+	p->rc = complete_tx(p->env, st, p->ip, p->claim_token, p->otp, &p->batch, &p->res,
+			    p->claimed_by, &p->err);
 	return AM_OK;
 }
 
@@ -680,6 +799,7 @@ flow_pending_claim_result(struct flow_pending_claim *p, struct reg_result *out,
 		*e = p->err;
 		return p->rc;
 	}
+	audit_flush(p->env->audit, &p->batch);
 	*out = p->res;
 	am_copy(claimed_by, STORE_ID_LEN, p->claimed_by);
 	return AM_OK;
@@ -688,6 +808,7 @@ flow_pending_claim_result(struct flow_pending_claim *p, struct reg_result *out,
 void
 flow_pending_claim_wipe(struct flow_pending_claim *p)
 {
+	audit_discard(&p->batch);
 	OPENSSL_cleanse(p->claim_token, sizeof(p->claim_token));
 	OPENSSL_cleanse(p->otp, sizeof(p->otp));
 	flow_result_wipe(&p->res, sizeof(p->res));

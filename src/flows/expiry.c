@@ -7,11 +7,14 @@
 #define SWEEP_BATCH 100 /* due ids read at once */
 #define SWEEP_CHUNK 16	/* registrations expired per writer job */
 
+/* Expires registration id in a transaction of its own (a savepoint of the
+ * writer's batch); its event goes into batch, for the caller to flush once
+ * that is durable. */
 static enum am_err
 expire_one(const struct flow_env *env, struct store *st, const char *id, int64_t now, bool *expired,
-	   struct am_error *e)
+	   struct audit_batch *batch, struct am_error *e)
 {
-	struct audit_batch batch = {0};
+	size_t kept = batch->n;
 	struct store_reg reg;
 	enum am_err rc;
 	int revoked = 0;
@@ -30,7 +33,7 @@ expire_one(const struct flow_env *env, struct store *st, const char *id, int64_t
 	if ((rc = store_reg_transition(st, id, reg.status, REG_EXPIRED, e)) != AM_OK ||
 	    (rc = store_attempt_close_all(st, id, ATTEMPT_SUPERSEDED, e)) != AM_OK ||
 	    (rc = store_cred_revoke_reg(st, id, now, &revoked, e)) != AM_OK ||
-	    (rc = audit_add(st, &batch, env->cfg->tenant, now, "registration.expired", id,
+	    (rc = audit_add(st, batch, env->cfg->tenant, now, "registration.expired", id,
 			    json_pack("{s:s, s:i}", "registration_type",
 				      reg.kind == REG_EMAIL   ? "email-verification"
 				      : reg.kind == REG_AGENT ? "agent-provider" /* a first link */
@@ -39,13 +42,12 @@ expire_one(const struct flow_env *env, struct store *st, const char *id, int64_t
 			    e)) != AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK)
 		goto fail;
-	audit_flush(env->audit, &batch);
 	log_info("registration expired id=%s credentials_revoked=%d", id, revoked);
 	*expired = true;
 	return AM_OK;
 fail:
 	store_rollback(st);
-	audit_discard(&batch);
+	flow_audit_truncate(batch, kept);
 	return rc;
 }
 
@@ -59,6 +61,7 @@ struct sweep_job {
 	int expired;
 	int purged;
 	bool purge;
+	struct audit_batch batch; /* the chunk's events, flushed once durable */
 };
 
 static enum am_err
@@ -70,7 +73,8 @@ sweep_chunk(struct store *st, void *arg, struct am_error *e)
 	for (size_t i = 0; i < j->n; i++) {
 		bool expired;
 
-		if ((rc = expire_one(j->env, st, j->ids[i], j->now, &expired, e)) != AM_OK)
+		if ((rc = expire_one(j->env, st, j->ids[i], j->now, &expired, &j->batch, e)) !=
+		    AM_OK)
 			return rc;
 		j->expired += expired ? 1 : 0;
 	}
@@ -88,13 +92,18 @@ run_chunk(const struct flow_env *env, struct store *st, struct sweep_job *j, str
 	enum am_err rc;
 
 	if (env->writer != NULL)
-		return store_writer_run(env->writer, &job, e);
-	if (!j->purge)
-		return sweep_chunk(st, j, e); /* expire_one has its own transactions */
-	if ((rc = store_begin(st, e)) != AM_OK)
-		return rc;
-	if ((rc = sweep_chunk(st, j, e)) != AM_OK || (rc = store_commit(st, e)) != AM_OK)
+		rc = store_writer_run(env->writer, &job, e);
+	else if (!j->purge)
+		rc = sweep_chunk(st, j, e); /* expire_one has its own transactions */
+	else if ((rc = store_begin(st, e)) == AM_OK &&
+		 ((rc = sweep_chunk(st, j, e)) != AM_OK || (rc = store_commit(st, e)) != AM_OK))
 		store_rollback(st);
+	/* The events reach the sink only once their batch is durable. Without
+	 * a writer each expiry committed alone: what was kept is flushed. */
+	if (rc == AM_OK || env->writer == NULL)
+		audit_flush(env->audit, &j->batch);
+	else
+		audit_discard(&j->batch);
 	return rc;
 }
 

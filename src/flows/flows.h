@@ -124,6 +124,13 @@ enum am_err flow_claim_challenge(const struct flow_env *env, struct store *st,
 enum am_err flow_claim_peek(const struct flow_env *env, struct store *st, const char *attempt_token,
 			    struct store_attempt *out, struct am_error *e) AM_WUR;
 
+/* What the registration's client metadata document said (its name and
+ * logo, for the claim pages); AM_E_NOT_FOUND when its client_id was not a
+ * resolved document. Reads only. */
+enum am_err flow_claim_client(const struct flow_env *env, struct store *st,
+			      const char *registration_id, struct store_reg_client *out,
+			      struct am_error *e) AM_WUR;
+
 /* POST /agent/auth/claim/complete. For anonymous registrations the existing
  * key is upgraded in place (out->has_credential false); for email ones a
  * fresh credential of the requested type is issued. */
@@ -147,6 +154,7 @@ struct flow_pending_claim {
 	struct am_error err;
 	struct reg_result res;
 	char claimed_by[STORE_ID_LEN];
+	struct audit_batch batch; /* its events, flushed once durable */
 	void (*done)(void *arg);
 	void *done_arg;
 };
@@ -310,6 +318,93 @@ enum am_err flow_introspect(const struct flow_env *env, struct store *st, const 
  * the answer reveals nothing. *count gets how many credentials went. */
 enum am_err flow_revoke_token(const struct flow_env *env, struct store *st, const char *token,
 			      int *count, struct am_error *e) AM_WUR;
+
+/* ---- the other durable steps through the group commit (two-phase) ----
+ *
+ * Email registration, claim start, the OTP challenge and the revocations
+ * (logout token, RFC 7009) with the contract of
+ * flow_register_anonymous_submit: what needs no store (and, for a logout
+ * token, the signature check and a key fetch) is done at submit, on the
+ * caller's thread: an error then is final and done is not called. The
+ * step itself (its reads, its checks again, its writes, in a savepoint of
+ * the batch) is one job of env->writer's next group commit; done(done_arg)
+ * runs once on the writer's thread and must only hand over; then
+ * flow_pending_op_result gives the step's answer: AM_OK only once the batch
+ * is durable, the step's own refusal, or AM_E_UNAVAILABLE (retry_after)
+ * when the batch failed and nothing of it exists. The audit lines go to the
+ * sink, and the claim mail is handed to the mail worker, only after the
+ * commit. The fields are the flow's; the caller reads the outcome member of
+ * its kind after AM_OK and wipes p with flow_pending_op_wipe. */
+enum flow_op_kind {
+	FLOW_OP_REGISTER_EMAIL,
+	FLOW_OP_CLAIM_START,
+	FLOW_OP_CHALLENGE,
+	FLOW_OP_REVOKE
+};
+struct flow_pending_op {
+	struct store_job job;
+	const struct flow_env *env;
+	enum flow_op_kind kind;
+	enum am_err (*step)(struct store *st, struct flow_pending_op *p, struct am_error *e);
+	/* inputs, copied at submit */
+	char ip[64];
+	char token[AM_MAX_TOKEN_BYTES + 1]; /* the claim or attempt token */
+	char email[AM_MAX_EMAIL_BYTES + 1]; /* normalized; "" : none given */
+	struct store_reg reg;		    /* FLOW_OP_REGISTER_EMAIL: the new row */
+	char iss[STORE_TEXT_LEN], sub[STORE_TEXT_LEN], aud[STORE_TEXT_LEN];
+	char jti_key[STORE_TEXT_LEN + 16]; /* a logout token's replay key; "" : none */
+	int64_t jti_until;
+	char registration_id[STORE_ID_LEN]; /* FLOW_OP_REVOKE by registration */
+	const char *reason;		    /* static */
+	const char *provider;		    /* config-owned name, for the log */
+	/* the step's outcome */
+	enum am_err rc;
+	struct am_error err;
+	struct audit_batch batch;
+	struct reg_result reg_res;	      /* FLOW_OP_REGISTER_EMAIL */
+	struct claim_start_result start;      /* FLOW_OP_CLAIM_START */
+	struct challenge_result challenge;    /* FLOW_OP_CHALLENGE */
+	int count;			      /* FLOW_OP_REVOKE: credentials revoked */
+	bool mail_due;			      /* an attempt was made: its mail */
+	char mail_to[AM_MAX_EMAIL_BYTES + 1]; /* goes out after the commit */
+	char mail_token[FLOW_SECRET_LEN];
+	int64_t mail_expires;
+	char attempt_id[STORE_ID_LEN]; /* the attempt made or given a code */
+	void (*done)(void *arg);
+	void *done_arg;
+};
+
+/* flow_register_email through the group commit: the answer in p->reg_res. */
+enum am_err flow_register_email_submit(const struct flow_env *env, const char *ip,
+				       const char *email, const char *requested_type,
+				       struct flow_pending_op *p, void (*done)(void *arg),
+				       void *done_arg, struct am_error *e) AM_WUR;
+/* flow_claim_start through the group commit: the answer in p->start. */
+enum am_err flow_claim_start_submit(const struct flow_env *env, const char *ip,
+				    const char *claim_token, const char *email,
+				    struct flow_pending_op *p, void (*done)(void *arg),
+				    void *done_arg, struct am_error *e) AM_WUR;
+/* flow_claim_challenge through the group commit: the code in p->challenge. */
+enum am_err flow_claim_challenge_submit(const struct flow_env *env, const char *attempt_token,
+					struct flow_pending_op *p, void (*done)(void *arg),
+					void *done_arg, struct am_error *e) AM_WUR;
+/* flow_revoke_logout through the group commit: the token is verified at
+ * submit; the jti record and the revocation are the job; p->count. */
+enum am_err flow_revoke_logout_submit(const struct flow_env *env, const char *token,
+				      struct flow_pending_op *p, void (*done)(void *arg),
+				      void *done_arg, struct am_error *e) AM_WUR;
+/* flow_revoke_token through the group commit: the token is looked up on st
+ * (the caller's connection, reading only) at submit; a token that is not
+ * live is answered at once (AM_OK, *queued false, p->count 0, done is not
+ * called); a live one's registration is revoked by the job (*queued true). */
+enum am_err flow_revoke_token_submit(const struct flow_env *env, struct store *st,
+				     const char *token, struct flow_pending_op *p, bool *queued,
+				     void (*done)(void *arg), void *done_arg,
+				     struct am_error *e) AM_WUR;
+/* After done: see above. */
+enum am_err flow_pending_op_result(struct flow_pending_op *p, struct am_error *e) AM_WUR;
+/* Zeroes the secrets of p and frees what it holds (not p itself). */
+void flow_pending_op_wipe(struct flow_pending_op *p);
 
 /* Zeroes the secrets of a result once they have been sent. */
 void flow_result_wipe(void *result, size_t size);

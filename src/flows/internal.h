@@ -2,6 +2,8 @@
 #ifndef AM_FLOWS_INTERNAL_H
 #define AM_FLOWS_INTERNAL_H
 
+#include <stdlib.h>
+
 #include "flows/flows.h"
 
 /* Credential value prefixes: recognisable in a leak scan, never secret. */
@@ -83,5 +85,23 @@ enum am_err flow_new_attempt(const struct flow_env *env, struct store *st,
  * waits); without one it renders and sends the mail at once. */
 enum am_err flow_send_claim_mail(const struct flow_env *env, const char *email, const char *token,
 				 int64_t expires_at, struct am_error *e) AM_WUR;
+
+/* Forgets the audit lines of b past its first n (their savepoint rolled
+ * back while earlier ones of the same job were kept). */
+static inline void
+flow_audit_truncate(struct audit_batch *b, size_t n)
+{
+	while (b->n > n)
+		free(b->lines[--b->n]);
+}
+
+/* The group-commit side of struct flow_pending_op (registration.c): submit
+ * queues p (its env, kind, step and inputs set) on env->writer, wiping p when
+ * refused; run_here runs the step on st as its own transaction and then
+ * what follows a commit (events, log, mail), for the synchronous flows. */
+enum am_err flow_op_submit(struct flow_pending_op *p, void (*done)(void *arg), void *done_arg,
+			   struct am_error *e) AM_WUR;
+enum am_err flow_op_run_here(struct store *st, struct flow_pending_op *p,
+			     struct am_error *e) AM_WUR;
 
 #endif

@@ -164,19 +164,136 @@ wipe:
 	return rc;
 }
 
-enum am_err
-flow_register_email(const struct flow_env *env, struct store *st, const char *ip, const char *email,
-		    const char *requested_type, struct reg_result *out, struct am_error *e)
+/* ---- the durable steps of struct flow_pending_op ---- */
+
+static enum am_err
+op_job(struct store *st, void *arg, struct am_error *e)
 {
-	struct audit_batch batch = {0};
-	struct store_reg reg;
-	struct store_attempt att;
-	struct reg_result res = {0};
-	char token[FLOW_SECRET_LEN] = "";
+	struct flow_pending_op *p = arg;
+
+	(void)e;
+	/* The step opens and ends its own transaction (a savepoint of the
+	 * batch): its refusal is its answer, not a failure of the batch. */
+	audit_discard(&p->batch); /* a retried job starts clean */
+	memset(&p->err, 0, sizeof(p->err));
+	p->mail_due = false;
+	p->rc = p->step(st, p, &p->err);
+	if (p->rc != AM_OK)
+		audit_discard(&p->batch);
+	return AM_OK;
+}
+
+static void
+op_done(struct store_job *job)
+{
+	struct flow_pending_op *p = job->arg;
+
+	p->done(p->done_arg);
+}
+
+enum am_err
+flow_op_submit(struct flow_pending_op *p, void (*done)(void *arg), void *done_arg,
+	       struct am_error *e)
+{
+	enum am_err rc;
+
+	p->done = done;
+	p->done_arg = done_arg;
+	p->job = (struct store_job){.run = op_job, .done = op_done, .arg = p};
+	if ((rc = store_writer_submit(p->env->writer, &p->job, e)) != AM_OK)
+		flow_pending_op_wipe(p);
+	return rc;
+}
+
+/* What follows the commit of a step: its events, its log line, its mail. */
+static enum am_err
+op_after(struct flow_pending_op *p, struct am_error *e)
+{
+	const struct flow_env *env = p->env;
+	enum am_err rc = AM_OK;
+
+	audit_flush(env->audit, &p->batch);
+	switch (p->kind) {
+	case FLOW_OP_REGISTER_EMAIL:
+		log_info("registration created id=%s kind=email", p->reg.id);
+		break;
+	case FLOW_OP_CLAIM_START:
+		if (p->mail_due)
+			log_info("claim requested registration=%s attempt=%s",
+				 p->start.registration_id, p->attempt_id);
+		break;
+	case FLOW_OP_CHALLENGE:
+		log_info("otp generated registration=%s attempt=%s", p->challenge.registration_id,
+			 p->attempt_id);
+		break;
+	case FLOW_OP_REVOKE:
+		if (p->provider != NULL)
+			log_info("logout token processed provider=%s revoked=%d", p->provider,
+				 p->count);
+		else
+			log_info("credentials revoked by their holder registration=%s count=%d",
+				 p->registration_id, p->count);
+		break;
+	}
+	/* With a mail worker the mail is a committed queue row by now: this
+	 * only wakes the worker. Without one (tests, tools) it is sent here;
+	 * if that fails the agent is told to retry. */
+	if (p->mail_due)
+		rc = flow_send_claim_mail(env, p->mail_to, p->mail_token, p->mail_expires, e);
+	p->mail_due = false;
+	flow_result_wipe(p->mail_token, sizeof(p->mail_token));
+	return rc;
+}
+
+enum am_err
+flow_op_run_here(struct store *st, struct flow_pending_op *p, struct am_error *e)
+{
+	audit_discard(&p->batch);
+	p->mail_due = false;
+	if ((p->rc = p->step(st, p, e)) != AM_OK) {
+		audit_discard(&p->batch);
+		return p->rc;
+	}
+	p->job.rc = AM_OK;
+	return op_after(p, e);
+}
+
+enum am_err
+flow_pending_op_result(struct flow_pending_op *p, struct am_error *e)
+{
+	if (p->job.rc != AM_OK) {
+		*e = p->job.err;
+		return p->job.rc;
+	}
+	if (p->rc != AM_OK) {
+		*e = p->err;
+		return p->rc;
+	}
+	return op_after(p, e);
+}
+
+void
+flow_pending_op_wipe(struct flow_pending_op *p)
+{
+	audit_discard(&p->batch);
+	flow_result_wipe(&p->reg_res, sizeof(p->reg_res));
+	flow_result_wipe(&p->challenge, sizeof(p->challenge));
+	flow_result_wipe(p->mail_token, sizeof(p->mail_token));
+	flow_result_wipe(p->token, sizeof(p->token));
+}
+
+/* The checks and secrets of an email registration, before any write. */
+static enum am_err
+email_prepare(const struct flow_env *env, const char *ip, const char *email,
+	      const char *requested_type, struct flow_pending_op *p, struct am_error *e)
+{
 	int64_t retry_after;
 	enum cred_type type;
 	enum am_err rc;
 
+	memset(p, 0, sizeof(*p));
+	p->env = env;
+	p->kind = FLOW_OP_REGISTER_EMAIL;
 	if (!env->cfg->flow_verified_email)
 		return am_fail(e, AM_E_VERIFIED_EMAIL_NOT_ENABLED,
 			       "this service does not accept verified_email assertions");
@@ -191,38 +308,83 @@ flow_register_email(const struct flow_env *env, struct store *st, const char *ip
 		    AM_OK ||
 	    (rc = flow_rate_check(env, "identity", FLOW_RATE_GLOBAL, ip, &retry_after, e)) != AM_OK)
 		return rc;
-	if ((rc = new_registration(env, REG_EMAIL, REG_PENDING_CLAIM, type, ip, &reg, &res, e)) !=
-	    AM_OK)
+	am_copy(p->ip, sizeof(p->ip), ip != NULL ? ip : "");
+	if ((rc = new_registration(env, REG_EMAIL, REG_PENDING_CLAIM, type, ip, &p->reg,
+				   &p->reg_res, e)) != AM_OK)
 		goto wipe;
-	if (!mail_address_normalize(email, reg.email, sizeof(reg.email))) {
+	if (!mail_address_normalize(email, p->reg.email, sizeof(p->reg.email))) {
 		rc = am_fail(e, AM_E_INVALID_REQUEST,
 			     "assertion must be a plain email address (user@example.com)");
 		goto wipe;
 	}
+	return AM_OK;
+wipe:
+	flow_pending_op_wipe(p);
+	return rc;
+}
+
+/* The transaction of an email registration: the row, its first claim
+ * attempt (with its mail as a queue row) and both events. */
+static enum am_err
+email_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
+{
+	const struct flow_env *env = p->env;
+	const char *ip = p->ip[0] != '\0' ? p->ip : NULL;
+	struct store_attempt att;
+	enum am_err rc;
+
 	if ((rc = store_begin(st, e)) != AM_OK)
-		goto wipe;
-	if ((rc = store_reg_insert(st, &reg, e)) != AM_OK ||
-	    (rc = audit_add(st, &batch, env->cfg->tenant, reg.created_at, "registration.created",
-			    reg.id, created_fields("email-verification", ip), e)) != AM_OK ||
-	    (rc = flow_new_attempt(env, st, &reg, reg.email, ip, &att, token, e)) != AM_OK ||
-	    (rc = audit_add(st, &batch, env->cfg->tenant, reg.created_at, "claim.requested", reg.id,
-			    json_pack("{s:s, s:s}", "email", reg.email, "claim_attempt_id", att.id),
-			    e)) != AM_OK ||
+		return rc;
+	if ((rc = store_reg_insert(st, &p->reg, e)) != AM_OK ||
+	    (rc = audit_add(st, &p->batch, env->cfg->tenant, p->reg.created_at,
+			    "registration.created", p->reg.id,
+			    created_fields("email-verification", ip), e)) != AM_OK ||
+	    (rc = flow_new_attempt(env, st, &p->reg, p->reg.email, ip, &att, p->mail_token, e)) !=
+		    AM_OK ||
+	    (rc = audit_add(
+		     st, &p->batch, env->cfg->tenant, p->reg.created_at, "claim.requested",
+		     p->reg.id,
+		     json_pack("{s:s, s:s}", "email", p->reg.email, "claim_attempt_id", att.id),
+		     e)) != AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK) {
 		store_rollback(st);
-		audit_discard(&batch);
-		goto wipe;
+		flow_result_wipe(p->mail_token, sizeof(p->mail_token));
+		return rc;
 	}
-	audit_flush(env->audit, &batch);
-	log_info("registration created id=%s kind=email", reg.id);
-	/* Mail goes out after the commit so no write lock is held across SMTP.
-	 * If it fails the agent is told to retry; this registration then
-	 * simply expires unclaimed. */
-	if ((rc = flow_send_claim_mail(env, reg.email, token, att.expires_at, e)) != AM_OK)
-		goto wipe;
-	*out = res;
-wipe:
-	flow_result_wipe(&res, sizeof(res));
-	flow_result_wipe(token, sizeof(token));
+	p->mail_due = true;
+	am_copy(p->mail_to, sizeof(p->mail_to), p->reg.email);
+	am_copy(p->attempt_id, sizeof(p->attempt_id), att.id);
+	p->mail_expires = att.expires_at;
+	return AM_OK;
+}
+
+enum am_err
+flow_register_email_submit(const struct flow_env *env, const char *ip, const char *email,
+			   const char *requested_type, struct flow_pending_op *p,
+			   void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	enum am_err rc;
+
+	if ((rc = email_prepare(env, ip, email, requested_type, p, e)) != AM_OK)
+		return rc;
+	p->step = email_step;
+	return flow_op_submit(p, done, done_arg, e);
+}
+
+enum am_err
+flow_register_email(const struct flow_env *env, struct store *st, const char *ip, const char *email,
+		    const char *requested_type, struct reg_result *out, struct am_error *e)
+{
+	struct flow_pending_op p;
+	enum am_err rc;
+
+	if ((rc = email_prepare(env, ip, email, requested_type, &p, e)) != AM_OK)
+		return rc;
+	p.step = email_step;
+	/* If the mail (sent here only without a mail worker) fails, the agent
+	 * is told to retry; this registration then simply expires unclaimed. */
+	if ((rc = flow_op_run_here(st, &p, e)) == AM_OK)
+		*out = p.reg_res;
+	flow_pending_op_wipe(&p);
 	return rc;
 }

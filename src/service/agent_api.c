@@ -1,5 +1,6 @@
 /* POST /agent/auth, /agent/auth/claim, /agent/auth/claim/complete and the
  * JSON form of /agent/auth/claim/attempt/challenge. */
+#include <openssl/crypto.h>
 #include <string.h>
 
 #include "core/json.h"
@@ -50,6 +51,63 @@ registration_body(const struct app *a, const struct reg_result *r)
 	json_object_set_new(body, "claim_token_expires", am_json_time(r->claim_token_expires));
 	json_object_set_new(body, "post_claim_scopes", am_json_scopes(r->post_claim_scopes));
 	return body;
+}
+
+/* A request parked on a flow_pending_op (service.h). */
+struct svc_op {
+	struct flow_pending_op p;
+	struct http_req *rq;
+	svc_op_render render;
+};
+
+static void
+op_free(void *ctx)
+{
+	struct svc_op *k = ctx;
+
+	flow_pending_op_wipe(&k->p);
+	free(k);
+}
+
+static void
+op_committed(void *arg)
+{
+	struct svc_op *k = arg;
+
+	http_resume(k->rq);
+}
+
+static enum am_err
+op_finish(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct svc_op *k = rq->park_ctx;
+
+	return k->render(app, rq, rs, &k->p, flow_pending_op_result(&k->p, e), e);
+}
+
+enum am_err
+svc_op_park(struct app *a, struct http_req *rq, svc_op_submit submit, void *submit_arg,
+	    svc_op_render render, struct http_resp *rs, struct am_error *e)
+{
+	struct svc_op *k = calloc(1, sizeof(*k));
+	bool queued = true;
+	enum am_err rc;
+
+	if (k == NULL)
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	k->rq = rq;
+	k->render = render;
+	if ((rc = submit(a, rq, &k->p, submit_arg, &queued, op_committed, k, e)) != AM_OK) {
+		free(k); /* a refused submit has wiped k->p */
+		return rc;
+	}
+	if (!queued) { /* answered without a write */
+		rc = render(a, rq, rs, &k->p, AM_OK, e);
+		op_free(k);
+		return rc;
+	}
+	http_park(rq, op_finish, k, op_free);
+	return AM_OK;
 }
 
 /* An ID-JAG registration parked while its commit is pending. */
@@ -111,9 +169,38 @@ register_idjag_parked(struct app *a, struct http_req *rq, const char *assertion,
 	return AM_OK;
 }
 
+struct email_args {
+	const char *email, *cred_type;
+};
+
 static enum am_err
-register_identity(struct app *a, struct store *st, struct http_req *rq, const json_t *req,
-		  const char *cred_type, struct reg_result *res, struct am_error *e)
+email_submit(struct app *a, struct http_req *rq, struct flow_pending_op *p, void *arg, bool *queued,
+	     void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	const struct email_args *args = arg;
+
+	(void)queued;
+	return flow_register_email_submit(&a->env, rq->ip, args->email, args->cred_type, p, done,
+					  done_arg, e);
+}
+
+static enum am_err
+email_render(struct app *a, struct http_req *rq, struct http_resp *rs, struct flow_pending_op *p,
+	     enum am_err rc, struct am_error *e)
+{
+	(void)rq;
+	(void)e;
+	if (rc != AM_OK)
+		return rc;
+	http_reply_json(rs, 200, registration_body(a, &p->reg_res));
+	no_store(rs);
+	return AM_OK;
+}
+
+static enum am_err
+register_identity(struct app *a, struct store *st, struct http_req *rq, struct http_resp *rs,
+		  const json_t *req, const char *cred_type, struct reg_result *res,
+		  struct am_error *e)
 {
 	const char *atype, *assertion;
 	enum am_err rc;
@@ -125,7 +212,11 @@ register_identity(struct app *a, struct store *st, struct http_req *rq, const js
 		if ((rc = am_json_string(req, "assertion", true, AM_MAX_EMAIL_BYTES, &assertion,
 					 e)) != AM_OK)
 			return rc;
-		return flow_register_email(&a->env, st, rq->ip, assertion, cred_type, res, e);
+		(void)st;
+		(void)res;
+		struct email_args args = {.email = assertion, .cred_type = cred_type};
+
+		return svc_op_park(a, rq, email_submit, &args, email_render, rs, e);
 	}
 	if (strcmp(atype, AM_ID_JAG_URN) == 0) {
 		if ((rc = am_json_string(req, "assertion", true, JOSE_MAX_TOKEN_BYTES, &assertion,
@@ -218,43 +309,68 @@ h_register(void *app, struct http_req *rq, struct http_resp *rs, struct am_error
 		rc = register_anonymous_parked(a, rq, cred_type, e);
 		goto out;
 	} else if (strcmp(type, "identity_assertion") == 0)
-		rc = register_identity(a, st, rq, req, cred_type, &res, e);
+		rc = register_identity(a, st, rq, rs, req, cred_type, &res, e);
 	else
 		rc = am_fail(e, AM_E_INVALID_REQUEST,
 			     "type must be \"anonymous\" or \"identity_assertion\"");
-	if (rc == AM_OK && rq->park_ctx == NULL) { /* parked: answered by its finish */
-		http_reply_json(rs, 200, registration_body(a, &res));
-		no_store(rs);
-	}
 out:
 	flow_result_wipe(&res, sizeof(res));
 	json_decref(req);
 	return rc;
 }
 
+struct claim_args {
+	const char *token, *email;
+};
+
+static enum am_err
+claim_submit(struct app *a, struct http_req *rq, struct flow_pending_op *p, void *arg, bool *queued,
+	     void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	const struct claim_args *args = arg;
+
+	(void)queued;
+	return flow_claim_start_submit(&a->env, rq->ip, args->token, args->email, p, done, done_arg,
+				       e);
+}
+
+static enum am_err
+claim_render(struct app *a, struct http_req *rq, struct http_resp *rs, struct flow_pending_op *p,
+	     enum am_err rc, struct am_error *e)
+{
+	const struct claim_start_result *res = &p->start;
+
+	(void)a;
+	(void)rq;
+	(void)e;
+	if (rc != AM_OK)
+		return rc;
+	http_reply_json(rs, 200,
+			json_pack("{s:s, s:s, s:s, s:o}", "registration_id", res->registration_id,
+				  "claim_attempt_id", res->attempt_id, "status", "initiated",
+				  "expires_at", am_json_time(res->expires_at)));
+	no_store(rs);
+	return AM_OK;
+}
+
+/* The claim start is all store work: it runs in the group commit and the
+ * request is parked until its batch (with the attempt's queued mail) is
+ * durable. */
 enum am_err
 h_claim(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
 {
 	struct app *a = app;
-	struct claim_start_result res = {0};
-	struct store *st;
+	struct claim_args args;
 	json_t *req = NULL;
-	const char *token, *email;
 	enum am_err rc;
 
 	if ((rc = svc_json_body(rq, &req, e)) != AM_OK)
 		return rc;
-	if ((rc = am_json_string(req, "claim_token", true, AM_MAX_TOKEN_BYTES, &token, e)) !=
+	if ((rc = am_json_string(req, "claim_token", true, AM_MAX_TOKEN_BYTES, &args.token, e)) !=
 		    AM_OK ||
-	    (rc = am_json_string(req, "email", false, AM_MAX_EMAIL_BYTES, &email, e)) != AM_OK ||
-	    (rc = app_store(a, &st, e)) != AM_OK ||
-	    (rc = flow_claim_start(&a->env, st, rq->ip, token, email, &res, e)) != AM_OK)
+	    (rc = am_json_string(req, "email", false, AM_MAX_EMAIL_BYTES, &args.email, e)) != AM_OK)
 		goto out;
-	http_reply_json(rs, 200,
-			json_pack("{s:s, s:s, s:s, s:o}", "registration_id", res.registration_id,
-				  "claim_attempt_id", res.attempt_id, "status", "initiated",
-				  "expires_at", am_json_time(res.expires_at)));
-	no_store(rs);
+	rc = svc_op_park(a, rq, claim_submit, &args, claim_render, rs, e);
 out:
 	json_decref(req);
 	return rc;
@@ -342,13 +458,36 @@ out:
 	return rc;
 }
 
+static enum am_err
+challenge_submit(struct app *a, struct http_req *rq, struct flow_pending_op *p, void *arg,
+		 bool *queued, void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	(void)rq;
+	(void)queued;
+	return flow_claim_challenge_submit(&a->env, arg, p, done, done_arg, e);
+}
+
+static enum am_err
+challenge_render(struct app *a, struct http_req *rq, struct http_resp *rs,
+		 struct flow_pending_op *p, enum am_err rc, struct am_error *e)
+{
+	(void)a;
+	(void)rq;
+	(void)e;
+	if (rc != AM_OK)
+		return rc;
+	http_reply_json(rs, 200,
+			json_pack("{s:s, s:s, s:o}", "type", "otp", "challenge", p->challenge.otp,
+				  "expires_at", am_json_time(p->challenge.expires_at)));
+	no_store(rs);
+	return AM_OK;
+}
+
 /* The JSON form of the challenge (the claim page uses the form encoding,
- * answered in HTML by claim_page.c). */
+ * answered in HTML by claim_page.c), parked while the new code commits. */
 enum am_err
 svc_challenge_json(struct app *a, struct http_req *rq, struct http_resp *rs, struct am_error *e)
 {
-	struct challenge_result res = {0};
-	struct store *st;
 	json_t *req = NULL;
 	const char *token;
 	enum am_err rc;
@@ -356,18 +495,33 @@ svc_challenge_json(struct app *a, struct http_req *rq, struct http_resp *rs, str
 	if ((rc = svc_json_body(rq, &req, e)) != AM_OK)
 		return rc;
 	if ((rc = am_json_string(req, "claim_attempt_token", true, AM_MAX_TOKEN_BYTES, &token,
-				 e)) != AM_OK ||
-	    (rc = app_store(a, &st, e)) != AM_OK ||
-	    (rc = flow_claim_challenge(&a->env, st, token, &res, e)) != AM_OK)
-		goto out;
-	http_reply_json(rs, 200,
-			json_pack("{s:s, s:s, s:o}", "type", "otp", "challenge", res.otp,
-				  "expires_at", am_json_time(res.expires_at)));
-	no_store(rs);
-out:
-	flow_result_wipe(&res, sizeof(res));
+				 e)) == AM_OK)
+		rc = svc_op_park(a, rq, challenge_submit, (void *)token, challenge_render, rs, e);
 	json_decref(req);
 	return rc;
+}
+
+static enum am_err
+logout_submit(struct app *a, struct http_req *rq, struct flow_pending_op *p, void *arg,
+	      bool *queued, void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	(void)rq;
+	(void)queued;
+	return flow_revoke_logout_submit(&a->env, arg, p, done, done_arg, e);
+}
+
+static enum am_err
+logout_render(struct app *a, struct http_req *rq, struct http_resp *rs, struct flow_pending_op *p,
+	      enum am_err rc, struct am_error *e)
+{
+	(void)a;
+	(void)rq;
+	(void)e;
+	if (rc != AM_OK)
+		return rc;
+	http_reply_json(rs, 200, json_pack("{s:i}", "revoked", p->count));
+	no_store(rs);
+	return AM_OK;
 }
 
 enum am_err
@@ -375,9 +529,7 @@ h_revoke(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *
 {
 	struct app *a = app;
 	char token[JOSE_MAX_TOKEN_BYTES + 1];
-	struct store *st;
 	enum am_err rc;
-	int count = 0;
 
 	/* The guide's raw application/logout+jwt body, or the OIDC
 	 * Back-Channel Logout form field. */
@@ -404,10 +556,9 @@ h_revoke(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *
 			       "send the logout token as application/logout+jwt or as the "
 			       "logout_token form field");
 	}
-	if ((rc = app_store(a, &st, e)) != AM_OK ||
-	    (rc = flow_revoke_logout(&a->env, st, token, &count, e)) != AM_OK)
-		return rc;
-	http_reply_json(rs, 200, json_pack("{s:i}", "revoked", count));
-	no_store(rs);
-	return AM_OK;
+	/* Verified here (a key fetch when due); the replay record and the
+	 * revocation are parked on the group commit. */
+	rc = svc_op_park(a, rq, logout_submit, token, logout_render, rs, e);
+	OPENSSL_cleanse(token, sizeof(token));
+	return rc;
 }

@@ -121,6 +121,9 @@ fail:
 void
 app_stop_writer(struct app *a)
 {
+	/* First: a request parked on a document fetch is resumed (refused)
+	 * now, and none goes on to submit to the writer once it is gone. */
+	cimd_stop(a->env.cimd);
 	store_writer_free(a->env.writer);
 	a->env.writer = NULL;
 }

@@ -4,11 +4,14 @@
  * which POSTs the form to /agent/auth/claim/attempt/challenge. No script
  * runs on these pages, and every value from outside is HTML-escaped. */
 #include <openssl/crypto.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/clock.h"
 #include "core/limits.h"
 #include "core/str.h"
+#include "core/url.h"
+#include "trust/cimd.h"
 #include "service/service.h"
 
 static void
@@ -29,20 +32,88 @@ page_start(struct am_buf *b, const struct app *a, const char *title)
 	am_buf_puts(b, "</h1>");
 }
 
+/* The CSP of these pages: nothing loads but their inline style and, when
+ * the page shows a client's logo, images from exactly that logo's origin. */
 static void
-page_send(struct http_resp *rs, int status, struct am_buf *b)
+page_send(struct http_resp *rs, int status, struct am_buf *b, const char *img_origin)
 {
+	char csp[CIMD_URL_BYTES + 160];
+
 	am_buf_puts(b, "</body></html>\n");
 	http_reply_text(rs, status, "text/html; charset=utf-8", b->data, b->len);
 	/* The page and its URL carry a one-time token: keep them out of caches,
 	 * Referer headers and frames. */
 	http_add_header(rs, "Cache-Control", "no-store");
 	http_add_header(rs, "Referrer-Policy", "no-referrer");
-	http_add_header(rs, "Content-Security-Policy",
-			"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-			"frame-ancestors 'none'; base-uri 'none'");
+	snprintf(csp, sizeof(csp),
+		 "default-src 'none'; style-src 'unsafe-inline'; %s%s%sform-action 'self'; "
+		 "frame-ancestors 'none'; base-uri 'none'",
+		 img_origin != NULL ? "img-src " : "", img_origin != NULL ? img_origin : "",
+		 img_origin != NULL ? "; " : "");
+	http_add_header(rs, "Content-Security-Policy", csp);
 	http_add_header(rs, "X-Frame-Options", "DENY");
 	am_buf_free(b); /* wipes a secret page */
+}
+
+/* Whether a page may show logo (a registration's logo_uri): https, or http
+ * to a loopback host while this service itself runs on plain http (a
+ * development setup); its origin goes into origin for the CSP. The origin
+ * must hold only URL host characters, so it cannot end or add a CSP
+ * directive. With no-referrer the logo's host never sees the page's URL
+ * (and its token); it does learn that the page was opened. */
+static bool
+logo_origin(const struct app *a, const char *logo, char *origin, size_t cap)
+{
+	struct am_url u;
+
+	if (logo[0] == '\0' || !am_url_parse(logo, &u) || u.has_userinfo)
+		return false;
+	if (strcmp(u.scheme, "https") != 0 &&
+	    !(am_url_is_loopback(&u) && strncmp(a->cfg->public_url, "http://", 7) == 0))
+		return false;
+	if (!am_url_origin(&u, origin, cap))
+		return false;
+	for (const char *p = origin; *p != '\0'; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || strchr(":/.-[]", *p) != NULL))
+			return false;
+	}
+	return true;
+}
+
+/* What the agent's client metadata document says about it, when its
+ * registration came with one: the name (escaped, as every outside value
+ * here) and the logo. *img_origin is set when a logo is shown. */
+static enum am_err
+client_block(struct app *a, const char *registration_id, struct am_buf *b, char *img_origin,
+	     size_t cap, struct am_error *e)
+{
+	struct store_reg_client c;
+	struct store *st;
+	enum am_err rc;
+
+	img_origin[0] = '\0';
+	if ((rc = app_store(a, &st, e)) != AM_OK)
+		return rc;
+	rc = flow_claim_client(&a->env, st, registration_id, &c, e);
+	if (rc == AM_E_NOT_FOUND)
+		return AM_OK;
+	if (rc != AM_OK)
+		return rc;
+	if (c.client_name[0] == '\0' && c.logo_uri[0] == '\0')
+		return AM_OK;
+	am_buf_puts(b, "<p class=\"client\">");
+	if (logo_origin(a, c.logo_uri, img_origin, cap)) {
+		am_buf_puts(b, "<img src=\"");
+		am_buf_html(b, c.logo_uri);
+		am_buf_puts(b, "\" alt=\"\" width=\"48\" height=\"48\"> ");
+	}
+	am_buf_puts(b, "The agent says it is <strong>");
+	am_buf_html(b, c.client_name[0] != '\0' ? c.client_name : c.client_id);
+	am_buf_puts(b, "</strong> <span class=\"muted\">(");
+	am_buf_html(b, c.client_id);
+	am_buf_puts(b, ")</span></p>");
+	return AM_OK;
 }
 
 /* Errors on these pages are pages too, with the status of the error table. */
@@ -59,7 +130,7 @@ error_page(const struct app *a, struct http_resp *rs, enum am_err code, const st
 	am_buf_puts(&b, "</p><p class=\"muted\">Error code: ");
 	am_buf_html(&b, am_err_name(code));
 	am_buf_puts(&b, "</p>");
-	page_send(rs, am_err_status(code), &b);
+	page_send(rs, am_err_status(code), &b, NULL);
 	return AM_OK;
 }
 
@@ -86,7 +157,7 @@ h_claim_view(void *app, struct http_req *rq, struct http_resp *rs, struct am_err
 	struct store_attempt att;
 	struct am_buf b = {.secret = true}; /* the form carries the attempt token */
 	struct store *st;
-	char until[40];
+	char until[40], img[CIMD_URL_BYTES];
 	enum am_err rc;
 
 	if (!token_ok(token)) {
@@ -102,6 +173,10 @@ h_claim_view(void *app, struct http_req *rq, struct http_resp *rs, struct am_err
 								     : error_page(a, rs, rc, e);
 	am_time_iso(att.expires_at, until, sizeof(until));
 	page_start(&b, a, "Confirm your AI agent");
+	if ((rc = client_block(a, att.registration_id, &b, img, sizeof(img), e)) != AM_OK) {
+		am_buf_free(&b);
+		return rc;
+	}
 	am_buf_puts(&b, "<p>An AI agent asked to act for <strong>");
 	am_buf_html(&b, att.email);
 	am_buf_puts(&b, "</strong> at <strong>");
@@ -117,42 +192,67 @@ h_claim_view(void *app, struct http_req *rq, struct http_resp *rs, struct am_err
 		    "happens unless someone gives the code to the agent. This link works until ");
 	am_buf_html(&b, until);
 	am_buf_puts(&b, ".</p>");
-	page_send(rs, 200, &b);
+	page_send(rs, 200, &b, img[0] != '\0' ? img : NULL);
 	return AM_OK;
 }
 
 static enum am_err
+page_submit(struct app *a, struct http_req *rq, struct flow_pending_op *p, void *arg, bool *queued,
+	    void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	(void)rq;
+	(void)queued;
+	return flow_claim_challenge_submit(&a->env, arg, p, done, done_arg, e);
+}
+
+/* The code page, once the new code is durable (or the error page). */
+static enum am_err
+page_render(struct app *a, struct http_req *rq, struct http_resp *rs, struct flow_pending_op *p,
+	    enum am_err rc, struct am_error *e)
+{
+	struct am_buf b = {.secret = true}; /* the page carries the code */
+	char until[40], img[CIMD_URL_BYTES];
+
+	(void)rq;
+	if (rc != AM_OK)
+		return rc == AM_E_UNAVAILABLE || rc == AM_E_INTERNAL ? rc
+								     : error_page(a, rs, rc, e);
+	am_time_iso(p->challenge.expires_at, until, sizeof(until));
+	page_start(&b, a, "Your code");
+	if ((rc = client_block(a, p->challenge.registration_id, &b, img, sizeof(img), e)) !=
+	    AM_OK) {
+		am_buf_free(&b);
+		return rc;
+	}
+	am_buf_puts(&b, "<p>Tell this code to your agent:</p><p class=\"code\">");
+	am_buf_html(&b, p->challenge.otp);
+	am_buf_puts(&b, "</p><p class=\"muted\">It works until ");
+	am_buf_html(&b, until);
+	am_buf_puts(&b, ". Pressing the button again makes a new code and the old one stops "
+			"working.</p>");
+	page_send(rs, 200, &b, img[0] != '\0' ? img : NULL);
+	return AM_OK;
+}
+
+/* The button: the code is minted in the group commit and the request is
+ * parked until it is durable, so the code shown always works. */
+static enum am_err
 challenge_page(struct app *a, struct http_req *rq, struct http_resp *rs, struct am_error *e)
 {
-	struct challenge_result res = {0};
 	char token[AM_MAX_TOKEN_BYTES + 1];
-	struct am_buf b = {.secret = true}; /* the page carries the code */
-	struct store *st;
-	char until[40];
 	enum am_err rc;
 
 	if (!http_form_field(rq, "claim_attempt_token", token, sizeof(token)) || !token_ok(token)) {
 		am_fail(e, AM_E_INVALID_REQUEST, "the form is missing its claim_attempt_token");
 		return error_page(a, rs, AM_E_INVALID_REQUEST, e);
 	}
-	if ((rc = app_store(a, &st, e)) != AM_OK)
-		return rc;
-	rc = flow_claim_challenge(&a->env, st, token, &res, e);
-	if (rc != AM_OK)
-		return rc == AM_E_UNAVAILABLE || rc == AM_E_INTERNAL ? rc
-								     : error_page(a, rs, rc, e);
-	am_time_iso(res.expires_at, until, sizeof(until));
-	page_start(&b, a, "Your code");
-	am_buf_puts(&b, "<p>Tell this code to your agent:</p><p class=\"code\">");
-	am_buf_html(&b, res.otp);
-	am_buf_puts(&b, "</p><p class=\"muted\">It works until ");
-	am_buf_html(&b, until);
-	am_buf_puts(&b, ". Pressing the button again makes a new code and the old one stops "
-			"working.</p>");
-	page_send(rs, 200, &b);
-	flow_result_wipe(&res, sizeof(res));
+	/* The answer will be a page: marked now, before the request parks, so
+	 * that nothing set around this handler (CORS, service/cors.c) treats it
+	 * as a JSON answer and makes the code page readable cross-origin. */
+	rs->content_type = "text/html; charset=utf-8";
+	rc = svc_op_park(a, rq, page_submit, token, page_render, rs, e);
 	OPENSSL_cleanse(token, sizeof(token));
-	return AM_OK;
+	return rc;
 }
 
 enum am_err

@@ -142,13 +142,42 @@ out:
 	return rc;
 }
 
+struct revoke_args {
+	struct store *st;
+	const char *token;
+};
+
+static enum am_err
+revoke_submit(struct app *a, struct http_req *rq, struct flow_pending_op *p, void *arg,
+	      bool *queued, void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	const struct revoke_args *r = arg;
+
+	(void)rq;
+	return flow_revoke_token_submit(&a->env, r->st, r->token, p, queued, done, done_arg, e);
+}
+
+static enum am_err
+revoke_render(struct app *a, struct http_req *rq, struct http_resp *rs, struct flow_pending_op *p,
+	      enum am_err rc, struct am_error *e)
+{
+	(void)a;
+	(void)rq;
+	(void)p;
+	(void)e;
+	if (rc != AM_OK)
+		return rc;
+	/* The same answer whether or not anything was revoked (RFC 7009 2.2). */
+	http_reply_json(rs, 200, json_object());
+	return AM_OK;
+}
+
 enum am_err
 h_oauth_revoke(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
 {
 	struct app *a = app;
 	char token[AM_MAX_FIELD_BYTES + 1], hint[64], key[96];
-	struct store *st;
-	int count = 0;
+	struct revoke_args args = {.token = token};
 	enum am_err rc;
 
 	http_add_header(rs, "Cache-Control", "no-store");
@@ -160,11 +189,10 @@ h_oauth_revoke(void *app, struct http_req *rq, struct http_resp *rs, struct am_e
 	/* RFC 7009 2.1: the hint only speeds the search; an unknown one is
 	 * ignored, and every credential here is an access token or API key. */
 	(void)http_form_field(rq, "token_type_hint", hint, sizeof(hint));
-	if ((rc = app_store(a, &st, e)) != AM_OK ||
-	    (rc = flow_revoke_token(&a->env, st, token, &count, e)) != AM_OK)
+	/* Looked up here, revoked in the group commit (parked until durable). */
+	if ((rc = app_store(a, &args.st, e)) != AM_OK)
 		goto out;
-	/* The same answer whether or not anything was revoked (RFC 7009 2.2). */
-	http_reply_json(rs, 200, json_object());
+	rc = svc_op_park(a, rq, revoke_submit, &args, revoke_render, rs, e);
 out:
 	OPENSSL_cleanse(token, sizeof(token));
 	return rc;

@@ -127,6 +127,20 @@ enum am_err h_service_jwks(void *app, struct http_req *rq, struct http_resp *rs,
 enum am_err svc_challenge_json(struct app *a, struct http_req *rq, struct http_resp *rs,
 			       struct am_error *e) AM_WUR;
 
+/* Parking a request on a struct flow_pending_op (agent_api.c): svc_op_park
+ * runs submit (a flow's *_submit, given &k->p, svc_op_committed and k) and,
+ * when it queued the job, parks rq until the commit; then render answers
+ * from the op's outcome rc (AM_OK: durable; else the error in *e, which
+ * render returns or turns into a page). When submit refuses, its error is
+ * returned and nothing is parked. */
+typedef enum am_err (*svc_op_render)(struct app *a, struct http_req *rq, struct http_resp *rs,
+				     struct flow_pending_op *p, enum am_err rc, struct am_error *e);
+typedef enum am_err (*svc_op_submit)(struct app *a, struct http_req *rq, struct flow_pending_op *p,
+				     void *submit_arg, bool *queued, void (*done)(void *arg),
+				     void *done_arg, struct am_error *e);
+enum am_err svc_op_park(struct app *a, struct http_req *rq, svc_op_submit submit, void *submit_arg,
+			svc_op_render render, struct http_resp *rs, struct am_error *e) AM_WUR;
+
 /* Parses a JSON request body, refusing other media types (415). */
 enum am_err svc_json_body(struct http_req *rq, json_t **out, struct am_error *e) AM_WUR;
 

@@ -68,6 +68,9 @@ enum q {
 	Q_REG_GEN_GET,
 	Q_REG_GEN_BUMP,
 	Q_CRED_SET_RESOURCE,
+	/* registration clients (flow8) */
+	Q_REGCLIENT_PUT,
+	Q_REGCLIENT_GET,
 	Q__COUNT
 };
 
@@ -207,6 +210,14 @@ static const char *const sql[Q__COUNT] = {
 			   "DO UPDATE SET gen = registration_generations.gen + 1",
 	[Q_CRED_SET_RESOURCE] = "UPDATE credentials SET resource = ?3 "
 				"WHERE tenant = ?1 AND hash = ?2 AND revoked_at IS NULL",
+	/* registration clients (flow8) */
+	[Q_REGCLIENT_PUT] = "INSERT INTO registration_clients (tenant, registration_id, "
+			    "client_id, client_name, logo_uri, created_at) "
+			    "VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+			    "ON CONFLICT (tenant, registration_id) DO UPDATE SET "
+			    "client_id = ?3, client_name = ?4, logo_uri = ?5",
+	[Q_REGCLIENT_GET] = "SELECT client_id, client_name, logo_uri FROM registration_clients "
+			    "WHERE tenant = ?1 AND registration_id = ?2",
 };
 
 struct store {
@@ -1284,4 +1295,40 @@ store_cred_set_resource(struct store *st, const uint8_t hash[AM_HASH_LEN], const
 	if ((rc = db_run(st->db, s, "credential resource", &changes, e)) != AM_OK)
 		return rc;
 	return changes == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "no such live credential");
+}
+/* ---- registration clients (flow8) ---- */
+
+enum am_err
+store_reg_client_put(struct store *st, const char *registration_id,
+		     const struct store_reg_client *c, int64_t at, struct am_error *e)
+{
+	const char *const vals[] = {registration_id, c->client_id, c->client_name, c->logo_uri};
+	sqlite3_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_REGCLIENT_PUT, &s, e)) != AM_OK)
+		return rc;
+	bind_texts(s, 2, vals, 4);
+	sqlite3_bind_int64(s, 6, at);
+	return db_run(st->db, s, "registration client put", NULL, e);
+}
+
+enum am_err
+store_reg_client_get(struct store *st, const char *registration_id, struct store_reg_client *out,
+		     struct am_error *e)
+{
+	const char *const keys[] = {registration_id};
+	sqlite3_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_REGCLIENT_GET, &s, e)) != AM_OK)
+		return rc;
+	bind_texts(s, 2, keys, 1);
+	if ((rc = db_one(st->db, s, "registration client lookup", e)) != AM_OK)
+		return rc;
+	db_col_text(s, 0, out->client_id, sizeof(out->client_id));
+	db_col_text(s, 1, out->client_name, sizeof(out->client_name));
+	db_col_text(s, 2, out->logo_uri, sizeof(out->logo_uri));
+	sqlite3_reset(s);
+	return AM_OK;
 }

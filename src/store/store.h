@@ -438,4 +438,22 @@ int64_t store_pages_written(struct store *st);
  * the thread and frees the writer. NULL is fine. */
 void store_writer_free(struct store_writer *w);
 
+/* ---- registration clients (flow8) ----
+ * What a registration's Client ID Metadata Document said when it was made:
+ * the name and logo its claim pages show (flows check and cap them before
+ * they get here; each is stored as given, truncated to the field). */
+struct store_reg_client {
+	char client_id[256];
+	char client_name[AM_MAX_CIMD_NAME_BYTES + 1]; /* "" : none */
+	char logo_uri[256];			      /* "" : none */
+};
+/* Records c for registration_id at `at` (inside the registration's
+ * transaction); a second call for the same registration replaces it. */
+enum am_err store_reg_client_put(struct store *st, const char *registration_id,
+				 const struct store_reg_client *c, int64_t at,
+				 struct am_error *e) AM_WUR;
+/* The client of registration_id; AM_E_NOT_FOUND when none was recorded. */
+enum am_err store_reg_client_get(struct store *st, const char *registration_id,
+				 struct store_reg_client *out, struct am_error *e) AM_WUR;
+
 #endif

@@ -23,6 +23,7 @@ struct entry {
 	enum am_err code;
 	char detail[sizeof(((struct am_error *)0)->detail)];
 	struct cimd_client client;
+	struct cimd_waiter *waiters; /* parked requests waiting for this fetch */
 };
 
 struct cimd {
@@ -34,6 +35,9 @@ struct cimd {
 	size_t blocked;	    /* requests fetching or waiting for a fetch now */
 	size_t max_blocked; /* at most: one worker thread less than there are */
 	unsigned long fetches;
+	size_t running; /* fetch threads (cimd_resolve_nowait) not yet ended */
+	size_t calling; /* ready callbacks running now */
+	bool stopping;	/* cimd_stop ran */
 };
 
 enum am_err
@@ -65,6 +69,11 @@ cimd_free(struct cimd *c)
 {
 	if (c == NULL)
 		return;
+	/* Fetch threads end within their timeout; none may outlive c. */
+	pthread_mutex_lock(&c->mu);
+	while (c->running > 0 || c->calling > 0)
+		pthread_cond_wait(&c->done, &c->mu);
+	pthread_mutex_unlock(&c->mu);
 	pthread_cond_destroy(&c->done);
 	pthread_mutex_destroy(&c->mu);
 	free(c->slots);
@@ -406,6 +415,187 @@ cimd_resolve(struct cimd *c, const char *url, int64_t now, struct cimd_client *o
 	pthread_cond_broadcast(&c->done);
 	pthread_mutex_unlock(&c->mu);
 	return rc;
+}
+
+/* Records a fetch's outcome in s (lock held) and wakes every waiter. */
+static void
+store_outcome(struct cimd *c, struct entry *s, enum am_err rc, const struct cimd_client *got,
+	      const struct am_error *fe, int64_t now, int64_t max_age)
+{
+	s->fetching = false;
+	s->code = rc;
+	if (rc == AM_OK) {
+		s->client = *got;
+		s->expires_at = am_time_add(now, max_age);
+	} else {
+		am_copy(s->detail, sizeof(s->detail), fe->detail);
+		s->expires_at = am_time_add(now, c->cfg->cimd_negative_cache);
+	}
+	pthread_cond_broadcast(&c->done);
+}
+
+/* Calls each waiter of list; the lock is not held, c->calling counts us. */
+static void
+call_waiters(struct cimd_waiter *w)
+{
+	while (w != NULL) {
+		struct cimd_waiter *next = w->next; /* ready may free w */
+
+		w->ready(w->arg);
+		w = next;
+	}
+}
+
+struct fetch_job {
+	struct cimd *c;
+	struct entry *s;
+	char url[CIMD_URL_BYTES];
+	int64_t now;
+};
+
+static void *
+fetch_thread(void *arg)
+{
+	struct fetch_job *j = arg;
+	struct cimd *c = j->c;
+	struct am_error fe = {0};
+	struct cimd_client got;
+	struct cimd_waiter *w;
+	int64_t max_age = 0;
+	enum am_err rc;
+
+	rc = fetch_document(c->cfg, j->url, &got, &max_age, &fe);
+	pthread_mutex_lock(&c->mu);
+	store_outcome(c, j->s, rc, &got, &fe, j->now, max_age);
+	w = j->s->waiters;
+	j->s->waiters = NULL;
+	c->calling++;
+	pthread_mutex_unlock(&c->mu);
+	call_waiters(w);
+	pthread_mutex_lock(&c->mu);
+	c->calling--;
+	c->running--;
+	pthread_cond_broadcast(&c->done);
+	pthread_mutex_unlock(&c->mu);
+	free(j);
+	return NULL;
+}
+
+/* Starts s's fetch of url on a thread of its own (lock held). */
+static bool
+start_fetch(struct cimd *c, struct entry *s, const char *url, int64_t now)
+{
+	struct fetch_job *j = calloc(1, sizeof(*j));
+	pthread_attr_t attr;
+	pthread_t t;
+	int err;
+
+	if (j == NULL)
+		return false;
+	j->c = c;
+	j->s = s;
+	j->now = now;
+	am_copy(j->url, sizeof(j->url), url);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	err = pthread_create(&t, &attr, fetch_thread, j);
+	pthread_attr_destroy(&attr);
+	if (err != 0) {
+		free(j);
+		return false;
+	}
+	c->running++;
+	return true;
+}
+
+enum am_err
+cimd_resolve_nowait(struct cimd *c, const char *url, int64_t now, struct cimd_client *out,
+		    struct cimd_waiter *w, bool *pending, struct am_error *e)
+{
+	struct entry *s;
+	enum am_err rc;
+
+	*pending = false;
+	if (strlen(url) >= CIMD_URL_BYTES)
+		return am_fail(e, AM_E_INVALID_CLIENT_ID, "client_id is too long");
+	pthread_mutex_lock(&c->mu);
+	s = find(c, url);
+	if (s != NULL && !s->fetching && now < s->expires_at) {
+		s->used = now;
+		rc = from_entry(s, now, out, e);
+		pthread_mutex_unlock(&c->mu);
+		return rc;
+	}
+	if (w == NULL || c->stopping) {
+		pthread_mutex_unlock(&c->mu);
+		am_fail(e, AM_E_UNAVAILABLE,
+			c->stopping ? "the service is stopping; retry"
+				    : "the client metadata document at %.100s is still being "
+				      "fetched; retry later",
+			url);
+		return busy(c, e);
+	}
+	if (s != NULL && s->fetching) { /* another request's fetch: wait for it */
+		w->next = s->waiters;
+		s->waiters = w;
+		*pending = true;
+		pthread_mutex_unlock(&c->mu);
+		return AM_OK;
+	}
+	if (c->running >= CIMD_MAX_FETCHING || (s == NULL && (s = take_slot(c)) == NULL)) {
+		pthread_mutex_unlock(&c->mu);
+		log_warn("cimd busy: %d document fetches running", CIMD_MAX_FETCHING);
+		am_fail(e, AM_E_UNAVAILABLE,
+			"too many client metadata documents are being fetched; retry later");
+		return busy(c, e);
+	}
+	memset(s, 0, sizeof(*s));
+	am_copy(s->url, sizeof(s->url), url);
+	s->fetching = true;
+	s->used = now;
+	if (!start_fetch(c, s, url, now)) {
+		memset(s, 0, sizeof(*s)); /* the slot is free again */
+		pthread_mutex_unlock(&c->mu);
+		am_fail(e, AM_E_UNAVAILABLE, "cannot fetch the client metadata document; retry");
+		return busy(c, e);
+	}
+	c->fetches++;
+	w->next = NULL;
+	s->waiters = w;
+	*pending = true;
+	pthread_mutex_unlock(&c->mu);
+	return AM_OK;
+}
+
+void
+cimd_stop(struct cimd *c)
+{
+	struct cimd_waiter *all = NULL;
+
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&c->mu);
+	c->stopping = true;
+	for (size_t i = 0; i < c->nslots; i++) {
+		struct cimd_waiter *w = c->slots[i].waiters;
+
+		c->slots[i].waiters = NULL;
+		while (w != NULL) {
+			struct cimd_waiter *next = w->next;
+
+			w->next = all;
+			all = w;
+			w = next;
+		}
+	}
+	c->calling++;
+	pthread_mutex_unlock(&c->mu);
+	call_waiters(all);
+	pthread_mutex_lock(&c->mu);
+	c->calling--;
+	while (c->calling > 0)
+		pthread_cond_wait(&c->done, &c->mu);
+	pthread_mutex_unlock(&c->mu);
 }
 
 unsigned long

@@ -9,11 +9,13 @@
  * documents per Cache-Control max-age clamped to [cimd] cache_min ..
  * cache_max, refusals and failed fetches for [cimd] negative_cache. At most
  * one fetch per URL is in flight: other requests for that URL wait for it,
- * at most the fetch timeout and a second, and the table's lock is never
- * held across a fetch, so a host that hangs costs the requests naming it
- * and nobody else. Fetching and waiting requests together hold at most one
- * worker thread less than [server] threads; past that a request needing a
- * fetch gets 503 at once, so documents never take every worker. */
+ * and the table's lock is never held across a fetch, so a host that hangs
+ * costs the requests naming it and nobody else. The server resolves with
+ * cimd_resolve_nowait: the fetch runs on a thread of its own and the
+ * request is parked, holding no worker. cimd_resolve (blocking, for the
+ * synchronous flows) waits at most the fetch timeout and a second, and its
+ * fetching and waiting callers together hold at most one worker thread
+ * less than [server] threads; past that it answers 503 at once. */
 #ifndef AM_CIMD_H
 #define AM_CIMD_H
 
@@ -59,6 +61,40 @@ enum am_err cimd_check_url(const struct am_provider *p, const char *url, struct 
  * fetching, as many requests as allowed already fetching or waiting). */
 enum am_err cimd_resolve(struct cimd *c, const char *url, int64_t now, struct cimd_client *out,
 			 struct am_error *e) AM_WUR;
+
+/* ---- resolving without holding the caller's thread ---- */
+
+/* A request waiting for a document fetch. The fields are cimd's once
+ * handed over. */
+struct cimd_waiter {
+	void (*ready)(void *arg);
+	void *arg;
+	struct cimd_waiter *next;
+};
+
+/* Document fetches running at once at most (each on a thread of its own,
+ * none on a request's); past it a request needing one gets 503 at once. */
+#define CIMD_MAX_FETCHING 16
+
+/* cimd_resolve that never waits. From the cache (or a refusal): as
+ * cimd_resolve, with *pending false. When the document must be fetched (or
+ * another request's fetch of it is running) and w is not NULL: AM_OK with
+ * *pending true; the fetch runs on its own thread, bounded by [cimd]
+ * fetch_timeout, and when it ends (fetched, refused or failed)
+ * w->ready(w->arg) is called once, from that thread, with no lock held;
+ * then the caller calls again (the answer is cached by then). With w NULL
+ * a fetch needed is AM_E_UNAVAILABLE with retry_after (a second round
+ * never waits again). 503 too when CIMD_MAX_FETCHING are running, every
+ * cache slot is being fetched, or cimd_stop has run. */
+enum am_err cimd_resolve_nowait(struct cimd *c, const char *url, int64_t now,
+				struct cimd_client *out, struct cimd_waiter *w, bool *pending,
+				struct am_error *e) AM_WUR;
+
+/* For shutdown: from now on every resolve that needs a fetch is refused,
+ * and every waiter still waiting is called now (its second round is then
+ * refused with 503); returns once no ready callback is running any more.
+ * Fetches in flight finish on their own (cimd_free waits for them). */
+void cimd_stop(struct cimd *c);
 
 /* How many documents were fetched (for tests and metrics). */
 unsigned long cimd_fetch_count(struct cimd *c);

@@ -10,7 +10,7 @@ import threading
 import time
 import unittest
 
-from harness import SERVER, Provider, Server, provider_overrides, register_idjag
+from harness import (SERVER, Provider, Server, claim_link, provider_overrides, register_idjag)
 
 
 class CimdBase(unittest.TestCase):
@@ -168,8 +168,9 @@ def wait_for(pred, what, timeout=20.0):
 
 
 class HangingHostTest(CimdBase):
-    # Long enough that the other requests below finish well inside it.
-    SERVER_OVERRIDES = {"cimd": {"fetch_timeout": "20"}}
+    # Two workers, and a fetch budget long enough that everything below
+    # finishes well inside it.
+    SERVER_OVERRIDES = {"server": {"threads": "2"}, "cimd": {"fetch_timeout": "20"}}
 
     def test_a_hanging_host_stalls_only_the_requests_that_name_it(self):
         hang = self.provider.url + "/cimd/hang"
@@ -178,33 +179,72 @@ class HangingHostTest(CimdBase):
         def call(name, sub):
             results[name] = self.register(hang, sub=sub)
 
-        first = threading.Thread(target=call, args=("first", "hang-1"))
+        credential = self.server.register_anonymous()["credential"]
+        first = threading.Thread(target=call, args=("hang-0", "hang-0"))
         first.start()
         wait_for(lambda: self.provider.stats()["cimd_hangs"] == 1, "the fetch to hang")
-        second = threading.Thread(target=call, args=("second", "hang-2"))
-        second.start()
-        # While that fetch hangs: another document, discovery and another
-        # flow all answer, on the same provider and the same cache.
+        # Five requests now wait for that one fetch, more than there are
+        # workers: none of them holds one (they are parked).
+        waiting = [first]
+        for i in range(1, 5):
+            t = threading.Thread(target=call, args=("hang-%d" % i, "hang-%d" % i))
+            t.start()
+            waiting.append(t)
+        # While they wait: another document, discovery, the bearer check
+        # and another flow all answer, on the same provider and cache.
+        for _ in range(3):
+            self.assertEqual(self.server.get("/.well-known/oauth-authorization-server").status,
+                             200)
+            b = self.server.bearer("GET", "/api/resource", credential)
+            self.assertEqual(b.status, 200, b)
         self.assertEqual(self.register(self.provider.url + "/agent-auth.json",
                                        sub="other").status, 200)
-        self.assertEqual(self.server.get("/.well-known/oauth-authorization-server").status, 200)
         self.assertIn("credential", self.server.register_anonymous())
-        self.assertTrue(first.is_alive())
-        self.assertTrue(second.is_alive())
+        self.assertEqual(sorted(results), [], "a request naming the hanging host was answered")
+        self.assertTrue(all(t.is_alive() for t in waiting))
         self.provider._call("POST", "/release", {})
-        first.join(60)
-        second.join(60)
-        self.assertEqual(results["first"].status, 200, results["first"])
-        self.assertEqual(results["second"].status, 200, results["second"])
-        # One fetch of the hanging URL: the second request waited for it.
+        for t in waiting:
+            t.join(60)
+        for i in range(5):
+            r = results["hang-%d" % i]
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json["registration_type"], "agent-provider")
+        # One fetch of the hanging URL: the others waited for it.
         self.assertEqual(self.provider.stats()["cimd_hangs"], 1)
 
+    def test_sigterm_while_requests_wait_for_a_document_answers_them_and_exits(self):
+        hang = self.provider.url + "/cimd/hang"
+        results = {}
 
-class WorkerCapTest(CimdBase):
-    # Two workers: document fetches may hold one of them, never both.
+        def call(name):
+            try:
+                results[name] = self.register(hang, sub=name)
+            except OSError as exc:
+                results[name] = exc
+
+        threads = [threading.Thread(target=call, args=("s%d" % i,)) for i in range(3)]
+        threads[0].start()
+        wait_for(lambda: self.provider.stats()["cimd_hangs"] == 1, "the fetch to hang")
+        for t in threads[1:]:
+            t.start()
+        time.sleep(0.2)  # let them park; not a speed check
+        self.server.proc.terminate()
+        for t in threads:
+            t.join(60)
+        self.provider._call("POST", "/release", {})
+        self.assertEqual(self.server.stop(), 0)
+        for name, r in results.items():
+            if not isinstance(r, OSError):
+                self.assertEqual(r.status, 503, (name, r))
+        self.server.start()  # tearDown stops it again
+
+
+class FetchCapTest(CimdBase):
+    # Two workers: a hanging fetch takes none of them, so another document
+    # is fetched and registers meanwhile.
     SERVER_OVERRIDES = {"server": {"threads": "2"}, "cimd": {"fetch_timeout": "20"}}
 
-    def test_document_fetches_never_take_every_worker(self):
+    def test_a_hanging_fetch_takes_no_worker(self):
         results = {}
 
         def call():
@@ -214,16 +254,13 @@ class WorkerCapTest(CimdBase):
         first.start()
         wait_for(lambda: self.provider.stats()["cimd_hangs"] == 1, "the fetch to hang")
         r = self.register(self.provider.url + "/agent-auth.json", sub="other")
-        self.assertError(r, 503, "temporarily_unavailable")
-        self.assertTrue(r.header("Retry-After"))
+        self.assertEqual(r.status, 200, r)
         self.assertEqual(self.server.get("/auth.md").status, 200)
         self.assertIn("credential", self.server.register_anonymous())
         self.assertTrue(first.is_alive())
         self.provider._call("POST", "/release", {})
         first.join(60)
         self.assertEqual(results["hang"].status, 200, results["hang"])
-        r = self.register(self.provider.url + "/agent-auth.json", sub="other")
-        self.assertEqual(r.status, 200, r)
 
 
 class FailedFetchTest(CimdBase):
@@ -237,6 +274,71 @@ class FailedFetchTest(CimdBase):
         # Cached: the next request is refused without a second fetch.
         self.assertError(self.register(hang, sub="user-2"), 503, "temporarily_unavailable")
         self.assertEqual(self.provider.stats()["cimd_hangs"], 1)
+
+
+class ClaimPageTest(CimdBase):
+    """Issue 15: what a resolved document says about the agent is kept with
+    the registration and shown, escaped, on the claim pages of a first
+    link; the page may load images from the logo's origin and no other."""
+    PROVIDER_KEYS = {"link_by_email": "on"}
+
+    def existing_user(self, address):
+        s = self.server
+        reg = s.register_anonymous()
+        self.assertEqual(s.start_claim(reg["claim_token"], address).status, 200)
+        otp = s.code_from_link(claim_link(s.outbox_messages()[-1]))
+        self.assertEqual(s.complete(reg["claim_token"], otp).status, 200)
+
+    def first_link(self, path, sub):
+        s = self.server
+        self.existing_user(sub + "@example.test")
+        r = self.register(self.provider.url + path, sub=sub)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["status"], "interaction_required")
+        return r.json, claim_link(s.outbox_messages()[-1])
+
+    def test_the_claim_page_shows_the_escaped_client_name_and_allows_only_the_logo_origin(self):
+        s = self.server
+        body, link = self.first_link("/cimd/script", "cara")
+        url = self.provider.url + "/cimd/script"
+        self.assertEqual(s.db_query(
+            "SELECT client_id, client_name, logo_uri FROM registration_clients "
+            "WHERE registration_id = ?", (body["registration_id"],)),
+            [(url, "<script>alert(1)</script> Agent", "https://agent.example.test/logo.png")])
+        page = s.get(link[len(s.url):])
+        self.assertEqual(page.status, 200, page)
+        html = page.body.decode()
+        self.assertIn("&lt;script&gt;alert(1)&lt;/script&gt; Agent", html)
+        self.assertNotIn("<script", html)
+        self.assertIn('<img src="https://agent.example.test/logo.png"', html)
+        csp = page.header("Content-Security-Policy")
+        self.assertIn("img-src https://agent.example.test;", csp)
+        self.assertEqual(csp.count("img-src"), 1)
+        self.assertIn("default-src 'none'", csp)
+        self.assertEqual(page.header("Referrer-Policy"), "no-referrer")
+        # The code page names the agent the same way.
+        token = link.split("token=", 1)[1]
+        shown = s.challenge_form(token)
+        self.assertEqual(shown.status, 200, shown)
+        self.assertIn(b"&lt;script&gt;alert(1)&lt;/script&gt; Agent", shown.body)
+        self.assertIn("img-src https://agent.example.test;",
+                      shown.header("Content-Security-Policy"))
+        # The registration's audit event carries the name and the logo.
+        created = [e for e in s.audit_events() if e["event"] == "registration.created"
+                   and e.get("registration_id") == body["registration_id"]]
+        self.assertEqual(created[0]["client_name"], "<script>alert(1)</script> Agent")
+        self.assertEqual(created[0]["client_logo_uri"], "https://agent.example.test/logo.png")
+
+    def test_a_claim_page_without_a_document_loads_no_image(self):
+        s = self.server
+        reg = s.register_anonymous()
+        self.assertEqual(s.start_claim(reg["claim_token"], "noimg@example.test").status, 200)
+        link = claim_link(s.outbox_messages()[-1])
+        page = s.get(link[len(s.url):])
+        self.assertEqual(page.status, 200, page)
+        self.assertNotIn(b"<img", page.body)
+        self.assertNotIn("img-src", page.header("Content-Security-Policy"))
+        self.assertEqual(s.db_query("SELECT COUNT(*) FROM registration_clients"), [(0,)])
 
 
 class ConfigTest(unittest.TestCase):

@@ -2,14 +2,19 @@
 is parked and does not hold an HTTP worker, many concurrent registrations
 on one worker are all answered and all durable, and SIGTERM with requests
 parked resumes each with its outcome before the server stops."""
+import email
+import email.policy
 import http.client
 import json
 import sqlite3
 import threading
 import time
 import unittest
+import urllib.parse
 
-from harness import Provider, Response, Server, claim_link, provider_overrides
+from harness import Provider, Response, Server, claim_link, otp_in_page, provider_overrides
+from smtp_sink import SmtpSink
+from test_background_work import SilentSmtp
 
 
 def post_json(server, path, body, timeout=30):
@@ -297,6 +302,207 @@ class StopWhileParkedTest(unittest.TestCase):
             creds = s.db_query("SELECT COUNT(*) FROM credentials")[0][0]
             self.assertGreaterEqual(made, len(ok))
             self.assertEqual(made, creds)  # none half-made
+        finally:
+            s.cleanup()
+
+
+def post_form(server, path, form, timeout=30):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
+    try:
+        conn.request("POST", path, body=urllib.parse.urlencode(form).encode(),
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+        r = conn.getresponse()
+        return Response(r.status, r.getheaders(), r.read())
+    finally:
+        conn.close()
+
+
+def queued_attempt_token(server, registration_id):
+    """The attempt token of a registration's newest claim mail, read from the
+    durable mail queue (the SMTP server never answers, so it stays there)."""
+    rows = server.db_query(
+        "SELECT m.message FROM mail_queue m JOIN claim_attempts a ON a.id = m.attempt_id "
+        "WHERE a.registration_id = ? ORDER BY m.id DESC LIMIT 1", (registration_id,))
+    assert rows, "no queued mail for %s" % registration_id
+    raw = rows[0][0]
+    msg = email.message_from_bytes(raw if isinstance(raw, bytes) else raw.encode(),
+                                   policy=email.policy.default)
+    link = claim_link(msg)
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)["token"][0]
+
+
+class SilentSmtpWritesTest(unittest.TestCase):
+    """Every durable write of the claim ceremony waits for the group commit
+    parked: with two workers, a silent SMTP server and the database locked
+    by another process, a dozen email registrations, claim starts, code
+    pages and completions wait together while discovery and the bearer
+    check keep answering; once the lock goes each is answered, durable."""
+
+    def setUp(self):
+        self.sink = SmtpSink()
+        self.silent = SilentSmtp(self.sink.port)
+        self.server = Server({"server": {"threads": "2", "max_connections_per_ip": "1024"},
+                              "limits": {"claim_mails_global": "0",
+                                         "claim_mails_per_address": "0"},
+                              "mail": {"smtp_url": self.sink.url, "starttls": "off",
+                                       "retry_min": "1", "retry_max": "1"}}).start()
+
+    def tearDown(self):
+        rc = self.server.stop()
+        self.server.cleanup()
+        self.silent.stop()
+        self.assertEqual(rc, 0)
+
+    def test_writes_waiting_for_the_commit_hold_no_worker(self):
+        s = self.server
+        credential = s.register_anonymous()["credential"]
+        # Four registrations with a code shown, ready to complete; four to
+        # start a claim on; four code pages to press.
+        done, to_start, to_press = [], [], []
+        for i in range(4):
+            reg = s.register_anonymous()
+            self.assertEqual(s.start_claim(reg["claim_token"], "c%d@example.test" % i).status,
+                             200)
+            token = queued_attempt_token(s, reg["registration_id"])
+            shown = post_json(s, "/agent/auth/claim/attempt/challenge",
+                              {"claim_attempt_token": token})
+            self.assertEqual(shown.status, 200, shown)
+            done.append((reg, shown.json["challenge"]))
+            to_start.append(s.register_anonymous())
+            reg = s.register_anonymous()
+            self.assertEqual(s.start_claim(reg["claim_token"], "p%d@example.test" % i).status,
+                             200)
+            to_press.append(queued_attempt_token(s, reg["registration_id"]))
+        self.assertTrue(self.silent.accepted.wait(10), "the mail worker never tried SMTP")
+
+        def write(i):
+            kind, k = divmod(i, 4)
+            if kind == 0:
+                return post_json(s, "/agent/auth", {
+                    "type": "identity_assertion", "assertion_type": "verified_email",
+                    "assertion": "e%d@example.test" % k})
+            if kind == 1:
+                return post_json(s, "/agent/auth/claim",
+                                 {"claim_token": to_start[k]["claim_token"],
+                                  "email": "s%d@example.test" % k})
+            if kind == 2:
+                return post_form(s, "/agent/auth/claim/attempt/challenge",
+                                 {"claim_attempt_token": to_press[k]})
+            return post_json(s, "/agent/auth/claim/complete",
+                             {"claim_token": done[k][0]["claim_token"], "otp": done[k][1]})
+
+        results = [None] * 16
+        answered = [threading.Event() for _ in range(16)]
+
+        def run(i):
+            try:
+                results[i] = write(i)
+            except Exception as exc:  # noqa: BLE001 - checked below
+                results[i] = exc
+            answered[i].set()
+
+        lock = sqlite3.connect(s.db, timeout=10, isolation_level=None)
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(16)]
+        try:
+            lock.execute("BEGIN EXCLUSIVE")
+            for t in threads:
+                t.start()
+            answered[0].wait(0.15)
+            # Sixteen writes wait for the writer, which waits for the lock;
+            # with two workers, a worker held by any of them could not
+            # answer these before the writes are answered.
+            d = s.get("/.well-known/oauth-authorization-server")
+            self.assertEqual(d.status, 200, d)
+            b = s.bearer("GET", "/api/resource", credential)
+            self.assertEqual(b.status, 200, b)
+            pending = [i for i in range(16) if not answered[i].is_set()]
+            self.assertEqual(pending, list(range(16)), "a write was answered under the lock")
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        for t in threads:
+            t.join()
+        # The lock outlasted the writer's bounded wait, or did not: each
+        # write is answered 200 (durable) or 503 with Retry-After (nothing
+        # of it exists), never cut off. A 503 is retried once.
+        for i, r in enumerate(results):
+            self.assertIsInstance(r, Response, r)
+            if r.status == 503:
+                self.assertEqual(r.json["error"], "temporarily_unavailable")
+                self.assertTrue(r.header("Retry-After"), r)
+                results[i] = write(i)
+            self.assertEqual(results[i].status, 200, (i, results[i]))
+        for k in range(4):
+            me = s.bearer("GET", "/api/resource", done[k][0]["credential"])
+            self.assertTrue(me.json["user_id"], me)
+            self.assertEqual(s.db_query("SELECT status FROM registrations WHERE id = ?",
+                                        (to_start[k]["registration_id"],)),
+                             [("pending_claim",)])
+        # Each code shown on a page is the one stored: it completes.
+        for k in range(4):
+            otp = otp_in_page(results[8 + k].body)
+            reg_id = s.db_query("SELECT registration_id FROM claim_attempts WHERE "
+                                "email = ?", ("p%d@example.test" % k,))[0][0]
+            self.assertEqual(s.db_query("SELECT COUNT(*) FROM audit_events WHERE "
+                                        "event = 'otp.generated' AND registration_id = ?",
+                                        (reg_id,)), [(1,)])
+            self.assertRegex(otp, r"^[0-9]{6}$")
+        # Email registrations and claim starts queued their mails durably.
+        rcpts = {row[0] for row in s.db_query("SELECT rcpt FROM mail_queue")}
+        for k in range(4):
+            self.assertIn("e%d@example.test" % k, rcpts)
+            self.assertIn("s%d@example.test" % k, rcpts)
+
+
+class KillDuringClaimsTest(unittest.TestCase):
+    def test_sigkill_during_a_burst_of_claim_completions_loses_nothing_acknowledged(self):
+        s = Server({"server": {"threads": "2", "max_connections_per_ip": "1024"},
+                    "limits": {"claim_mails_global": "0",
+                               "claim_mails_per_address": "0"}}).start()
+        try:
+            ready = []
+            for i in range(40):
+                reg = s.register_anonymous()
+                started = s.start_claim(reg["claim_token"], "k%d@example.test" % i)
+                self.assertEqual(started.status, 200, started)
+                ready.append(reg)
+            by_to = {m["To"]: m for m in s.outbox_messages()}
+            codes = [s.code_from_link(claim_link(by_to["k%d@example.test" % i]))
+                     for i in range(40)]
+            killer = threading.Timer(0.03, lambda: s.proc.kill())
+
+            def complete(i):
+                if i == 0:
+                    killer.start()
+                return post_json(s, "/agent/auth/claim/complete",
+                                 {"claim_token": ready[i]["claim_token"], "otp": codes[i]},
+                                 timeout=10)
+
+            results = concurrently(40, complete)
+            killer.join()
+            self.assertEqual(s.kill9(), -9)
+            s.start()
+            acked = [i for i, r in enumerate(results)
+                     if isinstance(r, Response) and r.status == 200]
+            for i in acked:
+                me = s.bearer("GET", "/api/resource", ready[i]["credential"])
+                self.assertEqual(me.status, 200, me)
+                self.assertTrue(me.json["user_id"], me)
+                self.assertIn("api.write", me.json["scopes"])
+            # Claimed whole or not at all: no claimed row without its user,
+            # upgraded key and event, no key bound on an unclaimed one.
+            half = s.db_query(
+                "SELECT id FROM registrations r WHERE status = 'claimed' AND (user_id IS NULL "
+                "OR EXISTS (SELECT 1 FROM credentials c WHERE c.registration_id = r.id "
+                "AND (c.user_id IS NULL OR c.user_id != r.user_id)) "
+                "OR NOT EXISTS (SELECT 1 FROM audit_events a WHERE a.registration_id = r.id "
+                "AND a.event = 'claim.confirmed'))")
+            self.assertEqual(half, [])
+            bound = s.db_query(
+                "SELECT c.id FROM credentials c JOIN registrations r ON "
+                "r.id = c.registration_id WHERE r.status != 'claimed' AND c.user_id IS NOT NULL")
+            self.assertEqual(bound, [])
+            self.assertEqual(s.db_query("PRAGMA integrity_check"), [("ok",)])
         finally:
             s.cleanup()
 

@@ -11,6 +11,7 @@
  *   GET  /stats                          {"jwks_fetches": N, "cimd_fetches": N, ...}
  *   GET  /agent-auth.json                its Client ID Metadata Document
  *   GET  /cimd/wrong-id, /cimd/redirect, /cimd/big, /cimd/not-json
+ *   GET  /cimd/script                    a document whose client_name holds <script>
  *                                        faulty documents: another client_id, a 302
  *                                        to the good one, 300 KiB, not JSON
  *   GET  /cimd/hang                      waits until POST /release (30 s at most),
@@ -51,10 +52,12 @@ cimd_doc(const char *path)
 	char id[128];
 
 	snprintf(id, sizeof(id), "http://127.0.0.1:%u%s", P.port, path);
+	/* /cimd/script: a name a page must escape */
 	return json_pack("{s:s, s:s, s:s, s:[s], s:s}", "client_id", id, "client_name",
-			 "Test Agent <b>&</b>", "logo_uri", "https://agent.example.test/logo.png",
-			 "redirect_uris", "https://agent.example.test/cb",
-			 "token_endpoint_auth_method", "none");
+			 strcmp(path, "/cimd/script") == 0 ? "<script>alert(1)</script> Agent"
+							   : "Test Agent <b>&</b>",
+			 "logo_uri", "https://agent.example.test/logo.png", "redirect_uris",
+			 "https://agent.example.test/cb", "token_endpoint_auth_method", "none");
 }
 
 static enum am_err
