@@ -31,4 +31,10 @@
 /* a request waiting for its provider's key fetch (trust/trust.c) */
 #define AM_JWKS_WAIT_MS 2000
 
+/* the admin API (issue 12 item 6; docs/operations.md) */
+#define AM_ADMIN_PAGE_MAX 100	 /* registrations in one search answer */
+#define AM_ADMIN_CREDS_MAX 100	 /* credentials shown with one registration */
+#define AM_ADMIN_AUDIT_MAX 200	 /* audit events shown with one registration */
+#define AM_ADMIN_BODY_BYTES 4096 /* a revoke or unblock request body */
+
 #endif
