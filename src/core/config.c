@@ -1022,7 +1022,6 @@ static int
 load_admin_keys(struct am_config *cfg, char *err, size_t errcap)
 {
 	char buf[AM_MAX_ADMIN_KEYS * 160];
-	char *save = NULL;
 	struct stat sb;
 	FILE *f;
 	size_t n;
@@ -1055,12 +1054,14 @@ load_admin_keys(struct am_config *cfg, char *err, size_t errcap)
 	fclose(f);
 	buf[n] = '\0';
 	cfg->nadmin_keys = 0;
-	for (char *line = strtok_r(buf, "\n", &save); line != NULL;
-	     line = strtok_r(NULL, "\n", &save)) {
+	for (char *line = buf, *next; line != NULL; line = next) {
 		char name[64], hex[80], extra[2];
 		struct am_admin_key *k;
 		int got;
 
+		/* Line by line, blank ones too, so the numbers in errors hold. */
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
 		lineno++;
 		line[strcspn(line, "\r#")] = '\0';
 		got = sscanf(line, "%63s %79s %1s", name, hex, extra);

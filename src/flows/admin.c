@@ -25,8 +25,8 @@ reg_json(const struct store_reg *r)
 			    r->user_id[0] != '\0' ? json_string(r->user_id) : json_null());
 	json_object_set_new(o, "iss", r->iss[0] != '\0' ? json_string(r->iss) : json_null());
 	json_object_set_new(o, "sub", r->sub[0] != '\0' ? json_string(r->sub) : json_null());
-	json_object_set_new(o, "agent_platform", r->agent_platform[0] != '\0'
-							 ? json_string(r->agent_platform)
+	json_object_set_new(o, "agent_platform",
+			    r->agent_platform[0] != '\0' ? json_string(r->agent_platform)
 							 : json_null());
 	json_object_set_new(o, "ip", r->ip[0] != '\0' ? json_string(r->ip) : json_null());
 	json_object_set_new(o, "created_at", am_json_time(r->created_at));

@@ -320,7 +320,8 @@ admin_change(struct app *a, struct http_req *rq, struct http_resp *rs, bool revo
 			       AM_ADMIN_BODY_BYTES);
 	if ((rc = svc_json_body(rq, &body, e)) != AM_OK)
 		return rc;
-	if ((rc = parse_target(body, revoke, &t, e)) != AM_OK || (rc = app_store(a, &st, e)) != AM_OK)
+	if ((rc = parse_target(body, revoke, &t, e)) != AM_OK ||
+	    (rc = app_store(a, &st, e)) != AM_OK)
 		goto out;
 	if (revoke) {
 		rc = flow_admin_revoke(&a->env, st, who, &t, &out, e);

@@ -2,13 +2,14 @@
 reloaded from the file; a file that does not load keeps the running ones;
 log and audit files are opened again after rotation. Run in both builds,
 so the ASan build checks that requests racing the swap read live memory."""
+import json
 import os
 import signal
 import threading
 import time
 import unittest
 
-from harness import Provider, Server, provider_overrides, register_idjag
+from harness import Provider, Server, ServerTest, provider_overrides, register_idjag
 
 
 class ReloadTest(unittest.TestCase):
@@ -138,6 +139,37 @@ class ReloadTest(unittest.TestCase):
         self.assertEqual(self.register(self.a, "after-rotation").status, 200)
         events = self.server.audit_events()
         self.assertTrue(any(e["event"] == "registration.created" for e in events), events)
+
+
+class JsonLogTest(ServerTest):
+    """[log] format = json: every line the real server writes is one JSON
+    object with the text format's fields."""
+    OVERRIDES = {"log": {"format": "json", "level": "debug"}}
+
+    def test_every_log_line_parses_as_json(self):
+        reg = self.server.register_anonymous()
+        self.server.post("/agent/auth", {"type": "bogus"})
+        self.server.bearer("GET", "/api/resource", reg["credential"])
+        self.server.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 30
+        while "reopening logs" not in self.server.read_log() and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.server.stop(), 0)
+        lines = [l for l in self.server.read_log().splitlines() if l.strip()]
+        self.assertGreater(len(lines), 3)
+        objects = []
+        for line in lines:
+            obj = json.loads(line)
+            self.assertIsInstance(obj, dict, line)
+            for key in ("time", "level", "msg"):
+                self.assertIsInstance(obj.get(key), str, line)
+            objects.append(obj)
+        self.assertTrue(any("req" in o for o in objects), lines)
+        started = [o for o in objects if o["msg"].startswith("authmd-server ")]
+        self.assertEqual(started[0]["public_url"], self.server.url)
+        text = "\n".join(lines)
+        self.assertNotIn(reg["credential"], text)
+        self.assertNotIn(reg["claim_token"], text)
 
 
 if __name__ == "__main__":
