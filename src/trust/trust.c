@@ -339,8 +339,10 @@ trust_keys(struct trust *t, const struct am_provider *p, const char *kid, int64_
 	struct am_error fetch_err = {0};
 	enum am_err rc = AM_OK;
 
+	/* A request that found p just before a reload removed it. */
 	if (c == NULL)
-		return am_fail(e, AM_E_INTERNAL, "provider not in the trust list");
+		return am_fail(e, AM_E_INVALID_ISSUER,
+			       "issuer %.100s is not a trusted provider here", p->issuer);
 	pthread_mutex_lock(&c->mu);
 	may_fetch = c->fetches == 0 || now - c->last_fetch >= t->cfg->jwks_refetch;
 	want_fetch = c->keys == NULL || now >= c->expires_at || !jose_keyset_has(c->keys, kid);

@@ -28,7 +28,7 @@ struct trust;
 enum am_err trust_new(const struct am_config *cfg, struct trust **out, struct am_error *e) AM_WUR;
 /* Makes cfg's providers the trust list (SIGHUP): a provider whose name,
  * issuer and jwks_uri are unchanged keeps its cached keys; one no longer
- * listed gets AM_E_INTERNAL "not in the trust list" from then on. A request
+ * listed gets AM_E_INVALID_ISSUER from trust_keys from then on. A request
  * already inside trust_keys finishes with the keys of its own provider.
  * Only the providers of cfg are read, and only during the call. Refused
  * with AM_E_UNAVAILABLE (nothing changed) when the lists since start would
