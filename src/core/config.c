@@ -1036,11 +1036,11 @@ load_admin_keys(struct am_config *cfg, char *err, size_t errcap)
 		return -1;
 	}
 	if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode) ||
-	    (sb.st_mode & (S_IWGRP | S_IRWXO)) != 0) {
+	    (sb.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
 		fclose(f);
 		snprintf(err, errcap,
-			 "[admin] keys_file: %s must be a regular file writable by its owner "
-			 "only and unreadable by others (chmod 600)",
+			 "[admin] keys_file: %s must be a regular file that group and others "
+			 "cannot access (chmod 600)",
 			 cfg->admin_keys_file);
 		return -1;
 	}

@@ -31,7 +31,7 @@ differs_beyond_reloadable(const struct am_config *a, const struct am_config *b)
 
 	if (x == NULL)
 		return true;
-	*x = *b;
+	memcpy(x, b, sizeof(*x));
 	memcpy(x->providers, a->providers, sizeof(x->providers));
 	x->nproviders = a->nproviders;
 	memcpy(x->routes, a->routes, sizeof(x->routes));
@@ -45,22 +45,37 @@ differs_beyond_reloadable(const struct am_config *a, const struct am_config *b)
 	return differs;
 }
 
+/* The configuration already made that equals want (the first one, main's,
+ * included), or NULL. */
+static const struct am_config *
+known_config(const struct app *a, const struct am_config *want)
+{
+	if (memcmp(a->cfg, want, sizeof(*want)) == 0)
+		return a->cfg;
+	for (const struct app_retired *r = a->retired; r != NULL; r = r->next) {
+		if (memcmp(r->cfg, want, sizeof(*want)) == 0)
+			return r->cfg;
+	}
+	return NULL;
+}
+
 enum am_err
 app_reload(struct app *a, const char *path, struct am_error *e)
 {
-	const struct am_config *cur = a->env.cfg;
+	const struct am_config *cur = a->env.cfg, *known;
 	struct am_config *fresh = malloc(sizeof(*fresh)), *gen = malloc(sizeof(*gen));
-	struct app_retired *r = calloc(1, sizeof(*r));
+	struct app_retired *r = NULL;
+	size_t made = 0;
 	char err[512];
 	enum am_err rc;
 
-	if (fresh == NULL || gen == NULL || r == NULL) {
+	if (fresh == NULL || gen == NULL) {
 		rc = am_fail(e, AM_E_INTERNAL, "out of memory");
-		goto fail;
+		goto out;
 	}
 	if (am_config_load(path, fresh, err, sizeof(err)) != 0) {
 		rc = am_fail(e, AM_E_INVALID_REQUEST, "%.180s", err);
-		goto fail;
+		goto out;
 	}
 	/* Discovery, auth.md and the route table were built for ID-JAG on or
 	 * off: only a restart rebuilds them. */
@@ -69,62 +84,85 @@ app_reload(struct app *a, const char *path, struct am_error *e)
 			     "this change turns ID-JAG %s (the first provider added or the last "
 			     "removed); that needs a restart",
 			     app_id_jag_enabled(fresh) ? "on" : "off");
-		goto fail;
+		goto out;
 	}
 	if (differs_beyond_reloadable(cur, fresh))
 		log_warn("reload: settings outside the [provider] and [route] sections changed; "
 			 "they take effect at the next restart");
-	*gen = *cur;
+	/* Both filled from zeroed memory by the same code, so equal settings
+	 * are equal bytes and a configuration seen before is found again. */
+	memcpy(gen, cur, sizeof(*gen)); /* bytes, padding included */
 	memcpy(gen->providers, fresh->providers, sizeof(gen->providers));
 	gen->nproviders = fresh->nproviders;
 	memcpy(gen->routes, fresh->routes, sizeof(gen->routes));
 	gen->nroutes = fresh->nroutes;
 	gen->routes_builtin = fresh->routes_builtin;
-	if ((rc = trust_reload(a->env.trust, gen, e)) != AM_OK)
-		goto fail;
-	/* Published: a request reading a->env.cfg from here on sees gen; one
-	 * that read cur still holds valid memory (cur is retired, not freed). */
-	a->env.cfg = gen;
-	r->cfg = (struct am_config *)cur;
-	r->next = a->retired;
-	a->retired = r;
-	OPENSSL_cleanse(fresh, sizeof(*fresh));
-	free(fresh);
-	log_info("reload: trust list providers=%zu, routes=%zu", gen->nproviders, gen->nroutes);
+	if ((known = known_config(a, gen)) == cur) {
+		log_info("reload: trust list and routes unchanged providers=%zu routes=%zu",
+			 cur->nproviders, cur->nroutes);
+		rc = AM_OK;
+		goto out;
+	}
+	for (const struct app_retired *x = a->retired; x != NULL; x = x->next)
+		made++;
+	/* Every configuration made stays alive (a request may still read one),
+	 * so their number is capped; a configuration seen before is reused. */
+	if (known == NULL && made >= AM_RELOAD_MAX_CONFIGS) {
+		rc = am_fail(e, AM_E_INVALID_REQUEST,
+			     "%d different trust lists and route policies were loaded since "
+			     "start; restart the server to load another",
+			     AM_RELOAD_MAX_CONFIGS);
+		goto out;
+	}
+	if (known == NULL && (r = calloc(1, sizeof(*r))) == NULL) {
+		rc = am_fail(e, AM_E_INTERNAL, "out of memory");
+		goto out;
+	}
+	if ((rc = trust_reload(a->env.trust, known != NULL ? known : gen, e)) != AM_OK) {
+		free(r);
+		goto out;
+	}
+	if (known == NULL) {
+		r->cfg = gen;
+		r->next = a->retired;
+		a->retired = r;
+		known = gen;
+		gen = NULL; /* the list's now */
+	}
+	/* Published: a request reading a->env.cfg from here on sees the new
+	 * configuration; one that read cur still holds valid memory. */
+	a->env.cfg = known;
+	log_info("reload: trust list providers=%zu, routes=%zu", known->nproviders, known->nroutes);
 	{
 		struct am_error le = {0};
 
-		if (app_log_trust_list(a, gen, &le) != AM_OK)
+		if (app_log_trust_list(a, known, &le) != AM_OK)
 			log_warn("reload: the trust list change was not recorded: %s", le.detail);
 	}
-	return AM_OK;
-fail:
+out:
 	if (fresh != NULL)
 		OPENSSL_cleanse(fresh, sizeof(*fresh));
 	free(fresh);
+	if (gen != NULL)
+		OPENSSL_cleanse(gen, sizeof(*gen));
 	free(gen);
-	free(r);
 	return rc;
 }
 
 void
 app_reload_free(struct app *a)
 {
-	/* The first configuration is the caller's (main's); every later one
-	 * was made here: the live one and each retired one but the first. */
-	const struct am_config *first = a->cfg;
-
-	if (a->env.cfg != first)
-		free((void *)a->env.cfg);
+	/* The first configuration is the caller's (main's); every one made
+	 * by app_reload is on the list. */
 	while (a->retired != NULL) {
 		struct app_retired *r = a->retired;
 
 		a->retired = r->next;
-		if (r->cfg != first)
-			free(r->cfg);
+		OPENSSL_cleanse(r->cfg, sizeof(*r->cfg));
+		free(r->cfg);
 		free(r);
 	}
-	a->env.cfg = first;
+	a->env.cfg = a->cfg;
 }
 
 /* ---- the admin API ---- */

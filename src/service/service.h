@@ -132,11 +132,14 @@ enum am_err app_log_trust_list(struct app *a, const struct am_config *cfg,
 /* SIGHUP: loads path and, when it is valid, makes its [provider] and
  * [route] sections the running trust list and route policy (a new
  * generation of a->env.cfg, published atomically; the old one stays alive
- * until app_free, so no request reading it is disturbed). Any other key
- * that differs is logged as needing a restart and ignored. A file that does
- * not load, or that would switch ID-JAG on or off (no provider before or
- * after), leaves everything as it was: AM_E_INVALID_REQUEST with the reason,
- * which the caller logs. */
+ * until app_free, so no request reading it is disturbed). A file with the
+ * running trust list and routes changes nothing; one equal to a
+ * configuration loaded before reuses it, so memory grows only with
+ * different configurations, at most AM_RELOAD_MAX_CONFIGS of them. Any
+ * other key that differs is logged as needing a restart and ignored. A
+ * file that does not load, that would switch ID-JAG on or off (no provider
+ * before or after), or that would pass that cap leaves everything as it
+ * was: AM_E_INVALID_REQUEST with the reason, which the caller logs. */
 enum am_err app_reload(struct app *a, const char *path, struct am_error *e) AM_WUR;
 /* Frees the generations app_reload retired (app_free calls it). */
 void app_reload_free(struct app *a);

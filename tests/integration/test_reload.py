@@ -125,6 +125,20 @@ class ReloadTest(unittest.TestCase):
                 t.join()
         self.assertEqual(failures, [])
 
+    def test_reloads_reuse_known_configurations_and_stop_at_the_cap(self):
+        self.hup(self.good, "trust list and routes unchanged")
+        for i in range(64):  # 64 different ones: each a new copy
+            self.hup(self.good.replace("path = /v1", "path = /w%d" % i), "reload: trust list")
+        log = self.hup(self.good.replace("path = /v1", "path = /w64"), "reload refused")
+        self.assertIn("restart the server to load another", log)
+        # Known configurations still load, the first one included.
+        before = self.file_log().count("reload refused")
+        self.hup(self.good.replace("path = /v1", "path = /w3"), "reload: trust list")
+        self.hup(self.good, "reload: trust list")
+        self.assertEqual(self.file_log().count("reload refused"), before)
+        r = self.register(self.a, "after-cap")
+        self.assertEqual(self.authz(r.json["credential"], "/v1/x").status, 200)
+
     def test_log_and_audit_files_are_opened_again(self):
         os.rename(self.log_file, self.log_file + ".1")
         os.rename(self.server.audit, self.server.audit + ".1")

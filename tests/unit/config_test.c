@@ -358,10 +358,14 @@ admin_keys_are_read_as_names_and_hashes(void **state)
 		unlink(path);
 	}
 	snprintf(text, sizeof(text), "alice %s\n", hash);
-	temp_file(path, sizeof(path), text, 0644);
-	assert_int_equal(am_config_set(&cfg, "admin", "keys_file", path, err, sizeof(err)), 0);
-	assert_int_equal(am_config_validate(&cfg, err, sizeof(err)), -1);
-	unlink(path);
+	for (mode_t m = 0600; m <= 0677; m += 010) {
+		temp_file(path, sizeof(path), text, m == 0600 ? 0604 : m);
+		assert_int_equal(am_config_set(&cfg, "admin", "keys_file", path, err, sizeof(err)),
+				 0);
+		assert_int_equal(am_config_validate(&cfg, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "chmod 600"));
+		unlink(path);
+	}
 	/* listen without keys */
 	assert_int_equal(am_config_set(&cfg, "admin", "keys_file", "", err, sizeof(err)), 0);
 	assert_int_equal(am_config_validate(&cfg, err, sizeof(err)), -1);

@@ -109,8 +109,7 @@ a_reload_needing_more_caches_than_there_are_is_refused(void **state)
 	 * (its provider is looked up, and its fetch fails), the refused one
 	 * is not trusted. */
 	assert_int_equal(trust_keys(t, &good.providers[0], "k", 1, &keys, &e), AM_E_UNAVAILABLE);
-	assert_int_equal(trust_keys(t, &next.providers[0], "k", 1, &keys, &e),
-			 AM_E_INVALID_ISSUER);
+	assert_int_equal(trust_keys(t, &next.providers[0], "k", 1, &keys, &e), AM_E_INVALID_ISSUER);
 	trust_free(t);
 }
 
