@@ -2,11 +2,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/fetch.h"
 #include "core/cidr.h"
@@ -115,6 +118,12 @@ static const struct cfg_key keys[] = {
 	{"v06", "assertion_ttl", CFG_SECONDS, AT(v06_assertion_ttl), "86400", 60, 2592000, NULL},
 	{"v06", "publish_issuers", CFG_BOOL, AT(v06_publish_issuers), "off", 0, 0, NULL},
 	{"v06", "max_auth_age", CFG_SECONDS, AT(v06_max_auth_age), "3600", 0, 2592000, NULL},
+	/* operator surface (issue 12 item 6): docs/operations.md */
+	{"log", "format", CFG_STRING, AT(log_format), "text", 0, 15, "text|json"},
+	{"log", "file", CFG_STRING, AT(log_file), "", 0, 255, NULL},
+	{"mail", "smtp_password_file", CFG_STRING, AT(mail_smtp_password_file), "", 0, 255, NULL},
+	{"admin", "listen", CFG_STRING, AT(admin_listen), "", 0, 127, NULL},
+	{"admin", "keys_file", CFG_STRING, AT(admin_keys_file), "", 0, 255, NULL},
 };
 
 #define RAT(f) offsetof(struct am_route, f), sizeof(((struct am_route *)0)->f)
@@ -364,6 +373,7 @@ provider_named(struct am_config *cfg, const char *name, char *err, size_t errcap
 
 static int gate_section_set(struct am_config *cfg, const char *section, const char *key,
 			    const char *value, char *err, size_t errcap);
+static int validate_ops(struct am_config *cfg, char *err, size_t errcap);
 static int validate_gate(struct am_config *cfg, char *err, size_t errcap);
 
 int
@@ -573,7 +583,8 @@ am_config_validate(struct am_config *cfg, char *err, size_t errcap)
 		snprintf(err, errcap, "[audit] sink must be stdout, stderr, off or file:PATH");
 		return -1;
 	}
-	if (validate_providers(cfg, err, errcap) != 0 || validate_gate(cfg, err, errcap) != 0)
+	if (validate_providers(cfg, err, errcap) != 0 || validate_gate(cfg, err, errcap) != 0 ||
+	    validate_ops(cfg, err, errcap) != 0)
 		return -1;
 	if (!origins_ok(cfg->cors_origins, true, bad, sizeof(bad))) {
 		snprintf(err, errcap,
@@ -853,22 +864,16 @@ validate_route(const struct am_config *cfg, size_t i, char *err, size_t errcap)
 static int
 hash_secret_file(struct am_introspection_client *c, char *err, size_t errcap)
 {
-	char buf[AM_MAX_TOKEN_BYTES + 2];
-	FILE *f = fopen(c->secret_file, "r");
+	char buf[AM_MAX_TOKEN_BYTES + 2], why[200];
 	size_t n;
 
-	if (f == NULL) {
-		snprintf(err, errcap, "[introspection client %s] secret_file: cannot open: %s",
-			 c->name, strerror(errno));
+	if (am_secret_file_read(c->secret_file, buf, sizeof(buf), why, sizeof(why)) != 0) {
+		snprintf(err, errcap, "[introspection client %s] secret_file: %s", c->name, why);
 		return -1;
 	}
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	buf[strcspn(buf, "\r\n")] = '\0';
 	n = strlen(buf);
 	if (n < 16 || n > AM_MAX_TOKEN_BYTES) {
-		memset(buf, 0, sizeof(buf));
+		OPENSSL_cleanse(buf, sizeof(buf));
 		snprintf(err, errcap,
 			 "[introspection client %s] secret_file must hold a secret of 16 to %d "
 			 "characters",
@@ -949,4 +954,195 @@ validate_gate(struct am_config *cfg, char *err, size_t errcap)
 		return -1;
 	}
 	return 0;
+}
+
+/* ---- operator surface (issue 12 item 6; docs/operations.md): secrets read
+ * from files, the admin API's listen address and keys. ---- */
+
+int
+am_secret_file_read(const char *path, char *out, size_t cap, char *err, size_t errcap)
+{
+	struct stat sb;
+	ssize_t n;
+	size_t len;
+	int fd;
+
+	out[0] = '\0';
+	/* The file is opened first and its descriptor checked, so what is
+	 * checked is what is read (no swap between stat and open). */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0) {
+		snprintf(err, errcap, "%s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		close(fd);
+		snprintf(err, errcap, "%s is not a regular file", path);
+		return -1;
+	}
+	if ((sb.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+		close(fd);
+		snprintf(err, errcap,
+			 "%s is open to group or others (mode %03o); a secret file must be "
+			 "readable by its owner only: chmod 600 %s",
+			 path, (unsigned)(sb.st_mode & 0777), path);
+		return -1;
+	}
+	n = read(fd, out, cap - 1);
+	close(fd);
+	if (n < 0) {
+		out[0] = '\0';
+		snprintf(err, errcap, "%s: cannot read: %s", path, strerror(errno));
+		return -1;
+	}
+	out[n] = '\0';
+	len = strcspn(out, "\r\n");
+	if (len == (size_t)n && (size_t)n == cap - 1) {
+		OPENSSL_cleanse(out, cap);
+		snprintf(err, errcap, "%s: the secret is longer than %zu bytes", path, cap - 2);
+		return -1;
+	}
+	/* Only the first line is the secret: the rest is wiped too. */
+	OPENSSL_cleanse(out + len, cap - len);
+	if (len == 0) {
+		snprintf(err, errcap, "%s holds no secret", path);
+		return -1;
+	}
+	return 0;
+}
+
+static bool
+hex32(const char *hex, uint8_t out[32])
+{
+	if (strlen(hex) != 64 || strspn(hex, "0123456789abcdefABCDEF") != 64)
+		return false;
+	for (size_t i = 0; i < 32; i++) {
+		unsigned v;
+
+		(void)sscanf(hex + 2 * i, "%2x", &v);
+		out[i] = (uint8_t)v;
+	}
+	return true;
+}
+
+/* [admin] keys_file: a 0600 file of "NAME SHA256HEX" lines (# comments and
+ * blank lines allowed), each the name of an operator and the hash of the
+ * bearer token it presents. */
+static int
+load_admin_keys(struct am_config *cfg, char *err, size_t errcap)
+{
+	char buf[AM_MAX_ADMIN_KEYS * 160];
+	struct stat sb;
+	FILE *f;
+	size_t n;
+	int lineno = 0;
+
+	/* Hashes are not secrets, but who may add a key is: the same checks
+	 * as a secret file. */
+	f = fopen(cfg->admin_keys_file, "re");
+	if (f == NULL) {
+		snprintf(err, errcap, "[admin] keys_file: %s: cannot open: %s",
+			 cfg->admin_keys_file, strerror(errno));
+		return -1;
+	}
+	if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode) ||
+	    (sb.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+		fclose(f);
+		snprintf(err, errcap,
+			 "[admin] keys_file: %s must be a regular file that group and others "
+			 "cannot access (chmod 600)",
+			 cfg->admin_keys_file);
+		return -1;
+	}
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	if (!feof(f)) {
+		fclose(f);
+		snprintf(err, errcap, "[admin] keys_file: more than %d keys or too long",
+			 AM_MAX_ADMIN_KEYS);
+		return -1;
+	}
+	fclose(f);
+	buf[n] = '\0';
+	cfg->nadmin_keys = 0;
+	for (char *line = buf, *next; line != NULL; line = next) {
+		char name[64], hex[80], extra[2];
+		struct am_admin_key *k;
+		int got;
+
+		/* Line by line, blank ones too, so the numbers in errors hold. */
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		lineno++;
+		line[strcspn(line, "\r#")] = '\0';
+		got = sscanf(line, "%63s %79s %1s", name, hex, extra);
+		if (got <= 0)
+			continue;
+		if (got != 2 || !section_word_ok(name, sizeof(name))) {
+			snprintf(err, errcap,
+				 "[admin] keys_file line %d: a line is NAME SHA256HEX (name: "
+				 "letters, digits, - _ .)",
+				 lineno);
+			return -1;
+		}
+		if (cfg->nadmin_keys == AM_MAX_ADMIN_KEYS) {
+			snprintf(err, errcap, "[admin] keys_file: at most %d keys",
+				 AM_MAX_ADMIN_KEYS);
+			return -1;
+		}
+		k = &cfg->admin_keys[cfg->nadmin_keys];
+		if (!hex32(hex, k->hash)) {
+			snprintf(err, errcap,
+				 "[admin] keys_file line %d: the hash is 64 hex digits (printf %%s "
+				 "TOKEN | sha256sum)",
+				 lineno);
+			return -1;
+		}
+		for (size_t i = 0; i < cfg->nadmin_keys; i++) {
+			if (strcmp(cfg->admin_keys[i].name, name) == 0) {
+				snprintf(err, errcap,
+					 "[admin] keys_file: the name %s is there twice", name);
+				return -1;
+			}
+		}
+		snprintf(k->name, sizeof(k->name), "%s", name);
+		cfg->nadmin_keys++;
+	}
+	if (cfg->nadmin_keys == 0) {
+		snprintf(err, errcap, "[admin] keys_file: %s holds no key", cfg->admin_keys_file);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+validate_ops(struct am_config *cfg, char *err, size_t errcap)
+{
+	char why[300];
+
+	if (cfg->mail_smtp_password_file[0] != '\0') {
+		if (cfg->mail_smtp_password[0] != '\0') {
+			snprintf(err, errcap,
+				 "[mail] set smtp_password or smtp_password_file, not both");
+			return -1;
+		}
+		if (am_secret_file_read(cfg->mail_smtp_password_file, cfg->mail_smtp_password,
+					sizeof(cfg->mail_smtp_password), why, sizeof(why)) != 0) {
+			snprintf(err, errcap, "[mail] smtp_password_file: %s", why);
+			return -1;
+		}
+	}
+	cfg->admin_host[0] = '\0';
+	cfg->admin_port = 0;
+	cfg->nadmin_keys = 0;
+	if (cfg->admin_listen[0] == '\0')
+		return 0;
+	if (am_parse_hostport(cfg->admin_listen, cfg->admin_host, sizeof(cfg->admin_host),
+			      &cfg->admin_port) != 0) {
+		snprintf(err, errcap, "[admin] listen must be host:port");
+		return -1;
+	}
+	if (cfg->admin_keys_file[0] == '\0') {
+		snprintf(err, errcap, "[admin] listen needs keys_file (the operators' keys)");
+		return -1;
+	}
+	return load_admin_keys(cfg, err, errcap);
 }

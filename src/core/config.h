@@ -32,6 +32,21 @@ struct am_introspection_client {
 	uint8_t secret_hash[32]; /* derived: SHA-256 of the secret */
 };
 
+/* One operator key of the admin API: a line "NAME SHA256HEX" of [admin]
+ * keys_file. Only the hash of the bearer token is ever held. */
+#define AM_MAX_ADMIN_KEYS 32
+struct am_admin_key {
+	char name[64];
+	uint8_t hash[32];
+};
+
+/* Reads the secret in path (its first line, without the line end) into
+ * out (cap bytes, NUL-terminated). Refuses, with the reason in err, a file
+ * that is not a regular file, is readable or writable by group or others,
+ * cannot be read, or holds no secret or one of cap bytes or more. The
+ * caller wipes out when done (OPENSSL_cleanse). 0 or -1. */
+int am_secret_file_read(const char *path, char *out, size_t cap, char *err, size_t errcap) AM_WUR;
+
 /* One trusted agent provider: a [provider NAME] section. */
 struct am_provider {
 	char name[64];
@@ -148,6 +163,16 @@ struct am_config {
 	int64_t v06_assertion_ttl; /* life of a service-signed identity_assertion */
 	bool v06_publish_issuers;  /* identity_assertion.issuers_supported in the metadata */
 	int64_t v06_max_auth_age;  /* an ID-JAG's auth_time at most this old (0: optional) */
+	/* operator surface (issue 12 item 6): docs/operations.md */
+	char log_format[16];		   /* [log] text | json */
+	char log_file[256];		   /* [log] empty: stderr as it is */
+	char mail_smtp_password_file[256]; /* [mail] read into mail_smtp_password */
+	char admin_listen[128];		   /* [admin] host:port; empty: no admin API */
+	char admin_host[64];		   /* parsed from admin_listen */
+	uint16_t admin_port;
+	char admin_keys_file[256]; /* [admin] "NAME SHA256HEX" lines */
+	struct am_admin_key admin_keys[AM_MAX_ADMIN_KEYS];
+	size_t nadmin_keys;
 	/* [provider NAME] sections: the trust list */
 	struct am_provider providers[AM_MAX_PROVIDERS];
 	size_t nproviders;

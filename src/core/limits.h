@@ -37,4 +37,13 @@
  * connection_memory. */
 #define AM_CONN_MEMORY_BYTES (16 * 1024)
 
+/* the admin API (issue 12 item 6; docs/operations.md) */
+#define AM_ADMIN_PAGE_MAX 100	 /* registrations in one search answer */
+#define AM_ADMIN_CREDS_MAX 100	 /* credentials shown with one registration */
+#define AM_ADMIN_AUDIT_MAX 200	 /* audit events shown with one registration */
+#define AM_ADMIN_BODY_BYTES 4096 /* a revoke or unblock request body */
+/* different configurations SIGHUP may load before a restart is needed
+ * (each stays alive, about 110 KB, since a request may still read it) */
+#define AM_RELOAD_MAX_CONFIGS 64
+
 #endif

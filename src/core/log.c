@@ -1,14 +1,22 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 static enum am_log_level min_level = AM_LOG_INFO;
+static bool json_format;
 static _Thread_local char request_id[32];
+/* the [log] file, for am_log_reopen; guarded by path_mu */
+static pthread_mutex_t path_mu = PTHREAD_MUTEX_INITIALIZER;
+static char log_path[512];
 
 static const char *const names[] = {"debug", "info", "warn", "error"};
 
@@ -22,6 +30,65 @@ am_log_set_level(const char *name)
 		}
 	}
 	return -1;
+}
+
+int
+am_log_set_format(const char *name)
+{
+	if (strcmp(name, "text") != 0 && strcmp(name, "json") != 0)
+		return -1;
+	json_format = strcmp(name, "json") == 0;
+	return 0;
+}
+
+static int
+open_onto_stderr(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+	int saved;
+
+	if (fd < 0)
+		return -1;
+	/* dup2 swaps the file under fd 2 atomically: a concurrent write goes
+	 * whole to the old file or whole to the new one. */
+	if (dup2(fd, STDERR_FILENO) < 0) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+int
+am_log_open(const char *path)
+{
+	int rc = 0;
+
+	if (path == NULL || path[0] == '\0')
+		return 0;
+	pthread_mutex_lock(&path_mu);
+	if (strlen(path) >= sizeof(log_path)) {
+		errno = ENAMETOOLONG;
+		rc = -1;
+	} else if ((rc = open_onto_stderr(path)) == 0) {
+		memcpy(log_path, path, strlen(path) + 1);
+	}
+	pthread_mutex_unlock(&path_mu);
+	return rc;
+}
+
+int
+am_log_reopen(void)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&path_mu);
+	if (log_path[0] != '\0')
+		rc = open_onto_stderr(log_path);
+	pthread_mutex_unlock(&path_mu);
+	return rc;
 }
 
 void
@@ -73,6 +140,126 @@ write_line(const char *line, size_t len)
 	}
 }
 
+static bool
+reserved(const char *key)
+{
+	return strcmp(key, "time") == 0 || strcmp(key, "level") == 0 || strcmp(key, "req") == 0 ||
+	       strcmp(key, "msg") == 0;
+}
+
+/* Adds each key=value (or key="value") word of text to obj as a string. */
+static void
+add_pairs(json_t *obj, const char *text)
+{
+	const char *p = text;
+
+	while (*p != '\0') {
+		const char *word = p, *eq;
+		size_t klen;
+		char key[64];
+
+		while (*p != '\0' && *p != ' ' && *p != '=')
+			p++;
+		if (*p != '=') {
+			while (*p == ' ')
+				p++;
+			continue;
+		}
+		eq = p;
+		klen = (size_t)(eq - word);
+		p++;
+		if (*p == '"') {
+			const char *v = ++p;
+
+			while (*p != '\0' && *p != '"')
+				p++;
+			if (klen > 0 && klen < sizeof(key)) {
+				memcpy(key, word, klen);
+				key[klen] = '\0';
+				if (!reserved(key))
+					json_object_set_new(obj, key,
+							    json_stringn(v, (size_t)(p - v)));
+			}
+			if (*p == '"')
+				p++;
+		} else {
+			const char *v = p;
+
+			while (*p != '\0' && *p != ' ')
+				p++;
+			if (klen > 0 && klen < sizeof(key)) {
+				memcpy(key, word, klen);
+				key[klen] = '\0';
+				if (!reserved(key))
+					json_object_set_new(obj, key,
+							    json_stringn(v, (size_t)(p - v)));
+			}
+		}
+		while (*p == ' ')
+			p++;
+	}
+}
+
+static size_t
+format_json(char *out, size_t cap, const char *stamp, enum am_log_level lvl, const char *req,
+	    const char *text)
+{
+	json_t *obj = json_object();
+	size_t n;
+
+	if (obj == NULL)
+		return 0;
+	json_object_set_new(obj, "time", json_string(stamp));
+	json_object_set_new(obj, "level", json_string(names[lvl]));
+	if (req != NULL && req[0] != '\0')
+		json_object_set_new(obj, "req", json_string(req));
+	/* json_string refuses text that is not UTF-8 (a line cut inside a
+	 * sequence): the line still goes out, saying so. */
+	if (json_object_set_new(obj, "msg", json_string(text)) != 0)
+		json_object_set_new(obj, "msg", json_string("(not UTF-8)"));
+	add_pairs(obj, text);
+	n = json_dumpb(obj, out, cap > 0 ? cap - 1 : 0, JSON_COMPACT | JSON_ENSURE_ASCII);
+	if (n >= cap) {
+		/* Too long for one line: the fixed members and the text cut. */
+		json_t *small = json_pack("{s:s, s:s, s:s}", "time", stamp, "level", names[lvl],
+					  "msg", "(line too long; cut)");
+
+		n = small != NULL ? json_dumpb(small, out, cap - 1, JSON_COMPACT) : 0;
+		json_decref(small);
+		if (n >= cap)
+			n = 0;
+	}
+	json_decref(obj);
+	out[n] = '\0';
+	return n;
+}
+
+size_t
+am_log_format_line(char *out, size_t cap, long long now, enum am_log_level lvl, const char *req,
+		   const char *text)
+{
+	char stamp[32];
+	struct tm tm;
+	time_t t = (time_t)now;
+	int n;
+
+	if (cap == 0)
+		return 0;
+	gmtime_r(&t, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (json_format)
+		return format_json(out, cap, stamp, lvl, req, text);
+	if (req != NULL && req[0] != '\0')
+		n = snprintf(out, cap, "%s level=%s req=%s %s", stamp, names[lvl], req, text);
+	else
+		n = snprintf(out, cap, "%s level=%s %s", stamp, names[lvl], text);
+	if (n < 0) {
+		out[0] = '\0';
+		return 0;
+	}
+	return (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
 void
 am_log(enum am_log_level lvl, const char *fmt, ...)
 {
@@ -83,6 +270,18 @@ am_log(enum am_log_level lvl, const char *fmt, ...)
 
 	if (lvl < min_level)
 		return;
+	if (json_format) {
+		char text[1024], jline[2048];
+
+		va_start(ap, fmt);
+		vsnprintf(text, sizeof(text), fmt, ap);
+		va_end(ap);
+		n = am_log_format_line(jline, sizeof(jline) - 1, (long long)time(NULL), lvl,
+				       request_id, text);
+		jline[n++] = '\n';
+		write_line(jline, n);
+		return;
+	}
 	n = stamp_now(line);
 	k = snprintf(line + n, room - n, " level=%s ", names[lvl]);
 	n = k < 0 ? n : n + (size_t)k >= room ? room - 1 : n + (size_t)k;

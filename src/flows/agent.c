@@ -1176,7 +1176,8 @@ out:
 
 enum am_err
 flow_revoke_block(const struct flow_env *env, struct store *st, enum block_kind kind,
-		  const char *value, const char *sub, int *count, bool *created, struct am_error *e)
+		  const char *value, const char *sub, const char *actor, int *count, bool *created,
+		  struct am_error *e)
 {
 	struct audit_batch batch = {0};
 	struct store_cred_filter f = {0};
@@ -1194,12 +1195,13 @@ flow_revoke_block(const struct flow_env *env, struct store *st, enum block_kind 
 	if ((rc = store_begin(st, e)) != AM_OK)
 		return rc;
 	if ((rc = store_block_put(st, kind, value, sub, "operator", now, created, e)) != AM_OK ||
-	    (*created &&
-	     (rc = audit_add(st, &batch, env->cfg->tenant, now, "block.created",
-			     kind == BLOCK_REGISTRATION ? value : NULL,
-			     json_pack("{s:s, s:s, s:s?, s:s}", "kind", store_block_kind_name(kind),
-				       "value", value, "sub", sub, "reason", "operator"),
-			     e)) != AM_OK) ||
+	    (*created && (rc = audit_add(st, &batch, env->cfg->tenant, now, "block.created",
+					 kind == BLOCK_REGISTRATION ? value : NULL,
+					 json_pack("{s:s, s:s, s:s?, s:s, s:s}", "kind",
+						   store_block_kind_name(kind), "value", value,
+						   "sub", sub, "reason", "operator", "actor",
+						   actor != NULL ? actor : "operator"),
+					 e)) != AM_OK) ||
 	    (rc = store_commit(st, e)) != AM_OK) {
 		store_rollback(st);
 		audit_discard(&batch);
@@ -1228,7 +1230,7 @@ flow_revoke_block(const struct flow_env *env, struct store *st, enum block_kind 
 
 enum am_err
 flow_unblock(const struct flow_env *env, struct store *st, enum block_kind kind, const char *value,
-	     const char *sub, struct am_error *e)
+	     const char *sub, const char *actor, struct am_error *e)
 {
 	struct audit_batch batch = {0};
 	int64_t now = flow_now(env);
@@ -1242,8 +1244,10 @@ flow_unblock(const struct flow_env *env, struct store *st, enum block_kind kind,
 	if (rc != AM_OK ||
 	    (rc = audit_add(st, &batch, env->cfg->tenant, now, "block.lifted",
 			    kind == BLOCK_REGISTRATION ? value : NULL,
-			    json_pack("{s:s, s:s, s:s?, s:s}", "kind", store_block_kind_name(kind),
-				      "value", value, "sub", sub, "reason", "operator"),
+			    json_pack("{s:s, s:s, s:s?, s:s, s:s}", "kind",
+				      store_block_kind_name(kind), "value", value, "sub", sub,
+				      "reason", "operator", "actor",
+				      actor != NULL ? actor : "operator"),
 			    e)) != AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK) {
 		store_rollback(st);

@@ -18,6 +18,7 @@
 struct audit_sink {
 	FILE *f;
 	bool owned;
+	char path[256]; /* of a file sink, for audit_sink_reopen */
 	pthread_mutex_t mu;
 	uint64_t lost;		/* lines not written, ever (under mu) */
 	uint64_t lost_unlogged; /* lost since the last warning */
@@ -37,6 +38,7 @@ audit_sink_open(const char *spec, struct audit_sink **out, struct am_error *e)
 	} else if (strcmp(spec, "stderr") == 0) {
 		s->f = stderr;
 	} else if (strncmp(spec, "file:", 5) == 0) {
+		snprintf(s->path, sizeof(s->path), "%s", spec + 5);
 		s->f = fopen(spec + 5, "ae");
 		s->owned = true;
 		if (s->f == NULL) {
@@ -57,6 +59,24 @@ audit_sink_free(struct audit_sink *s)
 		fclose(s->f);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
+}
+
+enum am_err
+audit_sink_reopen(struct audit_sink *s, struct am_error *e)
+{
+	FILE *f;
+
+	if (s == NULL || !s->owned)
+		return AM_OK;
+	if ((f = fopen(s->path, "ae")) == NULL)
+		return am_fail(e, AM_E_UNAVAILABLE, "cannot open the audit file again: %s",
+			       strerror(errno));
+	pthread_mutex_lock(&s->mu);
+	if (s->f != NULL)
+		fclose(s->f); /* flushed: every batch is flushed under mu */
+	s->f = f;
+	pthread_mutex_unlock(&s->mu);
+	return AM_OK;
 }
 
 enum am_err

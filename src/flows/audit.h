@@ -16,6 +16,10 @@ struct audit_sink;
 /* spec: "stdout", "stderr", "off" or "file:PATH" (appended to). */
 enum am_err audit_sink_open(const char *spec, struct audit_sink **out, struct am_error *e) AM_WUR;
 void audit_sink_free(struct audit_sink *s);
+/* For a file: opens its path anew and swaps it in under the sink's lock
+ * (log rotation, SIGHUP), so no line is lost or split; on failure the old
+ * file is kept and AM_E_UNAVAILABLE returned. Other sinks: AM_OK. */
+enum am_err audit_sink_reopen(struct audit_sink *s, struct am_error *e) AM_WUR;
 
 /* Events recorded in one transaction, emitted to the sink after commit. */
 struct audit_batch {

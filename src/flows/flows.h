@@ -26,7 +26,9 @@ struct cimd;
 struct store_writer;
 
 struct flow_env {
-	const struct am_config *cfg;
+	/* Atomic: SIGHUP publishes a new generation (service/admin.c,
+	 * app_reload); a reader gets an old or the new one, both alive. */
+	const struct am_config *_Atomic cfg;
 	struct mailer *mail;	     /* NULL: mail is not sent (unit tests) */
 	struct audit_sink *audit;    /* NULL: store rows only */
 	struct ratelimit *limits;    /* NULL: no rate limits */
@@ -256,16 +258,18 @@ enum am_err flow_revoke_bulk(const struct flow_env *env, struct store *st,
  * every ID-JAG the block covers (its issuer, subject, matched user or
  * registration) is refused with AM_E_INVALID_GRANT, so no fresh token
  * revives the registration. *created is false when the block existed
- * already (the revocation still runs); *count gets how many credentials. */
+ * already (the revocation still runs); *count gets how many credentials.
+ * actor names the operator in the event ("actor"; NULL: "operator"). */
 enum am_err flow_revoke_block(const struct flow_env *env, struct store *st, enum block_kind kind,
-			      const char *value, const char *sub, int *count, bool *created,
-			      struct am_error *e) AM_WUR;
+			      const char *value, const char *sub, const char *actor, int *count,
+			      bool *created, struct am_error *e) AM_WUR;
 
 /* Lifts an operator block, with a block.lifted event; AM_E_NOT_FOUND when
  * there was none. Nothing is un-revoked: the next ID-JAG of the subject
  * registers again. */
 enum am_err flow_unblock(const struct flow_env *env, struct store *st, enum block_kind kind,
-			 const char *value, const char *sub, struct am_error *e) AM_WUR;
+			 const char *value, const char *sub, const char *actor,
+			 struct am_error *e) AM_WUR;
 /* ---- the gate (access.c; docs/gate.md) ---- */
 
 /* Turns a request target (path and maybe a query) into the canonical path

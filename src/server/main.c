@@ -4,15 +4,19 @@
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/config.h"
+#include "core/limits.h"
 #include "core/log.h"
+#include "flows/admin.h"
 #include "http/http.h"
 #include "service/service.h"
 #include "jose/skey.h"
@@ -194,25 +198,48 @@ open_operator(const struct target *t, struct am_config *cfg, struct flow_env *en
 	return 0;
 }
 
+/* The operator a command acts for, as audit events name it: "cli:" and
+ * the login name of the user running it (or the uid). */
+static void
+cli_actor(char *out, size_t cap)
+{
+	struct passwd pw, *found = NULL;
+	char buf[1024];
+
+	if (getpwuid_r(getuid(), &pw, buf, sizeof(buf), &found) == 0 && found != NULL)
+		snprintf(out, cap, "cli:%s", found->pw_name);
+	else
+		snprintf(out, cap, "cli:uid=%u", (unsigned)getuid());
+}
+
+static void
+to_admin_target(const struct target *t, struct admin_target *at)
+{
+	*at = (struct admin_target){
+		.all = t->all, .kind = t->kind, .value = t->value, .sub = t->sub};
+}
+
 /* authmd-server revoke: the operator's incident-response switch. It works
  * on the store directly (beside a running server, which sees the change at
- * its next lookup), records an audit event per credential and prints the
- * count. Revoking an issuer, subject, user or registration also blocks it
- * durably (see flow_revoke_block) until `unblock`; --all revokes every
- * credential but blocks nothing, so the service can take agents again. */
+ * its next lookup) through the same flow as the admin API's POST
+ * /admin/revoke (flows/admin.c), records an audit event per credential
+ * naming the operator, and prints the count. Revoking an issuer, subject,
+ * user or registration also blocks it durably (see flow_revoke_block)
+ * until `unblock`; --all revokes every credential but blocks nothing, so
+ * the service can take agents again. */
 static int
 cmd_revoke(int argc, char **argv)
 {
 	struct target t;
+	struct admin_target at;
 	struct am_config cfg;
 	struct flow_env env = {0};
 	struct audit_sink *sink = NULL;
 	struct store *st = NULL;
 	struct am_error e = {0};
-	struct store_cred_filter all = {0};
-	bool created = false;
-	int count = 0, rc = 1;
-	enum am_err err;
+	json_t *out = NULL;
+	char actor[160];
+	int count, rc = 1;
 
 	if (parse_target(argc, argv, true, &t) != 0) {
 		usage(stderr);
@@ -220,35 +247,43 @@ cmd_revoke(int argc, char **argv)
 	}
 	if (open_operator(&t, &cfg, &env, &sink, &st) != 0)
 		goto out;
-	err = t.all ? flow_revoke_bulk(&env, st, &all, "operator", &count, &e)
-		    : flow_revoke_block(&env, st, t.kind, t.value, t.sub, &count, &created, &e);
-	if (err != AM_OK) {
+	cli_actor(actor, sizeof(actor));
+	to_admin_target(&t, &at);
+	if (flow_admin_revoke(&env, st, actor, &at, &out, &e) != AM_OK) {
 		fprintf(stderr, "authmd-server: revoke failed: %s\n", e.detail);
 		goto out;
 	}
+	count = (int)json_integer_value(json_object_get(out, "revoked"));
 	if (!t.all)
 		printf("%s %s (lift it with authmd-server unblock)\n",
-		       created ? "blocked" : "already blocked", store_block_kind_name(t.kind));
+		       strcmp(json_string_value(json_object_get(out, "block")), "created") == 0
+			       ? "blocked"
+			       : "already blocked",
+		       store_block_kind_name(t.kind));
 	printf("revoked %d credential%s\n", count, count == 1 ? "" : "s");
 	rc = 0;
 out:
+	json_decref(out);
 	store_close(st);
 	audit_sink_free(sink);
 	return rc;
 }
 
 /* authmd-server unblock: lifts a block that revoke made, with a
- * block.lifted audit event. Nothing is un-revoked; the subject's next
- * ID-JAG registers again. Exit 1 when there was no such block. */
+ * block.lifted audit event naming the operator (the flow of POST
+ * /admin/unblock). Nothing is un-revoked; the subject's next ID-JAG
+ * registers again. Exit 1 when there was no such block. */
 static int
 cmd_unblock(int argc, char **argv)
 {
 	struct target t;
+	struct admin_target at;
 	struct am_config cfg;
 	struct flow_env env = {0};
 	struct audit_sink *sink = NULL;
 	struct store *st = NULL;
 	struct am_error e = {0};
+	char actor[160];
 	int rc = 1;
 
 	if (parse_target(argc, argv, false, &t) != 0) {
@@ -257,7 +292,9 @@ cmd_unblock(int argc, char **argv)
 	}
 	if (open_operator(&t, &cfg, &env, &sink, &st) != 0)
 		goto out;
-	if (flow_unblock(&env, st, t.kind, t.value, t.sub, &e) != AM_OK) {
+	cli_actor(actor, sizeof(actor));
+	to_admin_target(&t, &at);
+	if (flow_admin_unblock(&env, st, actor, &at, &e) != AM_OK) {
 		fprintf(stderr, "authmd-server: unblock failed: %s\n", e.detail);
 		goto out;
 	}
@@ -308,6 +345,27 @@ cmd_rotate_key(int argc, char **argv)
 	printf("new service signing key kid=%s; the previous key stays published for %llds\n", kid,
 	       (long long)cfg.v06_key_overlap);
 	return 0;
+}
+
+/* SIGHUP: log and audit files are opened again (after rotation), then the
+ * trust list and routes are reloaded from path (NULL: the defaults, which
+ * have nothing to reload). Every failure keeps what runs and says why. */
+static void
+on_hangup(struct app *app, const char *path)
+{
+	struct am_error e = {0};
+
+	(void)sd_notify(0, "RELOADING=1");
+	if (am_log_reopen() != 0)
+		log_error("reload: cannot open the log file again: %s; logging on to the old "
+			  "one",
+			  strerror(errno));
+	if (audit_sink_reopen(app->env.audit, &e) != AM_OK)
+		log_error("reload: %s; writing on to the old audit file", e.detail);
+	if (path != NULL && app_reload(app, path, &e) != AM_OK)
+		log_error("reload refused, still serving the previous trust list and routes: %s",
+			  e.detail);
+	(void)sd_notify(0, "READY=1\nSTATUS=serving");
 }
 
 /* The options before a command (getopt_long, stopping at the first word):
@@ -363,7 +421,7 @@ main(int argc, char **argv)
 	struct am_config cfg;
 	struct am_error e = {0};
 	struct app *app = NULL;
-	struct http_server *srv = NULL;
+	struct http_server *srv = NULL, *admin = NULL;
 	struct sweeper sw = {0};
 	sigset_t sigs;
 	int sig = 0;
@@ -393,12 +451,19 @@ main(int argc, char **argv)
 		return 0;
 	}
 	(void)am_log_set_level(cfg.log_level);
+	(void)am_log_set_format(cfg.log_format);
+	if (am_log_open(cfg.log_file) != 0) {
+		fprintf(stderr, "authmd-server: [log] file: %s: %s\n", cfg.log_file,
+			strerror(errno));
+		return 1;
+	}
 
-	/* Block the stop signals before any thread starts, so that they all
-	 * inherit the mask and only sigwait below receives them. */
+	/* Block the stop and reload signals before any thread starts, so that
+	 * they all inherit the mask and only sigwait below receives them. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -433,10 +498,37 @@ main(int argc, char **argv)
 			return 1;
 		}
 	}
+	/* The admin API: its own listener, so the public one never routes to
+	 * it and a firewall can tell them apart (docs/operations.md). */
+	if (cfg.admin_listen[0] != '\0') {
+		struct http_options aopt = {.host = cfg.admin_host,
+					    .port = cfg.admin_port,
+					    .threads = 2,
+					    .max_body = AM_ADMIN_BODY_BYTES,
+					    .per_ip_connections = 16,
+					    .header_timeout_s = (unsigned)cfg.header_timeout,
+					    .request_timeout_s = (unsigned)cfg.request_timeout,
+					    .idle_timeout_s = (unsigned)cfg.idle_timeout,
+					    .log_interval_s = (unsigned)cfg.slow_log_interval};
+
+		admin_routes_build(app);
+		if (http_server_start(&aopt, app->admin_routes, app->nadmin_routes, app, &admin,
+				      &e) != AM_OK) {
+			fprintf(stderr, "authmd-server: [admin] listen: %s\n", e.detail);
+			http_server_stop(srv);
+			app_free(app);
+			curl_global_cleanup();
+			return 1;
+		}
+		log_info("admin API listening on %s:%u operators=%zu", cfg.admin_host,
+			 (unsigned)cfg.admin_port, cfg.nadmin_keys);
+	}
 	/* The claim mails go through the durable queue from here on: requests
 	 * commit a row and the worker sends it (and what a crash left). */
 	if (app->env.mail != NULL && mailer_start(app->env.mail, app->pool, &e) != AM_OK) {
 		fprintf(stderr, "authmd-server: %s\n", e.detail);
+		if (admin != NULL)
+			http_server_stop(admin);
 		http_server_stop(srv);
 		app_free(app);
 		return 1;
@@ -446,6 +538,8 @@ main(int argc, char **argv)
 	pthread_cond_init(&sw.cv, NULL);
 	if (pthread_create(&sw.thread, NULL, sweep_loop, &sw) != 0) {
 		fprintf(stderr, "authmd-server: cannot start the sweeper\n");
+		if (admin != NULL)
+			http_server_stop(admin);
 		http_server_stop(srv);
 		app_free(app);
 		return 1;
@@ -460,7 +554,13 @@ main(int argc, char **argv)
 	 * without $NOTIFY_SOCKET. */
 	(void)sd_notify(0, "READY=1\nSTATUS=serving");
 
-	while (sigwait(&sigs, &sig) != 0) {
+	for (;;) {
+		if (sigwait(&sigs, &sig) != 0)
+			continue;
+		if (sig != SIGHUP)
+			break;
+		log_info("signal=SIGHUP: reopening logs, reloading the trust list and routes");
+		on_hangup(app, config_path);
 	}
 	log_info("signal=%d: draining", sig);
 	(void)sd_notify(0, "STOPPING=1");
@@ -468,6 +568,8 @@ main(int argc, char **argv)
 	 * and their parked requests resumed, so none is left suspended when
 	 * the daemon stops (libmicrohttpd refuses to stop with one). */
 	http_server_quiesce(srv);
+	if (admin != NULL)
+		http_server_stop(admin); /* its requests never park: they just finish */
 	pthread_mutex_lock(&sw.mu);
 	sw.stop = true;
 	pthread_cond_signal(&sw.cv);

@@ -43,8 +43,6 @@ route_cors(struct app *a, const char *method, const char *path, http_handler h, 
 		route(a, "OPTIONS", path, h_preflight);
 }
 
-static enum am_err log_trust_list(struct app *a, struct am_error *e);
-
 enum am_err
 app_new(const struct am_config *cfg, struct app **out, struct am_error *e)
 {
@@ -63,8 +61,8 @@ app_new(const struct am_config *cfg, struct app **out, struct am_error *e)
 	    (rc = cimd_new(cfg, &a->env.cimd, e)) != AM_OK ||
 	    (rc = skey_open(cfg->v06_keys_dir, cfg->v06_key_overlap, am_clock_now(NULL), &a->skey,
 			    e)) != AM_OK ||
-	    (rc = log_trust_list(a, e)) != AM_OK || (rc = discovery_build(a, e)) != AM_OK ||
-	    (rc = skill_build(a, e)) != AM_OK)
+	    (rc = app_log_trust_list(a, cfg, e)) != AM_OK ||
+	    (rc = discovery_build(a, e)) != AM_OK || (rc = skill_build(a, e)) != AM_OK)
 		goto fail;
 	{ /* gate */
 		char why[128];
@@ -134,6 +132,7 @@ app_free(struct app *a)
 	if (a == NULL)
 		return;
 	app_stop_writer(a);
+	app_reload_free(a);
 	store_pool_free(a->pool);
 	mailer_free(a->env.mail);
 	audit_sink_free(a->env.audit);
@@ -182,10 +181,9 @@ plain_http_off_loopback(const char *url)
 /* Logs the trust list, and what changed since the last start (the list is
  * security-critical configuration: a change should never go unnoticed).
  * The change is also an audit event. */
-static enum am_err
-log_trust_list(struct app *a, struct am_error *e)
+enum am_err
+app_log_trust_list(struct app *a, const struct am_config *cfg, struct am_error *e)
 {
-	const struct am_config *cfg = a->cfg;
 	json_t *now = trust_snapshot(cfg), *before = NULL, *changes = json_object();
 	struct audit_batch batch = {0};
 	struct store *st;

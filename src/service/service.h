@@ -41,6 +41,11 @@ struct app {
 	size_t ncors;
 	/* protocol v0.6 (issue 13) */
 	struct skey *skey; /* the service's signing keys (jose/skey.h) */
+	/* operator surface (admin.c): configurations replaced by SIGHUP,
+	 * kept until app_free since a request may still read one */
+	struct app_retired *retired;
+	struct http_route admin_routes[8];
+	size_t nadmin_routes;
 };
 
 /* Builds the app from cfg: store pool (migrated), mailer, audit sink, rate
@@ -143,5 +148,31 @@ enum am_err svc_op_park(struct app *a, struct http_req *rq, svc_op_submit submit
 
 /* Parses a JSON request body, refusing other media types (415). */
 enum am_err svc_json_body(struct http_req *rq, json_t **out, struct am_error *e) AM_WUR;
+
+/* ---- operator surface (admin.c; docs/operations.md) ---- */
+
+/* Logs cfg's trust list and records what changed since the last one the
+ * store saw as a trust_list.changed audit event (app.c). */
+enum am_err app_log_trust_list(struct app *a, const struct am_config *cfg,
+			       struct am_error *e) AM_WUR;
+
+/* SIGHUP: loads path and, when it is valid, makes its [provider] and
+ * [route] sections the running trust list and route policy (a new
+ * generation of a->env.cfg, published atomically; the old one stays alive
+ * until app_free, so no request reading it is disturbed). A file with the
+ * running trust list and routes changes nothing; one equal to a
+ * configuration loaded before reuses it, so memory grows only with
+ * different configurations, at most AM_RELOAD_MAX_CONFIGS of them. Any
+ * other key that differs is logged as needing a restart and ignored. A
+ * file that does not load, that would switch ID-JAG on or off (no provider
+ * before or after), or that would pass that cap leaves everything as it
+ * was: AM_E_INVALID_REQUEST with the reason, which the caller logs. */
+enum am_err app_reload(struct app *a, const char *path, struct am_error *e) AM_WUR;
+/* Frees the generations app_reload retired (app_free calls it). */
+void app_reload_free(struct app *a);
+
+/* The admin API's route table (a->admin_routes), served on [admin] listen
+ * by its own HTTP server. Every route needs an operator key. */
+void admin_routes_build(struct app *a);
 
 #endif

@@ -71,6 +71,14 @@ enum q {
 	/* registration clients (flow8) */
 	Q_REGCLIENT_PUT,
 	Q_REGCLIENT_GET,
+	/* operator surface: the admin API's reads */
+	Q_REG_SEARCH_USER,
+	Q_REG_SEARCH_EMAIL,
+	Q_REG_SEARCH_ISS,
+	Q_REG_SEARCH_STATUS,
+	Q_REG_SEARCH_ALL,
+	Q_CRED_LIST,
+	Q_AUDIT_LIST,
 	Q__COUNT
 };
 
@@ -80,6 +88,13 @@ enum q {
 #define ATT_COLS                                                                                   \
 	"id, registration_id, email, token_hash, status, created_at, expires_at, otp_hash, "       \
 	"otp_expires_at, otp_failures, ip"
+
+/* The narrowing filters and the cursor of an operator search. */
+#define REG_SEARCH_COND                                                                            \
+	"(?2 IS NULL OR user_id = ?2) AND (?3 IS NULL OR email = ?3 OR user_id = "                 \
+	"(SELECT id FROM users WHERE tenant = ?1 AND email = ?3)) AND (?4 IS NULL OR iss = ?4) "   \
+	"AND (?5 IS NULL OR status = ?5) AND (?6 IS NULL OR id > ?6)"
+#define REG_SEARCH_REST REG_SEARCH_COND " ORDER BY id LIMIT ?7"
 
 static const char *const sql[Q__COUNT] = {
 	[Q_USER_BY_EMAIL] = "SELECT id, email, phone, created_at, created_by_agent FROM users "
@@ -218,6 +233,29 @@ static const char *const sql[Q__COUNT] = {
 			    "client_id = ?3, client_name = ?4, logo_uri = ?5",
 	[Q_REGCLIENT_GET] = "SELECT client_id, client_name, logo_uri FROM registration_clients "
 			    "WHERE tenant = ?1 AND registration_id = ?2",
+	/* operator surface: each NULL parameter matches any */
+	/* One query per leading filter, so that filter's index is used (an
+	 * "?n IS NULL OR" arm hides an index from the planner); the others and
+	 * the cursor narrow the rows it finds. */
+	[Q_REG_SEARCH_USER] = "SELECT " REG_COLS " FROM registrations WHERE tenant = ?1 "
+			      "AND user_id = ?2 AND " REG_SEARCH_REST,
+	[Q_REG_SEARCH_EMAIL] = "SELECT " REG_COLS " FROM (SELECT " REG_COLS " FROM registrations "
+			       "WHERE tenant = ?1 AND email = ?3 AND " REG_SEARCH_COND " UNION "
+			       "SELECT " REG_COLS " FROM registrations WHERE tenant = ?1 "
+			       "AND user_id = (SELECT id FROM users WHERE tenant = ?1 AND "
+			       "email = ?3) AND " REG_SEARCH_COND ") ORDER BY id LIMIT ?7",
+	[Q_REG_SEARCH_ISS] = "SELECT " REG_COLS " FROM registrations WHERE tenant = ?1 "
+			     "AND iss = ?4 AND " REG_SEARCH_REST,
+	[Q_REG_SEARCH_STATUS] = "SELECT " REG_COLS " FROM registrations WHERE tenant = ?1 "
+				"AND status = ?5 AND " REG_SEARCH_REST,
+	[Q_REG_SEARCH_ALL] = "SELECT " REG_COLS " FROM registrations WHERE tenant = ?1 "
+			     "AND " REG_SEARCH_REST,
+	[Q_CRED_LIST] = "SELECT id, type, scopes, source, user_id, hash, created_at, "
+			"expires_at, revoked_at FROM credentials "
+			"WHERE tenant = ?1 AND registration_id = ?2 "
+			"ORDER BY created_at, id LIMIT ?3",
+	[Q_AUDIT_LIST] = "SELECT data FROM audit_events WHERE tenant = ?1 "
+			 "AND registration_id = ?2 ORDER BY at, seq LIMIT ?3",
 };
 
 struct store {
@@ -1331,4 +1369,110 @@ store_reg_client_get(struct store *st, const char *registration_id, struct store
 	db_col_text(s, 2, out->logo_uri, sizeof(out->logo_uri));
 	sqlite3_reset(s);
 	return AM_OK;
+}
+
+/* ---- operator surface (issue 12 item 6): the admin API's reads ---- */
+
+enum am_err
+store_reg_search(struct store *st, const struct store_reg_filter *f, struct store_reg *out,
+		 size_t cap, size_t *n, struct am_error *e)
+{
+	const char *const keys[] = {f->user_id, f->email, f->iss, f->status, f->after};
+	sqlite3_stmt *s;
+	enum am_err rc;
+	int step = SQLITE_DONE;
+	enum q q = f->user_id != NULL && f->user_id[0] != '\0' ? Q_REG_SEARCH_USER
+		   : f->email != NULL && f->email[0] != '\0'   ? Q_REG_SEARCH_EMAIL
+		   : f->iss != NULL && f->iss[0] != '\0'       ? Q_REG_SEARCH_ISS
+		   : f->status != NULL && f->status[0] != '\0' ? Q_REG_SEARCH_STATUS
+							       : Q_REG_SEARCH_ALL;
+
+	*n = 0;
+	if ((rc = db_prep(st->db, q, &s, e)) != AM_OK)
+		return rc;
+	for (int i = 0; i < 5; i++)
+		db_bind_text_or_null(s, 2 + i, keys[i] != NULL ? keys[i] : "");
+	sqlite3_bind_int64(s, 7, (sqlite3_int64)cap);
+	while (*n < cap && (step = sqlite3_step(s)) == SQLITE_ROW)
+		read_reg(s, &out[(*n)++]);
+	if (*n < cap && step != SQLITE_DONE) {
+		sqlite3_reset(s);
+		return db_fail(st->db, step, "registration search", e);
+	}
+	sqlite3_reset(s);
+	return AM_OK;
+}
+
+enum am_err
+store_cred_list(struct store *st, const char *registration_id, struct store_cred_info *out,
+		size_t cap, size_t *n, struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc;
+	int step = SQLITE_DONE;
+
+	*n = 0;
+	if ((rc = db_prep(st->db, Q_CRED_LIST, &s, e)) != AM_OK)
+		return rc;
+	sqlite3_bind_text(s, 2, registration_id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)cap);
+	while (*n < cap && (step = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_cred_info *c = &out[*n];
+		uint8_t hash[AM_HASH_LEN];
+		char buf[32];
+
+		memset(c, 0, sizeof(*c));
+		db_col_text(s, 0, c->id, sizeof(c->id));
+		db_col_text(s, 1, buf, sizeof(buf));
+		c->type = strcmp(buf, "access_token") == 0 ? CRED_ACCESS_TOKEN : CRED_API_KEY;
+		db_col_text(s, 2, c->scopes, sizeof(c->scopes));
+		db_col_text(s, 3, c->source, sizeof(c->source));
+		db_col_text(s, 4, c->user_id, sizeof(c->user_id));
+		if (db_col_hash(s, 5, hash))
+			snprintf(c->hash_prefix, sizeof(c->hash_prefix), "%02x%02x%02x%02x",
+				 hash[0], hash[1], hash[2], hash[3]);
+		c->created_at = sqlite3_column_int64(s, 6);
+		c->expires_at = sqlite3_column_int64(s, 7);
+		c->revoked_at = sqlite3_column_int64(s, 8);
+		(*n)++;
+	}
+	if (*n < cap && step != SQLITE_DONE) {
+		sqlite3_reset(s);
+		return db_fail(st->db, step, "credential list", e);
+	}
+	sqlite3_reset(s);
+	return AM_OK;
+}
+
+enum am_err
+store_audit_list(struct store *st, const char *registration_id, char **lines, size_t cap, size_t *n,
+		 struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc = AM_OK;
+	int step = SQLITE_DONE;
+
+	*n = 0;
+	if ((rc = db_prep(st->db, Q_AUDIT_LIST, &s, e)) != AM_OK)
+		return rc;
+	sqlite3_bind_text(s, 2, registration_id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)cap);
+	while (*n < cap && (step = sqlite3_step(s)) == SQLITE_ROW) {
+		const unsigned char *t = sqlite3_column_text(s, 0);
+
+		if ((lines[*n] = strdup(t != NULL ? (const char *)t : "{}")) == NULL) {
+			rc = am_fail(e, AM_E_INTERNAL, "out of memory");
+			break;
+		}
+		(*n)++;
+	}
+	if (rc == AM_OK && *n < cap && step != SQLITE_DONE)
+		rc = db_fail(st->db, step, "audit list", e);
+	sqlite3_reset(s);
+	if (rc != AM_OK) {
+		for (size_t i = 0; i < *n; i++)
+			free(lines[i]);
+		*n = 0;
+	}
+	return rc;
 }

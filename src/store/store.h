@@ -455,5 +455,42 @@ enum am_err store_reg_client_put(struct store *st, const char *registration_id,
 /* The client of registration_id; AM_E_NOT_FOUND when none was recorded. */
 enum am_err store_reg_client_get(struct store *st, const char *registration_id,
 				 struct store_reg_client *out, struct am_error *e) AM_WUR;
+/* ---- operator surface (issue 12 item 6): the admin API's reads ---- */
+
+/* Which registrations an operator search returns; NULL or "": any. email
+ * matches the address asserted at registration or the claimed user's. */
+struct store_reg_filter {
+	const char *user_id;
+	const char *email;
+	const char *iss;
+	const char *status; /* a store_status_name */
+	const char *after;  /* the cursor: registrations with a greater id */
+};
+/* Up to cap registrations matching f, by id ascending, into out; *n gets
+ * how many. Each status and the email go through an index. */
+enum am_err store_reg_search(struct store *st, const struct store_reg_filter *f,
+			     struct store_reg *out, size_t cap, size_t *n,
+			     struct am_error *e) AM_WUR;
+
+/* A credential as an operator sees it: never its hash beyond a prefix. */
+struct store_cred_info {
+	char id[STORE_ID_LEN];
+	enum cred_type type;
+	char scopes[512];
+	char source[16];
+	char user_id[STORE_ID_LEN];
+	char hash_prefix[9]; /* the first 8 hex digits of the SHA-256 */
+	int64_t created_at;
+	int64_t expires_at; /* 0: never */
+	int64_t revoked_at; /* 0: live */
+};
+/* Up to cap credentials of registration id, oldest first; *n how many. */
+enum am_err store_cred_list(struct store *st, const char *registration_id,
+			    struct store_cred_info *out, size_t cap, size_t *n,
+			    struct am_error *e) AM_WUR;
+/* The audit events of registration id, oldest first, at most cap: each
+ * line is the event's JSON text, malloc'd, for the caller to free. */
+enum am_err store_audit_list(struct store *st, const char *registration_id, char **lines,
+			     size_t cap, size_t *n, struct am_error *e) AM_WUR;
 
 #endif

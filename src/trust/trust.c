@@ -32,19 +32,31 @@ struct cache {
 	struct am_error fetch_err; /* why the last attempt failed */
 	/* the refresher thread, started on the first fetch */
 	const struct trust *t;
-	const struct am_provider *p;
+	/* Who this cache is for (name, issuer, key URL), copied from the
+	 * provider when the slot was taken and never changed after: a reload never turns one
+	 * provider's cache into another's, and the refresher needs no config pointer. */
+	char name[64], issuer[256], jwks_uri[256];
+	bool live; /* on the trust list now (under trust.mu) */
 	pthread_t thread;
 	bool started, stop;
 	bool pending;	   /* a fetch was asked for and has not finished */
 	int64_t fetch_now; /* the request time it was asked at */
 };
 
+/* Slots are taken for each (issuer, jwks_uri) ever on the trust list and
+ * never given to another, so a request inside trust_keys when a reload
+ * drops its provider still reads that provider's keys. A reload that
+ * would need more slots than there are is refused (TRUST_SLOTS). */
+#define TRUST_SLOTS (4 * AM_MAX_PROVIDERS)
+
 struct trust {
-	const struct am_config *cfg;
-	struct cache caches[AM_MAX_PROVIDERS];
+	const struct am_config *cfg; /* the limits and outbound rules (not reloaded) */
+	pthread_mutex_t mu;	     /* the slots' identity and live flags */
+	size_t nslots;
+	struct cache caches[TRUST_SLOTS];
 };
 
-static enum am_err fetch_jwks(const struct am_config *cfg, const struct am_provider *p,
+static enum am_err fetch_jwks(const struct am_config *cfg, const struct cache *c,
 			      struct jose_keyset **out, int64_t *max_age, struct am_error *e);
 
 /* The refresher of one provider: runs the fetches requests ask for, one at
@@ -67,7 +79,7 @@ refresher_main(void *arg)
 		}
 		at = c->fetch_now;
 		pthread_mutex_unlock(&c->mu);
-		rc = fetch_jwks(c->t->cfg, c->p, &fresh, &max_age, &err);
+		rc = fetch_jwks(c->t->cfg, c, &fresh, &max_age, &err);
 		am_metrics_inc(AM_M_JWKS_FETCHES, rc == AM_OK ? "ok" : "failed", NULL);
 		pthread_mutex_lock(&c->mu);
 		if (rc == AM_OK) {
@@ -81,7 +93,7 @@ refresher_main(void *arg)
 			if (c->keys != NULL)
 				log_warn("jwks refresh failed provider=%s; keeping cached keys "
 					 "stale=%llds",
-					 c->p->name, (long long)(at - c->expires_at));
+					 c->name, (long long)(at - c->expires_at));
 		}
 		c->pending = false;
 		pthread_cond_broadcast(&c->done);
@@ -99,7 +111,6 @@ ask_fetch(struct trust *t, struct cache *c, const struct am_provider *p, int64_t
 	c->fetch_now = now;
 	if (!c->started) {
 		c->t = t;
-		c->p = p;
 		if (pthread_create(&c->thread, NULL, refresher_main, c) != 0) {
 			log_error("jwks refresher could not start provider=%s", p->name);
 			c->last_failed = true;
@@ -141,12 +152,65 @@ trust_new(const struct am_config *cfg, struct trust **out, struct am_error *e)
 	if (t == NULL)
 		return am_fail(e, AM_E_INTERNAL, "out of memory");
 	t->cfg = cfg;
-	for (size_t i = 0; i < AM_MAX_PROVIDERS; i++) {
+	pthread_mutex_init(&t->mu, NULL);
+	for (size_t i = 0; i < TRUST_SLOTS; i++) {
 		pthread_mutex_init(&t->caches[i].mu, NULL);
 		pthread_cond_init(&t->caches[i].wake, NULL);
 		pthread_cond_init(&t->caches[i].done, NULL);
 	}
+	if (trust_reload(t, cfg, e) != AM_OK) {
+		trust_free(t);
+		return e->code;
+	}
 	*out = t;
+	return AM_OK;
+}
+
+static struct cache *
+slot_of(struct trust *t, const struct am_provider *p)
+{
+	for (size_t i = 0; i < t->nslots; i++) {
+		const struct cache *c = &t->caches[i];
+
+		if (strcmp(c->issuer, p->issuer) == 0 && strcmp(c->jwks_uri, p->jwks_uri) == 0 &&
+		    strcmp(c->name, p->name) == 0)
+			return &t->caches[i];
+	}
+	return NULL;
+}
+
+enum am_err
+trust_reload(struct trust *t, const struct am_config *cfg, struct am_error *e)
+{
+	size_t fresh = 0;
+
+	pthread_mutex_lock(&t->mu);
+	for (size_t i = 0; i < cfg->nproviders; i++) {
+		if (slot_of(t, &cfg->providers[i]) == NULL)
+			fresh++;
+	}
+	if (t->nslots + fresh > TRUST_SLOTS) {
+		pthread_mutex_unlock(&t->mu);
+		return am_fail(e, AM_E_UNAVAILABLE,
+			       "the trust list changed more than a reload can take (%d key sets "
+			       "since start); restart the server",
+			       TRUST_SLOTS);
+	}
+	for (size_t i = 0; i < t->nslots; i++)
+		t->caches[i].live = false;
+	for (size_t i = 0; i < cfg->nproviders; i++) {
+		const struct am_provider *p = &cfg->providers[i];
+		struct cache *c = slot_of(t, p);
+
+		if (c == NULL) {
+			c = &t->caches[t->nslots++];
+			am_copy(c->issuer, sizeof(c->issuer), p->issuer);
+			am_copy(c->jwks_uri, sizeof(c->jwks_uri), p->jwks_uri);
+			am_copy(c->name, sizeof(c->name), p->name);
+		}
+		c->live = true;
+	}
+	pthread_mutex_unlock(&t->mu);
 	return AM_OK;
 }
 
@@ -155,7 +219,7 @@ trust_free(struct trust *t)
 {
 	if (t == NULL)
 		return;
-	for (size_t i = 0; i < AM_MAX_PROVIDERS; i++) {
+	for (size_t i = 0; i < TRUST_SLOTS; i++) {
 		struct cache *c = &t->caches[i];
 
 		/* A fetch in flight ends within its timeout (AM_FETCH_TIMEOUT_MS). */
@@ -170,15 +234,23 @@ trust_free(struct trust *t)
 		pthread_cond_destroy(&c->done);
 		pthread_mutex_destroy(&c->mu);
 	}
+	pthread_mutex_destroy(&t->mu);
 	free(t);
 }
 
+/* The cache of p, found by its issuer and key URL (p may belong to any
+ * generation of the configuration); NULL when p is not on the list now. */
 static struct cache *
 cache_of(struct trust *t, const struct am_provider *p)
 {
-	size_t i = (size_t)(p - t->cfg->providers);
+	struct cache *c;
 
-	return i < t->cfg->nproviders ? &t->caches[i] : NULL;
+	pthread_mutex_lock(&t->mu);
+	c = slot_of(t, p);
+	if (c != NULL && !c->live)
+		c = NULL;
+	pthread_mutex_unlock(&t->mu);
+	return c;
 }
 
 struct fetch {
@@ -198,7 +270,7 @@ on_header(char *data, size_t size, size_t nmemb, void *user)
 /* Fetches and parses p's JWKS; on AM_OK *out is a new set and *max_age the
  * clamped lifetime. */
 static enum am_err
-fetch_jwks(const struct am_config *cfg, const struct am_provider *p, struct jose_keyset **out,
+fetch_jwks(const struct am_config *cfg, const struct cache *p, struct jose_keyset **out,
 	   int64_t *max_age, struct am_error *e)
 {
 	struct fetch f = {-1};
@@ -267,8 +339,10 @@ trust_keys(struct trust *t, const struct am_provider *p, const char *kid, int64_
 	struct am_error fetch_err = {0};
 	enum am_err rc = AM_OK;
 
+	/* A request that found p just before a reload removed it. */
 	if (c == NULL)
-		return am_fail(e, AM_E_INTERNAL, "provider not in the trust list");
+		return am_fail(e, AM_E_INVALID_ISSUER,
+			       "issuer %.100s is not a trusted provider here", p->issuer);
 	pthread_mutex_lock(&c->mu);
 	may_fetch = c->fetches == 0 || now - c->last_fetch >= t->cfg->jwks_refetch;
 	want_fetch = c->keys == NULL || now >= c->expires_at || !jose_keyset_has(c->keys, kid);

@@ -26,11 +26,21 @@
 struct trust;
 
 enum am_err trust_new(const struct am_config *cfg, struct trust **out, struct am_error *e) AM_WUR;
+/* Makes cfg's providers the trust list (SIGHUP): a provider whose name,
+ * issuer and jwks_uri are unchanged keeps its cached keys; one no longer
+ * listed gets AM_E_INVALID_ISSUER from trust_keys from then on. A request
+ * already inside trust_keys finishes with the keys of its own provider.
+ * Only the providers of cfg are read, and only during the call. Refused
+ * with AM_E_UNAVAILABLE (nothing changed) when the lists since start would
+ * need more than 4 * AM_MAX_PROVIDERS key caches. */
+enum am_err trust_reload(struct trust *t, const struct am_config *cfg, struct am_error *e) AM_WUR;
+
 /* Stops and joins the refresher threads (a fetch in flight ends within its
  * timeout) and frees t; NULL is fine. */
 void trust_free(struct trust *t);
 
-/* The key set of provider p (one of cfg->providers) that holds kid, fetched
+/* The key set of provider p (one of the providers of the last trust_new or
+ * trust_reload, matched by name, issuer and jwks_uri) that holds kid, fetched
  * or refetched as the rules above allow (thread-safe; waits at most
  * AM_JWKS_WAIT_MS). On AM_OK the caller holds a
  * reference (jose_keyset_release). When no set can be had (never fetched,

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/config.h"
@@ -272,6 +273,104 @@ every_provider_key_is_in_its_docs_and_sample(void **state)
 	assert_int_equal(c.listen_port, 4000);
 }
 
+/* ---- operator surface: secrets and admin keys from files ---- */
+
+/* Writes text to a fresh temporary file with mode; its path into path. */
+static void
+temp_file(char *path, size_t cap, const char *text, mode_t mode)
+{
+	int fd;
+
+	snprintf(path, cap, "/tmp/authmd-config-test-XXXXXX");
+	assert_true((fd = mkstemp(path)) >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+static void
+secret_files_open_to_others_or_not_regular_are_refused(void **state)
+{
+	char path[64], out[32], err[512];
+
+	(void)state;
+	temp_file(path, sizeof(path), "s3cret\nsecond line\n", 0600);
+	assert_int_equal(am_secret_file_read(path, out, sizeof(out), err, sizeof(err)), 0);
+	assert_string_equal(out, "s3cret"); /* the first line only */
+	for (mode_t m = 0; m < 0100; m++) {
+		if ((m & 077) == 0)
+			continue;
+		assert_int_equal(chmod(path, 0600 | m), 0);
+		assert_int_equal(am_secret_file_read(path, out, sizeof(out), err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "chmod 600"));
+		assert_string_equal(out, "");
+	}
+	unlink(path);
+	temp_file(path, sizeof(path), "\n", 0600);
+	assert_int_equal(am_secret_file_read(path, out, sizeof(out), err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "no secret"));
+	unlink(path);
+	temp_file(path, sizeof(path), "0123456789012345678901234567890123456789", 0400);
+	assert_int_equal(am_secret_file_read(path, out, sizeof(out), err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "longer"));
+	unlink(path);
+	assert_int_equal(am_secret_file_read("/tmp", out, sizeof(out), err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "not a regular file"));
+	assert_int_equal(am_secret_file_read("/nonexistent/x", out, sizeof(out), err, sizeof(err)),
+			 -1);
+}
+
+static void
+admin_keys_are_read_as_names_and_hashes(void **state)
+{
+	static const char hash[] =
+		"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+	struct am_config cfg;
+	char path[64], text[512], err[512];
+
+	(void)state;
+	am_config_defaults(&cfg);
+	snprintf(text, sizeof(text), "# operators\n\nalice %s\nbob   %s # on call\n", hash, hash);
+	temp_file(path, sizeof(path), text, 0600);
+	assert_int_equal(am_config_set(&cfg, "admin", "listen", "127.0.0.1:8001", err, sizeof(err)),
+			 0);
+	assert_int_equal(am_config_set(&cfg, "admin", "keys_file", path, err, sizeof(err)), 0);
+	assert_int_equal(am_config_validate(&cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.nadmin_keys, 2);
+	assert_string_equal(cfg.admin_keys[1].name, "bob");
+	assert_int_equal(cfg.admin_keys[0].hash[0], 0x9f);
+	assert_int_equal(cfg.admin_port, 8001);
+	unlink(path);
+
+#define H "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+	static const char *const bad[] = {
+		"alice\n",	   "alice 9f86\n",	 "alice " H " extra\n",
+		"al/ice " H "\n",  "a " H "\na " H "\n", "#\n",
+		"alice " H "zz\n",
+	};
+#undef H
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		temp_file(path, sizeof(path), bad[i], 0600);
+		assert_int_equal(am_config_set(&cfg, "admin", "keys_file", path, err, sizeof(err)),
+				 0);
+		if (am_config_validate(&cfg, err, sizeof(err)) != -1)
+			fail_msg("accepted: %s", bad[i]);
+		unlink(path);
+	}
+	snprintf(text, sizeof(text), "alice %s\n", hash);
+	for (mode_t m = 0600; m <= 0677; m += 010) {
+		temp_file(path, sizeof(path), text, m == 0600 ? 0604 : m);
+		assert_int_equal(am_config_set(&cfg, "admin", "keys_file", path, err, sizeof(err)),
+				 0);
+		assert_int_equal(am_config_validate(&cfg, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "chmod 600"));
+		unlink(path);
+	}
+	/* listen without keys */
+	assert_int_equal(am_config_set(&cfg, "admin", "keys_file", "", err, sizeof(err)), 0);
+	assert_int_equal(am_config_validate(&cfg, err, sizeof(err)), -1);
+}
+
 int
 main(void)
 {
@@ -286,6 +385,8 @@ main(void)
 		cmocka_unit_test(every_key_is_in_the_configuration_docs),
 		cmocka_unit_test(the_sample_config_is_valid_and_complete),
 		cmocka_unit_test(every_provider_key_is_in_its_docs_and_sample),
+		cmocka_unit_test(secret_files_open_to_others_or_not_regular_are_refused),
+		cmocka_unit_test(admin_keys_are_read_as_names_and_hashes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

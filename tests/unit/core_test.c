@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <stdio.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -261,6 +262,75 @@ fail_fills_the_error_and_returns_the_code(void **state)
 	assert_int_equal(am_fail(NULL, AM_E_NOT_FOUND, "x"), AM_E_NOT_FOUND);
 }
 
+/* ---- operator surface: [log] format = json ---- */
+
+static json_t *
+json_line(enum am_log_level lvl, const char *req, const char *text)
+{
+	char line[2048];
+	json_error_t err;
+	json_t *obj;
+	size_t n = am_log_format_line(line, sizeof(line), 1767225600LL, lvl, req, text);
+
+	assert_int_equal(strlen(line), n);
+	assert_null(strchr(line, '\n')); /* one line, whatever the text held */
+	obj = json_loads(line, 0, &err);
+	if (obj == NULL)
+		fail_msg("not JSON: %s (%s)", line, err.text);
+	assert_true(json_is_object(obj));
+	return obj;
+}
+
+static void
+json_log_lines_parse_with_the_fields_of_the_text_format(void **state)
+{
+	char text[1024], line[2048];
+	json_t *o;
+
+	(void)state;
+	assert_int_equal(am_log_set_format("yaml"), -1);
+	assert_int_equal(am_log_set_format("json"), 0);
+	o = json_line(AM_LOG_INFO, "req_1",
+		      "registration created id=reg_1 kind=anonymous scopes=\"api.read api.write\"");
+	assert_string_equal(json_string_value(json_object_get(o, "time")), "2026-01-01T00:00:00Z");
+	assert_string_equal(json_string_value(json_object_get(o, "level")), "info");
+	assert_string_equal(json_string_value(json_object_get(o, "req")), "req_1");
+	assert_string_equal(json_string_value(json_object_get(o, "id")), "reg_1");
+	assert_string_equal(json_string_value(json_object_get(o, "kind")), "anonymous");
+	assert_string_equal(json_string_value(json_object_get(o, "scopes")), "api.read api.write");
+	assert_string_equal(json_string_value(json_object_get(o, "msg")),
+			    "registration created id=reg_1 kind=anonymous scopes=\"api.read "
+			    "api.write\"");
+	json_decref(o);
+
+	/* A pair cannot overwrite the fixed members; quotes, backslashes,
+	 * control characters and an open quote stay inside the JSON. */
+	o = json_line(AM_LOG_WARN, NULL,
+		      "level=error msg=x time=0 req=forged why=\"a \\ b\nc\" tail=\"open");
+	assert_string_equal(json_string_value(json_object_get(o, "level")), "warn");
+	assert_null(json_object_get(o, "req"));
+	assert_string_equal(json_string_value(json_object_get(o, "time")), "2026-01-01T00:00:00Z");
+	assert_string_equal(json_string_value(json_object_get(o, "why")), "a \\ b\nc");
+	assert_string_equal(json_string_value(json_object_get(o, "tail")), "open");
+	json_decref(o);
+
+	/* Not UTF-8, and the longest text am_log passes: still one object. */
+	o = json_line(AM_LOG_ERROR, NULL, "bad \xff\xfe bytes=\xc3");
+	assert_string_equal(json_string_value(json_object_get(o, "msg")), "(not UTF-8)");
+	json_decref(o);
+	memset(text, '"', sizeof(text) - 1);
+	text[sizeof(text) - 1] = '\0';
+	o = json_line(AM_LOG_INFO, NULL, text);
+	assert_non_null(json_object_get(o, "msg"));
+	json_decref(o);
+	/* Too small a buffer gives an empty line, never a cut object. */
+	assert_int_equal(am_log_format_line(line, 16, 0, AM_LOG_INFO, NULL, "x=1"), 0);
+
+	assert_int_equal(am_log_set_format("text"), 0);
+	am_log_format_line(line, sizeof(line), 1767225600LL, AM_LOG_INFO, "req_1", "a=b");
+	assert_string_equal(line, "2026-01-01T00:00:00Z level=info req=req_1 a=b");
+}
+
 int
 main(void)
 {
@@ -278,6 +348,7 @@ main(void)
 		cmocka_unit_test(copy_refuses_what_does_not_fit),
 		cmocka_unit_test(every_error_code_has_a_name_and_the_documented_status),
 		cmocka_unit_test(fail_fills_the_error_and_returns_the_code),
+		cmocka_unit_test(json_log_lines_parse_with_the_fields_of_the_text_format),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

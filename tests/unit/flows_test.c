@@ -311,7 +311,8 @@ an_operator_block_is_durable_until_lifted_and_recorded(void **state)
 
 	fx_register_anonymous(fx);
 	assert_int_equal(flow_revoke_block(&fx->env, fx->st, BLOCK_REGISTRATION,
-					   fx->reg.registration_id, NULL, &count, &created, &e),
+					   fx->reg.registration_id, NULL, "op", &count, &created,
+					   &e),
 			 AM_OK);
 	assert_true(created);
 	assert_int_equal(count, 1);
@@ -322,13 +323,14 @@ an_operator_block_is_durable_until_lifted_and_recorded(void **state)
 	assert_int_equal(kind, BLOCK_REGISTRATION);
 	/* Again: one block, nothing left to revoke. */
 	assert_int_equal(flow_revoke_block(&fx->env, fx->st, BLOCK_REGISTRATION,
-					   fx->reg.registration_id, NULL, &count, &created, &e),
+					   fx->reg.registration_id, NULL, "op", &count, &created,
+					   &e),
 			 AM_OK);
 	assert_false(created);
 	assert_int_equal(count, 0);
 	/* A subject block covers that subject of that issuer only. */
 	assert_int_equal(flow_revoke_block(&fx->env, fx->st, BLOCK_SUBJECT, "https://p.test", "s1",
-					   &count, &created, &e),
+					   "op", &count, &created, &e),
 			 AM_OK);
 	assert_int_equal(store_block_find(fx->st, "https://p.test", "s1", NULL, NULL, &kind, &e),
 			 AM_OK);
@@ -339,14 +341,14 @@ an_operator_block_is_durable_until_lifted_and_recorded(void **state)
 	assert_int_equal(store_block_find(fx->st, "https://q.test", "s1", NULL, NULL, &kind, &e),
 			 AM_E_NOT_FOUND);
 	assert_int_equal(flow_revoke_block(&fx->env, fx->st, BLOCK_SUBJECT, "https://p.test", NULL,
-					   &count, &created, &e),
+					   "op", &count, &created, &e),
 			 AM_E_INVALID_REQUEST);
 	/* Lifting: once, and it revives nothing by itself. */
 	assert_int_equal(flow_unblock(&fx->env, fx->st, BLOCK_REGISTRATION, fx->reg.registration_id,
-				      NULL, &e),
+				      NULL, "op", &e),
 			 AM_OK);
 	assert_int_equal(flow_unblock(&fx->env, fx->st, BLOCK_REGISTRATION, fx->reg.registration_id,
-				      NULL, &e),
+				      NULL, "op", &e),
 			 AM_E_NOT_FOUND);
 	assert_int_equal(
 		store_block_find(fx->st, NULL, NULL, NULL, fx->reg.registration_id, &kind, &e),
