@@ -30,5 +30,8 @@
 #define AM_AUTH_CACHE_TTL_MS 1000  /* an entry's life: the staleness bound of a change */
 /* a request waiting for its provider's key fetch (trust/trust.c) */
 #define AM_JWKS_WAIT_MS 2000
+/* DPoP proofs (RFC 9449; flows/dpop.c) */
+#define AM_DPOP_PROOF_MAX_AGE 60  /* seconds a proof's iat may lie in the past (plus skew) */
+#define AM_MAX_DPOP_JTI_BYTES 128 /* a proof's jti */
 
 #endif

@@ -110,11 +110,11 @@ static const char *const sql[Q__COUNT] = {
 		       "otp_hash = CASE WHEN otp_failures + 1 >= ?3 THEN NULL ELSE otp_hash END "
 		       "WHERE tenant = ?1 AND id = ?2",
 	[Q_CRED_INSERT] = "INSERT INTO credentials (tenant, id, hash, type, scopes, source, "
-			  "registration_id, user_id, iss, sub, aud, created_at, expires_at) "
-			  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+			  "registration_id, user_id, iss, sub, aud, created_at, expires_at, jkt) "
+			  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
 	[Q_CRED_AUTH] = "SELECT c.id, c.hash, c.type, c.scopes, c.source, c.registration_id, "
 			"c.user_id, c.iss, c.sub, c.aud, c.created_at, c.expires_at, "
-			"r.status, r.expires_at, u.email "
+			"r.status, r.expires_at, u.email, c.jkt "
 			"FROM credentials c "
 			"JOIN registrations r ON r.tenant = c.tenant AND r.id = c.registration_id "
 			"LEFT JOIN users u ON u.tenant = c.tenant AND u.id = c.user_id "
@@ -697,6 +697,7 @@ store_cred_insert(struct store *st, const struct store_cred *c, struct am_error 
 	sqlite3_bind_int64(s, 12, c->created_at);
 	if (c->expires_at != 0)
 		sqlite3_bind_int64(s, 13, c->expires_at);
+	db_bind_text_or_null(s, 14, c->jkt);
 	return db_run(st->db, s, "credential insert", NULL, e);
 }
 
@@ -735,6 +736,7 @@ store_cred_auth(struct store *st, const uint8_t hash[AM_HASH_LEN], int64_t now,
 	out->reg_status = k < 0 ? REG_REVOKED : (enum reg_status)k;
 	out->reg_expires_at = sqlite3_column_int64(s, 13);
 	db_col_text(s, 14, out->user_email, sizeof(out->user_email));
+	db_col_text(s, 15, c->jkt, sizeof(c->jkt));
 	sqlite3_reset(s);
 	return AM_OK;
 }

@@ -79,6 +79,7 @@ struct store_cred {
 	char iss[STORE_TEXT_LEN], sub[STORE_TEXT_LEN], aud[STORE_TEXT_LEN];
 	int64_t created_at;
 	int64_t expires_at; /* 0: never */
+	char jkt[48];	    /* DPoP key thumbprint (RFC 7638); empty: a bearer token */
 };
 
 /* What the resource gate needs to know about a presented credential. */
