@@ -118,8 +118,9 @@ flow_dpop_check(const struct flow_env *env, struct store *st, const char *proof,
 	}
 	iat = json_integer_value(iatv);
 	if (jti[0] == '\0' || strlen(jti) > AM_MAX_DPOP_JTI_BYTES) {
-		rc = am_fail(e, AM_E_INVALID_DPOP_PROOF, "the DPoP proof's jti is empty or longer "
-							 "than %d bytes",
+		rc = am_fail(e, AM_E_INVALID_DPOP_PROOF,
+			     "the DPoP proof's jti is empty or longer "
+			     "than %d bytes",
 			     AM_MAX_DPOP_JTI_BYTES);
 		goto out;
 	}
@@ -131,8 +132,7 @@ flow_dpop_check(const struct flow_env *env, struct store *st, const char *proof,
 		rc = am_fail(e, AM_E_INVALID_DPOP_PROOF, "the DPoP proof is for another URL");
 		goto out;
 	}
-	if (iat > am_time_add(now, skew) ||
-	    iat < now - skew - AM_DPOP_PROOF_MAX_AGE) {
+	if (iat > am_time_add(now, skew) || iat < now - skew - AM_DPOP_PROOF_MAX_AGE) {
 		rc = am_fail(e, AM_E_INVALID_DPOP_PROOF,
 			     "the DPoP proof's iat is outside the accepted window (%d s)",
 			     AM_DPOP_PROOF_MAX_AGE);
@@ -153,8 +153,8 @@ flow_dpop_check(const struct flow_env *env, struct store *st, const char *proof,
 			     "the DPoP proof is signed by another key than the token is bound to");
 		goto out;
 	}
-	if ((rc = record_jti(env, st, d.jkt, jti, am_time_add(iat, AM_DPOP_PROOF_MAX_AGE + 2 * skew),
-			     e)) != AM_OK)
+	if ((rc = record_jti(env, st, d.jkt, jti,
+			     am_time_add(iat, AM_DPOP_PROOF_MAX_AGE + 2 * skew), e)) != AM_OK)
 		goto out;
 	if (jkt_out != NULL)
 		memcpy(jkt_out, d.jkt, JOSE_JKT_LEN);
@@ -189,9 +189,9 @@ flow_dpop_token_request(const struct flow_env *env, struct store *st, const char
 }
 
 enum am_err
-flow_dpop_gate(const struct flow_env *env, struct store *st, const char *cred_jkt,
-	       bool dpop_scheme, const char *proof, const char *method, const char *url,
-	       const char *token, struct am_error *e)
+flow_dpop_gate(const struct flow_env *env, struct store *st, const char *cred_jkt, bool dpop_scheme,
+	       const char *proof, const char *method, const char *url, const char *token,
+	       struct am_error *e)
 {
 	struct dpop_expect want = {
 		.method = method, .url = url, .access_token = token, .jkt = cred_jkt};

@@ -46,10 +46,9 @@ enum am_err flow_dpop_check(const struct flow_env *env, struct store *st, const 
  * token_type "DPoP"); without one, jkt_out is "" (a Bearer token). When the
  * grant (an ID-JAG or identity assertion) carries cnf.jkt, a proof from
  * exactly that key is required. Refusals are AM_E_INVALID_DPOP_PROOF. */
-enum am_err flow_dpop_token_request(const struct flow_env *env, struct store *st,
-				    const char *proof, const char *method, const char *url,
-				    const char *grant_jkt, char jkt_out[JOSE_JKT_LEN],
-				    struct am_error *e) AM_WUR;
+enum am_err flow_dpop_token_request(const struct flow_env *env, struct store *st, const char *proof,
+				    const char *method, const char *url, const char *grant_jkt,
+				    char jkt_out[JOSE_JKT_LEN], struct am_error *e) AM_WUR;
 
 /* The gate's DPoP step for a live credential: a credential bound to a key
  * (cred_jkt not empty) must come with the DPoP scheme (dpop_scheme true) and
@@ -60,7 +59,7 @@ enum am_err flow_dpop_token_request(const struct flow_env *env, struct store *st
  * method or URL, too old, or sent as Bearer; AM_E_INVALID_TOKEN for an
  * unbound token sent with the DPoP scheme. */
 enum am_err flow_dpop_gate(const struct flow_env *env, struct store *st, const char *cred_jkt,
-			   bool dpop_scheme, const char *proof, const char *method,
-			   const char *url, const char *token, struct am_error *e) AM_WUR;
+			   bool dpop_scheme, const char *proof, const char *method, const char *url,
+			   const char *token, struct am_error *e) AM_WUR;
 
 #endif

@@ -265,18 +265,17 @@ the_token_endpoint_binds_to_the_proofs_key_and_honours_cnf_jkt(void **state)
 	char jkt[JOSE_JKT_LEN], other[JOSE_JKT_LEN];
 	char *p = proof(fx, fx->key, "POST", tok, NULL, fx->env.clock.now);
 
-	assert_int_equal(flow_dpop_token_request(&fx->env, fx->st, NULL, "POST", tok, NULL, jkt,
-						 &e),
-			 AM_OK);
-	assert_string_equal(jkt, ""); /* no proof: a bearer token */
 	assert_int_equal(
-		flow_dpop_token_request(&fx->env, fx->st, p, "POST", tok, NULL, jkt, &e), AM_OK);
+		flow_dpop_token_request(&fx->env, fx->st, NULL, "POST", tok, NULL, jkt, &e), AM_OK);
+	assert_string_equal(jkt, ""); /* no proof: a bearer token */
+	assert_int_equal(flow_dpop_token_request(&fx->env, fx->st, p, "POST", tok, NULL, jkt, &e),
+			 AM_OK);
 	assert_string_equal(jkt, fx->jkt);
 	free(p);
 	/* a grant bound to fx->key: no proof, or one from another key, is refused */
-	assert_int_equal(flow_dpop_token_request(&fx->env, fx->st, NULL, "POST", tok, fx->jkt,
-						 jkt, &e),
-			 AM_E_INVALID_DPOP_PROOF);
+	assert_int_equal(
+		flow_dpop_token_request(&fx->env, fx->st, NULL, "POST", tok, fx->jkt, jkt, &e),
+		AM_E_INVALID_DPOP_PROOF);
 	assert_int_equal(am_err_status(e.code), 400);
 	assert_int_equal(jose_signer_jkt(fx->other, other, &e), AM_OK);
 	p = proof(fx, fx->other, "POST", tok, NULL, fx->env.clock.now);
@@ -325,10 +324,14 @@ the_thumbprint_is_rfc_7638s(void **state)
 	/* RFC 7638 3.1 */
 	json_t *jwk = json_pack(
 		"{s:s, s:s, s:s, s:s}", "kty", "RSA", "e", "AQAB", "alg", "RS256", "n",
-		"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tS"
-		"oc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-6"
-		"5YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNL"
-		"yrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awap"
+		"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6"
+		"tS"
+		"oc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-"
+		"6"
+		"5YGjQR0_"
+		"FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNL"
+		"yrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-"
+		"kEgU8awap"
 		"JzKnqDKgw");
 	char jkt[JOSE_JKT_LEN];
 	struct am_error e = {0};
