@@ -106,6 +106,11 @@ static const struct cfg_key keys[] = {
 	 NULL},
 	{"metrics", "allow", CFG_STRING, AT(metrics_allow), "127.0.0.0/8 ::1", 0, AM_CFG_STR - 1,
 	 NULL},
+	/* protocol v0.6 (issue 13): the service signing key, identity assertions, discovery */
+	{"v06", "keys_dir", CFG_STRING, AT(v06_keys_dir), "var/keys", 1, 200, NULL},
+	{"v06", "key_overlap", CFG_SECONDS, AT(v06_key_overlap), "86400", 0, 2592000, NULL},
+	{"v06", "assertion_ttl", CFG_SECONDS, AT(v06_assertion_ttl), "86400", 60, 2592000, NULL},
+	{"v06", "publish_issuers", CFG_BOOL, AT(v06_publish_issuers), "off", 0, 0, NULL},
 };
 
 #define RAT(f) offsetof(struct am_route, f), sizeof(((struct am_route *)0)->f)

@@ -140,6 +140,11 @@ struct am_config {
 	int64_t cimd_negative_cache;   /* ... of a refusal or a failed fetch */
 	int64_t cimd_cache_entries;    /* documents (and failures) cached, at most */
 	int64_t cimd_fetch_timeout;    /* one fetch, in total */
+	/* [v06] (issue 13): protocol v0.6 beside v0.1 */
+	char v06_keys_dir[256];	   /* the service signing keys' folder (mode 0700) */
+	int64_t v06_key_overlap;   /* a rotated-out key stays published this long */
+	int64_t v06_assertion_ttl; /* life of a service-signed identity_assertion */
+	bool v06_publish_issuers;  /* identity_assertion.issuers_supported in the metadata */
 	/* [provider NAME] sections: the trust list */
 	struct am_provider providers[AM_MAX_PROVIDERS];
 	size_t nproviders;

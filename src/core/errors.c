@@ -71,6 +71,12 @@ static const struct err_row table[AM_E__COUNT] = {
 	[AM_E_DPOP_PROOF_REFUSED] = {401, "invalid_dpop_proof",
 				     "this access token is DPoP-bound: send it as Authorization: "
 				     "DPoP with a valid DPoP proof"},
+	[AM_E_UNSUPPORTED_GRANT_TYPE] = {400, "unsupported_grant_type",
+					 "this grant_type is not supported here"},
+	[AM_E_INVALID_TARGET] = {400, "invalid_target",
+				 "the resource is not one this service issues tokens for"},
+	[AM_E_SERVICE_AUTH_NOT_ENABLED] = {400, "service_auth_not_enabled",
+					   "this service does not offer service_auth registration"},
 	[AM_E_UNAVAILABLE] = {503, "temporarily_unavailable",
 			      "the service is temporarily unavailable; retry with backoff"},
 	[AM_E_INTERNAL] = {500, "server_error", "internal error"},

@@ -49,6 +49,11 @@ enum am_err {
 	AM_E_INVALID_DPOP_PROOF, /* 400 invalid_dpop_proof: at the token endpoint */
 	AM_E_DPOP_PROOF_REFUSED, /* 401 invalid_dpop_proof: at the gate, for a bound token */
 	/* server side */
+	/* protocol v0.6 token endpoint (issue 13): RFC 6749 5.2, RFC 8707 */
+	AM_E_UNSUPPORTED_GRANT_TYPE,   /* 400 unsupported_grant_type */
+	AM_E_INVALID_TARGET,	       /* 400 invalid_target */
+	AM_E_SERVICE_AUTH_NOT_ENABLED, /* 400 service_auth_not_enabled (v0.6 /agent/identity) */
+
 	AM_E_UNAVAILABLE, /* 503 temporarily_unavailable: store, mail or upstream down */
 	AM_E_INTERNAL,	  /* 500 server_error: a bug or no memory; detail to the log */
 	AM_E__COUNT

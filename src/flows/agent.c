@@ -12,6 +12,7 @@
 
 #define TYP_ID_JAG "oauth-id-jag+jwt"
 #define TYP_LOGOUT "logout+jwt"
+#define TYP_SET "secevent+jwt"
 #define EVENT_REVOKED "https://schemas.workos.com/events/agent/auth/identity/assertion/revoked"
 #define EVENT_OIDC_LOGOUT "http://schemas.openid.net/event/backchannel-logout"
 #define LOGOUT_MAX_AGE 300  /* a logout token without exp is good this long after iat */
@@ -459,6 +460,10 @@ registration_for(const struct flow_env *env, struct store *st, const struct veri
 	if (rc == AM_OK) {
 		am_copy(reg_id, STORE_ID_LEN, d.registration_id);
 		rc = store_reg_transition(st, reg_id, REG_REVOKED, REG_CLAIMED, e);
+		/* A revival starts a new generation: the v0.6 identity
+		 * assertions minted before the revocation stay dead. */
+		if (rc == AM_OK)
+			rc = store_reg_gen_bump(st, reg_id, e);
 		return rc == AM_E_NOT_FOUND ? AM_OK : rc;
 	}
 	if (rc != AM_E_NOT_FOUND)
@@ -508,7 +513,8 @@ struct idjag_state {
 	struct store_user link_to;
 	struct store_attempt att;
 	bool link, created;
-	enum am_err rc; /* the transaction's outcome */
+	bool identity_only; /* v0.6: the registration without a credential */
+	enum am_err rc;	    /* the transaction's outcome */
 	struct am_error err;
 };
 
@@ -595,8 +601,9 @@ idjag_write(struct store *st, struct idjag_state *s, struct am_error *e)
 	if ((rc = registration_for(env, st, &s->v, &s->id, s->user_id, ip, &s->created, s->reg_id,
 				   e)) != AM_OK ||
 	    (rc = check_blocks(st, s->v.iss, s->v.sub, s->user_id, s->reg_id, e)) != AM_OK ||
-	    (rc = flow_issue_credential_for(env, st, s->reg_id, s->type, s->v.provider->scopes,
-					    s->user_id, s->v.iss, s->v.sub, &s->res, e)) != AM_OK ||
+	    (!s->identity_only && (rc = flow_issue_credential_for(
+					   env, st, s->reg_id, s->type, s->v.provider->scopes,
+					   s->user_id, s->v.iss, s->v.sub, &s->res, e)) != AM_OK) ||
 	    (rc = audit_add(st, &s->batch, env->cfg->tenant, flow_now(env), "registration.created",
 			    s->reg_id,
 			    json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s, s:s, s:b, s:s?, s:s, "
@@ -613,6 +620,8 @@ idjag_write(struct store *st, struct idjag_state *s, struct am_error *e)
 	    (rc = store_commit(st, e)) != AM_OK)
 		goto fail;
 	am_copy(s->res.registration_id, sizeof(s->res.registration_id), s->reg_id);
+	if (s->identity_only)
+		am_copy(s->res.scopes, sizeof(s->res.scopes), s->v.provider->scopes);
 	s->res.kind = REG_AGENT;
 	s->res.agent_verified = true;
 	return AM_OK;
@@ -656,6 +665,22 @@ flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip
 
 	if ((rc = idjag_prepare(env, ip, assertion, requested_type, &s, e)) != AM_OK)
 		return rc;
+	if ((rc = idjag_write(st, s, e)) == AM_OK)
+		rc = idjag_answer(s, out, e);
+	idjag_free(s);
+	return rc;
+}
+
+enum am_err
+flow_register_idjag_identity(const struct flow_env *env, struct store *st, const char *ip,
+			     const char *assertion, struct reg_result *out, struct am_error *e)
+{
+	struct idjag_state *s = NULL;
+	enum am_err rc;
+
+	if ((rc = idjag_prepare(env, ip, assertion, NULL, &s, e)) != AM_OK)
+		return rc;
+	s->identity_only = true;
 	if ((rc = idjag_write(st, s, e)) == AM_OK)
 		rc = idjag_answer(s, out, e);
 	idjag_free(s);
@@ -844,6 +869,81 @@ flow_revoke_logout(const struct flow_env *env, struct store *st, const char *tok
 	rc = revoke_matching(env, st, &f, "provider_logout", true, count, e);
 	if (rc == AM_OK)
 		log_info("logout token processed provider=%s revoked=%d", v.provider->name, *count);
+out:
+	jose_token_free(&t);
+	return rc;
+}
+
+enum am_err
+flow_revoke_set(const struct flow_env *env, struct store *st, const char *token, int *count,
+		bool *handled, struct am_error *e)
+{
+	struct jose_token t = {0};
+	struct verified v;
+	struct store_cred_filter f = {0};
+	struct store_delegation d;
+	struct audit_batch batch = {0};
+	json_t *events;
+	enum am_err rc;
+
+	*count = 0;
+	*handled = false;
+	if (env->trust == NULL || env->cfg->nproviders == 0)
+		return am_fail(e, AM_E_INVALID_ISSUER, "this service trusts no provider");
+	if ((rc = verify_token(env, token, TYP_SET, &t, &v, e)) != AM_OK)
+		goto out;
+	events = json_object_get(t.claims, "events");
+	if (!json_is_object(events) || json_object_size(events) == 0) {
+		rc = am_fail(e, AM_E_INVALID_REQUEST,
+			     "a SET's events claim must be an object naming at least one event");
+		goto out;
+	}
+	if ((rc = store_begin(st, e)) != AM_OK)
+		goto out;
+	if ((rc = record_jti(env, st, &v, "set", e)) != AM_OK)
+		goto fail;
+	/* RFC 8417 2.2: events this service does not know are ignored; only
+	 * the revocation event acts. */
+	if (!json_is_object(json_object_get(events, EVENT_REVOKED))) {
+		if ((rc = store_commit(st, e)) != AM_OK)
+			goto fail;
+		log_info("SET accepted provider=%s events=%zu none handled", v.provider->name,
+			 json_object_size(events));
+		goto out;
+	}
+	*handled = true;
+	/* The registration of (iss, sub, aud) is revoked even when it holds
+	 * no live credential (a v0.6 registration that never exchanged its
+	 * assertion); its credentials follow below. */
+	rc = store_delegation_get(st, v.iss, v.sub, env->cfg->public_url, &d, e);
+	if (rc == AM_OK) {
+		rc = store_reg_transition(st, d.registration_id, REG_CLAIMED, REG_REVOKED, e);
+		if (rc == AM_OK)
+			rc = audit_add(st, &batch, env->cfg->tenant, flow_now(env),
+				       "registration.revoked", d.registration_id,
+				       json_pack("{s:s, s:s, s:s}", "reason", "provider_set", "iss",
+						 v.iss, "sub", v.sub),
+				       e);
+		if (rc == AM_E_NOT_FOUND)
+			rc = AM_OK; /* not live: nothing to do but its credentials */
+	} else if (rc == AM_E_NOT_FOUND) {
+		rc = AM_OK;
+	}
+	if (rc != AM_OK)
+		goto fail;
+	f.iss = v.iss;
+	f.sub = v.sub;
+	f.aud = env->cfg->public_url;
+	rc = revoke_matching(env, st, &f, "provider_set", true, count, e);
+	if (rc == AM_OK) {
+		audit_flush(env->audit, &batch);
+		log_info("SET processed provider=%s revoked=%d", v.provider->name, *count);
+	}
+	audit_discard(&batch);
+	goto out;
+fail:
+	store_rollback(st);
+	audit_discard(&batch);
 out:
 	jose_token_free(&t);
 	return rc;

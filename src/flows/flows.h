@@ -314,4 +314,73 @@ enum am_err flow_revoke_token(const struct flow_env *env, struct store *st, cons
 /* Zeroes the secrets of a result once they have been sent. */
 void flow_result_wipe(void *result, size_t size);
 
+/* ---- protocol v0.6 (issue 13; flows/identity.c, agent.c) ---- */
+
+struct skey;
+
+#define FLOW_ASSERTION_TYP "oauth-id-jag+jwt" /* v0.6 guide: the service's own assertion */
+
+/* flow_register_idjag without a credential: the registration (and its
+ * delegation and user) of a v0.6 /agent/identity ID-JAG. All the checks of
+ * flow_register_idjag hold (trust list, signature, CIMD, jti replay,
+ * operator blocks); out->has_credential is false, out->scopes the
+ * provider's; a first link leaves out->claim_token set. */
+enum am_err flow_register_idjag_identity(const struct flow_env *env, struct store *st,
+					 const char *ip, const char *assertion,
+					 struct reg_result *out, struct am_error *e) AM_WUR;
+
+/* An RFC 8935 push of an RFC 8417 SET (typ secevent+jwt), verified like a
+ * logout token (trust list, signature, aud, iat, jti replay). Its events
+ * must be a non-empty object; unknown events are ignored (*handled false).
+ * The revocation event revokes the registration of (iss, sub, aud) and
+ * every live credential of the subject (*count of them); a fresh ID-JAG
+ * revives the registration unless an operator block covers it. */
+enum am_err flow_revoke_set(const struct flow_env *env, struct store *st, const char *token,
+			    int *count, bool *handled, struct am_error *e) AM_WUR;
+
+/* What /agent/identity answers: the registration (reg), and for a live one
+ * the service-signed identity assertion (assertion, owned: free with
+ * flow_v06_reg_wipe) expiring at assertion_expires. */
+struct v06_reg_result {
+	struct reg_result reg;
+	char *assertion; /* NULL for a first link (interaction_required) */
+	int64_t assertion_expires;
+};
+
+/* POST /agent/identity {type: anonymous}: an unclaimed anonymous
+ * registration with a claim token, no credential, and its assertion. */
+enum am_err flow_v06_register_anonymous(const struct flow_env *env, struct store *st,
+					struct skey *keys, const char *ip,
+					struct v06_reg_result *out, struct am_error *e) AM_WUR;
+
+/* POST /agent/identity {type: identity_assertion}: the ID-JAG registration
+ * (flow_register_idjag_identity) and its assertion. */
+enum am_err flow_v06_register_idjag(const struct flow_env *env, struct store *st, struct skey *keys,
+				    const char *ip, const char *idjag, struct v06_reg_result *out,
+				    struct am_error *e) AM_WUR;
+
+void flow_v06_reg_wipe(struct v06_reg_result *r);
+
+/* An access token from /oauth2/token. */
+struct v06_token_result {
+	char access_token[FLOW_SECRET_LEN];
+	int64_t expires_in;
+	char scopes[512];
+	char registration_id[STORE_ID_LEN];
+};
+
+/* RFC 7523 jwt-bearer at /oauth2/token. assertion is either this service's
+ * identity assertion (iss = our issuer) or a provider's ID-JAG presented
+ * directly (ID-JAG draft -04: registered as at /agent/identity, then
+ * exchanged). resource (NULL: none) must be this service's resource
+ * (AM_E_INVALID_TARGET otherwise). The registration must be live: an
+ * agent one claimed, an anonymous one unclaimed (pre-claim scopes) or
+ * claimed (post-claim scopes); expired, revoked, blocked, of another
+ * generation (revoked and revived since the assertion) are
+ * AM_E_INVALID_GRANT, as is every verification failure of our own
+ * assertion. No refresh token exists. */
+enum am_err flow_v06_token(const struct flow_env *env, struct store *st, struct skey *keys,
+			   const char *ip, const char *assertion, const char *resource,
+			   struct v06_token_result *out, struct am_error *e) AM_WUR;
+
 #endif

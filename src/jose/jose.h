@@ -120,5 +120,11 @@ struct jose_dpop {
  * is filled only on AM_OK (release with jose_dpop_free). */
 enum am_err jose_dpop_verify(const char *compact, struct jose_dpop *out, struct am_error *e) AM_WUR;
 void jose_dpop_free(struct jose_dpop *d); /* NULL is fine */
+/* ---- protocol v0.6 (issue 13) ---- */
+
+/* Sets s's kid (and the key's) to the RFC 7638 thumbprint of its public
+ * key: base64url(SHA-256) of the required members (EC: crv, kty, x, y;
+ * RSA: e, kty, n) in lexicographic order, no whitespace. */
+enum am_err jose_signer_thumbprint_kid(struct jose_signer *s, struct am_error *e) AM_WUR;
 
 #endif

@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "http/http.h"
 #include "service/service.h"
+#include "jose/skey.h"
 
 #ifndef AUTHMD_VERSION
 #define AUTHMD_VERSION "dev"
@@ -66,6 +67,7 @@ usage(FILE *f)
 		   "                            --user ID | --registration ID)\n"
 		   "       authmd-server unblock [--config FILE] (--issuer ISS [--subject SUB] |\n"
 		   "                             --user ID | --registration ID)\n"
+		   "       authmd-server rotate-key [--config FILE]\n"
 		   "       authmd-server -V|--version | -h|--help\n\n"
 		   "Serves the auth.md agent-registration protocol. Without --config it runs on\n"
 		   "the built-in defaults (see authmd.ini(5)). Exit codes: 0 ok, 1 failed,\n"
@@ -267,6 +269,47 @@ out:
 	return rc;
 }
 
+/* `authmd-server rotate-key [--config FILE]` (protocol v0.6, issue 13):
+ * a new current service signing key; the previous one stays published for
+ * [v06] key_overlap. A running server picks the new key up at its next
+ * signature. */
+static int
+cmd_rotate_key(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *config_path = NULL;
+	struct am_config cfg;
+	struct am_error e = {0};
+	char kid[64];
+	int ch;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+		if (ch != 'c' || config_path != NULL) {
+			usage(stderr);
+			return 2;
+		}
+		config_path = optarg;
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (load_config(config_path, &cfg) != 0)
+		return 1;
+	if (skey_rotate(cfg.v06_keys_dir, cfg.v06_key_overlap, am_clock_now(NULL), kid, &e) !=
+	    AM_OK) {
+		fprintf(stderr, "authmd-server: rotate-key: %s\n", e.detail);
+		return 1;
+	}
+	printf("new service signing key kid=%s; the previous key stays published for %llds\n", kid,
+	       (long long)cfg.v06_key_overlap);
+	return 0;
+}
+
 /* The options before a command (getopt_long, stopping at the first word):
  * --help and --version answer as the commands "help" and "version"; a
  * word left in argv[optind] is revoke or unblock. -1 on a usage error. */
@@ -305,7 +348,8 @@ parse_main(int argc, char **argv, const char **config_path, bool *check_only, co
 		return 0;
 	if (*config_path != NULL)
 		return -1; /* revoke and unblock take --config after their name */
-	if (strcmp(argv[optind], "revoke") != 0 && strcmp(argv[optind], "unblock") != 0)
+	if (strcmp(argv[optind], "revoke") != 0 && strcmp(argv[optind], "unblock") != 0 &&
+	    strcmp(argv[optind], "rotate-key") != 0)
 		return -1;
 	*cmd = argv[optind];
 	return 0;
@@ -340,6 +384,8 @@ main(int argc, char **argv)
 		return cmd_revoke(argc - optind, argv + optind);
 	if (cmd != NULL && strcmp(cmd, "unblock") == 0)
 		return cmd_unblock(argc - optind, argv + optind);
+	if (cmd != NULL && strcmp(cmd, "rotate-key") == 0)
+		return cmd_rotate_key(argc - optind, argv + optind);
 	if (load_config(config_path, &cfg) != 0)
 		return 1;
 	if (check_only) {

@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "core/url.h"
 #include "flows/ratelimit.h"
+#include "jose/skey.h"
 #include "trust/cimd.h"
 #include "trust/trust.h"
 #include "service/service.h"
@@ -60,6 +61,8 @@ app_new(const struct am_config *cfg, struct app **out, struct am_error *e)
 	    (rc = audit_sink_open(cfg->audit_sink, &a->env.audit, e)) != AM_OK ||
 	    (rc = trust_new(cfg, &a->env.trust, e)) != AM_OK ||
 	    (rc = cimd_new(cfg, &a->env.cimd, e)) != AM_OK ||
+	    (rc = skey_open(cfg->v06_keys_dir, cfg->v06_key_overlap, am_clock_now(NULL), &a->skey,
+			    e)) != AM_OK ||
 	    (rc = log_trust_list(a, e)) != AM_OK || (rc = discovery_build(a, e)) != AM_OK ||
 	    (rc = skill_build(a, e)) != AM_OK)
 		goto fail;
@@ -101,6 +104,13 @@ app_new(const struct am_config *cfg, struct app **out, struct am_error *e)
 	route(a, "GET", "/healthz", h_healthz);
 	route(a, "GET", "/readyz", h_readyz);
 	route(a, "GET", "/metrics", h_metrics);
+	/* protocol v0.6 (issue 13) */
+	route_cors(a, "GET", "/.well-known/jwks.json", h_service_jwks, CORS_PUBLIC);
+	route_cors(a, "POST", "/agent/identity", h_identity, CORS_AGENT);
+	route_cors(a, "POST", "/agent/identity/claim", h_claim, CORS_AGENT);
+	route_cors(a, "POST", "/oauth2/token", h_token, CORS_AGENT);
+	if (app_id_jag_enabled(cfg))
+		route(a, "POST", "/agent/event/notify", h_event_notify);
 	*out = a;
 	return AM_OK;
 fail:
@@ -128,6 +138,7 @@ app_free(struct app *a)
 	ratelimit_free(a->gate_limits);
 	trust_free(a->env.trust);
 	cimd_free(a->env.cimd);
+	skey_free(a->skey);
 	free(a->prm_json);
 	free(a->as_json);
 	free(a->auth_md);

@@ -11,6 +11,8 @@
 #include "service/service.h"
 
 #define ID_JAG_URN "urn:ietf:params:oauth:token-type:id-jag"
+#define GRANT_JWT_BEARER "urn:ietf:params:oauth:grant-type:jwt-bearer"
+#define ID_JAG_PROFILE "urn:ietf:params:oauth:grant-profile:id-jag"
 #define REVOKED_EVENT "https://schemas.workos.com/events/agent/auth/identity/assertion/revoked"
 
 /* The fields the PRM and the AS metadata share. */
@@ -44,6 +46,13 @@ agent_auth_block(const struct am_config *cfg)
 		json_object_set_new(b, "claim_uri", json_string(URL("/agent/auth/claim")));
 	if (id_jag)
 		json_object_set_new(b, "revocation_uri", json_string(URL("/agent/auth/revoke")));
+	/* v0.6 names (issue 13), beside the v0.1 ones: each points at its
+	 * generation's endpoint. */
+	json_object_set_new(b, "identity_endpoint", json_string(URL("/agent/identity")));
+	if (cfg->flow_anonymous)
+		json_object_set_new(b, "claim_endpoint", json_string(URL("/agent/identity/claim")));
+	if (id_jag)
+		json_object_set_new(b, "events_endpoint", json_string(URL("/agent/event/notify")));
 #undef URL
 	if (cfg->flow_anonymous)
 		json_array_append_new(types, json_string("anonymous"));
@@ -64,6 +73,14 @@ agent_auth_block(const struct am_config *cfg)
 				    json_pack("{s:o, s:[s, s]}", "assertion_types_supported", at,
 					      "credential_types_supported", "access_token",
 					      "api_key"));
+		if (id_jag && cfg->v06_publish_issuers) {
+			json_t *iss = json_array();
+
+			for (size_t i = 0; i < cfg->nproviders; i++)
+				json_array_append_new(iss, json_string(cfg->providers[i].issuer));
+			json_object_set_new(json_object_get(b, "identity_assertion"),
+					    "issuers_supported", iss);
+		}
 	}
 	if (id_jag)
 		json_object_set_new(b, "events_supported", json_pack("[s]", REVOKED_EVENT));
@@ -107,6 +124,16 @@ discovery_build(struct app *a, struct am_error *e)
 			    json_sprintf("%s/oauth2/revoke", cfg->public_url));
 	json_object_set_new(as, "revocation_endpoint_auth_methods_supported",
 			    json_pack("[s]", "none"));
+	/* v0.6 (issue 13): RFC 8414 token endpoint and keys; the ID-JAG
+	 * draft's grant profile, which needs jwt-bearer listed. */
+	json_object_set_new(as, "token_endpoint", json_sprintf("%s/oauth2/token", cfg->public_url));
+	json_object_set_new(as, "token_endpoint_auth_methods_supported", json_pack("[s]", "none"));
+	json_object_set_new(as, "jwks_uri",
+			    json_sprintf("%s/.well-known/jwks.json", cfg->public_url));
+	json_object_set_new(as, "grant_types_supported", json_pack("[s]", GRANT_JWT_BEARER));
+	if (app_id_jag_enabled(cfg))
+		json_object_set_new(as, "authorization_grant_profiles_supported",
+				    json_pack("[s]", ID_JAG_PROFILE));
 	if (cfg->nintrospection_clients > 0) {
 		json_object_set_new(as, "introspection_endpoint",
 				    json_sprintf("%s/oauth2/introspect", cfg->public_url));

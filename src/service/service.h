@@ -39,6 +39,8 @@ struct app {
 	struct am_cidr_list metrics_allow; /* [metrics] allow; empty: anyone */
 	struct cors_route cors[24];	   /* the routes h_cors dispatches (cors.c) */
 	size_t ncors;
+	/* protocol v0.6 (issue 13) */
+	struct skey *skey; /* the service's signing keys (jose/skey.h) */
 };
 
 /* Builds the app from cfg: store pool (migrated), mailer, audit sink, rate
@@ -114,6 +116,16 @@ enum am_err h_metrics(void *app, struct http_req *rq, struct http_resp *rs, stru
  * Access-Control-Allow-Credentials. */
 enum am_err h_cors(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
 enum am_err h_preflight(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
+
+/* Protocol v0.6 (identity.c): POST /agent/identity, POST /oauth2/token
+ * (RFC 7523 jwt-bearer), POST /agent/event/notify (RFC 8935), GET
+ * /.well-known/jwks.json. */
+enum am_err h_identity(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
+enum am_err h_token(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
+enum am_err h_event_notify(void *app, struct http_req *rq, struct http_resp *rs,
+			   struct am_error *e);
+enum am_err h_service_jwks(void *app, struct http_req *rq, struct http_resp *rs,
+			   struct am_error *e);
 
 /* The JSON answer of the challenge endpoint (agent_api.c). */
 enum am_err svc_challenge_json(struct app *a, struct http_req *rq, struct http_resp *rs,

@@ -57,6 +57,12 @@ value(const struct app *a, const char *name, size_t n, struct am_buf *out)
 		{"claim_complete_uri", "/agent/auth/claim/complete"},
 		{"revocation_uri", "/agent/auth/revoke"},
 		{"skill_url", "/auth.md"},
+		/* protocol v0.6 (issue 13) */
+		{"identity_endpoint", "/agent/identity"},
+		{"claim_endpoint", "/agent/identity/claim"},
+		{"token_endpoint", "/oauth2/token"},
+		{"events_endpoint", "/agent/event/notify"},
+		{"jwks_uri", "/.well-known/jwks.json"},
 	};
 
 	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {

@@ -64,6 +64,9 @@ enum q {
 	Q_MAIL_RETRY,
 	Q_MAIL_FAILED,
 	Q_MAIL_STATS,
+	/* protocol v0.6 (issue 13) */
+	Q_REG_GEN_GET,
+	Q_REG_GEN_BUMP,
 	Q__COUNT
 };
 
@@ -195,6 +198,12 @@ static const char *const sql[Q__COUNT] = {
 	[Q_MAIL_STATS] = "SELECT COUNT(*), COALESCE(MIN(created_at), 0), "
 			 "COALESCE(MIN(next_at), 0) FROM mail_queue "
 			 "WHERE tenant = ?1 AND status = 'queued'",
+	/* protocol v0.6 (issue 13) */
+	[Q_REG_GEN_GET] = "SELECT gen FROM registration_generations "
+			  "WHERE tenant = ?1 AND registration_id = ?2",
+	[Q_REG_GEN_BUMP] = "INSERT INTO registration_generations (tenant, registration_id, gen) "
+			   "VALUES (?1, ?2, 1) ON CONFLICT (tenant, registration_id) "
+			   "DO UPDATE SET gen = registration_generations.gen + 1",
 };
 
 struct store {
@@ -1221,4 +1230,39 @@ store_mail_stats(struct store *st, struct store_mail_stats *out, struct am_error
 	out->next_at = sqlite3_column_int64(s, 2);
 	sqlite3_reset(s);
 	return AM_OK;
+}
+
+/* ---- protocol v0.6 (issue 13) ---- */
+
+enum am_err
+store_reg_gen(struct store *st, const char *registration_id, int64_t *gen, struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_REG_GEN_GET, &s, e)) != AM_OK)
+		return rc;
+	sqlite3_bind_text(s, 2, registration_id, -1, SQLITE_TRANSIENT);
+	rc = db_one(st->db, s, "generation lookup", e);
+	if (rc == AM_E_NOT_FOUND) {
+		*gen = 0;
+		return AM_OK;
+	}
+	if (rc != AM_OK)
+		return rc;
+	*gen = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return AM_OK;
+}
+
+enum am_err
+store_reg_gen_bump(struct store *st, const char *registration_id, struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_REG_GEN_BUMP, &s, e)) != AM_OK)
+		return rc;
+	sqlite3_bind_text(s, 2, registration_id, -1, SQLITE_TRANSIENT);
+	return db_run(st->db, s, "generation bump", NULL, e);
 }

@@ -345,6 +345,16 @@ enum am_err store_mail_failed(struct store *st, int64_t id, const char *why,
 enum am_err store_mail_stats(struct store *st, struct store_mail_stats *out,
 			     struct am_error *e) AM_WUR;
 
+/* ---- protocol v0.6 (issue 13) ---- */
+
+/* The registration's generation (0 when it was never revived). */
+enum am_err store_reg_gen(struct store *st, const char *registration_id, int64_t *gen,
+			  struct am_error *e) AM_WUR;
+/* Moves the registration to its next generation (inside the caller's
+ * transaction). */
+enum am_err store_reg_gen_bump(struct store *st, const char *registration_id,
+			       struct am_error *e) AM_WUR;
+
 /* A per-thread handle source over one URL: each worker thread gets its own
  * connection, opened on first use and closed when the thread ends. */
 struct store_pool;

@@ -144,6 +144,7 @@ class Server(Process):
             "limits": {"anonymous_per_ip": "0", "anonymous_global": "0",
                        "identity_per_ip": "0", "identity_global": "0"},
             "outbound": {"allow_private_targets": LOOPBACK_TARGETS},
+            "v06": {"keys_dir": os.path.join(self.tmp, "keys")},
         }
         write_ini(self.config, cfg, overrides)
         self.log_path = os.path.join(self.tmp, "server.log")
@@ -418,6 +419,7 @@ class RealProvider(Process):
             "keys": {"dir": os.path.join(self.tmp, "keys")},
             "revocation": {"retry_base": "1", "retry_max": "2"},
             "outbound": {"allow_private_targets": LOOPBACK_TARGETS},
+            "v06": {"keys_dir": os.path.join(self.tmp, "keys")},
         }
         write_ini(self.config, cfg, overrides)
 

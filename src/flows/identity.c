@@ -1,0 +1,370 @@
+/* Protocol v0.6 (issue 13): /agent/identity registrations answered with a
+ * service-signed identity assertion, and the /oauth2/token exchange of that
+ * assertion (or of a provider's ID-JAG) for an access token. The rows are
+ * the v0.1 rows: one registration, one delegation, one credential table. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/str.h"
+#include "flows/internal.h"
+#include "jose/jose.h"
+#include "jose/skey.h"
+
+#define GEN_CLAIM "authmd_gen" /* the registration generation (migration 0007) */
+
+/* Mints the assertion for a registration: iss and aud this service, sub the
+ * registration, typ oauth-id-jag+jwt (the v0.6 guide), its generation. */
+static enum am_err
+mint(const struct flow_env *env, struct skey *keys, const char *registration_id,
+     const char *registration_type, int64_t gen, char **out, int64_t *expires, struct am_error *e)
+{
+	int64_t now = flow_now(env), exp = am_time_add(now, env->cfg->v06_assertion_ttl);
+	char jti[STORE_ID_LEN];
+	json_t *claims;
+	enum am_err rc;
+
+	if ((rc = am_rand_id("ia_", jti, sizeof(jti), e)) != AM_OK)
+		return rc;
+	claims = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:I}", "iss", env->cfg->public_url,
+			   "aud", env->cfg->public_url, "sub", registration_id, "iat",
+			   (json_int_t)now, "exp", (json_int_t)exp, "jti", jti, "registration_type",
+			   registration_type, GEN_CLAIM, (json_int_t)gen);
+	if (claims == NULL)
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	rc = skey_sign(keys, FLOW_ASSERTION_TYP, claims, now, out, e);
+	json_decref(claims);
+	if (rc == AM_OK)
+		*expires = exp;
+	return rc;
+}
+
+void
+flow_v06_reg_wipe(struct v06_reg_result *r)
+{
+	flow_result_wipe(&r->reg, sizeof(r->reg));
+	free(r->assertion);
+	r->assertion = NULL;
+}
+
+enum am_err
+flow_v06_register_anonymous(const struct flow_env *env, struct store *st, struct skey *keys,
+			    const char *ip, struct v06_reg_result *out, struct am_error *e)
+{
+	struct audit_batch batch = {0};
+	struct v06_reg_result res = {0};
+	struct store_reg reg = {0};
+	int64_t now = flow_now(env), retry_after;
+	enum am_err rc;
+
+	if (!env->cfg->flow_anonymous)
+		return am_fail(e, AM_E_ANONYMOUS_NOT_ENABLED,
+			       "this service does not accept anonymous registration");
+	if ((rc = flow_rate_check(env, "anonymous", FLOW_RATE_PER_IP, ip, &retry_after, e)) !=
+		    AM_OK ||
+	    (rc = flow_rate_check(env, "anonymous", FLOW_RATE_GLOBAL, ip, &retry_after, e)) !=
+		    AM_OK)
+		return rc;
+	if ((rc = flow_ordered_id("reg_", reg.id, sizeof(reg.id), e)) != AM_OK ||
+	    (rc = am_rand_token(PREFIX_CLAIM_TOKEN, res.reg.claim_token,
+				sizeof(res.reg.claim_token), e)) != AM_OK)
+		goto out;
+	am_sha256_str(res.reg.claim_token, reg.claim_hash);
+	reg.kind = REG_ANONYMOUS;
+	reg.status = REG_UNCLAIMED;
+	reg.credential_type = CRED_ACCESS_TOKEN; /* what /oauth2/token hands out */
+	reg.created_at = now;
+	reg.expires_at = am_time_add(now, env->cfg->ttl_registration);
+	am_copy(reg.ip, sizeof(reg.ip), ip != NULL ? ip : "");
+	am_copy(res.reg.registration_id, sizeof(res.reg.registration_id), reg.id);
+	res.reg.kind = REG_ANONYMOUS;
+	res.reg.claim_token_expires = reg.expires_at;
+	am_copy(res.reg.scopes, sizeof(res.reg.scopes), env->cfg->scopes_pre_claim);
+	am_copy(res.reg.post_claim_scopes, sizeof(res.reg.post_claim_scopes),
+		env->cfg->scopes_post_claim);
+	/* Signing is CPU work only: done before the transaction, so the
+	 * write lock is held for the writes alone. */
+	if ((rc = mint(env, keys, reg.id, "anonymous", 0, &res.assertion, &res.assertion_expires,
+		       e)) != AM_OK)
+		goto out;
+	if ((rc = store_begin(st, e)) != AM_OK)
+		goto out;
+	if ((rc = store_reg_insert(st, &reg, e)) != AM_OK ||
+	    (rc = audit_add(st, &batch, env->cfg->tenant, now, "registration.created", reg.id,
+			    json_pack("{s:s, s:s, s:s?}", "registration_type", "anonymous",
+				      "protocol", "v0.6", "ip", ip),
+			    e)) != AM_OK ||
+	    (rc = audit_add(st, &batch, env->cfg->tenant, now, "assertion.issued", reg.id,
+			    json_object(), e)) != AM_OK ||
+	    (rc = store_commit(st, e)) != AM_OK) {
+		store_rollback(st);
+		audit_discard(&batch);
+		goto out;
+	}
+	audit_flush(env->audit, &batch);
+	log_info("registration created id=%s kind=anonymous protocol=v0.6", reg.id);
+	*out = res;
+	memset(&res, 0, sizeof(res));
+out:
+	flow_v06_reg_wipe(&res);
+	return rc;
+}
+
+enum am_err
+flow_v06_register_idjag(const struct flow_env *env, struct store *st, struct skey *keys,
+			const char *ip, const char *idjag, struct v06_reg_result *out,
+			struct am_error *e)
+{
+	struct v06_reg_result res = {0};
+	struct audit_batch batch = {0};
+	int64_t gen;
+	enum am_err rc;
+
+	if ((rc = flow_register_idjag_identity(env, st, ip, idjag, &res.reg, e)) != AM_OK)
+		return rc;
+	if (res.reg.claim_token[0] != '\0') { /* a first link: no assertion until confirmed */
+		*out = res;
+		return AM_OK;
+	}
+	if ((rc = store_reg_gen(st, res.reg.registration_id, &gen, e)) != AM_OK ||
+	    (rc = mint(env, keys, res.reg.registration_id, "identity_assertion", gen,
+		       &res.assertion, &res.assertion_expires, e)) != AM_OK)
+		goto out;
+	if ((rc = audit_add(st, &batch, env->cfg->tenant, flow_now(env), "assertion.issued",
+			    res.reg.registration_id, json_object(), e)) != AM_OK)
+		goto out;
+	audit_flush(env->audit, &batch);
+	*out = res;
+	memset(&res, 0, sizeof(res));
+out:
+	audit_discard(&batch);
+	flow_v06_reg_wipe(&res);
+	return rc;
+}
+
+/* The one-element-array or string aud of our own assertion must be us. */
+static bool
+aud_is(const json_t *claims, const char *want)
+{
+	json_t *aud = json_object_get(claims, "aud");
+
+	if (json_is_array(aud) && json_array_size(aud) == 1)
+		aud = json_array_get(aud, 0);
+	return json_is_string(aud) && strcmp(json_string_value(aud), want) == 0;
+}
+
+/* Verifies this service's own assertion; every failure is invalid_grant
+ * (RFC 7523 3.1), the detail says which check. */
+static enum am_err
+verify_own(const struct flow_env *env, struct skey *keys, const char *assertion,
+	   char reg_id[STORE_ID_LEN], int64_t *gen, struct am_error *e)
+{
+	const struct am_config *cfg = env->cfg;
+	struct jose_token t;
+	struct am_error why = {0};
+	int64_t now = flow_now(env);
+	json_t *c;
+	const char *sub;
+	enum am_err rc;
+
+	if (skey_verify(keys, assertion, FLOW_ASSERTION_TYP, now, &t, &why) != AM_OK)
+		return am_fail(e, AM_E_INVALID_GRANT, "the assertion does not verify: %s",
+			       why.detail);
+	c = t.claims;
+	sub = json_string_value(json_object_get(c, "sub"));
+	if (!json_is_string(json_object_get(c, "iss")) ||
+	    strcmp(json_string_value(json_object_get(c, "iss")), cfg->public_url) != 0)
+		rc = am_fail(e, AM_E_INVALID_GRANT, "the assertion's iss must be %s",
+			     cfg->public_url);
+	else if (!aud_is(c, cfg->public_url))
+		rc = am_fail(e, AM_E_INVALID_GRANT, "the assertion's aud must be %s",
+			     cfg->public_url);
+	else if (!json_is_integer(json_object_get(c, "exp")) ||
+		 now >= am_time_add(json_integer_value(json_object_get(c, "exp")), cfg->clock_skew))
+		rc = am_fail(e, AM_E_INVALID_GRANT,
+			     "the assertion expired; register again at /agent/identity");
+	else if (!json_is_integer(json_object_get(c, "iat")) ||
+		 json_integer_value(json_object_get(c, "iat")) > am_time_add(now, cfg->clock_skew))
+		rc = am_fail(e, AM_E_INVALID_GRANT, "the assertion's iat is in the future");
+	else if (sub == NULL || strlen(sub) >= STORE_ID_LEN ||
+		 !json_is_integer(json_object_get(c, GEN_CLAIM)))
+		rc = am_fail(e, AM_E_INVALID_GRANT, "the assertion names no registration");
+	else {
+		am_copy(reg_id, STORE_ID_LEN, sub);
+		*gen = json_integer_value(json_object_get(c, GEN_CLAIM));
+		rc = AM_OK;
+	}
+	jose_token_free(&t);
+	return rc;
+}
+
+/* The scopes a live registration's token gets, or why it gets none. */
+static enum am_err
+token_scopes(const struct flow_env *env, const struct store_reg *reg, const char **scopes,
+	     struct am_error *e)
+{
+	const struct am_config *cfg = env->cfg;
+	int64_t now = flow_now(env);
+
+	if (reg->kind == REG_AGENT) {
+		const struct am_provider *p = am_config_provider(cfg, reg->iss);
+
+		/* The reference's later fix: a non-anonymous registration
+		 * exchanges only while claimed (not revoked, not pending). */
+		if (reg->status != REG_CLAIMED)
+			return am_fail(e, AM_E_INVALID_GRANT, "the registration is %s",
+				       store_status_name(reg->status));
+		if (p == NULL)
+			return am_fail(e, AM_E_INVALID_GRANT,
+				       "the registration's provider is no longer trusted here");
+		*scopes = p->scopes;
+		return AM_OK;
+	}
+	if (reg->status == REG_CLAIMED) {
+		*scopes = cfg->scopes_post_claim;
+		return AM_OK;
+	}
+	if (reg->kind == REG_ANONYMOUS &&
+	    (reg->status == REG_UNCLAIMED || reg->status == REG_PENDING_CLAIM) &&
+	    now < reg->expires_at) {
+		/* v0.2's fix: pre-claim scopes for the whole ceremony */
+		*scopes = cfg->scopes_pre_claim;
+		return AM_OK;
+	}
+	return am_fail(e, AM_E_INVALID_GRANT, "the registration is %s",
+		       reg->status == REG_UNCLAIMED || reg->status == REG_PENDING_CLAIM
+			       ? "expired"
+			       : store_status_name(reg->status));
+}
+
+/* Issues the access token of registration reg_id (generation gen, or -1:
+ * the registration was made by this very request). */
+static enum am_err
+exchange(const struct flow_env *env, struct store *st, const char *reg_id, int64_t gen,
+	 const char *grant, struct v06_token_result *out, struct am_error *e)
+{
+	struct audit_batch batch = {0};
+	struct reg_result cred = {0};
+	struct store_reg reg;
+	enum block_kind kind;
+	const char *scopes = NULL;
+	int64_t cur;
+	enum am_err rc;
+
+	if ((rc = store_begin(st, e)) != AM_OK)
+		return rc;
+	rc = store_reg_by_id(st, reg_id, &reg, e);
+	if (rc == AM_E_NOT_FOUND)
+		rc = am_fail(e, AM_E_INVALID_GRANT, "the assertion's registration does not exist");
+	if (rc != AM_OK)
+		goto fail;
+	if ((rc = store_reg_gen(st, reg.id, &cur, e)) != AM_OK)
+		goto fail;
+	if (gen >= 0 && gen != cur) {
+		rc = am_fail(e, AM_E_INVALID_GRANT,
+			     "the registration was revoked after this assertion was minted; "
+			     "register again at /agent/identity");
+		goto fail;
+	}
+	if ((rc = token_scopes(env, &reg, &scopes, e)) != AM_OK)
+		goto fail;
+	rc = store_block_find(st, reg.iss[0] != '\0' ? reg.iss : NULL,
+			      reg.sub[0] != '\0' ? reg.sub : NULL,
+			      reg.user_id[0] != '\0' ? reg.user_id : NULL, reg.id, &kind, e);
+	if (rc == AM_OK)
+		rc = am_fail(e, AM_E_INVALID_GRANT,
+			     "this service's operator revoked access for this %s",
+			     store_block_kind_name(kind));
+	else if (rc == AM_E_NOT_FOUND)
+		rc = AM_OK;
+	if (rc != AM_OK)
+		goto fail;
+	if (reg.kind == REG_AGENT)
+		rc = flow_issue_credential_for(env, st, reg.id, CRED_ACCESS_TOKEN, scopes,
+					       reg.user_id, reg.iss, reg.sub, &cred, e);
+	else
+		rc = flow_issue_credential(env, st, reg.id, CRED_ACCESS_TOKEN, scopes,
+					   reg.user_id[0] != '\0' ? reg.user_id : NULL,
+					   store_kind_name(reg.kind), &cred, e);
+	if (rc != AM_OK ||
+	    (rc = audit_add(st, &batch, env->cfg->tenant, flow_now(env), "token.issued", reg.id,
+			    json_pack("{s:s, s:s}", "scope", scopes, "grant", grant), e)) !=
+		    AM_OK ||
+	    (rc = store_commit(st, e)) != AM_OK)
+		goto fail;
+	audit_flush(env->audit, &batch);
+	am_copy(out->access_token, sizeof(out->access_token), cred.credential);
+	am_copy(out->scopes, sizeof(out->scopes), scopes);
+	am_copy(out->registration_id, sizeof(out->registration_id), reg.id);
+	out->expires_in = cred.credential_expires - flow_now(env);
+	flow_result_wipe(&cred, sizeof(cred));
+	return AM_OK;
+fail:
+	store_rollback(st);
+	audit_discard(&batch);
+	flow_result_wipe(&cred, sizeof(cred));
+	return rc;
+}
+
+/* The unverified iss of a compact JWS of the assertion typ: only to choose
+ * the verifier. Every refusal is invalid_grant, naming the header check. */
+static enum am_err
+peek_iss(const char *compact, char *out, size_t cap, struct am_error *e)
+{
+	struct jose_token t;
+	struct am_error why = {0};
+	const char *iss;
+	enum am_err rc;
+
+	if ((rc = jose_token_parse(compact, FLOW_ASSERTION_TYP, &t, &why)) != AM_OK)
+		return am_fail(e, AM_E_INVALID_GRANT, "%s: %s", am_err_name(rc), why.detail);
+	iss = json_string_value(json_object_get(t.claims, "iss"));
+	rc = iss != NULL && am_copy(out, cap, iss)
+		     ? AM_OK
+		     : am_fail(e, AM_E_INVALID_GRANT, "invalid_request: the assertion has no iss");
+	jose_token_free(&t);
+	return rc;
+}
+
+enum am_err
+flow_v06_token(const struct flow_env *env, struct store *st, struct skey *keys, const char *ip,
+	       const char *assertion, const char *resource, struct v06_token_result *out,
+	       struct am_error *e)
+{
+	char iss[STORE_TEXT_LEN], reg_id[STORE_ID_LEN];
+	struct reg_result reg = {0};
+	struct am_error why = {0};
+	int64_t gen = 0;
+	enum am_err rc;
+
+	memset(out, 0, sizeof(*out));
+	/* RFC 8707: one resource here; the token is for it alone. */
+	if (resource != NULL && strcmp(resource, env->cfg->resource) != 0)
+		return am_fail(e, AM_E_INVALID_TARGET, "resource must be %s", env->cfg->resource);
+	if ((rc = peek_iss(assertion, iss, sizeof(iss), e)) != AM_OK)
+		return rc;
+	if (strcmp(iss, env->cfg->public_url) == 0) {
+		if ((rc = verify_own(env, keys, assertion, reg_id, &gen, e)) != AM_OK)
+			return rc;
+		return exchange(env, st, reg_id, gen, "identity_assertion", out, e);
+	}
+	/* A provider's ID-JAG presented directly (draft -04): the whole
+	 * /agent/identity verification, then the exchange. The refusal's own
+	 * code (replay_detected, invalid_audience, ...) is in the detail. */
+	rc = flow_register_idjag_identity(env, st, ip, assertion, &reg, &why);
+	if (rc == AM_E_RATE_LIMITED || rc == AM_E_UNAVAILABLE || rc == AM_E_INTERNAL) {
+		*e = why;
+		return rc;
+	}
+	if (rc != AM_OK)
+		return am_fail(e, AM_E_INVALID_GRANT, "%s: %s", am_err_name(rc), why.detail);
+	if (reg.claim_token[0] != '\0') {
+		flow_result_wipe(&reg, sizeof(reg));
+		return am_fail(e, AM_E_INVALID_GRANT,
+			       "this identity must first be linked to an existing account; "
+			       "present the ID-JAG at /agent/identity");
+	}
+	rc = exchange(env, st, reg.registration_id, -1, "id_jag", out, e);
+	flow_result_wipe(&reg, sizeof(reg));
+	return rc;
+}

@@ -1,0 +1,250 @@
+/* Protocol v0.6 (issue 13), the thin surface over the same flows as v0.1:
+ * POST /agent/identity, POST /oauth2/token, POST /agent/event/notify and
+ * GET /.well-known/jwks.json. Each endpoint keeps the error envelope its
+ * text names: the v0.6 guide's {error, message} at /agent/identity (the
+ * http/ renderer's), RFC 6749 5.2's {error, error_description} at the
+ * token endpoint, RFC 8935 2.4's {err, description} at the SET receiver. */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/json.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "core/str.h"
+#include "jose/jose.h"
+#include "jose/skey.h"
+#include "service/service.h"
+
+#define ID_JAG_URN "urn:ietf:params:oauth:token-type:id-jag"
+#define GRANT_JWT_BEARER "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+static void
+no_store(struct http_resp *rs)
+{
+	http_add_header(rs, "Cache-Control", "no-store");
+	http_add_header(rs, "Pragma", "no-cache");
+}
+
+static json_t *
+identity_body(const struct app *a, const struct v06_reg_result *r)
+{
+	json_t *body = json_object();
+	char url[SVC_URL_MAX];
+	bool anonymous = r->reg.kind == REG_ANONYMOUS;
+
+	json_object_set_new(body, "registration_id", json_string(r->reg.registration_id));
+	json_object_set_new(body, "registration_type",
+			    json_string(anonymous ? "anonymous" : "identity_assertion"));
+	if (r->assertion != NULL) {
+		json_object_set_new(body, "identity_assertion", json_string(r->assertion));
+		json_object_set_new(body, "assertion_expires", am_json_time(r->assertion_expires));
+		json_object_set_new(body, anonymous ? "pre_claim_scopes" : "scopes",
+				    am_json_scopes(r->reg.scopes));
+	}
+	if (!anonymous && r->assertion != NULL)
+		return body;
+	snprintf(url, sizeof(url), "%s/agent/identity/claim", a->cfg->public_url);
+	json_object_set_new(body, "claim_url", json_string(url));
+	json_object_set_new(body, "claim_token", json_string(r->reg.claim_token));
+	json_object_set_new(body, "claim_token_expires", am_json_time(r->reg.claim_token_expires));
+	json_object_set_new(body, "post_claim_scopes", am_json_scopes(r->reg.post_claim_scopes));
+	return body;
+}
+
+enum am_err
+h_identity(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct app *a = app;
+	struct v06_reg_result res = {0};
+	struct store *st;
+	json_t *req = NULL;
+	const char *type, *atype, *assertion;
+	enum am_err rc;
+
+	if ((rc = svc_json_body(rq, &req, e)) != AM_OK)
+		return rc;
+	if ((rc = am_json_string(req, "type", true, AM_MAX_FIELD_BYTES, &type, e)) != AM_OK ||
+	    (rc = app_store(a, &st, e)) != AM_OK)
+		goto out;
+	if (strcmp(type, "anonymous") == 0) {
+		rc = flow_v06_register_anonymous(&a->env, st, a->skey, rq->ip, &res, e);
+	} else if (strcmp(type, "identity_assertion") == 0) {
+		if ((rc = am_json_string(req, "assertion_type", true, AM_MAX_FIELD_BYTES, &atype,
+					 e)) != AM_OK ||
+		    (rc = am_json_string(req, "assertion", true, JOSE_MAX_TOKEN_BYTES, &assertion,
+					 e)) != AM_OK)
+			goto out;
+		if (strcmp(atype, ID_JAG_URN) != 0) {
+			rc = am_fail(e, AM_E_UNSUPPORTED_ASSERTION_TYPE,
+				     "assertion_type must be " ID_JAG_URN);
+			goto out;
+		}
+		rc = flow_v06_register_idjag(&a->env, st, a->skey, rq->ip, assertion, &res, e);
+	} else if (strcmp(type, "service_auth") == 0) {
+		rc = am_fail(e, AM_E_SERVICE_AUTH_NOT_ENABLED,
+			     "this service does not offer service_auth; use anonymous or "
+			     "identity_assertion");
+	} else {
+		rc = am_fail(e, AM_E_INVALID_REQUEST,
+			     "type must be \"anonymous\" or \"identity_assertion\"");
+	}
+	if (rc != AM_OK)
+		goto out;
+	if (res.assertion == NULL) {
+		/* v0.5 first link: the account's owner confirms (by the claim
+		 * mail, docs/protocol.md), then a fresh ID-JAG is accepted. */
+		json_t *body = identity_body(a, &res);
+
+		json_object_set_new(body, "error", json_string("interaction_required"));
+		json_object_set_new(body, "error_description",
+				    json_string("confirm linking this provider identity to the "
+						"existing account through the link mailed to it, "
+						"then present a fresh ID-JAG"));
+		http_reply_json(rs, 401, body);
+		http_add_header(rs, "WWW-Authenticate",
+				"AgentAuth error=\"interaction_required\", error_description=\"the "
+				"account owner must confirm the link\"");
+	} else {
+		http_reply_json(rs, 200, identity_body(a, &res));
+	}
+	no_store(rs);
+out:
+	flow_v06_reg_wipe(&res);
+	json_decref(req);
+	return rc;
+}
+
+/* RFC 6749 5.2: the protocol refusals in {error, error_description}; the
+ * server's own trouble (429, 503, 500) goes to the common renderer. */
+static enum am_err
+oauth_error(struct http_resp *rs, enum am_err rc, struct am_error *e)
+{
+	if (rc == AM_E_RATE_LIMITED || rc == AM_E_UNAVAILABLE || rc == AM_E_INTERNAL)
+		return rc;
+	if (rc == AM_E_UNSUPPORTED_MEDIA_TYPE || rc == AM_E_PAYLOAD_TOO_LARGE)
+		rc = AM_E_INVALID_REQUEST;
+	http_reply_json(rs, am_err_status(rc) == 401 ? 401 : 400,
+			json_pack("{s:s, s:s}", "error", am_err_name(rc), "error_description",
+				  e->detail[0] != '\0' ? e->detail : am_err_message(rc)));
+	no_store(rs);
+	return AM_OK;
+}
+
+enum am_err
+h_token(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct app *a = app;
+	char grant[128], resource[AM_MAX_FIELD_BYTES + 1];
+	char *assertion = NULL;
+	struct v06_token_result res = {0};
+	struct store *st;
+	bool has_resource;
+	enum am_err rc;
+
+	if (!http_content_type_is(rq, "application/x-www-form-urlencoded")) {
+		rc = am_fail(e, AM_E_INVALID_REQUEST,
+			     "send the body as application/x-www-form-urlencoded");
+		goto out;
+	}
+	if (!http_form_field(rq, "grant_type", grant, sizeof(grant)) || grant[0] == '\0') {
+		rc = am_fail(e, AM_E_INVALID_REQUEST, "grant_type is required");
+		goto out;
+	}
+	if (strcmp(grant, GRANT_JWT_BEARER) != 0) {
+		rc = am_fail(e, AM_E_UNSUPPORTED_GRANT_TYPE,
+			     "grant_type must be " GRANT_JWT_BEARER);
+		goto out;
+	}
+	assertion = am_xmalloc(JOSE_MAX_TOKEN_BYTES + 1);
+	if (!http_form_field(rq, "assertion", assertion, JOSE_MAX_TOKEN_BYTES + 1) ||
+	    assertion[0] == '\0') {
+		rc = am_fail(e, AM_E_INVALID_REQUEST, "assertion is required (at most %d bytes)",
+			     JOSE_MAX_TOKEN_BYTES);
+		goto out;
+	}
+	has_resource = http_form_field(rq, "resource", resource, sizeof(resource));
+	if ((rc = app_store(a, &st, e)) != AM_OK ||
+	    (rc = flow_v06_token(&a->env, st, a->skey, rq->ip, assertion,
+				 has_resource ? resource : NULL, &res, e)) != AM_OK)
+		goto out;
+	log_info("token issued registration=%s scopes=\"%s\"", res.registration_id, res.scopes);
+	http_reply_json(rs, 200,
+			json_pack("{s:s, s:s, s:I, s:s}", "access_token", res.access_token,
+				  "token_type", "Bearer", "expires_in", (json_int_t)res.expires_in,
+				  "scope", res.scopes));
+	no_store(rs);
+out:
+	free(assertion);
+	flow_result_wipe(&res, sizeof(res));
+	return rc == AM_OK ? AM_OK : oauth_error(rs, rc, e);
+}
+
+/* RFC 8935 2.4's codes for a refusal of ours. */
+static const char *
+set_err(enum am_err rc)
+{
+	switch (rc) {
+	case AM_E_INVALID_ISSUER:
+		return "invalid_issuer";
+	case AM_E_INVALID_AUDIENCE:
+		return "invalid_audience";
+	case AM_E_INVALID_SIGNATURE:
+		return "invalid_key";
+	default:
+		return "invalid_request";
+	}
+}
+
+enum am_err
+h_event_notify(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct app *a = app;
+	char token[JOSE_MAX_TOKEN_BYTES + 1];
+	struct store *st;
+	int count = 0;
+	bool handled = false;
+	enum am_err rc;
+
+	if (!http_content_type_is(rq, "application/secevent+jwt"))
+		rc = am_fail(e, AM_E_INVALID_REQUEST,
+			     "send the SET as Content-Type: application/secevent+jwt");
+	else if (rq->body.len == 0 || rq->body.len > JOSE_MAX_TOKEN_BYTES ||
+		 memchr(rq->body.data, '\0', rq->body.len) != NULL)
+		rc = am_fail(e, AM_E_INVALID_REQUEST,
+			     "the body must be one SET of at most %d bytes", JOSE_MAX_TOKEN_BYTES);
+	else {
+		memcpy(token, rq->body.data, rq->body.len);
+		token[rq->body.len] = '\0';
+		if ((rc = app_store(a, &st, e)) == AM_OK)
+			rc = flow_revoke_set(&a->env, st, token, &count, &handled, e);
+	}
+	if (rc == AM_OK) {
+		http_reply_text(rs, 202, "application/json", "", 0);
+		return AM_OK;
+	}
+	if (rc == AM_E_RATE_LIMITED || rc == AM_E_UNAVAILABLE || rc == AM_E_INTERNAL)
+		return rc;
+	log_info("SET refused code=%s", am_err_name(rc));
+	http_reply_json(rs, 400,
+			json_pack("{s:s, s:s}", "err", set_err(rc), "description",
+				  e->detail[0] != '\0' ? e->detail : am_err_message(rc)));
+	return AM_OK;
+}
+
+enum am_err
+h_service_jwks(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct app *a = app;
+	char *doc = NULL;
+	enum am_err rc;
+
+	(void)rq;
+	if ((rc = skey_jwks(a->skey, am_clock_now(NULL), &doc, e)) != AM_OK)
+		return rc;
+	http_reply_text(rs, 200, "application/jwk-set+json", doc, strlen(doc));
+	/* short: a rotation shows within five minutes, well inside the overlap */
+	http_add_header(rs, "Cache-Control", "public, max-age=300");
+	free(doc);
+	return AM_OK;
+}

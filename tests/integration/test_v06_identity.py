@@ -1,0 +1,642 @@
+"""Protocol v0.6 beside v0.1 in one server (issue 13): discovery, the
+service signing key and its JWKS, POST /agent/identity (anonymous and
+ID-JAG), POST /oauth2/token (the service's assertion and an ID-JAG
+presented directly), POST /agent/event/notify (RFC 8935 SETs), and the two
+generations sharing one store."""
+import base64
+import hashlib
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.parse
+
+from harness import (ID_JAG_URN, REVOKED_EVENT, SERVER, Provider, Server, claim_link,
+                     provider_overrides, register_idjag, send_logout)
+
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+ID_JAG_PROFILE = "urn:ietf:params:oauth:grant-profile:id-jag"
+ASSERTION_TYP = "oauth-id-jag+jwt"
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64url(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def jwt_parts(token):
+    h, p, _ = token.split(".")
+    return json.loads(unb64url(h)), json.loads(unb64url(p))
+
+
+def thumbprint(jwk):
+    """RFC 7638, computed independently of the server."""
+    members = {k: jwk[k] for k in ("crv", "kty", "x", "y")}
+    canon = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
+    return b64url(hashlib.sha256(canon).digest())
+
+
+def es256_sign(jwk, header, claims):
+    """Signs with a P-256 private JWK through the openssl command (the test
+    stands in for whoever stole or misuses the service's own key)."""
+    d, x, y = (unb64url(jwk[k]) for k in ("d", "x", "y"))
+    der = (bytes.fromhex("30770201010420") + d + bytes.fromhex("a00a06082a8648ce3d030107") +
+           bytes.fromhex("a144034200") + b"\x04" + x + y)
+    pem = ("-----BEGIN EC PRIVATE KEY-----\n" + base64.b64encode(der).decode() +
+           "\n-----END EC PRIVATE KEY-----\n")
+    signing_input = (b64url(json.dumps(header).encode()) + "." +
+                     b64url(json.dumps(claims).encode())).encode()
+    with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as f:
+        f.write(pem)
+        path = f.name
+    try:
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", path],
+                             input=signing_input, capture_output=True, check=True).stdout
+    finally:
+        os.unlink(path)
+    # DER SEQUENCE { INTEGER r, INTEGER s } -> r || s, 32 bytes each
+    i = 2 if sig[1] < 0x80 else 3
+    lr = sig[i + 1]
+    r = sig[i + 2:i + 2 + lr]
+    j = i + 2 + lr
+    ls = sig[j + 1]
+    s = sig[j + 2:j + 2 + ls]
+    raw = r[-32:].rjust(32, b"\0") + s[-32:].rjust(32, b"\0")
+    return signing_input.decode() + "." + b64url(raw)
+
+
+class V06Base(unittest.TestCase):
+    SERVER_OVERRIDES = {}
+
+    def setUp(self):
+        self.provider = Provider().start()
+        overrides = provider_overrides(self.provider)
+        for k, v in self.SERVER_OVERRIDES.items():
+            overrides.setdefault(k, {}).update(v)
+        self.server = Server(overrides).start()
+
+    def tearDown(self):
+        rc = self.server.stop()
+        if rc != 0:
+            print(self.server.read_log())
+        self.server.cleanup()
+        self.provider.stop()
+        self.assertEqual(rc, 0)
+
+    # --- helpers ---
+    def mint(self, key="es", typ=ASSERTION_TYP, **over):
+        return self.provider.sign(self.provider.claims(self.server, **over), key=key, typ=typ)
+
+    def identity(self, body):
+        return self.server.post("/agent/identity", body)
+
+    def identity_idjag(self, token):
+        return self.identity({"type": "identity_assertion", "assertion_type": ID_JAG_URN,
+                              "assertion": token})
+
+    def token(self, assertion, grant=JWT_BEARER, resource=None, extra=None):
+        form = {"grant_type": grant, "assertion": assertion}
+        if resource is not None:
+            form["resource"] = resource
+        form.update(extra or {})
+        return self.server.request("POST", "/oauth2/token",
+                                   raw=urllib.parse.urlencode(form).encode(),
+                                   content_type="application/x-www-form-urlencoded")
+
+    def anonymous(self):
+        r = self.identity({"type": "anonymous"})
+        self.assertEqual(r.status, 200, r)
+        return r.json
+
+    def exchange(self, assertion, **kw):
+        r = self.token(assertion, **kw)
+        self.assertEqual(r.status, 200, r)
+        return r.json
+
+    def send_set(self, token, content_type="application/secevent+jwt"):
+        return self.server.request("POST", "/agent/event/notify", raw=token.encode(),
+                                   content_type=content_type)
+
+    def set_claims(self, **over):
+        return self.provider.logout_claims(self.server, **over)
+
+    def mint_set(self, typ="secevent+jwt", key="es", **over):
+        return self.provider.sign(self.set_claims(**over), key=key, typ=typ)
+
+    def service_keys(self):
+        with open(os.path.join(self.server.tmp, "keys", "service-keys.json")) as f:
+            return json.load(f)["keys"]
+
+    def own_assertion(self, registration_id, **over):
+        """An assertion signed with the service's current key, claims
+        overridable (None drops): for the checks a signature cannot make."""
+        jwk = [k for k in self.service_keys() if k["retired_at"] == 0][0]["jwk"]
+        now = int(time.time())
+        claims = {"iss": self.server.url, "aud": self.server.url, "sub": registration_id,
+                  "iat": now, "exp": now + 600, "jti": os.urandom(8).hex(),
+                  "registration_type": "anonymous", "authmd_gen": 0}
+        header = {"alg": "ES256", "typ": ASSERTION_TYP, "kid": jwk["kid"]}
+        for k, v in over.items():
+            if k.startswith("h_"):
+                header[k[2:]] = v
+            elif v is None:
+                claims.pop(k, None)
+            else:
+                claims[k] = v
+        return es256_sign(jwk, header, claims)
+
+    def assertV06Error(self, r, status, code):
+        self.assertEqual(r.status, status, r)
+        self.assertEqual(r.json["error"], code, r.json)
+        self.assertTrue(r.json["message"], r.json)
+
+    def assertOAuthError(self, r, code, status=400, why=None):
+        self.assertEqual(r.status, status, r)
+        self.assertEqual(r.json["error"], code, r.json)
+        self.assertTrue(r.json["error_description"], r.json)
+        self.assertNotIn("message", r.json)
+        self.assertEqual(r.header("Cache-Control"), "no-store")
+        if why is not None:
+            self.assertIn(why, r.json["error_description"])
+
+    def assertSetError(self, r, err):
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(r.json["err"], err, r.json)
+        self.assertTrue(r.json["description"], r.json)
+
+
+class DiscoveryTest(V06Base):
+    def test_one_document_carries_both_generations_and_rfc8414(self):
+        doc = self.server.get("/.well-known/oauth-authorization-server").json
+        url = self.server.url
+        self.assertEqual(doc["issuer"], url)
+        self.assertEqual(doc["token_endpoint"], url + "/oauth2/token")
+        self.assertEqual(doc["jwks_uri"], url + "/.well-known/jwks.json")
+        self.assertEqual(doc["revocation_endpoint"], url + "/oauth2/revoke")
+        self.assertIn(JWT_BEARER, doc["grant_types_supported"])
+        self.assertEqual(doc["authorization_grant_profiles_supported"], [ID_JAG_PROFILE])
+        aa = doc["agent_auth"]
+        # v0.6 names
+        self.assertEqual(aa["identity_endpoint"], url + "/agent/identity")
+        self.assertEqual(aa["claim_endpoint"], url + "/agent/identity/claim")
+        self.assertEqual(aa["events_endpoint"], url + "/agent/event/notify")
+        self.assertEqual(aa["events_supported"], [REVOKED_EVENT])
+        # v0.1 names, still pointing at the v0.1 endpoints
+        self.assertEqual(aa["register_uri"], url + "/agent/auth")
+        self.assertEqual(aa["claim_uri"], url + "/agent/auth/claim")
+        self.assertEqual(aa["revocation_uri"], url + "/agent/auth/revoke")
+        self.assertIn("api_key", aa["anonymous"]["credential_types_supported"])
+        self.assertIn(ID_JAG_URN, aa["identity_assertion"]["assertion_types_supported"])
+        # the trust list is not advertised by default
+        self.assertNotIn("issuers_supported", aa["identity_assertion"])
+        md = self.server.get("/auth.md").body.decode()
+        self.assertIn("/agent/identity", md)
+        self.assertIn("/oauth2/token", md)
+        self.assertIn("/agent/auth", md)
+
+    def test_the_jwks_publishes_the_es256_key_under_its_thumbprint(self):
+        r = self.server.get("/.well-known/jwks.json")
+        self.assertEqual(r.status, 200, r)
+        keys = r.json["keys"]
+        self.assertEqual(len(keys), 1)
+        k = keys[0]
+        self.assertEqual((k["kty"], k["crv"], k["alg"], k["use"]), ("EC", "P-256", "ES256", "sig"))
+        self.assertEqual(k["kid"], thumbprint(k))
+        self.assertNotIn("d", k)
+        path = os.path.join(self.server.tmp, "keys", "service-keys.json")
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode), 0o700)
+        # the key survives a restart
+        self.assertEqual(self.server.stop(), 0)
+        self.server.start()
+        self.assertEqual(self.server.get("/.well-known/jwks.json").json["keys"], keys)
+
+
+class IssuersPublishedTest(V06Base):
+    SERVER_OVERRIDES = {"v06": {"publish_issuers": "on"}}
+
+    def test_issuers_supported_lists_the_trust_list_when_asked(self):
+        aa = self.server.get("/.well-known/oauth-authorization-server").json["agent_auth"]
+        self.assertEqual(aa["identity_assertion"]["issuers_supported"], [self.provider.url])
+
+
+class AnonymousTest(V06Base):
+    def test_anonymous_through_the_exchange_to_the_resource(self):
+        body = self.anonymous()
+        self.assertEqual(body["registration_type"], "anonymous")
+        self.assertEqual(body["pre_claim_scopes"], ["api.read"])
+        self.assertEqual(body["post_claim_scopes"], ["api.read", "api.write"])
+        self.assertTrue(body["claim_token"].startswith("clm_"))
+        self.assertEqual(body["claim_url"], self.server.url + "/agent/identity/claim")
+        for absent in ("credential", "access_token", "api_key"):
+            self.assertNotIn(absent, body)
+        header, claims = jwt_parts(body["identity_assertion"])
+        jwks = self.server.get("/.well-known/jwks.json").json["keys"]
+        self.assertEqual(header["typ"], ASSERTION_TYP)
+        self.assertEqual(header["alg"], "ES256")
+        self.assertEqual(header["kid"], jwks[0]["kid"])
+        self.assertEqual(claims["iss"], self.server.url)
+        self.assertEqual(claims["aud"], self.server.url)
+        self.assertEqual(claims["sub"], body["registration_id"])
+        tok = self.token(body["identity_assertion"], resource=self.server.url + "/api/")
+        self.assertEqual(tok.status, 200, tok)
+        self.assertEqual(tok.header("Cache-Control"), "no-store")
+        self.assertEqual(tok.header("Pragma"), "no-cache")
+        t = tok.json
+        self.assertEqual(t["token_type"], "Bearer")
+        self.assertEqual(t["scope"], "api.read")
+        self.assertGreater(t["expires_in"], 0)
+        self.assertNotIn("refresh_token", t)
+        self.assertEqual(self.server.bearer("GET", "/api/resource", t["access_token"]).status, 200)
+        self.assertEqual(self.server.bearer("POST", "/api/resource", t["access_token"],
+                                            body={}).status, 403)
+        # the assertion re-exchanges until it expires (the v0.6 refresh path)
+        self.assertEqual(self.token(body["identity_assertion"]).status, 200)
+        # the row is a registration of the v0.1 tables
+        rows = self.server.db_query("SELECT kind, status FROM registrations WHERE id = ?",
+                                    (body["registration_id"],))
+        self.assertEqual(rows, [("anonymous", "unclaimed")])
+        events = [e["event"] for e in self.server.audit_events()
+                  if e.get("registration_id") == body["registration_id"]]
+        for ev in ("registration.created", "assertion.issued", "token.issued"):
+            self.assertIn(ev, events)
+
+    def test_the_claim_endpoint_upgrades_the_next_exchange(self):
+        body = self.anonymous()
+        r = self.server.post("/agent/identity/claim", {"claim_token": body["claim_token"],
+                                                       "email": "owner@example.test"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["status"], "initiated")
+        self.assertTrue(r.json["claim_attempt_id"].startswith("cla_"))
+        # while the ceremony runs the agent keeps its pre-claim scopes
+        self.assertEqual(self.exchange(body["identity_assertion"])["scope"], "api.read")
+        self.server.wait_mail_queue()
+        otp = self.server.code_from_link(claim_link(self.server.outbox_messages()[-1]))
+        self.assertEqual(self.server.complete(body["claim_token"], otp).status, 200)
+        t = self.exchange(body["identity_assertion"])
+        self.assertEqual(t["scope"], "api.read api.write")
+        self.assertEqual(self.server.bearer("POST", "/api/resource", t["access_token"],
+                                            body={}).status, 200)
+
+    def test_identity_request_errors(self):
+        self.assertV06Error(self.identity({"type": "nope"}), 400, "invalid_request")
+        self.assertV06Error(self.identity({}), 400, "invalid_request")
+        self.assertV06Error(self.identity({"type": "service_auth", "login_hint": "a@b.test"}),
+                            400, "service_auth_not_enabled")
+        self.assertV06Error(self.identity({"type": "identity_assertion",
+                                           "assertion_type": "verified_email",
+                                           "assertion": "a@b.test"}),
+                            400, "unsupported_assertion_type")
+        r = self.server.request("POST", "/agent/identity", raw=b"{not json",
+                                content_type="application/json")
+        self.assertV06Error(r, 400, "invalid_request")
+        r = self.server.request("POST", "/agent/identity", raw=b"type=anonymous",
+                                content_type="application/x-www-form-urlencoded")
+        self.assertEqual(r.status, 415, r)
+
+
+class AnonymousOffTest(V06Base):
+    SERVER_OVERRIDES = {"flows": {"anonymous": "off"}}
+
+    def test_anonymous_not_enabled(self):
+        self.assertV06Error(self.identity({"type": "anonymous"}), 400, "anonymous_not_enabled")
+
+
+class TokenEndpointTest(V06Base):
+    def test_request_errors_use_the_rfc6749_envelope(self):
+        a = self.anonymous()["identity_assertion"]
+        self.assertOAuthError(self.token(a, grant="password"), "unsupported_grant_type")
+        self.assertOAuthError(self.token(a, grant="urn:workos:agent-auth:grant-type:claim"),
+                              "unsupported_grant_type")
+        r = self.server.request("POST", "/oauth2/token",
+                                raw=urllib.parse.urlencode({"assertion": a}).encode(),
+                                content_type="application/x-www-form-urlencoded")
+        self.assertOAuthError(r, "invalid_request")
+        r = self.server.request("POST", "/oauth2/token",
+                                raw=urllib.parse.urlencode({"grant_type": JWT_BEARER}).encode(),
+                                content_type="application/x-www-form-urlencoded")
+        self.assertOAuthError(r, "invalid_request")
+        r = self.server.post("/oauth2/token", {"grant_type": JWT_BEARER, "assertion": a})
+        self.assertOAuthError(r, "invalid_request")
+        self.assertOAuthError(self.token(a, resource="https://elsewhere.test/"), "invalid_target")
+        self.assertOAuthError(self.token("not-a-jwt"), "invalid_grant")
+
+    def test_negative_jwt_cases_for_the_service_assertion(self):
+        reg = self.anonymous()
+        rid, good = reg["registration_id"], reg["identity_assertion"]
+        self.assertEqual(self.token(self.own_assertion(rid)).status, 200)
+        h, p, s = good.split(".")
+        claims = json.loads(unb64url(p))
+        claims["sub"] = "reg_someone_else"
+        forged = ".".join([h, b64url(json.dumps(claims).encode()), s])
+        now = int(time.time())
+        cases = {
+            "signature": forged,
+            "stripped signature": h + "." + p + ".",
+            "alg none": b64url(json.dumps({"alg": "none", "typ": ASSERTION_TYP,
+                                           "kid": jwt_parts(good)[0]["kid"]}).encode()) +
+            "." + p + ".",
+            "alg HS256": self.own_assertion(rid, h_alg="HS256"),
+            "typ": self.own_assertion(rid, h_typ="JWT"),
+            "kid": self.own_assertion(rid, h_kid="unknown-kid"),
+            "aud": self.own_assertion(rid, aud="https://other.test"),
+            "exp": self.own_assertion(rid, iat=now - 900, exp=now - 600),
+            "no exp": self.own_assertion(rid, exp=None),
+            "iat": self.own_assertion(rid, iat=now + 3600, exp=now + 4000),
+            "unknown registration": self.own_assertion("reg_nope"),
+            "generation": self.own_assertion(rid, authmd_gen=3),
+        }
+        for name, token in cases.items():
+            self.assertOAuthError(self.token(token), "invalid_grant", why=None)
+        # iss not ours: handled as a provider's ID-JAG, and refused as such
+        r = self.token(self.own_assertion(rid, iss="https://evil.test"))
+        self.assertOAuthError(r, "invalid_grant", why="invalid_issuer")
+
+    def test_an_expired_registration_cannot_exchange(self):
+        reg = self.anonymous()
+        con = sqlite3.connect(self.server.db, timeout=10)
+        with con:
+            con.execute("UPDATE registrations SET expires_at = 1 WHERE id = ?",
+                        (reg["registration_id"],))
+        con.close()
+        self.assertOAuthError(self.token(reg["identity_assertion"]), "invalid_grant",
+                              why="expired")
+
+
+class IdJagTest(V06Base):
+    def test_id_jag_registration_exchange_and_resource(self):
+        r = self.identity_idjag(self.mint(sub="v06-user", email="v06@example.test"))
+        self.assertEqual(r.status, 200, r)
+        body = r.json
+        self.assertEqual(body["registration_type"], "identity_assertion")
+        self.assertEqual(body["scopes"], ["api.read", "api.write"])
+        self.assertNotIn("claim_token", body)
+        self.assertNotIn("credential", body)
+        self.assertEqual(r.header("Cache-Control"), "no-store")
+        _, claims = jwt_parts(body["identity_assertion"])
+        self.assertEqual(claims["sub"], body["registration_id"])
+        t = self.exchange(body["identity_assertion"])
+        self.assertEqual(t["scope"], "api.read api.write")
+        me = self.server.bearer("GET", "/api/resource", t["access_token"])
+        self.assertEqual(me.status, 200, me)
+        self.assertEqual(me.json["email"], "v06@example.test")
+        rows = self.server.db_query("SELECT kind, status, iss, sub FROM registrations "
+                                    "WHERE id = ?", (body["registration_id"],))
+        self.assertEqual(rows, [("agent", "claimed", self.provider.url, "v06-user")])
+
+    def test_negative_jwt_cases_at_agent_identity(self):
+        now = int(time.time())
+        kid = self.provider.stats()["es_kid"]
+        claims = self.provider.claims(self.server)
+        h, p, s = self.mint().split(".")
+        tampered = json.loads(unb64url(p))
+        tampered["sub"] = "someone-else"
+        cases = [
+            ("alg none", b64url(json.dumps({"alg": "none", "typ": ASSERTION_TYP,
+                                            "kid": kid}).encode()) +
+             "." + b64url(json.dumps(claims).encode()) + ".", "invalid_signature"),
+            ("alg misfit", self.provider.sign(self.provider.claims(self.server), key="rs",
+                                              kid=kid), "invalid_signature"),
+            ("typ", self.mint(typ="JWT"), "invalid_request"),
+            ("typ logout", self.mint(typ="logout+jwt"), "invalid_request"),
+            ("signature", ".".join([h, b64url(json.dumps(tampered).encode()), s]),
+             "invalid_signature"),
+            ("aud", self.mint(aud="https://other.test"), "invalid_audience"),
+            ("iss", self.mint(iss="https://evil.test"), "invalid_issuer"),
+            ("exp", self.mint(iat=now - 900, exp=now - 600), "expired"),
+            ("iat", self.mint(iat=now + 3600, exp=now + 3900), "invalid_request"),
+            ("email", self.mint(email_verified=False), "missing_verified_email"),
+            ("client_id", self.mint(client_id="https://other.test"), "invalid_client_id"),
+        ]
+        for name, token, code in cases:
+            with self.subTest(name):
+                self.assertV06Error(self.identity_idjag(token), 400, code)
+        token = self.mint(sub="replayed")
+        self.assertEqual(self.identity_idjag(token).status, 200)
+        self.assertV06Error(self.identity_idjag(token), 400, "replay_detected")
+        # one jti space for both generations: v0.1 refuses it too
+        r = register_idjag(self.server, token)
+        self.assertEqual(r.json["error"], "replay_detected", r.json)
+
+    def test_an_id_jag_presented_directly_at_the_token_endpoint(self):
+        t = self.exchange(self.mint(sub="direct", email="direct@example.test"))
+        self.assertEqual(t["scope"], "api.read api.write")
+        self.assertNotIn("refresh_token", t)
+        self.assertEqual(self.server.bearer("GET", "/api/resource", t["access_token"]).status, 200)
+        now = int(time.time())
+        kid = self.provider.stats()["es_kid"]
+        h, p, s = self.mint().split(".")
+        tampered = json.loads(unb64url(p))
+        tampered["sub"] = "someone-else"
+        cases = [
+            ("alg none", b64url(json.dumps({"alg": "none", "typ": ASSERTION_TYP,
+                                            "kid": kid}).encode()) + "." + p + ".",
+             "invalid_signature"),
+            ("signature", ".".join([h, b64url(json.dumps(tampered).encode()), s]),
+             "invalid_signature"),
+            ("aud", self.mint(aud="https://other.test"), "invalid_audience"),
+            ("iss", self.mint(iss="https://evil.test"), "invalid_issuer"),
+            ("exp", self.mint(iat=now - 900, exp=now - 600), "expired"),
+            ("iat", self.mint(iat=now + 3600, exp=now + 3900), "invalid_request"),
+        ]
+        for name, token, why in cases:
+            with self.subTest(name):
+                self.assertOAuthError(self.token(token), "invalid_grant", why=why)
+        # a wrong typ is not an assertion of the profile at all
+        self.assertOAuthError(self.token(self.mint(typ="JWT")), "invalid_grant")
+        token = self.mint(sub="direct-replay")
+        self.assertEqual(self.token(token).status, 200)
+        self.assertOAuthError(self.token(token), "invalid_grant", why="replay_detected")
+
+    def test_a_first_link_is_interaction_required(self):
+        # An account with this address exists (a claimed email registration);
+        # the provider links by email, so the v0.5 step-up applies.
+        self.server.stop()
+        self.server.cleanup()
+        self.server = Server(provider_overrides(self.provider, link_by_email="on")).start()
+        reg = self.server.register_email("linked@example.test")
+        self.server.wait_mail_queue()
+        otp = self.server.code_from_link(claim_link(self.server.outbox_messages()[-1]))
+        self.assertEqual(self.server.complete(reg["claim_token"], otp).status, 200)
+        r = self.identity_idjag(self.mint(sub="new-sub", email="linked@example.test"))
+        self.assertEqual(r.status, 401, r)
+        self.assertEqual(r.json["error"], "interaction_required")
+        self.assertIn("interaction_required", r.header("WWW-Authenticate"))
+        self.assertTrue(r.json["claim_token"].startswith("clm_"))
+        self.assertNotIn("identity_assertion", r.json)
+
+
+class RotationTest(V06Base):
+    def test_rotate_key_keeps_the_old_key_published(self):
+        reg = self.anonymous()
+        old_kid = jwt_parts(reg["identity_assertion"])[0]["kid"]
+        r = subprocess.run([SERVER, "rotate-key", "--config", self.server.config],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        keys = self.server.get("/.well-known/jwks.json").json["keys"]
+        kids = [k["kid"] for k in keys]
+        self.assertEqual(len(kids), 2)
+        self.assertIn(old_kid, kids)
+        for k in keys:
+            self.assertEqual(k["kid"], thumbprint(k))
+        new_kid = [k for k in kids if k != old_kid][0]
+        self.assertIn(new_kid, r.stdout)
+        # the old assertion still exchanges; new ones carry the new kid
+        self.assertEqual(self.token(reg["identity_assertion"]).status, 200)
+        fresh = self.anonymous()["identity_assertion"]
+        self.assertEqual(jwt_parts(fresh)[0]["kid"], new_kid)
+        self.assertEqual(self.token(fresh).status, 200)
+
+
+class NoOverlapRotationTest(V06Base):
+    SERVER_OVERRIDES = {"v06": {"key_overlap": "0"}}
+
+    def test_a_retired_key_past_its_overlap_is_gone(self):
+        reg = self.anonymous()
+        r = subprocess.run([SERVER, "rotate-key", "--config", self.server.config],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.server.get("/.well-known/jwks.json").json["keys"]), 1)
+        self.assertOAuthError(self.token(reg["identity_assertion"]), "invalid_grant")
+
+
+class EventsTest(V06Base):
+    def registered(self, sub):
+        r = self.identity_idjag(self.mint(sub=sub, email=sub + "@example.test"))
+        self.assertEqual(r.status, 200, r)
+        return r.json
+
+    def test_a_set_revokes_the_registration_and_a_fresh_id_jag_revives_it(self):
+        body = self.registered("set-user")
+        at = self.exchange(body["identity_assertion"])["access_token"]
+        r = self.send_set(self.mint_set(sub="set-user"))
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual(r.body, b"")
+        self.assertEqual(self.server.bearer("GET", "/api/resource", at).status, 401)
+        self.assertOAuthError(self.token(body["identity_assertion"]), "invalid_grant",
+                              why="revoked")
+        rows = self.server.db_query("SELECT status FROM registrations WHERE id = ?",
+                                    (body["registration_id"],))
+        self.assertEqual(rows, [("revoked",)])
+        # a fresh ID-JAG revives the same registration; the old assertion stays dead
+        again = self.registered("set-user")
+        self.assertEqual(again["registration_id"], body["registration_id"])
+        self.assertOAuthError(self.token(body["identity_assertion"]), "invalid_grant",
+                              why="revoked after")
+        self.assertEqual(self.token(again["identity_assertion"]).status, 200)
+
+    def test_an_operator_block_wins_over_a_revival(self):
+        body = self.registered("blocked-user")
+        self.assertEqual(self.send_set(self.mint_set(sub="blocked-user")).status, 202)
+        r = subprocess.run([SERVER, "revoke", "--config", self.server.config, "--issuer",
+                            self.provider.url, "--subject", "blocked-user"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertV06Error(self.identity_idjag(self.mint(sub="blocked-user")), 400,
+                            "invalid_grant")
+        self.assertOAuthError(self.token(self.mint(sub="blocked-user")), "invalid_grant")
+        self.assertOAuthError(self.token(body["identity_assertion"]), "invalid_grant")
+        rows = self.server.db_query("SELECT status FROM registrations WHERE id = ?",
+                                    (body["registration_id"],))
+        self.assertEqual(rows, [("revoked",)])
+
+    def test_unknown_events_are_accepted_and_ignored(self):
+        body = self.registered("calm-user")
+        at = self.exchange(body["identity_assertion"])["access_token"]
+        r = self.send_set(self.mint_set(sub="calm-user",
+                                        events={"https://example.test/ev/other": {}}))
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual(self.server.bearer("GET", "/api/resource", at).status, 200)
+
+    def test_negative_jwt_cases_for_sets(self):
+        now = int(time.time())
+        kid = self.provider.stats()["es_kid"]
+        h, p, s = self.mint_set().split(".")
+        tampered = json.loads(unb64url(p))
+        tampered["sub"] = "someone-else"
+        cases = [
+            ("alg none", b64url(json.dumps({"alg": "none", "typ": "secevent+jwt",
+                                            "kid": kid}).encode()) + "." + p + ".",
+             "invalid_key"),
+            ("alg misfit", self.provider.sign(self.set_claims(), key="rs", kid=kid,
+                                              typ="secevent+jwt"), "invalid_key"),
+            ("signature", ".".join([h, b64url(json.dumps(tampered).encode()), s]),
+             "invalid_key"),
+            ("typ logout", self.mint_set(typ="logout+jwt"), "invalid_request"),
+            ("typ id-jag", self.mint_set(typ=ASSERTION_TYP), "invalid_request"),
+            ("aud", self.mint_set(aud="https://other.test"), "invalid_audience"),
+            ("iss", self.mint_set(iss="https://evil.test"), "invalid_issuer"),
+            ("exp", self.mint_set(iat=now - 900, exp=now - 600), "invalid_request"),
+            ("stale iat", self.mint_set(iat=now - 3600), "invalid_request"),
+            ("iat", self.mint_set(iat=now + 3600), "invalid_request"),
+            ("no events", self.mint_set(events=None), "invalid_request"),
+            ("events not an object", self.mint_set(events=[REVOKED_EVENT]), "invalid_request"),
+            ("garbage", "a.b.c", "invalid_request"),
+        ]
+        for name, token, err in cases:
+            with self.subTest(name):
+                self.assertSetError(self.send_set(token), err)
+        self.assertSetError(self.send_set(self.mint_set(), content_type="application/json"),
+                            "invalid_request")
+        token = self.mint_set()
+        self.assertEqual(self.send_set(token).status, 202)
+        self.assertSetError(self.send_set(token), "invalid_request")
+        # a logout token's replay window is its own: same jti, other kind
+        self.assertEqual(send_logout(self.server, self.provider.sign(
+            self.set_claims(jti=jwt_parts(token)[1]["jti"]), typ="logout+jwt")).status, 200)
+
+
+class BothGenerationsTest(V06Base):
+    """A v0.1 agent and a v0.6 agent on one running server, one store."""
+
+    def both(self, sub):
+        v01 = register_idjag(self.server, self.mint(sub=sub, email=sub + "@example.test"))
+        self.assertEqual(v01.status, 200, v01)
+        v06 = self.identity_idjag(self.mint(sub=sub, email=sub + "@example.test"))
+        self.assertEqual(v06.status, 200, v06)
+        # one delegation: the v0.6 agent got the same registration row
+        self.assertEqual(v01.json["registration_id"], v06.json["registration_id"])
+        at = self.exchange(v06.json["identity_assertion"])["access_token"]
+        for cred in (v01.json["credential"], at):
+            self.assertEqual(self.server.bearer("GET", "/api/resource", cred).status, 200)
+        return v01.json["credential"], at, v06.json
+
+    def test_anonymous_agents_of_both_generations(self):
+        key = self.server.register_anonymous()["credential"]
+        at = self.exchange(self.anonymous()["identity_assertion"])["access_token"]
+        for cred in (key, at):
+            self.assertEqual(self.server.bearer("GET", "/api/resource", cred).status, 200)
+
+    def test_a_logout_token_revokes_both_generations(self):
+        key, at, _ = self.both("both-logout")
+        r = send_logout(self.server, self.provider.sign(
+            self.set_claims(sub="both-logout"), typ="logout+jwt"))
+        self.assertEqual(r.status, 200, r)
+        for cred in (key, at):
+            self.assertEqual(self.server.bearer("GET", "/api/resource", cred).status, 401)
+
+    def test_a_set_revokes_both_generations(self):
+        key, at, v06 = self.both("both-set")
+        self.assertEqual(self.send_set(self.mint_set(sub="both-set")).status, 202)
+        for cred in (key, at):
+            self.assertEqual(self.server.bearer("GET", "/api/resource", cred).status, 401)
+        self.assertOAuthError(self.token(v06["identity_assertion"]), "invalid_grant")
+
+    def test_a_v06_token_is_revocable_through_rfc7009(self):
+        at = self.exchange(self.anonymous()["identity_assertion"])["access_token"]
+        r = self.server.request("POST", "/oauth2/revoke",
+                                raw=urllib.parse.urlencode({"token": at}).encode(),
+                                content_type="application/x-www-form-urlencoded")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.server.bearer("GET", "/api/resource", at).status, 401)
+
+
+if __name__ == "__main__":
+    unittest.main()
