@@ -3,6 +3,7 @@
  * the time window and the jti replay check are here. */
 #include "flows/dpop.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -212,5 +213,38 @@ flow_dpop_gate(const struct flow_env *env, struct store *st, const char *cred_jk
 			       "with a DPoP proof");
 	if ((rc = flow_dpop_check(env, st, proof, &want, NULL, e)) == AM_E_INVALID_DPOP_PROOF)
 		e->code = rc = AM_E_DPOP_PROOF_REFUSED;
+	return rc;
+}
+
+enum am_err
+flow_dpop_grant_jkt(const char *grant, char out[JOSE_JKT_LEN], struct am_error *e)
+{
+	json_t *claims = jose_unverified_claims(grant);
+	const char *jkt = json_string_value(json_object_get(json_object_get(claims, "cnf"), "jkt"));
+	enum am_err rc = AM_OK;
+
+	out[0] = '\0';
+	if (json_object_get(json_object_get(claims, "cnf"), "jkt") != NULL &&
+	    (jkt == NULL || strlen(jkt) != JOSE_JKT_LEN - 1 ||
+	     strspn(jkt, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
+		     JOSE_JKT_LEN - 1))
+		rc = am_fail(e, AM_E_INVALID_GRANT, "the grant's cnf.jkt is not a JWK thumbprint");
+	else if (jkt != NULL)
+		memcpy(out, jkt, JOSE_JKT_LEN);
+	json_decref(claims);
+	return rc;
+}
+
+enum am_err
+flow_dpop_bind(const struct flow_env *env, struct store *st, const char *access_token,
+	       const char *jkt, struct am_error *e)
+{
+	uint8_t hash[AM_HASH_LEN];
+	enum am_err rc;
+
+	(void)env;
+	am_sha256_str(access_token, hash);
+	rc = store_cred_bind_jkt(st, hash, jkt, e);
+	OPENSSL_cleanse(hash, sizeof(hash));
 	return rc;
 }

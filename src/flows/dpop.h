@@ -50,6 +50,18 @@ enum am_err flow_dpop_token_request(const struct flow_env *env, struct store *st
 				    const char *method, const char *url, const char *grant_jkt,
 				    char jkt_out[JOSE_JKT_LEN], struct am_error *e) AM_WUR;
 
+/* The cnf.jkt a grant (an ID-JAG or the service's identity assertion)
+ * asks for, read without verifying it (the grant's own verification comes
+ * after and refuses a forged one): into out, "" when there is none.
+ * AM_E_INVALID_GRANT when cnf.jkt is there but not a thumbprint. */
+enum am_err flow_dpop_grant_jkt(const char *grant, char out[JOSE_JKT_LEN],
+				struct am_error *e) AM_WUR;
+
+/* Binds the access token just issued (not yet handed out) to jkt: the
+ * credential whose hash is SHA-256(access_token) gets it. */
+enum am_err flow_dpop_bind(const struct flow_env *env, struct store *st, const char *access_token,
+			   const char *jkt, struct am_error *e) AM_WUR;
+
 /* The gate's DPoP step for a live credential: a credential bound to a key
  * (cred_jkt not empty) must come with the DPoP scheme (dpop_scheme true) and
  * a valid proof for (method, url) from that key with ath of token; an

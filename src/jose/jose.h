@@ -120,6 +120,12 @@ struct jose_dpop {
  * is filled only on AM_OK (release with jose_dpop_free). */
 enum am_err jose_dpop_verify(const char *compact, struct jose_dpop *out, struct am_error *e) AM_WUR;
 void jose_dpop_free(struct jose_dpop *d); /* NULL is fine */
+
+/* The payload of a compact JWS as a JSON object (new reference), NOT
+ * verified: only to learn what a later verification will be asked to hold
+ * (a grant's cnf.jkt). NULL when it is not a compact JWS with an object
+ * payload. */
+json_t *jose_unverified_claims(const char *compact);
 /* ---- protocol v0.6 (issue 13) ---- */
 
 /* Sets s's kid (and the key's) to the RFC 7638 thumbprint of its public

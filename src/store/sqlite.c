@@ -67,6 +67,8 @@ enum q {
 	/* protocol v0.6 (issue 13) */
 	Q_REG_GEN_GET,
 	Q_REG_GEN_BUMP,
+	/* DPoP (issue 13 item 5) */
+	Q_CRED_BIND_JKT,
 	Q__COUNT
 };
 
@@ -204,6 +206,8 @@ static const char *const sql[Q__COUNT] = {
 	[Q_REG_GEN_BUMP] = "INSERT INTO registration_generations (tenant, registration_id, gen) "
 			   "VALUES (?1, ?2, 1) ON CONFLICT (tenant, registration_id) "
 			   "DO UPDATE SET gen = registration_generations.gen + 1",
+	[Q_CRED_BIND_JKT] = "UPDATE credentials SET jkt = ?3 WHERE tenant = ?1 AND hash = ?2 "
+			    "AND revoked_at IS NULL AND jkt IS NULL",
 };
 
 struct store {
@@ -1265,4 +1269,25 @@ store_reg_gen_bump(struct store *st, const char *registration_id, struct am_erro
 		return rc;
 	sqlite3_bind_text(s, 2, registration_id, -1, SQLITE_TRANSIENT);
 	return db_run(st->db, s, "generation bump", NULL, e);
+}
+
+/* ---- DPoP (issue 13 item 5) ---- */
+
+enum am_err
+store_cred_bind_jkt(struct store *st, const uint8_t hash[AM_HASH_LEN], const char *jkt,
+		    struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc;
+	int n = 0;
+
+	if ((rc = db_prep(st->db, Q_CRED_BIND_JKT, &s, e)) != AM_OK)
+		return rc;
+	db_bind_hash(s, 2, hash);
+	sqlite3_bind_text(s, 3, jkt, -1, SQLITE_TRANSIENT);
+	/* A cached bearer lookup of this credential must not outlive the bind. */
+	auth_changed();
+	if ((rc = db_run(st->db, s, "credential bind", &n, e)) != AM_OK)
+		return rc;
+	return n == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "no unbound credential to bind");
 }

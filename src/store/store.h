@@ -355,6 +355,14 @@ enum am_err store_reg_gen(struct store *st, const char *registration_id, int64_t
 enum am_err store_reg_gen_bump(struct store *st, const char *registration_id,
 			       struct am_error *e) AM_WUR;
 
+/* ---- DPoP (RFC 9449; issue 13 item 5) ---- */
+
+/* Binds the live credential whose hash this is to the DPoP key thumbprint
+ * jkt (an access token just issued, before it is handed out).
+ * AM_E_NOT_FOUND when no unbound live credential has the hash. */
+enum am_err store_cred_bind_jkt(struct store *st, const uint8_t hash[AM_HASH_LEN], const char *jkt,
+				struct am_error *e) AM_WUR;
+
 /* A per-thread handle source over one URL: each worker thread gets its own
  * connection, opened on first use and closed when the thread ends. */
 struct store_pool;
