@@ -822,10 +822,28 @@ do_register(struct authmd_client *c, const struct authmd_discovery *d, const cha
 	return st;
 }
 
+/* Under --protocol auto, a method whose whole flow this client speaks only
+ * in v0.1 (registration by email; anonymous, whose claim ceremony is the
+ * v0.1 one here) goes to v0.1 when the service offers it too. */
+static const struct authmd_discovery *
+v01_for_claims(const struct authmd_client *c, const struct authmd_discovery *d,
+	       struct authmd_discovery *copy)
+{
+	if (c->protocol != AUTHMD_PROTOCOL_AUTO || strcmp(d->protocol, "v0.6") != 0 ||
+	    d->register_uri[0] == '\0')
+		return d;
+	*copy = *d;
+	am_copy(copy->protocol, sizeof(copy->protocol), "v0.1");
+	return copy;
+}
+
 enum authmd_status
 authmd_register_anonymous(struct authmd_client *c, const struct authmd_discovery *d,
 			  struct authmd_credential *out, struct authmd_error *err)
 {
+	struct authmd_discovery copy;
+
+	d = v01_for_claims(c, d, &copy);
 	if (!d->anonymous)
 		return cs_fail(err, AUTHMD_ERR_REFUSED,
 			       "Pick another method: --email or --provider.",
@@ -841,9 +859,11 @@ authmd_register_email(struct authmd_client *c, const struct authmd_discovery *d,
 		      const char *cred_type, struct authmd_credential *out,
 		      struct authmd_error *err)
 {
+	struct authmd_discovery copy;
 	enum authmd_status st;
 	struct authmd_credential cred;
 
+	d = v01_for_claims(c, d, &copy);
 	if (strcmp(d->protocol, "v0.6") == 0)
 		return cs_fail(err, AUTHMD_ERR_REFUSED,
 			       "Use --anonymous or --provider, or --protocol v0.1.",
@@ -924,10 +944,16 @@ create_grant(struct authmd_client *c, const char *url, const char *session,
 	json_t *made = NULL;
 	enum authmd_status st;
 
+	bool set = strcmp(d->protocol, "v0.6") == 0 && d->events_endpoint[0] != '\0';
+	const char *target = set ? d->events_endpoint : d->revocation_uri;
+
+	/* The provider revokes through the channel of the generation we
+	 * register with: a SET to a v0.6 events_endpoint, a logout token to a
+	 * v0.1 revocation_uri. */
 	st = post_json(c, url, session,
 		       json_pack("{s:s, s:s, s:s?}", "audience", d->issuer, "mode",
-				 consent_mode(consent), "revocation_uri",
-				 d->revocation_uri[0] != '\0' ? d->revocation_uri : NULL),
+				 consent_mode(consent), set ? "events_endpoint" : "revocation_uri",
+				 target[0] != '\0' ? target : NULL),
 		       "the consent grant", &made, err);
 	if (st != AUTHMD_OK)
 		return st;

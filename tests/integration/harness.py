@@ -419,7 +419,6 @@ class RealProvider(Process):
             "keys": {"dir": os.path.join(self.tmp, "keys")},
             "revocation": {"retry_base": "1", "retry_max": "2"},
             "outbound": {"allow_private_targets": LOOPBACK_TARGETS},
-            "v06": {"keys_dir": os.path.join(self.tmp, "keys")},
         }
         write_ini(self.config, cfg, overrides)
 
