@@ -109,6 +109,7 @@ struct authmd_credential {
 	char token_endpoint[AUTHMD_URL_MAX];
 	char identity_assertion[AUTHMD_ASSERTION_MAX];
 	char assertion_expires[40]; /* RFC 3339 */
+	char token_type[16];	    /* "Bearer" or "DPoP" (bound to the key of --dpop) */
 };
 
 /* Which protocol generation to speak to a service. */
@@ -128,6 +129,10 @@ struct authmd_options {
 	 * issuer that is present must still match. Default false. */
 	bool allow_missing_issuer;
 	enum authmd_protocol protocol; /* default AUTO */
+	/* DPoP (RFC 9449): bind v0.6 access tokens to a key kept beside the
+	 * credentials file (dpop-key.pem, 0600, made on first use) and send a
+	 * proof with every use. Default false. */
+	bool dpop;
 };
 
 struct authmd_client;

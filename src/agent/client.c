@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "agent/credstore.h"
+#include "agent/proofkey.h"
 #include "authmd/client.h"
 #include "core/str.h"
 
@@ -23,6 +24,8 @@ struct authmd_client {
 	long max_retry_after_s;
 	bool allow_missing_issuer;
 	enum authmd_protocol protocol;
+	bool dpop;
+	struct proofkey *key; /* loaded on first use */
 };
 
 #define JWT_BEARER "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -297,6 +300,7 @@ authmd_client_new(const struct authmd_options *opt, struct authmd_client **out,
 		opt != NULL && opt->max_retry_after_s > 0 ? opt->max_retry_after_s : 60;
 	c->allow_missing_issuer = opt != NULL && opt->allow_missing_issuer;
 	c->protocol = opt != NULL ? opt->protocol : AUTHMD_PROTOCOL_AUTO;
+	c->dpop = opt != NULL && opt->dpop;
 	if (c->protocol != AUTHMD_PROTOCOL_AUTO && c->protocol != AUTHMD_PROTOCOL_V01 &&
 	    c->protocol != AUTHMD_PROTOCOL_V06) {
 		free(c);
@@ -309,6 +313,8 @@ authmd_client_new(const struct authmd_options *opt, struct authmd_client **out,
 void
 authmd_client_free(struct authmd_client *c)
 {
+	if (c != NULL)
+		proofkey_free(c->key);
 	free(c);
 }
 
@@ -683,6 +689,26 @@ form_add(struct am_buf *b, const char *name, const char *value)
 	return ok;
 }
 
+/* "DPoP: <proof>" for (htm, htu, access_token) with the client's key
+ * (loaded or made on first use); caller frees. */
+static enum authmd_status
+dpop_header(struct authmd_client *c, const char *htm, const char *htu, const char *access_token,
+	    char **out, struct authmd_error *err)
+{
+	char *proof = NULL;
+	struct am_buf b = {0};
+	enum authmd_status st;
+
+	if (c->key == NULL && (st = proofkey_load(c->store_path, &c->key, err)) != AUTHMD_OK)
+		return st;
+	if ((st = proofkey_proof(c->key, htm, htu, access_token, &proof, err)) != AUTHMD_OK)
+		return st;
+	am_buf_printf(&b, "DPoP: %s", proof);
+	free(proof);
+	*out = am_buf_take(&b);
+	return AUTHMD_OK;
+}
+
 /* Step 5 of the v0.6 AUTH.md: the identity_assertion for an access token at
  * token_endpoint (RFC 7523 jwt-bearer, RFC 8707 resource). Fills
  * cred->credential and its type, expiry and scopes; does not store. */
@@ -706,8 +732,20 @@ token_exchange(struct authmd_client *c, struct authmd_credential *cred, struct a
 		am_buf_free(&form);
 		return cs_fail(err, AUTHMD_ERR_FAILED, NULL, "out of memory");
 	}
-	st = fetch(c, "POST", cred->token_endpoint, NULL, NULL, "application/x-www-form-urlencoded",
-		   form.data, &r, err);
+	{
+		char *dpop = NULL;
+		const char *hdrs[2] = {NULL, NULL};
+
+		if (c->dpop && (st = dpop_header(c, "POST", cred->token_endpoint, NULL, &dpop,
+						 err)) != AUTHMD_OK) {
+			am_buf_free(&form);
+			return st;
+		}
+		hdrs[0] = dpop;
+		st = fetch(c, "POST", cred->token_endpoint, NULL, hdrs,
+			   "application/x-www-form-urlencoded", form.data, &r, err);
+		free(dpop);
+	}
 	OPENSSL_cleanse(form.data, form.len);
 	am_buf_free(&form);
 	if (st != AUTHMD_OK || (st = json_answer(&r, "the token exchange", &ans, err)) != AUTHMD_OK)
@@ -720,6 +758,16 @@ token_exchange(struct authmd_client *c, struct authmd_credential *cred, struct a
 			       "the token endpoint answered no (usable) access_token");
 	}
 	am_copy(cred->credential_type, sizeof(cred->credential_type), "access_token");
+	copy_str(ans, "token_type", cred->token_type, sizeof(cred->token_type));
+	if (c->dpop && strcasecmp(cred->token_type, "DPoP") != 0) {
+		OPENSSL_cleanse(cred->credential, sizeof(cred->credential));
+		json_decref(ans);
+		return cs_fail(
+			err, AUTHMD_ERR_PROTOCOL, "Run without --dpop.",
+			"--dpop: the token endpoint did not bind the access token (token_type "
+			"\"%s\")",
+			cred->token_type);
+	}
 	expires_in = json_object_get(ans, "expires_in");
 	cred->credential_expires[0] = '\0';
 	if (json_is_integer(expires_in) && json_integer_value(expires_in) > 0)
@@ -1248,6 +1296,34 @@ can_reregister(const struct authmd_credential *cred)
 	       cred->session[0] != '\0';
 }
 
+/* A request with a DPoP-bound access token: "Authorization: DPoP" and a
+ * fresh proof for this method and URL (RFC 9449 7.1). */
+static enum authmd_status
+fetch_bound(struct authmd_client *c, const char *method, const char *url, const char *token,
+	    const char *const *headers, const char *body, struct result *r,
+	    struct authmd_error *err)
+{
+	const char *all[36];
+	char *proof = NULL;
+	struct am_buf auth = {.secret = true};
+	size_t n = 0;
+	enum authmd_status st;
+
+	if ((st = dpop_header(c, method, url, token, &proof, err)) != AUTHMD_OK)
+		return st;
+	am_buf_printf(&auth, "Authorization: DPoP %s", token);
+	all[n++] = auth.data;
+	all[n++] = proof;
+	for (size_t i = 0; headers != NULL && headers[i] != NULL && n < 35; i++)
+		all[n++] = headers[i];
+	all[n] = NULL;
+	st = fetch(c, method, url, NULL, all, body != NULL ? "application/json" : NULL, body, r,
+		   err);
+	am_buf_free(&auth);
+	free(proof);
+	return st;
+}
+
 enum authmd_status
 authmd_request(struct authmd_client *c, const char *method, const char *url,
 	       const char *const *headers, const char *body, struct authmd_response *resp,
@@ -1273,6 +1349,9 @@ authmd_request(struct authmd_client *c, const char *method, const char *url,
 	/* A v0.6 access token past its expiry is exchanged again first (the
 	 * assertion stands in for a refresh token). */
 	v06 = strcmp(cred.protocol, "v0.6") == 0;
+	/* A bound token is exchanged again bound to the same key. */
+	if (strcasecmp(cred.token_type, "DPoP") == 0)
+		c->dpop = true;
 	until = cs_parse_utc(cred.credential_expires);
 	if (v06 && until != 0 && until <= time(NULL) + 5) {
 		if ((st = token_exchange(c, &cred, err)) != AUTHMD_OK ||
@@ -1288,8 +1367,11 @@ authmd_request(struct authmd_client *c, const char *method, const char *url,
 		reexchanged = true;
 	}
 	for (;;) {
-		st = fetch(c, method, url, cred.credential, headers,
-			   body != NULL ? "application/json" : NULL, body, &r, err);
+		if (strcasecmp(cred.token_type, "DPoP") == 0)
+			st = fetch_bound(c, method, url, cred.credential, headers, body, &r, err);
+		else
+			st = fetch(c, method, url, cred.credential, headers,
+				   body != NULL ? "application/json" : NULL, body, &r, err);
 		if (st != AUTHMD_OK)
 			return st;
 		/* A 5xx may come after the service acted: only a request that may

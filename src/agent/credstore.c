@@ -159,6 +159,7 @@ static const struct {
 	F(token_endpoint),
 	F(identity_assertion),
 	F(assertion_expires),
+	F(token_type),
 };
 
 bool

@@ -24,11 +24,12 @@ struct args {
 		*store, *consent, *protocol;
 	const char *headers[32];
 	int nheaders;
-	bool json, yes, anonymous, help, version, allow_missing_issuer;
+	bool json, yes, anonymous, help, version, allow_missing_issuer, dpop;
 };
 
 static const char *const usage_text =
-	"usage: authmd [--store FILE] [--allow-missing-issuer] [--protocol auto|v0.1|v0.6]\n"
+	"usage: authmd [--store FILE] [--allow-missing-issuer] [--protocol auto|v0.1|v0.6] "
+	"[--dpop]\n"
 	"              COMMAND [--json] ...\n"
 	"\n"
 	"  discover URL                       find how to register with a service\n"
@@ -49,6 +50,8 @@ static const char *const usage_text =
 	"--protocol picks the generation to register with: auto (default) speaks v0.6\n"
 	"(/agent/identity, then the token endpoint) when the service offers it, else\n"
 	"v0.1 (/agent/auth); v0.1 or v0.6 forces one.\n"
+	"--dpop binds v0.6 access tokens to a key kept beside the credentials file\n"
+	"(dpop-key.pem, mode 0600) and sends a DPoP proof (RFC 9449) with every use.\n"
 	"  -h, --help       this text          -V, --version    the version\n"
 	"\n"
 	"The provider session may also come from $AUTHMD_SESSION, which keeps it out of\n"
@@ -81,7 +84,8 @@ parse(int argc, char **argv, struct args *a)
 		OPT_STORE,
 		OPT_CONSENT,
 		OPT_ALLOW_MISSING_ISSUER,
-		OPT_PROTOCOL
+		OPT_PROTOCOL,
+		OPT_DPOP
 	};
 	static const struct option opts[] = {
 		{"json", no_argument, NULL, OPT_JSON},
@@ -98,6 +102,7 @@ parse(int argc, char **argv, struct args *a)
 		{"consent", required_argument, NULL, OPT_CONSENT},
 		{"allow-missing-issuer", no_argument, NULL, OPT_ALLOW_MISSING_ISSUER},
 		{"protocol", required_argument, NULL, OPT_PROTOCOL},
+		{"dpop", no_argument, NULL, OPT_DPOP},
 		{"request", required_argument, NULL, 'X'},
 		{"data", required_argument, NULL, 'd'},
 		{"header", required_argument, NULL, 'H'},
@@ -121,6 +126,9 @@ parse(int argc, char **argv, struct args *a)
 			break;
 		case OPT_ALLOW_MISSING_ISSUER:
 			a->allow_missing_issuer = true;
+			break;
+		case OPT_DPOP:
+			a->dpop = true;
 			break;
 		case 'h':
 			a->help = true;
@@ -641,6 +649,7 @@ main(int argc, char **argv)
 		return usage(stderr, AUTHMD_ERR_USAGE);
 	opt.store_path = a.store != NULL ? a.store : getenv("AUTHMD_CREDENTIALS");
 	opt.allow_missing_issuer = a.allow_missing_issuer;
+	opt.dpop = a.dpop;
 	if (a.protocol == NULL || strcmp(a.protocol, "auto") == 0)
 		opt.protocol = AUTHMD_PROTOCOL_AUTO;
 	else if (strcmp(a.protocol, "v0.1") == 0)

@@ -33,6 +33,8 @@ agent_credential_json(const struct authmd_credential *c)
 	json_object_set_new(o, "protocol",
 			    json_string(c->protocol[0] != '\0' ? c->protocol : "v0.1"));
 	if (strcmp(c->protocol, "v0.6") == 0) {
+		if (c->token_type[0] != '\0')
+			json_object_set_new(o, "token_type", json_string(c->token_type));
 		json_object_set_new(o, "has_identity_assertion",
 				    json_boolean(c->identity_assertion[0] != '\0'));
 		if (c->assertion_expires[0] != '\0')

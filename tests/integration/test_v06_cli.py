@@ -7,7 +7,9 @@ the real authmd-provider, revoking the user's consent reaches a v0.6
 registration as a SET and a v0.1 registration as a logout token."""
 import hashlib
 import json
+import os
 import sqlite3
+import stat
 import time
 import unittest
 
@@ -110,6 +112,35 @@ class V06CliTest(unittest.TestCase):
         self.assertNotIn("identity_assertion", s)
         rc, got = self.cli.json("curl", self.url)
         self.assertEqual((rc, got["status"]), (0, 200), got)
+
+    def test_dpop_binds_the_token_to_a_private_key_and_sends_proofs(self):
+        rc, reg = self.cli.json("--dpop", "--protocol", "v0.6", "register", self.url,
+                                "--anonymous")
+        self.assertEqual(rc, 0, reg)
+        key = os.path.join(os.path.dirname(self.cli.store), "dpop-key.pem")
+        self.assertEqual(stat.S_IMODE(os.stat(key).st_mode), 0o600)
+        s = self.stored()
+        self.assertEqual(s["token_type"], "DPoP")
+        for _ in range(2):  # a fresh proof each time: no replay refusal
+            rc, got = self.cli.json("curl", self.url)
+            self.assertEqual((rc, got["status"]), (0, 200), got)
+        # the token alone, as a bearer token, is refused
+        r = self.server.bearer("GET", "/api/resource", s["credential"])
+        self.assertEqual((r.status, r.json["error"]), (401, "invalid_dpop_proof"))
+        # an expired bound token is exchanged again, bound to the same key
+        with open(self.cli.store) as f:
+            doc = json.load(f)
+        for v in doc["credentials"].values():
+            v["credential_expires"] = "2000-01-01T00:00:00Z"
+        with open(self.cli.store, "w") as f:
+            json.dump(doc, f)
+        rc, got = self.cli.json("curl", self.url)
+        self.assertEqual((rc, got["status"]), (0, 200), got)
+        self.assertEqual(self.stored()["token_type"], "DPoP")
+        # a key file others can read is not used
+        os.chmod(key, 0o644)
+        r = self.cli.run("--dpop", "curl", self.url)
+        self.assertEqual(r.returncode, 6, r.stderr)
 
     def register_provider(self, *protocol):
         rc, reg = self.cli.json(*protocol, "register", self.url, "--provider", self.provider.url,
