@@ -255,6 +255,8 @@ public_url = $S
 url = sqlite:$vabs/authmd.db
 [mail]
 outbox = $vabs/outbox
+[v06]
+keys_dir = $vabs/keys
 [log]
 level = info
 

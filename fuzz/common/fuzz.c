@@ -290,6 +290,8 @@ fz_service_config(struct am_config *cfg)
 	set(cfg, "store", "url", "sqlite::memory:");
 	snprintf(outbox, sizeof(outbox), "%s/outbox", fz_tmpdir());
 	set(cfg, "mail", "outbox", outbox);
+	snprintf(outbox, sizeof(outbox), "%s/keys", fz_tmpdir()); /* v0.6 signing keys */
+	set(cfg, "v06", "keys_dir", outbox);
 	set(cfg, "audit", "sink", "off");
 	set(cfg, "log", "level", "error");
 	set(cfg, "provider fz", "issuer", fz_provider_issuer());

@@ -69,8 +69,8 @@ public_point(struct proofkey *k)
 	unsigned char pt[65];
 	size_t n = 0;
 
-	if (EVP_PKEY_get_octet_string_param(k->pkey, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt),
-					    &n) != 1 ||
+	if (EVP_PKEY_get_octet_string_param(k->pkey, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt), &n) !=
+		    1 ||
 	    n != 65 || pt[0] != 0x04)
 		return false;
 	return b64url(pt + 1, 32, k->x, sizeof(k->x)) && b64url(pt + 33, 32, k->y, sizeof(k->y));
@@ -130,7 +130,8 @@ proofkey_load(const char *store_path, struct proofkey **out, struct authmd_error
 	}
 	if (k->pkey == NULL || EVP_PKEY_get_base_id(k->pkey) != EVP_PKEY_EC || !public_point(k)) {
 		proofkey_free(k);
-		return cs_fail(err, AUTHMD_ERR_STORE, "Remove it; a new key is made at the next use.",
+		return cs_fail(err, AUTHMD_ERR_STORE,
+			       "Remove it; a new key is made at the next use.",
 			       "%s is not a P-256 key", path);
 	}
 	*out = k;
@@ -169,15 +170,16 @@ es256(EVP_PKEY *pkey, const char *input)
 }
 
 enum authmd_status
-proofkey_proof(const struct proofkey *k, const char *htm, const char *htu,
-	       const char *access_token, char **out, struct authmd_error *err)
+proofkey_proof(const struct proofkey *k, const char *htm, const char *htu, const char *access_token,
+	       char **out, struct authmd_error *err)
 {
 	unsigned char jti[16], ath[32];
 	char jti_text[32], ath_text[48], *h = NULL, *c = NULL, *hb = NULL, *cb = NULL, *sig = NULL;
 	json_t *header, *claims;
 	struct am_buf b = {0};
 
-	if (RAND_bytes(jti, sizeof(jti)) != 1 || !b64url(jti, sizeof(jti), jti_text, sizeof(jti_text)))
+	if (RAND_bytes(jti, sizeof(jti)) != 1 ||
+	    !b64url(jti, sizeof(jti), jti_text, sizeof(jti_text)))
 		return cs_fail(err, AUTHMD_ERR_FAILED, NULL, "random source failed");
 	header = json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:s}}", "typ", "dpop+jwt", "alg", "ES256",
 			   "jwk", "kty", "EC", "crv", "P-256", "x", k->x, "y", k->y);

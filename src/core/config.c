@@ -111,6 +111,7 @@ static const struct cfg_key keys[] = {
 	{"v06", "key_overlap", CFG_SECONDS, AT(v06_key_overlap), "86400", 0, 2592000, NULL},
 	{"v06", "assertion_ttl", CFG_SECONDS, AT(v06_assertion_ttl), "86400", 60, 2592000, NULL},
 	{"v06", "publish_issuers", CFG_BOOL, AT(v06_publish_issuers), "off", 0, 0, NULL},
+	{"v06", "max_auth_age", CFG_SECONDS, AT(v06_max_auth_age), "3600", 0, 2592000, NULL},
 };
 
 #define RAT(f) offsetof(struct am_route, f), sizeof(((struct am_route *)0)->f)

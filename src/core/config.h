@@ -145,6 +145,7 @@ struct am_config {
 	int64_t v06_key_overlap;   /* a rotated-out key stays published this long */
 	int64_t v06_assertion_ttl; /* life of a service-signed identity_assertion */
 	bool v06_publish_issuers;  /* identity_assertion.issuers_supported in the metadata */
+	int64_t v06_max_auth_age;  /* an ID-JAG's auth_time at most this old (0: optional) */
 	/* [provider NAME] sections: the trust list */
 	struct am_provider providers[AM_MAX_PROVIDERS];
 	size_t nproviders;

@@ -77,6 +77,8 @@ static const struct err_row table[AM_E__COUNT] = {
 				 "the resource is not one this service issues tokens for"},
 	[AM_E_SERVICE_AUTH_NOT_ENABLED] = {400, "service_auth_not_enabled",
 					   "this service does not offer service_auth registration"},
+	[AM_E_LOGIN_REQUIRED] = {401, "login_required",
+				 "the user's sign-in at the provider is too old; re-authenticate"},
 	[AM_E_UNAVAILABLE] = {503, "temporarily_unavailable",
 			      "the service is temporarily unavailable; retry with backoff"},
 	[AM_E_INTERNAL] = {500, "server_error", "internal error"},

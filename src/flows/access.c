@@ -139,6 +139,10 @@ flow_authenticate(const struct flow_env *env, struct store *st, const char *bear
 	 * correctness never rests on the lookup's collation or encoding. */
 	if (!am_ct_equal(hash, out->cred.hash, AM_HASH_LEN))
 		return am_fail(e, AM_E_INVALID_TOKEN, "the credential is not valid");
+	/* v0.6 (RFC 8707): a token issued for one resource is refused by the
+	 * gate of any other, even one sharing this store. */
+	if (out->cred.resource[0] != '\0' && strcmp(out->cred.resource, env->cfg->resource) != 0)
+		return am_fail(e, AM_E_INVALID_TOKEN, "the credential is for another resource");
 	/* A cached row was live when read: its expiry is checked now. */
 	if (out->cred.expires_at != 0 && now >= out->cred.expires_at)
 		return am_fail(e, AM_E_INVALID_TOKEN, "the credential is not valid");

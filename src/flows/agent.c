@@ -671,6 +671,36 @@ flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip
 	return rc;
 }
 
+/* v0.5's auth_time rule: present (unless [v06] max_auth_age is 0), not in
+ * the future beyond the skew, at most max_auth_age old. */
+static enum am_err
+check_auth_time(const struct flow_env *env, const json_t *claims, struct am_error *e)
+{
+	const struct am_config *cfg = env->cfg;
+	int64_t now = flow_now(env), at;
+	json_t *v = json_object_get(claims, "auth_time");
+
+	if (v == NULL)
+		return cfg->v06_max_auth_age == 0 ? AM_OK
+						  : am_fail(e, AM_E_LOGIN_REQUIRED,
+							    "the ID-JAG has no auth_time; sign the "
+							    "user in again at the "
+							    "provider and mint a fresh one");
+	if (!json_is_integer(v) || json_integer_value(v) <= 0)
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "the token's auth_time claim must be a positive whole number of "
+			       "seconds");
+	at = (int64_t)json_integer_value(v);
+	if (at > am_time_add(now, cfg->clock_skew))
+		return am_fail(e, AM_E_LOGIN_REQUIRED, "the ID-JAG's auth_time is in the future");
+	if (cfg->v06_max_auth_age > 0 && now - at > cfg->v06_max_auth_age)
+		return am_fail(e, AM_E_LOGIN_REQUIRED,
+			       "the user signed in at the provider more than %lld s ago; sign in "
+			       "again (prompt=login) and mint a fresh ID-JAG",
+			       (long long)cfg->v06_max_auth_age);
+	return AM_OK;
+}
+
 enum am_err
 flow_register_idjag_identity(const struct flow_env *env, struct store *st, const char *ip,
 			     const char *assertion, struct reg_result *out, struct am_error *e)
@@ -680,6 +710,12 @@ flow_register_idjag_identity(const struct flow_env *env, struct store *st, const
 
 	if ((rc = idjag_prepare(env, ip, assertion, NULL, &s, e)) != AM_OK)
 		return rc;
+	/* v0.5: the user's sign-in must be fresh, checked on the verified
+	 * claims and before the jti is spent. */
+	if ((rc = check_auth_time(env, s->t.claims, e)) != AM_OK) {
+		idjag_free(s);
+		return rc;
+	}
 	s->identity_only = true;
 	if ((rc = idjag_write(st, s, e)) == AM_OK)
 		rc = idjag_answer(s, out, e);

@@ -286,6 +286,13 @@ exchange(const struct flow_env *env, struct store *st, const char *reg_id, int64
 		rc = flow_issue_credential(env, st, reg.id, CRED_ACCESS_TOKEN, scopes,
 					   reg.user_id[0] != '\0' ? reg.user_id : NULL,
 					   store_kind_name(reg.kind), &cred, e);
+	if (rc == AM_OK) {
+		/* RFC 8707: the token is for this service's resource alone. */
+		uint8_t hash[AM_HASH_LEN];
+
+		am_sha256_str(cred.credential, hash);
+		rc = store_cred_set_resource(st, hash, env->cfg->resource, e);
+	}
 	if (rc != AM_OK ||
 	    (rc = audit_add(st, &batch, env->cfg->tenant, flow_now(env), "token.issued", reg.id,
 			    json_pack("{s:s, s:s}", "scope", scopes, "grant", grant), e)) !=

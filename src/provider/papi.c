@@ -69,6 +69,7 @@ session_user(struct prov_app *a, struct http_req *rq, struct http_resp *rs, stru
 	const char *h = http_header(rq, "Authorization");
 	uint8_t hash[AM_HASH_LEN];
 	char user_id[40];
+	int64_t session_at = 0;
 	enum am_err rc;
 
 	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0 || strlen(h + 7) > AM_MAX_TOKEN_BYTES) {
@@ -80,9 +81,9 @@ session_user(struct prov_app *a, struct http_req *rq, struct http_resp *rs, stru
 	if ((rc = prov_store(a, ps, e)) != AM_OK)
 		return rc;
 	am_sha256_str(h + 7, hash);
-	rc = pstore_session_user(*ps, hash, user_id, e);
-	if (rc == AM_OK)
-		rc = pstore_user_by_id(*ps, user_id, u, e);
+	rc = pstore_session_user(*ps, hash, user_id, &session_at, e);
+	if (rc == AM_OK && (rc = pstore_user_by_id(*ps, user_id, u, e)) == AM_OK)
+		u->session_at = session_at;
 	if (rc == AM_E_NOT_FOUND) {
 		http_add_header(rs, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
 		return am_fail(e, AM_E_INVALID_TOKEN, "the session is not valid");
@@ -363,6 +364,10 @@ h_mint(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
 			   u.sub, "aud", audience, "client_id", c->client_id, "jti", jti, "iat",
 			   (json_int_t)now, "exp", (json_int_t)(now + c->idjag_ttl), "email",
 			   u.email, "email_verified", u.email_verified);
+	/* v0.5: the service wants the user's last authentication here, which
+	 * for this provider is the making of the agent's session. */
+	if (claims != NULL && u.session_at > 0)
+		json_object_set_new(claims, "auth_time", json_integer(u.session_at));
 	if (u.phone[0] != '\0') {
 		json_object_set_new(claims, "phone_number", json_string(u.phone));
 		json_object_set_new(claims, "phone_number_verified",

@@ -66,6 +66,7 @@ struct prov_user {
 	bool phone_verified;
 	char name[128];
 	int64_t created_at;
+	int64_t session_at; /* set by a session lookup: when that session was made */
 };
 
 enum grant_status { GRANT_ACTIVE, GRANT_CONSUMED, GRANT_REVOKED };
@@ -114,9 +115,10 @@ enum am_err pstore_users(struct pstore *ps, void (*fn)(void *ctx, const struct p
 
 enum am_err pstore_session_add(struct pstore *ps, const char *id, const uint8_t hash[AM_HASH_LEN],
 			       const char *user_id, int64_t at, struct am_error *e) AM_WUR;
-/* The user of a live session with this token hash. */
+/* The user of a live session with this token hash, and when the session
+ * was made (the user's authentication here: an ID-JAG's auth_time). */
 enum am_err pstore_session_user(struct pstore *ps, const uint8_t hash[AM_HASH_LEN],
-				char user_id[40], struct am_error *e) AM_WUR;
+				char user_id[40], int64_t *created_at, struct am_error *e) AM_WUR;
 enum am_err pstore_session_revoke(struct pstore *ps, const char *id, int64_t at,
 				  struct am_error *e) AM_WUR;
 

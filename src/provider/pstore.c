@@ -47,8 +47,9 @@ static const char *const sql[Q__COUNT] = {
 	[Q_USERS] = "SELECT " USER_COLS " FROM users WHERE tenant = ?1 ORDER BY created_at, id",
 	[Q_SESSION_ADD] = "INSERT INTO sessions (tenant, id, token_hash, user_id, created_at) "
 			  "VALUES (?1, ?2, ?3, ?4, ?5)",
-	[Q_SESSION_USER] = "SELECT user_id FROM sessions WHERE tenant = ?1 AND token_hash = ?2 "
-			   "AND revoked_at IS NULL",
+	[Q_SESSION_USER] =
+		"SELECT user_id, created_at FROM sessions WHERE tenant = ?1 AND token_hash = ?2 "
+		"AND revoked_at IS NULL",
 	[Q_SESSION_REVOKE] = "UPDATE sessions SET revoked_at = ?3 "
 			     "WHERE tenant = ?1 AND id = ?2 AND revoked_at IS NULL",
 	[Q_GRANT_ADD] = "INSERT INTO grants (tenant, " GRANT_COLS ") "
@@ -242,7 +243,7 @@ pstore_session_add(struct pstore *ps, const char *id, const uint8_t hash[AM_HASH
 
 enum am_err
 pstore_session_user(struct pstore *ps, const uint8_t hash[AM_HASH_LEN], char user_id[40],
-		    struct am_error *e)
+		    int64_t *created_at, struct am_error *e)
 {
 	sqlite3_stmt *s;
 	enum am_err rc;
@@ -253,6 +254,7 @@ pstore_session_user(struct pstore *ps, const uint8_t hash[AM_HASH_LEN], char use
 	if ((rc = db_one(ps->db, s, "session lookup", e)) != AM_OK)
 		return rc;
 	db_col_text(s, 0, user_id, 40);
+	*created_at = sqlite3_column_int64(s, 1);
 	sqlite3_reset(s);
 	return AM_OK;
 }

@@ -90,6 +90,20 @@ h_identity(void *app, struct http_req *rq, struct http_resp *rs, struct am_error
 		rc = am_fail(e, AM_E_INVALID_REQUEST,
 			     "type must be \"anonymous\" or \"identity_assertion\"");
 	}
+	if (rc == AM_E_LOGIN_REQUIRED) {
+		/* v0.5: the guide's 401 shape, with the window in both places */
+		char hdr[160];
+
+		snprintf(hdr, sizeof(hdr), "AgentAuth error=\"login_required\", max_age=\"%lld\"",
+			 (long long)a->cfg->v06_max_auth_age);
+		http_reply_json(rs, 401,
+				json_pack("{s:s, s:s, s:s, s:I}", "error", "login_required",
+					  "error_description", e->detail, "message", e->detail,
+					  "max_age", (json_int_t)a->cfg->v06_max_auth_age));
+		http_add_header(rs, "WWW-Authenticate", hdr);
+		rc = AM_OK;
+		goto out;
+	}
 	if (rc != AM_OK)
 		goto out;
 	if (res.assertion == NULL) {

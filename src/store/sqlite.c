@@ -69,6 +69,7 @@ enum q {
 	Q_REG_GEN_BUMP,
 	/* DPoP (issue 13 item 5) */
 	Q_CRED_BIND_JKT,
+	Q_CRED_SET_RESOURCE,
 	Q__COUNT
 };
 
@@ -119,7 +120,7 @@ static const char *const sql[Q__COUNT] = {
 			  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
 	[Q_CRED_AUTH] = "SELECT c.id, c.hash, c.type, c.scopes, c.source, c.registration_id, "
 			"c.user_id, c.iss, c.sub, c.aud, c.created_at, c.expires_at, "
-			"r.status, r.expires_at, u.email, c.jkt "
+			"r.status, r.expires_at, u.email, c.jkt, c.resource "
 			"FROM credentials c "
 			"JOIN registrations r ON r.tenant = c.tenant AND r.id = c.registration_id "
 			"LEFT JOIN users u ON u.tenant = c.tenant AND u.id = c.user_id "
@@ -208,6 +209,8 @@ static const char *const sql[Q__COUNT] = {
 			   "DO UPDATE SET gen = registration_generations.gen + 1",
 	[Q_CRED_BIND_JKT] = "UPDATE credentials SET jkt = ?3 WHERE tenant = ?1 AND hash = ?2 "
 			    "AND revoked_at IS NULL AND jkt IS NULL",
+	[Q_CRED_SET_RESOURCE] = "UPDATE credentials SET resource = ?3 "
+				"WHERE tenant = ?1 AND hash = ?2 AND revoked_at IS NULL",
 };
 
 struct store {
@@ -750,6 +753,7 @@ store_cred_auth(struct store *st, const uint8_t hash[AM_HASH_LEN], int64_t now,
 	out->reg_expires_at = sqlite3_column_int64(s, 13);
 	db_col_text(s, 14, out->user_email, sizeof(out->user_email));
 	db_col_text(s, 15, c->jkt, sizeof(c->jkt));
+	db_col_text(s, 16, c->resource, sizeof(c->resource)); /* v0.6: RFC 8707 */
 	sqlite3_reset(s);
 	return AM_OK;
 }
@@ -1269,6 +1273,23 @@ store_reg_gen_bump(struct store *st, const char *registration_id, struct am_erro
 		return rc;
 	sqlite3_bind_text(s, 2, registration_id, -1, SQLITE_TRANSIENT);
 	return db_run(st->db, s, "generation bump", NULL, e);
+}
+
+enum am_err
+store_cred_set_resource(struct store *st, const uint8_t hash[AM_HASH_LEN], const char *resource,
+			struct am_error *e)
+{
+	sqlite3_stmt *s;
+	int changes = 0;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_CRED_SET_RESOURCE, &s, e)) != AM_OK)
+		return rc;
+	db_bind_hash(s, 2, hash);
+	sqlite3_bind_text(s, 3, resource, -1, SQLITE_TRANSIENT);
+	if ((rc = db_run(st->db, s, "credential resource", &changes, e)) != AM_OK)
+		return rc;
+	return changes == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "no such live credential");
 }
 
 /* ---- DPoP (issue 13 item 5) ---- */

@@ -78,8 +78,9 @@ struct store_cred {
 	char user_id[STORE_ID_LEN]; /* empty: not bound to a user yet */
 	char iss[STORE_TEXT_LEN], sub[STORE_TEXT_LEN], aud[STORE_TEXT_LEN];
 	int64_t created_at;
-	int64_t expires_at; /* 0: never */
-	char jkt[48];	    /* DPoP key thumbprint (RFC 7638); empty: a bearer token */
+	int64_t expires_at;	       /* 0: never */
+	char jkt[48];		       /* DPoP key thumbprint (RFC 7638); empty: a bearer token */
+	char resource[STORE_TEXT_LEN]; /* v0.6 RFC 8707 audience; empty: not restricted */
 };
 
 /* What the resource gate needs to know about a presented credential. */
@@ -354,6 +355,11 @@ enum am_err store_reg_gen(struct store *st, const char *registration_id, int64_t
  * transaction). */
 enum am_err store_reg_gen_bump(struct store *st, const char *registration_id,
 			       struct am_error *e) AM_WUR;
+/* Restricts the live credential of hash to resource (RFC 8707); read back
+ * by store_cred_auth into cred.resource. AM_E_NOT_FOUND: no such row.
+ * store_cred_insert leaves it empty. */
+enum am_err store_cred_set_resource(struct store *st, const uint8_t hash[AM_HASH_LEN],
+				    const char *resource, struct am_error *e) AM_WUR;
 
 /* ---- DPoP (RFC 9449; issue 13 item 5) ---- */
 

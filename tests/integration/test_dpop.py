@@ -166,7 +166,8 @@ class DpopTest(unittest.TestCase):
 
     def test_an_id_jag_with_cnf_jkt_needs_a_proof_from_that_key(self):
         jag = lambda: self.provider.sign(self.provider.claims(  # noqa: E731
-            self.server, cnf={"jkt": thumbprint(public(self.key))}), key="es",
+            self.server, cnf={"jkt": thumbprint(public(self.key))},
+            auth_time=int(time.time())), key="es",
             typ="oauth-id-jag+jwt")
         r = self.exchange(jag())
         self.assertEqual((r.status, r.json["error"]), (400, "invalid_dpop_proof"), r)

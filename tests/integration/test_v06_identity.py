@@ -92,6 +92,7 @@ class V06Base(unittest.TestCase):
 
     # --- helpers ---
     def mint(self, key="es", typ=ASSERTION_TYP, **over):
+        over.setdefault("auth_time", int(time.time()) - 5)  # v0.5: a fresh sign-in
         return self.provider.sign(self.provider.claims(self.server, **over), key=key, typ=typ)
 
     def identity(self, body):
@@ -425,6 +426,31 @@ class IdJagTest(V06Base):
         r = register_idjag(self.server, token)
         self.assertEqual(r.json["error"], "replay_detected", r.json)
 
+    def test_auth_time_is_required_and_fresh(self):
+        now = int(time.time())
+        for over, why in (({"auth_time": None}, "no auth_time"),
+                          ({"auth_time": now - 7200}, "more than 3600"),
+                          ({"auth_time": now + 3600}, "future")):
+            with self.subTest(why):
+                r = self.identity_idjag(self.mint(**over))
+                self.assertEqual(r.status, 401, r)
+                self.assertEqual(r.json["error"], "login_required")
+                self.assertEqual(r.json["max_age"], 3600)
+                self.assertIn(why, r.json["error_description"])
+                self.assertIn('max_age="3600"', r.header("WWW-Authenticate"))
+                self.assertOAuthError(self.token(self.mint(**over)), "invalid_grant",
+                                      why="login_required")
+        # a refused token did not burn its jti
+        claims = self.provider.claims(self.server, auth_time=now - 7200)
+        self.assertEqual(self.identity_idjag(self.provider.sign(claims)).status, 401)
+        claims["auth_time"] = now
+        self.assertEqual(self.identity_idjag(self.provider.sign(claims)).status, 200)
+        self.assertV06Error(self.identity_idjag(self.mint(auth_time="yesterday")), 400,
+                            "invalid_request")
+        # v0.1 keeps its own rules: no auth_time needed at /agent/auth
+        self.assertEqual(register_idjag(self.server, self.provider.sign(
+            self.provider.claims(self.server))).status, 200)
+
     def test_an_id_jag_presented_directly_at_the_token_endpoint(self):
         t = self.exchange(self.mint(sub="direct", email="direct@example.test"))
         self.assertEqual(t["scope"], "api.read api.write")
@@ -591,6 +617,34 @@ class EventsTest(V06Base):
         # a logout token's replay window is its own: same jti, other kind
         self.assertEqual(send_logout(self.server, self.provider.sign(
             self.set_claims(jti=jwt_parts(token)[1]["jti"]), typ="logout+jwt")).status, 200)
+
+
+class ResourceTest(V06Base):
+    def test_a_token_is_refused_by_the_gate_of_another_resource(self):
+        t = self.exchange(self.anonymous()["identity_assertion"],
+                          resource=self.server.url + "/api/")["access_token"]
+        key = self.server.register_anonymous()["credential"]  # v0.1: not restricted
+        for cred in (t, key):
+            self.assertEqual(self.server.bearer("GET", "/api/resource", cred).status, 200)
+        rows = self.server.db_query("SELECT resource FROM credentials WHERE source = ?",
+                                    ("anonymous",))
+        self.assertIn((self.server.url + "/api/",), rows)
+        # The same store behind a service for another resource.
+        self.assertEqual(self.server.stop(), 0)
+        other = Server(dict(provider_overrides(self.provider),
+                            server={"resource": "https://other-api.test/"}),
+                       tmp=self.server.tmp).start()
+        self.server = other  # tearDown stops it
+        r = other.bearer("GET", "/api/resource", t)
+        self.assertEqual(r.status, 401, r)
+        self.assertIn("resource_metadata", r.header("WWW-Authenticate"))
+        def authz(cred):
+            return other.request("GET", "/authz", headers={
+                "Authorization": "Bearer " + cred, "X-Original-Method": "GET",
+                "X-Original-URI": "/api/resource"})
+        self.assertEqual(authz(t).status, 401, authz(t))
+        self.assertEqual(authz(key).status, 200)
+        self.assertEqual(other.bearer("GET", "/api/resource", key).status, 200)
 
 
 class BothGenerationsTest(V06Base):
