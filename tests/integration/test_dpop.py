@@ -6,6 +6,7 @@ URL or method, with 401 invalid_dpop_proof and WWW-Authenticate: DPoP; an
 ID-JAG carrying cnf.jkt exchanges only with a proof from that key;
 introspection shows cnf.jkt. Proofs are signed by the openssl command with
 keys it generates, independently of the server's code."""
+import base64
 import hashlib
 import os
 import subprocess
@@ -16,6 +17,9 @@ import urllib.parse
 
 from harness import Provider, Server, provider_overrides
 from test_v06_identity import JWT_BEARER, b64url, es256_sign, thumbprint
+
+
+RS_SECRET = "a-resource-server-secret-0123456"
 
 
 def new_key():
@@ -50,7 +54,10 @@ class DpopTest(unittest.TestCase):
 
     def setUp(self):
         self.provider = Provider().start()
-        self.server = Server(provider_overrides(self.provider)).start()
+        overrides = provider_overrides(self.provider)
+        overrides["introspection client rs"] = {
+            "secret_sha256": hashlib.sha256(RS_SECRET.encode()).hexdigest()}
+        self.server = Server(overrides).start()
         self.token_url = self.server.url + "/oauth2/token"
         self.api = self.server.url + "/api/resource"
 
@@ -147,6 +154,18 @@ class DpopTest(unittest.TestCase):
         # the URL and method of the original request, not of the /authz call
         self.assertRefused(authz(proof(self.key, "GET", origin + "/authz", token)))
         self.assertRefused(authz(proof(self.key, "POST", origin + "/api/resource", token)))
+
+    def test_introspection_shows_the_binding(self):
+        token = self.bound_token()
+        auth = base64.b64encode(("rs:" + RS_SECRET).encode()).decode()
+        r = self.server.request("POST", "/oauth2/introspect",
+                                raw=urllib.parse.urlencode({"token": token}).encode(),
+                                headers={"Authorization": "Basic " + auth},
+                                content_type="application/x-www-form-urlencoded")
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(r.json["active"])
+        self.assertEqual(r.json["token_type"], "DPoP")
+        self.assertEqual(r.json["cnf"], {"jkt": thumbprint(public(self.key))})
 
     def test_an_unbound_token_still_works_as_bearer_only(self):
         r = self.server.post("/agent/identity", {"type": "anonymous"})
