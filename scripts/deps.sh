@@ -18,6 +18,8 @@ PACKAGES=(
 	# tests: unit framework, sanitizer runtimes come with gcc; integration
 	# tests are Python (Debian's interpreter) with a real SMTP sink
 	libcmocka-dev python3 python3-aiosmtpd sqlite3 curl
+	# the DPoP and v0.6 tests sign JWTs with the openssl command
+	openssl
 	# the gate's integration test runs a real nginx (auth_request) in front of authmd
 	nginx
 	# tests of the install (test_install.py): nm, man -l, groff, and

@@ -1,4 +1,7 @@
-/* authmd client library: the agent's side of the auth.md protocol v0.1.
+/* authmd client library: the agent's side of the auth.md protocol, v0.1
+ * (/agent/auth answers a credential) and v0.6 (/agent/identity answers a
+ * service-signed identity_assertion, exchanged at token_endpoint for a
+ * short-lived access token, re-exchanged when it expires).
  *
  * It follows the recipe of AUTH.md: discover (a 401's resource_metadata,
  * the protected-resource metadata, the authorization server's agent_auth
@@ -35,6 +38,7 @@ enum authmd_status {
 
 #define AUTHMD_URL_MAX 512
 #define AUTHMD_TEXT_MAX 256
+#define AUTHMD_ASSERTION_MAX 8192 /* a service-signed identity assertion (a JWT) */
 /* The claim code a user reads from the email: this many decimal digits
  * (the protocol's six; the server side names it AM_OTP_DIGITS). */
 #define AUTHMD_OTP_DIGITS 6
@@ -69,6 +73,13 @@ struct authmd_discovery {
 	bool header_found;   /* the 401 carried resource_metadata */
 	bool issuer_missing; /* the AS metadata had no issuer, accepted only because
 				authmd_options.allow_missing_issuer was set */
+	/* v0.6 (RFC 8414 token_endpoint, agent_auth.identity_endpoint, ...) */
+	char token_endpoint[AUTHMD_URL_MAX];
+	char identity_endpoint[AUTHMD_URL_MAX];
+	char claim_endpoint[AUTHMD_URL_MAX];
+	char events_endpoint[AUTHMD_URL_MAX];
+	bool v06_offered; /* identity_endpoint and token_endpoint are published */
+	char protocol[8]; /* what registration will speak: "v0.1" or "v0.6" */
 };
 
 /* A stored credential (and its registration's state). */
@@ -91,6 +102,21 @@ struct authmd_credential {
 	char provider[AUTHMD_URL_MAX]; /* ID-JAG: the provider and the agent's */
 	char session[AUTHMD_TEXT_MAX]; /*   session there, to re-register alone */
 	bool worked;		       /* a request with it has succeeded */
+	/* v0.6: the access token (credential) is minted from the stored
+	 * identity_assertion at token_endpoint, again whenever it expires. The
+	 * assertion is a secret like the credential: never printed. */
+	char protocol[8]; /* "v0.1" ("" in stores written before v0.6) or "v0.6" */
+	char token_endpoint[AUTHMD_URL_MAX];
+	char identity_assertion[AUTHMD_ASSERTION_MAX];
+	char assertion_expires[40]; /* RFC 3339 */
+	char token_type[16];	    /* "Bearer" or "DPoP" (bound to the key of --dpop) */
+};
+
+/* Which protocol generation to speak to a service. */
+enum authmd_protocol {
+	AUTHMD_PROTOCOL_AUTO = 0, /* v0.6 when the metadata offers it, v0.1 otherwise */
+	AUTHMD_PROTOCOL_V01,	  /* /agent/auth only */
+	AUTHMD_PROTOCOL_V06,	  /* /agent/identity + token_endpoint only */
 };
 
 struct authmd_options {
@@ -102,6 +128,11 @@ struct authmd_options {
 	 * a document cannot be tied to the server it claims to describe). An
 	 * issuer that is present must still match. Default false. */
 	bool allow_missing_issuer;
+	enum authmd_protocol protocol; /* default AUTO */
+	/* DPoP (RFC 9449): bind v0.6 access tokens to a key kept beside the
+	 * credentials file (dpop-key.pem, 0600, made on first use) and send a
+	 * proof with every use. Default false. */
+	bool dpop;
 };
 
 struct authmd_client;
@@ -120,7 +151,12 @@ enum authmd_status authmd_discover(struct authmd_client *c, const char *url,
 				   struct authmd_discovery *out, struct authmd_error *err);
 
 /* Registration; each cross-checks the method against the agent_auth
- * block first, and stores the result. cred_type may be NULL. */
+ * block first, and stores the result. cred_type may be NULL. With
+ * d->protocol "v0.6" the registration goes to identity_endpoint and the
+ * identity_assertion it answers is exchanged at token_endpoint (RFC 7523
+ * jwt-bearer, with the RFC 8707 resource) for the access token; the claim
+ * ceremony and registration by email are v0.1 only for now
+ * (AUTHMD_ERR_REFUSED on a v0.6 registration). */
 enum authmd_status authmd_register_anonymous(struct authmd_client *c,
 					     const struct authmd_discovery *d,
 					     struct authmd_credential *out,
@@ -162,6 +198,13 @@ authmd_register_provider(struct authmd_client *c, const struct authmd_discovery 
 			 enum authmd_consent consent, struct authmd_grant *grant,
 			 struct authmd_credential *out, struct authmd_error *err);
 
+/* A fresh access token for the v0.6 credential stored for resource, from
+ * its identity_assertion; stored, and in *out when out is not NULL.
+ * AUTHMD_ERR_REFUSED with code "invalid_grant" when the assertion is
+ * expired or revoked (register again). */
+enum authmd_status authmd_token_refresh(struct authmd_client *c, const char *resource,
+					struct authmd_credential *out, struct authmd_error *err);
+
 /* The claim ceremony for the credential stored for resource. */
 enum authmd_status authmd_claim_start(struct authmd_client *c, const char *resource,
 				      const char *email, struct authmd_error *err);
@@ -188,7 +231,9 @@ struct authmd_response {
 };
 void authmd_response_clear(struct authmd_response *r);
 
-/* A request with the stored credential for url, following AUTH.md's retry
+/* A request with the stored credential for url (a v0.6 access token that
+ * has expired, or that a 401 refuses after it worked, is first exchanged
+ * again from the stored identity_assertion), following AUTH.md's retry
  * policy: 5xx is retried with exponential backoff and jitter for the
  * idempotent methods only (GET, HEAD, OPTIONS, TRACE, PUT, DELETE: a POST or
  * PATCH that got a 5xx may have taken effect, so it is returned, not sent

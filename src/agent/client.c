@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "agent/credstore.h"
+#include "agent/proofkey.h"
 #include "authmd/client.h"
 #include "core/protocol.h"
 #include "core/str.h"
@@ -22,6 +23,9 @@ struct authmd_client {
 	int max_retries;
 	long max_retry_after_s;
 	bool allow_missing_issuer;
+	enum authmd_protocol protocol;
+	bool dpop;
+	struct proofkey *key; /* loaded on first use */
 };
 
 /* ---- advice: AUTH.md's error table ---- */
@@ -197,6 +201,10 @@ service_error(const struct result *r, const char *what, struct authmd_error *err
 	json_t *doc = json_loadb(r->body.data, r->body.len, 0, NULL);
 	const char *code = json_string_value(json_object_get(doc, "error"));
 	const char *msg = json_string_value(json_object_get(doc, "message"));
+
+	/* v0.6's token endpoint answers RFC 6749 5.2's error_description. */
+	if (msg == NULL)
+		msg = json_string_value(json_object_get(doc, "error_description"));
 	enum authmd_status st = r->status >= 500 ? AUTHMD_ERR_NETWORK : AUTHMD_ERR_REFUSED;
 
 	cs_fail(err, st, authmd_advice(code), "%s: HTTP %ld%s%s%s%s", what, r->status,
@@ -289,6 +297,13 @@ authmd_client_new(const struct authmd_options *opt, struct authmd_client **out,
 	c->max_retry_after_s =
 		opt != NULL && opt->max_retry_after_s > 0 ? opt->max_retry_after_s : 60;
 	c->allow_missing_issuer = opt != NULL && opt->allow_missing_issuer;
+	c->protocol = opt != NULL ? opt->protocol : AUTHMD_PROTOCOL_AUTO;
+	c->dpop = opt != NULL && opt->dpop;
+	if (c->protocol != AUTHMD_PROTOCOL_AUTO && c->protocol != AUTHMD_PROTOCOL_V01 &&
+	    c->protocol != AUTHMD_PROTOCOL_V06) {
+		free(c);
+		return cs_fail(err, AUTHMD_ERR_USAGE, NULL, "protocol must be auto, v0.1 or v0.6");
+	}
 	*out = c;
 	return AUTHMD_OK;
 }
@@ -296,6 +311,8 @@ authmd_client_new(const struct authmd_options *opt, struct authmd_client **out,
 void
 authmd_client_free(struct authmd_client *c)
 {
+	if (c != NULL)
+		proofkey_free(c->key);
 	free(c);
 }
 
@@ -367,6 +384,27 @@ check_issuer(const struct authmd_client *c, const json_t *as, const char *as_url
 			       "not %s",
 			       as_url, json_is_string(v) ? json_string_value(v) : "(not a string)",
 			       d->issuer);
+	return AUTHMD_OK;
+}
+
+/* v0.6 when offered (or forced), v0.1 otherwise (or when forced); the
+ * generation picked must have its endpoints, on the issuer's origin like
+ * every endpoint the agent sends a secret to. */
+static enum authmd_status
+pick_protocol(const struct authmd_client *c, struct authmd_discovery *d, struct authmd_error *err)
+{
+	bool v06 = c->protocol == AUTHMD_PROTOCOL_V06 ||
+		   (c->protocol == AUTHMD_PROTOCOL_AUTO && d->v06_offered);
+
+	am_copy(d->protocol, sizeof(d->protocol), v06 ? "v0.6" : "v0.1");
+	if (v06 && !d->v06_offered)
+		return cs_fail(err, AUTHMD_ERR_PROTOCOL, "Run with --protocol v0.1 or auto.",
+			       "the service does not offer v0.6 (no identity_endpoint and "
+			       "token_endpoint)");
+	if (!v06 && d->register_uri[0] == '\0')
+		return cs_fail(err, AUTHMD_ERR_PROTOCOL,
+			       d->v06_offered ? "Run with --protocol v0.6 or auto." : NULL,
+			       "agent_auth has no register_uri (v0.1)");
 	return AUTHMD_OK;
 }
 
@@ -455,10 +493,13 @@ authmd_discover(struct authmd_client *c, const char *url, struct authmd_discover
 		d.id_jag =
 			array_has(json_object_get(ia, "assertion_types_supported"), AM_ID_JAG_URN);
 	}
-	if (d.register_uri[0] == '\0') {
-		st = cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL, "agent_auth has no register_uri");
+	copy_str(as, "token_endpoint", d.token_endpoint, sizeof(d.token_endpoint));
+	copy_str(aa, "identity_endpoint", d.identity_endpoint, sizeof(d.identity_endpoint));
+	copy_str(aa, "claim_endpoint", d.claim_endpoint, sizeof(d.claim_endpoint));
+	copy_str(aa, "events_endpoint", d.events_endpoint, sizeof(d.events_endpoint));
+	d.v06_offered = d.identity_endpoint[0] != '\0' && d.token_endpoint[0] != '\0';
+	if ((st = pick_protocol(c, &d, err)) != AUTHMD_OK)
 		goto out;
-	}
 	*out = d;
 	st = AUTHMD_OK;
 out:
@@ -586,6 +627,7 @@ keep_registration(struct authmd_client *c, const struct authmd_discovery *d, con
 		  json_t *ans, struct authmd_credential *cred, struct authmd_error *err)
 {
 	memset(cred, 0, sizeof(*cred));
+	am_copy(cred->protocol, sizeof(cred->protocol), "v0.1");
 	am_copy(cred->resource, sizeof(cred->resource), d->resource);
 	am_copy(cred->issuer, sizeof(cred->issuer), d->issuer);
 	am_copy(cred->register_uri, sizeof(cred->register_uri), d->register_uri);
@@ -616,6 +658,194 @@ keep_registration(struct authmd_client *c, const struct authmd_discovery *d, con
 	return store_put(c, cred, err);
 }
 
+/* "now + seconds" as RFC 3339 UTC. */
+static void
+utc_after(long long seconds, char *out, size_t cap)
+{
+	time_t t = time(NULL) + (time_t)seconds;
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Appends "&name=value" (value percent-encoded) to a form body. */
+static bool
+form_add(struct am_buf *b, const char *name, const char *value)
+{
+	char *esc = curl_easy_escape(NULL, value, 0);
+	bool ok = esc != NULL;
+
+	if (ok) {
+		if (b->len > 0)
+			am_buf_add(b, "&", 1);
+		am_buf_add(b, name, strlen(name));
+		am_buf_add(b, "=", 1);
+		am_buf_add(b, esc, strlen(esc));
+		OPENSSL_cleanse(esc, strlen(esc));
+	}
+	curl_free(esc);
+	return ok;
+}
+
+/* "DPoP: <proof>" for (htm, htu, access_token) with the client's key
+ * (loaded or made on first use); caller frees. */
+static enum authmd_status
+dpop_header(struct authmd_client *c, const char *htm, const char *htu, const char *access_token,
+	    char **out, struct authmd_error *err)
+{
+	char *proof = NULL;
+	struct am_buf b = {0};
+	enum authmd_status st;
+
+	if (c->key == NULL && (st = proofkey_load(c->store_path, &c->key, err)) != AUTHMD_OK)
+		return st;
+	if ((st = proofkey_proof(c->key, htm, htu, access_token, &proof, err)) != AUTHMD_OK)
+		return st;
+	am_buf_printf(&b, "DPoP: %s", proof);
+	free(proof);
+	*out = am_buf_take(&b);
+	return AUTHMD_OK;
+}
+
+/* Step 5 of the v0.6 AUTH.md: the identity_assertion for an access token at
+ * token_endpoint (RFC 7523 jwt-bearer, RFC 8707 resource). Fills
+ * cred->credential and its type, expiry and scopes; does not store. */
+static enum authmd_status
+token_exchange(struct authmd_client *c, struct authmd_credential *cred, struct authmd_error *err)
+{
+	struct am_buf form = {.secret = true};
+	struct result r;
+	json_t *ans = NULL;
+	const char *scope;
+	json_t *expires_in;
+	enum authmd_status st;
+
+	if (cred->identity_assertion[0] == '\0' || cred->token_endpoint[0] == '\0')
+		return cs_fail(err, AUTHMD_ERR_PROTOCOL, "Run: authmd register URL",
+			       "the v0.6 registration for %s has no identity assertion to exchange",
+			       cred->resource);
+	if (!form_add(&form, "grant_type", AM_GRANT_JWT_BEARER) ||
+	    !form_add(&form, "assertion", cred->identity_assertion) ||
+	    !form_add(&form, "resource", cred->resource)) {
+		am_buf_free(&form);
+		return cs_fail(err, AUTHMD_ERR_FAILED, NULL, "out of memory");
+	}
+	{
+		char *dpop = NULL;
+		const char *hdrs[2] = {NULL, NULL};
+
+		if (c->dpop && (st = dpop_header(c, "POST", cred->token_endpoint, NULL, &dpop,
+						 err)) != AUTHMD_OK) {
+			am_buf_free(&form);
+			return st;
+		}
+		hdrs[0] = dpop;
+		st = fetch(c, "POST", cred->token_endpoint, NULL, hdrs,
+			   "application/x-www-form-urlencoded", form.data, &r, err);
+		free(dpop);
+	}
+	OPENSSL_cleanse(form.data, form.len);
+	am_buf_free(&form);
+	if (st != AUTHMD_OK || (st = json_answer(&r, "the token exchange", &ans, err)) != AUTHMD_OK)
+		return st;
+	if (!json_is_string(json_object_get(ans, "access_token")) ||
+	    !am_copy(cred->credential, sizeof(cred->credential),
+		     json_string_value(json_object_get(ans, "access_token")))) {
+		json_decref(ans);
+		return cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL,
+			       "the token endpoint answered no (usable) access_token");
+	}
+	am_copy(cred->credential_type, sizeof(cred->credential_type), "access_token");
+	copy_str(ans, "token_type", cred->token_type, sizeof(cred->token_type));
+	if (c->dpop && strcasecmp(cred->token_type, "DPoP") != 0) {
+		OPENSSL_cleanse(cred->credential, sizeof(cred->credential));
+		json_decref(ans);
+		return cs_fail(
+			err, AUTHMD_ERR_PROTOCOL, "Run without --dpop.",
+			"--dpop: the token endpoint did not bind the access token (token_type "
+			"\"%s\")",
+			cred->token_type);
+	}
+	expires_in = json_object_get(ans, "expires_in");
+	cred->credential_expires[0] = '\0';
+	if (json_is_integer(expires_in) && json_integer_value(expires_in) > 0)
+		utc_after(json_integer_value(expires_in), cred->credential_expires,
+			  sizeof(cred->credential_expires));
+	if ((scope = json_string_value(json_object_get(ans, "scope"))) != NULL)
+		am_copy(cred->scopes, sizeof(cred->scopes), scope);
+	json_decref(ans);
+	return AUTHMD_OK;
+}
+
+/* A v0.6 registration at identity_endpoint (req stolen), then the first
+ * token exchange; the identity_assertion is kept for the next ones. */
+static enum authmd_status
+do_register_v06(struct authmd_client *c, const struct authmd_discovery *d, const char *method,
+		json_t *req, struct authmd_credential *out, struct authmd_error *err)
+{
+	struct authmd_credential cred;
+	json_t *ans = NULL;
+	enum authmd_status st;
+
+	if ((st = post_json(c, d->identity_endpoint, NULL, req, "registration", &ans, err)) !=
+	    AUTHMD_OK)
+		return st;
+	memset(&cred, 0, sizeof(cred));
+	am_copy(cred.resource, sizeof(cred.resource), d->resource);
+	am_copy(cred.issuer, sizeof(cred.issuer), d->issuer);
+	am_copy(cred.register_uri, sizeof(cred.register_uri), d->identity_endpoint);
+	am_copy(cred.token_endpoint, sizeof(cred.token_endpoint), d->token_endpoint);
+	am_copy(cred.protocol, sizeof(cred.protocol), "v0.6");
+	am_copy(cred.method, sizeof(cred.method), method);
+	copy_str(ans, "registration_id", cred.registration_id, sizeof(cred.registration_id));
+	copy_str(ans, "identity_assertion", cred.identity_assertion,
+		 sizeof(cred.identity_assertion));
+	copy_str(ans, "assertion_expires", cred.assertion_expires, sizeof(cred.assertion_expires));
+	scopes_of(json_object_get(ans, json_object_get(ans, "pre_claim_scopes") != NULL
+					       ? "pre_claim_scopes"
+					       : "scopes"),
+		  cred.scopes, sizeof(cred.scopes));
+	scopes_of(json_object_get(ans, "post_claim_scopes"), cred.post_claim_scopes,
+		  sizeof(cred.post_claim_scopes));
+	/* The v0.6 claim ceremony (user_code, the claim grant) is not spoken
+	 * yet: the claim token is not kept, so nothing pretends it is. */
+	am_copy(cred.claim_state, sizeof(cred.claim_state), "none");
+	am_copy(cred.claim_uri, sizeof(cred.claim_uri), d->claim_endpoint);
+	json_decref(ans);
+	if (cred.registration_id[0] == '\0' || cred.identity_assertion[0] == '\0') {
+		OPENSSL_cleanse(&cred, sizeof(cred));
+		return cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL,
+			       "the v0.6 registration answer has no registration_id and "
+			       "identity_assertion");
+	}
+	if ((st = token_exchange(c, &cred, err)) == AUTHMD_OK &&
+	    (st = store_put(c, &cred, err)) == AUTHMD_OK && out != NULL)
+		*out = cred;
+	OPENSSL_cleanse(&cred, sizeof(cred));
+	return st;
+}
+
+enum authmd_status
+authmd_token_refresh(struct authmd_client *c, const char *resource, struct authmd_credential *out,
+		     struct authmd_error *err)
+{
+	struct authmd_credential cred;
+	enum authmd_status st;
+
+	if ((st = authmd_credential_for(c, resource, &cred, err)) != AUTHMD_OK)
+		return st;
+	if (strcmp(cred.protocol, "v0.6") != 0)
+		return cs_fail(err, AUTHMD_ERR_REFUSED, NULL,
+			       "the registration for %s is v0.1: its credential is not exchanged",
+			       cred.resource);
+	if ((st = token_exchange(c, &cred, err)) == AUTHMD_OK &&
+	    (st = store_put(c, &cred, err)) == AUTHMD_OK && out != NULL)
+		*out = cred;
+	OPENSSL_cleanse(&cred, sizeof(cred));
+	return st;
+}
+
 static enum authmd_status
 do_register(struct authmd_client *c, const struct authmd_discovery *d, const char *method,
 	    json_t *req, struct authmd_credential *out, struct authmd_error *err)
@@ -624,6 +854,11 @@ do_register(struct authmd_client *c, const struct authmd_discovery *d, const cha
 	enum authmd_status st;
 	struct authmd_credential cred;
 
+	if (strcmp(d->protocol, "v0.6") == 0) {
+		/* v0.2 dropped requested_credential_type: the token endpoint mints. */
+		json_object_del(req, "requested_credential_type");
+		return do_register_v06(c, d, method, req, out, err);
+	}
 	if ((st = post_json(c, d->register_uri, NULL, req, "registration", &ans, err)) != AUTHMD_OK)
 		return st;
 	st = keep_registration(c, d, method, ans, &cred, err);
@@ -634,10 +869,28 @@ do_register(struct authmd_client *c, const struct authmd_discovery *d, const cha
 	return st;
 }
 
+/* Under --protocol auto, a method whose whole flow this client speaks only
+ * in v0.1 (registration by email; anonymous, whose claim ceremony is the
+ * v0.1 one here) goes to v0.1 when the service offers it too. */
+static const struct authmd_discovery *
+v01_for_claims(const struct authmd_client *c, const struct authmd_discovery *d,
+	       struct authmd_discovery *copy)
+{
+	if (c->protocol != AUTHMD_PROTOCOL_AUTO || strcmp(d->protocol, "v0.6") != 0 ||
+	    d->register_uri[0] == '\0')
+		return d;
+	*copy = *d;
+	am_copy(copy->protocol, sizeof(copy->protocol), "v0.1");
+	return copy;
+}
+
 enum authmd_status
 authmd_register_anonymous(struct authmd_client *c, const struct authmd_discovery *d,
 			  struct authmd_credential *out, struct authmd_error *err)
 {
+	struct authmd_discovery copy;
+
+	d = v01_for_claims(c, d, &copy);
 	if (!d->anonymous)
 		return cs_fail(err, AUTHMD_ERR_REFUSED,
 			       "Pick another method: --email or --provider.",
@@ -653,9 +906,15 @@ authmd_register_email(struct authmd_client *c, const struct authmd_discovery *d,
 		      const char *cred_type, struct authmd_credential *out,
 		      struct authmd_error *err)
 {
+	struct authmd_discovery copy;
 	enum authmd_status st;
 	struct authmd_credential cred;
 
+	d = v01_for_claims(c, d, &copy);
+	if (strcmp(d->protocol, "v0.6") == 0)
+		return cs_fail(err, AUTHMD_ERR_REFUSED,
+			       "Use --anonymous or --provider, or --protocol v0.1.",
+			       "registration by email (v0.6 service_auth) is not supported yet");
 	if (!d->verified_email)
 		return cs_fail(err, AUTHMD_ERR_REFUSED, "Pick another method.",
 			       "this service does not offer registration by email");
@@ -732,10 +991,16 @@ create_grant(struct authmd_client *c, const char *url, const char *session,
 	json_t *made = NULL;
 	enum authmd_status st;
 
+	bool set = strcmp(d->protocol, "v0.6") == 0 && d->events_endpoint[0] != '\0';
+	const char *target = set ? d->events_endpoint : d->revocation_uri;
+
+	/* The provider revokes through the channel of the generation we
+	 * register with: a SET to a v0.6 events_endpoint, a logout token to a
+	 * v0.1 revocation_uri. */
 	st = post_json(c, url, session,
 		       json_pack("{s:s, s:s, s:s?}", "audience", d->issuer, "mode",
-				 consent_mode(consent), "revocation_uri",
-				 d->revocation_uri[0] != '\0' ? d->revocation_uri : NULL),
+				 consent_mode(consent), set ? "events_endpoint" : "revocation_uri",
+				 target[0] != '\0' ? target : NULL),
 		       "the consent grant", &made, err);
 	if (st != AUTHMD_OK)
 		return st;
@@ -908,6 +1173,9 @@ authmd_claim_start(struct authmd_client *c, const char *resource, const char *em
 
 	if ((st = authmd_credential_for(c, resource, &cred, err)) != AUTHMD_OK)
 		return st;
+	if (strcmp(cred.protocol, "v0.6") == 0)
+		return cs_fail(err, AUTHMD_ERR_REFUSED, "Register with --protocol v0.1 to claim.",
+			       "the v0.6 claim ceremony is not supported yet");
 	if (cred.claim_token[0] == '\0')
 		return cs_fail(err, AUTHMD_ERR_REFUSED, NULL,
 			       "there is no claim to make for %s (state: %s)", cred.resource,
@@ -1027,6 +1295,34 @@ can_reregister(const struct authmd_credential *cred)
 	       cred->session[0] != '\0';
 }
 
+/* A request with a DPoP-bound access token: "Authorization: DPoP" and a
+ * fresh proof for this method and URL (RFC 9449 7.1). */
+static enum authmd_status
+fetch_bound(struct authmd_client *c, const char *method, const char *url, const char *token,
+	    const char *const *headers, const char *body, struct result *r,
+	    struct authmd_error *err)
+{
+	const char *all[36];
+	char *proof = NULL;
+	struct am_buf auth = {.secret = true};
+	size_t n = 0;
+	enum authmd_status st;
+
+	if ((st = dpop_header(c, method, url, token, &proof, err)) != AUTHMD_OK)
+		return st;
+	am_buf_printf(&auth, "Authorization: DPoP %s", token);
+	all[n++] = auth.data;
+	all[n++] = proof;
+	for (size_t i = 0; headers != NULL && headers[i] != NULL && n < 35; i++)
+		all[n++] = headers[i];
+	all[n] = NULL;
+	st = fetch(c, method, url, NULL, all, body != NULL ? "application/json" : NULL, body, r,
+		   err);
+	am_buf_free(&auth);
+	free(proof);
+	return st;
+}
+
 enum authmd_status
 authmd_request(struct authmd_client *c, const char *method, const char *url,
 	       const char *const *headers, const char *body, struct authmd_response *resp,
@@ -1034,7 +1330,8 @@ authmd_request(struct authmd_client *c, const char *method, const char *url,
 {
 	struct authmd_credential cred;
 	struct result r;
-	bool reregistered = false;
+	bool reregistered = false, reexchanged = false, v06;
+	time_t until;
 	int retries = 0;
 	enum authmd_status st;
 
@@ -1048,9 +1345,32 @@ authmd_request(struct authmd_client *c, const char *method, const char *url,
 			       "the registration for %s has no credential until its claim is "
 			       "completed",
 			       cred.resource);
+	/* A v0.6 access token past its expiry is exchanged again first (the
+	 * assertion stands in for a refresh token). */
+	v06 = strcmp(cred.protocol, "v0.6") == 0;
+	/* A bound token is exchanged again bound to the same key. */
+	if (strcasecmp(cred.token_type, "DPoP") == 0)
+		c->dpop = true;
+	until = cs_parse_utc(cred.credential_expires);
+	if (v06 && until != 0 && until <= time(NULL) + 5) {
+		if ((st = token_exchange(c, &cred, err)) != AUTHMD_OK ||
+		    (st = store_put(c, &cred, err)) != AUTHMD_OK) {
+			OPENSSL_cleanse(&cred, sizeof(cred));
+			if (err != NULL && strcmp(err->code, "invalid_grant") == 0) {
+				err->status = st = AUTHMD_ERR_ACTION_NEEDED;
+				err->advice = "The identity assertion expired or was revoked: run "
+					      "authmd register URL again.";
+			}
+			return st;
+		}
+		reexchanged = true;
+	}
 	for (;;) {
-		st = fetch(c, method, url, cred.credential, headers,
-			   body != NULL ? "application/json" : NULL, body, &r, err);
+		if (strcasecmp(cred.token_type, "DPoP") == 0)
+			st = fetch_bound(c, method, url, cred.credential, headers, body, &r, err);
+		else
+			st = fetch(c, method, url, cred.credential, headers,
+				   body != NULL ? "application/json" : NULL, body, &r, err);
 		if (st != AUTHMD_OK)
 			return st;
 		/* A 5xx may come after the service acted: only a request that may
@@ -1070,6 +1390,18 @@ authmd_request(struct authmd_client *c, const char *method, const char *url,
 			sleep_ms(wait * 1000);
 			retries++;
 			continue;
+		}
+		/* AUTH.md (v0.6): on a 401, exchange the assertion once; only
+		 * invalid_grant there means the registration itself is gone. */
+		if (r.status == 401 && v06 && !reexchanged) {
+			struct authmd_error ignored;
+
+			reexchanged = true;
+			if (token_exchange(c, &cred, &ignored) == AUTHMD_OK &&
+			    store_put(c, &cred, &ignored) == AUTHMD_OK) {
+				result_clear(&r);
+				continue;
+			}
 		}
 		if (r.status == 401 && cred.worked) {
 			/* A credential that worked before and now does not: drop it

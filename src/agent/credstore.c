@@ -155,6 +155,11 @@ static const struct {
 	F(claim_email),
 	F(provider),
 	F(session),
+	F(protocol),
+	F(token_endpoint),
+	F(identity_assertion),
+	F(assertion_expires),
+	F(token_type),
 };
 
 bool
@@ -225,8 +230,8 @@ cs_match(const json_t *doc, const char *url)
 
 /* Seconds since the epoch of an RFC 3339 UTC time as the server writes it
  * ("2026-05-04T13:00:00.000Z"); 0 if it does not parse. */
-static time_t
-parse_utc(const char *s)
+time_t
+cs_parse_utc(const char *s)
 {
 	struct tm tm;
 	const char *end;
@@ -246,7 +251,7 @@ cs_prune(json_t *doc, time_t now)
 	json_object_foreach(json_object_get(doc, "credentials"), key, e)
 	{
 		time_t until =
-			parse_utc(json_string_value(json_object_get(e, "claim_token_expires")));
+			cs_parse_utc(json_string_value(json_object_get(e, "claim_token_expires")));
 
 		if (json_object_get(e, "claim_token") != NULL && until != 0 && until < now) {
 			json_object_del(e, "claim_token");

@@ -25,6 +25,10 @@ bool cs_del(json_t *doc, const char *resource);
  * becomes "expired"); true when anything changed. */
 bool cs_prune(json_t *doc, time_t now);
 
+/* Seconds since the epoch of an RFC 3339 UTC time ("2026-05-04T13:00:00Z",
+ * fractions ignored); 0 if it does not parse. */
+time_t cs_parse_utc(const char *s);
+
 /* The resource key best matching url: the longest stored resource that is
  * a prefix of url, else one on url's origin. NULL if none. */
 const char *cs_match(const json_t *doc, const char *url);

@@ -21,14 +21,16 @@
 
 struct args {
 	const char *cmd, *url, *email, *provider, *session, *cred_type, *otp, *method, *data,
-		*store, *consent;
+		*store, *consent, *protocol;
 	const char *headers[32];
 	int nheaders;
-	bool json, yes, anonymous, help, version, allow_missing_issuer;
+	bool json, yes, anonymous, help, version, allow_missing_issuer, dpop;
 };
 
 static const char *const usage_text =
-	"usage: authmd [--store FILE] [--allow-missing-issuer] COMMAND [--json] ...\n"
+	"usage: authmd [--store FILE] [--allow-missing-issuer] [--protocol auto|v0.1|v0.6] "
+	"[--dpop]\n"
+	"              COMMAND [--json] ...\n"
 	"\n"
 	"  discover URL                       find how to register with a service\n"
 	"  register URL [--anonymous | --email ADDR | --provider URL --session TOKEN]\n"
@@ -45,6 +47,11 @@ static const char *const usage_text =
 	"--yes answers prompts only; it grants nothing.\n"
 	"--allow-missing-issuer accepts authorization server metadata with no issuer\n"
 	"(old services only; by default such metadata is refused, exit 7).\n"
+	"--protocol picks the generation to register with: auto (default) speaks v0.6\n"
+	"(/agent/identity, then the token endpoint) when the service offers it, else\n"
+	"v0.1 (/agent/auth); v0.1 or v0.6 forces one.\n"
+	"--dpop binds v0.6 access tokens to a key kept beside the credentials file\n"
+	"(dpop-key.pem, mode 0600) and sends a DPoP proof (RFC 9449) with every use.\n"
 	"  -h, --help       this text          -V, --version    the version\n"
 	"\n"
 	"The provider session may also come from $AUTHMD_SESSION, which keeps it out of\n"
@@ -76,7 +83,9 @@ parse(int argc, char **argv, struct args *a)
 		OPT_OTP,
 		OPT_STORE,
 		OPT_CONSENT,
-		OPT_ALLOW_MISSING_ISSUER
+		OPT_ALLOW_MISSING_ISSUER,
+		OPT_PROTOCOL,
+		OPT_DPOP
 	};
 	static const struct option opts[] = {
 		{"json", no_argument, NULL, OPT_JSON},
@@ -92,6 +101,8 @@ parse(int argc, char **argv, struct args *a)
 		{"store", required_argument, NULL, OPT_STORE},
 		{"consent", required_argument, NULL, OPT_CONSENT},
 		{"allow-missing-issuer", no_argument, NULL, OPT_ALLOW_MISSING_ISSUER},
+		{"protocol", required_argument, NULL, OPT_PROTOCOL},
+		{"dpop", no_argument, NULL, OPT_DPOP},
 		{"request", required_argument, NULL, 'X'},
 		{"data", required_argument, NULL, 'd'},
 		{"header", required_argument, NULL, 'H'},
@@ -115,6 +126,9 @@ parse(int argc, char **argv, struct args *a)
 			break;
 		case OPT_ALLOW_MISSING_ISSUER:
 			a->allow_missing_issuer = true;
+			break;
+		case OPT_DPOP:
+			a->dpop = true;
 			break;
 		case 'h':
 			a->help = true;
@@ -142,6 +156,9 @@ parse(int argc, char **argv, struct args *a)
 			break;
 		case OPT_STORE:
 			slot = &a->store;
+			break;
+		case OPT_PROTOCOL:
+			slot = &a->protocol;
 			break;
 		case 'X':
 			slot = &a->method;
@@ -356,9 +373,11 @@ cmd_discover(struct authmd_client *c, const struct args *a)
 		printf("%s\n  -> %s%s\n  -> resource %s (%s)\n  -> authorization server %s\n",
 		       d.url, d.prm_url, d.header_found ? " (from the 401)" : " (well-known path)",
 		       d.resource, d.resource_name, d.issuer);
-		printf("methods:%s%s%s\nscopes: %s\nregister at %s\n", d.id_jag ? " id-jag" : "",
-		       d.verified_email ? " email" : "", d.anonymous ? " anonymous" : "", d.scopes,
-		       d.register_uri);
+		printf("methods:%s%s%s\nscopes: %s\nprotocol: %s%s\nregister at %s\n",
+		       d.id_jag ? " id-jag" : "", d.verified_email ? " email" : "",
+		       d.anonymous ? " anonymous" : "", d.scopes, d.protocol,
+		       d.v06_offered ? " (v0.6 offered)" : "",
+		       strcmp(d.protocol, "v0.6") == 0 ? d.identity_endpoint : d.register_uri);
 	}
 	emit(a, o);
 	return 0;
@@ -630,6 +649,15 @@ main(int argc, char **argv)
 		return usage(stderr, AUTHMD_ERR_USAGE);
 	opt.store_path = a.store != NULL ? a.store : getenv("AUTHMD_CREDENTIALS");
 	opt.allow_missing_issuer = a.allow_missing_issuer;
+	opt.dpop = a.dpop;
+	if (a.protocol == NULL || strcmp(a.protocol, "auto") == 0)
+		opt.protocol = AUTHMD_PROTOCOL_AUTO;
+	else if (strcmp(a.protocol, "v0.1") == 0)
+		opt.protocol = AUTHMD_PROTOCOL_V01;
+	else if (strcmp(a.protocol, "v0.6") == 0)
+		opt.protocol = AUTHMD_PROTOCOL_V06;
+	else
+		return usage(stderr, AUTHMD_ERR_USAGE);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (authmd_client_new(&opt, &c, &e) != AUTHMD_OK) {
 		rc = report_error(&a, &e);

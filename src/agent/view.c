@@ -20,7 +20,7 @@ agent_scopes_json(const char *scopes)
 json_t *
 agent_credential_json(const struct authmd_credential *c)
 {
-	return json_pack(
+	json_t *o = json_pack(
 		"{s:s, s:s, s:s, s:s, s:o, s:s?, s:s, s:b, s:s?, s:s?}", "resource", c->resource,
 		"method", c->method, "registration_id", c->registration_id, "credential_type",
 		c->credential_type, "scopes", agent_scopes_json(c->scopes), "credential_expires",
@@ -28,6 +28,20 @@ agent_credential_json(const struct authmd_credential *c)
 		c->claim_state, "has_credential", c->credential[0] != '\0', "claim_token_expires",
 		c->claim_token_expires[0] != '\0' ? c->claim_token_expires : NULL, "provider",
 		c->provider[0] != '\0' ? c->provider : NULL);
+
+	/* The identity assertion is a secret: only whether there is one. */
+	json_object_set_new(o, "protocol",
+			    json_string(c->protocol[0] != '\0' ? c->protocol : "v0.1"));
+	if (strcmp(c->protocol, "v0.6") == 0) {
+		if (c->token_type[0] != '\0')
+			json_object_set_new(o, "token_type", json_string(c->token_type));
+		json_object_set_new(o, "has_identity_assertion",
+				    json_boolean(c->identity_assertion[0] != '\0'));
+		if (c->assertion_expires[0] != '\0')
+			json_object_set_new(o, "assertion_expires",
+					    json_string(c->assertion_expires));
+	}
+	return o;
 }
 
 json_t *
@@ -42,7 +56,7 @@ agent_grant_json(const struct authmd_grant *g)
 json_t *
 agent_discovery_json(const struct authmd_discovery *d)
 {
-	return json_pack(
+	json_t *o = json_pack(
 		"{s:s, s:s, s:b, s:s, s:s, s:s, s:b, s:o, s:s, s:s, s:s?, s:{s:b, s:b, s:b}}",
 		"url", d->url, "resource_metadata", d->prm_url, "from_www_authenticate",
 		d->header_found, "resource", d->resource, "resource_name", d->resource_name,
@@ -51,4 +65,12 @@ agent_discovery_json(const struct authmd_discovery *d)
 		d->claim_uri, "revocation_uri",
 		d->revocation_uri[0] != '\0' ? d->revocation_uri : NULL, "methods", "anonymous",
 		d->anonymous, "verified_email", d->verified_email, "id_jag", d->id_jag);
+
+	json_object_set_new(o, "protocol", json_string(d->protocol));
+	json_object_set_new(o, "v06_offered", json_boolean(d->v06_offered));
+	if (d->token_endpoint[0] != '\0')
+		json_object_set_new(o, "token_endpoint", json_string(d->token_endpoint));
+	if (d->identity_endpoint[0] != '\0')
+		json_object_set_new(o, "identity_endpoint", json_string(d->identity_endpoint));
+	return o;
 }

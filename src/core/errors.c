@@ -67,6 +67,10 @@ static const struct err_row table[AM_E__COUNT] = {
 	[AM_E_ACCESS_DENIED] = {403, "access_denied",
 				"the access policy allows no credential this request"},
 	[AM_E_INVALID_CLIENT] = {401, "invalid_client", "client authentication failed"},
+	[AM_E_INVALID_DPOP_PROOF] = {400, "invalid_dpop_proof", "the DPoP proof is not valid"},
+	[AM_E_DPOP_PROOF_REFUSED] = {401, "invalid_dpop_proof",
+				     "this access token is DPoP-bound: send it as Authorization: "
+				     "DPoP with a valid DPoP proof"},
 	[AM_E_UNSUPPORTED_GRANT_TYPE] = {400, "unsupported_grant_type",
 					 "this grant_type is not supported here"},
 	[AM_E_INVALID_TARGET] = {400, "invalid_target",

@@ -45,6 +45,9 @@ enum am_err {
 	/* the gate (forward-auth policy, RFC 7662 client authentication) */
 	AM_E_ACCESS_DENIED,  /* 403 access_denied: no route allows this request */
 	AM_E_INVALID_CLIENT, /* 401 invalid_client: introspection client authentication */
+	/* DPoP (RFC 9449; flows/dpop.c) */
+	AM_E_INVALID_DPOP_PROOF, /* 400 invalid_dpop_proof: at the token endpoint */
+	AM_E_DPOP_PROOF_REFUSED, /* 401 invalid_dpop_proof: at the gate, for a bound token */
 	/* server side */
 	/* protocol v0.6 token endpoint (issue 13): RFC 6749 5.2, RFC 8707 */
 	AM_E_UNSUPPORTED_GRANT_TYPE,   /* 400 unsupported_grant_type */

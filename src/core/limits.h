@@ -45,5 +45,8 @@
 /* different configurations SIGHUP may load before a restart is needed
  * (each stays alive, about 110 KB, since a request may still read it) */
 #define AM_RELOAD_MAX_CONFIGS 64
+/* DPoP proofs (RFC 9449; flows/dpop.c) */
+#define AM_DPOP_PROOF_MAX_AGE 60  /* seconds a proof's iat may lie in the past (plus skew) */
+#define AM_MAX_DPOP_JTI_BYTES 128 /* a proof's jti */
 
 #endif

@@ -555,6 +555,283 @@ jose_signer_free(struct jose_signer *s)
 	free(s);
 }
 
+/* ---- DPoP (RFC 9449) ---- */
+
+static bool
+b64url_encode(const uint8_t *in, size_t len, char *out, size_t cap)
+{
+	char *text = NULL;
+	size_t n = 0;
+	cjose_err err;
+	bool ok;
+
+	if (!cjose_base64url_encode(in, len, &text, &n, &err))
+		return false;
+	ok = n < cap;
+	if (ok) {
+		memcpy(out, text, n);
+		out[n] = '\0';
+	}
+	cjose_get_dealloc()(text);
+	return ok;
+}
+
+void
+jose_b64url_sha256(const char *text, char out[JOSE_JKT_LEN])
+{
+	uint8_t h[AM_HASH_LEN];
+
+	am_sha256_str(text, h);
+	if (!b64url_encode(h, sizeof(h), out, JOSE_JKT_LEN))
+		out[0] = '\0';
+}
+
+enum am_err
+jose_jwk_thumbprint(const json_t *jwk, char out[JOSE_JKT_LEN], struct am_error *e)
+{
+	/* RFC 7638 3.2: the required members only, in lexicographic order,
+	 * no whitespace; jansson's compact sorted dump is exactly that. */
+	static const char *const ec[] = {"crv", "kty", "x", "y"}, *const rsa[] = {"e", "kty", "n"};
+	const char *kty = json_string_value(json_object_get(jwk, "kty"));
+	const char *const *names;
+	size_t n;
+	json_t *req = json_object();
+	char *text;
+	uint8_t h[AM_HASH_LEN];
+	bool ok;
+
+	if (kty != NULL && strcmp(kty, "EC") == 0)
+		names = ec, n = 4;
+	else if (kty != NULL && strcmp(kty, "RSA") == 0)
+		names = rsa, n = 3;
+	else {
+		json_decref(req);
+		return am_fail(e, AM_E_INVALID_REQUEST, "the jwk is neither EC nor RSA");
+	}
+	for (size_t i = 0; i < n; i++) {
+		const json_t *v = json_object_get(jwk, names[i]);
+
+		if (!json_is_string(v)) {
+			json_decref(req);
+			return am_fail(e, AM_E_INVALID_REQUEST, "the jwk has no %s", names[i]);
+		}
+		json_object_set_new(req, names[i], json_string(json_string_value(v)));
+	}
+	text = json_dumps(req, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(req);
+	if (text == NULL)
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	am_sha256_str(text, h);
+	free(text);
+	ok = b64url_encode(h, sizeof(h), out, JOSE_JKT_LEN);
+	return ok ? AM_OK : am_fail(e, AM_E_INTERNAL, "thumbprint encoding failed");
+}
+
+/* The public JWK of s without kid, alg or use: what a DPoP header carries. */
+static json_t *
+bare_public_jwk(const struct jose_signer *s)
+{
+	cjose_err err;
+	char *text = cjose_jwk_to_json(s->jwk, false, &err);
+	json_t *doc = text != NULL ? json_loads(text, 0, NULL) : NULL;
+
+	free(text);
+	if (doc != NULL)
+		json_object_del(doc, "kid");
+	return doc;
+}
+
+enum am_err
+jose_signer_jkt(const struct jose_signer *s, char out[JOSE_JKT_LEN], struct am_error *e)
+{
+	json_t *jwk = bare_public_jwk(s);
+	enum am_err rc;
+
+	if (jwk == NULL)
+		return am_fail(e, AM_E_INTERNAL, "the public key does not export");
+	rc = jose_jwk_thumbprint(jwk, out, e);
+	json_decref(jwk);
+	return rc;
+}
+
+enum am_err
+jose_dpop_proof(const struct jose_signer *s, const char *htm, const char *htu,
+		const char *access_token, int64_t iat, char **out, struct am_error *e)
+{
+	json_t *jwk = bare_public_jwk(s), *claims = NULL;
+	char *jwk_text = NULL, *payload = NULL, jti[48], ath[JOSE_JKT_LEN];
+	cjose_header_t *h = NULL;
+	cjose_jws_t *jws = NULL;
+	const char *compact = NULL;
+	cjose_err err;
+	enum am_err rc;
+
+	if (jwk == NULL || (jwk_text = json_dumps(jwk, JSON_COMPACT)) == NULL) {
+		rc = am_fail(e, AM_E_INTERNAL, "the public key does not export");
+		goto out;
+	}
+	if ((rc = am_rand_id("dpop", jti, sizeof(jti), e)) != AM_OK)
+		goto out;
+	claims = json_pack("{s:s, s:s, s:s, s:I}", "jti", jti, "htm", htm, "htu", htu, "iat",
+			   (json_int_t)iat);
+	if (claims != NULL && access_token != NULL) {
+		jose_b64url_sha256(access_token, ath);
+		json_object_set_new(claims, "ath", json_string(ath));
+	}
+	if (claims == NULL || (payload = json_dumps(claims, JSON_COMPACT)) == NULL ||
+	    (h = cjose_header_new(&err)) == NULL ||
+	    !cjose_header_set(h, CJOSE_HDR_ALG, s->alg, &err) ||
+	    !cjose_header_set(h, "typ", JOSE_DPOP_TYP, &err) ||
+	    !cjose_header_set_raw(h, "jwk", jwk_text, &err) ||
+	    (jws = cjose_jws_sign(s->jwk, h, (const uint8_t *)payload, strlen(payload), &err)) ==
+		    NULL ||
+	    !cjose_jws_export(jws, &compact, &err)) {
+		rc = am_fail(e, AM_E_INTERNAL, "signing the DPoP proof failed");
+		goto out;
+	}
+	*out = am_xstrdup(compact);
+	rc = AM_OK;
+out:
+	if (jws != NULL)
+		cjose_jws_release(jws);
+	cjose_header_release(h);
+	free(payload);
+	free(jwk_text);
+	json_decref(claims);
+	json_decref(jwk);
+	return rc;
+}
+
+/* The header's jwk as a verification key: public members only, a key type
+ * and size we accept, and the alg fitting it. */
+static enum am_err
+dpop_key(json_t *h, const struct alg_rule *rule, cjose_jwk_t **out, struct am_error *e)
+{
+	static const char *const private_members[] = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"};
+	json_t *jwk = json_object_get(h, "jwk");
+	struct jose_key k = {0};
+	cjose_jwk_t *key;
+	char *text;
+	cjose_err err;
+
+	if (!json_is_object(jwk))
+		return am_fail(e, AM_E_INVALID_DPOP_PROOF, "the DPoP proof's header has no jwk");
+	for (size_t i = 0; i < sizeof(private_members) / sizeof(private_members[0]); i++) {
+		if (json_object_get(jwk, private_members[i]) != NULL)
+			return am_fail(e, AM_E_INVALID_DPOP_PROOF,
+				       "the DPoP proof's jwk carries a private key member");
+	}
+	if (!jwk_members_ok(jwk) || (text = json_dumps(jwk, JSON_COMPACT)) == NULL)
+		return am_fail(e, AM_E_INVALID_DPOP_PROOF, "the DPoP proof's jwk is malformed");
+	key = cjose_jwk_import(text, strlen(text), &err);
+	free(text);
+	if (key == NULL)
+		return am_fail(e, AM_E_INVALID_DPOP_PROOF, "the DPoP proof's jwk does not load");
+	/* usable() wants a kid; the DPoP jwk needs none, so lend it one. */
+	json_t *copy = json_deep_copy(jwk);
+	json_object_set_new(copy, "kid", json_string("dpop"));
+	bool ok = usable(copy, key, &k) && k.kty == rule->kty &&
+		  (rule->kty != CJOSE_JWK_KTY_EC || k.crv == rule->crv) &&
+		  (k.alg[0] == '\0' || strcmp(k.alg, rule->alg) == 0);
+	json_decref(copy);
+	if (!ok) {
+		cjose_jwk_release(key);
+		return am_fail(e, AM_E_INVALID_DPOP_PROOF,
+			       "the DPoP proof's jwk is not a key for alg %s (EC P-256/384/521 "
+			       "or RSA of 2048 bits or more)",
+			       rule->alg);
+	}
+	*out = key;
+	return AM_OK;
+}
+
+enum am_err
+jose_dpop_verify(const char *compact, struct jose_dpop *out, struct am_error *e)
+{
+	static const char *const refused[] = {"crit", "jku", "x5u", "x5c", "kid"};
+	size_t len = strlen(compact), dots = 0;
+	cjose_jws_t *jws = NULL;
+	cjose_jwk_t *key = NULL;
+	json_t *h, *claims = NULL;
+	const struct alg_rule *rule;
+	const char *typ;
+	char jkt[JOSE_JKT_LEN];
+	cjose_err err;
+	enum am_err rc;
+
+	memset(out, 0, sizeof(*out));
+	if (len > JOSE_MAX_TOKEN_BYTES)
+		return am_fail(e, AM_E_INVALID_DPOP_PROOF, "the DPoP proof is longer than %d bytes",
+			       JOSE_MAX_TOKEN_BYTES);
+	for (const char *p = compact, *seg = compact;; p++) {
+		if (*p != '.' && *p != '\0')
+			continue;
+		if (!b64url_ok(seg, (size_t)(p - seg)))
+			return am_fail(e, AM_E_INVALID_DPOP_PROOF,
+				       "the DPoP proof is not a compact JWS");
+		if (*p == '\0')
+			break;
+		dots++;
+		seg = p + 1;
+	}
+	if (dots != 2 || (jws = cjose_jws_import(compact, len, &err)) == NULL)
+		return am_fail(e, AM_E_INVALID_DPOP_PROOF, "the DPoP proof is not a compact JWS");
+	h = cjose_jws_get_protected(jws);
+	typ = json_string_value(json_object_get(h, "typ"));
+	if (!json_is_object(h) || typ == NULL || strcmp(typ, JOSE_DPOP_TYP) != 0) {
+		rc = am_fail(e, AM_E_INVALID_DPOP_PROOF, "the DPoP proof's typ must be dpop+jwt");
+		goto out;
+	}
+	if ((rule = alg_rule(json_string_value(json_object_get(h, "alg")))) == NULL) {
+		rc = am_fail(e, AM_E_INVALID_DPOP_PROOF,
+			     "the DPoP proof's alg is not accepted; use ES256/384/512, "
+			     "RS256/384/512 or PS256/384/512");
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		if (json_object_get(h, refused[i]) != NULL) {
+			rc = am_fail(e, AM_E_INVALID_DPOP_PROOF,
+				     "the DPoP proof's header carries %s, which is not accepted",
+				     refused[i]);
+			goto out;
+		}
+	}
+	if ((rc = dpop_key(h, rule, &key, e)) != AM_OK)
+		goto out;
+	if (!cjose_jws_verify(jws, key, &err)) {
+		rc = am_fail(e, AM_E_INVALID_DPOP_PROOF,
+			     "the DPoP proof's signature does not verify");
+		goto out;
+	}
+	if ((rc = parse_claims(jws, &claims, e)) != AM_OK) {
+		rc = am_fail(e, AM_E_INVALID_DPOP_PROOF,
+			     "the DPoP proof's payload is not an object");
+		goto out;
+	}
+	if ((rc = jose_jwk_thumbprint(json_object_get(h, "jwk"), jkt, e)) != AM_OK) {
+		rc = am_fail(e, AM_E_INVALID_DPOP_PROOF, "the DPoP proof's jwk has no thumbprint");
+		goto out;
+	}
+	memcpy(out->jkt, jkt, sizeof(jkt));
+	out->claims = claims;
+	claims = NULL;
+out:
+	json_decref(claims);
+	cjose_jwk_release(key);
+	if (jws != NULL)
+		cjose_jws_release(jws);
+	return rc;
+}
+
+void
+jose_dpop_free(struct jose_dpop *d)
+{
+	if (d == NULL)
+		return;
+	json_decref(d->claims);
+	memset(d, 0, sizeof(*d));
+}
+
 /* ---- protocol v0.6 (issue 13) ---- */
 
 enum am_err
@@ -607,4 +884,33 @@ out:
 	json_decref(req);
 	json_decref(pub);
 	return rc;
+}
+
+json_t *
+jose_unverified_claims(const char *compact)
+{
+	struct jose_token t;
+	cjose_jws_t *jws;
+	json_t *claims = NULL;
+	cjose_err err;
+	size_t len = strlen(compact);
+
+	memset(&t, 0, sizeof(t));
+	if (len > JOSE_MAX_TOKEN_BYTES)
+		return NULL;
+	for (const char *p = compact, *seg = compact;; p++) {
+		if (*p != '.' && *p != '\0')
+			continue;
+		if (!b64url_ok(seg, (size_t)(p - seg)))
+			return NULL;
+		if (*p == '\0')
+			break;
+		seg = p + 1;
+	}
+	if ((jws = cjose_jws_import(compact, len, &err)) == NULL)
+		return NULL;
+	if (parse_claims(jws, &claims, NULL) != AM_OK)
+		claims = NULL;
+	cjose_jws_release(jws);
+	return claims;
 }

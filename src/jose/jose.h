@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/errors.h"
 
@@ -80,6 +81,51 @@ enum am_err jose_sign_kid(const struct jose_signer *s, const char *typ, const ch
 			  const json_t *claims, char **out, struct am_error *e) AM_WUR;
 void jose_signer_free(struct jose_signer *s);
 
+/* ---- DPoP (RFC 9449) ---- */
+
+#define JOSE_DPOP_TYP "dpop+jwt"
+#define JOSE_JKT_LEN 44 /* an RFC 7638 SHA-256 thumbprint, base64url (43) + NUL */
+
+/* The RFC 7638 SHA-256 thumbprint of the public part of jwk (an EC or RSA
+ * JWK object), base64url without padding. AM_E_INVALID_REQUEST when a
+ * required member is missing or not a string. */
+enum am_err jose_jwk_thumbprint(const json_t *jwk, char out[JOSE_JKT_LEN],
+				struct am_error *e) AM_WUR;
+/* The thumbprint of the signer's public key. */
+enum am_err jose_signer_jkt(const struct jose_signer *s, char out[JOSE_JKT_LEN],
+			    struct am_error *e) AM_WUR;
+/* base64url(SHA-256(text)), unpadded: a DPoP proof's ath for an access
+ * token (RFC 9449 4.2). */
+void jose_b64url_sha256(const char *text, char out[JOSE_JKT_LEN]);
+
+/* A DPoP proof signed by s: header {typ dpop+jwt, alg, jwk: the public key,
+ * no kid}; claims jti (random), htm, htu, iat, and ath when access_token is
+ * not NULL. *out is the compact JWS (caller frees). */
+enum am_err jose_dpop_proof(const struct jose_signer *s, const char *htm, const char *htu,
+			    const char *access_token, int64_t iat, char **out,
+			    struct am_error *e) AM_WUR;
+
+/* A DPoP proof whose signature verified with the key in its own header. */
+struct jose_dpop {
+	char jkt[JOSE_JKT_LEN]; /* the thumbprint of that key */
+	json_t *claims;		/* owned; checked by the caller (flows/dpop.c) */
+};
+
+/* Parses and verifies a DPoP proof: a compact JWS of at most
+ * JOSE_MAX_TOKEN_BYTES, typ exactly dpop+jwt, alg on the allow-list and
+ * fitting the header's jwk (EC P-256/384/521 or RSA of 2048 bits or more,
+ * public members only: a jwk with "d" or any private member is refused),
+ * no kid/jku/x5u/x5c/crit, a JSON-object payload, and a signature that
+ * verifies with that jwk. AM_E_INVALID_DPOP_PROOF for every refusal. out
+ * is filled only on AM_OK (release with jose_dpop_free). */
+enum am_err jose_dpop_verify(const char *compact, struct jose_dpop *out, struct am_error *e) AM_WUR;
+void jose_dpop_free(struct jose_dpop *d); /* NULL is fine */
+
+/* The payload of a compact JWS as a JSON object (new reference), NOT
+ * verified: only to learn what a later verification will be asked to hold
+ * (a grant's cnf.jkt). NULL when it is not a compact JWS with an object
+ * payload. */
+json_t *jose_unverified_claims(const char *compact);
 /* ---- protocol v0.6 (issue 13) ---- */
 
 /* Sets s's kid (and the key's) to the RFC 7638 thumbprint of its public

@@ -1,4 +1,6 @@
-/* Delivery of logout tokens: a worker drains the deliveries table. A 2xx
+/* Delivery of revocations, as a logout token (v0.1 revocation_uri) or a
+ * Security Event Token (v0.6 events_endpoint, RFC 8935 push): a worker
+ * drains the deliveries table. A 2xx
  * answer is delivered; a 4xx is final (the service refused it); anything
  * else (no connection, timeout, 5xx) is retried with exponential backoff
  * and jitter until [revocation] max_attempts. The queue is in the store, so
@@ -26,10 +28,14 @@
  * is never kept: err says only "http 403" or why no answer came, because
  * the grant's owner reads it back in GET /grants. */
 static void
-post_token(const struct prov_config *c, const char *url, const char *token, long *status, char *err,
-	   size_t errcap)
+post_token(const struct prov_config *c, const char *url, enum delivery_format format,
+	   const char *token, long *status, char *err, size_t errcap)
 {
-	static const char *const headers[] = {"Content-Type: " AM_MEDIA_LOGOUT_JWT, NULL};
+	static const char *const logout[] = {"Content-Type: " AM_MEDIA_LOGOUT_JWT, NULL};
+	/* RFC 8935 2.1 */
+	static const char *const set[] = {"Content-Type: " AM_MEDIA_SET_JWT,
+					  "Accept: application/json", NULL};
+	const char *const *headers = format == FORMAT_SET ? set : logout;
 	struct am_fetch f = {
 		.method = "POST",
 		.url = url,
@@ -78,10 +84,15 @@ attempt(struct prov_app *a, struct pstore *ps, struct prov_delivery *d)
 	int64_t now;
 	long status = 0;
 
-	if (prov_logout_token(a, ps, d->sub, d->aud, &token, &e) != AM_OK) {
-		snprintf(err, sizeof(err), "cannot mint the logout token: %s", e.detail);
+	const char *what = d->format == FORMAT_SET ? "SET" : "logout token";
+	enum am_err rc = d->format == FORMAT_SET
+				 ? prov_set_token(a, ps, d->sub, d->aud, &token, &e)
+				 : prov_logout_token(a, ps, d->sub, d->aud, &token, &e);
+
+	if (rc != AM_OK) {
+		snprintf(err, sizeof(err), "cannot mint the %s: %s", what, e.detail);
 	} else {
-		post_token(c, d->url, token, &status, err, sizeof(err));
+		post_token(c, d->url, d->format, token, &status, err, sizeof(err));
 		OPENSSL_cleanse(token, strlen(token));
 		free(token);
 	}
@@ -91,21 +102,20 @@ attempt(struct prov_app *a, struct pstore *ps, struct prov_delivery *d)
 	am_copy(d->last_error, sizeof(d->last_error), err);
 	if (status >= 200 && status < 300) {
 		d->status = DELIVERY_DELIVERED;
-		log_info("logout token delivered id=%s grant=%s attempts=%lld", d->id, d->grant_id,
+		log_info("%s delivered id=%s grant=%s attempts=%lld", what, d->id, d->grant_id,
 			 (long long)d->attempts);
 	} else if (status >= 400 && status < 500) {
 		d->status = DELIVERY_FAILED;
-		log_warn("logout token refused id=%s grant=%s url=%s: %s (final)", d->id,
-			 d->grant_id, d->url, err);
+		log_warn("%s refused id=%s grant=%s url=%s: %s (final)", what, d->id, d->grant_id,
+			 d->url, err);
 	} else if (d->attempts >= c->retry_max_attempts) {
 		d->status = DELIVERY_FAILED;
-		log_error(
-			"logout token undeliverable id=%s grant=%s url=%s after %lld attempts: %s",
-			d->id, d->grant_id, d->url, (long long)d->attempts, err);
+		log_error("%s undeliverable id=%s grant=%s url=%s after %lld attempts: %s", what,
+			  d->id, d->grant_id, d->url, (long long)d->attempts, err);
 	} else {
 		d->next_at = now + backoff(c, d->attempts);
-		log_warn("logout token delivery failed id=%s attempt=%lld retry_in=%llds: %s",
-			 d->id, (long long)d->attempts, (long long)(d->next_at - now), err);
+		log_warn("%s delivery failed id=%s attempt=%lld retry_in=%llds: %s", what, d->id,
+			 (long long)d->attempts, (long long)(d->next_at - now), err);
 	}
 	if (pstore_delivery_update(ps, d, now, &e) != AM_OK)
 		log_error("cannot record the delivery id=%s: %s", d->id, e.detail);

@@ -52,6 +52,7 @@ session_user(struct prov_app *a, struct http_req *rq, struct http_resp *rs, stru
 	const char *h = http_header(rq, "Authorization");
 	uint8_t hash[AM_HASH_LEN];
 	char user_id[40];
+	int64_t session_at = 0;
 	enum am_err rc;
 
 	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0 || strlen(h + 7) > AM_MAX_TOKEN_BYTES) {
@@ -63,9 +64,9 @@ session_user(struct prov_app *a, struct http_req *rq, struct http_resp *rs, stru
 	if ((rc = prov_store(a, ps, e)) != AM_OK)
 		return rc;
 	am_sha256_str(h + 7, hash);
-	rc = pstore_session_user(*ps, hash, user_id, e);
-	if (rc == AM_OK)
-		rc = pstore_user_by_id(*ps, user_id, u, e);
+	rc = pstore_session_user(*ps, hash, user_id, &session_at, e);
+	if (rc == AM_OK && (rc = pstore_user_by_id(*ps, user_id, u, e)) == AM_OK)
+		u->session_at = session_at;
 	if (rc == AM_E_NOT_FOUND) {
 		http_add_header(rs, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
 		return am_fail(e, AM_E_INVALID_TOKEN, "the session is not valid");
@@ -124,9 +125,58 @@ grant_json(const struct prov_grant *g)
 	static const char *const names[] = {"active", "consumed", "revoked"};
 
 	return json_pack("{s:s, s:s, s:s, s:s?, s:s, s:I}", "id", g->id, "audience", g->audience,
-			 "mode", g->once ? "once" : "always", "revocation_uri",
+			 "mode", g->once ? "once" : "always",
+			 g->format == FORMAT_SET ? "events_endpoint" : "revocation_uri",
 			 g->revocation_uri[0] != '\0' ? g->revocation_uri : NULL, "status",
 			 names[g->status], "created_at", (json_int_t)g->created_at);
+}
+
+/* Where the grant's revocation goes: revocation_uri (v0.1, a logout
+ * token), events_endpoint (v0.6, a SET), or, with "revocation": "discover",
+ * whichever the audience's metadata names. Either URL must be on the
+ * audience's origin (or an allowed one). */
+static enum am_err
+grant_target(struct prov_app *a, const json_t *req, const char *audience,
+	     const struct am_url *aud_url, struct prov_grant *g, struct am_error *e)
+{
+	const char *rev = NULL, *events = NULL, *how = NULL, *url;
+	struct am_url u;
+	enum am_err rc;
+
+	if ((rc = am_json_string(req, "revocation_uri", false, 255, &rev, e)) != AM_OK ||
+	    (rc = am_json_string(req, "events_endpoint", false, 255, &events, e)) != AM_OK ||
+	    (rc = am_json_string(req, "revocation", false, 16, &how, e)) != AM_OK)
+		return rc;
+	if ((rev != NULL) + (events != NULL) + (how != NULL) > 1)
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "give at most one of revocation_uri, events_endpoint and "
+			       "revocation");
+	if (how != NULL) {
+		if (strcmp(how, "discover") != 0)
+			return am_fail(e, AM_E_INVALID_REQUEST, "revocation must be \"discover\"");
+		rc = prov_discover_revocation(a->cfg, audience, g->revocation_uri,
+					      sizeof(g->revocation_uri), &g->format, e);
+		if (rc == AM_E_NOT_FOUND)
+			return am_fail(e, AM_E_INVALID_REQUEST,
+				       "the audience's metadata names no events_endpoint or "
+				       "revocation_uri");
+		if (rc != AM_OK)
+			return rc;
+		url = g->revocation_uri;
+	} else {
+		url = events != NULL ? events : rev;
+		g->format = events != NULL ? FORMAT_SET : FORMAT_LOGOUT;
+		if (url == NULL)
+			return AM_OK;
+		am_copy(g->revocation_uri, sizeof(g->revocation_uri), url);
+	}
+	if (!url_ok(url, &u))
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "revocation_uri and events_endpoint must be absolute http(s) URLs");
+	if (!revocation_target_ok(a->cfg, aud_url, &u))
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "the revocation target must be on the audience's origin");
+	return AM_OK;
 }
 
 static enum am_err
@@ -137,45 +187,38 @@ h_grant_create(void *app, struct http_req *rq, struct http_resp *rs, struct am_e
 	struct prov_user u;
 	struct pstore *ps;
 	json_t *req = NULL;
-	const char *audience, *mode, *revocation_uri;
-	struct am_url aud_url, rev_url;
+	const char *audience, *mode;
+	struct am_url aud_url;
 	enum am_err rc;
 
 	if ((rc = session_user(a, rq, rs, &ps, &u, e)) != AM_OK ||
 	    (rc = json_body(rq, &req, e)) != AM_OK)
 		return rc;
 	if ((rc = am_json_string(req, "audience", true, 255, &audience, e)) != AM_OK ||
-	    (rc = am_json_string(req, "mode", false, 16, &mode, e)) != AM_OK ||
-	    (rc = am_json_string(req, "revocation_uri", false, 255, &revocation_uri, e)) != AM_OK)
+	    (rc = am_json_string(req, "mode", false, 16, &mode, e)) != AM_OK)
 		goto out;
-	if (!url_ok(audience, &aud_url) ||
-	    (revocation_uri != NULL && !url_ok(revocation_uri, &rev_url))) {
-		rc = am_fail(e, AM_E_INVALID_REQUEST,
-			     "audience and revocation_uri must be absolute http(s) URLs");
-		goto out;
-	}
-	if (revocation_uri != NULL && !revocation_target_ok(a->cfg, &aud_url, &rev_url)) {
-		rc = am_fail(e, AM_E_INVALID_REQUEST,
-			     "revocation_uri must be on the audience's origin");
+	if (!url_ok(audience, &aud_url)) {
+		rc = am_fail(e, AM_E_INVALID_REQUEST, "audience must be an absolute http(s) URL");
 		goto out;
 	}
 	if (mode != NULL && strcmp(mode, "once") != 0 && strcmp(mode, "always") != 0) {
 		rc = am_fail(e, AM_E_INVALID_REQUEST, "mode must be once or always");
 		goto out;
 	}
+	if ((rc = grant_target(a, req, audience, &aud_url, &g, e)) != AM_OK)
+		goto out;
 	if ((rc = am_rand_id("gr_", g.id, sizeof(g.id), e)) != AM_OK)
 		goto out;
 	am_copy(g.user_id, sizeof(g.user_id), u.id);
 	am_copy(g.audience, sizeof(g.audience), audience);
 	g.once = mode != NULL && strcmp(mode, "once") == 0;
-	am_copy(g.revocation_uri, sizeof(g.revocation_uri),
-		revocation_uri != NULL ? revocation_uri : "");
 	g.status = GRANT_ACTIVE;
 	g.created_at = g.updated_at = am_clock_now(NULL);
 	if ((rc = pstore_grant_add(ps, &g, e)) != AM_OK)
 		goto out;
-	log_info("grant created id=%s user=%s audience=%s mode=%s", g.id, u.id, g.audience,
-		 g.once ? "once" : "always");
+	log_info("grant created id=%s user=%s audience=%s mode=%s revocation=%s", g.id, u.id,
+		 g.audience, g.once ? "once" : "always",
+		 g.revocation_uri[0] != '\0' ? prov_format_name(g.format) : "none");
 	http_reply_json(rs, 201, grant_json(&g));
 out:
 	json_decref(req);
@@ -232,6 +275,7 @@ h_grant_delete(void *app, struct http_req *rq, struct http_resp *rs, struct am_e
 		am_copy(d.url, sizeof(d.url), g.revocation_uri);
 		am_copy(d.sub, sizeof(d.sub), u.sub);
 		am_copy(d.aud, sizeof(d.aud), g.audience);
+		d.format = g.format;
 		if ((rc = pstore_delivery_add(ps, &d, now, e)) != AM_OK)
 			goto fail;
 	}
@@ -303,6 +347,10 @@ h_mint(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
 			   u.sub, "aud", audience, "client_id", c->client_id, "jti", jti, "iat",
 			   (json_int_t)now, "exp", (json_int_t)(now + c->idjag_ttl), "email",
 			   u.email, "email_verified", u.email_verified);
+	/* v0.5: the service wants the user's last authentication here, which
+	 * for this provider is the making of the agent's session. */
+	if (claims != NULL && u.session_at > 0)
+		json_object_set_new(claims, "auth_time", json_integer(u.session_at));
 	if (u.phone[0] != '\0') {
 		json_object_set_new(claims, "phone_number", json_string(u.phone));
 		json_object_set_new(claims, "phone_number_verified",

@@ -42,3 +42,22 @@ prov_logout_token(struct prov_app *a, struct pstore *ps, const char *sub, const 
 	json_decref(claims);
 	return rc;
 }
+
+enum am_err
+prov_set_token(struct prov_app *a, struct pstore *ps, const char *sub, const char *aud, char **out,
+	       struct am_error *e)
+{
+	char jti[64];
+	json_t *claims;
+	enum am_err rc;
+
+	if ((rc = am_rand_token("", jti, sizeof(jti), e)) != AM_OK)
+		return rc;
+	/* Minted at each attempt, as the logout token is: a retry is fresh. */
+	claims = json_pack("{s:s, s:s, s:s, s:s, s:I, s:{s:{}}}", "iss", a->cfg->issuer, "sub", sub,
+			   "aud", aud, "jti", jti, "iat", (json_int_t)am_clock_now(NULL), "events",
+			   AM_EVENT_REVOKED);
+	rc = pkeys_sign(a->keys, ps, AM_TYP_SET, claims, out, e);
+	json_decref(claims);
+	return rc;
+}

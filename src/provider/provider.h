@@ -66,15 +66,22 @@ struct prov_user {
 	bool phone_verified;
 	char name[128];
 	int64_t created_at;
+	int64_t session_at; /* set by a session lookup: when that session was made */
 };
 
 enum grant_status { GRANT_ACTIVE, GRANT_CONSUMED, GRANT_REVOKED };
+
+/* How a revocation reaches the audience: a logout token to a v0.1
+ * revocation_uri, or a SET (RFC 8417) to a v0.6 events_endpoint. */
+enum delivery_format { FORMAT_LOGOUT, FORMAT_SET };
+const char *prov_format_name(enum delivery_format f); /* "logout" | "set" */
 
 struct prov_grant {
 	char id[40], user_id[40];
 	char audience[256];
 	bool once;
-	char revocation_uri[256];
+	char revocation_uri[256]; /* the target URL of either format; empty: none */
+	enum delivery_format format;
 	enum grant_status status;
 	int64_t created_at, updated_at;
 };
@@ -84,6 +91,7 @@ enum delivery_status { DELIVERY_PENDING, DELIVERY_DELIVERED, DELIVERY_FAILED };
 struct prov_delivery {
 	char id[40], grant_id[40];
 	char url[256], sub[40], aud[256];
+	enum delivery_format format;
 	enum delivery_status status;
 	int64_t attempts, next_at, http_status;
 	char last_error[256];
@@ -107,9 +115,10 @@ enum am_err pstore_users(struct pstore *ps, void (*fn)(void *ctx, const struct p
 
 enum am_err pstore_session_add(struct pstore *ps, const char *id, const uint8_t hash[AM_HASH_LEN],
 			       const char *user_id, int64_t at, struct am_error *e) AM_WUR;
-/* The user of a live session with this token hash. */
+/* The user of a live session with this token hash, and when the session
+ * was made (the user's authentication here: an ID-JAG's auth_time). */
 enum am_err pstore_session_user(struct pstore *ps, const uint8_t hash[AM_HASH_LEN],
-				char user_id[40], struct am_error *e) AM_WUR;
+				char user_id[40], int64_t *created_at, struct am_error *e) AM_WUR;
 enum am_err pstore_session_revoke(struct pstore *ps, const char *id, int64_t at,
 				  struct am_error *e) AM_WUR;
 
@@ -189,6 +198,22 @@ enum am_err prov_store(struct prov_app *a, struct pstore **out, struct am_error 
 /* Mints a logout token for (sub, aud). */
 enum am_err prov_logout_token(struct prov_app *a, struct pstore *ps, const char *sub,
 			      const char *aud, char **out, struct am_error *e) AM_WUR;
+
+/* Mints a Security Event Token (RFC 8417, typ secevent+jwt) for (sub, aud)
+ * carrying the identity-assertion-revoked event: iss, sub, aud, jti, iat
+ * and events, as the v0.6 provider guide shows (no exp: RFC 8417 2.2). */
+enum am_err prov_set_token(struct prov_app *a, struct pstore *ps, const char *sub, const char *aud,
+			   char **out, struct am_error *e) AM_WUR;
+
+/* Learns from the audience's authorization-server metadata (RFC 8414,
+ * fetched under the outbound policy) where its revocations go: the v0.6
+ * agent_auth.events_endpoint (format SET) when published, else the v0.1
+ * agent_auth.revocation_uri (format logout). url gets the target (cap
+ * bytes). AM_E_NOT_FOUND when the metadata names neither; AM_E_UNAVAILABLE
+ * when it cannot be fetched or is not a JSON object. (pdiscover.c) */
+enum am_err prov_discover_revocation(const struct prov_config *c, const char *audience, char *url,
+				     size_t cap, enum delivery_format *format,
+				     struct am_error *e) AM_WUR;
 
 /* Starts and stops the delivery worker; prov_delivery_kick wakes it. */
 enum am_err prov_delivery_start(struct prov_app *a, struct am_error *e) AM_WUR;

@@ -34,9 +34,10 @@ enum q {
 };
 
 #define USER_COLS "id, sub, email, email_verified, phone, phone_verified, name, created_at"
-#define GRANT_COLS "id, user_id, audience, mode, revocation_uri, status, created_at, updated_at"
+#define GRANT_COLS                                                                                 \
+	"id, user_id, audience, mode, revocation_uri, status, created_at, updated_at, delivery"
 #define DELIVERY_COLS                                                                              \
-	"id, grant_id, url, sub, aud, status, attempts, next_at, http_status, last_error"
+	"id, grant_id, url, sub, aud, status, attempts, next_at, http_status, last_error, format"
 
 static const char *const sql[Q__COUNT] = {
 	[Q_USER_ADD] = "INSERT INTO users (tenant, " USER_COLS ") "
@@ -46,12 +47,13 @@ static const char *const sql[Q__COUNT] = {
 	[Q_USERS] = "SELECT " USER_COLS " FROM users WHERE tenant = ?1 ORDER BY created_at, id",
 	[Q_SESSION_ADD] = "INSERT INTO sessions (tenant, id, token_hash, user_id, created_at) "
 			  "VALUES (?1, ?2, ?3, ?4, ?5)",
-	[Q_SESSION_USER] = "SELECT user_id FROM sessions WHERE tenant = ?1 AND token_hash = ?2 "
-			   "AND revoked_at IS NULL",
+	[Q_SESSION_USER] =
+		"SELECT user_id, created_at FROM sessions WHERE tenant = ?1 AND token_hash = ?2 "
+		"AND revoked_at IS NULL",
 	[Q_SESSION_REVOKE] = "UPDATE sessions SET revoked_at = ?3 "
 			     "WHERE tenant = ?1 AND id = ?2 AND revoked_at IS NULL",
 	[Q_GRANT_ADD] = "INSERT INTO grants (tenant, " GRANT_COLS ") "
-			"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+			"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
 	[Q_GRANT_GET] = "SELECT " GRANT_COLS " FROM grants WHERE tenant = ?1 AND user_id = ?2 "
 			"AND id = ?3",
 	[Q_GRANT_LIVE] = "SELECT " GRANT_COLS " FROM grants WHERE tenant = ?1 AND user_id = ?2 "
@@ -59,13 +61,13 @@ static const char *const sql[Q__COUNT] = {
 	[Q_GRANT_SET] = "UPDATE grants SET status = ?4, updated_at = ?5 "
 			"WHERE tenant = ?1 AND id = ?2 AND status = ?3",
 	[Q_GRANTS] = "SELECT g.id, g.audience, g.mode, g.revocation_uri, g.status, g.created_at, "
-		     "d.status, d.attempts, d.http_status, d.last_error, d.next_at "
+		     "d.status, d.attempts, d.http_status, d.last_error, d.next_at, g.delivery "
 		     "FROM grants g LEFT JOIN deliveries d ON d.tenant = g.tenant "
 		     "AND d.grant_id = g.id WHERE g.tenant = ?1 AND g.user_id = ?2 "
 		     "ORDER BY g.created_at DESC, g.id",
 	[Q_DELIVERY_ADD] =
 		"INSERT INTO deliveries (tenant, " DELIVERY_COLS ", created_at, updated_at) "
-		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, NULL, NULL, ?7, ?7)",
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, NULL, NULL, ?8, ?7, ?7)",
 	[Q_DELIVERY_DUE] = "SELECT " DELIVERY_COLS " FROM deliveries WHERE tenant = ?1 "
 			   "AND status = 'pending' AND next_at <= ?2 ORDER BY next_at LIMIT ?3",
 	[Q_DELIVERY_NEXT] = "SELECT MIN(next_at) FROM deliveries WHERE tenant = ?1 "
@@ -241,7 +243,7 @@ pstore_session_add(struct pstore *ps, const char *id, const uint8_t hash[AM_HASH
 
 enum am_err
 pstore_session_user(struct pstore *ps, const uint8_t hash[AM_HASH_LEN], char user_id[40],
-		    struct am_error *e)
+		    int64_t *created_at, struct am_error *e)
 {
 	sqlite3_stmt *s;
 	enum am_err rc;
@@ -252,6 +254,7 @@ pstore_session_user(struct pstore *ps, const uint8_t hash[AM_HASH_LEN], char use
 	if ((rc = db_one(ps->db, s, "session lookup", e)) != AM_OK)
 		return rc;
 	db_col_text(s, 0, user_id, 40);
+	*created_at = sqlite3_column_int64(s, 1);
 	sqlite3_reset(s);
 	return AM_OK;
 }
@@ -292,6 +295,14 @@ read_grant(sqlite3_stmt *s, struct prov_grant *g)
 	g->status = k < 0 ? GRANT_REVOKED : (enum grant_status)k;
 	g->created_at = sqlite3_column_int64(s, 6);
 	g->updated_at = sqlite3_column_int64(s, 7);
+	db_col_text(s, 8, buf, sizeof(buf));
+	g->format = strcmp(buf, "set") == 0 ? FORMAT_SET : FORMAT_LOGOUT;
+}
+
+const char *
+prov_format_name(enum delivery_format f)
+{
+	return f == FORMAT_SET ? "set" : "logout";
 }
 
 enum am_err
@@ -310,6 +321,7 @@ pstore_grant_add(struct pstore *ps, const struct prov_grant *g, struct am_error 
 	sqlite3_bind_text(s, 7, grant_names[g->status], -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 8, g->created_at);
 	sqlite3_bind_int64(s, 9, g->updated_at);
+	sqlite3_bind_text(s, 10, prov_format_name(g->format), -1, SQLITE_STATIC);
 	return db_run(ps->db, s, "grant add", NULL, e);
 }
 
@@ -378,12 +390,14 @@ pstore_grants_json(struct pstore *ps, const char *user_id, json_t **out, struct 
 	}
 	sqlite3_bind_text(s, 2, user_id, -1, SQLITE_TRANSIENT);
 	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-		json_t *g =
-			json_pack("{s:s, s:s, s:s, s:s?, s:s, s:I}", "id",
-				  sqlite3_column_text(s, 0), "audience", sqlite3_column_text(s, 1),
-				  "mode", sqlite3_column_text(s, 2), "revocation_uri",
-				  sqlite3_column_text(s, 3), "status", sqlite3_column_text(s, 4),
-				  "created_at", (json_int_t)sqlite3_column_int64(s, 5));
+		bool set = sqlite3_column_text(s, 11) != NULL &&
+			   strcmp((const char *)sqlite3_column_text(s, 11), "set") == 0;
+		json_t *g = json_pack(
+			"{s:s, s:s, s:s, s:s?, s:s, s:I}", "id", sqlite3_column_text(s, 0),
+			"audience", sqlite3_column_text(s, 1), "mode", sqlite3_column_text(s, 2),
+			set ? "events_endpoint" : "revocation_uri", sqlite3_column_text(s, 3),
+			"status", sqlite3_column_text(s, 4), "created_at",
+			(json_int_t)sqlite3_column_int64(s, 5));
 
 		if (sqlite3_column_type(s, 6) != SQLITE_NULL)
 			json_object_set_new(
@@ -422,6 +436,7 @@ pstore_delivery_add(struct pstore *ps, const struct prov_delivery *d, int64_t at
 	for (int i = 0; i < 5; i++)
 		sqlite3_bind_text(s, 2 + i, vals[i], -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 7, at);
+	sqlite3_bind_text(s, 8, prov_format_name(d->format), -1, SQLITE_STATIC);
 	return db_run(ps->db, s, "delivery add", NULL, e);
 }
 
@@ -456,6 +471,8 @@ pstore_deliveries_due(struct pstore *ps, int64_t now, struct prov_delivery *out,
 		d->next_at = sqlite3_column_int64(s, 7);
 		d->http_status = sqlite3_column_int64(s, 8);
 		db_col_text(s, 9, d->last_error, sizeof(d->last_error));
+		db_col_text(s, 10, buf, sizeof(buf));
+		d->format = strcmp(buf, "set") == 0 ? FORMAT_SET : FORMAT_LOGOUT;
 	}
 	sqlite3_reset(s);
 	if (*n < cap && step != SQLITE_DONE)

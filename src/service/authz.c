@@ -3,12 +3,14 @@
  * reads the proxy's headers and renders the answer: 200 with X-Authmd-*
  * identity headers, or 401/403 with the RFC 6750 / RFC 9728 challenge and
  * never an identity header. See docs/gate.md. */
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "flows/dpop.h"
 #include "service/service.h"
 
 /* True when v can go into a header and a log line as it is: visible ASCII
@@ -56,29 +58,75 @@ decision_name(enum am_err rc, bool had_credential)
 	}
 }
 
+/* The RFC 9449 7.1 challenge, beside the discovery one. */
+static void
+dpop_challenge(struct app *a, struct http_resp *rs, const char *detail)
+{
+	char d[256], v[512];
+	size_t i;
+
+	/* The detail is our own text; keep the quoted-string closed anyway. */
+	for (i = 0; detail[i] != '\0' && i + 1 < sizeof(d); i++)
+		d[i] = detail[i] == '"' || detail[i] == '\\' ? '\'' : detail[i];
+	d[i] = '\0';
+	snprintf(v, sizeof(v),
+		 "DPoP error=\"invalid_dpop_proof\", algs=\"%s\", "
+		 "error_description=\"%s\"",
+		 FLOW_DPOP_ALGS, d);
+	http_add_header(rs, "WWW-Authenticate", v);
+	resource_challenge(a, rs, NULL, NULL);
+}
+
+/* scheme is the length of "Bearer " or "DPoP " when h starts with it. */
+static size_t
+auth_scheme(const char *h, bool *dpop)
+{
+	*dpop = strncasecmp(h, "DPoP ", 5) == 0;
+	if (*dpop)
+		return 5;
+	return strncasecmp(h, "Bearer ", 7) == 0 ? 7 : 0;
+}
+
 enum am_err
 svc_gate(struct app *a, struct http_req *rq, struct http_resp *rs, const char *method,
-	 const char *target, struct store_auth *auth, struct am_error *e)
+	 const char *origin, const char *target, struct store_auth *auth, struct am_error *e)
 {
 	const char *h = http_header(rq, "Authorization");
 	const char *bearer = NULL;
 	struct gate_result res;
 	struct store *st;
+	char url[AM_MAX_URL_BYTES + 300];
+	bool dpop = false;
+	size_t skip = 0;
 	enum am_err rc;
 
 	if (h != NULL) {
-		if (strncasecmp(h, "Bearer ", 7) != 0 || h[7] == '\0' ||
-		    strchr(h + 7, ' ') != NULL) {
+		skip = auth_scheme(h, &dpop);
+		if (skip == 0 || h[skip] == '\0' || strchr(h + skip, ' ') != NULL) {
 			am_metrics_inc(AM_M_GATE_DECISIONS, "bad_request", NULL);
 			resource_challenge(a, rs, "invalid_request", NULL);
 			return am_fail(e, AM_E_INVALID_TOKEN,
-				       "the Authorization header must be \"Bearer <credential>\"");
+				       "the Authorization header must be \"Bearer <credential>\" "
+				       "(or \"DPoP <access token>\" for a DPoP-bound one)");
 		}
-		bearer = h + 7;
+		bearer = h + skip;
 	}
 	if ((rc = app_store(a, &st, e)) != AM_OK)
 		return rc;
 	rc = flow_gate_check(&a->env, st, method, target, bearer, &res, e);
+	if (rc == AM_OK) {
+		snprintf(url, sizeof(url), "%.255s%s", origin, target);
+		rc = flow_dpop_gate(&a->env, st, res.auth.cred.jkt, dpop, http_header(rq, "DPoP"),
+				    method, url, bearer, e);
+		if (rc == AM_E_DPOP_PROOF_REFUSED) {
+			am_metrics_inc(AM_M_GATE_DECISIONS, "invalid_dpop_proof", NULL);
+			dpop_challenge(a, rs, e->detail);
+			OPENSSL_cleanse(&res.auth, sizeof(res.auth));
+			return rc;
+		}
+		if (rc != AM_OK)
+			OPENSSL_cleanse(&res.auth, sizeof(res.auth));
+	}
 	am_metrics_inc(AM_M_GATE_DECISIONS, decision_name(rc, bearer != NULL), NULL);
 	switch (rc) {
 	case AM_OK:
@@ -153,11 +201,26 @@ original_request(struct http_req *rq, const char **method, const char **target, 
 	return AM_OK;
 }
 
+/* The scheme://host[:port] of the protected resource identifier: the
+ * origin a proxied request was made to, for a DPoP proof's htu. The
+ * configured value, never the request's Host or X-Forwarded-Host, which a
+ * client could set. */
+static const char *
+resource_origin(const char *resource, char *out, size_t cap)
+{
+	const char *p = strstr(resource, "://");
+	size_t n = p == NULL ? strlen(resource) : (size_t)(p - resource) + 3 + strcspn(p + 3, "/");
+
+	snprintf(out, cap, "%.*s", (int)n, resource);
+	return out;
+}
+
 enum am_err
 h_authz(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
 {
 	struct app *a = app;
 	const char *method, *target, *host = http_header(rq, "X-Forwarded-Host");
+	char origin[300];
 	struct store_auth auth;
 	enum am_err rc;
 
@@ -166,7 +229,8 @@ h_authz(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e
 		am_metrics_inc(AM_M_GATE_DECISIONS, "bad_request", NULL);
 		return rc;
 	}
-	rc = svc_gate(a, rq, rs, method, target, &auth, e);
+	rc = svc_gate(a, rq, rs, method, resource_origin(a->cfg->resource, origin, sizeof(origin)),
+		      target, &auth, e);
 	log_info("gate decision=%s method=%.16s host=%.100s ip=%s credential=%s",
 		 rc == AM_OK ? "allow" : am_err_name(rc), header_safe(method) ? method : "?",
 		 header_safe(host) ? host : "-", rq->ip, rc == AM_OK ? auth.cred.id : "-");

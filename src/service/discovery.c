@@ -8,6 +8,7 @@
 #include "core/protocol.h"
 #include "core/str.h"
 #include "core/url.h"
+#include "flows/dpop.h"
 #include "service/service.h"
 
 bool
@@ -141,6 +142,8 @@ discovery_build(struct app *a, struct am_error *e)
 		json_object_set_new(as, "introspection_endpoint_auth_methods_supported",
 				    json_pack("[s]", "client_secret_basic"));
 	}
+	/* RFC 9449 5.1: DPoP proofs accepted at the token endpoint (flows/dpop.c) */
+	json_object_set_new(as, "dpop_signing_alg_values_supported", flow_dpop_algs_json());
 	a->as_json = json_dumps(as, JSON_INDENT(2));
 	json_decref(as);
 	if (a->prm_json == NULL || a->as_json == NULL)

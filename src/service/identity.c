@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/str.h"
 #include "jose/jose.h"
+#include "flows/dpop.h"
 #include "jose/skey.h"
 #include "service/service.h"
 
@@ -148,6 +149,7 @@ h_token(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e
 {
 	struct app *a = app;
 	char grant[128], resource[AM_MAX_FIELD_BYTES + 1];
+	char grant_jkt[JOSE_JKT_LEN], jkt[JOSE_JKT_LEN] = "", url[SVC_URL_MAX + 16];
 	char *assertion = NULL;
 	struct v06_token_result res = {0};
 	struct store *st;
@@ -176,15 +178,23 @@ h_token(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e
 		goto out;
 	}
 	has_resource = http_form_field(rq, "resource", resource, sizeof(resource));
+	/* DPoP (flows/dpop.c): a proof binds the token to its key; a grant
+	 * with cnf.jkt needs a proof from that key. */
+	snprintf(url, sizeof(url), "%s/oauth2/token", a->cfg->public_url);
 	if ((rc = app_store(a, &st, e)) != AM_OK ||
+	    (rc = flow_dpop_grant_jkt(assertion, grant_jkt, e)) != AM_OK ||
+	    (rc = flow_dpop_token_request(&a->env, st, http_header(rq, "DPoP"), "POST", url,
+					  grant_jkt, jkt, e)) != AM_OK ||
 	    (rc = flow_v06_token(&a->env, st, a->skey, rq->ip, assertion,
-				 has_resource ? resource : NULL, &res, e)) != AM_OK)
+				 has_resource ? resource : NULL, &res, e)) != AM_OK ||
+	    (jkt[0] != '\0' &&
+	     (rc = flow_dpop_bind(&a->env, st, res.access_token, jkt, e)) != AM_OK))
 		goto out;
 	log_info("token issued registration=%s scopes=\"%s\"", res.registration_id, res.scopes);
 	http_reply_json(rs, 200,
 			json_pack("{s:s, s:s, s:I, s:s}", "access_token", res.access_token,
-				  "token_type", "Bearer", "expires_in", (json_int_t)res.expires_in,
-				  "scope", res.scopes));
+				  "token_type", jkt[0] != '\0' ? "DPoP" : "Bearer", "expires_in",
+				  (json_int_t)res.expires_in, "scope", res.scopes));
 	no_store(rs);
 out:
 	free(assertion);

@@ -90,13 +90,16 @@ introspection(const struct app *a, const struct store_auth *auth)
 	o = json_pack("{s:b, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:o}", "active", 1,
 		      "scope", c->scopes, "client_id", c->registration_id, "sub",
 		      c->user_id[0] != '\0' ? c->user_id : c->registration_id, "token_type",
-		      "Bearer", "iat", (json_int_t)c->created_at, "aud", a->cfg->resource, "iss",
-		      a->cfg->public_url, "authmd_credential_id", c->id, "authmd_credential_type",
-		      store_cred_type_name(c->type), "authmd_source", c->source,
-		      "authmd_registration_status",
+		      c->jkt[0] != '\0' ? "DPoP" : "Bearer", "iat", (json_int_t)c->created_at,
+		      "aud", a->cfg->resource, "iss", a->cfg->public_url, "authmd_credential_id",
+		      c->id, "authmd_credential_type", store_cred_type_name(c->type),
+		      "authmd_source", c->source, "authmd_registration_status",
 		      json_string(store_status_name(auth->reg_status)));
 	if (exp != 0)
 		json_object_set_new(o, "exp", json_integer(exp));
+	/* RFC 9449 6.2: the resource server checks the proof against this key. */
+	if (c->jkt[0] != '\0')
+		json_object_set_new(o, "cnf", json_pack("{s:s}", "jkt", c->jkt));
 	if (c->user_id[0] != '\0')
 		json_object_set_new(o, "authmd_user_id", json_string(c->user_id));
 	if (auth->user_email[0] != '\0')

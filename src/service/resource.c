@@ -30,7 +30,7 @@ static enum am_err
 gate(struct app *a, struct http_req *rq, struct http_resp *rs, struct store_auth *auth,
      struct am_error *e)
 {
-	return svc_gate(a, rq, rs, rq->method, rq->path, auth, e);
+	return svc_gate(a, rq, rs, rq->method, a->cfg->public_url, rq->path, auth, e);
 }
 
 static json_t *

@@ -79,9 +79,14 @@ void resource_challenge(struct app *a, struct http_resp *rs, const char *error, 
 /* The gate (authz.c): checks the Authorization header of a request for
  * (method, target) against the route policy. AM_OK fills *auth; a refusal
  * sets the challenge on rs (401 discovery pointer, 403 insufficient_scope
- * with the route's scopes) and never an identity header. */
+ * with the route's scopes) and never an identity header. A DPoP-bound
+ * credential (RFC 9449) must come as "Authorization: DPoP" with a DPoP
+ * proof for method and origin + target (the URL the client called; origin
+ * is scheme://host[:port]); a refusal of the proof is
+ * AM_E_DPOP_PROOF_REFUSED with a "WWW-Authenticate: DPoP" challenge. */
 enum am_err svc_gate(struct app *a, struct http_req *rq, struct http_resp *rs, const char *method,
-		     const char *target, struct store_auth *auth, struct am_error *e) AM_WUR;
+		     const char *origin, const char *target, struct store_auth *auth,
+		     struct am_error *e) AM_WUR;
 
 /* Handlers, in the route table built by app_new. */
 enum am_err h_prm(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);

@@ -67,6 +67,8 @@ enum q {
 	/* protocol v0.6 (issue 13) */
 	Q_REG_GEN_GET,
 	Q_REG_GEN_BUMP,
+	/* DPoP (issue 13 item 5) */
+	Q_CRED_BIND_JKT,
 	Q_CRED_SET_RESOURCE,
 	/* registration clients (flow8) */
 	Q_REGCLIENT_PUT,
@@ -132,11 +134,11 @@ static const char *const sql[Q__COUNT] = {
 		       "otp_hash = CASE WHEN otp_failures + 1 >= ?3 THEN NULL ELSE otp_hash END "
 		       "WHERE tenant = ?1 AND id = ?2",
 	[Q_CRED_INSERT] = "INSERT INTO credentials (tenant, id, hash, type, scopes, source, "
-			  "registration_id, user_id, iss, sub, aud, created_at, expires_at) "
-			  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+			  "registration_id, user_id, iss, sub, aud, created_at, expires_at, jkt) "
+			  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
 	[Q_CRED_AUTH] = "SELECT c.id, c.hash, c.type, c.scopes, c.source, c.registration_id, "
 			"c.user_id, c.iss, c.sub, c.aud, c.created_at, c.expires_at, "
-			"r.status, r.expires_at, u.email, c.resource "
+			"r.status, r.expires_at, u.email, c.jkt, c.resource "
 			"FROM credentials c "
 			"JOIN registrations r ON r.tenant = c.tenant AND r.id = c.registration_id "
 			"LEFT JOIN users u ON u.tenant = c.tenant AND u.id = c.user_id "
@@ -223,6 +225,8 @@ static const char *const sql[Q__COUNT] = {
 	[Q_REG_GEN_BUMP] = "INSERT INTO registration_generations (tenant, registration_id, gen) "
 			   "VALUES (?1, ?2, 1) ON CONFLICT (tenant, registration_id) "
 			   "DO UPDATE SET gen = registration_generations.gen + 1",
+	[Q_CRED_BIND_JKT] = "UPDATE credentials SET jkt = ?3 WHERE tenant = ?1 AND hash = ?2 "
+			    "AND revoked_at IS NULL AND jkt IS NULL",
 	[Q_CRED_SET_RESOURCE] = "UPDATE credentials SET resource = ?3 "
 				"WHERE tenant = ?1 AND hash = ?2 AND revoked_at IS NULL",
 	/* registration clients (flow8) */
@@ -758,6 +762,7 @@ store_cred_insert(struct store *st, const struct store_cred *c, struct am_error 
 	sqlite3_bind_int64(s, 12, c->created_at);
 	if (c->expires_at != 0)
 		sqlite3_bind_int64(s, 13, c->expires_at);
+	db_bind_text_or_null(s, 14, c->jkt);
 	return db_run(st->db, s, "credential insert", NULL, e);
 }
 
@@ -796,7 +801,8 @@ store_cred_auth(struct store *st, const uint8_t hash[AM_HASH_LEN], int64_t now,
 	out->reg_status = k < 0 ? REG_REVOKED : (enum reg_status)k;
 	out->reg_expires_at = sqlite3_column_int64(s, 13);
 	db_col_text(s, 14, out->user_email, sizeof(out->user_email));
-	db_col_text(s, 15, c->resource, sizeof(c->resource)); /* v0.6: RFC 8707 */
+	db_col_text(s, 15, c->jkt, sizeof(c->jkt));
+	db_col_text(s, 16, c->resource, sizeof(c->resource)); /* v0.6: RFC 8707 */
 	sqlite3_reset(s);
 	return AM_OK;
 }
@@ -1475,4 +1481,25 @@ store_audit_list(struct store *st, const char *registration_id, char **lines, si
 		*n = 0;
 	}
 	return rc;
+}
+
+/* ---- DPoP (issue 13 item 5) ---- */
+
+enum am_err
+store_cred_bind_jkt(struct store *st, const uint8_t hash[AM_HASH_LEN], const char *jkt,
+		    struct am_error *e)
+{
+	sqlite3_stmt *s;
+	enum am_err rc;
+	int n = 0;
+
+	if ((rc = db_prep(st->db, Q_CRED_BIND_JKT, &s, e)) != AM_OK)
+		return rc;
+	db_bind_hash(s, 2, hash);
+	sqlite3_bind_text(s, 3, jkt, -1, SQLITE_TRANSIENT);
+	/* A cached bearer lookup of this credential must not outlive the bind. */
+	auth_changed();
+	if ((rc = db_run(st->db, s, "credential bind", &n, e)) != AM_OK)
+		return rc;
+	return n == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "no unbound credential to bind");
 }

@@ -79,6 +79,7 @@ struct store_cred {
 	char iss[STORE_TEXT_LEN], sub[STORE_TEXT_LEN], aud[STORE_TEXT_LEN];
 	int64_t created_at;
 	int64_t expires_at;	       /* 0: never */
+	char jkt[48];		       /* DPoP key thumbprint (RFC 7638); empty: a bearer token */
 	char resource[STORE_TEXT_LEN]; /* v0.6 RFC 8707 audience; empty: not restricted */
 };
 
@@ -359,6 +360,14 @@ enum am_err store_reg_gen_bump(struct store *st, const char *registration_id,
  * store_cred_insert leaves it empty. */
 enum am_err store_cred_set_resource(struct store *st, const uint8_t hash[AM_HASH_LEN],
 				    const char *resource, struct am_error *e) AM_WUR;
+
+/* ---- DPoP (RFC 9449; issue 13 item 5) ---- */
+
+/* Binds the live credential whose hash this is to the DPoP key thumbprint
+ * jkt (an access token just issued, before it is handed out).
+ * AM_E_NOT_FOUND when no unbound live credential has the hash. */
+enum am_err store_cred_bind_jkt(struct store *st, const uint8_t hash[AM_HASH_LEN], const char *jkt,
+				struct am_error *e) AM_WUR;
 
 /* A per-thread handle source over one URL: each worker thread gets its own
  * connection, opened on first use and closed when the thread ends. */

@@ -1,0 +1,182 @@
+"""The authmd CLI speaking protocol v0.6 to the real authmd-server: it reads
+the metadata, registers at /agent/identity, exchanges the service's
+identity_assertion at the token endpoint, keeps the assertion (never shown)
+and exchanges it again when the access token expires or is revoked; with
+--protocol v0.1 it registers through /agent/auth on the same server. With
+the real authmd-provider, revoking the user's consent reaches a v0.6
+registration as a SET and a v0.1 registration as a logout token."""
+import hashlib
+import json
+import os
+import sqlite3
+import stat
+import time
+import unittest
+
+from harness import RealProvider, Server, provider_overrides
+from test_agent_cli import Cli
+
+
+def wait_for(fn, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.1)
+    return fn()
+
+
+class V06CliTest(unittest.TestCase):
+    def setUp(self):
+        self.provider = RealProvider()
+        self.session = self.provider.add_user("lea@example.test")
+        self.provider.start()
+        self.server = Server(dict(provider_overrides(self.provider),
+                                  limits={"jwks_refetch_interval": "1"})).start()
+        self.cli = Cli()
+        self.url = self.server.url + "/api/resource"
+
+    def tearDown(self):
+        self.server.cleanup()
+        self.provider.stop()
+        self.provider.cleanup()
+
+    def stored(self):
+        with open(self.cli.store) as f:
+            return list(json.load(f)["credentials"].values())[0]
+
+    def test_discover_shows_both_generations_and_picks_v06(self):
+        rc, d = self.cli.json("discover", self.url)
+        self.assertEqual(rc, 0, d)
+        self.assertTrue(d["v06_offered"])
+        self.assertEqual(d["protocol"], "v0.6")
+        self.assertEqual(d["token_endpoint"], self.server.url + "/oauth2/token")
+        rc, d = self.cli.json("--protocol", "v0.1", "discover", self.url)
+        self.assertEqual(d["protocol"], "v0.1")
+        self.assertEqual(self.cli.run("--protocol", "v2", "discover", self.url).returncode, 2)
+        self.assertIn("--protocol", self.cli.run("--help").stdout)
+
+    def test_anonymous_v06_registers_exchanges_and_re_exchanges(self):
+        rc, reg = self.cli.json("--protocol", "v0.6", "register", self.url, "--anonymous")
+        self.assertEqual(rc, 0, reg)
+        s = self.stored()
+        self.assertEqual((s["protocol"], s["credential_type"]), ("v0.6", "access_token"))
+        self.assertEqual(s["register_uri"], self.server.url + "/agent/identity")
+        assertion, first = s["identity_assertion"], s["credential"]
+        self.assertEqual(assertion.count("."), 2)
+        # the assertion and the token are never shown
+        for args in (("status",), ("register", self.url, "--anonymous")):
+            r = self.cli.run("--protocol", "v0.6", *args, "--json")
+            self.assertNotIn(assertion, r.stdout + r.stderr)
+            self.assertNotIn(first, r.stdout + r.stderr)
+        assertion, first = self.stored()["identity_assertion"], self.stored()["credential"]
+        rc, st = self.cli.json("status")
+        self.assertTrue(st["credentials"][0]["has_identity_assertion"])
+        rc, got = self.cli.json("curl", self.url)
+        self.assertEqual((rc, got["status"]), (0, 200), got)
+        self.assertEqual(got["body"]["credential_type"], "access_token")
+        # the access token has expired: exchanged again before the call
+        with open(self.cli.store) as f:
+            doc = json.load(f)
+        for v in doc["credentials"].values():
+            v["credential_expires"] = "2000-01-01T00:00:00Z"
+        with open(self.cli.store, "w") as f:
+            json.dump(doc, f)
+        rc, got = self.cli.json("curl", self.url)
+        self.assertEqual((rc, got["status"]), (0, 200), got)
+        second = self.stored()["credential"]
+        self.assertNotEqual(second, first)
+        # This access token alone revoked, the registration kept (AUTH.md's
+        # credential layer; the server's own RFC 7009 endpoint and revoke
+        # command revoke the registration, so the row is marked here): a 401,
+        # one exchange of the same assertion, and on.
+        db = sqlite3.connect(self.server.db)
+        with db:
+            n = db.execute("UPDATE credentials SET revoked_at = ?1 WHERE hash = ?2",
+                           (int(time.time()), hashlib.sha256(second.encode()).digest())).rowcount
+        db.close()
+        self.assertEqual(n, 1)
+        self.assertTrue(wait_for(lambda: self.server.bearer("GET", "/api/resource",
+                                                            second).status == 401))
+        rc, got = self.cli.json("curl", self.url)
+        self.assertEqual((rc, got["status"]), (0, 200), got)
+        self.assertNotEqual(self.stored()["credential"], second)
+        self.assertEqual(self.stored()["identity_assertion"], assertion)
+
+    def test_forced_v01_registers_through_agent_auth_on_the_same_server(self):
+        rc, reg = self.cli.json("--protocol", "v0.1", "register", self.url, "--anonymous")
+        self.assertEqual(rc, 0, reg)
+        s = self.stored()
+        self.assertEqual((s["protocol"], s["credential_type"]), ("v0.1", "api_key"))
+        self.assertNotIn("identity_assertion", s)
+        rc, got = self.cli.json("curl", self.url)
+        self.assertEqual((rc, got["status"]), (0, 200), got)
+
+    def test_dpop_binds_the_token_to_a_private_key_and_sends_proofs(self):
+        rc, reg = self.cli.json("--dpop", "--protocol", "v0.6", "register", self.url,
+                                "--anonymous")
+        self.assertEqual(rc, 0, reg)
+        key = os.path.join(os.path.dirname(self.cli.store), "dpop-key.pem")
+        self.assertEqual(stat.S_IMODE(os.stat(key).st_mode), 0o600)
+        s = self.stored()
+        self.assertEqual(s["token_type"], "DPoP")
+        for _ in range(2):  # a fresh proof each time: no replay refusal
+            rc, got = self.cli.json("curl", self.url)
+            self.assertEqual((rc, got["status"]), (0, 200), got)
+        # the token alone, as a bearer token, is refused
+        r = self.server.bearer("GET", "/api/resource", s["credential"])
+        self.assertEqual((r.status, r.json["error"]), (401, "invalid_dpop_proof"))
+        # an expired bound token is exchanged again, bound to the same key
+        with open(self.cli.store) as f:
+            doc = json.load(f)
+        for v in doc["credentials"].values():
+            v["credential_expires"] = "2000-01-01T00:00:00Z"
+        with open(self.cli.store, "w") as f:
+            json.dump(doc, f)
+        rc, got = self.cli.json("curl", self.url)
+        self.assertEqual((rc, got["status"]), (0, 200), got)
+        self.assertEqual(self.stored()["token_type"], "DPoP")
+        # a key file others can read is not used
+        os.chmod(key, 0o644)
+        r = self.cli.run("--dpop", "curl", self.url)
+        self.assertEqual(r.returncode, 6, r.stderr)
+
+    def register_provider(self, *protocol):
+        rc, reg = self.cli.json(*protocol, "register", self.url, "--provider", self.provider.url,
+                                "--yes", "--consent", "always",
+                                env={"AUTHMD_SESSION": self.session})
+        self.assertEqual(rc, 0, reg)
+        self.assertEqual(self.cli.json("curl", self.url)[1]["status"], 200)
+        return self.stored()
+
+    def revoke_at_provider(self):
+        grant = self.provider.grants(self.session)[0]
+        r = self.provider.request("DELETE", "/grants/" + grant["id"], session=self.session)
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(wait_for(lambda: self.provider.grants(self.session)[0]
+                                 .get("revocation", {}).get("status") == "delivered"))
+        return grant
+
+    def test_a_v06_provider_registration_is_revoked_by_a_set(self):
+        s = self.register_provider()  # auto: v0.6
+        self.assertEqual((s["protocol"], s["method"]), ("v0.6", "id_jag"))
+        grant = self.revoke_at_provider()
+        self.assertEqual(grant["events_endpoint"], self.server.url + "/agent/event/notify")
+        self.assertIn("SET delivered", self.provider.read_log())
+        # the access token and the assertion are both dead now
+        self.assertEqual(self.server.bearer("GET", "/api/resource", s["credential"]).status, 401)
+        r = self.cli.run("curl", self.url)
+        self.assertEqual(r.returncode, 5, r.stderr)
+
+    def test_a_v01_provider_registration_is_revoked_by_a_logout_token(self):
+        s = self.register_provider("--protocol", "v0.1")
+        self.assertEqual(s["protocol"], "v0.1")
+        grant = self.revoke_at_provider()
+        self.assertEqual(grant["revocation_uri"], self.server.url + "/agent/auth/revoke")
+        self.assertIn("logout token delivered", self.provider.read_log())
+        self.assertEqual(self.server.bearer("GET", "/api/resource", s["credential"]).status, 401)
+
+
+if __name__ == "__main__":
+    unittest.main()
