@@ -43,8 +43,8 @@ transient_state(const char *st)
 	if (st == NULL)
 		return true; /* no result at all: the connection failed */
 	return strncmp(st, "08", 2) == 0 || strncmp(st, "53", 2) == 0 ||
-	       strncmp(st, "57", 2) == 0 || strncmp(st, "40", 2) == 0 ||
-	       strcmp(st, "55P03") == 0 || strncmp(st, "58", 2) == 0;
+	       strncmp(st, "57", 2) == 0 || strncmp(st, "40", 2) == 0 || strcmp(st, "55P03") == 0 ||
+	       strncmp(st, "58", 2) == 0;
 }
 
 enum am_err
@@ -255,6 +255,7 @@ pq_prep(struct db *db, struct db_stmt *s, struct am_error *e)
 	snprintf(name, sizeof(name), "am%zu", s->idx);
 	r = PQprepare(db->pg, name, s->text, 0, NULL);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		log_error("postgresql cannot prepare statement=%zu: %.120s", s->idx, s->text);
 		rc = pq_fail(db, r, "prepare", e);
 		PQclear(r);
 		return rc;
@@ -449,15 +450,9 @@ pq_open(struct db *db, const char *url, const char *const *migrations, size_t nm
 {
 	char connect_timeout[16], user_timeout[16];
 	/* Defaults first, the URL last: what the URL sets wins. */
-	const char *keys[] = {"connect_timeout",
-			      "keepalives",
-			      "keepalives_idle",
-			      "keepalives_interval",
-			      "keepalives_count",
-			      "tcp_user_timeout",
-			      "application_name",
-			      "dbname",
-			      NULL};
+	const char *keys[] = {"connect_timeout",     "keepalives",	 "keepalives_idle",
+			      "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+			      "application_name",    "dbname",		 NULL};
 	const char *vals[] = {connect_timeout, "1", "5", "2", "2", user_timeout,
 			      "authmd-server", url, NULL};
 

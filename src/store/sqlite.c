@@ -144,9 +144,11 @@ static const char *const sql[Q__COUNT] = {
 			"(SELECT iss, jti FROM seen_jti WHERE tenant = ?1 AND expires_at < ?2 "
 			"LIMIT ?3)",
 	[Q_CRED_LIVE] = "SELECT id, registration_id FROM credentials WHERE tenant = ?1 "
-			"AND revoked_at IS NULL AND (?2 IS NULL OR iss = ?2) "
-			"AND (?3 IS NULL OR sub = ?3) AND (?4 IS NULL OR aud = ?4) "
-			"AND (?5 IS NULL OR user_id = ?5) AND (?6 IS NULL OR registration_id = ?6) "
+			"AND revoked_at IS NULL AND (CAST(?2 AS TEXT) IS NULL OR iss = ?2) "
+			"AND (CAST(?3 AS TEXT) IS NULL OR sub = ?3) "
+			"AND (CAST(?4 AS TEXT) IS NULL OR aud = ?4) "
+			"AND (CAST(?5 AS TEXT) IS NULL OR user_id = ?5) "
+			"AND (CAST(?6 AS TEXT) IS NULL OR registration_id = ?6) "
 			"ORDER BY registration_id, id LIMIT ?7",
 	[Q_CRED_REVOKE] = "UPDATE credentials SET revoked_at = ?3 "
 			  "WHERE tenant = ?1 AND id = ?2 AND revoked_at IS NULL",
@@ -165,9 +167,11 @@ static const char *const sql[Q__COUNT] = {
 			 "(kind = 'subject' AND value = ?2 AND sub = ?3) OR "
 			 "(kind = 'user' AND value = ?4 AND sub = '') OR "
 			 "(kind = 'registration' AND value = ?5 AND sub = '')) LIMIT 1",
-	/* claim mail limits: each count stops at its cap (?3 or ?4) */
+	/* claim mail limits: each count stops at its cap (?3 or ?4). Every
+	 * parameter bound appears (PostgreSQL types each one from its use). */
 	[Q_ATT_COUNT_REG] = "SELECT COUNT(*), 0 FROM (SELECT 1 FROM claim_attempts "
-			    "WHERE tenant = ?1 AND registration_id = ?2 LIMIT ?4) AS c",
+			    "WHERE tenant = ?1 AND registration_id = ?2 "
+			    "AND CAST(?3 AS BIGINT) IS NOT NULL LIMIT ?4) AS c",
 	[Q_ATT_COUNT_EMAIL] =
 		"SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM "
 		"(SELECT created_at FROM claim_attempts WHERE tenant = ?1 "
