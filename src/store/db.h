@@ -44,6 +44,11 @@ struct db_opts {
 /* True when url names a PostgreSQL database (postgresql:// or postgres://,
  * a libpq connection URI). */
 bool db_url_is_pg(const char *url);
+/* Checks a store URL without connecting: "sqlite:PATH" or a libpq URI that
+ * libpq can parse. false with the reason (no secret in it) in why. */
+bool db_url_check(const char *url, char *why, size_t cap);
+/* url with any password replaced by "***", for logs and messages. */
+void db_url_redact(const char *url, char *out, size_t cap);
 
 /* Opens url ("sqlite:PATH", creating PATH's folder, "sqlite::memory:", or a
  * PostgreSQL URI) bound to tenant, applies migrations[0..nmig) not yet

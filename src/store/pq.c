@@ -22,6 +22,8 @@
 
 /* The statements' names on a connection: "am<index>". */
 #define STMT_NAME_LEN 16
+/* What follows a redacted URI password parameter, at most. */
+#define AM_URL_TAIL 512
 /* How long a replica waits for another one's migrations at start-up. */
 #define MIGRATE_WAIT_MS 60000
 
@@ -477,4 +479,50 @@ pq_close(struct db *db)
 {
 	PQfinish(db->pg);
 	db->pg = NULL;
+}
+
+bool
+db_url_check(const char *url, char *why, size_t cap)
+{
+	PQconninfoOption *o;
+	char *err = NULL;
+
+	if (!db_url_is_pg(url)) {
+		if (strncmp(url, "sqlite:", 7) == 0 && url[7] != '\0')
+			return true;
+		snprintf(why, cap, "want sqlite:PATH, postgresql:// or postgres://");
+		return false;
+	}
+	if ((o = PQconninfoParse(url, &err)) == NULL) {
+		snprintf(why, cap, "not a PostgreSQL connection URI: %s",
+			 err != NULL ? err : "out of memory");
+		PQfreemem(err);
+		return false;
+	}
+	PQconninfoFree(o);
+	return true;
+}
+
+void
+db_url_redact(const char *url, char *out, size_t cap)
+{
+	const char *auth = strstr(url, "://"), *at, *colon, *pw;
+
+	snprintf(out, cap, "%s", url);
+	if (!db_url_is_pg(url) || auth == NULL)
+		return;
+	auth += 3;
+	at = strchr(auth, '@');
+	colon = strchr(auth, ':');
+	if (at != NULL && colon != NULL && colon < at &&
+	    (strchr(auth, '/') == NULL || strchr(auth, '/') > at))
+		snprintf(out, cap, "%.*s:***%s", (int)(colon - url), url, at);
+	/* a password given as a URI parameter */
+	if ((pw = strstr(out, "password=")) != NULL) {
+		size_t end = strcspn(pw + 9, "&");
+		char tail[AM_URL_TAIL];
+
+		snprintf(tail, sizeof(tail), "%s", pw + 9 + end);
+		snprintf((char *)pw + 9, cap - (size_t)(pw + 9 - out), "***%s", tail);
+	}
 }

@@ -1358,6 +1358,18 @@ store_rate_hit(struct store *st, const char *key, int64_t window, int64_t limit,
 	return AM_OK;
 }
 
+bool
+store_url_check(const char *url, char *why, size_t cap)
+{
+	return db_url_check(url, why, cap);
+}
+
+void
+store_url_redact(const char *url, char *out, size_t cap)
+{
+	db_url_redact(url, out, cap);
+}
+
 enum am_err
 store_rate_purge(struct store *st, int64_t before, int *n, struct am_error *e)
 {

@@ -450,6 +450,10 @@ enum am_err store_rate_hit(struct store *st, const char *key, int64_t window, in
 /* Deletes up to STORE_PURGE_MAX counters of windows that ended before
  * before; *n gets how many. */
 enum am_err store_rate_purge(struct store *st, int64_t before, int *n, struct am_error *e) AM_WUR;
+/* Checks url without connecting (db_url_check); why gets the reason. */
+bool store_url_check(const char *url, char *why, size_t cap);
+/* url without its password, for logs (db_url_redact). */
+void store_url_redact(const char *url, char *out, size_t cap);
 /* The pool's settings beyond the URL: PostgreSQL bounds, and how many
  * thread handles (connections) it opens at most; 0: no bound. */
 struct store_pool_opts {
