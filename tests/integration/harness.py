@@ -201,7 +201,14 @@ class Server(Process):
         self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         self.db = os.path.join(self.tmp, "authmd.db")
-        self.store_url = pg_store_for(self.tmp) if ON_POSTGRES else "sqlite:" + self.db
+        given = (overrides or {}).get("store", {}).get("url")
+        if given:
+            self.store_url = given  # a test's own store (replicas share one)
+        elif ON_POSTGRES:
+            self.store_url = pg_store_for(self.tmp)
+        else:
+            self.store_url = "sqlite:" + self.db
+        self.on_postgres = self.store_url.startswith(("postgresql://", "postgres://"))
         self.outbox = os.path.join(self.tmp, "outbox")
         self.audit = os.path.join(self.tmp, "audit.jsonl")
         self.config = os.path.join(self.tmp, "authmd.ini")
@@ -287,7 +294,7 @@ class Server(Process):
         raise AssertionError("the mail queue did not drain in %ss" % timeout)
 
     def outbox_messages(self):
-        if ON_POSTGRES or os.path.exists(self.db):
+        if self.on_postgres or os.path.exists(self.db):
             self.wait_mail_queue()
         files = sorted(glob.glob(os.path.join(self.outbox, "*.eml")))
         out = []
@@ -319,7 +326,7 @@ class Server(Process):
             return [json.loads(line) for line in f if line.strip()]
 
     def db_query(self, sql, args=()):
-        if ON_POSTGRES:
+        if self.on_postgres:
             return pg_query(self.store_url, sql, args)
         con = sqlite3.connect(self.db, timeout=10)
         try:
