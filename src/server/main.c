@@ -409,6 +409,17 @@ main(int argc, char **argv)
 		fprintf(stderr, "authmd-server: [store] url: %s\n", why);
 		return 1;
 	}
+	/* Every thread that uses the store holds one connection: HTTP workers,
+	 * the writer, the mail worker, the sweeper and this one. */
+	if (db_url_is_pg(cfg.store_url) && cfg.store_pool_size < cfg.threads + 4) {
+		fprintf(stderr,
+			"authmd-server: [store] pool_size = %lld is below what [server] threads = "
+			"%lld "
+			"needs (%lld)\n",
+			(long long)cfg.store_pool_size, (long long)cfg.threads,
+			(long long)cfg.threads + 4);
+		return 1;
+	}
 	if (check_only) {
 		printf("%s: ok\n", config_path);
 		return 0;

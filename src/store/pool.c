@@ -101,9 +101,12 @@ store_pool_new_opts(const char *url, const char *tenant, const struct store_pool
 	if (o != NULL) {
 		p->opts.connect_timeout_s = o->connect_timeout_s;
 		p->opts.statement_timeout_ms = o->statement_timeout_ms;
-		p->max_handles = o->max_handles;
 	}
 	p->shared = db_url_is_pg(url);
+	/* The bound is PostgreSQL's connection budget; SQLite handles are
+	 * file handles, one per thread, and stay unbounded as before. */
+	if (o != NULL && p->shared)
+		p->max_handles = o->max_handles;
 	if (strcmp(url, "sqlite::memory:") == 0) {
 		const char *dir = getenv("TMPDIR");
 		int fd;

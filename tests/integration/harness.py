@@ -82,6 +82,8 @@ def _pg_value(v):
         return None
     if re.fullmatch(r"-?[0-9]+", v):
         return int(v)
+    if v in ("t", "f"):  # a boolean expression: sqlite3 gives 1 or 0
+        return 1 if v == "t" else 0
     if v.startswith("\\x") and re.fullmatch(r"\\x[0-9a-f]*", v):
         return bytes.fromhex(v[2:])
     return v
