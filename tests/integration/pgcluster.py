@@ -74,9 +74,12 @@ class PgCluster:
 
     def start(self, port=None):
         self.port = port or self.port or free_port()
+        # fsync off and little WAL kept: the tests kill authmd, never this
+        # server, and a small data folder starts, stops and is removed fast
         opts = ("-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=off "
                 "-c synchronous_commit=on -c full_page_writes=off -c max_connections=300 "
-                "-c shared_buffers=32MB" % (self.port, self.sock))
+                "-c shared_buffers=32MB -c wal_level=minimal -c max_wal_senders=0 "
+                "-c max_wal_size=64MB -c min_wal_size=32MB" % (self.port, self.sock))
         r = self._run(os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-l", self.log,
                       "-o", opts, "-w", "-t", "60", "start", check=False)
         if r.returncode != 0:
