@@ -3,6 +3,7 @@
 #include "store/db_impl.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,12 +242,17 @@ db_col_blob(struct db_stmt *s, int i, size_t *len)
 	if ((v = pq_col(s, i)) == NULL)
 		return NULL;
 	if (s->blob != NULL) {
-		free(s->blob);
+		OPENSSL_cleanse(s->blob, s->blob_len);
+		PQfreemem(s->blob);
 		s->blob = NULL;
 	}
-	/* Results come as text: bytea in hex, which libpq decodes. */
+	/* Results come as text: bytea in hex, which libpq decodes. A blob may
+	 * be a queued mail (it holds a claim link): the hex copy in the result
+	 * is wiped once decoded, the decoded one at reset. */
 	if ((s->blob = PQunescapeBytea((const unsigned char *)v, &n)) == NULL)
 		return NULL;
+	s->blob_len = n;
+	OPENSSL_cleanse((char *)v, strlen(v));
 	*len = n;
 	return s->blob;
 }

@@ -153,7 +153,9 @@ void db_col_text(struct db_stmt *s, int i, char *dst, size_t cap); /* NULL or to
 /* The text of a column, borrowed until db_reset or the next row; NULL for NULL. */
 const char *db_col_str(struct db_stmt *s, int i);
 /* A blob column: its bytes (valid until db_reset or the next row) and
- * length, or NULL with *len 0 for NULL. */
+ * length, or NULL with *len 0 for NULL. Read each blob once per row: on
+ * PostgreSQL the result's copy is wiped as it is decoded (a blob may be a
+ * mail holding a claim link), and the decoded copy is wiped at reset. */
 const void *db_col_blob(struct db_stmt *s, int i, size_t *len);
 bool db_col_hash(struct db_stmt *s, int i, uint8_t out[AM_HASH_LEN]);
 /* The index of s in names[0..n), or -1. */

@@ -23,6 +23,7 @@ struct db_stmt {
 	int fmt[DB_MAX_PARAMS];
 	char *own[DB_MAX_PARAMS]; /* copies made by the bindings, freed at reset */
 	unsigned char *blob;	  /* the last blob column read, unescaped */
+	size_t blob_len;
 	PGresult *res;
 	int row, nrows;
 	unsigned long prepared_gen; /* the connection generation it is prepared on */

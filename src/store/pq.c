@@ -12,6 +12,7 @@
  * re-made by the next statement outside a transaction. See docs/storage.md. */
 #include "store/db_impl.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -315,8 +316,10 @@ pq_reset(struct db_stmt *s)
 		s->fmt[i] = 0;
 	}
 	if (s->blob != NULL) {
+		OPENSSL_cleanse(s->blob, s->blob_len);
 		PQfreemem(s->blob);
 		s->blob = NULL;
+		s->blob_len = 0;
 	}
 }
 
