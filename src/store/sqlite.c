@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/limits.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/str.h"
@@ -223,10 +224,11 @@ static const char *const sql[Q__COUNT] = {
 			 "AND window_start < ?2 LIMIT ?3)",
 };
 
-/* Seconds a replica's mail worker holds a claimed mail: the longest a
- * send (connect, STARTTLS, DATA, each bounded by the mailer's timeouts)
- * may take before another replica may try it. */
-#define MAIL_LEASE_S "300"
+/* Seconds a replica's mail worker holds a claimed mail (PostgreSQL): twice
+ * the bound on one SMTP transaction, so the send has been given up before
+ * another replica (or this one restarted after a kill) may try it, and the
+ * worker had time to record the outcome. */
+#define MAIL_LEASE_S ((int64_t)AM_MAIL_TIMEOUT_MS * 2 / 1000)
 
 /* PostgreSQL's own text for the few queries that cannot be written once
  * (NULL: the one above serves both). */
@@ -239,8 +241,8 @@ static const char *const sql_pg[Q__COUNT] = {
 	[Q_MAIL_NEXT] = "WITH c AS (SELECT id FROM mail_queue WHERE tenant = ?1 "
 			"AND status = 'queued' AND next_at <= ?2 ORDER BY next_at, id LIMIT 1 "
 			"FOR UPDATE SKIP LOCKED), "
-			"u AS (UPDATE mail_queue q SET next_at = CAST(?2 AS BIGINT) + " MAIL_LEASE_S
-			" FROM c WHERE q.tenant = ?1 AND q.id = c.id "
+			"u AS (UPDATE mail_queue q SET next_at = CAST(?2 AS BIGINT) + "
+			"CAST(?3 AS BIGINT) FROM c WHERE q.tenant = ?1 AND q.id = c.id "
 			"RETURNING q.id, q.tenant, q.attempt_id, q.rcpt, q.message, q.created_at, "
 			"q.expires_at, q.tries) "
 			"SELECT u.id, u.attempt_id, u.rcpt, u.message, u.created_at, u.expires_at, "
@@ -1180,6 +1182,7 @@ store_mail_next(struct store *st, int64_t now, struct store_mail *out, struct am
 	if ((rc = db_prep(st->db, Q_MAIL_NEXT, &s, e)) != AM_OK)
 		return rc;
 	db_bind_int64(s, 2, now);
+	db_bind_int64(s, 3, MAIL_LEASE_S); /* PostgreSQL's claim only */
 	if ((rc = db_one(st->db, s, "mail next", e)) != AM_OK)
 		return rc;
 	m.id = db_col_int64(s, 0);
