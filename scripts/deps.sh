@@ -22,6 +22,9 @@ PACKAGES=(
 	openssl
 	# the gate's integration test runs a real nginx (auth_request) in front of authmd
 	nginx
+	# the PostgreSQL store (issue 11): libpq to build; the server, run by the
+	# tests as a private cluster (tests/integration/pgcluster.py, as nobody)
+	libpq-dev postgresql
 	# tests of the install (test_install.py): nm, man -l, groff, and
 	# systemd-analyze verify on the units
 	binutils man-db groff systemd
@@ -61,5 +64,10 @@ for p in "${missing[@]}"; do
 	if [ "$p" = nginx ] && [ -d /run/systemd/system ]; then
 		echo "deps: disabling the system nginx service (the tests and make bench start their own)"
 		$SUDO systemctl disable --now nginx.service >/dev/null 2>&1 || true
+	fi
+	# Likewise the system PostgreSQL cluster: the tests start a private one.
+	if [ "$p" = postgresql ] && [ -d /run/systemd/system ]; then
+		echo "deps: disabling the system postgresql service (the tests start their own cluster)"
+		$SUDO systemctl disable --now postgresql.service >/dev/null 2>&1 || true
 	fi
 done

@@ -86,6 +86,10 @@ struct am_config {
 	int64_t connection_memory; /* bytes; request line and headers must fit */
 	/* [store] */
 	char store_url[AM_CFG_STR];
+	/* [store] on PostgreSQL (issue 11): docs/storage.md */
+	int64_t store_pool_size;	 /* connections this replica opens at most */
+	int64_t store_connect_timeout;	 /* seconds, per (re)connection */
+	int64_t store_statement_timeout; /* seconds, per statement or lock wait */
 	/* [mail] */
 	char mail_outbox[256];
 	char mail_smtp_url[256]; /* set: mail goes over SMTP instead */

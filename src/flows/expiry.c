@@ -107,15 +107,38 @@ run_chunk(const struct flow_env *env, struct store *st, struct sweep_job *j, str
 	return rc;
 }
 
+static enum am_err sweep(const struct flow_env *env, struct store *st, int *count,
+			 struct am_error *e);
+
+/* One replica sweeps at a time (an advisory lock on PostgreSQL, always
+ * granted on SQLite): the others skip the round, so N replicas do not race
+ * each other over the same due rows. */
 enum am_err
 flow_sweep(const struct flow_env *env, struct store *st, int *count, struct am_error *e)
+{
+	bool mine = false;
+	enum am_err rc;
+
+	*count = 0;
+	if ((rc = store_try_lock(st, "sweep", &mine, e)) != AM_OK)
+		return rc;
+	if (!mine) {
+		log_debug("sweep skipped: another replica holds the sweep lock");
+		return AM_OK;
+	}
+	rc = sweep(env, st, count, e);
+	store_unlock(st, "sweep");
+	return rc;
+}
+
+static enum am_err
+sweep(const struct flow_env *env, struct store *st, int *count, struct am_error *e)
 {
 	char ids[SWEEP_BATCH][STORE_ID_LEN];
 	int64_t now = flow_now(env);
 	size_t n;
 	enum am_err rc;
 
-	*count = 0;
 	/* Bounded: a sweep that cannot make progress must not spin forever. */
 	for (int round = 0; round < 100; round++) {
 		if ((rc = store_reg_due(st, now, ids, SWEEP_BATCH, &n, e)) != AM_OK)
@@ -143,6 +166,17 @@ flow_sweep(const struct flow_env *env, struct store *st, int *count, struct am_e
 		if (j.purged > 0)
 			log_debug("jti records purged count=%d", j.purged);
 		if (j.purged < STORE_PURGE_MAX)
+			break;
+	}
+	/* Shared rate-limit counters (PostgreSQL) of windows no limit reads
+	 * any more: the current and the previous one are kept. */
+	for (int round = 0; store_is_shared(st) && round < 1000; round++) {
+		int purged = 0;
+
+		if ((rc = store_rate_purge(st, now - 2 * env->cfg->rate_window, &purged, e)) !=
+		    AM_OK)
+			return rc;
+		if (purged < STORE_PURGE_MAX)
 			break;
 	}
 	return AM_OK;

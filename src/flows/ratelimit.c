@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "core/crypto.h"
+#include "core/log.h"
+#include "store/store.h"
 
 #define SALT_LEN 16
 #define KEY_HASHED 255
@@ -25,6 +27,7 @@ struct set {
 
 struct ratelimit {
 	int64_t window;
+	struct store_pool *shared; /* set: count in the shared database */
 	uint8_t salt[SALT_LEN];
 	struct set *sets; /* RATELIMIT_SETS of them, allocated once */
 };
@@ -126,6 +129,29 @@ claim(struct set *set, uint64_t tag, int64_t w, int64_t now)
 	return victim;
 }
 
+void
+ratelimit_share(struct ratelimit *rl, struct store_pool *pool)
+{
+	rl->shared = pool != NULL && store_pool_is_shared(pool) ? pool : NULL;
+}
+
+/* The shared count; false when the database did not answer. */
+static bool
+shared_hit(struct ratelimit *rl, const char *key, int64_t limit, int64_t now, bool *ok,
+	   int64_t *retry_after)
+{
+	struct am_error e = {0};
+	struct store *st;
+
+	if (store_pool_get(rl->shared, &st, &e) != AM_OK ||
+	    store_rate_hit(st, key, rl->window, limit, now, ok, retry_after, &e) != AM_OK) {
+		log_warn("shared rate limit unavailable code=%s; counting in this process",
+			 am_err_name(e.code));
+		return false;
+	}
+	return true;
+}
+
 bool
 ratelimit_hit(struct ratelimit *rl, const char *key, int64_t limit, int64_t now,
 	      int64_t *retry_after)
@@ -139,6 +165,8 @@ ratelimit_hit(struct ratelimit *rl, const char *key, int64_t limit, int64_t now,
 	*retry_after = 0;
 	if (limit <= 0)
 		return true;
+	if (rl->shared != NULL && shared_hit(rl, key, limit, now, &ok, retry_after))
+		return ok;
 	set = locate(rl, key, &tag);
 	pthread_mutex_lock(&set->mu);
 	set->hits++;

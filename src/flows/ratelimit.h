@@ -35,6 +35,15 @@ void ratelimit_free(struct ratelimit *rl); /* NULL is fine */
 bool ratelimit_hit(struct ratelimit *rl, const char *key, int64_t limit, int64_t now,
 		   int64_t *retry_after) AM_WUR;
 
+/* Makes the limiter count in pool's database when the database is shared
+ * by replicas (PostgreSQL: store_rate_hit, one atomic upsert per hit, so
+ * every replica's hits count toward one limit); on SQLite (one process) it
+ * keeps counting here. When the database does not answer, a hit is counted
+ * here instead (the request meets the store's 503 soon after anyway).
+ * pool outlives rl. */
+struct store_pool;
+void ratelimit_share(struct ratelimit *rl, struct store_pool *pool);
+
 /* What the table holds and has done, for tests and operators. */
 struct ratelimit_stats {
 	size_t bytes;	    /* memory of the table: fixed at ratelimit_new */

@@ -105,8 +105,8 @@ pstore_open(const char *url, struct pstore **out, struct am_error *e)
 
 	if (ps == NULL)
 		return am_fail(e, AM_E_INTERNAL, "out of memory");
-	rc = db_open(url, "default", provider_migrations, provider_migrations_count, sql, Q__COUNT,
-		     &ps->db, e);
+	rc = db_open(url, "default", NULL, provider_migrations, provider_migrations_count, sql,
+		     NULL, Q__COUNT, &ps->db, e);
 	if (rc != AM_OK) {
 		free(ps);
 		return rc;
@@ -145,51 +145,51 @@ pstore_rollback(struct pstore *ps)
 /* ---- users and sessions ---- */
 
 static void
-read_user(sqlite3_stmt *s, struct prov_user *u)
+read_user(struct db_stmt *s, struct prov_user *u)
 {
 	memset(u, 0, sizeof(*u));
 	db_col_text(s, 0, u->id, sizeof(u->id));
 	db_col_text(s, 1, u->sub, sizeof(u->sub));
 	db_col_text(s, 2, u->email, sizeof(u->email));
-	u->email_verified = sqlite3_column_int(s, 3) != 0;
+	u->email_verified = (int)db_col_int64(s, 3) != 0;
 	db_col_text(s, 4, u->phone, sizeof(u->phone));
-	u->phone_verified = sqlite3_column_int(s, 5) != 0;
+	u->phone_verified = (int)db_col_int64(s, 5) != 0;
 	db_col_text(s, 6, u->name, sizeof(u->name));
-	u->created_at = sqlite3_column_int64(s, 7);
+	u->created_at = db_col_int64(s, 7);
 }
 
 enum am_err
 pstore_user_add(struct pstore *ps, const struct prov_user *u, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(ps->db, Q_USER_ADD, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, u->id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 3, u->sub, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 4, u->email, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int(s, 5, u->email_verified);
+	db_bind_text(s, 2, u->id);
+	db_bind_text(s, 3, u->sub);
+	db_bind_text(s, 4, u->email);
+	db_bind_int64(s, 5, u->email_verified);
 	db_bind_text_or_null(s, 6, u->phone);
-	sqlite3_bind_int(s, 7, u->phone_verified);
+	db_bind_int64(s, 7, u->phone_verified);
 	db_bind_text_or_null(s, 8, u->name);
-	sqlite3_bind_int64(s, 9, u->created_at);
+	db_bind_int64(s, 9, u->created_at);
 	return db_run(ps->db, s, "user add", NULL, e);
 }
 
 static enum am_err
 user_query(struct pstore *ps, enum q q, const char *key, struct prov_user *out, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(ps->db, q, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, key, -1, SQLITE_TRANSIENT);
+	db_bind_text(s, 2, key);
 	if ((rc = db_one(ps->db, s, "user lookup", e)) != AM_OK)
 		return rc;
 	read_user(s, out);
-	sqlite3_reset(s);
+	db_reset(s);
 	return AM_OK;
 }
 
@@ -210,34 +210,34 @@ enum am_err
 pstore_users(struct pstore *ps, void (*fn)(void *ctx, const struct prov_user *u), void *ctx,
 	     struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	struct prov_user u;
 	enum am_err rc;
-	int step;
+	enum am_err step;
 
 	if ((rc = db_prep(ps->db, Q_USERS, &s, e)) != AM_OK)
 		return rc;
-	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+	while ((step = db_next(ps->db, s, "users", e)) == AM_OK) {
 		read_user(s, &u);
 		fn(ctx, &u);
 	}
-	sqlite3_reset(s);
-	return step == SQLITE_DONE ? AM_OK : db_fail(ps->db, step, "users", e);
+	db_reset(s);
+	return step == AM_E_NOT_FOUND ? AM_OK : step;
 }
 
 enum am_err
 pstore_session_add(struct pstore *ps, const char *id, const uint8_t hash[AM_HASH_LEN],
 		   const char *user_id, int64_t at, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(ps->db, Q_SESSION_ADD, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, id, -1, SQLITE_TRANSIENT);
+	db_bind_text(s, 2, id);
 	db_bind_hash(s, 3, hash);
-	sqlite3_bind_text(s, 4, user_id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 5, at);
+	db_bind_text(s, 4, user_id);
+	db_bind_int64(s, 5, at);
 	return db_run(ps->db, s, "session add", NULL, e);
 }
 
@@ -245,7 +245,7 @@ enum am_err
 pstore_session_user(struct pstore *ps, const uint8_t hash[AM_HASH_LEN], char user_id[40],
 		    int64_t *created_at, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(ps->db, Q_SESSION_USER, &s, e)) != AM_OK)
@@ -254,22 +254,22 @@ pstore_session_user(struct pstore *ps, const uint8_t hash[AM_HASH_LEN], char use
 	if ((rc = db_one(ps->db, s, "session lookup", e)) != AM_OK)
 		return rc;
 	db_col_text(s, 0, user_id, 40);
-	*created_at = sqlite3_column_int64(s, 1);
-	sqlite3_reset(s);
+	*created_at = db_col_int64(s, 1);
+	db_reset(s);
 	return AM_OK;
 }
 
 enum am_err
 pstore_session_revoke(struct pstore *ps, const char *id, int64_t at, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 	int n = 0;
 
 	if ((rc = db_prep(ps->db, Q_SESSION_REVOKE, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 3, at);
+	db_bind_text(s, 2, id);
+	db_bind_int64(s, 3, at);
 	if ((rc = db_run(ps->db, s, "session revoke", &n, e)) != AM_OK)
 		return rc;
 	return n == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "no live session with that id");
@@ -278,7 +278,7 @@ pstore_session_revoke(struct pstore *ps, const char *id, int64_t at, struct am_e
 /* ---- grants ---- */
 
 static void
-read_grant(sqlite3_stmt *s, struct prov_grant *g)
+read_grant(struct db_stmt *s, struct prov_grant *g)
 {
 	char buf[16];
 	int k;
@@ -293,8 +293,8 @@ read_grant(sqlite3_stmt *s, struct prov_grant *g)
 	db_col_text(s, 5, buf, sizeof(buf));
 	k = db_name_index(grant_names, 3, buf);
 	g->status = k < 0 ? GRANT_REVOKED : (enum grant_status)k;
-	g->created_at = sqlite3_column_int64(s, 6);
-	g->updated_at = sqlite3_column_int64(s, 7);
+	g->created_at = db_col_int64(s, 6);
+	g->updated_at = db_col_int64(s, 7);
 	db_col_text(s, 8, buf, sizeof(buf));
 	g->format = strcmp(buf, "set") == 0 ? FORMAT_SET : FORMAT_LOGOUT;
 }
@@ -308,20 +308,20 @@ prov_format_name(enum delivery_format f)
 enum am_err
 pstore_grant_add(struct pstore *ps, const struct prov_grant *g, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(ps->db, Q_GRANT_ADD, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, g->id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 3, g->user_id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 4, g->audience, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 5, g->once ? "once" : "always", -1, SQLITE_STATIC);
+	db_bind_text(s, 2, g->id);
+	db_bind_text(s, 3, g->user_id);
+	db_bind_text(s, 4, g->audience);
+	db_bind_text(s, 5, g->once ? "once" : "always");
 	db_bind_text_or_null(s, 6, g->revocation_uri);
-	sqlite3_bind_text(s, 7, grant_names[g->status], -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 8, g->created_at);
-	sqlite3_bind_int64(s, 9, g->updated_at);
-	sqlite3_bind_text(s, 10, prov_format_name(g->format), -1, SQLITE_STATIC);
+	db_bind_text(s, 7, grant_names[g->status]);
+	db_bind_int64(s, 8, g->created_at);
+	db_bind_int64(s, 9, g->updated_at);
+	db_bind_text(s, 10, prov_format_name(g->format));
 	return db_run(ps->db, s, "grant add", NULL, e);
 }
 
@@ -329,17 +329,17 @@ static enum am_err
 grant_query(struct pstore *ps, enum q q, const char *user_id, const char *key,
 	    struct prov_grant *out, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(ps->db, q, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, user_id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 3, key, -1, SQLITE_TRANSIENT);
+	db_bind_text(s, 2, user_id);
+	db_bind_text(s, 3, key);
 	if ((rc = db_one(ps->db, s, "grant lookup", e)) != AM_OK)
 		return rc;
 	read_grant(s, out);
-	sqlite3_reset(s);
+	db_reset(s);
 	return AM_OK;
 }
 
@@ -361,16 +361,16 @@ enum am_err
 pstore_grant_set(struct pstore *ps, const char *id, enum grant_status from, enum grant_status to,
 		 int64_t at, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 	int n = 0;
 
 	if ((rc = db_prep(ps->db, Q_GRANT_SET, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 3, grant_names[from], -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 4, grant_names[to], -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 5, at);
+	db_bind_text(s, 2, id);
+	db_bind_text(s, 3, grant_names[from]);
+	db_bind_text(s, 4, grant_names[to]);
+	db_bind_int64(s, 5, at);
 	if ((rc = db_run(ps->db, s, "grant set", &n, e)) != AM_OK)
 		return rc;
 	return n == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "grant changed meanwhile");
@@ -379,43 +379,40 @@ pstore_grant_set(struct pstore *ps, const char *id, enum grant_status from, enum
 enum am_err
 pstore_grants_json(struct pstore *ps, const char *user_id, json_t **out, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	json_t *arr = json_array();
 	enum am_err rc;
-	int step;
+	enum am_err step;
 
 	if ((rc = db_prep(ps->db, Q_GRANTS, &s, e)) != AM_OK) {
 		json_decref(arr);
 		return rc;
 	}
-	sqlite3_bind_text(s, 2, user_id, -1, SQLITE_TRANSIENT);
-	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-		bool set = sqlite3_column_text(s, 11) != NULL &&
-			   strcmp((const char *)sqlite3_column_text(s, 11), "set") == 0;
-		json_t *g = json_pack(
-			"{s:s, s:s, s:s, s:s?, s:s, s:I}", "id", sqlite3_column_text(s, 0),
-			"audience", sqlite3_column_text(s, 1), "mode", sqlite3_column_text(s, 2),
-			set ? "events_endpoint" : "revocation_uri", sqlite3_column_text(s, 3),
-			"status", sqlite3_column_text(s, 4), "created_at",
-			(json_int_t)sqlite3_column_int64(s, 5));
+	db_bind_text(s, 2, user_id);
+	while ((step = db_next(ps->db, s, "grants", e)) == AM_OK) {
+		const char *fmt = db_col_str(s, 11);
+		bool set = fmt != NULL && strcmp(fmt, "set") == 0;
+		json_t *g = json_pack("{s:s, s:s, s:s, s:s?, s:s, s:I}", "id", db_col_str(s, 0),
+				      "audience", db_col_str(s, 1), "mode", db_col_str(s, 2),
+				      set ? "events_endpoint" : "revocation_uri", db_col_str(s, 3),
+				      "status", db_col_str(s, 4), "created_at",
+				      (json_int_t)db_col_int64(s, 5));
 
-		if (sqlite3_column_type(s, 6) != SQLITE_NULL)
+		if (!db_col_null(s, 6))
 			json_object_set_new(
 				g, "revocation",
-				json_pack("{s:s, s:I, s:o?, s:s?, s:I}", "status",
-					  sqlite3_column_text(s, 6), "attempts",
-					  (json_int_t)sqlite3_column_int64(s, 7), "http_status",
-					  sqlite3_column_type(s, 8) == SQLITE_NULL
-						  ? NULL
-						  : json_integer(sqlite3_column_int64(s, 8)),
-					  "last_error", sqlite3_column_text(s, 9), "next_at",
-					  (json_int_t)sqlite3_column_int64(s, 10)));
+				json_pack("{s:s, s:I, s:o?, s:s?, s:I}", "status", db_col_str(s, 6),
+					  "attempts", (json_int_t)db_col_int64(s, 7), "http_status",
+					  db_col_null(s, 8) ? NULL
+							    : json_integer(db_col_int64(s, 8)),
+					  "last_error", db_col_str(s, 9), "next_at",
+					  (json_int_t)db_col_int64(s, 10)));
 		json_array_append_new(arr, g);
 	}
-	sqlite3_reset(s);
-	if (step != SQLITE_DONE) {
+	db_reset(s);
+	if (step != AM_E_NOT_FOUND) {
 		json_decref(arr);
-		return db_fail(ps->db, step, "grants", e);
+		return step;
 	}
 	*out = arr;
 	return AM_OK;
@@ -428,15 +425,15 @@ pstore_delivery_add(struct pstore *ps, const struct prov_delivery *d, int64_t at
 		    struct am_error *e)
 {
 	const char *const vals[] = {d->id, d->grant_id, d->url, d->sub, d->aud};
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(ps->db, Q_DELIVERY_ADD, &s, e)) != AM_OK)
 		return rc;
 	for (int i = 0; i < 5; i++)
-		sqlite3_bind_text(s, 2 + i, vals[i], -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 7, at);
-	sqlite3_bind_text(s, 8, prov_format_name(d->format), -1, SQLITE_STATIC);
+		db_bind_text(s, 2 + i, vals[i]);
+	db_bind_int64(s, 7, at);
+	db_bind_text(s, 8, prov_format_name(d->format));
 	return db_run(ps->db, s, "delivery add", NULL, e);
 }
 
@@ -444,17 +441,17 @@ enum am_err
 pstore_deliveries_due(struct pstore *ps, int64_t now, struct prov_delivery *out, size_t cap,
 		      size_t *n, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
-	int step = SQLITE_DONE;
+	enum am_err step = AM_E_NOT_FOUND;
 	char buf[16];
 
 	*n = 0;
 	if ((rc = db_prep(ps->db, Q_DELIVERY_DUE, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_int64(s, 2, now);
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)cap);
-	while (*n < cap && (step = sqlite3_step(s)) == SQLITE_ROW) {
+	db_bind_int64(s, 2, now);
+	db_bind_int64(s, 3, (int64_t)cap);
+	while (*n < cap && (step = db_next(ps->db, s, "deliveries due", e)) == AM_OK) {
 		struct prov_delivery *d = &out[(*n)++];
 		int k;
 
@@ -467,23 +464,23 @@ pstore_deliveries_due(struct pstore *ps, int64_t now, struct prov_delivery *out,
 		db_col_text(s, 5, buf, sizeof(buf));
 		k = db_name_index(delivery_names, 3, buf);
 		d->status = k < 0 ? DELIVERY_FAILED : (enum delivery_status)k;
-		d->attempts = sqlite3_column_int64(s, 6);
-		d->next_at = sqlite3_column_int64(s, 7);
-		d->http_status = sqlite3_column_int64(s, 8);
+		d->attempts = db_col_int64(s, 6);
+		d->next_at = db_col_int64(s, 7);
+		d->http_status = db_col_int64(s, 8);
 		db_col_text(s, 9, d->last_error, sizeof(d->last_error));
 		db_col_text(s, 10, buf, sizeof(buf));
 		d->format = strcmp(buf, "set") == 0 ? FORMAT_SET : FORMAT_LOGOUT;
 	}
-	sqlite3_reset(s);
-	if (*n < cap && step != SQLITE_DONE)
-		return db_fail(ps->db, step, "deliveries due", e);
+	db_reset(s);
+	if (*n < cap && step != AM_E_NOT_FOUND)
+		return step;
 	return AM_OK;
 }
 
 enum am_err
 pstore_delivery_next(struct pstore *ps, int64_t *at, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	*at = 0;
@@ -491,8 +488,8 @@ pstore_delivery_next(struct pstore *ps, int64_t *at, struct am_error *e)
 		return rc;
 	if ((rc = db_one(ps->db, s, "delivery next", e)) != AM_OK)
 		return rc;
-	*at = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
+	*at = db_col_int64(s, 0);
+	db_reset(s);
 	return AM_OK;
 }
 
@@ -500,19 +497,19 @@ enum am_err
 pstore_delivery_update(struct pstore *ps, const struct prov_delivery *d, int64_t at,
 		       struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(ps->db, Q_DELIVERY_UPDATE, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, d->id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 3, delivery_names[d->status], -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 4, d->attempts);
-	sqlite3_bind_int64(s, 5, d->next_at);
+	db_bind_text(s, 2, d->id);
+	db_bind_text(s, 3, delivery_names[d->status]);
+	db_bind_int64(s, 4, d->attempts);
+	db_bind_int64(s, 5, d->next_at);
 	if (d->http_status != 0)
-		sqlite3_bind_int64(s, 6, d->http_status);
+		db_bind_int64(s, 6, d->http_status);
 	db_bind_text_or_null(s, 7, d->last_error);
-	sqlite3_bind_int64(s, 8, at);
+	db_bind_int64(s, 8, at);
 	return db_run(ps->db, s, "delivery update", NULL, e);
 }
 
@@ -523,14 +520,14 @@ pstore_key_add(struct pstore *ps, const char *kid, const char *alg, const char *
 	       int64_t at, struct am_error *e)
 {
 	const char *const vals[] = {kid, alg, public_jwk};
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(ps->db, Q_KEY_ADD, &s, e)) != AM_OK)
 		return rc;
 	for (int i = 0; i < 3; i++)
-		sqlite3_bind_text(s, 2 + i, vals[i], -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 5, at);
+		db_bind_text(s, 2 + i, vals[i]);
+	db_bind_int64(s, 5, at);
 	return db_run(ps->db, s, "key add", NULL, e);
 }
 
@@ -538,21 +535,21 @@ enum am_err
 pstore_key_retire_others(struct pstore *ps, const char *kid, int64_t at, int64_t until,
 			 struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(ps->db, Q_KEY_RETIRE, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, kid, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 3, at);
-	sqlite3_bind_int64(s, 4, until);
+	db_bind_text(s, 2, kid);
+	db_bind_int64(s, 3, at);
+	db_bind_int64(s, 4, until);
 	return db_run(ps->db, s, "key retire", NULL, e);
 }
 
 enum am_err
 pstore_key_current(struct pstore *ps, char kid[64], struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(ps->db, Q_KEY_CURRENT, &s, e)) != AM_OK)
@@ -560,33 +557,33 @@ pstore_key_current(struct pstore *ps, char kid[64], struct am_error *e)
 	if ((rc = db_one(ps->db, s, "current key", e)) != AM_OK)
 		return rc;
 	db_col_text(s, 0, kid, 64);
-	sqlite3_reset(s);
+	db_reset(s);
 	return AM_OK;
 }
 
 enum am_err
 pstore_jwks(struct pstore *ps, int64_t now, json_t **out, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	json_t *keys = json_array();
 	enum am_err rc;
-	int step;
+	enum am_err step;
 
 	if ((rc = db_prep(ps->db, Q_JWKS, &s, e)) != AM_OK) {
 		json_decref(keys);
 		return rc;
 	}
-	sqlite3_bind_int64(s, 2, now);
-	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-		json_t *k = json_loads((const char *)sqlite3_column_text(s, 0), 0, NULL);
+	db_bind_int64(s, 2, now);
+	while ((step = db_next(ps->db, s, "jwks", e)) == AM_OK) {
+		json_t *k = json_loads(db_col_str(s, 0), 0, NULL);
 
 		if (k != NULL)
 			json_array_append_new(keys, k);
 	}
-	sqlite3_reset(s);
-	if (step != SQLITE_DONE) {
+	db_reset(s);
+	if (step != AM_E_NOT_FOUND) {
 		json_decref(keys);
-		return db_fail(ps->db, step, "jwks", e);
+		return step;
 	}
 	*out = json_pack("{s:o}", "keys", keys);
 	return AM_OK;

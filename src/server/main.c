@@ -20,6 +20,7 @@
 #include "http/http.h"
 #include "service/service.h"
 #include "jose/skey.h"
+#include "store/db.h"
 
 #ifndef AUTHMD_VERSION
 #define AUTHMD_VERSION "dev"
@@ -72,6 +73,7 @@ usage(FILE *f)
 		   "       authmd-server unblock [--config FILE] (--issuer ISS [--subject SUB] |\n"
 		   "                             --user ID | --registration ID)\n"
 		   "       authmd-server rotate-key [--config FILE]\n"
+		   "       authmd-server migrate [--config FILE]\n"
 		   "       authmd-server -V|--version | -h|--help\n\n"
 		   "Serves the auth.md agent-registration protocol. Without --config it runs on\n"
 		   "the built-in defaults (see authmd.ini(5)). Exit codes: 0 ok, 1 failed,\n"
@@ -178,19 +180,74 @@ parse_target(int argc, char **argv, bool allow_all, struct target *t)
 	return t->set ? 0 : -1;
 }
 
+/* The store options of cfg: the [store] bounds for PostgreSQL. */
+static void
+store_opts(const struct am_config *cfg, struct db_opts *o)
+{
+	o->connect_timeout_s = (int)cfg->store_connect_timeout;
+	o->statement_timeout_ms = (int)cfg->store_statement_timeout * 1000;
+}
+
+/* authmd-server migrate: applies the store's pending migrations (on
+ * PostgreSQL under the advisory lock that replicas starting together also
+ * take) and prints the schema version, so an operator can migrate before
+ * rolling out new replicas. */
+static int
+cmd_migrate(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *path = NULL;
+	struct am_config cfg;
+	struct db_opts o;
+	struct store *st = NULL;
+	struct am_error e = {0};
+	char shown[AM_CFG_STR];
+	int ch;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "+c:", opts, NULL)) != -1) {
+		if (ch != 'c' || path != NULL || optarg[0] == '\0') {
+			usage(stderr);
+			return 2;
+		}
+		path = optarg;
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (load_config(path, &cfg) != 0)
+		return 1;
+	(void)am_log_set_level(cfg.log_level);
+	store_opts(&cfg, &o);
+	store_url_redact(cfg.store_url, shown, sizeof(shown));
+	if (store_open_opts(cfg.store_url, cfg.tenant, &o, &st, &e) != AM_OK) {
+		fprintf(stderr, "authmd-server: migrate failed: %s\n", e.detail);
+		return 1;
+	}
+	printf("%s: schema version %d\n", shown, store_schema_version(st));
+	store_close(st);
+	return 0;
+}
+
 /* Opens what an operator command needs: config, audit sink, store. */
 static int
 open_operator(const struct target *t, struct am_config *cfg, struct flow_env *env,
 	      struct audit_sink **sink, struct store **st)
 {
 	struct am_error e = {0};
+	struct db_opts o;
 
 	if (load_config(t->config_path, cfg) != 0)
 		return -1;
 	(void)am_log_set_level("warn");
 	env->cfg = cfg;
+	store_opts(cfg, &o);
 	if (audit_sink_open(cfg->audit_sink, sink, &e) != AM_OK ||
-	    store_open(cfg->store_url, cfg->tenant, st, &e) != AM_OK) {
+	    store_open_opts(cfg->store_url, cfg->tenant, &o, st, &e) != AM_OK) {
 		fprintf(stderr, "authmd-server: %s\n", e.detail);
 		return -1;
 	}
@@ -407,7 +464,7 @@ parse_main(int argc, char **argv, const char **config_path, bool *check_only, co
 	if (*config_path != NULL)
 		return -1; /* revoke and unblock take --config after their name */
 	if (strcmp(argv[optind], "revoke") != 0 && strcmp(argv[optind], "unblock") != 0 &&
-	    strcmp(argv[optind], "rotate-key") != 0)
+	    strcmp(argv[optind], "rotate-key") != 0 && strcmp(argv[optind], "migrate") != 0)
 		return -1;
 	*cmd = argv[optind];
 	return 0;
@@ -425,6 +482,7 @@ main(int argc, char **argv)
 	struct sweeper sw = {0};
 	sigset_t sigs;
 	int sig = 0;
+	char why[256], shown[AM_CFG_STR];
 
 	if (parse_main(argc, argv, &config_path, &check_only, &cmd) != 0) {
 		usage(stderr);
@@ -444,8 +502,27 @@ main(int argc, char **argv)
 		return cmd_unblock(argc - optind, argv + optind);
 	if (cmd != NULL && strcmp(cmd, "rotate-key") == 0)
 		return cmd_rotate_key(argc - optind, argv + optind);
+	if (cmd != NULL && strcmp(cmd, "migrate") == 0)
+		return cmd_migrate(argc - optind, argv + optind);
 	if (load_config(config_path, &cfg) != 0)
 		return 1;
+	/* The store URL is checked as libpq or SQLite would read it, without
+	 * connecting: --check-config runs where the database may not be. */
+	if (!store_url_check(cfg.store_url, why, sizeof(why))) {
+		fprintf(stderr, "authmd-server: [store] url: %s\n", why);
+		return 1;
+	}
+	/* Every thread that uses the store holds one connection: HTTP workers,
+	 * the writer, the mail worker, the sweeper and this one. */
+	if (db_url_is_pg(cfg.store_url) && cfg.store_pool_size < cfg.threads + 4) {
+		fprintf(stderr,
+			"authmd-server: [store] pool_size = %lld is below what [server] threads = "
+			"%lld "
+			"needs (%lld)\n",
+			(long long)cfg.store_pool_size, (long long)cfg.threads,
+			(long long)cfg.threads + 4);
+		return 1;
+	}
 	if (check_only) {
 		printf("%s: ok\n", config_path);
 		return 0;
@@ -546,7 +623,7 @@ main(int argc, char **argv)
 	}
 	log_info("authmd-server %s listening on %s:%u public_url=%s resource=%s store=%s",
 		 AUTHMD_VERSION, cfg.listen_host, (unsigned)cfg.listen_port, cfg.public_url,
-		 cfg.resource, cfg.store_url);
+		 cfg.resource, (store_url_redact(cfg.store_url, shown, sizeof(shown)), shown));
 	log_info("flows anonymous=%s verified_email=%s id_jag=%s",
 		 cfg.flow_anonymous ? "on" : "off", cfg.flow_verified_email ? "on" : "off",
 		 cfg.flow_id_jag ? "on" : "off");

@@ -47,13 +47,18 @@ enum am_err
 app_new(const struct am_config *cfg, struct app **out, struct am_error *e)
 {
 	struct app *a = calloc(1, sizeof(*a));
+	/* [store] bounds for PostgreSQL (store/pq.c) */
+	struct store_pool_opts po = {(int)cfg->store_connect_timeout,
+				     (int)cfg->store_statement_timeout * 1000,
+				     (int)cfg->store_pool_size};
 	enum am_err rc;
 
 	if (a == NULL)
 		return am_fail(e, AM_E_INTERNAL, "out of memory");
 	a->cfg = cfg;
 	a->env.cfg = cfg;
-	if ((rc = store_pool_new(cfg->store_url, cfg->tenant, &a->pool, e)) != AM_OK ||
+
+	if ((rc = store_pool_new_opts(cfg->store_url, cfg->tenant, &po, &a->pool, e)) != AM_OK ||
 	    (rc = store_writer_new(a->pool, &a->env.writer, e)) != AM_OK ||
 	    (rc = mailer_new(cfg, &a->env.mail, e)) != AM_OK ||
 	    (rc = audit_sink_open(cfg->audit_sink, &a->env.audit, e)) != AM_OK ||
@@ -77,6 +82,7 @@ app_new(const struct am_config *cfg, struct app **out, struct am_error *e)
 		rc = am_fail(e, AM_E_INTERNAL, "out of memory");
 		goto fail;
 	}
+	ratelimit_share(a->env.limits, a->pool); /* across replicas on PostgreSQL */
 	route_cors(a, "GET", "/.well-known/oauth-protected-resource", h_prm, CORS_PUBLIC);
 	if (a->prm_path_inserted[0] != '\0')
 		route_cors(a, "GET", a->prm_path_inserted, h_prm, CORS_PUBLIC);

@@ -1,6 +1,9 @@
-#include "store/db.h"
+/* The statement layer (db.h): the SQLite backend, and the dispatch to the
+ * PostgreSQL one (pq.c) where the two differ. */
+#include "store/db_impl.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,8 +14,6 @@
 #include "core/log.h"
 #include "core/str.h"
 
-/* Savepoint statements run for every job of a batch: prepared once. */
-enum { SP_JOB, SP_JOB_RELEASE, SP_FLOW, SP_FLOW_RELEASE, SP_COUNT };
 static const char *const sp_sql[SP_COUNT] = {
 	"SAVEPOINT batch_job",
 	"RELEASE batch_job",
@@ -20,18 +21,17 @@ static const char *const sp_sql[SP_COUNT] = {
 	"RELEASE job",
 };
 
-struct db {
-	sqlite3 *h;
-	char tenant[64];
-	const char *const *sql;
-	size_t nsql;
-	sqlite3_stmt **stmt;
-	bool in_tx;
-	bool in_batch;		    /* a group-commit batch is open: begin/commit are savepoints */
-	sqlite3_stmt *sp[SP_COUNT]; /* the savepoint statements, prepared once */
-	pthread_mutex_t *writer;    /* NULL: none; held from begin to commit/rollback */
-	bool holds_writer;
-};
+bool
+db_url_is_pg(const char *url)
+{
+	return strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0;
+}
+
+bool
+db_is_pg(const struct db *db)
+{
+	return db->pg != NULL;
+}
 
 /* Busy and locked (another writer kept the lock past the bounded wait), full
  * (disk or quota) and I/O errors are conditions that pass: the request gets
@@ -59,64 +59,215 @@ map_rc(int rc, struct am_error *e)
 enum am_err
 db_fail(struct db *db, int rc, const char *what, struct am_error *e)
 {
+	if (db->pg != NULL)
+		return pq_fail(db, NULL, what, e);
 	log_error("sqlite %s failed rc=%d: %s", what, rc, sqlite3_errmsg(db->h));
 	return map_rc(rc, e);
 }
 
 enum am_err
-db_prep(struct db *db, size_t idx, sqlite3_stmt **out, struct am_error *e)
+db_prep(struct db *db, size_t idx, struct db_stmt **out, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	int rc;
 
-	if (idx >= db->nsql)
+	if (idx >= db->nq)
 		return am_fail(e, AM_E_INTERNAL, "no such statement");
-	if ((s = db->stmt[idx]) == NULL) {
-		rc = sqlite3_prepare_v3(db->h, db->sql[idx], -1, SQLITE_PREPARE_PERSISTENT, &s,
-					NULL);
+	s = &db->stmt[idx];
+	db_reset(s);
+	if (db->pg != NULL) {
+		if ((rc = pq_prep(db, s, e)) != AM_OK)
+			return rc;
+		db_bind_text(s, 1, db->tenant);
+		*out = s;
+		return AM_OK;
+	}
+	if (s->lite == NULL) {
+		rc = sqlite3_prepare_v3(db->h, db->sql[idx], -1, SQLITE_PREPARE_PERSISTENT,
+					&s->lite, NULL);
 		if (rc != SQLITE_OK)
 			return db_fail(db, rc, "prepare", e);
-		db->stmt[idx] = s;
 	}
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
-	sqlite3_bind_text(s, 1, db->tenant, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s->lite, 1, db->tenant, -1, SQLITE_STATIC);
 	*out = s;
 	return AM_OK;
 }
 
 void
-db_bind_text_or_null(sqlite3_stmt *s, int i, const char *v)
+db_reset(struct db_stmt *s)
 {
-	if (v == NULL || v[0] == '\0')
-		sqlite3_bind_null(s, i);
+	if (s->db->pg != NULL) {
+		pq_reset(s);
+		return;
+	}
+	if (s->lite != NULL) {
+		sqlite3_reset(s->lite);
+		sqlite3_clear_bindings(s->lite);
+	}
+}
+
+/* PostgreSQL parameters: i in 1..DB_MAX_PARAMS, kept as text (numbers in
+ * decimal) or binary (blobs). */
+static void
+pq_param(struct db_stmt *s, int i, const char *v, int len, int fmt, char *own)
+{
+	if (i < 1 || i > DB_MAX_PARAMS) {
+		free(own);
+		return;
+	}
+	free(s->own[i - 1]);
+	s->own[i - 1] = own;
+	s->val[i - 1] = v;
+	s->len[i - 1] = len;
+	s->fmt[i - 1] = fmt;
+}
+
+void
+db_bind_text(struct db_stmt *s, int i, const char *v)
+{
+	if (s->db->pg != NULL) {
+		char *c = v != NULL ? am_xstrdup(v) : NULL;
+
+		pq_param(s, i, c, 0, 0, c);
+	} else if (v == NULL) {
+		sqlite3_bind_null(s->lite, i);
+	} else {
+		sqlite3_bind_text(s->lite, i, v, -1, SQLITE_TRANSIENT);
+	}
+}
+
+void
+db_bind_text_or_null(struct db_stmt *s, int i, const char *v)
+{
+	db_bind_text(s, i, v != NULL && v[0] != '\0' ? v : NULL);
+}
+
+void
+db_bind_int64(struct db_stmt *s, int i, int64_t v)
+{
+	if (s->db->pg != NULL) {
+		char *c = am_xmalloc(24);
+
+		snprintf(c, 24, "%lld", (long long)v);
+		pq_param(s, i, c, 0, 0, c);
+	} else {
+		sqlite3_bind_int64(s->lite, i, v);
+	}
+}
+
+void
+db_bind_null(struct db_stmt *s, int i)
+{
+	if (s->db->pg != NULL)
+		pq_param(s, i, NULL, 0, 0, NULL);
 	else
-		sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_null(s->lite, i);
 }
 
 void
-db_bind_hash(sqlite3_stmt *s, int i, const uint8_t *h)
+db_bind_hash(struct db_stmt *s, int i, const uint8_t *h)
 {
-	sqlite3_bind_blob(s, i, h, AM_HASH_LEN, SQLITE_TRANSIENT);
+	if (s->db->pg != NULL) {
+		char *c = am_xmalloc(AM_HASH_LEN);
+
+		memcpy(c, h, AM_HASH_LEN);
+		pq_param(s, i, c, AM_HASH_LEN, 1, c);
+	} else {
+		sqlite3_bind_blob(s->lite, i, h, AM_HASH_LEN, SQLITE_TRANSIENT);
+	}
 }
 
 void
-db_col_text(sqlite3_stmt *s, int i, char *dst, size_t cap)
+db_bind_blob_static(struct db_stmt *s, int i, const void *p, size_t n)
 {
-	const unsigned char *v = sqlite3_column_text(s, i);
-
-	if (v == NULL || !am_copy(dst, cap, (const char *)v))
-		dst[0] = '\0';
+	if (s->db->pg != NULL)
+		pq_param(s, i, p, (int)n, 1, NULL);
+	else
+		sqlite3_bind_blob(s->lite, i, p, (int)n, SQLITE_STATIC);
 }
 
 bool
-db_col_hash(sqlite3_stmt *s, int i, uint8_t out[AM_HASH_LEN])
+db_col_null(struct db_stmt *s, int i)
 {
-	if (sqlite3_column_type(s, i) != SQLITE_BLOB || sqlite3_column_bytes(s, i) != AM_HASH_LEN) {
+	if (s->db->pg != NULL)
+		return pq_col(s, i) == NULL;
+	return sqlite3_column_type(s->lite, i) == SQLITE_NULL;
+}
+
+int64_t
+db_col_int64(struct db_stmt *s, int i)
+{
+	const char *v;
+	int64_t n;
+
+	if (s->db->pg == NULL)
+		return sqlite3_column_int64(s->lite, i);
+	if ((v = pq_col(s, i)) == NULL)
+		return 0;
+	if (strcmp(v, "t") == 0 || strcmp(v, "f") == 0)
+		return v[0] == 't';
+	return am_parse_i64(v, INT64_MIN, INT64_MAX, &n) == 0 ? n : 0;
+}
+
+const char *
+db_col_str(struct db_stmt *s, int i)
+{
+	if (s->db->pg != NULL)
+		return pq_col(s, i);
+	return (const char *)sqlite3_column_text(s->lite, i);
+}
+
+void
+db_col_text(struct db_stmt *s, int i, char *dst, size_t cap)
+{
+	const char *v = db_col_str(s, i);
+
+	if (v == NULL || !am_copy(dst, cap, v))
+		dst[0] = '\0';
+}
+
+const void *
+db_col_blob(struct db_stmt *s, int i, size_t *len)
+{
+	const char *v;
+	size_t n = 0;
+
+	*len = 0;
+	if (s->db->pg == NULL) {
+		const void *p = sqlite3_column_blob(s->lite, i);
+
+		*len = p != NULL ? (size_t)sqlite3_column_bytes(s->lite, i) : 0;
+		return p;
+	}
+	if ((v = pq_col(s, i)) == NULL)
+		return NULL;
+	if (s->blob != NULL) {
+		OPENSSL_cleanse(s->blob, s->blob_len);
+		PQfreemem(s->blob);
+		s->blob = NULL;
+	}
+	/* Results come as text: bytea in hex, which libpq decodes. A blob may
+	 * be a queued mail (it holds a claim link): the hex copy in the result
+	 * is wiped once decoded, the decoded one at reset. */
+	if ((s->blob = PQunescapeBytea((const unsigned char *)v, &n)) == NULL)
+		return NULL;
+	s->blob_len = n;
+	OPENSSL_cleanse((char *)v, strlen(v));
+	*len = n;
+	return s->blob;
+}
+
+bool
+db_col_hash(struct db_stmt *s, int i, uint8_t out[AM_HASH_LEN])
+{
+	size_t n;
+	const void *p = db_col_blob(s, i, &n);
+
+	if (p == NULL || n != AM_HASH_LEN) {
 		memset(out, 0, AM_HASH_LEN);
 		return false;
 	}
-	memcpy(out, sqlite3_column_blob(s, i), AM_HASH_LEN);
+	memcpy(out, p, AM_HASH_LEN);
 	return true;
 }
 
@@ -131,11 +282,20 @@ db_name_index(const char *const *names, size_t n, const char *s)
 }
 
 enum am_err
-db_run(struct db *db, sqlite3_stmt *s, const char *what, int *changes, struct am_error *e)
+db_run(struct db *db, struct db_stmt *s, const char *what, int *changes, struct am_error *e)
 {
-	int rc = sqlite3_step(s);
+	int rc;
 
-	sqlite3_reset(s);
+	if (db->pg != NULL) {
+		enum am_err r = pq_exec_stmt(db, s, what, e);
+
+		if (r == AM_OK && changes != NULL)
+			*changes = pq_changes(s);
+		db_reset(s);
+		return r;
+	}
+	rc = sqlite3_step(s->lite);
+	sqlite3_reset(s->lite);
 	if (rc != SQLITE_DONE) {
 		if (rc == SQLITE_CONSTRAINT)
 			return am_fail(e, AM_E_INTERNAL, "storage constraint");
@@ -147,15 +307,55 @@ db_run(struct db *db, sqlite3_stmt *s, const char *what, int *changes, struct am
 }
 
 enum am_err
-db_one(struct db *db, sqlite3_stmt *s, const char *what, struct am_error *e)
+db_one(struct db *db, struct db_stmt *s, const char *what, struct am_error *e)
 {
-	int rc = sqlite3_step(s);
+	int rc;
 
+	if (db->pg != NULL) {
+		enum am_err r = pq_exec_stmt(db, s, what, e);
+
+		if (r != AM_OK) {
+			db_reset(s);
+			return r;
+		}
+		if (s->nrows == 0) {
+			db_reset(s);
+			return am_fail(e, AM_E_NOT_FOUND, "not found");
+		}
+		s->row = 0;
+		return AM_OK;
+	}
+	rc = sqlite3_step(s->lite);
 	if (rc == SQLITE_ROW)
 		return AM_OK;
-	sqlite3_reset(s);
+	sqlite3_reset(s->lite);
 	if (rc == SQLITE_DONE)
 		return am_fail(e, AM_E_NOT_FOUND, "not found");
+	return db_fail(db, rc, what, e);
+}
+
+enum am_err
+db_next(struct db *db, struct db_stmt *s, const char *what, struct am_error *e)
+{
+	int rc;
+
+	if (db->pg != NULL) {
+		enum am_err r;
+
+		if (s->res == NULL) {
+			if ((r = pq_exec_stmt(db, s, what, e)) != AM_OK)
+				return r;
+			s->row = -1;
+		}
+		if (++s->row >= s->nrows)
+			return am_fail(e, AM_E_NOT_FOUND, "no more rows");
+		return AM_OK;
+	}
+	rc = sqlite3_step(s->lite);
+	if (rc == SQLITE_ROW)
+		return AM_OK;
+	if (rc == SQLITE_DONE)
+		return am_fail(e, AM_E_NOT_FOUND, "no more rows");
 	return db_fail(db, rc, what, e);
 }
 
@@ -163,9 +363,11 @@ static enum am_err
 exec(struct db *db, const char *text, struct am_error *e)
 {
 	char *msg = NULL;
-	int rc = sqlite3_exec(db->h, text, NULL, NULL, &msg);
+	int rc;
 
-	if (rc != SQLITE_OK) {
+	if (db->pg != NULL)
+		return pq_exec(db, text, e);
+	if ((rc = sqlite3_exec(db->h, text, NULL, NULL, &msg)) != SQLITE_OK) {
 		log_error("sqlite exec failed rc=%d: %s", rc, msg != NULL ? msg : "?");
 		sqlite3_free(msg);
 		return map_rc(rc, e);
@@ -178,6 +380,8 @@ exec_sp(struct db *db, int which, struct am_error *e)
 {
 	int rc;
 
+	if (db->pg != NULL)
+		return pq_exec(db, sp_sql[which], e);
 	if (db->sp[which] == NULL &&
 	    (rc = sqlite3_prepare_v3(db->h, sp_sql[which], -1, SQLITE_PREPARE_PERSISTENT,
 				     &db->sp[which], NULL)) != SQLITE_OK)
@@ -195,6 +399,8 @@ db_schema_version(struct db *db)
 	sqlite3_stmt *s = NULL;
 	int v = 0;
 
+	if (db->pg != NULL)
+		return pq_schema_version(db);
 	if (sqlite3_prepare_v2(db->h, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", -1,
 			       &s, NULL) == SQLITE_OK &&
 	    sqlite3_step(s) == SQLITE_ROW)
@@ -240,41 +446,28 @@ fail:
 	return rc;
 }
 
-enum am_err
-db_open(const char *url, const char *tenant, const char *const *migrations, size_t nmig,
-	const char *const *sql, size_t nsql, struct db **out, struct am_error *e)
+static enum am_err
+open_sqlite(struct db *db, const char *url, const char *const *migrations, size_t nmig,
+	    struct am_error *e)
 {
-	struct db *db;
 	const char *path;
-	enum am_err rc;
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
 	bool memory;
+	enum am_err rc;
 
 	if (strncmp(url, "sqlite:", 7) != 0)
-		return am_fail(e, AM_E_INTERNAL, "unsupported store url (want sqlite:PATH)");
+		return am_fail(e, AM_E_INTERNAL,
+			       "unsupported store url (want sqlite:PATH or postgresql://...)");
 	path = url + 7;
 	memory = strcmp(path, ":memory:") == 0;
 	if (path[0] == '\0')
 		return am_fail(e, AM_E_INTERNAL, "store url has no path");
-	if ((db = calloc(1, sizeof(*db))) == NULL ||
-	    (db->stmt = calloc(nsql, sizeof(*db->stmt))) == NULL) {
-		free(db);
-		return am_fail(e, AM_E_INTERNAL, "out of memory");
-	}
-	db->sql = sql;
-	db->nsql = nsql;
-	if (!am_copy(db->tenant, sizeof(db->tenant), tenant)) {
-		db_close(db);
-		return am_fail(e, AM_E_INTERNAL, "tenant name too long");
-	}
 	if (!memory && am_mkdir_parent(path) != 0) {
 		log_error("store folder cannot be created path=%s", path);
-		db_close(db);
 		return am_fail(e, AM_E_UNAVAILABLE, "cannot create the store's folder");
 	}
 	if (sqlite3_open_v2(path, &db->h, flags, NULL) != SQLITE_OK) {
 		log_error("store open failed path=%s: %s", path, sqlite3_errmsg(db->h));
-		db_close(db);
 		return am_fail(e, AM_E_UNAVAILABLE, "cannot open the store");
 	}
 	sqlite3_busy_timeout(db->h, DB_BUSY_WAIT_MS);
@@ -283,8 +476,40 @@ db_open(const char *url, const char *tenant, const char *const *migrations, size
 		       memory ? "PRAGMA foreign_keys = ON"
 			      : "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; "
 				"PRAGMA foreign_keys = ON",
-		       e)) != AM_OK ||
-	    (rc = migrate(db, migrations, nmig, e)) != AM_OK) {
+		       e)) != AM_OK)
+		return rc;
+	return migrate(db, migrations, nmig, e);
+}
+
+enum am_err
+db_open(const char *url, const char *tenant, const struct db_opts *opts,
+	const char *const *migrations, size_t nmig, const char *const *sql, const char *const *pg,
+	size_t nq, struct db **out, struct am_error *e)
+{
+	static const struct db_opts defaults = DB_OPTS_DEFAULT;
+	struct db *db;
+	enum am_err rc;
+
+	if ((db = calloc(1, sizeof(*db))) == NULL ||
+	    (db->stmt = calloc(nq, sizeof(*db->stmt))) == NULL) {
+		free(db);
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	}
+	db->sql = sql;
+	db->sql_pg = pg;
+	db->nq = nq;
+	db->opts = opts != NULL ? *opts : defaults;
+	for (size_t i = 0; i < nq; i++) {
+		db->stmt[i].db = db;
+		db->stmt[i].idx = i;
+	}
+	if (!am_copy(db->tenant, sizeof(db->tenant), tenant)) {
+		db_close(db);
+		return am_fail(e, AM_E_INTERNAL, "tenant name too long");
+	}
+	rc = db_url_is_pg(url) ? pq_open(db, url, migrations, nmig, e)
+			       : open_sqlite(db, url, migrations, nmig, e);
+	if (rc != AM_OK) {
 		db_close(db);
 		return rc;
 	}
@@ -307,11 +532,16 @@ db_close(struct db *db)
 	if (db == NULL)
 		return;
 	drop_writer(db);
-	for (size_t i = 0; db->stmt != NULL && i < db->nsql; i++)
-		sqlite3_finalize(db->stmt[i]);
+	for (size_t i = 0; db->stmt != NULL && i < db->nq; i++) {
+		pq_reset(&db->stmt[i]); /* frees what a PostgreSQL run holds */
+		free(db->stmt[i].text);
+		sqlite3_finalize(db->stmt[i].lite);
+	}
 	for (int i = 0; i < SP_COUNT; i++)
 		sqlite3_finalize(db->sp[i]);
 	free(db->stmt);
+	if (db->pg != NULL)
+		pq_close(db);
 	sqlite3_close(db->h);
 	free(db);
 }
@@ -319,7 +549,8 @@ db_close(struct db *db)
 void
 db_set_writer_lock(struct db *db, pthread_mutex_t *mu)
 {
-	db->writer = mu;
+	if (db->pg == NULL)
+		db->writer = mu;
 }
 
 static int64_t
@@ -347,7 +578,42 @@ take_writer(struct db *db, int64_t deadline, struct am_error *e)
 	return am_fail(e, AM_E_UNAVAILABLE, "the store is busy; retry");
 }
 
-static enum am_err take_lock(struct db *db, int64_t deadline, struct am_error *e);
+/* The writer queue, then BEGIN IMMEDIATE, within one bound (deadline). On
+ * PostgreSQL a plain BEGIN: row locks, not a database lock, order writers. */
+static enum am_err
+take_lock(struct db *db, int64_t deadline, struct am_error *e)
+{
+	enum am_err rc;
+
+	if (db->pg != NULL) {
+		db->lost = false;
+		return exec(db, "BEGIN", e);
+	}
+	if (db->writer != NULL) {
+		int64_t left;
+
+		if ((rc = take_writer(db, deadline, e)) != AM_OK)
+			return rc;
+		/* One bound in all: what queueing used is not waited again. */
+		left = deadline - now_ms();
+		sqlite3_busy_timeout(db->h, left > 1 ? (int)left : 1);
+	}
+	rc = exec(db, "BEGIN IMMEDIATE", e);
+	if (db->writer != NULL)
+		sqlite3_busy_timeout(db->h, DB_BUSY_WAIT_MS);
+	if (rc != AM_OK)
+		drop_writer(db);
+	return rc;
+}
+
+/* Whether the connection is in no transaction (SQLite's autocommit). */
+static bool
+autocommit(struct db *db)
+{
+	if (db->pg != NULL)
+		return !pq_in_tx(db);
+	return sqlite3_get_autocommit(db->h) != 0;
+}
 
 enum am_err
 db_begin(struct db *db, struct am_error *e)
@@ -369,29 +635,6 @@ db_begin(struct db *db, struct am_error *e)
 		return rc;
 	db->in_tx = true;
 	return AM_OK;
-}
-
-/* The writer queue, then BEGIN IMMEDIATE, within one bound (deadline). */
-static enum am_err
-take_lock(struct db *db, int64_t deadline, struct am_error *e)
-{
-	enum am_err rc;
-
-	if (db->writer != NULL) {
-		int64_t left;
-
-		if ((rc = take_writer(db, deadline, e)) != AM_OK)
-			return rc;
-		/* One bound in all: what queueing used is not waited again. */
-		left = deadline - now_ms();
-		sqlite3_busy_timeout(db->h, left > 1 ? (int)left : 1);
-	}
-	rc = exec(db, "BEGIN IMMEDIATE", e);
-	if (db->writer != NULL)
-		sqlite3_busy_timeout(db->h, DB_BUSY_WAIT_MS);
-	if (rc != AM_OK)
-		drop_writer(db);
-	return rc;
 }
 
 enum am_err
@@ -425,8 +668,9 @@ db_rollback(struct db *db)
 		return;
 	db->in_tx = false;
 	/* After SQLITE_FULL (and some I/O errors) SQLite has already rolled
-	 * back: a second ROLLBACK would only log an error. */
-	if (sqlite3_get_autocommit(db->h)) {
+	 * back, as PostgreSQL has with its connection lost: a second ROLLBACK
+	 * would only log an error. */
+	if (autocommit(db)) {
 		if (!db->in_batch)
 			drop_writer(db);
 		return;
@@ -455,7 +699,7 @@ db_batch_begin(struct db *db, struct am_error *e)
 bool
 db_batch_alive(struct db *db)
 {
-	return db->in_batch && !sqlite3_get_autocommit(db->h);
+	return db->in_batch && !autocommit(db);
 }
 
 enum am_err
@@ -467,14 +711,15 @@ db_batch_commit(struct db *db, struct am_error *e)
 		return am_fail(e, AM_E_INTERNAL, "no batch is open");
 	db->in_tx = false;
 	db->in_batch = false;
-	if (sqlite3_get_autocommit(db->h)) {
-		/* SQLite rolled the batch back on its own (full, I/O). */
+	if (autocommit(db)) {
+		/* The database rolled the batch back on its own (full, I/O, a
+		 * lost connection). */
 		drop_writer(db);
 		e->retry_after = DB_RETRY_AFTER_S;
 		return am_fail(e, AM_E_UNAVAILABLE, "the store is busy; retry");
 	}
 	rc = exec(db, "COMMIT", e);
-	if (rc != AM_OK && !sqlite3_get_autocommit(db->h))
+	if (rc != AM_OK && !autocommit(db))
 		(void)exec(db, "ROLLBACK", NULL);
 	drop_writer(db);
 	return rc;
@@ -487,7 +732,7 @@ db_batch_rollback(struct db *db)
 		return;
 	db->in_tx = false;
 	db->in_batch = false;
-	if (!sqlite3_get_autocommit(db->h))
+	if (!autocommit(db))
 		(void)exec(db, "ROLLBACK", NULL);
 	drop_writer(db);
 }
@@ -521,7 +766,25 @@ db_pages_written(struct db *db)
 {
 	int cur = 0, hi = 0;
 
+	if (db->pg != NULL)
+		return -1;
 	if (sqlite3_db_status(db->h, SQLITE_DBSTATUS_CACHE_WRITE, &cur, &hi, 0) != SQLITE_OK)
 		return -1;
 	return cur;
+}
+
+enum am_err
+db_try_lock(struct db *db, const char *name, bool *got, struct am_error *e)
+{
+	if (db->pg != NULL)
+		return pq_try_lock(db, name, got, e);
+	*got = true;
+	return AM_OK;
+}
+
+void
+db_unlock(struct db *db, const char *name)
+{
+	if (db->pg != NULL)
+		pq_unlock(db, name);
 }

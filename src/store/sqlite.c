@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/limits.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/str.h"
@@ -81,6 +82,10 @@ enum q {
 	Q_REG_SEARCH_ALL,
 	Q_CRED_LIST,
 	Q_AUDIT_LIST,
+	/* scale-out: shared rate-limit counters */
+	Q_RATE_GET,
+	Q_RATE_HIT,
+	Q_RATE_PURGE,
 	Q__COUNT
 };
 
@@ -125,7 +130,7 @@ static const char *const sql[Q__COUNT] = {
 			   "WHERE tenant = ?1 AND token_hash = ?2",
 	[Q_ATT_OPEN_FOR] = "SELECT " ATT_COLS " FROM claim_attempts WHERE tenant = ?1 "
 			   "AND registration_id = ?2 AND status = 'open' "
-			   "ORDER BY created_at DESC, rowid DESC LIMIT 1",
+			   "ORDER BY created_at DESC, id DESC LIMIT 1",
 	[Q_ATT_CLOSE_ALL] = "UPDATE claim_attempts SET status = ?3, otp_hash = NULL "
 			    "WHERE tenant = ?1 AND registration_id = ?2 AND status = 'open'",
 	[Q_ATT_SET_OTP] = "UPDATE claim_attempts SET otp_hash = ?3, otp_expires_at = ?4, "
@@ -160,12 +165,15 @@ static const char *const sql[Q__COUNT] = {
 			   "registration_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 	[Q_JTI_INSERT] = "INSERT INTO seen_jti (tenant, iss, jti, expires_at) "
 			 "VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-	[Q_JTI_PURGE] = "DELETE FROM seen_jti WHERE rowid IN (SELECT rowid FROM seen_jti "
-			"WHERE tenant = ?1 AND expires_at < ?2 LIMIT ?3)",
+	[Q_JTI_PURGE] = "DELETE FROM seen_jti WHERE tenant = ?1 AND (iss, jti) IN "
+			"(SELECT iss, jti FROM seen_jti WHERE tenant = ?1 AND expires_at < ?2 "
+			"LIMIT ?3)",
 	[Q_CRED_LIVE] = "SELECT id, registration_id FROM credentials WHERE tenant = ?1 "
-			"AND revoked_at IS NULL AND (?2 IS NULL OR iss = ?2) "
-			"AND (?3 IS NULL OR sub = ?3) AND (?4 IS NULL OR aud = ?4) "
-			"AND (?5 IS NULL OR user_id = ?5) AND (?6 IS NULL OR registration_id = ?6) "
+			"AND revoked_at IS NULL AND (CAST(?2 AS TEXT) IS NULL OR iss = ?2) "
+			"AND (CAST(?3 AS TEXT) IS NULL OR sub = ?3) "
+			"AND (CAST(?4 AS TEXT) IS NULL OR aud = ?4) "
+			"AND (CAST(?5 AS TEXT) IS NULL OR user_id = ?5) "
+			"AND (CAST(?6 AS TEXT) IS NULL OR registration_id = ?6) "
 			"ORDER BY registration_id, id LIMIT ?7",
 	[Q_CRED_REVOKE] = "UPDATE credentials SET revoked_at = ?3 "
 			  "WHERE tenant = ?1 AND id = ?2 AND revoked_at IS NULL",
@@ -184,15 +192,19 @@ static const char *const sql[Q__COUNT] = {
 			 "(kind = 'subject' AND value = ?2 AND sub = ?3) OR "
 			 "(kind = 'user' AND value = ?4 AND sub = '') OR "
 			 "(kind = 'registration' AND value = ?5 AND sub = '')) LIMIT 1",
-	/* claim mail limits: each count stops at its cap (?3 or ?4) */
+	/* claim mail limits: each count stops at its cap (?3 or ?4). Every
+	 * parameter bound appears (PostgreSQL types each one from its use). */
 	[Q_ATT_COUNT_REG] = "SELECT COUNT(*), 0 FROM (SELECT 1 FROM claim_attempts "
-			    "WHERE tenant = ?1 AND registration_id = ?2 LIMIT ?4)",
-	[Q_ATT_COUNT_EMAIL] = "SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM "
-			      "(SELECT created_at FROM claim_attempts WHERE tenant = ?1 "
-			      "AND email = ?2 AND created_at > ?3 ORDER BY created_at LIMIT ?4)",
+			    "WHERE tenant = ?1 AND registration_id = ?2 "
+			    "AND CAST(?3 AS BIGINT) IS NOT NULL LIMIT ?4) AS c",
+	[Q_ATT_COUNT_EMAIL] =
+		"SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM "
+		"(SELECT created_at FROM claim_attempts WHERE tenant = ?1 "
+		"AND email = ?2 AND created_at > ?3 ORDER BY created_at LIMIT ?4) AS c",
 	[Q_ATT_COUNT_ALL] = "SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM "
 			    "(SELECT created_at FROM claim_attempts WHERE tenant = ?1 "
-			    "AND ?2 IS NULL AND created_at > ?3 ORDER BY created_at LIMIT ?4)",
+			    "AND CAST(?2 AS TEXT) IS NULL AND created_at > ?3 ORDER BY created_at "
+			    "LIMIT ?4) AS c",
 	[Q_ATT_DELETE] = "DELETE FROM claim_attempts WHERE tenant = ?1 AND id = ?2 "
 			 "AND status = 'open'",
 	/* mail queue */
@@ -247,7 +259,7 @@ static const char *const sql[Q__COUNT] = {
 			       "WHERE tenant = ?1 AND email = ?3 AND " REG_SEARCH_COND " UNION "
 			       "SELECT " REG_COLS " FROM registrations WHERE tenant = ?1 "
 			       "AND user_id = (SELECT id FROM users WHERE tenant = ?1 AND "
-			       "email = ?3) AND " REG_SEARCH_COND ") ORDER BY id LIMIT ?7",
+			       "email = ?3) AND " REG_SEARCH_COND ") AS r ORDER BY id LIMIT ?7",
 	[Q_REG_SEARCH_ISS] = "SELECT " REG_COLS " FROM registrations WHERE tenant = ?1 "
 			     "AND iss = ?4 AND " REG_SEARCH_REST,
 	[Q_REG_SEARCH_STATUS] = "SELECT " REG_COLS " FROM registrations WHERE tenant = ?1 "
@@ -260,6 +272,51 @@ static const char *const sql[Q__COUNT] = {
 			"ORDER BY created_at, id LIMIT ?3",
 	[Q_AUDIT_LIST] = "SELECT data FROM audit_events WHERE tenant = ?1 "
 			 "AND registration_id = ?2 ORDER BY at, seq LIMIT ?3",
+	/* scale-out: shared rate-limit counters. ?4 is the previous window's
+	 * weight (count * (window - elapsed)), ?5 limit * window, ?6 window:
+	 * the row is bumped only while the estimate stays under the limit, in
+	 * one statement, so concurrent replicas cannot both take the last hit. */
+	[Q_RATE_GET] = "SELECT count FROM rate_counters WHERE tenant = ?1 AND key = ?2 "
+		       "AND window_start = ?3",
+	[Q_RATE_HIT] = "INSERT INTO rate_counters (tenant, key, window_start, count) "
+		       "SELECT ?1, ?2, ?3, 1 WHERE CAST(?4 AS BIGINT) <= CAST(?5 AS BIGINT) "
+		       "ON CONFLICT (tenant, key, window_start) DO UPDATE "
+		       "SET count = rate_counters.count + 1 "
+		       "WHERE rate_counters.count * CAST(?6 AS BIGINT) + CAST(?4 AS BIGINT) "
+		       "<= CAST(?5 AS BIGINT) RETURNING count",
+	[Q_RATE_PURGE] = "DELETE FROM rate_counters WHERE tenant = ?1 AND (key, window_start) IN "
+			 "(SELECT key, window_start FROM rate_counters WHERE tenant = ?1 "
+			 "AND window_start < ?2 LIMIT ?3)",
+};
+
+/* Seconds a replica's mail worker holds a claimed mail (PostgreSQL): twice
+ * the bound on one SMTP transaction, so the send has been given up before
+ * another replica (or this one restarted after a kill) may try it, and the
+ * worker had time to record the outcome. */
+#define MAIL_LEASE_S ((int64_t)AM_MAIL_TIMEOUT_MS * 2 / 1000)
+
+/* PostgreSQL's own text for the few queries that cannot be written once
+ * (NULL: the one above serves both). */
+static const char *const sql_pg[Q__COUNT] = {
+	/* Claims the next due mail for this replica: the row is locked (other
+	 * replicas skip it) and its next_at moved past the send's lease in one
+	 * statement, so each mail is taken by one worker; a replica killed
+	 * mid-send leaves it to be retried when the lease ends (at least once,
+	 * as on SQLite). */
+	[Q_MAIL_NEXT] = "WITH c AS (SELECT id FROM mail_queue WHERE tenant = ?1 "
+			"AND status = 'queued' AND next_at <= ?2 ORDER BY next_at, id LIMIT 1 "
+			"FOR UPDATE SKIP LOCKED), "
+			"u AS (UPDATE mail_queue q SET next_at = CAST(?2 AS BIGINT) + "
+			"CAST(?3 AS BIGINT) FROM c WHERE q.tenant = ?1 AND q.id = c.id "
+			"RETURNING q.id, q.tenant, q.attempt_id, q.rcpt, q.message, q.created_at, "
+			"q.expires_at, q.tries) "
+			"SELECT u.id, u.attempt_id, u.rcpt, u.message, u.created_at, u.expires_at, "
+			"u.tries, (a.id IS NOT NULL), a.registration_id FROM u "
+			"LEFT JOIN claim_attempts a ON a.tenant = u.tenant AND a.id = u.attempt_id",
+	/* MVCC writes a new row version whatever is set: dropping the message
+	 * is what can be done (VACUUM reclaims the old version). */
+	[Q_MAIL_ZERO] = "UPDATE mail_queue SET message = NULL "
+			"WHERE tenant = ?1 AND id = ?2 AND message IS NOT NULL",
 };
 
 struct store {
@@ -311,13 +368,20 @@ store_cred_type_name(enum cred_type t)
 enum am_err
 store_open(const char *url, const char *tenant, struct store **out, struct am_error *e)
 {
+	return store_open_opts(url, tenant, NULL, out, e);
+}
+
+enum am_err
+store_open_opts(const char *url, const char *tenant, const struct db_opts *opts, struct store **out,
+		struct am_error *e)
+{
 	struct store *st = calloc(1, sizeof(*st));
 	enum am_err rc;
 
 	if (st == NULL)
 		return am_fail(e, AM_E_INTERNAL, "out of memory");
-	rc = db_open(url, tenant, store_migrations, store_migrations_count, sql, Q__COUNT, &st->db,
-		     e);
+	rc = db_open(url, tenant, opts, store_migrations, store_migrations_count, sql, sql_pg,
+		     Q__COUNT, &st->db, e);
 	if (rc != AM_OK) {
 		free(st);
 		return rc;
@@ -416,20 +480,20 @@ store_batch_job_end(struct store *st, bool keep)
 static enum am_err
 user_query(struct store *st, enum q q, const char *key, struct store_user *out, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, q, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, key, -1, SQLITE_TRANSIENT);
+	db_bind_text(s, 2, key);
 	if ((rc = db_one(st->db, s, "user lookup", e)) != AM_OK)
 		return rc;
 	db_col_text(s, 0, out->id, sizeof(out->id));
 	db_col_text(s, 1, out->email, sizeof(out->email));
 	db_col_text(s, 2, out->phone, sizeof(out->phone));
-	out->created_at = sqlite3_column_int64(s, 3);
-	out->created_by_agent = sqlite3_column_int(s, 4) != 0;
-	sqlite3_reset(s);
+	out->created_at = db_col_int64(s, 3);
+	out->created_by_agent = (int)db_col_int64(s, 4) != 0;
+	db_reset(s);
 	return AM_OK;
 }
 
@@ -448,23 +512,23 @@ store_user_by_phone(struct store *st, const char *phone, struct store_user *out,
 enum am_err
 store_user_insert(struct store *st, const struct store_user *u, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_USER_INSERT, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, u->id, -1, SQLITE_TRANSIENT);
+	db_bind_text(s, 2, u->id);
 	db_bind_text_or_null(s, 3, u->email);
 	db_bind_text_or_null(s, 4, u->phone);
-	sqlite3_bind_int64(s, 5, u->created_at);
-	sqlite3_bind_int(s, 6, u->created_by_agent ? 1 : 0);
+	db_bind_int64(s, 5, u->created_at);
+	db_bind_int64(s, 6, u->created_by_agent ? 1 : 0);
 	return db_run(st->db, s, "user insert", NULL, e);
 }
 
 /* ---- registrations ---- */
 
 static void
-read_reg(sqlite3_stmt *s, struct store_reg *r)
+read_reg(struct db_stmt *s, struct store_reg *r)
 {
 	char buf[32];
 	int k;
@@ -482,9 +546,9 @@ read_reg(sqlite3_stmt *s, struct store_reg *r)
 	db_col_text(s, 5, buf, sizeof(buf));
 	r->credential_type = strcmp(buf, "access_token") == 0 ? CRED_ACCESS_TOKEN : CRED_API_KEY;
 	db_col_text(s, 6, r->user_id, sizeof(r->user_id));
-	r->created_at = sqlite3_column_int64(s, 7);
-	r->expires_at = sqlite3_column_int64(s, 8);
-	r->claimed_at = sqlite3_column_int64(s, 9);
+	r->created_at = db_col_int64(s, 7);
+	r->expires_at = db_col_int64(s, 8);
+	r->claimed_at = db_col_int64(s, 9);
 	db_col_text(s, 10, r->ip, sizeof(r->ip));
 	db_col_text(s, 11, r->iss, sizeof(r->iss));
 	db_col_text(s, 12, r->sub, sizeof(r->sub));
@@ -495,24 +559,24 @@ read_reg(sqlite3_stmt *s, struct store_reg *r)
 enum am_err
 store_reg_insert(struct store *st, const struct store_reg *r, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 	static const uint8_t zero[AM_HASH_LEN];
 
 	if ((rc = db_prep(st->db, Q_REG_INSERT, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, r->id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 3, store_kind_name(r->kind), -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 4, store_status_name(r->status), -1, SQLITE_STATIC);
+	db_bind_text(s, 2, r->id);
+	db_bind_text(s, 3, store_kind_name(r->kind));
+	db_bind_text(s, 4, store_status_name(r->status));
 	if (memcmp(r->claim_hash, zero, AM_HASH_LEN) != 0)
 		db_bind_hash(s, 5, r->claim_hash);
 	db_bind_text_or_null(s, 6, r->email);
-	sqlite3_bind_text(s, 7, store_cred_type_name(r->credential_type), -1, SQLITE_STATIC);
+	db_bind_text(s, 7, store_cred_type_name(r->credential_type));
 	db_bind_text_or_null(s, 8, r->user_id);
-	sqlite3_bind_int64(s, 9, r->created_at);
-	sqlite3_bind_int64(s, 10, r->expires_at);
+	db_bind_int64(s, 9, r->created_at);
+	db_bind_int64(s, 10, r->expires_at);
 	if (r->claimed_at != 0)
-		sqlite3_bind_int64(s, 11, r->claimed_at);
+		db_bind_int64(s, 11, r->claimed_at);
 	db_bind_text_or_null(s, 12, r->ip);
 	db_bind_text_or_null(s, 13, r->iss);
 	db_bind_text_or_null(s, 14, r->sub);
@@ -525,7 +589,7 @@ static enum am_err
 reg_query(struct store *st, enum q q, const void *key, bool key_is_hash, struct store_reg *out,
 	  struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, q, &s, e)) != AM_OK)
@@ -533,11 +597,11 @@ reg_query(struct store *st, enum q q, const void *key, bool key_is_hash, struct 
 	if (key_is_hash)
 		db_bind_hash(s, 2, key);
 	else
-		sqlite3_bind_text(s, 2, key, -1, SQLITE_TRANSIENT);
+		db_bind_text(s, 2, key);
 	if ((rc = db_one(st->db, s, "registration lookup", e)) != AM_OK)
 		return rc;
 	read_reg(s, out);
-	sqlite3_reset(s);
+	db_reset(s);
 	return AM_OK;
 }
 
@@ -558,15 +622,15 @@ enum am_err
 store_reg_transition(struct store *st, const char *id, enum reg_status from, enum reg_status to,
 		     struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 	int n = 0;
 
 	if ((rc = db_prep(st->db, Q_REG_TRANSITION, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 3, store_status_name(from), -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 4, store_status_name(to), -1, SQLITE_STATIC);
+	db_bind_text(s, 2, id);
+	db_bind_text(s, 3, store_status_name(from));
+	db_bind_text(s, 4, store_status_name(to));
 	auth_changed();
 	if ((rc = db_run(st->db, s, "registration transition", &n, e)) != AM_OK)
 		return rc;
@@ -577,15 +641,15 @@ enum am_err
 store_reg_claim(struct store *st, const char *id, const char *user_id, int64_t at,
 		struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 	int n = 0;
 
 	if ((rc = db_prep(st->db, Q_REG_CLAIM, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 3, user_id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 4, at);
+	db_bind_text(s, 2, id);
+	db_bind_text(s, 3, user_id);
+	db_bind_int64(s, 4, at);
 	auth_changed();
 	if ((rc = db_run(st->db, s, "registration claim", &n, e)) != AM_OK)
 		return rc;
@@ -596,27 +660,24 @@ enum am_err
 store_reg_due(struct store *st, int64_t now, char (*ids)[STORE_ID_LEN], size_t cap, size_t *n,
 	      struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
-	int step;
 
 	*n = 0;
 	if ((rc = db_prep(st->db, Q_REG_DUE, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_int64(s, 2, now);
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)cap);
-	while ((step = sqlite3_step(s)) == SQLITE_ROW && *n < cap)
+	db_bind_int64(s, 2, now);
+	db_bind_int64(s, 3, (int64_t)cap);
+	while (*n < cap && (rc = db_next(st->db, s, "registrations due", e)) == AM_OK)
 		db_col_text(s, 0, ids[(*n)++], STORE_ID_LEN);
-	sqlite3_reset(s);
-	if (step != SQLITE_DONE && step != SQLITE_ROW)
-		return db_fail(st->db, step, "registrations due", e);
-	return AM_OK;
+	db_reset(s);
+	return rc == AM_OK || rc == AM_E_NOT_FOUND ? AM_OK : rc;
 }
 
 /* ---- claim attempts ---- */
 
 static void
-read_attempt(sqlite3_stmt *s, struct store_attempt *a)
+read_attempt(struct db_stmt *s, struct store_attempt *a)
 {
 	char buf[32];
 	int k;
@@ -629,34 +690,34 @@ read_attempt(sqlite3_stmt *s, struct store_attempt *a)
 	db_col_text(s, 4, buf, sizeof(buf));
 	k = db_name_index(attempt_names, NAMES_COUNT(attempt_names), buf);
 	a->status = k < 0 ? ATTEMPT_SUPERSEDED : (enum attempt_status)k;
-	a->created_at = sqlite3_column_int64(s, 5);
-	a->expires_at = sqlite3_column_int64(s, 6);
+	a->created_at = db_col_int64(s, 5);
+	a->expires_at = db_col_int64(s, 6);
 	a->has_otp = db_col_hash(s, 7, a->otp_hash);
-	a->otp_expires_at = sqlite3_column_int64(s, 8);
-	a->otp_failures = sqlite3_column_int64(s, 9);
+	a->otp_expires_at = db_col_int64(s, 8);
+	a->otp_failures = db_col_int64(s, 9);
 	db_col_text(s, 10, a->ip, sizeof(a->ip));
 }
 
 enum am_err
 store_attempt_insert(struct store *st, const struct store_attempt *a, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_ATT_INSERT, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, a->id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 3, a->registration_id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 4, a->email, -1, SQLITE_TRANSIENT);
+	db_bind_text(s, 2, a->id);
+	db_bind_text(s, 3, a->registration_id);
+	db_bind_text(s, 4, a->email);
 	db_bind_hash(s, 5, a->token_hash);
-	sqlite3_bind_text(s, 6, attempt_names[a->status], -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 7, a->created_at);
-	sqlite3_bind_int64(s, 8, a->expires_at);
+	db_bind_text(s, 6, attempt_names[a->status]);
+	db_bind_int64(s, 7, a->created_at);
+	db_bind_int64(s, 8, a->expires_at);
 	if (a->has_otp) {
 		db_bind_hash(s, 9, a->otp_hash);
-		sqlite3_bind_int64(s, 10, a->otp_expires_at);
+		db_bind_int64(s, 10, a->otp_expires_at);
 	}
-	sqlite3_bind_int64(s, 11, a->otp_failures);
+	db_bind_int64(s, 11, a->otp_failures);
 	db_bind_text_or_null(s, 12, a->ip);
 	return db_run(st->db, s, "attempt insert", NULL, e);
 }
@@ -665,7 +726,7 @@ static enum am_err
 attempt_query(struct store *st, enum q q, const void *key, bool key_is_hash,
 	      struct store_attempt *out, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, q, &s, e)) != AM_OK)
@@ -673,11 +734,11 @@ attempt_query(struct store *st, enum q q, const void *key, bool key_is_hash,
 	if (key_is_hash)
 		db_bind_hash(s, 2, key);
 	else
-		sqlite3_bind_text(s, 2, key, -1, SQLITE_TRANSIENT);
+		db_bind_text(s, 2, key);
 	if ((rc = db_one(st->db, s, "attempt lookup", e)) != AM_OK)
 		return rc;
 	read_attempt(s, out);
-	sqlite3_reset(s);
+	db_reset(s);
 	return AM_OK;
 }
 
@@ -699,13 +760,13 @@ enum am_err
 store_attempt_close_all(struct store *st, const char *registration_id, enum attempt_status to,
 			struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_ATT_CLOSE_ALL, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, registration_id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 3, attempt_names[to], -1, SQLITE_STATIC);
+	db_bind_text(s, 2, registration_id);
+	db_bind_text(s, 3, attempt_names[to]);
 	return db_run(st->db, s, "attempt close", NULL, e);
 }
 
@@ -713,15 +774,15 @@ enum am_err
 store_attempt_set_otp(struct store *st, const char *id, bool has_otp,
 		      const uint8_t hash[AM_HASH_LEN], int64_t expires_at, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_ATT_SET_OTP, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, id, -1, SQLITE_TRANSIENT);
+	db_bind_text(s, 2, id);
 	if (has_otp) {
 		db_bind_hash(s, 3, hash);
-		sqlite3_bind_int64(s, 4, expires_at);
+		db_bind_int64(s, 4, expires_at);
 	}
 	return db_run(st->db, s, "attempt otp", NULL, e);
 }
@@ -729,13 +790,13 @@ store_attempt_set_otp(struct store *st, const char *id, bool has_otp,
 enum am_err
 store_attempt_fail(struct store *st, const char *id, int64_t max, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_ATT_FAIL, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 3, max);
+	db_bind_text(s, 2, id);
+	db_bind_int64(s, 3, max);
 	return db_run(st->db, s, "attempt fail", NULL, e);
 }
 
@@ -744,24 +805,24 @@ store_attempt_fail(struct store *st, const char *id, int64_t max, struct am_erro
 enum am_err
 store_cred_insert(struct store *st, const struct store_cred *c, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_CRED_INSERT, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, c->id, -1, SQLITE_TRANSIENT);
+	db_bind_text(s, 2, c->id);
 	db_bind_hash(s, 3, c->hash);
-	sqlite3_bind_text(s, 4, store_cred_type_name(c->type), -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 5, c->scopes, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 6, c->source, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 7, c->registration_id, -1, SQLITE_TRANSIENT);
+	db_bind_text(s, 4, store_cred_type_name(c->type));
+	db_bind_text(s, 5, c->scopes);
+	db_bind_text(s, 6, c->source);
+	db_bind_text(s, 7, c->registration_id);
 	db_bind_text_or_null(s, 8, c->user_id);
 	db_bind_text_or_null(s, 9, c->iss);
 	db_bind_text_or_null(s, 10, c->sub);
 	db_bind_text_or_null(s, 11, c->aud);
-	sqlite3_bind_int64(s, 12, c->created_at);
+	db_bind_int64(s, 12, c->created_at);
 	if (c->expires_at != 0)
-		sqlite3_bind_int64(s, 13, c->expires_at);
+		db_bind_int64(s, 13, c->expires_at);
 	db_bind_text_or_null(s, 14, c->jkt);
 	return db_run(st->db, s, "credential insert", NULL, e);
 }
@@ -770,7 +831,7 @@ enum am_err
 store_cred_auth(struct store *st, const uint8_t hash[AM_HASH_LEN], int64_t now,
 		struct store_auth *out, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 	struct store_cred *c = &out->cred;
 	char buf[32];
@@ -779,8 +840,8 @@ store_cred_auth(struct store *st, const uint8_t hash[AM_HASH_LEN], int64_t now,
 	if ((rc = db_prep(st->db, Q_CRED_AUTH, &s, e)) != AM_OK)
 		return rc;
 	/* Static binding: hash outlives the step, and the hot path copies nothing. */
-	sqlite3_bind_blob(s, 2, hash, AM_HASH_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 3, now);
+	db_bind_hash(s, 2, hash);
+	db_bind_int64(s, 3, now);
 	if ((rc = db_one(st->db, s, "credential auth", e)) != AM_OK)
 		return rc;
 	db_col_text(s, 0, c->id, sizeof(c->id));
@@ -794,16 +855,16 @@ store_cred_auth(struct store *st, const uint8_t hash[AM_HASH_LEN], int64_t now,
 	db_col_text(s, 7, c->iss, sizeof(c->iss));
 	db_col_text(s, 8, c->sub, sizeof(c->sub));
 	db_col_text(s, 9, c->aud, sizeof(c->aud));
-	c->created_at = sqlite3_column_int64(s, 10);
-	c->expires_at = sqlite3_column_int64(s, 11);
+	c->created_at = db_col_int64(s, 10);
+	c->expires_at = db_col_int64(s, 11);
 	db_col_text(s, 12, buf, sizeof(buf));
 	k = db_name_index(status_names, NAMES_COUNT(status_names), buf);
 	out->reg_status = k < 0 ? REG_REVOKED : (enum reg_status)k;
-	out->reg_expires_at = sqlite3_column_int64(s, 13);
+	out->reg_expires_at = db_col_int64(s, 13);
 	db_col_text(s, 14, out->user_email, sizeof(out->user_email));
 	db_col_text(s, 15, c->jkt, sizeof(c->jkt));
 	db_col_text(s, 16, c->resource, sizeof(c->resource)); /* v0.6: RFC 8707 */
-	sqlite3_reset(s);
+	db_reset(s);
 	return AM_OK;
 }
 
@@ -811,14 +872,14 @@ enum am_err
 store_cred_upgrade(struct store *st, const char *registration_id, const char *user_id,
 		   const char *scopes, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_CRED_UPGRADE, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, registration_id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 3, user_id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 4, scopes, -1, SQLITE_TRANSIENT);
+	db_bind_text(s, 2, registration_id);
+	db_bind_text(s, 3, user_id);
+	db_bind_text(s, 4, scopes);
 	auth_changed();
 	return db_run(st->db, s, "credential upgrade", NULL, e);
 }
@@ -827,13 +888,13 @@ enum am_err
 store_cred_revoke_reg(struct store *st, const char *registration_id, int64_t at, int *n,
 		      struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_CRED_REVOKE_REG, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, registration_id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 3, at);
+	db_bind_text(s, 2, registration_id);
+	db_bind_int64(s, 3, at);
 	auth_changed();
 	return db_run(st->db, s, "credential revoke", n, e);
 }
@@ -844,25 +905,25 @@ enum am_err
 store_audit_insert(struct store *st, int64_t at, const char *event, const char *registration_id,
 		   const char *json, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_AUDIT_INSERT, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_int64(s, 2, at);
-	sqlite3_bind_text(s, 3, event, -1, SQLITE_TRANSIENT);
+	db_bind_int64(s, 2, at);
+	db_bind_text(s, 3, event);
 	db_bind_text_or_null(s, 4, registration_id);
-	sqlite3_bind_text(s, 5, json, -1, SQLITE_TRANSIENT);
+	db_bind_text(s, 5, json);
 	return db_run(st->db, s, "audit insert", NULL, e);
 }
 
 /* ---- delegations, replay, revocation, settings ---- */
 
 static void
-bind_texts(sqlite3_stmt *s, int first, const char *const *v, int n)
+bind_texts(struct db_stmt *s, int first, const char *const *v, int n)
 {
 	for (int i = 0; i < n; i++)
-		sqlite3_bind_text(s, first + i, v[i], -1, SQLITE_TRANSIENT);
+		db_bind_text(s, first + i, v[i]);
 }
 
 enum am_err
@@ -870,7 +931,7 @@ store_delegation_get(struct store *st, const char *iss, const char *sub, const c
 		     struct store_delegation *out, struct am_error *e)
 {
 	const char *const keys[] = {iss, sub, aud};
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_DELEG_GET, &s, e)) != AM_OK)
@@ -880,7 +941,7 @@ store_delegation_get(struct store *st, const char *iss, const char *sub, const c
 		return rc;
 	db_col_text(s, 0, out->user_id, sizeof(out->user_id));
 	db_col_text(s, 1, out->registration_id, sizeof(out->registration_id));
-	sqlite3_reset(s);
+	db_reset(s);
 	return AM_OK;
 }
 
@@ -889,7 +950,7 @@ store_delegation_user(struct store *st, const char *iss, const char *sub,
 		      char user_id[STORE_ID_LEN], struct am_error *e)
 {
 	const char *const keys[] = {iss, sub};
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_DELEG_USER, &s, e)) != AM_OK)
@@ -898,7 +959,7 @@ store_delegation_user(struct store *st, const char *iss, const char *sub,
 	if ((rc = db_one(st->db, s, "delegation user", e)) != AM_OK)
 		return rc;
 	db_col_text(s, 0, user_id, STORE_ID_LEN);
-	sqlite3_reset(s);
+	db_reset(s);
 	return AM_OK;
 }
 
@@ -908,13 +969,13 @@ store_delegation_insert(struct store *st, const char *iss, const char *sub, cons
 			struct am_error *e)
 {
 	const char *const vals[] = {iss, sub, aud, user_id, registration_id};
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_DELEG_INSERT, &s, e)) != AM_OK)
 		return rc;
 	bind_texts(s, 2, vals, 5);
-	sqlite3_bind_int64(s, 7, at);
+	db_bind_int64(s, 7, at);
 	return db_run(st->db, s, "delegation insert", NULL, e);
 }
 
@@ -923,14 +984,14 @@ store_jti_record(struct store *st, const char *iss, const char *jti, int64_t exp
 		 bool *fresh, struct am_error *e)
 {
 	const char *const keys[] = {iss, jti};
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 	int n = 0;
 
 	if ((rc = db_prep(st->db, Q_JTI_INSERT, &s, e)) != AM_OK)
 		return rc;
 	bind_texts(s, 2, keys, 2);
-	sqlite3_bind_int64(s, 4, expires_at);
+	db_bind_int64(s, 4, expires_at);
 	if ((rc = db_run(st->db, s, "jti insert", &n, e)) != AM_OK)
 		return rc;
 	*fresh = n == 1;
@@ -940,13 +1001,13 @@ store_jti_record(struct store *st, const char *iss, const char *jti, int64_t exp
 enum am_err
 store_jti_purge(struct store *st, int64_t now, int *n, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_JTI_PURGE, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_int64(s, 2, now);
-	sqlite3_bind_int(s, 3, STORE_PURGE_MAX);
+	db_bind_int64(s, 2, now);
+	db_bind_int64(s, 3, STORE_PURGE_MAX);
 	return db_run(st->db, s, "jti purge", n, e);
 }
 
@@ -955,42 +1016,35 @@ store_cred_live(struct store *st, const struct store_cred_filter *f, struct stor
 		size_t cap, size_t *n, struct am_error *e)
 {
 	const char *const keys[] = {f->iss, f->sub, f->aud, f->user_id, f->registration_id};
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
-	int step = SQLITE_DONE;
 
 	*n = 0;
 	if ((rc = db_prep(st->db, Q_CRED_LIVE, &s, e)) != AM_OK)
 		return rc;
-	for (int i = 0; i < 5; i++) {
-		if (keys[i] != NULL)
-			sqlite3_bind_text(s, 2 + i, keys[i], -1, SQLITE_TRANSIENT);
-	}
-	sqlite3_bind_int64(s, 7, (sqlite3_int64)cap);
-	while (*n < cap && (step = sqlite3_step(s)) == SQLITE_ROW) {
+	for (int i = 0; i < 5; i++)
+		db_bind_text(s, 2 + i, keys[i]); /* NULL: no filter */
+	db_bind_int64(s, 7, (int64_t)cap);
+	while (*n < cap && (rc = db_next(st->db, s, "credentials live", e)) == AM_OK) {
 		db_col_text(s, 0, out[*n].id, sizeof(out[*n].id));
 		db_col_text(s, 1, out[*n].registration_id, sizeof(out[*n].registration_id));
 		(*n)++;
 	}
-	if (*n < cap && step != SQLITE_DONE) {
-		sqlite3_reset(s);
-		return db_fail(st->db, step, "credentials live", e);
-	}
-	sqlite3_reset(s);
-	return AM_OK;
+	db_reset(s);
+	return rc == AM_OK || rc == AM_E_NOT_FOUND ? AM_OK : rc;
 }
 
 enum am_err
 store_cred_revoke(struct store *st, const char *id, int64_t at, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 	int n = 0;
 
 	if ((rc = db_prep(st->db, Q_CRED_REVOKE, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 3, at);
+	db_bind_text(s, 2, id);
+	db_bind_int64(s, 3, at);
 	auth_changed();
 	if ((rc = db_run(st->db, s, "credential revoke", &n, e)) != AM_OK)
 		return rc;
@@ -1000,18 +1054,18 @@ store_cred_revoke(struct store *st, const char *id, int64_t at, struct am_error 
 enum am_err
 store_setting_get(struct store *st, const char *key, char **value, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
-	const unsigned char *v;
+	const char *v;
 
 	if ((rc = db_prep(st->db, Q_SETTING_GET, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, key, -1, SQLITE_TRANSIENT);
+	db_bind_text(s, 2, key);
 	if ((rc = db_one(st->db, s, "setting get", e)) != AM_OK)
 		return rc;
-	v = sqlite3_column_text(s, 0);
-	*value = am_xstrdup(v != NULL ? (const char *)v : "");
-	sqlite3_reset(s);
+	v = db_col_str(s, 0);
+	*value = am_xstrdup(v != NULL ? v : "");
+	db_reset(s);
 	return AM_OK;
 }
 
@@ -1019,14 +1073,14 @@ enum am_err
 store_setting_put(struct store *st, const char *key, const char *value, int64_t at,
 		  struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_SETTING_PUT, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, key, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 3, value, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 4, at);
+	db_bind_text(s, 2, key);
+	db_bind_text(s, 3, value);
+	db_bind_int64(s, 4, at);
 	return db_run(st->db, s, "setting put", NULL, e);
 }
 
@@ -1044,17 +1098,17 @@ enum am_err
 store_block_put(struct store *st, enum block_kind kind, const char *value, const char *sub,
 		const char *reason, int64_t at, bool *created, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 	int changes = 0;
 
 	if ((rc = db_prep(st->db, Q_BLOCK_PUT, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, store_block_kind_name(kind), -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 3, value, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 4, sub != NULL ? sub : "", -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 5, reason, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 6, at);
+	db_bind_text(s, 2, store_block_kind_name(kind));
+	db_bind_text(s, 3, value);
+	db_bind_text(s, 4, sub != NULL ? sub : "");
+	db_bind_text(s, 5, reason);
+	db_bind_int64(s, 6, at);
 	if ((rc = db_run(st->db, s, "block put", &changes, e)) != AM_OK)
 		return rc;
 	*created = changes > 0;
@@ -1065,15 +1119,15 @@ enum am_err
 store_block_delete(struct store *st, enum block_kind kind, const char *value, const char *sub,
 		   struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 	int changes = 0;
 
 	if ((rc = db_prep(st->db, Q_BLOCK_DELETE, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, store_block_kind_name(kind), -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 3, value, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 4, sub != NULL ? sub : "", -1, SQLITE_TRANSIENT);
+	db_bind_text(s, 2, store_block_kind_name(kind));
+	db_bind_text(s, 3, value);
+	db_bind_text(s, 4, sub != NULL ? sub : "");
 	if ((rc = db_run(st->db, s, "block delete", &changes, e)) != AM_OK)
 		return rc;
 	return changes > 0 ? AM_OK : AM_E_NOT_FOUND;
@@ -1083,7 +1137,7 @@ enum am_err
 store_block_find(struct store *st, const char *iss, const char *sub, const char *user_id,
 		 const char *registration_id, enum block_kind *kind, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 	char name[16];
 	int i;
@@ -1097,7 +1151,7 @@ store_block_find(struct store *st, const char *iss, const char *sub, const char 
 	if ((rc = db_one(st->db, s, "block find", e)) != AM_OK)
 		return rc;
 	db_col_text(s, 0, name, sizeof(name));
-	sqlite3_reset(s);
+	db_reset(s);
 	i = db_name_index(block_names, sizeof(block_names) / sizeof(block_names[0]), name);
 	if (i < 0)
 		return am_fail(e, AM_E_INTERNAL, "unknown block kind");
@@ -1115,7 +1169,7 @@ store_attempt_count(struct store *st, enum store_mail_scope scope, const char *k
 		[STORE_MAIL_ADDRESS] = Q_ATT_COUNT_EMAIL,
 		[STORE_MAIL_ALL] = Q_ATT_COUNT_ALL,
 	};
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((int)scope < 0 || (size_t)scope >= NAMES_COUNT(by_scope))
@@ -1123,29 +1177,29 @@ store_attempt_count(struct store *st, enum store_mail_scope scope, const char *k
 	if ((rc = db_prep(st->db, by_scope[scope], &s, e)) != AM_OK)
 		return rc;
 	if (scope == STORE_MAIL_ALL)
-		sqlite3_bind_null(s, 2);
+		db_bind_null(s, 2);
 	else
-		sqlite3_bind_text(s, 2, key, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 3, since);
-	sqlite3_bind_int64(s, 4, cap);
+		db_bind_text(s, 2, key);
+	db_bind_int64(s, 3, since);
+	db_bind_int64(s, 4, cap);
 	if ((rc = db_one(st->db, s, "attempt count", e)) != AM_OK)
 		return rc == AM_E_NOT_FOUND ? am_fail(e, AM_E_INTERNAL, "count gave no row") : rc;
-	*count = sqlite3_column_int64(s, 0);
-	*oldest = sqlite3_column_int64(s, 1);
-	sqlite3_reset(s);
+	*count = db_col_int64(s, 0);
+	*oldest = db_col_int64(s, 1);
+	db_reset(s);
 	return AM_OK;
 }
 
 enum am_err
 store_attempt_delete(struct store *st, const char *id, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 	int n = 0;
 
 	if ((rc = db_prep(st->db, Q_ATT_DELETE, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, id, -1, SQLITE_TRANSIENT);
+	db_bind_text(s, 2, id);
 	if ((rc = db_run(st->db, s, "attempt delete", &n, e)) != AM_OK)
 		return rc;
 	return n == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "attempt not open");
@@ -1157,20 +1211,20 @@ enum am_err
 store_mail_enqueue(struct store *st, const char *attempt_id, const char *rcpt, const char *message,
 		   int64_t now, int64_t expires_at, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_MAIL_INSERT, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, attempt_id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 3, rcpt, -1, SQLITE_TRANSIENT);
+	db_bind_text(s, 2, attempt_id);
+	db_bind_text(s, 3, rcpt);
 	/* Static: the caller's buffer outlives the step, so SQLite makes no
 	 * copy of the claim link that would outlive the caller's wipe. */
-	sqlite3_bind_blob(s, 4, message, (int)strlen(message), SQLITE_STATIC);
-	sqlite3_bind_int64(s, 5, now);
-	sqlite3_bind_int64(s, 6, expires_at);
+	db_bind_blob_static(s, 4, message, strlen(message));
+	db_bind_int64(s, 5, now);
+	db_bind_int64(s, 6, expires_at);
 	rc = db_run(st->db, s, "mail enqueue", NULL, e);
-	sqlite3_clear_bindings(s);
+	db_reset(s);
 	return rc;
 }
 
@@ -1187,32 +1241,32 @@ store_mail_wipe(struct store_mail *m)
 enum am_err
 store_mail_next(struct store *st, int64_t now, struct store_mail *out, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	struct store_mail m = {0};
 	const void *blob;
-	int len;
+	size_t len;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_MAIL_NEXT, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_int64(s, 2, now);
+	db_bind_int64(s, 2, now);
+	db_bind_int64(s, 3, MAIL_LEASE_S); /* PostgreSQL's claim only */
 	if ((rc = db_one(st->db, s, "mail next", e)) != AM_OK)
 		return rc;
-	m.id = sqlite3_column_int64(s, 0);
+	m.id = db_col_int64(s, 0);
 	db_col_text(s, 1, m.attempt_id, sizeof(m.attempt_id));
 	db_col_text(s, 2, m.rcpt, sizeof(m.rcpt));
-	blob = sqlite3_column_blob(s, 3);
-	len = sqlite3_column_bytes(s, 3);
-	m.created_at = sqlite3_column_int64(s, 4);
-	m.expires_at = sqlite3_column_int64(s, 5);
-	m.tries = sqlite3_column_int64(s, 6);
-	m.live = sqlite3_column_int(s, 7) == 1;
+	blob = db_col_blob(s, 3, &len);
+	m.created_at = db_col_int64(s, 4);
+	m.expires_at = db_col_int64(s, 5);
+	m.tries = db_col_int64(s, 6);
+	m.live = (int)db_col_int64(s, 7) == 1;
 	db_col_text(s, 8, m.registration_id, sizeof(m.registration_id));
-	if (blob != NULL && len > 0 && (m.message = malloc((size_t)len + 1)) != NULL) {
-		memcpy(m.message, blob, (size_t)len);
+	if (blob != NULL && len > 0 && (m.message = malloc(len + 1)) != NULL) {
+		memcpy(m.message, blob, len);
 		m.message[len] = '\0';
 	}
-	sqlite3_reset(s);
+	db_reset(s);
 	if (m.message == NULL && blob != NULL && len > 0)
 		return am_fail(e, AM_E_INTERNAL, "out of memory");
 	*out = m;
@@ -1222,70 +1276,70 @@ store_mail_next(struct store *st, int64_t now, struct store_mail *out, struct am
 static enum am_err
 mail_zero(struct store *st, int64_t id, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_MAIL_ZERO, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_int64(s, 2, id);
+	db_bind_int64(s, 2, id);
 	return db_run(st->db, s, "mail wipe", NULL, e);
 }
 
 enum am_err
 store_mail_done(struct store *st, int64_t id, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = mail_zero(st, id, e)) != AM_OK ||
 	    (rc = db_prep(st->db, Q_MAIL_DELETE, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_int64(s, 2, id);
+	db_bind_int64(s, 2, id);
 	return db_run(st->db, s, "mail delete", NULL, e);
 }
 
 enum am_err
 store_mail_retry(struct store *st, int64_t id, int64_t next_at, const char *why, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_MAIL_RETRY, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_int64(s, 2, id);
-	sqlite3_bind_int64(s, 3, next_at);
-	sqlite3_bind_text(s, 4, why, -1, SQLITE_TRANSIENT);
+	db_bind_int64(s, 2, id);
+	db_bind_int64(s, 3, next_at);
+	db_bind_text(s, 4, why);
 	return db_run(st->db, s, "mail retry", NULL, e);
 }
 
 enum am_err
 store_mail_failed(struct store *st, int64_t id, const char *why, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = mail_zero(st, id, e)) != AM_OK ||
 	    (rc = db_prep(st->db, Q_MAIL_FAILED, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_int64(s, 2, id);
-	sqlite3_bind_text(s, 3, why, -1, SQLITE_TRANSIENT);
+	db_bind_int64(s, 2, id);
+	db_bind_text(s, 3, why);
 	return db_run(st->db, s, "mail failed", NULL, e);
 }
 
 enum am_err
 store_mail_stats(struct store *st, struct store_mail_stats *out, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_MAIL_STATS, &s, e)) != AM_OK)
 		return rc;
 	if ((rc = db_one(st->db, s, "mail stats", e)) != AM_OK)
 		return rc == AM_E_NOT_FOUND ? am_fail(e, AM_E_INTERNAL, "stats gave no row") : rc;
-	out->queued = sqlite3_column_int64(s, 0);
-	out->oldest_created_at = sqlite3_column_int64(s, 1);
-	out->next_at = sqlite3_column_int64(s, 2);
-	sqlite3_reset(s);
+	out->queued = db_col_int64(s, 0);
+	out->oldest_created_at = db_col_int64(s, 1);
+	out->next_at = db_col_int64(s, 2);
+	db_reset(s);
 	return AM_OK;
 }
 
@@ -1294,12 +1348,12 @@ store_mail_stats(struct store *st, struct store_mail_stats *out, struct am_error
 enum am_err
 store_reg_gen(struct store *st, const char *registration_id, int64_t *gen, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_REG_GEN_GET, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, registration_id, -1, SQLITE_TRANSIENT);
+	db_bind_text(s, 2, registration_id);
 	rc = db_one(st->db, s, "generation lookup", e);
 	if (rc == AM_E_NOT_FOUND) {
 		*gen = 0;
@@ -1307,20 +1361,20 @@ store_reg_gen(struct store *st, const char *registration_id, int64_t *gen, struc
 	}
 	if (rc != AM_OK)
 		return rc;
-	*gen = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
+	*gen = db_col_int64(s, 0);
+	db_reset(s);
 	return AM_OK;
 }
 
 enum am_err
 store_reg_gen_bump(struct store *st, const char *registration_id, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_REG_GEN_BUMP, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, registration_id, -1, SQLITE_TRANSIENT);
+	db_bind_text(s, 2, registration_id);
 	return db_run(st->db, s, "generation bump", NULL, e);
 }
 
@@ -1328,14 +1382,14 @@ enum am_err
 store_cred_set_resource(struct store *st, const uint8_t hash[AM_HASH_LEN], const char *resource,
 			struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	int changes = 0;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_CRED_SET_RESOURCE, &s, e)) != AM_OK)
 		return rc;
 	db_bind_hash(s, 2, hash);
-	sqlite3_bind_text(s, 3, resource, -1, SQLITE_TRANSIENT);
+	db_bind_text(s, 3, resource);
 	if ((rc = db_run(st->db, s, "credential resource", &changes, e)) != AM_OK)
 		return rc;
 	return changes == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "no such live credential");
@@ -1347,13 +1401,13 @@ store_reg_client_put(struct store *st, const char *registration_id,
 		     const struct store_reg_client *c, int64_t at, struct am_error *e)
 {
 	const char *const vals[] = {registration_id, c->client_id, c->client_name, c->logo_uri};
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_REGCLIENT_PUT, &s, e)) != AM_OK)
 		return rc;
 	bind_texts(s, 2, vals, 4);
-	sqlite3_bind_int64(s, 6, at);
+	db_bind_int64(s, 6, at);
 	return db_run(st->db, s, "registration client put", NULL, e);
 }
 
@@ -1362,7 +1416,7 @@ store_reg_client_get(struct store *st, const char *registration_id, struct store
 		     struct am_error *e)
 {
 	const char *const keys[] = {registration_id};
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 
 	if ((rc = db_prep(st->db, Q_REGCLIENT_GET, &s, e)) != AM_OK)
@@ -1373,7 +1427,7 @@ store_reg_client_get(struct store *st, const char *registration_id, struct store
 	db_col_text(s, 0, out->client_id, sizeof(out->client_id));
 	db_col_text(s, 1, out->client_name, sizeof(out->client_name));
 	db_col_text(s, 2, out->logo_uri, sizeof(out->logo_uri));
-	sqlite3_reset(s);
+	db_reset(s);
 	return AM_OK;
 }
 
@@ -1384,9 +1438,8 @@ store_reg_search(struct store *st, const struct store_reg_filter *f, struct stor
 		 size_t cap, size_t *n, struct am_error *e)
 {
 	const char *const keys[] = {f->user_id, f->email, f->iss, f->status, f->after};
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
-	int step = SQLITE_DONE;
 	enum q q = f->user_id != NULL && f->user_id[0] != '\0' ? Q_REG_SEARCH_USER
 		   : f->email != NULL && f->email[0] != '\0'   ? Q_REG_SEARCH_EMAIL
 		   : f->iss != NULL && f->iss[0] != '\0'       ? Q_REG_SEARCH_ISS
@@ -1398,31 +1451,26 @@ store_reg_search(struct store *st, const struct store_reg_filter *f, struct stor
 		return rc;
 	for (int i = 0; i < 5; i++)
 		db_bind_text_or_null(s, 2 + i, keys[i] != NULL ? keys[i] : "");
-	sqlite3_bind_int64(s, 7, (sqlite3_int64)cap);
-	while (*n < cap && (step = sqlite3_step(s)) == SQLITE_ROW)
+	db_bind_int64(s, 7, (int64_t)cap);
+	while (*n < cap && (rc = db_next(st->db, s, "registration search", e)) == AM_OK)
 		read_reg(s, &out[(*n)++]);
-	if (*n < cap && step != SQLITE_DONE) {
-		sqlite3_reset(s);
-		return db_fail(st->db, step, "registration search", e);
-	}
-	sqlite3_reset(s);
-	return AM_OK;
+	db_reset(s);
+	return rc == AM_OK || rc == AM_E_NOT_FOUND ? AM_OK : rc;
 }
 
 enum am_err
 store_cred_list(struct store *st, const char *registration_id, struct store_cred_info *out,
 		size_t cap, size_t *n, struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
-	int step = SQLITE_DONE;
 
 	*n = 0;
 	if ((rc = db_prep(st->db, Q_CRED_LIST, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, registration_id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)cap);
-	while (*n < cap && (step = sqlite3_step(s)) == SQLITE_ROW) {
+	db_bind_text(s, 2, registration_id);
+	db_bind_int64(s, 3, (int64_t)cap);
+	while (*n < cap && (rc = db_next(st->db, s, "credential list", e)) == AM_OK) {
 		struct store_cred_info *c = &out[*n];
 		uint8_t hash[AM_HASH_LEN];
 		char buf[32];
@@ -1437,44 +1485,39 @@ store_cred_list(struct store *st, const char *registration_id, struct store_cred
 		if (db_col_hash(s, 5, hash))
 			snprintf(c->hash_prefix, sizeof(c->hash_prefix), "%02x%02x%02x%02x",
 				 hash[0], hash[1], hash[2], hash[3]);
-		c->created_at = sqlite3_column_int64(s, 6);
-		c->expires_at = sqlite3_column_int64(s, 7);
-		c->revoked_at = sqlite3_column_int64(s, 8);
+		c->created_at = db_col_int64(s, 6);
+		c->expires_at = db_col_int64(s, 7);
+		c->revoked_at = db_col_int64(s, 8);
 		(*n)++;
 	}
-	if (*n < cap && step != SQLITE_DONE) {
-		sqlite3_reset(s);
-		return db_fail(st->db, step, "credential list", e);
-	}
-	sqlite3_reset(s);
-	return AM_OK;
+	db_reset(s);
+	return rc == AM_OK || rc == AM_E_NOT_FOUND ? AM_OK : rc;
 }
 
 enum am_err
 store_audit_list(struct store *st, const char *registration_id, char **lines, size_t cap, size_t *n,
 		 struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc = AM_OK;
-	int step = SQLITE_DONE;
 
 	*n = 0;
 	if ((rc = db_prep(st->db, Q_AUDIT_LIST, &s, e)) != AM_OK)
 		return rc;
-	sqlite3_bind_text(s, 2, registration_id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)cap);
-	while (*n < cap && (step = sqlite3_step(s)) == SQLITE_ROW) {
-		const unsigned char *t = sqlite3_column_text(s, 0);
+	db_bind_text(s, 2, registration_id);
+	db_bind_int64(s, 3, (int64_t)cap);
+	while (*n < cap && (rc = db_next(st->db, s, "audit list", e)) == AM_OK) {
+		const char *t = db_col_str(s, 0);
 
-		if ((lines[*n] = strdup(t != NULL ? (const char *)t : "{}")) == NULL) {
+		if ((lines[*n] = strdup(t != NULL ? t : "{}")) == NULL) {
 			rc = am_fail(e, AM_E_INTERNAL, "out of memory");
 			break;
 		}
 		(*n)++;
 	}
-	if (rc == AM_OK && *n < cap && step != SQLITE_DONE)
-		rc = db_fail(st->db, step, "audit list", e);
-	sqlite3_reset(s);
+	if (rc == AM_E_NOT_FOUND)
+		rc = AM_OK;
+	db_reset(s);
 	if (rc != AM_OK) {
 		for (size_t i = 0; i < *n; i++)
 			free(lines[i]);
@@ -1489,17 +1532,128 @@ enum am_err
 store_cred_bind_jkt(struct store *st, const uint8_t hash[AM_HASH_LEN], const char *jkt,
 		    struct am_error *e)
 {
-	sqlite3_stmt *s;
+	struct db_stmt *s;
 	enum am_err rc;
 	int n = 0;
 
 	if ((rc = db_prep(st->db, Q_CRED_BIND_JKT, &s, e)) != AM_OK)
 		return rc;
 	db_bind_hash(s, 2, hash);
-	sqlite3_bind_text(s, 3, jkt, -1, SQLITE_TRANSIENT);
+	db_bind_text(s, 3, jkt);
 	/* A cached bearer lookup of this credential must not outlive the bind. */
 	auth_changed();
 	if ((rc = db_run(st->db, s, "credential bind", &n, e)) != AM_OK)
 		return rc;
 	return n == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "no unbound credential to bind");
+}
+
+/* ---- scale-out: N replicas on one PostgreSQL database ---- */
+
+bool
+store_is_shared(struct store *st)
+{
+	return db_is_pg(st->db);
+}
+
+enum am_err
+store_try_lock(struct store *st, const char *name, bool *got, struct am_error *e)
+{
+	return db_try_lock(st->db, name, got, e);
+}
+
+void
+store_unlock(struct store *st, const char *name)
+{
+	db_unlock(st->db, name);
+}
+
+static enum am_err
+rate_get(struct store *st, const char *key, int64_t start, int64_t *count, struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+
+	*count = 0;
+	if ((rc = db_prep(st->db, Q_RATE_GET, &s, e)) != AM_OK)
+		return rc;
+	db_bind_text(s, 2, key);
+	db_bind_int64(s, 3, start);
+	if ((rc = db_one(st->db, s, "rate get", e)) == AM_E_NOT_FOUND)
+		return AM_OK;
+	if (rc != AM_OK)
+		return rc;
+	*count = db_col_int64(s, 0);
+	db_reset(s);
+	return AM_OK;
+}
+
+enum am_err
+store_rate_hit(struct store *st, const char *key, int64_t window, int64_t limit, int64_t now,
+	       bool *allowed, int64_t *retry_after, struct am_error *e)
+{
+	char k[256];
+	int64_t w = window > 0 ? window : 1, start = now - (now % w), elapsed = now - start;
+	int64_t prev, cur;
+	struct db_stmt *s;
+	enum am_err rc;
+
+	*allowed = true;
+	*retry_after = 0;
+	if (limit <= 0)
+		return AM_OK;
+	snprintf(k, sizeof(k), "%s", key); /* the first 255 bytes */
+	if ((rc = rate_get(st, k, start - w, &prev, e)) != AM_OK ||
+	    (rc = db_prep(st->db, Q_RATE_HIT, &s, e)) != AM_OK)
+		return rc;
+	db_bind_text(s, 2, k);
+	db_bind_int64(s, 3, start);
+	db_bind_int64(s, 4, prev * (w - elapsed));
+	db_bind_int64(s, 5, limit * w - 1); /* estimate < limit, in integers */
+	db_bind_int64(s, 6, w);
+	rc = db_one(st->db, s, "rate hit", e);
+	if (rc == AM_OK) {
+		db_reset(s);
+		return AM_OK;
+	}
+	if (rc != AM_E_NOT_FOUND)
+		return rc;
+	*allowed = false;
+	if ((rc = rate_get(st, k, start, &cur, e)) != AM_OK)
+		return rc;
+	if (cur >= limit) {
+		*retry_after = w - elapsed; /* the current window alone is full */
+	} else {
+		/* until enough of the previous window has slid out:
+		 * prev * (w - t) + cur * w < limit * w */
+		int64_t need = prev * w - (limit - cur) * w;
+		int64_t t = prev > 0 ? need / prev + 1 : 1;
+
+		*retry_after = t > elapsed ? t - elapsed : 1;
+	}
+	return AM_OK;
+}
+
+bool
+store_url_check(const char *url, char *why, size_t cap)
+{
+	return db_url_check(url, why, cap);
+}
+
+void
+store_url_redact(const char *url, char *out, size_t cap)
+{
+	db_url_redact(url, out, cap);
+}
+
+enum am_err
+store_rate_purge(struct store *st, int64_t before, int *n, struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_RATE_PURGE, &s, e)) != AM_OK)
+		return rc;
+	db_bind_int64(s, 2, before);
+	db_bind_int64(s, 3, STORE_PURGE_MAX);
+	return db_run(st->db, s, "rate purge", n, e);
 }

@@ -100,6 +100,11 @@ const char *store_cred_type_name(enum cred_type t);
  * pending migration, and sets *out (caller frees with store_close). */
 enum am_err store_open(const char *url, const char *tenant, struct store **out,
 		       struct am_error *e) AM_WUR;
+/* The same, with the PostgreSQL connection bounds ([store] keys);
+ * store_open uses DB_OPTS_DEFAULT. */
+struct db_opts;
+enum am_err store_open_opts(const char *url, const char *tenant, const struct db_opts *opts,
+			    struct store **out, struct am_error *e) AM_WUR;
 void store_close(struct store *st);
 
 /* The schema version after migration (the number of the last migration). */
@@ -501,5 +506,44 @@ enum am_err store_cred_list(struct store *st, const char *registration_id,
  * line is the event's JSON text, malloc'd, for the caller to free. */
 enum am_err store_audit_list(struct store *st, const char *registration_id, char **lines,
 			     size_t cap, size_t *n, struct am_error *e) AM_WUR;
+/* ---- scale-out: N replicas on one PostgreSQL database (issue 11) ---- */
+
+/* True when the store is shared by processes (PostgreSQL): what must hold
+ * across replicas (rate limits) lives in it. False on SQLite. */
+bool store_is_shared(struct store *st);
+/* Takes the cross-replica lock name without waiting (pg_try_advisory_lock;
+ * always granted on SQLite): *got says whether this handle holds it, until
+ * store_unlock or the connection ends. */
+enum am_err store_try_lock(struct store *st, const char *name, bool *got,
+			   struct am_error *e) AM_WUR;
+void store_unlock(struct store *st, const char *name);
+/* One hit on the shared counter key (at most 255 bytes are kept) in the
+ * fixed window of window seconds holding now, allowed when the sliding
+ * estimate (previous window weighted by its overlap, plus the current) is
+ * below limit. One atomic upsert: concurrent hits from every replica are
+ * all counted. A refused hit is not counted; *retry_after gets the seconds
+ * until one would be allowed. */
+enum am_err store_rate_hit(struct store *st, const char *key, int64_t window, int64_t limit,
+			   int64_t now, bool *allowed, int64_t *retry_after,
+			   struct am_error *e) AM_WUR;
+/* Deletes up to STORE_PURGE_MAX counters of windows that ended before
+ * before; *n gets how many. */
+enum am_err store_rate_purge(struct store *st, int64_t before, int *n, struct am_error *e) AM_WUR;
+/* Checks url without connecting (db_url_check); why gets the reason. */
+bool store_url_check(const char *url, char *why, size_t cap);
+/* url without its password, for logs (db_url_redact). */
+void store_url_redact(const char *url, char *out, size_t cap);
+/* The pool's settings beyond the URL: PostgreSQL bounds, and how many
+ * thread handles (connections) it opens at most; 0: no bound. */
+struct store_pool_opts {
+	int connect_timeout_s;
+	int statement_timeout_ms;
+	int max_handles;
+};
+enum am_err store_pool_new_opts(const char *url, const char *tenant,
+				const struct store_pool_opts *o, struct store_pool **out,
+				struct am_error *e) AM_WUR;
+/* True when the pool's database is shared by processes (PostgreSQL). */
+bool store_pool_is_shared(const struct store_pool *p);
 
 #endif

@@ -21,6 +21,8 @@ import time
 import unittest
 import urllib.parse
 
+import pgcluster
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN_DIR = os.environ.get("AUTHMD_BIN_DIR", os.path.join(HERE, "..", "..", "build"))
 SERVER = os.path.join(BIN_DIR, "authmd-server")
@@ -30,6 +32,75 @@ START_TIMEOUT = 30.0
 # Every test runs on loopback, which outbound fetches refuse by default: the
 # test configurations opt in, as a local setup would.
 LOOPBACK_TARGETS = "127.0.0.0/8 ::1/128"
+
+
+def test_store_base():
+    """The PostgreSQL server the suite runs against, or None for SQLite.
+    AUTHMD_TEST_STORE=postgresql://... names it; AUTHMD_TEST_STORE_FILE
+    names a file holding that URL (the ctest fixture writes one)."""
+    url = os.environ.get("AUTHMD_TEST_STORE", "")
+    path = os.environ.get("AUTHMD_TEST_STORE_FILE", "")
+    if not url and path:
+        with open(path) as f:
+            url = f.read().strip()
+    return url if url.startswith(("postgresql://", "postgres://")) else None
+
+
+STORE_BASE = test_store_base()
+ON_POSTGRES = STORE_BASE is not None
+
+
+def pg_store_for(tmp):
+    """The database of the server whose folder is tmp: made with CREATE
+    DATABASE on first use, found again when a test restarts a server on the
+    same folder (a kill -9 and restart must see its rows)."""
+    marker = os.path.join(tmp, "pg-database")
+    if os.path.exists(marker):
+        with open(marker) as f:
+            return f.read().strip()
+    name = "it_%d_%s" % (os.getpid(), os.urandom(6).hex())
+    url = pgcluster.create_database(STORE_BASE, name)
+    with open(marker, "w") as f:
+        f.write(url)
+    return url
+
+
+def _pg_literal(v):
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, (bytes, bytearray)):
+        return "'\\x%s'::bytea" % bytes(v).hex()
+    return "'%s'" % str(v).replace("'", "''")
+
+
+def _pg_value(v):
+    if v is None:
+        return None
+    if re.fullmatch(r"-?[0-9]+", v):
+        return int(v)
+    if v in ("t", "f"):  # a boolean expression: sqlite3 gives 1 or 0
+        return 1 if v == "t" else 0
+    if v.startswith("\\x") and re.fullmatch(r"\\x[0-9a-f]*", v):
+        return bytes.fromhex(v[2:])
+    return v
+
+
+def pg_query(url, sql, args=()):
+    """db_query on PostgreSQL: ? parameters inlined as literals, rows as
+    tuples typed as sqlite3 gives them (int, bytes, str, None)."""
+    args = list(args)
+    out, i = [], 0
+    for ch in sql:
+        if ch == "?":
+            out.append(_pg_literal(args[i]))
+            i += 1
+        else:
+            out.append(ch)
+    return [tuple(_pg_value(c) for c in row) for row in pgcluster.psql(url, "".join(out))]
 
 
 def free_port():
@@ -132,13 +203,21 @@ class Server(Process):
         self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         self.db = os.path.join(self.tmp, "authmd.db")
+        given = (overrides or {}).get("store", {}).get("url")
+        if given:
+            self.store_url = given  # a test's own store (replicas share one)
+        elif ON_POSTGRES:
+            self.store_url = pg_store_for(self.tmp)
+        else:
+            self.store_url = "sqlite:" + self.db
+        self.on_postgres = self.store_url.startswith(("postgresql://", "postgres://"))
         self.outbox = os.path.join(self.tmp, "outbox")
         self.audit = os.path.join(self.tmp, "audit.jsonl")
         self.config = os.path.join(self.tmp, "authmd.ini")
         cfg = {
             "server": {"listen": "127.0.0.1:%d" % self.port, "public_url": self.url,
                        "threads": "4"},
-            "store": {"url": "sqlite:" + self.db},
+            "store": {"url": self.store_url},
             "mail": {"outbox": self.outbox},
             "audit": {"sink": "file:" + self.audit},
             "limits": {"anonymous_per_ip": "0", "anonymous_global": "0",
@@ -210,7 +289,7 @@ class Server(Process):
         while time.time() < deadline:
             try:
                 rows = self.db_query("SELECT COUNT(*) FROM mail_queue WHERE status = 'queued'")
-            except sqlite3.OperationalError:
+            except (sqlite3.OperationalError, RuntimeError):
                 rows = [(1,)]  # not migrated yet, or locked for a moment
             if rows[0][0] == 0:
                 return
@@ -218,7 +297,7 @@ class Server(Process):
         raise AssertionError("the mail queue did not drain in %ss" % timeout)
 
     def outbox_messages(self):
-        if os.path.exists(self.db):
+        if self.on_postgres or os.path.exists(self.db):
             self.wait_mail_queue()
         files = sorted(glob.glob(os.path.join(self.outbox, "*.eml")))
         out = []
@@ -250,6 +329,8 @@ class Server(Process):
             return [json.loads(line) for line in f if line.strip()]
 
     def db_query(self, sql, args=()):
+        if self.on_postgres:
+            return pg_query(self.store_url, sql, args)
         con = sqlite3.connect(self.db, timeout=10)
         try:
             return con.execute(sql, args).fetchall()

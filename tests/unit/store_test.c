@@ -284,6 +284,106 @@ mail_counts_follow_scope_window_and_cap(void **state)
 	store_close(st);
 }
 
+/* ---- scale-out (issue 11) ---- */
+
+static void
+shared_rate_counters_admit_up_to_the_limit_and_do_not_count_refusals(void **state)
+{
+	struct store *st = open_memory();
+	struct am_error e = {0};
+	int64_t retry = 0;
+	bool ok = false;
+
+	(void)state;
+	/* window 60 s starting at 6000: three allowed, then refused */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(store_rate_hit(st, "ip|a", 60, 3, 6000 + i, &ok, &retry, &e),
+				 AM_OK);
+		assert_true(ok);
+	}
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(store_rate_hit(st, "ip|a", 60, 3, 6010, &ok, &retry, &e), AM_OK);
+		assert_false(ok);
+		assert_int_equal(retry, 50); /* the current window alone is full */
+	}
+	/* another key has its own count */
+	assert_int_equal(store_rate_hit(st, "ip|b", 60, 3, 6010, &ok, &retry, &e), AM_OK);
+	assert_true(ok);
+	/* next window, half over: the previous three weigh 1.5, so two more
+	 * fit (1.5 + 1 < 3) and a third does not (1.5 + 2 >= 3); had the five
+	 * refusals counted (8 weighing 4), nothing would fit */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(store_rate_hit(st, "ip|a", 60, 3, 6090, &ok, &retry, &e), AM_OK);
+		assert_true(ok);
+	}
+	assert_int_equal(store_rate_hit(st, "ip|a", 60, 3, 6090, &ok, &retry, &e), AM_OK);
+	assert_false(ok);
+	assert_true(retry > 0 && retry <= 30);
+	/* two windows later nothing is left of it */
+	assert_int_equal(store_rate_hit(st, "ip|a", 60, 1, 6200, &ok, &retry, &e), AM_OK);
+	assert_true(ok);
+	store_close(st);
+}
+
+static void
+old_rate_counters_are_purged(void **state)
+{
+	struct store *st = open_memory();
+	struct am_error e = {0};
+	int64_t retry = 0;
+	bool ok = false;
+	int n = -1;
+
+	(void)state;
+	assert_int_equal(store_rate_hit(st, "k1", 60, 5, 600, &ok, &retry, &e), AM_OK);
+	assert_int_equal(store_rate_hit(st, "k2", 60, 5, 700, &ok, &retry, &e), AM_OK);
+	assert_int_equal(store_rate_purge(st, 660, &n, &e), AM_OK);
+	assert_int_equal(n, 1); /* the window of 600, not the one of 660 */
+	assert_int_equal(store_rate_purge(st, 660, &n, &e), AM_OK);
+	assert_int_equal(n, 0);
+	store_close(st);
+}
+
+static void
+sqlite_is_not_shared_and_its_lock_is_always_granted(void **state)
+{
+	struct store *st = open_memory();
+	struct am_error e = {0};
+	bool got = false;
+
+	(void)state;
+	assert_false(store_is_shared(st));
+	assert_int_equal(store_try_lock(st, "sweep", &got, &e), AM_OK);
+	assert_true(got);
+	store_unlock(st, "sweep");
+	store_close(st);
+}
+
+static void
+store_urls_are_checked_and_shown_without_their_password(void **state)
+{
+	char why[256], out[512];
+
+	(void)state;
+	assert_true(store_url_check("sqlite:var/a.db", why, sizeof(why)));
+	assert_true(store_url_check("postgresql://u@127.0.0.1:5432/db?sslmode=require", why,
+				    sizeof(why)));
+	assert_true(store_url_check("postgres://u@h/db", why, sizeof(why)));
+	assert_false(store_url_check("mysql://u@h/db", why, sizeof(why)));
+	assert_false(store_url_check("sqlite:", why, sizeof(why)));
+	assert_false(store_url_check("postgresql://u@h/db?no_such_parameter=1", why, sizeof(why)));
+	assert_non_null(strstr(why, "PostgreSQL"));
+
+	store_url_redact("postgresql://ann:s3cret@db.example:5432/authmd?sslmode=verify-full", out,
+			 sizeof(out));
+	assert_string_equal(out, "postgresql://ann:***@db.example:5432/authmd?sslmode=verify-full");
+	store_url_redact("postgres://ann@h/db?password=s3cret&sslmode=require", out, sizeof(out));
+	assert_string_equal(out, "postgres://ann@h/db?password=***&sslmode=require");
+	assert_null(strstr(out, "s3cret"));
+	store_url_redact("sqlite:var/a.db", out, sizeof(out));
+	assert_string_equal(out, "sqlite:var/a.db");
+}
+
 int
 main(void)
 {
@@ -296,6 +396,11 @@ main(void)
 		cmocka_unit_test(due_registrations_are_only_open_ones_past_their_window),
 		cmocka_unit_test(failed_codes_burn_the_otp_at_the_limit),
 		cmocka_unit_test(mail_counts_follow_scope_window_and_cap),
+		cmocka_unit_test(
+			shared_rate_counters_admit_up_to_the_limit_and_do_not_count_refusals),
+		cmocka_unit_test(old_rate_counters_are_purged),
+		cmocka_unit_test(sqlite_is_not_shared_and_its_lock_is_always_granted),
+		cmocka_unit_test(store_urls_are_checked_and_shown_without_their_password),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
