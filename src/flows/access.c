@@ -200,12 +200,6 @@ flow_rate_check(const struct flow_env *env, const char *kind, enum flow_rate_sco
 	return AM_E_RATE_LIMITED;
 }
 
-void
-flow_result_wipe(void *result, size_t size)
-{
-	OPENSSL_cleanse(result, size);
-}
-
 /* ---- the gate: route policy, introspection, RFC 7009 ---- */
 
 static int

@@ -149,55 +149,6 @@ flow_new_attempt(const struct flow_env *env, struct store *st, const struct stor
 	return AM_OK;
 }
 
-/* The claim mail of an attempt token, rendered (RFC 5322) into *out: the
- * caller wipes and frees it (it carries the link). */
-static enum am_err
-render_claim_mail(const struct flow_env *env, const char *email, const char *token,
-		  int64_t expires_at, char **out, struct am_error *e)
-{
-	const struct am_config *cfg = env->cfg;
-	/* Each holds the attempt token: secret buffers leave no copy behind. */
-	struct am_buf text = {.secret = true}, html = {.secret = true}, link = {.secret = true};
-	char subject[200], until[40];
-	struct mail_msg msg;
-	enum am_err rc;
-
-	am_time_iso(expires_at, until, sizeof(until));
-	am_buf_printf(&link, "%s/agent/auth/claim/view?token=%s", cfg->public_url, token);
-	snprintf(subject, sizeof(subject), "Your code to confirm an AI agent for %s",
-		 cfg->resource_name);
-	am_buf_printf(&text,
-		      "An AI agent asked to act for %s at %s.\n\n"
-		      "If you asked your agent to do this, open the link below, press the\n"
-		      "button to show a 6-digit code, and tell the code to your agent:\n\n"
-		      "%s\n\n"
-		      "The link works until %s.\n\n"
-		      "If you did not ask for this, ignore this email. Nothing happens\n"
-		      "unless someone gives the code to the agent.\n",
-		      email, cfg->resource_name, link.data, until);
-	am_buf_puts(&html, "<!doctype html><html><body><p>An AI agent asked to act for ");
-	am_buf_html(&html, email);
-	am_buf_puts(&html, " at ");
-	am_buf_html(&html, cfg->resource_name);
-	am_buf_puts(&html, ".</p><p>If you asked your agent to do this, open the link, press the "
-			   "button to show a 6-digit code, and tell the code to your agent:</p>"
-			   "<p><a href=\"");
-	am_buf_html(&html, link.data);
-	am_buf_puts(&html, "\">Show my code</a></p><p>The link works until ");
-	am_buf_html(&html, until);
-	am_buf_puts(&html, ".</p><p>If you did not ask for this, ignore this email. Nothing "
-			   "happens unless someone gives the code to the agent.</p></body></html>");
-	msg.to = email;
-	msg.subject = subject;
-	msg.text = text.data;
-	msg.html = html.data;
-	rc = mail_render(cfg->mail_from, &msg, out, e);
-	am_buf_free(&text);
-	am_buf_free(&html);
-	am_buf_free(&link);
-	return rc;
-}
-
 /* Writes the attempt's mail to the durable queue, inside the caller's
  * transaction: it commits or rolls back with the attempt, and the mail
  * worker sends it after the commit. */
@@ -208,34 +159,10 @@ enqueue_claim_mail(const struct flow_env *env, struct store *st, const struct st
 	char *message = NULL;
 	enum am_err rc;
 
-	if ((rc = render_claim_mail(env, a->email, token, a->expires_at, &message, e)) != AM_OK)
+	if ((rc = flow_render_claim_mail(env, a->email, token, a->expires_at, &message, e)) !=
+	    AM_OK)
 		return rc;
 	rc = store_mail_enqueue(st, a->id, a->email, message, a->created_at, a->expires_at, e);
-	OPENSSL_cleanse(message, strlen(message));
-	free(message);
-	return rc;
-}
-
-enum am_err
-flow_send_claim_mail(const struct flow_env *env, const char *email, const char *token,
-		     int64_t expires_at, struct am_error *e)
-{
-	char *message = NULL, why[160];
-	enum am_err rc;
-
-	if (env->mail == NULL)
-		return AM_OK;
-	if (mailer_queued(env->mail)) {
-		/* Already a queue row (flow_new_attempt), now committed: wake
-		 * the worker, never wait for SMTP on the request path. */
-		mailer_kick(env->mail);
-		return AM_OK;
-	}
-	if ((rc = render_claim_mail(env, email, token, expires_at, &message, e)) != AM_OK)
-		return rc;
-	rc = mailer_deliver(env->mail, email, message, why, sizeof(why)) == MAIL_SENT
-		     ? AM_OK
-		     : am_fail(e, AM_E_UNAVAILABLE, "the mail could not be sent; retry later");
 	OPENSSL_cleanse(message, strlen(message));
 	free(message);
 	return rc;

@@ -1,5 +1,6 @@
 /* Credentials and public ids, for every flow that makes a registration or
  * completes one (registration.c, claim.c, agent.c). */
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -124,4 +125,10 @@ issue(const struct flow_env *env, struct store *st, const char *registration_id,
 	log_info("credential issued id=%s type=%s registration=%s", c.id,
 		 store_cred_type_name(type), registration_id);
 	return AM_OK;
+}
+
+void
+flow_result_wipe(void *result, size_t size)
+{
+	OPENSSL_cleanse(result, size);
 }

@@ -85,6 +85,10 @@ enum am_err flow_new_attempt(const struct flow_env *env, struct store *st,
  * waits); without one it renders and sends the mail at once. */
 enum am_err flow_send_claim_mail(const struct flow_env *env, const char *email, const char *token,
 				 int64_t expires_at, struct am_error *e) AM_WUR;
+/* The claim mail of an attempt token to email, rendered (RFC 5322) into
+ * *out: the caller wipes and frees it (it carries the link). */
+enum am_err flow_render_claim_mail(const struct flow_env *env, const char *email, const char *token,
+				   int64_t expires_at, char **out, struct am_error *e) AM_WUR;
 
 /* Forgets the audit lines of b past its first n (their savepoint rolled
  * back while earlier ones of the same job were kept). */

@@ -24,7 +24,7 @@ static const char *const sp_sql[SP_COUNT] = {
 bool
 db_url_is_pg(const char *url)
 {
-	return strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0;
+	return pq_url_is(url);
 }
 
 bool

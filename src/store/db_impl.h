@@ -54,6 +54,9 @@ struct db {
 enum am_err pq_open(struct db *db, const char *url, const char *const *migrations, size_t nmig,
 		    struct am_error *e) AM_WUR;
 void pq_close(struct db *db);
+/* Whether url names a PostgreSQL database (postgresql:// or postgres://):
+ * db_url_is_pg, kept here so that pq.c needs nothing back from db.c. */
+bool pq_url_is(const char *url);
 int pq_schema_version(struct db *db);
 enum am_err pq_prep(struct db *db, struct db_stmt *s, struct am_error *e) AM_WUR;
 enum am_err pq_exec_stmt(struct db *db, struct db_stmt *s, const char *what,

@@ -485,12 +485,18 @@ pq_close(struct db *db)
 }
 
 bool
+pq_url_is(const char *url)
+{
+	return strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0;
+}
+
+bool
 db_url_check(const char *url, char *why, size_t cap)
 {
 	PQconninfoOption *o;
 	char *err = NULL;
 
-	if (!db_url_is_pg(url)) {
+	if (!pq_url_is(url)) {
 		if (strncmp(url, "sqlite:", 7) == 0 && url[7] != '\0')
 			return true;
 		snprintf(why, cap, "want sqlite:PATH, postgresql:// or postgres://");
@@ -512,7 +518,7 @@ db_url_redact(const char *url, char *out, size_t cap)
 	const char *auth = strstr(url, "://"), *at, *colon, *pw;
 
 	snprintf(out, cap, "%s", url);
-	if (!db_url_is_pg(url) || auth == NULL)
+	if (!pq_url_is(url) || auth == NULL)
 		return;
 	auth += 3;
 	at = strchr(auth, '@');

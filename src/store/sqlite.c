@@ -98,9 +98,10 @@ enum q {
 
 /* The narrowing filters and the cursor of an operator search. */
 #define REG_SEARCH_COND                                                                            \
-	"(?2 IS NULL OR user_id = ?2) AND (?3 IS NULL OR email = ?3 OR user_id = "                 \
-	"(SELECT id FROM users WHERE tenant = ?1 AND email = ?3)) AND (?4 IS NULL OR iss = ?4) "   \
-	"AND (?5 IS NULL OR status = ?5) AND (?6 IS NULL OR id > ?6)"
+	"(CAST(?2 AS TEXT) IS NULL OR user_id = ?2) AND (CAST(?3 AS TEXT) IS NULL OR email = ?3 "  \
+	"OR user_id = (SELECT id FROM users WHERE tenant = ?1 AND email = ?3)) AND "               \
+	"(CAST(?4 AS TEXT) IS NULL OR iss = ?4) AND (CAST(?5 AS TEXT) IS NULL OR status = ?5) "    \
+	"AND (CAST(?6 AS TEXT) IS NULL OR id > ?6)"
 #define REG_SEARCH_REST REG_SEARCH_COND " ORDER BY id LIMIT ?7"
 
 static const char *const sql[Q__COUNT] = {
@@ -249,7 +250,8 @@ static const char *const sql[Q__COUNT] = {
 			    "client_id = ?3, client_name = ?4, logo_uri = ?5",
 	[Q_REGCLIENT_GET] = "SELECT client_id, client_name, logo_uri FROM registration_clients "
 			    "WHERE tenant = ?1 AND registration_id = ?2",
-	/* operator surface: each NULL parameter matches any */
+	/* operator surface: each NULL parameter matches any (cast, so that
+	 * PostgreSQL can type a parameter whose first use is IS NULL) */
 	/* One query per leading filter, so that filter's index is used (an
 	 * "?n IS NULL OR" arm hides an index from the planner); the others and
 	 * the cursor narrow the rows it finds. */

@@ -337,6 +337,18 @@ class Server(Process):
         finally:
             con.close()
 
+    def db_write(self, sql, args=()):
+        """A statement that changes rows, committed, on either store: the
+        rows it returns (write it with RETURNING to count them)."""
+        if self.on_postgres:
+            return pg_query(self.store_url, sql, args)
+        con = sqlite3.connect(self.db, timeout=10)
+        try:
+            with con:
+                return con.execute(sql, args).fetchall()
+        finally:
+            con.close()
+
 
 def text_part(msg):
     part = msg.get_body(preferencelist=("plain",))

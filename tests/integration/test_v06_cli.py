@@ -8,7 +8,6 @@ registration as a SET and a v0.1 registration as a logout token."""
 import hashlib
 import json
 import os
-import sqlite3
 import stat
 import time
 import unittest
@@ -91,11 +90,9 @@ class V06CliTest(unittest.TestCase):
         # credential layer; the server's own RFC 7009 endpoint and revoke
         # command revoke the registration, so the row is marked here): a 401,
         # one exchange of the same assertion, and on.
-        db = sqlite3.connect(self.server.db)
-        with db:
-            n = db.execute("UPDATE credentials SET revoked_at = ?1 WHERE hash = ?2",
-                           (int(time.time()), hashlib.sha256(second.encode()).digest())).rowcount
-        db.close()
+        n = len(self.server.db_write(
+            "UPDATE credentials SET revoked_at = ? WHERE hash = ? RETURNING id",
+            (int(time.time()), hashlib.sha256(second.encode()).digest())))
         self.assertEqual(n, 1)
         self.assertTrue(wait_for(lambda: self.server.bearer("GET", "/api/resource",
                                                             second).status == 401))

@@ -7,7 +7,6 @@ import base64
 import hashlib
 import json
 import os
-import sqlite3
 import stat
 import subprocess
 import tempfile
@@ -362,11 +361,8 @@ class TokenEndpointTest(V06Base):
 
     def test_an_expired_registration_cannot_exchange(self):
         reg = self.anonymous()
-        con = sqlite3.connect(self.server.db, timeout=10)
-        with con:
-            con.execute("UPDATE registrations SET expires_at = 1 WHERE id = ?",
-                        (reg["registration_id"],))
-        con.close()
+        self.server.db_write("UPDATE registrations SET expires_at = 1 WHERE id = ?",
+                             (reg["registration_id"],))
         self.assertOAuthError(self.token(reg["identity_assertion"]), "invalid_grant",
                               why="expired")
 
