@@ -985,7 +985,13 @@ http_server_start(const struct http_options *opt, const struct http_route *route
 {
 	struct http_server *srv = calloc(1, sizeof(*srv));
 	struct sockaddr_storage ss = {0};
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+	/* poll(), not epoll: with an epoll thread pool libmicrohttpd 0.9.75's
+	 * MHD_quiesce_daemon removes the listening socket from each worker's
+	 * epoll set while the worker may be removing it too, and the loser
+	 * aborts ("Failed to remove listen FD from epoll set"). With poll() the
+	 * quiesce only wakes each worker through its ITC, which then leaves the
+	 * socket out of the set it rebuilds each turn. */
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
 			 MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
 	unsigned header_s, request_s, idle_s, per_ip, max_conns;
 	pthread_condattr_t ca;
