@@ -53,7 +53,6 @@ KNOWN_CYCLES = [
     {"flows/access", "flows/agent", "flows/claim"},
     {"service/authz", "service/resource"},
     {"mail/mailer", "mail/queue"},
-    {"store/db", "store/pq"},
 ]
 
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]', re.M)
