@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/str.h"
 #include "mail/mail.h"
+#include "provider/papi.h"
 #include "provider/provider.h"
 
 #ifndef AUTHMD_VERSION
@@ -224,6 +225,7 @@ static int
 serve(const struct prov_config *c)
 {
 	struct prov_app *app = NULL;
+	struct prov_http *api = NULL;
 	struct http_server *srv = NULL;
 	struct am_error e = {0};
 	struct http_options o = {.host = c->listen_host,
@@ -241,9 +243,11 @@ serve(const struct prov_config *c)
 	signal(SIGPIPE, SIG_IGN);
 	if (prov_app_new(c, &app, &e) != AM_OK)
 		return fail(&e);
-	if (http_server_start(&o, app->routes, app->nroutes, app, &srv, &e) != AM_OK ||
+	if (prov_http_new(app, &api, &e) != AM_OK ||
+	    http_server_start(&o, api->routes, api->nroutes, app, &srv, &e) != AM_OK ||
 	    prov_delivery_start(app, &e) != AM_OK) {
 		http_server_stop(srv);
+		prov_http_free(api);
 		prov_app_free(app);
 		return fail(&e);
 	}
@@ -256,6 +260,7 @@ serve(const struct prov_config *c)
 	(void)sd_notify(0, "STOPPING=1");
 	http_server_stop(srv);
 	prov_delivery_stop(app);
+	prov_http_free(api);
 	prov_app_free(app);
 	log_info("stopped");
 	return 0;

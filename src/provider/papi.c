@@ -1,5 +1,6 @@
-/* The provider's HTTP API: the JWKS and CIMD for services, and for agents
- * (bearer session): consent grants and ID-JAG minting. */
+/* The provider's HTTP API (its API layer, papi.h): the JWKS and CIMD for
+ * services, and for agents (bearer session): consent grants and ID-JAG
+ * minting. The handlers get the flow layer's struct prov_app as context. */
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,13 +14,8 @@
 #include "core/protocol.h"
 #include "core/str.h"
 #include "core/url.h"
+#include "provider/papi.h"
 #include "provider/provider.h"
-
-static void
-close_store(void *p)
-{
-	pstore_close(p);
-}
 
 /* A URL we will put in a token or POST to: absolute http(s), printable, no
  * userinfo (core/url.h decides). */
@@ -385,37 +381,27 @@ out:
 }
 
 static void
-route(struct prov_app *a, const char *method, const char *path, enum http_match m, http_handler h)
+route(struct prov_http *h, const char *method, const char *path, enum http_match m, http_handler fn)
 {
-	if (a->nroutes < sizeof(a->routes) / sizeof(a->routes[0]))
-		a->routes[a->nroutes++] = (struct http_route){method, path, m, h};
+	if (h->nroutes < sizeof(h->routes) / sizeof(h->routes[0]))
+		h->routes[h->nroutes++] = (struct http_route){method, path, m, fn};
 }
 
 enum am_err
-prov_app_new(const struct prov_config *c, struct prov_app **out, struct am_error *e)
+prov_http_new(struct prov_app *a, struct prov_http **out, struct am_error *e)
 {
-	struct prov_app *a = calloc(1, sizeof(*a));
-	struct pstore *ps;
+	const struct prov_config *c = a->cfg;
+	struct prov_http *h = calloc(1, sizeof(*h));
 	struct am_url iss, cid;
-	enum am_err rc;
 
-	if (a == NULL)
+	if (h == NULL)
 		return am_fail(e, AM_E_INTERNAL, "out of memory");
-	a->cfg = c;
-	am_copy(a->store_url, sizeof(a->store_url), c->store_url);
-	pthread_key_create(&a->store_key, close_store);
-	pthread_mutex_init(&a->mu, NULL);
-	pthread_cond_init(&a->cv, NULL);
-	if ((rc = prov_store(a, &ps, e)) != AM_OK ||
-	    (rc = pkeys_open(c, ps, &a->keys, e)) != AM_OK) {
-		prov_app_free(a);
-		return rc;
-	}
-	route(a, "GET", "/.well-known/jwks.json", HTTP_EXACT, h_jwks);
-	route(a, "POST", "/grants", HTTP_EXACT, h_grant_create);
-	route(a, "GET", "/grants", HTTP_EXACT, h_grant_list);
-	route(a, "DELETE", "/grants/", HTTP_PREFIX, h_grant_delete);
-	route(a, "POST", "/id-jag", HTTP_EXACT, h_mint);
+	h->app = a;
+	route(h, "GET", "/.well-known/jwks.json", HTTP_EXACT, h_jwks);
+	route(h, "POST", "/grants", HTTP_EXACT, h_grant_create);
+	route(h, "GET", "/grants", HTTP_EXACT, h_grant_list);
+	route(h, "DELETE", "/grants/", HTTP_PREFIX, h_grant_delete);
+	route(h, "POST", "/id-jag", HTTP_EXACT, h_mint);
 	/* A client_id that is a URL under our issuer is served as its Client ID
 	 * Metadata Document. */
 	if (am_url_parse(c->issuer, &iss) && am_url_parse(c->client_id, &cid) &&
@@ -423,23 +409,15 @@ prov_app_new(const struct prov_config *c, struct prov_app **out, struct am_error
 		const char *rel = cid.path + (strcmp(iss.path, "/") == 0 ? 0 : strlen(iss.path));
 
 		if (rel[0] == '/' && rel[1] != '\0' &&
-		    am_copy(a->cimd_path, sizeof(a->cimd_path), rel))
-			route(a, "GET", a->cimd_path, HTTP_EXACT, h_cimd);
+		    am_copy(h->cimd_path, sizeof(h->cimd_path), rel))
+			route(h, "GET", h->cimd_path, HTTP_EXACT, h_cimd);
 	}
-	*out = a;
+	*out = h;
 	return AM_OK;
 }
 
 void
-prov_app_free(struct prov_app *a)
+prov_http_free(struct prov_http *h)
 {
-	if (a == NULL)
-		return;
-	pkeys_free(a->keys);
-	pstore_close(pthread_getspecific(a->store_key));
-	pthread_setspecific(a->store_key, NULL);
-	pthread_key_delete(a->store_key);
-	pthread_mutex_destroy(&a->mu);
-	pthread_cond_destroy(&a->cv);
-	free(a);
+	free(h);
 }

@@ -2,7 +2,9 @@
  * per-audience consent grants, ID-JAG minting, a published JWKS with key
  * rotation, and durable delivery of logout tokens when a grant is revoked.
  * Files: pconfig.c (configuration), pstore.c (storage), pkeys.c (signing
- * keys), papi.c (HTTP API), delivery.c (the logout-token queue). */
+ * keys), pflow.c (the running app), delivery.c (the logout-token queue):
+ * the flow layer, which sees no HTTP type; papi.h/papi.c (HTTP API) is the
+ * API layer on top of it. */
 #ifndef AM_PROVIDER_H
 #define AM_PROVIDER_H
 
@@ -14,7 +16,6 @@
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/errors.h"
-#include "http/http.h"
 #include "jose/jose.h"
 
 struct prov_config {
@@ -172,8 +173,9 @@ enum am_err pkeys_sign(struct pkeys *k, struct pstore *ps, const char *typ, cons
 enum am_err pkeys_rotate(const struct prov_config *c, struct pstore *ps, char kid[64],
 			 struct am_error *e) AM_WUR;
 
-/* ---- the running provider: the API (papi.c), its flow layer (pflow.c:
- * prov_store, prov_logout_token) and the delivery worker (delivery.c) ---- */
+/* ---- the running provider's flow layer (pflow.c: the app, prov_store,
+ * the tokens) and the delivery worker (delivery.c); no HTTP types here,
+ * the routes are the API layer's (papi.h) ---- */
 
 struct prov_app {
 	const struct prov_config *cfg;
@@ -185,14 +187,13 @@ struct prov_app {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool stop, wake;
-	struct http_route routes[8];
-	size_t nroutes;
-	char cimd_path[1024]; /* the route of the CIMD document, when served */
 };
 
+/* Opens the store and the signing keys for c (which must outlive the app). */
 enum am_err prov_app_new(const struct prov_config *c, struct prov_app **out,
 			 struct am_error *e) AM_WUR;
 void prov_app_free(struct prov_app *a);
+/* The calling thread's store handle, opened on first use. */
 enum am_err prov_store(struct prov_app *a, struct pstore **out, struct am_error *e) AM_WUR;
 
 /* Mints a logout token for (sub, aud). */

@@ -44,9 +44,10 @@ LIBRARY = {
 }
 LINKS = {"core": {"core"}, "server": {"server", "core"},
          "provider": {"provider", "core"}, "agent": {"agent", "core"}}
-# The provider's flow layer: no HTTP (papi.c is its API layer).
+# The provider's flow layer: no HTTP, not even through a header (papi.h,
+# papi.c and main.c are its API layer).
 PROVIDER_FLOW = {"provider/pconfig", "provider/pkeys", "provider/pstore",
-                 "provider/pflow", "provider/delivery"}
+                 "provider/pflow", "provider/pdiscover", "provider/delivery"}
 # File cycles of today still to break (docs/architecture.md).
 KNOWN_CYCLES = [
     {"flows/access", "flows/agent", "flows/claim"},
@@ -171,6 +172,23 @@ class Includes(unittest.TestCase):
             self.assertIn(module, LAYERS, "src/%s/ is a new module: add it to LAYERS" % module)
             if target != module and target not in LAYERS[module]:
                 bad.append("%s includes %s" % (path, inc))
+        self.assertEqual(bad, [])
+
+    def test_provider_flow_layer_sees_no_http_through_headers(self):
+        seen = {}
+        for _, path, inc, system in includes():
+            seen.setdefault(path, []).append(("<%s>" if system else "%s") % inc)
+        bad = []
+        for flow in sorted(PROVIDER_FLOW):
+            todo, done = [flow + ".c"], set()
+            while todo:
+                f = todo.pop()
+                for inc in seen.get(f, []):
+                    if inc.startswith(("http/", "<microhttpd")):
+                        bad.append("%s sees %s (via %s)" % (flow, inc, f))
+                    elif not inc.startswith("<") and inc not in done:
+                        done.add(inc)
+                        todo.append(inc)
         self.assertEqual(bad, [])
 
     def test_no_include_cycle_between_modules(self):
