@@ -637,6 +637,7 @@ class Bench:
                             self.pg_version(), fmt_count(int(pg_regs))), pg_rows, None)
             print("PG 2 replicas rows: through nginx round robin (upstream of both, keepalive "
                   "64); their ceiling is the same proxy over two nginx `return 200` servers")
+            print(self.pg_batches())
             result["postgresql"] = {"registrations": int(pg_regs), "rows": pg_rows}
             self.save(result)
         if self.growth:
@@ -655,6 +656,18 @@ class Bench:
             result["growth"] = {"registrations": regs2, "rows": grown, "grow_seconds": took,
                                 "restart_stop_s": stop2, "restart_first_answer_s": first2}
             self.save(result)
+
+    def pg_batches(self):
+        """Stops the replicas; their writers' group-commit counts (logged at stop)."""
+        parts = []
+        for i, s in enumerate(self.replicas, 1):
+            s.stop()
+            m = re.findall(r"store writer stopped batches=(\d+) jobs=(\d+)", s.read_log())
+            if m:
+                b, j = int(m[-1][0]), int(m[-1][1])
+                parts.append("replica %d: %d writes in %d commits (%.1f per commit)" % (
+                    i, j, b, j / b if b else 0.0))
+        return "group commit on PostgreSQL: " + ("; ".join(parts) or "no writer counts logged")
 
     def pg_version(self):
         m = re.search(r"\d+(\.\d+)+", run([os.path.join(self.pg.bin, "postgres"), "--version"]))
