@@ -87,10 +87,10 @@ test-fast: deps
 
 # authmd-server beside nginx and openssl speed in one run (docs/performance.md),
 # on the normal build. Knobs: BENCH_SECONDS BENCH_CONNS BENCH_THREADS
-# BENCH_ROUNDS BENCH_GROWTH BENCH_TOKENS BENCH_KEEP BENCH_JSON, e.g.
+# BENCH_ROUNDS BENCH_GROWTH BENCH_TOKENS BENCH_PG BENCH_KEEP BENCH_JSON, e.g.
 # `make bench BENCH_SECONDS=5` or `make bench BENCH_GROWTH=1000000`.
 export BENCH_SECONDS BENCH_CONNS BENCH_THREADS BENCH_ROUNDS BENCH_GROWTH BENCH_TOKENS BENCH_KEEP \
-	BENCH_JSON
+	BENCH_JSON BENCH_PG
 bench:
 	@bash scripts/deps.sh --bench
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAUTHMD_BENCH=ON >/dev/null

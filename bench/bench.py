@@ -15,9 +15,20 @@ the ID-JAG rows, and prints one table. BENCH_GROWTH=N then registers N
 anonymous registrations through the API and measures every row again, and
 the time from restart to the first answer.
 
+Then, unless BENCH_PG=0 or no PostgreSQL server is installed (a line says
+the rows were skipped and why), the PostgreSQL rows: a private cluster
+(tests/integration/pgcluster.py, fsync on), one database, and two
+authmd-server replicas on it. Anonymous registration, bearer GET (claimed
+API key) and ID-JAG registration against replica 1 alone, each after its
+nginx `return 200` row; then anonymous registration and bearer GET through
+nginx as a round-robin load balancer (`upstream` of both replicas,
+keepalive), each after its ceiling: the same nginx proxying to an
+`upstream` of two nginx `return 200` servers.
+
 Environment: BENCH_SECONDS (10) per row, BENCH_CONNS (64), BENCH_THREADS (2)
 wrk threads, BENCH_ROUNDS (1) repetitions of the row sequence, BENCH_GROWTH
-(0: off), BENCH_TOKENS (auto) ID-JAGs minted per ID-JAG row, BENCH_KEEP=1
+(0: off), BENCH_TOKENS (auto) ID-JAGs minted per ID-JAG row, BENCH_PG (1:
+the PostgreSQL rows when its binaries are found; 0 skips them), BENCH_KEEP=1
 keeps the temporary folder, BENCH_JSON=FILE also writes the figures as
 JSON. Only loopback is ever a target. Every process started here is
 stopped on exit, on Ctrl-C and on SIGTERM/SIGHUP, and dies with this script
@@ -105,6 +116,11 @@ class Nginx:
         self.issuer = "http://127.0.0.1:%d" % self.jwks_port
         self.direct_url = "http://127.0.0.1:%d" % self.direct_port
         self.gate_url = "http://127.0.0.1:%d" % self.gate_port
+        # The two-replica PostgreSQL rows: a load balancer and its ceiling.
+        self.lb_port = free_port()
+        self.lb_ceiling_port = free_port()
+        self.lb_url = "http://127.0.0.1:%d" % self.lb_port
+        self.lb_ceiling_url = "http://127.0.0.1:%d" % self.lb_ceiling_port
         self.log = os.path.join(self.dir, "error.log")
         self.conf = os.path.join(self.dir, "nginx.conf")
         with open(os.path.join(www, "upstream.txt"), "w") as f:
@@ -112,8 +128,9 @@ class Nginx:
         os.chmod(os.path.join(www, "upstream.txt"), 0o644)
         self.proc = None
 
-    def configure(self, authmd_port):
-        """Writes the config; the gate rows need authmd-server's port."""
+    def configure(self, authmd_port, replica_ports=()):
+        """Writes the config; the gate rows need authmd-server's port, the
+        load-balancer rows the PostgreSQL replicas' ports (none: no such rows)."""
         www = self.www
         temp = os.path.join(self.dir, "temp")
         os.makedirs(temp, exist_ok=True)
@@ -171,9 +188,36 @@ http {{
             try_files /upstream.txt =404;
         }}
     }}
-}}
+{lb}}}
 """.format(d=self.dir, log=self.log, t=temp, port=self.port, jport=self.jwks_port, www=www,
-           aport=authmd_port, dport=self.direct_port, gport=self.gate_port))
+           aport=authmd_port, dport=self.direct_port, gport=self.gate_port,
+           lb=self.lb_conf(replica_ports)))
+
+    def lb_conf(self, replica_ports):
+        """Round-robin over the replicas, and the same proxy over two `return 200`
+        servers (the ceiling of the two-replica rows: nginx's proxy hop included)."""
+        if not replica_ports:
+            return ""
+        ceil = [free_port() for _ in replica_ports]
+        proxy = """        location / {{
+            proxy_pass http://{up};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+"""
+        out = "    # The two-replica PostgreSQL rows (round robin, keep-alive).\n"
+        out += "    upstream pg_replicas {{ {s} keepalive 64; }}\n".format(
+            s=" ".join("server 127.0.0.1:%d;" % p for p in replica_ports))
+        out += "    upstream pg_ceiling {{ {s} keepalive 64; }}\n".format(
+            s=" ".join("server 127.0.0.1:%d;" % p for p in ceil))
+        for p in ceil:
+            out += "    server { listen 127.0.0.1:%d; location / { return 200; } }\n" % p
+        out += "    server {\n        listen 127.0.0.1:%d;\n" % self.lb_port
+        out += proxy.format(up="pg_replicas")
+        out += "    }\n    server {\n        listen 127.0.0.1:%d;\n" % self.lb_ceiling_port
+        out += proxy.format(up="pg_ceiling")
+        out += "    }\n"
+        return out
 
     def start(self):
         # -e: the error log before the config is read (else /var/log/nginx).
@@ -235,6 +279,10 @@ class Bench:
         self.growth = env_int("BENCH_GROWTH", 0, 0, 100000000)
         self.tokens = env_int("BENCH_TOKENS", 0, 0, 100000000)
         self.keep = os.environ.get("BENCH_KEEP", "") not in ("", "0")
+        self.pg_wanted = os.environ.get("BENCH_PG", "") not in ("0",)
+        self.pg = None  # the private PostgreSQL cluster
+        self.replicas = []  # authmd-server replicas on it
+        self.pg_skip = None  # why the PostgreSQL rows were skipped
         self.json_out = os.environ.get("BENCH_JSON", "")
         if self.conns < self.threads:
             sys.exit("bench: BENCH_CONNS must be at least BENCH_THREADS")
@@ -276,18 +324,43 @@ class Bench:
             "server": {"trusted_proxies": "127.0.0.1/32"},
         }
         self.server = harness.Server(overrides, tmp=sdir)
-        self.nginx.configure(self.server.port)
+        self.start_pg(overrides)
+        self.nginx.configure(self.server.port, [r.port for r in self.replicas])
         self.nginx.start()
         self.launch()
         say("nginx on %s, authmd-server on %s, files in %s" % (self.nginx.url, self.server.url,
                                                                self.tmp))
 
+    def start_pg(self, overrides):
+        """The private cluster, its database and two replicas' configs (each
+        started when its rows come), or self.pg_skip saying why not."""
+        if not self.pg_wanted:
+            self.pg_skip = "BENCH_PG=0"
+            return
+        import pgcluster  # tests/integration/pgcluster.py, on the path set above
+        if pgcluster.pg_bin_dir() is None:
+            self.pg_skip = ("no PostgreSQL server in /usr/lib/postgresql/*/bin "
+                            "(apt-get install postgresql)")
+            return
+        self.pg = pgcluster.PgCluster(os.path.join(self.tmp, "pg")).init().start(durable=True)
+        url = pgcluster.create_database(self.pg.url(), "bench")
+        for i in (1, 2):
+            rdir = os.path.join(self.tmp, "replica%d" % i)
+            os.makedirs(rdir)
+            o = dict(overrides)
+            o["store"] = {"url": url}  # pool_size: the default 32 >= threads + 4
+            self.replicas.append(self.h.Server(o, tmp=rdir))
+
     def stop(self):
-        if self.server is not None:
+        for s in [self.server] + self.replicas:
+            if s is None or getattr(s, "proc", None) is None:
+                continue
             try:
-                self.server.stop()
+                s.stop()
             except Exception as exc:  # keep cleaning up
                 say("stopping authmd-server: %s" % exc)
+        if self.pg is not None:
+            self.pg.stop()
         if self.nginx is not None:
             self.nginx.stop()
         if self.keep:
@@ -305,10 +378,10 @@ class Bench:
             raise RuntimeError("authmd-server exited %s on SIGTERM:\n%s" % (rc, s.read_log()))
         return stopped, self.launch()
 
-    def launch(self):
-        """Starts the server (it dies with this script) and returns the seconds from exec to
-        its first answer."""
-        s = self.server
+    def launch(self, s=None):
+        """Starts the server (self.server unless given; it dies with this script) and
+        returns the seconds from exec to its first answer."""
+        s = s or self.server
         s.log = open(s.log_path, "ab")
         t0 = time.monotonic()
         s.proc = subprocess.Popen(s.argv(), stdout=s.log, stderr=subprocess.STDOUT, cwd=s.tmp,
@@ -327,9 +400,9 @@ class Bench:
         return time.monotonic() - t0
 
     # --- credentials for the bearer rows ---
-    def claimed_api_key(self):
+    def claimed_api_key(self, s=None):
         """An anonymous registration claimed through the emailed code (the outbox)."""
-        s, h = self.server, self.h
+        s, h = s or self.server, self.h
         reg = s.register_anonymous()
         address = "bench-%d@bench.example" % os.getpid()
         before = len(s.outbox_messages())
@@ -357,13 +430,14 @@ class Bench:
             raise RuntimeError("ID-JAG registration: %r" % r)
         return r.json["credential"]
 
-    def mint(self, count, mode):
+    def mint(self, count, mode, audience=None):
         self.token_seq += 1
         tokdir = os.path.join(self.tmp, "tokens")
         os.makedirs(tokdir, exist_ok=True)
         prefix = os.path.join(tokdir, "set%d" % self.token_seq)
         tag = "bench-%d-%d-%d" % (os.getpid(), int(time.time()), self.token_seq)
-        run([self.mint_bin, "mint", self.key, self.nginx.issuer, self.server.url, str(count),
+        run([self.mint_bin, "mint", self.key, self.nginx.issuer, audience or self.server.url,
+             str(count),
              str(self.threads), prefix, mode, tag])
         return prefix
 
@@ -471,6 +545,51 @@ class Bench:
             out.append(r)
         return out
 
+    def pg_pair(self, name, kind, ceiling_url, ceiling_name, url, path, args, servers,
+                bearer=None):
+        """One PostgreSQL row after its ceiling row, as measure_round does it."""
+        base = self.wrk(ceiling_url, path, args, bearer=bearer)
+        base.update(name=ceiling_name, kind="nginx")
+        say("  %-38s %9.0f req/s" % (base["name"], base["rps"]))
+        r = self.wrk(url, path, args, bearer=bearer)
+        rss = [rss_mib(s.proc.pid) for s in servers]
+        r.update(name=name, kind=kind, nginx=base,
+                 rss=max(rss) if None not in rss else None)
+        r["ceiling"] = self.verify_s if kind == "idjag" else base["rps"]
+        r["ratio"] = r["rps"] / r["ceiling"] if r["ceiling"] else 0.0
+        r["p99_ratio"] = r["p99_us"] / base["p99_us"] if base["p99_us"] else 0.0
+        say("  %-38s %9.0f req/s  (PostgreSQL)" % (name, r["rps"]))
+        return [base, r]
+
+    def measure_pg(self):
+        """The PostgreSQL rows: replica 1 alone, then both behind nginx round robin."""
+        r1, r2 = self.replicas
+        self.launch(r1)
+        key = self.claimed_api_key(r1)  # before replica 2 runs: its mail lands in r1's outbox
+        ng, same = self.nginx.url, "nginx, same requests"
+        out = []
+        say("PostgreSQL, one replica")
+        out += self.pg_pair("PG 1 replica: anonymous registration", "anonymous", ng, same,
+                            r1.url, "/agent/auth", ["anonymous"], [r1])
+        out += self.pg_pair("PG 1 replica: bearer GET, API key", "bearer", ng, same, r1.url,
+                            "/api/resource", ["get"], [r1], bearer=key)
+        n = self.token_count()
+        prefix = self.mint(n, "distinct", audience=r1.url)
+        row = self.pg_pair("PG 1 replica: ID-JAG, distinct users", "idjag", ng, same, r1.url,
+                           "/agent/auth", ["idjag", prefix, "access_token"], [r1])
+        row[1]["tokens"] = n
+        self.drop_tokens(prefix)
+        out += row
+        self.launch(r2)
+        say("PostgreSQL, two replicas behind nginx round robin")
+        lb, lbc = self.nginx.lb_url, self.nginx.lb_ceiling_url
+        ceil = "nginx LB -> 2x nginx return 200"
+        out += self.pg_pair("PG 2 replicas LB: anonymous reg.", "anonymous", lbc, ceil, lb,
+                            "/agent/auth", ["anonymous"], [r1, r2])
+        out += self.pg_pair("PG 2 replicas LB: bearer GET, API key", "bearer", lbc, ceil, lb,
+                            "/api/resource", ["get"], [r1, r2], bearer=key)
+        return out
+
     def grow(self, target):
         """Anonymous registrations through the API until `target` were answered 200."""
         done, chunk, t0 = 0, 5, time.monotonic()
@@ -507,6 +626,20 @@ class Bench:
                   "base": {"registrations": regs, "rows": base_rows, "restart_stop_s": stop_s,
                            "restart_first_answer_s": first_s}}
         self.save(result)
+        if self.pg is None:
+            print()
+            print("PostgreSQL rows skipped: %s" % self.pg_skip)
+        else:
+            pg_rows = self.measure_pg()
+            pg_regs = self.replicas[0].db_query("SELECT count(*) FROM registrations")[0][0]
+            print_table("PostgreSQL %s (private cluster, fsync on), %s registrations; "
+                        "[server] threads 4, [store] pool_size 32 per replica" % (
+                            self.pg_version(), fmt_count(int(pg_regs))), pg_rows, None)
+            print("PG 2 replicas rows: through nginx round robin (upstream of both, keepalive "
+                  "64); their ceiling is the same proxy over two nginx `return 200` servers")
+            print(self.pg_batches())
+            result["postgresql"] = {"registrations": int(pg_regs), "rows": pg_rows}
+            self.save(result)
         if self.growth:
             say("growth: registering %d anonymous registrations through the API" % self.growth)
             done, took = self.grow(self.growth)
@@ -523,6 +656,22 @@ class Bench:
             result["growth"] = {"registrations": regs2, "rows": grown, "grow_seconds": took,
                                 "restart_stop_s": stop2, "restart_first_answer_s": first2}
             self.save(result)
+
+    def pg_batches(self):
+        """Stops the replicas; their writers' group-commit counts (logged at stop)."""
+        parts = []
+        for i, s in enumerate(self.replicas, 1):
+            s.stop()
+            m = re.findall(r"store writer stopped batches=(\d+) jobs=(\d+)", s.read_log())
+            if m:
+                b, j = int(m[-1][0]), int(m[-1][1])
+                parts.append("replica %d: %d writes in %d commits (%.1f per commit)" % (
+                    i, j, b, j / b if b else 0.0))
+        return "group commit on PostgreSQL: " + ("; ".join(parts) or "no writer counts logged")
+
+    def pg_version(self):
+        m = re.search(r"\d+(\.\d+)+", run([os.path.join(self.pg.bin, "postgres"), "--version"]))
+        return m.group(0) if m else "?"
 
     def save(self, result):
         if self.json_out:

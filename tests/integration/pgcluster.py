@@ -72,14 +72,17 @@ class PgCluster:
                   "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C")
         return self
 
-    def start(self, port=None):
+    def start(self, port=None, durable=False):
+        """durable=True (make bench) keeps fsync and full page writes on, as
+        a production server would, so its commits are measured honestly."""
         self.port = port or self.port or free_port()
         # fsync off and little WAL kept: the tests kill authmd, never this
         # server, and a small data folder starts, stops and is removed fast
-        opts = ("-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=off "
-                "-c synchronous_commit=on -c full_page_writes=off -c max_connections=300 "
+        sync = "on" if durable else "off"
+        opts = ("-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=%s "
+                "-c synchronous_commit=on -c full_page_writes=%s -c max_connections=300 "
                 "-c shared_buffers=32MB -c wal_level=minimal -c max_wal_senders=0 "
-                "-c max_wal_size=64MB -c min_wal_size=32MB" % (self.port, self.sock))
+                "-c max_wal_size=64MB -c min_wal_size=32MB" % (self.port, self.sock, sync, sync))
         r = self._run(os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-l", self.log,
                       "-o", opts, "-w", "-t", "60", "start", check=False)
         if r.returncode != 0:
