@@ -13,6 +13,7 @@
 #include "store/db_impl.h"
 
 #include <openssl/crypto.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,16 @@ configure(struct db *db)
 static enum am_err
 ensure(struct db *db, struct am_error *e)
 {
+	/* An idle connection has nothing to read unless the server closed it
+	 * (a restart sends FATAL, then EOF): libpq learns of it only here, so
+	 * the first statement after a restart does not fail for nothing. */
+	if (PQstatus(db->pg) == CONNECTION_OK && !db->lost && !db->in_tx && !db->in_batch) {
+		struct pollfd p = {.fd = PQsocket(db->pg), .events = POLLIN};
+
+		if (p.fd >= 0 && poll(&p, 1, 0) > 0 &&
+		    (!PQconsumeInput(db->pg) || PQstatus(db->pg) != CONNECTION_OK))
+			db->lost = true;
+	}
 	if (PQstatus(db->pg) == CONNECTION_OK && !db->lost)
 		return AM_OK;
 	if (db->in_tx || db->in_batch)
