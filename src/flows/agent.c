@@ -1011,6 +1011,37 @@ out:
 
 /* The revocation job of struct flow_pending_op: a logout token's replay
  * record (when there is one) and every live credential its filter names. */
+/* RFC 7009 for an access token from /oauth2/token: that token alone; its
+ * registration stays live and its identity assertion exchanges again. */
+static enum am_err
+revoke_one(const struct flow_env *env, struct store *st, struct flow_pending_op *p,
+	   struct am_error *e)
+{
+	int64_t now = flow_now(env);
+	enum am_err rc;
+
+	if ((rc = store_begin(st, e)) != AM_OK)
+		return rc;
+	rc = store_cred_revoke(st, p->credential_id, now, e);
+	if (rc == AM_OK) {
+		p->count = 1;
+		rc = audit_add(st, &p->batch, env->cfg->tenant, now, "credential.revoked",
+			       p->registration_id,
+			       json_pack("{s:s, s:s}", "credential_id", p->credential_id, "reason",
+					 p->reason),
+			       e);
+	} else if (rc == AM_E_NOT_FOUND) {
+		rc = AM_OK; /* revoked meanwhile: the same answer (RFC 7009 2.2) */
+	}
+	if (rc == AM_OK)
+		rc = store_commit(st, e);
+	if (rc != AM_OK) {
+		store_rollback(st);
+		p->count = 0;
+	}
+	return rc;
+}
+
 static enum am_err
 revoke_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
 {
@@ -1019,6 +1050,8 @@ revoke_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
 	enum am_err rc;
 
 	p->count = 0;
+	if (p->credential_id[0] != '\0')
+		return revoke_one(p->env, st, p, e);
 	if (p->jti_key[0] != '\0') {
 		if ((rc = store_begin(st, e)) != AM_OK)
 			return rc;
@@ -1072,16 +1105,18 @@ out:
 	return rc;
 }
 
-enum am_err
-flow_revoke_token_submit(const struct flow_env *env, struct store *st, const char *token,
-			 struct flow_pending_op *p, bool *queued, void (*done)(void *arg),
-			 void *done_arg, struct am_error *e)
+/* The lookup of an RFC 7009 revocation, on the caller's connection: *live
+ * false when token is not a live credential (nothing to do); else p is set
+ * up to revoke it (alone, or with its registration: flow_revoke_token). */
+static enum am_err
+revoke_token_prepare(const struct flow_env *env, struct store *st, const char *token,
+		     struct flow_pending_op *p, bool *live, struct am_error *e)
 {
 	struct store_auth a;
 	enum am_err rc;
 
 	memset(p, 0, sizeof(*p));
-	*queued = false;
+	*live = false;
 	p->env = env;
 	p->kind = FLOW_OP_REVOKE;
 	p->step = revoke_step;
@@ -1094,8 +1129,47 @@ flow_revoke_token_submit(const struct flow_env *env, struct store *st, const cha
 	if (rc != AM_OK)
 		return rc;
 	am_copy(p->registration_id, sizeof(p->registration_id), a.cred.registration_id);
+	/* Only /oauth2/token sets a resource (RFC 8707): that marks the v0.6
+	 * access token, revoked alone; a v0.1 credential takes its
+	 * registration with it (docs/protocol.md). */
+	if (a.cred.resource[0] != '\0')
+		am_copy(p->credential_id, sizeof(p->credential_id), a.cred.id);
+	*live = true;
+	return AM_OK;
+}
+
+enum am_err
+flow_revoke_token_submit(const struct flow_env *env, struct store *st, const char *token,
+			 struct flow_pending_op *p, bool *queued, void (*done)(void *arg),
+			 void *done_arg, struct am_error *e)
+{
+	enum am_err rc;
+	bool live;
+
+	*queued = false;
+	if ((rc = revoke_token_prepare(env, st, token, p, &live, e)) != AM_OK || !live)
+		return rc;
 	if ((rc = flow_op_submit(p, done, done_arg, e)) == AM_OK)
 		*queued = true;
+	return rc;
+}
+
+enum am_err
+flow_revoke_token(const struct flow_env *env, struct store *st, const char *token, int *count,
+		  struct am_error *e)
+{
+	struct flow_pending_op *p = calloc(1, sizeof(*p));
+	enum am_err rc;
+	bool live;
+
+	*count = 0;
+	if (p == NULL)
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	if ((rc = revoke_token_prepare(env, st, token, p, &live, e)) == AM_OK && live &&
+	    (rc = flow_op_run_here(st, p, e)) == AM_OK)
+		*count = p->count;
+	flow_pending_op_wipe(p);
+	free(p);
 	return rc;
 }
 

@@ -317,9 +317,12 @@ flow_introspection_client(const struct am_config *cfg, const char *name, const c
 enum am_err flow_introspect(const struct flow_env *env, struct store *st, const char *token,
 			    bool *active, struct store_auth *auth, struct am_error *e) AM_WUR;
 
-/* RFC 7009: revokes token's registration and its credentials when token is
- * live (reason "agent"), audited; a token that is not live is no error, so
- * the answer reveals nothing. *count gets how many credentials went. */
+/* RFC 7009: when token is live (reason "agent", audited): an access token
+ * minted at /oauth2/token (one with an RFC 8707 resource) is revoked alone,
+ * its registration and identity assertion untouched (RFC 7009 2.1, the v0.6
+ * guide); any other credential (v0.1, from /agent/auth) revokes its
+ * registration and all its credentials. A token that is not live is no
+ * error, so the answer reveals nothing. *count gets how many went. */
 enum am_err flow_revoke_token(const struct flow_env *env, struct store *st, const char *token,
 			      int *count, struct am_error *e) AM_WUR;
 
@@ -359,6 +362,7 @@ struct flow_pending_op {
 	char jti_key[STORE_TEXT_LEN + 16]; /* a logout token's replay key; "" : none */
 	int64_t jti_until;
 	char registration_id[STORE_ID_LEN]; /* FLOW_OP_REVOKE by registration */
+	char credential_id[STORE_ID_LEN];   /* FLOW_OP_REVOKE of one token; "" : none */
 	const char *reason;		    /* static */
 	const char *provider;		    /* config-owned name, for the log */
 	/* the step's outcome */
@@ -400,7 +404,8 @@ enum am_err flow_revoke_logout_submit(const struct flow_env *env, const char *to
 /* flow_revoke_token through the group commit: the token is looked up on st
  * (the caller's connection, reading only) at submit; a token that is not
  * live is answered at once (AM_OK, *queued false, p->count 0, done is not
- * called); a live one's registration is revoked by the job (*queued true). */
+ * called); a live one is revoked by the job (*queued true), alone or with
+ * its registration as flow_revoke_token says. */
 enum am_err flow_revoke_token_submit(const struct flow_env *env, struct store *st,
 				     const char *token, struct flow_pending_op *p, bool *queued,
 				     void (*done)(void *arg), void *done_arg,

@@ -128,22 +128,6 @@ out:
 	return rc;
 }
 
-/* RFC 6749 5.2: the protocol refusals in {error, error_description}; the
- * server's own trouble (429, 503, 500) goes to the common renderer. */
-static enum am_err
-oauth_error(struct http_resp *rs, enum am_err rc, struct am_error *e)
-{
-	if (rc == AM_E_RATE_LIMITED || rc == AM_E_UNAVAILABLE || rc == AM_E_INTERNAL)
-		return rc;
-	if (rc == AM_E_UNSUPPORTED_MEDIA_TYPE || rc == AM_E_PAYLOAD_TOO_LARGE)
-		rc = AM_E_INVALID_REQUEST;
-	http_reply_json(rs, am_err_status(rc) == 401 ? 401 : 400,
-			json_pack("{s:s, s:s}", "error", am_err_name(rc), "error_description",
-				  e->detail[0] != '\0' ? e->detail : am_err_message(rc)));
-	no_store(rs);
-	return AM_OK;
-}
-
 enum am_err
 h_token(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
 {
@@ -199,7 +183,7 @@ h_token(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e
 out:
 	free(assertion);
 	flow_result_wipe(&res, sizeof(res));
-	return rc == AM_OK ? AM_OK : oauth_error(rs, rc, e);
+	return rc == AM_OK ? AM_OK : svc_oauth_error(rs, rc, e);
 }
 
 /* RFC 8935 2.4's codes for a refusal of ours. */

@@ -5,7 +5,6 @@ and exchanges it again when the access token expires or is revoked; with
 --protocol v0.1 it registers through /agent/auth on the same server. With
 the real authmd-provider, revoking the user's consent reaches a v0.6
 registration as a SET and a v0.1 registration as a logout token."""
-import hashlib
 import http.server
 import json
 import os
@@ -14,6 +13,7 @@ import threading
 import time
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from harness import RealProvider, Server, free_port, provider_overrides
@@ -145,14 +145,12 @@ class V06CliTest(unittest.TestCase):
         self.assertEqual((rc, got["status"]), (0, 200), got)
         second = self.stored()["credential"]
         self.assertNotEqual(second, first)
-        # This access token alone revoked, the registration kept (AUTH.md's
-        # credential layer; the server's own RFC 7009 endpoint and revoke
-        # command revoke the registration, so the row is marked here): a 401,
-        # one exchange of the same assertion, and on.
-        n = len(self.server.db_write(
-            "UPDATE credentials SET revoked_at = ? WHERE hash = ? RETURNING id",
-            (int(time.time()), hashlib.sha256(second.encode()).digest())))
-        self.assertEqual(n, 1)
+        # This access token alone revoked at the RFC 7009 endpoint, the
+        # registration kept: a 401, one exchange of the same assertion, and on.
+        r = self.server.request("POST", "/oauth2/revoke",
+                                raw=urllib.parse.urlencode({"token": second}).encode(),
+                                content_type="application/x-www-form-urlencoded")
+        self.assertEqual(r.status, 200, r)
         self.assertTrue(wait_for(lambda: self.server.bearer("GET", "/api/resource",
                                                             second).status == 401))
         rc, got = self.cli.json("curl", self.url)

@@ -679,13 +679,67 @@ class BothGenerationsTest(V06Base):
             self.assertEqual(self.server.bearer("GET", "/api/resource", cred).status, 401)
         self.assertOAuthError(self.token(v06["identity_assertion"]), "invalid_grant")
 
-    def test_a_v06_token_is_revocable_through_rfc7009(self):
-        at = self.exchange(self.anonymous()["identity_assertion"])["access_token"]
-        r = self.server.request("POST", "/oauth2/revoke",
-                                raw=urllib.parse.urlencode({"token": at}).encode(),
-                                content_type="application/x-www-form-urlencoded")
-        self.assertEqual(r.status, 200, r)
-        self.assertEqual(self.server.bearer("GET", "/api/resource", at).status, 401)
+
+
+class Rfc7009Test(V06Base):
+    """POST /oauth2/revoke: an access token minted at /oauth2/token is
+    revoked alone (RFC 7009 2.1, the v0.6 guide), its registration and
+    identity assertion untouched; a v0.1 credential takes its registration
+    with it (the v0.1 choice, docs/protocol.md)."""
+
+    def revoke(self, raw, content_type="application/x-www-form-urlencoded"):
+        return self.server.request("POST", "/oauth2/revoke", raw=raw, content_type=content_type)
+
+    def revoke_token(self, token, **extra):
+        return self.revoke(urllib.parse.urlencode(dict(token=token, **extra)).encode())
+
+    def status_of(self, rid):
+        return self.server.db_query("SELECT status FROM registrations WHERE id = ?", (rid,))[0][0]
+
+    def test_an_access_token_is_revoked_alone_and_its_assertion_exchanges_again(self):
+        idjag = self.identity_idjag(self.mint(sub="rv-user", email="rv@example.test"))
+        self.assertEqual(idjag.status, 200, idjag)
+        for name, reg, status in (("anonymous", self.anonymous(), "unclaimed"),
+                                  ("identity_assertion", idjag.json, "claimed")):
+            with self.subTest(name):
+                first = self.exchange(reg["identity_assertion"])["access_token"]
+                other = self.exchange(reg["identity_assertion"])["access_token"]
+                r = self.revoke_token(first, token_type_hint="access_token")
+                self.assertEqual((r.status, r.json), (200, {}), r)
+                self.assertEqual(r.header("Cache-Control"), "no-store")
+                self.assertEqual(self.server.bearer("GET", "/api/resource", first).status, 401)
+                # the registration, its other token and its assertion live on
+                self.assertEqual(self.status_of(reg["registration_id"]), status)
+                self.assertEqual(self.server.bearer("GET", "/api/resource", other).status, 200)
+                again = self.exchange(reg["identity_assertion"])["access_token"]
+                self.assertEqual(self.server.bearer("GET", "/api/resource", again).status, 200)
+                # a revoked (or never issued) token: the same 200
+                self.assertEqual(self.revoke_token(first).status, 200)
+        events = [e for e in self.server.audit_events() if e["event"] == "credential.revoked"]
+        self.assertEqual(len(events), 2, events)
+        self.assertFalse([e for e in self.server.audit_events()
+                          if e["event"] == "registration.revoked"])
+
+    def test_a_v01_credential_revokes_its_registration(self):
+        v01 = register_idjag(self.server, self.mint(sub="rv-both", email="rvb@example.test"))
+        self.assertEqual(v01.status, 200, v01)
+        v06 = self.identity_idjag(self.mint(sub="rv-both", email="rvb@example.test"))
+        at = self.exchange(v06.json["identity_assertion"])["access_token"]
+        self.assertEqual(self.revoke_token(v01.json["credential"]).status, 200)
+        self.assertEqual(self.status_of(v01.json["registration_id"]), "revoked")
+        for cred in (v01.json["credential"], at):
+            self.assertEqual(self.server.bearer("GET", "/api/resource", cred).status, 401)
+        self.assertOAuthError(self.token(v06.json["identity_assertion"]), "invalid_grant")
+
+    def test_unknown_tokens_are_200_and_only_a_malformed_body_is_400(self):
+        for token in ("at_never_issued", "x" * 300, self.anonymous()["identity_assertion"]):
+            self.assertEqual(self.revoke_token(token).status, 200)
+        for name, raw, ctype in (("no token", b"token_type_hint=access_token",
+                                  "application/x-www-form-urlencoded"),
+                                 ("empty token", b"token=", "application/x-www-form-urlencoded"),
+                                 ("json body", b'{"token": "x"}', "application/json")):
+            with self.subTest(name):
+                self.assertOAuthError(self.revoke(raw, ctype), "invalid_request")
 
 
 if __name__ == "__main__":
