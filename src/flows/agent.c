@@ -538,7 +538,11 @@ struct idjag_state {
 	struct store_attempt att;
 	bool link, created;
 	bool identity_only; /* v0.6: the registration without a credential */
-	enum am_err rc;	    /* the transaction's outcome */
+	/* v0.6: store work of the caller's, run in the same group-commit job
+	 * once the registration is written (not for a first link) */
+	void (*then)(struct store *st, const struct reg_result *res, void *arg);
+	void *then_arg;
+	enum am_err rc; /* the transaction's outcome */
 	struct am_error err;
 };
 
@@ -755,28 +759,6 @@ check_auth_time(const struct flow_env *env, const json_t *claims, struct am_erro
 	return AM_OK;
 }
 
-enum am_err
-flow_register_idjag_identity(const struct flow_env *env, struct store *st, const char *ip,
-			     const char *assertion, struct reg_result *out, struct am_error *e)
-{
-	struct idjag_state *s = NULL;
-	enum am_err rc;
-
-	if ((rc = idjag_prepare(env, ip, assertion, NULL, &s, e)) != AM_OK)
-		return rc;
-	/* v0.5: the user's sign-in must be fresh, checked on the verified
-	 * claims and before the jti is spent. */
-	if ((rc = check_auth_time(env, s->t.claims, e)) != AM_OK) {
-		idjag_free(s);
-		return rc;
-	}
-	s->identity_only = true;
-	if ((rc = idjag_write(st, s, e)) == AM_OK)
-		rc = idjag_answer(s, out, e);
-	idjag_free(s);
-	return rc;
-}
-
 static enum am_err
 idjag_job(struct store *st, void *arg, struct am_error *e)
 {
@@ -788,6 +770,8 @@ idjag_job(struct store *st, void *arg, struct am_error *e)
 	 * a failure of the batch. */
 	memset(&p->s->err, 0, sizeof(p->s->err));
 	p->s->rc = idjag_write(st, p->s, &p->s->err);
+	if (p->s->rc == AM_OK && !p->s->link && p->s->then != NULL)
+		p->s->then(st, &p->s->res, p->s->then_arg);
 	return AM_OK;
 }
 
@@ -819,17 +803,15 @@ idjag_cimd_ready(void *arg)
 	}
 }
 
-enum am_err
-flow_register_idjag_submit(const struct flow_env *env, const char *ip, const char *assertion,
-			   const char *requested_type, struct flow_pending_idjag *p,
-			   void (*done)(void *arg), void *done_arg, struct am_error *e)
+/* The rest of a submit once p->s is verified: the client (a document to
+ * fetch parks the request), then the job. p->s is freed on a refusal. */
+static enum am_err
+idjag_submit(const struct flow_env *env, struct flow_pending_idjag *p, void (*done)(void *arg),
+	     void *done_arg, struct am_error *e)
 {
 	bool pending = false;
 	enum am_err rc;
 
-	memset(p, 0, sizeof(*p));
-	if ((rc = idjag_verify(env, ip, assertion, requested_type, &p->s, e)) != AM_OK)
-		return rc;
 	p->done = done;
 	p->done_arg = done_arg;
 	p->job = (struct store_job){.run = idjag_job, .done = idjag_done, .arg = p};
@@ -845,6 +827,45 @@ flow_register_idjag_submit(const struct flow_env *env, const char *ip, const cha
 		p->s = NULL;
 	}
 	return rc;
+}
+
+enum am_err
+flow_register_idjag_submit(const struct flow_env *env, const char *ip, const char *assertion,
+			   const char *requested_type, struct flow_pending_idjag *p,
+			   void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	enum am_err rc;
+
+	memset(p, 0, sizeof(*p));
+	if ((rc = idjag_verify(env, ip, assertion, requested_type, &p->s, e)) != AM_OK)
+		return rc;
+	return idjag_submit(env, p, done, done_arg, e);
+}
+
+enum am_err
+flow_register_idjag_identity_submit(const struct flow_env *env, const char *ip,
+				    const char *assertion,
+				    void (*then)(struct store *st, const struct reg_result *res,
+						 void *arg),
+				    void *then_arg, struct flow_pending_idjag *p,
+				    void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	enum am_err rc;
+
+	memset(p, 0, sizeof(*p));
+	if ((rc = idjag_verify(env, ip, assertion, NULL, &p->s, e)) != AM_OK)
+		return rc;
+	/* v0.5: the user's sign-in must be fresh, checked on the verified
+	 * claims and before the jti is spent. */
+	if ((rc = check_auth_time(env, p->s->t.claims, e)) != AM_OK) {
+		idjag_free(p->s);
+		p->s = NULL;
+		return rc;
+	}
+	p->s->identity_only = true;
+	p->s->then = then;
+	p->s->then_arg = then_arg;
+	return idjag_submit(env, p, done, done_arg, e);
 }
 
 enum am_err

@@ -222,6 +222,81 @@ class ParkedIdJagTest(unittest.TestCase):
             provider.stop()
 
 
+class V06ParkedTest(unittest.TestCase):
+    """Issue 13: /agent/identity and /oauth2/token commit through the group
+    commit like /agent/auth: with one worker and the write lock held by
+    another process, each waits parked and the worker serves others."""
+
+    def setUp(self):
+        self.provider = Provider().start()
+        overrides = provider_overrides(self.provider)
+        overrides["server"] = {"threads": "1"}
+        self.s = Server(overrides).start()
+
+    def tearDown(self):
+        self.assertEqual(self.s.stop(), 0)
+        self.s.cleanup()
+        self.provider.stop()
+
+    def token(self, assertion):
+        conn = http.client.HTTPConnection("127.0.0.1", self.s.port, timeout=30)
+        try:
+            conn.request("POST", "/oauth2/token", body=urllib.parse.urlencode(
+                {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                 "assertion": assertion}).encode(),
+                headers={"Content-Type": "application/x-www-form-urlencoded"})
+            r = conn.getresponse()
+            return Response(r.status, r.getheaders(), r.read())
+        finally:
+            conn.close()
+
+    def idjag(self, sub):
+        return self.provider.sign(self.provider.claims(self.s, sub=sub,
+                                                       auth_time=int(time.time())))
+
+    def test_each_v06_write_waits_parked_and_leaves_the_only_worker_free(self):
+        s = self.s
+        # warm: the provider's keys fetched, the service key loaded
+        self.assertEqual(post_json(s, "/agent/identity",
+                                   idjag_body(self.idjag("warm"))).status, 200)
+        own = post_json(s, "/agent/identity", {"type": "anonymous"}).json["identity_assertion"]
+        cases = [
+            ("anonymous", lambda: post_json(s, "/agent/identity", {"type": "anonymous"}),
+             "identity_assertion"),
+            ("id-jag", lambda: post_json(s, "/agent/identity", idjag_body(self.idjag("p1"))),
+             "identity_assertion"),
+            ("token, own assertion", lambda: self.token(own), "access_token"),
+            ("token, id-jag", lambda: self.token(self.idjag("p2")), "access_token"),
+        ]
+        for name, call, field in cases:
+            with self.subTest(name):
+                answered = threading.Event()
+                result = {}
+
+                def run():
+                    result["r"] = call()
+                    answered.set()
+                lock = sqlite3.connect(s.db, timeout=10, isolation_level=None)
+                try:
+                    lock.execute("BEGIN EXCLUSIVE")
+                    t = threading.Thread(target=run)
+                    t.start()
+                    answered.wait(0.1)
+                    d = s.get("/.well-known/oauth-authorization-server")
+                    self.assertEqual(d.status, 200, d)
+                    self.assertFalse(answered.is_set(), "the request held the worker")
+                finally:
+                    lock.execute("ROLLBACK")
+                    lock.close()
+                t.join()
+                r = result["r"]
+                self.assertIn(r.status, (200, 503), r)
+                if r.status == 503:  # the writer gave up whole: nothing half-written
+                    self.assertEqual(r.json["error"], "temporarily_unavailable")
+                else:
+                    self.assertTrue(r.json[field], r.json)
+
+
 def idjag_body(token):
     return {"type": "identity_assertion",
             "assertion_type": "urn:ietf:params:oauth:token-type:id-jag",
