@@ -1032,6 +1032,33 @@ out:
 
 /* The revocation job of struct flow_pending_op: a logout token's replay
  * record (when there is one) and every live credential its filter names. */
+/* A SET's revocation (the 2026-07-23 change): the registration of (iss,
+ * sub, aud) is revoked even when it holds no live credential (a v0.6
+ * registration that never exchanged its assertion); its credentials follow
+ * in revoke_step. In the caller's transaction; nothing for an unhandled
+ * SET. */
+static enum am_err
+set_revoke_registration(const struct flow_env *env, struct store *st, struct flow_pending_op *p,
+			struct am_error *e)
+{
+	struct store_delegation d;
+	enum am_err rc;
+
+	if (!p->set_handled)
+		return AM_OK;
+	rc = store_delegation_get(st, p->iss, p->sub, p->aud, &d, e);
+	if (rc == AM_OK) {
+		rc = store_reg_transition(st, d.registration_id, REG_CLAIMED, REG_REVOKED, e);
+		if (rc == AM_OK)
+			rc = audit_add(st, &p->batch, env->cfg->tenant, flow_now(env),
+				       "registration.revoked", d.registration_id,
+				       json_pack("{s:s, s:s, s:s}", "reason", "provider_set", "iss",
+						 p->iss, "sub", p->sub),
+				       e);
+	}
+	return rc == AM_E_NOT_FOUND ? AM_OK : rc; /* not live: only its credentials */
+}
+
 /* RFC 7009 for an access token from /oauth2/token: that token alone; its
  * registration stays live and its identity assertion exchanges again. */
 static enum am_err
@@ -1082,6 +1109,15 @@ revoke_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
 					     "this token's jti was already used; mint a fresh "
 					     "token")) != AM_OK)) {
 			store_rollback(st);
+			return rc;
+		}
+		if (p->set_event && (rc = set_revoke_registration(p->env, st, p, e)) != AM_OK) {
+			store_rollback(st);
+			return rc;
+		}
+		if (p->set_event && !p->set_handled) { /* only its jti to record */
+			if ((rc = store_commit(st, e)) != AM_OK)
+				store_rollback(st);
 			return rc;
 		}
 		f.iss = p->iss;
@@ -1195,19 +1231,20 @@ flow_revoke_token(const struct flow_env *env, struct store *st, const char *toke
 }
 
 enum am_err
-flow_revoke_set(const struct flow_env *env, struct store *st, const char *token, int *count,
-		bool *handled, struct am_error *e)
+flow_revoke_set_submit(const struct flow_env *env, const char *token, struct flow_pending_op *p,
+		       void (*done)(void *arg), void *done_arg, struct am_error *e)
 {
 	struct jose_token t = {0};
 	struct verified v;
-	struct store_cred_filter f = {0};
-	struct store_delegation d;
-	struct audit_batch batch = {0};
 	json_t *events;
 	enum am_err rc;
 
-	*count = 0;
-	*handled = false;
+	memset(p, 0, sizeof(*p));
+	p->env = env;
+	p->kind = FLOW_OP_REVOKE;
+	p->step = revoke_step;
+	p->reason = "provider_set";
+	p->set_event = true;
 	if (env->trust == NULL || env->cfg->nproviders == 0)
 		return am_fail(e, AM_E_INVALID_ISSUER, "this service trusts no provider");
 	if ((rc = verify_token(env, token, AM_TYP_SET, &t, &v, e)) != AM_OK)
@@ -1218,52 +1255,21 @@ flow_revoke_set(const struct flow_env *env, struct store *st, const char *token,
 			     "a SET's events claim must be an object naming at least one event");
 		goto out;
 	}
-	if ((rc = store_begin(st, e)) != AM_OK)
-		goto out;
-	if ((rc = record_jti(env, st, &v, "set", e)) != AM_OK)
-		goto fail;
 	/* RFC 8417 2.2: events this service does not know are ignored; only
-	 * the revocation event acts. */
-	if (!json_is_object(json_object_get(events, AM_EVENT_REVOKED))) {
-		if ((rc = store_commit(st, e)) != AM_OK)
-			goto fail;
-		log_info("SET accepted provider=%s events=%zu none handled", v.provider->name,
-			 json_object_size(events));
+	 * the revocation event acts (the jti is recorded either way). */
+	p->set_handled = json_is_object(json_object_get(events, AM_EVENT_REVOKED));
+	p->set_events = json_object_size(events);
+	/* The replay key and window of record_jti, copied: the job outlives t. */
+	if (!am_copy(p->iss, sizeof(p->iss), v.iss) || !am_copy(p->sub, sizeof(p->sub), v.sub) ||
+	    !am_copy(p->aud, sizeof(p->aud), env->cfg->public_url) ||
+	    snprintf(p->jti_key, sizeof(p->jti_key), "set:%s", v.jti) >= (int)sizeof(p->jti_key)) {
+		rc = am_fail(e, AM_E_INVALID_REQUEST, "the SET's claims are too long");
 		goto out;
 	}
-	*handled = true;
-	/* The registration of (iss, sub, aud) is revoked even when it holds
-	 * no live credential (a v0.6 registration that never exchanged its
-	 * assertion); its credentials follow below. */
-	rc = store_delegation_get(st, v.iss, v.sub, env->cfg->public_url, &d, e);
-	if (rc == AM_OK) {
-		rc = store_reg_transition(st, d.registration_id, REG_CLAIMED, REG_REVOKED, e);
-		if (rc == AM_OK)
-			rc = audit_add(st, &batch, env->cfg->tenant, flow_now(env),
-				       "registration.revoked", d.registration_id,
-				       json_pack("{s:s, s:s, s:s}", "reason", "provider_set", "iss",
-						 v.iss, "sub", v.sub),
-				       e);
-		if (rc == AM_E_NOT_FOUND)
-			rc = AM_OK; /* not live: nothing to do but its credentials */
-	} else if (rc == AM_E_NOT_FOUND) {
-		rc = AM_OK;
-	}
-	if (rc != AM_OK)
-		goto fail;
-	f.iss = v.iss;
-	f.sub = v.sub;
-	f.aud = env->cfg->public_url;
-	rc = revoke_matching(env, st, &f, "provider_set", true, NULL, count, e);
-	if (rc == AM_OK) {
-		audit_flush(env->audit, &batch);
-		log_info("SET processed provider=%s revoked=%d", v.provider->name, *count);
-	}
-	audit_discard(&batch);
-	goto out;
-fail:
-	store_rollback(st);
-	audit_discard(&batch);
+	p->jti_until = am_time_add(v.exp != 0 ? v.exp : am_time_add(v.iat, LOGOUT_MAX_AGE),
+				   env->cfg->clock_skew);
+	p->provider = v.provider->name;
+	rc = flow_op_submit(p, done, done_arg, e);
 out:
 	jose_token_free(&t);
 	return rc;

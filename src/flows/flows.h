@@ -365,6 +365,9 @@ struct flow_pending_op {
 	char credential_id[STORE_ID_LEN];   /* FLOW_OP_REVOKE of one token; "" : none */
 	const char *reason;		    /* static */
 	const char *provider;		    /* config-owned name, for the log */
+	bool set_event;			    /* FLOW_OP_REVOKE of an RFC 8417 SET */
+	bool set_handled;		    /* it names the revocation event */
+	size_t set_events;		    /* how many events it names, for the log */
 	/* the step's outcome */
 	enum am_err rc;
 	struct am_error err;
@@ -439,14 +442,17 @@ enum am_err flow_register_idjag_identity_submit(
 	struct flow_pending_idjag *p, void (*done)(void *arg), void *done_arg,
 	struct am_error *e) AM_WUR;
 
-/* An RFC 8935 push of an RFC 8417 SET (typ secevent+jwt), verified like a
- * logout token (trust list, signature, aud, iat, jti replay). Its events
- * must be a non-empty object; unknown events are ignored (*handled false).
- * The revocation event revokes the registration of (iss, sub, aud) and
- * every live credential of the subject (*count of them); a fresh ID-JAG
- * revives the registration unless an operator block covers it. */
-enum am_err flow_revoke_set(const struct flow_env *env, struct store *st, const char *token,
-			    int *count, bool *handled, struct am_error *e) AM_WUR;
+/* An RFC 8935 push of an RFC 8417 SET (typ secevent+jwt) through the group
+ * commit: verified at submit like a logout token (trust list, signature,
+ * aud, iat), its events a non-empty object; the job records its jti (a
+ * replay is AM_E_REPLAY_DETECTED) and, when it names the revocation event
+ * (p->set_handled; unknown events are ignored), revokes the registration
+ * of (iss, sub, aud) and every live credential of the subject (p->count);
+ * a fresh ID-JAG revives the registration unless an operator block covers
+ * it. The contract of the other flow_pending_op submits. */
+enum am_err flow_revoke_set_submit(const struct flow_env *env, const char *token,
+				   struct flow_pending_op *p, void (*done)(void *arg),
+				   void *done_arg, struct am_error *e) AM_WUR;
 
 /* What /agent/identity answers: the registration (reg), and for a live one
  * the service-signed identity assertion (assertion, owned: free with

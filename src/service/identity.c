@@ -282,29 +282,10 @@ set_err(enum am_err rc)
 	}
 }
 
-enum am_err
-h_event_notify(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+/* The receiver's answer: 202 with no body, or RFC 8935 2.4's 400. */
+static enum am_err
+set_answer(struct http_resp *rs, enum am_err rc, const struct am_error *e)
 {
-	struct app *a = app;
-	char token[JOSE_MAX_TOKEN_BYTES + 1];
-	struct store *st;
-	int count = 0;
-	bool handled = false;
-	enum am_err rc;
-
-	if (!http_content_type_is(rq, AM_MEDIA_SET_JWT))
-		rc = am_fail(e, AM_E_INVALID_REQUEST,
-			     "send the SET as Content-Type: " AM_MEDIA_SET_JWT);
-	else if (rq->body.len == 0 || rq->body.len > JOSE_MAX_TOKEN_BYTES ||
-		 memchr(rq->body.data, '\0', rq->body.len) != NULL)
-		rc = am_fail(e, AM_E_INVALID_REQUEST,
-			     "the body must be one SET of at most %d bytes", JOSE_MAX_TOKEN_BYTES);
-	else {
-		memcpy(token, rq->body.data, rq->body.len);
-		token[rq->body.len] = '\0';
-		if ((rc = app_store(a, &st, e)) == AM_OK)
-			rc = flow_revoke_set(&a->env, st, token, &count, &handled, e);
-	}
 	if (rc == AM_OK) {
 		http_reply_text(rs, 202, "application/json", "", 0);
 		return AM_OK;
@@ -316,6 +297,52 @@ h_event_notify(void *app, struct http_req *rq, struct http_resp *rs, struct am_e
 			json_pack("{s:s, s:s}", "err", set_err(rc), "description",
 				  e->detail[0] != '\0' ? e->detail : am_err_message(rc)));
 	return AM_OK;
+}
+
+static enum am_err
+set_submit(struct app *a, struct http_req *rq, struct flow_pending_op *p, void *arg, bool *queued,
+	   void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	(void)rq;
+	(void)queued;
+	return flow_revoke_set_submit(&a->env, arg, p, done, done_arg, e);
+}
+
+static enum am_err
+set_render(struct app *a, struct http_req *rq, struct http_resp *rs, struct flow_pending_op *p,
+	   enum am_err rc, struct am_error *e)
+{
+	(void)a;
+	(void)rq;
+	(void)p;
+	return set_answer(rs, rc, e);
+}
+
+enum am_err
+h_event_notify(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct app *a = app;
+	char token[JOSE_MAX_TOKEN_BYTES + 1];
+	enum am_err rc;
+
+	if (!http_content_type_is(rq, AM_MEDIA_SET_JWT))
+		return set_answer(rs,
+				  am_fail(e, AM_E_INVALID_REQUEST,
+					  "send the SET as Content-Type: " AM_MEDIA_SET_JWT),
+				  e);
+	if (rq->body.len == 0 || rq->body.len > JOSE_MAX_TOKEN_BYTES ||
+	    memchr(rq->body.data, '\0', rq->body.len) != NULL)
+		return set_answer(rs,
+				  am_fail(e, AM_E_INVALID_REQUEST,
+					  "the body must be one SET of at most %d bytes",
+					  JOSE_MAX_TOKEN_BYTES),
+				  e);
+	memcpy(token, rq->body.data, rq->body.len);
+	token[rq->body.len] = '\0';
+	/* Verified here (a key fetch when due); the replay record and the
+	 * revocation are parked on the group commit. */
+	rc = svc_op_park(a, rq, set_submit, token, set_render, rs, e);
+	return rc == AM_OK ? AM_OK : set_answer(rs, rc, e);
 }
 
 enum am_err

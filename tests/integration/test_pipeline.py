@@ -223,9 +223,10 @@ class ParkedIdJagTest(unittest.TestCase):
 
 
 class V06ParkedTest(unittest.TestCase):
-    """Issue 13: /agent/identity and /oauth2/token commit through the group
-    commit like /agent/auth: with one worker and the write lock held by
-    another process, each waits parked and the worker serves others."""
+    """Issue 13: /agent/identity, /oauth2/token and /agent/event/notify
+    commit through the group commit like /agent/auth: with one worker and
+    the write lock held by another process, each waits parked and the
+    worker serves others."""
 
     def setUp(self):
         self.provider = Provider().start()
@@ -250,6 +251,18 @@ class V06ParkedTest(unittest.TestCase):
         finally:
             conn.close()
 
+    def set_event(self, sub):
+        token = self.provider.sign(self.provider.logout_claims(self.s, sub=sub),
+                                   typ="secevent+jwt")
+        conn = http.client.HTTPConnection("127.0.0.1", self.s.port, timeout=30)
+        try:
+            conn.request("POST", "/agent/event/notify", body=token.encode(),
+                         headers={"Content-Type": "application/secevent+jwt"})
+            r = conn.getresponse()
+            return Response(r.status, r.getheaders(), r.read())
+        finally:
+            conn.close()
+
     def idjag(self, sub):
         return self.provider.sign(self.provider.claims(self.s, sub=sub,
                                                        auth_time=int(time.time())))
@@ -267,6 +280,7 @@ class V06ParkedTest(unittest.TestCase):
              "identity_assertion"),
             ("token, own assertion", lambda: self.token(own), "access_token"),
             ("token, id-jag", lambda: self.token(self.idjag("p2")), "access_token"),
+            ("SET", lambda: self.set_event("p1"), None),
         ]
         for name, call, field in cases:
             with self.subTest(name):
@@ -290,9 +304,11 @@ class V06ParkedTest(unittest.TestCase):
                     lock.close()
                 t.join()
                 r = result["r"]
-                self.assertIn(r.status, (200, 503), r)
+                self.assertIn(r.status, (200, 202, 503), r)
                 if r.status == 503:  # the writer gave up whole: nothing half-written
                     self.assertEqual(r.json["error"], "temporarily_unavailable")
+                elif field is None:  # the SET: 202, no body
+                    self.assertEqual((r.status, r.body), (202, b""), r)
                 else:
                     self.assertTrue(r.json[field], r.json)
 
