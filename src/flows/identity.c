@@ -345,6 +345,16 @@ fail:
 	return rc;
 }
 
+/* Before a step runs: its refusal is its answer, not a failure of the
+ * batch, and a retried job starts clean. */
+static void
+step_reset(struct flow_pending_v06 *p)
+{
+	audit_discard(&p->batch);
+	memset(&p->err, 0, sizeof(p->err));
+	flow_result_wipe(&p->token, sizeof(p->token));
+}
+
 /* The job of the kinds that need no ID-JAG registration first. */
 static enum am_err
 v06_job(struct store *st, void *arg, struct am_error *e)
@@ -352,11 +362,7 @@ v06_job(struct store *st, void *arg, struct am_error *e)
 	struct flow_pending_v06 *p = arg;
 
 	(void)e;
-	/* The step's refusal is its answer, not a failure of the batch; a
-	 * retried job starts clean. */
-	audit_discard(&p->batch);
-	memset(&p->err, 0, sizeof(p->err));
-	flow_result_wipe(&p->token, sizeof(p->token));
+	step_reset(p);
 	p->rc = p->kind == FLOW_V06_ANONYMOUS
 			? anonymous_write(st, p, &p->err)
 			: exchange(st, p, p->reg_id, p->gen, "identity_assertion", &p->err);
@@ -371,9 +377,7 @@ idjag_then(struct store *st, const struct reg_result *res, void *arg)
 {
 	struct flow_pending_v06 *p = arg;
 
-	audit_discard(&p->batch);
-	memset(&p->err, 0, sizeof(p->err));
-	flow_result_wipe(&p->token, sizeof(p->token));
+	step_reset(p);
 	p->rc = p->kind == FLOW_V06_IDJAG
 			? assertion_issued(st, p, res->registration_id, &p->err)
 			: exchange(st, p, res->registration_id, -1, "id_jag", &p->err);
