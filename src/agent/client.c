@@ -869,11 +869,11 @@ do_register(struct authmd_client *c, const struct authmd_discovery *d, const cha
 	return st;
 }
 
-/* Under --protocol auto, a method whose whole flow this client speaks only
- * in v0.1 (registration by email; anonymous, whose claim ceremony is the
- * v0.1 one here) goes to v0.1 when the service offers it too. */
+/* Under --protocol auto, a method this client speaks only in v0.1
+ * (registration by email: v0.6 calls it service_auth) goes to v0.1 when the
+ * service offers it too. Anonymous registration is v0.6 whenever offered. */
 static const struct authmd_discovery *
-v01_for_claims(const struct authmd_client *c, const struct authmd_discovery *d,
+v01_for_email(const struct authmd_client *c, const struct authmd_discovery *d,
 	       struct authmd_discovery *copy)
 {
 	if (c->protocol != AUTHMD_PROTOCOL_AUTO || strcmp(d->protocol, "v0.6") != 0 ||
@@ -888,9 +888,6 @@ enum authmd_status
 authmd_register_anonymous(struct authmd_client *c, const struct authmd_discovery *d,
 			  struct authmd_credential *out, struct authmd_error *err)
 {
-	struct authmd_discovery copy;
-
-	d = v01_for_claims(c, d, &copy);
 	if (!d->anonymous)
 		return cs_fail(err, AUTHMD_ERR_REFUSED,
 			       "Pick another method: --email or --provider.",
@@ -910,7 +907,7 @@ authmd_register_email(struct authmd_client *c, const struct authmd_discovery *d,
 	enum authmd_status st;
 	struct authmd_credential cred;
 
-	d = v01_for_claims(c, d, &copy);
+	d = v01_for_email(c, d, &copy);
 	if (strcmp(d->protocol, "v0.6") == 0)
 		return cs_fail(err, AUTHMD_ERR_REFUSED,
 			       "Use --anonymous or --provider, or --protocol v0.1.",

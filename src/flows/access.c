@@ -454,24 +454,3 @@ flow_introspect(const struct flow_env *env, struct store *st, const char *token,
 	return AM_OK;
 }
 
-enum am_err
-flow_revoke_token(const struct flow_env *env, struct store *st, const char *token, int *count,
-		  struct am_error *e)
-{
-	struct store_cred_filter f = {0};
-	struct store_auth a;
-	enum am_err rc;
-
-	*count = 0;
-	rc = flow_authenticate(env, st, token, &a, e);
-	if (rc == AM_E_INVALID_TOKEN)
-		return AM_OK;
-	if (rc != AM_OK)
-		return rc;
-	f.registration_id = a.cred.registration_id;
-	rc = flow_revoke_bulk(env, st, &f, "agent", count, e);
-	if (rc == AM_OK)
-		log_info("credential revoked by its holder id=%s registration=%s", a.cred.id,
-			 a.cred.registration_id);
-	return rc;
-}

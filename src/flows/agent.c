@@ -538,7 +538,11 @@ struct idjag_state {
 	struct store_attempt att;
 	bool link, created;
 	bool identity_only; /* v0.6: the registration without a credential */
-	enum am_err rc;	    /* the transaction's outcome */
+	/* v0.6: store work of the caller's, run in the same group-commit job
+	 * once the registration is written (not for a first link) */
+	void (*then)(struct store *st, const struct reg_result *res, void *arg);
+	void *then_arg;
+	enum am_err rc; /* the transaction's outcome */
 	struct am_error err;
 };
 
@@ -755,28 +759,6 @@ check_auth_time(const struct flow_env *env, const json_t *claims, struct am_erro
 	return AM_OK;
 }
 
-enum am_err
-flow_register_idjag_identity(const struct flow_env *env, struct store *st, const char *ip,
-			     const char *assertion, struct reg_result *out, struct am_error *e)
-{
-	struct idjag_state *s = NULL;
-	enum am_err rc;
-
-	if ((rc = idjag_prepare(env, ip, assertion, NULL, &s, e)) != AM_OK)
-		return rc;
-	/* v0.5: the user's sign-in must be fresh, checked on the verified
-	 * claims and before the jti is spent. */
-	if ((rc = check_auth_time(env, s->t.claims, e)) != AM_OK) {
-		idjag_free(s);
-		return rc;
-	}
-	s->identity_only = true;
-	if ((rc = idjag_write(st, s, e)) == AM_OK)
-		rc = idjag_answer(s, out, e);
-	idjag_free(s);
-	return rc;
-}
-
 static enum am_err
 idjag_job(struct store *st, void *arg, struct am_error *e)
 {
@@ -788,6 +770,8 @@ idjag_job(struct store *st, void *arg, struct am_error *e)
 	 * a failure of the batch. */
 	memset(&p->s->err, 0, sizeof(p->s->err));
 	p->s->rc = idjag_write(st, p->s, &p->s->err);
+	if (p->s->rc == AM_OK && !p->s->link && p->s->then != NULL)
+		p->s->then(st, &p->s->res, p->s->then_arg);
 	return AM_OK;
 }
 
@@ -819,17 +803,15 @@ idjag_cimd_ready(void *arg)
 	}
 }
 
-enum am_err
-flow_register_idjag_submit(const struct flow_env *env, const char *ip, const char *assertion,
-			   const char *requested_type, struct flow_pending_idjag *p,
-			   void (*done)(void *arg), void *done_arg, struct am_error *e)
+/* The rest of a submit once p->s is verified: the client (a document to
+ * fetch parks the request), then the job. p->s is freed on a refusal. */
+static enum am_err
+idjag_submit(const struct flow_env *env, struct flow_pending_idjag *p, void (*done)(void *arg),
+	     void *done_arg, struct am_error *e)
 {
 	bool pending = false;
 	enum am_err rc;
 
-	memset(p, 0, sizeof(*p));
-	if ((rc = idjag_verify(env, ip, assertion, requested_type, &p->s, e)) != AM_OK)
-		return rc;
 	p->done = done;
 	p->done_arg = done_arg;
 	p->job = (struct store_job){.run = idjag_job, .done = idjag_done, .arg = p};
@@ -845,6 +827,45 @@ flow_register_idjag_submit(const struct flow_env *env, const char *ip, const cha
 		p->s = NULL;
 	}
 	return rc;
+}
+
+enum am_err
+flow_register_idjag_submit(const struct flow_env *env, const char *ip, const char *assertion,
+			   const char *requested_type, struct flow_pending_idjag *p,
+			   void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	enum am_err rc;
+
+	memset(p, 0, sizeof(*p));
+	if ((rc = idjag_verify(env, ip, assertion, requested_type, &p->s, e)) != AM_OK)
+		return rc;
+	return idjag_submit(env, p, done, done_arg, e);
+}
+
+enum am_err
+flow_register_idjag_identity_submit(const struct flow_env *env, const char *ip,
+				    const char *assertion,
+				    void (*then)(struct store *st, const struct reg_result *res,
+						 void *arg),
+				    void *then_arg, struct flow_pending_idjag *p,
+				    void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	enum am_err rc;
+
+	memset(p, 0, sizeof(*p));
+	if ((rc = idjag_verify(env, ip, assertion, NULL, &p->s, e)) != AM_OK)
+		return rc;
+	/* v0.5: the user's sign-in must be fresh, checked on the verified
+	 * claims and before the jti is spent. */
+	if ((rc = check_auth_time(env, p->s->t.claims, e)) != AM_OK) {
+		idjag_free(p->s);
+		p->s = NULL;
+		return rc;
+	}
+	p->s->identity_only = true;
+	p->s->then = then;
+	p->s->then_arg = then_arg;
+	return idjag_submit(env, p, done, done_arg, e);
 }
 
 enum am_err
@@ -1011,6 +1032,64 @@ out:
 
 /* The revocation job of struct flow_pending_op: a logout token's replay
  * record (when there is one) and every live credential its filter names. */
+/* A SET's revocation (the 2026-07-23 change): the registration of (iss,
+ * sub, aud) is revoked even when it holds no live credential (a v0.6
+ * registration that never exchanged its assertion); its credentials follow
+ * in revoke_step. In the caller's transaction; nothing for an unhandled
+ * SET. */
+static enum am_err
+set_revoke_registration(const struct flow_env *env, struct store *st, struct flow_pending_op *p,
+			struct am_error *e)
+{
+	struct store_delegation d;
+	enum am_err rc;
+
+	if (!p->set_handled)
+		return AM_OK;
+	rc = store_delegation_get(st, p->iss, p->sub, p->aud, &d, e);
+	if (rc == AM_OK) {
+		rc = store_reg_transition(st, d.registration_id, REG_CLAIMED, REG_REVOKED, e);
+		if (rc == AM_OK)
+			rc = audit_add(st, &p->batch, env->cfg->tenant, flow_now(env),
+				       "registration.revoked", d.registration_id,
+				       json_pack("{s:s, s:s, s:s}", "reason", "provider_set", "iss",
+						 p->iss, "sub", p->sub),
+				       e);
+	}
+	return rc == AM_E_NOT_FOUND ? AM_OK : rc; /* not live: only its credentials */
+}
+
+/* RFC 7009 for an access token from /oauth2/token: that token alone; its
+ * registration stays live and its identity assertion exchanges again. */
+static enum am_err
+revoke_one(const struct flow_env *env, struct store *st, struct flow_pending_op *p,
+	   struct am_error *e)
+{
+	int64_t now = flow_now(env);
+	enum am_err rc;
+
+	if ((rc = store_begin(st, e)) != AM_OK)
+		return rc;
+	rc = store_cred_revoke(st, p->credential_id, now, e);
+	if (rc == AM_OK) {
+		p->count = 1;
+		rc = audit_add(st, &p->batch, env->cfg->tenant, now, "credential.revoked",
+			       p->registration_id,
+			       json_pack("{s:s, s:s}", "credential_id", p->credential_id, "reason",
+					 p->reason),
+			       e);
+	} else if (rc == AM_E_NOT_FOUND) {
+		rc = AM_OK; /* revoked meanwhile: the same answer (RFC 7009 2.2) */
+	}
+	if (rc == AM_OK)
+		rc = store_commit(st, e);
+	if (rc != AM_OK) {
+		store_rollback(st);
+		p->count = 0;
+	}
+	return rc;
+}
+
 static enum am_err
 revoke_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
 {
@@ -1019,6 +1098,8 @@ revoke_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
 	enum am_err rc;
 
 	p->count = 0;
+	if (p->credential_id[0] != '\0')
+		return revoke_one(p->env, st, p, e);
 	if (p->jti_key[0] != '\0') {
 		if ((rc = store_begin(st, e)) != AM_OK)
 			return rc;
@@ -1028,6 +1109,15 @@ revoke_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
 					     "this token's jti was already used; mint a fresh "
 					     "token")) != AM_OK)) {
 			store_rollback(st);
+			return rc;
+		}
+		if (p->set_event && (rc = set_revoke_registration(p->env, st, p, e)) != AM_OK) {
+			store_rollback(st);
+			return rc;
+		}
+		if (p->set_event && !p->set_handled) { /* only its jti to record */
+			if ((rc = store_commit(st, e)) != AM_OK)
+				store_rollback(st);
 			return rc;
 		}
 		f.iss = p->iss;
@@ -1072,16 +1162,18 @@ out:
 	return rc;
 }
 
-enum am_err
-flow_revoke_token_submit(const struct flow_env *env, struct store *st, const char *token,
-			 struct flow_pending_op *p, bool *queued, void (*done)(void *arg),
-			 void *done_arg, struct am_error *e)
+/* The lookup of an RFC 7009 revocation, on the caller's connection: *live
+ * false when token is not a live credential (nothing to do); else p is set
+ * up to revoke it (alone, or with its registration: flow_revoke_token). */
+static enum am_err
+revoke_token_prepare(const struct flow_env *env, struct store *st, const char *token,
+		     struct flow_pending_op *p, bool *live, struct am_error *e)
 {
 	struct store_auth a;
 	enum am_err rc;
 
 	memset(p, 0, sizeof(*p));
-	*queued = false;
+	*live = false;
 	p->env = env;
 	p->kind = FLOW_OP_REVOKE;
 	p->step = revoke_step;
@@ -1094,25 +1186,65 @@ flow_revoke_token_submit(const struct flow_env *env, struct store *st, const cha
 	if (rc != AM_OK)
 		return rc;
 	am_copy(p->registration_id, sizeof(p->registration_id), a.cred.registration_id);
+	/* Only /oauth2/token sets a resource (RFC 8707): that marks the v0.6
+	 * access token, revoked alone; a v0.1 credential takes its
+	 * registration with it (docs/protocol.md). */
+	if (a.cred.resource[0] != '\0')
+		am_copy(p->credential_id, sizeof(p->credential_id), a.cred.id);
+	*live = true;
+	return AM_OK;
+}
+
+enum am_err
+flow_revoke_token_submit(const struct flow_env *env, struct store *st, const char *token,
+			 struct flow_pending_op *p, bool *queued, void (*done)(void *arg),
+			 void *done_arg, struct am_error *e)
+{
+	enum am_err rc;
+	bool live;
+
+	*queued = false;
+	if ((rc = revoke_token_prepare(env, st, token, p, &live, e)) != AM_OK || !live)
+		return rc;
 	if ((rc = flow_op_submit(p, done, done_arg, e)) == AM_OK)
 		*queued = true;
 	return rc;
 }
 
 enum am_err
-flow_revoke_set(const struct flow_env *env, struct store *st, const char *token, int *count,
-		bool *handled, struct am_error *e)
+flow_revoke_token(const struct flow_env *env, struct store *st, const char *token, int *count,
+		  struct am_error *e)
+{
+	struct flow_pending_op *p = calloc(1, sizeof(*p));
+	enum am_err rc;
+	bool live;
+
+	*count = 0;
+	if (p == NULL)
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	if ((rc = revoke_token_prepare(env, st, token, p, &live, e)) == AM_OK && live &&
+	    (rc = flow_op_run_here(st, p, e)) == AM_OK)
+		*count = p->count;
+	flow_pending_op_wipe(p);
+	free(p);
+	return rc;
+}
+
+enum am_err
+flow_revoke_set_submit(const struct flow_env *env, const char *token, struct flow_pending_op *p,
+		       void (*done)(void *arg), void *done_arg, struct am_error *e)
 {
 	struct jose_token t = {0};
 	struct verified v;
-	struct store_cred_filter f = {0};
-	struct store_delegation d;
-	struct audit_batch batch = {0};
 	json_t *events;
 	enum am_err rc;
 
-	*count = 0;
-	*handled = false;
+	memset(p, 0, sizeof(*p));
+	p->env = env;
+	p->kind = FLOW_OP_REVOKE;
+	p->step = revoke_step;
+	p->reason = "provider_set";
+	p->set_event = true;
 	if (env->trust == NULL || env->cfg->nproviders == 0)
 		return am_fail(e, AM_E_INVALID_ISSUER, "this service trusts no provider");
 	if ((rc = verify_token(env, token, AM_TYP_SET, &t, &v, e)) != AM_OK)
@@ -1123,52 +1255,21 @@ flow_revoke_set(const struct flow_env *env, struct store *st, const char *token,
 			     "a SET's events claim must be an object naming at least one event");
 		goto out;
 	}
-	if ((rc = store_begin(st, e)) != AM_OK)
-		goto out;
-	if ((rc = record_jti(env, st, &v, "set", e)) != AM_OK)
-		goto fail;
 	/* RFC 8417 2.2: events this service does not know are ignored; only
-	 * the revocation event acts. */
-	if (!json_is_object(json_object_get(events, AM_EVENT_REVOKED))) {
-		if ((rc = store_commit(st, e)) != AM_OK)
-			goto fail;
-		log_info("SET accepted provider=%s events=%zu none handled", v.provider->name,
-			 json_object_size(events));
+	 * the revocation event acts (the jti is recorded either way). */
+	p->set_handled = json_is_object(json_object_get(events, AM_EVENT_REVOKED));
+	p->set_events = json_object_size(events);
+	/* The replay key and window of record_jti, copied: the job outlives t. */
+	if (!am_copy(p->iss, sizeof(p->iss), v.iss) || !am_copy(p->sub, sizeof(p->sub), v.sub) ||
+	    !am_copy(p->aud, sizeof(p->aud), env->cfg->public_url) ||
+	    snprintf(p->jti_key, sizeof(p->jti_key), "set:%s", v.jti) >= (int)sizeof(p->jti_key)) {
+		rc = am_fail(e, AM_E_INVALID_REQUEST, "the SET's claims are too long");
 		goto out;
 	}
-	*handled = true;
-	/* The registration of (iss, sub, aud) is revoked even when it holds
-	 * no live credential (a v0.6 registration that never exchanged its
-	 * assertion); its credentials follow below. */
-	rc = store_delegation_get(st, v.iss, v.sub, env->cfg->public_url, &d, e);
-	if (rc == AM_OK) {
-		rc = store_reg_transition(st, d.registration_id, REG_CLAIMED, REG_REVOKED, e);
-		if (rc == AM_OK)
-			rc = audit_add(st, &batch, env->cfg->tenant, flow_now(env),
-				       "registration.revoked", d.registration_id,
-				       json_pack("{s:s, s:s, s:s}", "reason", "provider_set", "iss",
-						 v.iss, "sub", v.sub),
-				       e);
-		if (rc == AM_E_NOT_FOUND)
-			rc = AM_OK; /* not live: nothing to do but its credentials */
-	} else if (rc == AM_E_NOT_FOUND) {
-		rc = AM_OK;
-	}
-	if (rc != AM_OK)
-		goto fail;
-	f.iss = v.iss;
-	f.sub = v.sub;
-	f.aud = env->cfg->public_url;
-	rc = revoke_matching(env, st, &f, "provider_set", true, NULL, count, e);
-	if (rc == AM_OK) {
-		audit_flush(env->audit, &batch);
-		log_info("SET processed provider=%s revoked=%d", v.provider->name, *count);
-	}
-	audit_discard(&batch);
-	goto out;
-fail:
-	store_rollback(st);
-	audit_discard(&batch);
+	p->jti_until = am_time_add(v.exp != 0 ? v.exp : am_time_add(v.iat, LOGOUT_MAX_AGE),
+				   env->cfg->clock_skew);
+	p->provider = v.provider->name;
+	rc = flow_op_submit(p, done, done_arg, e);
 out:
 	jose_token_free(&t);
 	return rc;

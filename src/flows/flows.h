@@ -317,9 +317,12 @@ flow_introspection_client(const struct am_config *cfg, const char *name, const c
 enum am_err flow_introspect(const struct flow_env *env, struct store *st, const char *token,
 			    bool *active, struct store_auth *auth, struct am_error *e) AM_WUR;
 
-/* RFC 7009: revokes token's registration and its credentials when token is
- * live (reason "agent"), audited; a token that is not live is no error, so
- * the answer reveals nothing. *count gets how many credentials went. */
+/* RFC 7009: when token is live (reason "agent", audited): an access token
+ * minted at /oauth2/token (one with an RFC 8707 resource) is revoked alone,
+ * its registration and identity assertion untouched (RFC 7009 2.1, the v0.6
+ * guide); any other credential (v0.1, from /agent/auth) revokes its
+ * registration and all its credentials. A token that is not live is no
+ * error, so the answer reveals nothing. *count gets how many went. */
 enum am_err flow_revoke_token(const struct flow_env *env, struct store *st, const char *token,
 			      int *count, struct am_error *e) AM_WUR;
 
@@ -359,8 +362,12 @@ struct flow_pending_op {
 	char jti_key[STORE_TEXT_LEN + 16]; /* a logout token's replay key; "" : none */
 	int64_t jti_until;
 	char registration_id[STORE_ID_LEN]; /* FLOW_OP_REVOKE by registration */
+	char credential_id[STORE_ID_LEN];   /* FLOW_OP_REVOKE of one token; "" : none */
 	const char *reason;		    /* static */
 	const char *provider;		    /* config-owned name, for the log */
+	bool set_event;			    /* FLOW_OP_REVOKE of an RFC 8417 SET */
+	bool set_handled;		    /* it names the revocation event */
+	size_t set_events;		    /* how many events it names, for the log */
 	/* the step's outcome */
 	enum am_err rc;
 	struct am_error err;
@@ -400,7 +407,8 @@ enum am_err flow_revoke_logout_submit(const struct flow_env *env, const char *to
 /* flow_revoke_token through the group commit: the token is looked up on st
  * (the caller's connection, reading only) at submit; a token that is not
  * live is answered at once (AM_OK, *queued false, p->count 0, done is not
- * called); a live one's registration is revoked by the job (*queued true). */
+ * called); a live one is revoked by the job (*queued true), alone or with
+ * its registration as flow_revoke_token says. */
 enum am_err flow_revoke_token_submit(const struct flow_env *env, struct store *st,
 				     const char *token, struct flow_pending_op *p, bool *queued,
 				     void (*done)(void *arg), void *done_arg,
@@ -419,23 +427,32 @@ struct skey;
 
 #define FLOW_ASSERTION_TYP "oauth-id-jag+jwt" /* v0.6 guide: the service's own assertion */
 
-/* flow_register_idjag without a credential: the registration (and its
- * delegation and user) of a v0.6 /agent/identity ID-JAG. All the checks of
+/* flow_register_idjag_submit without a credential: the registration (and
+ * its delegation and user) of a v0.6 ID-JAG. All the checks of
  * flow_register_idjag hold (trust list, signature, CIMD, jti replay,
- * operator blocks); out->has_credential is false, out->scopes the
- * provider's; a first link leaves out->claim_token set. */
-enum am_err flow_register_idjag_identity(const struct flow_env *env, struct store *st,
-					 const char *ip, const char *assertion,
-					 struct reg_result *out, struct am_error *e) AM_WUR;
+ * operator blocks) and v0.5's auth_time (AM_E_LOGIN_REQUIRED); the result's
+ * has_credential is false, its scopes the provider's; a first link leaves
+ * its claim_token set. then (may be NULL) runs in the same group-commit job
+ * once the registration is written (never for a first link), on the
+ * writer's store, with the result so far: store work of the caller's that
+ * must commit with the registration; it records its own outcome in arg. */
+enum am_err flow_register_idjag_identity_submit(
+	const struct flow_env *env, const char *ip, const char *assertion,
+	void (*then)(struct store *st, const struct reg_result *res, void *arg), void *then_arg,
+	struct flow_pending_idjag *p, void (*done)(void *arg), void *done_arg,
+	struct am_error *e) AM_WUR;
 
-/* An RFC 8935 push of an RFC 8417 SET (typ secevent+jwt), verified like a
- * logout token (trust list, signature, aud, iat, jti replay). Its events
- * must be a non-empty object; unknown events are ignored (*handled false).
- * The revocation event revokes the registration of (iss, sub, aud) and
- * every live credential of the subject (*count of them); a fresh ID-JAG
- * revives the registration unless an operator block covers it. */
-enum am_err flow_revoke_set(const struct flow_env *env, struct store *st, const char *token,
-			    int *count, bool *handled, struct am_error *e) AM_WUR;
+/* An RFC 8935 push of an RFC 8417 SET (typ secevent+jwt) through the group
+ * commit: verified at submit like a logout token (trust list, signature,
+ * aud, iat), its events a non-empty object; the job records its jti (a
+ * replay is AM_E_REPLAY_DETECTED) and, when it names the revocation event
+ * (p->set_handled; unknown events are ignored), revokes the registration
+ * of (iss, sub, aud) and every live credential of the subject (p->count);
+ * a fresh ID-JAG revives the registration unless an operator block covers
+ * it. The contract of the other flow_pending_op submits. */
+enum am_err flow_revoke_set_submit(const struct flow_env *env, const char *token,
+				   struct flow_pending_op *p, void (*done)(void *arg),
+				   void *done_arg, struct am_error *e) AM_WUR;
 
 /* What /agent/identity answers: the registration (reg), and for a live one
  * the service-signed identity assertion (assertion, owned: free with
@@ -445,18 +462,6 @@ struct v06_reg_result {
 	char *assertion; /* NULL for a first link (interaction_required) */
 	int64_t assertion_expires;
 };
-
-/* POST /agent/identity {type: anonymous}: an unclaimed anonymous
- * registration with a claim token, no credential, and its assertion. */
-enum am_err flow_v06_register_anonymous(const struct flow_env *env, struct store *st,
-					struct skey *keys, const char *ip,
-					struct v06_reg_result *out, struct am_error *e) AM_WUR;
-
-/* POST /agent/identity {type: identity_assertion}: the ID-JAG registration
- * (flow_register_idjag_identity) and its assertion. */
-enum am_err flow_v06_register_idjag(const struct flow_env *env, struct store *st, struct skey *keys,
-				    const char *ip, const char *idjag, struct v06_reg_result *out,
-				    struct am_error *e) AM_WUR;
 
 void flow_v06_reg_wipe(struct v06_reg_result *r);
 
@@ -468,18 +473,72 @@ struct v06_token_result {
 	char registration_id[STORE_ID_LEN];
 };
 
+/* A v0.6 request waiting for its commit (two-phase, with the contract of
+ * flow_register_anonymous_submit: the checks, the signatures and a key or
+ * document fetch at submit, where an error is final and done is not
+ * called; the writes as one job of env->writer's group commit; done runs
+ * once on the writer's thread and must only hand over; then
+ * flow_pending_v06_result gives the answer, AM_OK only once durable, in
+ * reg (the /agent/identity kinds) or token (FLOW_V06_TOKEN)). The fields
+ * are the flow's; wipe p with flow_pending_v06_wipe. */
+enum flow_v06_kind { FLOW_V06_ANONYMOUS, FLOW_V06_IDJAG, FLOW_V06_TOKEN };
+struct flow_pending_v06 {
+	struct store_job job;
+	const struct flow_env *env;
+	struct skey *keys;
+	enum flow_v06_kind kind;
+	bool via_idjag;			 /* a provider's ID-JAG: idjag holds its registration */
+	struct flow_pending_idjag idjag;
+	struct store_reg reg;		 /* FLOW_V06_ANONYMOUS: the new row */
+	char reg_id[STORE_ID_LEN];	 /* FLOW_V06_TOKEN of our own assertion: its registration */
+	int64_t gen;			 /* and generation */
+	char jkt[48];			 /* FLOW_V06_TOKEN: the DPoP key to bind; "" : Bearer */
+	int64_t assertion_gen;		 /* FLOW_V06_IDJAG: the registration's generation */
+	enum am_err rc;			 /* the step's own outcome */
+	struct am_error err;
+	struct audit_batch batch;
+	struct v06_reg_result res;
+	struct v06_token_result token;
+	void (*done)(void *arg);
+	void *done_arg;
+};
+
+/* POST /agent/identity {type: anonymous}: an unclaimed anonymous
+ * registration with a claim token, no credential, and its assertion (signed
+ * at submit). */
+enum am_err flow_v06_register_anonymous_submit(const struct flow_env *env, struct skey *keys,
+					       const char *ip, struct flow_pending_v06 *p,
+					       void (*done)(void *arg), void *done_arg,
+					       struct am_error *e) AM_WUR;
+
+/* POST /agent/identity {type: identity_assertion}: the ID-JAG registration
+ * (flow_register_idjag_identity_submit) and its assertion, minted by
+ * flow_pending_v06_result once the registration is durable. */
+enum am_err flow_v06_register_idjag_submit(const struct flow_env *env, struct skey *keys,
+					   const char *ip, const char *idjag,
+					   struct flow_pending_v06 *p, void (*done)(void *arg),
+					   void *done_arg, struct am_error *e) AM_WUR;
+
 /* RFC 7523 jwt-bearer at /oauth2/token. assertion is either this service's
  * identity assertion (iss = our issuer) or a provider's ID-JAG presented
  * directly (ID-JAG draft -04: registered as at /agent/identity, then
- * exchanged). resource (NULL: none) must be this service's resource
- * (AM_E_INVALID_TARGET otherwise). The registration must be live: an
- * agent one claimed, an anonymous one unclaimed (pre-claim scopes) or
- * claimed (post-claim scopes); expired, revoked, blocked, of another
- * generation (revoked and revived since the assertion) are
- * AM_E_INVALID_GRANT, as is every verification failure of our own
- * assertion. No refresh token exists. */
-enum am_err flow_v06_token(const struct flow_env *env, struct store *st, struct skey *keys,
-			   const char *ip, const char *assertion, const char *resource,
-			   struct v06_token_result *out, struct am_error *e) AM_WUR;
+ * exchanged in the same job). resource (NULL: none) must be this service's
+ * resource (AM_E_INVALID_TARGET otherwise). jkt (NULL or "": none) is the
+ * DPoP key the token is bound to, in the same transaction that issues it.
+ * The registration must be live: an agent one claimed, an anonymous one
+ * unclaimed (pre-claim scopes) or claimed (post-claim scopes); expired,
+ * revoked, blocked, of another generation (revoked and revived since the
+ * assertion) are AM_E_INVALID_GRANT, as is every verification failure of
+ * the assertion (the ID-JAG's own code leads the detail). No refresh token
+ * exists. */
+enum am_err flow_v06_token_submit(const struct flow_env *env, struct skey *keys, const char *ip,
+				  const char *assertion, const char *resource, const char *jkt,
+				  struct flow_pending_v06 *p, void (*done)(void *arg),
+				  void *done_arg, struct am_error *e) AM_WUR;
+
+/* After done: see struct flow_pending_v06. */
+enum am_err flow_pending_v06_result(struct flow_pending_v06 *p, struct am_error *e) AM_WUR;
+/* Zeroes the secrets of p and frees what it holds (not p itself). */
+void flow_pending_v06_wipe(struct flow_pending_v06 *p);
 
 #endif

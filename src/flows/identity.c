@@ -1,12 +1,16 @@
 /* Protocol v0.6 (issue 13): /agent/identity registrations answered with a
  * service-signed identity assertion, and the /oauth2/token exchange of that
  * assertion (or of a provider's ID-JAG) for an access token. The rows are
- * the v0.1 rows: one registration, one delegation, one credential table. */
+ * the v0.1 rows: one registration, one delegation, one credential table.
+ * Every write goes through the group commit (struct flow_pending_v06):
+ * signatures and key fetches on the request's thread, the transaction as a
+ * job of the writer, the answer once it is durable. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
 #include "core/str.h"
+#include "flows/dpop.h"
 #include "flows/internal.h"
 #include "jose/jose.h"
 #include "jose/skey.h"
@@ -39,6 +43,8 @@ mint(const struct flow_env *env, struct skey *keys, const char *registration_id,
 	return rc;
 }
 
+static enum am_err v06_job(struct store *st, void *arg, struct am_error *e);
+
 void
 flow_v06_reg_wipe(struct v06_reg_result *r)
 {
@@ -47,16 +53,62 @@ flow_v06_reg_wipe(struct v06_reg_result *r)
 	r->assertion = NULL;
 }
 
-enum am_err
-flow_v06_register_anonymous(const struct flow_env *env, struct store *st, struct skey *keys,
-			    const char *ip, struct v06_reg_result *out, struct am_error *e)
+void
+flow_pending_v06_wipe(struct flow_pending_v06 *p)
 {
-	struct audit_batch batch = {0};
-	struct v06_reg_result res = {0};
-	struct store_reg reg = {0};
+	if (p->via_idjag)
+		flow_pending_idjag_wipe(&p->idjag);
+	audit_discard(&p->batch);
+	flow_v06_reg_wipe(&p->res);
+	flow_result_wipe(&p->token, sizeof(p->token));
+}
+
+static void
+v06_done(struct store_job *job)
+{
+	struct flow_pending_v06 *p = job->arg;
+
+	p->done(p->done_arg);
+}
+
+/* The anonymous registration's transaction (a savepoint of the batch). */
+static enum am_err
+anonymous_write(struct store *st, struct flow_pending_v06 *p, struct am_error *e)
+{
+	const struct flow_env *env = p->env;
+	const struct store_reg *reg = &p->reg;
+	enum am_err rc;
+
+	if ((rc = store_begin(st, e)) != AM_OK)
+		return rc;
+	if ((rc = store_reg_insert(st, reg, e)) != AM_OK ||
+	    (rc = audit_add(st, &p->batch, env->cfg->tenant, reg->created_at,
+			    "registration.created", reg->id,
+			    json_pack("{s:s, s:s, s:s?}", "registration_type", "anonymous",
+				      "protocol", "v0.6", "ip", reg->ip[0] != '\0' ? reg->ip : NULL),
+			    e)) != AM_OK ||
+	    (rc = audit_add(st, &p->batch, env->cfg->tenant, reg->created_at, "assertion.issued",
+			    reg->id, json_object(), e)) != AM_OK ||
+	    (rc = store_commit(st, e)) != AM_OK) {
+		store_rollback(st);
+		return rc;
+	}
+	return AM_OK;
+}
+
+enum am_err
+flow_v06_register_anonymous_submit(const struct flow_env *env, struct skey *keys, const char *ip,
+				   struct flow_pending_v06 *p, void (*done)(void *arg),
+				   void *done_arg, struct am_error *e)
+{
+	struct store_reg *reg = &p->reg;
 	int64_t now = flow_now(env), retry_after;
 	enum am_err rc;
 
+	memset(p, 0, sizeof(*p));
+	p->env = env;
+	p->keys = keys;
+	p->kind = FLOW_V06_ANONYMOUS;
 	if (!env->cfg->flow_anonymous)
 		return am_fail(e, AM_E_ANONYMOUS_NOT_ENABLED,
 			       "this service does not accept anonymous registration");
@@ -65,81 +117,57 @@ flow_v06_register_anonymous(const struct flow_env *env, struct store *st, struct
 	    (rc = flow_rate_check(env, "anonymous", FLOW_RATE_GLOBAL, ip, &retry_after, e)) !=
 		    AM_OK)
 		return rc;
-	if ((rc = flow_ordered_id("reg_", reg.id, sizeof(reg.id), e)) != AM_OK ||
-	    (rc = am_rand_token(PREFIX_CLAIM_TOKEN, res.reg.claim_token,
-				sizeof(res.reg.claim_token), e)) != AM_OK)
-		goto out;
-	am_sha256_str(res.reg.claim_token, reg.claim_hash);
-	reg.kind = REG_ANONYMOUS;
-	reg.status = REG_UNCLAIMED;
-	reg.credential_type = CRED_ACCESS_TOKEN; /* what /oauth2/token hands out */
-	reg.created_at = now;
-	reg.expires_at = am_time_add(now, env->cfg->ttl_registration);
-	am_copy(reg.ip, sizeof(reg.ip), ip != NULL ? ip : "");
-	am_copy(res.reg.registration_id, sizeof(res.reg.registration_id), reg.id);
-	res.reg.kind = REG_ANONYMOUS;
-	res.reg.claim_token_expires = reg.expires_at;
-	am_copy(res.reg.scopes, sizeof(res.reg.scopes), env->cfg->scopes_pre_claim);
-	am_copy(res.reg.post_claim_scopes, sizeof(res.reg.post_claim_scopes),
+	if ((rc = flow_ordered_id("reg_", reg->id, sizeof(reg->id), e)) != AM_OK ||
+	    (rc = am_rand_token(PREFIX_CLAIM_TOKEN, p->res.reg.claim_token,
+				sizeof(p->res.reg.claim_token), e)) != AM_OK)
+		goto fail;
+	am_sha256_str(p->res.reg.claim_token, reg->claim_hash);
+	reg->kind = REG_ANONYMOUS;
+	reg->status = REG_UNCLAIMED;
+	reg->credential_type = CRED_ACCESS_TOKEN; /* what /oauth2/token hands out */
+	reg->created_at = now;
+	reg->expires_at = am_time_add(now, env->cfg->ttl_registration);
+	am_copy(reg->ip, sizeof(reg->ip), ip != NULL ? ip : "");
+	am_copy(p->res.reg.registration_id, sizeof(p->res.reg.registration_id), reg->id);
+	p->res.reg.kind = REG_ANONYMOUS;
+	p->res.reg.claim_token_expires = reg->expires_at;
+	am_copy(p->res.reg.scopes, sizeof(p->res.reg.scopes), env->cfg->scopes_pre_claim);
+	am_copy(p->res.reg.post_claim_scopes, sizeof(p->res.reg.post_claim_scopes),
 		env->cfg->scopes_post_claim);
-	/* Signing is CPU work only: done before the transaction, so the
-	 * write lock is held for the writes alone. */
-	if ((rc = mint(env, keys, reg.id, "anonymous", 0, &res.assertion, &res.assertion_expires,
-		       e)) != AM_OK)
-		goto out;
-	if ((rc = store_begin(st, e)) != AM_OK)
-		goto out;
-	if ((rc = store_reg_insert(st, &reg, e)) != AM_OK ||
-	    (rc = audit_add(st, &batch, env->cfg->tenant, now, "registration.created", reg.id,
-			    json_pack("{s:s, s:s, s:s?}", "registration_type", "anonymous",
-				      "protocol", "v0.6", "ip", ip),
-			    e)) != AM_OK ||
-	    (rc = audit_add(st, &batch, env->cfg->tenant, now, "assertion.issued", reg.id,
-			    json_object(), e)) != AM_OK ||
-	    (rc = store_commit(st, e)) != AM_OK) {
-		store_rollback(st);
-		audit_discard(&batch);
-		goto out;
-	}
-	audit_flush(env->audit, &batch);
-	log_info("registration created id=%s kind=anonymous protocol=v0.6", reg.id);
-	*out = res;
-	memset(&res, 0, sizeof(res));
-out:
-	flow_v06_reg_wipe(&res);
+	/* Signing is CPU work only: done here, so the writer's batch holds
+	 * the writes alone. */
+	if ((rc = mint(env, keys, reg->id, "anonymous", 0, &p->res.assertion,
+		       &p->res.assertion_expires, e)) != AM_OK)
+		goto fail;
+	p->done = done;
+	p->done_arg = done_arg;
+	p->job = (struct store_job){.run = v06_job, .done = v06_done, .arg = p};
+	if ((rc = store_writer_submit(env->writer, &p->job, e)) != AM_OK)
+		goto fail;
+	return AM_OK;
+fail:
+	flow_pending_v06_wipe(p);
 	return rc;
 }
 
-enum am_err
-flow_v06_register_idjag(const struct flow_env *env, struct store *st, struct skey *keys,
-			const char *ip, const char *idjag, struct v06_reg_result *out,
-			struct am_error *e)
+/* FLOW_V06_IDJAG, in the registration's job: the generation the assertion
+ * will carry, and its event. */
+static enum am_err
+assertion_issued(struct store *st, struct flow_pending_v06 *p, const char *reg_id,
+		 struct am_error *e)
 {
-	struct v06_reg_result res = {0};
-	struct audit_batch batch = {0};
-	int64_t gen;
 	enum am_err rc;
 
-	if ((rc = flow_register_idjag_identity(env, st, ip, idjag, &res.reg, e)) != AM_OK)
+	if ((rc = store_begin(st, e)) != AM_OK)
 		return rc;
-	if (res.reg.claim_token[0] != '\0') { /* a first link: no assertion until confirmed */
-		*out = res;
-		return AM_OK;
+	if ((rc = store_reg_gen(st, reg_id, &p->assertion_gen, e)) != AM_OK ||
+	    (rc = audit_add(st, &p->batch, p->env->cfg->tenant, flow_now(p->env),
+			    "assertion.issued", reg_id, json_object(), e)) != AM_OK ||
+	    (rc = store_commit(st, e)) != AM_OK) {
+		store_rollback(st);
+		return rc;
 	}
-	if ((rc = store_reg_gen(st, res.reg.registration_id, &gen, e)) != AM_OK ||
-	    (rc = mint(env, keys, res.reg.registration_id, "identity_assertion", gen,
-		       &res.assertion, &res.assertion_expires, e)) != AM_OK)
-		goto out;
-	if ((rc = audit_add(st, &batch, env->cfg->tenant, flow_now(env), "assertion.issued",
-			    res.reg.registration_id, json_object(), e)) != AM_OK)
-		goto out;
-	audit_flush(env->audit, &batch);
-	*out = res;
-	memset(&res, 0, sizeof(res));
-out:
-	audit_discard(&batch);
-	flow_v06_reg_wipe(&res);
-	return rc;
+	return AM_OK;
 }
 
 /* The one-element-array or string aud of our own assertion must be us. */
@@ -238,12 +266,14 @@ token_scopes(const struct flow_env *env, const struct store_reg *reg, const char
 }
 
 /* Issues the access token of registration reg_id (generation gen, or -1:
- * the registration was made by this very request). */
+ * the registration was made by this very job), bound to p->jkt when set;
+ * one savepoint of the batch, its events in p->batch. */
 static enum am_err
-exchange(const struct flow_env *env, struct store *st, const char *reg_id, int64_t gen,
-	 const char *grant, struct v06_token_result *out, struct am_error *e)
+exchange(struct store *st, struct flow_pending_v06 *p, const char *reg_id, int64_t gen,
+	 const char *grant, struct am_error *e)
 {
-	struct audit_batch batch = {0};
+	const struct flow_env *env = p->env;
+	struct v06_token_result *out = &p->token;
 	struct reg_result cred = {0};
 	struct store_reg reg;
 	enum block_kind kind;
@@ -293,13 +323,16 @@ exchange(const struct flow_env *env, struct store *st, const char *reg_id, int64
 		am_sha256_str(cred.credential, hash);
 		rc = store_cred_set_resource(st, hash, env->cfg->resource, e);
 	}
+	/* RFC 9449: bound in the transaction that issues it, never handed
+	 * out unbound. */
+	if (rc == AM_OK && p->jkt[0] != '\0')
+		rc = flow_dpop_bind(env, st, cred.credential, p->jkt, e);
 	if (rc != AM_OK ||
-	    (rc = audit_add(st, &batch, env->cfg->tenant, flow_now(env), "token.issued", reg.id,
+	    (rc = audit_add(st, &p->batch, env->cfg->tenant, flow_now(env), "token.issued", reg.id,
 			    json_pack("{s:s, s:s}", "scope", scopes, "grant", grant), e)) !=
 		    AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK)
 		goto fail;
-	audit_flush(env->audit, &batch);
 	am_copy(out->access_token, sizeof(out->access_token), cred.credential);
 	am_copy(out->scopes, sizeof(out->scopes), scopes);
 	am_copy(out->registration_id, sizeof(out->registration_id), reg.id);
@@ -308,9 +341,77 @@ exchange(const struct flow_env *env, struct store *st, const char *reg_id, int64
 	return AM_OK;
 fail:
 	store_rollback(st);
-	audit_discard(&batch);
 	flow_result_wipe(&cred, sizeof(cred));
 	return rc;
+}
+
+/* Before a step runs: its refusal is its answer, not a failure of the
+ * batch, and a retried job starts clean. */
+static void
+step_reset(struct flow_pending_v06 *p)
+{
+	audit_discard(&p->batch);
+	memset(&p->err, 0, sizeof(p->err));
+	flow_result_wipe(&p->token, sizeof(p->token));
+}
+
+/* The job of the kinds that need no ID-JAG registration first. */
+static enum am_err
+v06_job(struct store *st, void *arg, struct am_error *e)
+{
+	struct flow_pending_v06 *p = arg;
+
+	(void)e;
+	step_reset(p);
+	p->rc = p->kind == FLOW_V06_ANONYMOUS
+			? anonymous_write(st, p, &p->err)
+			: exchange(st, p, p->reg_id, p->gen, "identity_assertion", &p->err);
+	if (p->rc != AM_OK)
+		audit_discard(&p->batch);
+	return AM_OK;
+}
+
+/* Run in the ID-JAG registration's job once it is written. */
+static void
+idjag_then(struct store *st, const struct reg_result *res, void *arg)
+{
+	struct flow_pending_v06 *p = arg;
+
+	step_reset(p);
+	p->rc = p->kind == FLOW_V06_IDJAG
+			? assertion_issued(st, p, res->registration_id, &p->err)
+			: exchange(st, p, res->registration_id, -1, "id_jag", &p->err);
+	if (p->rc != AM_OK)
+		audit_discard(&p->batch);
+}
+
+enum am_err
+flow_v06_register_idjag_submit(const struct flow_env *env, struct skey *keys, const char *ip,
+			       const char *idjag, struct flow_pending_v06 *p,
+			       void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	enum am_err rc;
+
+	memset(p, 0, sizeof(*p));
+	p->env = env;
+	p->keys = keys;
+	p->kind = FLOW_V06_IDJAG;
+	if ((rc = flow_register_idjag_identity_submit(env, ip, idjag, idjag_then, p, &p->idjag,
+						      done, done_arg, e)) == AM_OK)
+		p->via_idjag = true;
+	return rc;
+}
+
+/* A provider's ID-JAG refused at the token endpoint: invalid_grant, its
+ * own code leading the detail; the server's own trouble stays itself. */
+static enum am_err
+as_grant_error(enum am_err rc, const struct am_error *why, struct am_error *e)
+{
+	if (rc == AM_E_RATE_LIMITED || rc == AM_E_UNAVAILABLE || rc == AM_E_INTERNAL) {
+		*e = *why;
+		return rc;
+	}
+	return am_fail(e, AM_E_INVALID_GRANT, "%s: %s", am_err_name(rc), why->detail);
 }
 
 /* The unverified iss of a compact JWS of the assertion typ: only to choose
@@ -334,44 +435,86 @@ peek_iss(const char *compact, char *out, size_t cap, struct am_error *e)
 }
 
 enum am_err
-flow_v06_token(const struct flow_env *env, struct store *st, struct skey *keys, const char *ip,
-	       const char *assertion, const char *resource, struct v06_token_result *out,
-	       struct am_error *e)
+flow_v06_token_submit(const struct flow_env *env, struct skey *keys, const char *ip,
+		      const char *assertion, const char *resource, const char *jkt,
+		      struct flow_pending_v06 *p, void (*done)(void *arg), void *done_arg,
+		      struct am_error *e)
 {
-	char iss[STORE_TEXT_LEN], reg_id[STORE_ID_LEN];
-	struct reg_result reg = {0};
+	char iss[STORE_TEXT_LEN];
 	struct am_error why = {0};
-	int64_t gen = 0;
 	enum am_err rc;
 
-	memset(out, 0, sizeof(*out));
+	memset(p, 0, sizeof(*p));
+	p->env = env;
+	p->keys = keys;
+	p->kind = FLOW_V06_TOKEN;
+	if (jkt != NULL && !am_copy(p->jkt, sizeof(p->jkt), jkt))
+		return am_fail(e, AM_E_INVALID_DPOP_PROOF, "the DPoP key's thumbprint is too long");
 	/* RFC 8707: one resource here; the token is for it alone. */
 	if (resource != NULL && strcmp(resource, env->cfg->resource) != 0)
 		return am_fail(e, AM_E_INVALID_TARGET, "resource must be %s", env->cfg->resource);
 	if ((rc = peek_iss(assertion, iss, sizeof(iss), e)) != AM_OK)
 		return rc;
 	if (strcmp(iss, env->cfg->public_url) == 0) {
-		if ((rc = verify_own(env, keys, assertion, reg_id, &gen, e)) != AM_OK)
+		if ((rc = verify_own(env, keys, assertion, p->reg_id, &p->gen, e)) != AM_OK)
 			return rc;
-		return exchange(env, st, reg_id, gen, "identity_assertion", out, e);
+		p->done = done;
+		p->done_arg = done_arg;
+		p->job = (struct store_job){.run = v06_job, .done = v06_done, .arg = p};
+		return store_writer_submit(env->writer, &p->job, e);
 	}
 	/* A provider's ID-JAG presented directly (draft -04): the whole
-	 * /agent/identity verification, then the exchange. The refusal's own
-	 * code (replay_detected, invalid_audience, ...) is in the detail. */
-	rc = flow_register_idjag_identity(env, st, ip, assertion, &reg, &why);
-	if (rc == AM_E_RATE_LIMITED || rc == AM_E_UNAVAILABLE || rc == AM_E_INTERNAL) {
-		*e = why;
-		return rc;
-	}
+	 * /agent/identity verification, then the exchange in its job. */
+	rc = flow_register_idjag_identity_submit(env, ip, assertion, idjag_then, p, &p->idjag,
+						 done, done_arg, &why);
 	if (rc != AM_OK)
-		return am_fail(e, AM_E_INVALID_GRANT, "%s: %s", am_err_name(rc), why.detail);
-	if (reg.claim_token[0] != '\0') {
-		flow_result_wipe(&reg, sizeof(reg));
-		return am_fail(e, AM_E_INVALID_GRANT,
-			       "this identity must first be linked to an existing account; "
-			       "present the ID-JAG at /agent/identity");
+		return as_grant_error(rc, &why, e);
+	p->via_idjag = true;
+	return AM_OK;
+}
+
+enum am_err
+flow_pending_v06_result(struct flow_pending_v06 *p, struct am_error *e)
+{
+	const struct flow_env *env = p->env;
+	struct am_error why = {0};
+	enum am_err rc;
+
+	if (p->via_idjag) {
+		/* the registration's own answer: its events, log and mail */
+		rc = flow_pending_idjag_result(&p->idjag, &p->res.reg, &why);
+		if (rc != AM_OK) {
+			if (p->kind == FLOW_V06_TOKEN)
+				return as_grant_error(rc, &why, e);
+			*e = why;
+			return rc;
+		}
+		if (p->res.reg.claim_token[0] != '\0') { /* a first link: nothing more */
+			if (p->kind == FLOW_V06_IDJAG)
+				return AM_OK;
+			return am_fail(e, AM_E_INVALID_GRANT,
+				       "this identity must first be linked to an existing account; "
+				       "present the ID-JAG at /agent/identity");
+		}
+	} else if (p->job.rc != AM_OK) {
+		*e = p->job.err;
+		return p->job.rc;
 	}
-	rc = exchange(env, st, reg.registration_id, -1, "id_jag", out, e);
-	flow_result_wipe(&reg, sizeof(reg));
-	return rc;
+	if (p->rc != AM_OK) {
+		*e = p->err;
+		return p->rc;
+	}
+	audit_flush(env->audit, &p->batch);
+	switch (p->kind) {
+	case FLOW_V06_ANONYMOUS:
+		log_info("registration created id=%s kind=anonymous protocol=v0.6", p->reg.id);
+		return AM_OK;
+	case FLOW_V06_IDJAG:
+		/* CPU work only, on the request's thread once durable */
+		return mint(env, p->keys, p->res.reg.registration_id, "identity_assertion",
+			    p->assertion_gen, &p->res.assertion, &p->res.assertion_expires, e);
+	case FLOW_V06_TOKEN:
+		break;
+	}
+	return AM_OK;
 }

@@ -71,7 +71,12 @@ op_after(struct flow_pending_op *p, struct am_error *e)
 			 p->attempt_id);
 		break;
 	case FLOW_OP_REVOKE:
-		if (p->provider != NULL)
+		if (p->set_event && !p->set_handled)
+			log_info("SET accepted provider=%s events=%zu none handled", p->provider,
+				 p->set_events);
+		else if (p->set_event)
+			log_info("SET processed provider=%s revoked=%d", p->provider, p->count);
+		else if (p->provider != NULL)
 			log_info("logout token processed provider=%s revoked=%d", p->provider,
 				 p->count);
 		else

@@ -837,53 +837,23 @@ jose_dpop_free(struct jose_dpop *d)
 enum am_err
 jose_signer_thumbprint_kid(struct jose_signer *s, struct am_error *e)
 {
-	static const char *const ec[] = {"crv", "kty", "x", "y", NULL};
-	static const char *const rsa[] = {"e", "kty", "n", NULL};
-	json_t *pub = jose_signer_public_jwk(s), *req = json_object();
-	const char *kty = json_string_value(json_object_get(pub, "kty"));
-	const char *const *names = kty == NULL		     ? NULL
-				   : strcmp(kty, "EC") == 0  ? ec
-				   : strcmp(kty, "RSA") == 0 ? rsa
-							     : NULL;
-	uint8_t hash[AM_HASH_LEN];
-	char *text = NULL, *b64 = NULL;
-	size_t b64len = 0;
+	/* One RFC 7638 function (jose_jwk_thumbprint) serves the kid, the
+	 * DPoP jkt and the agent's proof key alike. */
+	json_t *pub = jose_signer_public_jwk(s);
+	char kid[JOSE_JKT_LEN];
 	cjose_err err;
-	enum am_err rc = AM_OK;
+	enum am_err rc;
 
-	if (pub == NULL || req == NULL || names == NULL) {
-		rc = am_fail(e, AM_E_INTERNAL, "cannot read the public key");
-		goto out;
-	}
-	for (size_t i = 0; names[i] != NULL; i++) {
-		json_t *v = json_object_get(pub, names[i]);
-
-		if (!json_is_string(v)) {
-			rc = am_fail(e, AM_E_INTERNAL, "the public key lacks %s", names[i]);
-			goto out;
-		}
-		json_object_set(req, names[i], v);
-	}
-	/* jansson's compact form has no whitespace and, sorted, is the
-	 * RFC 7638 section 3.3 serialisation for these ASCII members. */
-	if ((text = json_dumps(req, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
-		rc = am_fail(e, AM_E_INTERNAL, "out of memory");
-		goto out;
-	}
-	am_sha256(text, strlen(text), hash);
-	if (!cjose_base64url_encode(hash, sizeof(hash), &b64, &b64len, &err) ||
-	    b64len >= sizeof(s->kid) || !cjose_jwk_set_kid(s->jwk, b64, b64len, &err)) {
-		rc = am_fail(e, AM_E_INTERNAL, "cannot set the thumbprint kid");
-		goto out;
-	}
-	memcpy(s->kid, b64, b64len);
-	s->kid[b64len] = '\0';
-out:
-	free(b64);
-	free(text);
-	json_decref(req);
+	if (pub == NULL)
+		return am_fail(e, AM_E_INTERNAL, "cannot read the public key");
+	rc = jose_jwk_thumbprint(pub, kid, e);
 	json_decref(pub);
-	return rc;
+	if (rc != AM_OK)
+		return am_fail(e, AM_E_INTERNAL, "the public key has no thumbprint");
+	if (!cjose_jwk_set_kid(s->jwk, kid, strlen(kid), &err) ||
+	    !am_copy(s->kid, sizeof(s->kid), kid))
+		return am_fail(e, AM_E_INTERNAL, "cannot set the thumbprint kid");
+	return AM_OK;
 }
 
 json_t *

@@ -5,6 +5,7 @@
  * http/ renderer's), RFC 6749 5.2's {error, error_description} at the
  * token endpoint, RFC 8935 2.4's {err, description} at the SET receiver. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/protocol.h"
@@ -51,43 +52,44 @@ identity_body(const struct app *a, const struct v06_reg_result *r)
 	return body;
 }
 
-enum am_err
-h_identity(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
-{
-	struct app *a = app;
-	struct v06_reg_result res = {0};
-	struct store *st;
-	json_t *req = NULL;
-	const char *type, *atype, *assertion;
-	enum am_err rc;
+/* A v0.6 request parked while its commit is pending. */
+struct v06_park {
+	struct flow_pending_v06 p;
+	struct http_req *rq;
+	enum am_err (*render)(struct app *a, struct http_resp *rs, struct flow_pending_v06 *p,
+			      enum am_err rc, struct am_error *e);
+};
 
-	if ((rc = svc_json_body(rq, &req, e)) != AM_OK)
-		return rc;
-	if ((rc = am_json_string(req, "type", true, AM_MAX_FIELD_BYTES, &type, e)) != AM_OK ||
-	    (rc = app_store(a, &st, e)) != AM_OK)
-		goto out;
-	if (strcmp(type, "anonymous") == 0) {
-		rc = flow_v06_register_anonymous(&a->env, st, a->skey, rq->ip, &res, e);
-	} else if (strcmp(type, "identity_assertion") == 0) {
-		if ((rc = am_json_string(req, "assertion_type", true, AM_MAX_FIELD_BYTES, &atype,
-					 e)) != AM_OK ||
-		    (rc = am_json_string(req, "assertion", true, JOSE_MAX_TOKEN_BYTES, &assertion,
-					 e)) != AM_OK)
-			goto out;
-		if (strcmp(atype, AM_ID_JAG_URN) != 0) {
-			rc = am_fail(e, AM_E_UNSUPPORTED_ASSERTION_TYPE,
-				     "assertion_type must be " AM_ID_JAG_URN);
-			goto out;
-		}
-		rc = flow_v06_register_idjag(&a->env, st, a->skey, rq->ip, assertion, &res, e);
-	} else if (strcmp(type, "service_auth") == 0) {
-		rc = am_fail(e, AM_E_SERVICE_AUTH_NOT_ENABLED,
-			     "this service does not offer service_auth; use anonymous or "
-			     "identity_assertion");
-	} else {
-		rc = am_fail(e, AM_E_INVALID_REQUEST,
-			     "type must be \"anonymous\" or \"identity_assertion\"");
-	}
+static void
+v06_park_free(void *ctx)
+{
+	struct v06_park *k = ctx;
+
+	flow_pending_v06_wipe(&k->p);
+	free(k);
+}
+
+static void
+v06_committed(void *arg)
+{
+	struct v06_park *k = arg;
+
+	http_resume(k->rq);
+}
+
+static enum am_err
+v06_finish(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct v06_park *k = rq->park_ctx;
+
+	return k->render(app, rs, &k->p, flow_pending_v06_result(&k->p, e), e);
+}
+
+/* /agent/identity's answer for rc (a refusal at submit or the outcome). */
+static enum am_err
+identity_render(struct app *a, struct http_resp *rs, struct flow_pending_v06 *p, enum am_err rc,
+		struct am_error *e)
+{
 	if (rc == AM_E_LOGIN_REQUIRED) {
 		/* v0.5: the guide's 401 shape, with the window in both places */
 		char hdr[160];
@@ -99,15 +101,15 @@ h_identity(void *app, struct http_req *rq, struct http_resp *rs, struct am_error
 					  "error_description", e->detail, "message", e->detail,
 					  "max_age", (json_int_t)a->cfg->v06_max_auth_age));
 		http_add_header(rs, "WWW-Authenticate", hdr);
-		rc = AM_OK;
-		goto out;
+		no_store(rs);
+		return AM_OK;
 	}
 	if (rc != AM_OK)
-		goto out;
-	if (res.assertion == NULL) {
+		return rc;
+	if (p->res.assertion == NULL) {
 		/* v0.5 first link: the account's owner confirms (by the claim
 		 * mail, docs/protocol.md), then a fresh ID-JAG is accepted. */
-		json_t *body = identity_body(a, &res);
+		json_t *body = identity_body(a, &p->res);
 
 		json_object_set_new(body, "error", json_string("interaction_required"));
 		json_object_set_new(body, "error_description",
@@ -119,29 +121,92 @@ h_identity(void *app, struct http_req *rq, struct http_resp *rs, struct am_error
 				"AgentAuth error=\"interaction_required\", error_description=\"the "
 				"account owner must confirm the link\"");
 	} else {
-		http_reply_json(rs, 200, identity_body(a, &res));
+		http_reply_json(rs, 200, identity_body(a, &p->res));
 	}
 	no_store(rs);
-out:
-	flow_v06_reg_wipe(&res);
-	json_decref(req);
-	return rc;
+	return AM_OK;
 }
 
-/* RFC 6749 5.2: the protocol refusals in {error, error_description}; the
- * server's own trouble (429, 503, 500) goes to the common renderer. */
+/* The token endpoint's answer for rc, in RFC 6749's shapes. */
 static enum am_err
-oauth_error(struct http_resp *rs, enum am_err rc, struct am_error *e)
+token_render(struct app *a, struct http_resp *rs, struct flow_pending_v06 *p, enum am_err rc,
+	     struct am_error *e)
 {
-	if (rc == AM_E_RATE_LIMITED || rc == AM_E_UNAVAILABLE || rc == AM_E_INTERNAL)
-		return rc;
-	if (rc == AM_E_UNSUPPORTED_MEDIA_TYPE || rc == AM_E_PAYLOAD_TOO_LARGE)
-		rc = AM_E_INVALID_REQUEST;
-	http_reply_json(rs, am_err_status(rc) == 401 ? 401 : 400,
-			json_pack("{s:s, s:s}", "error", am_err_name(rc), "error_description",
-				  e->detail[0] != '\0' ? e->detail : am_err_message(rc)));
+	const struct v06_token_result *t = &p->token;
+
+	(void)a;
+	if (rc != AM_OK)
+		return svc_oauth_error(rs, rc, e);
+	log_info("token issued registration=%s scopes=\"%s\"", t->registration_id, t->scopes);
+	http_reply_json(rs, 200,
+			json_pack("{s:s, s:s, s:I, s:s}", "access_token", t->access_token,
+				  "token_type", p->jkt[0] != '\0' ? "DPoP" : "Bearer", "expires_in",
+				  (json_int_t)t->expires_in, "scope", t->scopes));
 	no_store(rs);
 	return AM_OK;
+}
+
+/* Allocates the parking place of a v0.6 request. */
+static enum am_err
+v06_park_new(struct http_req *rq, struct v06_park **out, struct am_error *e)
+{
+	if ((*out = calloc(1, sizeof(**out))) == NULL)
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	(*out)->rq = rq;
+	return AM_OK;
+}
+
+enum am_err
+h_identity(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct app *a = app;
+	struct v06_park *k = NULL;
+	json_t *req = NULL;
+	const char *type, *atype, *assertion;
+	enum am_err rc;
+
+	if ((rc = svc_json_body(rq, &req, e)) != AM_OK)
+		return rc;
+	if ((rc = am_json_string(req, "type", true, AM_MAX_FIELD_BYTES, &type, e)) != AM_OK)
+		goto out;
+	if (strcmp(type, "anonymous") == 0) {
+		if ((rc = v06_park_new(rq, &k, e)) == AM_OK)
+			rc = flow_v06_register_anonymous_submit(&a->env, a->skey, rq->ip, &k->p,
+								v06_committed, k, e);
+	} else if (strcmp(type, "identity_assertion") == 0) {
+		if ((rc = am_json_string(req, "assertion_type", true, AM_MAX_FIELD_BYTES, &atype,
+					 e)) != AM_OK ||
+		    (rc = am_json_string(req, "assertion", true, JOSE_MAX_TOKEN_BYTES, &assertion,
+					 e)) != AM_OK)
+			goto out;
+		if (strcmp(atype, AM_ID_JAG_URN) != 0) {
+			rc = am_fail(e, AM_E_UNSUPPORTED_ASSERTION_TYPE,
+				     "assertion_type must be " AM_ID_JAG_URN);
+			goto out;
+		}
+		if ((rc = v06_park_new(rq, &k, e)) == AM_OK)
+			rc = flow_v06_register_idjag_submit(&a->env, a->skey, rq->ip, assertion,
+							    &k->p, v06_committed, k, e);
+	} else if (strcmp(type, "service_auth") == 0) {
+		rc = am_fail(e, AM_E_SERVICE_AUTH_NOT_ENABLED,
+			     "this service does not offer service_auth; use anonymous or "
+			     "identity_assertion");
+	} else {
+		rc = am_fail(e, AM_E_INVALID_REQUEST,
+			     "type must be \"anonymous\" or \"identity_assertion\"");
+	}
+	if (rc == AM_OK) {
+		/* the writes wait for the group commit; the worker is free */
+		k->render = identity_render;
+		http_park(rq, v06_finish, k, v06_park_free);
+		k = NULL;
+	} else {
+		rc = identity_render(a, rs, NULL, rc, e); /* a refusal at submit */
+	}
+out:
+	free(k); /* a refused submit has wiped k->p */
+	json_decref(req);
+	return rc;
 }
 
 enum am_err
@@ -151,7 +216,7 @@ h_token(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e
 	char grant[128], resource[AM_MAX_FIELD_BYTES + 1];
 	char grant_jkt[JOSE_JKT_LEN], jkt[JOSE_JKT_LEN] = "", url[SVC_URL_MAX + 16];
 	char *assertion = NULL;
-	struct v06_token_result res = {0};
+	struct v06_park *k = NULL;
 	struct store *st;
 	bool has_resource;
 	enum am_err rc;
@@ -185,21 +250,20 @@ h_token(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e
 	    (rc = flow_dpop_grant_jkt(assertion, grant_jkt, e)) != AM_OK ||
 	    (rc = flow_dpop_token_request(&a->env, st, http_header(rq, "DPoP"), "POST", url,
 					  grant_jkt, jkt, e)) != AM_OK ||
-	    (rc = flow_v06_token(&a->env, st, a->skey, rq->ip, assertion,
-				 has_resource ? resource : NULL, &res, e)) != AM_OK ||
-	    (jkt[0] != '\0' &&
-	     (rc = flow_dpop_bind(&a->env, st, res.access_token, jkt, e)) != AM_OK))
+	    (rc = v06_park_new(rq, &k, e)) != AM_OK)
 		goto out;
-	log_info("token issued registration=%s scopes=\"%s\"", res.registration_id, res.scopes);
-	http_reply_json(rs, 200,
-			json_pack("{s:s, s:s, s:I, s:s}", "access_token", res.access_token,
-				  "token_type", jkt[0] != '\0' ? "DPoP" : "Bearer", "expires_in",
-				  (json_int_t)res.expires_in, "scope", res.scopes));
-	no_store(rs);
+	/* verified here; the token is issued (and bound) in the group commit */
+	if ((rc = flow_v06_token_submit(&a->env, a->skey, rq->ip, assertion,
+					has_resource ? resource : NULL, jkt, &k->p, v06_committed,
+					k, e)) != AM_OK)
+		goto out;
+	k->render = token_render;
+	http_park(rq, v06_finish, k, v06_park_free);
+	k = NULL;
 out:
+	free(k);
 	free(assertion);
-	flow_result_wipe(&res, sizeof(res));
-	return rc == AM_OK ? AM_OK : oauth_error(rs, rc, e);
+	return rc == AM_OK ? AM_OK : svc_oauth_error(rs, rc, e);
 }
 
 /* RFC 8935 2.4's codes for a refusal of ours. */
@@ -218,29 +282,10 @@ set_err(enum am_err rc)
 	}
 }
 
-enum am_err
-h_event_notify(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+/* The receiver's answer: 202 with no body, or RFC 8935 2.4's 400. */
+static enum am_err
+set_answer(struct http_resp *rs, enum am_err rc, const struct am_error *e)
 {
-	struct app *a = app;
-	char token[JOSE_MAX_TOKEN_BYTES + 1];
-	struct store *st;
-	int count = 0;
-	bool handled = false;
-	enum am_err rc;
-
-	if (!http_content_type_is(rq, AM_MEDIA_SET_JWT))
-		rc = am_fail(e, AM_E_INVALID_REQUEST,
-			     "send the SET as Content-Type: " AM_MEDIA_SET_JWT);
-	else if (rq->body.len == 0 || rq->body.len > JOSE_MAX_TOKEN_BYTES ||
-		 memchr(rq->body.data, '\0', rq->body.len) != NULL)
-		rc = am_fail(e, AM_E_INVALID_REQUEST,
-			     "the body must be one SET of at most %d bytes", JOSE_MAX_TOKEN_BYTES);
-	else {
-		memcpy(token, rq->body.data, rq->body.len);
-		token[rq->body.len] = '\0';
-		if ((rc = app_store(a, &st, e)) == AM_OK)
-			rc = flow_revoke_set(&a->env, st, token, &count, &handled, e);
-	}
 	if (rc == AM_OK) {
 		http_reply_text(rs, 202, "application/json", "", 0);
 		return AM_OK;
@@ -252,6 +297,52 @@ h_event_notify(void *app, struct http_req *rq, struct http_resp *rs, struct am_e
 			json_pack("{s:s, s:s}", "err", set_err(rc), "description",
 				  e->detail[0] != '\0' ? e->detail : am_err_message(rc)));
 	return AM_OK;
+}
+
+static enum am_err
+set_submit(struct app *a, struct http_req *rq, struct flow_pending_op *p, void *arg, bool *queued,
+	   void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	(void)rq;
+	(void)queued;
+	return flow_revoke_set_submit(&a->env, arg, p, done, done_arg, e);
+}
+
+static enum am_err
+set_render(struct app *a, struct http_req *rq, struct http_resp *rs, struct flow_pending_op *p,
+	   enum am_err rc, struct am_error *e)
+{
+	(void)a;
+	(void)rq;
+	(void)p;
+	return set_answer(rs, rc, e);
+}
+
+enum am_err
+h_event_notify(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct app *a = app;
+	char token[JOSE_MAX_TOKEN_BYTES + 1];
+	enum am_err rc;
+
+	if (!http_content_type_is(rq, AM_MEDIA_SET_JWT))
+		return set_answer(rs,
+				  am_fail(e, AM_E_INVALID_REQUEST,
+					  "send the SET as Content-Type: " AM_MEDIA_SET_JWT),
+				  e);
+	if (rq->body.len == 0 || rq->body.len > JOSE_MAX_TOKEN_BYTES ||
+	    memchr(rq->body.data, '\0', rq->body.len) != NULL)
+		return set_answer(rs,
+				  am_fail(e, AM_E_INVALID_REQUEST,
+					  "the body must be one SET of at most %d bytes",
+					  JOSE_MAX_TOKEN_BYTES),
+				  e);
+	memcpy(token, rq->body.data, rq->body.len);
+	token[rq->body.len] = '\0';
+	/* Verified here (a key fetch when due); the replay record and the
+	 * revocation are parked on the group commit. */
+	rc = svc_op_park(a, rq, set_submit, token, set_render, rs, e);
+	return rc == AM_OK ? AM_OK : set_answer(rs, rc, e);
 }
 
 enum am_err

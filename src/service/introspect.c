@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "flows/ratelimit.h"
+#include "jose/jose.h"
 #include "service/service.h"
 
 /* Counts one call on key against limit per minute (0: unlimited). */
@@ -179,7 +180,9 @@ enum am_err
 h_oauth_revoke(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
 {
 	struct app *a = app;
-	char token[AM_MAX_FIELD_BYTES + 1], hint[64], key[96];
+	/* Room for any token we hand out, identity assertions included: one
+	 * presented here is unknown (200), not a malformed body (RFC 7009 2.2). */
+	char token[JOSE_MAX_TOKEN_BYTES + 1], hint[64], key[96];
 	struct revoke_args args = {.token = token};
 	enum am_err rc;
 
@@ -187,8 +190,10 @@ h_oauth_revoke(void *app, struct http_req *rq, struct http_resp *rs, struct am_e
 	snprintf(key, sizeof(key), "revoke|ip|%s", rq->ip);
 	if ((rc = limit(a, "revocation", key, a->cfg->revocation_per_minute, e)) != AM_OK)
 		return rc;
-	if ((rc = form_token(rq, token, sizeof(token), e)) != AM_OK)
+	if ((rc = form_token(rq, token, sizeof(token), e)) != AM_OK) {
+		rc = svc_oauth_error(rs, rc, e); /* RFC 7009 2.2.1 */
 		goto out;
+	}
 	/* RFC 7009 2.1: the hint only speeds the search; an unknown one is
 	 * ignored, and every credential here is an access token or API key. */
 	(void)http_form_field(rq, "token_type_hint", hint, sizeof(hint));

@@ -154,6 +154,13 @@ enum am_err svc_op_park(struct app *a, struct http_req *rq, svc_op_submit submit
 /* Parses a JSON request body, refusing other media types (415). */
 enum am_err svc_json_body(struct http_req *rq, json_t **out, struct am_error *e) AM_WUR;
 
+/* Renders refusal rc of an OAuth endpoint (/oauth2/token, /oauth2/revoke)
+ * in RFC 6749 5.2's {error, error_description}, no-store, as 400 (401 for
+ * the codes the table gives 401; a bad media type or size is
+ * invalid_request) and returns AM_OK; the server's own trouble (429, 503,
+ * 500) is returned unrendered, for the common renderer. */
+enum am_err svc_oauth_error(struct http_resp *rs, enum am_err rc, const struct am_error *e) AM_WUR;
+
 /* ---- operator surface (admin.c; docs/operations.md) ---- */
 
 /* Logs cfg's trust list and records what changed since the last one the

@@ -18,7 +18,10 @@ AUTHMD = os.path.join(BIN_DIR, "authmd")
 
 
 class Cli:
-    def __init__(self):
+    def __init__(self, protocol=None):
+        # protocol: "v0.1" for the tests of the v0.1 claim ceremony, which
+        # --protocol auto no longer picks for anonymous registration
+        self.pre = ["--protocol", protocol] if protocol is not None else []
         self.home = tempfile.mkdtemp(prefix="authmd-cli-")
         self.env = dict(os.environ, XDG_CONFIG_HOME=self.home)
         self.env.pop("AUTHMD_SESSION", None)
@@ -27,7 +30,7 @@ class Cli:
 
     def run(self, *args, stdin=None, env=None):
         e = dict(self.env, **(env or {}))
-        return subprocess.run([AUTHMD, *args], capture_output=True, text=True, env=e,
+        return subprocess.run([AUTHMD, *self.pre, *args], capture_output=True, text=True, env=e,
                               input=stdin if stdin is not None else "", timeout=120)
 
     def json(self, *args, **kw):
@@ -46,7 +49,7 @@ class Cli:
         (exit code, all output)."""
         pid, fd = pty.fork()
         if pid == 0:
-            os.execve(AUTHMD, [AUTHMD, *args], self.env)
+            os.execve(AUTHMD, [AUTHMD, *self.pre, *args], self.env)
         out = b""
         seen = 0  # output up to here has been matched against a prompt
         steps = list(steps)
@@ -72,7 +75,7 @@ class Cli:
 class ServiceCliTest(unittest.TestCase):
     def setUp(self):
         self.server = Server().start()
-        self.cli = Cli()
+        self.cli = Cli(protocol="v0.1")  # the v0.1 claim ceremony
         self.url = self.server.url + "/api/resource"
 
     def tearDown(self):

@@ -181,7 +181,7 @@ class ExpiredCredentialTest(GateStack):
 
 class CliAgentTest(GateStack):
     def test_the_authmd_cli_discovers_registers_and_claims_through_nginx(self):
-        cli = Cli()
+        cli = Cli(protocol="v0.1")  # the v0.1 claim ceremony
         url = self.nginx.url + "/api/orders"
         rc, d = cli.json("discover", url)
         self.assertEqual(rc, 0, d)

@@ -133,7 +133,9 @@ class IntrospectionTest(ServerTest):
                                 content_type="application/x-www-form-urlencoded",
                                 headers={"Authorization": "Basic " + auth})
         self.assertError(r, 400, "invalid_request")
-        self.assertError(self.revoke(""), 400, "invalid_request")
+        r = self.revoke("")  # RFC 7009 2.2.1: RFC 6749's envelope
+        self.assertEqual((r.status, r.json["error"]), (400, "invalid_request"), r)
+        self.assertTrue(r.json["error_description"], r.json)
         self.assertError(self.server.get("/oauth2/introspect"), 405, "method_not_allowed")
 
     def test_metadata_lists_both_endpoints(self):

@@ -21,7 +21,7 @@ class McpClient:
     def __init__(self, cli, env=None):
         self.cli = cli
         self.stderr = open(os.path.join(cli.home, "mcp.stderr"), "w+")
-        self.proc = subprocess.Popen([AUTHMD, "mcp"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([AUTHMD, *cli.pre, "mcp"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.stderr,
                                      env=dict(cli.env, **(env or {})), bufsize=0)
         self.lines = queue.Queue()
@@ -88,7 +88,7 @@ def stored(cli):
 class McpServiceTest(unittest.TestCase):
     def setUp(self):
         self.server = Server().start()
-        self.cli = Cli()
+        self.cli = Cli(protocol="v0.1")  # the v0.1 claim ceremony
         self.url = self.server.url + "/api/resource"
         self.mcp = McpClient(self.cli)
 

@@ -17,15 +17,18 @@ from smtp_sink import SmtpSink
 from test_background_work import SilentSmtp
 
 
-def post_json(server, path, body, timeout=30):
+def post_raw(server, path, body, content_type, timeout=30):
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
     try:
-        conn.request("POST", path, body=json.dumps(body).encode(),
-                     headers={"Content-Type": "application/json"})
+        conn.request("POST", path, body=body, headers={"Content-Type": content_type})
         r = conn.getresponse()
         return Response(r.status, r.getheaders(), r.read())
     finally:
         conn.close()
+
+
+def post_json(server, path, body, timeout=30):
+    return post_raw(server, path, json.dumps(body).encode(), "application/json", timeout)
 
 
 def register(server, timeout=30):
@@ -53,6 +56,37 @@ def concurrently(n, fn):
     return out
 
 
+def call_while_locked(test, server, call):
+    """Runs call() while another process holds the store's write lock, and
+    checks that the server's only worker answers a discovery request
+    meanwhile (the call waits parked, not on the worker); returns call()'s
+    answer once the lock is gone."""
+    answered = threading.Event()
+    result = {}
+
+    def run():
+        result["r"] = call()
+        answered.set()
+    lock = sqlite3.connect(server.db, timeout=10, isolation_level=None)
+    try:
+        # Another process holds the write lock: the call's commit waits for
+        # it (then gives up with 503). With one worker thread, a worker
+        # blocked in the commit wait (up to its 500 ms bound) could answer
+        # nothing else first; parked, it serves discovery meanwhile.
+        lock.execute("BEGIN EXCLUSIVE")
+        t = threading.Thread(target=run)
+        t.start()
+        answered.wait(0.1)
+        d = server.get("/.well-known/oauth-authorization-server")
+        test.assertEqual(d.status, 200, d)
+        test.assertFalse(answered.is_set(), "the request held the worker")
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    t.join()
+    return result["r"]
+
+
 class ParkedRequestTest(unittest.TestCase):
     def setUp(self):
         self.server = Server({"server": {"threads": "1",
@@ -64,61 +98,16 @@ class ParkedRequestTest(unittest.TestCase):
 
     def test_a_registration_waiting_for_the_lock_leaves_the_only_worker_free(self):
         s = self.server
-        lock = sqlite3.connect(s.db, timeout=10, isolation_level=None)
-        answered = threading.Event()
-        result = {}
-
-        def reg():
-            result["r"] = register(s)
-            answered.set()
-
-        try:
-            # Another process holds the write lock: the registration's
-            # commit waits for it (then gives up with 503), parked.
-            lock.execute("BEGIN EXCLUSIVE")
-            t = threading.Thread(target=reg)
-            t.start()
-            # With one worker thread, a worker blocked in the commit wait
-            # (up to its 500 ms bound) could answer nothing else before the
-            # registration. Parked, it serves discovery while the
-            # registration still waits for the lock.
-            answered.wait(0.1)
-            d = s.get("/.well-known/oauth-authorization-server")
-            self.assertEqual(d.status, 200, d)
-            self.assertFalse(answered.is_set(), "the registration held the worker")
-        finally:
-            lock.execute("ROLLBACK")
-            lock.close()
-        t.join()
-        self.assertIn(result["r"].status, (200, 503), result["r"])
+        r = call_while_locked(self, s, lambda: register(s))
+        self.assertIn(r.status, (200, 503), r)
 
     def test_a_claim_completion_waiting_for_the_lock_leaves_the_only_worker_free(self):
         s = self.server
         reg = s.register_anonymous()
         self.assertEqual(s.start_claim(reg["claim_token"], "ria@example.test").status, 200)
         otp = s.code_from_link(claim_link(s.outbox_messages()[-1]))
-        lock = sqlite3.connect(s.db, timeout=10, isolation_level=None)
-        answered = threading.Event()
-        result = {}
-
-        def complete():
-            result["r"] = post_json(s, "/agent/auth/claim/complete",
-                                    {"claim_token": reg["claim_token"], "otp": otp})
-            answered.set()
-
-        try:
-            lock.execute("BEGIN EXCLUSIVE")
-            t = threading.Thread(target=complete)
-            t.start()
-            answered.wait(0.1)
-            d = s.get("/.well-known/oauth-authorization-server")
-            self.assertEqual(d.status, 200, d)
-            self.assertFalse(answered.is_set(), "the completion held the worker")
-        finally:
-            lock.execute("ROLLBACK")
-            lock.close()
-        t.join()
-        r = result["r"]
+        r = call_while_locked(self, s, lambda: post_json(
+            s, "/agent/auth/claim/complete", {"claim_token": reg["claim_token"], "otp": otp}))
         if r.status == 503:  # the lock outlasted the bounded wait: nothing was claimed
             self.assertNotEqual(s.db_query("SELECT status FROM registrations WHERE id = ?",
                                            (reg["registration_id"],))[0][0], "claimed")
@@ -188,27 +177,8 @@ class ParkedIdJagTest(unittest.TestCase):
             first = post_json(s, "/agent/auth", idjag_body(provider.sign(provider.claims(s))))
             self.assertEqual(first.status, 200, first)
             token = provider.sign(provider.claims(s))
-            lock = sqlite3.connect(s.db, timeout=10, isolation_level=None)
-            answered = threading.Event()
-            result = {}
-
-            def reg():
-                result["r"] = post_json(s, "/agent/auth", idjag_body(token))
-                answered.set()
-
-            try:
-                lock.execute("BEGIN EXCLUSIVE")
-                t = threading.Thread(target=reg)
-                t.start()
-                answered.wait(0.1)
-                d = s.get("/.well-known/oauth-authorization-server")
-                self.assertEqual(d.status, 200, d)
-                self.assertFalse(answered.is_set(), "the registration held the worker")
-            finally:
-                lock.execute("ROLLBACK")
-                lock.close()
-            t.join()
-            r = result["r"]
+            r = call_while_locked(self, s,
+                                  lambda: post_json(s, "/agent/auth", idjag_body(token)))
             if r.status == 503:  # refused whole: its jti was not burned
                 self.assertEqual(r.json["error"], "temporarily_unavailable")
                 r = post_json(s, "/agent/auth", idjag_body(token))
@@ -220,6 +190,65 @@ class ParkedIdJagTest(unittest.TestCase):
             s.stop()
             s.cleanup()
             provider.stop()
+
+
+class V06ParkedTest(unittest.TestCase):
+    """Issue 13: /agent/identity, /oauth2/token and /agent/event/notify
+    commit through the group commit like /agent/auth: with one worker and
+    the write lock held by another process, each waits parked and the
+    worker serves others."""
+
+    def setUp(self):
+        self.provider = Provider().start()
+        overrides = provider_overrides(self.provider)
+        overrides["server"] = {"threads": "1"}
+        self.s = Server(overrides).start()
+
+    def tearDown(self):
+        self.assertEqual(self.s.stop(), 0)
+        self.s.cleanup()
+        self.provider.stop()
+
+    def token(self, assertion):
+        return post_raw(self.s, "/oauth2/token", urllib.parse.urlencode(
+            {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+             "assertion": assertion}).encode(), "application/x-www-form-urlencoded")
+
+    def set_event(self, sub):
+        token = self.provider.sign(self.provider.logout_claims(self.s, sub=sub),
+                                   typ="secevent+jwt")
+        return post_raw(self.s, "/agent/event/notify", token.encode(),
+                        "application/secevent+jwt")
+
+    def idjag(self, sub):
+        return self.provider.sign(self.provider.claims(self.s, sub=sub,
+                                                       auth_time=int(time.time())))
+
+    def test_each_v06_write_waits_parked_and_leaves_the_only_worker_free(self):
+        s = self.s
+        # warm: the provider's keys fetched, the service key loaded
+        self.assertEqual(post_json(s, "/agent/identity",
+                                   idjag_body(self.idjag("warm"))).status, 200)
+        own = post_json(s, "/agent/identity", {"type": "anonymous"}).json["identity_assertion"]
+        cases = [
+            ("anonymous", lambda: post_json(s, "/agent/identity", {"type": "anonymous"}),
+             "identity_assertion"),
+            ("id-jag", lambda: post_json(s, "/agent/identity", idjag_body(self.idjag("p1"))),
+             "identity_assertion"),
+            ("token, own assertion", lambda: self.token(own), "access_token"),
+            ("token, id-jag", lambda: self.token(self.idjag("p2")), "access_token"),
+            ("SET", lambda: self.set_event("p1"), None),
+        ]
+        for name, call, field in cases:
+            with self.subTest(name):
+                r = call_while_locked(self, s, call)
+                self.assertIn(r.status, (200, 202, 503), r)
+                if r.status == 503:  # the writer gave up whole: nothing half-written
+                    self.assertEqual(r.json["error"], "temporarily_unavailable")
+                elif field is None:  # the SET: 202, no body
+                    self.assertEqual((r.status, r.body), (202, b""), r)
+                else:
+                    self.assertTrue(r.json[field], r.json)
 
 
 def idjag_body(token):

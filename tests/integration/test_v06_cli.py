@@ -5,14 +5,18 @@ and exchanges it again when the access token expires or is revoked; with
 --protocol v0.1 it registers through /agent/auth on the same server. With
 the real authmd-provider, revoking the user's consent reaches a v0.6
 registration as a SET and a v0.1 registration as a logout token."""
-import hashlib
+import http.server
 import json
 import os
 import stat
+import threading
 import time
 import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
 
-from harness import RealProvider, Server, provider_overrides
+from harness import RealProvider, Server, free_port, provider_overrides
 from test_agent_cli import Cli
 
 
@@ -24,6 +28,61 @@ def wait_for(fn, timeout=20):
             return v
         time.sleep(0.1)
     return fn()
+
+
+class V01OnlyFront:
+    """authmd-server as a service that does not offer v0.6: a loopback
+    front that forwards every request to the real server, rewrites the
+    server's origin to its own, and drops the v0.6 names from the
+    authorization-server metadata."""
+
+    V06_NAMES = ("token_endpoint", "identity_endpoint", "events_endpoint", "claim_endpoint",
+                 "grant_types_supported", "authorization_grant_profiles_supported")
+
+    def __init__(self, server):
+        port = free_port()
+        self.url = "http://127.0.0.1:%d" % port
+        front = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def forward(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() in ("authorization", "content-type", "dpop")}
+                req = urllib.request.Request(server.url + self.path, method=self.command,
+                                             data=self.rfile.read(n) if n else None,
+                                             headers=headers)
+                try:
+                    with urllib.request.urlopen(req, timeout=30) as r:
+                        status, rh, body = r.status, r.headers, r.read()
+                except urllib.error.HTTPError as err:
+                    status, rh, body = err.code, err.headers, err.read()
+                body = body.replace(server.url.encode(), front.url.encode())
+                if self.path == "/.well-known/oauth-authorization-server":
+                    doc = json.loads(body)
+                    for name in front.V06_NAMES:
+                        doc.pop(name, None)
+                        doc.get("agent_auth", {}).pop(name, None)
+                    body = json.dumps(doc).encode()
+                self.send_response(status)
+                for k, v in rh.items():
+                    if k.lower() in ("content-type", "www-authenticate"):
+                        self.send_header(k, v.replace(server.url, front.url))
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = forward
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 class V06CliTest(unittest.TestCase):
@@ -86,14 +145,12 @@ class V06CliTest(unittest.TestCase):
         self.assertEqual((rc, got["status"]), (0, 200), got)
         second = self.stored()["credential"]
         self.assertNotEqual(second, first)
-        # This access token alone revoked, the registration kept (AUTH.md's
-        # credential layer; the server's own RFC 7009 endpoint and revoke
-        # command revoke the registration, so the row is marked here): a 401,
-        # one exchange of the same assertion, and on.
-        n = len(self.server.db_write(
-            "UPDATE credentials SET revoked_at = ? WHERE hash = ? RETURNING id",
-            (int(time.time()), hashlib.sha256(second.encode()).digest())))
-        self.assertEqual(n, 1)
+        # This access token alone revoked at the RFC 7009 endpoint, the
+        # registration kept: a 401, one exchange of the same assertion, and on.
+        r = self.server.request("POST", "/oauth2/revoke",
+                                raw=urllib.parse.urlencode({"token": second}).encode(),
+                                content_type="application/x-www-form-urlencoded")
+        self.assertEqual(r.status, 200, r)
         self.assertTrue(wait_for(lambda: self.server.bearer("GET", "/api/resource",
                                                             second).status == 401))
         rc, got = self.cli.json("curl", self.url)
@@ -101,12 +158,56 @@ class V06CliTest(unittest.TestCase):
         self.assertNotEqual(self.stored()["credential"], second)
         self.assertEqual(self.stored()["identity_assertion"], assertion)
 
+    def test_auto_registers_anonymous_through_v06_when_offered(self):
+        rc, reg = self.cli.json("register", self.url, "--anonymous")  # --protocol auto
+        self.assertEqual(rc, 0, reg)
+        s = self.stored()
+        self.assertEqual((s["protocol"], s["credential_type"]), ("v0.6", "access_token"))
+        self.assertEqual(s["register_uri"], self.server.url + "/agent/identity")
+        self.assertEqual(s["identity_assertion"].count("."), 2)
+        # the server made a v0.6 registration: its credential is an access
+        # token minted at the token endpoint, audience-restricted (RFC 8707)
+        rows = self.server.db_query(
+            "SELECT r.credential_type, c.type, c.resource FROM registrations r "
+            "JOIN credentials c ON c.registration_id = r.id")
+        self.assertEqual(rows, [("access_token", "access_token", self.server.url + "/api/")])
+        rc, got = self.cli.json("curl", self.url)
+        self.assertEqual((rc, got["status"]), (0, 200), got)
+        self.assertEqual(got["body"]["credential_type"], "access_token")
+
+    def test_auto_registers_through_v01_when_v06_is_not_offered(self):
+        front = V01OnlyFront(self.server)
+        self.addCleanup(front.close)
+        url = front.url + "/api/resource"
+        rc, d = self.cli.json("discover", url)
+        self.assertEqual(rc, 0, d)
+        self.assertFalse(d["v06_offered"])
+        self.assertEqual(d["protocol"], "v0.1")
+        rc, reg = self.cli.json("register", url, "--anonymous")
+        self.assertEqual(rc, 0, reg)
+        s = self.stored()
+        self.assertEqual((s["protocol"], s["credential_type"]), ("v0.1", "api_key"))
+        self.assertEqual(s["register_uri"], front.url + "/agent/auth")
+        self.assertNotIn("identity_assertion", s)
+        self.assertEqual(self.server.db_query("SELECT credential_type FROM registrations"),
+                         [("api_key",)])
+        rc, got = self.cli.json("curl", url)
+        self.assertEqual((rc, got["status"]), (0, 200), got)
+        # forcing v0.6 where it is not offered is refused before any request
+        other = Cli()
+        r = other.run("--protocol", "v0.6", "register", url, "--anonymous")
+        self.assertEqual(r.returncode, 7, r.stderr)
+        self.assertEqual(len(self.server.db_query("SELECT id FROM registrations")), 1)
+
     def test_forced_v01_registers_through_agent_auth_on_the_same_server(self):
         rc, reg = self.cli.json("--protocol", "v0.1", "register", self.url, "--anonymous")
         self.assertEqual(rc, 0, reg)
         s = self.stored()
         self.assertEqual((s["protocol"], s["credential_type"]), ("v0.1", "api_key"))
+        self.assertEqual(s["register_uri"], self.server.url + "/agent/auth")
         self.assertNotIn("identity_assertion", s)
+        self.assertEqual(self.server.db_query("SELECT credential_type FROM registrations"),
+                         [("api_key",)])
         rc, got = self.cli.json("curl", self.url)
         self.assertEqual((rc, got["status"]), (0, 200), got)
 

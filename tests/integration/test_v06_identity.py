@@ -5,6 +5,7 @@ presented directly), POST /agent/event/notify (RFC 8935 SETs), and the two
 generations sharing one store."""
 import base64
 import hashlib
+import hmac
 import json
 import os
 import stat
@@ -328,37 +329,6 @@ class TokenEndpointTest(V06Base):
         self.assertOAuthError(self.token(a, resource="https://elsewhere.test/"), "invalid_target")
         self.assertOAuthError(self.token("not-a-jwt"), "invalid_grant")
 
-    def test_negative_jwt_cases_for_the_service_assertion(self):
-        reg = self.anonymous()
-        rid, good = reg["registration_id"], reg["identity_assertion"]
-        self.assertEqual(self.token(self.own_assertion(rid)).status, 200)
-        h, p, s = good.split(".")
-        claims = json.loads(unb64url(p))
-        claims["sub"] = "reg_someone_else"
-        forged = ".".join([h, b64url(json.dumps(claims).encode()), s])
-        now = int(time.time())
-        cases = {
-            "signature": forged,
-            "stripped signature": h + "." + p + ".",
-            "alg none": b64url(json.dumps({"alg": "none", "typ": ASSERTION_TYP,
-                                           "kid": jwt_parts(good)[0]["kid"]}).encode()) +
-            "." + p + ".",
-            "alg HS256": self.own_assertion(rid, h_alg="HS256"),
-            "typ": self.own_assertion(rid, h_typ="JWT"),
-            "kid": self.own_assertion(rid, h_kid="unknown-kid"),
-            "aud": self.own_assertion(rid, aud="https://other.test"),
-            "exp": self.own_assertion(rid, iat=now - 900, exp=now - 600),
-            "no exp": self.own_assertion(rid, exp=None),
-            "iat": self.own_assertion(rid, iat=now + 3600, exp=now + 4000),
-            "unknown registration": self.own_assertion("reg_nope"),
-            "generation": self.own_assertion(rid, authmd_gen=3),
-        }
-        for name, token in cases.items():
-            self.assertOAuthError(self.token(token), "invalid_grant", why=None)
-        # iss not ours: handled as a provider's ID-JAG, and refused as such
-        r = self.token(self.own_assertion(rid, iss="https://evil.test"))
-        self.assertOAuthError(r, "invalid_grant", why="invalid_issuer")
-
     def test_an_expired_registration_cannot_exchange(self):
         reg = self.anonymous()
         self.server.db_write("UPDATE registrations SET expires_at = 1 WHERE id = ?",
@@ -388,39 +358,12 @@ class IdJagTest(V06Base):
                                     "WHERE id = ?", (body["registration_id"],))
         self.assertEqual(rows, [("agent", "claimed", self.provider.url, "v06-user")])
 
-    def test_negative_jwt_cases_at_agent_identity(self):
-        now = int(time.time())
-        kid = self.provider.stats()["es_kid"]
-        claims = self.provider.claims(self.server)
-        h, p, s = self.mint().split(".")
-        tampered = json.loads(unb64url(p))
-        tampered["sub"] = "someone-else"
-        cases = [
-            ("alg none", b64url(json.dumps({"alg": "none", "typ": ASSERTION_TYP,
-                                            "kid": kid}).encode()) +
-             "." + b64url(json.dumps(claims).encode()) + ".", "invalid_signature"),
-            ("alg misfit", self.provider.sign(self.provider.claims(self.server), key="rs",
-                                              kid=kid), "invalid_signature"),
-            ("typ", self.mint(typ="JWT"), "invalid_request"),
-            ("typ logout", self.mint(typ="logout+jwt"), "invalid_request"),
-            ("signature", ".".join([h, b64url(json.dumps(tampered).encode()), s]),
-             "invalid_signature"),
-            ("aud", self.mint(aud="https://other.test"), "invalid_audience"),
-            ("iss", self.mint(iss="https://evil.test"), "invalid_issuer"),
-            ("exp", self.mint(iat=now - 900, exp=now - 600), "expired"),
-            ("iat", self.mint(iat=now + 3600, exp=now + 3900), "invalid_request"),
-            ("email", self.mint(email_verified=False), "missing_verified_email"),
-            ("client_id", self.mint(client_id="https://other.test"), "invalid_client_id"),
-        ]
-        for name, token, code in cases:
-            with self.subTest(name):
-                self.assertV06Error(self.identity_idjag(token), 400, code)
+    def test_one_jti_space_for_both_generations(self):
         token = self.mint(sub="replayed")
         self.assertEqual(self.identity_idjag(token).status, 200)
-        self.assertV06Error(self.identity_idjag(token), 400, "replay_detected")
-        # one jti space for both generations: v0.1 refuses it too
-        r = register_idjag(self.server, token)
-        self.assertEqual(r.json["error"], "replay_detected", r.json)
+        r = register_idjag(self.server, token)  # the same ID-JAG at v0.1's /agent/auth
+        self.assertEqual((r.status, r.json["error"]), (400, "replay_detected"), r.json)
+        self.assertOAuthError(self.token(token), "invalid_grant", why="replay_detected")
 
     def test_auth_time_is_required_and_fresh(self):
         now = int(time.time())
@@ -452,30 +395,9 @@ class IdJagTest(V06Base):
         self.assertEqual(t["scope"], "api.read api.write")
         self.assertNotIn("refresh_token", t)
         self.assertEqual(self.server.bearer("GET", "/api/resource", t["access_token"]).status, 200)
-        now = int(time.time())
-        kid = self.provider.stats()["es_kid"]
-        h, p, s = self.mint().split(".")
-        tampered = json.loads(unb64url(p))
-        tampered["sub"] = "someone-else"
-        cases = [
-            ("alg none", b64url(json.dumps({"alg": "none", "typ": ASSERTION_TYP,
-                                            "kid": kid}).encode()) + "." + p + ".",
-             "invalid_signature"),
-            ("signature", ".".join([h, b64url(json.dumps(tampered).encode()), s]),
-             "invalid_signature"),
-            ("aud", self.mint(aud="https://other.test"), "invalid_audience"),
-            ("iss", self.mint(iss="https://evil.test"), "invalid_issuer"),
-            ("exp", self.mint(iat=now - 900, exp=now - 600), "expired"),
-            ("iat", self.mint(iat=now + 3600, exp=now + 3900), "invalid_request"),
-        ]
-        for name, token, why in cases:
-            with self.subTest(name):
-                self.assertOAuthError(self.token(token), "invalid_grant", why=why)
-        # a wrong typ is not an assertion of the profile at all
-        self.assertOAuthError(self.token(self.mint(typ="JWT")), "invalid_grant")
-        token = self.mint(sub="direct-replay")
-        self.assertEqual(self.token(token).status, 200)
-        self.assertOAuthError(self.token(token), "invalid_grant", why="replay_detected")
+        rows = self.server.db_query("SELECT kind, status FROM registrations WHERE sub = ?",
+                                    ("direct",))
+        self.assertEqual(rows, [("agent", "claimed")])
 
     def test_a_first_link_is_interaction_required(self):
         # An account with this address exists (a claimed email registration);
@@ -577,40 +499,186 @@ class EventsTest(V06Base):
         self.assertEqual(r.status, 202, r)
         self.assertEqual(self.server.bearer("GET", "/api/resource", at).status, 200)
 
-    def test_negative_jwt_cases_for_sets(self):
+
+def hs256(header, claims, secret):
+    """A JWT really signed with HMAC-SHA256 (the alg-confusion attack: a
+    verifier that took the header's word would check it with secret)."""
+    signing_input = (b64url(json.dumps(header).encode()) + "." +
+                     b64url(json.dumps(claims).encode()))
+    mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + b64url(mac)
+
+
+def unsigned(header, claims):
+    return (b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode()) +
+            ".")
+
+
+def tampered(token, **over):
+    """token with claims changed after signing: the signature no longer fits."""
+    h, p, sig = token.split(".")
+    claims = json.loads(unb64url(p))
+    claims.update(over)
+    return h + "." + b64url(json.dumps(claims).encode()) + "." + sig
+
+
+class NegativeJwtTest(V06Base):
+    """Every JWT-accepting v0.6 endpoint against one table of bad tokens:
+    alg (none, HS256, one unfit for the key), typ, signature, aud, iss, exp,
+    iat in the future, jti replay, and the checks of its own kind. Each
+    endpoint is a kit: how to make a good token with overrides (claims;
+    h_alg, h_typ, h_kid for the header; key), how to send it, how its
+    refusal looks and which code each case gets."""
+
+    COMMON = ("alg none", "alg HS256", "alg unfit for the key", "typ", "signature", "aud",
+              "iss", "exp", "iat in the future")
+
+    def provider_token(self, claims, typ, key="es", h_alg=None, h_typ=None, h_kid=None):
+        kid = h_kid or self.provider.stats()["es_kid"]
+        header = {"alg": h_alg, "typ": h_typ or typ, "kid": kid}
+        if h_alg == "none":
+            return unsigned(header, claims)
+        if h_alg == "HS256":
+            return hs256(header, claims, kid.encode())
+        return self.provider.sign(claims, key=key, typ=h_typ or typ,
+                                  kid=h_kid if key == "es" else kid)
+
+    def common_cases(self, make):
         now = int(time.time())
-        kid = self.provider.stats()["es_kid"]
-        h, p, s = self.mint_set().split(".")
-        tampered = json.loads(unb64url(p))
-        tampered["sub"] = "someone-else"
-        cases = [
-            ("alg none", b64url(json.dumps({"alg": "none", "typ": "secevent+jwt",
-                                            "kid": kid}).encode()) + "." + p + ".",
-             "invalid_key"),
-            ("alg misfit", self.provider.sign(self.set_claims(), key="rs", kid=kid,
-                                              typ="secevent+jwt"), "invalid_key"),
-            ("signature", ".".join([h, b64url(json.dumps(tampered).encode()), s]),
-             "invalid_key"),
-            ("typ logout", self.mint_set(typ="logout+jwt"), "invalid_request"),
-            ("typ id-jag", self.mint_set(typ=ASSERTION_TYP), "invalid_request"),
-            ("aud", self.mint_set(aud="https://other.test"), "invalid_audience"),
-            ("iss", self.mint_set(iss="https://evil.test"), "invalid_issuer"),
-            ("exp", self.mint_set(iat=now - 900, exp=now - 600), "invalid_request"),
-            ("stale iat", self.mint_set(iat=now - 3600), "invalid_request"),
-            ("iat", self.mint_set(iat=now + 3600), "invalid_request"),
-            ("no events", self.mint_set(events=None), "invalid_request"),
-            ("events not an object", self.mint_set(events=[REVOKED_EVENT]), "invalid_request"),
-            ("garbage", "a.b.c", "invalid_request"),
-        ]
-        for name, token, err in cases:
-            with self.subTest(name):
-                self.assertSetError(self.send_set(token), err)
-        self.assertSetError(self.send_set(self.mint_set(), content_type="application/json"),
+        return {
+            "alg none": make(h_alg="none"),
+            "alg HS256": make(h_alg="HS256"),
+            "alg unfit for the key": make(key="rs"),
+            "typ": make(h_typ="JWT"),
+            "signature": tampered(make(), sub="someone-else"),
+            "aud": make(aud="https://other.test"),
+            "iss": make(iss="https://evil.test"),
+            "exp": make(iat=now - 900, exp=now - 600),
+            "iat in the future": make(iat=now + 3600, exp=now + 3900),
+        }
+
+    def run_table(self, kit):
+        tokens = self.common_cases(kit["make"])
+        tokens.update(kit.get("extra", {}))
+        self.assertEqual(set(tokens), set(kit["codes"]), "every case has its expected code")
+        for name, token in tokens.items():
+            with self.subTest(kit["name"] + ": " + name):
+                kit["refused"](kit["send"](token), kit["codes"][name])
+        with self.subTest(kit["name"] + ": jti replay"):
+            token = kit["make"]()
+            first = kit["send"](token)
+            self.assertIn(first.status, (200, 202), first)
+            kit["replayed"](kit["send"](token))
+
+    # --- the kits ---
+    def refused_v06(self, r, code):
+        self.assertV06Error(r, 400, code)
+
+    def refused_grant(self, r, why):
+        self.assertOAuthError(r, "invalid_grant", why=why)
+
+    def idjag_make(self, sub):
+        def make(key="es", h_alg=None, h_typ=None, h_kid=None, **over):
+            over.setdefault("sub", sub)
+            over.setdefault("auth_time", int(time.time()) - 5)
+            claims = self.provider.claims(self.server, **over)
+            return self.provider_token(claims, ASSERTION_TYP, key, h_alg, h_typ, h_kid)
+        return make
+
+    def test_id_jags_at_agent_identity(self):
+        make = self.idjag_make("neg-identity")
+        codes = dict.fromkeys(self.COMMON, "invalid_signature")
+        codes.update({"typ": "invalid_request", "typ logout": "invalid_request",
+                      "aud": "invalid_audience", "iss": "invalid_issuer", "exp": "expired",
+                      "iat in the future": "invalid_request",
+                      "unknown kid": "invalid_signature",
+                      "email not verified": "missing_verified_email",
+                      "client_id": "invalid_client_id"})
+        self.run_table({
+            "name": "/agent/identity", "make": make, "send": self.identity_idjag,
+            "refused": self.refused_v06, "codes": codes,
+            "extra": {"typ logout": make(h_typ="logout+jwt"),
+                      "unknown kid": make(h_kid="no-such-kid"),
+                      "email not verified": make(email_verified=False),
+                      "client_id": make(client_id="https://other.test")},
+            "replayed": lambda r: self.assertV06Error(r, 400, "replay_detected")})
+
+    def test_id_jags_at_the_token_endpoint(self):
+        make = self.idjag_make("neg-token")
+        # invalid_grant throughout (RFC 7523 3.1); the detail names the
+        # ID-JAG check, as /agent/identity would
+        codes = dict.fromkeys(self.COMMON, "invalid_signature")
+        codes.update({"typ": None, "aud": "invalid_audience", "iss": "invalid_issuer",
+                      "exp": "expired", "iat in the future": "invalid_request",
+                      "unknown kid": "invalid_signature", "auth_time": "login_required"})
+        self.run_table({
+            "name": "/oauth2/token (ID-JAG)", "make": make, "send": self.token,
+            "refused": self.refused_grant, "codes": codes,
+            "extra": {"unknown kid": make(h_kid="no-such-kid"),
+                      "auth_time": make(auth_time=int(time.time()) - 7200)},
+            "replayed": lambda r: self.refused_grant(r, "replay_detected")})
+
+    def test_the_services_own_assertions_at_the_token_endpoint(self):
+        rid = self.anonymous()["registration_id"]
+        service_jwk = [k for k in self.service_keys() if k["retired_at"] == 0][0]["jwk"]
+
+        def make(key="es", h_alg=None, h_typ=None, h_kid=None, **over):
+            if h_alg in ("none", "HS256"):
+                now = int(time.time())
+                claims = {"iss": self.server.url, "aud": self.server.url, "sub": rid,
+                          "iat": now, "exp": now + 600, "jti": os.urandom(8).hex(),
+                          "registration_type": "anonymous", "authmd_gen": 0}
+                header = {"alg": h_alg, "typ": ASSERTION_TYP, "kid": service_jwk["kid"]}
+                return (unsigned(header, claims) if h_alg == "none" else
+                        hs256(header, claims, service_jwk["x"].encode()))
+            if key == "rs":  # we have no RSA key: an RS256 header on our EC key's kid
+                over["h_alg"] = "RS256"
+            for name, v in (("h_typ", h_typ), ("h_kid", h_kid)):
+                if v is not None:
+                    over[name] = v
+            return self.own_assertion(rid, **over)
+        codes = dict.fromkeys(self.COMMON, None)
+        codes.update({"iss": "invalid_issuer", "unknown kid": None, "no exp": None,
+                      "unknown registration": "does not exist",
+                      "generation": "revoked after"})
+        self.run_table({
+            "name": "/oauth2/token (identity assertion)", "make": make, "send": self.token,
+            "refused": self.refused_grant, "codes": codes,
+            "extra": {"unknown kid": make(h_kid="unknown-kid"),
+                      "no exp": make(exp=None),
+                      "unknown registration": self.own_assertion("reg_nope"),
+                      "generation": make(authmd_gen=3)},
+            # not a replay: the assertion is the v0.6 refresh handle
+            # (docs/protocol.md), exchanged again until it expires
+            "replayed": lambda r: self.assertEqual(r.status, 200, r)})
+
+    def test_sets_at_the_events_endpoint(self):
+        def make(key="es", h_alg=None, h_typ=None, h_kid=None, **over):
+            return self.provider_token(self.set_claims(**over), "secevent+jwt", key, h_alg,
+                                       h_typ, h_kid)
+        codes = dict.fromkeys(self.COMMON, "invalid_key")
+        codes.update({"typ": "invalid_request", "typ logout": "invalid_request",
+                      "typ id-jag": "invalid_request", "aud": "invalid_audience",
+                      "iss": "invalid_issuer", "exp": "invalid_request",
+                      "iat in the future": "invalid_request", "stale iat": "invalid_request",
+                      "unknown kid": "invalid_key", "no events": "invalid_request",
+                      "events not an object": "invalid_request", "garbage": "invalid_request"})
+        self.run_table({
+            "name": "/agent/event/notify", "make": make, "send": self.send_set,
+            "refused": self.assertSetError, "codes": codes,
+            "extra": {"typ logout": make(h_typ="logout+jwt"),
+                      "typ id-jag": make(h_typ=ASSERTION_TYP),
+                      "stale iat": make(iat=int(time.time()) - 3600),
+                      "unknown kid": make(h_kid="no-such-kid"),
+                      "no events": make(events=None),
+                      "events not an object": make(events=[REVOKED_EVENT]),
+                      "garbage": "a.b.c"},
+            "replayed": lambda r: self.assertSetError(r, "invalid_request")})
+        self.assertSetError(self.send_set(make(), content_type="application/json"),
                             "invalid_request")
-        token = self.mint_set()
-        self.assertEqual(self.send_set(token).status, 202)
-        self.assertSetError(self.send_set(token), "invalid_request")
         # a logout token's replay window is its own: same jti, other kind
+        token = make()
+        self.assertEqual(self.send_set(token).status, 202)
         self.assertEqual(send_logout(self.server, self.provider.sign(
             self.set_claims(jti=jwt_parts(token)[1]["jti"]), typ="logout+jwt")).status, 200)
 
@@ -664,28 +732,91 @@ class BothGenerationsTest(V06Base):
         for cred in (key, at):
             self.assertEqual(self.server.bearer("GET", "/api/resource", cred).status, 200)
 
-    def test_a_logout_token_revokes_both_generations(self):
-        key, at, _ = self.both("both-logout")
-        r = send_logout(self.server, self.provider.sign(
-            self.set_claims(sub="both-logout"), typ="logout+jwt"))
-        self.assertEqual(r.status, 200, r)
-        for cred in (key, at):
-            self.assertEqual(self.server.bearer("GET", "/api/resource", cred).status, 401)
+    def test_either_revocation_mechanism_revokes_both_generations(self):
+        mechanisms = [
+            ("logout token to /agent/auth/revoke", lambda sub: send_logout(
+                self.server, self.provider.sign(self.set_claims(sub=sub), typ="logout+jwt")),
+             200),
+            ("SET to /agent/event/notify", lambda sub: self.send_set(self.mint_set(sub=sub)),
+             202),
+        ]
+        for i, (name, revoke, status) in enumerate(mechanisms):
+            with self.subTest(name):
+                sub = "both-%d" % i  # a user of its own per mechanism
+                key, at, v06 = self.both(sub)
+                r = revoke(sub)
+                self.assertEqual(r.status, status, r)
+                for cred in (key, at):
+                    self.assertEqual(self.server.bearer("GET", "/api/resource", cred).status,
+                                     401)
+                # the v0.6 agent cannot get a new token from its assertion
+                self.assertOAuthError(self.token(v06["identity_assertion"]), "invalid_grant")
+                rows = self.server.db_query(
+                    "SELECT r.status, COUNT(c.id), COUNT(c.revoked_at) FROM registrations r "
+                    "JOIN credentials c ON c.registration_id = r.id WHERE r.id = ? "
+                    "GROUP BY r.status", (v06["registration_id"],))
+                self.assertEqual(rows, [("revoked", 2, 2)])
 
-    def test_a_set_revokes_both_generations(self):
-        key, at, v06 = self.both("both-set")
-        self.assertEqual(self.send_set(self.mint_set(sub="both-set")).status, 202)
-        for cred in (key, at):
-            self.assertEqual(self.server.bearer("GET", "/api/resource", cred).status, 401)
-        self.assertOAuthError(self.token(v06["identity_assertion"]), "invalid_grant")
 
-    def test_a_v06_token_is_revocable_through_rfc7009(self):
-        at = self.exchange(self.anonymous()["identity_assertion"])["access_token"]
-        r = self.server.request("POST", "/oauth2/revoke",
-                                raw=urllib.parse.urlencode({"token": at}).encode(),
-                                content_type="application/x-www-form-urlencoded")
-        self.assertEqual(r.status, 200, r)
-        self.assertEqual(self.server.bearer("GET", "/api/resource", at).status, 401)
+class Rfc7009Test(V06Base):
+    """POST /oauth2/revoke: an access token minted at /oauth2/token is
+    revoked alone (RFC 7009 2.1, the v0.6 guide), its registration and
+    identity assertion untouched; a v0.1 credential takes its registration
+    with it (the v0.1 choice, docs/protocol.md)."""
+
+    def revoke(self, raw, content_type="application/x-www-form-urlencoded"):
+        return self.server.request("POST", "/oauth2/revoke", raw=raw, content_type=content_type)
+
+    def revoke_token(self, token, **extra):
+        return self.revoke(urllib.parse.urlencode(dict(token=token, **extra)).encode())
+
+    def status_of(self, rid):
+        return self.server.db_query("SELECT status FROM registrations WHERE id = ?", (rid,))[0][0]
+
+    def test_an_access_token_is_revoked_alone_and_its_assertion_exchanges_again(self):
+        idjag = self.identity_idjag(self.mint(sub="rv-user", email="rv@example.test"))
+        self.assertEqual(idjag.status, 200, idjag)
+        for name, reg, status in (("anonymous", self.anonymous(), "unclaimed"),
+                                  ("identity_assertion", idjag.json, "claimed")):
+            with self.subTest(name):
+                first = self.exchange(reg["identity_assertion"])["access_token"]
+                other = self.exchange(reg["identity_assertion"])["access_token"]
+                r = self.revoke_token(first, token_type_hint="access_token")
+                self.assertEqual((r.status, r.json), (200, {}), r)
+                self.assertEqual(r.header("Cache-Control"), "no-store")
+                self.assertEqual(self.server.bearer("GET", "/api/resource", first).status, 401)
+                # the registration, its other token and its assertion live on
+                self.assertEqual(self.status_of(reg["registration_id"]), status)
+                self.assertEqual(self.server.bearer("GET", "/api/resource", other).status, 200)
+                again = self.exchange(reg["identity_assertion"])["access_token"]
+                self.assertEqual(self.server.bearer("GET", "/api/resource", again).status, 200)
+                # a revoked (or never issued) token: the same 200
+                self.assertEqual(self.revoke_token(first).status, 200)
+        events = [e for e in self.server.audit_events() if e["event"] == "credential.revoked"]
+        self.assertEqual(len(events), 2, events)
+        self.assertFalse([e for e in self.server.audit_events()
+                          if e["event"] == "registration.revoked"])
+
+    def test_a_v01_credential_revokes_its_registration(self):
+        v01 = register_idjag(self.server, self.mint(sub="rv-both", email="rvb@example.test"))
+        self.assertEqual(v01.status, 200, v01)
+        v06 = self.identity_idjag(self.mint(sub="rv-both", email="rvb@example.test"))
+        at = self.exchange(v06.json["identity_assertion"])["access_token"]
+        self.assertEqual(self.revoke_token(v01.json["credential"]).status, 200)
+        self.assertEqual(self.status_of(v01.json["registration_id"]), "revoked")
+        for cred in (v01.json["credential"], at):
+            self.assertEqual(self.server.bearer("GET", "/api/resource", cred).status, 401)
+        self.assertOAuthError(self.token(v06.json["identity_assertion"]), "invalid_grant")
+
+    def test_unknown_tokens_are_200_and_only_a_malformed_body_is_400(self):
+        for token in ("at_never_issued", "x" * 300, self.anonymous()["identity_assertion"]):
+            self.assertEqual(self.revoke_token(token).status, 200)
+        for name, raw, ctype in (("no token", b"token_type_hint=access_token",
+                                  "application/x-www-form-urlencoded"),
+                                 ("empty token", b"token=", "application/x-www-form-urlencoded"),
+                                 ("json body", b'{"token": "x"}', "application/json")):
+            with self.subTest(name):
+                self.assertOAuthError(self.revoke(raw, ctype), "invalid_request")
 
 
 if __name__ == "__main__":
