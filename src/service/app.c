@@ -126,6 +126,7 @@ app_new(const struct am_config *cfg, struct app **out, struct am_error *e)
 		route(a, "POST", "/login/verify", h_login_verify);
 		route(a, "POST", "/logout", h_logout);
 	}
+	route(a, "POST", CLAIM_REJECT_PATH, h_claim_reject);
 	*out = a;
 	return AM_OK;
 fail:

@@ -78,8 +78,8 @@ csrf_field(struct am_buf *b, const char *token)
 /* The origin rules of a page POST: a browser says where the form came
  * from; what it says must be this site. A client that sends neither header
  * still needs the token. */
-static enum am_err
-origin_ok(struct app *a, struct http_req *rq, struct am_error *e)
+enum am_err
+websession_check_origin(struct app *a, struct http_req *rq, struct am_error *e)
 {
 	const char *site = http_header(rq, "Sec-Fetch-Site");
 	const char *origin = http_header(rq, "Origin");
@@ -144,7 +144,8 @@ websession_check_post(struct app *a, struct http_req *rq, struct websession *out
 	struct websession s;
 	enum am_err rc;
 
-	if ((rc = origin_ok(a, rq, e)) != AM_OK || (rc = websession_get(a, rq, &s, e)) != AM_OK)
+	if ((rc = websession_check_origin(a, rq, e)) != AM_OK ||
+	    (rc = websession_get(a, rq, &s, e)) != AM_OK)
 		return rc;
 	if ((rc = token_ok(rq, s.csrf, e)) != AM_OK) {
 		log_warn("page post refused: csrf token session=%s path=%s", s.id, rq->path);
@@ -226,7 +227,7 @@ websession_check_presession_post(struct app *a, struct http_req *rq, struct pres
 	enum am_err rc;
 
 	memset(out, 0, sizeof(*out));
-	if ((rc = origin_ok(a, rq, e)) != AM_OK)
+	if ((rc = websession_check_origin(a, rq, e)) != AM_OK)
 		return rc;
 	if (have == NULL || !am_copy(out->value, sizeof(out->value), have))
 		return am_fail(e, AM_E_CSRF_REFUSED,

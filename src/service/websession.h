@@ -51,6 +51,11 @@ void websession_csrf_field(struct am_buf *b, const struct websession *s);
 enum am_err websession_check_post(struct app *a, struct http_req *rq, struct websession *out,
 				  struct am_error *e) AM_WUR;
 
+/* The origin rules alone (Origin is public_url, Sec-Fetch-Site is
+ * same-origin or none, each when sent): for a form whose token is a
+ * secret of its own (the claim page's attempt token). AM_E_CSRF_REFUSED. */
+enum am_err websession_check_origin(struct app *a, struct http_req *rq, struct am_error *e) AM_WUR;
+
 /* True when s proved the address within max_age seconds of now (the
  * freshness rule; max_age 0: any age). */
 bool websession_fresh(const struct websession *s, int64_t max_age, int64_t now);
@@ -85,6 +90,11 @@ void websession_presession_field(struct am_buf *b, const struct presession *p);
 /* Sets the session cookie to value for the session's lifetime; value NULL
  * clears it. */
 void websession_set_cookie(struct app *a, struct http_resp *rs, const char *value);
+
+/* The v0.1 claim page's "this wasn't me" form (claim_page.c). */
+#define CLAIM_REJECT_PATH "/agent/auth/claim/attempt/reject"
+enum am_err h_claim_reject(void *app, struct http_req *rq, struct http_resp *rs,
+			   struct am_error *e);
 
 /* The sign-in pages' handlers (login_page.c), routed when [login] enabled. */
 enum am_err h_login_form(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e);
