@@ -183,12 +183,27 @@ start_render(struct app *a, struct login_park *k, struct http_resp *rs, enum am_
 	return AM_OK;
 }
 
-/* Parks rq on p's commit (p filled by a successful *_submit). */
+/* Parks rq on p's commit (p filled by a successful *_submit). k->rq was
+ * set before the submit: the commit may end before this runs. */
 static void
 park(struct http_req *rq, struct login_park *k)
 {
-	k->rq = rq;
 	http_park(rq, finish, k, park_free);
+}
+
+/* A parking place for rq whose answer render gives. */
+static struct login_park *
+park_new(struct http_req *rq,
+	 enum am_err (*render)(struct app *a, struct login_park *k, struct http_resp *rs,
+			       enum am_err rc, struct am_error *e))
+{
+	struct login_park *k = calloc(1, sizeof(*k));
+
+	if (k != NULL) {
+		k->rq = rq;
+		k->render = render;
+	}
+	return k;
 }
 
 enum am_err
@@ -201,9 +216,8 @@ h_login_start(void *app, struct http_req *rq, struct http_resp *rs, struct am_er
 	enum am_err rc;
 
 	rs->content_type = "text/html; charset=utf-8";
-	if ((k = calloc(1, sizeof(*k))) == NULL)
+	if ((k = park_new(rq, start_render)) == NULL)
 		return am_fail(e, AM_E_INTERNAL, "out of memory");
-	k->render = start_render;
 	if ((rc = websession_check_presession_post(a, rq, &k->pre, e)) != AM_OK)
 		goto refused;
 	has_back = http_form_field(rq, "return_to", back, sizeof(back));
@@ -302,9 +316,8 @@ h_login_verify(void *app, struct http_req *rq, struct http_resp *rs, struct am_e
 	enum am_err rc;
 
 	rs->content_type = "text/html; charset=utf-8";
-	if ((k = calloc(1, sizeof(*k))) == NULL)
+	if ((k = park_new(rq, verify_render)) == NULL)
 		return am_fail(e, AM_E_INTERNAL, "out of memory");
-	k->render = verify_render;
 	if ((rc = websession_check_presession_post(a, rq, &k->pre, e)) != AM_OK ||
 	    (rc = app_store(a, &st, e)) != AM_OK)
 		goto refused;
@@ -369,11 +382,10 @@ h_logout(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *
 	}
 	if (rc != AM_OK)
 		return rc == AM_E_INTERNAL || rc == AM_E_UNAVAILABLE ? rc : fail_page(a, rs, rc, e);
-	if ((k = calloc(1, sizeof(*k))) == NULL) {
+	if ((k = park_new(rq, logout_render)) == NULL) {
 		OPENSSL_cleanse(&s, sizeof(s));
 		return am_fail(e, AM_E_INTERNAL, "out of memory");
 	}
-	k->render = logout_render;
 	rc = flow_logout_submit(&a->env, s.hash, &k->p, committed, k, e);
 	OPENSSL_cleanse(&s, sizeof(s));
 	if (rc != AM_OK) {
