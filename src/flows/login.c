@@ -81,7 +81,6 @@ render_mail(const struct flow_env *env, const struct flow_pending_login *p, char
 	const struct am_config *cfg = env->cfg;
 	struct am_buf text = {.secret = true}, html = {.secret = true}, link = {.secret = true};
 	char subject[200], until[40];
-	struct mail_msg msg;
 	enum am_err rc;
 
 	am_time_iso(p->expires_at, until, sizeof(until));
@@ -108,11 +107,7 @@ render_mail(const struct flow_env *env, const struct flow_pending_login *p, char
 	am_buf_html(&html, until);
 	am_buf_puts(&html, ".</p><p>If you did not ask to sign in, ignore this email.</p>"
 			   "</body></html>");
-	msg.to = p->email;
-	msg.subject = subject;
-	msg.text = text.data;
-	msg.html = html.data;
-	rc = mail_render(cfg->mail_from, &msg, out, e);
+	rc = flow_render_mail(env, p->email, subject, &text, &html, out, e);
 	am_buf_free(&text);
 	am_buf_free(&html);
 	am_buf_free(&link);

@@ -191,6 +191,20 @@ park(struct http_req *rq, struct login_park *k)
 	http_park(rq, finish, k, park_free);
 }
 
+/* After a submit: parked on its commit when it was queued (rc AM_OK),
+ * else k is freed and the refusal answered as a page. */
+static enum am_err
+park_or_refuse(struct app *a, struct http_req *rq, struct http_resp *rs, struct login_park *k,
+	       enum am_err rc, struct am_error *e)
+{
+	if (rc == AM_OK) {
+		park(rq, k);
+		return AM_OK;
+	}
+	park_free(k);
+	return rc == AM_E_INTERNAL ? rc : fail_page(a, rs, rc, e);
+}
+
 /* A parking place for rq whose answer render gives. */
 static struct login_park *
 park_new(struct http_req *rq,
@@ -234,13 +248,8 @@ h_login_start(void *app, struct http_req *rq, struct http_resp *rs, struct am_er
 		park_free(k);
 		return AM_OK;
 	}
-	if (rc != AM_OK)
-		goto refused;
-	park(rq, k);
-	return AM_OK;
 refused:
-	park_free(k);
-	return rc == AM_E_INTERNAL ? rc : fail_page(a, rs, rc, e);
+	return park_or_refuse(a, rq, rs, k, rc, e);
 }
 
 /* ---- GET /login/verify?token= ---- */
@@ -340,15 +349,11 @@ h_login_verify(void *app, struct http_req *rq, struct http_resp *rs, struct am_e
 		park_free(k);
 		return AM_OK;
 	}
-	if (rc != AM_OK)
-		goto refused;
-	park(rq, k);
-	return AM_OK;
+	return park_or_refuse(a, rq, rs, k, rc, e);
 refused:
 	OPENSSL_cleanse(token, sizeof(token));
 	OPENSSL_cleanse(code, sizeof(code));
-	park_free(k);
-	return rc == AM_E_INTERNAL ? rc : fail_page(a, rs, rc, e);
+	return park_or_refuse(a, rq, rs, k, rc, e);
 }
 
 /* ---- POST /logout ---- */

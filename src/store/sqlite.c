@@ -106,7 +106,7 @@ enum q {
 	"id, kind, status, claim_token_hash, email, credential_type, user_id, created_at, "        \
 	"expires_at, claimed_at, ip, iss, sub, agent_platform, agent_context_id"
 #define LOGIN_COLS                                                                                 \
-	"id, email, link_hash, code_hash, browser_hash, return_to, ip, status, failures, "        \
+	"id, email, link_hash, code_hash, browser_hash, return_to, ip, status, failures, "         \
 	"created_at, expires_at"
 #define ATT_COLS                                                                                   \
 	"id, registration_id, email, token_hash, status, created_at, expires_at, otp_hash, "       \
@@ -1832,17 +1832,26 @@ store_login_use(struct store *st, const char *id, struct am_error *e)
 	return login_update(st, Q_LOGIN_USE, id, 0, "login use", e);
 }
 
-enum am_err
-store_login_purge(struct store *st, int64_t now, int *n, struct am_error *e)
+/* A bounded purge: ?2 .. ?(1 + nargs) the bounds, then STORE_PURGE_MAX. */
+static enum am_err
+purge(struct store *st, enum q q, const int64_t *args, int nargs, const char *what, int *n,
+      struct am_error *e)
 {
 	struct db_stmt *s;
 	enum am_err rc;
 
-	if ((rc = db_prep(st->db, Q_LOGIN_PURGE, &s, e)) != AM_OK)
+	if ((rc = db_prep(st->db, q, &s, e)) != AM_OK)
 		return rc;
-	db_bind_int64(s, 2, now);
-	db_bind_int64(s, 3, STORE_PURGE_MAX);
-	return db_run(st->db, s, "login purge", n, e);
+	for (int i = 0; i < nargs; i++)
+		db_bind_int64(s, 2 + i, args[i]);
+	db_bind_int64(s, 2 + nargs, STORE_PURGE_MAX);
+	return db_run(st->db, s, what, n, e);
+}
+
+enum am_err
+store_login_purge(struct store *st, int64_t now, int *n, struct am_error *e)
+{
+	return purge(st, Q_LOGIN_PURGE, &now, 1, "login purge", n, e);
 }
 
 enum am_err
@@ -1917,13 +1926,7 @@ store_session_delete(struct store *st, const uint8_t hash[AM_HASH_LEN], struct a
 enum am_err
 store_session_purge(struct store *st, int64_t now, int64_t idle_before, int *n, struct am_error *e)
 {
-	struct db_stmt *s;
-	enum am_err rc;
+	const int64_t bounds[] = {now, idle_before};
 
-	if ((rc = db_prep(st->db, Q_SESSION_PURGE, &s, e)) != AM_OK)
-		return rc;
-	db_bind_int64(s, 2, now);
-	db_bind_int64(s, 3, idle_before);
-	db_bind_int64(s, 4, STORE_PURGE_MAX);
-	return db_run(st->db, s, "session purge", n, e);
+	return purge(st, Q_SESSION_PURGE, bounds, 2, "session purge", n, e);
 }
