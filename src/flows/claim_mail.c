@@ -12,6 +12,17 @@
 #include "flows/internal.h"
 #include "mail/mail.h"
 
+enum am_err
+flow_render_mail(const struct flow_env *env, const char *to, const char *subject,
+		 const struct am_buf *text, const struct am_buf *html, char **out,
+		 struct am_error *e)
+{
+	struct mail_msg msg = {
+		.to = to, .subject = subject, .text = text->data, .html = html->data};
+
+	return mail_render(env->cfg->mail_from, &msg, out, e);
+}
+
 /* The claim mail of an attempt token, rendered (RFC 5322) into *out: the
  * caller wipes and frees it (it carries the link). */
 enum am_err
@@ -22,7 +33,6 @@ flow_render_claim_mail(const struct flow_env *env, const char *email, const char
 	/* Each holds the attempt token: secret buffers leave no copy behind. */
 	struct am_buf text = {.secret = true}, html = {.secret = true}, link = {.secret = true};
 	char subject[200], until[40];
-	struct mail_msg msg;
 	enum am_err rc;
 
 	am_time_iso(expires_at, until, sizeof(until));
@@ -50,11 +60,7 @@ flow_render_claim_mail(const struct flow_env *env, const char *email, const char
 	am_buf_html(&html, until);
 	am_buf_puts(&html, ".</p><p>If you did not ask for this, ignore this email. Nothing "
 			   "happens unless someone gives the code to the agent.</p></body></html>");
-	msg.to = email;
-	msg.subject = subject;
-	msg.text = text.data;
-	msg.html = html.data;
-	rc = mail_render(cfg->mail_from, &msg, out, e);
+	rc = flow_render_mail(env, email, subject, &text, &html, out, e);
 	am_buf_free(&text);
 	am_buf_free(&html);
 	am_buf_free(&link);

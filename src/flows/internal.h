@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 
+#include "core/str.h"
 #include "flows/flows.h"
 
 /* Credential value prefixes: recognisable in a leak scan, never secret. */
@@ -89,6 +90,13 @@ enum am_err flow_send_claim_mail(const struct flow_env *env, const char *email, 
  * *out: the caller wipes and frees it (it carries the link). */
 enum am_err flow_render_claim_mail(const struct flow_env *env, const char *email, const char *token,
 				   int64_t expires_at, char **out, struct am_error *e) AM_WUR;
+
+/* A mail of the flows (the claim mail, the sign-in mail) from [mail] from
+ * to `to`, with text and HTML parts (HTML already escaped), rendered
+ * (RFC 5322) into *out: the caller wipes and frees it. */
+enum am_err flow_render_mail(const struct flow_env *env, const char *to, const char *subject,
+			     const struct am_buf *text, const struct am_buf *html, char **out,
+			     struct am_error *e) AM_WUR;
 
 /* Forgets the audit lines of b past its first n (their savepoint rolled
  * back while earlier ones of the same job were kept). */
