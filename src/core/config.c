@@ -128,6 +128,11 @@ static const struct cfg_key keys[] = {
 	{"mail", "smtp_password_file", CFG_STRING, AT(mail_smtp_password_file), "", 0, 255, NULL},
 	{"admin", "listen", CFG_STRING, AT(admin_listen), "", 0, 127, NULL},
 	{"admin", "keys_file", CFG_STRING, AT(admin_keys_file), "", 0, 255, NULL},
+	/* the v0.4-v0.6 user_code ceremony (issue 14): docs/protocol.md */
+	{"flows", "service_auth", CFG_BOOL, AT(flow_service_auth), "on", 0, 0, NULL},
+	{"ceremony", "user_code_ttl", CFG_SECONDS, AT(ceremony_code_ttl), "600", 60, 600, NULL},
+	{"ceremony", "interval", CFG_SECONDS, AT(ceremony_interval), "5", 1, 60, NULL},
+	{"ceremony", "user_code_attempts", CFG_UINT, AT(ceremony_code_tries), "5", 1, 20, NULL},
 };
 
 #define RAT(f) offsetof(struct am_route, f), sizeof(((struct am_route *)0)->f)

@@ -177,6 +177,11 @@ struct am_config {
 	char admin_keys_file[256]; /* [admin] "NAME SHA256HEX" lines */
 	struct am_admin_key admin_keys[AM_MAX_ADMIN_KEYS];
 	size_t nadmin_keys;
+	/* the v0.4-v0.6 user_code ceremony (issue 14) */
+	bool flow_service_auth;	     /* [flows] service_auth: v0.6 type service_auth */
+	int64_t ceremony_code_ttl;   /* [ceremony] user_code_ttl */
+	int64_t ceremony_interval;   /* [ceremony] interval: the claim grant's poll interval */
+	int64_t ceremony_code_tries; /* [ceremony] user_code_attempts: wrong entries per code */
 	/* [provider NAME] sections: the trust list */
 	struct am_provider providers[AM_MAX_PROVIDERS];
 	size_t nproviders;

@@ -46,12 +46,9 @@ reg_for_token(struct store *st, const char *claim_token, struct store_reg *reg, 
 	return rc;
 }
 
-/* The registration of a claim token, if it can still be claimed: claimed
- * ones give `claimed` (the two endpoints name that case differently),
- * closed windows claim_expired. */
-static enum am_err
-claimable(struct store *st, const char *claim_token, int64_t now, enum am_err claimed,
-	  struct store_reg *reg, struct am_error *e)
+enum am_err
+flow_claimable(struct store *st, const char *claim_token, int64_t now, enum am_err claimed,
+	       struct store_reg *reg, struct am_error *e)
 {
 	enum am_err rc;
 
@@ -223,7 +220,7 @@ claim_start_step(struct store *st, struct flow_pending_op *p, struct am_error *e
 	am_copy(addr, sizeof(addr), p->email);
 	if ((rc = store_begin(st, e)) != AM_OK)
 		return rc;
-	if ((rc = claimable(st, p->token, now, AM_E_CLAIMED_OR_IN_FLIGHT, &reg, e)) != AM_OK)
+	if ((rc = flow_claimable(st, p->token, now, AM_E_CLAIMED_OR_IN_FLIGHT, &reg, e)) != AM_OK)
 		goto fail;
 	if (reg.kind != REG_ANONYMOUS) {
 		/* The address was fixed at registration (for a first link: the
@@ -523,7 +520,7 @@ completion_due(const struct flow_env *env, struct store *st, const char *claim_t
 {
 	enum am_err rc;
 
-	if ((rc = claimable(st, claim_token, now, AM_E_PREVIOUSLY_CLAIMED, reg, e)) != AM_OK)
+	if ((rc = flow_claimable(st, claim_token, now, AM_E_PREVIOUSLY_CLAIMED, reg, e)) != AM_OK)
 		return rc;
 	rc = store_attempt_open_for(st, reg->id, att, e);
 	if (rc == AM_E_NOT_FOUND)

@@ -108,4 +108,31 @@ enum am_err flow_op_submit(struct flow_pending_op *p, void (*done)(void *arg), v
 enum am_err flow_op_run_here(struct store *st, struct flow_pending_op *p,
 			     struct am_error *e) AM_WUR;
 
+/* ---- v0.6 pieces shared by identity.c and ceremony.c ---- */
+
+/* Mints the service's identity assertion for a registration: iss and aud
+ * this service, sub the registration, typ oauth-id-jag+jwt (the v0.6
+ * guide), its generation gen, and email with email_verified when email is
+ * not NULL (v0.4: the assertion of a claimed registration). *out is the
+ * caller's to free; *expires its exp. CPU work only. */
+enum am_err flow_v06_mint(const struct flow_env *env, struct skey *keys,
+			  const char *registration_id, const char *registration_type, int64_t gen,
+			  const char *email, char **out, int64_t *expires,
+			  struct am_error *e) AM_WUR;
+
+/* Inside the caller's transaction: refuses an operator block covering reg
+ * (AM_E_INVALID_GRANT), else issues an access token at scopes restricted to
+ * this service's resource, with a token.issued event (grant named) in
+ * batch, into out. */
+enum am_err flow_v06_issue_in_tx(const struct flow_env *env, struct store *st,
+				 const struct store_reg *reg, const char *scopes, const char *grant,
+				 struct audit_batch *batch, struct v06_token_result *out,
+				 struct am_error *e) AM_WUR;
+
+/* The registration of a claim token if it can still be claimed: unknown
+ * and revoked give AM_E_INVALID_CLAIM_TOKEN, claimed ones `claimed` (the
+ * endpoints name that case differently), closed windows AM_E_CLAIM_EXPIRED. */
+enum am_err flow_claimable(struct store *st, const char *claim_token, int64_t now,
+			   enum am_err claimed, struct store_reg *reg, struct am_error *e) AM_WUR;
+
 #endif

@@ -70,6 +70,10 @@ op_after(struct flow_pending_op *p, struct am_error *e)
 		log_info("otp generated registration=%s attempt=%s", p->challenge.registration_id,
 			 p->attempt_id);
 		break;
+	case FLOW_OP_CEREMONY_START:
+		log_info("claim requested registration=%s attempt=%s ceremony=user_code",
+			 p->ceremony.registration_id, p->ceremony.attempt_id);
+		break;
 	case FLOW_OP_REVOKE:
 		if (p->provider != NULL)
 			log_info("logout token processed provider=%s revoked=%d", p->provider,
@@ -122,6 +126,7 @@ flow_pending_op_wipe(struct flow_pending_op *p)
 	audit_discard(&p->batch);
 	flow_result_wipe(&p->reg_res, sizeof(p->reg_res));
 	flow_result_wipe(&p->challenge, sizeof(p->challenge));
+	flow_result_wipe(&p->ceremony, sizeof(p->ceremony));
 	flow_result_wipe(p->mail_token, sizeof(p->mail_token));
 	flow_result_wipe(p->token, sizeof(p->token));
 }

@@ -133,6 +133,13 @@ enum am_err h_event_notify(void *app, struct http_req *rq, struct http_resp *rs,
 enum am_err h_service_jwks(void *app, struct http_req *rq, struct http_resp *rs,
 			   struct am_error *e);
 
+/* The v0.4-v0.6 claim ceremony (ceremony.c): POST /agent/identity/claim,
+ * and the RFC 8628 block (user_code, verification_uri[_complete],
+ * expires_in from now, interval) of an attempt, a new reference. */
+enum am_err h_identity_claim(void *app, struct http_req *rq, struct http_resp *rs,
+			     struct am_error *e);
+json_t *svc_ceremony_block(const struct app *a, const struct ceremony_block *c, int64_t now);
+
 /* The JSON answer of the challenge endpoint (agent_api.c). */
 enum am_err svc_challenge_json(struct app *a, struct http_req *rq, struct http_resp *rs,
 			       struct am_error *e) AM_WUR;
