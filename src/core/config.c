@@ -128,6 +128,18 @@ static const struct cfg_key keys[] = {
 	{"mail", "smtp_password_file", CFG_STRING, AT(mail_smtp_password_file), "", 0, 255, NULL},
 	{"admin", "listen", CFG_STRING, AT(admin_listen), "", 0, 127, NULL},
 	{"admin", "keys_file", CFG_STRING, AT(admin_keys_file), "", 0, 255, NULL},
+	/* user sign-in at the service (issue 14): docs/configuration.md [login] */
+	{"login", "enabled", CFG_BOOL, AT(login_enabled), "on", 0, 0, NULL},
+	{"login", "code_ttl", CFG_SECONDS, AT(login_code_ttl), "600", 30, 3600, NULL},
+	{"login", "session_ttl", CFG_SECONDS, AT(login_session_ttl), "86400", 60, 2592000, NULL},
+	{"login", "session_idle", CFG_SECONDS, AT(login_session_idle), "3600", 60, 2592000, NULL},
+	{"login", "max_attempts", CFG_UINT, AT(login_max_attempts), "5", 1, 100, NULL},
+	{"login", "mail_window", CFG_SECONDS, AT(login_mail_window), "3600", 60, 604800, NULL},
+	{"login", "mails_per_address", CFG_UINT, AT(login_mails_per_address), "5", 0, 100000,
+	 NULL},
+	{"login", "per_ip", CFG_UINT, AT(login_per_ip), "30", 0, 1000000, NULL},
+	{"login", "verify_per_address", CFG_UINT, AT(login_verify_per_address), "20", 0, 1000000,
+	 NULL},
 	/* the v0.4-v0.6 user_code ceremony (issue 14): docs/protocol.md */
 	{"flows", "service_auth", CFG_BOOL, AT(flow_service_auth), "on", 0, 0, NULL},
 	{"ceremony", "user_code_ttl", CFG_SECONDS, AT(ceremony_code_ttl), "600", 60, 600, NULL},

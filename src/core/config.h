@@ -177,6 +177,16 @@ struct am_config {
 	char admin_keys_file[256]; /* [admin] "NAME SHA256HEX" lines */
 	struct am_admin_key admin_keys[AM_MAX_ADMIN_KEYS];
 	size_t nadmin_keys;
+	/* [login] user sign-in at the service (issue 14; flows/login.c) */
+	bool login_enabled;
+	int64_t login_code_ttl;		  /* a mailed code and link, at most */
+	int64_t login_session_ttl;	  /* a session's fixed lifetime */
+	int64_t login_session_idle;	  /* a session unused this long ends */
+	int64_t login_max_attempts;	  /* wrong codes or links per mail */
+	int64_t login_mail_window;	  /* for mails_per_address */
+	int64_t login_mails_per_address;  /* login mails to one address per window; 0: no limit */
+	int64_t login_per_ip;		  /* login POSTs from one IP per [limits] rate_window */
+	int64_t login_verify_per_address; /* code/link checks for one address per rate_window */
 	/* the v0.4-v0.6 user_code ceremony (issue 14) */
 	bool flow_service_auth;	     /* [flows] service_auth: v0.6 type service_auth */
 	int64_t ceremony_code_ttl;   /* [ceremony] user_code_ttl */

@@ -88,6 +88,9 @@ static const struct err_row table[AM_E__COUNT] = {
 					   "this service does not offer service_auth registration"},
 	[AM_E_LOGIN_REQUIRED] = {401, "login_required",
 				 "the user's sign-in at the provider is too old; re-authenticate"},
+	[AM_E_CSRF_REFUSED] = {403, "csrf_refused",
+			       "this form was not sent from this site's own page; reload the page "
+			       "and try again"},
 	[AM_E_UNAVAILABLE] = {503, "temporarily_unavailable",
 			      "the service is temporarily unavailable; retry with backoff"},
 	[AM_E_INTERNAL] = {500, "server_error", "internal error"},

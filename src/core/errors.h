@@ -61,6 +61,8 @@ enum am_err {
 	AM_E_INVALID_TARGET,	       /* 400 invalid_target */
 	AM_E_SERVICE_AUTH_NOT_ENABLED, /* 400 service_auth_not_enabled (v0.6 /agent/identity) */
 	AM_E_LOGIN_REQUIRED,	       /* 401 login_required: auth_time missing or stale (v0.5) */
+	/* user sign-in pages (issue 14) */
+	AM_E_CSRF_REFUSED, /* 403 csrf_refused: a page POST without its form token or from elsewhere */
 
 	AM_E_UNAVAILABLE, /* 503 temporarily_unavailable: store, mail or upstream down */
 	AM_E_INTERNAL,	  /* 500 server_error: a bug or no memory; detail to the log */

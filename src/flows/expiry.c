@@ -3,6 +3,7 @@
  * whether or not any request ever touches them again. */
 #include "core/log.h"
 #include "flows/internal.h"
+#include "flows/login.h"
 
 #define SWEEP_BATCH 100 /* due ids read at once */
 #define SWEEP_CHUNK 16	/* registrations expired per writer job */
@@ -179,5 +180,6 @@ sweep(const struct flow_env *env, struct store *st, int *count, struct am_error 
 		if (purged < STORE_PURGE_MAX)
 			break;
 	}
-	return AM_OK;
+	/* User sign-in (issue 14): ended sessions and login attempts. */
+	return flow_login_sweep(env, st, e);
 }

@@ -354,6 +354,7 @@ enum flow_op_kind {
 	FLOW_OP_CLAIM_START,
 	FLOW_OP_CHALLENGE,
 	FLOW_OP_REVOKE,
+	FLOW_OP_CLAIM_REJECT, /* the user's "this wasn't me" on the claim page (issue 14) */
 	FLOW_OP_CEREMONY_START
 };
 struct flow_pending_op {
@@ -417,6 +418,15 @@ enum am_err flow_revoke_token_submit(const struct flow_env *env, struct store *s
 				     const char *token, struct flow_pending_op *p, bool *queued,
 				     void (*done)(void *arg), void *done_arg,
 				     struct am_error *e) AM_WUR;
+/* The claim page's "this wasn't me" (flows/claim_reject.c): every open
+ * attempt of the attempt token's registration is closed (its link and code
+ * stop working), with a claim.rejected event; p->start.registration_id
+ * and p->attempt_id name them. The registration itself is left as it was
+ * (an anonymous key keeps its pre-claim scopes; the agent may start again,
+ * within the claim-mail limits). Refusals are flow_claim_peek's. */
+enum am_err flow_claim_reject_submit(const struct flow_env *env, const char *attempt_token,
+				     struct flow_pending_op *p, void (*done)(void *arg),
+				     void *done_arg, struct am_error *e) AM_WUR;
 /* After done: see above. */
 enum am_err flow_pending_op_result(struct flow_pending_op *p, struct am_error *e) AM_WUR;
 /* Zeroes the secrets of p and frees what it holds (not p itself). */

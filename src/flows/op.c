@@ -70,6 +70,10 @@ op_after(struct flow_pending_op *p, struct am_error *e)
 		log_info("otp generated registration=%s attempt=%s", p->challenge.registration_id,
 			 p->attempt_id);
 		break;
+	case FLOW_OP_CLAIM_REJECT:
+		log_info("claim rejected by the user registration=%s attempt=%s",
+			 p->start.registration_id, p->attempt_id);
+		break;
 	case FLOW_OP_CEREMONY_START:
 		log_info("claim requested registration=%s attempt=%s ceremony=user_code",
 			 p->ceremony.registration_id, p->ceremony.attempt_id);

@@ -43,7 +43,7 @@ struct http_req {
 	double started;
 };
 
-#define HTTP_MAX_HEADERS 8
+#define HTTP_MAX_HEADERS 12
 
 struct http_resp {
 	int status;
@@ -110,6 +110,9 @@ void http_server_stop(struct http_server *srv);
 /* Request accessors (borrowed strings, valid during the handler). */
 const char *http_header(struct http_req *rq, const char *name);
 const char *http_query(struct http_req *rq, const char *name);
+/* The value of the request's cookie name (libmicrohttpd parses the Cookie
+ * header); NULL when absent. */
+const char *http_cookie(struct http_req *rq, const char *name);
 /* True when the Content-Type's media type is mime (parameters ignored). */
 bool http_content_type_is(struct http_req *rq, const char *mime);
 /* The value of an application/x-www-form-urlencoded body field, decoded,

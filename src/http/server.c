@@ -370,6 +370,12 @@ http_header(struct http_req *rq, const char *name)
 }
 
 const char *
+http_cookie(struct http_req *rq, const char *name)
+{
+	return MHD_lookup_connection_value(rq->conn, MHD_COOKIE_KIND, name);
+}
+
+const char *
 http_query(struct http_req *rq, const char *name)
 {
 	return MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, name);

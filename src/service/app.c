@@ -10,6 +10,8 @@
 #include "trust/cimd.h"
 #include "trust/trust.h"
 #include "service/service.h"
+#include "service/page.h"
+#include "service/websession.h"
 
 static void
 route(struct app *a, const char *method, const char *path, http_handler h)
@@ -115,6 +117,16 @@ app_new(const struct am_config *cfg, struct app **out, struct am_error *e)
 	route_cors(a, "POST", "/oauth2/token", h_token, CORS_AGENT);
 	if (app_id_jag_enabled(cfg))
 		route(a, "POST", "/agent/event/notify", h_event_notify);
+	/* user sign-in at the service (issue 14; service/login_page.c) */
+	route(a, "GET", PAGE_CSS_PATH, h_page_css);
+	if (cfg->login_enabled) {
+		route(a, "GET", "/login", h_login_form);
+		route(a, "POST", "/login", h_login_start);
+		route(a, "GET", "/login/verify", h_login_link);
+		route(a, "POST", "/login/verify", h_login_verify);
+		route(a, "POST", "/logout", h_logout);
+	}
+	route(a, "POST", CLAIM_REJECT_PATH, h_claim_reject);
 	*out = a;
 	return AM_OK;
 fail:

@@ -12,48 +12,9 @@
 #include "core/str.h"
 #include "core/url.h"
 #include "trust/cimd.h"
+#include "service/page.h"
 #include "service/service.h"
-
-static void
-page_start(struct am_buf *b, const struct app *a, const char *title)
-{
-	am_buf_puts(b, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-		       "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-		       "<meta name=\"robots\" content=\"noindex\"><title>");
-	am_buf_html(b, title);
-	am_buf_puts(b, " - ");
-	am_buf_html(b, a->cfg->resource_name);
-	am_buf_puts(b, "</title><style>body{font-family:system-ui,sans-serif;max-width:34em;"
-		       "margin:3em auto;padding:0 1em;line-height:1.5}"
-		       ".code{font-size:2.6em;letter-spacing:.2em;font-family:monospace;"
-		       "margin:.5em 0}button{font-size:1.1em;padding:.5em 1.2em}"
-		       ".muted{color:#555}</style></head><body><h1>");
-	am_buf_html(b, title);
-	am_buf_puts(b, "</h1>");
-}
-
-/* The CSP of these pages: nothing loads but their inline style and, when
- * the page shows a client's logo, images from exactly that logo's origin. */
-static void
-page_send(struct http_resp *rs, int status, struct am_buf *b, const char *img_origin)
-{
-	char csp[CIMD_URL_BYTES + 160];
-
-	am_buf_puts(b, "</body></html>\n");
-	http_reply_text(rs, status, "text/html; charset=utf-8", b->data, b->len);
-	/* The page and its URL carry a one-time token: keep them out of caches,
-	 * Referer headers and frames. */
-	http_add_header(rs, "Cache-Control", "no-store");
-	http_add_header(rs, "Referrer-Policy", "no-referrer");
-	snprintf(csp, sizeof(csp),
-		 "default-src 'none'; style-src 'unsafe-inline'; %s%s%sform-action 'self'; "
-		 "frame-ancestors 'none'; base-uri 'none'",
-		 img_origin != NULL ? "img-src " : "", img_origin != NULL ? img_origin : "",
-		 img_origin != NULL ? "; " : "");
-	http_add_header(rs, "Content-Security-Policy", csp);
-	http_add_header(rs, "X-Frame-Options", "DENY");
-	am_buf_free(b); /* wipes a secret page */
-}
+#include "service/websession.h"
 
 /* Whether a page may show logo (a registration's logo_uri): https, or http
  * to a loopback host while this service itself runs on plain http (a
@@ -120,18 +81,9 @@ client_block(struct app *a, const char *registration_id, struct am_buf *b, char 
 static enum am_err
 error_page(const struct app *a, struct http_resp *rs, enum am_err code, const struct am_error *e)
 {
-	struct am_buf b = {0};
-	const char *msg =
-		e->detail[0] != '\0' && code != AM_E_INTERNAL ? e->detail : am_err_message(code);
-
-	page_start(&b, a, "This link cannot be used");
-	am_buf_puts(&b, "<p>");
-	am_buf_html(&b, msg);
-	am_buf_puts(&b, "</p><p class=\"muted\">Error code: ");
-	am_buf_html(&b, am_err_name(code));
-	am_buf_puts(&b, "</p>");
-	page_send(rs, am_err_status(code), &b, NULL);
-	return AM_OK;
+	return page_error(a->cfg, rs, code, e,
+			  code == AM_E_CSRF_REFUSED ? "Request refused"
+						    : "This link cannot be used");
 }
 
 static bool
@@ -156,6 +108,7 @@ h_claim_view(void *app, struct http_req *rq, struct http_resp *rs, struct am_err
 	const char *token = http_query(rq, "token");
 	struct store_attempt att;
 	struct am_buf b = {.secret = true}; /* the form carries the attempt token */
+	struct presession pre;
 	struct store *st;
 	char until[40], img[CIMD_URL_BYTES];
 	enum am_err rc;
@@ -171,10 +124,14 @@ h_claim_view(void *app, struct http_req *rq, struct http_resp *rs, struct am_err
 	if ((rc = flow_claim_peek(&a->env, st, token, &att, e)) != AM_OK)
 		return rc == AM_E_UNAVAILABLE || rc == AM_E_INTERNAL ? rc
 								     : error_page(a, rs, rc, e);
+	/* The reject form is bound to this browser's pre-session cookie. */
+	if ((rc = websession_presession(a, rq, rs, &pre, e)) != AM_OK)
+		return rc;
 	am_time_iso(att.expires_at, until, sizeof(until));
-	page_start(&b, a, "Confirm your AI agent");
+	page_begin(&b, a->cfg, "Confirm your AI agent");
 	if ((rc = client_block(a, att.registration_id, &b, img, sizeof(img), e)) != AM_OK) {
 		am_buf_free(&b);
+		websession_presession_wipe(&pre);
 		return rc;
 	}
 	am_buf_puts(&b, "<p>An AI agent asked to act for <strong>");
@@ -186,13 +143,19 @@ h_claim_view(void *app, struct http_req *rq, struct http_resp *rs, struct am_err
 			"<form method=\"post\" action=\"/agent/auth/claim/attempt/challenge\">"
 			"<input type=\"hidden\" name=\"claim_attempt_token\" value=\"");
 	am_buf_html(&b, token);
-	am_buf_puts(&b,
-		    "\"><button type=\"submit\">Show my code</button></form>"
-		    "<p class=\"muted\">If you did not ask for this, close this page. Nothing "
-		    "happens unless someone gives the code to the agent. This link works until ");
+	am_buf_puts(&b, "\"><button type=\"submit\">Show my code</button></form>"
+			"<p>If you did not ask for this, reject it: the link and any code stop "
+			"working, and nothing is given to the agent.</p>"
+			"<form method=\"post\" action=\"" CLAIM_REJECT_PATH "\">");
+	websession_presession_field(&b, &pre);
+	am_buf_puts(&b, "<input type=\"hidden\" name=\"claim_attempt_token\" value=\"");
+	am_buf_html(&b, token);
+	am_buf_puts(&b, "\"><button type=\"submit\" class=\"danger\">This wasn't me: "
+			"reject</button></form><p class=\"muted\">This link works until ");
 	am_buf_html(&b, until);
 	am_buf_puts(&b, ".</p>");
 	page_send(rs, 200, &b, img[0] != '\0' ? img : NULL);
+	websession_presession_wipe(&pre);
 	return AM_OK;
 }
 
@@ -218,7 +181,7 @@ page_render(struct app *a, struct http_req *rq, struct http_resp *rs, struct flo
 		return rc == AM_E_UNAVAILABLE || rc == AM_E_INTERNAL ? rc
 								     : error_page(a, rs, rc, e);
 	am_time_iso(p->challenge.expires_at, until, sizeof(until));
-	page_start(&b, a, "Your code");
+	page_begin(&b, a->cfg, "Your code");
 	if ((rc = client_block(a, p->challenge.registration_id, &b, img, sizeof(img), e)) !=
 	    AM_OK) {
 		am_buf_free(&b);
@@ -242,6 +205,11 @@ challenge_page(struct app *a, struct http_req *rq, struct http_resp *rs, struct 
 	char token[AM_MAX_TOKEN_BYTES + 1];
 	enum am_err rc;
 
+	/* The form's CSRF token is the attempt token itself: a secret only
+	 * the mailed link and this page hold. A browser that says the form
+	 * came from another site is refused all the same. */
+	if ((rc = websession_check_origin(a, rq, e)) != AM_OK)
+		return error_page(a, rs, rc, e);
 	if (!http_form_field(rq, "claim_attempt_token", token, sizeof(token)) || !token_ok(token)) {
 		am_fail(e, AM_E_INVALID_REQUEST, "the form is missing its claim_attempt_token");
 		return error_page(a, rs, AM_E_INVALID_REQUEST, e);
@@ -263,4 +231,55 @@ h_claim_challenge(void *app, struct http_req *rq, struct http_resp *rs, struct a
 	if (http_content_type_is(rq, "application/x-www-form-urlencoded"))
 		return challenge_page(a, rq, rs, e);
 	return svc_challenge_json(a, rq, rs, e);
+}
+
+/* ---- "this wasn't me" ---- */
+
+static enum am_err
+reject_submit(struct app *a, struct http_req *rq, struct flow_pending_op *p, void *arg,
+	      bool *queued, void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	(void)rq;
+	(void)queued;
+	return flow_claim_reject_submit(&a->env, arg, p, done, done_arg, e);
+}
+
+static enum am_err
+reject_render(struct app *a, struct http_req *rq, struct http_resp *rs, struct flow_pending_op *p,
+	      enum am_err rc, struct am_error *e)
+{
+	struct am_buf b = {0};
+
+	(void)rq;
+	(void)p;
+	if (rc != AM_OK)
+		return rc == AM_E_UNAVAILABLE || rc == AM_E_INTERNAL ? rc
+								     : error_page(a, rs, rc, e);
+	page_begin(&b, a->cfg, "Request rejected");
+	page_para(&b, NULL,
+		  "Thank you. The link and any code from it no longer work, and the agent was "
+		  "given nothing. You can close this page.");
+	page_send(rs, 200, &b, NULL);
+	return AM_OK;
+}
+
+enum am_err
+h_claim_reject(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct app *a = app;
+	char token[AM_MAX_TOKEN_BYTES + 1];
+	struct presession pre;
+	enum am_err rc;
+
+	rs->content_type = "text/html; charset=utf-8";
+	if ((rc = websession_check_presession_post(a, rq, &pre, e)) != AM_OK)
+		return error_page(a, rs, rc, e);
+	websession_presession_wipe(&pre);
+	if (!http_form_field(rq, "claim_attempt_token", token, sizeof(token)) || !token_ok(token)) {
+		am_fail(e, AM_E_INVALID_REQUEST, "the form is missing its claim_attempt_token");
+		return error_page(a, rs, AM_E_INVALID_REQUEST, e);
+	}
+	rc = svc_op_park(a, rq, reject_submit, token, reject_render, rs, e);
+	OPENSSL_cleanse(token, sizeof(token));
+	return rc;
 }

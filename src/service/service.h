@@ -32,7 +32,7 @@ struct app {
 	char *auth_md;
 	char prm_url[SVC_URL_MAX];	     /* the URL the 401 header points to */
 	char prm_path_inserted[SVC_URL_MAX]; /* RFC 9728 path form; empty if none */
-	struct http_route routes[48];
+	struct http_route routes[64];
 	size_t nroutes;
 	/* gate (docs/gate.md) */
 	struct ratelimit *gate_limits;	   /* per-minute limits of introspect and revoke */

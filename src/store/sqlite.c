@@ -86,6 +86,19 @@ enum q {
 	Q_RATE_GET,
 	Q_RATE_HIT,
 	Q_RATE_PURGE,
+	/* user sign-in (issue 14) */
+	Q_LOGIN_INSERT,
+	Q_LOGIN_BY_ID,
+	Q_LOGIN_BY_LINK,
+	Q_LOGIN_COUNT,
+	Q_LOGIN_FAIL,
+	Q_LOGIN_USE,
+	Q_LOGIN_PURGE,
+	Q_SESSION_INSERT,
+	Q_SESSION_GET,
+	Q_SESSION_TOUCH,
+	Q_SESSION_DELETE,
+	Q_SESSION_PURGE,
 	/* the v0.4-v0.6 claim ceremony (issue 14) */
 	Q_CER_INSERT,
 	Q_CER_BY_TOKEN,
@@ -102,6 +115,9 @@ enum q {
 #define REG_COLS                                                                                   \
 	"id, kind, status, claim_token_hash, email, credential_type, user_id, created_at, "        \
 	"expires_at, claimed_at, ip, iss, sub, agent_platform, agent_context_id"
+#define LOGIN_COLS                                                                                 \
+	"id, email, link_hash, code_hash, browser_hash, return_to, ip, status, failures, "        \
+	"created_at, expires_at"
 #define ATT_COLS                                                                                   \
 	"id, registration_id, email, token_hash, status, created_at, expires_at, otp_hash, "       \
 	"otp_expires_at, otp_failures, ip"
@@ -228,9 +244,10 @@ static const char *const sql[Q__COUNT] = {
 			  "VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?5)",
 	/* live: the attempt the mail belongs to still exists (it is counted) */
 	[Q_MAIL_NEXT] = "SELECT q.id, q.attempt_id, q.rcpt, q.message, q.created_at, q.expires_at, "
-			"q.tries, (a.id IS NOT NULL), a.registration_id "
+			"q.tries, (a.id IS NOT NULL OR l.id IS NOT NULL), a.registration_id "
 			"FROM mail_queue q LEFT JOIN claim_attempts a "
 			"ON a.tenant = q.tenant AND a.id = q.attempt_id "
+			"LEFT JOIN login_attempts l ON l.tenant = q.tenant AND l.id = q.attempt_id "
 			"WHERE q.tenant = ?1 AND q.status = 'queued' AND q.next_at <= ?2 "
 			"ORDER BY q.next_at, q.id LIMIT 1",
 	/* Same size: SQLite overwrites the cell (and any overflow pages) in
@@ -303,6 +320,37 @@ static const char *const sql[Q__COUNT] = {
 	[Q_RATE_PURGE] = "DELETE FROM rate_counters WHERE tenant = ?1 AND (key, window_start) IN "
 			 "(SELECT key, window_start FROM rate_counters WHERE tenant = ?1 "
 			 "AND window_start < ?2 LIMIT ?3)",
+	/* user sign-in (issue 14) */
+	[Q_LOGIN_INSERT] = "INSERT INTO login_attempts (tenant, id, email, link_hash, code_hash, "
+			   "browser_hash, return_to, ip, status, failures, created_at, expires_at) "
+			   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'open', 0, ?9, ?10)",
+	[Q_LOGIN_BY_ID] = "SELECT " LOGIN_COLS " FROM login_attempts WHERE tenant = ?1 AND id = ?2",
+	[Q_LOGIN_BY_LINK] = "SELECT " LOGIN_COLS " FROM login_attempts "
+			    "WHERE tenant = ?1 AND link_hash = ?2",
+	/* Stops at its cap (?4), as the claim-mail counts do. */
+	[Q_LOGIN_COUNT] = "SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM "
+			  "(SELECT created_at FROM login_attempts WHERE tenant = ?1 "
+			  "AND email = ?2 AND created_at > ?3 ORDER BY created_at LIMIT ?4) AS c",
+	[Q_LOGIN_FAIL] = "UPDATE login_attempts SET failures = failures + 1, "
+			 "status = CASE WHEN failures + 1 >= ?3 THEN 'burned' ELSE status END "
+			 "WHERE tenant = ?1 AND id = ?2 AND status = 'open'",
+	[Q_LOGIN_USE] = "UPDATE login_attempts SET status = 'used' "
+			"WHERE tenant = ?1 AND id = ?2 AND status = 'open'",
+	[Q_LOGIN_PURGE] = "DELETE FROM login_attempts WHERE tenant = ?1 AND id IN "
+			  "(SELECT id FROM login_attempts WHERE tenant = ?1 AND expires_at < ?2 "
+			  "LIMIT ?3)",
+	[Q_SESSION_INSERT] = "INSERT INTO web_sessions (tenant, hash, id, user_id, email, "
+			     "auth_time, created_at, last_seen, expires_at) "
+			     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
+	[Q_SESSION_GET] = "SELECT id, user_id, email, auth_time, created_at, last_seen, "
+			  "expires_at FROM web_sessions WHERE tenant = ?1 AND hash = ?2",
+	[Q_SESSION_TOUCH] = "UPDATE web_sessions SET last_seen = ?3 "
+			    "WHERE tenant = ?1 AND hash = ?2 AND last_seen < ?3",
+	[Q_SESSION_DELETE] = "DELETE FROM web_sessions WHERE tenant = ?1 AND hash = ?2",
+	/* ?2: now (past the fixed lifetime), ?3: idle before this */
+	[Q_SESSION_PURGE] = "DELETE FROM web_sessions WHERE tenant = ?1 AND hash IN "
+			    "(SELECT hash FROM web_sessions WHERE tenant = ?1 AND "
+			    "(expires_at <= ?2 OR last_seen < ?3) LIMIT ?4)",
 	[Q_CER_INSERT] = "INSERT INTO ceremony_attempts (tenant, " CER_COLS ") VALUES (?1, ?2, ?3, "
 			 "?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, NULL, NULL)",
 	[Q_CER_BY_TOKEN] = "SELECT " CER_COLS " FROM ceremony_attempts "
@@ -346,8 +394,9 @@ static const char *const sql_pg[Q__COUNT] = {
 			"RETURNING q.id, q.tenant, q.attempt_id, q.rcpt, q.message, q.created_at, "
 			"q.expires_at, q.tries) "
 			"SELECT u.id, u.attempt_id, u.rcpt, u.message, u.created_at, u.expires_at, "
-			"u.tries, (a.id IS NOT NULL), a.registration_id FROM u "
-			"LEFT JOIN claim_attempts a ON a.tenant = u.tenant AND a.id = u.attempt_id",
+			"u.tries, (a.id IS NOT NULL OR l.id IS NOT NULL), a.registration_id FROM u "
+			"LEFT JOIN claim_attempts a ON a.tenant = u.tenant AND a.id = u.attempt_id "
+			"LEFT JOIN login_attempts l ON l.tenant = u.tenant AND l.id = u.attempt_id",
 	/* MVCC writes a new row version whatever is set: dropping the message
 	 * is what can be done (VACUUM reclaims the old version). */
 	[Q_MAIL_ZERO] = "UPDATE mail_queue SET message = NULL "
@@ -1691,6 +1740,225 @@ store_rate_purge(struct store *st, int64_t before, int *n, struct am_error *e)
 	db_bind_int64(s, 2, before);
 	db_bind_int64(s, 3, STORE_PURGE_MAX);
 	return db_run(st->db, s, "rate purge", n, e);
+}
+
+/* ---- user sign-in (issue 14) ---- */
+
+static const char *const login_names[] = {"open", "used", "burned"};
+
+enum am_err
+store_login_insert(struct store *st, const struct store_login *l, struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_LOGIN_INSERT, &s, e)) != AM_OK)
+		return rc;
+	db_bind_text(s, 2, l->id);
+	db_bind_text(s, 3, l->email);
+	db_bind_hash(s, 4, l->link_hash);
+	db_bind_hash(s, 5, l->code_hash);
+	db_bind_hash(s, 6, l->browser_hash);
+	db_bind_text(s, 7, l->return_to);
+	db_bind_text(s, 8, l->ip);
+	db_bind_int64(s, 9, l->created_at);
+	db_bind_int64(s, 10, l->expires_at);
+	return db_run(st->db, s, "login insert", NULL, e);
+}
+
+static enum am_err
+login_query(struct store *st, enum q q, const void *key, bool key_is_hash, struct store_login *out,
+	    struct am_error *e)
+{
+	struct db_stmt *s;
+	char buf[16];
+	enum am_err rc;
+	int k;
+
+	if ((rc = db_prep(st->db, q, &s, e)) != AM_OK)
+		return rc;
+	if (key_is_hash)
+		db_bind_hash(s, 2, key);
+	else
+		db_bind_text(s, 2, key);
+	if ((rc = db_one(st->db, s, "login lookup", e)) != AM_OK)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	db_col_text(s, 0, out->id, sizeof(out->id));
+	db_col_text(s, 1, out->email, sizeof(out->email));
+	(void)db_col_hash(s, 2, out->link_hash);
+	(void)db_col_hash(s, 3, out->code_hash);
+	(void)db_col_hash(s, 4, out->browser_hash);
+	db_col_text(s, 5, out->return_to, sizeof(out->return_to));
+	db_col_text(s, 6, out->ip, sizeof(out->ip));
+	db_col_text(s, 7, buf, sizeof(buf));
+	k = db_name_index(login_names, NAMES_COUNT(login_names), buf);
+	out->status = k < 0 ? LOGIN_BURNED : (enum login_status)k;
+	out->failures = db_col_int64(s, 8);
+	out->created_at = db_col_int64(s, 9);
+	out->expires_at = db_col_int64(s, 10);
+	db_reset(s);
+	return AM_OK;
+}
+
+enum am_err
+store_login_by_id(struct store *st, const char *id, struct store_login *out, struct am_error *e)
+{
+	return login_query(st, Q_LOGIN_BY_ID, id, false, out, e);
+}
+
+enum am_err
+store_login_by_link(struct store *st, const uint8_t hash[AM_HASH_LEN], struct store_login *out,
+		    struct am_error *e)
+{
+	return login_query(st, Q_LOGIN_BY_LINK, hash, true, out, e);
+}
+
+enum am_err
+store_login_count(struct store *st, const char *email, int64_t since, int64_t cap, int64_t *count,
+		  int64_t *oldest, struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_LOGIN_COUNT, &s, e)) != AM_OK)
+		return rc;
+	db_bind_text(s, 2, email);
+	db_bind_int64(s, 3, since);
+	db_bind_int64(s, 4, cap);
+	if ((rc = db_one(st->db, s, "login count", e)) != AM_OK)
+		return rc == AM_E_NOT_FOUND ? am_fail(e, AM_E_INTERNAL, "count gave no row") : rc;
+	*count = db_col_int64(s, 0);
+	*oldest = db_col_int64(s, 1);
+	db_reset(s);
+	return AM_OK;
+}
+
+/* An UPDATE of one open attempt: AM_E_NOT_FOUND when it was not open. */
+static enum am_err
+login_update(struct store *st, enum q q, const char *id, int64_t arg, const char *what,
+	     struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+	int n = 0;
+
+	if ((rc = db_prep(st->db, q, &s, e)) != AM_OK)
+		return rc;
+	db_bind_text(s, 2, id);
+	if (q == Q_LOGIN_FAIL)
+		db_bind_int64(s, 3, arg);
+	if ((rc = db_run(st->db, s, what, &n, e)) != AM_OK)
+		return rc;
+	return n == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "login attempt not open");
+}
+
+enum am_err
+store_login_fail(struct store *st, const char *id, int64_t max, struct am_error *e)
+{
+	return login_update(st, Q_LOGIN_FAIL, id, max, "login fail", e);
+}
+
+enum am_err
+store_login_use(struct store *st, const char *id, struct am_error *e)
+{
+	return login_update(st, Q_LOGIN_USE, id, 0, "login use", e);
+}
+
+enum am_err
+store_login_purge(struct store *st, int64_t now, int *n, struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_LOGIN_PURGE, &s, e)) != AM_OK)
+		return rc;
+	db_bind_int64(s, 2, now);
+	db_bind_int64(s, 3, STORE_PURGE_MAX);
+	return db_run(st->db, s, "login purge", n, e);
+}
+
+enum am_err
+store_session_insert(struct store *st, const struct store_session *w, struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_SESSION_INSERT, &s, e)) != AM_OK)
+		return rc;
+	db_bind_hash(s, 2, w->hash);
+	db_bind_text(s, 3, w->id);
+	db_bind_text(s, 4, w->user_id);
+	db_bind_text(s, 5, w->email);
+	db_bind_int64(s, 6, w->auth_time);
+	db_bind_int64(s, 7, w->created_at);
+	db_bind_int64(s, 8, w->expires_at);
+	return db_run(st->db, s, "session insert", NULL, e);
+}
+
+enum am_err
+store_session_get(struct store *st, const uint8_t hash[AM_HASH_LEN], struct store_session *out,
+		  struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_SESSION_GET, &s, e)) != AM_OK)
+		return rc;
+	db_bind_hash(s, 2, hash);
+	if ((rc = db_one(st->db, s, "session lookup", e)) != AM_OK)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	memcpy(out->hash, hash, AM_HASH_LEN);
+	db_col_text(s, 0, out->id, sizeof(out->id));
+	db_col_text(s, 1, out->user_id, sizeof(out->user_id));
+	db_col_text(s, 2, out->email, sizeof(out->email));
+	out->auth_time = db_col_int64(s, 3);
+	out->created_at = db_col_int64(s, 4);
+	out->last_seen = db_col_int64(s, 5);
+	out->expires_at = db_col_int64(s, 6);
+	db_reset(s);
+	return AM_OK;
+}
+
+enum am_err
+store_session_touch(struct store *st, const uint8_t hash[AM_HASH_LEN], int64_t now,
+		    struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_SESSION_TOUCH, &s, e)) != AM_OK)
+		return rc;
+	db_bind_hash(s, 2, hash);
+	db_bind_int64(s, 3, now);
+	return db_run(st->db, s, "session touch", NULL, e);
+}
+
+enum am_err
+store_session_delete(struct store *st, const uint8_t hash[AM_HASH_LEN], struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_SESSION_DELETE, &s, e)) != AM_OK)
+		return rc;
+	db_bind_hash(s, 2, hash);
+	return db_run(st->db, s, "session delete", NULL, e);
+}
+
+enum am_err
+store_session_purge(struct store *st, int64_t now, int64_t idle_before, int *n, struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_SESSION_PURGE, &s, e)) != AM_OK)
+		return rc;
+	db_bind_int64(s, 2, now);
+	db_bind_int64(s, 3, idle_before);
+	db_bind_int64(s, 4, STORE_PURGE_MAX);
+	return db_run(st->db, s, "session purge", n, e);
 }
 
 /* ---- the v0.4-v0.6 claim ceremony (issue 14) ---- */

@@ -546,6 +546,71 @@ enum am_err store_pool_new_opts(const char *url, const char *tenant,
 /* True when the pool's database is shared by processes (PostgreSQL). */
 bool store_pool_is_shared(const struct store_pool *p);
 
+/* ---- user sign-in at the service (issue 14; flows/login.c) ---- */
+
+enum login_status { LOGIN_OPEN, LOGIN_USED, LOGIN_BURNED };
+
+/* A login attempt: one mail with a code and a link. Only hashes of its
+ * secrets are kept: the link token, the code (SHA-256 of id ":" code) and
+ * the pre-session cookie of the browser that asked (the code is accepted
+ * only from that browser). */
+struct store_login {
+	char id[STORE_ID_LEN];
+	char email[AM_MAX_EMAIL_BYTES + 1]; /* normalized */
+	uint8_t link_hash[AM_HASH_LEN];
+	uint8_t code_hash[AM_HASH_LEN];
+	uint8_t browser_hash[AM_HASH_LEN];
+	char return_to[AM_MAX_FIELD_BYTES + 1]; /* a checked same-origin path */
+	char ip[64];
+	enum login_status status;
+	int64_t failures;
+	int64_t created_at, expires_at;
+};
+enum am_err store_login_insert(struct store *st, const struct store_login *l,
+			       struct am_error *e) AM_WUR;
+enum am_err store_login_by_id(struct store *st, const char *id, struct store_login *out,
+			      struct am_error *e) AM_WUR;
+enum am_err store_login_by_link(struct store *st, const uint8_t hash[AM_HASH_LEN],
+				struct store_login *out, struct am_error *e) AM_WUR;
+/* Counts the attempts for email created after since, stopping at cap;
+ * *oldest the created_at of the oldest counted (0: none). */
+enum am_err store_login_count(struct store *st, const char *email, int64_t since, int64_t cap,
+			      int64_t *count, int64_t *oldest, struct am_error *e) AM_WUR;
+/* One wrong code on an open attempt; burned once failures reach max.
+ * AM_E_NOT_FOUND when it was not open. */
+enum am_err store_login_fail(struct store *st, const char *id, int64_t max,
+			     struct am_error *e) AM_WUR;
+/* Open -> used; AM_E_NOT_FOUND when it was not open (used or burned by a
+ * concurrent request: only one sign-in per attempt). */
+enum am_err store_login_use(struct store *st, const char *id, struct am_error *e) AM_WUR;
+/* Deletes up to STORE_PURGE_MAX attempts that expired before now. */
+enum am_err store_login_purge(struct store *st, int64_t now, int *n, struct am_error *e) AM_WUR;
+
+/* A signed-in browser: the row is found by the SHA-256 of the cookie. */
+struct store_session {
+	uint8_t hash[AM_HASH_LEN];
+	char id[STORE_ID_LEN]; /* public, for logs */
+	char user_id[STORE_ID_LEN];
+	char email[AM_MAX_EMAIL_BYTES + 1];
+	int64_t auth_time; /* when the user last proved the address */
+	int64_t created_at, last_seen, expires_at;
+};
+/* Inserts w (last_seen = created_at). */
+enum am_err store_session_insert(struct store *st, const struct store_session *w,
+				 struct am_error *e) AM_WUR;
+/* The row of hash, whatever its age (the caller checks expiry and idle). */
+enum am_err store_session_get(struct store *st, const uint8_t hash[AM_HASH_LEN],
+			      struct store_session *out, struct am_error *e) AM_WUR;
+/* Moves last_seen forward to now (never back). */
+enum am_err store_session_touch(struct store *st, const uint8_t hash[AM_HASH_LEN], int64_t now,
+				struct am_error *e) AM_WUR;
+/* Ends a session (no row is no error). */
+enum am_err store_session_delete(struct store *st, const uint8_t hash[AM_HASH_LEN],
+				 struct am_error *e) AM_WUR;
+/* Deletes up to STORE_PURGE_MAX sessions past expires_at at now or last
+ * seen before idle_before; *n how many. */
+enum am_err store_session_purge(struct store *st, int64_t now, int64_t idle_before, int *n,
+				struct am_error *e) AM_WUR;
 /* ---- the v0.4-v0.6 claim ceremony (issue 14; flows/ceremony.c) ---- */
 
 enum ceremony_status { CEREMONY_INITIATED, CEREMONY_COMPLETED, CEREMONY_DENIED, CEREMONY_EXPIRED };
