@@ -470,13 +470,14 @@ wrong_code(struct store *st, const struct store_ceremony *att, struct am_error *
 		       (long long)left);
 }
 
-enum am_err
-flow_ceremony_complete(const struct flow_env *env, struct store *st, const char *ip,
-		       const char *attempt_token, const char *user_code, const char *user_id,
-		       const char *email, struct am_error *e)
+/* The completion's transaction; its events stay in batch for the caller to
+ * flush after the commit (the group commit's). */
+static enum am_err
+complete_tx(const struct flow_env *env, struct store *st, const struct flow_pending_op *p,
+	    struct audit_batch *batch, struct am_error *e)
 {
 	const struct am_config *cfg = env->cfg;
-	struct audit_batch batch = {0};
+	const char *ip = p->ip[0] != '\0' ? p->ip : NULL;
 	struct store_ceremony att;
 	struct store_reg reg;
 	int64_t now = flow_now(env);
@@ -485,14 +486,14 @@ flow_ceremony_complete(const struct flow_env *env, struct store *st, const char 
 
 	if ((rc = store_begin(st, e)) != AM_OK)
 		return rc;
-	if ((rc = due(env, st, attempt_token, email, &att, &reg, e)) != AM_OK)
+	if ((rc = due(env, st, p->token, p->email, &att, &reg, e)) != AM_OK)
 		goto fail;
-	if (!code_matches(&att, user_code))
+	if (!code_matches(&att, p->user_code))
 		return wrong_code(st, &att, e);
-	rc = store_reg_claim(st, reg.id, user_id, now, e);
+	rc = store_reg_claim(st, reg.id, p->user_id, now, e);
 	if (rc == AM_OK)
 		rc = store_ceremony_set_status(st, att.id, CEREMONY_INITIATED, CEREMONY_COMPLETED,
-					       user_id, e);
+					       p->user_id, e);
 	if (rc == AM_E_NOT_FOUND)
 		rc = am_fail(e, AM_E_CLAIMED_OR_IN_FLIGHT, "this agent was claimed meanwhile");
 	if (rc != AM_OK)
@@ -502,23 +503,147 @@ flow_ceremony_complete(const struct flow_env *env, struct store *st, const char 
 	     * canonical one. A v0.1 API key keeps its value at the new scopes. */
 	    ((rc = store_cred_revoke_reg_type(st, reg.id, CRED_ACCESS_TOKEN, now, &revoked, e)) !=
 		     AM_OK ||
-	     (rc = store_cred_upgrade(st, reg.id, user_id, cfg->scopes_post_claim, e)) != AM_OK))
+	     (rc = store_cred_upgrade(st, reg.id, p->user_id, cfg->scopes_post_claim, e)) != AM_OK))
 		goto fail;
-	if ((rc = audit_add(st, &batch, cfg->tenant, now, "claim.confirmed", reg.id,
-			    json_pack("{s:s, s:s, s:s?, s:s, s:i}", "claimed_by_user_id", user_id,
-				      "claim_attempt_id", att.id, "ip", ip, "ceremony", "user_code",
-				      "credentials_revoked", revoked),
+	if ((rc = audit_add(st, batch, cfg->tenant, now, "claim.confirmed", reg.id,
+			    json_pack("{s:s, s:s, s:s?, s:s, s:i}", "claimed_by_user_id",
+				      p->user_id, "claim_attempt_id", att.id, "ip", ip, "ceremony",
+				      "user_code", "credentials_revoked", revoked),
 			    e)) != AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK)
 		goto fail;
-	audit_flush(env->audit, &batch);
-	log_info("claim confirmed registration=%s user=%s attempt=%s revoked=%d", reg.id, user_id,
-		 att.id, revoked);
+	log_info("claim confirmed registration=%s user=%s attempt=%s revoked=%d", reg.id,
+		 p->user_id, att.id, revoked);
 	return AM_OK;
 fail:
 	store_rollback(st);
-	audit_discard(&batch);
+	audit_discard(batch);
 	return rc;
+}
+
+static enum am_err
+deny_tx(const struct flow_env *env, struct store *st, const struct flow_pending_op *p,
+	struct audit_batch *batch, struct am_error *e)
+{
+	struct store_ceremony att;
+	struct store_reg reg;
+	enum am_err rc;
+
+	if ((rc = store_begin(st, e)) != AM_OK)
+		return rc;
+	if ((rc = due(env, st, p->token, p->email, &att, &reg, e)) != AM_OK)
+		goto fail;
+	rc = store_ceremony_set_status(st, att.id, CEREMONY_INITIATED, CEREMONY_DENIED, p->user_id,
+				       e);
+	if (rc == AM_E_NOT_FOUND)
+		rc = am_fail(e, AM_E_EXPIRED_TOKEN, "this attempt ended meanwhile");
+	if (rc != AM_OK ||
+	    (rc = audit_add(st, batch, env->cfg->tenant, flow_now(env), "claim.denied", reg.id,
+			    json_pack("{s:s, s:s, s:s?}", "user_id", p->user_id, "claim_attempt_id",
+				      att.id, "ip", p->ip[0] != '\0' ? p->ip : NULL),
+			    e)) != AM_OK ||
+	    (rc = store_commit(st, e)) != AM_OK)
+		goto fail;
+	log_info("claim denied registration=%s user=%s attempt=%s", reg.id, p->user_id, att.id);
+	return AM_OK;
+fail:
+	store_rollback(st);
+	audit_discard(batch);
+	return rc;
+}
+
+static enum am_err
+complete_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
+{
+	return complete_tx(p->env, st, p, &p->batch, e);
+}
+
+static enum am_err
+deny_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
+{
+	return deny_tx(p->env, st, p, &p->batch, e);
+}
+
+/* The inputs of a page POST, copied before any store work. */
+static enum am_err
+page_prepare(const struct flow_env *env, const char *ip, const char *attempt_token,
+	     const char *user_code, const char *user_id, const char *email,
+	     struct flow_pending_op *p, struct am_error *e)
+{
+	memset(p, 0, sizeof(*p));
+	p->env = env;
+	if (!am_copy(p->token, sizeof(p->token), attempt_token) ||
+	    !am_copy(p->user_code, sizeof(p->user_code), user_code != NULL ? user_code : "") ||
+	    !am_copy(p->user_id, sizeof(p->user_id), user_id) ||
+	    !am_copy(p->email, sizeof(p->email), email != NULL ? email : "") ||
+	    !am_copy(p->ip, sizeof(p->ip), ip != NULL ? ip : ""))
+		return am_fail(e, AM_E_INVALID_REQUEST, "the form's fields are too long");
+	return AM_OK;
+}
+
+enum am_err
+flow_ceremony_complete_submit(const struct flow_env *env, const char *ip, const char *attempt_token,
+			      const char *user_code, const char *user_id, const char *email,
+			      struct flow_pending_op *p, void (*done)(void *arg), void *done_arg,
+			      struct am_error *e)
+{
+	enum am_err rc = page_prepare(env, ip, attempt_token, user_code, user_id, email, p, e);
+
+	if (rc != AM_OK) {
+		flow_pending_op_wipe(p);
+		return rc;
+	}
+	p->kind = FLOW_OP_CEREMONY_COMPLETE;
+	p->step = complete_step;
+	return flow_op_submit(p, done, done_arg, e);
+}
+
+enum am_err
+flow_ceremony_deny_submit(const struct flow_env *env, const char *ip, const char *attempt_token,
+			  const char *user_id, const char *email, struct flow_pending_op *p,
+			  void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	enum am_err rc = page_prepare(env, ip, attempt_token, NULL, user_id, email, p, e);
+
+	if (rc != AM_OK) {
+		flow_pending_op_wipe(p);
+		return rc;
+	}
+	p->kind = FLOW_OP_CEREMONY_DENY;
+	p->step = deny_step;
+	return flow_op_submit(p, done, done_arg, e);
+}
+
+/* The same two, run here as their own transactions (unit tests, tools). */
+static enum am_err
+run_here(const struct flow_env *env, struct store *st, struct flow_pending_op *p,
+	 enum am_err (*tx)(const struct flow_env *, struct store *, const struct flow_pending_op *,
+			   struct audit_batch *, struct am_error *),
+	 struct am_error *e)
+{
+	struct audit_batch batch = {0};
+	enum am_err rc = tx(env, st, p, &batch, e);
+
+	if (rc == AM_OK)
+		audit_flush(env->audit, &batch);
+	audit_discard(&batch);
+	flow_pending_op_wipe(p);
+	return rc;
+}
+
+enum am_err
+flow_ceremony_complete(const struct flow_env *env, struct store *st, const char *ip,
+		       const char *attempt_token, const char *user_code, const char *user_id,
+		       const char *email, struct am_error *e)
+{
+	struct flow_pending_op p;
+	enum am_err rc = page_prepare(env, ip, attempt_token, user_code, user_id, email, &p, e);
+
+	if (rc != AM_OK) {
+		flow_pending_op_wipe(&p);
+		return rc;
+	}
+	return run_here(env, st, &p, complete_tx, e);
 }
 
 enum am_err
@@ -526,30 +651,12 @@ flow_ceremony_deny(const struct flow_env *env, struct store *st, const char *ip,
 		   const char *attempt_token, const char *user_id, const char *email,
 		   struct am_error *e)
 {
-	struct audit_batch batch = {0};
-	struct store_ceremony att;
-	struct store_reg reg;
-	enum am_err rc;
+	struct flow_pending_op p;
+	enum am_err rc = page_prepare(env, ip, attempt_token, NULL, user_id, email, &p, e);
 
-	if ((rc = store_begin(st, e)) != AM_OK)
+	if (rc != AM_OK) {
+		flow_pending_op_wipe(&p);
 		return rc;
-	if ((rc = due(env, st, attempt_token, email, &att, &reg, e)) != AM_OK)
-		goto fail;
-	rc = store_ceremony_set_status(st, att.id, CEREMONY_INITIATED, CEREMONY_DENIED, user_id, e);
-	if (rc == AM_E_NOT_FOUND)
-		rc = am_fail(e, AM_E_EXPIRED_TOKEN, "this attempt ended meanwhile");
-	if (rc != AM_OK ||
-	    (rc = audit_add(st, &batch, env->cfg->tenant, flow_now(env), "claim.denied", reg.id,
-			    json_pack("{s:s, s:s, s:s?}", "user_id", user_id, "claim_attempt_id",
-				      att.id, "ip", ip),
-			    e)) != AM_OK ||
-	    (rc = store_commit(st, e)) != AM_OK)
-		goto fail;
-	audit_flush(env->audit, &batch);
-	log_info("claim denied registration=%s user=%s attempt=%s", reg.id, user_id, att.id);
-	return AM_OK;
-fail:
-	store_rollback(st);
-	audit_discard(&batch);
-	return rc;
+	}
+	return run_here(env, st, &p, deny_tx, e);
 }

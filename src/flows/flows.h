@@ -355,7 +355,9 @@ enum flow_op_kind {
 	FLOW_OP_CHALLENGE,
 	FLOW_OP_REVOKE,
 	FLOW_OP_CLAIM_REJECT, /* the user's "this wasn't me" on the claim page (issue 14) */
-	FLOW_OP_CEREMONY_START
+	FLOW_OP_CEREMONY_START,
+	FLOW_OP_CEREMONY_COMPLETE,
+	FLOW_OP_CEREMONY_DENY
 };
 struct flow_pending_op {
 	struct store_job job;
@@ -381,6 +383,8 @@ struct flow_pending_op {
 	struct claim_start_result start;      /* FLOW_OP_CLAIM_START */
 	struct challenge_result challenge;    /* FLOW_OP_CHALLENGE */
 	struct ceremony_block ceremony;	      /* FLOW_OP_CEREMONY_START */
+	char user_id[STORE_ID_LEN];	      /* FLOW_OP_CEREMONY_COMPLETE/DENY: the session's */
+	char user_code[32];		      /* FLOW_OP_CEREMONY_COMPLETE: as typed */
 	int count;			      /* FLOW_OP_REVOKE: credentials revoked */
 	bool mail_due;			      /* an attempt was made: its mail */
 	char mail_to[AM_MAX_EMAIL_BYTES + 1]; /* goes out after the commit */
@@ -585,5 +589,20 @@ enum am_err flow_ceremony_complete(const struct flow_env *env, struct store *st,
 enum am_err flow_ceremony_deny(const struct flow_env *env, struct store *st, const char *ip,
 			       const char *attempt_token, const char *user_id, const char *email,
 			       struct am_error *e) AM_WUR;
+
+/* The two above through the group commit, for the page POSTs (the
+ * contract of flow_claim_start_submit; the outcome is
+ * flow_pending_op_result's, a wrong code included: it is counted durably
+ * before it is answered). */
+enum am_err flow_ceremony_complete_submit(const struct flow_env *env, const char *ip,
+					  const char *attempt_token, const char *user_code,
+					  const char *user_id, const char *email,
+					  struct flow_pending_op *p, void (*done)(void *arg),
+					  void *done_arg, struct am_error *e) AM_WUR;
+enum am_err flow_ceremony_deny_submit(const struct flow_env *env, const char *ip,
+				      const char *attempt_token, const char *user_id,
+				      const char *email, struct flow_pending_op *p,
+				      void (*done)(void *arg), void *done_arg,
+				      struct am_error *e) AM_WUR;
 
 #endif

@@ -78,6 +78,9 @@ op_after(struct flow_pending_op *p, struct am_error *e)
 		log_info("claim requested registration=%s attempt=%s ceremony=user_code",
 			 p->ceremony.registration_id, p->ceremony.attempt_id);
 		break;
+	case FLOW_OP_CEREMONY_COMPLETE:
+	case FLOW_OP_CEREMONY_DENY:
+		break; /* logged by the step: its ids are not kept past it */
 	case FLOW_OP_REVOKE:
 		if (p->provider != NULL)
 			log_info("logout token processed provider=%s revoked=%d", p->provider,
@@ -131,6 +134,7 @@ flow_pending_op_wipe(struct flow_pending_op *p)
 	flow_result_wipe(&p->reg_res, sizeof(p->reg_res));
 	flow_result_wipe(&p->challenge, sizeof(p->challenge));
 	flow_result_wipe(&p->ceremony, sizeof(p->ceremony));
+	flow_result_wipe(p->user_code, sizeof(p->user_code));
 	flow_result_wipe(p->mail_token, sizeof(p->mail_token));
 	flow_result_wipe(p->token, sizeof(p->token));
 }
