@@ -28,6 +28,9 @@ PACKAGES=(
 	# tests of the install (test_install.py): nm, man -l, groff, and
 	# systemd-analyze verify on the units
 	binutils man-db groff systemd
+	# browser tests (issue 14, tests/browser): Debian's chromium, driven from
+	# node by playwright-core (npm ci below; it downloads no browser)
+	chromium nodejs
 )
 PACKAGE_PACKAGES=(dpkg-dev debhelper fakeroot lintian)
 BENCH_PACKAGES=(wrk nginx openssl)
@@ -37,6 +40,31 @@ case "${1:-}" in
 fuzz | --fuzz) PACKAGES+=(clang libclang-rt-14-dev) ;;
 esac
 
+# playwright-core for the browser tests, exactly as tests/browser's
+# package-lock.json says; skipped when that lockfile is already installed.
+browser_deps() {
+	local dir stamp
+	dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/browser"
+	stamp="$dir/node_modules/.authmd-installed-lock"
+	case "${MODE:-}" in --package) return 0 ;; esac
+	[ -f "$dir/package-lock.json" ] || return 0
+	if [ -f "$stamp" ] && cmp -s "$stamp" "$dir/package-lock.json"; then
+		return 0
+	fi
+	if ! command -v npm >/dev/null 2>&1; then
+		# Debian packages npm apart from nodejs; some nodejs builds bring it.
+		$SUDO apt-get install -y -qq --no-install-recommends npm
+	fi
+	echo "deps: npm ci in tests/browser (playwright-core)"
+	(cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+	cp "$dir/package-lock.json" "$stamp"
+}
+MODE="${1:-}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+	SUDO="sudo"
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -45,14 +73,11 @@ for p in "${PACKAGES[@]}"; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
+	browser_deps
 	exit 0
 fi
 
 echo "deps: installing ${missing[*]}"
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-	SUDO="sudo"
-fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
@@ -71,3 +96,5 @@ for p in "${missing[@]}"; do
 		$SUDO systemctl disable --now postgresql.service >/dev/null 2>&1 || true
 	fi
 done
+
+browser_deps

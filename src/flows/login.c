@@ -422,7 +422,7 @@ flow_login_start_submit(const struct flow_env *env, const char *ip, const char *
 		flow_pending_login_wipe(p);
 		return rc;
 	}
-	am_copy(p->return_to, sizeof(p->return_to), return_to != NULL ? return_to : "/");
+	am_copy(p->return_to, sizeof(p->return_to), return_to != NULL ? return_to : "/login");
 	memcpy(p->browser_hash, browser_hash, AM_HASH_LEN);
 	p->expires_at = am_time_add(flow_now(env), cfg->login_code_ttl);
 	return submit(p, done, done_arg, e);

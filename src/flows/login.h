@@ -56,7 +56,7 @@ struct flow_pending_login {
 /* Starts a sign-in for email from a browser whose pre-session cookie has
  * this hash: an attempt with a fresh code and link token (CSPRNG, hashed
  * at rest), its mail a row of the durable mail queue in the same
- * transaction. return_to must pass flow_return_to_ok (NULL: "/").
+ * transaction. return_to must pass flow_return_to_ok (NULL: "/login").
  * Refused: a bad address (AM_E_INVALID_REQUEST), [login] per_ip from ip
  * or mails_per_address to the address (AM_E_RATE_LIMITED, retry_after).
  * The answer says nothing about whether the address has an account. */

@@ -87,7 +87,11 @@ websession_check_origin(struct app *a, struct http_req *rq, struct am_error *e)
 	if (site != NULL && strcmp(site, "same-origin") != 0 && strcmp(site, "none") != 0)
 		return am_fail(e, AM_E_CSRF_REFUSED,
 			       "this form was sent from another site; nothing was done");
-	if (origin != NULL && strcmp(origin, a->cfg->public_url) != 0)
+	/* "null": what a browser sends instead of the origin under our own
+	 * Referrer-Policy no-referrer (Chromium does for form posts); the
+	 * token and Sec-Fetch-Site decide then. */
+	if (origin != NULL && strcmp(origin, "null") != 0 &&
+	    strcmp(origin, a->cfg->public_url) != 0)
 		return am_fail(e, AM_E_CSRF_REFUSED,
 			       "this form was sent from another origin; nothing was done");
 	return AM_OK;

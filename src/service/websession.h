@@ -8,8 +8,9 @@
  * SHA-256 (hex) of the browser's cookie value under a fixed label: the
  * session cookie once signed in, the pre-session cookie on the /login
  * forms before. A POST is refused (AM_E_CSRF_REFUSED, 403) when the field
- * does not match in constant time, or when its Origin is not public_url,
- * or its Sec-Fetch-Site is neither same-origin nor none. See docs/protocol.md
+ * does not match in constant time, or when its Origin is neither
+ * public_url nor "null" (what browsers send under Referrer-Policy
+ * no-referrer), or its Sec-Fetch-Site is neither same-origin nor none. See docs/protocol.md
  * "User sign-in". */
 #ifndef AM_SERVICE_WEBSESSION_H
 #define AM_SERVICE_WEBSESSION_H
@@ -51,7 +52,7 @@ void websession_csrf_field(struct am_buf *b, const struct websession *s);
 enum am_err websession_check_post(struct app *a, struct http_req *rq, struct websession *out,
 				  struct am_error *e) AM_WUR;
 
-/* The origin rules alone (Origin is public_url, Sec-Fetch-Site is
+/* The origin rules alone (Origin is public_url or "null", Sec-Fetch-Site is
  * same-origin or none, each when sent): for a form whose token is a
  * secret of its own (the claim page's attempt token). AM_E_CSRF_REFUSED. */
 enum am_err websession_check_origin(struct app *a, struct http_req *rq, struct am_error *e) AM_WUR;
@@ -63,7 +64,7 @@ bool websession_fresh(const struct websession *s, int64_t max_age, int64_t now);
 /* Answers rq with 303 to /login?return_to=<return_to>, return_to being the
  * page to come back to (a same-origin path with its query, e.g.
  * "/claim?user_code=ABCD-EFGH"; NULL: rq's path). A return_to that is not
- * a plain same-origin path is dropped (the sign-in then returns to "/"). */
+ * a plain same-origin path is dropped (the sign-in then returns to "/login"). */
 void websession_redirect_login(struct app *a, struct http_req *rq, struct http_resp *rs,
 			       const char *return_to);
 
