@@ -16,17 +16,6 @@
 #define PREFIX_CEREMONY_TOKEN "cat_"
 #define SLOW_DOWN_STEP 5 /* RFC 8628 3.5: each slow_down adds 5 s to the interval */
 
-/* The code is stored as SHA-256(attempt id ":" code), as claim OTPs are. */
-static void
-code_hash(const char *attempt_id, const char *code, uint8_t out[AM_HASH_LEN])
-{
-	char buf[STORE_ID_LEN + AM_USER_CODE_CHARS + 2];
-
-	snprintf(buf, sizeof(buf), "%s:%s", attempt_id, code);
-	am_sha256_str(buf, out);
-	OPENSSL_cleanse(buf, sizeof(buf));
-}
-
 /* What the user typed, as the code was minted: upper case, without dashes
  * and spaces. False when it cannot be a code (then it is a wrong entry). */
 static bool
@@ -76,7 +65,7 @@ new_attempt(const struct flow_env *env, struct store *st, const struct store_reg
 		goto out;
 	am_copy(c.registration_id, sizeof(c.registration_id), reg->id);
 	am_sha256_str(out->attempt_token, c.token_hash);
-	code_hash(c.id, code, c.code_hash);
+	flow_code_hash(c.id, code, c.code_hash);
 	am_copy(c.email, sizeof(c.email), email);
 	c.attempts_left = cfg->ceremony_code_tries;
 	c.status = CEREMONY_INITIATED;
@@ -439,7 +428,7 @@ code_matches(const struct store_ceremony *att, const char *typed)
 	uint8_t hash[AM_HASH_LEN];
 	bool ok = normalize_code(typed, code);
 
-	code_hash(att->id, ok ? code : "", hash);
+	flow_code_hash(att->id, ok ? code : "", hash);
 	ok = am_ct_equal(hash, att->code_hash, AM_HASH_LEN) && ok;
 	OPENSSL_cleanse(code, sizeof(code));
 	OPENSSL_cleanse(hash, sizeof(hash));
@@ -581,21 +570,29 @@ page_prepare(const struct flow_env *env, const char *ip, const char *attempt_tok
 	return AM_OK;
 }
 
+static enum am_err
+page_submit(struct flow_pending_op *p, enum flow_op_kind kind,
+	    enum am_err (*step)(struct store *, struct flow_pending_op *, struct am_error *),
+	    enum am_err prepared, void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
+	if (prepared != AM_OK) {
+		flow_pending_op_wipe(p);
+		return prepared;
+	}
+	p->kind = kind;
+	p->step = step;
+	return flow_op_submit(p, done, done_arg, e);
+}
+
 enum am_err
 flow_ceremony_complete_submit(const struct flow_env *env, const char *ip, const char *attempt_token,
 			      const char *user_code, const char *user_id, const char *email,
 			      struct flow_pending_op *p, void (*done)(void *arg), void *done_arg,
 			      struct am_error *e)
 {
-	enum am_err rc = page_prepare(env, ip, attempt_token, user_code, user_id, email, p, e);
-
-	if (rc != AM_OK) {
-		flow_pending_op_wipe(p);
-		return rc;
-	}
-	p->kind = FLOW_OP_CEREMONY_COMPLETE;
-	p->step = complete_step;
-	return flow_op_submit(p, done, done_arg, e);
+	return page_submit(p, FLOW_OP_CEREMONY_COMPLETE, complete_step,
+			   page_prepare(env, ip, attempt_token, user_code, user_id, email, p, e),
+			   done, done_arg, e);
 }
 
 enum am_err
@@ -603,26 +600,21 @@ flow_ceremony_deny_submit(const struct flow_env *env, const char *ip, const char
 			  const char *user_id, const char *email, struct flow_pending_op *p,
 			  void (*done)(void *arg), void *done_arg, struct am_error *e)
 {
-	enum am_err rc = page_prepare(env, ip, attempt_token, NULL, user_id, email, p, e);
-
-	if (rc != AM_OK) {
-		flow_pending_op_wipe(p);
-		return rc;
-	}
-	p->kind = FLOW_OP_CEREMONY_DENY;
-	p->step = deny_step;
-	return flow_op_submit(p, done, done_arg, e);
+	return page_submit(p, FLOW_OP_CEREMONY_DENY, deny_step,
+			   page_prepare(env, ip, attempt_token, NULL, user_id, email, p, e), done,
+			   done_arg, e);
 }
 
 /* The same two, run here as their own transactions (unit tests, tools). */
 static enum am_err
 run_here(const struct flow_env *env, struct store *st, struct flow_pending_op *p,
+	 enum am_err prepared,
 	 enum am_err (*tx)(const struct flow_env *, struct store *, const struct flow_pending_op *,
 			   struct audit_batch *, struct am_error *),
 	 struct am_error *e)
 {
 	struct audit_batch batch = {0};
-	enum am_err rc = tx(env, st, p, &batch, e);
+	enum am_err rc = prepared != AM_OK ? prepared : tx(env, st, p, &batch, e);
 
 	if (rc == AM_OK)
 		audit_flush(env->audit, &batch);
@@ -637,13 +629,10 @@ flow_ceremony_complete(const struct flow_env *env, struct store *st, const char 
 		       const char *email, struct am_error *e)
 {
 	struct flow_pending_op p;
-	enum am_err rc = page_prepare(env, ip, attempt_token, user_code, user_id, email, &p, e);
 
-	if (rc != AM_OK) {
-		flow_pending_op_wipe(&p);
-		return rc;
-	}
-	return run_here(env, st, &p, complete_tx, e);
+	return run_here(env, st, &p,
+			page_prepare(env, ip, attempt_token, user_code, user_id, email, &p, e),
+			complete_tx, e);
 }
 
 enum am_err
@@ -652,11 +641,8 @@ flow_ceremony_deny(const struct flow_env *env, struct store *st, const char *ip,
 		   struct am_error *e)
 {
 	struct flow_pending_op p;
-	enum am_err rc = page_prepare(env, ip, attempt_token, NULL, user_id, email, &p, e);
 
-	if (rc != AM_OK) {
-		flow_pending_op_wipe(&p);
-		return rc;
-	}
-	return run_here(env, st, &p, deny_tx, e);
+	return run_here(env, st, &p,
+			page_prepare(env, ip, attempt_token, NULL, user_id, email, &p, e), deny_tx,
+			e);
 }

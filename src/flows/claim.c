@@ -10,14 +10,12 @@
 #include "core/str.h"
 #include "flows/internal.h"
 
-/* The OTP is stored as SHA-256(attempt id ":" code): binding the code to its
- * attempt means equal codes of two attempts never share a hash. */
-static void
-otp_hash(const char *attempt_id, const char *otp, uint8_t out[AM_HASH_LEN])
+void
+flow_code_hash(const char *attempt_id, const char *code, uint8_t out[AM_HASH_LEN])
 {
-	char buf[STORE_ID_LEN + AM_OTP_DIGITS + 2];
+	char buf[STORE_ID_LEN + FLOW_CODE_MAX + 2];
 
-	snprintf(buf, sizeof(buf), "%s:%s", attempt_id, otp);
+	snprintf(buf, sizeof(buf), "%s:%s", attempt_id, code);
 	am_sha256_str(buf, out);
 	OPENSSL_cleanse(buf, sizeof(buf));
 }
@@ -377,7 +375,7 @@ challenge_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
 	if ((rc = live_attempt(env, st, p->token, &att, &reg, e)) != AM_OK ||
 	    (rc = am_rand_otp(res->otp, e)) != AM_OK)
 		goto fail;
-	otp_hash(att.id, res->otp, hash);
+	flow_code_hash(att.id, res->otp, hash);
 	res->expires_at = min64(am_time_add(now, env->cfg->ttl_otp), att.expires_at);
 	am_copy(res->registration_id, sizeof(res->registration_id), reg.id);
 	am_copy(p->attempt_id, sizeof(p->attempt_id), att.id);
@@ -555,7 +553,7 @@ code_matches(const struct store_attempt *att, const char *otp)
 
 	if (!otp_well_formed(otp))
 		return false;
-	otp_hash(att->id, otp, hash);
+	flow_code_hash(att->id, otp, hash);
 	ok = am_ct_equal(hash, att->otp_hash, AM_HASH_LEN);
 	OPENSSL_cleanse(hash, sizeof(hash));
 	return ok;

@@ -108,6 +108,12 @@ enum am_err flow_op_submit(struct flow_pending_op *p, void (*done)(void *arg), v
 enum am_err flow_op_run_here(struct store *st, struct flow_pending_op *p,
 			     struct am_error *e) AM_WUR;
 
+/* A one-time code is stored as SHA-256(attempt id ":" code): binding the
+ * code to its attempt means equal codes of two attempts never share a hash.
+ * For claim OTPs and user_codes (at most FLOW_CODE_MAX characters). */
+#define FLOW_CODE_MAX 16
+void flow_code_hash(const char *attempt_id, const char *code, uint8_t out[AM_HASH_LEN]);
+
 /* ---- v0.6 pieces shared by identity.c and ceremony.c ---- */
 
 /* Mints the service's identity assertion for a registration: iss and aud
