@@ -140,6 +140,11 @@ static const struct cfg_key keys[] = {
 	{"login", "per_ip", CFG_UINT, AT(login_per_ip), "30", 0, 1000000, NULL},
 	{"login", "verify_per_address", CFG_UINT, AT(login_verify_per_address), "20", 0, 1000000,
 	 NULL},
+	/* the v0.4-v0.6 user_code ceremony (issue 14): docs/protocol.md */
+	{"flows", "service_auth", CFG_BOOL, AT(flow_service_auth), "on", 0, 0, NULL},
+	{"ceremony", "user_code_ttl", CFG_SECONDS, AT(ceremony_code_ttl), "600", 60, 600, NULL},
+	{"ceremony", "interval", CFG_SECONDS, AT(ceremony_interval), "5", 1, 60, NULL},
+	{"ceremony", "user_code_attempts", CFG_UINT, AT(ceremony_code_tries), "5", 1, 20, NULL},
 };
 
 #define RAT(f) offsetof(struct am_route, f), sizeof(((struct am_route *)0)->f)

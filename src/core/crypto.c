@@ -176,6 +176,16 @@ am_rand_otp(char out[AM_OTP_DIGITS + 1], struct am_error *e)
 	return rc;
 }
 
+enum am_err
+am_rand_user_code(char out[AM_USER_CODE_CHARS + 1], struct am_error *e)
+{
+	enum am_err rc = rand_chars(AM_USER_CODE_ALPHABET, sizeof(AM_USER_CODE_ALPHABET) - 1, out,
+				    AM_USER_CODE_CHARS, e);
+
+	out[AM_USER_CODE_CHARS] = '\0';
+	return rc;
+}
+
 void
 am_hex(const uint8_t *in, size_t len, char *out)
 {

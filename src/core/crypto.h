@@ -43,6 +43,14 @@ void am_request_id(char out[17]);
  * kept) from the CSPRNG, in out[AM_OTP_DIGITS + 1]. */
 enum am_err am_rand_otp(char out[AM_OTP_DIGITS + 1], struct am_error *e) AM_WUR;
 
+/* RFC 8628 6.1: consonants only, so no word is spelt and no look-alike
+ * (0/O, 1/I) exists; 20^8 codes, about 34.6 bits. */
+#define AM_USER_CODE_ALPHABET "BCDFGHJKLMNPQRSTVWXZ"
+#define AM_USER_CODE_CHARS 8
+/* A uniformly distributed user_code of AM_USER_CODE_CHARS characters of
+ * AM_USER_CODE_ALPHABET from the CSPRNG, in out[AM_USER_CODE_CHARS + 1]. */
+enum am_err am_rand_user_code(char out[AM_USER_CODE_CHARS + 1], struct am_error *e) AM_WUR;
+
 /* Lower-case hex of len bytes into out (2*len+1 bytes). */
 void am_hex(const uint8_t *in, size_t len, char *out);
 

@@ -39,6 +39,13 @@ enum am_err {
 	AM_E_OTP_INVALID,	   /* 401 otp_invalid */
 	AM_E_OTP_EXPIRED,	   /* 410 otp_expired */
 	AM_E_PREVIOUSLY_CLAIMED,   /* 409 previously_claimed */
+	/* the v0.4-v0.6 user_code ceremony (issue 14): RFC 8628 3.5 at the token endpoint */
+	AM_E_AUTHORIZATION_PENDING, /* 400 authorization_pending: the user has not finished */
+	AM_E_SLOW_DOWN,		    /* 400 slow_down: polled faster than the interval */
+	AM_E_EXPIRED_TOKEN,	    /* 400 expired_token: the attempt or the claim window closed */
+	AM_E_INVALID_LOGIN_HINT,    /* 400 invalid_login_hint: service_auth without an email */
+	AM_E_WRONG_ACCOUNT,	    /* 403 wrong_account: signed in as another address */
+	AM_E_INVALID_USER_CODE,	    /* 400 invalid_user_code: the typed code does not match */
 	/* protected resource (RFC 6750) */
 	AM_E_INVALID_TOKEN,	 /* 401 invalid_token */
 	AM_E_INSUFFICIENT_SCOPE, /* 403 insufficient_scope */

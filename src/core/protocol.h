@@ -18,6 +18,8 @@
 #define AM_TYP_SET "secevent+jwt"
 #define AM_MEDIA_SET_JWT "application/secevent+jwt"
 #define AM_GRANT_JWT_BEARER "urn:ietf:params:oauth:grant-type:jwt-bearer"
+/* v0.4+: the agent's poll of the user_code claim ceremony */
+#define AM_GRANT_CLAIM "urn:workos:agent-auth:grant-type:claim"
 #define AM_ID_JAG_PROFILE "urn:ietf:params:oauth:grant-profile:id-jag"
 
 #endif

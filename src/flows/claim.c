@@ -10,14 +10,12 @@
 #include "core/str.h"
 #include "flows/internal.h"
 
-/* The OTP is stored as SHA-256(attempt id ":" code): binding the code to its
- * attempt means equal codes of two attempts never share a hash. */
-static void
-otp_hash(const char *attempt_id, const char *otp, uint8_t out[AM_HASH_LEN])
+void
+flow_code_hash(const char *attempt_id, const char *code, uint8_t out[AM_HASH_LEN])
 {
-	char buf[STORE_ID_LEN + AM_OTP_DIGITS + 2];
+	char buf[STORE_ID_LEN + FLOW_CODE_MAX + 2];
 
-	snprintf(buf, sizeof(buf), "%s:%s", attempt_id, otp);
+	snprintf(buf, sizeof(buf), "%s:%s", attempt_id, code);
 	am_sha256_str(buf, out);
 	OPENSSL_cleanse(buf, sizeof(buf));
 }
@@ -46,12 +44,9 @@ reg_for_token(struct store *st, const char *claim_token, struct store_reg *reg, 
 	return rc;
 }
 
-/* The registration of a claim token, if it can still be claimed: claimed
- * ones give `claimed` (the two endpoints name that case differently),
- * closed windows claim_expired. */
-static enum am_err
-claimable(struct store *st, const char *claim_token, int64_t now, enum am_err claimed,
-	  struct store_reg *reg, struct am_error *e)
+enum am_err
+flow_claimable(struct store *st, const char *claim_token, int64_t now, enum am_err claimed,
+	       struct store_reg *reg, struct am_error *e)
 {
 	enum am_err rc;
 
@@ -223,7 +218,7 @@ claim_start_step(struct store *st, struct flow_pending_op *p, struct am_error *e
 	am_copy(addr, sizeof(addr), p->email);
 	if ((rc = store_begin(st, e)) != AM_OK)
 		return rc;
-	if ((rc = claimable(st, p->token, now, AM_E_CLAIMED_OR_IN_FLIGHT, &reg, e)) != AM_OK)
+	if ((rc = flow_claimable(st, p->token, now, AM_E_CLAIMED_OR_IN_FLIGHT, &reg, e)) != AM_OK)
 		goto fail;
 	if (reg.kind != REG_ANONYMOUS) {
 		/* The address was fixed at registration (for a first link: the
@@ -380,7 +375,7 @@ challenge_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
 	if ((rc = live_attempt(env, st, p->token, &att, &reg, e)) != AM_OK ||
 	    (rc = am_rand_otp(res->otp, e)) != AM_OK)
 		goto fail;
-	otp_hash(att.id, res->otp, hash);
+	flow_code_hash(att.id, res->otp, hash);
 	res->expires_at = min64(am_time_add(now, env->cfg->ttl_otp), att.expires_at);
 	am_copy(res->registration_id, sizeof(res->registration_id), reg.id);
 	am_copy(p->attempt_id, sizeof(p->attempt_id), att.id);
@@ -523,7 +518,7 @@ completion_due(const struct flow_env *env, struct store *st, const char *claim_t
 {
 	enum am_err rc;
 
-	if ((rc = claimable(st, claim_token, now, AM_E_PREVIOUSLY_CLAIMED, reg, e)) != AM_OK)
+	if ((rc = flow_claimable(st, claim_token, now, AM_E_PREVIOUSLY_CLAIMED, reg, e)) != AM_OK)
 		return rc;
 	rc = store_attempt_open_for(st, reg->id, att, e);
 	if (rc == AM_E_NOT_FOUND)
@@ -558,7 +553,7 @@ code_matches(const struct store_attempt *att, const char *otp)
 
 	if (!otp_well_formed(otp))
 		return false;
-	otp_hash(att->id, otp, hash);
+	flow_code_hash(att->id, otp, hash);
 	ok = am_ct_equal(hash, att->otp_hash, AM_HASH_LEN);
 	OPENSSL_cleanse(hash, sizeof(hash));
 	return ok;

@@ -342,12 +342,25 @@ enum am_err flow_revoke_token(const struct flow_env *env, struct store *st, cons
  * sink, and the claim mail is handed to the mail worker, only after the
  * commit. The fields are the flow's; the caller reads the outcome member of
  * its kind after AM_OK and wipes p with flow_pending_op_wipe. */
+/* A user_code ceremony attempt as the agent is told it (v0.4-v0.6): the
+ * plaintext code and attempt token exist only here, wiped with the result. */
+struct ceremony_block {
+	char registration_id[STORE_ID_LEN];
+	char attempt_id[STORE_ID_LEN];
+	char user_code[AM_USER_CODE_CHARS + 2]; /* shown as XXXX-XXXX */
+	char attempt_token[FLOW_SECRET_LEN];	/* goes into the verification URL only */
+	int64_t expires_at;			/* the code's window */
+	int64_t interval;			/* seconds between polls */
+};
 enum flow_op_kind {
 	FLOW_OP_REGISTER_EMAIL,
 	FLOW_OP_CLAIM_START,
 	FLOW_OP_CHALLENGE,
 	FLOW_OP_REVOKE,
-	FLOW_OP_CLAIM_REJECT /* the user's "this wasn't me" on the claim page (issue 14) */
+	FLOW_OP_CLAIM_REJECT, /* the user's "this wasn't me" on the claim page (issue 14) */
+	FLOW_OP_CEREMONY_START,
+	FLOW_OP_CEREMONY_COMPLETE,
+	FLOW_OP_CEREMONY_DENY
 };
 struct flow_pending_op {
 	struct store_job job;
@@ -376,6 +389,9 @@ struct flow_pending_op {
 	struct reg_result reg_res;	      /* FLOW_OP_REGISTER_EMAIL */
 	struct claim_start_result start;      /* FLOW_OP_CLAIM_START */
 	struct challenge_result challenge;    /* FLOW_OP_CHALLENGE */
+	struct ceremony_block ceremony;	      /* FLOW_OP_CEREMONY_START */
+	char user_id[STORE_ID_LEN];	      /* FLOW_OP_CEREMONY_COMPLETE/DENY: the session's */
+	char user_code[32];		      /* FLOW_OP_CEREMONY_COMPLETE: as typed */
 	int count;			      /* FLOW_OP_REVOKE: credentials revoked */
 	bool mail_due;			      /* an attempt was made: its mail */
 	char mail_to[AM_MAX_EMAIL_BYTES + 1]; /* goes out after the commit */
@@ -550,5 +566,102 @@ enum am_err flow_v06_token_submit(const struct flow_env *env, struct skey *keys,
 enum am_err flow_pending_v06_result(struct flow_pending_v06 *p, struct am_error *e) AM_WUR;
 /* Zeroes the secrets of p and frees what it holds (not p itself). */
 void flow_pending_v06_wipe(struct flow_pending_v06 *p);
+
+/* ---- the v0.4-v0.6 user_code ceremony (issue 14; flows/ceremony.c) ----
+ *
+ * The agent starts an attempt (POST /agent/identity/claim, or a
+ * service_auth registration) and gets a user_code and the token of the
+ * verification URL; the user signs in at the service, opens the URL and
+ * types the code (or rejects); the agent polls the claim grant at
+ * /oauth2/token. */
+
+/* POST /agent/identity/claim through the group commit (the contract of
+ * flow_claim_start_submit): the claim token's registration (anonymous,
+ * with email; or an email/service_auth one, email NULL or its own) gets a
+ * new attempt, the open one expiring; the answer in p->ceremony.
+ * Refusals: AM_E_INVALID_CLAIM_TOKEN, AM_E_CLAIMED_OR_IN_FLIGHT (claimed,
+ * or a first link), AM_E_CLAIM_EXPIRED, AM_E_INVALID_REQUEST (no or a bad
+ * email, or another address than an email registration's). */
+enum am_err flow_ceremony_start_submit(const struct flow_env *env, const char *ip,
+				       const char *claim_token, const char *email,
+				       struct flow_pending_op *p, void (*done)(void *arg),
+				       void *done_arg, struct am_error *e) AM_WUR;
+
+/* POST /agent/identity {type: service_auth, login_hint}: a pending
+ * registration bound to the address (claim token in out->reg) and its
+ * first attempt (out->claim); no assertion until the claim completes.
+ * Refusals: AM_E_SERVICE_AUTH_NOT_ENABLED, AM_E_INVALID_LOGIN_HINT,
+ * AM_E_RATE_LIMITED. */
+struct service_auth_result {
+	struct reg_result reg;
+	struct ceremony_block claim;
+};
+enum am_err flow_service_auth_register(const struct flow_env *env, struct store *st, const char *ip,
+				       const char *login_hint, struct service_auth_result *out,
+				       struct am_error *e) AM_WUR;
+
+/* The claim grant's answer on completion: the token response and the new
+ * assertion (owned: free with flow_ceremony_token_wipe). */
+struct ceremony_token_result {
+	struct v06_token_result token;
+	char *assertion;
+	int64_t assertion_expires;
+};
+void flow_ceremony_token_wipe(struct ceremony_token_result *r);
+
+/* The claim grant (urn:workos:agent-auth:grant-type:claim): one poll.
+ * AM_OK once, after the user completed: a post-claim access token and an
+ * assertion naming the user's email. Otherwise AM_E_AUTHORIZATION_PENDING,
+ * AM_E_SLOW_DOWN (polled within the interval, which grows by 5 s),
+ * AM_E_EXPIRED_TOKEN (the attempt or the registration's window closed),
+ * AM_E_ACCESS_DENIED (the user rejected), AM_E_INVALID_GRANT (unknown
+ * claim token, no attempt started, already redeemed). Each poll is
+ * recorded (its time and the interval). */
+enum am_err flow_ceremony_poll(const struct flow_env *env, struct store *st, struct skey *keys,
+			       const char *claim_token, struct ceremony_token_result *out,
+			       struct am_error *e) AM_WUR;
+
+/* What the /claim page shows: the attempt of attempt_token and its
+ * registration, when it can still be completed. Reads only. Refusals:
+ * AM_E_NOT_FOUND (unknown link), AM_E_CLAIM_COMPLETED, AM_E_ACCESS_DENIED
+ * (rejected), AM_E_EXPIRED_TOKEN (attempt over, or replaced),
+ * AM_E_CLAIMED_OR_IN_FLIGHT, AM_E_CLAIM_EXPIRED. */
+enum am_err flow_ceremony_peek(const struct flow_env *env, struct store *st,
+			       const char *attempt_token, struct store_ceremony *att,
+			       struct store_reg *reg, struct am_error *e) AM_WUR;
+
+/* The signed-in user (user_id, email) completes the attempt with the typed
+ * user_code (case, dashes and spaces ignored; compared by hash in constant
+ * time): the registration is claimed by the user, an anonymous one's
+ * pre-claim access tokens revoked (its API keys, v0.1, get the post-claim
+ * scopes). Refusals: those of flow_ceremony_peek, AM_E_WRONG_ACCOUNT (email
+ * is not the bound one), AM_E_INVALID_USER_CODE (counted; the last allowed
+ * wrong entry ends the attempt: AM_E_EXPIRED_TOKEN). */
+enum am_err flow_ceremony_complete(const struct flow_env *env, struct store *st, const char *ip,
+				   const char *attempt_token, const char *user_code,
+				   const char *user_id, const char *email,
+				   struct am_error *e) AM_WUR;
+
+/* The signed-in user rejects the attempt ("this wasn't me"): the agent's
+ * poll gets AM_E_ACCESS_DENIED. Refusals as flow_ceremony_complete's but
+ * the code. */
+enum am_err flow_ceremony_deny(const struct flow_env *env, struct store *st, const char *ip,
+			       const char *attempt_token, const char *user_id, const char *email,
+			       struct am_error *e) AM_WUR;
+
+/* The two above through the group commit, for the page POSTs (the
+ * contract of flow_claim_start_submit; the outcome is
+ * flow_pending_op_result's, a wrong code included: it is counted durably
+ * before it is answered). */
+enum am_err flow_ceremony_complete_submit(const struct flow_env *env, const char *ip,
+					  const char *attempt_token, const char *user_code,
+					  const char *user_id, const char *email,
+					  struct flow_pending_op *p, void (*done)(void *arg),
+					  void *done_arg, struct am_error *e) AM_WUR;
+enum am_err flow_ceremony_deny_submit(const struct flow_env *env, const char *ip,
+				      const char *attempt_token, const char *user_id,
+				      const char *email, struct flow_pending_op *p,
+				      void (*done)(void *arg), void *done_arg,
+				      struct am_error *e) AM_WUR;
 
 #endif

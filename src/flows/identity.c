@@ -17,11 +17,10 @@
 
 #define GEN_CLAIM "authmd_gen" /* the registration generation (migration 0007) */
 
-/* Mints the assertion for a registration: iss and aud this service, sub the
- * registration, typ oauth-id-jag+jwt (the v0.6 guide), its generation. */
-static enum am_err
-mint(const struct flow_env *env, struct skey *keys, const char *registration_id,
-     const char *registration_type, int64_t gen, char **out, int64_t *expires, struct am_error *e)
+enum am_err
+flow_v06_mint(const struct flow_env *env, struct skey *keys, const char *registration_id,
+	      const char *registration_type, int64_t gen, const char *email, char **out,
+	      int64_t *expires, struct am_error *e)
 {
 	int64_t now = flow_now(env), exp = am_time_add(now, env->cfg->v06_assertion_ttl);
 	char jti[STORE_ID_LEN];
@@ -36,6 +35,12 @@ mint(const struct flow_env *env, struct skey *keys, const char *registration_id,
 			   registration_type, GEN_CLAIM, (json_int_t)gen);
 	if (claims == NULL)
 		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	/* v0.4: the assertion of a claimed registration names its user */
+	if (email != NULL && (json_object_set_new(claims, "email", json_string(email)) != 0 ||
+			      json_object_set_new(claims, "email_verified", json_true()) != 0)) {
+		json_decref(claims);
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	}
 	rc = skey_sign(keys, FLOW_ASSERTION_TYP, claims, now, out, e);
 	json_decref(claims);
 	if (rc == AM_OK)
@@ -136,8 +141,8 @@ flow_v06_register_anonymous_submit(const struct flow_env *env, struct skey *keys
 		env->cfg->scopes_post_claim);
 	/* Signing is CPU work only: done here, so the writer's batch holds
 	 * the writes alone. */
-	if ((rc = mint(env, keys, reg->id, "anonymous", 0, &p->res.assertion,
-		       &p->res.assertion_expires, e)) != AM_OK)
+	if ((rc = flow_v06_mint(env, keys, reg->id, "anonymous", 0, NULL, &p->res.assertion,
+				&p->res.assertion_expires, e)) != AM_OK)
 		goto fail;
 	p->done = done;
 	p->done_arg = done_arg;
@@ -265,6 +270,57 @@ token_scopes(const struct flow_env *env, const struct store_reg *reg, const char
 			       : store_status_name(reg->status));
 }
 
+enum am_err
+flow_v06_issue_in_tx(const struct flow_env *env, struct store *st, const struct store_reg *reg,
+		     const char *scopes, const char *grant, const char *jkt,
+		     struct audit_batch *batch, struct v06_token_result *out, struct am_error *e)
+{
+	struct reg_result cred = {0};
+	enum block_kind kind;
+	enum am_err rc;
+
+	rc = store_block_find(st, reg->iss[0] != '\0' ? reg->iss : NULL,
+			      reg->sub[0] != '\0' ? reg->sub : NULL,
+			      reg->user_id[0] != '\0' ? reg->user_id : NULL, reg->id, &kind, e);
+	if (rc == AM_OK)
+		rc = am_fail(e, AM_E_INVALID_GRANT,
+			     "this service's operator revoked access for this %s",
+			     store_block_kind_name(kind));
+	else if (rc == AM_E_NOT_FOUND)
+		rc = AM_OK;
+	if (rc != AM_OK)
+		return rc;
+	if (reg->kind == REG_AGENT)
+		rc = flow_issue_credential_for(env, st, reg->id, CRED_ACCESS_TOKEN, scopes,
+					       reg->user_id, reg->iss, reg->sub, &cred, e);
+	else
+		rc = flow_issue_credential(env, st, reg->id, CRED_ACCESS_TOKEN, scopes,
+					   reg->user_id[0] != '\0' ? reg->user_id : NULL,
+					   store_kind_name(reg->kind), &cred, e);
+	if (rc == AM_OK) {
+		/* RFC 8707: the token is for this service's resource alone. */
+		uint8_t hash[AM_HASH_LEN];
+
+		am_sha256_str(cred.credential, hash);
+		rc = store_cred_set_resource(st, hash, env->cfg->resource, e);
+	}
+	/* RFC 9449: bound in the transaction that issues it, never handed
+	 * out unbound. */
+	if (rc == AM_OK && jkt != NULL && jkt[0] != '\0')
+		rc = flow_dpop_bind(env, st, cred.credential, jkt, e);
+	if (rc == AM_OK)
+		rc = audit_add(st, batch, env->cfg->tenant, flow_now(env), "token.issued", reg->id,
+			       json_pack("{s:s, s:s}", "scope", scopes, "grant", grant), e);
+	if (rc == AM_OK) {
+		am_copy(out->access_token, sizeof(out->access_token), cred.credential);
+		am_copy(out->scopes, sizeof(out->scopes), scopes);
+		am_copy(out->registration_id, sizeof(out->registration_id), reg->id);
+		out->expires_in = cred.credential_expires - flow_now(env);
+	}
+	flow_result_wipe(&cred, sizeof(cred));
+	return rc;
+}
+
 /* Issues the access token of registration reg_id (generation gen, or -1:
  * the registration was made by this very job), bound to p->jkt when set;
  * one savepoint of the batch, its events in p->batch. */
@@ -274,9 +330,7 @@ exchange(struct store *st, struct flow_pending_v06 *p, const char *reg_id, int64
 {
 	const struct flow_env *env = p->env;
 	struct v06_token_result *out = &p->token;
-	struct reg_result cred = {0};
 	struct store_reg reg;
-	enum block_kind kind;
 	const char *scopes = NULL;
 	int64_t cur;
 	enum am_err rc;
@@ -296,52 +350,15 @@ exchange(struct store *st, struct flow_pending_v06 *p, const char *reg_id, int64
 			     "register again at /agent/identity");
 		goto fail;
 	}
-	if ((rc = token_scopes(env, &reg, &scopes, e)) != AM_OK)
-		goto fail;
-	rc = store_block_find(st, reg.iss[0] != '\0' ? reg.iss : NULL,
-			      reg.sub[0] != '\0' ? reg.sub : NULL,
-			      reg.user_id[0] != '\0' ? reg.user_id : NULL, reg.id, &kind, e);
-	if (rc == AM_OK)
-		rc = am_fail(e, AM_E_INVALID_GRANT,
-			     "this service's operator revoked access for this %s",
-			     store_block_kind_name(kind));
-	else if (rc == AM_E_NOT_FOUND)
-		rc = AM_OK;
-	if (rc != AM_OK)
-		goto fail;
-	if (reg.kind == REG_AGENT)
-		rc = flow_issue_credential_for(env, st, reg.id, CRED_ACCESS_TOKEN, scopes,
-					       reg.user_id, reg.iss, reg.sub, &cred, e);
-	else
-		rc = flow_issue_credential(env, st, reg.id, CRED_ACCESS_TOKEN, scopes,
-					   reg.user_id[0] != '\0' ? reg.user_id : NULL,
-					   store_kind_name(reg.kind), &cred, e);
-	if (rc == AM_OK) {
-		/* RFC 8707: the token is for this service's resource alone. */
-		uint8_t hash[AM_HASH_LEN];
-
-		am_sha256_str(cred.credential, hash);
-		rc = store_cred_set_resource(st, hash, env->cfg->resource, e);
-	}
-	/* RFC 9449: bound in the transaction that issues it, never handed
-	 * out unbound. */
-	if (rc == AM_OK && p->jkt[0] != '\0')
-		rc = flow_dpop_bind(env, st, cred.credential, p->jkt, e);
-	if (rc != AM_OK ||
-	    (rc = audit_add(st, &p->batch, env->cfg->tenant, flow_now(env), "token.issued", reg.id,
-			    json_pack("{s:s, s:s}", "scope", scopes, "grant", grant), e)) !=
+	if ((rc = token_scopes(env, &reg, &scopes, e)) != AM_OK ||
+	    (rc = flow_v06_issue_in_tx(env, st, &reg, scopes, grant, p->jkt, &p->batch, out, e)) !=
 		    AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK)
 		goto fail;
-	am_copy(out->access_token, sizeof(out->access_token), cred.credential);
-	am_copy(out->scopes, sizeof(out->scopes), scopes);
-	am_copy(out->registration_id, sizeof(out->registration_id), reg.id);
-	out->expires_in = cred.credential_expires - flow_now(env);
-	flow_result_wipe(&cred, sizeof(cred));
 	return AM_OK;
 fail:
 	store_rollback(st);
-	flow_result_wipe(&cred, sizeof(cred));
+	flow_result_wipe(out, sizeof(*out));
 	return rc;
 }
 
@@ -511,8 +528,9 @@ flow_pending_v06_result(struct flow_pending_v06 *p, struct am_error *e)
 		return AM_OK;
 	case FLOW_V06_IDJAG:
 		/* CPU work only, on the request's thread once durable */
-		return mint(env, p->keys, p->res.reg.registration_id, "identity_assertion",
-			    p->assertion_gen, &p->res.assertion, &p->res.assertion_expires, e);
+		return flow_v06_mint(env, p->keys, p->res.reg.registration_id,
+				     "identity_assertion", p->assertion_gen, NULL, &p->res.assertion,
+				     &p->res.assertion_expires, e);
 	case FLOW_V06_TOKEN:
 		break;
 	}

@@ -116,4 +116,38 @@ enum am_err flow_op_submit(struct flow_pending_op *p, void (*done)(void *arg), v
 enum am_err flow_op_run_here(struct store *st, struct flow_pending_op *p,
 			     struct am_error *e) AM_WUR;
 
+/* A one-time code is stored as SHA-256(attempt id ":" code): binding the
+ * code to its attempt means equal codes of two attempts never share a hash.
+ * For claim OTPs and user_codes (at most FLOW_CODE_MAX characters). */
+#define FLOW_CODE_MAX 16
+void flow_code_hash(const char *attempt_id, const char *code, uint8_t out[AM_HASH_LEN]);
+
+/* ---- v0.6 pieces shared by identity.c and ceremony.c ---- */
+
+/* Mints the service's identity assertion for a registration: iss and aud
+ * this service, sub the registration, typ oauth-id-jag+jwt (the v0.6
+ * guide), its generation gen, and email with email_verified when email is
+ * not NULL (v0.4: the assertion of a claimed registration). *out is the
+ * caller's to free; *expires its exp. CPU work only. */
+enum am_err flow_v06_mint(const struct flow_env *env, struct skey *keys,
+			  const char *registration_id, const char *registration_type, int64_t gen,
+			  const char *email, char **out, int64_t *expires,
+			  struct am_error *e) AM_WUR;
+
+/* Inside the caller's transaction: refuses an operator block covering reg
+ * (AM_E_INVALID_GRANT), else issues an access token at scopes restricted to
+ * this service's resource (and bound to the DPoP key thumbprint jkt when
+ * not NULL or empty), with a token.issued event (grant named) in batch,
+ * into out. */
+enum am_err flow_v06_issue_in_tx(const struct flow_env *env, struct store *st,
+				 const struct store_reg *reg, const char *scopes, const char *grant,
+				 const char *jkt, struct audit_batch *batch, struct v06_token_result *out,
+				 struct am_error *e) AM_WUR;
+
+/* The registration of a claim token if it can still be claimed: unknown
+ * and revoked give AM_E_INVALID_CLAIM_TOKEN, claimed ones `claimed` (the
+ * endpoints name that case differently), closed windows AM_E_CLAIM_EXPIRED. */
+enum am_err flow_claimable(struct store *st, const char *claim_token, int64_t now,
+			   enum am_err claimed, struct store_reg *reg, struct am_error *e) AM_WUR;
+
 #endif

@@ -74,6 +74,13 @@ op_after(struct flow_pending_op *p, struct am_error *e)
 		log_info("claim rejected by the user registration=%s attempt=%s",
 			 p->start.registration_id, p->attempt_id);
 		break;
+	case FLOW_OP_CEREMONY_START:
+		log_info("claim requested registration=%s attempt=%s ceremony=user_code",
+			 p->ceremony.registration_id, p->ceremony.attempt_id);
+		break;
+	case FLOW_OP_CEREMONY_COMPLETE:
+	case FLOW_OP_CEREMONY_DENY:
+		break; /* logged by the step: its ids are not kept past it */
 	case FLOW_OP_REVOKE:
 		if (p->set_event && !p->set_handled)
 			log_info("SET accepted provider=%s events=%zu none handled", p->provider,
@@ -131,6 +138,8 @@ flow_pending_op_wipe(struct flow_pending_op *p)
 	audit_discard(&p->batch);
 	flow_result_wipe(&p->reg_res, sizeof(p->reg_res));
 	flow_result_wipe(&p->challenge, sizeof(p->challenge));
+	flow_result_wipe(&p->ceremony, sizeof(p->ceremony));
+	flow_result_wipe(p->user_code, sizeof(p->user_code));
 	flow_result_wipe(p->mail_token, sizeof(p->mail_token));
 	flow_result_wipe(p->token, sizeof(p->token));
 }

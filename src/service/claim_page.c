@@ -42,12 +42,9 @@ logo_origin(const struct app *a, const char *logo, char *origin, size_t cap)
 	return true;
 }
 
-/* What the agent's client metadata document says about it, when its
- * registration came with one: the name (escaped, as every outside value
- * here) and the logo. *img_origin is set when a logo is shown. */
-static enum am_err
-client_block(struct app *a, const char *registration_id, struct am_buf *b, char *img_origin,
-	     size_t cap, struct am_error *e)
+enum am_err
+svc_client_block(struct app *a, const char *registration_id, struct am_buf *b, char *img_origin,
+		 size_t cap, struct am_error *e)
 {
 	struct store_reg_client c;
 	struct store *st;
@@ -129,7 +126,7 @@ h_claim_view(void *app, struct http_req *rq, struct http_resp *rs, struct am_err
 		return rc;
 	am_time_iso(att.expires_at, until, sizeof(until));
 	page_begin(&b, a->cfg, "Confirm your AI agent");
-	if ((rc = client_block(a, att.registration_id, &b, img, sizeof(img), e)) != AM_OK) {
+	if ((rc = svc_client_block(a, att.registration_id, &b, img, sizeof(img), e)) != AM_OK) {
 		am_buf_free(&b);
 		websession_presession_wipe(&pre);
 		return rc;
@@ -182,7 +179,7 @@ page_render(struct app *a, struct http_req *rq, struct http_resp *rs, struct flo
 								     : error_page(a, rs, rc, e);
 	am_time_iso(p->challenge.expires_at, until, sizeof(until));
 	page_begin(&b, a->cfg, "Your code");
-	if ((rc = client_block(a, p->challenge.registration_id, &b, img, sizeof(img), e)) !=
+	if ((rc = svc_client_block(a, p->challenge.registration_id, &b, img, sizeof(img), e)) !=
 	    AM_OK) {
 		am_buf_free(&b);
 		return rc;

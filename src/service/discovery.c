@@ -51,7 +51,7 @@ agent_auth_block(const struct am_config *cfg)
 	/* v0.6 names (issue 13), beside the v0.1 ones: each points at its
 	 * generation's endpoint. */
 	json_object_set_new(b, "identity_endpoint", json_string(URL("/agent/identity")));
-	if (cfg->flow_anonymous)
+	if (cfg->flow_anonymous || cfg->flow_service_auth)
 		json_object_set_new(b, "claim_endpoint", json_string(URL("/agent/identity/claim")));
 	if (id_jag)
 		json_object_set_new(b, "events_endpoint", json_string(URL("/agent/event/notify")));
@@ -60,6 +60,10 @@ agent_auth_block(const struct am_config *cfg)
 		json_array_append_new(types, json_string("anonymous"));
 	if (assertions)
 		json_array_append_new(types, json_string("identity_assertion"));
+	/* v0.6's type beside v0.1's verified_email (still listed under
+	 * identity_assertion for /agent/auth): one list serves both */
+	if (cfg->flow_service_auth)
+		json_array_append_new(types, json_string("service_auth"));
 	json_object_set_new(b, "identity_types_supported", types);
 	if (cfg->flow_anonymous)
 		json_object_set_new(b, "anonymous",
@@ -132,7 +136,8 @@ discovery_build(struct app *a, struct am_error *e)
 	json_object_set_new(as, "token_endpoint_auth_methods_supported", json_pack("[s]", "none"));
 	json_object_set_new(as, "jwks_uri",
 			    json_sprintf("%s/.well-known/jwks.json", cfg->public_url));
-	json_object_set_new(as, "grant_types_supported", json_pack("[s]", AM_GRANT_JWT_BEARER));
+	json_object_set_new(as, "grant_types_supported",
+			    json_pack("[s, s]", AM_GRANT_JWT_BEARER, AM_GRANT_CLAIM));
 	if (app_id_jag_enabled(cfg))
 		json_object_set_new(as, "authorization_grant_profiles_supported",
 				    json_pack("[s]", AM_ID_JAG_PROFILE));

@@ -4,6 +4,7 @@
  * text names: the v0.6 guide's {error, message} at /agent/identity (the
  * http/ renderer's), RFC 6749 5.2's {error, error_description} at the
  * token endpoint, RFC 8935 2.4's {err, description} at the SET receiver. */
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,43 @@ identity_body(const struct app *a, const struct v06_reg_result *r)
 	json_object_set_new(body, "claim_token_expires", am_json_time(r->reg.claim_token_expires));
 	json_object_set_new(body, "post_claim_scopes", am_json_scopes(r->reg.post_claim_scopes));
 	return body;
+}
+
+/* v0.6 service_auth: the registration and its first ceremony attempt; the
+ * assertion comes with the claim grant once the user completed. */
+static enum am_err
+service_auth(struct app *a, struct store *st, struct http_req *rq, struct http_resp *rs,
+	     const json_t *req, struct am_error *e)
+{
+	struct service_auth_result res = {0};
+	const char *hint;
+	json_t *body;
+	enum am_err rc;
+
+	if (!a->cfg->flow_service_auth)
+		return am_fail(e, AM_E_SERVICE_AUTH_NOT_ENABLED,
+			       "this service does not offer service_auth; use anonymous or "
+			       "identity_assertion");
+	/* A string that is no address is the v0.6 error; no string at all is
+	 * a malformed request. */
+	hint = json_string_value(json_object_get(req, "login_hint"));
+	if (hint == NULL)
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "the field \"login_hint\" must be a string");
+	if (strlen(hint) > AM_MAX_EMAIL_BYTES)
+		return am_fail(e, AM_E_INVALID_LOGIN_HINT, "login_hint is too long for an address");
+	if ((rc = flow_service_auth_register(&a->env, st, rq->ip, hint, &res, e)) != AM_OK)
+		goto out;
+	body = identity_body(a, &(struct v06_reg_result){.reg = res.reg});
+	json_object_set_new(body, "registration_type", json_string("service_auth"));
+	json_object_set_new(body, "claim_attempt_id", json_string(res.claim.attempt_id));
+	json_object_set_new(body, "claim",
+			    svc_ceremony_block(a, &res.claim, am_clock_now(&a->env.clock)));
+	http_reply_json(rs, 200, body);
+	no_store(rs);
+out:
+	flow_result_wipe(&res, sizeof(res));
+	return rc;
 }
 
 /* A v0.6 request parked while its commit is pending. */
@@ -188,12 +226,17 @@ h_identity(void *app, struct http_req *rq, struct http_resp *rs, struct am_error
 			rc = flow_v06_register_idjag_submit(&a->env, a->skey, rq->ip, assertion,
 							    &k->p, v06_committed, k, e);
 	} else if (strcmp(type, "service_auth") == 0) {
-		rc = am_fail(e, AM_E_SERVICE_AUTH_NOT_ENABLED,
-			     "this service does not offer service_auth; use anonymous or "
-			     "identity_assertion");
+		struct store *st;
+
+		/* answered on this thread (not parked yet): see docs/performance.md */
+		if ((rc = app_store(a, &st, e)) != AM_OK ||
+		    (rc = service_auth(a, st, rq, rs, req, e)) != AM_OK)
+			rc = identity_render(a, rs, NULL, rc, e);
+		goto out;
 	} else {
 		rc = am_fail(e, AM_E_INVALID_REQUEST,
-			     "type must be \"anonymous\" or \"identity_assertion\"");
+			     "type must be \"anonymous\", \"identity_assertion\" or "
+			     "\"service_auth\"");
 	}
 	if (rc == AM_OK) {
 		/* the writes wait for the group commit; the worker is free */
@@ -206,6 +249,37 @@ h_identity(void *app, struct http_req *rq, struct http_resp *rs, struct am_error
 out:
 	free(k); /* a refused submit has wiped k->p */
 	json_decref(req);
+	return rc;
+}
+
+/* The claim grant (v0.4+): the agent's poll of the user_code ceremony; its
+ * refusals (authorization_pending, slow_down, ...) are RFC 6749 errors. */
+static enum am_err
+claim_grant(struct app *a, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	char token[AM_MAX_TOKEN_BYTES + 1];
+	struct ceremony_token_result res = {0};
+	struct store *st;
+	enum am_err rc;
+
+	if (!http_form_field(rq, "claim_token", token, sizeof(token)) || token[0] == '\0')
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "claim_token is required (at most %d bytes)", AM_MAX_TOKEN_BYTES);
+	if ((rc = app_store(a, &st, e)) != AM_OK ||
+	    (rc = flow_ceremony_poll(&a->env, st, a->skey, token, &res, e)) != AM_OK)
+		goto out;
+	log_info("token issued registration=%s scopes=\"%s\" grant=claim",
+		 res.token.registration_id, res.token.scopes);
+	http_reply_json(rs, 200,
+			json_pack("{s:s, s:s, s:I, s:s, s:s, s:o}", "access_token",
+				  res.token.access_token, "token_type", "Bearer", "expires_in",
+				  (json_int_t)res.token.expires_in, "scope", res.token.scopes,
+				  "identity_assertion", res.assertion, "assertion_expires",
+				  am_json_time(res.assertion_expires)));
+	no_store(rs);
+out:
+	flow_ceremony_token_wipe(&res);
+	OPENSSL_cleanse(token, sizeof(token));
 	return rc;
 }
 
@@ -230,9 +304,13 @@ h_token(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e
 		rc = am_fail(e, AM_E_INVALID_REQUEST, "grant_type is required");
 		goto out;
 	}
+	if (strcmp(grant, AM_GRANT_CLAIM) == 0) {
+		rc = claim_grant(a, rq, rs, e);
+		goto out;
+	}
 	if (strcmp(grant, AM_GRANT_JWT_BEARER) != 0) {
 		rc = am_fail(e, AM_E_UNSUPPORTED_GRANT_TYPE,
-			     "grant_type must be " AM_GRANT_JWT_BEARER);
+			     "grant_type must be " AM_GRANT_JWT_BEARER " or " AM_GRANT_CLAIM);
 		goto out;
 	}
 	assertion = am_xmalloc(JOSE_MAX_TOKEN_BYTES + 1);

@@ -133,6 +133,28 @@ enum am_err h_event_notify(void *app, struct http_req *rq, struct http_resp *rs,
 enum am_err h_service_jwks(void *app, struct http_req *rq, struct http_resp *rs,
 			   struct am_error *e);
 
+/* The v0.4-v0.6 claim ceremony (ceremony.c): POST /agent/identity/claim,
+ * and the RFC 8628 block (user_code, verification_uri[_complete],
+ * expires_in from now, interval) of an attempt, a new reference. */
+enum am_err h_identity_claim(void *app, struct http_req *rq, struct http_resp *rs,
+			     struct am_error *e);
+json_t *svc_ceremony_block(const struct app *a, const struct ceremony_block *c, int64_t now);
+/* The pages of the ceremony (ceremony_page.c): GET /claim (signed in as
+ * the bound address: what is claimed and the user_code form) and its form
+ * action POST /agent/identity/claim/complete (confirm or reject). */
+enum am_err h_ceremony_page(void *app, struct http_req *rq, struct http_resp *rs,
+			    struct am_error *e);
+enum am_err h_ceremony_complete(void *app, struct http_req *rq, struct http_resp *rs,
+				struct am_error *e);
+/* What the agent's client metadata document says about it, when its
+ * registration came with one (claim_page.c): the name (escaped, as every
+ * outside value on the pages) and the logo, appended to b. *img_origin
+ * (cap bytes) is set to the logo's origin for the CSP when a logo is shown,
+ * else "". */
+struct am_buf;
+enum am_err svc_client_block(struct app *a, const char *registration_id, struct am_buf *b,
+			     char *img_origin, size_t cap, struct am_error *e) AM_WUR;
+
 /* The JSON answer of the challenge endpoint (agent_api.c). */
 enum am_err svc_challenge_json(struct app *a, struct http_req *rq, struct http_resp *rs,
 			       struct am_error *e) AM_WUR;

@@ -23,6 +23,8 @@ flag(const struct am_config *cfg, const char *name, size_t n)
 		return app_id_jag_enabled(cfg);
 	if (IS("claim"))
 		return cfg->flow_anonymous || cfg->flow_verified_email;
+	if (IS("service_auth"))
+		return cfg->flow_service_auth;
 #undef IS
 	return false;
 }

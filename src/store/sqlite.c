@@ -99,6 +99,16 @@ enum q {
 	Q_SESSION_TOUCH,
 	Q_SESSION_DELETE,
 	Q_SESSION_PURGE,
+	/* the v0.4-v0.6 claim ceremony (issue 14) */
+	Q_CER_INSERT,
+	Q_CER_BY_TOKEN,
+	Q_CER_LATEST_FOR,
+	Q_CER_EXPIRE_OPEN,
+	Q_CER_SET_STATUS,
+	Q_CER_FAIL,
+	Q_CER_POLL,
+	Q_CER_REDEEM,
+	Q_CRED_REVOKE_REG_TYPE,
 	Q__COUNT
 };
 
@@ -111,6 +121,10 @@ enum q {
 #define ATT_COLS                                                                                   \
 	"id, registration_id, email, token_hash, status, created_at, expires_at, otp_hash, "       \
 	"otp_expires_at, otp_failures, ip"
+
+#define CER_COLS                                                                                   \
+	"id, registration_id, token_hash, code_hash, email, attempts_left, status, created_at, "   \
+	"expires_at, last_poll_at, poll_interval, user_id, redeemed_at"
 
 /* The narrowing filters and the cursor of an operator search. */
 #define REG_SEARCH_COND                                                                            \
@@ -337,6 +351,25 @@ static const char *const sql[Q__COUNT] = {
 	[Q_SESSION_PURGE] = "DELETE FROM web_sessions WHERE tenant = ?1 AND hash IN "
 			    "(SELECT hash FROM web_sessions WHERE tenant = ?1 AND "
 			    "(expires_at <= ?2 OR last_seen < ?3) LIMIT ?4)",
+	[Q_CER_INSERT] = "INSERT INTO ceremony_attempts (tenant, " CER_COLS ") VALUES (?1, ?2, ?3, "
+			 "?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, NULL, NULL)",
+	[Q_CER_BY_TOKEN] = "SELECT " CER_COLS " FROM ceremony_attempts "
+			   "WHERE tenant = ?1 AND token_hash = ?2",
+	[Q_CER_LATEST_FOR] = "SELECT " CER_COLS " FROM ceremony_attempts WHERE tenant = ?1 "
+			     "AND registration_id = ?2 ORDER BY created_at DESC, id DESC LIMIT 1",
+	[Q_CER_EXPIRE_OPEN] = "UPDATE ceremony_attempts SET status = 'expired' "
+			      "WHERE tenant = ?1 AND registration_id = ?2 AND status = 'initiated'",
+	[Q_CER_SET_STATUS] = "UPDATE ceremony_attempts SET status = ?4, user_id = ?5 "
+			     "WHERE tenant = ?1 AND id = ?2 AND status = ?3",
+	[Q_CER_FAIL] = "UPDATE ceremony_attempts SET attempts_left = attempts_left - 1, "
+		       "status = CASE WHEN attempts_left <= 1 THEN 'expired' ELSE status END "
+		       "WHERE tenant = ?1 AND id = ?2 AND status = 'initiated'",
+	[Q_CER_POLL] = "UPDATE ceremony_attempts SET last_poll_at = ?3, poll_interval = ?4 "
+		       "WHERE tenant = ?1 AND id = ?2",
+	[Q_CER_REDEEM] = "UPDATE ceremony_attempts SET redeemed_at = ?3 WHERE tenant = ?1 "
+			 "AND id = ?2 AND status = 'completed' AND redeemed_at IS NULL",
+	[Q_CRED_REVOKE_REG_TYPE] = "UPDATE credentials SET revoked_at = ?3 WHERE tenant = ?1 "
+				   "AND registration_id = ?2 AND type = ?4 AND revoked_at IS NULL",
 };
 
 /* Seconds a replica's mail worker holds a claimed mail (PostgreSQL): twice
@@ -1929,4 +1962,190 @@ store_session_purge(struct store *st, int64_t now, int64_t idle_before, int *n, 
 	const int64_t bounds[] = {now, idle_before};
 
 	return purge(st, Q_SESSION_PURGE, bounds, 2, "session purge", n, e);
+}
+
+/* ---- the v0.4-v0.6 claim ceremony (issue 14) ---- */
+
+static const char *const ceremony_names[] = {"initiated", "completed", "denied", "expired"};
+
+const char *
+store_ceremony_status_name(enum ceremony_status c)
+{
+	return (size_t)c < NAMES_COUNT(ceremony_names) ? ceremony_names[c] : "expired";
+}
+
+static void
+read_ceremony(struct db_stmt *s, struct store_ceremony *c)
+{
+	char buf[32];
+	int k;
+
+	memset(c, 0, sizeof(*c));
+	db_col_text(s, 0, c->id, sizeof(c->id));
+	db_col_text(s, 1, c->registration_id, sizeof(c->registration_id));
+	(void)db_col_hash(s, 2, c->token_hash);
+	(void)db_col_hash(s, 3, c->code_hash);
+	db_col_text(s, 4, c->email, sizeof(c->email));
+	c->attempts_left = db_col_int64(s, 5);
+	db_col_text(s, 6, buf, sizeof(buf));
+	k = db_name_index(ceremony_names, NAMES_COUNT(ceremony_names), buf);
+	c->status = k < 0 ? CEREMONY_EXPIRED : (enum ceremony_status)k;
+	c->created_at = db_col_int64(s, 7);
+	c->expires_at = db_col_int64(s, 8);
+	c->last_poll_at = db_col_int64(s, 9);
+	c->poll_interval = db_col_int64(s, 10);
+	db_col_text(s, 11, c->user_id, sizeof(c->user_id));
+	c->redeemed_at = db_col_int64(s, 12);
+}
+
+enum am_err
+store_ceremony_insert(struct store *st, const struct store_ceremony *c, struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_CER_INSERT, &s, e)) != AM_OK)
+		return rc;
+	db_bind_text(s, 2, c->id);
+	db_bind_text(s, 3, c->registration_id);
+	db_bind_hash(s, 4, c->token_hash);
+	db_bind_hash(s, 5, c->code_hash);
+	db_bind_text(s, 6, c->email);
+	db_bind_int64(s, 7, c->attempts_left);
+	db_bind_text(s, 8, store_ceremony_status_name(c->status));
+	db_bind_int64(s, 9, c->created_at);
+	db_bind_int64(s, 10, c->expires_at);
+	db_bind_int64(s, 11, c->poll_interval);
+	return db_run(st->db, s, "ceremony insert", NULL, e);
+}
+
+static enum am_err
+ceremony_query(struct store *st, enum q q, const void *key, bool key_is_hash,
+	       struct store_ceremony *out, struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, q, &s, e)) != AM_OK)
+		return rc;
+	if (key_is_hash)
+		db_bind_hash(s, 2, key);
+	else
+		db_bind_text(s, 2, key);
+	if ((rc = db_one(st->db, s, "ceremony lookup", e)) != AM_OK)
+		return rc;
+	read_ceremony(s, out);
+	db_reset(s);
+	return AM_OK;
+}
+
+enum am_err
+store_ceremony_by_token_hash(struct store *st, const uint8_t hash[AM_HASH_LEN],
+			     struct store_ceremony *out, struct am_error *e)
+{
+	return ceremony_query(st, Q_CER_BY_TOKEN, hash, true, out, e);
+}
+
+enum am_err
+store_ceremony_latest_for(struct store *st, const char *registration_id, struct store_ceremony *out,
+			  struct am_error *e)
+{
+	return ceremony_query(st, Q_CER_LATEST_FOR, registration_id, false, out, e);
+}
+
+/* Prepares a ceremony update with the attempt (or registration) id as ?2. */
+static enum am_err
+ceremony_update(struct store *st, enum q q, const char *id, struct db_stmt **sp, struct am_error *e)
+{
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, q, sp, e)) != AM_OK)
+		return rc;
+	db_bind_text(*sp, 2, id);
+	return AM_OK;
+}
+
+enum am_err
+store_ceremony_expire_open(struct store *st, const char *registration_id, struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+
+	if ((rc = ceremony_update(st, Q_CER_EXPIRE_OPEN, registration_id, &s, e)) != AM_OK)
+		return rc;
+	return db_run(st->db, s, "ceremony expire", NULL, e);
+}
+
+enum am_err
+store_ceremony_set_status(struct store *st, const char *id, enum ceremony_status from,
+			  enum ceremony_status to, const char *user_id, struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+	int n = 0;
+
+	if ((rc = ceremony_update(st, Q_CER_SET_STATUS, id, &s, e)) != AM_OK)
+		return rc;
+	db_bind_text(s, 3, store_ceremony_status_name(from));
+	db_bind_text(s, 4, store_ceremony_status_name(to));
+	db_bind_text_or_null(s, 5, user_id);
+	if ((rc = db_run(st->db, s, "ceremony status", &n, e)) != AM_OK)
+		return rc;
+	return n == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "the attempt changed meanwhile");
+}
+
+enum am_err
+store_ceremony_fail(struct store *st, const char *id, struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+
+	if ((rc = ceremony_update(st, Q_CER_FAIL, id, &s, e)) != AM_OK)
+		return rc;
+	return db_run(st->db, s, "ceremony fail", NULL, e);
+}
+
+enum am_err
+store_ceremony_poll(struct store *st, const char *id, int64_t now, int64_t interval,
+		    struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+
+	if ((rc = ceremony_update(st, Q_CER_POLL, id, &s, e)) != AM_OK)
+		return rc;
+	db_bind_int64(s, 3, now);
+	db_bind_int64(s, 4, interval);
+	return db_run(st->db, s, "ceremony poll", NULL, e);
+}
+
+enum am_err
+store_ceremony_redeem(struct store *st, const char *id, int64_t now, struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+	int n = 0;
+
+	if ((rc = ceremony_update(st, Q_CER_REDEEM, id, &s, e)) != AM_OK)
+		return rc;
+	db_bind_int64(s, 3, now);
+	if ((rc = db_run(st->db, s, "ceremony redeem", &n, e)) != AM_OK)
+		return rc;
+	return n == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "the attempt was redeemed already");
+}
+
+enum am_err
+store_cred_revoke_reg_type(struct store *st, const char *registration_id, enum cred_type type,
+			   int64_t at, int *n, struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_CRED_REVOKE_REG_TYPE, &s, e)) != AM_OK)
+		return rc;
+	db_bind_text(s, 2, registration_id);
+	db_bind_int64(s, 3, at);
+	db_bind_text(s, 4, store_cred_type_name(type));
+	auth_changed();
+	return db_run(st->db, s, "credential revoke by type", n, e);
 }

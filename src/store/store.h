@@ -611,5 +611,56 @@ enum am_err store_session_delete(struct store *st, const uint8_t hash[AM_HASH_LE
  * seen before idle_before; *n how many. */
 enum am_err store_session_purge(struct store *st, int64_t now, int64_t idle_before, int *n,
 				struct am_error *e) AM_WUR;
+/* ---- the v0.4-v0.6 claim ceremony (issue 14; flows/ceremony.c) ---- */
+
+enum ceremony_status { CEREMONY_INITIATED, CEREMONY_COMPLETED, CEREMONY_DENIED, CEREMONY_EXPIRED };
+
+/* One claim attempt of the user_code ceremony (migration 0013). Only the
+ * SHA-256 of the claim_attempt_token and of id ":" user_code are kept. */
+struct store_ceremony {
+	char id[STORE_ID_LEN]; /* cla_... */
+	char registration_id[STORE_ID_LEN];
+	uint8_t token_hash[AM_HASH_LEN];
+	uint8_t code_hash[AM_HASH_LEN];
+	char email[AM_MAX_EMAIL_BYTES + 1]; /* the bound claim_email */
+	int64_t attempts_left;
+	enum ceremony_status status;
+	int64_t created_at, expires_at;
+	int64_t last_poll_at;	    /* 0: not polled yet */
+	int64_t poll_interval;	    /* seconds */
+	char user_id[STORE_ID_LEN]; /* who completed or denied it; empty: nobody yet */
+	int64_t redeemed_at;	    /* 0: the claim grant has not answered its tokens */
+};
+const char *store_ceremony_status_name(enum ceremony_status c);
+/* Inserts c (not polled, nobody, not redeemed). */
+enum am_err store_ceremony_insert(struct store *st, const struct store_ceremony *c,
+				  struct am_error *e) AM_WUR;
+enum am_err store_ceremony_by_token_hash(struct store *st, const uint8_t hash[AM_HASH_LEN],
+					 struct store_ceremony *out, struct am_error *e) AM_WUR;
+/* The newest attempt of a registration, whatever its status. */
+enum am_err store_ceremony_latest_for(struct store *st, const char *registration_id,
+				      struct store_ceremony *out, struct am_error *e) AM_WUR;
+/* Every initiated attempt of the registration becomes expired. */
+enum am_err store_ceremony_expire_open(struct store *st, const char *registration_id,
+				       struct am_error *e) AM_WUR;
+/* from -> to, recording user_id (NULL: none); AM_E_NOT_FOUND when the
+ * attempt was no longer `from` (a concurrent request won). */
+enum am_err store_ceremony_set_status(struct store *st, const char *id, enum ceremony_status from,
+				      enum ceremony_status to, const char *user_id,
+				      struct am_error *e) AM_WUR;
+/* One wrong user_code on an initiated attempt; the last allowed one
+ * expires it. */
+enum am_err store_ceremony_fail(struct store *st, const char *id, struct am_error *e) AM_WUR;
+/* Records a poll at now and the interval the next one must wait. */
+enum am_err store_ceremony_poll(struct store *st, const char *id, int64_t now, int64_t interval,
+				struct am_error *e) AM_WUR;
+/* Marks a completed attempt redeemed; AM_E_NOT_FOUND when it was already
+ * (only one poll gets the tokens). */
+enum am_err store_ceremony_redeem(struct store *st, const char *id, int64_t now,
+				  struct am_error *e) AM_WUR;
+/* Revokes the live credentials of one type of a registration; *n how many. */
+enum am_err store_cred_revoke_reg_type(struct store *st, const char *registration_id,
+				       enum cred_type type, int64_t at, int *n,
+				       struct am_error *e) AM_WUR;
 
 #endif

@@ -57,7 +57,8 @@ class DiscoveryTest(ServerTest):
         self.assertEqual(aa["skill"], base + "/auth.md")
         self.assertEqual(aa["register_uri"], base + "/agent/auth")
         self.assertEqual(aa["claim_uri"], base + "/agent/auth/claim")
-        self.assertEqual(aa["identity_types_supported"], ["anonymous", "identity_assertion"])
+        self.assertEqual(aa["identity_types_supported"],
+                         ["anonymous", "identity_assertion", "service_auth"])
         self.assertEqual(aa["anonymous"], {"credential_types_supported": ["api_key"]})
         self.assertEqual(aa["identity_assertion"]["assertion_types_supported"],
                          ["verified_email"])
@@ -99,7 +100,7 @@ class DisabledFlowsTest(ServerTest):
 
     def test_only_enabled_flows_are_listed(self):
         aa = self.server.get("/.well-known/oauth-authorization-server").json["agent_auth"]
-        self.assertEqual(aa["identity_types_supported"], ["identity_assertion"])
+        self.assertEqual(aa["identity_types_supported"], ["identity_assertion", "service_auth"])
         self.assertNotIn("anonymous", aa)
         r = self.server.post("/agent/auth", {"type": "anonymous"})
         self.assertError(r, 400, "anonymous_not_enabled")
