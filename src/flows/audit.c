@@ -79,11 +79,36 @@ audit_sink_reopen(struct audit_sink *s, struct am_error *e)
 	return AM_OK;
 }
 
+/* Room for one more line and its count; false when out of memory (the batch
+ * keeps what it had). */
+static bool
+grow(struct audit_batch *b)
+{
+	size_t cap = b->n < b->cap ? b->cap : b->cap == 0 ? 8 : 2 * b->cap;
+	bool had_counts = b->counts != NULL;
+	char **lines;
+	struct am_metrics_event *counts;
+
+	if (cap != b->cap) {
+		if ((lines = realloc(b->lines, cap * sizeof(*lines))) == NULL)
+			return false;
+		b->lines = lines; /* larger than cap says until counts follows: harmless */
+	}
+	if ((counts = realloc(b->counts, cap * sizeof(*counts))) == NULL)
+		return false;
+	for (size_t i = 0; !had_counts && i < b->n; i++)
+		counts[i].metric = -1; /* lines given without counts count nothing */
+	b->counts = counts;
+	b->cap = cap;
+	return true;
+}
+
 enum am_err
 audit_add(struct store *st, struct audit_batch *b, const char *tenant, int64_t at,
 	  const char *event, const char *registration_id, json_t *fields, struct am_error *e)
 {
 	json_t *ev = json_object();
+	struct am_metrics_event count;
 	char iso[40];
 	char *line;
 	enum am_err rc;
@@ -98,6 +123,7 @@ audit_add(struct store *st, struct audit_batch *b, const char *tenant, int64_t a
 		json_object_update(ev, fields);
 		json_decref(fields);
 	}
+	am_metrics_event_of(ev, &count);
 	line = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(ev);
 	if (line == NULL)
@@ -106,17 +132,11 @@ audit_add(struct store *st, struct audit_batch *b, const char *tenant, int64_t a
 		free(line);
 		return rc;
 	}
-	if (b->n == b->cap) {
-		size_t cap = b->cap == 0 ? 8 : 2 * b->cap;
-		char **grown = realloc(b->lines, cap * sizeof(*grown));
-
-		if (grown == NULL) {
-			free(line);
-			return am_fail(e, AM_E_INTERNAL, "out of memory");
-		}
-		b->lines = grown;
-		b->cap = cap;
+	if ((b->n == b->cap || b->counts == NULL) && !grow(b)) {
+		free(line);
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
 	}
+	b->counts[b->n] = count;
 	b->lines[b->n++] = line;
 	return AM_OK;
 }
@@ -164,8 +184,8 @@ audit_flush(struct audit_sink *s, struct audit_batch *b)
 		}
 		pthread_mutex_unlock(&s->mu);
 	}
-	for (size_t i = 0; i < b->n; i++)
-		am_metrics_audit_line(b->lines[i]); /* gate: committed events as metrics */
+	for (size_t i = 0; b->counts != NULL && i < b->n; i++)
+		am_metrics_event_count(&b->counts[i]); /* gate: committed events as metrics */
 	audit_discard(b);
 }
 
@@ -188,6 +208,8 @@ audit_discard(struct audit_batch *b)
 	for (size_t i = 0; i < b->n; i++)
 		free(b->lines[i]);
 	free(b->lines);
+	free(b->counts);
 	b->lines = NULL;
+	b->counts = NULL;
 	b->n = b->cap = 0;
 }

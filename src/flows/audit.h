@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "core/errors.h"
+#include "core/metrics.h"
 #include "store/store.h"
 
 struct audit_sink;
@@ -24,6 +25,7 @@ enum am_err audit_sink_reopen(struct audit_sink *s, struct am_error *e) AM_WUR;
 /* Events recorded in one transaction, emitted to the sink after commit. */
 struct audit_batch {
 	char **lines;
+	struct am_metrics_event *counts; /* beside lines[i]; NULL: none (a test's batch) */
 	size_t n, cap;
 };
 
