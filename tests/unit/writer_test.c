@@ -10,49 +10,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "store/store.h"
 
 struct fx {
-	char dir[64]; /* on-disk fixtures: the database's folder, else "" */
 	struct store_pool *pool;
 	struct store_writer *w;
 	struct store *reader; /* a handle of its own, as a worker has */
 };
 
 static int
-open_fixture(void **state, bool on_disk)
+setup(void **state)
 {
 	struct fx *fx = calloc(1, sizeof(*fx));
 	struct am_error e = {0};
-	char url[128] = "sqlite::memory:";
 
 	assert_non_null(fx);
-	if (on_disk) {
-		snprintf(fx->dir, sizeof(fx->dir), "/tmp/writer_test.XXXXXX");
-		assert_non_null(mkdtemp(fx->dir));
-		snprintf(url, sizeof(url), "sqlite:%s/authmd.db", fx->dir);
-	}
-	assert_int_equal(store_pool_new(url, "default", &fx->pool, &e), AM_OK);
+	assert_int_equal(store_pool_new("sqlite::memory:", "default", &fx->pool, &e), AM_OK);
 	assert_int_equal(store_writer_new(fx->pool, &fx->w, &e), AM_OK);
 	assert_int_equal(store_pool_open(fx->pool, &fx->reader, &e), AM_OK);
 	*state = fx;
 	return 0;
-}
-
-static int
-setup(void **state)
-{
-	return open_fixture(state, false);
-}
-
-/* The durable WAL store of a real server: its savepoints' journal is the
- * writer connection's (in memory, see db_batch_begin). */
-static int
-setup_disk(void **state)
-{
-	return open_fixture(state, true);
 }
 
 static int
@@ -63,16 +41,6 @@ teardown(void **state)
 	store_close(fx->reader);
 	store_writer_free(fx->w);
 	store_pool_free(fx->pool);
-	if (fx->dir[0] != '\0') {
-		static const char *const files[] = {"authmd.db", "authmd.db-wal", "authmd.db-shm"};
-		char path[128];
-
-		for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-			snprintf(path, sizeof(path), "%s/%s", fx->dir, files[i]);
-			(void)unlink(path);
-		}
-		assert_int_equal(rmdir(fx->dir), 0);
-	}
 	free(fx);
 	return 0;
 }
@@ -216,15 +184,6 @@ queued_jobs_commit_in_one_batch_and_a_failing_job_is_undone_alone(void **state)
 	assert_int_equal(batches1 - batches0, 2); /* the gate's, then the other five */
 }
 
-/* The same batch on the WAL file store, where each job's savepoint journal
- * lives in the writer connection's memory: the refused job's row is rolled
- * back from it, the others commit. */
-static void
-on_disk_a_failing_job_is_undone_alone_from_the_in_memory_journal(void **state)
-{
-	queued_jobs_commit_in_one_batch_and_a_failing_job_is_undone_alone(state);
-}
-
 static void
 a_batch_that_cannot_take_the_lock_fails_every_job_and_writes_nothing(void **state)
 {
@@ -326,9 +285,6 @@ main(void)
 			setup, teardown),
 		cmocka_unit_test_setup_teardown(a_stopping_writer_finishes_what_was_queued_first,
 						setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			on_disk_a_failing_job_is_undone_alone_from_the_in_memory_journal, setup_disk,
-			teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
