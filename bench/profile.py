@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Per-request cost of one bench row, counted rather than timed.
 
-    python3 bench/profile.py --build build ROW [--tool callgrind|strace] [--seconds N]
+    python3 bench/profile.py --build build ROW [--tool callgrind|strace|cpu] [--seconds N]
 
 ROW is one of: metadata, bearer-key, bearer-token, anonymous, idjag-same, idjag-distinct,
 gate. The server runs exactly as in `make bench` (bench/bench.py's setup),
@@ -12,7 +12,11 @@ the instructions (or system calls) per answered request, and for callgrind
 the file to read with `callgrind_annotate --inclusive=yes`. wrk runs with
 8 connections: under valgrind the server is about 50 times slower, and the
 figure wanted is a count per request, not a rate. Loopback only, like the
-bench. See docs/performance.md.
+bench. `--tool cpu` runs the plain server at full speed with the bench's 64
+connections and reads its CPU time (user + system, from /proc) over the row:
+CPU microseconds per request, per thread name, which is what the poll loop,
+the writer and the workers cost under the bench's real concurrency. See
+docs/performance.md.
 """
 import argparse
 import glob
@@ -42,11 +46,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("row", choices=sorted(ROWS))
     ap.add_argument("--build", default=os.path.join(bench.ROOT, "build"))
-    ap.add_argument("--tool", choices=("callgrind", "strace"), default="callgrind")
+    ap.add_argument("--tool", choices=("callgrind", "strace", "cpu"), default="callgrind")
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--out", default=None, help="where the callgrind/strace file goes")
     args = ap.parse_args()
-    os.environ["BENCH_CONNS"] = "8"
+    if args.tool != "cpu":  # BENCH_CONNS set in the environment wins
+        os.environ.setdefault("BENCH_CONNS", "8")
     b = bench.Bench(args.build)
     out = args.out or os.path.join(b.tmp, "profile.out")
     try:
@@ -75,6 +80,12 @@ def main():
             r = b.wrk(url, path, wrk_args, seconds=args.seconds, bearer=bearer)
             subprocess.run(["callgrind_control", "-d", str(vg)], check=True,
                            stdout=subprocess.DEVNULL)
+        elif args.tool == "cpu":
+            b.wrk(url, path, warm_args, seconds=1, bearer=bearer)
+            before = thread_cpu(vg)
+            r = b.wrk(url, path, wrk_args, seconds=args.seconds, bearer=bearer)
+            after = thread_cpu(vg)
+            rss = bench.rss_mib(vg)
         else:  # attach to every thread of the running server for the row only
             st = subprocess.Popen(["strace", "-f", "-c", "-o", out, "-p", str(vg)],
                                   stderr=subprocess.DEVNULL)
@@ -98,6 +109,16 @@ def main():
                 total += int(m.group(1)) if m else 0
             print("%s: %d requests (%d non-2xx), %.0f instructions per request; %s" % (
                 args.row, n, r["status_errors"], total / max(n, 1), " ".join(parts)))
+        elif args.tool == "cpu":
+            names = {}
+            for tid, (name, t) in after.items():
+                names[name] = names.get(name, 0.0) + t - before.get(tid, (name, 0.0))[1]
+            total = sum(names.values())
+            print("%s: %d requests (%d non-2xx), %.1f req/s, %.1f CPU us per request, "
+                  "RSS %s MiB" % (args.row, n, r["status_errors"], n / args.seconds,
+                                  1e6 * total / max(n, 1), rss))
+            for name, t in sorted(names.items(), key=lambda kv: -kv[1]):
+                print("  %-16s %8.1f us per request" % (name, 1e6 * t / max(n, 1)))
         else:
             with open(out) as f:
                 txt = f.read()
@@ -112,6 +133,22 @@ def main():
         b.keep = b.keep or os.path.dirname(os.path.abspath(out)) == b.tmp  # the output is there
         b.stop()
     return 0
+
+
+def thread_cpu(pid):
+    """{tid: (thread name, user + system seconds)} of every thread of pid."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                st = f.read()
+        except OSError:
+            continue  # the thread ended
+        name = st[st.index("(") + 1:st.rindex(")")]
+        fields = st[st.rindex(")") + 2:].split()
+        out[tid] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return out
 
 
 if __name__ == "__main__":

@@ -181,31 +181,34 @@ am_metrics_value(enum am_metric m, const char *l1, const char *l2)
 }
 
 void
-am_metrics_audit_line(const char *line)
+am_metrics_event_of(const json_t *ev, struct am_metrics_event *out)
 {
-	json_t *ev = json_loads(line, 0, NULL);
 	const char *name = json_string_value(json_object_get(ev, "event"));
-	char buf[64];
+	const char *label = NULL;
 
-	if (name == NULL) {
-		json_decref(ev);
+	out->metric = -1;
+	out->label[0] = '\0';
+	if (name == NULL)
 		return;
+	if (strcmp(name, "registration.created") == 0) {
+		out->metric = AM_M_REGISTRATIONS;
+		label = json_string_value(json_object_get(ev, "registration_type"));
+	} else if (strcmp(name, "claim.confirmed") == 0) {
+		out->metric = AM_M_CLAIMS;
+	} else if (strcmp(name, "credential.revoked") == 0) {
+		out->metric = AM_M_REVOCATIONS;
+		label = json_string_value(json_object_get(ev, "reason"));
+	} else if (strcmp(name, "registration.expired") == 0) {
+		out->metric = AM_M_EXPIRATIONS;
 	}
-	if (strcmp(name, "registration.created") == 0)
-		am_metrics_inc(AM_M_REGISTRATIONS,
-			       word(json_string_value(json_object_get(ev, "registration_type")),
-				    buf, sizeof(buf)),
-			       NULL);
-	else if (strcmp(name, "claim.confirmed") == 0)
-		am_metrics_inc(AM_M_CLAIMS, NULL, NULL);
-	else if (strcmp(name, "credential.revoked") == 0)
-		am_metrics_inc(
-			AM_M_REVOCATIONS,
-			word(json_string_value(json_object_get(ev, "reason")), buf, sizeof(buf)),
-			NULL);
-	else if (strcmp(name, "registration.expired") == 0)
-		am_metrics_inc(AM_M_EXPIRATIONS, NULL, NULL);
-	json_decref(ev);
+	(void)word(label, out->label, sizeof(out->label));
+}
+
+void
+am_metrics_event_count(const struct am_metrics_event *m)
+{
+	if (m->metric >= 0 && m->metric < AM_M__COUNT)
+		am_metrics_inc((enum am_metric)m->metric, m->label, NULL);
 }
 
 static void

@@ -10,6 +10,7 @@
 #ifndef AM_METRICS_H
 #define AM_METRICS_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 #define AM_METRICS_MAX_SERIES 512
@@ -40,11 +41,22 @@ void am_metrics_observe(enum am_metric m, const char *l1, double seconds);
 /* Sets gauge m. */
 void am_metrics_set(enum am_metric m, double value);
 
-/* Counts the metric an audit event line stands for (registration.created by
- * registration_type, claim.confirmed, credential.revoked by reason,
- * registration.expired); other events are ignored. line is the event's
- * JSON as written to the audit sink. */
-void am_metrics_audit_line(const char *line);
+/* The counter an audit event stands for, taken when the event is built and
+ * counted once it is committed, so the committed line need not be parsed
+ * again. */
+struct am_metrics_event {
+	int metric; /* an enum am_metric, or -1: the event counts nothing */
+	char label[64];
+};
+
+/* Fills *out for an audit event object ev (its "event" member and the
+ * fields): registration.created by registration_type, claim.confirmed,
+ * credential.revoked by reason, registration.expired; any other event gets
+ * metric -1. ev is borrowed. */
+void am_metrics_event_of(const json_t *ev, struct am_metrics_event *out);
+
+/* Counts *m (nothing for metric -1). */
+void am_metrics_event_count(const struct am_metrics_event *m);
 
 /* The current value of a series, for tests; 0 when it does not exist. */
 double am_metrics_value(enum am_metric m, const char *l1, const char *l2);

@@ -10,6 +10,7 @@
 #include "core/clock.h"
 #include "core/metrics.h"
 #include "core/log.h"
+#include "core/str.h"
 
 /* A failing sink (full disk, closed pipe) would log on every event; one line
  * per interval carries the count instead. */
@@ -79,14 +80,40 @@ audit_sink_reopen(struct audit_sink *s, struct am_error *e)
 	return AM_OK;
 }
 
+/* Room for one more line and its meta; false when out of memory (the batch
+ * keeps what it had). */
+static bool
+grow(struct audit_batch *b)
+{
+	size_t cap = b->n < b->cap ? b->cap : b->cap == 0 ? 8 : 2 * b->cap;
+	bool had_meta = b->meta != NULL;
+	char **lines;
+	struct audit_meta *meta;
+
+	if (cap != b->cap) {
+		if ((lines = realloc(b->lines, cap * sizeof(*lines))) == NULL)
+			return false;
+		b->lines = lines; /* larger than cap says until meta follows: harmless */
+	}
+	if ((meta = realloc(b->meta, cap * sizeof(*meta))) == NULL)
+		return false;
+	for (size_t i = 0; !had_meta && i < b->n; i++) {
+		memset(&meta[i], 0, sizeof(meta[i])); /* lines given without meta */
+		meta[i].count.metric = -1;	       /* count nothing */
+	}
+	b->meta = meta;
+	b->cap = cap;
+	return true;
+}
+
 enum am_err
-audit_add(struct store *st, struct audit_batch *b, const char *tenant, int64_t at,
-	  const char *event, const char *registration_id, json_t *fields, struct am_error *e)
+audit_prepare(struct audit_batch *b, const char *tenant, int64_t at, const char *event,
+	      const char *registration_id, json_t *fields, struct am_error *e)
 {
 	json_t *ev = json_object();
+	struct audit_meta *m;
 	char iso[40];
 	char *line;
-	enum am_err rc;
 
 	am_time_iso(at, iso, sizeof(iso));
 	json_object_set_new(ev, "event", json_string(event));
@@ -98,26 +125,59 @@ audit_add(struct store *st, struct audit_batch *b, const char *tenant, int64_t a
 		json_object_update(ev, fields);
 		json_decref(fields);
 	}
+	if ((b->n == b->cap || b->meta == NULL) && !grow(b)) {
+		json_decref(ev);
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	}
+	m = &b->meta[b->n];
+	am_metrics_event_of(ev, &m->count);
 	line = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(ev);
 	if (line == NULL)
 		return am_fail(e, AM_E_INTERNAL, "out of memory");
-	if ((rc = store_audit_insert(st, at, event, registration_id, line, e)) != AM_OK) {
+	m->at = at;
+	m->event = event;
+	if (!am_copy(m->registration_id, sizeof(m->registration_id),
+		     registration_id != NULL ? registration_id : "")) {
 		free(line);
-		return rc;
-	}
-	if (b->n == b->cap) {
-		size_t cap = b->cap == 0 ? 8 : 2 * b->cap;
-		char **grown = realloc(b->lines, cap * sizeof(*grown));
-
-		if (grown == NULL) {
-			free(line);
-			return am_fail(e, AM_E_INTERNAL, "out of memory");
-		}
-		b->lines = grown;
-		b->cap = cap;
+		return am_fail(e, AM_E_INTERNAL, "registration id too long");
 	}
 	b->lines[b->n++] = line;
+	return AM_OK;
+}
+
+static enum am_err
+store_line(struct store *st, const struct audit_batch *b, size_t i, struct am_error *e)
+{
+	const struct audit_meta *m = &b->meta[i];
+
+	return store_audit_insert(st, m->at, m->event,
+				  m->registration_id[0] != '\0' ? m->registration_id : NULL,
+				  b->lines[i], e);
+}
+
+enum am_err
+audit_add(struct store *st, struct audit_batch *b, const char *tenant, int64_t at,
+	  const char *event, const char *registration_id, json_t *fields, struct am_error *e)
+{
+	enum am_err rc;
+
+	if ((rc = audit_prepare(b, tenant, at, event, registration_id, fields, e)) != AM_OK)
+		return rc;
+	if ((rc = store_line(st, b, b->n - 1, e)) != AM_OK)
+		free(b->lines[--b->n]);
+	return rc;
+}
+
+enum am_err
+audit_store_prepared(struct store *st, const struct audit_batch *b, struct am_error *e)
+{
+	enum am_err rc;
+
+	for (size_t i = 0; i < b->n; i++) {
+		if ((rc = store_line(st, b, i, e)) != AM_OK)
+			return rc;
+	}
 	return AM_OK;
 }
 
@@ -164,8 +224,8 @@ audit_flush(struct audit_sink *s, struct audit_batch *b)
 		}
 		pthread_mutex_unlock(&s->mu);
 	}
-	for (size_t i = 0; i < b->n; i++)
-		am_metrics_audit_line(b->lines[i]); /* gate: committed events as metrics */
+	for (size_t i = 0; b->meta != NULL && i < b->n; i++)
+		am_metrics_event_count(&b->meta[i].count); /* gate: committed events as metrics */
 	audit_discard(b);
 }
 
@@ -188,6 +248,8 @@ audit_discard(struct audit_batch *b)
 	for (size_t i = 0; i < b->n; i++)
 		free(b->lines[i]);
 	free(b->lines);
+	free(b->meta);
 	b->lines = NULL;
+	b->meta = NULL;
 	b->n = b->cap = 0;
 }

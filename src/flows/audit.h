@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "core/errors.h"
+#include "core/metrics.h"
 #include "store/store.h"
 
 struct audit_sink;
@@ -21,17 +22,42 @@ void audit_sink_free(struct audit_sink *s);
  * file is kept and AM_E_UNAVAILABLE returned. Other sinks: AM_OK. */
 enum am_err audit_sink_reopen(struct audit_sink *s, struct am_error *e) AM_WUR;
 
+/* What a line's row holds besides the line, and what it counts once
+ * committed. */
+struct audit_meta {
+	struct am_metrics_event count;
+	int64_t at;
+	const char *event; /* a string literal */
+	char registration_id[STORE_ID_LEN]; /* "" for none */
+};
+
 /* Events recorded in one transaction, emitted to the sink after commit. */
 struct audit_batch {
 	char **lines;
+	struct audit_meta *meta; /* beside lines[i]; NULL: none (a test's batch) */
 	size_t n, cap;
 };
 
 /* Records event for registration_id with the members of fields (stolen: the
- * batch takes the reference) in the store, and keeps its line for flush. */
+ * batch takes the reference) in the store, and keeps its line for flush.
+ * event must be a string literal (the batch keeps the pointer). */
 enum am_err audit_add(struct store *st, struct audit_batch *b, const char *tenant, int64_t at,
 		      const char *event, const char *registration_id, json_t *fields,
 		      struct am_error *e) AM_WUR;
+
+/* The first half of audit_add: builds the event's line into b (fields
+ * stolen, as there) without writing its row, for a step whose events are
+ * known before its transaction, so that the JSON is made on the request's
+ * thread rather than on the store writer's. audit_store_prepared writes the
+ * rows. */
+enum am_err audit_prepare(struct audit_batch *b, const char *tenant, int64_t at, const char *event,
+			  const char *registration_id, json_t *fields, struct am_error *e) AM_WUR;
+
+/* The second half: inserts the row of every line in b, which must all come
+ * from audit_prepare. The batch is unchanged, so a transaction that rolled
+ * back can run it again. */
+enum am_err audit_store_prepared(struct store *st, const struct audit_batch *b,
+				 struct am_error *e) AM_WUR;
 
 /* Writes the batch's lines to the sink and empties it. Runs after the
  * commit, so a failed write cannot fail the request: the events are already

@@ -69,29 +69,32 @@ anonymous_prepare(const struct flow_env *env, const char *ip, const char *reques
 	if ((rc = new_registration(env, REG_ANONYMOUS, REG_UNCLAIMED, type, ip, &p->reg, &p->res,
 				   e)) != AM_OK ||
 	    (rc = flow_new_credential(env, p->reg.id, type, env->cfg->scopes_pre_claim, NULL,
-				      "anonymous", NULL, NULL, &p->cred, &p->res, e)) != AM_OK)
+				      "anonymous", NULL, NULL, &p->cred, &p->res, e)) != AM_OK ||
+	    (rc = audit_prepare(&p->batch, env->cfg->tenant, p->reg.created_at,
+				"registration.created", p->reg.id,
+				created_fields("anonymous", p->reg.ip[0] != '\0' ? p->reg.ip : NULL),
+				e)) != AM_OK) {
+		audit_discard(&p->batch);
 		flow_result_wipe(&p->res, sizeof(p->res));
+	}
 	return rc;
 }
 
 /* The writes of an anonymous registration: one job of a batch (or one
- * transaction of its own, through flow_register_anonymous). */
+ * transaction of its own, through flow_register_anonymous). Its audit line
+ * stays prepared in p->batch whatever happens; the wipe discards it. */
 static enum am_err
 anonymous_write(struct store *st, void *arg, struct am_error *e)
 {
 	struct flow_pending_reg *p = arg;
-	const char *ip = p->reg.ip[0] != '\0' ? p->reg.ip : NULL;
 	enum am_err rc;
 
-	audit_discard(&p->batch); /* a retried job starts clean */
+	/* The event's line was made in anonymous_prepare, on the worker; a
+	 * run after a rollback writes its row again. */
 	if ((rc = store_reg_insert(st, &p->reg, e)) != AM_OK ||
 	    (rc = store_cred_insert(st, &p->cred, e)) != AM_OK ||
-	    (rc = audit_add(st, &p->batch, p->env->cfg->tenant, p->reg.created_at,
-			    "registration.created", p->reg.id, created_fields("anonymous", ip),
-			    e)) != AM_OK) {
-		audit_discard(&p->batch);
+	    (rc = audit_store_prepared(st, &p->batch, e)) != AM_OK)
 		return rc;
-	}
 	return AM_OK;
 }
 

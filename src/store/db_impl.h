@@ -38,6 +38,7 @@ struct db {
 	struct db_stmt *stmt; /* nq of them */
 	bool in_tx;
 	bool in_batch; /* a group-commit batch is open: begin/commit are savepoints */
+	bool sp_in_memory; /* SQLite: temp_store = MEMORY set, see db_batch_begin */
 	/* SQLite */
 	sqlite3 *h;
 	sqlite3_stmt *sp[SP_COUNT]; /* the savepoint statements, prepared once */

@@ -136,6 +136,7 @@ store_writer_new(struct store_pool *p, struct store_writer **out, struct am_erro
 		free(w);
 		return am_fail(e, AM_E_INTERNAL, "cannot start the store writer");
 	}
+	(void)pthread_setname_np(w->thread, "store-writer"); /* for top -H, perf, profile.py */
 	*out = w;
 	return AM_OK;
 }
