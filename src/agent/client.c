@@ -874,7 +874,7 @@ do_register(struct authmd_client *c, const struct authmd_discovery *d, const cha
  * service offers it too. Anonymous registration is v0.6 whenever offered. */
 static const struct authmd_discovery *
 v01_for_email(const struct authmd_client *c, const struct authmd_discovery *d,
-	       struct authmd_discovery *copy)
+	      struct authmd_discovery *copy)
 {
 	if (c->protocol != AUTHMD_PROTOCOL_AUTO || strcmp(d->protocol, "v0.6") != 0 ||
 	    d->register_uri[0] == '\0')

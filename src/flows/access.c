@@ -453,4 +453,3 @@ flow_introspect(const struct flow_env *env, struct store *st, const char *token,
 	*active = true;
 	return AM_OK;
 }
-

@@ -843,12 +843,10 @@ flow_register_idjag_submit(const struct flow_env *env, const char *ip, const cha
 }
 
 enum am_err
-flow_register_idjag_identity_submit(const struct flow_env *env, const char *ip,
-				    const char *assertion,
-				    void (*then)(struct store *st, const struct reg_result *res,
-						 void *arg),
-				    void *then_arg, struct flow_pending_idjag *p,
-				    void (*done)(void *arg), void *done_arg, struct am_error *e)
+flow_register_idjag_identity_submit(
+	const struct flow_env *env, const char *ip, const char *assertion,
+	void (*then)(struct store *st, const struct reg_result *res, void *arg), void *then_arg,
+	struct flow_pending_idjag *p, void (*done)(void *arg), void *done_arg, struct am_error *e)
 {
 	enum am_err rc;
 
@@ -1030,8 +1028,6 @@ out:
 	return rc;
 }
 
-/* The revocation job of struct flow_pending_op: a logout token's replay
- * record (when there is one) and every live credential its filter names. */
 /* A SET's revocation (the 2026-07-23 change): the registration of (iss,
  * sub, aud) is revoked even when it holds no live credential (a v0.6
  * registration that never exchanged its assertion); its credentials follow
@@ -1073,7 +1069,8 @@ revoke_one(const struct flow_env *env, struct store *st, struct flow_pending_op 
 	rc = store_cred_revoke(st, p->credential_id, now, e);
 	if (rc == AM_OK) {
 		p->count = 1;
-		rc = audit_add(st, &p->batch, env->cfg->tenant, now, "credential.revoked",
+		/* the v0.6 guide's event for it */
+		rc = audit_add(st, &p->batch, env->cfg->tenant, now, "token.revoked",
 			       p->registration_id,
 			       json_pack("{s:s, s:s}", "credential_id", p->credential_id, "reason",
 					 p->reason),
@@ -1090,6 +1087,9 @@ revoke_one(const struct flow_env *env, struct store *st, struct flow_pending_op 
 	return rc;
 }
 
+/* The revocation job of struct flow_pending_op: one access token
+ * (revoke_one); or a logout token's or SET's replay record (when there is
+ * one), a SET's registration, and every live credential its filter names. */
 static enum am_err
 revoke_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
 {

@@ -513,14 +513,14 @@ struct flow_pending_v06 {
 	const struct flow_env *env;
 	struct skey *keys;
 	enum flow_v06_kind kind;
-	bool via_idjag;			 /* a provider's ID-JAG: idjag holds its registration */
+	bool via_idjag; /* a provider's ID-JAG: idjag holds its registration */
 	struct flow_pending_idjag idjag;
-	struct store_reg reg;		 /* FLOW_V06_ANONYMOUS: the new row */
-	char reg_id[STORE_ID_LEN];	 /* FLOW_V06_TOKEN of our own assertion: its registration */
-	int64_t gen;			 /* and generation */
-	char jkt[48];			 /* FLOW_V06_TOKEN: the DPoP key to bind; "" : Bearer */
-	int64_t assertion_gen;		 /* FLOW_V06_IDJAG: the registration's generation */
-	enum am_err rc;			 /* the step's own outcome */
+	struct store_reg reg;	   /* FLOW_V06_ANONYMOUS: the new row */
+	char reg_id[STORE_ID_LEN]; /* FLOW_V06_TOKEN of our own assertion: its registration */
+	int64_t gen;		   /* and generation */
+	char jkt[48];		   /* FLOW_V06_TOKEN: the DPoP key to bind; "" : Bearer */
+	int64_t assertion_gen;	   /* FLOW_V06_IDJAG: the registration's generation */
+	enum am_err rc;		   /* the step's own outcome */
 	struct am_error err;
 	struct audit_batch batch;
 	struct v06_reg_result res;

@@ -90,7 +90,8 @@ anonymous_write(struct store *st, struct flow_pending_v06 *p, struct am_error *e
 	    (rc = audit_add(st, &p->batch, env->cfg->tenant, reg->created_at,
 			    "registration.created", reg->id,
 			    json_pack("{s:s, s:s, s:s?}", "registration_type", "anonymous",
-				      "protocol", "v0.6", "ip", reg->ip[0] != '\0' ? reg->ip : NULL),
+				      "protocol", "v0.6", "ip",
+				      reg->ip[0] != '\0' ? reg->ip : NULL),
 			    e)) != AM_OK ||
 	    (rc = audit_add(st, &p->batch, env->cfg->tenant, reg->created_at, "assertion.issued",
 			    reg->id, json_object(), e)) != AM_OK ||
@@ -482,8 +483,8 @@ flow_v06_token_submit(const struct flow_env *env, struct skey *keys, const char 
 	}
 	/* A provider's ID-JAG presented directly (draft -04): the whole
 	 * /agent/identity verification, then the exchange in its job. */
-	rc = flow_register_idjag_identity_submit(env, ip, assertion, idjag_then, p, &p->idjag,
-						 done, done_arg, &why);
+	rc = flow_register_idjag_identity_submit(env, ip, assertion, idjag_then, p, &p->idjag, done,
+						 done_arg, &why);
 	if (rc != AM_OK)
 		return as_grant_error(rc, &why, e);
 	p->via_idjag = true;
