@@ -441,7 +441,14 @@ cmd_register(struct authmd_client *c, const struct args *a)
 			printf("credential: %s, scopes %s%s%s\n", cred.credential_type, cred.scopes,
 			       cred.credential_expires[0] != '\0' ? ", expires " : "",
 			       cred.credential_expires);
-		if (strcmp(cred.method, "anonymous") == 0)
+		/* The CLI does not speak the v0.6 claim ceremony yet (issue 14):
+		 * say so here rather than at the claim that would fail. */
+		if (strcmp(cred.method, "anonymous") == 0 && strcmp(cred.protocol, "v0.6") == 0)
+			printf("to unlock %s the user must claim it; this CLI claims only v0.1 "
+			       "registrations for now: authmd --protocol v0.1 register %s "
+			       "--anonymous\n",
+			       cred.post_claim_scopes, a->url);
+		else if (strcmp(cred.method, "anonymous") == 0)
 			printf("to unlock %s, the user can claim it: authmd claim %s --email "
 			       "ADDR\n",
 			       cred.post_claim_scopes, a->url);
