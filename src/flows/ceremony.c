@@ -37,14 +37,6 @@ normalize_code(const char *typed, char out[AM_USER_CODE_CHARS + 1])
 	return n == AM_USER_CODE_CHARS;
 }
 
-static bool
-window_closed(const struct store_reg *reg, int64_t now)
-{
-	return reg->status == REG_EXPIRED ||
-	       ((reg->status == REG_UNCLAIMED || reg->status == REG_PENDING_CLAIM) &&
-		now >= reg->expires_at);
-}
-
 /* Inserts a new initiated attempt for reg bound to email (inside the
  * caller's transaction), with its user_code.minted event, into out. */
 static enum am_err
@@ -337,7 +329,7 @@ flow_ceremony_poll(const struct flow_env *env, struct store *st, struct skey *ke
 		return rc;
 	rc = store_ceremony_latest_for(st, reg.id, &att, e);
 	if (rc == AM_E_NOT_FOUND) {
-		if (window_closed(&reg, now))
+		if (flow_reg_window_closed(&reg, now))
 			return am_fail(e, AM_E_EXPIRED_TOKEN, "the registration expired");
 		return am_fail(e, AM_E_INVALID_GRANT,
 			       reg.status == REG_CLAIMED
@@ -355,7 +347,7 @@ flow_ceremony_poll(const struct flow_env *env, struct store *st, struct skey *ke
 				"assertion with the jwt-bearer grant");
 		return redeem(env, st, keys, &att, out, e);
 	}
-	if (window_closed(&reg, now))
+	if (flow_reg_window_closed(&reg, now))
 		return am_fail(e, AM_E_EXPIRED_TOKEN, "the claim ceremony window has closed");
 	if (reg.status == REG_CLAIMED)
 		return am_fail(e, AM_E_INVALID_GRANT,
@@ -397,7 +389,7 @@ flow_ceremony_peek(const struct flow_env *env, struct store *st, const char *att
 					    : rc;
 	if (reg->status == REG_CLAIMED || reg->status == REG_REVOKED)
 		return am_fail(e, AM_E_CLAIMED_OR_IN_FLIGHT, "this agent is claimed already");
-	if (window_closed(reg, now))
+	if (flow_reg_window_closed(reg, now))
 		return am_fail(e, AM_E_CLAIM_EXPIRED, "the agent's registration expired");
 	return AM_OK;
 }

@@ -20,8 +20,8 @@ flow_code_hash(const char *attempt_id, const char *code, uint8_t out[AM_HASH_LEN
 	OPENSSL_cleanse(buf, sizeof(buf));
 }
 
-static bool
-reg_window_closed(const struct store_reg *reg, int64_t now)
+bool
+flow_reg_window_closed(const struct store_reg *reg, int64_t now)
 {
 	return reg->status == REG_EXPIRED ||
 	       ((reg->status == REG_UNCLAIMED || reg->status == REG_PENDING_CLAIM) &&
@@ -54,7 +54,7 @@ flow_claimable(struct store *st, const char *claim_token, int64_t now, enum am_e
 		return rc;
 	if (reg->status == REG_CLAIMED)
 		return am_fail(e, claimed, "this registration is already claimed");
-	if (reg_window_closed(reg, now))
+	if (flow_reg_window_closed(reg, now))
 		return am_fail(e, AM_E_CLAIM_EXPIRED, "the registration expired; register again");
 	return AM_OK;
 }
@@ -333,7 +333,7 @@ live_attempt(const struct flow_env *env, struct store *st, const char *attempt_t
 	if (reg->status == REG_REVOKED || att->status == ATTEMPT_SUPERSEDED)
 		return am_fail(e, AM_E_CLAIM_SUPERSEDED,
 			       "this link was replaced by a newer one; use the latest email");
-	if (reg_window_closed(reg, now) || now >= att->expires_at)
+	if (flow_reg_window_closed(reg, now) || now >= att->expires_at)
 		return am_fail(e, AM_E_CLAIM_EXPIRED,
 			       "this link has expired; ask your agent to start again");
 	return AM_OK;

@@ -122,6 +122,10 @@ enum am_err flow_op_run_here(struct store *st, struct flow_pending_op *p,
 #define FLOW_CODE_MAX 16
 void flow_code_hash(const char *attempt_id, const char *code, uint8_t out[AM_HASH_LEN]);
 
+/* Whether reg's claim window is over: expired, or still unclaimed/pending
+ * at or after its expires_at. */
+bool flow_reg_window_closed(const struct store_reg *reg, int64_t now);
+
 /* ---- v0.6 pieces shared by identity.c and ceremony.c ---- */
 
 /* Mints the service's identity assertion for a registration: iss and aud

@@ -36,17 +36,6 @@ flow_return_to_ok(const char *s)
 	return strcspn(s + 1, ":") >= strcspn(s + 1, "/?#");
 }
 
-/* The code is stored as SHA-256(attempt id ":" code), as claim OTPs are. */
-static void
-code_hash(const char *attempt_id, const char *code, uint8_t out[AM_HASH_LEN])
-{
-	char buf[STORE_ID_LEN + AM_OTP_DIGITS + 2];
-
-	snprintf(buf, sizeof(buf), "%s:%s", attempt_id, code);
-	am_sha256_str(buf, out);
-	OPENSSL_cleanse(buf, sizeof(buf));
-}
-
 static enum am_err
 limited(struct am_error *e, int64_t retry_after, const char *what)
 {
@@ -142,7 +131,7 @@ start_step(struct store *st, struct flow_pending_login *p, struct am_error *e)
 	am_copy(l.id, sizeof(l.id), p->attempt_id);
 	am_copy(l.email, sizeof(l.email), p->email);
 	am_sha256_str(p->link, l.link_hash);
-	code_hash(l.id, p->code, l.code_hash);
+	flow_code_hash(l.id, p->code, l.code_hash);
 	memcpy(l.browser_hash, p->browser_hash, AM_HASH_LEN);
 	am_copy(l.return_to, sizeof(l.return_to), p->return_to);
 	am_copy(l.ip, sizeof(l.ip), p->ip);
@@ -236,7 +225,7 @@ presented_matches(const struct flow_pending_login *p, const struct store_login *
 		am_sha256_str(p->link, h);
 		ok = am_ct_equal(h, l->link_hash, AM_HASH_LEN);
 	} else {
-		code_hash(l->id, p->code, h);
+		flow_code_hash(l->id, p->code, h);
 		ok = am_ct_equal(h, l->code_hash, AM_HASH_LEN);
 	}
 	OPENSSL_cleanse(h, sizeof(h));

@@ -561,16 +561,31 @@ store_batch_job_end(struct store *st, bool keep)
 
 /* ---- users ---- */
 
+/* Runs the lookup q with its key bound at ?2 (a hash, or a text); on AM_OK
+ * *s stands on the row for the caller to read and then db_reset, else
+ * AM_E_NOT_FOUND (what names the lookup in a store error). */
+static enum am_err
+lookup_row(struct store *st, enum q q, const void *key, bool key_is_hash, const char *what,
+	   struct db_stmt **s, struct am_error *e)
+{
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, q, s, e)) != AM_OK)
+		return rc;
+	if (key_is_hash)
+		db_bind_hash(*s, 2, key);
+	else
+		db_bind_text(*s, 2, key);
+	return db_one(st->db, *s, what, e);
+}
+
 static enum am_err
 user_query(struct store *st, enum q q, const char *key, struct store_user *out, struct am_error *e)
 {
 	struct db_stmt *s;
 	enum am_err rc;
 
-	if ((rc = db_prep(st->db, q, &s, e)) != AM_OK)
-		return rc;
-	db_bind_text(s, 2, key);
-	if ((rc = db_one(st->db, s, "user lookup", e)) != AM_OK)
+	if ((rc = lookup_row(st, q, key, false, "user lookup", &s, e)) != AM_OK)
 		return rc;
 	db_col_text(s, 0, out->id, sizeof(out->id));
 	db_col_text(s, 1, out->email, sizeof(out->email));
@@ -676,13 +691,7 @@ reg_query(struct store *st, enum q q, const void *key, bool key_is_hash, struct 
 	struct db_stmt *s;
 	enum am_err rc;
 
-	if ((rc = db_prep(st->db, q, &s, e)) != AM_OK)
-		return rc;
-	if (key_is_hash)
-		db_bind_hash(s, 2, key);
-	else
-		db_bind_text(s, 2, key);
-	if ((rc = db_one(st->db, s, "registration lookup", e)) != AM_OK)
+	if ((rc = lookup_row(st, q, key, key_is_hash, "registration lookup", &s, e)) != AM_OK)
 		return rc;
 	read_reg(s, out);
 	db_reset(s);
@@ -813,13 +822,7 @@ attempt_query(struct store *st, enum q q, const void *key, bool key_is_hash,
 	struct db_stmt *s;
 	enum am_err rc;
 
-	if ((rc = db_prep(st->db, q, &s, e)) != AM_OK)
-		return rc;
-	if (key_is_hash)
-		db_bind_hash(s, 2, key);
-	else
-		db_bind_text(s, 2, key);
-	if ((rc = db_one(st->db, s, "attempt lookup", e)) != AM_OK)
+	if ((rc = lookup_row(st, q, key, key_is_hash, "attempt lookup", &s, e)) != AM_OK)
 		return rc;
 	read_attempt(s, out);
 	db_reset(s);
@@ -1775,13 +1778,7 @@ login_query(struct store *st, enum q q, const void *key, bool key_is_hash, struc
 	enum am_err rc;
 	int k;
 
-	if ((rc = db_prep(st->db, q, &s, e)) != AM_OK)
-		return rc;
-	if (key_is_hash)
-		db_bind_hash(s, 2, key);
-	else
-		db_bind_text(s, 2, key);
-	if ((rc = db_one(st->db, s, "login lookup", e)) != AM_OK)
+	if ((rc = lookup_row(st, q, key, key_is_hash, "login lookup", &s, e)) != AM_OK)
 		return rc;
 	memset(out, 0, sizeof(*out));
 	db_col_text(s, 0, out->id, sizeof(out->id));
@@ -2026,13 +2023,7 @@ ceremony_query(struct store *st, enum q q, const void *key, bool key_is_hash,
 	struct db_stmt *s;
 	enum am_err rc;
 
-	if ((rc = db_prep(st->db, q, &s, e)) != AM_OK)
-		return rc;
-	if (key_is_hash)
-		db_bind_hash(s, 2, key);
-	else
-		db_bind_text(s, 2, key);
-	if ((rc = db_one(st->db, s, "ceremony lookup", e)) != AM_OK)
+	if ((rc = lookup_row(st, q, key, key_is_hash, "ceremony lookup", &s, e)) != AM_OK)
 		return rc;
 	read_ceremony(s, out);
 	db_reset(s);
