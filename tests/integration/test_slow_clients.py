@@ -16,7 +16,7 @@ import threading
 import time
 import unittest
 
-from harness import Server
+from harness import Server, ServerTest
 
 ATTACKER = "127.0.0.2"
 VISITOR = "127.0.0.3"
@@ -129,21 +129,7 @@ def visit(port):
         conn.close()
 
 
-class ServerCase(unittest.TestCase):
-    OVERRIDES = {}
-
-    def setUp(self):
-        self.server = Server(self.OVERRIDES).start()
-
-    def tearDown(self):
-        rc = self.server.stop()
-        if rc != 0:
-            print(self.server.read_log())
-        self.server.cleanup()
-        self.assertEqual(rc, 0)
-
-
-class SlowlorisTest(ServerCase):
+class SlowlorisTest(ServerTest):
     # The shipped caps; short deadlines and log interval so the test sees
     # several rounds of reaping in a few seconds.
     OVERRIDES = {"server": {"header_timeout": "2", "request_timeout": "4",
@@ -185,7 +171,7 @@ class SlowlorisTest(ServerCase):
         self.assertLess(len(mhd_lines), 4 * (self.ROUNDS + 5), "\n".join(mhd_lines[:20]))
 
 
-class PerAddressCapTest(ServerCase):
+class PerAddressCapTest(ServerTest):
     # Long deadlines: only the cap closes connections here.
     OVERRIDES = {"server": {"max_connections_per_ip": "50", "header_timeout": "120",
                             "request_timeout": "120", "idle_timeout": "120"}}
@@ -208,7 +194,7 @@ class PerAddressCapTest(ServerCase):
             attack.close()
 
 
-class TrustedProxyCapTest(ServerCase):
+class TrustedProxyCapTest(ServerTest):
     """A trusted proxy's connections all come from its one address, so it is
     not held to the per-address cap (issue 8: nginx auth_request met 502s
     once its upstream connections to /authz passed 128); others still are."""
@@ -247,7 +233,7 @@ class TrustedProxyCapTest(ServerCase):
         self.assertEqual(status, 200)
 
 
-class DeadlineTest(ServerCase):
+class DeadlineTest(ServerTest):
     OVERRIDES = {"server": {"header_timeout": "2", "request_timeout": "3"}}
 
     def trickle_until_closed(self, first, more, max_steps):
