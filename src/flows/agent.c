@@ -365,15 +365,18 @@ record_client(struct store *st, const char *registration_id, const struct cimd_c
 
 /* The first-link ceremony's start, inside the caller's transaction: a
  * pending agent registration for (iss, sub) bound to the existing
- * account's address, with a claim token (in out) and a claim attempt whose
- * link goes to that address (token, mailed after the commit). No
- * delegation and no credential until the code comes back (see
- * flow_first_link_complete). */
+ * account's address, with a claim token (in out) and either (v0.1, cer
+ * NULL) a claim attempt whose link goes to that address (token, mailed
+ * after the commit) or (v0.6) a user_code ceremony attempt bound to it
+ * (cer), which the account's owner completes signed in at /claim. No
+ * delegation and no credential until then (see flow_first_link_complete
+ * and flow_first_link_delegate). */
 static enum am_err
 first_link_start(const struct flow_env *env, struct store *st, const struct verified *v,
 		 const struct identity *id, const struct store_user *to, enum cred_type type,
 		 const char *ip, struct audit_batch *batch, struct store_attempt *att,
-		 char token[FLOW_SECRET_LEN], struct reg_result *out, struct am_error *e)
+		 char token[FLOW_SECRET_LEN], struct ceremony_block *cer, struct reg_result *out,
+		 struct am_error *e)
 {
 	struct store_reg reg = {0};
 	int64_t now = flow_now(env);
@@ -400,7 +403,9 @@ first_link_start(const struct flow_env *env, struct store *st, const struct veri
 		id->agent_context_id != NULL ? id->agent_context_id : "");
 	if ((rc = store_reg_insert(st, &reg, e)) != AM_OK ||
 	    (rc = record_client(st, reg.id, id->client, now, e)) != AM_OK ||
-	    (rc = flow_new_attempt(env, st, &reg, reg.email, ip, att, token, e)) != AM_OK ||
+	    (rc = cer != NULL
+			  ? flow_ceremony_new_attempt(env, st, &reg, reg.email, batch, cer, e)
+			  : flow_new_attempt(env, st, &reg, reg.email, ip, att, token, e)) != AM_OK ||
 	    (rc = audit_add(st, batch, env->cfg->tenant, now, "registration.created", reg.id,
 			    json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:b, s:s, s:s?, s:s, "
 				      "s:s?, s:s?}",
@@ -413,8 +418,9 @@ first_link_start(const struct flow_env *env, struct store *st, const struct veri
 				      nonempty(id->client->logo_uri)),
 			    e)) != AM_OK ||
 	    (rc = audit_add(st, batch, env->cfg->tenant, now, "claim.requested", reg.id,
-			    json_pack("{s:s, s:s, s:s?}", "email", reg.email, "claim_attempt_id",
-				      att->id, "ip", ip),
+			    json_pack("{s:s, s:s, s:s?, s:s}", "email", reg.email,
+				      "claim_attempt_id", cer != NULL ? cer->attempt_id : att->id,
+				      "ip", ip, "ceremony", cer != NULL ? "user_code" : "mail"),
 			    e)) != AM_OK)
 		return rc;
 	am_copy(out->registration_id, sizeof(out->registration_id), reg.id);
@@ -427,9 +433,8 @@ first_link_start(const struct flow_env *env, struct store *st, const struct veri
 }
 
 enum am_err
-flow_first_link_complete(const struct flow_env *env, struct store *st, const struct store_reg *reg,
-			 const char *user_id, struct audit_batch *batch, struct reg_result *out,
-			 struct am_error *e)
+flow_first_link_delegate(const struct flow_env *env, struct store *st, const struct store_reg *reg,
+			 const char *user_id, struct audit_batch *batch, struct am_error *e)
 {
 	const struct am_provider *p = am_config_provider(env->cfg, reg->iss);
 	const char *aud = env->cfg->public_url;
@@ -451,16 +456,31 @@ flow_first_link_complete(const struct flow_env *env, struct store *st, const str
 		return rc;
 	if ((rc = store_delegation_insert(st, reg->iss, reg->sub, aud, user_id, reg->id, now, e)) !=
 		    AM_OK ||
-	    (rc = flow_issue_credential_for(env, st, reg->id, reg->credential_type, p->scopes,
-					    user_id, reg->iss, reg->sub, out, e)) != AM_OK ||
 	    (rc = audit_add(st, batch, env->cfg->tenant, now, "delegation.created", reg->id,
 			    json_pack("{s:s, s:s, s:s, s:s, s:s}", "iss", reg->iss, "sub", reg->sub,
 				      "provider", p->name, "user_id", user_id, "via", "first_link"),
 			    e)) != AM_OK)
 		return rc;
-	out->agent_verified = true;
 	log_info("delegation created registration=%s provider=%s user=%s via=first_link", reg->id,
 		 p->name, user_id);
+	return AM_OK;
+}
+
+enum am_err
+flow_first_link_complete(const struct flow_env *env, struct store *st, const struct store_reg *reg,
+			 const char *user_id, struct audit_batch *batch, struct reg_result *out,
+			 struct am_error *e)
+{
+	const struct am_provider *p;
+	enum am_err rc;
+
+	if ((rc = flow_first_link_delegate(env, st, reg, user_id, batch, e)) != AM_OK)
+		return rc;
+	p = am_config_provider(env->cfg, reg->iss);
+	if ((rc = flow_issue_credential_for(env, st, reg->id, reg->credential_type, p->scopes,
+					    user_id, reg->iss, reg->sub, out, e)) != AM_OK)
+		return rc;
+	out->agent_verified = true;
 	return AM_OK;
 }
 
@@ -536,6 +556,7 @@ struct idjag_state {
 	char token[FLOW_SECRET_LEN];
 	struct store_user link_to;
 	struct store_attempt att;
+	struct ceremony_block ceremony; /* v0.6 first link: its user_code attempt */
 	bool link, created;
 	bool identity_only; /* v0.6: the registration without a credential */
 	/* v0.6: store work of the caller's, run in the same group-commit job
@@ -555,6 +576,7 @@ idjag_free(struct idjag_state *s)
 	jose_token_free(&s->t);
 	flow_result_wipe(&s->res, sizeof(s->res));
 	flow_result_wipe(s->token, sizeof(s->token));
+	flow_result_wipe(&s->ceremony, sizeof(s->ceremony));
 	free(s);
 }
 
@@ -612,6 +634,8 @@ idjag_client(struct idjag_state *s, struct cimd_waiter *w, bool *pending, struct
 			       &retry_after, e);
 }
 
+static enum am_err v01_auth_time(struct idjag_state *s, struct am_error *e);
+
 /* Every check that needs no store, fetching a document here if need be. */
 static enum am_err
 idjag_prepare(const struct flow_env *env, const char *ip, const char *assertion,
@@ -622,7 +646,7 @@ idjag_prepare(const struct flow_env *env, const char *ip, const char *assertion,
 
 	if ((rc = idjag_verify(env, ip, assertion, requested_type, &s, e)) != AM_OK)
 		return rc;
-	if ((rc = idjag_client(s, NULL, NULL, e)) != AM_OK) {
+	if ((rc = v01_auth_time(s, e)) != AM_OK || (rc = idjag_client(s, NULL, NULL, e)) != AM_OK) {
 		idjag_free(s);
 		return rc;
 	}
@@ -651,7 +675,9 @@ idjag_write(struct store *st, struct idjag_state *s, struct am_error *e)
 		goto fail;
 	if (s->link) {
 		if ((rc = first_link_start(env, st, &s->v, &s->id, &s->link_to, s->type, ip,
-					   &s->batch, &s->att, s->token, &s->res, e)) != AM_OK ||
+					   &s->batch, &s->att, s->token,
+					   s->identity_only ? &s->ceremony : NULL, &s->res, e)) !=
+			    AM_OK ||
 		    (rc = store_commit(st, e)) != AM_OK)
 			goto fail;
 		return AM_OK;
@@ -697,7 +723,13 @@ idjag_answer(struct idjag_state *s, struct reg_result *out, struct am_error *e)
 	enum am_err rc;
 
 	audit_flush(env->audit, &s->batch);
-	if (s->link) {
+	if (s->link && s->identity_only) {
+		/* v0.6: the agent shows the user_code; nothing is mailed (the
+		 * owner signs in at the service, docs/protocol.md) */
+		log_info("first link requested registration=%s provider=%s ceremony=user_code "
+			 "attempt=%s",
+			 s->res.registration_id, s->v.provider->name, s->ceremony.attempt_id);
+	} else if (s->link) {
 		log_info("first link requested registration=%s provider=%s", s->res.registration_id,
 			 s->v.provider->name);
 		/* After the commit, as for email registrations: no write lock
@@ -729,21 +761,21 @@ flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip
 	return rc;
 }
 
-/* v0.5's auth_time rule: present (unless [v06] max_auth_age is 0), not in
- * the future beyond the skew, at most max_auth_age old. */
+/* v0.5's auth_time rule, with the provider's window (max, 0: auth_time
+ * optional): present unless the window is 0, not in the future beyond the
+ * skew, at most max old. */
 static enum am_err
-check_auth_time(const struct flow_env *env, const json_t *claims, struct am_error *e)
+check_auth_time(const struct flow_env *env, int64_t max, const json_t *claims, struct am_error *e)
 {
 	const struct am_config *cfg = env->cfg;
 	int64_t now = flow_now(env), at;
 	json_t *v = json_object_get(claims, "auth_time");
 
 	if (v == NULL)
-		return cfg->v06_max_auth_age == 0 ? AM_OK
-						  : am_fail(e, AM_E_LOGIN_REQUIRED,
-							    "the ID-JAG has no auth_time; sign the "
-							    "user in again at the "
-							    "provider and mint a fresh one");
+		return max == 0 ? AM_OK
+				: am_fail(e, AM_E_LOGIN_REQUIRED,
+					  "the ID-JAG has no auth_time; sign the user in again at the "
+					  "provider and mint a fresh one");
 	if (!json_is_integer(v) || json_integer_value(v) <= 0)
 		return am_fail(e, AM_E_INVALID_REQUEST,
 			       "the token's auth_time claim must be a positive whole number of "
@@ -751,12 +783,35 @@ check_auth_time(const struct flow_env *env, const json_t *claims, struct am_erro
 	at = (int64_t)json_integer_value(v);
 	if (at > am_time_add(now, cfg->clock_skew))
 		return am_fail(e, AM_E_LOGIN_REQUIRED, "the ID-JAG's auth_time is in the future");
-	if (cfg->v06_max_auth_age > 0 && now - at > cfg->v06_max_auth_age)
+	if (max > 0 && now - at > max)
 		return am_fail(e, AM_E_LOGIN_REQUIRED,
 			       "the user signed in at the provider more than %lld s ago; sign in "
 			       "again (prompt=login) and mint a fresh ID-JAG",
-			       (long long)cfg->v06_max_auth_age);
+			       (long long)max);
 	return AM_OK;
+}
+
+/* The v0.6 endpoints' auth_time check of a verified token (before its jti
+ * is spent), the window used going to *max_out for the 401's max_age. */
+static enum am_err
+fresh_enough(struct idjag_state *s, int64_t *max_out, struct am_error *e)
+{
+	*max_out = am_provider_max_auth_age(s->env->cfg, s->v.provider);
+	return check_auth_time(s->env, *max_out, s->t.claims, e);
+}
+
+/* v0.1 does not require auth_time; a provider entry may
+ * ([provider] require_auth_time), with its window. */
+static enum am_err
+v01_auth_time(struct idjag_state *s, struct am_error *e)
+{
+	int64_t max;
+
+	if (!s->v.provider->require_auth_time)
+		return AM_OK;
+	if ((max = am_provider_max_auth_age(s->env->cfg, s->v.provider)) == 0)
+		max = -1; /* required, of any age */
+	return check_auth_time(s->env, max, s->t.claims, e);
 }
 
 static enum am_err
@@ -839,6 +894,11 @@ flow_register_idjag_submit(const struct flow_env *env, const char *ip, const cha
 	memset(p, 0, sizeof(*p));
 	if ((rc = idjag_verify(env, ip, assertion, requested_type, &p->s, e)) != AM_OK)
 		return rc;
+	if ((rc = v01_auth_time(p->s, e)) != AM_OK) {
+		idjag_free(p->s);
+		p->s = NULL;
+		return rc;
+	}
 	return idjag_submit(env, p, done, done_arg, e);
 }
 
@@ -855,7 +915,7 @@ flow_register_idjag_identity_submit(
 		return rc;
 	/* v0.5: the user's sign-in must be fresh, checked on the verified
 	 * claims and before the jti is spent. */
-	if ((rc = check_auth_time(env, p->s->t.claims, e)) != AM_OK) {
+	if ((rc = fresh_enough(p->s, &p->max_auth_age, e)) != AM_OK) {
 		idjag_free(p->s);
 		p->s = NULL;
 		return rc;
@@ -878,6 +938,12 @@ flow_pending_idjag_result(struct flow_pending_idjag *p, struct reg_result *out, 
 		return p->s->rc;
 	}
 	return idjag_answer(p->s, out, e);
+}
+
+const struct ceremony_block *
+flow_pending_idjag_claim(const struct flow_pending_idjag *p)
+{
+	return p->s != NULL && p->s->link && p->s->identity_only ? &p->s->ceremony : NULL;
 }
 
 void

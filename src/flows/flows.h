@@ -225,6 +225,7 @@ struct idjag_state;
 struct flow_pending_idjag {
 	struct store_job job;
 	struct idjag_state *s; /* the flow's */
+	int64_t max_auth_age;  /* v0.6: the auth_time window checked (a 401's max_age) */
 	void (*done)(void *arg);
 	void *done_arg;
 };
@@ -487,6 +488,7 @@ struct v06_reg_result {
 	struct reg_result reg;
 	char *assertion; /* NULL for a first link (interaction_required) */
 	int64_t assertion_expires;
+	struct ceremony_block claim; /* a first link: its user_code attempt */
 };
 
 void flow_v06_reg_wipe(struct v06_reg_result *r);

@@ -54,6 +54,7 @@ void
 flow_v06_reg_wipe(struct v06_reg_result *r)
 {
 	flow_result_wipe(&r->reg, sizeof(r->reg));
+	flow_result_wipe(&r->claim, sizeof(r->claim));
 	free(r->assertion);
 	r->assertion = NULL;
 }
@@ -508,8 +509,14 @@ flow_pending_v06_result(struct flow_pending_v06 *p, struct am_error *e)
 			return rc;
 		}
 		if (p->res.reg.claim_token[0] != '\0') { /* a first link: nothing more */
-			if (p->kind == FLOW_V06_IDJAG)
+			const struct ceremony_block *c = flow_pending_idjag_claim(&p->idjag);
+
+			if (p->kind == FLOW_V06_IDJAG && c != NULL) {
+				p->res.claim = *c;
 				return AM_OK;
+			}
+			if (p->kind == FLOW_V06_IDJAG)
+				return am_fail(e, AM_E_INTERNAL, "a first link without its attempt");
 			return am_fail(e, AM_E_INVALID_GRANT,
 				       "this identity must first be linked to an existing account; "
 				       "present the ID-JAG at /agent/identity");
