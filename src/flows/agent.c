@@ -1,5 +1,6 @@
 /* The agent-verified flow: ID-JAG registration, user matching, delegations,
  * and revocation by logout token or by the operator. */
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -559,6 +560,7 @@ struct idjag_state {
 	struct ceremony_block ceremony; /* v0.6 first link: its user_code attempt */
 	bool link, created;
 	bool identity_only; /* v0.6: the registration without a credential */
+	struct flow_pending_idclaim *claim; /* v0.7: a claim of an anonymous registration */
 	/* v0.6: store work of the caller's, run in the same group-commit job
 	 * once the registration is written (not for a first link) */
 	void (*then)(struct store *st, const struct reg_result *res, void *arg);
@@ -814,6 +816,8 @@ v01_auth_time(struct idjag_state *s, struct am_error *e)
 	return check_auth_time(s->env, max, s->t.claims, e);
 }
 
+static enum am_err claim_write(struct store *st, struct idjag_state *s, struct am_error *e);
+
 static enum am_err
 idjag_job(struct store *st, void *arg, struct am_error *e)
 {
@@ -824,7 +828,8 @@ idjag_job(struct store *st, void *arg, struct am_error *e)
 	 * the batch); its refusal (a replayed jti, a block) is the answer, not
 	 * a failure of the batch. */
 	memset(&p->s->err, 0, sizeof(p->s->err));
-	p->s->rc = idjag_write(st, p->s, &p->s->err);
+	p->s->rc = p->s->claim != NULL ? claim_write(st, p->s, &p->s->err)
+				       : idjag_write(st, p->s, &p->s->err);
 	if (p->s->rc == AM_OK && !p->s->link && p->s->then != NULL)
 		p->s->then(st, &p->s->res, p->s->then_arg);
 	return AM_OK;
@@ -1431,4 +1436,198 @@ flow_revoke_bulk(const struct flow_env *env, struct store *st, const struct stor
 		 const char *reason, int *count, struct am_error *e)
 {
 	return revoke_matching(env, st, f, reason, false, NULL, count, e);
+}
+
+/* ---- v0.7: the ID-JAG claim of an anonymous registration ---- */
+
+/* The first-link gate of the claim: an attempt bound to the existing
+ * account's address; its owner completes it at /claim. */
+static enum am_err
+claim_step_up(struct store *st, struct idjag_state *s, const struct store_reg *reg,
+	      struct am_error *e)
+{
+	const struct flow_env *env = s->env;
+	struct flow_pending_idclaim *c = s->claim;
+	enum am_err rc;
+
+	if ((rc = check_blocks(st, s->v.iss, s->v.sub, s->link_to.id, reg->id, e)) != AM_OK ||
+	    (rc = flow_ceremony_new_attempt(env, st, reg, s->link_to.email, &s->batch,
+					    &c->ceremony, e)) != AM_OK)
+		return rc;
+	if (reg->status == REG_UNCLAIMED &&
+	    (rc = store_reg_transition(st, reg->id, REG_UNCLAIMED, REG_PENDING_CLAIM, e)) != AM_OK)
+		return rc;
+	c->step_up = true;
+	return audit_add(st, &s->batch, env->cfg->tenant, flow_now(env), "claim.requested", reg->id,
+			 json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s, s:s, s:s}", "email",
+				   s->link_to.email, "claim_attempt_id", c->ceremony.attempt_id,
+				   "ip", nonempty(s->ip), "ceremony", "user_code", "via",
+				   "identity_assertion", "iss", s->v.iss, "sub", s->v.sub,
+				   "provider", s->v.provider->name),
+			 e);
+}
+
+/* A clean match: the registration is the user's now. */
+static enum am_err
+claim_now(struct store *st, struct idjag_state *s, const struct store_reg *reg,
+	  struct am_error *e)
+{
+	const struct flow_env *env = s->env;
+	const struct am_config *cfg = env->cfg;
+	struct flow_pending_idclaim *c = s->claim;
+	struct store_delegation d;
+	struct store_user u;
+	int64_t now = flow_now(env);
+	int revoked = 0;
+	enum am_err rc;
+
+	if ((rc = check_blocks(st, s->v.iss, s->v.sub, s->user_id, reg->id, e)) != AM_OK)
+		return rc;
+	rc = store_delegation_get(st, s->v.iss, s->v.sub, cfg->public_url, &d, e);
+	if (rc == AM_E_NOT_FOUND) {
+		/* the subject's first registration here is this one */
+		if ((rc = store_delegation_insert(st, s->v.iss, s->v.sub, cfg->public_url,
+						  s->user_id, reg->id, now, e)) != AM_OK ||
+		    (rc = audit_add(st, &s->batch, cfg->tenant, now, "delegation.created", reg->id,
+				    json_pack("{s:s, s:s, s:s, s:s, s:s}", "iss", s->v.iss, "sub",
+					      s->v.sub, "provider", s->v.provider->name, "user_id",
+					      s->user_id, "via", "identity_claim"),
+				    e)) != AM_OK)
+			return rc;
+	} else if (rc != AM_OK) {
+		return rc;
+	}
+	rc = store_reg_claim(st, reg->id, s->user_id, now, e);
+	if (rc == AM_E_NOT_FOUND)
+		rc = am_fail(e, AM_E_CLAIMED_OR_IN_FLIGHT, "this registration was claimed meanwhile");
+	/* as at the user_code ceremony's completion (v0.4): the pre-claim
+	 * access tokens end, a v0.1 API key gets the post-claim scopes, and
+	 * an open attempt stops working */
+	if (rc != AM_OK ||
+	    (rc = store_cred_revoke_reg_type(st, reg->id, CRED_ACCESS_TOKEN, now, &revoked, e)) !=
+		    AM_OK ||
+	    (rc = store_cred_upgrade(st, reg->id, s->user_id, cfg->scopes_post_claim, e)) !=
+		    AM_OK ||
+	    (rc = store_ceremony_expire_open(st, reg->id, e)) != AM_OK ||
+	    (rc = store_reg_gen(st, reg->id, &c->gen, e)) != AM_OK)
+		return rc;
+	/* the assertion names the user's address only when the user holds it */
+	c->email[0] = '\0';
+	if (s->id.email[0] != '\0') {
+		rc = store_user_by_email(st, s->id.email, &u, e);
+		if (rc == AM_OK && strcmp(u.id, s->user_id) == 0)
+			am_copy(c->email, sizeof(c->email), u.email);
+		else if (rc != AM_OK && rc != AM_E_NOT_FOUND)
+			return rc;
+	}
+	am_copy(c->user_id, sizeof(c->user_id), s->user_id);
+	return audit_add(st, &s->batch, cfg->tenant, now, "claim.confirmed", reg->id,
+			 json_pack("{s:s, s:s?, s:s, s:s, s:s, s:s, s:i}", "claimed_by_user_id",
+				   s->user_id, "ip", nonempty(s->ip), "ceremony",
+				   "identity_assertion", "iss", s->v.iss, "sub", s->v.sub,
+				   "provider", s->v.provider->name, "credentials_revoked", revoked),
+			 e);
+}
+
+/* The claim's transaction: the replay record, the registration, the user,
+ * then the claim or the step-up. */
+static enum am_err
+claim_write(struct store *st, struct idjag_state *s, struct am_error *e)
+{
+	const struct flow_env *env = s->env;
+	struct flow_pending_idclaim *c = s->claim;
+	struct store_reg reg;
+	enum am_err rc;
+
+	audit_discard(&s->batch);
+	c->step_up = false;
+	if ((rc = store_begin(st, e)) != AM_OK)
+		return rc;
+	if ((rc = record_jti(env, st, &s->v, "idjag", e)) != AM_OK ||
+	    (rc = flow_claimable(st, c->claim_token, flow_now(env), AM_E_CLAIMED_OR_IN_FLIGHT, &reg,
+				 e)) != AM_OK)
+		goto fail;
+	if (reg.kind != REG_ANONYMOUS) {
+		rc = am_fail(e, AM_E_CLAIMED_OR_IN_FLIGHT,
+			     "only an anonymous registration is claimed with an identity "
+			     "assertion; this one is %s",
+			     reg.kind == REG_AGENT ? "a provider identity's" : "bound to an address");
+		goto fail;
+	}
+	am_copy(c->registration_id, sizeof(c->registration_id), reg.id);
+	if ((rc = match_user(env, st, &s->v, &s->id, s->user_id, &s->link, &s->link_to, e)) !=
+		    AM_OK ||
+	    (rc = s->link ? claim_step_up(st, s, &reg, e) : claim_now(st, s, &reg, e)) != AM_OK ||
+	    (rc = store_commit(st, e)) != AM_OK)
+		goto fail;
+	return AM_OK;
+fail:
+	store_rollback(st);
+	audit_discard(&s->batch);
+	flow_result_wipe(&c->ceremony, sizeof(c->ceremony));
+	return rc;
+}
+
+enum am_err
+flow_identity_claim_submit(const struct flow_env *env, struct skey *keys, const char *ip,
+			   const char *claim_token, const char *assertion,
+			   struct flow_pending_idclaim *p, void (*done)(void *arg), void *done_arg,
+			   struct am_error *e)
+{
+	struct flow_pending_idjag *j = &p->idjag;
+	enum am_err rc;
+
+	memset(p, 0, sizeof(*p));
+	p->env = env;
+	p->keys = keys;
+	if (!am_copy(p->claim_token, sizeof(p->claim_token), claim_token))
+		return am_fail(e, AM_E_INVALID_REQUEST, "claim_token is too long");
+	if ((rc = idjag_verify(env, ip, assertion, NULL, &j->s, e)) != AM_OK)
+		return rc;
+	/* v0.5's freshness, before the jti is spent */
+	if ((rc = fresh_enough(j->s, &j->max_auth_age, e)) != AM_OK) {
+		idjag_free(j->s);
+		j->s = NULL;
+		return rc;
+	}
+	j->s->identity_only = true;
+	j->s->claim = p;
+	return idjag_submit(env, j, done, done_arg, e);
+}
+
+enum am_err
+flow_pending_idclaim_result(struct flow_pending_idclaim *p, struct am_error *e)
+{
+	struct flow_pending_idjag *j = &p->idjag;
+	const struct flow_env *env = p->env;
+
+	if (j->job.rc != AM_OK) {
+		*e = j->job.err;
+		return j->job.rc;
+	}
+	if (j->s->rc != AM_OK) {
+		*e = j->s->err;
+		return j->s->rc;
+	}
+	audit_flush(env->audit, &j->s->batch);
+	if (p->step_up) {
+		log_info("claim requested registration=%s provider=%s ceremony=user_code "
+			 "via=identity_assertion attempt=%s",
+			 p->registration_id, j->s->v.provider->name, p->ceremony.attempt_id);
+		return AM_OK;
+	}
+	log_info("claim confirmed registration=%s user=%s via=identity_assertion provider=%s",
+		 p->registration_id, p->user_id, j->s->v.provider->name);
+	/* CPU work only, on the request's thread once durable */
+	return flow_v06_mint(env, p->keys, p->registration_id, "anonymous", p->gen,
+			     p->email[0] != '\0' ? p->email : NULL, &p->assertion,
+			     &p->assertion_expires, e);
+}
+
+void
+flow_pending_idclaim_wipe(struct flow_pending_idclaim *p)
+{
+	flow_pending_idjag_wipe(&p->idjag);
+	free(p->assertion);
+	OPENSSL_cleanse(p, sizeof(*p));
 }
