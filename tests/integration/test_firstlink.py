@@ -7,13 +7,16 @@ subject are answered at once. Also [provider] max_auth_age per provider
 (login_required) and v0.7's ID-JAG claim of an anonymous registration
 (POST /agent/identity/claim {type: identity_assertion}). The same walk in
 a real browser: tests/browser/firstlink.mjs."""
+import base64
 import json
 import re
+import subprocess
 import time
 import unittest
 import urllib.parse
 
-from harness import ID_JAG_URN, Provider, Server, provider_overrides, register_idjag
+from harness import (ID_JAG_URN, SERVER, Provider, Server, provider_overrides,
+                     register_idjag)
 from webclient import WebClient, csrf_of, hidden
 
 CLAIM_GRANT = "urn:workos:agent-auth:grant-type:claim"
@@ -288,6 +291,165 @@ class MaxAuthAgeTest(FirstLinkBase):
         # the lax provider (require_auth_time off): v0.1 as ever
         claims = self.lax.claims(self.server, sub="v2", email="v2@example.test")
         self.assertEqual(register_idjag(self.server, self.lax.sign(claims)).status, 200)
+
+
+def jwt_claims(token):
+    part = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+class IdentityClaimTest(FirstLinkBase):
+    """v0.7 (unmerged): POST /agent/identity/claim {type: identity_assertion}."""
+
+    def anonymous(self):
+        r = self.server.post("/agent/identity", {"type": "anonymous"})
+        self.assertEqual(r.status, 200, r)
+        return r.json
+
+    def claim(self, claim_token, assertion, **extra):
+        body = {"type": "identity_assertion", "claim_token": claim_token, "assertion": assertion}
+        body.update(extra)
+        return self.server.post("/agent/identity/claim", body)
+
+    def reg_row(self, rid):
+        return self.server.db_query("SELECT status, user_id FROM registrations WHERE id = ?",
+                                    (rid,))[0]
+
+    def test_a_clean_match_claims_at_once_with_a_new_user(self):
+        reg = self.anonymous()
+        pre = self.exchange(reg["identity_assertion"]).json["access_token"]
+        r = self.claim(reg["claim_token"], self.mint(sub="c1", email="c1@example.test"))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.header("Cache-Control"), "no-store")
+        body = r.json
+        self.assertEqual((body["status"], body["registration_id"]),
+                         ("claimed", reg["registration_id"]))
+        self.assertEqual(body["identity"]["assertion"], body["identity_assertion"])
+        self.assertEqual(body["identity"]["expires_at"], body["assertion_expires"])
+        self.assertNotIn("refresh_token", body["identity"])
+        self.assertEqual(body["scopes"], ["api.read", "api.write"])
+        claims = jwt_claims(body["identity_assertion"])
+        self.assertEqual((claims["sub"], claims["email"], claims["registration_type"]),
+                         (reg["registration_id"], "c1@example.test", "anonymous"))
+        user = self.user_id("c1@example.test")
+        self.assertEqual(self.reg_row(reg["registration_id"]), ("claimed", user))
+        self.assertEqual(self.delegations("c1"), [(user,)])
+        # the pre-claim token ended; the new assertion gets the post-claim scopes
+        self.assertEqual(self.server.bearer("GET", "/api/resource", pre).status, 401)
+        t = self.exchange(body["identity_assertion"])
+        self.assertEqual((t.status, t.json["scope"]), (200, "api.read api.write"))
+        events = {e["event"]: e for e in self.server.audit_events()
+                  if e.get("registration_id") == reg["registration_id"]}
+        self.assertEqual(events["claim.confirmed"]["ceremony"], "identity_assertion")
+        self.assertEqual(events["claim.confirmed"]["credentials_revoked"], 1)
+        self.assertEqual(events["delegation.created"]["via"], "identity_claim")
+        # claimed now: a second claim is refused, whatever it carries
+        r = self.claim(reg["claim_token"], self.mint(sub="c1", email="c1@example.test"))
+        self.assertV06Error(r, 409, "claimed_or_in_flight")
+
+    def test_a_subject_with_a_delegation_claims_for_its_user(self):
+        first = self.identity_idjag(self.mint(sub="c2", email="c2@example.test"))
+        self.assertEqual(first.status, 200, first)
+        user = self.user_id("c2@example.test")
+        reg = self.anonymous()
+        r = self.claim(reg["claim_token"], self.mint(sub="c2", email="c2@example.test"))
+        self.assertEqual((r.status, r.json["status"]), (200, "claimed"), r)
+        self.assertEqual(self.reg_row(reg["registration_id"]), ("claimed", user))
+        self.assertEqual(self.delegations("c2"), [(user,)])  # no second one
+
+    def test_a_step_up_starts_the_first_link_ceremony(self):
+        self.account()
+        reg = self.anonymous()
+        r = self.claim(reg["claim_token"], self.mint(sub="c3", email=OWNER))
+        self.assertEqual(r.status, 200, r)
+        body = r.json
+        self.assertEqual((body["status"], body["registration_id"]),
+                         ("initiated", reg["registration_id"]))
+        self.assertBlock(body["claim_attempt"])
+        self.assertNotIn("identity_assertion", body)
+        rows = self.server.db_query("SELECT email FROM ceremony_attempts WHERE id = ?",
+                                    (body["claim_attempt_id"],))
+        self.assertEqual(rows, [(OWNER,)])
+        self.assertEqual(self.reg_row(reg["registration_id"]), ("pending_claim", None))
+        self.assertOAuthError(self.poll(reg["claim_token"]), "authorization_pending")
+        b, page = self.open_as(OWNER, body["claim_attempt"])
+        self.assertEqual(page.status, 200, page)
+        self.assertEqual(self.confirm(b, page, body["claim_attempt"]["user_code"]).status, 200)
+        self.assertEqual(self.reg_row(reg["registration_id"]),
+                         ("claimed", self.user_id(OWNER)))
+        t = self.poll(reg["claim_token"])
+        self.assertEqual(t.status, 200, t)
+
+    def test_only_anonymous_unclaimed_registrations(self):
+        self.account()
+        sa = self.server.post("/agent/identity", {"type": "service_auth", "login_hint": OWNER})
+        self.assertEqual(sa.status, 200, sa)
+        self.assertV06Error(self.claim(sa.json["claim_token"], self.mint(sub="c4")), 409,
+                            "claimed_or_in_flight")
+        link = self.step_up(sub="c5")
+        self.assertV06Error(self.claim(link["claim_token"], self.mint(sub="c6")), 409,
+                            "claimed_or_in_flight")
+        self.assertV06Error(self.claim("clm_unknown", self.mint(sub="c7")), 400,
+                            "invalid_claim_token")
+        reg = self.anonymous()
+        self.server.db_write("UPDATE registrations SET expires_at = 1 WHERE id = ?",
+                             (reg["registration_id"],))
+        self.assertV06Error(self.claim(reg["claim_token"], self.mint(sub="c8")), 410,
+                            "claim_expired")
+        # a malformed body and an unknown type
+        self.assertV06Error(self.server.post("/agent/identity/claim",
+                                             {"type": "identity_assertion",
+                                              "claim_token": reg["claim_token"]}),
+                            400, "invalid_request")
+        self.assertV06Error(self.server.post("/agent/identity/claim",
+                                             {"type": "magic", "claim_token": "x"}),
+                            400, "invalid_request")
+
+    def test_every_id_jag_refusal_on_this_path(self):
+        reg = self.anonymous()
+        now = int(time.time())
+        kid = self.provider.stats()["es_kid"]
+        good = self.mint(sub="n1", email="n1@example.test")
+        h, p, sig = good.split(".")
+        claims = jwt_claims(good)
+        claims["sub"] = "someone-else"  # changed after signing
+        forged = (h + "." + base64.urlsafe_b64encode(json.dumps(claims).encode())
+                  .rstrip(b"=").decode() + "." + sig)
+        cases = {
+            "invalid_issuer": self.mint(sub="n1", iss="https://evil.test"),
+            "invalid_signature": forged,
+            "expired": self.mint(sub="n1", iat=now - 900, exp=now - 600),
+            "invalid_audience": self.mint(sub="n1", aud="https://other.test"),
+            "invalid_client_id": self.mint(sub="n1", client_id="https://other.test"),
+            "missing_verified_email": self.mint(sub="n1", email_verified=False),
+            "invalid_request": self.provider.sign(
+                self.provider.claims(self.server, sub="n1", auth_time=now), typ="JWT",
+                kid=kid),
+        }
+        for code, token in cases.items():
+            with self.subTest(code):
+                self.assertV06Error(self.claim(reg["claim_token"], token), 400, code)
+        with self.subTest("login_required"):
+            r = self.claim(reg["claim_token"], self.mint(sub="n1", auth_time=now - 7200))
+            self.assertEqual((r.status, r.json["error"], r.json["max_age"]),
+                             (401, "login_required", 3600), r.json)
+            self.assertIn('max_age="3600"', r.header("WWW-Authenticate"))
+        # nothing was claimed by any of them
+        self.assertEqual(self.reg_row(reg["registration_id"])[0], "unclaimed")
+        with self.subTest("replay_detected"):
+            token = self.mint(sub="n2", email="n2@example.test")
+            self.assertEqual(self.identity_idjag(token).status, 200)
+            self.assertV06Error(self.claim(reg["claim_token"], token), 400, "replay_detected")
+        with self.subTest("invalid_grant (operator block)"):
+            r = subprocess.run([SERVER, "revoke", "--config", self.server.config, "--issuer",
+                                self.provider.url, "--subject", "n3"],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertV06Error(self.claim(reg["claim_token"],
+                                           self.mint(sub="n3", email="n3@example.test")),
+                                400, "invalid_grant")
+        self.assertEqual(self.reg_row(reg["registration_id"])[0], "unclaimed")
+        self.assertEqual(self.delegations("n3"), [])
 
 
 if __name__ == "__main__":
