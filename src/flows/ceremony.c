@@ -13,7 +13,6 @@
 #include "flows/internal.h"
 #include "mail/mail.h"
 
-#define PREFIX_CEREMONY_TOKEN "cat_"
 #define SLOW_DOWN_STEP 5 /* RFC 8628 3.5: each slow_down adds 5 s to the interval */
 
 /* What the user typed, as the code was minted: upper case, without dashes
@@ -43,48 +42,6 @@ window_closed(const struct store_reg *reg, int64_t now)
 	return reg->status == REG_EXPIRED ||
 	       ((reg->status == REG_UNCLAIMED || reg->status == REG_PENDING_CLAIM) &&
 		now >= reg->expires_at);
-}
-
-enum am_err
-flow_ceremony_new_attempt(const struct flow_env *env, struct store *st, const struct store_reg *reg,
-	    const char *email, struct audit_batch *batch, struct ceremony_block *out,
-	    struct am_error *e)
-{
-	const struct am_config *cfg = env->cfg;
-	struct store_ceremony c = {0};
-	char code[AM_USER_CODE_CHARS + 1];
-	int64_t now = flow_now(env);
-	enum am_err rc;
-
-	if ((rc = flow_ordered_id("cla_", c.id, sizeof(c.id), e)) != AM_OK ||
-	    (rc = am_rand_token(PREFIX_CEREMONY_TOKEN, out->attempt_token,
-				sizeof(out->attempt_token), e)) != AM_OK ||
-	    (rc = am_rand_user_code(code, e)) != AM_OK)
-		goto out;
-	am_copy(c.registration_id, sizeof(c.registration_id), reg->id);
-	am_sha256_str(out->attempt_token, c.token_hash);
-	flow_code_hash(c.id, code, c.code_hash);
-	am_copy(c.email, sizeof(c.email), email);
-	c.attempts_left = cfg->ceremony_code_tries;
-	c.status = CEREMONY_INITIATED;
-	c.created_at = now;
-	c.expires_at = min64(am_time_add(now, cfg->ceremony_code_ttl), reg->expires_at);
-	c.poll_interval = cfg->ceremony_interval;
-	if ((rc = store_ceremony_expire_open(st, reg->id, e)) != AM_OK ||
-	    (rc = store_ceremony_insert(st, &c, e)) != AM_OK ||
-	    (rc = audit_add(st, batch, cfg->tenant, now, "user_code.minted", reg->id,
-			    json_pack("{s:s}", "claim_attempt_id", c.id), e)) != AM_OK)
-		goto out;
-	am_copy(out->registration_id, sizeof(out->registration_id), reg->id);
-	am_copy(out->attempt_id, sizeof(out->attempt_id), c.id);
-	snprintf(out->user_code, sizeof(out->user_code), "%.4s-%.4s", code, code + 4);
-	out->expires_at = c.expires_at;
-	out->interval = c.poll_interval;
-out:
-	OPENSSL_cleanse(code, sizeof(code));
-	if (rc != AM_OK)
-		OPENSSL_cleanse(out, sizeof(*out));
-	return rc;
 }
 
 /* ---- POST /agent/identity/claim ---- */

@@ -544,3 +544,16 @@ flow_pending_v06_result(struct flow_pending_v06 *p, struct am_error *e)
 	}
 	return AM_OK;
 }
+
+enum am_err
+flow_pending_idclaim_result(struct flow_pending_idclaim *p, struct am_error *e)
+{
+	enum am_err rc;
+
+	if ((rc = flow_pending_idclaim_outcome(p, e)) != AM_OK || p->step_up)
+		return rc;
+	/* CPU work only, on the request's thread once durable */
+	return flow_v06_mint(p->env, p->keys, p->registration_id, "anonymous", p->gen,
+			     p->email[0] != '\0' ? p->email : NULL, &p->assertion,
+			     &p->assertion_expires, e);
+}

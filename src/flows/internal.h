@@ -74,6 +74,11 @@ enum am_err flow_first_link_delegate(const struct flow_env *env, struct store *s
  * attempt (for the interaction_required answer); NULL when it was none. */
 const struct ceremony_block *flow_pending_idjag_claim(const struct flow_pending_idjag *p);
 
+/* flow_pending_idclaim_result without the assertion (agent.c): the job's
+ * outcome, its events flushed and logged. */
+enum am_err flow_pending_idclaim_outcome(struct flow_pending_idclaim *p,
+					 struct am_error *e) AM_WUR;
+
 /* Inserts a new initiated user_code attempt for reg bound to email (inside
  * the caller's transaction; the open one expires), with its
  * user_code.minted event in batch; the code and token into out. */

@@ -12,6 +12,13 @@
 #include "jose/jose.h"
 #include "service/service.h"
 
+static void
+no_store(struct http_resp *rs)
+{
+	http_add_header(rs, "Cache-Control", "no-store");
+	http_add_header(rs, "Pragma", "no-cache");
+}
+
 /* The verification URL routes through /login, whose return_to is the /claim
  * page of the attempt (docs/protocol.md). The attempt token (base62 and
  * "_") and the code (the RFC 8628 alphabet and "-") need no escaping; the
@@ -41,6 +48,40 @@ svc_ceremony_block(const struct app *a, const struct ceremony_block *c, int64_t 
 			 uri, "verification_uri_complete", complete, "expires_in",
 			 (json_int_t)(c->expires_at > now ? c->expires_at - now : 0), "interval",
 			 (json_int_t)c->interval);
+}
+
+void
+svc_login_required(struct http_resp *rs, int64_t max_age, const struct am_error *e)
+{
+	/* v0.5: the guide's 401 shape, with the window in both places */
+	char hdr[160];
+
+	snprintf(hdr, sizeof(hdr), "AgentAuth error=\"login_required\", max_age=\"%lld\"",
+		 (long long)max_age);
+	http_reply_json(rs, 401,
+			json_pack("{s:s, s:s, s:s, s:I}", "error", "login_required",
+				  "error_description", e->detail, "message", e->detail, "max_age",
+				  (json_int_t)max_age));
+	http_add_header(rs, "WWW-Authenticate", hdr);
+	no_store(rs);
+}
+
+void
+svc_interaction_required(const struct app *a, struct http_resp *rs, json_t *body,
+			 const struct ceremony_block *c)
+{
+	json_object_set_new(body, "error", json_string("interaction_required"));
+	json_object_set_new(body, "error_description",
+			    json_string("the owner of the existing account must confirm linking "
+					"this provider identity: show them verification_uri and "
+					"user_code, then poll the claim grant"));
+	json_object_set_new(body, "claim_attempt_id", json_string(c->attempt_id));
+	json_object_set_new(body, "claim", svc_ceremony_block(a, c, am_clock_now(&a->env.clock)));
+	http_reply_json(rs, 401, body);
+	http_add_header(rs, "WWW-Authenticate",
+			"AgentAuth error=\"interaction_required\", error_description=\"the "
+			"account owner must confirm the link\"");
+	no_store(rs);
 }
 
 /* An attempt started: {registration_id, claim_attempt_id, status:
@@ -80,8 +121,7 @@ claim_render(struct app *a, struct http_req *rq, struct http_resp *rs, struct fl
 	if (rc != AM_OK)
 		return rc;
 	http_reply_json(rs, 200, attempt_body(a, c));
-	http_add_header(rs, "Cache-Control", "no-store");
-	http_add_header(rs, "Pragma", "no-cache");
+	no_store(rs);
 	return AM_OK;
 }
 
@@ -143,8 +183,7 @@ idclaim_finish(void *app, struct http_req *rq, struct http_resp *rs, struct am_e
 					  "scopes", am_json_scopes(a->cfg->scopes_post_claim),
 					  "identity", identity));
 	}
-	http_add_header(rs, "Cache-Control", "no-store");
-	http_add_header(rs, "Pragma", "no-cache");
+	no_store(rs);
 	return AM_OK;
 }
 

@@ -123,40 +123,6 @@ v06_finish(void *app, struct http_req *rq, struct http_resp *rs, struct am_error
 	return k->render(app, rs, &k->p, flow_pending_v06_result(&k->p, e), e);
 }
 
-void
-svc_login_required(struct http_resp *rs, int64_t max_age, const struct am_error *e)
-{
-	/* v0.5: the guide's 401 shape, with the window in both places */
-	char hdr[160];
-
-	snprintf(hdr, sizeof(hdr), "AgentAuth error=\"login_required\", max_age=\"%lld\"",
-		 (long long)max_age);
-	http_reply_json(rs, 401,
-			json_pack("{s:s, s:s, s:s, s:I}", "error", "login_required",
-				  "error_description", e->detail, "message", e->detail, "max_age",
-				  (json_int_t)max_age));
-	http_add_header(rs, "WWW-Authenticate", hdr);
-	no_store(rs);
-}
-
-void
-svc_interaction_required(const struct app *a, struct http_resp *rs, json_t *body,
-			 const struct ceremony_block *c)
-{
-	json_object_set_new(body, "error", json_string("interaction_required"));
-	json_object_set_new(body, "error_description",
-			    json_string("the owner of the existing account must confirm linking "
-					"this provider identity: show them verification_uri and "
-					"user_code, then poll the claim grant"));
-	json_object_set_new(body, "claim_attempt_id", json_string(c->attempt_id));
-	json_object_set_new(body, "claim", svc_ceremony_block(a, c, am_clock_now(&a->env.clock)));
-	http_reply_json(rs, 401, body);
-	http_add_header(rs, "WWW-Authenticate",
-			"AgentAuth error=\"interaction_required\", error_description=\"the "
-			"account owner must confirm the link\"");
-	no_store(rs);
-}
-
 /* /agent/identity's answer for rc (a refusal at submit or the outcome). */
 static enum am_err
 identity_render(struct app *a, struct http_resp *rs, struct flow_pending_v06 *p, enum am_err rc,
