@@ -93,12 +93,13 @@ first_link_text(const struct app *a, struct am_buf *b, const struct websession *
 	am_buf_puts(b, "</strong> at <strong>");
 	am_buf_html(b, a->cfg->resource_name);
 	am_buf_puts(b, "</strong>, so the agent it runs can act for you.</p><p class=\"muted\">"
-		       "The provider says its user (");
+		       "The provider vouches that its user <strong>");
 	am_buf_html(b, reg->sub);
-	am_buf_puts(b, ") has the verified email address <strong>");
+	am_buf_puts(b, "</strong> has the verified email address (or phone number) of this "
+		       "account, <strong>");
 	am_buf_html(b, reg->email);
-	am_buf_puts(b, "</strong> (or the phone number) of this account. Once linked, that "
-		       "provider's agents get in without asking again and may use: <strong>");
+	am_buf_puts(b, "</strong>. Once linked, that provider's agents for this user get in "
+		       "without asking again and may use: <strong>");
 	am_buf_html(b, p != NULL ? p->scopes : "");
 	am_buf_puts(b, "</strong>.</p>");
 }

@@ -346,6 +346,19 @@ class IdentityClaimTest(FirstLinkBase):
         # claimed now: a second claim is refused, whatever it carries
         r = self.claim(reg["claim_token"], self.mint(sub="c1", email="c1@example.test"))
         self.assertV06Error(r, 409, "claimed_or_in_flight")
+        # the subject's later ID-JAG finds this registration through the delegation
+        later = self.identity_idjag(self.mint(sub="c1", email="c1@example.test"))
+        self.assertEqual((later.status, later.json["registration_id"]),
+                         (200, reg["registration_id"]), later)
+        # and the provider's revocation of the subject ends it (2026-07-23 SET)
+        set_token = self.provider.sign(self.provider.logout_claims(self.server, sub="c1"),
+                                       typ="secevent+jwt")
+        r = self.server.request("POST", "/agent/event/notify", raw=set_token.encode(),
+                                content_type="application/secevent+jwt")
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual(self.server.bearer("GET", "/api/resource",
+                                            t.json["access_token"]).status, 401)
+        self.assertEqual(self.reg_row(reg["registration_id"])[0], "revoked")
 
     def test_a_subject_with_a_delegation_claims_for_its_user(self):
         first = self.identity_idjag(self.mint(sub="c2", email="c2@example.test"))
