@@ -405,7 +405,8 @@ first_link_start(const struct flow_env *env, struct store *st, const struct veri
 	if ((rc = store_reg_insert(st, &reg, e)) != AM_OK ||
 	    (rc = record_client(st, reg.id, id->client, now, e)) != AM_OK ||
 	    (rc = cer != NULL
-			  ? flow_ceremony_new_attempt(env, st, &reg, reg.email, batch, cer, e)
+			  ? flow_ceremony_new_attempt(env, st, &reg, reg.email, NULL, NULL, batch,
+						      cer, e)
 			  : flow_new_attempt(env, st, &reg, reg.email, ip, att, token, e)) != AM_OK ||
 	    (rc = audit_add(st, batch, env->cfg->tenant, now, "registration.created", reg.id,
 			    json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:b, s:s, s:s?, s:s, "
@@ -1441,7 +1442,8 @@ flow_revoke_bulk(const struct flow_env *env, struct store *st, const struct stor
 /* ---- v0.7: the ID-JAG claim of an anonymous registration ---- */
 
 /* The first-link gate of the claim: an attempt bound to the existing
- * account's address; its owner completes it at /claim. */
+ * account's address and naming the subject; its owner completes it at
+ * /claim, which links the subject too (flows/ceremony.c). */
 static enum am_err
 claim_step_up(struct store *st, struct idjag_state *s, const struct store_reg *reg,
 	      struct am_error *e)
@@ -1451,8 +1453,8 @@ claim_step_up(struct store *st, struct idjag_state *s, const struct store_reg *r
 	enum am_err rc;
 
 	if ((rc = check_blocks(st, s->v.iss, s->v.sub, s->link_to.id, reg->id, e)) != AM_OK ||
-	    (rc = flow_ceremony_new_attempt(env, st, reg, s->link_to.email, &s->batch,
-					    &c->ceremony, e)) != AM_OK)
+	    (rc = flow_ceremony_new_attempt(env, st, reg, s->link_to.email, s->v.iss, s->v.sub,
+					    &s->batch, &c->ceremony, e)) != AM_OK)
 		return rc;
 	if (reg->status == REG_UNCLAIMED &&
 	    (rc = store_reg_transition(st, reg->id, REG_UNCLAIMED, REG_PENDING_CLAIM, e)) != AM_OK)

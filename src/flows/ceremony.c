@@ -78,7 +78,8 @@ start_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
 		rc = am_fail(e, AM_E_INVALID_REQUEST, "the field \"email\" is required");
 		goto fail;
 	}
-	if ((rc = flow_ceremony_new_attempt(env, st, &reg, addr, &p->batch, &p->ceremony, e)) != AM_OK)
+	if ((rc = flow_ceremony_new_attempt(env, st, &reg, addr, NULL, NULL, &p->batch,
+					    &p->ceremony, e)) != AM_OK)
 		goto fail;
 	if (reg.status == REG_UNCLAIMED &&
 	    (rc = store_reg_transition(st, reg.id, REG_UNCLAIMED, REG_PENDING_CLAIM, e)) != AM_OK)
@@ -166,7 +167,8 @@ flow_service_auth_register(const struct flow_env *env, struct store *st, const c
 			    json_pack("{s:s, s:s, s:s?}", "registration_type", "service_auth",
 				      "protocol", "v0.6", "ip", ip),
 			    e)) != AM_OK ||
-	    (rc = flow_ceremony_new_attempt(env, st, &reg, reg.email, &batch, &res.claim, e)) != AM_OK ||
+	    (rc = flow_ceremony_new_attempt(env, st, &reg, reg.email, NULL, NULL, &batch,
+					    &res.claim, e)) != AM_OK ||
 	    (rc = audit_add(st, &batch, cfg->tenant, now, "claim.requested", reg.id,
 			    json_pack("{s:s, s:s, s:s?, s:s}", "email", reg.email,
 				      "claim_attempt_id", res.claim.attempt_id, "ip", ip,
@@ -463,6 +465,16 @@ complete_tx(const struct flow_env *env, struct store *st, const struct flow_pend
 	if (reg.kind == REG_AGENT &&
 	    (rc = flow_first_link_delegate(env, st, &reg, p->user_id, batch, e)) != AM_OK)
 		goto fail;
+	/* v0.7's ID-JAG claim that met the gate: the attempt names the subject */
+	if (reg.kind == REG_ANONYMOUS && att.link_iss[0] != '\0') {
+		struct store_reg subject = reg;
+
+		am_copy(subject.iss, sizeof(subject.iss), att.link_iss);
+		am_copy(subject.sub, sizeof(subject.sub), att.link_sub);
+		if ((rc = flow_first_link_delegate(env, st, &subject, p->user_id, batch, e)) !=
+		    AM_OK)
+			goto fail;
+	}
 	if (reg.kind == REG_ANONYMOUS &&
 	    /* v0.4: the pre-claim access tokens end; the claim grant answers the
 	     * canonical one. A v0.1 API key keeps its value at the new scopes. */

@@ -81,9 +81,12 @@ enum am_err flow_pending_idclaim_outcome(struct flow_pending_idclaim *p,
 
 /* Inserts a new initiated user_code attempt for reg bound to email (inside
  * the caller's transaction; the open one expires), with its
- * user_code.minted event in batch; the code and token into out. */
+ * user_code.minted event in batch; the code and token into out. link_iss
+ * and link_sub (NULL: none) name the provider subject its confirmation
+ * links to the confirming user (v0.7's ID-JAG claim, migration 0016). */
 enum am_err flow_ceremony_new_attempt(const struct flow_env *env, struct store *st,
 				      const struct store_reg *reg, const char *email,
+				      const char *link_iss, const char *link_sub,
 				      struct audit_batch *batch, struct ceremony_block *out,
 				      struct am_error *e) AM_WUR;
 

@@ -23,8 +23,8 @@ flow_code_hash(const char *attempt_id, const char *code, uint8_t out[AM_HASH_LEN
 
 enum am_err
 flow_ceremony_new_attempt(const struct flow_env *env, struct store *st, const struct store_reg *reg,
-	    const char *email, struct audit_batch *batch, struct ceremony_block *out,
-	    struct am_error *e)
+			  const char *email, const char *link_iss, const char *link_sub,
+			  struct audit_batch *batch, struct ceremony_block *out, struct am_error *e)
 {
 	const struct am_config *cfg = env->cfg;
 	struct store_ceremony c = {0};
@@ -41,6 +41,12 @@ flow_ceremony_new_attempt(const struct flow_env *env, struct store *st, const st
 	am_sha256_str(out->attempt_token, c.token_hash);
 	flow_code_hash(c.id, code, c.code_hash);
 	am_copy(c.email, sizeof(c.email), email);
+	if (link_iss != NULL && link_sub != NULL &&
+	    (!am_copy(c.link_iss, sizeof(c.link_iss), link_iss) ||
+	     !am_copy(c.link_sub, sizeof(c.link_sub), link_sub))) {
+		rc = am_fail(e, AM_E_INVALID_REQUEST, "the subject to link is too long");
+		goto out;
+	}
 	c.attempts_left = cfg->ceremony_code_tries;
 	c.status = CEREMONY_INITIATED;
 	c.created_at = now;

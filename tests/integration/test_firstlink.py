@@ -390,8 +390,17 @@ class IdentityClaimTest(FirstLinkBase):
         self.assertEqual(self.confirm(b, page, body["claim_attempt"]["user_code"]).status, 200)
         self.assertEqual(self.reg_row(reg["registration_id"]),
                          ("claimed", self.user_id(OWNER)))
+        rows = self.server.db_query("SELECT link_iss, link_sub FROM ceremony_attempts "
+                                    "WHERE id = ?", (body["claim_attempt_id"],))
+        self.assertEqual(rows, [(self.provider.url, "c3")])
+        # the owner's confirmation linked the subject too
+        self.assertEqual(self.delegations("c3"), [(self.user_id(OWNER),)])
         t = self.poll(reg["claim_token"])
         self.assertEqual(t.status, 200, t)
+        self.assertEqual(t.json["scope"], "api.read api.write")
+        later = self.identity_idjag(self.mint(sub="c3", email=OWNER))
+        self.assertEqual((later.status, later.json["registration_id"]),
+                         (200, reg["registration_id"]), later)
 
     def test_only_anonymous_unclaimed_registrations(self):
         self.account()
