@@ -77,12 +77,13 @@ wrong_account_page(struct app *a, struct http_resp *rs, const struct websession 
 	return AM_OK;
 }
 
-/* A first link (v0.5): a trusted provider's user, matched to this account
- * by a verified address or phone, is to be linked to it. The provider's
- * name is the trust list's, never the provider's own words. */
+/* A first link (v0.5): a trusted provider's user (reg's iss and sub),
+ * matched to this account by a verified address or phone, is to be linked
+ * to it, the registration then getting scopes. The provider's name is the
+ * trust list's, never the provider's own words. */
 static void
 first_link_text(const struct app *a, struct am_buf *b, const struct websession *s,
-		const struct store_reg *reg)
+		const struct store_reg *reg, const char *scopes)
 {
 	const struct am_provider *p = am_config_provider(a->cfg, reg->iss);
 
@@ -100,7 +101,7 @@ first_link_text(const struct app *a, struct am_buf *b, const struct websession *
 	am_buf_html(b, reg->email);
 	am_buf_puts(b, "</strong>. Once linked, that provider's agents for this user get in "
 		       "without asking again and may use: <strong>");
-	am_buf_html(b, p != NULL ? p->scopes : "");
+	am_buf_html(b, scopes);
 	am_buf_puts(b, "</strong>.</p>");
 }
 
@@ -122,7 +123,17 @@ form_page(struct app *a, struct http_resp *rs, int status, const struct websessi
 		return rc;
 	}
 	if (reg->kind == REG_AGENT) {
-		first_link_text(a, &b, s, reg);
+		const struct am_provider *p = am_config_provider(a->cfg, reg->iss);
+
+		first_link_text(a, &b, s, reg, p != NULL ? p->scopes : "");
+	} else if (att->link_iss[0] != '\0') {
+		/* v0.7's ID-JAG claim that met the gate: the attempt names it */
+		struct store_reg subject = *reg;
+
+		am_copy(subject.iss, sizeof(subject.iss), att->link_iss);
+		am_copy(subject.sub, sizeof(subject.sub), att->link_sub);
+		am_copy(subject.email, sizeof(subject.email), att->email);
+		first_link_text(a, &b, s, &subject, a->cfg->scopes_post_claim);
 	} else {
 		am_buf_puts(&b, "<p>An AI agent asks to act for your account <strong>");
 		am_buf_html(&b, s->email);

@@ -387,6 +387,8 @@ class IdentityClaimTest(FirstLinkBase):
         self.assertOAuthError(self.poll(reg["claim_token"]), "authorization_pending")
         b, page = self.open_as(OWNER, body["claim_attempt"])
         self.assertEqual(page.status, 200, page)
+        self.assertIn(b"is asking to link one of its users", page.body)
+        self.assertIn(b"c3", page.body)
         self.assertEqual(self.confirm(b, page, body["claim_attempt"]["user_code"]).status, 200)
         self.assertEqual(self.reg_row(reg["registration_id"]),
                          ("claimed", self.user_id(OWNER)))
