@@ -404,10 +404,10 @@ first_link_start(const struct flow_env *env, struct store *st, const struct veri
 		id->agent_context_id != NULL ? id->agent_context_id : "");
 	if ((rc = store_reg_insert(st, &reg, e)) != AM_OK ||
 	    (rc = record_client(st, reg.id, id->client, now, e)) != AM_OK ||
-	    (rc = cer != NULL
-			  ? flow_ceremony_new_attempt(env, st, &reg, reg.email, NULL, NULL, batch,
-						      cer, e)
-			  : flow_new_attempt(env, st, &reg, reg.email, ip, att, token, e)) != AM_OK ||
+	    (rc = cer != NULL ? flow_ceremony_new_attempt(env, st, &reg, reg.email, NULL, NULL,
+							  batch, cer, e)
+			      : flow_new_attempt(env, st, &reg, reg.email, ip, att, token, e)) !=
+		    AM_OK ||
 	    (rc = audit_add(st, batch, env->cfg->tenant, now, "registration.created", reg.id,
 			    json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:b, s:s, s:s?, s:s, "
 				      "s:s?, s:s?}",
@@ -560,7 +560,7 @@ struct idjag_state {
 	struct store_attempt att;
 	struct ceremony_block ceremony; /* v0.6 first link: its user_code attempt */
 	bool link, created;
-	bool identity_only; /* v0.6: the registration without a credential */
+	bool identity_only;		    /* v0.6: the registration without a credential */
 	struct flow_pending_idclaim *claim; /* v0.7: a claim of an anonymous registration */
 	/* v0.6: store work of the caller's, run in the same group-commit job
 	 * once the registration is written (not for a first link) */
@@ -777,8 +777,8 @@ check_auth_time(const struct flow_env *env, int64_t max, const json_t *claims, s
 	if (v == NULL)
 		return max == 0 ? AM_OK
 				: am_fail(e, AM_E_LOGIN_REQUIRED,
-					  "the ID-JAG has no auth_time; sign the user in again at the "
-					  "provider and mint a fresh one");
+					  "the ID-JAG has no auth_time; sign the user in again at "
+					  "the provider and mint a fresh one");
 	if (!json_is_integer(v) || json_integer_value(v) <= 0)
 		return am_fail(e, AM_E_INVALID_REQUEST,
 			       "the token's auth_time claim must be a positive whole number of "
@@ -1471,8 +1471,7 @@ claim_step_up(struct store *st, struct idjag_state *s, const struct store_reg *r
 
 /* A clean match: the registration is the user's now. */
 static enum am_err
-claim_now(struct store *st, struct idjag_state *s, const struct store_reg *reg,
-	  struct am_error *e)
+claim_now(struct store *st, struct idjag_state *s, const struct store_reg *reg, struct am_error *e)
 {
 	const struct flow_env *env = s->env;
 	const struct am_config *cfg = env->cfg;
@@ -1501,7 +1500,8 @@ claim_now(struct store *st, struct idjag_state *s, const struct store_reg *reg,
 	}
 	rc = store_reg_claim(st, reg->id, s->user_id, now, e);
 	if (rc == AM_E_NOT_FOUND)
-		rc = am_fail(e, AM_E_CLAIMED_OR_IN_FLIGHT, "this registration was claimed meanwhile");
+		rc = am_fail(e, AM_E_CLAIMED_OR_IN_FLIGHT,
+			     "this registration was claimed meanwhile");
 	/* as at the user_code ceremony's completion (v0.4): the pre-claim
 	 * access tokens end, a v0.1 API key gets the post-claim scopes, and
 	 * an open attempt stops working */
@@ -1553,7 +1553,8 @@ claim_write(struct store *st, struct idjag_state *s, struct am_error *e)
 		rc = am_fail(e, AM_E_CLAIMED_OR_IN_FLIGHT,
 			     "only an anonymous registration is claimed with an identity "
 			     "assertion; this one is %s",
-			     reg.kind == REG_AGENT ? "a provider identity's" : "bound to an address");
+			     reg.kind == REG_AGENT ? "a provider identity's"
+						   : "bound to an address");
 		goto fail;
 	}
 	am_copy(c->registration_id, sizeof(c->registration_id), reg.id);

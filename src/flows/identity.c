@@ -516,7 +516,8 @@ flow_pending_v06_result(struct flow_pending_v06 *p, struct am_error *e)
 				return AM_OK;
 			}
 			if (p->kind == FLOW_V06_IDJAG)
-				return am_fail(e, AM_E_INTERNAL, "a first link without its attempt");
+				return am_fail(e, AM_E_INTERNAL,
+					       "a first link without its attempt");
 			return am_fail(e, AM_E_INVALID_GRANT,
 				       "this identity must first be linked to an existing account; "
 				       "present the ID-JAG at /agent/identity");

@@ -76,8 +76,7 @@ const struct ceremony_block *flow_pending_idjag_claim(const struct flow_pending_
 
 /* flow_pending_idclaim_result without the assertion (agent.c): the job's
  * outcome, its events flushed and logged. */
-enum am_err flow_pending_idclaim_outcome(struct flow_pending_idclaim *p,
-					 struct am_error *e) AM_WUR;
+enum am_err flow_pending_idclaim_outcome(struct flow_pending_idclaim *p, struct am_error *e) AM_WUR;
 
 /* Inserts a new initiated user_code attempt for reg bound to email (inside
  * the caller's transaction; the open one expires), with its
@@ -170,8 +169,8 @@ enum am_err flow_v06_mint(const struct flow_env *env, struct skey *keys,
  * into out. */
 enum am_err flow_v06_issue_in_tx(const struct flow_env *env, struct store *st,
 				 const struct store_reg *reg, const char *scopes, const char *grant,
-				 const char *jkt, struct audit_batch *batch, struct v06_token_result *out,
-				 struct am_error *e) AM_WUR;
+				 const char *jkt, struct audit_batch *batch,
+				 struct v06_token_result *out, struct am_error *e) AM_WUR;
 
 /* The registration of a claim token if it can still be claimed: unknown
  * and revoked give AM_E_INVALID_CLAIM_TOKEN, claimed ones `claimed` (the

@@ -68,4 +68,3 @@ out:
 		OPENSSL_cleanse(out, sizeof(*out));
 	return rc;
 }
-

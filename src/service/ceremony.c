@@ -254,8 +254,8 @@ h_identity_claim(void *app, struct http_req *rq, struct http_resp *rs, struct am
 	case CLAIM_EMAIL:
 		if ((rc = am_json_string(req, "claim_token", true, AM_MAX_TOKEN_BYTES, &args.token,
 					 e)) == AM_OK &&
-		    (rc = am_json_string(req, "email", false, AM_MAX_EMAIL_BYTES, &args.email, e)) ==
-			    AM_OK)
+		    (rc = am_json_string(req, "email", false, AM_MAX_EMAIL_BYTES, &args.email,
+					 e)) == AM_OK)
 			rc = svc_op_park(a, rq, claim_submit, &args, claim_render, rs, e);
 		break;
 	case CLAIM_UNKNOWN:

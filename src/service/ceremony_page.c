@@ -140,9 +140,10 @@ form_page(struct app *a, struct http_resp *rs, int status, const struct websessi
 		am_buf_puts(&b, "</strong> at <strong>");
 		am_buf_html(&b, a->cfg->resource_name);
 		am_buf_puts(&b, "</strong>.</p><p class=\"muted\">");
-		am_buf_html(&b, reg->kind == REG_ANONYMOUS
-					? "It registered anonymously and now asks to be linked to you."
-					: "It registered for your address (service_auth).");
+		am_buf_html(&b,
+			    reg->kind == REG_ANONYMOUS
+				    ? "It registered anonymously and now asks to be linked to you."
+				    : "It registered for your address (service_auth).");
 		am_buf_puts(&b, " Once linked it may use: <strong>");
 		am_buf_html(&b, a->cfg->scopes_post_claim);
 		am_buf_puts(&b, "</strong>.</p>");

@@ -129,9 +129,10 @@ identity_render(struct app *a, struct http_resp *rs, struct flow_pending_v06 *p,
 		struct am_error *e)
 {
 	if (rc == AM_E_LOGIN_REQUIRED) {
-		svc_login_required(rs, p != NULL && p->kind == FLOW_V06_IDJAG
-					       ? p->idjag.max_auth_age
-					       : a->cfg->v06_max_auth_age,
+		svc_login_required(rs,
+				   p != NULL && p->kind == FLOW_V06_IDJAG
+					   ? p->idjag.max_auth_age
+					   : a->cfg->v06_max_auth_age,
 				   e);
 		return AM_OK;
 	}
@@ -227,7 +228,8 @@ h_identity(void *app, struct http_req *rq, struct http_resp *rs, struct am_error
 		http_park(rq, v06_finish, k, v06_park_free);
 		k = NULL;
 	} else {
-		rc = identity_render(a, rs, k != NULL ? &k->p : NULL, rc, e); /* refused at submit */
+		rc = identity_render(a, rs, k != NULL ? &k->p : NULL, rc,
+				     e); /* refused at submit */
 	}
 out:
 	free(k); /* a refused submit has wiped k->p */
