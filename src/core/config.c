@@ -173,6 +173,9 @@ static const struct cfg_key provider_keys[] = {
 	{"provider", "scopes", CFG_SCOPES, PAT(scopes), "", 0, 0, NULL},
 	{"provider", "link_by_email", CFG_BOOL, PAT(link_by_email), "off", 0, 0, NULL},
 	{"provider", "link_by_phone", CFG_BOOL, PAT(link_by_phone), "off", 0, 0, NULL},
+	/* v0.5 auth_time freshness per provider (issue 14): -1 is [v06] max_auth_age */
+	{"provider", "max_auth_age", CFG_SECONDS, PAT(max_auth_age), "-1", -1, 2592000, NULL},
+	{"provider", "require_auth_time", CFG_BOOL, PAT(require_auth_time), "off", 0, 0, NULL},
 	/* Client ID Metadata Documents (issue 15; trust/cimd.h) */
 	{"provider", "cimd", CFG_BOOL, PAT(cimd), "on", 0, 0, NULL},
 	{"provider", "cimd_origins", CFG_STRING, PAT(cimd_origins), "", 0, AM_CFG_STR - 1, NULL},
@@ -214,6 +217,12 @@ am_config_provider(const struct am_config *cfg, const char *issuer)
 			return &cfg->providers[i];
 	}
 	return NULL;
+}
+
+int64_t
+am_provider_max_auth_age(const struct am_config *cfg, const struct am_provider *p)
+{
+	return p != NULL && p->max_auth_age >= 0 ? p->max_auth_age : cfg->v06_max_auth_age;
 }
 
 bool

@@ -56,6 +56,8 @@ struct am_provider {
 	char scopes[AM_CFG_STR];     /* granted to its users; default: post_claim */
 	bool link_by_email;	     /* offer a first-link ceremony by verified email */
 	bool link_by_phone;	     /* ... by verified phone number */
+	int64_t max_auth_age;	     /* auth_time at most this old; 0: optional; -1: [v06]'s */
+	bool require_auth_time;	     /* v0.1's /agent/auth checks auth_time too */
 	/* Client ID Metadata Documents (issue 15; trust/cimd.h) */
 	bool client_ids_pinned;	       /* client_ids was written: only those values */
 	bool cimd;		       /* resolve URL client_ids on the allowed origins */
@@ -221,6 +223,9 @@ const struct cfg_key *am_config_introspection_client_keys(size_t *n);
 
 /* The trusted provider with exactly this issuer, or NULL. */
 const struct am_provider *am_config_provider(const struct am_config *cfg, const char *issuer);
+/* The auth_time window of p's ID-JAGs (v0.5): its max_auth_age, or [v06]
+ * max_auth_age when that is unset; 0 makes auth_time optional. */
+int64_t am_provider_max_auth_age(const struct am_config *cfg, const struct am_provider *p);
 
 /* True when value is one of the space-separated words of list. */
 bool am_word_in(const char *list, const char *value);

@@ -1,5 +1,6 @@
 /* The agent-verified flow: ID-JAG registration, user matching, delegations,
  * and revocation by logout token or by the operator. */
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -365,15 +366,18 @@ record_client(struct store *st, const char *registration_id, const struct cimd_c
 
 /* The first-link ceremony's start, inside the caller's transaction: a
  * pending agent registration for (iss, sub) bound to the existing
- * account's address, with a claim token (in out) and a claim attempt whose
- * link goes to that address (token, mailed after the commit). No
- * delegation and no credential until the code comes back (see
- * flow_first_link_complete). */
+ * account's address, with a claim token (in out) and either (v0.1, cer
+ * NULL) a claim attempt whose link goes to that address (token, mailed
+ * after the commit) or (v0.6) a user_code ceremony attempt bound to it
+ * (cer), which the account's owner completes signed in at /claim. No
+ * delegation and no credential until then (see flow_first_link_complete
+ * and flow_first_link_delegate). */
 static enum am_err
 first_link_start(const struct flow_env *env, struct store *st, const struct verified *v,
 		 const struct identity *id, const struct store_user *to, enum cred_type type,
 		 const char *ip, struct audit_batch *batch, struct store_attempt *att,
-		 char token[FLOW_SECRET_LEN], struct reg_result *out, struct am_error *e)
+		 char token[FLOW_SECRET_LEN], struct ceremony_block *cer, struct reg_result *out,
+		 struct am_error *e)
 {
 	struct store_reg reg = {0};
 	int64_t now = flow_now(env);
@@ -400,7 +404,10 @@ first_link_start(const struct flow_env *env, struct store *st, const struct veri
 		id->agent_context_id != NULL ? id->agent_context_id : "");
 	if ((rc = store_reg_insert(st, &reg, e)) != AM_OK ||
 	    (rc = record_client(st, reg.id, id->client, now, e)) != AM_OK ||
-	    (rc = flow_new_attempt(env, st, &reg, reg.email, ip, att, token, e)) != AM_OK ||
+	    (rc = cer != NULL ? flow_ceremony_new_attempt(env, st, &reg, reg.email, NULL, NULL,
+							  batch, cer, e)
+			      : flow_new_attempt(env, st, &reg, reg.email, ip, att, token, e)) !=
+		    AM_OK ||
 	    (rc = audit_add(st, batch, env->cfg->tenant, now, "registration.created", reg.id,
 			    json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:b, s:s, s:s?, s:s, "
 				      "s:s?, s:s?}",
@@ -413,8 +420,9 @@ first_link_start(const struct flow_env *env, struct store *st, const struct veri
 				      nonempty(id->client->logo_uri)),
 			    e)) != AM_OK ||
 	    (rc = audit_add(st, batch, env->cfg->tenant, now, "claim.requested", reg.id,
-			    json_pack("{s:s, s:s, s:s?}", "email", reg.email, "claim_attempt_id",
-				      att->id, "ip", ip),
+			    json_pack("{s:s, s:s, s:s?, s:s}", "email", reg.email,
+				      "claim_attempt_id", cer != NULL ? cer->attempt_id : att->id,
+				      "ip", ip, "ceremony", cer != NULL ? "user_code" : "mail"),
 			    e)) != AM_OK)
 		return rc;
 	am_copy(out->registration_id, sizeof(out->registration_id), reg.id);
@@ -427,9 +435,8 @@ first_link_start(const struct flow_env *env, struct store *st, const struct veri
 }
 
 enum am_err
-flow_first_link_complete(const struct flow_env *env, struct store *st, const struct store_reg *reg,
-			 const char *user_id, struct audit_batch *batch, struct reg_result *out,
-			 struct am_error *e)
+flow_first_link_delegate(const struct flow_env *env, struct store *st, const struct store_reg *reg,
+			 const char *user_id, struct audit_batch *batch, struct am_error *e)
 {
 	const struct am_provider *p = am_config_provider(env->cfg, reg->iss);
 	const char *aud = env->cfg->public_url;
@@ -451,16 +458,31 @@ flow_first_link_complete(const struct flow_env *env, struct store *st, const str
 		return rc;
 	if ((rc = store_delegation_insert(st, reg->iss, reg->sub, aud, user_id, reg->id, now, e)) !=
 		    AM_OK ||
-	    (rc = flow_issue_credential_for(env, st, reg->id, reg->credential_type, p->scopes,
-					    user_id, reg->iss, reg->sub, out, e)) != AM_OK ||
 	    (rc = audit_add(st, batch, env->cfg->tenant, now, "delegation.created", reg->id,
 			    json_pack("{s:s, s:s, s:s, s:s, s:s}", "iss", reg->iss, "sub", reg->sub,
 				      "provider", p->name, "user_id", user_id, "via", "first_link"),
 			    e)) != AM_OK)
 		return rc;
-	out->agent_verified = true;
 	log_info("delegation created registration=%s provider=%s user=%s via=first_link", reg->id,
 		 p->name, user_id);
+	return AM_OK;
+}
+
+enum am_err
+flow_first_link_complete(const struct flow_env *env, struct store *st, const struct store_reg *reg,
+			 const char *user_id, struct audit_batch *batch, struct reg_result *out,
+			 struct am_error *e)
+{
+	const struct am_provider *p;
+	enum am_err rc;
+
+	if ((rc = flow_first_link_delegate(env, st, reg, user_id, batch, e)) != AM_OK)
+		return rc;
+	p = am_config_provider(env->cfg, reg->iss);
+	if ((rc = flow_issue_credential_for(env, st, reg->id, reg->credential_type, p->scopes,
+					    user_id, reg->iss, reg->sub, out, e)) != AM_OK)
+		return rc;
+	out->agent_verified = true;
 	return AM_OK;
 }
 
@@ -536,8 +558,10 @@ struct idjag_state {
 	char token[FLOW_SECRET_LEN];
 	struct store_user link_to;
 	struct store_attempt att;
+	struct ceremony_block ceremony; /* v0.6 first link: its user_code attempt */
 	bool link, created;
-	bool identity_only; /* v0.6: the registration without a credential */
+	bool identity_only;		    /* v0.6: the registration without a credential */
+	struct flow_pending_idclaim *claim; /* v0.7: a claim of an anonymous registration */
 	/* v0.6: store work of the caller's, run in the same group-commit job
 	 * once the registration is written (not for a first link) */
 	void (*then)(struct store *st, const struct reg_result *res, void *arg);
@@ -555,6 +579,7 @@ idjag_free(struct idjag_state *s)
 	jose_token_free(&s->t);
 	flow_result_wipe(&s->res, sizeof(s->res));
 	flow_result_wipe(s->token, sizeof(s->token));
+	flow_result_wipe(&s->ceremony, sizeof(s->ceremony));
 	free(s);
 }
 
@@ -612,6 +637,8 @@ idjag_client(struct idjag_state *s, struct cimd_waiter *w, bool *pending, struct
 			       &retry_after, e);
 }
 
+static enum am_err v01_auth_time(struct idjag_state *s, struct am_error *e);
+
 /* Every check that needs no store, fetching a document here if need be. */
 static enum am_err
 idjag_prepare(const struct flow_env *env, const char *ip, const char *assertion,
@@ -622,7 +649,7 @@ idjag_prepare(const struct flow_env *env, const char *ip, const char *assertion,
 
 	if ((rc = idjag_verify(env, ip, assertion, requested_type, &s, e)) != AM_OK)
 		return rc;
-	if ((rc = idjag_client(s, NULL, NULL, e)) != AM_OK) {
+	if ((rc = v01_auth_time(s, e)) != AM_OK || (rc = idjag_client(s, NULL, NULL, e)) != AM_OK) {
 		idjag_free(s);
 		return rc;
 	}
@@ -651,7 +678,9 @@ idjag_write(struct store *st, struct idjag_state *s, struct am_error *e)
 		goto fail;
 	if (s->link) {
 		if ((rc = first_link_start(env, st, &s->v, &s->id, &s->link_to, s->type, ip,
-					   &s->batch, &s->att, s->token, &s->res, e)) != AM_OK ||
+					   &s->batch, &s->att, s->token,
+					   s->identity_only ? &s->ceremony : NULL, &s->res, e)) !=
+			    AM_OK ||
 		    (rc = store_commit(st, e)) != AM_OK)
 			goto fail;
 		return AM_OK;
@@ -697,7 +726,13 @@ idjag_answer(struct idjag_state *s, struct reg_result *out, struct am_error *e)
 	enum am_err rc;
 
 	audit_flush(env->audit, &s->batch);
-	if (s->link) {
+	if (s->link && s->identity_only) {
+		/* v0.6: the agent shows the user_code; nothing is mailed (the
+		 * owner signs in at the service, docs/protocol.md) */
+		log_info("first link requested registration=%s provider=%s ceremony=user_code "
+			 "attempt=%s",
+			 s->res.registration_id, s->v.provider->name, s->ceremony.attempt_id);
+	} else if (s->link) {
 		log_info("first link requested registration=%s provider=%s", s->res.registration_id,
 			 s->v.provider->name);
 		/* After the commit, as for email registrations: no write lock
@@ -729,21 +764,21 @@ flow_register_idjag(const struct flow_env *env, struct store *st, const char *ip
 	return rc;
 }
 
-/* v0.5's auth_time rule: present (unless [v06] max_auth_age is 0), not in
- * the future beyond the skew, at most max_auth_age old. */
+/* v0.5's auth_time rule, with the provider's window (max, 0: auth_time
+ * optional): present unless the window is 0, not in the future beyond the
+ * skew, at most max old. */
 static enum am_err
-check_auth_time(const struct flow_env *env, const json_t *claims, struct am_error *e)
+check_auth_time(const struct flow_env *env, int64_t max, const json_t *claims, struct am_error *e)
 {
 	const struct am_config *cfg = env->cfg;
 	int64_t now = flow_now(env), at;
 	json_t *v = json_object_get(claims, "auth_time");
 
 	if (v == NULL)
-		return cfg->v06_max_auth_age == 0 ? AM_OK
-						  : am_fail(e, AM_E_LOGIN_REQUIRED,
-							    "the ID-JAG has no auth_time; sign the "
-							    "user in again at the "
-							    "provider and mint a fresh one");
+		return max == 0 ? AM_OK
+				: am_fail(e, AM_E_LOGIN_REQUIRED,
+					  "the ID-JAG has no auth_time; sign the user in again at "
+					  "the provider and mint a fresh one");
 	if (!json_is_integer(v) || json_integer_value(v) <= 0)
 		return am_fail(e, AM_E_INVALID_REQUEST,
 			       "the token's auth_time claim must be a positive whole number of "
@@ -751,13 +786,38 @@ check_auth_time(const struct flow_env *env, const json_t *claims, struct am_erro
 	at = (int64_t)json_integer_value(v);
 	if (at > am_time_add(now, cfg->clock_skew))
 		return am_fail(e, AM_E_LOGIN_REQUIRED, "the ID-JAG's auth_time is in the future");
-	if (cfg->v06_max_auth_age > 0 && now - at > cfg->v06_max_auth_age)
+	if (max > 0 && now - at > max)
 		return am_fail(e, AM_E_LOGIN_REQUIRED,
 			       "the user signed in at the provider more than %lld s ago; sign in "
 			       "again (prompt=login) and mint a fresh ID-JAG",
-			       (long long)cfg->v06_max_auth_age);
+			       (long long)max);
 	return AM_OK;
 }
+
+/* The v0.6 endpoints' auth_time check of a verified token (before its jti
+ * is spent), the window used going to *max_out for the 401's max_age. */
+static enum am_err
+fresh_enough(struct idjag_state *s, int64_t *max_out, struct am_error *e)
+{
+	*max_out = am_provider_max_auth_age(s->env->cfg, s->v.provider);
+	return check_auth_time(s->env, *max_out, s->t.claims, e);
+}
+
+/* v0.1 does not require auth_time; a provider entry may
+ * ([provider] require_auth_time), with its window. */
+static enum am_err
+v01_auth_time(struct idjag_state *s, struct am_error *e)
+{
+	int64_t max;
+
+	if (!s->v.provider->require_auth_time)
+		return AM_OK;
+	if ((max = am_provider_max_auth_age(s->env->cfg, s->v.provider)) == 0)
+		max = -1; /* required, of any age */
+	return check_auth_time(s->env, max, s->t.claims, e);
+}
+
+static enum am_err claim_write(struct store *st, struct idjag_state *s, struct am_error *e);
 
 static enum am_err
 idjag_job(struct store *st, void *arg, struct am_error *e)
@@ -769,7 +829,8 @@ idjag_job(struct store *st, void *arg, struct am_error *e)
 	 * the batch); its refusal (a replayed jti, a block) is the answer, not
 	 * a failure of the batch. */
 	memset(&p->s->err, 0, sizeof(p->s->err));
-	p->s->rc = idjag_write(st, p->s, &p->s->err);
+	p->s->rc = p->s->claim != NULL ? claim_write(st, p->s, &p->s->err)
+				       : idjag_write(st, p->s, &p->s->err);
 	if (p->s->rc == AM_OK && !p->s->link && p->s->then != NULL)
 		p->s->then(st, &p->s->res, p->s->then_arg);
 	return AM_OK;
@@ -839,6 +900,11 @@ flow_register_idjag_submit(const struct flow_env *env, const char *ip, const cha
 	memset(p, 0, sizeof(*p));
 	if ((rc = idjag_verify(env, ip, assertion, requested_type, &p->s, e)) != AM_OK)
 		return rc;
+	if ((rc = v01_auth_time(p->s, e)) != AM_OK) {
+		idjag_free(p->s);
+		p->s = NULL;
+		return rc;
+	}
 	return idjag_submit(env, p, done, done_arg, e);
 }
 
@@ -855,7 +921,7 @@ flow_register_idjag_identity_submit(
 		return rc;
 	/* v0.5: the user's sign-in must be fresh, checked on the verified
 	 * claims and before the jti is spent. */
-	if ((rc = check_auth_time(env, p->s->t.claims, e)) != AM_OK) {
+	if ((rc = fresh_enough(p->s, &p->max_auth_age, e)) != AM_OK) {
 		idjag_free(p->s);
 		p->s = NULL;
 		return rc;
@@ -878,6 +944,12 @@ flow_pending_idjag_result(struct flow_pending_idjag *p, struct reg_result *out, 
 		return p->s->rc;
 	}
 	return idjag_answer(p->s, out, e);
+}
+
+const struct ceremony_block *
+flow_pending_idjag_claim(const struct flow_pending_idjag *p)
+{
+	return p->s != NULL && p->s->link && p->s->identity_only ? &p->s->ceremony : NULL;
 }
 
 void
@@ -1365,4 +1437,197 @@ flow_revoke_bulk(const struct flow_env *env, struct store *st, const struct stor
 		 const char *reason, int *count, struct am_error *e)
 {
 	return revoke_matching(env, st, f, reason, false, NULL, count, e);
+}
+
+/* ---- v0.7: the ID-JAG claim of an anonymous registration ---- */
+
+/* The first-link gate of the claim: an attempt bound to the existing
+ * account's address and naming the subject; its owner completes it at
+ * /claim, which links the subject too (flows/ceremony.c). */
+static enum am_err
+claim_step_up(struct store *st, struct idjag_state *s, const struct store_reg *reg,
+	      struct am_error *e)
+{
+	const struct flow_env *env = s->env;
+	struct flow_pending_idclaim *c = s->claim;
+	enum am_err rc;
+
+	if ((rc = check_blocks(st, s->v.iss, s->v.sub, s->link_to.id, reg->id, e)) != AM_OK ||
+	    (rc = flow_ceremony_new_attempt(env, st, reg, s->link_to.email, s->v.iss, s->v.sub,
+					    &s->batch, &c->ceremony, e)) != AM_OK)
+		return rc;
+	if (reg->status == REG_UNCLAIMED &&
+	    (rc = store_reg_transition(st, reg->id, REG_UNCLAIMED, REG_PENDING_CLAIM, e)) != AM_OK)
+		return rc;
+	c->step_up = true;
+	return audit_add(st, &s->batch, env->cfg->tenant, flow_now(env), "claim.requested", reg->id,
+			 json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s, s:s, s:s}", "email",
+				   s->link_to.email, "claim_attempt_id", c->ceremony.attempt_id,
+				   "ip", nonempty(s->ip), "ceremony", "user_code", "via",
+				   "identity_assertion", "iss", s->v.iss, "sub", s->v.sub,
+				   "provider", s->v.provider->name),
+			 e);
+}
+
+/* A clean match: the registration is the user's now. */
+static enum am_err
+claim_now(struct store *st, struct idjag_state *s, const struct store_reg *reg, struct am_error *e)
+{
+	const struct flow_env *env = s->env;
+	const struct am_config *cfg = env->cfg;
+	struct flow_pending_idclaim *c = s->claim;
+	struct store_delegation d;
+	struct store_user u;
+	int64_t now = flow_now(env);
+	int revoked = 0;
+	enum am_err rc;
+
+	if ((rc = check_blocks(st, s->v.iss, s->v.sub, s->user_id, reg->id, e)) != AM_OK)
+		return rc;
+	rc = store_delegation_get(st, s->v.iss, s->v.sub, cfg->public_url, &d, e);
+	if (rc == AM_E_NOT_FOUND) {
+		/* the subject's first registration here is this one */
+		if ((rc = store_delegation_insert(st, s->v.iss, s->v.sub, cfg->public_url,
+						  s->user_id, reg->id, now, e)) != AM_OK ||
+		    (rc = audit_add(st, &s->batch, cfg->tenant, now, "delegation.created", reg->id,
+				    json_pack("{s:s, s:s, s:s, s:s, s:s}", "iss", s->v.iss, "sub",
+					      s->v.sub, "provider", s->v.provider->name, "user_id",
+					      s->user_id, "via", "identity_claim"),
+				    e)) != AM_OK)
+			return rc;
+	} else if (rc != AM_OK) {
+		return rc;
+	}
+	rc = store_reg_claim(st, reg->id, s->user_id, now, e);
+	if (rc == AM_E_NOT_FOUND)
+		rc = am_fail(e, AM_E_CLAIMED_OR_IN_FLIGHT,
+			     "this registration was claimed meanwhile");
+	/* as at the user_code ceremony's completion (v0.4): the pre-claim
+	 * access tokens end, a v0.1 API key gets the post-claim scopes, and
+	 * an open attempt stops working */
+	if (rc != AM_OK ||
+	    (rc = store_cred_revoke_reg_type(st, reg->id, CRED_ACCESS_TOKEN, now, &revoked, e)) !=
+		    AM_OK ||
+	    (rc = store_cred_upgrade(st, reg->id, s->user_id, cfg->scopes_post_claim, e)) !=
+		    AM_OK ||
+	    (rc = store_ceremony_expire_open(st, reg->id, e)) != AM_OK ||
+	    (rc = store_reg_gen(st, reg->id, &c->gen, e)) != AM_OK)
+		return rc;
+	/* the assertion names the user's address only when the user holds it */
+	c->email[0] = '\0';
+	if (s->id.email[0] != '\0') {
+		rc = store_user_by_email(st, s->id.email, &u, e);
+		if (rc == AM_OK && strcmp(u.id, s->user_id) == 0)
+			am_copy(c->email, sizeof(c->email), u.email);
+		else if (rc != AM_OK && rc != AM_E_NOT_FOUND)
+			return rc;
+	}
+	am_copy(c->user_id, sizeof(c->user_id), s->user_id);
+	return audit_add(st, &s->batch, cfg->tenant, now, "claim.confirmed", reg->id,
+			 json_pack("{s:s, s:s?, s:s, s:s, s:s, s:s, s:i}", "claimed_by_user_id",
+				   s->user_id, "ip", nonempty(s->ip), "ceremony",
+				   "identity_assertion", "iss", s->v.iss, "sub", s->v.sub,
+				   "provider", s->v.provider->name, "credentials_revoked", revoked),
+			 e);
+}
+
+/* The claim's transaction: the replay record, the registration, the user,
+ * then the claim or the step-up. */
+static enum am_err
+claim_write(struct store *st, struct idjag_state *s, struct am_error *e)
+{
+	const struct flow_env *env = s->env;
+	struct flow_pending_idclaim *c = s->claim;
+	struct store_reg reg;
+	enum am_err rc;
+
+	audit_discard(&s->batch);
+	c->step_up = false;
+	if ((rc = store_begin(st, e)) != AM_OK)
+		return rc;
+	if ((rc = record_jti(env, st, &s->v, "idjag", e)) != AM_OK ||
+	    (rc = flow_claimable(st, c->claim_token, flow_now(env), AM_E_CLAIMED_OR_IN_FLIGHT, &reg,
+				 e)) != AM_OK)
+		goto fail;
+	if (reg.kind != REG_ANONYMOUS) {
+		rc = am_fail(e, AM_E_CLAIMED_OR_IN_FLIGHT,
+			     "only an anonymous registration is claimed with an identity "
+			     "assertion; this one is %s",
+			     reg.kind == REG_AGENT ? "a provider identity's"
+						   : "bound to an address");
+		goto fail;
+	}
+	am_copy(c->registration_id, sizeof(c->registration_id), reg.id);
+	if ((rc = match_user(env, st, &s->v, &s->id, s->user_id, &s->link, &s->link_to, e)) !=
+		    AM_OK ||
+	    (rc = s->link ? claim_step_up(st, s, &reg, e) : claim_now(st, s, &reg, e)) != AM_OK ||
+	    (rc = store_commit(st, e)) != AM_OK)
+		goto fail;
+	return AM_OK;
+fail:
+	store_rollback(st);
+	audit_discard(&s->batch);
+	flow_result_wipe(&c->ceremony, sizeof(c->ceremony));
+	return rc;
+}
+
+enum am_err
+flow_identity_claim_submit(const struct flow_env *env, struct skey *keys, const char *ip,
+			   const char *claim_token, const char *assertion,
+			   struct flow_pending_idclaim *p, void (*done)(void *arg), void *done_arg,
+			   struct am_error *e)
+{
+	struct flow_pending_idjag *j = &p->idjag;
+	enum am_err rc;
+
+	memset(p, 0, sizeof(*p));
+	p->env = env;
+	p->keys = keys;
+	if (!am_copy(p->claim_token, sizeof(p->claim_token), claim_token))
+		return am_fail(e, AM_E_INVALID_REQUEST, "claim_token is too long");
+	if ((rc = idjag_verify(env, ip, assertion, NULL, &j->s, e)) != AM_OK)
+		return rc;
+	/* v0.5's freshness, before the jti is spent */
+	if ((rc = fresh_enough(j->s, &j->max_auth_age, e)) != AM_OK) {
+		idjag_free(j->s);
+		j->s = NULL;
+		return rc;
+	}
+	j->s->identity_only = true;
+	j->s->claim = p;
+	return idjag_submit(env, j, done, done_arg, e);
+}
+
+enum am_err
+flow_pending_idclaim_outcome(struct flow_pending_idclaim *p, struct am_error *e)
+{
+	struct flow_pending_idjag *j = &p->idjag;
+	const struct flow_env *env = p->env;
+
+	if (j->job.rc != AM_OK) {
+		*e = j->job.err;
+		return j->job.rc;
+	}
+	if (j->s->rc != AM_OK) {
+		*e = j->s->err;
+		return j->s->rc;
+	}
+	audit_flush(env->audit, &j->s->batch);
+	if (p->step_up) {
+		log_info("claim requested registration=%s provider=%s ceremony=user_code "
+			 "via=identity_assertion attempt=%s",
+			 p->registration_id, j->s->v.provider->name, p->ceremony.attempt_id);
+		return AM_OK;
+	}
+	log_info("claim confirmed registration=%s user=%s via=identity_assertion provider=%s",
+		 p->registration_id, p->user_id, j->s->v.provider->name);
+	return AM_OK;
+}
+
+void
+flow_pending_idclaim_wipe(struct flow_pending_idclaim *p)
+{
+	flow_pending_idjag_wipe(&p->idjag);
+	free(p->assertion);
+	OPENSSL_cleanse(p, sizeof(*p));
 }

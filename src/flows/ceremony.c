@@ -13,7 +13,6 @@
 #include "flows/internal.h"
 #include "mail/mail.h"
 
-#define PREFIX_CEREMONY_TOKEN "cat_"
 #define SLOW_DOWN_STEP 5 /* RFC 8628 3.5: each slow_down adds 5 s to the interval */
 
 /* What the user typed, as the code was minted: upper case, without dashes
@@ -37,50 +36,6 @@ normalize_code(const char *typed, char out[AM_USER_CODE_CHARS + 1])
 	return n == AM_USER_CODE_CHARS;
 }
 
-/* Inserts a new initiated attempt for reg bound to email (inside the
- * caller's transaction), with its user_code.minted event, into out. */
-static enum am_err
-new_attempt(const struct flow_env *env, struct store *st, const struct store_reg *reg,
-	    const char *email, struct audit_batch *batch, struct ceremony_block *out,
-	    struct am_error *e)
-{
-	const struct am_config *cfg = env->cfg;
-	struct store_ceremony c = {0};
-	char code[AM_USER_CODE_CHARS + 1];
-	int64_t now = flow_now(env);
-	enum am_err rc;
-
-	if ((rc = flow_ordered_id("cla_", c.id, sizeof(c.id), e)) != AM_OK ||
-	    (rc = am_rand_token(PREFIX_CEREMONY_TOKEN, out->attempt_token,
-				sizeof(out->attempt_token), e)) != AM_OK ||
-	    (rc = am_rand_user_code(code, e)) != AM_OK)
-		goto out;
-	am_copy(c.registration_id, sizeof(c.registration_id), reg->id);
-	am_sha256_str(out->attempt_token, c.token_hash);
-	flow_code_hash(c.id, code, c.code_hash);
-	am_copy(c.email, sizeof(c.email), email);
-	c.attempts_left = cfg->ceremony_code_tries;
-	c.status = CEREMONY_INITIATED;
-	c.created_at = now;
-	c.expires_at = min64(am_time_add(now, cfg->ceremony_code_ttl), reg->expires_at);
-	c.poll_interval = cfg->ceremony_interval;
-	if ((rc = store_ceremony_expire_open(st, reg->id, e)) != AM_OK ||
-	    (rc = store_ceremony_insert(st, &c, e)) != AM_OK ||
-	    (rc = audit_add(st, batch, cfg->tenant, now, "user_code.minted", reg->id,
-			    json_pack("{s:s}", "claim_attempt_id", c.id), e)) != AM_OK)
-		goto out;
-	am_copy(out->registration_id, sizeof(out->registration_id), reg->id);
-	am_copy(out->attempt_id, sizeof(out->attempt_id), c.id);
-	snprintf(out->user_code, sizeof(out->user_code), "%.4s-%.4s", code, code + 4);
-	out->expires_at = c.expires_at;
-	out->interval = c.poll_interval;
-out:
-	OPENSSL_cleanse(code, sizeof(code));
-	if (rc != AM_OK)
-		OPENSSL_cleanse(out, sizeof(*out));
-	return rc;
-}
-
 /* ---- POST /agent/identity/claim ---- */
 
 static enum am_err
@@ -99,8 +54,8 @@ start_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
 		goto fail;
 	if (reg.kind == REG_AGENT) {
 		rc = am_fail(e, AM_E_CLAIMED_OR_IN_FLIGHT,
-			     "this registration links a provider identity; its owner confirms "
-			     "through the link mailed to the account");
+			     "this registration links a provider identity to an existing "
+			     "account; present a fresh ID-JAG at /agent/identity for a new code");
 		goto fail;
 	}
 	if (reg.kind == REG_EMAIL) {
@@ -115,7 +70,8 @@ start_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
 		rc = am_fail(e, AM_E_INVALID_REQUEST, "the field \"email\" is required");
 		goto fail;
 	}
-	if ((rc = new_attempt(env, st, &reg, addr, &p->batch, &p->ceremony, e)) != AM_OK)
+	if ((rc = flow_ceremony_new_attempt(env, st, &reg, addr, NULL, NULL, &p->batch,
+					    &p->ceremony, e)) != AM_OK)
 		goto fail;
 	if (reg.status == REG_UNCLAIMED &&
 	    (rc = store_reg_transition(st, reg.id, REG_UNCLAIMED, REG_PENDING_CLAIM, e)) != AM_OK)
@@ -203,7 +159,8 @@ flow_service_auth_register(const struct flow_env *env, struct store *st, const c
 			    json_pack("{s:s, s:s, s:s?}", "registration_type", "service_auth",
 				      "protocol", "v0.6", "ip", ip),
 			    e)) != AM_OK ||
-	    (rc = new_attempt(env, st, &reg, reg.email, &batch, &res.claim, e)) != AM_OK ||
+	    (rc = flow_ceremony_new_attempt(env, st, &reg, reg.email, NULL, NULL, &batch,
+					    &res.claim, e)) != AM_OK ||
 	    (rc = audit_add(st, &batch, cfg->tenant, now, "claim.requested", reg.id,
 			    json_pack("{s:s, s:s, s:s?, s:s}", "email", reg.email,
 				      "claim_attempt_id", res.claim.attempt_id, "ip", ip,
@@ -269,7 +226,7 @@ redeem(const struct flow_env *env, struct store *st, struct skey *keys,
 	struct ceremony_token_result res = {0};
 	struct audit_batch batch = {0};
 	struct store_reg reg;
-	const char *type;
+	const char *type, *scopes;
 	int64_t gen;
 	enum am_err rc;
 
@@ -277,9 +234,23 @@ redeem(const struct flow_env *env, struct store *st, struct skey *keys,
 	    (rc = store_reg_gen(st, reg.id, &gen, e)) != AM_OK)
 		return rc == AM_E_NOT_FOUND ? am_fail(e, AM_E_INVALID_GRANT, "no such registration")
 					    : rc;
-	type = reg.kind == REG_ANONYMOUS ? "anonymous" : "service_auth";
+	type = reg.kind == REG_ANONYMOUS ? "anonymous"
+	       : reg.kind == REG_AGENT	 ? "identity_assertion"
+					 : "service_auth";
+	scopes = env->cfg->scopes_post_claim;
+	if (reg.kind == REG_AGENT) {
+		/* a first link: the provider's scopes, and the assertion of an
+		 * ID-JAG registration (no email, as /agent/identity mints it) */
+		const struct am_provider *pr = am_config_provider(env->cfg, reg.iss);
+
+		if (pr == NULL)
+			return am_fail(e, AM_E_INVALID_GRANT,
+				       "the registration's provider is no longer trusted here");
+		scopes = pr->scopes;
+	}
 	/* Signing is CPU work only: done before the transaction. */
-	if ((rc = flow_v06_mint(env, keys, reg.id, type, gen, att->email, &res.assertion,
+	if ((rc = flow_v06_mint(env, keys, reg.id, type, gen,
+				reg.kind == REG_AGENT ? NULL : att->email, &res.assertion,
 				&res.assertion_expires, e)) != AM_OK)
 		goto out;
 	if ((rc = store_begin(st, e)) != AM_OK)
@@ -290,8 +261,8 @@ redeem(const struct flow_env *env, struct store *st, struct skey *keys,
 			     "the claim grant was answered already; exchange the identity "
 			     "assertion with the jwt-bearer grant");
 	if (rc != AM_OK || reg.status != REG_CLAIMED ||
-	    (rc = flow_v06_issue_in_tx(env, st, &reg, env->cfg->scopes_post_claim, "claim", NULL, &batch,
-				       &res.token, e)) != AM_OK ||
+	    (rc = flow_v06_issue_in_tx(env, st, &reg, scopes, "claim", NULL, &batch, &res.token,
+				       e)) != AM_OK ||
 	    (rc = audit_add(st, &batch, env->cfg->tenant, flow_now(env), "assertion.issued", reg.id,
 			    json_object(), e)) != AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK) {
@@ -322,12 +293,14 @@ flow_ceremony_poll(const struct flow_env *env, struct store *st, struct skey *ke
 
 	am_sha256_str(claim_token, hash);
 	rc = store_reg_by_claim_hash(st, hash, &reg, e);
-	if (rc == AM_E_NOT_FOUND ||
-	    (rc == AM_OK && (reg.status == REG_REVOKED || reg.kind == REG_AGENT)))
+	if (rc == AM_E_NOT_FOUND || (rc == AM_OK && reg.status == REG_REVOKED))
 		return am_fail(e, AM_E_INVALID_GRANT, "the claim_token is unknown");
 	if (rc != AM_OK)
 		return rc;
 	rc = store_ceremony_latest_for(st, reg.id, &att, e);
+	/* a v0.1 first link (its code mailed) has no attempt to poll */
+	if (rc == AM_E_NOT_FOUND && reg.kind == REG_AGENT)
+		return am_fail(e, AM_E_INVALID_GRANT, "the claim_token is unknown");
 	if (rc == AM_E_NOT_FOUND) {
 		if (flow_reg_window_closed(&reg, now))
 			return am_fail(e, AM_E_EXPIRED_TOKEN, "the registration expired");
@@ -479,6 +452,21 @@ complete_tx(const struct flow_env *env, struct store *st, const struct flow_pend
 		rc = am_fail(e, AM_E_CLAIMED_OR_IN_FLIGHT, "this agent was claimed meanwhile");
 	if (rc != AM_OK)
 		goto fail;
+	/* v0.5 first link: the signed-in owner of the bound account links the
+	 * provider identity; the claim grant issues the token. */
+	if (reg.kind == REG_AGENT &&
+	    (rc = flow_first_link_delegate(env, st, &reg, p->user_id, batch, e)) != AM_OK)
+		goto fail;
+	/* v0.7's ID-JAG claim that met the gate: the attempt names the subject */
+	if (reg.kind == REG_ANONYMOUS && att.link_iss[0] != '\0') {
+		struct store_reg subject = reg;
+
+		am_copy(subject.iss, sizeof(subject.iss), att.link_iss);
+		am_copy(subject.sub, sizeof(subject.sub), att.link_sub);
+		if ((rc = flow_first_link_delegate(env, st, &subject, p->user_id, batch, e)) !=
+		    AM_OK)
+			goto fail;
+	}
 	if (reg.kind == REG_ANONYMOUS &&
 	    /* v0.4: the pre-claim access tokens end; the claim grant answers the
 	     * canonical one. A v0.1 API key keeps its value at the new scopes. */

@@ -10,16 +10,6 @@
 #include "core/str.h"
 #include "flows/internal.h"
 
-void
-flow_code_hash(const char *attempt_id, const char *code, uint8_t out[AM_HASH_LEN])
-{
-	char buf[STORE_ID_LEN + FLOW_CODE_MAX + 2];
-
-	snprintf(buf, sizeof(buf), "%s:%s", attempt_id, code);
-	am_sha256_str(buf, out);
-	OPENSSL_cleanse(buf, sizeof(buf));
-}
-
 bool
 flow_reg_window_closed(const struct store_reg *reg, int64_t now)
 {

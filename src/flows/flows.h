@@ -225,6 +225,7 @@ struct idjag_state;
 struct flow_pending_idjag {
 	struct store_job job;
 	struct idjag_state *s; /* the flow's */
+	int64_t max_auth_age;  /* v0.6: the auth_time window checked (a 401's max_age) */
 	void (*done)(void *arg);
 	void *done_arg;
 };
@@ -487,6 +488,7 @@ struct v06_reg_result {
 	struct reg_result reg;
 	char *assertion; /* NULL for a first link (interaction_required) */
 	int64_t assertion_expires;
+	struct ceremony_block claim; /* a first link: its user_code attempt */
 };
 
 void flow_v06_reg_wipe(struct v06_reg_result *r);
@@ -663,5 +665,52 @@ enum am_err flow_ceremony_deny_submit(const struct flow_env *env, const char *ip
 				      const char *email, struct flow_pending_op *p,
 				      void (*done)(void *arg), void *done_arg,
 				      struct am_error *e) AM_WUR;
+
+/* ---- v0.7 (unmerged; issue 14 item 3): the ID-JAG claim of an anonymous
+ * registration (flows/agent.c) ---- */
+
+/* POST /agent/identity/claim {type: identity_assertion, claim_token,
+ * assertion} waiting for its commit (the contract of struct
+ * flow_pending_v06). The fields are the flow's; after done,
+ * flow_pending_idclaim_result gives the outcome in step_up and the rest. */
+struct flow_pending_idclaim {
+	struct flow_pending_idjag idjag; /* the ID-JAG's checks and its job */
+	const struct flow_env *env;
+	struct skey *keys;
+	char claim_token[AM_MAX_TOKEN_BYTES + 1];
+	/* the outcome */
+	bool step_up;			/* a first link: ceremony is its attempt */
+	struct ceremony_block ceremony; /* step_up */
+	char registration_id[STORE_ID_LEN];
+	char user_id[STORE_ID_LEN];	    /* claimed: by whom */
+	char email[AM_MAX_EMAIL_BYTES + 1]; /* claimed: the user's verified address, or "" */
+	int64_t gen;			    /* claimed: the registration's generation */
+	char *assertion;		    /* claimed: the new identity assertion (owned) */
+	int64_t assertion_expires;
+};
+
+/* The claim with an ID-JAG: the assertion gets every check of an ID-JAG
+ * registration at /agent/identity (trust list, signature, typ, aud, times,
+ * client_id, a verified email or phone, the provider's auth_time window:
+ * AM_E_LOGIN_REQUIRED with p->idjag.max_auth_age; the jti replay and
+ * operator blocks in the job), then, in one transaction: the claim token's
+ * registration must be anonymous and not claimed (else
+ * AM_E_CLAIMED_OR_IN_FLIGHT; unknown AM_E_INVALID_CLAIM_TOKEN, expired
+ * AM_E_CLAIM_EXPIRED); the subject's user is matched as at registration.
+ * A clean match (a delegation, or a user made by JIT) claims the
+ * registration for that user at once: the delegation created when new,
+ * pre-claim access tokens revoked, an open user_code attempt ended, and
+ * (in the result) a new assertion naming the user. A match to an existing
+ * account without a delegation (the first-link gate) starts a user_code
+ * attempt bound to that account's address instead (step_up). */
+enum am_err flow_identity_claim_submit(const struct flow_env *env, struct skey *keys,
+				       const char *ip, const char *claim_token,
+				       const char *assertion, struct flow_pending_idclaim *p,
+				       void (*done)(void *arg), void *done_arg,
+				       struct am_error *e) AM_WUR;
+/* After done: AM_OK once durable (claimed: with the assertion minted). */
+enum am_err flow_pending_idclaim_result(struct flow_pending_idclaim *p, struct am_error *e) AM_WUR;
+/* Zeroes the secrets of p and frees what it holds (not p itself). */
+void flow_pending_idclaim_wipe(struct flow_pending_idclaim *p);
 
 #endif

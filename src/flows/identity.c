@@ -54,6 +54,7 @@ void
 flow_v06_reg_wipe(struct v06_reg_result *r)
 {
 	flow_result_wipe(&r->reg, sizeof(r->reg));
+	flow_result_wipe(&r->claim, sizeof(r->claim));
 	free(r->assertion);
 	r->assertion = NULL;
 }
@@ -508,8 +509,15 @@ flow_pending_v06_result(struct flow_pending_v06 *p, struct am_error *e)
 			return rc;
 		}
 		if (p->res.reg.claim_token[0] != '\0') { /* a first link: nothing more */
-			if (p->kind == FLOW_V06_IDJAG)
+			const struct ceremony_block *c = flow_pending_idjag_claim(&p->idjag);
+
+			if (p->kind == FLOW_V06_IDJAG && c != NULL) {
+				p->res.claim = *c;
 				return AM_OK;
+			}
+			if (p->kind == FLOW_V06_IDJAG)
+				return am_fail(e, AM_E_INTERNAL,
+					       "a first link without its attempt");
 			return am_fail(e, AM_E_INVALID_GRANT,
 				       "this identity must first be linked to an existing account; "
 				       "present the ID-JAG at /agent/identity");
@@ -536,4 +544,17 @@ flow_pending_v06_result(struct flow_pending_v06 *p, struct am_error *e)
 		break;
 	}
 	return AM_OK;
+}
+
+enum am_err
+flow_pending_idclaim_result(struct flow_pending_idclaim *p, struct am_error *e)
+{
+	enum am_err rc;
+
+	if ((rc = flow_pending_idclaim_outcome(p, e)) != AM_OK || p->step_up)
+		return rc;
+	/* CPU work only, on the request's thread once durable */
+	return flow_v06_mint(p->env, p->keys, p->registration_id, "anonymous", p->gen,
+			     p->email[0] != '\0' ? p->email : NULL, &p->assertion,
+			     &p->assertion_expires, e);
 }

@@ -61,6 +61,34 @@ enum am_err flow_first_link_complete(const struct flow_env *env, struct store *s
 				     struct audit_batch *batch, struct reg_result *out,
 				     struct am_error *e) AM_WUR;
 
+/* The delegation of a first link, once its ceremony matched and reg is
+ * claimed by user_id (inside the caller's transaction): (iss, sub, aud) ->
+ * user_id, with a delegation.created event (via first_link) in batch;
+ * refusals as flow_first_link_complete's. No credential: the v0.6 claim
+ * grant issues the access token. */
+enum am_err flow_first_link_delegate(const struct flow_env *env, struct store *st,
+				     const struct store_reg *reg, const char *user_id,
+				     struct audit_batch *batch, struct am_error *e) AM_WUR;
+
+/* A v0.6 ID-JAG registration's first link after its result: its user_code
+ * attempt (for the interaction_required answer); NULL when it was none. */
+const struct ceremony_block *flow_pending_idjag_claim(const struct flow_pending_idjag *p);
+
+/* flow_pending_idclaim_result without the assertion (agent.c): the job's
+ * outcome, its events flushed and logged. */
+enum am_err flow_pending_idclaim_outcome(struct flow_pending_idclaim *p, struct am_error *e) AM_WUR;
+
+/* Inserts a new initiated user_code attempt for reg bound to email (inside
+ * the caller's transaction; the open one expires), with its
+ * user_code.minted event in batch; the code and token into out. link_iss
+ * and link_sub (NULL: none) name the provider subject its confirmation
+ * links to the confirming user (v0.7's ID-JAG claim, migration 0016). */
+enum am_err flow_ceremony_new_attempt(const struct flow_env *env, struct store *st,
+				      const struct store_reg *reg, const char *email,
+				      const char *link_iss, const char *link_sub,
+				      struct audit_batch *batch, struct ceremony_block *out,
+				      struct am_error *e) AM_WUR;
+
 /* A public id for a new row: prefix, the current time in milliseconds (11
  * hex digits) and 96 random bits (24 hex digits), so ids sort by creation
  * and inserts stay at the right edge of their indexes. Fits STORE_ID_LEN
@@ -145,8 +173,8 @@ enum am_err flow_v06_mint(const struct flow_env *env, struct skey *keys,
  * into out. */
 enum am_err flow_v06_issue_in_tx(const struct flow_env *env, struct store *st,
 				 const struct store_reg *reg, const char *scopes, const char *grant,
-				 const char *jkt, struct audit_batch *batch, struct v06_token_result *out,
-				 struct am_error *e) AM_WUR;
+				 const char *jkt, struct audit_batch *batch,
+				 struct v06_token_result *out, struct am_error *e) AM_WUR;
 
 /* The registration of a claim token if it can still be claimed: unknown
  * and revoked give AM_E_INVALID_CLAIM_TOKEN, claimed ones `claimed` (the

@@ -4,11 +4,20 @@
  * attempt carries. The claim grant is answered at /oauth2/token
  * (identity.c); the pages the user opens are in claim_pages.c. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/json.h"
 #include "core/limits.h"
+#include "jose/jose.h"
 #include "service/service.h"
+
+static void
+no_store(struct http_resp *rs)
+{
+	http_add_header(rs, "Cache-Control", "no-store");
+	http_add_header(rs, "Pragma", "no-cache");
+}
 
 /* The verification URL routes through /login, whose return_to is the /claim
  * page of the attempt (docs/protocol.md). The attempt token (base62 and
@@ -41,6 +50,51 @@ svc_ceremony_block(const struct app *a, const struct ceremony_block *c, int64_t 
 			 (json_int_t)c->interval);
 }
 
+void
+svc_login_required(struct http_resp *rs, int64_t max_age, const struct am_error *e)
+{
+	/* v0.5: the guide's 401 shape, with the window in both places */
+	char hdr[160];
+
+	snprintf(hdr, sizeof(hdr), "AgentAuth error=\"login_required\", max_age=\"%lld\"",
+		 (long long)max_age);
+	http_reply_json(rs, 401,
+			json_pack("{s:s, s:s, s:s, s:I}", "error", "login_required",
+				  "error_description", e->detail, "message", e->detail, "max_age",
+				  (json_int_t)max_age));
+	http_add_header(rs, "WWW-Authenticate", hdr);
+	no_store(rs);
+}
+
+void
+svc_interaction_required(const struct app *a, struct http_resp *rs, json_t *body,
+			 const struct ceremony_block *c)
+{
+	json_object_set_new(body, "error", json_string("interaction_required"));
+	json_object_set_new(body, "error_description",
+			    json_string("the owner of the existing account must confirm linking "
+					"this provider identity: show them verification_uri and "
+					"user_code, then poll the claim grant"));
+	json_object_set_new(body, "claim_attempt_id", json_string(c->attempt_id));
+	json_object_set_new(body, "claim", svc_ceremony_block(a, c, am_clock_now(&a->env.clock)));
+	http_reply_json(rs, 401, body);
+	http_add_header(rs, "WWW-Authenticate",
+			"AgentAuth error=\"interaction_required\", error_description=\"the "
+			"account owner must confirm the link\"");
+	no_store(rs);
+}
+
+/* An attempt started: {registration_id, claim_attempt_id, status:
+ * initiated, expires_at, claim_attempt}. */
+static json_t *
+attempt_body(const struct app *a, const struct ceremony_block *c)
+{
+	return json_pack("{s:s, s:s, s:s, s:o, s:o}", "registration_id", c->registration_id,
+			 "claim_attempt_id", c->attempt_id, "status", "initiated", "expires_at",
+			 am_json_time(c->expires_at), "claim_attempt",
+			 svc_ceremony_block(a, c, am_clock_now(&a->env.clock)));
+}
+
 struct claim_args {
 	const char *token, *email;
 };
@@ -66,33 +120,151 @@ claim_render(struct app *a, struct http_req *rq, struct http_resp *rs, struct fl
 	(void)e;
 	if (rc != AM_OK)
 		return rc;
-	http_reply_json(rs, 200,
-			json_pack("{s:s, s:s, s:s, s:o, s:o}", "registration_id",
-				  c->registration_id, "claim_attempt_id", c->attempt_id, "status",
-				  "initiated", "expires_at", am_json_time(c->expires_at),
-				  "claim_attempt",
-				  svc_ceremony_block(a, c, am_clock_now(&a->env.clock))));
-	http_add_header(rs, "Cache-Control", "no-store");
-	http_add_header(rs, "Pragma", "no-cache");
+	http_reply_json(rs, 200, attempt_body(a, c));
+	no_store(rs);
 	return AM_OK;
 }
 
-/* The attempt is all store work: it runs in the group commit and the
- * request is parked until its batch is durable. */
+/* ---- v0.7 (unmerged): {type: identity_assertion} ---- */
+
+/* An ID-JAG claim parked while its commit is pending. */
+struct idclaim_park {
+	struct flow_pending_idclaim p;
+	struct http_req *rq;
+};
+
+static void
+idclaim_park_free(void *ctx)
+{
+	struct idclaim_park *k = ctx;
+
+	flow_pending_idclaim_wipe(&k->p);
+	free(k);
+}
+
+static void
+idclaim_committed(void *arg)
+{
+	struct idclaim_park *k = arg;
+
+	http_resume(k->rq);
+}
+
+/* The answer: a step-up is the v0.6 claim's initiated attempt; a claim is
+ * the new assertion in v0.6's names and in the nested identity object of
+ * the WorkOS shape (both, docs/protocol.md). */
+static enum am_err
+idclaim_finish(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+{
+	struct app *a = app;
+	struct idclaim_park *k = rq->park_ctx;
+	struct flow_pending_idclaim *p = &k->p;
+	json_t *identity;
+	enum am_err rc;
+
+	if ((rc = flow_pending_idclaim_result(p, e)) != AM_OK) {
+		if (rc == AM_E_LOGIN_REQUIRED) {
+			svc_login_required(rs, p->idjag.max_auth_age, e);
+			return AM_OK;
+		}
+		return rc;
+	}
+	if (p->step_up) {
+		http_reply_json(rs, 200, attempt_body(a, &p->ceremony));
+	} else {
+		identity = json_pack("{s:s, s:o}", "assertion", p->assertion, "expires_at",
+				     am_json_time(p->assertion_expires));
+		/* BRANCH refresh: identity.refresh_token goes here (issue 14 item 6) */
+		http_reply_json(rs, 200,
+				json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o}", "registration_id",
+					  p->registration_id, "registration_type", "anonymous",
+					  "status", "claimed", "identity_assertion", p->assertion,
+					  "assertion_expires", am_json_time(p->assertion_expires),
+					  "scopes", am_json_scopes(a->cfg->scopes_post_claim),
+					  "identity", identity));
+	}
+	no_store(rs);
+	return AM_OK;
+}
+
+/* Verified here (signature work, a key or document fetch when due); the
+ * claim's transaction waits parked for the group commit. */
+static enum am_err
+identity_assertion_claim(struct app *a, struct http_req *rq, struct http_resp *rs,
+			 const json_t *req, struct am_error *e)
+{
+	struct idclaim_park *k;
+	const char *token, *assertion;
+	enum am_err rc;
+
+	if ((rc = am_json_string(req, "claim_token", true, AM_MAX_TOKEN_BYTES, &token, e)) !=
+		    AM_OK ||
+	    (rc = am_json_string(req, "assertion", true, JOSE_MAX_TOKEN_BYTES, &assertion, e)) !=
+		    AM_OK)
+		return rc;
+	if ((k = calloc(1, sizeof(*k))) == NULL)
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	k->rq = rq;
+	if ((rc = flow_identity_claim_submit(&a->env, a->skey, rq->ip, token, assertion, &k->p,
+					     idclaim_committed, k, e)) != AM_OK) {
+		if (rc == AM_E_LOGIN_REQUIRED) {
+			svc_login_required(rs, k->p.idjag.max_auth_age, e);
+			rc = AM_OK;
+		}
+		flow_pending_idclaim_wipe(&k->p);
+		free(k);
+		return rc;
+	}
+	http_park(rq, idclaim_finish, k, idclaim_park_free);
+	return AM_OK;
+}
+
+/* The kinds of the claim body, a union on type from v0.7 on. */
+enum claim_type { CLAIM_EMAIL, CLAIM_IDENTITY_ASSERTION, CLAIM_UNKNOWN };
+
+static enum claim_type
+claim_type_of(const char *type)
+{
+	if (type == NULL)
+		return CLAIM_EMAIL; /* the v0.6 body */
+	if (strcmp(type, "identity_assertion") == 0)
+		return CLAIM_IDENTITY_ASSERTION;
+	return CLAIM_UNKNOWN;
+}
+
+/* The v0.6 body's attempt is all store work: it runs in the group commit
+ * and the request is parked until its batch is durable. */
 enum am_err
 h_identity_claim(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
 {
 	struct app *a = app;
 	struct claim_args args;
 	json_t *req = NULL;
+	const char *type;
 	enum am_err rc;
 
 	if ((rc = svc_json_body(rq, &req, e)) != AM_OK)
 		return rc;
-	if ((rc = am_json_string(req, "claim_token", true, AM_MAX_TOKEN_BYTES, &args.token, e)) ==
-		    AM_OK &&
-	    (rc = am_json_string(req, "email", false, AM_MAX_EMAIL_BYTES, &args.email, e)) == AM_OK)
-		rc = svc_op_park(a, rq, claim_submit, &args, claim_render, rs, e);
+	if ((rc = am_json_string(req, "type", false, AM_MAX_FIELD_BYTES, &type, e)) != AM_OK)
+		goto out;
+	switch (claim_type_of(type)) {
+	case CLAIM_IDENTITY_ASSERTION:
+		rc = identity_assertion_claim(a, rq, rs, req, e);
+		break;
+	case CLAIM_EMAIL:
+		if ((rc = am_json_string(req, "claim_token", true, AM_MAX_TOKEN_BYTES, &args.token,
+					 e)) == AM_OK &&
+		    (rc = am_json_string(req, "email", false, AM_MAX_EMAIL_BYTES, &args.email,
+					 e)) == AM_OK)
+			rc = svc_op_park(a, rq, claim_submit, &args, claim_render, rs, e);
+		break;
+	case CLAIM_UNKNOWN:
+		rc = am_fail(e, AM_E_INVALID_REQUEST,
+			     "type must be \"identity_assertion\" or absent (claim_token and "
+			     "email)");
+		break;
+	}
+out:
 	json_decref(req);
 	return rc;
 }

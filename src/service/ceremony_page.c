@@ -77,6 +77,34 @@ wrong_account_page(struct app *a, struct http_resp *rs, const struct websession 
 	return AM_OK;
 }
 
+/* A first link (v0.5): a trusted provider's user (reg's iss and sub),
+ * matched to this account by a verified address or phone, is to be linked
+ * to it, the registration then getting scopes. The provider's name is the
+ * trust list's, never the provider's own words. */
+static void
+first_link_text(const struct app *a, struct am_buf *b, const struct websession *s,
+		const struct store_reg *reg, const char *scopes)
+{
+	const struct am_provider *p = am_config_provider(a->cfg, reg->iss);
+
+	am_buf_puts(b, "<p><strong>");
+	am_buf_html(b, p != NULL ? p->name : reg->iss);
+	am_buf_puts(b, "</strong> is asking to link one of its users to your account <strong>");
+	am_buf_html(b, s->email);
+	am_buf_puts(b, "</strong> at <strong>");
+	am_buf_html(b, a->cfg->resource_name);
+	am_buf_puts(b, "</strong>, so the agent it runs can act for you.</p><p class=\"muted\">"
+		       "The provider vouches that its user <strong>");
+	am_buf_html(b, reg->sub);
+	am_buf_puts(b, "</strong> has the verified email address (or phone number) of this "
+		       "account, <strong>");
+	am_buf_html(b, reg->email);
+	am_buf_puts(b, "</strong>. Once linked, that provider's agents for this user get in "
+		       "without asking again and may use: <strong>");
+	am_buf_html(b, scopes);
+	am_buf_puts(b, "</strong>.</p>");
+}
+
 /* What is being claimed, and the two forms; error (NULL: none) is the
  * refusal of a previous entry. */
 static enum am_err
@@ -94,17 +122,32 @@ form_page(struct app *a, struct http_resp *rs, int status, const struct websessi
 		am_buf_free(&b);
 		return rc;
 	}
-	am_buf_puts(&b, "<p>An AI agent asks to act for your account <strong>");
-	am_buf_html(&b, s->email);
-	am_buf_puts(&b, "</strong> at <strong>");
-	am_buf_html(&b, a->cfg->resource_name);
-	am_buf_puts(&b, "</strong>.</p><p class=\"muted\">");
-	am_buf_html(&b, reg->kind == REG_ANONYMOUS
-				? "It registered anonymously and now asks to be linked to you."
-				: "It registered for your address (service_auth).");
-	am_buf_puts(&b, " Once linked it may use: <strong>");
-	am_buf_html(&b, a->cfg->scopes_post_claim);
-	am_buf_puts(&b, "</strong>.</p>");
+	if (reg->kind == REG_AGENT) {
+		const struct am_provider *p = am_config_provider(a->cfg, reg->iss);
+
+		first_link_text(a, &b, s, reg, p != NULL ? p->scopes : "");
+	} else if (att->link_iss[0] != '\0') {
+		/* v0.7's ID-JAG claim that met the gate: the attempt names it */
+		struct store_reg subject = *reg;
+
+		am_copy(subject.iss, sizeof(subject.iss), att->link_iss);
+		am_copy(subject.sub, sizeof(subject.sub), att->link_sub);
+		am_copy(subject.email, sizeof(subject.email), att->email);
+		first_link_text(a, &b, s, &subject, a->cfg->scopes_post_claim);
+	} else {
+		am_buf_puts(&b, "<p>An AI agent asks to act for your account <strong>");
+		am_buf_html(&b, s->email);
+		am_buf_puts(&b, "</strong> at <strong>");
+		am_buf_html(&b, a->cfg->resource_name);
+		am_buf_puts(&b, "</strong>.</p><p class=\"muted\">");
+		am_buf_html(&b,
+			    reg->kind == REG_ANONYMOUS
+				    ? "It registered anonymously and now asks to be linked to you."
+				    : "It registered for your address (service_auth).");
+		am_buf_puts(&b, " Once linked it may use: <strong>");
+		am_buf_html(&b, a->cfg->scopes_post_claim);
+		am_buf_puts(&b, "</strong>.</p>");
+	}
 	if (error != NULL)
 		page_para(&b, "error", error);
 	am_buf_puts(&b, "<p>If you asked your agent to do this, type the code it shows you.</p>"

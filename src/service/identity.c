@@ -129,39 +129,23 @@ identity_render(struct app *a, struct http_resp *rs, struct flow_pending_v06 *p,
 		struct am_error *e)
 {
 	if (rc == AM_E_LOGIN_REQUIRED) {
-		/* v0.5: the guide's 401 shape, with the window in both places */
-		char hdr[160];
-
-		snprintf(hdr, sizeof(hdr), "AgentAuth error=\"login_required\", max_age=\"%lld\"",
-			 (long long)a->cfg->v06_max_auth_age);
-		http_reply_json(rs, 401,
-				json_pack("{s:s, s:s, s:s, s:I}", "error", "login_required",
-					  "error_description", e->detail, "message", e->detail,
-					  "max_age", (json_int_t)a->cfg->v06_max_auth_age));
-		http_add_header(rs, "WWW-Authenticate", hdr);
-		no_store(rs);
+		svc_login_required(rs,
+				   p != NULL && p->kind == FLOW_V06_IDJAG
+					   ? p->idjag.max_auth_age
+					   : a->cfg->v06_max_auth_age,
+				   e);
 		return AM_OK;
 	}
 	if (rc != AM_OK)
 		return rc;
 	if (p->res.assertion == NULL) {
-		/* v0.5 first link: the account's owner confirms (by the claim
-		 * mail, docs/protocol.md), then a fresh ID-JAG is accepted. */
-		json_t *body = identity_body(a, &p->res);
-
-		json_object_set_new(body, "error", json_string("interaction_required"));
-		json_object_set_new(body, "error_description",
-				    json_string("confirm linking this provider identity to the "
-						"existing account through the link mailed to it, "
-						"then present a fresh ID-JAG"));
-		http_reply_json(rs, 401, body);
-		http_add_header(rs, "WWW-Authenticate",
-				"AgentAuth error=\"interaction_required\", error_description=\"the "
-				"account owner must confirm the link\"");
+		/* v0.5 first link: the account's owner confirms in the user_code
+		 * ceremony (docs/protocol.md); the claim grant then answers. */
+		svc_interaction_required(a, rs, identity_body(a, &p->res), &p->res.claim);
 	} else {
 		http_reply_json(rs, 200, identity_body(a, &p->res));
+		no_store(rs);
 	}
-	no_store(rs);
 	return AM_OK;
 }
 
@@ -244,7 +228,8 @@ h_identity(void *app, struct http_req *rq, struct http_resp *rs, struct am_error
 		http_park(rq, v06_finish, k, v06_park_free);
 		k = NULL;
 	} else {
-		rc = identity_render(a, rs, NULL, rc, e); /* a refusal at submit */
+		rc = identity_render(a, rs, k != NULL ? &k->p : NULL, rc,
+				     e); /* refused at submit */
 	}
 out:
 	free(k); /* a refused submit has wiped k->p */

@@ -139,6 +139,14 @@ enum am_err h_service_jwks(void *app, struct http_req *rq, struct http_resp *rs,
 enum am_err h_identity_claim(void *app, struct http_req *rq, struct http_resp *rs,
 			     struct am_error *e);
 json_t *svc_ceremony_block(const struct app *a, const struct ceremony_block *c, int64_t now);
+/* v0.5's 401 login_required: {error, error_description, message, max_age}
+ * and WWW-Authenticate: AgentAuth with max_age, no-store; the detail of e. */
+void svc_login_required(struct http_resp *rs, int64_t max_age, const struct am_error *e);
+/* v0.5's 401 interaction_required of a first link: body (taken) gets the
+ * error, claim_attempt_id and the claim block of c; WWW-Authenticate:
+ * AgentAuth, no-store. */
+void svc_interaction_required(const struct app *a, struct http_resp *rs, json_t *body,
+			      const struct ceremony_block *c);
 /* The pages of the ceremony (ceremony_page.c): GET /claim (signed in as
  * the bound address: what is claimed and the user_code form) and its form
  * action POST /agent/identity/claim/complete (confirm or reject). */

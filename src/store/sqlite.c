@@ -124,7 +124,7 @@ enum q {
 
 #define CER_COLS                                                                                   \
 	"id, registration_id, token_hash, code_hash, email, attempts_left, status, created_at, "   \
-	"expires_at, last_poll_at, poll_interval, user_id, redeemed_at"
+	"expires_at, last_poll_at, poll_interval, user_id, redeemed_at, link_iss, link_sub"
 
 /* The narrowing filters and the cursor of an operator search. */
 #define REG_SEARCH_COND                                                                            \
@@ -352,7 +352,7 @@ static const char *const sql[Q__COUNT] = {
 			    "(SELECT hash FROM web_sessions WHERE tenant = ?1 AND "
 			    "(expires_at <= ?2 OR last_seen < ?3) LIMIT ?4)",
 	[Q_CER_INSERT] = "INSERT INTO ceremony_attempts (tenant, " CER_COLS ") VALUES (?1, ?2, ?3, "
-			 "?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, NULL, NULL)",
+			 "?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, NULL, NULL, ?12, ?13)",
 	[Q_CER_BY_TOKEN] = "SELECT " CER_COLS " FROM ceremony_attempts "
 			   "WHERE tenant = ?1 AND token_hash = ?2",
 	[Q_CER_LATEST_FOR] = "SELECT " CER_COLS " FROM ceremony_attempts WHERE tenant = ?1 "
@@ -1993,6 +1993,8 @@ read_ceremony(struct db_stmt *s, struct store_ceremony *c)
 	c->poll_interval = db_col_int64(s, 10);
 	db_col_text(s, 11, c->user_id, sizeof(c->user_id));
 	c->redeemed_at = db_col_int64(s, 12);
+	db_col_text(s, 13, c->link_iss, sizeof(c->link_iss));
+	db_col_text(s, 14, c->link_sub, sizeof(c->link_sub));
 }
 
 enum am_err
@@ -2013,6 +2015,8 @@ store_ceremony_insert(struct store *st, const struct store_ceremony *c, struct a
 	db_bind_int64(s, 9, c->created_at);
 	db_bind_int64(s, 10, c->expires_at);
 	db_bind_int64(s, 11, c->poll_interval);
+	db_bind_text_or_null(s, 12, c->link_iss);
+	db_bind_text_or_null(s, 13, c->link_sub);
 	return db_run(st->db, s, "ceremony insert", NULL, e);
 }
 

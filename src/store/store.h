@@ -630,6 +630,9 @@ struct store_ceremony {
 	int64_t poll_interval;	    /* seconds */
 	char user_id[STORE_ID_LEN]; /* who completed or denied it; empty: nobody yet */
 	int64_t redeemed_at;	    /* 0: the claim grant has not answered its tokens */
+	/* migration 0016: the provider subject the attempt's confirmation links
+	 * (v0.7's ID-JAG claim met the first-link gate); empty: none */
+	char link_iss[STORE_TEXT_LEN], link_sub[STORE_TEXT_LEN];
 };
 const char *store_ceremony_status_name(enum ceremony_status c);
 /* Inserts c (not polled, nobody, not redeemed). */

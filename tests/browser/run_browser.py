@@ -18,10 +18,13 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-from harness import BIN_DIR, Server  # noqa: E402
+from harness import BIN_DIR, Provider, Server, provider_overrides  # noqa: E402
 
 CHROMIUM = os.environ.get("AUTHMD_CHROMIUM", "/usr/bin/chromium")
 NODE = shutil.which("node") or "/usr/bin/node"
+# Scenario files that need a trusted agent provider (the C test double, its
+# users linked by email): its URL goes to the script in AUTHMD_PROVIDER.
+WITH_PROVIDER = {"firstlink.mjs"}
 
 
 def main(script, overrides=None):
@@ -41,9 +44,15 @@ def main(script, overrides=None):
     shutil.rmtree(shots, ignore_errors=True)
     os.makedirs(shots)
     home = tempfile.mkdtemp(prefix="authmd-browser-")
+    provider = None
+    if os.path.basename(script) in WITH_PROVIDER:
+        provider = Provider().start()
+        overrides = dict(overrides or {})
+        overrides.update(provider_overrides(provider, link_by_email="on"))
     server = Server(overrides).start()
     try:
         env = dict(os.environ, AUTHMD_URL=server.url, AUTHMD_OUTBOX=server.outbox,
+                   AUTHMD_PROVIDER=provider.url if provider is not None else "",
                    AUTHMD_SCREENSHOT_DIR=shots, AUTHMD_CHROMIUM=CHROMIUM, HOME=home,
                    XDG_CONFIG_HOME=os.path.join(home, ".config"),
                    XDG_CACHE_HOME=os.path.join(home, ".cache"), TMPDIR=home)
@@ -56,6 +65,8 @@ def main(script, overrides=None):
             print(server.read_log()[-6000:])
         shutil.rmtree(server.tmp, ignore_errors=True)
         shutil.rmtree(home, ignore_errors=True)
+        if provider is not None:
+            provider.stop()
     if status not in (0, None):
         print("the server did not exit cleanly: %r" % status)
         return 1
