@@ -923,6 +923,8 @@ revoke_refs(const struct flow_env *env, struct store *st, const struct store_cre
 		if (reg.status == REG_REVOKED)
 			continue; /* already, by an earlier batch */
 		if ((rc = store_reg_transition(st, reg.id, reg.status, REG_REVOKED, e)) != AM_OK ||
+		    (rc = store_refresh_revoke_reg(st, reg.id, now, "registration", NULL, e)) !=
+			    AM_OK ||
 		    (rc = audit_add(
 			     st, batch, env->cfg->tenant, now, "registration.revoked", reg.id,
 			     json_pack("{s:s, s:s?, s:s?, s:s?, s:s?}", "reason", reason, "iss",
@@ -1045,6 +1047,9 @@ set_revoke_registration(const struct flow_env *env, struct store *st, struct flo
 	rc = store_delegation_get(st, p->iss, p->sub, p->aud, &d, e);
 	if (rc == AM_OK) {
 		rc = store_reg_transition(st, d.registration_id, REG_CLAIMED, REG_REVOKED, e);
+		if (rc == AM_OK)
+			rc = store_refresh_revoke_reg(st, d.registration_id, flow_now(env),
+						      "registration", NULL, e);
 		if (rc == AM_OK)
 			rc = audit_add(st, &p->batch, env->cfg->tenant, flow_now(env),
 				       "registration.revoked", d.registration_id,
