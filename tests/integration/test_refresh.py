@@ -6,6 +6,7 @@ revived registrations, the v0.1 path without any, a race of two refreshes
 of one token, and durability across kill -9. Also the (b) envelope beside
 the v0.6 fields."""
 import hashlib
+import json
 import subprocess
 import threading
 import time
@@ -288,3 +289,81 @@ class ClaimGrantRefreshTest(PagesBase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class RefreshCliTest(unittest.TestCase):
+    """authmd refresh URL, and the automatic rotation before an exchange."""
+
+    def setUp(self):
+        from test_agent_cli import Cli
+
+        self.server = Server().start()
+        self.cli = Cli()
+        self.url = self.server.url + "/api/resource"
+
+    def tearDown(self):
+        self.server.cleanup()
+
+    def stored(self):
+        with open(self.cli.store) as f:
+            return list(json.load(f)["credentials"].values())[0]
+
+    def edit_store(self, **fields):
+        with open(self.cli.store) as f:
+            doc = json.load(f)
+        for v in doc["credentials"].values():
+            v.update(fields)
+        with open(self.cli.store, "w") as f:
+            json.dump(doc, f)
+
+    def server_refresh(self, token):
+        return self.server.post("/agent/identity", {"type": "refresh", "refresh_token": token})
+
+    def test_refresh_rotates_and_never_shows_the_token(self):
+        rc, reg = self.cli.json("--protocol", "v0.6", "register", self.url, "--anonymous")
+        self.assertEqual(rc, 0, reg)
+        s = self.stored()
+        rt, assertion, at = s["refresh_token"], s["identity_assertion"], s["credential"]
+        self.assertTrue(rt.startswith("rt_"), s)
+        self.assertTrue(s["refresh_expires"])
+        rc, st = self.cli.json("status")
+        self.assertTrue(st["credentials"][0]["has_refresh_token"])
+        r = self.cli.run("refresh", self.url)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("refreshed", r.stdout)
+        for secret in (rt, assertion, at):
+            self.assertNotIn(secret, r.stdout + r.stderr)
+        s = self.stored()
+        self.assertNotEqual(s["refresh_token"], rt)
+        self.assertNotEqual(s["identity_assertion"], assertion)
+        self.assertNotEqual(s["credential"], at)
+        self.assertEqual(self.server.bearer("GET", "/api/resource", s["credential"]).status, 200)
+        # the spent token is refused by the service (and that reuse ends the
+        # family, so the CLI's next refresh asks for a new registration)
+        self.assertEqual(self.server_refresh(rt).status, 400)
+        r = self.cli.run("refresh", self.url)
+        self.assertEqual(r.returncode, 5, r.stderr)
+        self.assertIn("register", r.stderr)
+
+    def test_an_expired_assertion_is_refreshed_before_the_exchange(self):
+        rc, reg = self.cli.json("--protocol", "v0.6", "register", self.url, "--anonymous")
+        self.assertEqual(rc, 0, reg)
+        rt = self.stored()["refresh_token"]
+        self.edit_store(assertion_expires="2000-01-01T00:00:00Z",
+                        credential_expires="2000-01-01T00:00:00Z")
+        rc, got = self.cli.json("curl", self.url)
+        self.assertEqual((rc, got["status"]), (0, 200), got)
+        s = self.stored()
+        self.assertNotEqual(s["refresh_token"], rt)
+        self.assertNotEqual(s["assertion_expires"], "2000-01-01T00:00:00Z")
+        rows = self.server.db_query("SELECT COUNT(*) FROM refresh_tokens WHERE spent_at IS "
+                                    "NOT NULL")
+        self.assertEqual(rows, [(1,)])
+
+    def test_a_v01_credential_has_no_refresh_token(self):
+        rc, reg = self.cli.json("--protocol", "v0.1", "register", self.url, "--anonymous")
+        self.assertEqual(rc, 0, reg)
+        self.assertNotIn("refresh_token", self.stored())
+        r = self.cli.run("refresh", self.url)
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertIn("no refresh token", r.stderr)
