@@ -377,6 +377,7 @@ struct flow_pending_op {
 	int64_t jti_until;
 	char registration_id[STORE_ID_LEN]; /* FLOW_OP_REVOKE by registration */
 	char credential_id[STORE_ID_LEN];   /* FLOW_OP_REVOKE of one token; "" : none */
+	char family_id[STORE_ID_LEN];	    /* FLOW_OP_REVOKE of a refresh token's family */
 	const char *reason;		    /* static */
 	const char *provider;		    /* config-owned name, for the log */
 	bool set_event;			    /* FLOW_OP_REVOKE of an RFC 8417 SET */

@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 import unittest
+import urllib.parse
 
 from harness import ID_JAG_URN, SERVER, Server
 from test_ceremony_pages import OWNER, PagesBase, jwt_claims
@@ -170,6 +171,22 @@ class RefreshTest(RefreshBase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.family_of(rt)[2], "registration")
         self.assertRefused(rt)
+
+    def test_rfc7009_revocation_of_a_refresh_token_ends_its_family_alone(self):
+        reg = self.anonymous()
+        rt = reg["identity"]["refresh_token"]
+        newest = self.refreshed(rt)["identity"]["refresh_token"]
+        for token in (newest, newest, "rt_unknown"):  # again, and unknown: 200 too
+            r = self.server.request("POST", "/oauth2/revoke",
+                                    raw=urllib.parse.urlencode({"token": token}).encode(),
+                                    content_type="application/x-www-form-urlencoded")
+            self.assertEqual((r.status, r.json), (200, {}), r)
+        self.assertEqual(self.family_of(newest)[2], "agent")
+        self.assertRefused(newest, why="revoked")
+        ev = [e for e in self.server.audit_events() if e["event"] == "refresh.revoked"]
+        self.assertEqual(len(ev), 1, ev)
+        # the registration lives on: its assertion still exchanges
+        self.assertEqual(self.token(reg["identity_assertion"]).status, 200)
 
     def test_v01_credentials_never_carry_a_refresh_token(self):
         r = self.server.post("/agent/auth", {"type": "anonymous"})
