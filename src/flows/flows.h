@@ -580,11 +580,13 @@ enum am_err flow_v06_token_submit(const struct flow_env *env, struct skey *keys,
  * registration (revived since), a registration no longer live (revoked,
  * expired, a pending first link) or under an operator block; and a reuse
  * of a spent token, which revokes the whole family first (durably, with a
- * refresh.reused event) so its newest token stops working too. */
-enum am_err flow_v06_refresh_submit(const struct flow_env *env, struct skey *keys,
-				    const char *refresh_token, struct flow_pending_v06 *p,
-				    void (*done)(void *arg), void *done_arg,
-				    struct am_error *e) AM_WUR;
+ * refresh.reused event) so its newest token stops working too. st is
+ * the caller's connection, for one read at submit: an unknown token is
+ * refused there and never reaches the writer. */
+enum am_err flow_v06_refresh_submit(const struct flow_env *env, struct store *st,
+				    struct skey *keys, const char *refresh_token,
+				    struct flow_pending_v06 *p, void (*done)(void *arg),
+				    void *done_arg, struct am_error *e) AM_WUR;
 
 /* The registration_type of a registration of kind at the v0.6 endpoints:
  * anonymous, service_auth (email) or identity_assertion (agent). */

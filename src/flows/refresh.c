@@ -171,18 +171,27 @@ fail:
 }
 
 enum am_err
-flow_v06_refresh_submit(const struct flow_env *env, struct skey *keys, const char *refresh_token,
-			struct flow_pending_v06 *p, void (*done)(void *arg), void *done_arg,
-			struct am_error *e)
+flow_v06_refresh_submit(const struct flow_env *env, struct store *st, struct skey *keys,
+			const char *refresh_token, struct flow_pending_v06 *p,
+			void (*done)(void *arg), void *done_arg, struct am_error *e)
 {
+	struct store_refresh rt;
+	enum am_err rc;
+
 	memset(p, 0, sizeof(*p));
 	p->env = env;
 	p->keys = keys;
 	p->kind = FLOW_V06_REFRESH;
-	/* A token that is not ours cannot be in the table: no write for it. */
 	if (strncmp(refresh_token, PREFIX_REFRESH_TOKEN, strlen(PREFIX_REFRESH_TOKEN)) != 0 ||
 	    strlen(refresh_token) >= FLOW_SECRET_LEN)
 		return am_fail(e, AM_E_INVALID_GRANT, "the refresh token is unknown");
 	am_sha256_str(refresh_token, p->refresh_hash);
+	/* A read on the caller's connection first: an unknown token (a guess,
+	 * a flood) costs the writer nothing. The job decides the rest. */
+	rc = store_refresh_by_hash(st, p->refresh_hash, &rt, e);
+	if (rc == AM_E_NOT_FOUND)
+		return am_fail(e, AM_E_INVALID_GRANT, "the refresh token is unknown");
+	if (rc != AM_OK)
+		return rc;
 	return flow_v06_job_submit(p, done, done_arg, e);
 }

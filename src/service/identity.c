@@ -268,13 +268,14 @@ h_identity(void *app, struct http_req *rq, struct http_resp *rs, struct am_error
 							    &k->p, v06_committed, k, e);
 	} else if (strcmp(type, "refresh") == 0) {
 		const char *token;
+		struct store *st;
 
 		if ((rc = am_json_string(req, "refresh_token", true, AM_MAX_TOKEN_BYTES, &token,
 					 e)) != AM_OK)
 			goto out;
-		if ((rc = v06_park_new(rq, &k, e)) == AM_OK)
-			rc = flow_v06_refresh_submit(&a->env, a->skey, token, &k->p, v06_committed,
-						     k, e);
+		if ((rc = app_store(a, &st, e)) == AM_OK && (rc = v06_park_new(rq, &k, e)) == AM_OK)
+			rc = flow_v06_refresh_submit(&a->env, st, a->skey, token, &k->p,
+						     v06_committed, k, e);
 	} else if (strcmp(type, "service_auth") == 0) {
 		struct store *st;
 
