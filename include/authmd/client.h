@@ -223,8 +223,7 @@ enum authmd_status authmd_token_refresh(struct authmd_client *c, const char *res
  * authmd_request and authmd_token_refresh do this by themselves when the
  * stored assertion has expired. */
 enum authmd_status authmd_identity_refresh(struct authmd_client *c, const char *resource,
-					   struct authmd_credential *out,
-					   struct authmd_error *err);
+					   struct authmd_credential *out, struct authmd_error *err);
 
 /* The claim ceremony for the credential stored for resource. */
 enum authmd_status authmd_claim_start(struct authmd_client *c, const char *resource,

@@ -794,8 +794,7 @@ keep_refresh(const json_t *ans, struct authmd_credential *cred)
  * endpoint). The old token is spent once the service answered, so the new
  * one is stored before anything else can fail. */
 static enum authmd_status
-identity_refresh(struct authmd_client *c, struct authmd_credential *cred,
-		 struct authmd_error *err)
+identity_refresh(struct authmd_client *c, struct authmd_credential *cred, struct authmd_error *err)
 {
 	json_t *ans = NULL, *req;
 	enum authmd_status st;
@@ -819,7 +818,8 @@ identity_refresh(struct authmd_client *c, struct authmd_credential *cred,
 	OPENSSL_cleanse(cred->refresh_token, sizeof(cred->refresh_token));
 	copy_str(ans, "identity_assertion", cred->identity_assertion,
 		 sizeof(cred->identity_assertion));
-	copy_str(ans, "assertion_expires", cred->assertion_expires, sizeof(cred->assertion_expires));
+	copy_str(ans, "assertion_expires", cred->assertion_expires,
+		 sizeof(cred->assertion_expires));
 	keep_refresh(ans, cred);
 	json_decref(ans);
 	if (cred->identity_assertion[0] == '\0')

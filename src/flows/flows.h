@@ -524,8 +524,8 @@ struct flow_pending_v06 {
 	int64_t gen;		   /* and generation */
 	char jkt[48];		   /* FLOW_V06_TOKEN: the DPoP key to bind; "" : Bearer */
 	int64_t assertion_gen;	   /* FLOW_V06_IDJAG, _REFRESH: the registration's generation */
-	uint8_t refresh_hash[AM_HASH_LEN];	 /* FLOW_V06_REFRESH: of the presented token */
-	char email[AM_MAX_EMAIL_BYTES + 1];	 /* FLOW_V06_REFRESH: the assertion's (claimed) */
+	uint8_t refresh_hash[AM_HASH_LEN];  /* FLOW_V06_REFRESH: of the presented token */
+	char email[AM_MAX_EMAIL_BYTES + 1]; /* FLOW_V06_REFRESH: the assertion's (claimed) */
 	bool keep_events; /* a refusal whose writes stand (a reuse revoked its family) */
 	enum am_err rc;	  /* the step's own outcome */
 	struct am_error err;
@@ -583,10 +583,10 @@ enum am_err flow_v06_token_submit(const struct flow_env *env, struct skey *keys,
  * refresh.reused event) so its newest token stops working too. st is
  * the caller's connection, for one read at submit: an unknown token is
  * refused there and never reaches the writer. */
-enum am_err flow_v06_refresh_submit(const struct flow_env *env, struct store *st,
-				    struct skey *keys, const char *refresh_token,
-				    struct flow_pending_v06 *p, void (*done)(void *arg),
-				    void *done_arg, struct am_error *e) AM_WUR;
+enum am_err flow_v06_refresh_submit(const struct flow_env *env, struct store *st, struct skey *keys,
+				    const char *refresh_token, struct flow_pending_v06 *p,
+				    void (*done)(void *arg), void *done_arg,
+				    struct am_error *e) AM_WUR;
 
 /* The registration_type of a registration of kind at the v0.6 endpoints:
  * anonymous, service_auth (email) or identity_assertion (agent). */

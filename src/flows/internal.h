@@ -159,8 +159,8 @@ enum am_err flow_v06_scopes(const struct flow_env *env, const struct store_reg *
 
 /* Queues p (env, kind and inputs set) as a writer job of the v0.6 kinds;
  * the contract of store_writer_submit. */
-enum am_err flow_v06_job_submit(struct flow_pending_v06 *p, void (*done)(void *arg),
-				void *done_arg, struct am_error *e) AM_WUR;
+enum am_err flow_v06_job_submit(struct flow_pending_v06 *p, void (*done)(void *arg), void *done_arg,
+				struct am_error *e) AM_WUR;
 
 /* FLOW_V06_REFRESH's step, in its writer job (flows/refresh.c): see
  * flow_v06_refresh_submit. Sets p->keep_events when a refusal's writes

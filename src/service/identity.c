@@ -193,13 +193,14 @@ identity_render(struct app *a, struct http_resp *rs, struct flow_pending_v06 *p,
 				"AgentAuth error=\"interaction_required\", error_description=\"the "
 				"account owner must confirm the link\"");
 	} else if (p->kind == FLOW_V06_REFRESH) {
-		http_reply_json(rs, 200,
-				identity_body(a, &p->res, flow_v06_type_name(p->res.reg.kind), true));
+		http_reply_json(
+			rs, 200,
+			identity_body(a, &p->res, flow_v06_type_name(p->res.reg.kind), true));
 	} else {
 		http_reply_json(rs, 200,
 				identity_body(a, &p->res,
 					      p->kind == FLOW_V06_ANONYMOUS ? "anonymous"
-									     : "identity_assertion",
+									    : "identity_assertion",
 					      false));
 	}
 	no_store(rs);

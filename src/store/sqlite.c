@@ -2217,8 +2217,8 @@ store_refresh_insert(struct store *st, const uint8_t hash[AM_HASH_LEN], const ch
 }
 
 enum am_err
-store_refresh_by_hash(struct store *st, const uint8_t hash[AM_HASH_LEN],
-		      struct store_refresh *out, struct am_error *e)
+store_refresh_by_hash(struct store *st, const uint8_t hash[AM_HASH_LEN], struct store_refresh *out,
+		      struct am_error *e)
 {
 	struct db_stmt *s;
 	enum am_err rc;
@@ -2260,8 +2260,8 @@ store_refresh_spend(struct store *st, const uint8_t hash[AM_HASH_LEN], int64_t a
 
 /* The two family revocations: by family id (?2 the id) or by registration. */
 static enum am_err
-refresh_revoke(struct store *st, enum q q, const char *key, int64_t at, const char *reason,
-	       int *n, struct am_error *e)
+refresh_revoke(struct store *st, enum q q, const char *key, int64_t at, const char *reason, int *n,
+	       struct am_error *e)
 {
 	struct db_stmt *s;
 	enum am_err rc;
@@ -2275,8 +2275,8 @@ refresh_revoke(struct store *st, enum q q, const char *key, int64_t at, const ch
 }
 
 enum am_err
-store_refresh_family_revoke(struct store *st, const char *family_id, int64_t at,
-			    const char *reason, struct am_error *e)
+store_refresh_family_revoke(struct store *st, const char *family_id, int64_t at, const char *reason,
+			    struct am_error *e)
 {
 	return refresh_revoke(st, Q_RTF_REVOKE, family_id, at, reason, NULL, e);
 }
