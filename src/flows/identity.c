@@ -50,6 +50,8 @@ flow_v06_mint(const struct flow_env *env, struct skey *keys, const char *registr
 }
 
 static enum am_err v06_job(struct store *st, void *arg, struct am_error *e);
+static enum am_err job_submit(struct flow_pending_v06 *p, void (*done)(void *arg), void *done_arg,
+			      struct am_error *e);
 
 void
 flow_v06_reg_wipe(struct v06_reg_result *r)
@@ -149,7 +151,7 @@ flow_v06_register_anonymous_submit(const struct flow_env *env, struct skey *keys
 	if ((rc = flow_v06_mint(env, keys, reg->id, "anonymous", 0, NULL, &p->res.assertion,
 				&p->res.assertion_expires, e)) != AM_OK)
 		goto fail;
-	if ((rc = flow_v06_job_submit(p, done, done_arg, e)) != AM_OK)
+	if ((rc = job_submit(p, done, done_arg, e)) != AM_OK)
 		goto fail;
 	return AM_OK;
 fail:
@@ -247,60 +249,6 @@ flow_v06_type_name(enum reg_kind kind)
 		break;
 	}
 	return "identity_assertion";
-}
-
-enum am_err
-flow_v06_scopes(const struct flow_env *env, const struct store_reg *reg, const char **scopes,
-		struct am_error *e)
-{
-	const struct am_config *cfg = env->cfg;
-	int64_t now = flow_now(env);
-
-	if (reg->kind == REG_AGENT) {
-		const struct am_provider *p = am_config_provider(cfg, reg->iss);
-
-		/* The reference's later fix: a non-anonymous registration
-		 * exchanges only while claimed (not revoked, not pending). */
-		if (reg->status != REG_CLAIMED)
-			return am_fail(e, AM_E_INVALID_GRANT, "the registration is %s",
-				       store_status_name(reg->status));
-		if (p == NULL)
-			return am_fail(e, AM_E_INVALID_GRANT,
-				       "the registration's provider is no longer trusted here");
-		*scopes = p->scopes;
-		return AM_OK;
-	}
-	if (reg->status == REG_CLAIMED) {
-		*scopes = cfg->scopes_post_claim;
-		return AM_OK;
-	}
-	if (reg->kind == REG_ANONYMOUS &&
-	    (reg->status == REG_UNCLAIMED || reg->status == REG_PENDING_CLAIM) &&
-	    now < reg->expires_at) {
-		/* v0.2's fix: pre-claim scopes for the whole ceremony */
-		*scopes = cfg->scopes_pre_claim;
-		return AM_OK;
-	}
-	return am_fail(e, AM_E_INVALID_GRANT, "the registration is %s",
-		       reg->status == REG_UNCLAIMED || reg->status == REG_PENDING_CLAIM
-			       ? "expired"
-			       : store_status_name(reg->status));
-}
-
-enum am_err
-flow_v06_unblocked(struct store *st, const struct store_reg *reg, struct am_error *e)
-{
-	enum block_kind kind;
-	enum am_err rc;
-
-	rc = store_block_find(st, reg->iss[0] != '\0' ? reg->iss : NULL,
-			      reg->sub[0] != '\0' ? reg->sub : NULL,
-			      reg->user_id[0] != '\0' ? reg->user_id : NULL, reg->id, &kind, e);
-	if (rc == AM_OK)
-		return am_fail(e, AM_E_INVALID_GRANT,
-			       "this service's operator revoked access for this %s",
-			       store_block_kind_name(kind));
-	return rc == AM_E_NOT_FOUND ? AM_OK : rc;
 }
 
 enum am_err
@@ -409,8 +357,8 @@ v06_job(struct store *st, void *arg, struct am_error *e)
 	case FLOW_V06_ANONYMOUS:
 		p->rc = anonymous_write(st, p, &p->err);
 		break;
-	case FLOW_V06_REFRESH:
-		p->rc = flow_refresh_rotate(st, p, &p->err);
+	case FLOW_V06_REFRESH: /* never: its own job, flows/refresh.c */
+		p->rc = am_fail(&p->err, AM_E_INTERNAL, "a refresh in the wrong job");
 		break;
 	case FLOW_V06_IDJAG:
 	case FLOW_V06_TOKEN:
@@ -422,9 +370,11 @@ v06_job(struct store *st, void *arg, struct am_error *e)
 	return AM_OK;
 }
 
-enum am_err
-flow_v06_job_submit(struct flow_pending_v06 *p, void (*done)(void *arg), void *done_arg,
-		    struct am_error *e)
+/* Queues p (env, kind and inputs set) as a writer job of the kinds above;
+ * the contract of store_writer_submit. */
+static enum am_err
+job_submit(struct flow_pending_v06 *p, void (*done)(void *arg), void *done_arg,
+	   struct am_error *e)
 {
 	p->done = done;
 	p->done_arg = done_arg;
@@ -519,7 +469,7 @@ flow_v06_token_submit(const struct flow_env *env, struct skey *keys, const char 
 	if (strcmp(iss, env->cfg->public_url) == 0) {
 		if ((rc = verify_own(env, keys, assertion, p->reg_id, &p->gen, e)) != AM_OK)
 			return rc;
-		return flow_v06_job_submit(p, done, done_arg, e);
+		return job_submit(p, done, done_arg, e);
 	}
 	/* A provider's ID-JAG presented directly (draft -04): the whole
 	 * /agent/identity verification, then the exchange in its job. */

@@ -145,8 +145,9 @@ enum am_err flow_v06_issue_in_tx(const struct flow_env *env, struct store *st,
 				 const char *jkt, struct audit_batch *batch, struct v06_token_result *out,
 				 struct am_error *e) AM_WUR;
 
-/* Inside the caller's transaction: AM_E_INVALID_GRANT when an operator
- * block covers reg (its issuer, subject, user or itself), else AM_OK. */
+/* flows/liveness.c. Inside the caller's transaction: AM_E_INVALID_GRANT
+ * when an operator block covers reg (its issuer, subject, user or
+ * itself), else AM_OK. */
 enum am_err flow_v06_unblocked(struct store *st, const struct store_reg *reg,
 			       struct am_error *e) AM_WUR;
 
@@ -156,17 +157,6 @@ enum am_err flow_v06_unblocked(struct store *st, const struct store_reg *reg,
  * anonymous one past its window, any revoked or expired one. */
 enum am_err flow_v06_scopes(const struct flow_env *env, const struct store_reg *reg,
 			    const char **scopes, struct am_error *e) AM_WUR;
-
-/* Queues p (env, kind and inputs set) as a writer job of the v0.6 kinds;
- * the contract of store_writer_submit. */
-enum am_err flow_v06_job_submit(struct flow_pending_v06 *p, void (*done)(void *arg), void *done_arg,
-				struct am_error *e) AM_WUR;
-
-/* FLOW_V06_REFRESH's step, in its writer job (flows/refresh.c): see
- * flow_v06_refresh_submit. Sets p->keep_events when a refusal's writes
- * (a reuse revoking its family) stand. */
-enum am_err flow_refresh_rotate(struct store *st, struct flow_pending_v06 *p,
-				struct am_error *e) AM_WUR;
 
 /* The registration of a claim token if it can still be claimed: unknown
  * and revoked give AM_E_INVALID_CLAIM_TOKEN, claimed ones `claimed` (the

@@ -106,8 +106,8 @@ registration_live(struct store *st, struct flow_pending_v06 *p, const struct sto
 	return AM_OK;
 }
 
-enum am_err
-flow_refresh_rotate(struct store *st, struct flow_pending_v06 *p, struct am_error *e)
+static enum am_err
+rotate(struct store *st, struct flow_pending_v06 *p, struct am_error *e)
 {
 	const struct flow_env *env = p->env;
 	struct v06_reg_result *res = &p->res;
@@ -170,6 +170,32 @@ fail:
 	return rc;
 }
 
+/* FLOW_V06_REFRESH's writer job: the rotation's own outcome in p->rc (a
+ * refusal is its answer, not a failure of the batch); a retried job starts
+ * clean. flow_pending_v06_result gives the answer. */
+static enum am_err
+refresh_job(struct store *st, void *arg, struct am_error *e)
+{
+	struct flow_pending_v06 *p = arg;
+
+	(void)e;
+	audit_discard(&p->batch);
+	memset(&p->err, 0, sizeof(p->err));
+	OPENSSL_cleanse(p->res.refresh_token, sizeof(p->res.refresh_token));
+	p->rc = rotate(st, p, &p->err);
+	if (p->rc != AM_OK && !p->keep_events)
+		audit_discard(&p->batch);
+	return AM_OK;
+}
+
+static void
+refresh_done(struct store_job *job)
+{
+	struct flow_pending_v06 *p = job->arg;
+
+	p->done(p->done_arg);
+}
+
 enum am_err
 flow_v06_refresh_submit(const struct flow_env *env, struct store *st, struct skey *keys,
 			const char *refresh_token, struct flow_pending_v06 *p,
@@ -193,5 +219,8 @@ flow_v06_refresh_submit(const struct flow_env *env, struct store *st, struct ske
 		return am_fail(e, AM_E_INVALID_GRANT, "the refresh token is unknown");
 	if (rc != AM_OK)
 		return rc;
-	return flow_v06_job_submit(p, done, done_arg, e);
+	p->done = done;
+	p->done_arg = done_arg;
+	p->job = (struct store_job){.run = refresh_job, .done = refresh_done, .arg = p};
+	return store_writer_submit(env->writer, &p->job, e);
 }
