@@ -110,6 +110,12 @@ struct authmd_credential {
 	char identity_assertion[AUTHMD_ASSERTION_MAX];
 	char assertion_expires[40]; /* RFC 3339 */
 	char token_type[16];	    /* "Bearer" or "DPoP" (bound to the key of --dpop) */
+	/* proposal (b): the assertion's refresh token, rotated by
+	 * authmd_identity_refresh (a secret: never printed); "" for v0.1 and
+	 * for services that hand none out. register_uri is the identity
+	 * endpoint it goes to. */
+	char refresh_token[AUTHMD_TEXT_MAX];
+	char refresh_expires[40]; /* RFC 3339 */
 };
 
 /* Which protocol generation to speak to a service. */
@@ -199,11 +205,25 @@ authmd_register_provider(struct authmd_client *c, const struct authmd_discovery 
 			 struct authmd_credential *out, struct authmd_error *err);
 
 /* A fresh access token for the v0.6 credential stored for resource, from
- * its identity_assertion; stored, and in *out when out is not NULL.
+ * its identity_assertion (rotated first with the refresh token when the
+ * assertion has expired and there is one); stored, and in *out when out
+ * is not NULL.
  * AUTHMD_ERR_REFUSED with code "invalid_grant" when the assertion is
  * expired or revoked (register again). */
 enum authmd_status authmd_token_refresh(struct authmd_client *c, const char *resource,
 					struct authmd_credential *out, struct authmd_error *err);
+
+/* A new identity assertion for the v0.6 credential stored for resource
+ * from its refresh token (POST identity endpoint {type: refresh}), then a
+ * fresh access token from it; both stored (the rotated refresh token at
+ * once, before the exchange, since the old one is spent), and in *out when
+ * out is not NULL. AUTHMD_ERR_REFUSED for a v0.1 credential or one without
+ * a refresh token; AUTHMD_ERR_ACTION_NEEDED (code "invalid_grant") when the
+ * service refuses the token (expired, revoked, reused): register again.
+ * authmd_request and authmd_token_refresh do this by themselves when the
+ * stored assertion has expired. */
+enum authmd_status authmd_identity_refresh(struct authmd_client *c, const char *resource,
+					   struct authmd_credential *out, struct authmd_error *err);
 
 /* The claim ceremony for the credential stored for resource. */
 enum authmd_status authmd_claim_start(struct authmd_client *c, const char *resource,

@@ -778,6 +778,87 @@ token_exchange(struct authmd_client *c, struct authmd_credential *cred, struct a
 	return AUTHMD_OK;
 }
 
+/* Proposal (b)'s identity.refresh_token of an /agent/identity answer, kept
+ * with the credential ("" when the service hands none out). */
+static void
+keep_refresh(const json_t *ans, struct authmd_credential *cred)
+{
+	const json_t *ident = json_object_get(ans, "identity");
+
+	copy_str(ident, "refresh_token", cred->refresh_token, sizeof(cred->refresh_token));
+	copy_str(ident, "refresh_token_expires_at", cred->refresh_expires,
+		 sizeof(cred->refresh_expires));
+}
+
+/* The refresh token for a new assertion (type: refresh at the identity
+ * endpoint). The old token is spent once the service answered, so the new
+ * one is stored before anything else can fail. */
+static enum authmd_status
+identity_refresh(struct authmd_client *c, struct authmd_credential *cred, struct authmd_error *err)
+{
+	json_t *ans = NULL, *req;
+	enum authmd_status st;
+
+	if (strcmp(cred->protocol, "v0.6") != 0 || cred->refresh_token[0] == '\0' ||
+	    cred->register_uri[0] == '\0')
+		return cs_fail(err, AUTHMD_ERR_REFUSED, "Run: authmd register URL",
+			       "the registration for %s has no refresh token", cred->resource);
+	req = json_pack("{s:s, s:s}", "type", "refresh", "refresh_token", cred->refresh_token);
+	if (req == NULL)
+		return cs_fail(err, AUTHMD_ERR_FAILED, NULL, "out of memory");
+	st = post_json(c, cred->register_uri, NULL, req, "refresh", &ans, err);
+	if (st != AUTHMD_OK) {
+		if (err != NULL && strcmp(err->code, "invalid_grant") == 0) {
+			err->status = st = AUTHMD_ERR_ACTION_NEEDED;
+			err->advice = "The refresh token expired or was revoked: run authmd "
+				      "register URL again.";
+		}
+		return st;
+	}
+	OPENSSL_cleanse(cred->refresh_token, sizeof(cred->refresh_token));
+	copy_str(ans, "identity_assertion", cred->identity_assertion,
+		 sizeof(cred->identity_assertion));
+	copy_str(ans, "assertion_expires", cred->assertion_expires,
+		 sizeof(cred->assertion_expires));
+	keep_refresh(ans, cred);
+	json_decref(ans);
+	if (cred->identity_assertion[0] == '\0')
+		return cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL,
+			       "the refresh answer has no identity_assertion");
+	return store_put(c, cred, err);
+}
+
+/* The exchange, after a rotation when the assertion has expired (or is
+ * about to) and a refresh token exists. */
+static enum authmd_status
+exchange_fresh(struct authmd_client *c, struct authmd_credential *cred, struct authmd_error *err)
+{
+	time_t until = cs_parse_utc(cred->assertion_expires);
+	enum authmd_status st;
+
+	if (cred->refresh_token[0] != '\0' && until != 0 && until <= time(NULL) + 5 &&
+	    (st = identity_refresh(c, cred, err)) != AUTHMD_OK)
+		return st;
+	return token_exchange(c, cred, err);
+}
+
+enum authmd_status
+authmd_identity_refresh(struct authmd_client *c, const char *resource,
+			struct authmd_credential *out, struct authmd_error *err)
+{
+	struct authmd_credential cred;
+	enum authmd_status st;
+
+	if ((st = authmd_credential_for(c, resource, &cred, err)) != AUTHMD_OK)
+		return st;
+	if ((st = identity_refresh(c, &cred, err)) == AUTHMD_OK &&
+	    (st = token_exchange(c, &cred, err)) == AUTHMD_OK &&
+	    (st = store_put(c, &cred, err)) == AUTHMD_OK && out != NULL)
+		*out = cred;
+	OPENSSL_cleanse(&cred, sizeof(cred));
+	return st;
+}
+
 /* A v0.6 registration at identity_endpoint (req stolen), then the first
  * token exchange; the identity_assertion is kept for the next ones. */
 static enum authmd_status
@@ -802,6 +883,7 @@ do_register_v06(struct authmd_client *c, const struct authmd_discovery *d, const
 	copy_str(ans, "identity_assertion", cred.identity_assertion,
 		 sizeof(cred.identity_assertion));
 	copy_str(ans, "assertion_expires", cred.assertion_expires, sizeof(cred.assertion_expires));
+	keep_refresh(ans, &cred);
 	scopes_of(json_object_get(ans, json_object_get(ans, "pre_claim_scopes") != NULL
 					       ? "pre_claim_scopes"
 					       : "scopes"),
@@ -839,7 +921,7 @@ authmd_token_refresh(struct authmd_client *c, const char *resource, struct authm
 		return cs_fail(err, AUTHMD_ERR_REFUSED, NULL,
 			       "the registration for %s is v0.1: its credential is not exchanged",
 			       cred.resource);
-	if ((st = token_exchange(c, &cred, err)) == AUTHMD_OK &&
+	if ((st = exchange_fresh(c, &cred, err)) == AUTHMD_OK &&
 	    (st = store_put(c, &cred, err)) == AUTHMD_OK && out != NULL)
 		*out = cred;
 	OPENSSL_cleanse(&cred, sizeof(cred));
@@ -1350,7 +1432,7 @@ authmd_request(struct authmd_client *c, const char *method, const char *url,
 		c->dpop = true;
 	until = cs_parse_utc(cred.credential_expires);
 	if (v06 && until != 0 && until <= time(NULL) + 5) {
-		if ((st = token_exchange(c, &cred, err)) != AUTHMD_OK ||
+		if ((st = exchange_fresh(c, &cred, err)) != AUTHMD_OK ||
 		    (st = store_put(c, &cred, err)) != AUTHMD_OK) {
 			OPENSSL_cleanse(&cred, sizeof(cred));
 			if (err != NULL && strcmp(err->code, "invalid_grant") == 0) {
@@ -1394,7 +1476,7 @@ authmd_request(struct authmd_client *c, const char *method, const char *url,
 			struct authmd_error ignored;
 
 			reexchanged = true;
-			if (token_exchange(c, &cred, &ignored) == AUTHMD_OK &&
+			if (exchange_fresh(c, &cred, &ignored) == AUTHMD_OK &&
 			    store_put(c, &cred, &ignored) == AUTHMD_OK) {
 				result_clear(&r);
 				continue;

@@ -160,6 +160,8 @@ static const struct {
 	F(identity_assertion),
 	F(assertion_expires),
 	F(token_type),
+	F(refresh_token),
+	F(refresh_expires),
 };
 
 bool

@@ -38,6 +38,9 @@ static const char *const usage_text =
 	"  claim URL [--email ADDR] [--otp CODE] start and/or finish the claim by email code\n"
 	"  curl URL [-X METHOD] [-d DATA] [-H 'Name: value']...\n"
 	"                                     call the API with the stored credential\n"
+	"  refresh URL                        rotate the v0.6 refresh token: a new identity\n"
+	"                                     assertion and access token (automatic when\n"
+	"                                     the assertion expired before an exchange)\n"
 	"  status                             what is stored\n"
 	"  forget URL                         drop what is stored for a service\n"
 	"  mcp                                serve these as MCP tools on stdin/stdout\n"
@@ -623,6 +626,24 @@ cmd_mcp(struct authmd_client *c, const struct args *a)
 }
 
 static int
+cmd_refresh(struct authmd_client *c, const struct args *a)
+{
+	struct authmd_credential cred;
+	struct authmd_error e = {0};
+
+	if (authmd_identity_refresh(c, a->url, &cred, &e) != AUTHMD_OK)
+		return report_error(a, &e);
+	if (!a->json)
+		printf("refreshed %s: registration %s, new assertion until %s, %s until %s\n",
+		       cred.resource, cred.registration_id, cred.assertion_expires,
+		       cred.credential_type,
+		       cred.credential_expires[0] != '\0' ? cred.credential_expires : "-");
+	emit(a, agent_credential_json(&cred));
+	OPENSSL_cleanse(&cred, sizeof(cred));
+	return 0;
+}
+
+static int
 cmd_forget(struct authmd_client *c, const struct args *a)
 {
 	struct authmd_error e = {0};
@@ -682,6 +703,8 @@ main(int argc, char **argv)
 		rc = cmd_mcp(c, &a);
 	} else if (strcmp(a.cmd, "forget") == 0) {
 		rc = cmd_forget(c, &a);
+	} else if (strcmp(a.cmd, "refresh") == 0) {
+		rc = cmd_refresh(c, &a);
 	} else {
 		rc = usage(stderr, AUTHMD_ERR_USAGE);
 	}

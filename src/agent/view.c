@@ -40,6 +40,11 @@ agent_credential_json(const struct authmd_credential *c)
 		if (c->assertion_expires[0] != '\0')
 			json_object_set_new(o, "assertion_expires",
 					    json_string(c->assertion_expires));
+		/* The refresh token is a secret too: whether there is one, and until when. */
+		json_object_set_new(o, "has_refresh_token",
+				    json_boolean(c->refresh_token[0] != '\0'));
+		if (c->refresh_expires[0] != '\0')
+			json_object_set_new(o, "refresh_expires", json_string(c->refresh_expires));
 	}
 	return o;
 }

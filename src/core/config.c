@@ -122,6 +122,7 @@ static const struct cfg_key keys[] = {
 	{"v06", "assertion_ttl", CFG_SECONDS, AT(v06_assertion_ttl), "86400", 60, 2592000, NULL},
 	{"v06", "publish_issuers", CFG_BOOL, AT(v06_publish_issuers), "off", 0, 0, NULL},
 	{"v06", "max_auth_age", CFG_SECONDS, AT(v06_max_auth_age), "3600", 0, 2592000, NULL},
+	{"v06", "refresh_ttl", CFG_SECONDS, AT(v06_refresh_ttl), "2592000", 60, 31536000, NULL},
 	/* operator surface (issue 12 item 6): docs/operations.md */
 	{"log", "format", CFG_STRING, AT(log_format), "text", 0, 15, "text|json"},
 	{"log", "file", CFG_STRING, AT(log_file), "", 0, 255, NULL},

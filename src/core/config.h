@@ -169,6 +169,7 @@ struct am_config {
 	int64_t v06_assertion_ttl; /* life of a service-signed identity_assertion */
 	bool v06_publish_issuers;  /* identity_assertion.issuers_supported in the metadata */
 	int64_t v06_max_auth_age;  /* an ID-JAG's auth_time at most this old (0: optional) */
+	int64_t v06_refresh_ttl;   /* life of each refresh token (rolling: from its issue) */
 	/* operator surface (issue 12 item 6): docs/operations.md */
 	char log_format[16];		   /* [log] text | json */
 	char log_file[256];		   /* [log] empty: stderr as it is */

@@ -995,6 +995,8 @@ revoke_refs(const struct flow_env *env, struct store *st, const struct store_cre
 		if (reg.status == REG_REVOKED)
 			continue; /* already, by an earlier batch */
 		if ((rc = store_reg_transition(st, reg.id, reg.status, REG_REVOKED, e)) != AM_OK ||
+		    (rc = store_refresh_revoke_reg(st, reg.id, now, "registration", NULL, e)) !=
+			    AM_OK ||
 		    (rc = audit_add(
 			     st, batch, env->cfg->tenant, now, "registration.revoked", reg.id,
 			     json_pack("{s:s, s:s?, s:s?, s:s?, s:s?}", "reason", reason, "iss",
@@ -1118,6 +1120,9 @@ set_revoke_registration(const struct flow_env *env, struct store *st, struct flo
 	if (rc == AM_OK) {
 		rc = store_reg_transition(st, d.registration_id, REG_CLAIMED, REG_REVOKED, e);
 		if (rc == AM_OK)
+			rc = store_refresh_revoke_reg(st, d.registration_id, flow_now(env),
+						      "registration", NULL, e);
+		if (rc == AM_OK)
 			rc = audit_add(st, &p->batch, env->cfg->tenant, flow_now(env),
 				       "registration.revoked", d.registration_id,
 				       json_pack("{s:s, s:s, s:s}", "reason", "provider_set", "iss",
@@ -1159,6 +1164,30 @@ revoke_one(const struct flow_env *env, struct store *st, struct flow_pending_op 
 	return rc;
 }
 
+/* RFC 7009 2.1 for a refresh token: its family, every token of it; the
+ * registration and its access tokens stay (as for one access token). */
+static enum am_err
+revoke_family(const struct flow_env *env, struct store *st, struct flow_pending_op *p,
+	      struct am_error *e)
+{
+	int64_t now = flow_now(env);
+	enum am_err rc;
+
+	if ((rc = store_begin(st, e)) != AM_OK)
+		return rc;
+	if ((rc = store_refresh_family_revoke(st, p->family_id, now, "agent", e)) != AM_OK ||
+	    (rc = audit_add(st, &p->batch, env->cfg->tenant, now, "refresh.revoked",
+			    p->registration_id,
+			    json_pack("{s:s, s:s}", "family_id", p->family_id, "reason", p->reason),
+			    e)) != AM_OK ||
+	    (rc = store_commit(st, e)) != AM_OK) {
+		store_rollback(st);
+		return rc;
+	}
+	p->count = 1;
+	return AM_OK;
+}
+
 /* The revocation job of struct flow_pending_op: one access token
  * (revoke_one); or a logout token's or SET's replay record (when there is
  * one), a SET's registration, and every live credential its filter names. */
@@ -1172,6 +1201,8 @@ revoke_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
 	p->count = 0;
 	if (p->credential_id[0] != '\0')
 		return revoke_one(p->env, st, p, e);
+	if (p->family_id[0] != '\0')
+		return revoke_family(p->env, st, p, e);
 	if (p->jti_key[0] != '\0') {
 		if ((rc = store_begin(st, e)) != AM_OK)
 			return rc;
@@ -1250,6 +1281,22 @@ revoke_token_prepare(const struct flow_env *env, struct store *st, const char *t
 	p->kind = FLOW_OP_REVOKE;
 	p->step = revoke_step;
 	p->reason = "agent";
+	if (strncmp(token, PREFIX_REFRESH_TOKEN, strlen(PREFIX_REFRESH_TOKEN)) == 0) {
+		/* RFC 7009 2.1: a server with refresh tokens revokes them here. */
+		struct store_refresh rt;
+		uint8_t hash[AM_HASH_LEN];
+
+		am_sha256_str(token, hash);
+		rc = store_refresh_by_hash(st, hash, &rt, e);
+		if (rc == AM_E_NOT_FOUND || (rc == AM_OK && rt.family_revoked_at != 0))
+			return AM_OK;
+		if (rc != AM_OK)
+			return rc;
+		am_copy(p->family_id, sizeof(p->family_id), rt.family_id);
+		am_copy(p->registration_id, sizeof(p->registration_id), rt.registration_id);
+		*live = true;
+		return AM_OK;
+	}
 	/* A read on the caller's connection: a token that is not live costs
 	 * the writer nothing, and the answer is the same (RFC 7009 2.2). */
 	rc = flow_authenticate(env, st, token, &a, e);

@@ -186,6 +186,7 @@ void
 flow_ceremony_token_wipe(struct ceremony_token_result *r)
 {
 	flow_result_wipe(&r->token, sizeof(r->token));
+	OPENSSL_cleanse(r->refresh_token, sizeof(r->refresh_token));
 	free(r->assertion);
 	r->assertion = NULL;
 }
@@ -265,6 +266,8 @@ redeem(const struct flow_env *env, struct store *st, struct skey *keys,
 				       e)) != AM_OK ||
 	    (rc = audit_add(st, &batch, env->cfg->tenant, flow_now(env), "assertion.issued", reg.id,
 			    json_object(), e)) != AM_OK ||
+	    (rc = flow_refresh_family_start_in_tx(env, st, reg.id, res.refresh_token,
+						  &res.refresh_expires, e)) != AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK) {
 		if (rc == AM_OK)
 			rc = am_fail(e, AM_E_INVALID_GRANT, "the registration is %s",

@@ -378,6 +378,7 @@ struct flow_pending_op {
 	int64_t jti_until;
 	char registration_id[STORE_ID_LEN]; /* FLOW_OP_REVOKE by registration */
 	char credential_id[STORE_ID_LEN];   /* FLOW_OP_REVOKE of one token; "" : none */
+	char family_id[STORE_ID_LEN];	    /* FLOW_OP_REVOKE of a refresh token's family */
 	const char *reason;		    /* static */
 	const char *provider;		    /* config-owned name, for the log */
 	bool set_event;			    /* FLOW_OP_REVOKE of an RFC 8417 SET */
@@ -489,6 +490,9 @@ struct v06_reg_result {
 	char *assertion; /* NULL for a first link (interaction_required) */
 	int64_t assertion_expires;
 	struct ceremony_block claim; /* a first link: its user_code attempt */
+	/* the assertion's refresh token (proposal (b)); "" with no assertion */
+	char refresh_token[FLOW_SECRET_LEN];
+	int64_t refresh_expires;
 };
 
 void flow_v06_reg_wipe(struct v06_reg_result *r);
@@ -509,7 +513,7 @@ struct v06_token_result {
  * flow_pending_v06_result gives the answer, AM_OK only once durable, in
  * reg (the /agent/identity kinds) or token (FLOW_V06_TOKEN)). The fields
  * are the flow's; wipe p with flow_pending_v06_wipe. */
-enum flow_v06_kind { FLOW_V06_ANONYMOUS, FLOW_V06_IDJAG, FLOW_V06_TOKEN };
+enum flow_v06_kind { FLOW_V06_ANONYMOUS, FLOW_V06_IDJAG, FLOW_V06_TOKEN, FLOW_V06_REFRESH };
 struct flow_pending_v06 {
 	struct store_job job;
 	const struct flow_env *env;
@@ -521,8 +525,11 @@ struct flow_pending_v06 {
 	char reg_id[STORE_ID_LEN]; /* FLOW_V06_TOKEN of our own assertion: its registration */
 	int64_t gen;		   /* and generation */
 	char jkt[48];		   /* FLOW_V06_TOKEN: the DPoP key to bind; "" : Bearer */
-	int64_t assertion_gen;	   /* FLOW_V06_IDJAG: the registration's generation */
-	enum am_err rc;		   /* the step's own outcome */
+	int64_t assertion_gen;	   /* FLOW_V06_IDJAG, _REFRESH: the registration's generation */
+	uint8_t refresh_hash[AM_HASH_LEN];  /* FLOW_V06_REFRESH: of the presented token */
+	char email[AM_MAX_EMAIL_BYTES + 1]; /* FLOW_V06_REFRESH: the assertion's (claimed) */
+	bool keep_events; /* a refusal whose writes stand (a reuse revoked its family) */
+	enum am_err rc;	  /* the step's own outcome */
 	struct am_error err;
 	struct audit_batch batch;
 	struct v06_reg_result res;
@@ -557,12 +564,48 @@ enum am_err flow_v06_register_idjag_submit(const struct flow_env *env, struct sk
  * unclaimed (pre-claim scopes) or claimed (post-claim scopes); expired,
  * revoked, blocked, of another generation (revoked and revived since the
  * assertion) are AM_E_INVALID_GRANT, as is every verification failure of
- * the assertion (the ID-JAG's own code leads the detail). No refresh token
- * exists. */
+ * the assertion (the ID-JAG's own code leads the detail). The token
+ * endpoint's jwt-bearer answer carries no refresh token (refresh tokens
+ * come with assertions: flow_v06_refresh_submit). */
 enum am_err flow_v06_token_submit(const struct flow_env *env, struct skey *keys, const char *ip,
 				  const char *assertion, const char *resource, const char *jkt,
 				  struct flow_pending_v06 *p, void (*done)(void *arg),
 				  void *done_arg, struct am_error *e) AM_WUR;
+
+/* POST /agent/identity {type: refresh, refresh_token} (proposal (b)): one
+ * writer job spends the presented token (a compare-and-set: of two
+ * concurrent refreshes one wins, the other is a reuse), adds the next one
+ * to its family and records the new assertion's generation; the assertion
+ * is signed once that is durable. p->res then holds the registration, the
+ * assertion and the new refresh token. Refusals, all AM_E_INVALID_GRANT:
+ * unknown, expired, of a revoked family, of an older generation of the
+ * registration (revived since), a registration no longer live (revoked,
+ * expired, a pending first link) or under an operator block; and a reuse
+ * of a spent token, which revokes the whole family first (durably, with a
+ * refresh.reused event) so its newest token stops working too. st is
+ * the caller's connection, for one read at submit: an unknown token is
+ * refused there and never reaches the writer. */
+enum am_err flow_v06_refresh_submit(const struct flow_env *env, struct store *st, struct skey *keys,
+				    const char *refresh_token, struct flow_pending_v06 *p,
+				    void (*done)(void *arg), void *done_arg,
+				    struct am_error *e) AM_WUR;
+
+/* The registration_type of a registration of kind at the v0.6 endpoints:
+ * anonymous, service_auth (email) or identity_assertion (agent). */
+const char *flow_v06_type_name(enum reg_kind kind);
+
+/* Starts a refresh-token family for registration_id at its current
+ * generation, inside the caller's transaction (a writer job's savepoint or
+ * a store_begin'd one), for any answer that hands out a new identity
+ * assertion (the read-back ceremony's claim/complete among them): the
+ * family row and its first token, which is written (FLOW_SECRET_LEN,
+ * "rt_" prefixed, CSPRNG) into token and expires at *expires ([v06]
+ * refresh_ttl from now). Only its SHA-256 is stored. The caller hands the
+ * token out once its transaction is durable and wipes it afterwards. */
+enum am_err flow_refresh_family_start_in_tx(const struct flow_env *env, struct store *st,
+					    const char *registration_id,
+					    char token[FLOW_SECRET_LEN], int64_t *expires,
+					    struct am_error *e) AM_WUR;
 
 /* After done: see struct flow_pending_v06. */
 enum am_err flow_pending_v06_result(struct flow_pending_v06 *p, struct am_error *e) AM_WUR;
@@ -608,6 +651,8 @@ struct ceremony_token_result {
 	struct v06_token_result token;
 	char *assertion;
 	int64_t assertion_expires;
+	char refresh_token[FLOW_SECRET_LEN]; /* the assertion's (proposal (b)) */
+	int64_t refresh_expires;
 };
 void flow_ceremony_token_wipe(struct ceremony_token_result *r);
 

@@ -5,6 +5,7 @@
  * Every write goes through the group commit (struct flow_pending_v06):
  * signatures and key fetches on the request's thread, the transaction as a
  * job of the writer, the answer once it is durable. */
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,12 +50,15 @@ flow_v06_mint(const struct flow_env *env, struct skey *keys, const char *registr
 }
 
 static enum am_err v06_job(struct store *st, void *arg, struct am_error *e);
+static enum am_err job_submit(struct flow_pending_v06 *p, void (*done)(void *arg), void *done_arg,
+			      struct am_error *e);
 
 void
 flow_v06_reg_wipe(struct v06_reg_result *r)
 {
 	flow_result_wipe(&r->reg, sizeof(r->reg));
 	flow_result_wipe(&r->claim, sizeof(r->claim));
+	OPENSSL_cleanse(r->refresh_token, sizeof(r->refresh_token));
 	free(r->assertion);
 	r->assertion = NULL;
 }
@@ -96,6 +100,8 @@ anonymous_write(struct store *st, struct flow_pending_v06 *p, struct am_error *e
 			    e)) != AM_OK ||
 	    (rc = audit_add(st, &p->batch, env->cfg->tenant, reg->created_at, "assertion.issued",
 			    reg->id, json_object(), e)) != AM_OK ||
+	    (rc = flow_refresh_family_start_in_tx(env, st, reg->id, p->res.refresh_token,
+						  &p->res.refresh_expires, e)) != AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK) {
 		store_rollback(st);
 		return rc;
@@ -146,10 +152,7 @@ flow_v06_register_anonymous_submit(const struct flow_env *env, struct skey *keys
 	if ((rc = flow_v06_mint(env, keys, reg->id, "anonymous", 0, NULL, &p->res.assertion,
 				&p->res.assertion_expires, e)) != AM_OK)
 		goto fail;
-	p->done = done;
-	p->done_arg = done_arg;
-	p->job = (struct store_job){.run = v06_job, .done = v06_done, .arg = p};
-	if ((rc = store_writer_submit(env->writer, &p->job, e)) != AM_OK)
+	if ((rc = job_submit(p, done, done_arg, e)) != AM_OK)
 		goto fail;
 	return AM_OK;
 fail:
@@ -170,6 +173,8 @@ assertion_issued(struct store *st, struct flow_pending_v06 *p, const char *reg_i
 	if ((rc = store_reg_gen(st, reg_id, &p->assertion_gen, e)) != AM_OK ||
 	    (rc = audit_add(st, &p->batch, p->env->cfg->tenant, flow_now(p->env),
 			    "assertion.issued", reg_id, json_object(), e)) != AM_OK ||
+	    (rc = flow_refresh_family_start_in_tx(p->env, st, reg_id, p->res.refresh_token,
+						  &p->res.refresh_expires, e)) != AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK) {
 		store_rollback(st);
 		return rc;
@@ -233,43 +238,18 @@ verify_own(const struct flow_env *env, struct skey *keys, const char *assertion,
 	return rc;
 }
 
-/* The scopes a live registration's token gets, or why it gets none. */
-static enum am_err
-token_scopes(const struct flow_env *env, const struct store_reg *reg, const char **scopes,
-	     struct am_error *e)
+const char *
+flow_v06_type_name(enum reg_kind kind)
 {
-	const struct am_config *cfg = env->cfg;
-	int64_t now = flow_now(env);
-
-	if (reg->kind == REG_AGENT) {
-		const struct am_provider *p = am_config_provider(cfg, reg->iss);
-
-		/* The reference's later fix: a non-anonymous registration
-		 * exchanges only while claimed (not revoked, not pending). */
-		if (reg->status != REG_CLAIMED)
-			return am_fail(e, AM_E_INVALID_GRANT, "the registration is %s",
-				       store_status_name(reg->status));
-		if (p == NULL)
-			return am_fail(e, AM_E_INVALID_GRANT,
-				       "the registration's provider is no longer trusted here");
-		*scopes = p->scopes;
-		return AM_OK;
+	switch (kind) {
+	case REG_ANONYMOUS:
+		return "anonymous";
+	case REG_EMAIL:
+		return "service_auth";
+	case REG_AGENT:
+		break;
 	}
-	if (reg->status == REG_CLAIMED) {
-		*scopes = cfg->scopes_post_claim;
-		return AM_OK;
-	}
-	if (reg->kind == REG_ANONYMOUS &&
-	    (reg->status == REG_UNCLAIMED || reg->status == REG_PENDING_CLAIM) &&
-	    now < reg->expires_at) {
-		/* v0.2's fix: pre-claim scopes for the whole ceremony */
-		*scopes = cfg->scopes_pre_claim;
-		return AM_OK;
-	}
-	return am_fail(e, AM_E_INVALID_GRANT, "the registration is %s",
-		       reg->status == REG_UNCLAIMED || reg->status == REG_PENDING_CLAIM
-			       ? "expired"
-			       : store_status_name(reg->status));
+	return "identity_assertion";
 }
 
 enum am_err
@@ -278,19 +258,9 @@ flow_v06_issue_in_tx(const struct flow_env *env, struct store *st, const struct 
 		     struct audit_batch *batch, struct v06_token_result *out, struct am_error *e)
 {
 	struct reg_result cred = {0};
-	enum block_kind kind;
 	enum am_err rc;
 
-	rc = store_block_find(st, reg->iss[0] != '\0' ? reg->iss : NULL,
-			      reg->sub[0] != '\0' ? reg->sub : NULL,
-			      reg->user_id[0] != '\0' ? reg->user_id : NULL, reg->id, &kind, e);
-	if (rc == AM_OK)
-		rc = am_fail(e, AM_E_INVALID_GRANT,
-			     "this service's operator revoked access for this %s",
-			     store_block_kind_name(kind));
-	else if (rc == AM_E_NOT_FOUND)
-		rc = AM_OK;
-	if (rc != AM_OK)
+	if ((rc = flow_v06_unblocked(st, reg, e)) != AM_OK)
 		return rc;
 	if (reg->kind == REG_AGENT)
 		rc = flow_issue_credential_for(env, st, reg->id, CRED_ACCESS_TOKEN, scopes,
@@ -352,7 +322,7 @@ exchange(struct store *st, struct flow_pending_v06 *p, const char *reg_id, int64
 			     "register again at /agent/identity");
 		goto fail;
 	}
-	if ((rc = token_scopes(env, &reg, &scopes, e)) != AM_OK ||
+	if ((rc = flow_v06_scopes(env, &reg, &scopes, e)) != AM_OK ||
 	    (rc = flow_v06_issue_in_tx(env, st, &reg, scopes, grant, p->jkt, &p->batch, out, e)) !=
 		    AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK)
@@ -372,6 +342,8 @@ step_reset(struct flow_pending_v06 *p)
 	audit_discard(&p->batch);
 	memset(&p->err, 0, sizeof(p->err));
 	flow_result_wipe(&p->token, sizeof(p->token));
+	OPENSSL_cleanse(p->res.refresh_token, sizeof(p->res.refresh_token));
+	p->keep_events = false;
 }
 
 /* The job of the kinds that need no ID-JAG registration first. */
@@ -382,12 +354,33 @@ v06_job(struct store *st, void *arg, struct am_error *e)
 
 	(void)e;
 	step_reset(p);
-	p->rc = p->kind == FLOW_V06_ANONYMOUS
-			? anonymous_write(st, p, &p->err)
-			: exchange(st, p, p->reg_id, p->gen, "identity_assertion", &p->err);
-	if (p->rc != AM_OK)
+	switch (p->kind) {
+	case FLOW_V06_ANONYMOUS:
+		p->rc = anonymous_write(st, p, &p->err);
+		break;
+	case FLOW_V06_REFRESH: /* never: its own job, flows/refresh.c */
+		p->rc = am_fail(&p->err, AM_E_INTERNAL, "a refresh in the wrong job");
+		break;
+	case FLOW_V06_IDJAG:
+	case FLOW_V06_TOKEN:
+		p->rc = exchange(st, p, p->reg_id, p->gen, "identity_assertion", &p->err);
+		break;
+	}
+	if (p->rc != AM_OK && !p->keep_events)
 		audit_discard(&p->batch);
 	return AM_OK;
+}
+
+/* Queues p (env, kind and inputs set) as a writer job of the kinds above;
+ * the contract of store_writer_submit. */
+static enum am_err
+job_submit(struct flow_pending_v06 *p, void (*done)(void *arg), void *done_arg,
+	   struct am_error *e)
+{
+	p->done = done;
+	p->done_arg = done_arg;
+	p->job = (struct store_job){.run = v06_job, .done = v06_done, .arg = p};
+	return store_writer_submit(p->env->writer, &p->job, e);
 }
 
 /* Run in the ID-JAG registration's job once it is written. */
@@ -477,10 +470,7 @@ flow_v06_token_submit(const struct flow_env *env, struct skey *keys, const char 
 	if (strcmp(iss, env->cfg->public_url) == 0) {
 		if ((rc = verify_own(env, keys, assertion, p->reg_id, &p->gen, e)) != AM_OK)
 			return rc;
-		p->done = done;
-		p->done_arg = done_arg;
-		p->job = (struct store_job){.run = v06_job, .done = v06_done, .arg = p};
-		return store_writer_submit(env->writer, &p->job, e);
+		return job_submit(p, done, done_arg, e);
 	}
 	/* A provider's ID-JAG presented directly (draft -04): the whole
 	 * /agent/identity verification, then the exchange in its job. */
@@ -527,6 +517,8 @@ flow_pending_v06_result(struct flow_pending_v06 *p, struct am_error *e)
 		return p->job.rc;
 	}
 	if (p->rc != AM_OK) {
+		if (p->keep_events) /* committed though refused: a reuse */
+			audit_flush(env->audit, &p->batch);
 		*e = p->err;
 		return p->rc;
 	}
@@ -539,6 +531,12 @@ flow_pending_v06_result(struct flow_pending_v06 *p, struct am_error *e)
 		/* CPU work only, on the request's thread once durable */
 		return flow_v06_mint(env, p->keys, p->res.reg.registration_id,
 				     "identity_assertion", p->assertion_gen, NULL, &p->res.assertion,
+				     &p->res.assertion_expires, e);
+	case FLOW_V06_REFRESH:
+		log_info("refresh token rotated registration=%s", p->res.reg.registration_id);
+		return flow_v06_mint(env, p->keys, p->res.reg.registration_id,
+				     flow_v06_type_name(p->res.reg.kind), p->assertion_gen,
+				     p->email[0] != '\0' ? p->email : NULL, &p->res.assertion,
 				     &p->res.assertion_expires, e);
 	case FLOW_V06_TOKEN:
 		break;

@@ -12,6 +12,7 @@
 #define PREFIX_ACCESS_TOKEN "at_"
 #define PREFIX_CLAIM_TOKEN "clm_"
 #define PREFIX_ATTEMPT_TOKEN "cv_"
+#define PREFIX_REFRESH_TOKEN "rt_"
 
 static inline int64_t
 flow_now(const struct flow_env *env)
@@ -175,6 +176,19 @@ enum am_err flow_v06_issue_in_tx(const struct flow_env *env, struct store *st,
 				 const struct store_reg *reg, const char *scopes, const char *grant,
 				 const char *jkt, struct audit_batch *batch,
 				 struct v06_token_result *out, struct am_error *e) AM_WUR;
+
+/* flows/liveness.c. Inside the caller's transaction: AM_E_INVALID_GRANT
+ * when an operator block covers reg (its issuer, subject, user or
+ * itself), else AM_OK. */
+enum am_err flow_v06_unblocked(struct store *st, const struct store_reg *reg,
+			       struct am_error *e) AM_WUR;
+
+/* The scopes a live registration's access token gets (*scopes borrowed
+ * from the config), or AM_E_INVALID_GRANT naming why it gets none: an
+ * agent registration not claimed or of a provider no longer trusted, an
+ * anonymous one past its window, any revoked or expired one. */
+enum am_err flow_v06_scopes(const struct flow_env *env, const struct store_reg *reg,
+			    const char **scopes, struct am_error *e) AM_WUR;
 
 /* The registration of a claim token if it can still be claimed: unknown
  * and revoked give AM_E_INVALID_CLAIM_TOKEN, claimed ones `claimed` (the

@@ -67,6 +67,24 @@ svc_login_required(struct http_resp *rs, int64_t max_age, const struct am_error 
 }
 
 void
+svc_claim_block_set(const struct app *a, json_t *body, const struct ceremony_block *c)
+{
+	json_t *claim = json_object_get(body, "claim");
+	json_t *v6 = svc_ceremony_block(a, c, am_clock_now(&a->env.clock));
+
+	if (claim == NULL) {
+		json_object_set_new(body, "claim", v6);
+		return;
+	}
+	json_object_set_new(claim, "attempt",
+			    json_pack("{s:s, s:O, s:o}", "id", c->attempt_id, "verification_uri",
+				      json_object_get(v6, "verification_uri"), "expires_at",
+				      am_json_time(c->expires_at)));
+	json_object_update(claim, v6);
+	json_decref(v6);
+}
+
+void
 svc_interaction_required(const struct app *a, struct http_resp *rs, json_t *body,
 			 const struct ceremony_block *c)
 {
@@ -76,7 +94,7 @@ svc_interaction_required(const struct app *a, struct http_resp *rs, json_t *body
 					"this provider identity: show them verification_uri and "
 					"user_code, then poll the claim grant"));
 	json_object_set_new(body, "claim_attempt_id", json_string(c->attempt_id));
-	json_object_set_new(body, "claim", svc_ceremony_block(a, c, am_clock_now(&a->env.clock)));
+	svc_claim_block_set(a, body, c);
 	http_reply_json(rs, 401, body);
 	http_add_header(rs, "WWW-Authenticate",
 			"AgentAuth error=\"interaction_required\", error_description=\"the "

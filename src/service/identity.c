@@ -27,29 +27,50 @@ no_store(struct http_resp *rs)
 	http_add_header(rs, "Pragma", "no-cache");
 }
 
+/* An /agent/identity answer in both envelopes: every v0.6 field
+ * (registration_id, registration_type, identity_assertion, ...) and
+ * proposal (b)'s (id, type, identity {assertion, expires_at,
+ * refresh_token}, claim {token, expires_at, url}); docs/protocol.md. The
+ * claim fields only where a claim is possible and its token is known (a
+ * refresh answer has none: the claim token is shown once). `refresh`: the
+ * scopes are the registration's current ones, under "scopes". */
 static json_t *
-identity_body(const struct app *a, const struct v06_reg_result *r)
+identity_body(const struct app *a, const struct v06_reg_result *r, const char *type, bool refresh)
 {
 	json_t *body = json_object();
 	char url[SVC_URL_MAX];
 	bool anonymous = r->reg.kind == REG_ANONYMOUS;
 
 	json_object_set_new(body, "registration_id", json_string(r->reg.registration_id));
-	json_object_set_new(body, "registration_type",
-			    json_string(anonymous ? "anonymous" : "identity_assertion"));
+	json_object_set_new(body, "registration_type", json_string(type));
+	json_object_set_new(body, "id", json_string(r->reg.registration_id));
+	json_object_set_new(body, "type", json_string(type));
 	if (r->assertion != NULL) {
+		json_t *identity = json_pack("{s:s, s:o}", "assertion", r->assertion, "expires_at",
+					     am_json_time(r->assertion_expires));
+
+		if (r->refresh_token[0] != '\0') {
+			json_object_set_new(identity, "refresh_token",
+					    json_string(r->refresh_token));
+			json_object_set_new(identity, "refresh_token_expires_at",
+					    am_json_time(r->refresh_expires));
+		}
+		json_object_set_new(body, "identity", identity);
 		json_object_set_new(body, "identity_assertion", json_string(r->assertion));
 		json_object_set_new(body, "assertion_expires", am_json_time(r->assertion_expires));
-		json_object_set_new(body, anonymous ? "pre_claim_scopes" : "scopes",
+		json_object_set_new(body, anonymous && !refresh ? "pre_claim_scopes" : "scopes",
 				    am_json_scopes(r->reg.scopes));
 	}
-	if (!anonymous && r->assertion != NULL)
+	if (r->reg.claim_token[0] == '\0' || (!anonymous && r->assertion != NULL))
 		return body;
 	snprintf(url, sizeof(url), "%s/agent/identity/claim", a->cfg->public_url);
 	json_object_set_new(body, "claim_url", json_string(url));
 	json_object_set_new(body, "claim_token", json_string(r->reg.claim_token));
 	json_object_set_new(body, "claim_token_expires", am_json_time(r->reg.claim_token_expires));
 	json_object_set_new(body, "post_claim_scopes", am_json_scopes(r->reg.post_claim_scopes));
+	json_object_set_new(body, "claim",
+			    json_pack("{s:s, s:o, s:s}", "token", r->reg.claim_token, "expires_at",
+				      am_json_time(r->reg.claim_token_expires), "url", url));
 	return body;
 }
 
@@ -78,11 +99,9 @@ service_auth(struct app *a, struct store *st, struct http_req *rq, struct http_r
 		return am_fail(e, AM_E_INVALID_LOGIN_HINT, "login_hint is too long for an address");
 	if ((rc = flow_service_auth_register(&a->env, st, rq->ip, hint, &res, e)) != AM_OK)
 		goto out;
-	body = identity_body(a, &(struct v06_reg_result){.reg = res.reg});
-	json_object_set_new(body, "registration_type", json_string("service_auth"));
+	body = identity_body(a, &(struct v06_reg_result){.reg = res.reg}, "service_auth", false);
 	json_object_set_new(body, "claim_attempt_id", json_string(res.claim.attempt_id));
-	json_object_set_new(body, "claim",
-			    svc_ceremony_block(a, &res.claim, am_clock_now(&a->env.clock)));
+	svc_claim_block_set(a, body, &res.claim);
 	http_reply_json(rs, 200, body);
 	no_store(rs);
 out:
@@ -141,9 +160,19 @@ identity_render(struct app *a, struct http_resp *rs, struct flow_pending_v06 *p,
 	if (p->res.assertion == NULL) {
 		/* v0.5 first link: the account's owner confirms in the user_code
 		 * ceremony (docs/protocol.md); the claim grant then answers. */
-		svc_interaction_required(a, rs, identity_body(a, &p->res), &p->res.claim);
+		svc_interaction_required(
+			a, rs, identity_body(a, &p->res, "identity_assertion", false), &p->res.claim);
+	} else if (p->kind == FLOW_V06_REFRESH) {
+		http_reply_json(
+			rs, 200,
+			identity_body(a, &p->res, flow_v06_type_name(p->res.reg.kind), true));
+		no_store(rs);
 	} else {
-		http_reply_json(rs, 200, identity_body(a, &p->res));
+		http_reply_json(rs, 200,
+				identity_body(a, &p->res,
+					      p->kind == FLOW_V06_ANONYMOUS ? "anonymous"
+									    : "identity_assertion",
+					      false));
 		no_store(rs);
 	}
 	return AM_OK;
@@ -209,6 +238,16 @@ h_identity(void *app, struct http_req *rq, struct http_resp *rs, struct am_error
 		if ((rc = v06_park_new(rq, &k, e)) == AM_OK)
 			rc = flow_v06_register_idjag_submit(&a->env, a->skey, rq->ip, assertion,
 							    &k->p, v06_committed, k, e);
+	} else if (strcmp(type, "refresh") == 0) {
+		const char *token;
+		struct store *st;
+
+		if ((rc = am_json_string(req, "refresh_token", true, AM_MAX_TOKEN_BYTES, &token,
+					 e)) != AM_OK)
+			goto out;
+		if ((rc = app_store(a, &st, e)) == AM_OK && (rc = v06_park_new(rq, &k, e)) == AM_OK)
+			rc = flow_v06_refresh_submit(&a->env, st, a->skey, token, &k->p,
+						     v06_committed, k, e);
 	} else if (strcmp(type, "service_auth") == 0) {
 		struct store *st;
 
@@ -219,8 +258,8 @@ h_identity(void *app, struct http_req *rq, struct http_resp *rs, struct am_error
 		goto out;
 	} else {
 		rc = am_fail(e, AM_E_INVALID_REQUEST,
-			     "type must be \"anonymous\", \"identity_assertion\" or "
-			     "\"service_auth\"");
+			     "type must be \"anonymous\", \"identity_assertion\", "
+			     "\"service_auth\" or \"refresh\"");
 	}
 	if (rc == AM_OK) {
 		/* the writes wait for the group commit; the worker is free */
@@ -255,12 +294,16 @@ claim_grant(struct app *a, struct http_req *rq, struct http_resp *rs, struct am_
 		goto out;
 	log_info("token issued registration=%s scopes=\"%s\" grant=claim",
 		 res.token.registration_id, res.token.scopes);
+	/* (b) adds the assertion's refresh token (for /agent/identity
+	 * {type: refresh}; this endpoint takes no refresh_token grant). */
 	http_reply_json(rs, 200,
-			json_pack("{s:s, s:s, s:I, s:s, s:s, s:o}", "access_token",
+			json_pack("{s:s, s:s, s:I, s:s, s:s, s:o, s:s, s:o}", "access_token",
 				  res.token.access_token, "token_type", "Bearer", "expires_in",
 				  (json_int_t)res.token.expires_in, "scope", res.token.scopes,
 				  "identity_assertion", res.assertion, "assertion_expires",
-				  am_json_time(res.assertion_expires)));
+				  am_json_time(res.assertion_expires), "refresh_token",
+				  res.refresh_token, "refresh_token_expires_at",
+				  am_json_time(res.refresh_expires)));
 	no_store(rs);
 out:
 	flow_ceremony_token_wipe(&res);

@@ -139,6 +139,11 @@ enum am_err h_service_jwks(void *app, struct http_req *rq, struct http_resp *rs,
 enum am_err h_identity_claim(void *app, struct http_req *rq, struct http_resp *rs,
 			     struct am_error *e);
 json_t *svc_ceremony_block(const struct app *a, const struct ceremony_block *c, int64_t now);
+/* Sets body's "claim" to c's v0.6 block; where body has (b)'s claim
+ * {token, expires_at, url} already, the two share no member, so one object
+ * holds both, with (b)'s attempt {id, verification_uri, expires_at} inside
+ * (docs/protocol.md). */
+void svc_claim_block_set(const struct app *a, json_t *body, const struct ceremony_block *c);
 /* v0.5's 401 login_required: {error, error_description, message, max_age}
  * and WWW-Authenticate: AgentAuth with max_age, no-store; the detail of e. */
 void svc_login_required(struct http_resp *rs, int64_t max_age, const struct am_error *e);

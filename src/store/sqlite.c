@@ -109,6 +109,14 @@ enum q {
 	Q_CER_POLL,
 	Q_CER_REDEEM,
 	Q_CRED_REVOKE_REG_TYPE,
+	/* refresh tokens (issue 14 item 6) */
+	Q_USER_BY_ID,
+	Q_RTF_INSERT,
+	Q_RT_INSERT,
+	Q_RT_BY_HASH,
+	Q_RT_SPEND,
+	Q_RTF_REVOKE,
+	Q_RTF_REVOKE_REG,
 	Q__COUNT
 };
 
@@ -370,6 +378,23 @@ static const char *const sql[Q__COUNT] = {
 			 "AND id = ?2 AND status = 'completed' AND redeemed_at IS NULL",
 	[Q_CRED_REVOKE_REG_TYPE] = "UPDATE credentials SET revoked_at = ?3 WHERE tenant = ?1 "
 				   "AND registration_id = ?2 AND type = ?4 AND revoked_at IS NULL",
+	[Q_USER_BY_ID] = "SELECT id, email, phone, created_at, created_by_agent FROM users "
+			 "WHERE tenant = ?1 AND id = ?2",
+	[Q_RTF_INSERT] = "INSERT INTO refresh_families (tenant, id, registration_id, gen, "
+			 "created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[Q_RT_INSERT] = "INSERT INTO refresh_tokens (tenant, hash, id, family_id, created_at, "
+			"expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[Q_RT_BY_HASH] = "SELECT t.id, t.family_id, f.registration_id, f.gen, t.created_at, "
+			 "t.expires_at, t.spent_at, f.revoked_at FROM refresh_tokens t "
+			 "JOIN refresh_families f ON f.tenant = t.tenant AND f.id = t.family_id "
+			 "WHERE t.tenant = ?1 AND t.hash = ?2",
+	/* the compare-and-set of a rotation: one spender per token */
+	[Q_RT_SPEND] = "UPDATE refresh_tokens SET spent_at = ?3 "
+		       "WHERE tenant = ?1 AND hash = ?2 AND spent_at IS NULL",
+	[Q_RTF_REVOKE] = "UPDATE refresh_families SET revoked_at = ?3, revoked_reason = ?4 "
+			 "WHERE tenant = ?1 AND id = ?2 AND revoked_at IS NULL",
+	[Q_RTF_REVOKE_REG] = "UPDATE refresh_families SET revoked_at = ?3, revoked_reason = ?4 "
+			     "WHERE tenant = ?1 AND registration_id = ?2 AND revoked_at IS NULL",
 };
 
 /* Seconds a replica's mail worker holds a claimed mail (PostgreSQL): twice
@@ -2143,4 +2168,117 @@ store_cred_revoke_reg_type(struct store *st, const char *registration_id, enum c
 	db_bind_text(s, 4, store_cred_type_name(type));
 	auth_changed();
 	return db_run(st->db, s, "credential revoke by type", n, e);
+}
+
+/* ---- refresh tokens (issue 14 item 6; migration 0014) ---- */
+
+enum am_err
+store_user_by_id(struct store *st, const char *id, struct store_user *out, struct am_error *e)
+{
+	return user_query(st, Q_USER_BY_ID, id, out, e);
+}
+
+enum am_err
+store_refresh_family_insert(struct store *st, const char *id, const char *registration_id,
+			    int64_t gen, int64_t at, struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_RTF_INSERT, &s, e)) != AM_OK)
+		return rc;
+	db_bind_text(s, 2, id);
+	db_bind_text(s, 3, registration_id);
+	db_bind_int64(s, 4, gen);
+	db_bind_int64(s, 5, at);
+	return db_run(st->db, s, "refresh family insert", NULL, e);
+}
+
+enum am_err
+store_refresh_insert(struct store *st, const uint8_t hash[AM_HASH_LEN], const char *id,
+		     const char *family_id, int64_t at, int64_t expires_at, struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_RT_INSERT, &s, e)) != AM_OK)
+		return rc;
+	db_bind_hash(s, 2, hash);
+	db_bind_text(s, 3, id);
+	db_bind_text(s, 4, family_id);
+	db_bind_int64(s, 5, at);
+	db_bind_int64(s, 6, expires_at);
+	return db_run(st->db, s, "refresh insert", NULL, e);
+}
+
+enum am_err
+store_refresh_by_hash(struct store *st, const uint8_t hash[AM_HASH_LEN], struct store_refresh *out,
+		      struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, Q_RT_BY_HASH, &s, e)) != AM_OK)
+		return rc;
+	db_bind_hash(s, 2, hash);
+	if ((rc = db_one(st->db, s, "refresh lookup", e)) != AM_OK)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	db_col_text(s, 0, out->id, sizeof(out->id));
+	db_col_text(s, 1, out->family_id, sizeof(out->family_id));
+	db_col_text(s, 2, out->registration_id, sizeof(out->registration_id));
+	out->gen = db_col_int64(s, 3);
+	out->created_at = db_col_int64(s, 4);
+	out->expires_at = db_col_int64(s, 5);
+	out->spent_at = db_col_int64(s, 6);
+	out->family_revoked_at = db_col_int64(s, 7);
+	db_reset(s);
+	return AM_OK;
+}
+
+enum am_err
+store_refresh_spend(struct store *st, const uint8_t hash[AM_HASH_LEN], int64_t at,
+		    struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+	int n = 0;
+
+	if ((rc = db_prep(st->db, Q_RT_SPEND, &s, e)) != AM_OK)
+		return rc;
+	db_bind_hash(s, 2, hash);
+	db_bind_int64(s, 3, at);
+	if ((rc = db_run(st->db, s, "refresh spend", &n, e)) != AM_OK)
+		return rc;
+	return n == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "the refresh token was spent already");
+}
+
+/* The two family revocations: by family id (?2 the id) or by registration. */
+static enum am_err
+refresh_revoke(struct store *st, enum q q, const char *key, int64_t at, const char *reason, int *n,
+	       struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+
+	if ((rc = db_prep(st->db, q, &s, e)) != AM_OK)
+		return rc;
+	db_bind_text(s, 2, key);
+	db_bind_int64(s, 3, at);
+	db_bind_text(s, 4, reason);
+	return db_run(st->db, s, "refresh family revoke", n, e);
+}
+
+enum am_err
+store_refresh_family_revoke(struct store *st, const char *family_id, int64_t at, const char *reason,
+			    struct am_error *e)
+{
+	return refresh_revoke(st, Q_RTF_REVOKE, family_id, at, reason, NULL, e);
+}
+
+enum am_err
+store_refresh_revoke_reg(struct store *st, const char *registration_id, int64_t at,
+			 const char *reason, int *n, struct am_error *e)
+{
+	return refresh_revoke(st, Q_RTF_REVOKE_REG, registration_id, at, reason, n, e);
 }

@@ -666,4 +666,46 @@ enum am_err store_cred_revoke_reg_type(struct store *st, const char *registratio
 				       enum cred_type type, int64_t at, int *n,
 				       struct am_error *e) AM_WUR;
 
+/* ---- refresh tokens (issue 14 item 6, proposal (b); flows/refresh.c) ----
+ *
+ * A family is one chain of rotations (migration 0014), started with an
+ * identity assertion and bound to the registration's generation then;
+ * each token is kept only as its SHA-256. */
+struct store_refresh {
+	char id[STORE_ID_LEN];		    /* the token's public id (rt_...) */
+	char family_id[STORE_ID_LEN];	    /* rtf_... */
+	char registration_id[STORE_ID_LEN]; /* the family's */
+	int64_t gen;			    /* the registration's generation at the start */
+	int64_t created_at, expires_at;
+	int64_t spent_at;	   /* 0: the family's current token */
+	int64_t family_revoked_at; /* 0: the family is live */
+};
+/* The user of id. */
+enum am_err store_user_by_id(struct store *st, const char *id, struct store_user *out,
+			     struct am_error *e) AM_WUR;
+/* Starts family id of registration_id at generation gen (no token yet). */
+enum am_err store_refresh_family_insert(struct store *st, const char *id,
+					const char *registration_id, int64_t gen, int64_t at,
+					struct am_error *e) AM_WUR;
+/* Adds the token of hash (public id id) to family_id, unspent. */
+enum am_err store_refresh_insert(struct store *st, const uint8_t hash[AM_HASH_LEN], const char *id,
+				 const char *family_id, int64_t at, int64_t expires_at,
+				 struct am_error *e) AM_WUR;
+/* The token of hash with its family's state, whatever both are (the caller
+ * tells spent, expired and revoked apart: a spent one is a reuse). */
+enum am_err store_refresh_by_hash(struct store *st, const uint8_t hash[AM_HASH_LEN],
+				  struct store_refresh *out, struct am_error *e) AM_WUR;
+/* Spends the token of hash at `at` if it is unspent: the compare-and-set
+ * of a rotation. AM_E_NOT_FOUND when it was spent already (a concurrent
+ * rotation won: the caller treats it as a reuse). */
+enum am_err store_refresh_spend(struct store *st, const uint8_t hash[AM_HASH_LEN], int64_t at,
+				struct am_error *e) AM_WUR;
+/* Revokes a live family (every token of it) with reason ("reuse",
+ * "registration"); no live family is no error. */
+enum am_err store_refresh_family_revoke(struct store *st, const char *family_id, int64_t at,
+					const char *reason, struct am_error *e) AM_WUR;
+/* Revokes every live family of a registration; *n (may be NULL) how many. */
+enum am_err store_refresh_revoke_reg(struct store *st, const char *registration_id, int64_t at,
+				     const char *reason, int *n, struct am_error *e) AM_WUR;
+
 #endif

@@ -229,7 +229,8 @@ class V06ParkedTest(unittest.TestCase):
         # warm: the provider's keys fetched, the service key loaded
         self.assertEqual(post_json(s, "/agent/identity",
                                    idjag_body(self.idjag("warm"))).status, 200)
-        own = post_json(s, "/agent/identity", {"type": "anonymous"}).json["identity_assertion"]
+        anon = post_json(s, "/agent/identity", {"type": "anonymous"}).json
+        own = anon["identity_assertion"]
         cases = [
             ("anonymous", lambda: post_json(s, "/agent/identity", {"type": "anonymous"}),
              "identity_assertion"),
@@ -238,6 +239,9 @@ class V06ParkedTest(unittest.TestCase):
             ("token, own assertion", lambda: self.token(own), "access_token"),
             ("token, id-jag", lambda: self.token(self.idjag("p2")), "access_token"),
             ("SET", lambda: self.set_event("p1"), None),
+            ("refresh", lambda: post_json(s, "/agent/identity", {
+                "type": "refresh", "refresh_token": anon["identity"]["refresh_token"]}),
+             "identity_assertion"),
         ]
         for name, call, field in cases:
             with self.subTest(name):

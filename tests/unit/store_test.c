@@ -384,6 +384,48 @@ store_urls_are_checked_and_shown_without_their_password(void **state)
 	assert_string_equal(out, "sqlite:var/a.db");
 }
 
+static void
+a_refresh_token_is_spent_once_and_its_family_revoked_whole(void **state)
+{
+	struct store *st = open_memory();
+	struct store_refresh rt;
+	struct am_error e = {0};
+	uint8_t h1[AM_HASH_LEN], h2[AM_HASH_LEN], other[AM_HASH_LEN];
+	int n = -1;
+
+	(void)state;
+	am_sha256_str("rt_one", h1);
+	am_sha256_str("rt_two", h2);
+	am_sha256_str("rt_other", other);
+	assert_int_equal(store_refresh_family_insert(st, "rtf_1", "reg_1", 3, 1000, &e), AM_OK);
+	assert_int_equal(store_refresh_insert(st, h1, "rt_1", "rtf_1", 1000, 2000, &e), AM_OK);
+	assert_int_equal(store_refresh_by_hash(st, h1, &rt, &e), AM_OK);
+	assert_string_equal(rt.family_id, "rtf_1");
+	assert_string_equal(rt.registration_id, "reg_1");
+	assert_int_equal(rt.gen, 3);
+	assert_int_equal(rt.expires_at, 2000);
+	assert_int_equal(rt.spent_at, 0);
+	assert_int_equal(rt.family_revoked_at, 0);
+	assert_int_equal(store_refresh_by_hash(st, other, &rt, &e), AM_E_NOT_FOUND);
+	/* the compare-and-set: one spender */
+	assert_int_equal(store_refresh_spend(st, h1, 1500, &e), AM_OK);
+	assert_int_equal(store_refresh_spend(st, h1, 1501, &e), AM_E_NOT_FOUND);
+	assert_int_equal(store_refresh_by_hash(st, h1, &rt, &e), AM_OK);
+	assert_int_equal(rt.spent_at, 1500);
+	/* a revocation reaches every token of the family, the newest too */
+	assert_int_equal(store_refresh_insert(st, h2, "rt_2", "rtf_1", 1500, 2500, &e), AM_OK);
+	assert_int_equal(store_refresh_family_revoke(st, "rtf_1", 1600, "reuse", &e), AM_OK);
+	assert_int_equal(store_refresh_by_hash(st, h2, &rt, &e), AM_OK);
+	assert_int_equal(rt.family_revoked_at, 1600);
+	assert_int_equal(rt.spent_at, 0);
+	/* by registration: only live families count */
+	assert_int_equal(store_refresh_family_insert(st, "rtf_2", "reg_1", 3, 1700, &e), AM_OK);
+	assert_int_equal(store_refresh_revoke_reg(st, "reg_1", 1800, "registration", &n, &e),
+			 AM_OK);
+	assert_int_equal(n, 1);
+	store_close(st);
+}
+
 int
 main(void)
 {
@@ -401,6 +443,7 @@ main(void)
 		cmocka_unit_test(old_rate_counters_are_purged),
 		cmocka_unit_test(sqlite_is_not_shared_and_its_lock_is_always_granted),
 		cmocka_unit_test(store_urls_are_checked_and_shown_without_their_password),
+		cmocka_unit_test(a_refresh_token_is_spent_once_and_its_family_revoked_whole),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
