@@ -192,6 +192,7 @@ struct am_config {
 	int64_t ceremony_code_ttl;   /* [ceremony] user_code_ttl */
 	int64_t ceremony_interval;   /* [ceremony] interval: the claim grant's poll interval */
 	int64_t ceremony_code_tries; /* [ceremony] user_code_attempts: wrong entries per code */
+	int64_t ceremony_readback_ttl; /* [ceremony] readback_code_ttl: a shown read-back code */
 	/* [provider NAME] sections: the trust list */
 	struct am_provider providers[AM_MAX_PROVIDERS];
 	size_t nproviders;

@@ -5,6 +5,7 @@
  * service_auth registrations; the rows are the v0.1 registrations. */
 #include <ctype.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,20 +38,22 @@ normalize_code(const char *typed, char out[AM_USER_CODE_CHARS + 1])
 	return n == AM_USER_CODE_CHARS;
 }
 
-static bool
-window_closed(const struct store_reg *reg, int64_t now)
+bool
+flow_ceremony_window_closed(const struct store_reg *reg, int64_t now)
 {
 	return reg->status == REG_EXPIRED ||
 	       ((reg->status == REG_UNCLAIMED || reg->status == REG_PENDING_CLAIM) &&
 		now >= reg->expires_at);
 }
 
-/* Inserts a new initiated attempt for reg bound to email (inside the
- * caller's transaction), with its user_code.minted event, into out. */
+/* Inserts a new initiated attempt of mode for reg bound to email ("": to
+ * nobody yet, readback only) inside the caller's transaction into out:
+ * user_code with its code and user_code.minted event; readback with no code
+ * (random bytes stand for its hash until the user confirms). */
 static enum am_err
 new_attempt(const struct flow_env *env, struct store *st, const struct store_reg *reg,
-	    const char *email, struct audit_batch *batch, struct ceremony_block *out,
-	    struct am_error *e)
+	    const char *email, enum ceremony_mode mode, struct audit_batch *batch,
+	    struct ceremony_block *out, struct am_error *e)
 {
 	const struct am_config *cfg = env->cfg;
 	struct store_ceremony c = {0};
@@ -65,7 +68,15 @@ new_attempt(const struct flow_env *env, struct store *st, const struct store_reg
 		goto out;
 	am_copy(c.registration_id, sizeof(c.registration_id), reg->id);
 	am_sha256_str(out->attempt_token, c.token_hash);
-	flow_code_hash(c.id, code, c.code_hash);
+	c.mode = mode;
+	if (mode == CEREMONY_READBACK) {
+		if (RAND_bytes(c.code_hash, sizeof(c.code_hash)) != 1) {
+			rc = am_fail(e, AM_E_INTERNAL, "random source failed");
+			goto out;
+		}
+	} else {
+		flow_code_hash(c.id, code, c.code_hash);
+	}
 	am_copy(c.email, sizeof(c.email), email);
 	c.attempts_left = cfg->ceremony_code_tries;
 	c.status = CEREMONY_INITIATED;
@@ -74,12 +85,14 @@ new_attempt(const struct flow_env *env, struct store *st, const struct store_reg
 	c.poll_interval = cfg->ceremony_interval;
 	if ((rc = store_ceremony_expire_open(st, reg->id, e)) != AM_OK ||
 	    (rc = store_ceremony_insert(st, &c, e)) != AM_OK ||
-	    (rc = audit_add(st, batch, cfg->tenant, now, "user_code.minted", reg->id,
-			    json_pack("{s:s}", "claim_attempt_id", c.id), e)) != AM_OK)
+	    (mode == CEREMONY_USER_CODE &&
+	     (rc = audit_add(st, batch, cfg->tenant, now, "user_code.minted", reg->id,
+			     json_pack("{s:s}", "claim_attempt_id", c.id), e)) != AM_OK))
 		goto out;
 	am_copy(out->registration_id, sizeof(out->registration_id), reg->id);
 	am_copy(out->attempt_id, sizeof(out->attempt_id), c.id);
-	snprintf(out->user_code, sizeof(out->user_code), "%.4s-%.4s", code, code + 4);
+	if (mode == CEREMONY_USER_CODE)
+		snprintf(out->user_code, sizeof(out->user_code), "%.4s-%.4s", code, code + 4);
 	out->expires_at = c.expires_at;
 	out->interval = c.poll_interval;
 out:
@@ -97,6 +110,7 @@ start_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
 	const struct flow_env *env = p->env;
 	struct store_reg reg;
 	char addr[AM_MAX_EMAIL_BYTES + 1];
+	bool readback = p->ceremony_mode == CEREMONY_READBACK;
 	int64_t now = flow_now(env);
 	enum am_err rc;
 
@@ -115,26 +129,32 @@ start_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
 		/* service_auth: the address was fixed at registration */
 		if (addr[0] != '\0' && strcmp(addr, reg.email) != 0) {
 			rc = am_fail(e, AM_E_INVALID_REQUEST,
-				     "email must be the address this registration was made for");
+				     "%s must be the address this registration was made for",
+				     readback ? "login_hint" : "email");
 			goto fail;
 		}
 		am_copy(addr, sizeof(addr), reg.email);
-	} else if (addr[0] == '\0') {
+	} else if (addr[0] == '\0' && !readback) {
+		/* a read-back attempt without login_hint is bound to whoever
+		 * signs in and confirms */
 		rc = am_fail(e, AM_E_INVALID_REQUEST, "the field \"email\" is required");
 		goto fail;
 	}
-	if ((rc = new_attempt(env, st, &reg, addr, &p->batch, &p->ceremony, e)) != AM_OK)
+	if ((rc = new_attempt(env, st, &reg, addr, p->ceremony_mode, &p->batch, &p->ceremony,
+			      e)) != AM_OK)
 		goto fail;
 	if (reg.status == REG_UNCLAIMED &&
 	    (rc = store_reg_transition(st, reg.id, REG_UNCLAIMED, REG_PENDING_CLAIM, e)) != AM_OK)
 		goto fail;
 	if ((rc = audit_add(st, &p->batch, env->cfg->tenant, now, "claim.requested", reg.id,
-			    json_pack("{s:s, s:s, s:s?, s:s}", "email", addr, "claim_attempt_id",
-				      p->ceremony.attempt_id, "ip", p->ip[0] != '\0' ? p->ip : NULL,
-				      "ceremony", "user_code"),
+			    json_pack("{s:s?, s:s, s:s?, s:s}", "email", addr[0] != '\0' ? addr : NULL,
+				      "claim_attempt_id", p->ceremony.attempt_id, "ip",
+				      p->ip[0] != '\0' ? p->ip : NULL, "ceremony",
+				      readback ? "readback" : "user_code"),
 			    e)) != AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK)
 		goto fail;
+	p->reg = reg; /* the answer names its kind and claim window */
 	return AM_OK;
 fail:
 	store_rollback(st);
@@ -148,14 +168,29 @@ flow_ceremony_start_submit(const struct flow_env *env, const char *ip, const cha
 			   const char *email, struct flow_pending_op *p, void (*done)(void *arg),
 			   void *done_arg, struct am_error *e)
 {
+	return flow_ceremony_start_mode_submit(env, ip, claim_token, email, CEREMONY_USER_CODE, p,
+					       done, done_arg, e);
+}
+
+enum am_err
+flow_ceremony_start_mode_submit(const struct flow_env *env, const char *ip,
+				const char *claim_token, const char *email,
+				enum ceremony_mode mode, struct flow_pending_op *p,
+				void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
 	memset(p, 0, sizeof(*p));
 	p->env = env;
 	p->kind = FLOW_OP_CEREMONY_START;
 	p->step = start_step;
+	p->ceremony_mode = mode;
 	if (email != NULL &&
 	    (!mail_address_normalize(email, p->email, sizeof(p->email)) || p->email[0] == '\0'))
-		return am_fail(e, AM_E_INVALID_REQUEST,
-			       "email must be a plain email address (user@example.com)");
+		return mode == CEREMONY_READBACK
+			       ? am_fail(e, AM_E_INVALID_LOGIN_HINT,
+					 "login_hint must be a plain email address "
+					 "(user@example.com)")
+			       : am_fail(e, AM_E_INVALID_REQUEST,
+					 "email must be a plain email address (user@example.com)");
 	if (!am_copy(p->token, sizeof(p->token), claim_token) ||
 	    !am_copy(p->ip, sizeof(p->ip), ip != NULL ? ip : ""))
 		return am_fail(e, AM_E_INVALID_REQUEST, "claim_token is too long");
@@ -211,7 +246,8 @@ flow_service_auth_register(const struct flow_env *env, struct store *st, const c
 			    json_pack("{s:s, s:s, s:s?}", "registration_type", "service_auth",
 				      "protocol", "v0.6", "ip", ip),
 			    e)) != AM_OK ||
-	    (rc = new_attempt(env, st, &reg, reg.email, &batch, &res.claim, e)) != AM_OK ||
+	    (rc = new_attempt(env, st, &reg, reg.email, CEREMONY_USER_CODE, &batch, &res.claim,
+			      e)) != AM_OK ||
 	    (rc = audit_add(st, &batch, cfg->tenant, now, "claim.requested", reg.id,
 			    json_pack("{s:s, s:s, s:s?, s:s}", "email", reg.email,
 				      "claim_attempt_id", res.claim.attempt_id, "ip", ip,
@@ -337,7 +373,7 @@ flow_ceremony_poll(const struct flow_env *env, struct store *st, struct skey *ke
 		return rc;
 	rc = store_ceremony_latest_for(st, reg.id, &att, e);
 	if (rc == AM_E_NOT_FOUND) {
-		if (window_closed(&reg, now))
+		if (flow_ceremony_window_closed(&reg, now))
 			return am_fail(e, AM_E_EXPIRED_TOKEN, "the registration expired");
 		return am_fail(e, AM_E_INVALID_GRANT,
 			       reg.status == REG_CLAIMED
@@ -347,6 +383,10 @@ flow_ceremony_poll(const struct flow_env *env, struct store *st, struct skey *ke
 	}
 	if (rc != AM_OK)
 		return rc;
+	if (att.mode == CEREMONY_READBACK)
+		return am_fail(e, AM_E_INVALID_GRANT,
+			       "this claim uses the read-back ceremony: send the code the user reads "
+			       "to /agent/identity/claim/complete");
 	if (att.status == CEREMONY_COMPLETED) {
 		if (att.redeemed_at != 0)
 			return am_fail(
@@ -355,7 +395,7 @@ flow_ceremony_poll(const struct flow_env *env, struct store *st, struct skey *ke
 				"assertion with the jwt-bearer grant");
 		return redeem(env, st, keys, &att, out, e);
 	}
-	if (window_closed(&reg, now))
+	if (flow_ceremony_window_closed(&reg, now))
 		return am_fail(e, AM_E_EXPIRED_TOKEN, "the claim ceremony window has closed");
 	if (reg.status == REG_CLAIMED)
 		return am_fail(e, AM_E_INVALID_GRANT,
@@ -397,24 +437,30 @@ flow_ceremony_peek(const struct flow_env *env, struct store *st, const char *att
 					    : rc;
 	if (reg->status == REG_CLAIMED || reg->status == REG_REVOKED)
 		return am_fail(e, AM_E_CLAIMED_OR_IN_FLIGHT, "this agent is claimed already");
-	if (window_closed(reg, now))
+	if (flow_ceremony_window_closed(reg, now))
 		return am_fail(e, AM_E_CLAIM_EXPIRED, "the agent's registration expired");
 	return AM_OK;
 }
 
-/* The checks of a page POST inside its transaction: a live attempt, and
- * the signed-in address the bound one. */
-static enum am_err
-due(const struct flow_env *env, struct store *st, const char *attempt_token, const char *email,
-    struct store_ceremony *att, struct store_reg *reg, struct am_error *e)
+enum am_err
+flow_ceremony_due(const struct flow_env *env, struct store *st, const char *attempt_token,
+		  const char *email, const enum ceremony_mode *mode, struct store_ceremony *att,
+		  struct store_reg *reg, struct am_error *e)
 {
 	char addr[AM_MAX_EMAIL_BYTES + 1];
 	enum am_err rc;
 
 	if ((rc = flow_ceremony_peek(env, st, attempt_token, att, reg, e)) != AM_OK)
 		return rc;
+	if (mode != NULL && att->mode != *mode)
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       att->mode == CEREMONY_READBACK
+				       ? "this claim is confirmed without a code; reload the page"
+				       : "this claim needs the code the agent shows; reload the page");
 	if (email == NULL || !mail_address_normalize(email, addr, sizeof(addr)) ||
-	    strcmp(addr, att->email) != 0)
+	    (strcmp(addr, att->email) != 0 &&
+	     /* an unbound read-back attempt: whoever signs in confirms it */
+	     !(att->mode == CEREMONY_READBACK && att->email[0] == '\0')))
 		return am_fail(e, AM_E_WRONG_ACCOUNT,
 			       "this claim is for another account; sign in with the address the "
 			       "agent named");
@@ -475,7 +521,8 @@ complete_tx(const struct flow_env *env, struct store *st, const struct flow_pend
 
 	if ((rc = store_begin(st, e)) != AM_OK)
 		return rc;
-	if ((rc = due(env, st, p->token, p->email, &att, &reg, e)) != AM_OK)
+	if ((rc = flow_ceremony_due(env, st, p->token, p->email, &(enum ceremony_mode){CEREMONY_USER_CODE},
+				    &att, &reg, e)) != AM_OK)
 		goto fail;
 	if (!code_matches(&att, p->user_code))
 		return wrong_code(st, &att, e);
@@ -520,7 +567,8 @@ deny_tx(const struct flow_env *env, struct store *st, const struct flow_pending_
 
 	if ((rc = store_begin(st, e)) != AM_OK)
 		return rc;
-	if ((rc = due(env, st, p->token, p->email, &att, &reg, e)) != AM_OK)
+	/* either mode: the reject form is the same */
+	if ((rc = flow_ceremony_due(env, st, p->token, p->email, NULL, &att, &reg, e)) != AM_OK)
 		goto fail;
 	rc = store_ceremony_set_status(st, att.id, CEREMONY_INITIATED, CEREMONY_DENIED, p->user_id,
 				       e);

@@ -122,6 +122,20 @@ enum am_err flow_op_run_here(struct store *st, struct flow_pending_op *p,
 #define FLOW_CODE_MAX 16
 void flow_code_hash(const char *attempt_id, const char *code, uint8_t out[AM_HASH_LEN]);
 
+/* ---- the ceremonies' shared pieces (ceremony.c, readback.c) ---- */
+
+/* True when reg can no longer be claimed: expired, or its window passed. */
+bool flow_ceremony_window_closed(const struct store_reg *reg, int64_t now);
+
+/* The checks of a page POST inside its transaction: a live attempt of
+ * attempt_token (flow_ceremony_peek's refusals) of *mode (NULL: either;
+ * else AM_E_INVALID_REQUEST), and email (the signed-in address) the bound
+ * one (AM_E_WRONG_ACCOUNT; an unbound read-back attempt takes any). */
+enum am_err flow_ceremony_due(const struct flow_env *env, struct store *st,
+			      const char *attempt_token, const char *email,
+			      const enum ceremony_mode *mode, struct store_ceremony *att,
+			      struct store_reg *reg, struct am_error *e) AM_WUR;
+
 /* ---- v0.6 pieces shared by identity.c and ceremony.c ---- */
 
 /* Mints the service's identity assertion for a registration: iss and aud

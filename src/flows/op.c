@@ -80,6 +80,8 @@ op_after(struct flow_pending_op *p, struct am_error *e)
 		break;
 	case FLOW_OP_CEREMONY_COMPLETE:
 	case FLOW_OP_CEREMONY_DENY:
+	case FLOW_OP_READBACK_CONFIRM:
+	case FLOW_OP_READBACK_COMPLETE:
 		break; /* logged by the step: its ids are not kept past it */
 	case FLOW_OP_REVOKE:
 		if (p->set_event && !p->set_handled)
