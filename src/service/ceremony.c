@@ -14,8 +14,8 @@
  * page of the attempt (docs/protocol.md). The attempt token (base62 and
  * "_") and the code (the RFC 8628 alphabet and "-") need no escaping; the
  * path's own "/", "?", "=" and "&" are escaped as a query value. */
-static void
-verification_uri(const struct app *a, const struct ceremony_block *c, bool complete, char *out,
+void
+svc_verification_uri(const struct app *a, const struct ceremony_block *c, bool complete, char *out,
 		 size_t cap)
 {
 	if (complete)
@@ -33,8 +33,8 @@ svc_ceremony_block(const struct app *a, const struct ceremony_block *c, int64_t 
 {
 	char uri[SVC_URL_MAX], complete[SVC_URL_MAX];
 
-	verification_uri(a, c, false, uri, sizeof(uri));
-	verification_uri(a, c, true, complete, sizeof(complete));
+	svc_verification_uri(a, c, false, uri, sizeof(uri));
+	svc_verification_uri(a, c, true, complete, sizeof(complete));
 	return json_pack("{s:s, s:s, s:s, s:I, s:I}", "user_code", c->user_code, "verification_uri",
 			 uri, "verification_uri_complete", complete, "expires_in",
 			 (json_int_t)(c->expires_at > now ? c->expires_at - now : 0), "interval",
@@ -77,22 +77,64 @@ claim_render(struct app *a, struct http_req *rq, struct http_resp *rs, struct fl
 	return AM_OK;
 }
 
+/* The v0.6 body {claim_token, email}: a user_code attempt. */
+static enum am_err
+claim_v06(struct app *a, struct http_req *rq, struct http_resp *rs, const json_t *req,
+	  struct am_error *e)
+{
+	struct claim_args args;
+	enum am_err rc;
+
+	if ((rc = am_json_string(req, "claim_token", true, AM_MAX_TOKEN_BYTES, &args.token, e)) !=
+		    AM_OK ||
+	    (rc = am_json_string(req, "email", false, AM_MAX_EMAIL_BYTES, &args.email, e)) != AM_OK)
+		return rc;
+	return svc_op_park(a, rq, claim_submit, &args, claim_render, rs, e);
+}
+
+/* The generations of this endpoint, told apart by `type` (v0.7 makes the
+ * body a union on it; the v0.6 body has none). */
+enum claim_type { CLAIM_V06, CLAIM_LOGIN_HINT, CLAIM_UNKNOWN };
+
+static enum claim_type
+claim_type(const char *type)
+{
+	if (type == NULL)
+		return CLAIM_V06;
+	if (strcmp(type, "login_hint") == 0)
+		return CLAIM_LOGIN_HINT;
+	/* "identity_assertion" (v0.7's ID-JAG claim) slots in here */
+	return CLAIM_UNKNOWN;
+}
+
 /* The attempt is all store work: it runs in the group commit and the
  * request is parked until its batch is durable. */
 enum am_err
 h_identity_claim(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
 {
 	struct app *a = app;
-	struct claim_args args;
+	const char *type;
 	json_t *req = NULL;
 	enum am_err rc;
 
 	if ((rc = svc_json_body(rq, &req, e)) != AM_OK)
 		return rc;
-	if ((rc = am_json_string(req, "claim_token", true, AM_MAX_TOKEN_BYTES, &args.token, e)) ==
-		    AM_OK &&
-	    (rc = am_json_string(req, "email", false, AM_MAX_EMAIL_BYTES, &args.email, e)) == AM_OK)
-		rc = svc_op_park(a, rq, claim_submit, &args, claim_render, rs, e);
+	if ((rc = am_json_string(req, "type", false, 64, &type, e)) != AM_OK)
+		goto out;
+	switch (claim_type(type)) {
+	case CLAIM_V06:
+		rc = claim_v06(a, rq, rs, req, e);
+		break;
+	case CLAIM_LOGIN_HINT:
+		rc = svc_readback_claim(a, rq, rs, req, e);
+		break;
+	case CLAIM_UNKNOWN:
+		rc = am_fail(e, AM_E_INVALID_REQUEST,
+			     "unknown type; this endpoint takes type login_hint, or the v0.6 body "
+			     "without a type");
+		break;
+	}
+out:
 	json_decref(req);
 	return rc;
 }

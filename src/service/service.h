@@ -139,6 +139,18 @@ enum am_err h_service_jwks(void *app, struct http_req *rq, struct http_resp *rs,
 enum am_err h_identity_claim(void *app, struct http_req *rq, struct http_resp *rs,
 			     struct am_error *e);
 json_t *svc_ceremony_block(const struct app *a, const struct ceremony_block *c, int64_t now);
+/* The verification URL of attempt c into out (cap bytes): /login with the
+ * attempt's /claim page as return_to; complete adds the user_code to it. */
+void svc_verification_uri(const struct app *a, const struct ceremony_block *c, bool complete,
+			  char *out, size_t cap);
+/* The read-back ceremony's agent side (readback.c): POST
+ * /agent/identity/claim {type: login_hint, claim_token, login_hint?}
+ * (req borrowed, parsed by the caller), and POST
+ * /agent/identity/claim/complete {claim_token, user_code}. */
+enum am_err svc_readback_claim(struct app *a, struct http_req *rq, struct http_resp *rs,
+			       const json_t *req, struct am_error *e) AM_WUR;
+enum am_err h_readback_complete(void *app, struct http_req *rq, struct http_resp *rs,
+				struct am_error *e);
 /* The pages of the ceremony (ceremony_page.c): GET /claim (signed in as
  * the bound address: what is claimed and the user_code form) and its form
  * action POST /agent/identity/claim/complete (confirm or reject). */
