@@ -153,7 +153,7 @@ enum am_err h_readback_complete(void *app, struct http_req *rq, struct http_resp
 				struct am_error *e);
 /* The pages of the ceremony (ceremony_page.c): GET /claim (signed in as
  * the bound address: what is claimed and the user_code form) and its form
- * action POST /agent/identity/claim/complete (confirm or reject). */
+ * action POST /claim/confirm (either ceremony: confirm or reject). */
 enum am_err h_ceremony_page(void *app, struct http_req *rq, struct http_resp *rs,
 			    struct am_error *e);
 enum am_err h_ceremony_complete(void *app, struct http_req *rq, struct http_resp *rs,
