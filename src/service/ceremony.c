@@ -2,7 +2,8 @@
  * /agent/identity/claim (the agent starts an attempt and gets its user_code
  * and verification URL) and the ceremony block every answer that starts an
  * attempt carries. The claim grant is answered at /oauth2/token
- * (identity.c); the pages the user opens are in claim_pages.c. */
+ * (identity.c); the pages the user opens are in ceremony_page.c; the
+ * endpoint's dispatch on `type` is claim_api.c. */
 #include <stdio.h>
 #include <string.h>
 
@@ -77,10 +78,12 @@ claim_render(struct app *a, struct http_req *rq, struct http_resp *rs, struct fl
 	return AM_OK;
 }
 
-/* The v0.6 body {claim_token, email}: a user_code attempt. */
-static enum am_err
-claim_v06(struct app *a, struct http_req *rq, struct http_resp *rs, const json_t *req,
-	  struct am_error *e)
+/* The v0.6 body {claim_token, email} of POST /agent/identity/claim: a
+ * user_code attempt. The attempt is all store work: it runs in the group
+ * commit and the request is parked until its batch is durable. */
+enum am_err
+svc_ceremony_claim(struct app *a, struct http_req *rq, struct http_resp *rs, const json_t *req,
+		   struct am_error *e)
 {
 	struct claim_args args;
 	enum am_err rc;
@@ -90,51 +93,4 @@ claim_v06(struct app *a, struct http_req *rq, struct http_resp *rs, const json_t
 	    (rc = am_json_string(req, "email", false, AM_MAX_EMAIL_BYTES, &args.email, e)) != AM_OK)
 		return rc;
 	return svc_op_park(a, rq, claim_submit, &args, claim_render, rs, e);
-}
-
-/* The generations of this endpoint, told apart by `type` (v0.7 makes the
- * body a union on it; the v0.6 body has none). */
-enum claim_type { CLAIM_V06, CLAIM_LOGIN_HINT, CLAIM_UNKNOWN };
-
-static enum claim_type
-claim_type(const char *type)
-{
-	if (type == NULL)
-		return CLAIM_V06;
-	if (strcmp(type, "login_hint") == 0)
-		return CLAIM_LOGIN_HINT;
-	/* "identity_assertion" (v0.7's ID-JAG claim) slots in here */
-	return CLAIM_UNKNOWN;
-}
-
-/* The attempt is all store work: it runs in the group commit and the
- * request is parked until its batch is durable. */
-enum am_err
-h_identity_claim(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
-{
-	struct app *a = app;
-	const char *type;
-	json_t *req = NULL;
-	enum am_err rc;
-
-	if ((rc = svc_json_body(rq, &req, e)) != AM_OK)
-		return rc;
-	if ((rc = am_json_string(req, "type", false, 64, &type, e)) != AM_OK)
-		goto out;
-	switch (claim_type(type)) {
-	case CLAIM_V06:
-		rc = claim_v06(a, rq, rs, req, e);
-		break;
-	case CLAIM_LOGIN_HINT:
-		rc = svc_readback_claim(a, rq, rs, req, e);
-		break;
-	case CLAIM_UNKNOWN:
-		rc = am_fail(e, AM_E_INVALID_REQUEST,
-			     "unknown type; this endpoint takes type login_hint, or the v0.6 body "
-			     "without a type");
-		break;
-	}
-out:
-	json_decref(req);
-	return rc;
 }

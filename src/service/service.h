@@ -133,9 +133,10 @@ enum am_err h_event_notify(void *app, struct http_req *rq, struct http_resp *rs,
 enum am_err h_service_jwks(void *app, struct http_req *rq, struct http_resp *rs,
 			   struct am_error *e);
 
-/* The v0.4-v0.6 claim ceremony (ceremony.c): POST /agent/identity/claim,
- * and the RFC 8628 block (user_code, verification_uri[_complete],
- * expires_in from now, interval) of an attempt, a new reference. */
+/* POST /agent/identity/claim, dispatched on the body's type (claim_api.c),
+ * and the v0.4-v0.6 ceremony's RFC 8628 block (user_code,
+ * verification_uri[_complete], expires_in from now, interval) of an attempt,
+ * a new reference (ceremony.c). */
 enum am_err h_identity_claim(void *app, struct http_req *rq, struct http_resp *rs,
 			     struct am_error *e);
 json_t *svc_ceremony_block(const struct app *a, const struct ceremony_block *c, int64_t now);
@@ -143,7 +144,11 @@ json_t *svc_ceremony_block(const struct app *a, const struct ceremony_block *c, 
  * attempt's /claim page as return_to; complete adds the user_code to it. */
 void svc_verification_uri(const struct app *a, const struct ceremony_block *c, bool complete,
 			  char *out, size_t cap);
-/* The read-back ceremony's agent side (readback.c): POST
+/* The v0.6 body of POST /agent/identity/claim (ceremony.c; req borrowed,
+ * parsed by the caller, the dispatch on type is claim_api.c). */
+enum am_err svc_ceremony_claim(struct app *a, struct http_req *rq, struct http_resp *rs,
+			       const json_t *req, struct am_error *e) AM_WUR;
+/* The read-back ceremony's agent side (readback_api.c): POST
  * /agent/identity/claim {type: login_hint, claim_token, login_hint?}
  * (req borrowed, parsed by the caller), and POST
  * /agent/identity/claim/complete {claim_token, user_code}. */
