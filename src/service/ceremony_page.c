@@ -311,9 +311,9 @@ complete_render(struct app *a, struct http_req *rq, struct http_resp *rs, struct
 	if (rc == AM_E_INVALID_USER_CODE || rc == AM_E_WRONG_ACCOUNT ||
 	    (rc == AM_E_CLAIM_SUPERSEDED && p->kind == FLOW_OP_READBACK_CONFIRM) ||
 	    (rc == AM_E_INVALID_REQUEST && p->kind != FLOW_OP_CEREMONY_DENY)) {
-		/* the page again as it is now: a re-sent confirm shows "confirmed
-		 * already", never a fresh code; a changed mode its own form */
-		/* the form again, with why (or the wrong-account page) */
+		/* the page again as it is now, with why (or the wrong-account
+		 * page): a re-sent confirm shows "confirmed already", never a
+		 * fresh code; an attempt of the other mode its own form */
 		am_copy(why, sizeof(why), e->detail);
 		if ((rc = websession_get(a, rq, &s, e)) != AM_OK)
 			return error_page(a, rs, rc == AM_E_NOT_FOUND ? AM_E_CSRF_REFUSED : rc, e);
