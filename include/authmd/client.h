@@ -226,8 +226,7 @@ enum authmd_status authmd_claim_readback_start(struct authmd_client *c, const ch
 					       const char *login_hint, char *verification_uri,
 					       size_t cap, struct authmd_error *err);
 enum authmd_status authmd_claim_readback_complete(struct authmd_client *c, const char *resource,
-						  const char *code,
-						  struct authmd_credential *out,
+						  const char *code, struct authmd_credential *out,
 						  struct authmd_error *err);
 
 /* The stored credential whose resource is the longest prefix of url (or,

@@ -147,10 +147,10 @@ start_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
 	    (rc = store_reg_transition(st, reg.id, REG_UNCLAIMED, REG_PENDING_CLAIM, e)) != AM_OK)
 		goto fail;
 	if ((rc = audit_add(st, &p->batch, env->cfg->tenant, now, "claim.requested", reg.id,
-			    json_pack("{s:s?, s:s, s:s?, s:s}", "email", addr[0] != '\0' ? addr : NULL,
-				      "claim_attempt_id", p->ceremony.attempt_id, "ip",
-				      p->ip[0] != '\0' ? p->ip : NULL, "ceremony",
-				      readback ? "readback" : "user_code"),
+			    json_pack("{s:s?, s:s, s:s?, s:s}", "email",
+				      addr[0] != '\0' ? addr : NULL, "claim_attempt_id",
+				      p->ceremony.attempt_id, "ip", p->ip[0] != '\0' ? p->ip : NULL,
+				      "ceremony", readback ? "readback" : "user_code"),
 			    e)) != AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK)
 		goto fail;
@@ -385,8 +385,8 @@ flow_ceremony_poll(const struct flow_env *env, struct store *st, struct skey *ke
 		return rc;
 	if (att.mode == CEREMONY_READBACK)
 		return am_fail(e, AM_E_INVALID_GRANT,
-			       "this claim uses the read-back ceremony: send the code the user reads "
-			       "to /agent/identity/claim/complete");
+			       "this claim uses the read-back ceremony: send the code the user "
+			       "reads to /agent/identity/claim/complete");
 	if (att.status == CEREMONY_COMPLETED) {
 		if (att.redeemed_at != 0)
 			return am_fail(
@@ -456,7 +456,8 @@ flow_ceremony_due(const struct flow_env *env, struct store *st, const char *atte
 		return am_fail(e, AM_E_INVALID_REQUEST,
 			       att->mode == CEREMONY_READBACK
 				       ? "this claim is confirmed without a code; reload the page"
-				       : "this claim needs the code the agent shows; reload the page");
+				       : "this claim needs the code the agent shows; reload the "
+					 "page");
 	if (email == NULL || !mail_address_normalize(email, addr, sizeof(addr)) ||
 	    (strcmp(addr, att->email) != 0 &&
 	     /* an unbound read-back attempt: whoever signs in confirms it */
@@ -507,6 +508,8 @@ wrong_code(struct store *st, const struct store_ceremony *att, struct am_error *
 
 /* The completion's transaction; its events stay in batch for the caller to
  * flush after the commit (the group commit's). */
+static const enum ceremony_mode user_code_mode = CEREMONY_USER_CODE;
+
 static enum am_err
 complete_tx(const struct flow_env *env, struct store *st, const struct flow_pending_op *p,
 	    struct audit_batch *batch, struct am_error *e)
@@ -521,8 +524,8 @@ complete_tx(const struct flow_env *env, struct store *st, const struct flow_pend
 
 	if ((rc = store_begin(st, e)) != AM_OK)
 		return rc;
-	if ((rc = flow_ceremony_due(env, st, p->token, p->email, &(enum ceremony_mode){CEREMONY_USER_CODE},
-				    &att, &reg, e)) != AM_OK)
+	if ((rc = flow_ceremony_due(env, st, p->token, p->email, &user_code_mode, &att, &reg,
+				    e)) != AM_OK)
 		goto fail;
 	if (!code_matches(&att, p->user_code))
 		return wrong_code(st, &att, e);

@@ -388,17 +388,17 @@ struct flow_pending_op {
 	enum am_err rc;
 	struct am_error err;
 	struct audit_batch batch;
-	struct reg_result reg_res;	      /* FLOW_OP_REGISTER_EMAIL */
-	struct claim_start_result start;      /* FLOW_OP_CLAIM_START */
-	struct challenge_result challenge;    /* FLOW_OP_CHALLENGE */
-	struct ceremony_block ceremony;	      /* FLOW_OP_CEREMONY_START */
-	char user_id[STORE_ID_LEN];	      /* FLOW_OP_CEREMONY_COMPLETE/DENY: the session's */
-	char user_code[32];		      /* FLOW_OP_CEREMONY_COMPLETE: as typed */
-	enum ceremony_mode ceremony_mode;     /* FLOW_OP_CEREMONY_START: which ceremony */
-	int64_t code_serial;		      /* FLOW_OP_READBACK_CONFIRM: the page's */
+	struct reg_result reg_res;	   /* FLOW_OP_REGISTER_EMAIL */
+	struct claim_start_result start;   /* FLOW_OP_CLAIM_START */
+	struct challenge_result challenge; /* FLOW_OP_CHALLENGE */
+	struct ceremony_block ceremony;	   /* FLOW_OP_CEREMONY_START */
+	char user_id[STORE_ID_LEN];	   /* FLOW_OP_CEREMONY_COMPLETE/DENY: the session's */
+	char user_code[32];		   /* FLOW_OP_CEREMONY_COMPLETE: as typed */
+	enum ceremony_mode ceremony_mode;  /* FLOW_OP_CEREMONY_START: which ceremony */
+	int64_t code_serial;		   /* FLOW_OP_READBACK_CONFIRM: the page's */
 	int64_t reg_gen; /* FLOW_OP_READBACK_COMPLETE: the claimed registration's generation */
-	int count;			      /* FLOW_OP_REVOKE: credentials revoked */
-	bool mail_due;			      /* an attempt was made: its mail */
+	int count;	 /* FLOW_OP_REVOKE: credentials revoked */
+	bool mail_due;	 /* an attempt was made: its mail */
 	char mail_to[AM_MAX_EMAIL_BYTES + 1]; /* goes out after the commit */
 	char mail_token[FLOW_SECRET_LEN];
 	int64_t mail_expires;

@@ -83,7 +83,8 @@ confirm_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
 	(void)mail_address_normalize(p->email, att.email, sizeof(att.email));
 	rc = store_ceremony_confirm(st, &att, p->code_serial, e);
 	if (rc == AM_E_NOT_FOUND)
-		rc = am_fail(e, AM_E_CLAIM_SUPERSEDED, "this claim changed meanwhile; reload the page");
+		rc = am_fail(e, AM_E_CLAIM_SUPERSEDED,
+			     "this claim changed meanwhile; reload the page");
 	if (rc != AM_OK ||
 	    (rc = audit_add(st, &p->batch, env->cfg->tenant, now, "claim.user_confirmed", reg.id,
 			    json_pack("{s:s, s:s, s:s?, s:s, s:I}", "user_id", p->user_id,
@@ -280,6 +281,6 @@ flow_readback_assertion(const struct flow_env *env, struct skey *keys,
 			struct am_error *e)
 {
 	return flow_v06_mint(env, keys, p->reg.id,
-			     p->reg.kind == REG_ANONYMOUS ? "anonymous" : "service_auth", p->reg_gen,
-			     p->email, out, expires, e);
+			     p->reg.kind == REG_ANONYMOUS ? "anonymous" : "service_auth",
+			     p->reg_gen, p->email, out, expires, e);
 }

@@ -17,7 +17,7 @@
  * path's own "/", "?", "=" and "&" are escaped as a query value. */
 void
 svc_verification_uri(const struct app *a, const struct ceremony_block *c, bool complete, char *out,
-		 size_t cap)
+		     size_t cap)
 {
 	if (complete)
 		snprintf(out, cap,

@@ -317,8 +317,8 @@ complete_render(struct app *a, struct http_req *rq, struct http_resp *rs, struct
 		am_copy(why, sizeof(why), e->detail);
 		if ((rc = websession_get(a, rq, &s, e)) != AM_OK)
 			return error_page(a, rs, rc == AM_E_NOT_FOUND ? AM_E_CSRF_REFUSED : rc, e);
-		rc = show(a, rs, p->kind == FLOW_OP_READBACK_CONFIRM ? 409 : 400, &s, p->token, NULL,
-			  why, e);
+		rc = show(a, rs, p->kind == FLOW_OP_READBACK_CONFIRM ? 409 : 400, &s, p->token,
+			  NULL, why, e);
 		OPENSSL_cleanse(&s, sizeof(s));
 		return rc;
 	}

@@ -35,8 +35,8 @@ struct start_args {
 };
 
 static enum am_err
-start_submit(struct app *a, struct http_req *rq, struct flow_pending_op *p, void *arg,
-	     bool *queued, void (*done)(void *arg), void *done_arg, struct am_error *e)
+start_submit(struct app *a, struct http_req *rq, struct flow_pending_op *p, void *arg, bool *queued,
+	     void (*done)(void *arg), void *done_arg, struct am_error *e)
 {
 	const struct start_args *s = arg;
 
@@ -86,7 +86,8 @@ svc_readback_claim(struct app *a, struct http_req *rq, struct http_resp *rs, con
 	/* v0.6's rule for login_hint: not a string is a malformed request, a
 	 * string that is no address its own error */
 	if (hint != NULL && !json_is_null(hint) && !json_is_string(hint))
-		return am_fail(e, AM_E_INVALID_REQUEST, "the field \"login_hint\" must be a string");
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       "the field \"login_hint\" must be a string");
 	args.hint = json_string_value(hint);
 	if (args.hint != NULL && strlen(args.hint) > AM_MAX_EMAIL_BYTES)
 		return am_fail(e, AM_E_INVALID_LOGIN_HINT, "login_hint is too long for an address");
@@ -106,13 +107,13 @@ complete_submit(struct app *a, struct http_req *rq, struct flow_pending_op *p, v
 	const struct complete_args *c = arg;
 
 	(void)queued;
-	return flow_readback_complete_submit(&a->env, rq->ip, c->token, c->code, p, done,
-					     done_arg, e);
+	return flow_readback_complete_submit(&a->env, rq->ip, c->token, c->code, p, done, done_arg,
+					     e);
 }
 
 static enum am_err
-complete_render(struct app *a, struct http_req *rq, struct http_resp *rs,
-		struct flow_pending_op *p, enum am_err rc, struct am_error *e)
+complete_render(struct app *a, struct http_req *rq, struct http_resp *rs, struct flow_pending_op *p,
+		enum am_err rc, struct am_error *e)
 {
 	char *assertion = NULL;
 	int64_t expires = 0;

@@ -372,10 +372,11 @@ static const char *const sql[Q__COUNT] = {
 			 "AND id = ?2 AND status = 'completed' AND redeemed_at IS NULL",
 	/* the read-back ceremony's confirmation: a new code, only from the
 	 * serial the page showed (?8) */
-	[Q_CER_CONFIRM] = "UPDATE ceremony_attempts SET code_hash = ?3, confirmed_at = ?4, "
-			  "expires_at = ?5, user_id = ?6, email = ?7, code_serial = code_serial + 1 "
-			  "WHERE tenant = ?1 AND id = ?2 AND status = 'initiated' "
-			  "AND mode = 'readback' AND code_serial = ?8",
+	[Q_CER_CONFIRM] =
+		"UPDATE ceremony_attempts SET code_hash = ?3, confirmed_at = ?4, "
+		"expires_at = ?5, user_id = ?6, email = ?7, code_serial = code_serial + 1 "
+		"WHERE tenant = ?1 AND id = ?2 AND status = 'initiated' "
+		"AND mode = 'readback' AND code_serial = ?8",
 	[Q_CRED_REVOKE_REG_TYPE] = "UPDATE credentials SET revoked_at = ?3 WHERE tenant = ?1 "
 				   "AND registration_id = ?2 AND type = ?4 AND revoked_at IS NULL",
 };

@@ -670,8 +670,8 @@ enum am_err store_ceremony_redeem(struct store *st, const char *id, int64_t now,
  * (the code's window), user_id and email (the confirming user's), and its
  * serial moves on by one. AM_E_NOT_FOUND when the attempt is not that
  * (another confirm won, or it ended). */
-enum am_err store_ceremony_confirm(struct store *st, const struct store_ceremony *c,
-				   int64_t serial, struct am_error *e) AM_WUR;
+enum am_err store_ceremony_confirm(struct store *st, const struct store_ceremony *c, int64_t serial,
+				   struct am_error *e) AM_WUR;
 /* Revokes the live credentials of one type of a registration; *n how many. */
 enum am_err store_cred_revoke_reg_type(struct store *st, const char *registration_id,
 				       enum cred_type type, int64_t at, int *n,
