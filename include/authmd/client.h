@@ -232,6 +232,23 @@ enum authmd_status authmd_claim_complete(struct authmd_client *c, const char *re
 					 const char *otp, struct authmd_credential *out,
 					 struct authmd_error *err);
 
+/* The read-back claim (issue 14, proposal (b)) of the v0.6 credential
+ * stored for resource: _start asks the service for an attempt bound to
+ * login_hint (NULL: to whoever signs in) and copies the URL the user must
+ * open into verification_uri (cap bytes); there the user signs in, confirms
+ * and is shown a 6-digit code. _complete sends the code the user read back;
+ * on success the new identity assertion is stored and exchanged for a
+ * post-claim access token (in *out when not NULL). Refusals carry the
+ * service's code: claim_not_confirmed, invalid_user_code (try again),
+ * user_code_expired (start again), access_denied, invalid_grant (the claim
+ * token is dropped). */
+enum authmd_status authmd_claim_readback_start(struct authmd_client *c, const char *resource,
+					       const char *login_hint, char *verification_uri,
+					       size_t cap, struct authmd_error *err);
+enum authmd_status authmd_claim_readback_complete(struct authmd_client *c, const char *resource,
+						  const char *code, struct authmd_credential *out,
+						  struct authmd_error *err);
+
 /* The stored credential whose resource is the longest prefix of url (or,
  * failing that, on url's origin). */
 enum authmd_status authmd_credential_for(struct authmd_client *c, const char *url,

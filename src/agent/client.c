@@ -778,8 +778,9 @@ token_exchange(struct authmd_client *c, struct authmd_credential *cred, struct a
 	return AUTHMD_OK;
 }
 
-/* Proposal (b)'s identity.refresh_token of an /agent/identity answer, kept
- * with the credential ("" when the service hands none out). */
+/* Proposal (b)'s identity.refresh_token of an /agent/identity (or
+ * claim/complete) answer, kept with the credential ("" when the service
+ * hands none out). */
 static void
 keep_refresh(const json_t *ans, struct authmd_credential *cred)
 {
@@ -890,9 +891,13 @@ do_register_v06(struct authmd_client *c, const struct authmd_discovery *d, const
 		  cred.scopes, sizeof(cred.scopes));
 	scopes_of(json_object_get(ans, "post_claim_scopes"), cred.post_claim_scopes,
 		  sizeof(cred.post_claim_scopes));
-	/* The v0.6 claim ceremony (user_code, the claim grant) is not spoken
-	 * yet: the claim token is not kept, so nothing pretends it is. */
-	am_copy(cred.claim_state, sizeof(cred.claim_state), "none");
+	/* The claim token is kept for the read-back claim (issue 14, (b));
+	 * the v0.6 polling ceremony is not spoken yet. */
+	copy_str(ans, "claim_token", cred.claim_token, sizeof(cred.claim_token));
+	copy_str(ans, "claim_token_expires", cred.claim_token_expires,
+		 sizeof(cred.claim_token_expires));
+	am_copy(cred.claim_state, sizeof(cred.claim_state),
+		cred.claim_token[0] != '\0' ? "unclaimed" : "none");
 	am_copy(cred.claim_uri, sizeof(cred.claim_uri), d->claim_endpoint);
 	json_decref(ans);
 	if (cred.registration_id[0] == '\0' || cred.identity_assertion[0] == '\0') {
@@ -1318,6 +1323,109 @@ authmd_claim_complete(struct authmd_client *c, const char *resource, const char 
 	am_copy(cred.claim_state, sizeof(cred.claim_state), "claimed");
 	if ((st = store_put(c, &cred, err)) == AUTHMD_OK && out != NULL)
 		*out = cred;
+	return st;
+}
+
+/* ---- the read-back claim (issue 14, proposal (b)) ---- */
+
+/* The stored v0.6 credential for resource that has a claim to make. */
+static enum authmd_status
+readback_cred(struct authmd_client *c, const char *resource, struct authmd_credential *cred,
+	      struct authmd_error *err)
+{
+	enum authmd_status st;
+
+	if ((st = authmd_credential_for(c, resource, cred, err)) != AUTHMD_OK)
+		return st;
+	if (strcmp(cred->protocol, "v0.6") != 0)
+		return cs_fail(err, AUTHMD_ERR_REFUSED, "Claim it without --readback.",
+			       "the read-back claim is for v0.6 registrations; %s is %s",
+			       cred->resource, cred->protocol);
+	if (cred->claim_token[0] == '\0' || cred->claim_uri[0] == '\0')
+		return cs_fail(err, AUTHMD_ERR_REFUSED, NULL,
+			       "there is no claim to make for %s (state: %s)", cred->resource,
+			       cred->claim_state);
+	return AUTHMD_OK;
+}
+
+enum authmd_status
+authmd_claim_readback_start(struct authmd_client *c, const char *resource, const char *login_hint,
+			    char *verification_uri, size_t cap, struct authmd_error *err)
+{
+	struct authmd_credential cred;
+	json_t *ans = NULL, *req;
+	const char *uri;
+	enum authmd_status st;
+
+	if ((st = readback_cred(c, resource, &cred, err)) != AUTHMD_OK)
+		goto out;
+	req = json_pack("{s:s, s:s}", "type", "login_hint", "claim_token", cred.claim_token);
+	if (login_hint != NULL)
+		json_object_set_new(req, "login_hint", json_string(login_hint));
+	if ((st = post_json(c, cred.claim_uri, NULL, req, "the claim", &ans, err)) != AUTHMD_OK)
+		goto out;
+	uri = json_string_value(json_object_get(
+		json_object_get(json_object_get(ans, "claim"), "attempt"), "verification_uri"));
+	if (uri == NULL || (strncmp(uri, "https://", 8) != 0 && strncmp(uri, "http://", 7) != 0)) {
+		st = cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL,
+			     "the claim answer has no claim.attempt.verification_uri");
+		goto out;
+	}
+	am_copy(verification_uri, cap, uri);
+	am_copy(cred.claim_state, sizeof(cred.claim_state), "pending");
+	if (login_hint != NULL)
+		am_copy(cred.claim_email, sizeof(cred.claim_email), login_hint);
+	st = store_put(c, &cred, err);
+out:
+	json_decref(ans);
+	OPENSSL_cleanse(&cred, sizeof(cred));
+	return st;
+}
+
+enum authmd_status
+authmd_claim_readback_complete(struct authmd_client *c, const char *resource, const char *code,
+			       struct authmd_credential *out, struct authmd_error *err)
+{
+	struct authmd_credential cred;
+	char url[AUTHMD_URL_MAX + 16];
+	json_t *ans = NULL;
+	const json_t *identity;
+	enum authmd_status st;
+
+	if ((st = readback_cred(c, resource, &cred, err)) != AUTHMD_OK)
+		goto out;
+	snprintf(url, sizeof(url), "%s/complete", cred.claim_uri);
+	st = post_json(c, url, NULL,
+		       json_pack("{s:s, s:s}", "claim_token", cred.claim_token, "user_code", code),
+		       "the claim", &ans, err);
+	if (st != AUTHMD_OK) {
+		/* A dead claim token is dropped; a wrong or unconfirmed code keeps it. */
+		if (err != NULL && strcmp(err->code, "invalid_grant") == 0) {
+			OPENSSL_cleanse(cred.claim_token, sizeof(cred.claim_token));
+			am_copy(cred.claim_state, sizeof(cred.claim_state), "expired");
+			(void)store_put(c, &cred, NULL);
+		}
+		goto out;
+	}
+	identity = json_object_get(ans, "identity");
+	copy_str(identity, "assertion", cred.identity_assertion, sizeof(cred.identity_assertion));
+	copy_str(identity, "expires_at", cred.assertion_expires, sizeof(cred.assertion_expires));
+	if (cred.identity_assertion[0] == '\0') {
+		st = cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL,
+			     "the claim answer has no identity.assertion");
+		goto out;
+	}
+	keep_refresh(ans, &cred);
+	OPENSSL_cleanse(cred.claim_token, sizeof(cred.claim_token));
+	cred.claim_token_expires[0] = '\0';
+	am_copy(cred.claim_state, sizeof(cred.claim_state), "claimed");
+	/* the pre-claim token was revoked: the new assertion gets a new one */
+	if ((st = token_exchange(c, &cred, err)) == AUTHMD_OK &&
+	    (st = store_put(c, &cred, err)) == AUTHMD_OK && out != NULL)
+		*out = cred;
+out:
+	json_decref(ans);
+	OPENSSL_cleanse(&cred, sizeof(cred));
 	return st;
 }
 

@@ -21,10 +21,10 @@
 
 struct args {
 	const char *cmd, *url, *email, *provider, *session, *cred_type, *otp, *method, *data,
-		*store, *consent, *protocol;
+		*store, *consent, *protocol, *code;
 	const char *headers[32];
 	int nheaders;
-	bool json, yes, anonymous, help, version, allow_missing_issuer, dpop;
+	bool json, yes, anonymous, help, version, allow_missing_issuer, dpop, readback;
 };
 
 static const char *const usage_text =
@@ -36,6 +36,9 @@ static const char *const usage_text =
 	"  register URL [--anonymous | --email ADDR | --provider URL --session TOKEN]\n"
 	"               [--consent once|always] [--credential-type api_key|access_token] [--yes]\n"
 	"  claim URL [--email ADDR] [--otp CODE] start and/or finish the claim by email code\n"
+	"  claim URL --readback [--email ADDR] [--code CODE]\n"
+	"                                     v0.6: the user confirms at a URL and reads a\n"
+	"                                     code back (without --code: print the URL, ask)\n"
 	"  curl URL [-X METHOD] [-d DATA] [-H 'Name: value']...\n"
 	"                                     call the API with the stored credential\n"
 	"  refresh URL                        rotate the v0.6 refresh token: a new identity\n"
@@ -88,7 +91,9 @@ parse(int argc, char **argv, struct args *a)
 		OPT_CONSENT,
 		OPT_ALLOW_MISSING_ISSUER,
 		OPT_PROTOCOL,
-		OPT_DPOP
+		OPT_DPOP,
+		OPT_READBACK,
+		OPT_CODE
 	};
 	static const struct option opts[] = {
 		{"json", no_argument, NULL, OPT_JSON},
@@ -106,6 +111,8 @@ parse(int argc, char **argv, struct args *a)
 		{"allow-missing-issuer", no_argument, NULL, OPT_ALLOW_MISSING_ISSUER},
 		{"protocol", required_argument, NULL, OPT_PROTOCOL},
 		{"dpop", no_argument, NULL, OPT_DPOP},
+		{"readback", no_argument, NULL, OPT_READBACK},
+		{"code", required_argument, NULL, OPT_CODE},
 		{"request", required_argument, NULL, 'X'},
 		{"data", required_argument, NULL, 'd'},
 		{"header", required_argument, NULL, 'H'},
@@ -132,6 +139,12 @@ parse(int argc, char **argv, struct args *a)
 			break;
 		case OPT_DPOP:
 			a->dpop = true;
+			break;
+		case OPT_READBACK:
+			a->readback = true;
+			break;
+		case OPT_CODE:
+			slot = &a->code;
 			break;
 		case 'h':
 			a->help = true;
@@ -447,9 +460,8 @@ cmd_register(struct authmd_client *c, const struct args *a)
 		/* The CLI does not speak the v0.6 claim ceremony yet (issue 14):
 		 * say so here rather than at the claim that would fail. */
 		if (strcmp(cred.method, "anonymous") == 0 && strcmp(cred.protocol, "v0.6") == 0)
-			printf("to unlock %s the user must claim it; this CLI claims only v0.1 "
-			       "registrations for now: authmd --protocol v0.1 register %s "
-			       "--anonymous\n",
+			printf("to unlock %s, the user can claim it: authmd claim %s --readback "
+			       "[--email ADDR]\n",
 			       cred.post_claim_scopes, a->url);
 		else if (strcmp(cred.method, "anonymous") == 0)
 			printf("to unlock %s, the user can claim it: authmd claim %s --email "
@@ -511,6 +523,84 @@ claim_code(struct authmd_client *c, const struct args *a, const char *resource)
 	return report_error(a, &e);
 }
 
+/* ---- the read-back claim (issue 14, proposal (b)) ---- */
+
+/* The code the user reads back: --code, else a line of the terminal or
+ * stdin; blanks and dashes dropped ("123 456"). False when there is none or
+ * it is not AUTHMD_OTP_DIGITS digits (out is then wiped). */
+static bool
+readback_code(const struct args *a, char *out, size_t cap)
+{
+	char line[64];
+	size_t n = 0;
+	bool got;
+
+	if (a->code != NULL)
+		got = snprintf(line, sizeof(line), "%s", a->code) < (int)sizeof(line);
+	else if (interactive())
+		got = read_tty_line("Type the 6-digit code the page shows you: ", line,
+				    sizeof(line));
+	else
+		got = fgets(line, (int)sizeof(line), stdin) != NULL;
+	for (const char *p = line; got && *p != '\0' && *p != '\n' && *p != '\r'; p++) {
+		if (*p == ' ' || *p == '\t' || *p == '-')
+			continue;
+		if (*p < '0' || *p > '9' || n + 1 >= cap) {
+			got = false;
+			break;
+		}
+		out[n++] = *p;
+	}
+	OPENSSL_cleanse(line, sizeof(line));
+	out[n] = '\0';
+	if (got && n == AUTHMD_OTP_DIGITS)
+		return true;
+	OPENSSL_cleanse(out, cap);
+	return false;
+}
+
+/* Without --code: a new attempt, its URL printed, then the code read from
+ * the user; with --code: the attempt already started is completed. */
+static int
+cmd_claim_readback(struct authmd_client *c, const struct args *a, const char *resource)
+{
+	struct authmd_credential cred;
+	struct authmd_error e = {0};
+	char uri[AUTHMD_URL_MAX], code[16];
+	int rc;
+
+	if (a->otp != NULL)
+		return usage(stderr, AUTHMD_ERR_USAGE);
+	if (a->code == NULL) {
+		if (authmd_claim_readback_start(c, resource, a->email, uri, sizeof(uri), &e) !=
+		    AUTHMD_OK)
+			return report_error(a, &e);
+		/* the URL goes to stdout (stderr beside --json): the user must open it */
+		fprintf(a->json ? stderr : stdout,
+			"Ask the user to open this link, sign in, confirm, and tell you the "
+			"code it shows:\n  %s\n",
+			uri);
+		fflush(a->json ? stderr : stdout);
+	}
+	if (!readback_code(a, code, sizeof(code))) {
+		e = (struct authmd_error){.status = AUTHMD_ERR_ACTION_NEEDED};
+		snprintf(e.message, sizeof(e.message), "%s",
+			 a->code != NULL ? "that is not a code: a code is 6 digits"
+					 : "no code was given");
+		e.advice = "When the user has the code: authmd claim URL --readback --code CODE";
+		return report_error(a, &e);
+	}
+	rc = authmd_claim_readback_complete(c, resource, code, &cred, &e);
+	OPENSSL_cleanse(code, sizeof(code));
+	if (rc != AUTHMD_OK)
+		return report_error(a, &e);
+	if (!a->json)
+		printf("claimed: %s now has scopes %s\n", cred.resource, cred.scopes);
+	emit(a, agent_credential_json(&cred));
+	OPENSSL_cleanse(&cred, sizeof(cred));
+	return 0;
+}
+
 static int
 cmd_claim(struct authmd_client *c, const struct args *a)
 {
@@ -519,6 +609,8 @@ cmd_claim(struct authmd_client *c, const struct args *a)
 
 	if (authmd_credential_for(c, a->url, &cred, &e) != AUTHMD_OK)
 		return report_error(a, &e);
+	if (a->readback)
+		return cmd_claim_readback(c, a, cred.resource);
 	if (a->email != NULL) {
 		if (authmd_claim_start(c, cred.resource, a->email, &e) != AUTHMD_OK)
 			return report_error(a, &e);

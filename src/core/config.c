@@ -146,6 +146,8 @@ static const struct cfg_key keys[] = {
 	{"ceremony", "user_code_ttl", CFG_SECONDS, AT(ceremony_code_ttl), "600", 60, 600, NULL},
 	{"ceremony", "interval", CFG_SECONDS, AT(ceremony_interval), "5", 1, 60, NULL},
 	{"ceremony", "user_code_attempts", CFG_UINT, AT(ceremony_code_tries), "5", 1, 20, NULL},
+	{"ceremony", "readback_code_ttl", CFG_SECONDS, AT(ceremony_readback_ttl), "300", 60, 600,
+	 NULL},
 };
 
 #define RAT(f) offsetof(struct am_route, f), sizeof(((struct am_route *)0)->f)

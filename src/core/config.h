@@ -191,10 +191,11 @@ struct am_config {
 	int64_t login_per_ip;		  /* login POSTs from one IP per [limits] rate_window */
 	int64_t login_verify_per_address; /* code/link checks for one address per rate_window */
 	/* the v0.4-v0.6 user_code ceremony (issue 14) */
-	bool flow_service_auth;	     /* [flows] service_auth: v0.6 type service_auth */
-	int64_t ceremony_code_ttl;   /* [ceremony] user_code_ttl */
-	int64_t ceremony_interval;   /* [ceremony] interval: the claim grant's poll interval */
-	int64_t ceremony_code_tries; /* [ceremony] user_code_attempts: wrong entries per code */
+	bool flow_service_auth;	       /* [flows] service_auth: v0.6 type service_auth */
+	int64_t ceremony_code_ttl;     /* [ceremony] user_code_ttl */
+	int64_t ceremony_interval;     /* [ceremony] interval: the claim grant's poll interval */
+	int64_t ceremony_code_tries;   /* [ceremony] user_code_attempts: wrong entries per code */
+	int64_t ceremony_readback_ttl; /* [ceremony] readback_code_ttl: a shown read-back code */
 	/* [provider NAME] sections: the trust list */
 	struct am_provider providers[AM_MAX_PROVIDERS];
 	size_t nproviders;

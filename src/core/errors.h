@@ -46,6 +46,9 @@ enum am_err {
 	AM_E_INVALID_LOGIN_HINT,    /* 400 invalid_login_hint: service_auth without an email */
 	AM_E_WRONG_ACCOUNT,	    /* 403 wrong_account: signed in as another address */
 	AM_E_INVALID_USER_CODE,	    /* 400 invalid_user_code: the typed code does not match */
+	/* the read-back ceremony (issue 14, proposal (b)) */
+	AM_E_CLAIM_NOT_CONFIRMED, /* 400 claim_not_confirmed: the user has not confirmed yet */
+	AM_E_USER_CODE_EXPIRED,	  /* 400 user_code_expired: the attempt's window closed */
 	/* protected resource (RFC 6750) */
 	AM_E_INVALID_TOKEN,	 /* 401 invalid_token */
 	AM_E_INSUFFICIENT_SCOPE, /* 403 insufficient_scope */

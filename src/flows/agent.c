@@ -404,7 +404,7 @@ first_link_start(const struct flow_env *env, struct store *st, const struct veri
 		id->agent_context_id != NULL ? id->agent_context_id : "");
 	if ((rc = store_reg_insert(st, &reg, e)) != AM_OK ||
 	    (rc = record_client(st, reg.id, id->client, now, e)) != AM_OK ||
-	    (rc = cer != NULL ? flow_ceremony_new_attempt(env, st, &reg, reg.email, NULL, NULL,
+	    (rc = cer != NULL ? flow_ceremony_new_attempt(env, st, &reg, reg.email, CEREMONY_USER_CODE, NULL, NULL,
 							  batch, cer, e)
 			      : flow_new_attempt(env, st, &reg, reg.email, ip, att, token, e)) !=
 		    AM_OK ||
@@ -1500,7 +1500,7 @@ claim_step_up(struct store *st, struct idjag_state *s, const struct store_reg *r
 	enum am_err rc;
 
 	if ((rc = check_blocks(st, s->v.iss, s->v.sub, s->link_to.id, reg->id, e)) != AM_OK ||
-	    (rc = flow_ceremony_new_attempt(env, st, reg, s->link_to.email, s->v.iss, s->v.sub,
+	    (rc = flow_ceremony_new_attempt(env, st, reg, s->link_to.email, CEREMONY_USER_CODE, s->v.iss, s->v.sub,
 					    &s->batch, &c->ceremony, e)) != AM_OK)
 		return rc;
 	if (reg->status == REG_UNCLAIMED &&
@@ -1558,7 +1558,9 @@ claim_now(struct store *st, struct idjag_state *s, const struct store_reg *reg, 
 	    (rc = store_cred_upgrade(st, reg->id, s->user_id, cfg->scopes_post_claim, e)) !=
 		    AM_OK ||
 	    (rc = store_ceremony_expire_open(st, reg->id, e)) != AM_OK ||
-	    (rc = store_reg_gen(st, reg->id, &c->gen, e)) != AM_OK)
+	    (rc = store_reg_gen(st, reg->id, &c->gen, e)) != AM_OK ||
+	    (rc = flow_refresh_family_start_in_tx(env, st, reg->id, c->refresh_token,
+						  &c->refresh_expires, e)) != AM_OK)
 		return rc;
 	/* the assertion names the user's address only when the user holds it */
 	c->email[0] = '\0';
@@ -1615,6 +1617,7 @@ fail:
 	store_rollback(st);
 	audit_discard(&s->batch);
 	flow_result_wipe(&c->ceremony, sizeof(c->ceremony));
+	flow_result_wipe(c->refresh_token, sizeof(c->refresh_token));
 	return rc;
 }
 

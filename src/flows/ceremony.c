@@ -5,6 +5,7 @@
  * service_auth registrations; the rows are the v0.1 registrations. */
 #include <ctype.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -44,6 +45,7 @@ start_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
 	const struct flow_env *env = p->env;
 	struct store_reg reg;
 	char addr[AM_MAX_EMAIL_BYTES + 1];
+	bool readback = p->ceremony_mode == CEREMONY_READBACK;
 	int64_t now = flow_now(env);
 	enum am_err rc;
 
@@ -62,27 +64,32 @@ start_step(struct store *st, struct flow_pending_op *p, struct am_error *e)
 		/* service_auth: the address was fixed at registration */
 		if (addr[0] != '\0' && strcmp(addr, reg.email) != 0) {
 			rc = am_fail(e, AM_E_INVALID_REQUEST,
-				     "email must be the address this registration was made for");
+				     "%s must be the address this registration was made for",
+				     readback ? "login_hint" : "email");
 			goto fail;
 		}
 		am_copy(addr, sizeof(addr), reg.email);
-	} else if (addr[0] == '\0') {
+	} else if (addr[0] == '\0' && !readback) {
+		/* a read-back attempt without login_hint is bound to whoever
+		 * signs in and confirms */
 		rc = am_fail(e, AM_E_INVALID_REQUEST, "the field \"email\" is required");
 		goto fail;
 	}
-	if ((rc = flow_ceremony_new_attempt(env, st, &reg, addr, NULL, NULL, &p->batch,
+	if ((rc = flow_ceremony_new_attempt(env, st, &reg, addr, p->ceremony_mode, NULL, NULL, &p->batch,
 					    &p->ceremony, e)) != AM_OK)
 		goto fail;
 	if (reg.status == REG_UNCLAIMED &&
 	    (rc = store_reg_transition(st, reg.id, REG_UNCLAIMED, REG_PENDING_CLAIM, e)) != AM_OK)
 		goto fail;
 	if ((rc = audit_add(st, &p->batch, env->cfg->tenant, now, "claim.requested", reg.id,
-			    json_pack("{s:s, s:s, s:s?, s:s}", "email", addr, "claim_attempt_id",
+			    json_pack("{s:s?, s:s, s:s?, s:s}", "email",
+				      addr[0] != '\0' ? addr : NULL, "claim_attempt_id",
 				      p->ceremony.attempt_id, "ip", p->ip[0] != '\0' ? p->ip : NULL,
-				      "ceremony", "user_code"),
+				      "ceremony", readback ? "readback" : "user_code"),
 			    e)) != AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK)
 		goto fail;
+	p->reg = reg; /* the answer names its kind and claim window */
 	return AM_OK;
 fail:
 	store_rollback(st);
@@ -96,14 +103,29 @@ flow_ceremony_start_submit(const struct flow_env *env, const char *ip, const cha
 			   const char *email, struct flow_pending_op *p, void (*done)(void *arg),
 			   void *done_arg, struct am_error *e)
 {
+	return flow_ceremony_start_mode_submit(env, ip, claim_token, email, CEREMONY_USER_CODE, p,
+					       done, done_arg, e);
+}
+
+enum am_err
+flow_ceremony_start_mode_submit(const struct flow_env *env, const char *ip,
+				const char *claim_token, const char *email,
+				enum ceremony_mode mode, struct flow_pending_op *p,
+				void (*done)(void *arg), void *done_arg, struct am_error *e)
+{
 	memset(p, 0, sizeof(*p));
 	p->env = env;
 	p->kind = FLOW_OP_CEREMONY_START;
 	p->step = start_step;
+	p->ceremony_mode = mode;
 	if (email != NULL &&
 	    (!mail_address_normalize(email, p->email, sizeof(p->email)) || p->email[0] == '\0'))
-		return am_fail(e, AM_E_INVALID_REQUEST,
-			       "email must be a plain email address (user@example.com)");
+		return mode == CEREMONY_READBACK
+			       ? am_fail(e, AM_E_INVALID_LOGIN_HINT,
+					 "login_hint must be a plain email address "
+					 "(user@example.com)")
+			       : am_fail(e, AM_E_INVALID_REQUEST,
+					 "email must be a plain email address (user@example.com)");
 	if (!am_copy(p->token, sizeof(p->token), claim_token) ||
 	    !am_copy(p->ip, sizeof(p->ip), ip != NULL ? ip : ""))
 		return am_fail(e, AM_E_INVALID_REQUEST, "claim_token is too long");
@@ -159,7 +181,7 @@ flow_service_auth_register(const struct flow_env *env, struct store *st, const c
 			    json_pack("{s:s, s:s, s:s?}", "registration_type", "service_auth",
 				      "protocol", "v0.6", "ip", ip),
 			    e)) != AM_OK ||
-	    (rc = flow_ceremony_new_attempt(env, st, &reg, reg.email, NULL, NULL, &batch,
+	    (rc = flow_ceremony_new_attempt(env, st, &reg, reg.email, CEREMONY_USER_CODE, NULL, NULL, &batch,
 					    &res.claim, e)) != AM_OK ||
 	    (rc = audit_add(st, &batch, cfg->tenant, now, "claim.requested", reg.id,
 			    json_pack("{s:s, s:s, s:s?, s:s}", "email", reg.email,
@@ -315,6 +337,10 @@ flow_ceremony_poll(const struct flow_env *env, struct store *st, struct skey *ke
 	}
 	if (rc != AM_OK)
 		return rc;
+	if (att.mode == CEREMONY_READBACK)
+		return am_fail(e, AM_E_INVALID_GRANT,
+			       "this claim uses the read-back ceremony: send the code the user "
+			       "reads to /agent/identity/claim/complete");
 	if (att.status == CEREMONY_COMPLETED) {
 		if (att.redeemed_at != 0)
 			return am_fail(
@@ -370,19 +396,26 @@ flow_ceremony_peek(const struct flow_env *env, struct store *st, const char *att
 	return AM_OK;
 }
 
-/* The checks of a page POST inside its transaction: a live attempt, and
- * the signed-in address the bound one. */
-static enum am_err
-due(const struct flow_env *env, struct store *st, const char *attempt_token, const char *email,
-    struct store_ceremony *att, struct store_reg *reg, struct am_error *e)
+enum am_err
+flow_ceremony_due(const struct flow_env *env, struct store *st, const char *attempt_token,
+		  const char *email, const enum ceremony_mode *mode, struct store_ceremony *att,
+		  struct store_reg *reg, struct am_error *e)
 {
 	char addr[AM_MAX_EMAIL_BYTES + 1];
 	enum am_err rc;
 
 	if ((rc = flow_ceremony_peek(env, st, attempt_token, att, reg, e)) != AM_OK)
 		return rc;
+	if (mode != NULL && att->mode != *mode)
+		return am_fail(e, AM_E_INVALID_REQUEST,
+			       att->mode == CEREMONY_READBACK
+				       ? "this claim is confirmed without a code; reload the page"
+				       : "this claim needs the code the agent shows; reload the "
+					 "page");
 	if (email == NULL || !mail_address_normalize(email, addr, sizeof(addr)) ||
-	    strcmp(addr, att->email) != 0)
+	    (strcmp(addr, att->email) != 0 &&
+	     /* an unbound read-back attempt: whoever signs in confirms it */
+	     !(att->mode == CEREMONY_READBACK && att->email[0] == '\0')))
 		return am_fail(e, AM_E_WRONG_ACCOUNT,
 			       "this claim is for another account; sign in with the address the "
 			       "agent named");
@@ -429,6 +462,8 @@ wrong_code(struct store *st, const struct store_ceremony *att, struct am_error *
 
 /* The completion's transaction; its events stay in batch for the caller to
  * flush after the commit (the group commit's). */
+static const enum ceremony_mode user_code_mode = CEREMONY_USER_CODE;
+
 static enum am_err
 complete_tx(const struct flow_env *env, struct store *st, const struct flow_pending_op *p,
 	    struct audit_batch *batch, struct am_error *e)
@@ -443,7 +478,8 @@ complete_tx(const struct flow_env *env, struct store *st, const struct flow_pend
 
 	if ((rc = store_begin(st, e)) != AM_OK)
 		return rc;
-	if ((rc = due(env, st, p->token, p->email, &att, &reg, e)) != AM_OK)
+	if ((rc = flow_ceremony_due(env, st, p->token, p->email, &user_code_mode, &att, &reg,
+				    e)) != AM_OK)
 		goto fail;
 	if (!code_matches(&att, p->user_code))
 		return wrong_code(st, &att, e);
@@ -503,7 +539,8 @@ deny_tx(const struct flow_env *env, struct store *st, const struct flow_pending_
 
 	if ((rc = store_begin(st, e)) != AM_OK)
 		return rc;
-	if ((rc = due(env, st, p->token, p->email, &att, &reg, e)) != AM_OK)
+	/* either mode: the reject form is the same */
+	if ((rc = flow_ceremony_due(env, st, p->token, p->email, NULL, &att, &reg, e)) != AM_OK)
 		goto fail;
 	rc = store_ceremony_set_status(st, att.id, CEREMONY_INITIATED, CEREMONY_DENIED, p->user_id,
 				       e);

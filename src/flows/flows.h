@@ -361,7 +361,9 @@ enum flow_op_kind {
 	FLOW_OP_CLAIM_REJECT, /* the user's "this wasn't me" on the claim page (issue 14) */
 	FLOW_OP_CEREMONY_START,
 	FLOW_OP_CEREMONY_COMPLETE,
-	FLOW_OP_CEREMONY_DENY
+	FLOW_OP_CEREMONY_DENY,
+	FLOW_OP_READBACK_CONFIRM, /* the read-back ceremony (issue 14, proposal (b)) */
+	FLOW_OP_READBACK_COMPLETE
 };
 struct flow_pending_op {
 	struct store_job job;
@@ -388,14 +390,20 @@ struct flow_pending_op {
 	enum am_err rc;
 	struct am_error err;
 	struct audit_batch batch;
-	struct reg_result reg_res;	      /* FLOW_OP_REGISTER_EMAIL */
-	struct claim_start_result start;      /* FLOW_OP_CLAIM_START */
-	struct challenge_result challenge;    /* FLOW_OP_CHALLENGE */
-	struct ceremony_block ceremony;	      /* FLOW_OP_CEREMONY_START */
-	char user_id[STORE_ID_LEN];	      /* FLOW_OP_CEREMONY_COMPLETE/DENY: the session's */
-	char user_code[32];		      /* FLOW_OP_CEREMONY_COMPLETE: as typed */
-	int count;			      /* FLOW_OP_REVOKE: credentials revoked */
-	bool mail_due;			      /* an attempt was made: its mail */
+	struct reg_result reg_res;	   /* FLOW_OP_REGISTER_EMAIL */
+	struct claim_start_result start;   /* FLOW_OP_CLAIM_START */
+	struct challenge_result challenge; /* FLOW_OP_CHALLENGE */
+	struct ceremony_block ceremony;	   /* FLOW_OP_CEREMONY_START */
+	char user_id[STORE_ID_LEN];	   /* FLOW_OP_CEREMONY_COMPLETE/DENY: the session's */
+	char user_code[32];		   /* FLOW_OP_CEREMONY_COMPLETE: as typed */
+	enum ceremony_mode ceremony_mode;  /* FLOW_OP_CEREMONY_START: which ceremony */
+	int64_t code_serial;		   /* FLOW_OP_READBACK_CONFIRM: the page's */
+	int64_t reg_gen; /* FLOW_OP_READBACK_COMPLETE: the claimed registration's generation */
+	/* FLOW_OP_READBACK_COMPLETE: the new refresh-token family's first token */
+	char refresh_token[FLOW_SECRET_LEN];
+	int64_t refresh_expires;
+	int count;	 /* FLOW_OP_REVOKE: credentials revoked */
+	bool mail_due;	 /* an attempt was made: its mail */
 	char mail_to[AM_MAX_EMAIL_BYTES + 1]; /* goes out after the commit */
 	char mail_token[FLOW_SECRET_LEN];
 	int64_t mail_expires;
@@ -632,6 +640,17 @@ enum am_err flow_ceremony_start_submit(const struct flow_env *env, const char *i
 				       struct flow_pending_op *p, void (*done)(void *arg),
 				       void *done_arg, struct am_error *e) AM_WUR;
 
+/* The same for either ceremony (mode): a read-back attempt gets no code
+ * (p->ceremony.user_code is ""), and its email may be NULL for an anonymous
+ * registration (the attempt is then bound to whoever signs in and
+ * confirms); a bad address is AM_E_INVALID_LOGIN_HINT. On AM_OK p->reg is
+ * the registration as it was read (its kind and claim window). */
+enum am_err flow_ceremony_start_mode_submit(const struct flow_env *env, const char *ip,
+					    const char *claim_token, const char *email,
+					    enum ceremony_mode mode, struct flow_pending_op *p,
+					    void (*done)(void *arg), void *done_arg,
+					    struct am_error *e) AM_WUR;
+
 /* POST /agent/identity {type: service_auth, login_hint}: a pending
  * registration bound to the address (claim token in out->reg) and its
  * first attempt (out->claim); no assertion until the claim completes.
@@ -732,6 +751,8 @@ struct flow_pending_idclaim {
 	int64_t gen;			    /* claimed: the registration's generation */
 	char *assertion;		    /* claimed: the new identity assertion (owned) */
 	int64_t assertion_expires;
+	char refresh_token[FLOW_SECRET_LEN]; /* claimed: a new refresh-token family's first */
+	int64_t refresh_expires;
 };
 
 /* The claim with an ID-JAG: the assertion gets every check of an ID-JAG
@@ -745,7 +766,8 @@ struct flow_pending_idclaim {
  * A clean match (a delegation, or a user made by JIT) claims the
  * registration for that user at once: the delegation created when new,
  * pre-claim access tokens revoked, an open user_code attempt ended, and
- * (in the result) a new assertion naming the user. A match to an existing
+ * (in the result) a new assertion naming the user and a new refresh-token
+ * family's first token. A match to an existing
  * account without a delegation (the first-link gate) starts a user_code
  * attempt bound to that account's address instead (step_up). */
 enum am_err flow_identity_claim_submit(const struct flow_env *env, struct skey *keys,
@@ -757,5 +779,55 @@ enum am_err flow_identity_claim_submit(const struct flow_env *env, struct skey *
 enum am_err flow_pending_idclaim_result(struct flow_pending_idclaim *p, struct am_error *e) AM_WUR;
 /* Zeroes the secrets of p and frees what it holds (not p itself). */
 void flow_pending_idclaim_wipe(struct flow_pending_idclaim *p);
+
+/* ---- the read-back ceremony (issue 14, proposal (b); flows/readback.c) ----
+ *
+ * The agent starts a read-back attempt (flow_ceremony_start_mode_submit);
+ * the user signs in, opens the verification URL and confirms (or rejects:
+ * flow_ceremony_deny_submit); only then does the page show a 6-digit code,
+ * which the user reads back to the agent, and the agent completes with it. */
+
+/* POST /claim/confirm of a read-back attempt through the group commit: the
+ * signed-in user (user_id, email: the bound address, or any for an unbound
+ * attempt) confirms; a fresh 6-digit code (CSPRNG; only its hash stored,
+ * with the attempt id) is minted, valid [ceremony] readback_code_ttl (never
+ * past the registration's window), and handed back once in
+ * p->ceremony.user_code ("123 456"), p->ceremony.expires_at. serial is the
+ * code_serial the page showed: when the attempt has moved on (a re-sent
+ * form, another tab) nothing is minted and the answer is
+ * AM_E_CLAIM_SUPERSEDED. Refusals: those of flow_ceremony_peek,
+ * AM_E_WRONG_ACCOUNT, AM_E_INVALID_REQUEST (not a read-back attempt). */
+enum am_err flow_readback_confirm_submit(const struct flow_env *env, const char *ip,
+					 const char *attempt_token, int64_t serial,
+					 const char *user_id, const char *email,
+					 struct flow_pending_op *p, void (*done)(void *arg),
+					 void *done_arg, struct am_error *e) AM_WUR;
+
+/* POST /agent/identity/claim/complete {claim_token, user_code} through the
+ * group commit: the newest attempt of the claim token's registration must be
+ * a confirmed read-back attempt with that code (compared by hash in
+ * constant time; a wrong one is counted durably, the last allowed ends the
+ * attempt). AM_OK: the registration is claimed by the user who confirmed,
+ * an anonymous one's pre-claim access tokens revoked (its v0.1 API keys get
+ * the post-claim scopes), p->reg the registration, p->email the user's
+ * address, p->reg_gen its generation, p->ceremony.attempt_id, and a new
+ * refresh-token family's first token in p->refresh_token (expiring at
+ * p->refresh_expires). Refusals:
+ * AM_E_INVALID_GRANT (unknown or revoked claim token, a first-link
+ * registration, no read-back attempt, claimed already), AM_E_ACCESS_DENIED
+ * (the user rejected), AM_E_USER_CODE_EXPIRED (the attempt's window or the
+ * registration's closed, or its tries are used up), AM_E_CLAIM_NOT_CONFIRMED,
+ * AM_E_INVALID_USER_CODE, AM_E_INVALID_REQUEST (no code). */
+enum am_err flow_readback_complete_submit(const struct flow_env *env, const char *ip,
+					  const char *claim_token, const char *user_code,
+					  struct flow_pending_op *p, void (*done)(void *arg),
+					  void *done_arg, struct am_error *e) AM_WUR;
+
+/* After a completion's AM_OK: the identity assertion of the claimed
+ * registration (its generation, the user's email), minted on the caller's
+ * thread (CPU only). *out is the caller's to free. */
+enum am_err flow_readback_assertion(const struct flow_env *env, struct skey *keys,
+				    const struct flow_pending_op *p, char **out, int64_t *expires,
+				    struct am_error *e) AM_WUR;
 
 #endif

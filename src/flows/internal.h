@@ -79,14 +79,16 @@ const struct ceremony_block *flow_pending_idjag_claim(const struct flow_pending_
  * outcome, its events flushed and logged. */
 enum am_err flow_pending_idclaim_outcome(struct flow_pending_idclaim *p, struct am_error *e) AM_WUR;
 
-/* Inserts a new initiated user_code attempt for reg bound to email (inside
- * the caller's transaction; the open one expires), with its
- * user_code.minted event in batch; the code and token into out. link_iss
- * and link_sub (NULL: none) name the provider subject its confirmation
- * links to the confirming user (v0.7's ID-JAG claim, migration 0016). */
+/* Inserts a new initiated attempt of mode for reg bound to email ("": to
+ * nobody yet, read-back only) inside the caller's transaction (the open one
+ * expires), the token into out: a user_code attempt with its code in out and
+ * its user_code.minted event in batch; a read-back attempt with no code yet
+ * (random bytes stand for its hash until the user confirms). link_iss and
+ * link_sub (NULL: none) name the provider subject its confirmation links to
+ * the confirming user (v0.7's ID-JAG claim, migration 0016). */
 enum am_err flow_ceremony_new_attempt(const struct flow_env *env, struct store *st,
 				      const struct store_reg *reg, const char *email,
-				      const char *link_iss, const char *link_sub,
+				      enum ceremony_mode mode, const char *link_iss, const char *link_sub,
 				      struct audit_batch *batch, struct ceremony_block *out,
 				      struct am_error *e) AM_WUR;
 
@@ -154,6 +156,17 @@ void flow_code_hash(const char *attempt_id, const char *code, uint8_t out[AM_HAS
 /* Whether reg's claim window is over: expired, or still unclaimed/pending
  * at or after its expires_at. */
 bool flow_reg_window_closed(const struct store_reg *reg, int64_t now);
+
+/* ---- the ceremonies' shared pieces (ceremony.c, readback.c) ---- */
+
+/* The checks of a page POST inside its transaction: a live attempt of
+ * attempt_token (flow_ceremony_peek's refusals) of *mode (NULL: either;
+ * else AM_E_INVALID_REQUEST), and email (the signed-in address) the bound
+ * one (AM_E_WRONG_ACCOUNT; an unbound read-back attempt takes any). */
+enum am_err flow_ceremony_due(const struct flow_env *env, struct store *st,
+			      const char *attempt_token, const char *email,
+			      const enum ceremony_mode *mode, struct store_ceremony *att,
+			      struct store_reg *reg, struct am_error *e) AM_WUR;
 
 /* ---- v0.6 pieces shared by identity.c and ceremony.c ---- */
 

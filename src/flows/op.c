@@ -80,6 +80,8 @@ op_after(struct flow_pending_op *p, struct am_error *e)
 		break;
 	case FLOW_OP_CEREMONY_COMPLETE:
 	case FLOW_OP_CEREMONY_DENY:
+	case FLOW_OP_READBACK_CONFIRM:
+	case FLOW_OP_READBACK_COMPLETE:
 		break; /* logged by the step: its ids are not kept past it */
 	case FLOW_OP_REVOKE:
 		if (p->set_event && !p->set_handled)
@@ -142,4 +144,5 @@ flow_pending_op_wipe(struct flow_pending_op *p)
 	flow_result_wipe(p->user_code, sizeof(p->user_code));
 	flow_result_wipe(p->mail_token, sizeof(p->mail_token));
 	flow_result_wipe(p->token, sizeof(p->token));
+	flow_result_wipe(p->refresh_token, sizeof(p->refresh_token));
 }

@@ -3,6 +3,7 @@
  * user_code attempt, shared by the ceremony's starts (flows/ceremony.c)
  * and the first link of an ID-JAG (flows/agent.c). */
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,7 +24,8 @@ flow_code_hash(const char *attempt_id, const char *code, uint8_t out[AM_HASH_LEN
 
 enum am_err
 flow_ceremony_new_attempt(const struct flow_env *env, struct store *st, const struct store_reg *reg,
-			  const char *email, const char *link_iss, const char *link_sub,
+			  const char *email, enum ceremony_mode mode, const char *link_iss,
+			  const char *link_sub,
 			  struct audit_batch *batch, struct ceremony_block *out, struct am_error *e)
 {
 	const struct am_config *cfg = env->cfg;
@@ -39,7 +41,15 @@ flow_ceremony_new_attempt(const struct flow_env *env, struct store *st, const st
 		goto out;
 	am_copy(c.registration_id, sizeof(c.registration_id), reg->id);
 	am_sha256_str(out->attempt_token, c.token_hash);
-	flow_code_hash(c.id, code, c.code_hash);
+	c.mode = mode;
+	if (mode == CEREMONY_READBACK) {
+		if (RAND_bytes(c.code_hash, sizeof(c.code_hash)) != 1) {
+			rc = am_fail(e, AM_E_INTERNAL, "random source failed");
+			goto out;
+		}
+	} else {
+		flow_code_hash(c.id, code, c.code_hash);
+	}
 	am_copy(c.email, sizeof(c.email), email);
 	if (link_iss != NULL && link_sub != NULL &&
 	    (!am_copy(c.link_iss, sizeof(c.link_iss), link_iss) ||
@@ -54,12 +64,14 @@ flow_ceremony_new_attempt(const struct flow_env *env, struct store *st, const st
 	c.poll_interval = cfg->ceremony_interval;
 	if ((rc = store_ceremony_expire_open(st, reg->id, e)) != AM_OK ||
 	    (rc = store_ceremony_insert(st, &c, e)) != AM_OK ||
-	    (rc = audit_add(st, batch, cfg->tenant, now, "user_code.minted", reg->id,
-			    json_pack("{s:s}", "claim_attempt_id", c.id), e)) != AM_OK)
+	    (mode == CEREMONY_USER_CODE &&
+	     (rc = audit_add(st, batch, cfg->tenant, now, "user_code.minted", reg->id,
+			     json_pack("{s:s}", "claim_attempt_id", c.id), e)) != AM_OK))
 		goto out;
 	am_copy(out->registration_id, sizeof(out->registration_id), reg->id);
 	am_copy(out->attempt_id, sizeof(out->attempt_id), c.id);
-	snprintf(out->user_code, sizeof(out->user_code), "%.4s-%.4s", code, code + 4);
+	if (mode == CEREMONY_USER_CODE)
+		snprintf(out->user_code, sizeof(out->user_code), "%.4s-%.4s", code, code + 4);
 	out->expires_at = c.expires_at;
 	out->interval = c.poll_interval;
 out:

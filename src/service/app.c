@@ -114,6 +114,8 @@ app_new(const struct am_config *cfg, struct app **out, struct am_error *e)
 	route_cors(a, "GET", "/.well-known/jwks.json", h_service_jwks, CORS_PUBLIC);
 	route_cors(a, "POST", "/agent/identity", h_identity, CORS_AGENT);
 	route_cors(a, "POST", "/agent/identity/claim", h_identity_claim, CORS_AGENT);
+	/* the read-back ceremony's completion by the agent (issue 14, (b)) */
+	route_cors(a, "POST", "/agent/identity/claim/complete", h_readback_complete, CORS_AGENT);
 	route_cors(a, "POST", "/oauth2/token", h_token, CORS_AGENT);
 	if (app_id_jag_enabled(cfg))
 		route(a, "POST", "/agent/event/notify", h_event_notify);
@@ -130,7 +132,8 @@ app_new(const struct am_config *cfg, struct app **out, struct am_error *e)
 	/* the v0.4-v0.6 user_code ceremony's pages (issue 14): they need sign-in */
 	if (cfg->login_enabled) {
 		route(a, "GET", "/claim", h_ceremony_page);
-		route(a, "POST", "/agent/identity/claim/complete", h_ceremony_complete);
+		/* both ceremonies' form actions (the v0.6 code, (b)'s confirm) */
+		route(a, "POST", "/claim/confirm", h_ceremony_complete);
 	}
 	*out = a;
 	return AM_OK;

@@ -2,7 +2,8 @@
  * /agent/identity/claim (the agent starts an attempt and gets its user_code
  * and verification URL) and the ceremony block every answer that starts an
  * attempt carries. The claim grant is answered at /oauth2/token
- * (identity.c); the pages the user opens are in claim_pages.c. */
+ * (identity.c); the pages the user opens are in ceremony_page.c; the
+ * endpoint's dispatch on `type` is claim_api.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +24,9 @@ no_store(struct http_resp *rs)
  * page of the attempt (docs/protocol.md). The attempt token (base62 and
  * "_") and the code (the RFC 8628 alphabet and "-") need no escaping; the
  * path's own "/", "?", "=" and "&" are escaped as a query value. */
-static void
-verification_uri(const struct app *a, const struct ceremony_block *c, bool complete, char *out,
-		 size_t cap)
+void
+svc_verification_uri(const struct app *a, const struct ceremony_block *c, bool complete, char *out,
+		     size_t cap)
 {
 	if (complete)
 		snprintf(out, cap,
@@ -42,8 +43,8 @@ svc_ceremony_block(const struct app *a, const struct ceremony_block *c, int64_t 
 {
 	char uri[SVC_URL_MAX], complete[SVC_URL_MAX];
 
-	verification_uri(a, c, false, uri, sizeof(uri));
-	verification_uri(a, c, true, complete, sizeof(complete));
+	svc_verification_uri(a, c, false, uri, sizeof(uri));
+	svc_verification_uri(a, c, true, complete, sizeof(complete));
 	return json_pack("{s:s, s:s, s:s, s:I, s:I}", "user_code", c->user_code, "verification_uri",
 			 uri, "verification_uri_complete", complete, "expires_in",
 			 (json_int_t)(c->expires_at > now ? c->expires_at - now : 0), "interval",
@@ -192,7 +193,9 @@ idclaim_finish(void *app, struct http_req *rq, struct http_resp *rs, struct am_e
 	} else {
 		identity = json_pack("{s:s, s:o}", "assertion", p->assertion, "expires_at",
 				     am_json_time(p->assertion_expires));
-		/* BRANCH refresh: identity.refresh_token goes here (issue 14 item 6) */
+		json_object_set_new(identity, "refresh_token", json_string(p->refresh_token));
+		json_object_set_new(identity, "refresh_token_expires_at",
+				    am_json_time(p->refresh_expires));
 		http_reply_json(rs, 200,
 				json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o}", "registration_id",
 					  p->registration_id, "registration_type", "anonymous",
@@ -207,8 +210,8 @@ idclaim_finish(void *app, struct http_req *rq, struct http_resp *rs, struct am_e
 
 /* Verified here (signature work, a key or document fetch when due); the
  * claim's transaction waits parked for the group commit. */
-static enum am_err
-identity_assertion_claim(struct app *a, struct http_req *rq, struct http_resp *rs,
+enum am_err
+svc_idjag_claim(struct app *a, struct http_req *rq, struct http_resp *rs,
 			 const json_t *req, struct am_error *e)
 {
 	struct idclaim_park *k;
@@ -237,52 +240,19 @@ identity_assertion_claim(struct app *a, struct http_req *rq, struct http_resp *r
 	return AM_OK;
 }
 
-/* The kinds of the claim body, a union on type from v0.7 on. */
-enum claim_type { CLAIM_EMAIL, CLAIM_IDENTITY_ASSERTION, CLAIM_UNKNOWN };
-
-static enum claim_type
-claim_type_of(const char *type)
-{
-	if (type == NULL)
-		return CLAIM_EMAIL; /* the v0.6 body */
-	if (strcmp(type, "identity_assertion") == 0)
-		return CLAIM_IDENTITY_ASSERTION;
-	return CLAIM_UNKNOWN;
-}
-
-/* The v0.6 body's attempt is all store work: it runs in the group commit
- * and the request is parked until its batch is durable. */
+/* The v0.6 body {claim_token, email} of POST /agent/identity/claim: a
+ * user_code attempt. The attempt is all store work: it runs in the group
+ * commit and the request is parked until its batch is durable. */
 enum am_err
-h_identity_claim(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
+svc_ceremony_claim(struct app *a, struct http_req *rq, struct http_resp *rs, const json_t *req,
+		   struct am_error *e)
 {
-	struct app *a = app;
 	struct claim_args args;
-	json_t *req = NULL;
-	const char *type;
 	enum am_err rc;
 
-	if ((rc = svc_json_body(rq, &req, e)) != AM_OK)
+	if ((rc = am_json_string(req, "claim_token", true, AM_MAX_TOKEN_BYTES, &args.token, e)) !=
+		    AM_OK ||
+	    (rc = am_json_string(req, "email", false, AM_MAX_EMAIL_BYTES, &args.email, e)) != AM_OK)
 		return rc;
-	if ((rc = am_json_string(req, "type", false, AM_MAX_FIELD_BYTES, &type, e)) != AM_OK)
-		goto out;
-	switch (claim_type_of(type)) {
-	case CLAIM_IDENTITY_ASSERTION:
-		rc = identity_assertion_claim(a, rq, rs, req, e);
-		break;
-	case CLAIM_EMAIL:
-		if ((rc = am_json_string(req, "claim_token", true, AM_MAX_TOKEN_BYTES, &args.token,
-					 e)) == AM_OK &&
-		    (rc = am_json_string(req, "email", false, AM_MAX_EMAIL_BYTES, &args.email,
-					 e)) == AM_OK)
-			rc = svc_op_park(a, rq, claim_submit, &args, claim_render, rs, e);
-		break;
-	case CLAIM_UNKNOWN:
-		rc = am_fail(e, AM_E_INVALID_REQUEST,
-			     "type must be \"identity_assertion\" or absent (claim_token and "
-			     "email)");
-		break;
-	}
-out:
-	json_decref(req);
-	return rc;
+	return svc_op_park(a, rq, claim_submit, &args, claim_render, rs, e);
 }

@@ -1,9 +1,11 @@
-/* The user's side of the v0.4-v0.6 claim ceremony (issue 14): GET /claim,
- * where the verification URL lands after sign-in, and its form action POST
- * /agent/identity/claim/complete. The page needs a session of the address
- * the agent named (else it says so and shows no form); it shows what is
- * being claimed and asks for the user_code the agent shows, with a visible
- * "this wasn't me" reject. Both forms carry the session's CSRF token; the
+/* The user's side of the claim ceremonies (issue 14): GET /claim, where
+ * the verification URL lands after sign-in, and its form action POST
+ * /claim/confirm. The page needs a session of the address the agent named
+ * (else it says so and shows no form); it shows what is being claimed and,
+ * for a v0.4-v0.6 attempt, asks for the user_code the agent shows; for a
+ * read-back attempt (proposal (b)) it asks for a confirmation and only then
+ * shows the 6-digit code the user reads back to the agent. Each has a
+ * visible "this wasn't me" reject. Both forms carry the session's CSRF token; the
  * POST checks origin, session, CSRF, the account again and the code (by
  * hash, in constant time, attempt-limited) in the group commit. No script;
  * every value from outside is HTML-escaped. */
@@ -19,7 +21,7 @@
 #include "service/service.h"
 #include "service/websession.h"
 
-#define COMPLETE_PATH "/agent/identity/claim/complete"
+#define COMPLETE_PATH "/claim/confirm"
 
 /* Attempt tokens and codes hold only these, so a value passing it is safe
  * in the return_to path; anything else cannot be ours. */
@@ -105,6 +107,123 @@ first_link_text(const struct app *a, struct am_buf *b, const struct websession *
 	am_buf_puts(b, "</strong>.</p>");
 }
 
+/* The start of a claim page: the client block and what is being claimed
+ * (service, account, kind, scopes; a first link's provider and subject),
+ * into b; img (CIMD_URL_BYTES) the logo's origin for the CSP. */
+static enum am_err
+claim_head(struct app *a, struct am_buf *b, const char *title, const struct websession *s,
+	   const struct store_ceremony *att, const struct store_reg *reg, char *img,
+	   struct am_error *e)
+{
+	enum am_err rc;
+
+	page_begin(b, a->cfg, title);
+	if ((rc = svc_client_block(a, reg->id, b, img, CIMD_URL_BYTES, e)) != AM_OK)
+		return rc;
+	if (reg->kind == REG_AGENT) {
+		const struct am_provider *p = am_config_provider(a->cfg, reg->iss);
+
+		first_link_text(a, b, s, reg, p != NULL ? p->scopes : "");
+	} else if (att->link_iss[0] != '\0') {
+		/* v0.7's ID-JAG claim that met the gate: the attempt names it */
+		struct store_reg subject = *reg;
+
+		am_copy(subject.iss, sizeof(subject.iss), att->link_iss);
+		am_copy(subject.sub, sizeof(subject.sub), att->link_sub);
+		am_copy(subject.email, sizeof(subject.email), att->email);
+		first_link_text(a, b, s, &subject, a->cfg->scopes_post_claim);
+	} else {
+		am_buf_puts(b, "<p>An AI agent asks to act for your account <strong>");
+		am_buf_html(b, s->email);
+		am_buf_puts(b, "</strong> at <strong>");
+		am_buf_html(b, a->cfg->resource_name);
+		am_buf_puts(b, "</strong>.</p><p class=\"muted\">");
+		am_buf_html(b, reg->kind == REG_ANONYMOUS
+				       ? "It registered anonymously and now asks to be linked to you."
+				       : "It registered for your address (service_auth).");
+		am_buf_puts(b, " Once linked it may use: <strong>");
+		am_buf_html(b, a->cfg->scopes_post_claim);
+		am_buf_puts(b, "</strong>.</p>");
+	}
+	return AM_OK;
+}
+
+/* The reject form of either ceremony. */
+static void
+reject_form(struct am_buf *b, const struct websession *s, const char *token)
+{
+	am_buf_puts(b, "<p>If you did not ask for this, reject it: the agent gets nothing.</p>"
+		       "<form method=\"post\" action=\"" COMPLETE_PATH "\">");
+	websession_csrf_field(b, s);
+	am_buf_puts(b, "<input type=\"hidden\" name=\"claim_attempt_token\" value=\"");
+	am_buf_html(b, token);
+	am_buf_puts(b, "\"><input type=\"hidden\" name=\"decision\" value=\"reject\">"
+		       "<button type=\"submit\" class=\"danger\">This wasn't me: reject</button>"
+		       "</form>");
+}
+
+/* A read-back attempt (proposal (b)): Confirm (no code on this page), or,
+ * once confirmed, what happened and a button for a new code, which
+ * replaces the one shown; a reload never shows a code. */
+static enum am_err
+readback_page(struct app *a, struct http_resp *rs, int status, const struct websession *s,
+	      const struct store_ceremony *att, const struct store_reg *reg, const char *token,
+	      struct am_error *e)
+{
+	struct am_buf b = {.secret = true}; /* the forms carry the attempt token */
+	char until[40], img[CIMD_URL_BYTES] = "", serial[24];
+	bool confirmed = att->confirmed_at != 0;
+	enum am_err rc;
+
+	am_time_iso(att->expires_at, until, sizeof(until));
+	snprintf(serial, sizeof(serial), "%lld", (long long)att->code_serial);
+	if ((rc = claim_head(a, &b, "Link an AI agent to your account", s, att, reg, img, e)) != AM_OK) {
+		am_buf_free(&b);
+		return rc;
+	}
+	if (confirmed)
+		am_buf_puts(&b, "<p class=\"error\">You confirmed this already, and its code was "
+				"shown to you once. If you still have it, read it to your agent. "
+				"If not, get a new code: the old one then stops working.</p>");
+	else
+		am_buf_puts(&b, "<p>If you asked your agent to do this, confirm. This page then "
+				"shows a code to read back to your agent.</p>");
+	am_buf_puts(&b, "<form method=\"post\" action=\"" COMPLETE_PATH "\">");
+	websession_csrf_field(&b, s);
+	am_buf_puts(&b, "<input type=\"hidden\" name=\"claim_attempt_token\" value=\"");
+	am_buf_html(&b, token);
+	am_buf_puts(&b, "\"><input type=\"hidden\" name=\"serial\" value=\"");
+	am_buf_puts(&b, serial);
+	am_buf_puts(&b, confirmed ? "\"><button type=\"submit\">Show a new code</button></form>"
+				  : "\"><button type=\"submit\">Confirm</button></form>");
+	reject_form(&b, s, token);
+	am_buf_puts(&b, confirmed ? "<p class=\"muted\">The code works until "
+				  : "<p class=\"muted\">This request works until ");
+	am_buf_html(&b, until);
+	am_buf_puts(&b, ".</p>");
+	page_send(rs, status, &b, img[0] != '\0' ? img : NULL);
+	return AM_OK;
+}
+
+/* After Confirm: the code, once. */
+static void
+code_page(struct app *a, struct http_resp *rs, const struct ceremony_block *c)
+{
+	struct am_buf b = {.secret = true}; /* the code */
+	char until[40];
+
+	am_time_iso(c->expires_at, until, sizeof(until));
+	page_begin(&b, a->cfg, "Read this code to your agent");
+	am_buf_puts(&b, "<p>Tell your agent this code, or type it where it asks:</p>"
+			"<p class=\"code\" id=\"user-code\">");
+	am_buf_html(&b, c->user_code);
+	am_buf_puts(&b, "</p><p class=\"muted\">It works until ");
+	am_buf_html(&b, until);
+	am_buf_puts(&b, ", for this agent only. It is shown once: reloading this page does not "
+			"show it again. Never give it to anyone else.</p>");
+	page_send(rs, 200, &b, NULL);
+}
+
 /* What is being claimed, and the two forms; error (NULL: none) is the
  * refusal of a previous entry. */
 static enum am_err
@@ -113,40 +232,13 @@ form_page(struct app *a, struct http_resp *rs, int status, const struct websessi
 	  const char *code, const char *error, struct am_error *e)
 {
 	struct am_buf b = {.secret = true}; /* the forms carry the attempt token */
-	char until[40], img[CIMD_URL_BYTES];
+	char until[40], img[CIMD_URL_BYTES] = "";
 	enum am_err rc;
 
 	am_time_iso(att->expires_at, until, sizeof(until));
-	page_begin(&b, a->cfg, "Link an AI agent to your account");
-	if ((rc = svc_client_block(a, reg->id, &b, img, sizeof(img), e)) != AM_OK) {
+	if ((rc = claim_head(a, &b, "Link an AI agent to your account", s, att, reg, img, e)) != AM_OK) {
 		am_buf_free(&b);
 		return rc;
-	}
-	if (reg->kind == REG_AGENT) {
-		const struct am_provider *p = am_config_provider(a->cfg, reg->iss);
-
-		first_link_text(a, &b, s, reg, p != NULL ? p->scopes : "");
-	} else if (att->link_iss[0] != '\0') {
-		/* v0.7's ID-JAG claim that met the gate: the attempt names it */
-		struct store_reg subject = *reg;
-
-		am_copy(subject.iss, sizeof(subject.iss), att->link_iss);
-		am_copy(subject.sub, sizeof(subject.sub), att->link_sub);
-		am_copy(subject.email, sizeof(subject.email), att->email);
-		first_link_text(a, &b, s, &subject, a->cfg->scopes_post_claim);
-	} else {
-		am_buf_puts(&b, "<p>An AI agent asks to act for your account <strong>");
-		am_buf_html(&b, s->email);
-		am_buf_puts(&b, "</strong> at <strong>");
-		am_buf_html(&b, a->cfg->resource_name);
-		am_buf_puts(&b, "</strong>.</p><p class=\"muted\">");
-		am_buf_html(&b,
-			    reg->kind == REG_ANONYMOUS
-				    ? "It registered anonymously and now asks to be linked to you."
-				    : "It registered for your address (service_auth).");
-		am_buf_puts(&b, " Once linked it may use: <strong>");
-		am_buf_html(&b, a->cfg->scopes_post_claim);
-		am_buf_puts(&b, "</strong>.</p>");
 	}
 	if (error != NULL)
 		page_para(&b, "error", error);
@@ -160,15 +252,9 @@ form_page(struct app *a, struct http_resp *rs, int status, const struct websessi
 	am_buf_puts(
 		&b,
 		"\" required maxlength=\"16\" autocomplete=\"off\" autocapitalize=\"characters\" "
-		"spellcheck=\"false\"></label> <button type=\"submit\">Confirm</button></form>"
-		"<p>If you did not ask for this, reject it: the agent gets nothing.</p>"
-		"<form method=\"post\" action=\"" COMPLETE_PATH "\">");
-	websession_csrf_field(&b, s);
-	am_buf_puts(&b, "<input type=\"hidden\" name=\"claim_attempt_token\" value=\"");
-	am_buf_html(&b, token);
-	am_buf_puts(&b, "\"><input type=\"hidden\" name=\"decision\" value=\"reject\">"
-			"<button type=\"submit\" class=\"danger\">This wasn't me: reject</button>"
-			"</form><p class=\"muted\">The code works until ");
+		"spellcheck=\"false\"></label> <button type=\"submit\">Confirm</button></form>");
+	reject_form(&b, s, token);
+	am_buf_puts(&b, "<p class=\"muted\">The code works until ");
 	am_buf_html(&b, until);
 	am_buf_puts(&b, ".</p>");
 	page_send(rs, status, &b, img[0] != '\0' ? img : NULL);
@@ -190,8 +276,13 @@ show(struct app *a, struct http_resp *rs, int status, const struct websession *s
 		return rc;
 	if ((rc = flow_ceremony_peek(&a->env, st, token, &att, &reg, e)) != AM_OK)
 		return error_page(a, rs, rc, e);
-	if (strcmp(s->email, att.email) != 0)
+	/* an unbound read-back attempt is anyone's who signs in (until one
+	 * confirms: then it is bound to that address) */
+	if (strcmp(s->email, att.email) != 0 &&
+	    !(att.mode == CEREMONY_READBACK && att.email[0] == '\0'))
 		return wrong_account_page(a, rs, s);
+	if (att.mode == CEREMONY_READBACK)
+		return readback_page(a, rs, status, s, &att, &reg, token, e);
 	return form_page(a, rs, status, s, &att, &reg, token, code, error, e);
 }
 
@@ -230,6 +321,8 @@ struct complete_args {
 	const char *token, *code;
 	const struct websession *s;
 	bool reject;
+	bool readback;	/* the attempt's mode, as read before the job */
+	int64_t serial; /* readback: the code_serial the page showed */
 };
 
 static enum am_err
@@ -242,6 +335,10 @@ complete_submit(struct app *a, struct http_req *rq, struct flow_pending_op *p, v
 	if (c->reject)
 		return flow_ceremony_deny_submit(&a->env, rq->ip, c->token, c->s->user_id,
 						 c->s->email, p, done, done_arg, e);
+	if (c->readback)
+		return flow_readback_confirm_submit(&a->env, rq->ip, c->token, c->serial,
+						    c->s->user_id, c->s->email, p, done, done_arg,
+						    e);
 	return flow_ceremony_complete_submit(&a->env, rq->ip, c->token, c->code, c->s->user_id,
 					     c->s->email, p, done, done_arg, e);
 }
@@ -254,17 +351,26 @@ complete_render(struct app *a, struct http_req *rq, struct http_resp *rs, struct
 	struct websession s;
 	char why[sizeof(e->detail)];
 
-	if (rc == AM_E_INVALID_USER_CODE || rc == AM_E_WRONG_ACCOUNT) {
-		/* the form again, with why (or the wrong-account page) */
+	if (rc == AM_E_INVALID_USER_CODE || rc == AM_E_WRONG_ACCOUNT ||
+	    (rc == AM_E_CLAIM_SUPERSEDED && p->kind == FLOW_OP_READBACK_CONFIRM) ||
+	    (rc == AM_E_INVALID_REQUEST && p->kind != FLOW_OP_CEREMONY_DENY)) {
+		/* the page again as it is now, with why (or the wrong-account
+		 * page): a re-sent confirm shows "confirmed already", never a
+		 * fresh code; an attempt of the other mode its own form */
 		am_copy(why, sizeof(why), e->detail);
 		if ((rc = websession_get(a, rq, &s, e)) != AM_OK)
 			return error_page(a, rs, rc == AM_E_NOT_FOUND ? AM_E_CSRF_REFUSED : rc, e);
-		rc = show(a, rs, 400, &s, p->token, NULL, why, e);
+		rc = show(a, rs, p->kind == FLOW_OP_READBACK_CONFIRM ? 409 : 400, &s, p->token,
+			  NULL, why, e);
 		OPENSSL_cleanse(&s, sizeof(s));
 		return rc;
 	}
 	if (rc != AM_OK)
 		return error_page(a, rs, rc, e);
+	if (p->kind == FLOW_OP_READBACK_CONFIRM) {
+		code_page(a, rs, &p->ceremony);
+		return AM_OK;
+	}
 	if (p->kind == FLOW_OP_CEREMONY_DENY) {
 		page_begin(&b, a->cfg, "Request rejected");
 		page_para(&b, NULL,
@@ -280,11 +386,27 @@ complete_render(struct app *a, struct http_req *rq, struct http_resp *rs, struct
 	return AM_OK;
 }
 
+/* The mode of the attempt of token (a read: the job checks it again). */
+static enum am_err
+attempt_mode(struct app *a, const char *token, bool *readback, struct am_error *e)
+{
+	struct store_ceremony att;
+	struct store_reg reg;
+	struct store *st;
+	enum am_err rc;
+
+	if ((rc = app_store(a, &st, e)) != AM_OK ||
+	    (rc = flow_ceremony_peek(&a->env, st, token, &att, &reg, e)) != AM_OK)
+		return rc;
+	*readback = att.mode == CEREMONY_READBACK;
+	return AM_OK;
+}
+
 enum am_err
 h_ceremony_complete(void *app, struct http_req *rq, struct http_resp *rs, struct am_error *e)
 {
 	struct app *a = app;
-	char token[AM_MAX_TOKEN_BYTES + 1], code[32] = "", decision[16] = "";
+	char token[AM_MAX_TOKEN_BYTES + 1], code[32] = "", decision[16] = "", serial[24] = "";
 	char back[AM_MAX_TOKEN_BYTES + 80];
 	struct complete_args args = {.token = token, .code = code};
 	struct websession s;
@@ -307,7 +429,19 @@ h_ceremony_complete(void *app, struct http_req *rq, struct http_resp *rs, struct
 		return error_page(a, rs, rc, e);
 	(void)http_form_field(rq, "decision", decision, sizeof(decision));
 	args.reject = strcmp(decision, "reject") == 0;
-	if (!args.reject && !http_form_field(rq, "user_code", code, sizeof(code))) {
+	if (!args.reject && (rc = attempt_mode(a, token, &args.readback, e)) != AM_OK) {
+		rc = error_page(a, rs, rc, e);
+	} else if (!args.reject && args.readback) {
+		if (!http_form_field(rq, "serial", serial, sizeof(serial)) ||
+		    am_parse_i64(serial, 0, INT32_MAX, &args.serial) != 0) {
+			rc = show(a, rs, 400, &s, token, NULL, NULL, e);
+		} else {
+			args.s = &s;
+			if ((rc = svc_op_park(a, rq, complete_submit, &args, complete_render, rs,
+					      e)) != AM_OK)
+				rc = error_page(a, rs, rc, e);
+		}
+	} else if (!args.reject && !http_form_field(rq, "user_code", code, sizeof(code))) {
 		rc = show(a, rs, 400, &s, token, NULL, "type the code your agent shows you", e);
 	} else {
 		args.s = &s;

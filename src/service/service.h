@@ -133,9 +133,10 @@ enum am_err h_event_notify(void *app, struct http_req *rq, struct http_resp *rs,
 enum am_err h_service_jwks(void *app, struct http_req *rq, struct http_resp *rs,
 			   struct am_error *e);
 
-/* The v0.4-v0.6 claim ceremony (ceremony.c): POST /agent/identity/claim,
- * and the RFC 8628 block (user_code, verification_uri[_complete],
- * expires_in from now, interval) of an attempt, a new reference. */
+/* POST /agent/identity/claim, dispatched on the body's type (claim_api.c),
+ * and the v0.4-v0.6 ceremony's RFC 8628 block (user_code,
+ * verification_uri[_complete], expires_in from now, interval) of an attempt,
+ * a new reference (ceremony.c). */
 enum am_err h_identity_claim(void *app, struct http_req *rq, struct http_resp *rs,
 			     struct am_error *e);
 json_t *svc_ceremony_block(const struct app *a, const struct ceremony_block *c, int64_t now);
@@ -152,9 +153,31 @@ void svc_login_required(struct http_resp *rs, int64_t max_age, const struct am_e
  * AgentAuth, no-store. */
 void svc_interaction_required(const struct app *a, struct http_resp *rs, json_t *body,
 			      const struct ceremony_block *c);
+/* The verification URL of attempt c into out (cap bytes): /login with the
+ * attempt's /claim page as return_to; complete adds the user_code to it. */
+void svc_verification_uri(const struct app *a, const struct ceremony_block *c, bool complete,
+			  char *out, size_t cap);
+/* The v0.6 body of POST /agent/identity/claim (ceremony.c; req borrowed,
+ * parsed by the caller, the dispatch on type is claim_api.c). */
+enum am_err svc_ceremony_claim(struct app *a, struct http_req *rq, struct http_resp *rs,
+			       const json_t *req, struct am_error *e) AM_WUR;
+/* The read-back ceremony's agent side (readback_api.c): POST
+ * /agent/identity/claim {type: login_hint, claim_token, login_hint?}
+ * (req borrowed, parsed by the caller), and POST
+ * /agent/identity/claim/complete {claim_token, user_code}. */
+enum am_err svc_readback_claim(struct app *a, struct http_req *rq, struct http_resp *rs,
+			       const json_t *req, struct am_error *e) AM_WUR;
+enum am_err h_readback_complete(void *app, struct http_req *rq, struct http_resp *rs,
+				struct am_error *e);
+/* v0.7's ID-JAG claim of an anonymous registration (ceremony.c): POST
+ * /agent/identity/claim {type: identity_assertion, claim_token, assertion}
+ * (req borrowed, parsed by the caller), verified on the worker and parked
+ * for its commit. */
+enum am_err svc_idjag_claim(struct app *a, struct http_req *rq, struct http_resp *rs,
+			    const json_t *req, struct am_error *e) AM_WUR;
 /* The pages of the ceremony (ceremony_page.c): GET /claim (signed in as
  * the bound address: what is claimed and the user_code form) and its form
- * action POST /agent/identity/claim/complete (confirm or reject). */
+ * action POST /claim/confirm (either ceremony: confirm or reject). */
 enum am_err h_ceremony_page(void *app, struct http_req *rq, struct http_resp *rs,
 			    struct am_error *e);
 enum am_err h_ceremony_complete(void *app, struct http_req *rq, struct http_resp *rs,

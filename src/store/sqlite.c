@@ -108,6 +108,7 @@ enum q {
 	Q_CER_FAIL,
 	Q_CER_POLL,
 	Q_CER_REDEEM,
+	Q_CER_CONFIRM,
 	Q_CRED_REVOKE_REG_TYPE,
 	/* refresh tokens (issue 14 item 6) */
 	Q_USER_BY_ID,
@@ -132,7 +133,8 @@ enum q {
 
 #define CER_COLS                                                                                   \
 	"id, registration_id, token_hash, code_hash, email, attempts_left, status, created_at, "   \
-	"expires_at, last_poll_at, poll_interval, user_id, redeemed_at, link_iss, link_sub"
+	"expires_at, last_poll_at, poll_interval, user_id, redeemed_at, link_iss, link_sub, mode, "  \
+	"confirmed_at, code_serial"
 
 /* The narrowing filters and the cursor of an operator search. */
 #define REG_SEARCH_COND                                                                            \
@@ -360,7 +362,7 @@ static const char *const sql[Q__COUNT] = {
 			    "(SELECT hash FROM web_sessions WHERE tenant = ?1 AND "
 			    "(expires_at <= ?2 OR last_seen < ?3) LIMIT ?4)",
 	[Q_CER_INSERT] = "INSERT INTO ceremony_attempts (tenant, " CER_COLS ") VALUES (?1, ?2, ?3, "
-			 "?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, NULL, NULL, ?12, ?13)",
+			 "?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, NULL, NULL, ?12, ?13, ?14, NULL, 0)",
 	[Q_CER_BY_TOKEN] = "SELECT " CER_COLS " FROM ceremony_attempts "
 			   "WHERE tenant = ?1 AND token_hash = ?2",
 	[Q_CER_LATEST_FOR] = "SELECT " CER_COLS " FROM ceremony_attempts WHERE tenant = ?1 "
@@ -376,6 +378,13 @@ static const char *const sql[Q__COUNT] = {
 		       "WHERE tenant = ?1 AND id = ?2",
 	[Q_CER_REDEEM] = "UPDATE ceremony_attempts SET redeemed_at = ?3 WHERE tenant = ?1 "
 			 "AND id = ?2 AND status = 'completed' AND redeemed_at IS NULL",
+	/* the read-back ceremony's confirmation: a new code, only from the
+	 * serial the page showed (?8) */
+	[Q_CER_CONFIRM] =
+		"UPDATE ceremony_attempts SET code_hash = ?3, confirmed_at = ?4, "
+		"expires_at = ?5, user_id = ?6, email = ?7, code_serial = code_serial + 1 "
+		"WHERE tenant = ?1 AND id = ?2 AND status = 'initiated' "
+		"AND mode = 'readback' AND code_serial = ?8",
 	[Q_CRED_REVOKE_REG_TYPE] = "UPDATE credentials SET revoked_at = ?3 WHERE tenant = ?1 "
 				   "AND registration_id = ?2 AND type = ?4 AND revoked_at IS NULL",
 	[Q_USER_BY_ID] = "SELECT id, email, phone, created_at, created_by_agent FROM users "
@@ -2020,6 +2029,10 @@ read_ceremony(struct db_stmt *s, struct store_ceremony *c)
 	c->redeemed_at = db_col_int64(s, 12);
 	db_col_text(s, 13, c->link_iss, sizeof(c->link_iss));
 	db_col_text(s, 14, c->link_sub, sizeof(c->link_sub));
+	db_col_text(s, 15, buf, sizeof(buf));
+	c->mode = strcmp(buf, "readback") == 0 ? CEREMONY_READBACK : CEREMONY_USER_CODE;
+	c->confirmed_at = db_col_int64(s, 16);
+	c->code_serial = db_col_int64(s, 17);
 }
 
 enum am_err
@@ -2042,6 +2055,7 @@ store_ceremony_insert(struct store *st, const struct store_ceremony *c, struct a
 	db_bind_int64(s, 11, c->poll_interval);
 	db_bind_text_or_null(s, 12, c->link_iss);
 	db_bind_text_or_null(s, 13, c->link_sub);
+	db_bind_text(s, 14, c->mode == CEREMONY_READBACK ? "readback" : "user_code");
 	return db_run(st->db, s, "ceremony insert", NULL, e);
 }
 
@@ -2152,6 +2166,27 @@ store_ceremony_redeem(struct store *st, const char *id, int64_t now, struct am_e
 	if ((rc = db_run(st->db, s, "ceremony redeem", &n, e)) != AM_OK)
 		return rc;
 	return n == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "the attempt was redeemed already");
+}
+
+enum am_err
+store_ceremony_confirm(struct store *st, const struct store_ceremony *c, int64_t serial,
+		       struct am_error *e)
+{
+	struct db_stmt *s;
+	enum am_err rc;
+	int n = 0;
+
+	if ((rc = ceremony_update(st, Q_CER_CONFIRM, c->id, &s, e)) != AM_OK)
+		return rc;
+	db_bind_hash(s, 3, c->code_hash);
+	db_bind_int64(s, 4, c->confirmed_at);
+	db_bind_int64(s, 5, c->expires_at);
+	db_bind_text(s, 6, c->user_id);
+	db_bind_text(s, 7, c->email);
+	db_bind_int64(s, 8, serial);
+	if ((rc = db_run(st->db, s, "ceremony confirm", &n, e)) != AM_OK)
+		return rc;
+	return n == 1 ? AM_OK : am_fail(e, AM_E_NOT_FOUND, "the attempt changed meanwhile");
 }
 
 enum am_err

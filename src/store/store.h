@@ -614,6 +614,10 @@ enum am_err store_session_purge(struct store *st, int64_t now, int64_t idle_befo
 /* ---- the v0.4-v0.6 claim ceremony (issue 14; flows/ceremony.c) ---- */
 
 enum ceremony_status { CEREMONY_INITIATED, CEREMONY_COMPLETED, CEREMONY_DENIED, CEREMONY_EXPIRED };
+/* user_code: v0.4-v0.6, the user types the agent's code; readback: issue
+ * 14's proposal (b), the page shows a code the user reads back to the agent
+ * (migration 0015). */
+enum ceremony_mode { CEREMONY_USER_CODE, CEREMONY_READBACK };
 
 /* One claim attempt of the user_code ceremony (migration 0013). Only the
  * SHA-256 of the claim_attempt_token and of id ":" user_code are kept. */
@@ -633,6 +637,9 @@ struct store_ceremony {
 	/* migration 0016: the provider subject the attempt's confirmation links
 	 * (v0.7's ID-JAG claim met the first-link gate); empty: none */
 	char link_iss[STORE_TEXT_LEN], link_sub[STORE_TEXT_LEN];
+	enum ceremony_mode mode;
+	int64_t confirmed_at; /* readback: when the user last confirmed; 0: not yet */
+	int64_t code_serial;  /* readback: codes shown so far */
 };
 const char *store_ceremony_status_name(enum ceremony_status c);
 /* Inserts c (not polled, nobody, not redeemed). */
@@ -661,6 +668,13 @@ enum am_err store_ceremony_poll(struct store *st, const char *id, int64_t now, i
  * (only one poll gets the tokens). */
 enum am_err store_ceremony_redeem(struct store *st, const char *id, int64_t now,
 				  struct am_error *e) AM_WUR;
+/* The read-back confirmation: an initiated readback attempt whose
+ * code_serial is still serial gets c's code_hash, confirmed_at, expires_at
+ * (the code's window), user_id and email (the confirming user's), and its
+ * serial moves on by one. AM_E_NOT_FOUND when the attempt is not that
+ * (another confirm won, or it ended). */
+enum am_err store_ceremony_confirm(struct store *st, const struct store_ceremony *c, int64_t serial,
+				   struct am_error *e) AM_WUR;
 /* Revokes the live credentials of one type of a registration; *n how many. */
 enum am_err store_cred_revoke_reg_type(struct store *st, const char *registration_id,
 				       enum cred_type type, int64_t at, int *n,

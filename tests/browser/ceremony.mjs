@@ -78,6 +78,10 @@ scenario("an anonymous agent claimed by its user, the agent polling to a token",
   check((await page.textContent("main")).includes("dana@example.test"), "it names the account");
   check((await page.textContent("main")).includes("api.read api.write"), "it names the scopes");
   await screenshot(page, "ceremony-claim-page");
+  // both ceremonies' page forms post to /claim/confirm; /agent/identity/claim/complete
+  // is the read-back agent's JSON endpoint
+  equal(await page.getAttribute("form:has(input[name=user_code])", "action"), "/claim/confirm",
+        "the code form's action");
   // typed as a person might, in lower case
   await page.fill("input[name=user_code]", block.user_code.toLowerCase());
   await screenshot(page, "ceremony-code-typed");

@@ -41,12 +41,12 @@ class PagesBase(CeremonyBase):
         return b, b.get(r.header("Location"))
 
     def confirm(self, b, page, code):
-        return b.post_form("/agent/identity/claim/complete",
+        return b.post_form("/claim/confirm",
                            {"claim_attempt_token": hidden(page.body, "claim_attempt_token"),
                             "user_code": code}, csrf=csrf_of(page.body))
 
     def reject(self, b, page):
-        return b.post_form("/agent/identity/claim/complete",
+        return b.post_form("/claim/confirm",
                            {"claim_attempt_token": hidden(page.body, "claim_attempt_token"),
                             "decision": "reject"}, csrf=csrf_of(page.body))
 
@@ -145,12 +145,12 @@ class CeremonyPagesTest(PagesBase):
         # a crafted POST with the right code and a valid CSRF token
         token = urllib.parse.parse_qs(self.return_to(block).split("?", 1)[1])[
             "claim_attempt_token"][0]
-        r = b.post_form("/agent/identity/claim/complete",
+        r = b.post_form("/claim/confirm",
                         {"claim_attempt_token": token, "user_code": block["user_code"]},
                         csrf=csrf_of(page.body))
         self.assertEqual(r.status, 403, r)
         self.assertEqual(self.reg_row(reg["registration_id"]), ("pending_claim", None))
-        r = b.post_form("/agent/identity/claim/complete",
+        r = b.post_form("/claim/confirm",
                         {"claim_attempt_token": token, "decision": "reject"},
                         csrf=csrf_of(page.body))
         self.assertEqual(r.status, 403, r)
@@ -202,7 +202,7 @@ class CeremonyPagesTest(PagesBase):
         page = b.get(back)
         self.assertIn(('value="%s"' % block["user_code"]).encode(), page.body)
         token = hidden(page.body, "claim_attempt_token")
-        r = WebClient(self.server).post_form("/agent/identity/claim/complete",
+        r = WebClient(self.server).post_form("/claim/confirm",
                                              {"claim_attempt_token": token,
                                               "user_code": block["user_code"]})
         self.assertEqual(r.status, 303, r)
@@ -213,13 +213,13 @@ class CeremonyPagesTest(PagesBase):
         b, page = self.open_as(OWNER, block)
         fields = {"claim_attempt_token": hidden(page.body, "claim_attempt_token"),
                   "user_code": block["user_code"]}
-        for r in (b.post_form("/agent/identity/claim/complete", fields),
-                  b.post_form("/agent/identity/claim/complete", fields, csrf="0" * 64),
-                  b.post_form("/agent/identity/claim/complete", fields,
+        for r in (b.post_form("/claim/confirm", fields),
+                  b.post_form("/claim/confirm", fields, csrf="0" * 64),
+                  b.post_form("/claim/confirm", fields,
                               csrf=csrf_of(page.body), same_origin=False,
                               headers={"Origin": "http://evil.example",
                                        "Sec-Fetch-Site": "cross-site"}),
-                  b.post_form("/agent/identity/claim/complete", dict(fields, decision="reject"),
+                  b.post_form("/claim/confirm", dict(fields, decision="reject"),
                               csrf="f" * 64)):
             self.assertEqual(r.status, 403, r)
             self.assertIn(b"csrf_refused", r.body)
@@ -237,7 +237,7 @@ class CeremonyPagesTest(PagesBase):
         r = b.get("/claim?claim_attempt_token=cat_unknown")
         self.assertEqual(r.status, 404, r)
         page = b.get("/login")
-        r = b.post_form("/agent/identity/claim/complete", {"user_code": "BCDF-GHJK"},
+        r = b.post_form("/claim/confirm", {"user_code": "BCDF-GHJK"},
                         csrf=csrf_of(page.body))
         self.assertEqual(r.status, 400, r)
 
