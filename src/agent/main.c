@@ -470,12 +470,14 @@ wait_claim(struct authmd_client *c, const struct args *a, const struct authmd_cr
 		return report_error(a, &e);
 	if (!a->json)
 		printf("claimed: %s\n  scopes: %s -> %s\n  stored: a new %s access token%s%s and "
-		       "identity assertion%s%s; the pre-claim token is no longer used\n",
+		       "identity assertion%s%s%s\n",
 		       after.resource, before->scopes[0] != '\0' ? before->scopes : "(none)",
 		       after.scopes, after.token_type[0] != '\0' ? after.token_type : "Bearer",
 		       after.credential_expires[0] != '\0' ? " until " : "",
 		       after.credential_expires,
-		       after.assertion_expires[0] != '\0' ? " until " : "", after.assertion_expires);
+		       after.assertion_expires[0] != '\0' ? " until " : "", after.assertion_expires,
+		       before->credential[0] != '\0' ? "; the pre-claim token is no longer used"
+						       : "");
 	o = agent_credential_json(&after);
 	json_object_set_new(o, "previous_scopes", agent_scopes_json(before->scopes));
 	emit(a, o);

@@ -5,6 +5,7 @@ grant while the test, as the user, signs in by the mailed login code and
 types the code on the page (or rejects). Then: slow_down, expiry, --no-wait
 and --wait, Ctrl-C, the mistakes it refuses, and the v0.5 first link and
 login_required at `authmd register`."""
+import http.server
 import json
 import re
 import signal
@@ -12,9 +13,11 @@ import subprocess
 import threading
 import time
 import unittest
+import urllib.error
 import urllib.parse
+import urllib.request
 
-from harness import RealProvider, Server, claim_link, provider_overrides
+from harness import RealProvider, Server, claim_link, free_port, provider_overrides
 from test_agent_cli import AUTHMD, Cli
 from webclient import WebClient, csrf_of, hidden
 
@@ -289,6 +292,81 @@ class SlowDownTest(ClaimCliBase):
             "SELECT status, poll_interval FROM ceremony_attempts WHERE id = ?",
             (self.attempt()[0],)), [("completed", 12)])
 
+class FirstLinkBlockFront:
+    """The claim block of a v0.5 first link, which today's server does not
+    send yet (branch firstlink does): a loopback front that forwards to the
+    real server, adds the block to its 401 interaction_required, and answers
+    the claim grant for that claim token itself (pending, slow_down, then
+    the tokens), recording when each poll came. The server's public_url is
+    the front's, so the provider's ID-JAG names it as its audience."""
+
+    def __init__(self):
+        port = free_port()
+        self.target = None  # the server's own URL, once it runs
+        self.url = "http://127.0.0.1:%d" % port
+        self.polls = []  # (time, answer)
+        self.answers = ["authorization_pending", "slow_down", "authorization_pending", 200]
+        self.claim_token = None
+        front = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def reply(self, status, body, ctype="application/json"):
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def forward(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                data = self.rfile.read(n) if n else None
+                if self.path == "/oauth2/token" and front.claim_token and data and \
+                        front.claim_token.encode() in data:
+                    return front.poll(self)
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() in ("authorization", "content-type", "dpop")}
+                req = urllib.request.Request(front.target + self.path, method=self.command,
+                                             data=data, headers=headers)
+                try:
+                    with urllib.request.urlopen(req, timeout=30) as r:
+                        status, rh, body = r.status, r.headers, r.read()
+                except urllib.error.HTTPError as err:
+                    status, rh, body = err.code, err.headers, err.read()
+                if self.path == "/agent/identity" and status == 401:
+                    doc = json.loads(body)
+                    if doc.get("error") == "interaction_required":
+                        front.claim_token = doc["claim_token"]
+                        page = front.url + "/login?return_to=%2Fclaim%3Fclaim_attempt_token%3Dcat_x"
+                        doc["claim"] = {"user_code": "WDJB-MJHT", "verification_uri": page,
+                                        "verification_uri_complete": page + "%26user_code%3DWDJB-MJHT",
+                                        "expires_in": 120, "interval": 1}
+                        body = json.dumps(doc).encode()
+                self.reply(status, body, rh.get("Content-Type", "application/json"))
+
+            do_GET = do_POST = forward
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def poll(self, h):
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        self.polls.append((time.time(), answer))
+        if answer == 200:
+            body = {"access_token": "at_from_the_first_link", "token_type": "Bearer",
+                    "expires_in": 300, "scope": "api.read api.write",
+                    "identity_assertion": "eyJ0.eyJ0.sig", "assertion_expires":
+                    "2099-01-01T00:00:00Z"}
+            return h.reply(200, json.dumps(body).encode())
+        desc = "polled within the interval; wait 6 s" if answer == "slow_down" else "pending"
+        h.reply(400, json.dumps({"error": answer, "error_description": desc}).encode())
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
 
 class FirstLinkTest(unittest.TestCase):
     """`authmd register --provider` at /agent/identity when the service
@@ -331,6 +409,38 @@ class FirstLinkTest(unittest.TestCase):
         self.assertIn("run authmd register again", r.stderr)
         rc, st = self.cli.json("status")
         self.assertEqual(st["credentials"], [])  # nothing half-made is kept
+
+    def test_a_first_link_with_a_claim_block_shows_the_code_and_polls(self):
+        front = FirstLinkBlockFront()
+        self.addCleanup(front.close)
+        self.server = Server(dict(provider_overrides(self.provider, link_by_email="on"),
+                                  server={"public_url": front.url})).start()
+        front.target = self.server.url
+        self.url = front.url + "/api/resource"
+        reg = self.server.register_email("linked@example.test")
+        self.server.wait_mail_queue()
+        otp = self.server.code_from_link(claim_link(self.server.outbox_messages()[-1]))
+        self.assertEqual(self.server.complete(reg["claim_token"], otp).status, 200)
+        r = self.register()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("the account's owner must confirm this link", r.stdout)
+        self.assertIn("\n    WDJB-MJHT\n", r.stderr)
+        self.assertIn(front.url + "/login?return_to=", r.stderr)
+        self.assertIn("slow_down): polling every 6 s now", r.stderr)
+        self.assertIn("scopes: (none) -> api.read api.write", r.stdout)
+        self.assertNotIn("pre-claim", r.stdout)  # there was none
+        # the interval was kept (1 s; then the 6 s slow_down named)
+        times = [t for t, _ in front.polls]
+        self.assertEqual([a for _, a in front.polls],
+                         ["authorization_pending", "slow_down", "authorization_pending", 200])
+        self.assertGreaterEqual(times[1] - times[0], 0.9)
+        self.assertGreaterEqual(times[2] - times[1], 5.9)
+        with open(self.cli.store) as f:
+            s = list(json.load(f)["credentials"].values())[0]
+        self.assertEqual((s["method"], s["protocol"], s["claim_state"], s["credential"]),
+                         ("id_jag", "v0.6", "claimed", "at_from_the_first_link"))
+        self.assertEqual(s["provider"], self.provider.url)  # kept to register alone later
+        self.assertNotIn("claim_token", s)
 
     def test_login_required_says_the_provider_must_sign_the_user_in_again(self):
         self.start()
