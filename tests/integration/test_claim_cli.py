@@ -19,6 +19,7 @@ import urllib.request
 
 from harness import RealProvider, Server, claim_link, free_port, provider_overrides
 from test_agent_cli import AUTHMD, Cli
+from test_mcp import McpClient
 from webclient import WebClient, csrf_of, hidden
 
 OWNER = "owner@example.test"
@@ -256,6 +257,44 @@ class ClaimCliTest(ClaimCliBase):
         r = self.cli.run("claim", self.url, "--email", "not-an-address")
         self.assertEqual(r.returncode, 4, r.stderr)
         self.assertIn("invalid_request", r.stderr)
+
+
+class McpClaimTest(ClaimCliBase):
+    def test_authmd_mcp_starts_polls_and_waits_a_v06_claim(self):
+        mcp = McpClient(self.cli)
+        self.addCleanup(mcp.close)
+        mcp.initialize()
+        reg = mcp.tool("authmd_register", url=self.url, method="anonymous")
+        self.assertFalse(reg["isError"], reg)
+        self.assertEqual(reg["structuredContent"]["protocol"], "v0.6")
+        self.assertIn("authmd_claim with url and the user's email", reg["content"][0]["text"])
+        started = mcp.tool("authmd_claim", url=self.url, email=OWNER)
+        self.assertFalse(started["isError"], started)
+        att = started["structuredContent"]["claim_attempt"]
+        self.assertIn(att["user_code"], started["content"][0]["text"])
+        self.assertIn(att["verification_uri"], started["content"][0]["text"])
+        time.sleep(1.1)
+        once = mcp.tool("authmd_claim", url=self.url, poll="once")
+        self.assertFalse(once["isError"], once)
+        self.assertEqual(once["structuredContent"]["status"], "authorization_pending")
+        self.assertEqual(once["structuredContent"]["interval"], 1)
+        self.assertEqual(user_answers(self.server, OWNER, att["verification_uri"],
+                                      att["user_code"]).status, 200)
+        done = mcp.tool("authmd_claim", url=self.url, poll="wait")
+        self.assertFalse(done["isError"], done)
+        self.assertEqual(done["structuredContent"]["claim_state"], "claimed")
+        self.assertEqual(done["structuredContent"]["scopes"], ["api.read", "api.write"])
+        got = mcp.tool("authmd_fetch", url=self.url, method="POST", body="{}")
+        self.assertEqual(got["structuredContent"]["status"], 200, got)
+        # a v0.6 claim has no mailed code to send
+        bad = mcp.tool("authmd_claim", url=self.url, otp="123456")
+        self.assertTrue(bad["isError"])
+        s = self.stored()
+        rc, err = mcp.close()
+        self.assertEqual(rc, 0, err)
+        out = "".join(mcp.raw)
+        for secret in (s["credential"], s["identity_assertion"]):
+            self.assertNotIn(secret, out)
 
 
 class SlowDownTest(ClaimCliBase):
