@@ -242,12 +242,12 @@ enum authmd_status authmd_claim_complete(struct authmd_client *c, const char *re
 struct authmd_claim_attempt {
 	char resource[AUTHMD_URL_MAX];
 	char attempt_id[64];
-	char user_code[32];			       /* show it to the user */
-	char verification_uri[AUTHMD_URL_MAX];	       /* where the user signs in and types it */
+	char user_code[32];				/* show it to the user */
+	char verification_uri[AUTHMD_URL_MAX];		/* where the user signs in and types it */
 	char verification_uri_complete[AUTHMD_URL_MAX]; /* the same page, code filled in */
-	char expires_at[40];			       /* RFC 3339 */
-	long expires_in;			       /* seconds left when filled */
-	long interval;				       /* seconds between polls */
+	char expires_at[40];				/* RFC 3339 */
+	long expires_in;				/* seconds left when filled */
+	long interval;					/* seconds between polls */
 };
 
 /* What one poll found. */

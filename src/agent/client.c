@@ -18,7 +18,6 @@
 
 #define MAX_BODY (1024 * 1024)
 
-
 /* ---- advice: AUTH.md's error table ---- */
 
 static const struct {
@@ -71,7 +70,6 @@ authmd_advice(const char *code)
 }
 
 /* ---- HTTP ---- */
-
 
 static size_t
 on_body(char *data, size_t size, size_t nmemb, void *user)
@@ -132,8 +130,8 @@ agent_result_clear(struct agent_result *r)
 /* One HTTP exchange. AUTHMD_OK for any answer (see r->status). */
 enum authmd_status
 agent_fetch(struct authmd_client *c, const char *method, const char *url, const char *bearer,
-      const char *const *headers, const char *content_type, const char *body, struct agent_result *r,
-      struct authmd_error *err)
+	    const char *const *headers, const char *content_type, const char *body,
+	    struct agent_result *r, struct authmd_error *err)
 {
 	struct curl_slist *h = NULL;
 	char line[AUTHMD_TEXT_MAX + 64];
@@ -234,7 +232,7 @@ agent_json_answer(struct agent_result *r, const char *what, json_t **out, struct
 /* POSTs a JSON document (stolen) and parses a JSON answer into *out on 2xx. */
 enum authmd_status
 agent_post_json(struct authmd_client *c, const char *url, const char *bearer, json_t *req,
-	  const char *what, json_t **out, struct authmd_error *err)
+		const char *what, json_t **out, struct authmd_error *err)
 {
 	char *text = json_dumps(req, JSON_COMPACT);
 	struct agent_result r;
@@ -515,7 +513,8 @@ load(struct authmd_client *c, json_t **doc, struct authmd_error *err)
 }
 
 enum authmd_status
-agent_store_put(struct authmd_client *c, const struct authmd_credential *cred, struct authmd_error *err)
+agent_store_put(struct authmd_client *c, const struct authmd_credential *cred,
+		struct authmd_error *err)
 {
 	json_t *doc;
 	enum authmd_status st;
@@ -623,17 +622,19 @@ keep_registration(struct authmd_client *c, const struct authmd_discovery *d, con
 	am_copy(cred->issuer, sizeof(cred->issuer), d->issuer);
 	am_copy(cred->register_uri, sizeof(cred->register_uri), d->register_uri);
 	am_copy(cred->method, sizeof(cred->method), method);
-	agent_copy_str(ans, "registration_id", cred->registration_id, sizeof(cred->registration_id));
-	agent_copy_str(ans, "credential_type", cred->credential_type, sizeof(cred->credential_type));
+	agent_copy_str(ans, "registration_id", cred->registration_id,
+		       sizeof(cred->registration_id));
+	agent_copy_str(ans, "credential_type", cred->credential_type,
+		       sizeof(cred->credential_type));
 	agent_copy_str(ans, "credential", cred->credential, sizeof(cred->credential));
 	agent_copy_str(ans, "credential_expires", cred->credential_expires,
-		 sizeof(cred->credential_expires));
+		       sizeof(cred->credential_expires));
 	agent_scopes_of(json_object_get(ans, "scopes"), cred->scopes, sizeof(cred->scopes));
 	agent_scopes_of(json_object_get(ans, "post_claim_scopes"), cred->post_claim_scopes,
-		  sizeof(cred->post_claim_scopes));
+			sizeof(cred->post_claim_scopes));
 	agent_copy_str(ans, "claim_token", cred->claim_token, sizeof(cred->claim_token));
 	agent_copy_str(ans, "claim_token_expires", cred->claim_token_expires,
-		 sizeof(cred->claim_token_expires));
+		       sizeof(cred->claim_token_expires));
 	agent_copy_str(ans, "claim_url", cred->claim_uri, sizeof(cred->claim_uri));
 	if (cred->claim_uri[0] == '\0')
 		am_copy(cred->claim_uri, sizeof(cred->claim_uri), d->claim_uri);
@@ -703,7 +704,8 @@ dpop_header(struct authmd_client *c, const char *htm, const char *htu, const cha
  * token_endpoint (RFC 7523 jwt-bearer, RFC 8707 resource). Fills
  * cred->credential and its type, expiry and scopes; does not store. */
 enum authmd_status
-agent_token_exchange(struct authmd_client *c, struct authmd_credential *cred, struct authmd_error *err)
+agent_token_exchange(struct authmd_client *c, struct authmd_credential *cred,
+		     struct authmd_error *err)
 {
 	struct am_buf form = {.secret = true};
 	struct agent_result r;
@@ -733,12 +735,13 @@ agent_token_exchange(struct authmd_client *c, struct authmd_credential *cred, st
 		}
 		hdrs[0] = dpop;
 		st = agent_fetch(c, "POST", cred->token_endpoint, NULL, hdrs,
-			   "application/x-www-form-urlencoded", form.data, &r, err);
+				 "application/x-www-form-urlencoded", form.data, &r, err);
 		free(dpop);
 	}
 	OPENSSL_cleanse(form.data, form.len);
 	am_buf_free(&form);
-	if (st != AUTHMD_OK || (st = agent_json_answer(&r, "the token exchange", &ans, err)) != AUTHMD_OK)
+	if (st != AUTHMD_OK ||
+	    (st = agent_json_answer(&r, "the token exchange", &ans, err)) != AUTHMD_OK)
 		return st;
 	if (!json_is_string(json_object_get(ans, "access_token")) ||
 	    !am_copy(cred->credential, sizeof(cred->credential),
@@ -762,7 +765,7 @@ agent_token_exchange(struct authmd_client *c, struct authmd_credential *cred, st
 	cred->credential_expires[0] = '\0';
 	if (json_is_integer(expires_in) && json_integer_value(expires_in) > 0)
 		agent_utc_after(json_integer_value(expires_in), cred->credential_expires,
-			  sizeof(cred->credential_expires));
+				sizeof(cred->credential_expires));
 	if ((scope = json_string_value(json_object_get(ans, "scope"))) != NULL)
 		am_copy(cred->scopes, sizeof(cred->scopes), scope);
 	json_decref(ans);
@@ -932,7 +935,8 @@ do_register(struct authmd_client *c, const struct authmd_discovery *d, const cha
 		json_object_del(req, "requested_credential_type");
 		return do_register_v06(c, d, method, req, out, err);
 	}
-	if ((st = agent_post_json(c, d->register_uri, NULL, req, "registration", &ans, err)) != AUTHMD_OK)
+	if ((st = agent_post_json(c, d->register_uri, NULL, req, "registration", &ans, err)) !=
+	    AUTHMD_OK)
 		return st;
 	st = keep_registration(c, d, method, ans, &cred, err);
 	json_decref(ans);
@@ -1068,10 +1072,11 @@ create_grant(struct authmd_client *c, const char *url, const char *session,
 	 * register with: a SET to a v0.6 events_endpoint, a logout token to a
 	 * v0.1 revocation_uri. */
 	st = agent_post_json(c, url, session,
-		       json_pack("{s:s, s:s, s:s?}", "audience", d->issuer, "mode",
-				 consent_mode(consent), set ? "events_endpoint" : "revocation_uri",
-				 target[0] != '\0' ? target : NULL),
-		       "the consent grant", &made, err);
+			     json_pack("{s:s, s:s, s:s?}", "audience", d->issuer, "mode",
+				       consent_mode(consent),
+				       set ? "events_endpoint" : "revocation_uri",
+				       target[0] != '\0' ? target : NULL),
+			     "the consent grant", &made, err);
 	if (st != AUTHMD_OK)
 		return st;
 	grant_from(made, true, out);
@@ -1135,9 +1140,9 @@ mint(struct authmd_client *c, const char *provider, const char *session,
 
 	snprintf(url, sizeof(url), "%s/id-jag", provider);
 	return agent_post_json(c, url, session,
-			 json_pack("{s:s, s:s, s:s}", "audience", d->issuer, "resource",
-				   d->resource, "agent_platform", "authmd-cli"),
-			 "the ID-JAG", minted, err);
+			       json_pack("{s:s, s:s, s:s}", "audience", d->issuer, "resource",
+					 d->resource, "agent_platform", "authmd-cli"),
+			       "the ID-JAG", minted, err);
 }
 
 /* Registers with an ID-JAG from the provider. check_consent: look for the
@@ -1264,9 +1269,10 @@ authmd_claim_start(struct authmd_client *c, const char *resource, const char *em
 		return cs_fail(err, AUTHMD_ERR_REFUSED, NULL,
 			       "there is no claim to make for %s (state: %s)", cred.resource,
 			       cred.claim_state);
-	st = agent_post_json(c, cred.claim_uri, NULL,
-		       json_pack("{s:s, s:s}", "claim_token", cred.claim_token, "email", email),
-		       "the claim", &ans, err);
+	st = agent_post_json(
+		c, cred.claim_uri, NULL,
+		json_pack("{s:s, s:s}", "claim_token", cred.claim_token, "email", email),
+		"the claim", &ans, err);
 	json_decref(ans);
 	if (st != AUTHMD_OK)
 		return st;
@@ -1296,8 +1302,8 @@ authmd_claim_complete(struct authmd_client *c, const char *resource, const char 
 			       "there is no claim to complete for %s", cred.resource);
 	snprintf(url, sizeof(url), "%s/complete", cred.claim_uri);
 	st = agent_post_json(c, url, NULL,
-		       json_pack("{s:s, s:s}", "claim_token", cred.claim_token, "otp", otp),
-		       "the claim", &ans, err);
+			     json_pack("{s:s, s:s}", "claim_token", cred.claim_token, "otp", otp),
+			     "the claim", &ans, err);
 	if (st != AUTHMD_OK) {
 		/* A dead claim token is dropped; a wrong code keeps it. */
 		if (err != NULL && (strcmp(err->code, "claim_expired") == 0 ||
@@ -1314,9 +1320,9 @@ authmd_claim_complete(struct authmd_client *c, const char *resource, const char 
 	if (json_is_string(json_object_get(ans, "credential"))) {
 		agent_copy_str(ans, "credential", cred.credential, sizeof(cred.credential));
 		agent_copy_str(ans, "credential_type", cred.credential_type,
-			 sizeof(cred.credential_type));
+			       sizeof(cred.credential_type));
 		agent_copy_str(ans, "credential_expires", cred.credential_expires,
-			 sizeof(cred.credential_expires));
+			       sizeof(cred.credential_expires));
 		agent_scopes_of(json_object_get(ans, "scopes"), cred.scopes, sizeof(cred.scopes));
 	} else if (cred.post_claim_scopes[0] != '\0') {
 		am_copy(cred.scopes, sizeof(cred.scopes), cred.post_claim_scopes);
@@ -1405,8 +1411,8 @@ fetch_bound(struct authmd_client *c, const char *method, const char *url, const 
 	for (size_t i = 0; headers != NULL && headers[i] != NULL && n < 35; i++)
 		all[n++] = headers[i];
 	all[n] = NULL;
-	st = agent_fetch(c, method, url, NULL, all, body != NULL ? "application/json" : NULL, body, r,
-		   err);
+	st = agent_fetch(c, method, url, NULL, all, body != NULL ? "application/json" : NULL, body,
+			 r, err);
 	am_buf_free(&auth);
 	free(proof);
 	return st;
@@ -1459,7 +1465,7 @@ authmd_request(struct authmd_client *c, const char *method, const char *url,
 			st = fetch_bound(c, method, url, cred.credential, headers, body, &r, err);
 		else
 			st = agent_fetch(c, method, url, cred.credential, headers,
-				   body != NULL ? "application/json" : NULL, body, &r, err);
+					 body != NULL ? "application/json" : NULL, body, &r, err);
 		if (st != AUTHMD_OK)
 			return st;
 		/* A 5xx may come after the service acted: only a request that may

@@ -183,7 +183,8 @@ cs_get(const json_t *doc, const char *resource, struct authmd_credential *out)
 	}
 	out->worked = json_is_true(json_object_get(e, "worked"));
 	if (json_is_integer(json_object_get(e, "claim_interval")))
-		out->claim_interval = (long)json_integer_value(json_object_get(e, "claim_interval"));
+		out->claim_interval =
+			(long)json_integer_value(json_object_get(e, "claim_interval"));
 	return out->resource[0] != '\0';
 }
 
@@ -250,8 +251,8 @@ cs_parse_utc(const char *s)
 	return end != NULL ? timegm(&tm) : 0;
 }
 
-static const char *const attempt_keys[] = {"claim_attempt_id",	      "user_code",
-					   "verification_uri",	      "verification_uri_complete",
+static const char *const attempt_keys[] = {"claim_attempt_id",	    "user_code",
+					   "verification_uri",	    "verification_uri_complete",
 					   "claim_attempt_expires", "claim_interval"};
 
 bool

@@ -430,8 +430,9 @@ on_poll(void *arg, enum authmd_claim_status st, long interval, long remaining)
 	if (interrupted)
 		return false;
 	if (st == AUTHMD_CLAIM_SLOW_DOWN)
-		fprintf(stderr, "authmd: the service asked to slow down (slow_down): polling every "
-				"%ld s now\n",
+		fprintf(stderr,
+			"authmd: the service asked to slow down (slow_down): polling every "
+			"%ld s now\n",
 			interval);
 	return true;
 }
@@ -440,14 +441,16 @@ on_poll(void *arg, enum authmd_claim_status st, long interval, long remaining)
 static void
 show_attempt(const struct authmd_claim_attempt *t, const char *email)
 {
-	fprintf(stderr, "\nTo claim this registration, the user opens\n\n    %s\n\n", t->verification_uri);
+	fprintf(stderr, "\nTo claim this registration, the user opens\n\n    %s\n\n",
+		t->verification_uri);
 	if (email != NULL && email[0] != '\0')
 		fprintf(stderr, "signs in there as %s and enters the code\n\n", email);
 	else
 		fprintf(stderr, "signs in there and enters the code\n\n");
 	fprintf(stderr, "    %s\n\n", t->user_code);
 	if (t->verification_uri_complete[0] != '\0')
-		fprintf(stderr, "(or opens %s,\nwhich fills the code in).\n", t->verification_uri_complete);
+		fprintf(stderr, "(or opens %s,\nwhich fills the code in).\n",
+			t->verification_uri_complete);
 	fprintf(stderr, "The code expires in %ld min %02ld s (at %s).\n", t->expires_in / 60,
 		t->expires_in % 60, t->expires_at);
 }
@@ -477,7 +480,7 @@ wait_claim(struct authmd_client *c, const struct args *a, const struct authmd_cr
 		       after.credential_expires,
 		       after.assertion_expires[0] != '\0' ? " until " : "", after.assertion_expires,
 		       before->credential[0] != '\0' ? "; the pre-claim token is no longer used"
-						       : "");
+						     : "");
 	o = agent_credential_json(&after);
 	json_object_set_new(o, "previous_scopes", agent_scopes_json(before->scopes));
 	emit(a, o);
@@ -493,7 +496,8 @@ show_and_wait(struct authmd_client *c, const struct args *a, const struct authmd
 	show_attempt(t, cred->claim_email);
 	if (a->no_wait) {
 		if (!a->json)
-			printf("claim started for %s; not waiting: authmd claim %s --wait polls it\n",
+			printf("claim started for %s; not waiting: authmd claim %s --wait polls "
+			       "it\n",
 			       t->resource, a->url);
 		emit(a, json_pack("{s:o}", "claim_attempt", agent_attempt_json(t)));
 		return 0;

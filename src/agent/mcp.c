@@ -467,9 +467,8 @@ t_register(struct srv *s, const json_t *args, struct rpc_fault *f)
 				 "confirms the link: show the user the page %.300s and the code %s "
 				 "to type there, then call authmd_claim with url and poll.",
 				 t.verification_uri, t.user_code);
-			return tool_result(json_pack("{s:s, s:o}", "status",
-						     "interaction_required", "claim_attempt",
-						     agent_attempt_json(&t)),
+			return tool_result(json_pack("{s:s, s:o}", "status", "interaction_required",
+						     "claim_attempt", agent_attempt_json(&t)),
 					   false, summary);
 		}
 	}
@@ -528,8 +527,7 @@ claim_status_name(enum authmd_claim_status st)
 /* The v0.6 user_code ceremony: email starts an attempt (the code and page
  * for the user), poll "once" asks once, poll "wait" waits to the end. */
 static json_t *
-claim_v06(struct srv *s, const struct authmd_credential *cred, const char *email,
-	  const char *poll)
+claim_v06(struct srv *s, const struct authmd_credential *cred, const char *email, const char *poll)
 {
 	struct authmd_claim_attempt t;
 	struct authmd_credential after;

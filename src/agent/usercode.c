@@ -15,12 +15,12 @@
 #include "core/protocol.h"
 #include "core/str.h"
 
-#define DEFAULT_INTERVAL 5	/* RFC 8628 3.2: when the service names none */
-#define SLOW_DOWN_STEP 5	/* RFC 8628 3.5 */
-#define MAX_INTERVAL 300	/* a larger interval from a service is capped */
+#define DEFAULT_INTERVAL 5	 /* RFC 8628 3.2: when the service names none */
+#define SLOW_DOWN_STEP 5	 /* RFC 8628 3.5 */
+#define MAX_INTERVAL 300	 /* a larger interval from a service is capped */
 #define MAX_ATTEMPT_SECONDS 3600 /* an expires_in past this is taken as this */
-#define MAX_NETWORK_FAILURES 3	/* consecutive, before a wait gives up */
-#define SLICE_MS 250		/* how often a wait asks its callback */
+#define MAX_NETWORK_FAILURES 3	 /* consecutive, before a wait gives up */
+#define SLICE_MS 250		 /* how often a wait asks its callback */
 
 static void
 clear_attempt(struct authmd_credential *cred)
@@ -94,7 +94,8 @@ claimable(struct authmd_client *c, const char *resource, struct authmd_credentia
 	if ((st = authmd_credential_for(c, resource, cred, err)) != AUTHMD_OK)
 		return st;
 	if (strcmp(cred->protocol, "v0.6") != 0)
-		return cs_fail(err, AUTHMD_ERR_REFUSED, "Claim it with --email and the mailed code.",
+		return cs_fail(err, AUTHMD_ERR_REFUSED,
+			       "Claim it with --email and the mailed code.",
 			       "the registration for %s is v0.1: its claim is the mailed code",
 			       cred->resource);
 	if (cred->claim_token[0] == '\0' || cred->token_endpoint[0] == '\0')
@@ -120,10 +121,10 @@ authmd_claim_code_start(struct authmd_client *c, const char *resource, const cha
 			     "the service published no claim_endpoint");
 		goto out;
 	}
-	if ((st = agent_post_json(c, cred.claim_uri, NULL,
-				  json_pack("{s:s, s:s?}", "claim_token", cred.claim_token, "email",
-					    email),
-				  "the claim", &ans, err)) != AUTHMD_OK)
+	if ((st = agent_post_json(
+		     c, cred.claim_uri, NULL,
+		     json_pack("{s:s, s:s?}", "claim_token", cred.claim_token, "email", email),
+		     "the claim", &ans, err)) != AUTHMD_OK)
 		goto out;
 	agent_copy_str(ans, "claim_attempt_id", attempt_id, sizeof(attempt_id));
 	if (!agent_keep_attempt(&cred, json_object_get(ans, "claim_attempt"), attempt_id)) {
@@ -278,8 +279,8 @@ refusal(struct authmd_credential *cred, const char *code, const char *desc,
 
 /* One poll for cred (updated in place, not stored). */
 static enum authmd_status
-poll_once(struct authmd_client *c, struct authmd_credential *cred,
-	  enum authmd_claim_status *status, struct authmd_error *err)
+poll_once(struct authmd_client *c, struct authmd_credential *cred, enum authmd_claim_status *status,
+	  struct authmd_error *err)
 {
 	struct am_buf form = {.secret = true};
 	struct agent_result r;
@@ -394,8 +395,8 @@ interrupted(const struct authmd_claim_attempt *att, struct authmd_error *err)
 }
 
 enum authmd_status
-authmd_claim_code_wait(struct authmd_client *c, const char *resource, authmd_claim_cb cb,
-		       void *arg, struct authmd_credential *out, struct authmd_error *err)
+authmd_claim_code_wait(struct authmd_client *c, const char *resource, authmd_claim_cb cb, void *arg,
+		       struct authmd_credential *out, struct authmd_error *err)
 {
 	struct authmd_claim_attempt att;
 	enum authmd_claim_status got;

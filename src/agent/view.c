@@ -50,14 +50,13 @@ agent_credential_json(const struct authmd_credential *c)
 json_t *
 agent_attempt_json(const struct authmd_claim_attempt *t)
 {
-	return json_pack("{s:s, s:s?, s:s, s:s, s:s?, s:s, s:I, s:I}", "resource", t->resource,
-			 "claim_attempt_id", t->attempt_id[0] != '\0' ? t->attempt_id : NULL,
-			 "user_code", t->user_code, "verification_uri", t->verification_uri,
-			 "verification_uri_complete",
-			 t->verification_uri_complete[0] != '\0' ? t->verification_uri_complete
-								  : NULL,
-			 "expires_at", t->expires_at, "expires_in", (json_int_t)t->expires_in,
-			 "interval", (json_int_t)t->interval);
+	return json_pack(
+		"{s:s, s:s?, s:s, s:s, s:s?, s:s, s:I, s:I}", "resource", t->resource,
+		"claim_attempt_id", t->attempt_id[0] != '\0' ? t->attempt_id : NULL, "user_code",
+		t->user_code, "verification_uri", t->verification_uri, "verification_uri_complete",
+		t->verification_uri_complete[0] != '\0' ? t->verification_uri_complete : NULL,
+		"expires_at", t->expires_at, "expires_in", (json_int_t)t->expires_in, "interval",
+		(json_int_t)t->interval);
 }
 
 json_t *
