@@ -75,7 +75,8 @@ void agent_sleep_ms(long ms);
  * link) or of a claim start, {user_code, verification_uri,
  * verification_uri_complete, expires_in, interval}, kept on cred as its open
  * attempt (claim_state "pending"). False when block lacks a user_code or a
- * verification_uri. */
+ * verification_uri, or when either holds what a terminal should not print
+ * (anything but printable ASCII; a page that is not an http(s) URL). */
 bool agent_keep_attempt(struct authmd_credential *cred, const json_t *block,
 			const char *attempt_id);
 

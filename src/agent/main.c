@@ -513,6 +513,8 @@ claim_v06(struct authmd_client *c, const struct args *a, const struct authmd_cre
 	struct authmd_claim_attempt t;
 	struct authmd_error e = {0};
 
+	if (a->wait && a->no_wait)
+		return usage(stderr, AUTHMD_ERR_USAGE);
 	if (a->otp != NULL) {
 		e = (struct authmd_error){.status = AUTHMD_ERR_USAGE};
 		snprintf(e.message, sizeof(e.message),

@@ -33,6 +33,26 @@ clear_attempt(struct authmd_credential *cred)
 	cred->claim_interval = 0;
 }
 
+/* What the service gives the user to read or open is printed at a
+ * terminal: printable ASCII only, so it cannot carry escape sequences, and
+ * the pages must be http(s) URLs. */
+static bool
+printable(const char *s, bool space_ok)
+{
+	for (; *s != '\0'; s++) {
+		if (*s < (space_ok ? 0x20 : 0x21) || *s > 0x7e)
+			return false;
+	}
+	return true;
+}
+
+static bool
+web_page(const char *url)
+{
+	return (strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0) &&
+	       printable(url, false);
+}
+
 bool
 agent_keep_attempt(struct authmd_credential *cred, const json_t *block, const char *attempt_id)
 {
@@ -48,7 +68,11 @@ agent_keep_attempt(struct authmd_credential *cred, const json_t *block, const ch
 		       sizeof(cred->verification_uri_complete));
 	if (attempt_id != NULL)
 		am_copy(cred->claim_attempt_id, sizeof(cred->claim_attempt_id), attempt_id);
-	if (cred->user_code[0] == '\0' || cred->verification_uri[0] == '\0') {
+	if (cred->user_code[0] == '\0' || !printable(cred->user_code, true) ||
+	    !web_page(cred->verification_uri) ||
+	    (cred->verification_uri_complete[0] != '\0' &&
+	     !web_page(cred->verification_uri_complete)) ||
+	    !printable(cred->claim_attempt_id, false)) {
 		clear_attempt(cred);
 		return false;
 	}
@@ -338,7 +362,7 @@ authmd_claim_code_poll(struct authmd_client *c, const char *resource,
 	/* Every answer changes what is stored: the interval, the attempt, or
 	 * the tokens. A stored error wins over the poll's outcome. */
 	{
-		struct authmd_error saved;
+		struct authmd_error saved = {0};
 
 		if (err != NULL)
 			saved = *err;
