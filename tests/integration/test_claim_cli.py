@@ -64,8 +64,11 @@ class Background:
         return m
 
     def finish(self, timeout=90):
-        out, _ = self.p.communicate(timeout=timeout)
-        self.reader.join(5)
+        # not communicate(): it would read stderr too, racing the reader
+        self.p.wait(timeout=timeout)
+        out = self.p.stdout.read()
+        self.p.stdout.close()
+        self.reader.join(10)
         return self.p.returncode, out, self.err
 
     def kill(self):
