@@ -360,7 +360,8 @@ authmd_claim_code_poll(struct authmd_client *c, const char *resource,
 	if ((st = poll_once(c, &cred, &got, err)) != AUTHMD_OK)
 		goto out;
 	/* Every answer changes what is stored: the interval, the attempt, or
-	 * the tokens. A stored error wins over the poll's outcome. */
+	 * the tokens. A failure to store is reported instead of the outcome;
+	 * otherwise err keeps what the poll said (a refusal's code). */
 	{
 		struct authmd_error saved = {0};
 
