@@ -1,6 +1,8 @@
-/* The client library's insides shared by its files (client.c: HTTP, the
- * store, registration; usercode.c: the v0.4-v0.6 user_code claim ceremony).
- * Not part of include/authmd/client.h and not exported from the .so. */
+/* The client library's insides shared by its files, in the order they may
+ * call each other (never back up): wire.c (HTTP, JSON, advice), attempt.c
+ * (the kept user_code attempt), client.c (discovery, the store,
+ * registration, requests), claims.c (both claim ceremonies). Not part of
+ * include/authmd/client.h and not exported from the .so. */
 #ifndef AGENT_INTERNAL_H
 #define AGENT_INTERNAL_H
 
@@ -32,6 +34,8 @@ struct agent_result {
 	char content_type[128];
 };
 
+/* ---- wire.c ---- */
+
 /* One HTTP exchange; AUTHMD_OK for any answer (see r->status), which the
  * caller clears with agent_result_clear. bearer and headers may be NULL. */
 enum authmd_status agent_fetch(struct authmd_client *c, const char *method, const char *url,
@@ -54,24 +58,17 @@ enum authmd_status agent_post_json(struct authmd_client *c, const char *url, con
 				   struct authmd_error *err) __attribute__((warn_unused_result));
 /* Appends "&name=value" (value percent-encoded); false without memory. */
 bool agent_form_add(struct am_buf *b, const char *name, const char *value);
-/* Writes cred into the credentials file (one load-change-save). */
-enum authmd_status agent_store_put(struct authmd_client *c, const struct authmd_credential *cred,
-				   struct authmd_error *err);
 /* obj[key] as a string into out, "" when absent, not a string or too long. */
 void agent_copy_str(const json_t *obj, const char *key, char *out, size_t cap);
 /* A JSON array of scope strings as one space-separated string. */
 void agent_scopes_of(const json_t *arr, char *out, size_t cap);
 /* "now + seconds" as RFC 3339 UTC. */
 void agent_utc_after(long long seconds, char *out, size_t cap);
-/* cred's identity_assertion for an access token at its token_endpoint (RFC
- * 7523, with the RFC 8707 resource; DPoP-bound when the client binds).
- * Fills cred->credential and its type, expiry and scopes; does not store. */
-enum authmd_status agent_token_exchange(struct authmd_client *c, struct authmd_credential *cred,
-					struct authmd_error *err)
-	__attribute__((warn_unused_result));
 void agent_sleep_ms(long ms);
 
-/* usercode.c: the claim block of a 401 interaction_required (v0.5 first
+/* ---- attempt.c ---- */
+
+/* The claim block of a 401 interaction_required (v0.5 first
  * link) or of a claim start, {user_code, verification_uri,
  * verification_uri_complete, expires_in, interval}, kept on cred as its open
  * attempt (claim_state "pending"). False when block lacks a user_code or a
@@ -79,5 +76,19 @@ void agent_sleep_ms(long ms);
  * (anything but printable ASCII; a page that is not an http(s) URL). */
 bool agent_keep_attempt(struct authmd_credential *cred, const json_t *block,
 			const char *attempt_id);
+/* Forgets cred's open attempt (the claim token stays). */
+void agent_clear_attempt(struct authmd_credential *cred);
+
+/* ---- client.c ---- */
+
+/* Writes cred into the credentials file (one load-change-save). */
+enum authmd_status agent_store_put(struct authmd_client *c, const struct authmd_credential *cred,
+				   struct authmd_error *err);
+/* cred's identity_assertion for an access token at its token_endpoint (RFC
+ * 7523, with the RFC 8707 resource; DPoP-bound when the client binds).
+ * Fills cred->credential and its type, expiry and scopes; does not store. */
+enum authmd_status agent_token_exchange(struct authmd_client *c, struct authmd_credential *cred,
+					struct authmd_error *err)
+	__attribute__((warn_unused_result));
 
 #endif

@@ -1,7 +1,9 @@
-/* The agent's side of the v0.4-v0.6 user_code claim ceremony: start an
- * attempt at claim_endpoint, show the user its code and page, poll the token
- * endpoint with the claim grant at the service's interval (docs/agent.md,
- * docs/protocol.md "The user_code claim ceremony"). */
+/* Claims, by the ceremony of the registration's generation. v0.6: the
+ * v0.4-v0.6 user_code ceremony: start an attempt at claim_endpoint, show the
+ * user its code and page, poll the token endpoint with the claim grant at
+ * the service's interval (docs/agent.md, docs/protocol.md "The user_code
+ * claim ceremony"). v0.1: the claim by the mailed 6-digit code. Above
+ * client.c (the store, the token exchange), which never calls in here. */
 #include <ctype.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -21,75 +23,6 @@
 #define MAX_ATTEMPT_SECONDS 3600 /* an expires_in past this is taken as this */
 #define MAX_NETWORK_FAILURES 3	 /* consecutive, before a wait gives up */
 #define SLICE_MS 250		 /* how often a wait asks its callback */
-
-static void
-clear_attempt(struct authmd_credential *cred)
-{
-	cred->claim_attempt_id[0] = '\0';
-	cred->user_code[0] = '\0';
-	cred->verification_uri[0] = '\0';
-	cred->verification_uri_complete[0] = '\0';
-	cred->claim_attempt_expires[0] = '\0';
-	cred->claim_interval = 0;
-}
-
-/* What the service gives the user to read or open is printed at a
- * terminal: printable ASCII only, so it cannot carry escape sequences, and
- * the pages must be http(s) URLs. */
-static bool
-printable(const char *s, bool space_ok)
-{
-	for (; *s != '\0'; s++) {
-		if (*s < (space_ok ? 0x20 : 0x21) || *s > 0x7e)
-			return false;
-	}
-	return true;
-}
-
-static bool
-web_page(const char *url)
-{
-	return (strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0) &&
-	       printable(url, false);
-}
-
-bool
-agent_keep_attempt(struct authmd_credential *cred, const json_t *block, const char *attempt_id)
-{
-	const json_t *in = json_object_get(block, "interval");
-	const json_t *exp = json_object_get(block, "expires_in");
-	long long expires_in = json_is_integer(exp) ? json_integer_value(exp) : 0;
-
-	clear_attempt(cred);
-	agent_copy_str(block, "user_code", cred->user_code, sizeof(cred->user_code));
-	agent_copy_str(block, "verification_uri", cred->verification_uri,
-		       sizeof(cred->verification_uri));
-	agent_copy_str(block, "verification_uri_complete", cred->verification_uri_complete,
-		       sizeof(cred->verification_uri_complete));
-	if (attempt_id != NULL)
-		am_copy(cred->claim_attempt_id, sizeof(cred->claim_attempt_id), attempt_id);
-	if (cred->user_code[0] == '\0' || !printable(cred->user_code, true) ||
-	    !web_page(cred->verification_uri) ||
-	    (cred->verification_uri_complete[0] != '\0' &&
-	     !web_page(cred->verification_uri_complete)) ||
-	    !printable(cred->claim_attempt_id, false)) {
-		clear_attempt(cred);
-		return false;
-	}
-	/* The attempt's own clock, relative, so a skewed local clock does not
-	 * cut it short; bounded so a wait always ends. */
-	if (expires_in <= 0 || expires_in > MAX_ATTEMPT_SECONDS)
-		expires_in = expires_in <= 0 ? 600 : MAX_ATTEMPT_SECONDS;
-	agent_utc_after(expires_in, cred->claim_attempt_expires,
-			sizeof(cred->claim_attempt_expires));
-	cred->claim_interval = json_is_integer(in) && json_integer_value(in) > 0
-				       ? (long)json_integer_value(in)
-				       : DEFAULT_INTERVAL;
-	if (cred->claim_interval > MAX_INTERVAL)
-		cred->claim_interval = MAX_INTERVAL;
-	am_copy(cred->claim_state, sizeof(cred->claim_state), "pending");
-	return true;
-}
 
 static void
 attempt_of(const struct authmd_credential *cred, struct authmd_claim_attempt *out)
@@ -240,7 +173,7 @@ keep_tokens(struct authmd_credential *cred, const json_t *ans, struct authmd_err
 	/* The claim token has done its work: it is not kept. */
 	OPENSSL_cleanse(cred->claim_token, sizeof(cred->claim_token));
 	cred->claim_token_expires[0] = '\0';
-	clear_attempt(cred);
+	agent_clear_attempt(cred);
 	am_copy(cred->claim_state, sizeof(cred->claim_state), "claimed");
 	cred->worked = false;
 	return AUTHMD_OK;
@@ -269,14 +202,14 @@ refusal(struct authmd_credential *cred, const char *code, const char *desc,
 	}
 	if (strcmp(code, "expired_token") == 0) {
 		*status = AUTHMD_CLAIM_EXPIRED;
-		clear_attempt(cred);
+		agent_clear_attempt(cred);
 		am_copy(cred->claim_state, sizeof(cred->claim_state), "unclaimed");
 		cs_fail(err, AUTHMD_ERR_ACTION_NEEDED,
 			"Start again for a new code: authmd claim URL --email ADDR",
 			"the code expired before the user entered it (expired_token)");
 	} else if (strcmp(code, "access_denied") == 0) {
 		*status = AUTHMD_CLAIM_DENIED;
-		clear_attempt(cred);
+		agent_clear_attempt(cred);
 		am_copy(cred->claim_state, sizeof(cred->claim_state), "unclaimed");
 		cs_fail(err, AUTHMD_ERR_REFUSED,
 			"The registration is unchanged. If that was a mistake, start again: "
@@ -284,7 +217,7 @@ refusal(struct authmd_credential *cred, const char *code, const char *desc,
 			"the user rejected this claim (access_denied)");
 	} else if (strcmp(code, "invalid_grant") == 0) {
 		*status = AUTHMD_CLAIM_INVALID;
-		clear_attempt(cred);
+		agent_clear_attempt(cred);
 		OPENSSL_cleanse(cred->claim_token, sizeof(cred->claim_token));
 		cred->claim_token_expires[0] = '\0';
 		am_copy(cred->claim_state, sizeof(cred->claim_state), "expired");
@@ -472,4 +405,93 @@ authmd_claim_code_wait(struct authmd_client *c, const char *resource, authmd_cla
 			return st;
 		}
 	}
+}
+
+/* ---- v0.1: the mailed code; the entry points of both ceremonies ---- */
+
+enum authmd_status
+authmd_claim_start(struct authmd_client *c, const char *resource, const char *email,
+		   struct authmd_error *err)
+{
+	struct authmd_credential cred;
+	json_t *ans = NULL;
+	enum authmd_status st;
+
+	if ((st = authmd_credential_for(c, resource, &cred, err)) != AUTHMD_OK)
+		return st;
+	/* The stored generation picks the ceremony: v0.6 shows a user_code. */
+	if (strcmp(cred.protocol, "v0.6") == 0) {
+		OPENSSL_cleanse(&cred, sizeof(cred));
+		return authmd_claim_code_start(c, resource, email, NULL, err);
+	}
+	if (cred.claim_token[0] == '\0')
+		return cs_fail(err, AUTHMD_ERR_REFUSED, NULL,
+			       "there is no claim to make for %s (state: %s)", cred.resource,
+			       cred.claim_state);
+	st = agent_post_json(
+		c, cred.claim_uri, NULL,
+		json_pack("{s:s, s:s}", "claim_token", cred.claim_token, "email", email),
+		"the claim", &ans, err);
+	json_decref(ans);
+	if (st != AUTHMD_OK)
+		return st;
+	am_copy(cred.claim_state, sizeof(cred.claim_state), "pending");
+	am_copy(cred.claim_email, sizeof(cred.claim_email), email);
+	return agent_store_put(c, &cred, err);
+}
+
+enum authmd_status
+authmd_claim_complete(struct authmd_client *c, const char *resource, const char *otp,
+		      struct authmd_credential *out, struct authmd_error *err)
+{
+	struct authmd_credential cred;
+	char url[AUTHMD_URL_MAX + 16];
+	json_t *ans = NULL;
+	enum authmd_status st;
+
+	if ((st = authmd_credential_for(c, resource, &cred, err)) != AUTHMD_OK)
+		return st;
+	if (strcmp(cred.protocol, "v0.6") == 0)
+		return cs_fail(err, AUTHMD_ERR_USAGE,
+			       "The user types the code shown by authmd claim on the service's "
+			       "page; then poll (authmd claim URL --wait).",
+			       "a v0.6 claim has no mailed code to send");
+	if (cred.claim_token[0] == '\0')
+		return cs_fail(err, AUTHMD_ERR_REFUSED, NULL,
+			       "there is no claim to complete for %s", cred.resource);
+	snprintf(url, sizeof(url), "%s/complete", cred.claim_uri);
+	st = agent_post_json(c, url, NULL,
+			     json_pack("{s:s, s:s}", "claim_token", cred.claim_token, "otp", otp),
+			     "the claim", &ans, err);
+	if (st != AUTHMD_OK) {
+		/* A dead claim token is dropped; a wrong code keeps it. */
+		if (err != NULL && (strcmp(err->code, "claim_expired") == 0 ||
+				    strcmp(err->code, "invalid_claim_token") == 0 ||
+				    strcmp(err->code, "previously_claimed") == 0)) {
+			cred.claim_token[0] = '\0';
+			am_copy(cred.claim_state, sizeof(cred.claim_state),
+				strcmp(err->code, "previously_claimed") == 0 ? "claimed"
+									     : "expired");
+			(void)agent_store_put(c, &cred, NULL);
+		}
+		return st;
+	}
+	if (json_is_string(json_object_get(ans, "credential"))) {
+		agent_copy_str(ans, "credential", cred.credential, sizeof(cred.credential));
+		agent_copy_str(ans, "credential_type", cred.credential_type,
+			       sizeof(cred.credential_type));
+		agent_copy_str(ans, "credential_expires", cred.credential_expires,
+			       sizeof(cred.credential_expires));
+		agent_scopes_of(json_object_get(ans, "scopes"), cred.scopes, sizeof(cred.scopes));
+	} else if (cred.post_claim_scopes[0] != '\0') {
+		am_copy(cred.scopes, sizeof(cred.scopes), cred.post_claim_scopes);
+	}
+	json_decref(ans);
+	/* The claim token has done its work: it is not kept. */
+	OPENSSL_cleanse(cred.claim_token, sizeof(cred.claim_token));
+	cred.claim_token_expires[0] = '\0';
+	am_copy(cred.claim_state, sizeof(cred.claim_state), "claimed");
+	if ((st = agent_store_put(c, &cred, err)) == AUTHMD_OK && out != NULL)
+		*out = cred;
+	return st;
 }
