@@ -508,7 +508,7 @@ v06_fields(const struct authmd_discovery *d, const char *method, const json_t *a
 			cred->scopes, sizeof(cred->scopes));
 	agent_scopes_of(json_object_get(ans, "post_claim_scopes"), cred->post_claim_scopes,
 			sizeof(cred->post_claim_scopes));
-	/* The claim token is kept for the user_code ceremony (usercode.c). */
+	/* The claim token is kept for the user_code ceremony (claims.c). */
 	agent_copy_str(ans, "claim_token", cred->claim_token, sizeof(cred->claim_token));
 	agent_copy_str(ans, "claim_token_expires", cred->claim_token_expires,
 		       sizeof(cred->claim_token_expires));

@@ -1,7 +1,7 @@
 /* libauthmd-client's plumbing: one HTTP exchange over libcurl, the
  * service's JSON answers and errors with AUTH.md's advice, form bodies, and
  * small JSON and time helpers. Below client.c (registration, the store,
- * requests) and usercode.c (claims); it calls neither. */
+ * requests) and claims.c (claims); it calls neither. */
 #include <curl/curl.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
