@@ -8,8 +8,9 @@
  * Input: answers separated by a line "%%". Each answer is a first line
  * "STATUS[ WWW-Authenticate value]" and then its JSON body; $ORIGIN stands
  * for http://127.0.0.1:PORT. The client runs discovery, an anonymous
- * registration, a claim start, a request with the stored credential and a
- * claim completion, each as far as the answers let it. Oracles: no crash,
+ * registration, a claim start (for v0.6 then one poll of the claim grant),
+ * a request with the stored credential and a claim completion, each as far
+ * as the answers let it. Oracles: no crash,
  * leak or hang; accepted metadata names a resource on the probed origin. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,9 +136,18 @@ run_client(const char *store)
 			fz_die("discovery accepted a resource on another origin");
 		if (say("register", authmd_register_anonymous(c, &d, &cred, &err), &err) ==
 		    AUTHMD_OK) {
+			enum authmd_claim_status cst;
+			long interval;
+
 			(void)say("claim",
 				  authmd_claim_start(c, d.resource, "owner@example.test", &err),
 				  &err);
+			/* a v0.6 registration: one poll of the user_code attempt */
+			if (strcmp(cred.protocol, "v0.6") == 0)
+				(void)say("poll",
+					  authmd_claim_code_poll(c, d.resource, &cst, &interval,
+								 &cred, &err),
+					  &err);
 			if (say("request", authmd_request(c, "GET", url, NULL, NULL, &resp, &err),
 				&err) == AUTHMD_OK)
 				authmd_response_clear(&resp);

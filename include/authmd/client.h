@@ -116,6 +116,15 @@ struct authmd_credential {
 	 * endpoint it goes to. */
 	char refresh_token[AUTHMD_TEXT_MAX];
 	char refresh_expires[40]; /* RFC 3339 */
+	/* v0.6 claim ceremony (user_code): the open attempt, kept until it
+	 * ends (claimed, denied, expired). Not secrets the user must not see:
+	 * the user is shown the code and the page. */
+	char claim_attempt_id[64];
+	char user_code[32];
+	char verification_uri[AUTHMD_URL_MAX];
+	char verification_uri_complete[AUTHMD_URL_MAX];
+	char claim_attempt_expires[40]; /* RFC 3339 */
+	long claim_interval;		/* seconds between polls, as the service last said */
 };
 
 /* Which protocol generation to speak to a service. */
@@ -160,9 +169,16 @@ enum authmd_status authmd_discover(struct authmd_client *c, const char *url,
  * block first, and stores the result. cred_type may be NULL. With
  * d->protocol "v0.6" the registration goes to identity_endpoint and the
  * identity_assertion it answers is exchanged at token_endpoint (RFC 7523
- * jwt-bearer, with the RFC 8707 resource) for the access token; the claim
- * ceremony and registration by email are v0.1 only for now
- * (AUTHMD_ERR_REFUSED on a v0.6 registration). */
+ * jwt-bearer, with the RFC 8707 resource) for the access token;
+ * registration by email is v0.1 only for now (AUTHMD_ERR_REFUSED on v0.6).
+ * A v0.6 ID-JAG registration the service holds for the account owner's
+ * confirmation (v0.5 first link) is AUTHMD_ERR_ACTION_NEEDED with code
+ * "interaction_required": when the answer carried a claim block, its
+ * attempt is stored (authmd_claim_code_attempt, then poll or wait as for a
+ * claim); without one the owner confirms by the service's mail and the
+ * registration is made again afterwards. A provider sign-in older than the
+ * service allows is AUTHMD_ERR_ACTION_NEEDED with code "login_required"
+ * (the message names max_age): the provider must re-authenticate the user. */
 enum authmd_status authmd_register_anonymous(struct authmd_client *c,
 					     const struct authmd_discovery *d,
 					     struct authmd_credential *out,
@@ -225,7 +241,14 @@ enum authmd_status authmd_token_refresh(struct authmd_client *c, const char *res
 enum authmd_status authmd_identity_refresh(struct authmd_client *c, const char *resource,
 					   struct authmd_credential *out, struct authmd_error *err);
 
-/* The claim ceremony for the credential stored for resource. */
+/* The claim of the registration stored for resource, by its stored
+ * generation. v0.1: authmd_claim_start sends the claim (the service mails
+ * the user a 6-digit code) and authmd_claim_complete sends the code. v0.6:
+ * authmd_claim_start starts a user_code attempt as authmd_claim_code_start
+ * does (read it back with authmd_claim_code_attempt), and
+ * authmd_claim_complete is refused (AUTHMD_ERR_USAGE: there is no mailed
+ * code; poll or wait instead). The read-back ceremony (proposal (b)) has
+ * calls of its own, authmd_claim_readback_start and _complete. */
 enum authmd_status authmd_claim_start(struct authmd_client *c, const char *resource,
 				      const char *email, struct authmd_error *err);
 enum authmd_status authmd_claim_complete(struct authmd_client *c, const char *resource,
@@ -248,6 +271,74 @@ enum authmd_status authmd_claim_readback_start(struct authmd_client *c, const ch
 enum authmd_status authmd_claim_readback_complete(struct authmd_client *c, const char *resource,
 						  const char *code, struct authmd_credential *out,
 						  struct authmd_error *err);
+
+/* The v0.4-v0.6 user_code ceremony (a v0.6 registration): the service gives
+ * a short code and a page; the user signs in there and types the code; the
+ * agent polls the token endpoint (grant urn:workos:agent-auth:grant-type:
+ * claim) at the interval the service sets, and gets the post-claim access
+ * token and a new identity_assertion, which are stored. */
+struct authmd_claim_attempt {
+	char resource[AUTHMD_URL_MAX];
+	char attempt_id[64];
+	char user_code[32];				/* show it to the user */
+	char verification_uri[AUTHMD_URL_MAX];		/* where the user signs in and types it */
+	char verification_uri_complete[AUTHMD_URL_MAX]; /* the same page, code filled in */
+	char expires_at[40];				/* RFC 3339 */
+	long expires_in;				/* seconds left when filled */
+	long interval;					/* seconds between polls */
+};
+
+/* What one poll found. */
+enum authmd_claim_status {
+	AUTHMD_CLAIM_PENDING = 0, /* authorization_pending: poll again after interval */
+	AUTHMD_CLAIM_SLOW_DOWN,	  /* slow_down: polled too soon; the interval has grown */
+	AUTHMD_CLAIM_WAITING,	  /* (callback only) between polls: a chance to stop */
+	AUTHMD_CLAIM_CLAIMED,	  /* the user confirmed: the post-claim credential is stored */
+	AUTHMD_CLAIM_DENIED,	  /* access_denied: the user rejected; the registration stays
+				     unclaimed and a new attempt may be started */
+	AUTHMD_CLAIM_EXPIRED,	  /* expired_token: the code ran out (time, wrong tries, a
+				     newer attempt): start again */
+	AUTHMD_CLAIM_INVALID,	  /* invalid_grant: the claim token is dead: register again */
+};
+
+/* Starts an attempt for the v0.6 registration stored for resource: POST
+ * claim_endpoint {claim_token, email}; email is the address the user will
+ * sign in with (the service refuses another). Every start makes a new
+ * attempt and ends the previous one. The attempt is stored (so a later
+ * authmd_claim_code_wait resumes it) and copied to *out (may be NULL).
+ * AUTHMD_ERR_REFUSED for a v0.1 registration or one with no claim left. */
+enum authmd_status authmd_claim_code_start(struct authmd_client *c, const char *resource,
+					   const char *email, struct authmd_claim_attempt *out,
+					   struct authmd_error *err);
+/* The open attempt stored for resource (a start, or the claim block of a
+ * first-link registration); AUTHMD_ERR_ACTION_NEEDED when there is none. */
+enum authmd_status authmd_claim_code_attempt(struct authmd_client *c, const char *resource,
+					     struct authmd_claim_attempt *out,
+					     struct authmd_error *err);
+/* One poll of the open attempt. AUTHMD_OK whenever the service answered
+ * the ceremony: *status says what (PENDING, SLOW_DOWN with the grown
+ * interval, CLAIMED with the new credential stored and in *out when not
+ * NULL, DENIED, EXPIRED, INVALID; err then names the code and what to do)
+ * and *interval the seconds to wait before the next poll. Another error
+ * (the network, a 5xx) is returned as such. */
+enum authmd_status authmd_claim_code_poll(struct authmd_client *c, const char *resource,
+					  enum authmd_claim_status *status, long *interval,
+					  struct authmd_credential *out, struct authmd_error *err);
+/* Called by authmd_claim_code_wait after each PENDING or SLOW_DOWN poll, and
+ * about every 250 ms in between with AUTHMD_CLAIM_WAITING; remaining_s is
+ * the time left on the attempt. Returning false stops the wait. */
+typedef bool (*authmd_claim_cb)(void *arg, enum authmd_claim_status status, long interval_s,
+				long remaining_s);
+/* Polls the open attempt until it ends: waits the interval before each
+ * poll, grows it on slow_down (+5 s, or the larger value the service names),
+ * and gives up at the attempt's expiry. AUTHMD_OK once claimed (*out as for
+ * a poll); AUTHMD_ERR_REFUSED with code "access_denied" or "invalid_grant";
+ * AUTHMD_ERR_ACTION_NEEDED with code "expired_token" (start again) or
+ * "interrupted" (cb returned false: the attempt stays open and stored, and
+ * a later wait resumes it). cb may be NULL. */
+enum authmd_status authmd_claim_code_wait(struct authmd_client *c, const char *resource,
+					  authmd_claim_cb cb, void *arg,
+					  struct authmd_credential *out, struct authmd_error *err);
 
 /* The stored credential whose resource is the longest prefix of url (or,
  * failing that, on url's origin). */

@@ -10,266 +10,22 @@
 #include <time.h>
 
 #include "agent/credstore.h"
+#include "agent/internal.h"
 #include "agent/proofkey.h"
 #include "authmd/client.h"
 #include "core/protocol.h"
 #include "core/str.h"
 
-#define MAX_BODY (1024 * 1024)
-
-struct authmd_client {
-	char store_path[AUTHMD_URL_MAX];
-	long timeout_ms;
-	int max_retries;
-	long max_retry_after_s;
-	bool allow_missing_issuer;
-	enum authmd_protocol protocol;
-	bool dpop;
-	struct proofkey *key; /* loaded on first use */
-};
-
-/* ---- advice: AUTH.md's error table ---- */
-
-static const struct {
-	const char *code, *advice;
-} advice_table[] = {
-	{"invalid_signature", "Signature didn't verify. Mint a fresh ID-JAG."},
-	{"replay_detected", "The jti was already used. Mint a fresh ID-JAG with a new jti."},
-	{"invalid_audience", "aud is wrong. Mint with the aud the service's metadata names."},
-	{"expired", "The ID-JAG's exp is past. Mint a fresh one."},
-	{"invalid_issuer",
-	 "Your provider is not on this service's trust list. Pick another method."},
-	{"anonymous_not_enabled", "This service doesn't accept anonymous. Pick another method."},
-	{"verified_email_not_enabled", "Email verification is disabled here. Pick another method."},
-	{"id_jag_not_enabled", "This service doesn't accept ID-JAGs. Pick another method."},
-	{"unsupported_credential_type",
-	 "The credential type is not offered for this method. Re-read the metadata and adjust."},
-	{"rate_limited", "Back off and retry."},
-	{"invalid_claim_token", "The claim token is wrong or expired. Register again."},
-	{"otp_invalid", "That code didn't work: re-read it carefully, or open the email link again "
-			"for a fresh one."},
-	{"otp_expired", "The code's window passed. Open the email link again for a fresh code, or "
-			"start the claim again."},
-	{"claim_expired", "The whole registration expired. Register again."},
-	{"previously_claimed", "Someone already finished this claim. Register again if you need a "
-			       "fresh credential."},
-	{"claimed_or_in_flight", "This registration is already claimed."},
-	{"invalid_token", "Drop the credential and start again at discovery."},
-	{"insufficient_scope", "The credential lacks a scope this request needs; claiming the "
-			       "registration may grant it."},
-	{"consent_required", "The user has not consented to this service at the provider."},
-	{"missing_verified_email", "The identity needs a verified email or phone."},
-};
-
-const char *
-authmd_advice(const char *code)
-{
-	for (size_t i = 0; code != NULL && i < sizeof(advice_table) / sizeof(advice_table[0]);
-	     i++) {
-		if (strcmp(advice_table[i].code, code) == 0)
-			return advice_table[i].advice;
-	}
-	return NULL;
-}
-
-/* ---- HTTP ---- */
-
-struct result {
-	long status;
-	struct am_buf body;
-	char www_auth[1024];
-	long retry_after;
-	char content_type[128];
-};
-
-static size_t
-on_body(char *data, size_t size, size_t nmemb, void *user)
-{
-	struct result *r = user;
-	size_t n = size * nmemb;
-
-	if (r->body.len + n > MAX_BODY)
-		return 0;
-	am_buf_add(&r->body, data, n);
-	return n;
-}
-
-static void
-header_value(const char *line, size_t n, const char *name, char *out, size_t cap)
-{
-	size_t nl = strlen(name), vl;
-	const char *v;
-
-	if (n <= nl || strncasecmp(line, name, nl) != 0)
-		return;
-	v = line + nl;
-	while (v < line + n && (*v == ' ' || *v == '\t'))
-		v++;
-	vl = (size_t)(line + n - v);
-	while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
-		vl--;
-	if (vl >= cap)
-		vl = cap - 1;
-	memcpy(out, v, vl);
-	out[vl] = '\0';
-}
-
-static size_t
-on_header(char *data, size_t size, size_t nmemb, void *user)
-{
-	struct result *r = user;
-	size_t n = size * nmemb;
-	char ra[32] = "";
-
-	header_value(data, n, "www-authenticate:", r->www_auth, sizeof(r->www_auth));
-	header_value(data, n, "content-type:", r->content_type, sizeof(r->content_type));
-	header_value(data, n, "retry-after:", ra, sizeof(ra));
-	if (ra[0] != '\0')
-		r->retry_after = strtol(ra, NULL, 10);
-	return n;
-}
-
-static void
-result_clear(struct result *r)
-{
-	if (r->body.data != NULL)
-		OPENSSL_cleanse(r->body.data, r->body.len);
-	am_buf_free(&r->body);
-	memset(r, 0, sizeof(*r));
-}
-
-/* One HTTP exchange. AUTHMD_OK for any answer (see r->status). */
-static enum authmd_status
-fetch(struct authmd_client *c, const char *method, const char *url, const char *bearer,
-      const char *const *headers, const char *content_type, const char *body, struct result *r,
-      struct authmd_error *err)
-{
-	struct curl_slist *h = NULL;
-	char line[AUTHMD_TEXT_MAX + 64];
-	CURL *k = curl_easy_init();
-	CURLcode res;
-
-	memset(r, 0, sizeof(*r));
-	if (k == NULL)
-		return cs_fail(err, AUTHMD_ERR_FAILED, NULL, "out of memory");
-	if (bearer != NULL) {
-		snprintf(line, sizeof(line), "Authorization: Bearer %s", bearer);
-		h = curl_slist_append(h, line);
-		OPENSSL_cleanse(line, sizeof(line));
-	}
-	if (content_type != NULL) {
-		snprintf(line, sizeof(line), "Content-Type: %s", content_type);
-		h = curl_slist_append(h, line);
-	}
-	for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
-		h = curl_slist_append(h, headers[i]);
-	curl_easy_setopt(k, CURLOPT_URL, url);
-	curl_easy_setopt(k, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(k, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(k, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(k, CURLOPT_TIMEOUT_MS, c->timeout_ms);
-	curl_easy_setopt(k, CURLOPT_CONNECTTIMEOUT_MS, c->timeout_ms);
-	curl_easy_setopt(k, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(k, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(k, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(k, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(k, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(k, CURLOPT_HEADERDATA, r);
-	curl_easy_setopt(k, CURLOPT_USERAGENT,
-			 "authmd/"
-			 "0.1");
-	if (body != NULL)
-		curl_easy_setopt(k, CURLOPT_POSTFIELDS, body);
-	res = curl_easy_perform(k);
-	curl_easy_getinfo(k, CURLINFO_RESPONSE_CODE, &r->status);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(k);
-	if (res != CURLE_OK) {
-		result_clear(r);
-		return cs_fail(err, AUTHMD_ERR_NETWORK, "Check the URL and that the service is up.",
-			       "%s: %s", url, curl_easy_strerror(res));
-	}
-	if (r->body.data == NULL)
-		am_buf_add(&r->body, "", 0);
-	return AUTHMD_OK;
-}
-
-/* The service's {"error", "message"} as err, with AUTH.md's advice. */
-static enum authmd_status
-service_error(const struct result *r, const char *what, struct authmd_error *err)
-{
-	json_t *doc = json_loadb(r->body.data, r->body.len, 0, NULL);
-	const char *code = json_string_value(json_object_get(doc, "error"));
-	const char *msg = json_string_value(json_object_get(doc, "message"));
-
-	/* v0.6's token endpoint answers RFC 6749 5.2's error_description. */
-	if (msg == NULL)
-		msg = json_string_value(json_object_get(doc, "error_description"));
-	enum authmd_status st = r->status >= 500 ? AUTHMD_ERR_NETWORK : AUTHMD_ERR_REFUSED;
-
-	cs_fail(err, st, authmd_advice(code), "%s: HTTP %ld%s%s%s%s", what, r->status,
-		code != NULL ? " " : "", code != NULL ? code : "", msg != NULL ? ": " : "",
-		msg != NULL ? msg : "");
-	if (err != NULL) {
-		err->http_status = (int)r->status;
-		am_copy(err->code, sizeof(err->code), code != NULL ? code : "");
-	}
-	json_decref(doc);
-	return st;
-}
-
-/* The JSON object of a 2xx answer into *out (new reference); a service
- * error otherwise. Clears r either way. */
-static enum authmd_status
-json_answer(struct result *r, const char *what, json_t **out, struct authmd_error *err)
-{
-	enum authmd_status st;
-
-	if (r->status < 200 || r->status >= 300) {
-		st = service_error(r, what, err);
-		result_clear(r);
-		return st;
-	}
-	*out = json_loadb(r->body.data, r->body.len, 0, NULL);
-	result_clear(r);
-	if (!json_is_object(*out)) {
-		json_decref(*out);
-		return cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL,
-			       "%s: the answer is not a JSON object", what);
-	}
-	return AUTHMD_OK;
-}
-
-/* POSTs a JSON document (stolen) and parses a JSON answer into *out on 2xx. */
-static enum authmd_status
-post_json(struct authmd_client *c, const char *url, const char *bearer, json_t *req,
-	  const char *what, json_t **out, struct authmd_error *err)
-{
-	char *text = json_dumps(req, JSON_COMPACT);
-	struct result r;
-	enum authmd_status st;
-
-	json_decref(req);
-	if (text == NULL)
-		return cs_fail(err, AUTHMD_ERR_FAILED, NULL, "out of memory");
-	st = fetch(c, "POST", url, bearer, NULL, "application/json", text, &r, err);
-	OPENSSL_cleanse(text, strlen(text));
-	free(text);
-	if (st != AUTHMD_OK)
-		return st;
-	return json_answer(&r, what, out, err);
-}
-
 static enum authmd_status
 get_json(struct authmd_client *c, const char *url, const char *bearer, const char *what,
 	 json_t **out, struct authmd_error *err)
 {
-	struct result r;
-	enum authmd_status st = fetch(c, "GET", url, bearer, NULL, NULL, NULL, &r, err);
+	struct agent_result r;
+	enum authmd_status st = agent_fetch(c, "GET", url, bearer, NULL, NULL, NULL, &r, err);
 
 	if (st != AUTHMD_OK)
 		return st;
-	return json_answer(&r, what, out, err);
+	return agent_json_answer(&r, what, out, err);
 }
 
 /* ---- client ---- */
@@ -334,15 +90,6 @@ resource_metadata(const char *www_auth, char *out, size_t cap)
 	memcpy(out, p, (size_t)(end - p));
 	out[end - p] = '\0';
 	return true;
-}
-
-static void
-copy_str(const json_t *obj, const char *key, char *out, size_t cap)
-{
-	const char *v = json_string_value(json_object_get(obj, key));
-
-	if (v == NULL || !am_copy(out, cap, v))
-		out[0] = '\0';
 }
 
 static bool
@@ -414,7 +161,7 @@ authmd_discover(struct authmd_client *c, const char *url, struct authmd_discover
 {
 	struct authmd_discovery d;
 	char origin[AUTHMD_URL_MAX], res_origin[AUTHMD_URL_MAX], as_url[AUTHMD_URL_MAX + 64];
-	struct result r;
+	struct agent_result r;
 	json_t *prm = NULL, *as = NULL, *aa, *ia;
 	size_t i;
 	json_t *v;
@@ -424,11 +171,11 @@ authmd_discover(struct authmd_client *c, const char *url, struct authmd_discover
 	if (!am_copy(d.url, sizeof(d.url), url) || !cs_origin(url, origin, sizeof(origin)))
 		return cs_fail(err, AUTHMD_ERR_USAGE, NULL, "not an absolute http(s) URL: %s", url);
 	/* 1. Probe: a 401 names the metadata. */
-	if ((st = fetch(c, "GET", url, NULL, NULL, NULL, NULL, &r, err)) != AUTHMD_OK)
+	if ((st = agent_fetch(c, "GET", url, NULL, NULL, NULL, NULL, &r, err)) != AUTHMD_OK)
 		return st;
 	d.header_found =
 		r.status == 401 && resource_metadata(r.www_auth, d.prm_url, sizeof(d.prm_url));
-	result_clear(&r);
+	agent_result_clear(&r);
 	if (!d.header_found)
 		snprintf(d.prm_url, sizeof(d.prm_url),
 			 "%.400s/.well-known/oauth-protected-resource", origin);
@@ -437,7 +184,7 @@ authmd_discover(struct authmd_client *c, const char *url, struct authmd_discover
 	if ((st = get_json(c, d.prm_url, NULL, "the protected resource metadata", &prm, err)) !=
 	    AUTHMD_OK)
 		return st;
-	copy_str(prm, "resource", d.resource, sizeof(d.resource));
+	agent_copy_str(prm, "resource", d.resource, sizeof(d.resource));
 	if (d.resource[0] == '\0' || !cs_origin(d.resource, res_origin, sizeof(res_origin)) ||
 	    strcmp(res_origin, origin) != 0) {
 		st = cs_fail(err, AUTHMD_ERR_PROTOCOL,
@@ -446,8 +193,8 @@ authmd_discover(struct authmd_client *c, const char *url, struct authmd_discover
 			     d.prm_url, d.resource, origin);
 		goto out;
 	}
-	copy_str(prm, "resource_name", d.resource_name, sizeof(d.resource_name));
-	copy_str(prm, "resource_logo_uri", d.resource_logo_uri, sizeof(d.resource_logo_uri));
+	agent_copy_str(prm, "resource_name", d.resource_name, sizeof(d.resource_name));
+	agent_copy_str(prm, "resource_logo_uri", d.resource_logo_uri, sizeof(d.resource_logo_uri));
 	json_array_foreach(json_object_get(prm, "scopes_supported"), i, v)
 	{
 		if (json_is_string(v) &&
@@ -481,10 +228,10 @@ authmd_discover(struct authmd_client *c, const char *url, struct authmd_discover
 			     "the authorization server metadata has no agent_auth block");
 		goto out;
 	}
-	copy_str(aa, "skill", d.skill, sizeof(d.skill));
-	copy_str(aa, "register_uri", d.register_uri, sizeof(d.register_uri));
-	copy_str(aa, "claim_uri", d.claim_uri, sizeof(d.claim_uri));
-	copy_str(aa, "revocation_uri", d.revocation_uri, sizeof(d.revocation_uri));
+	agent_copy_str(aa, "skill", d.skill, sizeof(d.skill));
+	agent_copy_str(aa, "register_uri", d.register_uri, sizeof(d.register_uri));
+	agent_copy_str(aa, "claim_uri", d.claim_uri, sizeof(d.claim_uri));
+	agent_copy_str(aa, "revocation_uri", d.revocation_uri, sizeof(d.revocation_uri));
 	d.anonymous = array_has(json_object_get(aa, "identity_types_supported"), "anonymous");
 	ia = json_object_get(aa, "identity_assertion");
 	if (array_has(json_object_get(aa, "identity_types_supported"), "identity_assertion")) {
@@ -493,10 +240,10 @@ authmd_discover(struct authmd_client *c, const char *url, struct authmd_discover
 		d.id_jag =
 			array_has(json_object_get(ia, "assertion_types_supported"), AM_ID_JAG_URN);
 	}
-	copy_str(as, "token_endpoint", d.token_endpoint, sizeof(d.token_endpoint));
-	copy_str(aa, "identity_endpoint", d.identity_endpoint, sizeof(d.identity_endpoint));
-	copy_str(aa, "claim_endpoint", d.claim_endpoint, sizeof(d.claim_endpoint));
-	copy_str(aa, "events_endpoint", d.events_endpoint, sizeof(d.events_endpoint));
+	agent_copy_str(as, "token_endpoint", d.token_endpoint, sizeof(d.token_endpoint));
+	agent_copy_str(aa, "identity_endpoint", d.identity_endpoint, sizeof(d.identity_endpoint));
+	agent_copy_str(aa, "claim_endpoint", d.claim_endpoint, sizeof(d.claim_endpoint));
+	agent_copy_str(aa, "events_endpoint", d.events_endpoint, sizeof(d.events_endpoint));
 	d.v06_offered = d.identity_endpoint[0] != '\0' && d.token_endpoint[0] != '\0';
 	if ((st = pick_protocol(c, &d, err)) != AUTHMD_OK)
 		goto out;
@@ -523,8 +270,9 @@ load(struct authmd_client *c, json_t **doc, struct authmd_error *err)
 	return st;
 }
 
-static enum authmd_status
-store_put(struct authmd_client *c, const struct authmd_credential *cred, struct authmd_error *err)
+enum authmd_status
+agent_store_put(struct authmd_client *c, const struct authmd_credential *cred,
+		struct authmd_error *err)
 {
 	json_t *doc;
 	enum authmd_status st;
@@ -604,23 +352,6 @@ authmd_forget(struct authmd_client *c, const char *resource, struct authmd_error
 
 /* ---- registration ---- */
 
-static void
-scopes_of(const json_t *arr, char *out, size_t cap)
-{
-	size_t i;
-	json_t *v;
-
-	out[0] = '\0';
-	json_array_foreach(arr, i, v)
-	{
-		if (json_is_string(v) && strlen(out) + json_string_length(v) + 2 < cap) {
-			if (out[0] != '\0')
-				strcat(out, " ");
-			strcat(out, json_string_value(v));
-		}
-	}
-}
-
 /* Fills cred from a registration answer and stores it. */
 static enum authmd_status
 keep_registration(struct authmd_client *c, const struct authmd_discovery *d, const char *method,
@@ -632,18 +363,20 @@ keep_registration(struct authmd_client *c, const struct authmd_discovery *d, con
 	am_copy(cred->issuer, sizeof(cred->issuer), d->issuer);
 	am_copy(cred->register_uri, sizeof(cred->register_uri), d->register_uri);
 	am_copy(cred->method, sizeof(cred->method), method);
-	copy_str(ans, "registration_id", cred->registration_id, sizeof(cred->registration_id));
-	copy_str(ans, "credential_type", cred->credential_type, sizeof(cred->credential_type));
-	copy_str(ans, "credential", cred->credential, sizeof(cred->credential));
-	copy_str(ans, "credential_expires", cred->credential_expires,
-		 sizeof(cred->credential_expires));
-	scopes_of(json_object_get(ans, "scopes"), cred->scopes, sizeof(cred->scopes));
-	scopes_of(json_object_get(ans, "post_claim_scopes"), cred->post_claim_scopes,
-		  sizeof(cred->post_claim_scopes));
-	copy_str(ans, "claim_token", cred->claim_token, sizeof(cred->claim_token));
-	copy_str(ans, "claim_token_expires", cred->claim_token_expires,
-		 sizeof(cred->claim_token_expires));
-	copy_str(ans, "claim_url", cred->claim_uri, sizeof(cred->claim_uri));
+	agent_copy_str(ans, "registration_id", cred->registration_id,
+		       sizeof(cred->registration_id));
+	agent_copy_str(ans, "credential_type", cred->credential_type,
+		       sizeof(cred->credential_type));
+	agent_copy_str(ans, "credential", cred->credential, sizeof(cred->credential));
+	agent_copy_str(ans, "credential_expires", cred->credential_expires,
+		       sizeof(cred->credential_expires));
+	agent_scopes_of(json_object_get(ans, "scopes"), cred->scopes, sizeof(cred->scopes));
+	agent_scopes_of(json_object_get(ans, "post_claim_scopes"), cred->post_claim_scopes,
+			sizeof(cred->post_claim_scopes));
+	agent_copy_str(ans, "claim_token", cred->claim_token, sizeof(cred->claim_token));
+	agent_copy_str(ans, "claim_token_expires", cred->claim_token_expires,
+		       sizeof(cred->claim_token_expires));
+	agent_copy_str(ans, "claim_url", cred->claim_uri, sizeof(cred->claim_uri));
 	if (cred->claim_uri[0] == '\0')
 		am_copy(cred->claim_uri, sizeof(cred->claim_uri), d->claim_uri);
 	am_copy(cred->claim_state, sizeof(cred->claim_state),
@@ -655,37 +388,7 @@ keep_registration(struct authmd_client *c, const struct authmd_discovery *d, con
 		return cs_fail(
 			err, AUTHMD_ERR_PROTOCOL, NULL,
 			"the registration answer has neither a credential nor a claim token");
-	return store_put(c, cred, err);
-}
-
-/* "now + seconds" as RFC 3339 UTC. */
-static void
-utc_after(long long seconds, char *out, size_t cap)
-{
-	time_t t = time(NULL) + (time_t)seconds;
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-/* Appends "&name=value" (value percent-encoded) to a form body. */
-static bool
-form_add(struct am_buf *b, const char *name, const char *value)
-{
-	char *esc = curl_easy_escape(NULL, value, 0);
-	bool ok = esc != NULL;
-
-	if (ok) {
-		if (b->len > 0)
-			am_buf_add(b, "&", 1);
-		am_buf_add(b, name, strlen(name));
-		am_buf_add(b, "=", 1);
-		am_buf_add(b, esc, strlen(esc));
-		OPENSSL_cleanse(esc, strlen(esc));
-	}
-	curl_free(esc);
-	return ok;
+	return agent_store_put(c, cred, err);
 }
 
 /* "DPoP: <proof>" for (htm, htu, access_token) with the client's key
@@ -711,11 +414,12 @@ dpop_header(struct authmd_client *c, const char *htm, const char *htu, const cha
 /* Step 5 of the v0.6 AUTH.md: the identity_assertion for an access token at
  * token_endpoint (RFC 7523 jwt-bearer, RFC 8707 resource). Fills
  * cred->credential and its type, expiry and scopes; does not store. */
-static enum authmd_status
-token_exchange(struct authmd_client *c, struct authmd_credential *cred, struct authmd_error *err)
+enum authmd_status
+agent_token_exchange(struct authmd_client *c, struct authmd_credential *cred,
+		     struct authmd_error *err)
 {
 	struct am_buf form = {.secret = true};
-	struct result r;
+	struct agent_result r;
 	json_t *ans = NULL;
 	const char *scope;
 	json_t *expires_in;
@@ -725,9 +429,9 @@ token_exchange(struct authmd_client *c, struct authmd_credential *cred, struct a
 		return cs_fail(err, AUTHMD_ERR_PROTOCOL, "Run: authmd register URL",
 			       "the v0.6 registration for %s has no identity assertion to exchange",
 			       cred->resource);
-	if (!form_add(&form, "grant_type", AM_GRANT_JWT_BEARER) ||
-	    !form_add(&form, "assertion", cred->identity_assertion) ||
-	    !form_add(&form, "resource", cred->resource)) {
+	if (!agent_form_add(&form, "grant_type", AM_GRANT_JWT_BEARER) ||
+	    !agent_form_add(&form, "assertion", cred->identity_assertion) ||
+	    !agent_form_add(&form, "resource", cred->resource)) {
 		am_buf_free(&form);
 		return cs_fail(err, AUTHMD_ERR_FAILED, NULL, "out of memory");
 	}
@@ -741,13 +445,14 @@ token_exchange(struct authmd_client *c, struct authmd_credential *cred, struct a
 			return st;
 		}
 		hdrs[0] = dpop;
-		st = fetch(c, "POST", cred->token_endpoint, NULL, hdrs,
-			   "application/x-www-form-urlencoded", form.data, &r, err);
+		st = agent_fetch(c, "POST", cred->token_endpoint, NULL, hdrs,
+				 "application/x-www-form-urlencoded", form.data, &r, err);
 		free(dpop);
 	}
 	OPENSSL_cleanse(form.data, form.len);
 	am_buf_free(&form);
-	if (st != AUTHMD_OK || (st = json_answer(&r, "the token exchange", &ans, err)) != AUTHMD_OK)
+	if (st != AUTHMD_OK ||
+	    (st = agent_json_answer(&r, "the token exchange", &ans, err)) != AUTHMD_OK)
 		return st;
 	if (!json_is_string(json_object_get(ans, "access_token")) ||
 	    !am_copy(cred->credential, sizeof(cred->credential),
@@ -757,7 +462,7 @@ token_exchange(struct authmd_client *c, struct authmd_credential *cred, struct a
 			       "the token endpoint answered no (usable) access_token");
 	}
 	am_copy(cred->credential_type, sizeof(cred->credential_type), "access_token");
-	copy_str(ans, "token_type", cred->token_type, sizeof(cred->token_type));
+	agent_copy_str(ans, "token_type", cred->token_type, sizeof(cred->token_type));
 	if (c->dpop && strcasecmp(cred->token_type, "DPoP") != 0) {
 		OPENSSL_cleanse(cred->credential, sizeof(cred->credential));
 		json_decref(ans);
@@ -770,8 +475,8 @@ token_exchange(struct authmd_client *c, struct authmd_credential *cred, struct a
 	expires_in = json_object_get(ans, "expires_in");
 	cred->credential_expires[0] = '\0';
 	if (json_is_integer(expires_in) && json_integer_value(expires_in) > 0)
-		utc_after(json_integer_value(expires_in), cred->credential_expires,
-			  sizeof(cred->credential_expires));
+		agent_utc_after(json_integer_value(expires_in), cred->credential_expires,
+				sizeof(cred->credential_expires));
 	if ((scope = json_string_value(json_object_get(ans, "scope"))) != NULL)
 		am_copy(cred->scopes, sizeof(cred->scopes), scope);
 	json_decref(ans);
@@ -786,8 +491,8 @@ keep_refresh(const json_t *ans, struct authmd_credential *cred)
 {
 	const json_t *ident = json_object_get(ans, "identity");
 
-	copy_str(ident, "refresh_token", cred->refresh_token, sizeof(cred->refresh_token));
-	copy_str(ident, "refresh_token_expires_at", cred->refresh_expires,
+	agent_copy_str(ident, "refresh_token", cred->refresh_token, sizeof(cred->refresh_token));
+	agent_copy_str(ident, "refresh_token_expires_at", cred->refresh_expires,
 		 sizeof(cred->refresh_expires));
 }
 
@@ -807,7 +512,7 @@ identity_refresh(struct authmd_client *c, struct authmd_credential *cred, struct
 	req = json_pack("{s:s, s:s}", "type", "refresh", "refresh_token", cred->refresh_token);
 	if (req == NULL)
 		return cs_fail(err, AUTHMD_ERR_FAILED, NULL, "out of memory");
-	st = post_json(c, cred->register_uri, NULL, req, "refresh", &ans, err);
+	st = agent_post_json(c, cred->register_uri, NULL, req, "refresh", &ans, err);
 	if (st != AUTHMD_OK) {
 		if (err != NULL && strcmp(err->code, "invalid_grant") == 0) {
 			err->status = st = AUTHMD_ERR_ACTION_NEEDED;
@@ -817,16 +522,16 @@ identity_refresh(struct authmd_client *c, struct authmd_credential *cred, struct
 		return st;
 	}
 	OPENSSL_cleanse(cred->refresh_token, sizeof(cred->refresh_token));
-	copy_str(ans, "identity_assertion", cred->identity_assertion,
+	agent_copy_str(ans, "identity_assertion", cred->identity_assertion,
 		 sizeof(cred->identity_assertion));
-	copy_str(ans, "assertion_expires", cred->assertion_expires,
+	agent_copy_str(ans, "assertion_expires", cred->assertion_expires,
 		 sizeof(cred->assertion_expires));
 	keep_refresh(ans, cred);
 	json_decref(ans);
 	if (cred->identity_assertion[0] == '\0')
 		return cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL,
 			       "the refresh answer has no identity_assertion");
-	return store_put(c, cred, err);
+	return agent_store_put(c, cred, err);
 }
 
 /* The exchange, after a rotation when the assertion has expired (or is
@@ -840,7 +545,7 @@ exchange_fresh(struct authmd_client *c, struct authmd_credential *cred, struct a
 	if (cred->refresh_token[0] != '\0' && until != 0 && until <= time(NULL) + 5 &&
 	    (st = identity_refresh(c, cred, err)) != AUTHMD_OK)
 		return st;
-	return token_exchange(c, cred, err);
+	return agent_token_exchange(c, cred, err);
 }
 
 enum authmd_status
@@ -853,10 +558,101 @@ authmd_identity_refresh(struct authmd_client *c, const char *resource,
 	if ((st = authmd_credential_for(c, resource, &cred, err)) != AUTHMD_OK)
 		return st;
 	if ((st = identity_refresh(c, &cred, err)) == AUTHMD_OK &&
-	    (st = token_exchange(c, &cred, err)) == AUTHMD_OK &&
-	    (st = store_put(c, &cred, err)) == AUTHMD_OK && out != NULL)
+	    (st = agent_token_exchange(c, &cred, err)) == AUTHMD_OK &&
+	    (st = agent_store_put(c, &cred, err)) == AUTHMD_OK && out != NULL)
 		*out = cred;
 	OPENSSL_cleanse(&cred, sizeof(cred));
+	return st;
+}
+
+/* The registration fields every v0.6 answer carries (200, or the 401 of a
+ * first link), into a fresh cred. */
+static void
+v06_fields(const struct authmd_discovery *d, const char *method, const json_t *ans,
+	   struct authmd_credential *cred)
+{
+	memset(cred, 0, sizeof(*cred));
+	am_copy(cred->resource, sizeof(cred->resource), d->resource);
+	am_copy(cred->issuer, sizeof(cred->issuer), d->issuer);
+	am_copy(cred->register_uri, sizeof(cred->register_uri), d->identity_endpoint);
+	am_copy(cred->token_endpoint, sizeof(cred->token_endpoint), d->token_endpoint);
+	am_copy(cred->protocol, sizeof(cred->protocol), "v0.6");
+	am_copy(cred->method, sizeof(cred->method), method);
+	agent_copy_str(ans, "registration_id", cred->registration_id,
+		       sizeof(cred->registration_id));
+	agent_copy_str(ans, "identity_assertion", cred->identity_assertion,
+		       sizeof(cred->identity_assertion));
+	agent_copy_str(ans, "assertion_expires", cred->assertion_expires,
+		       sizeof(cred->assertion_expires));
+	keep_refresh(ans, cred);
+	agent_scopes_of(json_object_get(ans, json_object_get(ans, "pre_claim_scopes") != NULL
+						     ? "pre_claim_scopes"
+						     : "scopes"),
+			cred->scopes, sizeof(cred->scopes));
+	agent_scopes_of(json_object_get(ans, "post_claim_scopes"), cred->post_claim_scopes,
+			sizeof(cred->post_claim_scopes));
+	/* The claim token is kept for the user_code ceremony (claims.c). */
+	agent_copy_str(ans, "claim_token", cred->claim_token, sizeof(cred->claim_token));
+	agent_copy_str(ans, "claim_token_expires", cred->claim_token_expires,
+		       sizeof(cred->claim_token_expires));
+	agent_copy_str(ans, "claim_url", cred->claim_uri, sizeof(cred->claim_uri));
+	if (cred->claim_uri[0] == '\0')
+		am_copy(cred->claim_uri, sizeof(cred->claim_uri), d->claim_endpoint);
+	am_copy(cred->claim_state, sizeof(cred->claim_state),
+		cred->claim_token[0] != '\0' ? "unclaimed" : "none");
+}
+
+/* The 401s of /agent/identity (v0.5): login_required (the provider must
+ * sign the user in again) and interaction_required (a first link the
+ * account owner must confirm; with a claim block, by the user_code
+ * ceremony, whose attempt is stored for the caller to poll). Anything else
+ * is the service's error. Clears r. */
+static enum authmd_status
+v06_refused(struct authmd_client *c, const struct authmd_discovery *d, const char *method,
+	    struct agent_result *r, struct authmd_error *err)
+{
+	json_t *doc = json_loadb(r->body.data, r->body.len, 0, NULL);
+	const char *code = json_string_value(json_object_get(doc, "error"));
+	struct authmd_credential cred;
+	enum authmd_status st = agent_service_error(r, "registration", err);
+
+	if (r->status == 401 && code != NULL && strcmp(code, "login_required") == 0) {
+		const json_t *max_age = json_object_get(doc, "max_age");
+
+		st = cs_fail(err, AUTHMD_ERR_ACTION_NEEDED,
+			     "The provider must sign the user in again (a fresh authentication), "
+			     "then run authmd register again.",
+			     "the service wants the user's sign-in at the provider to be at most "
+			     "%lld s old (login_required)",
+			     json_is_integer(max_age) ? (long long)json_integer_value(max_age)
+						      : 0LL);
+	} else if (r->status == 401 && code != NULL && strcmp(code, "interaction_required") == 0) {
+		v06_fields(d, method, doc, &cred);
+		if (cred.registration_id[0] != '\0' && cred.claim_token[0] != '\0' &&
+		    agent_keep_attempt(&cred, json_object_get(doc, "claim"),
+				       json_string_value(json_object_get(doc, "claim_attempt_id"))))
+			st = agent_store_put(c, &cred, err) == AUTHMD_OK
+				     ? cs_fail(err, AUTHMD_ERR_ACTION_NEEDED,
+					       "Show the user the code and the page; the claim "
+					       "is then polled to its end.",
+					       "the account owner must confirm linking this "
+					       "identity with the code %s",
+					       cred.user_code)
+				     : AUTHMD_ERR_STORE;
+		else
+			st = cs_fail(err, AUTHMD_ERR_ACTION_NEEDED,
+				     "The service mailed the existing account's owner a link; once "
+				     "they confirm, run authmd register again.",
+				     "the account owner must confirm linking this identity to "
+				     "their existing account (interaction_required)");
+		OPENSSL_cleanse(&cred, sizeof(cred));
+	}
+	if (err != NULL && code != NULL && st != AUTHMD_ERR_STORE) {
+		err->http_status = (int)r->status;
+		am_copy(err->code, sizeof(err->code), code);
+	}
+	json_decref(doc);
+	agent_result_clear(r);
 	return st;
 }
 
@@ -867,38 +663,25 @@ do_register_v06(struct authmd_client *c, const struct authmd_discovery *d, const
 		json_t *req, struct authmd_credential *out, struct authmd_error *err)
 {
 	struct authmd_credential cred;
+	struct agent_result r;
 	json_t *ans = NULL;
+	char *text = json_dumps(req, JSON_COMPACT);
 	enum authmd_status st;
 
-	if ((st = post_json(c, d->identity_endpoint, NULL, req, "registration", &ans, err)) !=
-	    AUTHMD_OK)
+	json_decref(req);
+	if (text == NULL)
+		return cs_fail(err, AUTHMD_ERR_FAILED, NULL, "out of memory");
+	st = agent_fetch(c, "POST", d->identity_endpoint, NULL, NULL, "application/json", text, &r,
+			 err);
+	OPENSSL_cleanse(text, strlen(text));
+	free(text);
+	if (st != AUTHMD_OK)
 		return st;
-	memset(&cred, 0, sizeof(cred));
-	am_copy(cred.resource, sizeof(cred.resource), d->resource);
-	am_copy(cred.issuer, sizeof(cred.issuer), d->issuer);
-	am_copy(cred.register_uri, sizeof(cred.register_uri), d->identity_endpoint);
-	am_copy(cred.token_endpoint, sizeof(cred.token_endpoint), d->token_endpoint);
-	am_copy(cred.protocol, sizeof(cred.protocol), "v0.6");
-	am_copy(cred.method, sizeof(cred.method), method);
-	copy_str(ans, "registration_id", cred.registration_id, sizeof(cred.registration_id));
-	copy_str(ans, "identity_assertion", cred.identity_assertion,
-		 sizeof(cred.identity_assertion));
-	copy_str(ans, "assertion_expires", cred.assertion_expires, sizeof(cred.assertion_expires));
-	keep_refresh(ans, &cred);
-	scopes_of(json_object_get(ans, json_object_get(ans, "pre_claim_scopes") != NULL
-					       ? "pre_claim_scopes"
-					       : "scopes"),
-		  cred.scopes, sizeof(cred.scopes));
-	scopes_of(json_object_get(ans, "post_claim_scopes"), cred.post_claim_scopes,
-		  sizeof(cred.post_claim_scopes));
-	/* The claim token is kept for the read-back claim (issue 14, (b));
-	 * the v0.6 polling ceremony is not spoken yet. */
-	copy_str(ans, "claim_token", cred.claim_token, sizeof(cred.claim_token));
-	copy_str(ans, "claim_token_expires", cred.claim_token_expires,
-		 sizeof(cred.claim_token_expires));
-	am_copy(cred.claim_state, sizeof(cred.claim_state),
-		cred.claim_token[0] != '\0' ? "unclaimed" : "none");
-	am_copy(cred.claim_uri, sizeof(cred.claim_uri), d->claim_endpoint);
+	if (r.status == 401)
+		return v06_refused(c, d, method, &r, err);
+	if ((st = agent_json_answer(&r, "registration", &ans, err)) != AUTHMD_OK)
+		return st;
+	v06_fields(d, method, ans, &cred);
 	json_decref(ans);
 	if (cred.registration_id[0] == '\0' || cred.identity_assertion[0] == '\0') {
 		OPENSSL_cleanse(&cred, sizeof(cred));
@@ -906,8 +689,8 @@ do_register_v06(struct authmd_client *c, const struct authmd_discovery *d, const
 			       "the v0.6 registration answer has no registration_id and "
 			       "identity_assertion");
 	}
-	if ((st = token_exchange(c, &cred, err)) == AUTHMD_OK &&
-	    (st = store_put(c, &cred, err)) == AUTHMD_OK && out != NULL)
+	if ((st = agent_token_exchange(c, &cred, err)) == AUTHMD_OK &&
+	    (st = agent_store_put(c, &cred, err)) == AUTHMD_OK && out != NULL)
 		*out = cred;
 	OPENSSL_cleanse(&cred, sizeof(cred));
 	return st;
@@ -927,7 +710,7 @@ authmd_token_refresh(struct authmd_client *c, const char *resource, struct authm
 			       "the registration for %s is v0.1: its credential is not exchanged",
 			       cred.resource);
 	if ((st = exchange_fresh(c, &cred, err)) == AUTHMD_OK &&
-	    (st = store_put(c, &cred, err)) == AUTHMD_OK && out != NULL)
+	    (st = agent_store_put(c, &cred, err)) == AUTHMD_OK && out != NULL)
 		*out = cred;
 	OPENSSL_cleanse(&cred, sizeof(cred));
 	return st;
@@ -946,7 +729,8 @@ do_register(struct authmd_client *c, const struct authmd_discovery *d, const cha
 		json_object_del(req, "requested_credential_type");
 		return do_register_v06(c, d, method, req, out, err);
 	}
-	if ((st = post_json(c, d->register_uri, NULL, req, "registration", &ans, err)) != AUTHMD_OK)
+	if ((st = agent_post_json(c, d->register_uri, NULL, req, "registration", &ans, err)) !=
+	    AUTHMD_OK)
 		return st;
 	st = keep_registration(c, d, method, ans, &cred, err);
 	json_decref(ans);
@@ -1011,7 +795,7 @@ authmd_register_email(struct authmd_client *c, const struct authmd_discovery *d,
 	if (st != AUTHMD_OK)
 		return st;
 	am_copy(cred.claim_email, sizeof(cred.claim_email), email);
-	st = store_put(c, &cred, err);
+	st = agent_store_put(c, &cred, err);
 	if (st == AUTHMD_OK && out != NULL)
 		*out = cred;
 	return st;
@@ -1060,8 +844,8 @@ grant_from(const json_t *g, bool created, struct authmd_grant *out)
 	const char *status = json_string_value(json_object_get(g, "status"));
 
 	memset(out, 0, sizeof(*out));
-	copy_str(g, "id", out->id, sizeof(out->id));
-	copy_str(g, "mode", out->mode, sizeof(out->mode));
+	agent_copy_str(g, "id", out->id, sizeof(out->id));
+	agent_copy_str(g, "mode", out->mode, sizeof(out->mode));
 	am_copy(out->status, sizeof(out->status), status != NULL ? status : "");
 	out->created = created;
 }
@@ -1081,11 +865,12 @@ create_grant(struct authmd_client *c, const char *url, const char *session,
 	/* The provider revokes through the channel of the generation we
 	 * register with: a SET to a v0.6 events_endpoint, a logout token to a
 	 * v0.1 revocation_uri. */
-	st = post_json(c, url, session,
-		       json_pack("{s:s, s:s, s:s?}", "audience", d->issuer, "mode",
-				 consent_mode(consent), set ? "events_endpoint" : "revocation_uri",
-				 target[0] != '\0' ? target : NULL),
-		       "the consent grant", &made, err);
+	st = agent_post_json(c, url, session,
+			     json_pack("{s:s, s:s, s:s?}", "audience", d->issuer, "mode",
+				       consent_mode(consent),
+				       set ? "events_endpoint" : "revocation_uri",
+				       target[0] != '\0' ? target : NULL),
+			     "the consent grant", &made, err);
 	if (st != AUTHMD_OK)
 		return st;
 	grant_from(made, true, out);
@@ -1148,10 +933,10 @@ mint(struct authmd_client *c, const char *provider, const char *session,
 	char url[AUTHMD_URL_MAX + 16];
 
 	snprintf(url, sizeof(url), "%s/id-jag", provider);
-	return post_json(c, url, session,
-			 json_pack("{s:s, s:s, s:s}", "audience", d->issuer, "resource",
-				   d->resource, "agent_platform", "authmd-cli"),
-			 "the ID-JAG", minted, err);
+	return agent_post_json(c, url, session,
+			       json_pack("{s:s, s:s, s:s}", "audience", d->issuer, "resource",
+					 d->resource, "agent_platform", "authmd-cli"),
+			       "the ID-JAG", minted, err);
 }
 
 /* Registers with an ID-JAG from the provider. check_consent: look for the
@@ -1219,11 +1004,23 @@ register_provider(struct authmd_client *c, const struct authmd_discovery *d,
 				   cred_type != NULL ? cred_type : "access_token"),
 			 &cred, err);
 	json_decref(minted);
+	if (st == AUTHMD_ERR_ACTION_NEEDED && err != NULL &&
+	    strcmp(err->code, "interaction_required") == 0 &&
+	    authmd_credential_for(c, d->resource, &cred, NULL) == AUTHMD_OK &&
+	    strcmp(cred.method, "id_jag") == 0 && cred.user_code[0] != '\0') {
+		/* A first link held for the owner's code: the stored attempt
+		 * keeps the provider, to register again alone later. */
+		am_copy(cred.provider, sizeof(cred.provider), provider);
+		am_copy(cred.session, sizeof(cred.session), session);
+		if (agent_store_put(c, &cred, NULL) == AUTHMD_OK && grant_out != NULL)
+			*grant_out = grant;
+		OPENSSL_cleanse(&cred, sizeof(cred));
+	}
 	if (st != AUTHMD_OK)
 		return st;
 	am_copy(cred.provider, sizeof(cred.provider), provider);
 	am_copy(cred.session, sizeof(cred.session), session);
-	st = store_put(c, &cred, err);
+	st = agent_store_put(c, &cred, err);
 	if (st == AUTHMD_OK && out != NULL)
 		*out = cred;
 	if (st == AUTHMD_OK && grant_out != NULL)
@@ -1243,87 +1040,6 @@ authmd_register_provider(struct authmd_client *c, const struct authmd_discovery 
 		return cs_fail(err, AUTHMD_ERR_USAGE, NULL, "consent must be none, once or always");
 	return register_provider(c, d, provider_url, session, cred_type, true, consent, grant, out,
 				 err);
-}
-
-/* ---- claim ---- */
-
-enum authmd_status
-authmd_claim_start(struct authmd_client *c, const char *resource, const char *email,
-		   struct authmd_error *err)
-{
-	struct authmd_credential cred;
-	json_t *ans = NULL;
-	enum authmd_status st;
-
-	if ((st = authmd_credential_for(c, resource, &cred, err)) != AUTHMD_OK)
-		return st;
-	if (strcmp(cred.protocol, "v0.6") == 0)
-		return cs_fail(err, AUTHMD_ERR_REFUSED, "Register with --protocol v0.1 to claim.",
-			       "the v0.6 claim ceremony is not supported yet");
-	if (cred.claim_token[0] == '\0')
-		return cs_fail(err, AUTHMD_ERR_REFUSED, NULL,
-			       "there is no claim to make for %s (state: %s)", cred.resource,
-			       cred.claim_state);
-	st = post_json(c, cred.claim_uri, NULL,
-		       json_pack("{s:s, s:s}", "claim_token", cred.claim_token, "email", email),
-		       "the claim", &ans, err);
-	json_decref(ans);
-	if (st != AUTHMD_OK)
-		return st;
-	am_copy(cred.claim_state, sizeof(cred.claim_state), "pending");
-	am_copy(cred.claim_email, sizeof(cred.claim_email), email);
-	return store_put(c, &cred, err);
-}
-
-enum authmd_status
-authmd_claim_complete(struct authmd_client *c, const char *resource, const char *otp,
-		      struct authmd_credential *out, struct authmd_error *err)
-{
-	struct authmd_credential cred;
-	char url[AUTHMD_URL_MAX + 16];
-	json_t *ans = NULL;
-	enum authmd_status st;
-
-	if ((st = authmd_credential_for(c, resource, &cred, err)) != AUTHMD_OK)
-		return st;
-	if (cred.claim_token[0] == '\0')
-		return cs_fail(err, AUTHMD_ERR_REFUSED, NULL,
-			       "there is no claim to complete for %s", cred.resource);
-	snprintf(url, sizeof(url), "%s/complete", cred.claim_uri);
-	st = post_json(c, url, NULL,
-		       json_pack("{s:s, s:s}", "claim_token", cred.claim_token, "otp", otp),
-		       "the claim", &ans, err);
-	if (st != AUTHMD_OK) {
-		/* A dead claim token is dropped; a wrong code keeps it. */
-		if (err != NULL && (strcmp(err->code, "claim_expired") == 0 ||
-				    strcmp(err->code, "invalid_claim_token") == 0 ||
-				    strcmp(err->code, "previously_claimed") == 0)) {
-			cred.claim_token[0] = '\0';
-			am_copy(cred.claim_state, sizeof(cred.claim_state),
-				strcmp(err->code, "previously_claimed") == 0 ? "claimed"
-									     : "expired");
-			(void)store_put(c, &cred, NULL);
-		}
-		return st;
-	}
-	if (json_is_string(json_object_get(ans, "credential"))) {
-		copy_str(ans, "credential", cred.credential, sizeof(cred.credential));
-		copy_str(ans, "credential_type", cred.credential_type,
-			 sizeof(cred.credential_type));
-		copy_str(ans, "credential_expires", cred.credential_expires,
-			 sizeof(cred.credential_expires));
-		scopes_of(json_object_get(ans, "scopes"), cred.scopes, sizeof(cred.scopes));
-	} else if (cred.post_claim_scopes[0] != '\0') {
-		am_copy(cred.scopes, sizeof(cred.scopes), cred.post_claim_scopes);
-	}
-	json_decref(ans);
-	/* The claim token has done its work: it is not kept. */
-	OPENSSL_cleanse(cred.claim_token, sizeof(cred.claim_token));
-	cred.claim_token_expires[0] = '\0';
-	am_copy(cred.claim_state, sizeof(cred.claim_state), "claimed");
-	if ((st = store_put(c, &cred, err)) == AUTHMD_OK && out != NULL)
-		*out = cred;
-	return st;
 }
 
 /* ---- the read-back claim (issue 14, proposal (b)) ---- */
@@ -1362,7 +1078,7 @@ authmd_claim_readback_start(struct authmd_client *c, const char *resource, const
 	req = json_pack("{s:s, s:s}", "type", "login_hint", "claim_token", cred.claim_token);
 	if (login_hint != NULL)
 		json_object_set_new(req, "login_hint", json_string(login_hint));
-	if ((st = post_json(c, cred.claim_uri, NULL, req, "the claim", &ans, err)) != AUTHMD_OK)
+	if ((st = agent_post_json(c, cred.claim_uri, NULL, req, "the claim", &ans, err)) != AUTHMD_OK)
 		goto out;
 	uri = json_string_value(json_object_get(
 		json_object_get(json_object_get(ans, "claim"), "attempt"), "verification_uri"));
@@ -1375,7 +1091,7 @@ authmd_claim_readback_start(struct authmd_client *c, const char *resource, const
 	am_copy(cred.claim_state, sizeof(cred.claim_state), "pending");
 	if (login_hint != NULL)
 		am_copy(cred.claim_email, sizeof(cred.claim_email), login_hint);
-	st = store_put(c, &cred, err);
+	st = agent_store_put(c, &cred, err);
 out:
 	json_decref(ans);
 	OPENSSL_cleanse(&cred, sizeof(cred));
@@ -1395,7 +1111,7 @@ authmd_claim_readback_complete(struct authmd_client *c, const char *resource, co
 	if ((st = readback_cred(c, resource, &cred, err)) != AUTHMD_OK)
 		goto out;
 	snprintf(url, sizeof(url), "%s/complete", cred.claim_uri);
-	st = post_json(c, url, NULL,
+	st = agent_post_json(c, url, NULL,
 		       json_pack("{s:s, s:s}", "claim_token", cred.claim_token, "user_code", code),
 		       "the claim", &ans, err);
 	if (st != AUTHMD_OK) {
@@ -1403,13 +1119,13 @@ authmd_claim_readback_complete(struct authmd_client *c, const char *resource, co
 		if (err != NULL && strcmp(err->code, "invalid_grant") == 0) {
 			OPENSSL_cleanse(cred.claim_token, sizeof(cred.claim_token));
 			am_copy(cred.claim_state, sizeof(cred.claim_state), "expired");
-			(void)store_put(c, &cred, NULL);
+			(void)agent_store_put(c, &cred, NULL);
 		}
 		goto out;
 	}
 	identity = json_object_get(ans, "identity");
-	copy_str(identity, "assertion", cred.identity_assertion, sizeof(cred.identity_assertion));
-	copy_str(identity, "expires_at", cred.assertion_expires, sizeof(cred.assertion_expires));
+	agent_copy_str(identity, "assertion", cred.identity_assertion, sizeof(cred.identity_assertion));
+	agent_copy_str(identity, "expires_at", cred.assertion_expires, sizeof(cred.assertion_expires));
 	if (cred.identity_assertion[0] == '\0') {
 		st = cs_fail(err, AUTHMD_ERR_PROTOCOL, NULL,
 			     "the claim answer has no identity.assertion");
@@ -1420,8 +1136,8 @@ authmd_claim_readback_complete(struct authmd_client *c, const char *resource, co
 	cred.claim_token_expires[0] = '\0';
 	am_copy(cred.claim_state, sizeof(cred.claim_state), "claimed");
 	/* the pre-claim token was revoked: the new assertion gets a new one */
-	if ((st = token_exchange(c, &cred, err)) == AUTHMD_OK &&
-	    (st = store_put(c, &cred, err)) == AUTHMD_OK && out != NULL)
+	if ((st = agent_token_exchange(c, &cred, err)) == AUTHMD_OK &&
+	    (st = agent_store_put(c, &cred, err)) == AUTHMD_OK && out != NULL)
 		*out = cred;
 out:
 	json_decref(ans);
@@ -1438,15 +1154,6 @@ authmd_response_clear(struct authmd_response *r)
 		return;
 	free(r->body);
 	memset(r, 0, sizeof(*r));
-}
-
-static void
-sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) != 0) {
-	}
 }
 
 /* 500 ms * 2^attempt, times a jitter from 0.5 to 1.5. */
@@ -1486,7 +1193,7 @@ can_reregister(const struct authmd_credential *cred)
  * fresh proof for this method and URL (RFC 9449 7.1). */
 static enum authmd_status
 fetch_bound(struct authmd_client *c, const char *method, const char *url, const char *token,
-	    const char *const *headers, const char *body, struct result *r,
+	    const char *const *headers, const char *body, struct agent_result *r,
 	    struct authmd_error *err)
 {
 	const char *all[36];
@@ -1503,8 +1210,8 @@ fetch_bound(struct authmd_client *c, const char *method, const char *url, const 
 	for (size_t i = 0; headers != NULL && headers[i] != NULL && n < 35; i++)
 		all[n++] = headers[i];
 	all[n] = NULL;
-	st = fetch(c, method, url, NULL, all, body != NULL ? "application/json" : NULL, body, r,
-		   err);
+	st = agent_fetch(c, method, url, NULL, all, body != NULL ? "application/json" : NULL, body,
+			 r, err);
 	am_buf_free(&auth);
 	free(proof);
 	return st;
@@ -1516,7 +1223,7 @@ authmd_request(struct authmd_client *c, const char *method, const char *url,
 	       struct authmd_error *err)
 {
 	struct authmd_credential cred;
-	struct result r;
+	struct agent_result r;
 	bool reregistered = false, reexchanged = false, v06;
 	time_t until;
 	int retries = 0;
@@ -1541,7 +1248,7 @@ authmd_request(struct authmd_client *c, const char *method, const char *url,
 	until = cs_parse_utc(cred.credential_expires);
 	if (v06 && until != 0 && until <= time(NULL) + 5) {
 		if ((st = exchange_fresh(c, &cred, err)) != AUTHMD_OK ||
-		    (st = store_put(c, &cred, err)) != AUTHMD_OK) {
+		    (st = agent_store_put(c, &cred, err)) != AUTHMD_OK) {
 			OPENSSL_cleanse(&cred, sizeof(cred));
 			if (err != NULL && strcmp(err->code, "invalid_grant") == 0) {
 				err->status = st = AUTHMD_ERR_ACTION_NEEDED;
@@ -1556,25 +1263,25 @@ authmd_request(struct authmd_client *c, const char *method, const char *url,
 		if (strcasecmp(cred.token_type, "DPoP") == 0)
 			st = fetch_bound(c, method, url, cred.credential, headers, body, &r, err);
 		else
-			st = fetch(c, method, url, cred.credential, headers,
-				   body != NULL ? "application/json" : NULL, body, &r, err);
+			st = agent_fetch(c, method, url, cred.credential, headers,
+					 body != NULL ? "application/json" : NULL, body, &r, err);
 		if (st != AUTHMD_OK)
 			return st;
 		/* A 5xx may come after the service acted: only a request that may
 		 * be repeated without a second effect is sent again. */
 		if (r.status >= 500 && idempotent(method) && retries < c->max_retries) {
-			result_clear(&r);
-			sleep_ms(backoff_ms(retries++));
+			agent_result_clear(&r);
+			agent_sleep_ms(backoff_ms(retries++));
 			continue;
 		}
 		if (r.status == 429 && retries < c->max_retries) {
 			long wait = r.retry_after > 0 ? r.retry_after : 1;
 
-			result_clear(&r);
+			agent_result_clear(&r);
 			if (wait > c->max_retry_after_s)
 				return cs_fail(err, AUTHMD_ERR_NETWORK, "Back off and retry later.",
 					       "rate limited for %lds", wait);
-			sleep_ms(wait * 1000);
+			agent_sleep_ms(wait * 1000);
 			retries++;
 			continue;
 		}
@@ -1585,8 +1292,8 @@ authmd_request(struct authmd_client *c, const char *method, const char *url,
 
 			reexchanged = true;
 			if (exchange_fresh(c, &cred, &ignored) == AUTHMD_OK &&
-			    store_put(c, &cred, &ignored) == AUTHMD_OK) {
-				result_clear(&r);
+			    agent_store_put(c, &cred, &ignored) == AUTHMD_OK) {
+				agent_result_clear(&r);
 				continue;
 			}
 		}
@@ -1608,11 +1315,11 @@ authmd_request(struct authmd_client *c, const char *method, const char *url,
 					      false, AUTHMD_CONSENT_NONE, NULL, &cred,
 					      &ignored) == AUTHMD_OK) {
 				reregistered = true;
-				result_clear(&r);
+				agent_result_clear(&r);
 				continue;
 			}
 			OPENSSL_cleanse(session, sizeof(session));
-			service_error(&r, "the request", err);
+			agent_service_error(&r, "the request", err);
 			if (err != NULL) {
 				err->status = AUTHMD_ERR_ACTION_NEEDED;
 				err->advice =
@@ -1624,9 +1331,9 @@ authmd_request(struct authmd_client *c, const char *method, const char *url,
 			}
 		} else if (r.status >= 200 && r.status < 300 && !cred.worked) {
 			cred.worked = true;
-			(void)store_put(c, &cred, NULL);
+			(void)agent_store_put(c, &cred, NULL);
 		} else if (r.status >= 400) {
-			service_error(&r, "the request", err);
+			agent_service_error(&r, "the request", err);
 		}
 		break;
 	}
@@ -1634,7 +1341,7 @@ authmd_request(struct authmd_client *c, const char *method, const char *url,
 	resp->len = r.body.len;
 	resp->body = am_buf_take(&r.body);
 	am_copy(resp->content_type, sizeof(resp->content_type), r.content_type);
-	result_clear(&r);
+	agent_result_clear(&r);
 	OPENSSL_cleanse(&cred, sizeof(cred));
 	return AUTHMD_OK;
 }

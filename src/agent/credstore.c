@@ -162,6 +162,11 @@ static const struct {
 	F(token_type),
 	F(refresh_token),
 	F(refresh_expires),
+	F(claim_attempt_id),
+	F(user_code),
+	F(verification_uri),
+	F(verification_uri_complete),
+	F(claim_attempt_expires),
 };
 
 bool
@@ -179,6 +184,9 @@ cs_get(const json_t *doc, const char *resource, struct authmd_credential *out)
 			am_copy((char *)out + fields[i].offset, fields[i].size, v);
 	}
 	out->worked = json_is_true(json_object_get(e, "worked"));
+	if (json_is_integer(json_object_get(e, "claim_interval")))
+		out->claim_interval =
+			(long)json_integer_value(json_object_get(e, "claim_interval"));
 	return out->resource[0] != '\0';
 }
 
@@ -194,6 +202,8 @@ cs_put(json_t *doc, const struct authmd_credential *c)
 			json_object_set_new(e, fields[i].name, json_string(v));
 	}
 	json_object_set_new(e, "worked", json_boolean(c->worked));
+	if (c->claim_interval > 0)
+		json_object_set_new(e, "claim_interval", json_integer(c->claim_interval));
 	json_object_set_new(json_object_get(doc, "credentials"), c->resource, e);
 }
 
@@ -243,6 +253,10 @@ cs_parse_utc(const char *s)
 	return end != NULL ? timegm(&tm) : 0;
 }
 
+static const char *const attempt_keys[] = {"claim_attempt_id",	    "user_code",
+					   "verification_uri",	    "verification_uri_complete",
+					   "claim_attempt_expires", "claim_interval"};
+
 bool
 cs_prune(json_t *doc, time_t now)
 {
@@ -258,6 +272,9 @@ cs_prune(json_t *doc, time_t now)
 		if (json_object_get(e, "claim_token") != NULL && until != 0 && until < now) {
 			json_object_del(e, "claim_token");
 			json_object_del(e, "claim_token_expires");
+			/* an open user_code attempt dies with its claim token */
+			for (size_t i = 0; i < sizeof(attempt_keys) / sizeof(attempt_keys[0]); i++)
+				json_object_del(e, attempt_keys[i]);
 			json_object_set_new(e, "claim_state", json_string("expired"));
 			changed = true;
 		}

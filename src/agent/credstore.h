@@ -22,7 +22,8 @@ bool cs_get(const json_t *doc, const char *resource, struct authmd_credential *o
 void cs_put(json_t *doc, const struct authmd_credential *c);
 bool cs_del(json_t *doc, const char *resource);
 /* Drops claim tokens whose claim_token_expires is before now (their state
- * becomes "expired"); true when anything changed. */
+ * becomes "expired"), with the open user_code attempt that needed them;
+ * true when anything changed. */
 bool cs_prune(json_t *doc, time_t now);
 
 /* Seconds since the epoch of an RFC 3339 UTC time ("2026-05-04T13:00:00Z",

@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,8 @@ struct args {
 		*store, *consent, *protocol, *code;
 	const char *headers[32];
 	int nheaders;
-	bool json, yes, anonymous, help, version, allow_missing_issuer, dpop, readback;
+	bool json, yes, anonymous, help, version, allow_missing_issuer, dpop, readback, wait,
+		no_wait;
 };
 
 static const char *const usage_text =
@@ -35,7 +37,10 @@ static const char *const usage_text =
 	"  discover URL                       find how to register with a service\n"
 	"  register URL [--anonymous | --email ADDR | --provider URL --session TOKEN]\n"
 	"               [--consent once|always] [--credential-type api_key|access_token] [--yes]\n"
-	"  claim URL [--email ADDR] [--otp CODE] start and/or finish the claim by email code\n"
+	"  claim URL [--email ADDR] [--otp CODE] [--no-wait | --wait]\n"
+	"                                     claim a registration for the user: v0.1 by\n"
+	"                                     the mailed code, v0.6 by a code the user\n"
+	"                                     types at the service's page (polled)\n"
 	"  claim URL --readback [--email ADDR] [--code CODE]\n"
 	"                                     v0.6: the user confirms at a URL and reads a\n"
 	"                                     code back (without --code: print the URL, ask)\n"
@@ -93,7 +98,9 @@ parse(int argc, char **argv, struct args *a)
 		OPT_PROTOCOL,
 		OPT_DPOP,
 		OPT_READBACK,
-		OPT_CODE
+		OPT_CODE,
+		OPT_WAIT,
+		OPT_NO_WAIT
 	};
 	static const struct option opts[] = {
 		{"json", no_argument, NULL, OPT_JSON},
@@ -113,6 +120,8 @@ parse(int argc, char **argv, struct args *a)
 		{"dpop", no_argument, NULL, OPT_DPOP},
 		{"readback", no_argument, NULL, OPT_READBACK},
 		{"code", required_argument, NULL, OPT_CODE},
+		{"wait", no_argument, NULL, OPT_WAIT},
+		{"no-wait", no_argument, NULL, OPT_NO_WAIT},
 		{"request", required_argument, NULL, 'X'},
 		{"data", required_argument, NULL, 'd'},
 		{"header", required_argument, NULL, 'H'},
@@ -145,6 +154,12 @@ parse(int argc, char **argv, struct args *a)
 			break;
 		case OPT_CODE:
 			slot = &a->code;
+			break;
+		case OPT_WAIT:
+			a->wait = true;
+			break;
+		case OPT_NO_WAIT:
+			a->no_wait = true;
 			break;
 		case 'h':
 			a->help = true;
@@ -399,6 +414,148 @@ cmd_discover(struct authmd_client *c, const struct args *a)
 	return 0;
 }
 
+/* ---- the v0.6 user_code ceremony ---- */
+
+static volatile sig_atomic_t interrupted;
+
+static void
+on_interrupt(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+/* Ctrl-C (or SIGTERM) ends a wait at its next slice, cleanly: the attempt
+ * stays open and stored for a later --wait. */
+static void
+catch_interrupts(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_interrupt;
+	sigemptyset(&sa.sa_mask);
+	(void)sigaction(SIGINT, &sa, NULL);
+	(void)sigaction(SIGTERM, &sa, NULL);
+}
+
+static bool
+on_poll(void *arg, enum authmd_claim_status st, long interval, long remaining)
+{
+	(void)arg;
+	(void)remaining;
+	if (interrupted)
+		return false;
+	if (st == AUTHMD_CLAIM_SLOW_DOWN)
+		fprintf(stderr,
+			"authmd: the service asked to slow down (slow_down): polling every "
+			"%ld s now\n",
+			interval);
+	return true;
+}
+
+/* The code and the page, for the user, on stderr (stdout is the result). */
+static void
+show_attempt(const struct authmd_claim_attempt *t, const char *email)
+{
+	fprintf(stderr, "\nTo claim this registration, the user opens\n\n    %s\n\n",
+		t->verification_uri);
+	if (email != NULL && email[0] != '\0')
+		fprintf(stderr, "signs in there as %s and enters the code\n\n", email);
+	else
+		fprintf(stderr, "signs in there and enters the code\n\n");
+	fprintf(stderr, "    %s\n\n", t->user_code);
+	if (t->verification_uri_complete[0] != '\0')
+		fprintf(stderr, "(or opens %s,\nwhich fills the code in).\n",
+			t->verification_uri_complete);
+	fprintf(stderr, "The code expires in %ld min %02ld s (at %s).\n", t->expires_in / 60,
+		t->expires_in % 60, t->expires_at);
+}
+
+/* Polls the open attempt for resource to its end and says what changed. */
+static int
+wait_claim(struct authmd_client *c, const struct args *a, const struct authmd_credential *before,
+	   const struct authmd_claim_attempt *t)
+{
+	struct authmd_credential after;
+	struct authmd_error e = {0};
+	json_t *o;
+
+	fprintf(stderr,
+		"Waiting for the user (polling every %ld s; Ctrl-C stops, authmd claim %s --wait "
+		"resumes)...\n",
+		t->interval, a->url);
+	catch_interrupts();
+	if (authmd_claim_code_wait(c, before->resource, on_poll, NULL, &after, &e) != AUTHMD_OK)
+		return report_error(a, &e);
+	if (!a->json)
+		printf("claimed: %s\n  scopes: %s -> %s\n  stored: a new %s access token%s%s and "
+		       "identity assertion%s%s%s\n",
+		       after.resource, before->scopes[0] != '\0' ? before->scopes : "(none)",
+		       after.scopes, after.token_type[0] != '\0' ? after.token_type : "Bearer",
+		       after.credential_expires[0] != '\0' ? " until " : "",
+		       after.credential_expires,
+		       after.assertion_expires[0] != '\0' ? " until " : "", after.assertion_expires,
+		       before->credential[0] != '\0' ? "; the pre-claim token is no longer used"
+						     : "");
+	o = agent_credential_json(&after);
+	json_object_set_new(o, "previous_scopes", agent_scopes_json(before->scopes));
+	emit(a, o);
+	OPENSSL_cleanse(&after, sizeof(after));
+	return 0;
+}
+
+/* Shows the open attempt, then waits for it unless --no-wait. */
+static int
+show_and_wait(struct authmd_client *c, const struct args *a, const struct authmd_credential *cred,
+	      const struct authmd_claim_attempt *t)
+{
+	show_attempt(t, cred->claim_email);
+	if (a->no_wait) {
+		if (!a->json)
+			printf("claim started for %s; not waiting: authmd claim %s --wait polls "
+			       "it\n",
+			       t->resource, a->url);
+		emit(a, json_pack("{s:o}", "claim_attempt", agent_attempt_json(t)));
+		return 0;
+	}
+	return wait_claim(c, a, cred, t);
+}
+
+/* authmd claim for a v0.6 registration: --email starts an attempt (a new
+ * code); without it the open attempt is polled. */
+static int
+claim_v06(struct authmd_client *c, const struct args *a, const struct authmd_credential *cred)
+{
+	struct authmd_claim_attempt t;
+	struct authmd_error e = {0};
+
+	if (a->wait && a->no_wait)
+		return usage(stderr, AUTHMD_ERR_USAGE);
+	if (a->otp != NULL) {
+		e = (struct authmd_error){.status = AUTHMD_ERR_USAGE};
+		snprintf(e.message, sizeof(e.message),
+			 "%.400s is a v0.6 registration: its claim has no mailed code",
+			 cred->resource);
+		e.advice = "The user types the code authmd claim shows at the service's page: "
+			   "authmd claim URL --email ADDR.";
+		return report_error(a, &e);
+	}
+	if (a->email != NULL) {
+		if (authmd_claim_code_start(c, cred->resource, a->email, &t, &e) != AUTHMD_OK)
+			return report_error(a, &e);
+	} else if (authmd_claim_code_attempt(c, cred->resource, &t, &e) != AUTHMD_OK) {
+		return report_error(a, &e);
+	}
+	{
+		struct authmd_credential now = *cred;
+
+		if (a->email != NULL)
+			snprintf(now.claim_email, sizeof(now.claim_email), "%s", a->email);
+		return show_and_wait(c, a, &now, &t);
+	}
+}
+
 static int claim_code(struct authmd_client *c, const struct args *a, const char *resource);
 
 static int
@@ -446,6 +603,29 @@ cmd_register(struct authmd_client *c, const struct args *a)
 		st = authmd_register_email(c, &d, a->email, a->cred_type, &cred, &e);
 	else
 		st = authmd_register_anonymous(c, &d, &cred, &e);
+	if (st == AUTHMD_ERR_ACTION_NEEDED && strcmp(e.code, "interaction_required") == 0) {
+		/* v0.5 first link with a claim block: the owner confirms with the
+		 * code, and the poll brings the credential. */
+		struct authmd_claim_attempt t;
+		struct authmd_error e2 = {0};
+
+		if (authmd_credential_for(c, d.resource, &cred, &e2) == AUTHMD_OK &&
+		    authmd_claim_code_attempt(c, cred.resource, &t, &e2) == AUTHMD_OK) {
+			int rc;
+
+			if (!a->json) {
+				if (a->provider != NULL)
+					say_consent(stdout, a, &grant);
+				printf("registered with %s (%s, %s); the account's owner must "
+				       "confirm this link\n",
+				       cred.resource, cred.method, cred.registration_id);
+				fflush(stdout);
+			}
+			rc = show_and_wait(c, a, &cred, &t);
+			OPENSSL_cleanse(&cred, sizeof(cred));
+			return rc;
+		}
+	}
 	if (st != AUTHMD_OK)
 		return report_error(a, &e);
 	if (!a->json) {
@@ -457,11 +637,10 @@ cmd_register(struct authmd_client *c, const struct args *a)
 			printf("credential: %s, scopes %s%s%s\n", cred.credential_type, cred.scopes,
 			       cred.credential_expires[0] != '\0' ? ", expires " : "",
 			       cred.credential_expires);
-		/* The CLI does not speak the v0.6 claim ceremony yet (issue 14):
-		 * say so here rather than at the claim that would fail. */
 		if (strcmp(cred.method, "anonymous") == 0 && strcmp(cred.protocol, "v0.6") == 0)
-			printf("to unlock %s, the user can claim it: authmd claim %s --readback "
-			       "[--email ADDR]\n",
+			printf("to unlock %s, the user can claim it: authmd claim %s --email ADDR "
+			       "(a code to type at the service's page), or --readback (a code "
+			       "the page shows, read back)\n",
 			       cred.post_claim_scopes, a->url);
 		else if (strcmp(cred.method, "anonymous") == 0)
 			printf("to unlock %s, the user can claim it: authmd claim %s --email "
@@ -569,7 +748,7 @@ cmd_claim_readback(struct authmd_client *c, const struct args *a, const char *re
 	char uri[AUTHMD_URL_MAX], code[16];
 	int rc;
 
-	if (a->otp != NULL)
+	if (a->otp != NULL || a->wait || a->no_wait)
 		return usage(stderr, AUTHMD_ERR_USAGE);
 	if (a->code == NULL) {
 		if (authmd_claim_readback_start(c, resource, a->email, uri, sizeof(uri), &e) !=
@@ -609,8 +788,31 @@ cmd_claim(struct authmd_client *c, const struct args *a)
 
 	if (authmd_credential_for(c, a->url, &cred, &e) != AUTHMD_OK)
 		return report_error(a, &e);
-	if (a->readback)
-		return cmd_claim_readback(c, a, cred.resource);
+	/* The registration's stored generation picks the ceremony; a forced
+	 * --protocol that names the other one is a mistake, not a switch. */
+	if (a->protocol != NULL && strcmp(a->protocol, "auto") != 0 &&
+	    strcmp(a->protocol, cred.protocol[0] != '\0' ? cred.protocol : "v0.1") != 0) {
+		e = (struct authmd_error){.status = AUTHMD_ERR_USAGE};
+		snprintf(e.message, sizeof(e.message),
+			 "the registration for %.300s was made with %s; it is claimed that way",
+			 cred.resource, cred.protocol[0] != '\0' ? cred.protocol : "v0.1");
+		e.advice = "Drop --protocol (auto claims each registration by its generation).";
+		return report_error(a, &e);
+	}
+	if (a->readback) {
+		int rc = cmd_claim_readback(c, a, cred.resource);
+
+		OPENSSL_cleanse(&cred, sizeof(cred));
+		return rc;
+	}
+	if (strcmp(cred.protocol, "v0.6") == 0) {
+		int rc = claim_v06(c, a, &cred);
+
+		OPENSSL_cleanse(&cred, sizeof(cred));
+		return rc;
+	}
+	if (a->wait || a->no_wait)
+		return usage(stderr, AUTHMD_ERR_USAGE);
 	if (a->email != NULL) {
 		if (authmd_claim_start(c, cred.resource, a->email, &e) != AUTHMD_OK)
 			return report_error(a, &e);

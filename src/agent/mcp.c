@@ -107,6 +107,7 @@ secrets_collect(struct srv *s, struct secrets *out)
 		secrets_add(out, all[i].credential);
 		secrets_add(out, all[i].claim_token);
 		secrets_add(out, all[i].session);
+		secrets_add(out, all[i].identity_assertion);
 	}
 	OPENSSL_cleanse(all, n * sizeof(*all));
 	free(all);
@@ -455,6 +456,22 @@ t_register(struct srv *s, const json_t *args, struct rpc_fault *f)
 		st = authmd_register_email(s->c, &d, email, type, &cred, &e);
 	else
 		st = authmd_register_anonymous(s->c, &d, &cred, &e);
+	if (st == AUTHMD_ERR_ACTION_NEEDED && strcmp(e.code, "interaction_required") == 0) {
+		/* v0.5 first link with a code: the account's owner confirms it */
+		struct authmd_claim_attempt t;
+		struct authmd_error e2 = {0};
+
+		if (authmd_claim_code_attempt(s->c, d.resource, &t, &e2) == AUTHMD_OK) {
+			snprintf(summary, sizeof(summary),
+				 "The service holds this registration until the account's owner "
+				 "confirms the link: show the user the page %.300s and the code %s "
+				 "to type there, then call authmd_claim with url and poll.",
+				 t.verification_uri, t.user_code);
+			return tool_result(json_pack("{s:s, s:o}", "status", "interaction_required",
+						     "claim_attempt", agent_attempt_json(&t)),
+					   false, summary);
+		}
+	}
 	if (st != AUTHMD_OK)
 		return tool_error(&e);
 	o = agent_credential_json(&cred);
@@ -486,20 +503,109 @@ t_register(struct srv *s, const json_t *args, struct rpc_fault *f)
 	return tool_result(o, false, summary);
 }
 
+static const char *
+claim_status_name(enum authmd_claim_status st)
+{
+	switch (st) {
+	case AUTHMD_CLAIM_PENDING:
+		return "authorization_pending";
+	case AUTHMD_CLAIM_SLOW_DOWN:
+		return "slow_down";
+	case AUTHMD_CLAIM_CLAIMED:
+		return "claimed";
+	case AUTHMD_CLAIM_DENIED:
+		return "access_denied";
+	case AUTHMD_CLAIM_EXPIRED:
+		return "expired_token";
+	case AUTHMD_CLAIM_INVALID:
+		return "invalid_grant";
+	default:
+		return "waiting";
+	}
+}
+
+/* The v0.6 user_code ceremony: email starts an attempt (the code and page
+ * for the user), poll "once" asks once, poll "wait" waits to the end. */
+static json_t *
+claim_v06(struct srv *s, const struct authmd_credential *cred, const char *email, const char *poll)
+{
+	struct authmd_claim_attempt t;
+	struct authmd_credential after;
+	struct authmd_error e = {0};
+	enum authmd_claim_status got = AUTHMD_CLAIM_PENDING;
+	char summary[1024];
+	long interval = 0;
+	json_t *o;
+
+	if (email != NULL) {
+		if (authmd_claim_code_start(s->c, cred->resource, email, &t, &e) != AUTHMD_OK)
+			return tool_error(&e);
+		snprintf(summary, sizeof(summary),
+			 "Show the user this page and code: they open %.600s, sign in as %.100s "
+			 "and type the code %s. Then call authmd_claim with url and poll "
+			 "\"once\" (every %ld s) or \"wait\".",
+			 t.verification_uri, email, t.user_code, t.interval);
+		return tool_result(json_pack("{s:o}", "claim_attempt", agent_attempt_json(&t)),
+				   false, summary);
+	}
+	memset(&after, 0, sizeof(after));
+	if (strcmp(poll, "wait") == 0) {
+		if (authmd_claim_code_wait(s->c, cred->resource, NULL, NULL, &after, &e) !=
+		    AUTHMD_OK)
+			return tool_error(&e);
+		got = AUTHMD_CLAIM_CLAIMED;
+	} else if (authmd_claim_code_poll(s->c, cred->resource, &got, &interval, &after, &e) !=
+		   AUTHMD_OK) {
+		return tool_error(&e);
+	}
+	if (got == AUTHMD_CLAIM_DENIED || got == AUTHMD_CLAIM_EXPIRED ||
+	    got == AUTHMD_CLAIM_INVALID)
+		return tool_error(&e);
+	if (got == AUTHMD_CLAIM_CLAIMED) {
+		snprintf(summary, sizeof(summary), "Claimed: %.200s now has scopes %.200s.",
+			 after.resource, after.scopes);
+		o = agent_credential_json(&after);
+		OPENSSL_cleanse(&after, sizeof(after));
+	} else {
+		snprintf(summary, sizeof(summary),
+			 "The user has not entered the code yet (%s). Call authmd_claim with url "
+			 "and poll \"once\" again in %ld s.",
+			 claim_status_name(got), interval);
+		o = json_pack("{s:s, s:s, s:I}", "resource", cred->resource, "status",
+			      claim_status_name(got), "interval", (json_int_t)interval);
+	}
+	return tool_result(o, false, summary);
+}
+
 static json_t *
 t_claim(struct srv *s, const json_t *args, struct rpc_fault *f)
 {
 	const char *url = arg(args, "url"), *email = arg(args, "email"), *otp = arg(args, "otp");
+	const char *poll = arg(args, "poll");
 	struct authmd_credential cred;
 	struct authmd_error e = {0};
 	char summary[512];
 
-	if ((email != NULL) == (otp != NULL))
+	if ((email != NULL) + (otp != NULL) + (poll != NULL) != 1)
 		return fault(f, RPC_INVALID_PARAMS,
-			     "authmd_claim takes either \"email\" (to start) or \"otp\" (to "
-			     "complete)");
+			     "authmd_claim takes one of \"email\" (to start), \"otp\" (to "
+			     "complete a v0.1 claim) or \"poll\" (a v0.6 claim)");
 	if (authmd_credential_for(s->c, url, &cred, &e) != AUTHMD_OK)
 		return tool_error(&e);
+	if (strcmp(cred.protocol, "v0.6") == 0 && otp == NULL) {
+		json_t *r = claim_v06(s, &cred, email, poll);
+
+		OPENSSL_cleanse(&cred, sizeof(cred));
+		return r;
+	}
+	if (poll != NULL) {
+		OPENSSL_cleanse(&cred, sizeof(cred));
+		return tool_refusal(AUTHMD_ERR_USAGE, "invalid_request",
+				    "Call authmd_claim with url and email, then with the otp the "
+				    "user reads from the email.",
+				    "this registration is v0.1: its claim is completed with the "
+				    "mailed code, not polled");
+	}
 	if (email != NULL) {
 		json_t *o;
 
@@ -626,6 +732,7 @@ t_status(struct srv *s, const json_t *args, struct rpc_fault *f)
 static const char *const methods[] = {"anonymous", "email", "provider", NULL};
 static const char *const consents[] = {"once", "always", NULL};
 static const char *const cred_types[] = {"api_key", "access_token", NULL};
+static const char *const polls[] = {"once", "wait", NULL};
 static const char *const http_methods[] = {"GET",   "HEAD",   "POST",	 "PUT",
 					   "PATCH", "DELETE", "OPTIONS", NULL};
 
@@ -669,8 +776,13 @@ static const struct param p_claim[] = {
 	 "Step 1, for an anonymous registration: the user's email address. The service emails "
 	 "them a link. Give either email or otp, not both."},
 	{"otp", P_STRING, false, 32, NULL,
-	 "Step 2: the 6-digit code the user read after opening the email's link. Ask the user "
-	 "for it; never guess. A wrong code gives error otp_invalid: ask again."},
+	 "Step 2 of a v0.1 claim (the result of step 1 says which kind): the 6-digit code the "
+	 "user read after opening the email's link. Ask the user for it; never guess. A wrong "
+	 "code gives error otp_invalid: ask again."},
+	{"poll", P_STRING, false, 8, polls,
+	 "Step 2 of a v0.6 claim, after step 1 gave a code and a page to show the user: "
+	 "\"once\" asks whether the user has entered the code (call again after the interval "
+	 "it returns), \"wait\" waits until the claim ends (up to the code's lifetime)."},
 	{NULL, P_STRING, false, 0, NULL, NULL},
 };
 
@@ -702,10 +814,12 @@ static const struct tool tools[] = {
 	 "you never see the credential, authmd_fetch uses it. Check with authmd_discover which "
 	 "methods the service offers. Errors carry the service's error code and advice.",
 	 false, false, false, p_register, t_register},
-	{"authmd_claim", "Claim a registration by the user's email code",
+	{"authmd_claim", "Claim a registration for the user",
 	 "Ties a registration to the user, which unlocks more scopes (anonymous) or the "
-	 "credential itself (email). Start with the user's email; the user opens the email, "
-	 "presses its button and reads a 6-digit code; complete with that code as otp.",
+	 "credential itself (email). Start with the user's email. A v0.1 registration: the "
+	 "user opens the email, presses its button and reads a 6-digit code; complete with "
+	 "that code as otp. A v0.6 registration: the result has a code and a page to show the "
+	 "user, who signs in there and types the code; then poll.",
 	 false, false, false, p_claim, t_claim},
 	{"authmd_fetch", "Call the API with the stored credential",
 	 "Sends an HTTP request with the stored credential for the URL's service and returns "

@@ -33,6 +33,9 @@ agent_credential_json(const struct authmd_credential *c)
 	json_object_set_new(o, "protocol",
 			    json_string(c->protocol[0] != '\0' ? c->protocol : "v0.1"));
 	if (strcmp(c->protocol, "v0.6") == 0) {
+		if (c->claim_attempt_expires[0] != '\0')
+			json_object_set_new(o, "claim_attempt_expires",
+					    json_string(c->claim_attempt_expires));
 		if (c->token_type[0] != '\0')
 			json_object_set_new(o, "token_type", json_string(c->token_type));
 		json_object_set_new(o, "has_identity_assertion",
@@ -47,6 +50,18 @@ agent_credential_json(const struct authmd_credential *c)
 			json_object_set_new(o, "refresh_expires", json_string(c->refresh_expires));
 	}
 	return o;
+}
+
+json_t *
+agent_attempt_json(const struct authmd_claim_attempt *t)
+{
+	return json_pack(
+		"{s:s, s:s?, s:s, s:s, s:s?, s:s, s:I, s:I}", "resource", t->resource,
+		"claim_attempt_id", t->attempt_id[0] != '\0' ? t->attempt_id : NULL, "user_code",
+		t->user_code, "verification_uri", t->verification_uri, "verification_uri_complete",
+		t->verification_uri_complete[0] != '\0' ? t->verification_uri_complete : NULL,
+		"expires_at", t->expires_at, "expires_in", (json_int_t)t->expires_in, "interval",
+		(json_int_t)t->interval);
 }
 
 json_t *

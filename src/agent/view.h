@@ -19,6 +19,12 @@ json_t *agent_credential_json(const struct authmd_credential *c);
 /* The consent grant a provider registration used (new reference). */
 json_t *agent_grant_json(const struct authmd_grant *g);
 
+/* An open user_code claim attempt, for the user to act on: user_code,
+ * verification_uri(_complete), expires_at, expires_in, interval (new
+ * reference). The code and page are meant to be shown; the claim token that
+ * polls is not in it. */
+json_t *agent_attempt_json(const struct authmd_claim_attempt *t);
+
 /* What discovery found (new reference). */
 json_t *agent_discovery_json(const struct authmd_discovery *d);
 

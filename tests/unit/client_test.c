@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "agent/credstore.h"
+#include "agent/internal.h"
 #include "agent/view.h"
 #include "authmd/client.h"
 
@@ -291,6 +292,129 @@ a_bad_consent_value_is_refused_before_any_request(void **state)
 	authmd_client_free(c);
 }
 
+static json_t *
+block(const char *code, const char *uri)
+{
+	return json_pack("{s:s, s:s, s:s, s:i, s:i}", "user_code", code, "verification_uri", uri,
+			 "verification_uri_complete", "https://svc.test/login?c=1", "expires_in",
+			 300, "interval", 7);
+}
+
+static void
+a_claim_block_is_kept_as_the_open_attempt(void **state)
+{
+	struct authmd_credential c = sample("https://api.test/");
+	json_t *b = block("WDJB-MJHT", "https://svc.test/login?return_to=%2Fclaim");
+	time_t until;
+
+	(void)state;
+	assert_true(agent_keep_attempt(&c, b, "cla_1"));
+	assert_string_equal(c.user_code, "WDJB-MJHT");
+	assert_string_equal(c.claim_attempt_id, "cla_1");
+	assert_string_equal(c.claim_state, "pending");
+	assert_int_equal(c.claim_interval, 7);
+	until = cs_parse_utc(c.claim_attempt_expires);
+	assert_true(until >= time(NULL) + 298 && until <= time(NULL) + 300);
+	json_decref(b);
+	/* no interval: RFC 8628's 5 s; no expires_in: at most 10 min */
+	b = json_pack("{s:s, s:s}", "user_code", "A", "verification_uri", "http://svc.test/");
+	assert_true(agent_keep_attempt(&c, b, NULL));
+	assert_int_equal(c.claim_interval, 5);
+	assert_true(cs_parse_utc(c.claim_attempt_expires) <= time(NULL) + 600);
+	json_decref(b);
+}
+
+static void
+a_claim_block_a_terminal_should_not_print_is_refused(void **state)
+{
+	static const char *const bad[][2] = {
+		{"WDJB\x1b]0;owned\x07", "https://svc.test/login"}, /* an escape sequence */
+		{"WDJB-MJHT", "https://svc.test/\x1b[2J"},
+		{"WDJB-MJHT", "javascript:alert(1)"},
+		{"WDJB-MJHT", "https://svc.test/a b"},
+		{"", "https://svc.test/login"},
+		{"WDJB-MJHT", ""},
+	};
+	struct authmd_credential c = sample("https://api.test/");
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		json_t *b = block(bad[i][0], bad[i][1]);
+
+		assert_false(agent_keep_attempt(&c, b, "cla_1"));
+		assert_string_equal(c.user_code, ""); /* nothing half-kept */
+		json_decref(b);
+	}
+}
+
+static void
+the_open_attempt_survives_the_file_and_dies_with_its_claim_token(void **state)
+{
+	struct authmd_error e = {0};
+	struct authmd_credential c = sample("https://api.test/"), back;
+	json_t *doc = NULL, *b = block("WDJB-MJHT", "https://svc.test/login");
+
+	(void)state;
+	snprintf(c.claim_token, sizeof(c.claim_token), "clm_x");
+	snprintf(c.claim_token_expires, sizeof(c.claim_token_expires), "2099-01-01T00:00:00Z");
+	assert_true(agent_keep_attempt(&c, b, "cla_1"));
+	json_decref(b);
+	assert_int_equal(cs_load(path, &doc, &e), AUTHMD_OK);
+	cs_put(doc, &c);
+	assert_int_equal(cs_save(path, doc, &e), AUTHMD_OK);
+	json_decref(doc);
+	assert_int_equal(cs_load(path, &doc, &e), AUTHMD_OK);
+	assert_true(cs_get(doc, "https://api.test/", &back));
+	assert_string_equal(back.user_code, "WDJB-MJHT");
+	assert_string_equal(back.verification_uri, "https://svc.test/login");
+	assert_int_equal(back.claim_interval, 7);
+	assert_false(cs_prune(doc, time(NULL)));
+	assert_true(cs_prune(doc, cs_parse_utc("2099-01-02T00:00:00Z")));
+	assert_true(cs_get(doc, "https://api.test/", &back));
+	assert_string_equal(back.claim_token, "");
+	assert_string_equal(back.user_code, "");
+	assert_string_equal(back.claim_attempt_expires, "");
+	assert_int_equal(back.claim_interval, 0);
+	assert_string_equal(back.claim_state, "expired");
+	json_decref(doc);
+}
+
+static void
+a_v06_claim_has_no_mailed_code_and_a_v01_one_no_poll(void **state)
+{
+	struct authmd_client *c = NULL;
+	struct authmd_error e = {0};
+	struct authmd_options o = {.store_path = path, .max_retries = -1};
+	struct authmd_credential cred = sample("http://127.0.0.1:9/api/");
+	enum authmd_claim_status st;
+	long interval;
+	json_t *doc = NULL;
+
+	(void)state;
+	snprintf(cred.protocol, sizeof(cred.protocol), "v0.6");
+	snprintf(cred.claim_token, sizeof(cred.claim_token), "clm_x");
+	snprintf(cred.token_endpoint, sizeof(cred.token_endpoint), "http://127.0.0.1:9/t");
+	assert_int_equal(cs_load(path, &doc, &e), AUTHMD_OK);
+	cs_put(doc, &cred);
+	snprintf(cred.resource, sizeof(cred.resource), "http://127.0.0.1:9/v01/");
+	snprintf(cred.protocol, sizeof(cred.protocol), "v0.1");
+	cs_put(doc, &cred);
+	assert_int_equal(cs_save(path, doc, &e), AUTHMD_OK);
+	json_decref(doc);
+	assert_int_equal(authmd_client_new(&o, &c, &e), AUTHMD_OK);
+	/* nothing is sent: 127.0.0.1:9 is never contacted */
+	assert_int_equal(authmd_claim_complete(c, "http://127.0.0.1:9/api/x", "123456", NULL, &e),
+			 AUTHMD_ERR_USAGE);
+	assert_int_equal(
+		authmd_claim_code_poll(c, "http://127.0.0.1:9/v01/x", &st, &interval, NULL, &e),
+		AUTHMD_ERR_REFUSED);
+	/* a v0.6 registration with no open attempt has nothing to wait for */
+	assert_int_equal(
+		authmd_claim_code_wait(c, "http://127.0.0.1:9/api/x", NULL, NULL, NULL, &e),
+		AUTHMD_ERR_ACTION_NEEDED);
+	authmd_client_free(c);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int
@@ -309,6 +433,10 @@ main(void)
 		T(the_credential_view_shows_no_secret),
 		T(the_grant_view_says_whether_it_was_made_or_kept),
 		T(a_bad_consent_value_is_refused_before_any_request),
+		T(a_claim_block_is_kept_as_the_open_attempt),
+		T(a_claim_block_a_terminal_should_not_print_is_refused),
+		T(the_open_attempt_survives_the_file_and_dies_with_its_claim_token),
+		T(a_v06_claim_has_no_mailed_code_and_a_v01_one_no_poll),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
