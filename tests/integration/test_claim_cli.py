@@ -12,6 +12,7 @@ import signal
 import subprocess
 import threading
 import time
+import types
 import unittest
 import urllib.error
 import urllib.parse
@@ -87,7 +88,7 @@ def user_answers(server, email, page_url, code=None, reject=False):
     assert page.status == 200, page
     fields = {"claim_attempt_token": hidden(page.body, "claim_attempt_token")}
     fields.update({"decision": "reject"} if reject else {"user_code": code})
-    return b.post_form("/agent/identity/claim/complete", fields, csrf=csrf_of(page.body))
+    return b.post_form("/claim/confirm", fields, csrf=csrf_of(page.body))
 
 
 class ClaimCliBase(unittest.TestCase):
@@ -436,21 +437,34 @@ class FirstLinkTest(unittest.TestCase):
         return self.cli.run("register", self.url, "--provider", self.provider.url, "--yes",
                             "--consent", "always", env={"AUTHMD_SESSION": self.session})
 
-    def test_a_first_link_says_the_account_owner_must_confirm(self):
+    def test_a_first_link_shows_the_code_and_ends_once_the_owner_confirms(self):
         self.start(link_by_email="on")
         # an account with the provider user's address exists already
         reg = self.server.register_email("linked@example.test")
         self.server.wait_mail_queue()
         otp = self.server.code_from_link(claim_link(self.server.outbox_messages()[-1]))
         self.assertEqual(self.server.complete(reg["claim_token"], otp).status, 200)
-        r = self.register()
-        # today's server sends claim_token without a claim block: the owner
-        # confirms through the mail it sends, and the agent registers again
-        self.assertEqual(r.returncode, 5, r.stderr)
-        self.assertIn("the account owner must confirm linking this identity", r.stderr)
-        self.assertIn("run authmd register again", r.stderr)
+        # the server answers 401 interaction_required with a claim block: the
+        # CLI shows the code and page, the owner confirms, the poll ends
+        cli = types.SimpleNamespace(pre=self.cli.pre,
+                                    env=dict(self.cli.env, AUTHMD_SESSION=self.session))
+        b = Background(cli, "register", self.url, "--provider", self.provider.url, "--yes",
+                       "--consent", "always")
+        try:
+            code = b.wait_for(USER_CODE).group(1)
+            page = b.wait_for(PAGE).group(1)
+            self.assertEqual(user_answers(self.server, "linked@example.test", page,
+                                          code).status, 200)
+            rc, out, err = b.finish()
+        finally:
+            b.kill()
+        self.assertEqual(rc, 0, err)
+        self.assertIn("scopes:", out)
         rc, st = self.cli.json("status")
-        self.assertEqual(st["credentials"], [])  # nothing half-made is kept
+        self.assertEqual(len(st["credentials"]), 1, st)
+        # the owner's confirmation made the delegation: the next ID-JAG is answered at once
+        r = self.register()
+        self.assertEqual(r.returncode, 0, r.stderr)
 
     def test_a_first_link_with_a_claim_block_shows_the_code_and_polls(self):
         front = FirstLinkBlockFront()

@@ -84,12 +84,12 @@ class FirstLinkBase(unittest.TestCase):
         return b, b.get(r.header("Location"))
 
     def confirm(self, b, page, code):
-        return b.post_form("/agent/identity/claim/complete",
+        return b.post_form("/claim/confirm",
                            {"claim_attempt_token": hidden(page.body, "claim_attempt_token"),
                             "user_code": code}, csrf=csrf_of(page.body))
 
     def reject(self, b, page):
-        return b.post_form("/agent/identity/claim/complete",
+        return b.post_form("/claim/confirm",
                            {"claim_attempt_token": hidden(page.body, "claim_attempt_token"),
                             "decision": "reject"}, csrf=csrf_of(page.body))
 
@@ -187,7 +187,7 @@ class FirstLinkTest(FirstLinkBase):
         self.assertEqual(page.status, 403, page)
         self.assertNotIn(b"user_code", page.body)
         # and a forged POST with that session is refused as well
-        r = b.post_form("/agent/identity/claim/complete",
+        r = b.post_form("/claim/confirm",
                         {"claim_attempt_token": self.return_to(body["claim"]).split("=", 1)[1],
                          "user_code": body["claim"]["user_code"]}, csrf=csrf_of(page.body))
         self.assertEqual(r.status, 403, r)
@@ -326,8 +326,13 @@ class IdentityClaimTest(FirstLinkBase):
                          ("claimed", reg["registration_id"]))
         self.assertEqual(body["identity"]["assertion"], body["identity_assertion"])
         self.assertEqual(body["identity"]["expires_at"], body["assertion_expires"])
-        self.assertNotIn("refresh_token", body["identity"])
         self.assertEqual(body["scopes"], ["api.read", "api.write"])
+        # the claim starts a refresh-token family (proposal (b)) that rotates
+        rt = body["identity"]["refresh_token"]
+        self.assertTrue(rt.startswith("rt_"), body)
+        rotated = self.server.post("/agent/identity", {"type": "refresh", "refresh_token": rt})
+        self.assertEqual(rotated.status, 200, rotated)
+        self.assertNotEqual(rotated.json["identity"]["refresh_token"], rt)
         claims = jwt_claims(body["identity_assertion"])
         self.assertEqual((claims["sub"], claims["email"], claims["registration_type"]),
                          (reg["registration_id"], "c1@example.test", "anonymous"))
