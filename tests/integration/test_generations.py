@@ -2,16 +2,18 @@
 (issue 14, "must hold when done"): a v0.1 agent (the CLI with --protocol
 v0.1: the mailed link and 6-digit code), a v0.6 agent (the user_code
 ceremony: the user signs in at the service and types the code the CLI
-shows). Each ends with a working credential bound to the same user.
+shows) and a read-back agent (proposal (b): the user signs in, confirms,
+and reads the code the page shows back to the CLI). Each ends with a
+working credential bound to the same user.
 
-Each agent is one method of GenerationsTest listed in AGENTS; the
-read-back ceremony's agent (issue 14 item 3) slots in as a third entry."""
+Each agent is one method of GenerationsTest listed in AGENTS."""
 import subprocess
 import unittest
 
 from harness import Server, claim_link
 from test_agent_cli import AUTHMD, Cli
 from test_claim_cli import PAGE, USER_CODE, Background, user_answers, wait_for
+from test_readback_cli import URI, user_confirms
 
 OWNER = "owner@example.test"
 
@@ -22,6 +24,7 @@ class GenerationsTest(unittest.TestCase):
     AGENTS = (
         ("v0.1 mailed code", "claim_v01"),
         ("v0.6 user_code", "claim_v06"),
+        ("read-back (b)", "claim_readback"),
     )
 
     def setUp(self):
@@ -69,7 +72,28 @@ class GenerationsTest(unittest.TestCase):
         self.assertEqual(user_answers(self.server, OWNER, page, code).status, 200)
         rc, out, err = b.finish()
         self.assertEqual(rc, 0, err)
+        self.assertRefreshes(cli)
         return cli, reg["registration_id"]
+
+    def claim_readback(self):
+        cli = Cli()  # auto: v0.6, claimed the (b) way
+        reg = self.registered(cli, "v0.6")
+        r = cli.run("claim", self.url, "--readback", "--email", OWNER)
+        self.assertEqual(r.returncode, 5, r)  # no code on stdin: the user must act
+        code = user_confirms(self.server, URI.search(r.stdout).group(1), OWNER)
+        rc, done = cli.json("claim", self.url, "--readback", "--code", code)
+        self.assertEqual(rc, 0, done)
+        self.assertEqual(done["claim_state"], "claimed")
+        self.assertRefreshes(cli)
+        return cli, reg["registration_id"]
+
+    def assertRefreshes(self, cli):
+        # the claim handed out a refresh token (proposal (b)); it rotates
+        before = open(cli.store).read()
+        self.assertIn("rt_", before)
+        rc, got = cli.json("refresh", self.url)
+        self.assertEqual(rc, 0, got)
+        self.assertNotEqual(open(cli.store).read(), before)
 
     def assertWorksAsOwner(self, cli):
         # POST needs api.write: a post-claim scope of every generation

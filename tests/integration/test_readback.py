@@ -146,6 +146,14 @@ class ReadbackTest(ReadbackBase):
         self.assertTrue(r.json["identity"]["expires_at"])
         self.assertEqual(r.json["identity_assertion"], r.json["identity"]["assertion"])
         self.assertEqual(r.json["assertion_expires"], r.json["identity"]["expires_at"])
+        # and the start of a refresh-token family (proposal (b)) that rotates
+        rt = r.json["identity"]["refresh_token"]
+        self.assertTrue(rt.startswith("rt_"), r.json)
+        self.assertTrue(r.json["identity"]["refresh_token_expires_at"])
+        rotated = self.server.post("/agent/identity", {"type": "refresh", "refresh_token": rt})
+        self.assertEqual(rotated.status, 200, rotated)
+        self.assertEqual(self.server.post("/agent/identity", {"type": "refresh",
+                                                              "refresh_token": rt}).status, 400)
         self.assertEqual(r.json["registration_id"], reg["registration_id"])
         self.assertEqual(r.json["claim_attempt_id"], body["claim_attempt_id"])
         claims = jwt_claims(r.json["identity"]["assertion"])

@@ -19,6 +19,21 @@ OWNER = "owner@example.test"
 URI = re.compile(r"(http://\S+/login\?return_to=\S+)")
 
 
+def user_confirms(server, uri, email=OWNER):
+    """The user opens the printed URL, signs in, confirms: the code shown."""
+    back = urllib.parse.parse_qs(urllib.parse.urlsplit(uri).query)["return_to"][0]
+    b = WebClient(server)
+    b.sign_in(email, return_to=back)
+    page = b.get(back)
+    r = b.post_form("/claim/confirm", {"claim_attempt_token": hidden(page.body,
+                                                                     "claim_attempt_token"),
+                                       "serial": hidden(page.body, "serial")},
+                    csrf=csrf_of(page.body))
+    m = re.search(rb'id="user-code">(\d{3} \d{3})<', r.body)
+    assert m is not None, r
+    return m.group(1).decode()
+
+
 class ReadbackCliTest(unittest.TestCase):
     def setUp(self):
         self.server = Server().start()
@@ -32,18 +47,7 @@ class ReadbackCliTest(unittest.TestCase):
         self.server.cleanup()
 
     def user_confirms(self, uri, email=OWNER):
-        """The user opens the printed URL, signs in, confirms: the code shown."""
-        back = urllib.parse.parse_qs(urllib.parse.urlsplit(uri).query)["return_to"][0]
-        b = WebClient(self.server)
-        b.sign_in(email, return_to=back)
-        page = b.get(back)
-        r = b.post_form("/claim/confirm", {"claim_attempt_token": hidden(page.body,
-                                                                         "claim_attempt_token"),
-                                           "serial": hidden(page.body, "serial")},
-                        csrf=csrf_of(page.body))
-        m = re.search(rb'id="user-code">(\d{3} \d{3})<', r.body)
-        self.assertIsNotNone(m, r)
-        return m.group(1).decode()
+        return user_confirms(self.server, uri, email)
 
     def test_two_steps_print_the_url_then_complete_with_the_code(self):
         r = self.cli.run("claim", self.url, "--readback", "--email", OWNER)
