@@ -480,15 +480,8 @@ wrong_code(const struct flow_env *env, struct store *st, const struct store_atte
 	int64_t left = max - (att->otp_failures + 1);
 	enum am_err rc;
 
-	/* A failure to count the guess fails the guess too (503 with the store's
-	 * Retry-After): an uncounted wrong code must never be free. */
-	if ((rc = store_attempt_fail(st, att->id, max, e)) != AM_OK ||
-	    (rc = store_commit(st, e)) != AM_OK) {
-		store_rollback(st);
-		return rc == AM_E_UNAVAILABLE
-			       ? rc
-			       : am_fail(e, AM_E_UNAVAILABLE, "the store is busy; retry");
-	}
+	if ((rc = flow_commit_miss(st, store_attempt_fail(st, att->id, max, e), e)) != AM_OK)
+		return rc;
 	log_info("otp mismatch attempt=%s failures=%lld", att->id,
 		 (long long)(att->otp_failures + 1));
 	if (left <= 0)

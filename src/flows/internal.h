@@ -153,6 +153,13 @@ enum am_err flow_op_run_here(struct store *st, struct flow_pending_op *p,
 #define FLOW_CODE_MAX 16
 void flow_code_hash(const char *attempt_id, const char *code, uint8_t out[AM_HASH_LEN]);
 
+/* Commits the count of a wrong code (counted: the result of the store's
+ * count, run in st's open transaction), so the failure sticks though the
+ * request fails. A failure to count or to commit rolls back and fails the
+ * guess too (503 with the store's Retry-After): an uncounted wrong guess
+ * must never be free. AM_OK: counted and durable. */
+enum am_err flow_commit_miss(struct store *st, enum am_err counted, struct am_error *e) AM_WUR;
+
 /* Whether reg's claim window is over: expired, or still unclaimed/pending
  * at or after its expires_at. */
 bool flow_reg_window_closed(const struct store_reg *reg, int64_t now);

@@ -180,13 +180,8 @@ wrong_digits(struct store *st, const struct store_ceremony *att, struct am_error
 	int64_t left = att->attempts_left - 1;
 	enum am_err rc;
 
-	if ((rc = store_ceremony_fail(st, att->id, e)) != AM_OK ||
-	    (rc = store_commit(st, e)) != AM_OK) {
-		store_rollback(st);
-		return rc == AM_E_UNAVAILABLE
-			       ? rc
-			       : am_fail(e, AM_E_UNAVAILABLE, "the store is busy; retry");
-	}
+	if ((rc = flow_commit_miss(st, store_ceremony_fail(st, att->id, e), e)) != AM_OK)
+		return rc;
 	log_info("read-back code mismatch attempt=%s left=%lld", att->id, (long long)left);
 	if (left <= 0)
 		return am_fail(e, AM_E_INVALID_USER_CODE,

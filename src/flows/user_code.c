@@ -1,5 +1,6 @@
 /* One-time codes of the claim ceremonies (issue 14): their hash at rest,
- * shared by v0.1's OTPs and the user_codes, and the minting of a
+ * shared by v0.1's OTPs and the user_codes, the commit of a wrong guess's
+ * count, and the minting of a
  * user_code attempt, shared by the ceremony's starts (flows/ceremony.c)
  * and the first link of an ID-JAG (flows/agent.c). */
 #include <openssl/crypto.h>
@@ -20,6 +21,17 @@ flow_code_hash(const char *attempt_id, const char *code, uint8_t out[AM_HASH_LEN
 	snprintf(buf, sizeof(buf), "%s:%s", attempt_id, code);
 	am_sha256_str(buf, out);
 	OPENSSL_cleanse(buf, sizeof(buf));
+}
+
+enum am_err
+flow_commit_miss(struct store *st, enum am_err counted, struct am_error *e)
+{
+	enum am_err rc = counted;
+
+	if (rc == AM_OK && (rc = store_commit(st, e)) == AM_OK)
+		return AM_OK;
+	store_rollback(st);
+	return rc == AM_E_UNAVAILABLE ? rc : am_fail(e, AM_E_UNAVAILABLE, "the store is busy; retry");
 }
 
 enum am_err
