@@ -118,6 +118,12 @@ stop_all() {
 		wait "$p" 2>/dev/null || true
 	done
 	pids=()
+	# Whatever else is still a child of this script: a viewer started just
+	# before the signal, whose pid was not yet in $viewer.
+	for p in $(jobs -p); do
+		kill -TERM "$p" 2>/dev/null || true
+	done
+	wait 2>/dev/null || true
 }
 
 on_stop_signal() {

@@ -67,6 +67,14 @@ def processes_using(path):
     return found
 
 
+def cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return "(gone)"
+
+
 # Loopback only: never through a proxy named in the environment.
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -142,7 +150,9 @@ class RunScript(unittest.TestCase):
     def assertNothingLeft(self, *ports):
         for p in ports:
             self.assertFalse(listening(p), "something still listens on %d" % p)
-        self.assertEqual(processes_using(self.var), [], "programs of the run still alive")
+        left = processes_using(self.var)
+        self.assertEqual(left, [], "programs of the run still alive: %s\n%s" % (
+            [cmdline(pid) for pid in left], self.output()))
 
 
 class StartFailureTest(RunScript):
@@ -263,7 +273,7 @@ class CtrlCTest(RunScript):
         self.proc.send_signal(signal.SIGINT)
         rc = self.finish()
         self.assertEqual(rc, 0, self.output())
-        self.assertIn("run: stopped", self.output())
+        self.assertIn("run: stopped", self.output(), self.output())
         self.assertNothingLeft(port, pport)
 
     def test_sigint_to_the_whole_process_group_stops_both_with_status_0(self):
