@@ -543,8 +543,7 @@ class Bench:
                 r["tokens"] = n
             else:
                 r["ceiling"] = base["rps"]
-            r["ratio"] = r["rps"] / r["ceiling"] if r["ceiling"] else 0.0
-            r["p99_ratio"] = r["p99_us"] / base["p99_us"] if base["p99_us"] else 0.0
+            rate_against(r, base)
             say("  %-38s %9.0f req/s  (%s)" % (name, r["rps"], label))
             out.append(base)
             out.append(r)
@@ -561,8 +560,7 @@ class Bench:
         r.update(name=name, kind=kind, nginx=base,
                  rss=max(rss) if None not in rss else None)
         r["ceiling"] = self.verify_s if kind == "idjag" else base["rps"]
-        r["ratio"] = r["rps"] / r["ceiling"] if r["ceiling"] else 0.0
-        r["p99_ratio"] = r["p99_us"] / base["p99_us"] if base["p99_us"] else 0.0
+        rate_against(r, base)
         say("  %-38s %9.0f req/s  (PostgreSQL)" % (name, r["rps"]))
         return [base, r]
 
@@ -625,8 +623,7 @@ class Bench:
             after = self.server.db_query(self.DUE, (int(time.time()),))[0][0]
             r.update(name=name, kind=kind, rss=rss_mib(self.server.proc.pid), nginx=base,
                      ceiling=base["rps"], swept=before - after, due_after=after)
-            r["ratio"] = r["rps"] / r["ceiling"] if r["ceiling"] else 0.0
-            r["p99_ratio"] = r["p99_us"] / base["p99_us"] if base["p99_us"] else 0.0
+            rate_against(r, base)
             quiet = [b["p99_ratio"] for b in base_rows if b["name"] == name]
             r["p99_vs_quiet"] = r["p99_ratio"] / statistics.median(quiet) if quiet else 0.0
             say("  %-38s %9.0f req/s, %d expired during the row" % (name, r["rps"],
@@ -792,9 +789,7 @@ def print_table(title, rows, base_rows):
             print(line.rstrip())
             continue
         bad = r["status_errors"] + r["sock_errors"]
-        non2xx = "%d" % r["status_errors"]
-        if r["sock_errors"]:
-            non2xx += "+%ds" % r["sock_errors"]
+        non2xx = fmt_non2xx(r)
         if r["kind"] == "nginx":
             line = "%-38s %9.0f %8.2f %8.2f %8s" % ("  " + r["name"], r["rps"],
                                                    r["p50_us"] / 1000.0, r["p99_us"] / 1000.0,
@@ -866,6 +861,17 @@ def print_summary(rows, rounds, base_rows=None):
         print(line)
 
 
+def rate_against(r, base):
+    """The row's ratio to its ceiling (set in r) and its p99 over its nginx row's."""
+    r["ratio"] = r["rps"] / r["ceiling"] if r["ceiling"] else 0.0
+    r["p99_ratio"] = r["p99_us"] / base["p99_us"] if base["p99_us"] else 0.0
+
+
+def fmt_non2xx(r):
+    """wrk's count of answers >= 400, with '+Ns' for socket errors."""
+    return "%d" % r["status_errors"] + ("+%ds" % r["sock_errors"] if r["sock_errors"] else "")
+
+
 def print_sweep(rows, due):
     print()
     print("== while the sweeper expires %s registrations made due ([ttl] sweep_interval 1) =="
@@ -875,8 +881,7 @@ def print_sweep(rows, due):
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
-        non2xx = "%d" % r["status_errors"] + ("+%ds" % r["sock_errors"] if r["sock_errors"]
-                                              else "")
+        non2xx = fmt_non2xx(r)
         if r["kind"] == "nginx":
             print("%-38s %9.0f %8.2f %8.2f %8s" % ("  " + r["name"], r["rps"],
                                                   r["p50_us"] / 1000.0, r["p99_us"] / 1000.0,
