@@ -142,25 +142,36 @@ def create_database(url, name):
     return "postgresql://%s@%s:%d/%s" % (user, host, port, name)
 
 
+def _fixture_cluster(state):
+    """The fixture's cluster, wherever its start put it (STATE_DIR/root)."""
+    try:
+        with open(os.path.join(state, "root")) as f:
+            return PgCluster(f.read().strip())
+    except OSError:
+        return None
+
+
 def main(argv):
     if len(argv) != 3 or argv[1] not in ("start", "stop"):
         print("usage: pgcluster.py start|stop STATE_DIR", file=sys.stderr)
         return 2
     state = os.path.abspath(argv[2])
+    stale = _fixture_cluster(state)
+    if stale is not None:  # the stop itself, or a start after a stop that never ran
+        stale.stop("fast" if argv[1] == "stop" else "immediate")
+        shutil.rmtree(stale.root, ignore_errors=True)
+    shutil.rmtree(state, ignore_errors=True)
     if argv[1] == "start":
-        if os.path.exists(state):
-            stale = PgCluster(os.path.join(state, "cluster"))
-            stale.stop("immediate")
-            shutil.rmtree(state, ignore_errors=True)
         os.makedirs(state)
-        c = PgCluster(os.path.join(state, "cluster")).init().start()
+        # The data lives in a temporary folder of its own, not under
+        # STATE_DIR: the unprivileged user must reach it, and a checkout
+        # (with its build folder) may sit below a folder only root enters.
+        c = PgCluster().init().start()
+        with open(os.path.join(state, "root"), "w") as f:
+            f.write(c.root)
         with open(os.path.join(state, "url"), "w") as f:
             f.write(c.url())
         print(c.url())
-        return 0
-    c = PgCluster(os.path.join(state, "cluster"))
-    c.stop()
-    shutil.rmtree(state, ignore_errors=True)
     return 0
 
 
