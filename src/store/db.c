@@ -446,10 +446,22 @@ fail:
 	return rc;
 }
 
+/* Before SQLite's first use in the process: no memory statistics. They
+ * would take a global mutex around every allocation SQLite makes (several
+ * per statement step), which every connection's thread then queues on;
+ * nothing here reads sqlite3_memory_used(). A process that started SQLite
+ * before (a test harness) keeps its setting: the call then fails, harmlessly. */
+static void
+sqlite_configure(void)
+{
+	(void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static enum am_err
 open_sqlite(struct db *db, const char *url, const char *const *migrations, size_t nmig,
 	    struct am_error *e)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	const char *path;
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
 	bool memory;
@@ -466,6 +478,7 @@ open_sqlite(struct db *db, const char *url, const char *const *migrations, size_
 		log_error("store folder cannot be created path=%s", path);
 		return am_fail(e, AM_E_UNAVAILABLE, "cannot create the store's folder");
 	}
+	pthread_once(&once, sqlite_configure);
 	if (sqlite3_open_v2(path, &db->h, flags, NULL) != SQLITE_OK) {
 		log_error("store open failed path=%s: %s", path, sqlite3_errmsg(db->h));
 		return am_fail(e, AM_E_UNAVAILABLE, "cannot open the store");
