@@ -6,7 +6,8 @@
 ROW is one of: metadata, bearer-key, bearer-token, anonymous, idjag-same, idjag-distinct,
 gate. The server runs exactly as in `make bench` (bench/bench.py's setup),
 but under valgrind's callgrind (instructions, with call graph) or under
-`strace -c -f` (system calls). The counters are zeroed once the row's
+`strace -c -f` (system calls), or sampled by `perf record -g` at full
+speed (`--tool perf`: the top symbols per thread). The counters are zeroed once the row's
 credentials exist, so only the row's own requests are counted; the output is
 the instructions (or system calls) per answered request, and for callgrind
 the file to read with `callgrind_annotate --inclusive=yes`. wrk runs with
@@ -46,11 +47,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("row", choices=sorted(ROWS))
     ap.add_argument("--build", default=os.path.join(bench.ROOT, "build"))
-    ap.add_argument("--tool", choices=("callgrind", "strace", "cpu"), default="callgrind")
+    ap.add_argument("--tool", choices=("callgrind", "strace", "cpu", "perf"),
+                    default="callgrind")
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--out", default=None, help="where the callgrind/strace file goes")
     args = ap.parse_args()
-    if args.tool != "cpu":  # BENCH_CONNS set in the environment wins
+    if args.tool not in ("cpu", "perf"):  # BENCH_CONNS set in the environment wins
         os.environ.setdefault("BENCH_CONNS", "8")
     b = bench.Bench(args.build)
     out = args.out or os.path.join(b.tmp, "profile.out")
@@ -86,6 +88,14 @@ def main():
             r = b.wrk(url, path, wrk_args, seconds=args.seconds, bearer=bearer)
             after = thread_cpu(vg)
             rss = bench.rss_mib(vg)
+        elif args.tool == "perf":  # sampled at full speed, every thread, with call graphs
+            b.wrk(url, path, warm_args, seconds=1, bearer=bearer)
+            st = subprocess.Popen(["perf", "record", "-q", "-g", "-F", "999", "-o", out,
+                                   "-p", str(vg)], stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+            r = b.wrk(url, path, wrk_args, seconds=args.seconds, bearer=bearer)
+            st.send_signal(signal.SIGINT)
+            st.wait(timeout=120)
         else:  # attach to every thread of the running server for the row only
             st = subprocess.Popen(["strace", "-f", "-c", "-o", out, "-p", str(vg)],
                                   stderr=subprocess.DEVNULL)
@@ -119,6 +129,15 @@ def main():
                                   1e6 * total / max(n, 1), rss))
             for name, t in sorted(names.items(), key=lambda kv: -kv[1]):
                 print("  %-16s %8.1f us per request" % (name, 1e6 * t / max(n, 1)))
+        elif args.tool == "perf":
+            print("%s: %d requests (%d non-2xx), %.1f req/s; perf report -i %s" % (
+                args.row, n, r["status_errors"], n / args.seconds, out))
+            rep = subprocess.run(["perf", "report", "-i", out, "--no-children", "--stdio",
+                                  "-g", "none", "--percent-limit", "0.7",
+                                  "--sort", "comm,dso,sym"],
+                                 capture_output=True, text=True)
+            print("\n".join(ln for ln in rep.stdout.splitlines()
+                            if ln.strip() and not ln.startswith("#")))
         else:
             with open(out) as f:
                 txt = f.read()
