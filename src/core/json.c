@@ -1,5 +1,7 @@
 #include "core/json.h"
 
+#include <openssl/crypto.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/clock.h"
@@ -84,4 +86,197 @@ am_json_time(long long t)
 		return json_null();
 	am_time_iso((int64_t)t, iso, sizeof(iso));
 	return json_string(iso);
+}
+
+/* ---- am_json_dump ---- */
+
+#define DUMP_DEPTH_MAX 64
+
+/* The bytes that must be escaped in a JSON string (RFC 8259, section 7):
+ * the quote, the backslash and the control characters; jansson escapes
+ * exactly these by default (not 0x7f, not '/'). */
+static inline bool
+must_escape(unsigned char c)
+{
+	return c < 0x20 || c == '"' || c == '\\';
+}
+
+static void
+dump_string(struct am_buf *b, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t run = 0;
+
+	am_buf_add(b, "\"", 1);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char esc[6];
+		size_t elen = 2;
+
+		if (!must_escape(c))
+			continue;
+		if (i > run)
+			am_buf_add(b, s + run, i - run);
+		run = i + 1;
+		esc[0] = '\\';
+		switch (c) {
+		case '"':
+		case '\\':
+			esc[1] = (char)c;
+			break;
+		case '\b':
+			esc[1] = 'b';
+			break;
+		case '\f':
+			esc[1] = 'f';
+			break;
+		case '\n':
+			esc[1] = 'n';
+			break;
+		case '\r':
+			esc[1] = 'r';
+			break;
+		case '\t':
+			esc[1] = 't';
+			break;
+		default: /* jansson's "\\u%04X" */
+			memcpy(esc + 1, "u00", 3);
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 0xf];
+			elen = 6;
+		}
+		am_buf_add(b, esc, elen);
+	}
+	if (n > run)
+		am_buf_add(b, s + run, n - run);
+	am_buf_add(b, "\"", 1);
+}
+
+static void
+dump_integer(struct am_buf *b, json_int_t v)
+{
+	char text[24];
+	size_t i = sizeof(text);
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+
+	do {
+		text[--i] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		text[--i] = '-';
+	am_buf_add(b, text + i, sizeof(text) - i);
+}
+
+struct dump_member {
+	const char *key;
+	size_t klen;
+	json_t *value;
+};
+
+static int
+member_cmp(const void *x, const void *y)
+{
+	return strcmp(((const struct dump_member *)x)->key,
+		      ((const struct dump_member *)y)->key);
+}
+
+static bool dump_value(struct am_buf *b, const json_t *j, bool sort_keys, int depth);
+
+static bool
+dump_object(struct am_buf *b, const json_t *j, bool sort_keys, int depth)
+{
+	size_t n = json_object_size(j), i = 0;
+	struct dump_member small[16], *m = small;
+	bool ok = true;
+
+	if (n > sizeof(small) / sizeof(small[0]))
+		m = am_xmalloc(n * sizeof(*m));
+	for (void *it = json_object_iter((json_t *)j); it != NULL && i < n;
+	     it = json_object_iter_next((json_t *)j, it), i++) {
+		m[i].key = json_object_iter_key(it);
+		m[i].klen = json_object_iter_key_len(it);
+		m[i].value = json_object_iter_value(it);
+	}
+	n = i;
+	if (sort_keys && n > 1)
+		qsort(m, n, sizeof(*m), member_cmp);
+	am_buf_add(b, "{", 1);
+	for (i = 0; i < n && ok; i++) {
+		if (i > 0)
+			am_buf_add(b, ",", 1);
+		dump_string(b, m[i].key, m[i].klen);
+		am_buf_add(b, ":", 1);
+		ok = dump_value(b, m[i].value, sort_keys, depth + 1);
+	}
+	am_buf_add(b, "}", 1);
+	if (m != small)
+		free(m);
+	return ok;
+}
+
+static bool
+dump_value(struct am_buf *b, const json_t *j, bool sort_keys, int depth)
+{
+	if (depth > DUMP_DEPTH_MAX)
+		return false;
+	switch (json_typeof(j)) {
+	case JSON_OBJECT:
+		return dump_object(b, j, sort_keys, depth);
+	case JSON_ARRAY: {
+		size_t n = json_array_size(j);
+		bool ok = true;
+
+		am_buf_add(b, "[", 1);
+		for (size_t i = 0; i < n && ok; i++) {
+			if (i > 0)
+				am_buf_add(b, ",", 1);
+			ok = dump_value(b, json_array_get(j, i), sort_keys, depth + 1);
+		}
+		am_buf_add(b, "]", 1);
+		return ok;
+	}
+	case JSON_STRING:
+		dump_string(b, json_string_value(j), json_string_length(j));
+		return true;
+	case JSON_INTEGER:
+		dump_integer(b, json_integer_value(j));
+		return true;
+	case JSON_REAL: { /* rare here: jansson's own shortest round-trip form */
+		char text[64];
+		size_t len = json_dumpb(j, text, sizeof(text), JSON_ENCODE_ANY | JSON_COMPACT);
+
+		if (len == 0 || len > sizeof(text))
+			return false;
+		am_buf_add(b, text, len);
+		return true;
+	}
+	case JSON_TRUE:
+		am_buf_add(b, "true", 4);
+		return true;
+	case JSON_FALSE:
+		am_buf_add(b, "false", 5);
+		return true;
+	case JSON_NULL:
+		am_buf_add(b, "null", 4);
+		return true;
+	}
+	return false;
+}
+
+bool
+am_json_dump(struct am_buf *b, const json_t *j, bool sort_keys)
+{
+	size_t start = b->len;
+
+	if (j == NULL || !(json_is_object(j) || json_is_array(j)))
+		return false;
+	if (dump_value(b, j, sort_keys, 0))
+		return true;
+	if (b->data != NULL) { /* undo a partial text, wiped: it may hold a secret */
+		OPENSSL_cleanse(b->data + start, b->len - start);
+		b->len = start;
+		b->data[start] = '\0';
+	}
+	return false;
 }

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "core/errors.h"
+#include "core/str.h"
 
 /* Parses body as one JSON object (duplicate keys refused). On AM_OK the
  * caller owns *out. */
@@ -24,5 +25,14 @@ json_t *am_json_scopes(const char *list);
 
 /* A JSON string of an RFC 3339 time, or JSON null when t is 0. */
 json_t *am_json_time(long long t);
+
+/* Appends the compact text of the object or array j to b: byte for byte
+ * what json_dumpb(j, JSON_COMPACT, plus JSON_SORT_KEYS when sort_keys)
+ * writes, at a fraction of its cost (jansson decodes and re-checks every
+ * character of every string it writes; the strings in a tree are valid
+ * UTF-8 already, so runs of plain bytes are copied whole). False, with b
+ * as it was, for anything else than an object or array, or nesting deeper
+ * than 64. */
+bool am_json_dump(struct am_buf *b, const json_t *j, bool sort_keys) AM_WUR;
 
 #endif

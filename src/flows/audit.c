@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "core/clock.h"
+#include "core/json.h"
 #include "core/metrics.h"
 #include "core/log.h"
 #include "core/str.h"
@@ -106,6 +107,19 @@ grow(struct audit_batch *b)
 	return true;
 }
 
+/* The event's line: compact, keys sorted, so equal events read the same. */
+static char *
+event_line(const json_t *ev)
+{
+	struct am_buf text = {.data = am_xmalloc(512), .cap = 512};
+	char *line;
+
+	text.data[0] = '\0';
+	line = am_json_dump(&text, ev, true) ? am_buf_take(&text) : NULL;
+	am_buf_free(&text);
+	return line;
+}
+
 enum am_err
 audit_prepare(struct audit_batch *b, const char *tenant, int64_t at, const char *event,
 	      const char *registration_id, json_t *fields, struct am_error *e)
@@ -131,10 +145,10 @@ audit_prepare(struct audit_batch *b, const char *tenant, int64_t at, const char 
 	}
 	m = &b->meta[b->n];
 	am_metrics_event_of(ev, &m->count);
-	line = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
+	line = event_line(ev);
 	json_decref(ev);
 	if (line == NULL)
-		return am_fail(e, AM_E_INTERNAL, "out of memory");
+		return am_fail(e, AM_E_INTERNAL, "the audit event cannot be written");
 	m->at = at;
 	m->event = event;
 	if (!am_copy(m->registration_id, sizeof(m->registration_id),

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "core/crypto.h"
+#include "core/json.h"
 #include "core/limits.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -468,32 +469,24 @@ http_reply_text(struct http_resp *rs, int status, const char *content_type, cons
 void
 http_reply_json(struct http_resp *rs, int status, json_t *json)
 {
-	char small[2048];
-	size_t len = json != NULL ? json_dumpb(json, small, sizeof(small), JSON_COMPACT) : 0;
-	char *text = NULL;
+	/* A secret buffer (an answer may carry a credential): growing it wipes
+	 * the old block. 1 KiB holds most answers without growing. */
+	struct am_buf b = {.data = am_xmalloc(1024), .cap = 1024, .secret = true};
+	bool ok;
 
-	/* Most answers fit the stack buffer: one exact allocation, with the
-	 * newline send_resp would otherwise add by copying. */
-	if (len > 0 && len <= sizeof(small)) {
-		text = am_xmalloc(len + 2);
-		memcpy(text, small, len);
-	} else if (len > sizeof(small) && (text = malloc(len + 2)) != NULL &&
-		   json_dumpb(json, text, len, JSON_COMPACT) != len) {
-		free(text);
-		text = NULL;
-	}
-	OPENSSL_cleanse(small, len < sizeof(small) ? len : sizeof(small)); /* may hold a secret */
+	b.data[0] = '\0';
+	ok = json != NULL && am_json_dump(&b, json, false);
 	json_decref(json);
-	if (text == NULL) {
+	if (!ok) {
+		am_buf_free(&b);
 		http_reply_text(rs, 500, "application/json",
 				"{\"error\":\"server_error\",\"message\":\"internal error\"}", 52);
 		return;
 	}
-	text[len++] = '\n';
-	text[len] = '\0';
+	am_buf_add(&b, "\n", 1); /* the newline send_resp would otherwise add by copying */
 	free(rs->body);
-	rs->body = text;
-	rs->len = len;
+	rs->len = b.len;
+	rs->body = am_buf_take(&b);
 	rs->status = status;
 	rs->content_type = "application/json";
 }

@@ -13,6 +13,7 @@
 
 #include "core/crypto.h"
 #include "core/errors.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/str.h"
 
@@ -331,6 +332,91 @@ json_log_lines_parse_with_the_fields_of_the_text_format(void **state)
 	assert_string_equal(line, "2026-01-01T00:00:00Z level=info req=req_1 a=b");
 }
 
+
+/* ---- am_json_dump: the replies' and audit lines' writer ---- */
+
+/* am_json_dump must write what json_dumps writes, byte for byte. */
+static void
+assert_dumps_like_jansson(const json_t *j)
+{
+	for (int sort = 0; sort <= 1; sort++) {
+		char *want = json_dumps(j, JSON_COMPACT | (sort ? JSON_SORT_KEYS : 0));
+		struct am_buf b = {0};
+
+		assert_non_null(want);
+		am_buf_puts(&b, "x"); /* appends after what is there */
+		assert_true(am_json_dump(&b, j, sort != 0));
+		assert_int_equal(b.len, strlen(want) + 1);
+		assert_memory_equal(b.data + 1, want, strlen(want));
+		free(want);
+		am_buf_free(&b);
+	}
+}
+
+static void
+json_dump_writes_what_jansson_writes(void **state)
+{
+	char ascii[128], key[8];
+	json_t *doc = json_object(), *arr = json_array(), *deep = json_object();
+
+	(void)state;
+	for (int c = 1; c < 128; c++) /* every ASCII byte, control characters included */
+		ascii[c - 1] = (char)c;
+	ascii[127] = '\0';
+	json_object_set_new(doc, "ascii", json_string(ascii));
+	json_object_set_new(doc, "utf8", json_string("\xc3\xa9t\xc3\xa9 \xe2\x80\xa8 \xf0\x9f\x94\x91"));
+	json_object_set_new(doc, "nul", json_stringn("a\0b", 3));
+	json_object_set_new(doc, "key \"quoted\"\n", json_string(""));
+	json_object_set_new(doc, "min", json_integer(INT64_MIN));
+	json_object_set_new(doc, "max", json_integer(INT64_MAX));
+	json_object_set_new(doc, "zero", json_integer(0));
+	json_object_set_new(doc, "neg", json_integer(-42));
+	json_object_set_new(doc, "real", json_real(0.1));
+	json_object_set_new(doc, "big", json_real(1e300));
+	json_object_set_new(doc, "t", json_true());
+	json_object_set_new(doc, "f", json_false());
+	json_object_set_new(doc, "n", json_null());
+	json_object_set_new(doc, "empty_o", json_object());
+	json_object_set_new(doc, "empty_a", json_array());
+	for (int i = 0; i < 40; i++) { /* more members than the stack's array holds */
+		snprintf(key, sizeof(key), "k%02d", (i * 17) % 40);
+		json_object_set_new(deep, key, json_integer(i));
+	}
+	json_array_append_new(arr, json_string("x"));
+	json_array_append_new(arr, deep);
+	json_array_append_new(arr, json_array());
+	json_object_set_new(doc, "arr", arr);
+	assert_dumps_like_jansson(doc);
+	assert_dumps_like_jansson(arr);
+	json_decref(doc);
+}
+
+static void
+json_dump_refuses_scalars_and_runaway_nesting(void **state)
+{
+	struct am_buf b = {0};
+	json_t *top = json_array(), *cur = top;
+
+	(void)state;
+	for (int i = 0; i < 70; i++) {
+		json_t *next = json_array();
+
+		json_array_append_new(cur, next);
+		cur = next;
+	}
+	json_array_append_new(cur, json_string("secret"));
+	am_buf_puts(&b, "kept");
+	assert_false(am_json_dump(&b, top, false));
+	assert_string_equal(b.data, "kept"); /* as it was */
+	json_decref(top);
+	top = json_string("s");
+	assert_false(am_json_dump(&b, top, false));
+	assert_false(am_json_dump(&b, NULL, false));
+	assert_int_equal(b.len, 4);
+	json_decref(top);
+	am_buf_free(&b);
+}
+
 int
 main(void)
 {
@@ -349,6 +435,8 @@ main(void)
 		cmocka_unit_test(every_error_code_has_a_name_and_the_documented_status),
 		cmocka_unit_test(fail_fills_the_error_and_returns_the_code),
 		cmocka_unit_test(json_log_lines_parse_with_the_fields_of_the_text_format),
+		cmocka_unit_test(json_dump_writes_what_jansson_writes),
+		cmocka_unit_test(json_dump_refuses_scalars_and_runaway_nesting),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
