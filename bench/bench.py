@@ -324,6 +324,8 @@ class Bench:
             # up: its upstream connections are not held to the per-IP cap.
             "server": {"trusted_proxies": "127.0.0.1/32"},
         }
+        if os.environ.get("BENCH_SERVER_THREADS"):  # experiments; the default is the product's
+            overrides["server"]["threads"] = os.environ["BENCH_SERVER_THREADS"]
         if self.sweep:
             # The sweep rows make registrations fall due and measure while the
             # sweeper expires them: it must look every second, not every 30.
