@@ -90,7 +90,8 @@ def main():
             rss = bench.rss_mib(vg)
         elif args.tool == "perf":  # sampled at full speed, every thread, with call graphs
             b.wrk(url, path, warm_args, seconds=1, bearer=bearer)
-            st = subprocess.Popen(["perf", "record", "-q", "-g", "-F", "999", "-o", out,
+            st = subprocess.Popen(["perf", "record", "-q", "--call-graph",
+                                   os.environ.get("PERF_CALLGRAPH", "fp"), "-F", "999", "-o", out,
                                    "-p", str(vg)], stderr=subprocess.DEVNULL)
             time.sleep(0.5)
             r = b.wrk(url, path, wrk_args, seconds=args.seconds, bearer=bearer)

@@ -177,8 +177,7 @@ struct dump_member {
 static int
 member_cmp(const void *x, const void *y)
 {
-	return strcmp(((const struct dump_member *)x)->key,
-		      ((const struct dump_member *)y)->key);
+	return strcmp(((const struct dump_member *)x)->key, ((const struct dump_member *)y)->key);
 }
 
 static bool dump_value(struct am_buf *b, const json_t *j, bool sort_keys, int depth);

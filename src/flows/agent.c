@@ -404,9 +404,10 @@ first_link_start(const struct flow_env *env, struct store *st, const struct veri
 		id->agent_context_id != NULL ? id->agent_context_id : "");
 	if ((rc = store_reg_insert(st, &reg, e)) != AM_OK ||
 	    (rc = record_client(st, reg.id, id->client, now, e)) != AM_OK ||
-	    (rc = cer != NULL ? flow_ceremony_new_attempt(env, st, &reg, reg.email, CEREMONY_USER_CODE, NULL, NULL,
-							  batch, cer, e)
-			      : flow_new_attempt(env, st, &reg, reg.email, ip, att, token, e)) !=
+	    (rc = cer != NULL
+			  ? flow_ceremony_new_attempt(env, st, &reg, reg.email, CEREMONY_USER_CODE,
+						      NULL, NULL, batch, cer, e)
+			  : flow_new_attempt(env, st, &reg, reg.email, ip, att, token, e)) !=
 		    AM_OK ||
 	    (rc = audit_add(st, batch, env->cfg->tenant, now, "registration.created", reg.id,
 			    json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:b, s:s, s:s?, s:s, "
@@ -480,7 +481,7 @@ flow_first_link_complete(const struct flow_env *env, struct store *st, const str
 		return rc;
 	p = am_config_provider(env->cfg, reg->iss);
 	if ((rc = flow_issue_credential_for(env, st, reg->id, reg->credential_type, p->scopes,
-					    user_id, reg->iss, reg->sub, out, e)) != AM_OK)
+					    user_id, reg->iss, reg->sub, true, out, e)) != AM_OK)
 		return rc;
 	out->agent_verified = true;
 	return AM_OK;
@@ -688,9 +689,10 @@ idjag_write(struct store *st, struct idjag_state *s, struct am_error *e)
 	if ((rc = registration_for(env, st, &s->v, &s->id, s->user_id, ip, &s->created, s->reg_id,
 				   e)) != AM_OK ||
 	    (rc = check_blocks(st, s->v.iss, s->v.sub, s->user_id, s->reg_id, e)) != AM_OK ||
-	    (!s->identity_only && (rc = flow_issue_credential_for(
-					   env, st, s->reg_id, s->type, s->v.provider->scopes,
-					   s->user_id, s->v.iss, s->v.sub, &s->res, e)) != AM_OK) ||
+	    (!s->identity_only &&
+	     (rc = flow_issue_credential_for(env, st, s->reg_id, s->type, s->v.provider->scopes,
+					     s->user_id, s->v.iss, s->v.sub, false, &s->res, e)) !=
+		     AM_OK) ||
 	    (rc = audit_add(st, &s->batch, env->cfg->tenant, flow_now(env), "registration.created",
 			    s->reg_id,
 			    json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s, s:s, s:b, s:s?, s:s, "
@@ -741,8 +743,12 @@ idjag_answer(struct idjag_state *s, struct reg_result *out, struct am_error *e)
 					       e)) != AM_OK)
 			return rc;
 	} else {
-		log_info("registration created id=%s kind=agent provider=%s user=%s", s->reg_id,
-			 s->v.provider->name, s->user_id);
+		log_info("registration created id=%s kind=agent provider=%s user=%s credential=%s "
+			 "type=%s",
+			 s->reg_id, s->v.provider->name, s->user_id,
+			 s->res.has_credential ? s->res.credential_id : "none",
+			 s->res.has_credential ? store_cred_type_name(s->res.credential_type)
+					       : "none");
 	}
 	*out = s->res;
 	return AM_OK;
@@ -1500,8 +1506,9 @@ claim_step_up(struct store *st, struct idjag_state *s, const struct store_reg *r
 	enum am_err rc;
 
 	if ((rc = check_blocks(st, s->v.iss, s->v.sub, s->link_to.id, reg->id, e)) != AM_OK ||
-	    (rc = flow_ceremony_new_attempt(env, st, reg, s->link_to.email, CEREMONY_USER_CODE, s->v.iss, s->v.sub,
-					    &s->batch, &c->ceremony, e)) != AM_OK)
+	    (rc = flow_ceremony_new_attempt(env, st, reg, s->link_to.email, CEREMONY_USER_CODE,
+					    s->v.iss, s->v.sub, &s->batch, &c->ceremony, e)) !=
+		    AM_OK)
 		return rc;
 	if (reg->status == REG_UNCLAIMED &&
 	    (rc = store_reg_transition(st, reg->id, REG_UNCLAIMED, REG_PENDING_CLAIM, e)) != AM_OK)

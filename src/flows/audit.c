@@ -100,7 +100,7 @@ grow(struct audit_batch *b)
 		return false;
 	for (size_t i = 0; !had_meta && i < b->n; i++) {
 		memset(&meta[i], 0, sizeof(meta[i])); /* lines given without meta */
-		meta[i].count.metric = -1;	       /* count nothing */
+		meta[i].count.metric = -1;	      /* count nothing */
 	}
 	b->meta = meta;
 	b->cap = cap;

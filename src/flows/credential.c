@@ -11,7 +11,7 @@
 
 static enum am_err issue(const struct flow_env *env, struct store *st, const char *registration_id,
 			 enum cred_type type, const char *scopes, const char *user_id,
-			 const char *source, const char *iss, const char *sub,
+			 const char *source, const char *iss, const char *sub, bool announce,
 			 struct reg_result *out, struct am_error *e);
 
 enum am_err
@@ -34,16 +34,18 @@ flow_issue_credential(const struct flow_env *env, struct store *st, const char *
 		      enum cred_type type, const char *scopes, const char *user_id,
 		      const char *source, struct reg_result *out, struct am_error *e)
 {
-	return issue(env, st, registration_id, type, scopes, user_id, source, NULL, NULL, out, e);
+	return issue(env, st, registration_id, type, scopes, user_id, source, NULL, NULL, true, out,
+		     e);
 }
 
 enum am_err
 flow_issue_credential_for(const struct flow_env *env, struct store *st, const char *registration_id,
 			  enum cred_type type, const char *scopes, const char *user_id,
-			  const char *iss, const char *sub, struct reg_result *out,
+			  const char *iss, const char *sub, bool announce, struct reg_result *out,
 			  struct am_error *e)
 {
-	return issue(env, st, registration_id, type, scopes, user_id, "id_jag", iss, sub, out, e);
+	return issue(env, st, registration_id, type, scopes, user_id, "id_jag", iss, sub, announce,
+		     out, e);
 }
 
 enum am_err
@@ -86,6 +88,7 @@ flow_new_credential(const struct flow_env *env, const char *registration_id, enu
 				out->credential, sizeof(out->credential), e)) != AM_OK)
 		return rc;
 	am_sha256_str(out->credential, c->hash);
+	am_copy(out->credential_id, sizeof(out->credential_id), c->id);
 	c->type = type;
 	if (!am_copy(c->scopes, sizeof(c->scopes), scopes) ||
 	    !am_copy(c->source, sizeof(c->source), source) ||
@@ -113,7 +116,7 @@ flow_new_credential(const struct flow_env *env, const char *registration_id, enu
 static enum am_err
 issue(const struct flow_env *env, struct store *st, const char *registration_id,
       enum cred_type type, const char *scopes, const char *user_id, const char *source,
-      const char *iss, const char *sub, struct reg_result *out, struct am_error *e)
+      const char *iss, const char *sub, bool announce, struct reg_result *out, struct am_error *e)
 {
 	struct store_cred c;
 	enum am_err rc;
@@ -122,8 +125,9 @@ issue(const struct flow_env *env, struct store *st, const char *registration_id,
 				      &c, out, e)) != AM_OK ||
 	    (rc = store_cred_insert(st, &c, e)) != AM_OK)
 		return rc;
-	log_info("credential issued id=%s type=%s registration=%s", c.id,
-		 store_cred_type_name(type), registration_id);
+	if (announce)
+		log_info("credential issued id=%s type=%s registration=%s", c.id,
+			 store_cred_type_name(type), registration_id);
 	return AM_OK;
 }
 

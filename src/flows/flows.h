@@ -46,6 +46,7 @@ struct reg_result {
 	enum reg_kind kind;
 	bool has_credential;
 	enum cred_type credential_type;
+	char credential_id[STORE_ID_LEN]; /* public: for log lines */
 	char credential[FLOW_SECRET_LEN];
 	int64_t credential_expires; /* 0: never */
 	char scopes[512];
@@ -402,8 +403,8 @@ struct flow_pending_op {
 	/* FLOW_OP_READBACK_COMPLETE: the new refresh-token family's first token */
 	char refresh_token[FLOW_SECRET_LEN];
 	int64_t refresh_expires;
-	int count;	 /* FLOW_OP_REVOKE: credentials revoked */
-	bool mail_due;	 /* an attempt was made: its mail */
+	int count;			      /* FLOW_OP_REVOKE: credentials revoked */
+	bool mail_due;			      /* an attempt was made: its mail */
 	char mail_to[AM_MAX_EMAIL_BYTES + 1]; /* goes out after the commit */
 	char mail_token[FLOW_SECRET_LEN];
 	int64_t mail_expires;

@@ -264,7 +264,7 @@ flow_v06_issue_in_tx(const struct flow_env *env, struct store *st, const struct 
 		return rc;
 	if (reg->kind == REG_AGENT)
 		rc = flow_issue_credential_for(env, st, reg->id, CRED_ACCESS_TOKEN, scopes,
-					       reg->user_id, reg->iss, reg->sub, &cred, e);
+					       reg->user_id, reg->iss, reg->sub, true, &cred, e);
 	else
 		rc = flow_issue_credential(env, st, reg->id, CRED_ACCESS_TOKEN, scopes,
 					   reg->user_id[0] != '\0' ? reg->user_id : NULL,
@@ -374,8 +374,7 @@ v06_job(struct store *st, void *arg, struct am_error *e)
 /* Queues p (env, kind and inputs set) as a writer job of the kinds above;
  * the contract of store_writer_submit. */
 static enum am_err
-job_submit(struct flow_pending_v06 *p, void (*done)(void *arg), void *done_arg,
-	   struct am_error *e)
+job_submit(struct flow_pending_v06 *p, void (*done)(void *arg), void *done_arg, struct am_error *e)
 {
 	p->done = done;
 	p->done_arg = done_arg;
@@ -529,8 +528,8 @@ flow_pending_v06_result(struct flow_pending_v06 *p, struct am_error *e)
 		return AM_OK;
 	case FLOW_V06_IDJAG:
 		/* CPU work only, on the request's thread once durable */
-		return flow_v06_mint(env, p->keys, p->res.reg.registration_id,
-				     "identity_assertion", p->assertion_gen, NULL, &p->res.assertion,
+		return flow_v06_mint(env, p->keys, p->res.reg.registration_id, "identity_assertion",
+				     p->assertion_gen, NULL, &p->res.assertion,
 				     &p->res.assertion_expires, e);
 	case FLOW_V06_REFRESH:
 		log_info("refresh token rotated registration=%s", p->res.reg.registration_id);

@@ -42,11 +42,13 @@ enum am_err flow_new_credential(const struct flow_env *env, const char *registra
 				struct am_error *e) AM_WUR;
 
 /* The same for a provider-vouched subject: source id_jag, with iss and sub
- * and the canonical audience recorded on the credential. */
+ * and the canonical audience recorded on the credential. Without announce,
+ * no "credential issued" line is logged: the caller names the credential
+ * (out->credential_id) in its own line after the commit, off the writer. */
 enum am_err flow_issue_credential_for(const struct flow_env *env, struct store *st,
 				      const char *registration_id, enum cred_type type,
 				      const char *scopes, const char *user_id, const char *iss,
-				      const char *sub, struct reg_result *out,
+				      const char *sub, bool announce, struct reg_result *out,
 				      struct am_error *e) AM_WUR;
 
 /* The end of the first-link ceremony, called by the claim completion for a
@@ -88,9 +90,9 @@ enum am_err flow_pending_idclaim_outcome(struct flow_pending_idclaim *p, struct 
  * the confirming user (v0.7's ID-JAG claim, migration 0016). */
 enum am_err flow_ceremony_new_attempt(const struct flow_env *env, struct store *st,
 				      const struct store_reg *reg, const char *email,
-				      enum ceremony_mode mode, const char *link_iss, const char *link_sub,
-				      struct audit_batch *batch, struct ceremony_block *out,
-				      struct am_error *e) AM_WUR;
+				      enum ceremony_mode mode, const char *link_iss,
+				      const char *link_sub, struct audit_batch *batch,
+				      struct ceremony_block *out, struct am_error *e) AM_WUR;
 
 /* A public id for a new row: prefix, the current time in milliseconds (11
  * hex digits) and 96 random bits (24 hex digits), so ids sort by creation

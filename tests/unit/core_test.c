@@ -332,7 +332,6 @@ json_log_lines_parse_with_the_fields_of_the_text_format(void **state)
 	assert_string_equal(line, "2026-01-01T00:00:00Z level=info req=req_1 a=b");
 }
 
-
 /* ---- am_json_dump: the replies' and audit lines' writer ---- */
 
 /* am_json_dump must write what json_dumps writes, byte for byte. */
@@ -364,7 +363,8 @@ json_dump_writes_what_jansson_writes(void **state)
 		ascii[c - 1] = (char)c;
 	ascii[127] = '\0';
 	json_object_set_new(doc, "ascii", json_string(ascii));
-	json_object_set_new(doc, "utf8", json_string("\xc3\xa9t\xc3\xa9 \xe2\x80\xa8 \xf0\x9f\x94\x91"));
+	json_object_set_new(doc, "utf8",
+			    json_string("\xc3\xa9t\xc3\xa9 \xe2\x80\xa8 \xf0\x9f\x94\x91"));
 	json_object_set_new(doc, "nul", json_stringn("a\0b", 3));
 	json_object_set_new(doc, "key \"quoted\"\n", json_string(""));
 	json_object_set_new(doc, "min", json_integer(INT64_MIN));
