@@ -153,7 +153,7 @@ dump_string(struct am_buf *b, const char *s, size_t n)
 }
 
 static void
-dump_integer(struct am_buf *b, json_int_t v)
+dump_integer(struct am_buf *b, long long v)
 {
 	char text[24];
 	size_t i = sizeof(text);
@@ -278,4 +278,107 @@ am_json_dump(struct am_buf *b, const json_t *j, bool sort_keys)
 		b->data[start] = '\0';
 	}
 	return false;
+}
+
+/* ---- the member-by-member writer ---- */
+
+/* A comma unless this is the container's first member. */
+static void
+jw_sep(struct am_buf *b)
+{
+	char last = b->len > 0 ? b->data[b->len - 1] : '{';
+
+	if (last != '{' && last != '[')
+		am_buf_add(b, ",", 1);
+}
+
+static void
+jw_key(struct am_buf *b, const char *key)
+{
+	jw_sep(b);
+	dump_string(b, key, strlen(key));
+	am_buf_add(b, ":", 1);
+}
+
+void
+am_jw_begin(struct am_buf *b)
+{
+	if (b->len > 0 && b->data[b->len - 1] != ':')
+		jw_sep(b); /* an object as an array's element */
+	am_buf_add(b, "{", 1);
+}
+
+void
+am_jw_end(struct am_buf *b)
+{
+	am_buf_add(b, "}", 1);
+}
+
+void
+am_jw_str(struct am_buf *b, const char *key, const char *value)
+{
+	jw_key(b, key);
+	if (value == NULL)
+		am_buf_add(b, "null", 4);
+	else
+		dump_string(b, value, strlen(value));
+}
+
+void
+am_jw_bool(struct am_buf *b, const char *key, bool value)
+{
+	jw_key(b, key);
+	if (value)
+		am_buf_add(b, "true", 4);
+	else
+		am_buf_add(b, "false", 5);
+}
+
+void
+am_jw_int(struct am_buf *b, const char *key, long long value)
+{
+	jw_key(b, key);
+	dump_integer(b, value);
+}
+
+void
+am_jw_key_array(struct am_buf *b, const char *key)
+{
+	jw_key(b, key);
+	am_buf_add(b, "[", 1);
+}
+
+void
+am_jw_item(struct am_buf *b, const char *value, size_t len)
+{
+	jw_sep(b);
+	dump_string(b, value, len);
+}
+
+void
+am_jw_array_end(struct am_buf *b)
+{
+	am_buf_add(b, "]", 1);
+}
+
+void
+am_jw_scopes(struct am_buf *b, const char *key, const char *list)
+{
+	const char *p = list;
+
+	am_jw_key_array(b, key);
+	while (*p != '\0') {
+		const char *sp;
+		size_t n;
+
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			break;
+		sp = strchr(p, ' ');
+		n = sp != NULL ? (size_t)(sp - p) : strlen(p);
+		am_jw_item(b, p, n);
+		p += n;
+	}
+	am_jw_array_end(b);
 }

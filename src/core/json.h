@@ -35,4 +35,25 @@ json_t *am_json_time(long long t);
  * than 64. */
 bool am_json_dump(struct am_buf *b, const json_t *j, bool sort_keys) AM_WUR;
 
+/* An object written member by member straight into b, with no tree: for
+ * the answers every API call gets (the gate's), where building a jansson
+ * tree to dump it at once cost more than the rest of the request. The
+ * text is what am_json_dump writes for the same members in the same order.
+ * Values are escaped as am_json_dump escapes them and must be valid UTF-8,
+ * as every string the store holds is (it came through jansson or is an id
+ * the service made). Nesting is by the caller's calls: an object inside an
+ * array inside an object is begin, key_array, item..., array_end, end. */
+void am_jw_begin(struct am_buf *b);
+void am_jw_end(struct am_buf *b);
+/* "key":"value", or "key":null when value is NULL. */
+void am_jw_str(struct am_buf *b, const char *key, const char *value);
+void am_jw_bool(struct am_buf *b, const char *key, bool value);
+void am_jw_int(struct am_buf *b, const char *key, long long value);
+/* "key":[ ... then am_jw_item for each element, then am_jw_array_end. */
+void am_jw_key_array(struct am_buf *b, const char *key);
+void am_jw_item(struct am_buf *b, const char *value, size_t len);
+void am_jw_array_end(struct am_buf *b);
+/* "key":["a","b"] of a space-separated list (am_json_scopes as text). */
+void am_jw_scopes(struct am_buf *b, const char *key, const char *list);
+
 #endif

@@ -260,6 +260,13 @@ am_log_format_line(char *out, size_t cap, long long now, enum am_log_level lvl, 
 	return (size_t)n < cap ? (size_t)n : cap - 1;
 }
 
+static size_t
+put(char *line, size_t n, const char *s, size_t len)
+{
+	memcpy(line + n, s, len);
+	return n + len;
+}
+
 void
 am_log(enum am_log_level lvl, const char *fmt, ...)
 {
@@ -282,12 +289,17 @@ am_log(enum am_log_level lvl, const char *fmt, ...)
 		write_line(jline, n);
 		return;
 	}
+	/* The prefix by hand (every request logs a line): the stamp (at most
+	 * 31 bytes), " level=" and its name, "req=" and the id (under 32) fit
+	 * the 1 KiB line with room to spare. */
 	n = stamp_now(line);
-	k = snprintf(line + n, room - n, " level=%s ", names[lvl]);
-	n = k < 0 ? n : n + (size_t)k >= room ? room - 1 : n + (size_t)k;
-	if (request_id[0] != '\0' && n < room - 1) {
-		k = snprintf(line + n, room - n, "req=%s ", request_id);
-		n = k < 0 ? n : n + (size_t)k >= room ? room - 1 : n + (size_t)k;
+	n = put(line, n, " level=", 7);
+	n = put(line, n, names[lvl], strlen(names[lvl]));
+	n = put(line, n, " ", 1);
+	if (request_id[0] != '\0') {
+		n = put(line, n, "req=", 4);
+		n = put(line, n, request_id, strlen(request_id));
+		n = put(line, n, " ", 1);
 	}
 	if (n < room - 1) {
 		va_start(ap, fmt);

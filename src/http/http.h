@@ -140,6 +140,9 @@ void http_resume(struct http_req *rq);
 
 /* Response builders. json is stolen; text is copied. */
 void http_reply_json(struct http_resp *rs, int status, json_t *json);
+/* A JSON answer already written (am_jw_*): the text is taken from b, which
+ * is left empty. b should be secret when the text may hold a credential. */
+void http_reply_json_buf(struct http_resp *rs, int status, struct am_buf *b);
 void http_reply_text(struct http_resp *rs, int status, const char *content_type, const char *text,
 		     size_t len);
 /* Adds a header (name must be static; value is copied). */

@@ -467,6 +467,17 @@ http_reply_text(struct http_resp *rs, int status, const char *content_type, cons
 }
 
 void
+http_reply_json_buf(struct http_resp *rs, int status, struct am_buf *b)
+{
+	am_buf_add(b, "\n", 1); /* the newline send_resp would otherwise add by copying */
+	free(rs->body);
+	rs->len = b->len;
+	rs->body = am_buf_take(b);
+	rs->status = status;
+	rs->content_type = "application/json";
+}
+
+void
 http_reply_json(struct http_resp *rs, int status, json_t *json)
 {
 	/* A secret buffer (an answer may carry a credential): growing it wipes
@@ -483,12 +494,7 @@ http_reply_json(struct http_resp *rs, int status, json_t *json)
 				"{\"error\":\"server_error\",\"message\":\"internal error\"}", 52);
 		return;
 	}
-	am_buf_add(&b, "\n", 1); /* the newline send_resp would otherwise add by copying */
-	free(rs->body);
-	rs->len = b.len;
-	rs->body = am_buf_take(&b);
-	rs->status = status;
-	rs->content_type = "application/json";
+	http_reply_json_buf(rs, status, &b);
 }
 
 static void

@@ -417,6 +417,48 @@ json_dump_refuses_scalars_and_runaway_nesting(void **state)
 	am_buf_free(&b);
 }
 
+/* The member-by-member writer writes what a tree of the same members dumps. */
+static void
+json_writer_matches_the_tree_it_stands_for(void **state)
+{
+	json_t *doc = json_object(), *list = json_array(), *inner = json_object();
+	struct am_buf want = {0}, got = {0};
+
+	(void)state;
+	json_object_set_new(doc, "user_id", json_null());
+	json_object_set_new(doc, "email", json_string("a\"b\\c\n@\xc3\xa9.example"));
+	json_object_set_new(doc, "scopes", am_json_scopes("  api.read  api.write "));
+	json_object_set_new(doc, "none", am_json_scopes(""));
+	json_object_set_new(doc, "n", json_integer(-9007199254740993LL));
+	json_object_set_new(doc, "ok", json_true());
+	json_object_set_new(doc, "no", json_false());
+	json_object_set_new(inner, "k", json_string("v"));
+	json_array_append_new(list, json_string("first"));
+	json_array_append_new(list, inner);
+	json_object_set_new(doc, "list", list);
+	assert_true(am_json_dump(&want, doc, false));
+
+	am_jw_begin(&got);
+	am_jw_str(&got, "user_id", NULL);
+	am_jw_str(&got, "email", "a\"b\\c\n@\xc3\xa9.example");
+	am_jw_scopes(&got, "scopes", "  api.read  api.write ");
+	am_jw_scopes(&got, "none", "");
+	am_jw_int(&got, "n", -9007199254740993LL);
+	am_jw_bool(&got, "ok", true);
+	am_jw_bool(&got, "no", false);
+	am_jw_key_array(&got, "list");
+	am_jw_item(&got, "first", 5);
+	am_jw_begin(&got);
+	am_jw_str(&got, "k", "v");
+	am_jw_end(&got);
+	am_jw_array_end(&got);
+	am_jw_end(&got);
+	assert_string_equal(got.data, want.data);
+	json_decref(doc);
+	am_buf_free(&want);
+	am_buf_free(&got);
+}
+
 int
 main(void)
 {
@@ -437,6 +479,7 @@ main(void)
 		cmocka_unit_test(json_log_lines_parse_with_the_fields_of_the_text_format),
 		cmocka_unit_test(json_dump_writes_what_jansson_writes),
 		cmocka_unit_test(json_dump_refuses_scalars_and_runaway_nesting),
+		cmocka_unit_test(json_writer_matches_the_tree_it_stands_for),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
