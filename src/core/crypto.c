@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,25 +12,56 @@
 
 /* SHA-256 fetched from the default provider once: EVP_sha256() in
  * EVP_Digest fetches the implementation again on every call, a third of
- * the cost of hashing a bearer credential. */
+ * the cost of hashing a bearer credential. Each thread keeps one digest
+ * context too (EVP_Digest allocates, sets up and frees one per call); the
+ * digest's final step wipes the state, so no credential stays in it. */
 static EVP_MD *sha256_md;
+static pthread_key_t sha256_ctx_key;
+static bool sha256_ctx_keyed;
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void
+sha256_ctx_free(void *ctx)
+{
+	EVP_MD_CTX_free(ctx);
+}
 
 static void
 sha256_fetch(void)
 {
 	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+	sha256_ctx_keyed = pthread_key_create(&sha256_ctx_key, sha256_ctx_free) == 0;
+}
+
+static EVP_MD_CTX *
+sha256_ctx(void)
+{
+	EVP_MD_CTX *ctx;
+
+	if (!sha256_ctx_keyed || sha256_md == NULL)
+		return NULL;
+	if ((ctx = pthread_getspecific(sha256_ctx_key)) == NULL &&
+	    (ctx = EVP_MD_CTX_new()) != NULL && pthread_setspecific(sha256_ctx_key, ctx) != 0) {
+		EVP_MD_CTX_free(ctx);
+		ctx = NULL;
+	}
+	return ctx;
 }
 
 void
 am_sha256(const void *data, size_t len, uint8_t out[AM_HASH_LEN])
 {
 	unsigned int n = AM_HASH_LEN;
+	EVP_MD_CTX *ctx;
 
 	pthread_once(&sha256_once, sha256_fetch);
+	if ((ctx = sha256_ctx()) != NULL && EVP_DigestInit_ex2(ctx, sha256_md, NULL) == 1 &&
+	    EVP_DigestUpdate(ctx, data, len) == 1 && EVP_DigestFinal_ex(ctx, out, &n) == 1)
+		return;
 	/* EVP_Digest cannot fail for SHA-256 short of memory exhaustion; on
 	 * failure the output is zeroed so a failed hash can never equal a
 	 * stored one by accident of old stack. */
+	n = AM_HASH_LEN;
 	if (EVP_Digest(data, len, out, &n, sha256_md != NULL ? sha256_md : EVP_sha256(), NULL) != 1)
 		memset(out, 0, AM_HASH_LEN);
 }
@@ -207,5 +239,10 @@ am_request_id(char out[17])
 			prefix = (uint32_t)time(NULL) ^ (uint32_t)(uintptr_t)&prefix;
 		seeded = true;
 	}
-	snprintf(out, 17, "%08x%08x", (unsigned)prefix, (unsigned)++counter);
+	counter++;
+	for (int i = 0; i < 8; i++) { /* "%08x%08x", by hand: once per request */
+		out[i] = hexdig[(prefix >> (28 - 4 * i)) & 0xf];
+		out[8 + i] = hexdig[(counter >> (28 - 4 * i)) & 0xf];
+	}
+	out[16] = '\0';
 }

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/str.h"
+
 static enum am_log_level min_level = AM_LOG_INFO;
 static bool json_format;
 static _Thread_local char request_id[32];
@@ -96,8 +98,8 @@ am_log_set_request(const char *id)
 {
 	if (id == NULL)
 		request_id[0] = '\0';
-	else
-		snprintf(request_id, sizeof(request_id), "%s", id);
+	else if (!am_copy(request_id, sizeof(request_id), id))
+		request_id[0] = '\0';
 }
 
 /* The line's time stamp, formatted once per second per thread. */

@@ -619,7 +619,10 @@ reply(struct MHD_Connection *conn, struct http_req *rq, struct http_resp *rs)
 		 rq->ip);
 	ret = send_resp(conn, rq, rs);
 	/* gate: metrics, labelled by route pattern (bounded), never by raw path */
-	snprintf(status, sizeof(status), "%d", rs->status);
+	status[0] = (char)('0' + rs->status / 100 % 10); /* statuses are 100-599 */
+	status[1] = (char)('0' + rs->status / 10 % 10);
+	status[2] = (char)('0' + rs->status % 10);
+	status[3] = '\0';
 	am_metrics_inc(AM_M_HTTP_REQUESTS, route, status);
 	am_metrics_observe(AM_M_HTTP_DURATION, route, am_metrics_now() - rq->started);
 	resp_clear(rs);
@@ -794,7 +797,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 			char id[17];
 
 			am_request_id(id); /* per-thread counter: no CSPRNG per request */
-			snprintf(rq->id, sizeof(rq->id), "%s", id);
+			(void)am_copy(rq->id, sizeof(rq->id), id);
 		}
 		*con_cls = rq;
 		am_log_set_request(rq->id);
