@@ -14,6 +14,16 @@
 #include "core/log.h"
 #include "core/str.h"
 
+/* The WAL frames after which a commit copies the log into the database
+ * file (SQLite's automatic checkpoint, 1000 by default). The writer's
+ * commits rewrite the same right-edge pages of every table and index, so a
+ * longer log means fewer copies of each page and fewer checkpoint fsyncs:
+ * the anonymous registration row went from about 9 k to 11-12 k req/s at
+ * 4000 (16 MiB of log at 4 KiB pages); 8000 and 16000 gained nothing more
+ * there, and each checkpoint's pause grows with the log. A checkpointer on
+ * a thread of its own was tried and lost on 2 cores (docs/decisions.md). */
+#define DB_WAL_CHECKPOINT_FRAMES 4000
+
 static const char *const sp_sql[SP_COUNT] = {
 	"SAVEPOINT batch_job",
 	"RELEASE batch_job",
@@ -485,6 +495,8 @@ open_sqlite(struct db *db, const char *url, const char *const *migrations, size_
 	}
 	sqlite3_busy_timeout(db->h, DB_BUSY_WAIT_MS);
 	sqlite3_extended_result_codes(db->h, 0);
+	if (!memory)
+		sqlite3_wal_autocheckpoint(db->h, DB_WAL_CHECKPOINT_FRAMES);
 	if ((rc = exec(db,
 		       memory ? "PRAGMA foreign_keys = ON"
 			      : "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; "
