@@ -11,8 +11,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/str.h"
-
 static enum am_log_level min_level = AM_LOG_INFO;
 static bool json_format;
 static _Thread_local char request_id[32];
@@ -98,8 +96,13 @@ am_log_set_request(const char *id)
 {
 	if (id == NULL)
 		request_id[0] = '\0';
-	else if (!am_copy(request_id, sizeof(request_id), id))
-		request_id[0] = '\0';
+	else {
+		size_t n = strnlen(id, sizeof(request_id)); /* no core/str here: it logs */
+
+		n = n < sizeof(request_id) ? n : 0; /* too long: none, rather than cut */
+		memcpy(request_id, id, n);
+		request_id[n] = '\0';
+	}
 }
 
 /* The line's time stamp, formatted once per second per thread. */

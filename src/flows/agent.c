@@ -288,12 +288,13 @@ check_blocks(struct store *st, const char *iss, const char *sub, const char *use
 static enum am_err
 match_user(const struct flow_env *env, struct store *st, const struct verified *v,
 	   const struct identity *id, char user_id[STORE_ID_LEN], bool *link,
-	   struct store_user *link_to, struct am_error *e)
+	   struct store_user *link_to, bool *provisioned, struct am_error *e)
 {
 	struct store_user u = {0};
 	enum am_err rc;
 
 	*link = false;
+	*provisioned = false;
 	rc = store_delegation_user(st, v->iss, v->sub, user_id, e);
 	if (rc != AM_E_NOT_FOUND)
 		return rc;
@@ -342,7 +343,7 @@ match_user(const struct flow_env *env, struct store *st, const struct verified *
 	u.created_by_agent = true;
 	if ((rc = store_user_insert(st, &u, e)) != AM_OK)
 		return rc;
-	log_info("user provisioned id=%s via=id_jag provider=%s", u.id, v->provider->name);
+	*provisioned = true; /* logged after the commit, off the writer */
 	am_copy(user_id, STORE_ID_LEN, u.id);
 	return AM_OK;
 }
@@ -561,6 +562,7 @@ struct idjag_state {
 	struct store_attempt att;
 	struct ceremony_block ceremony; /* v0.6 first link: its user_code attempt */
 	bool link, created;
+	bool provisioned;		    /* a new user was made for the subject */
 	bool identity_only;		    /* v0.6: the registration without a credential */
 	struct flow_pending_idclaim *claim; /* v0.7: a claim of an anonymous registration */
 	/* v0.6: store work of the caller's, run in the same group-commit job
@@ -674,8 +676,8 @@ idjag_write(struct store *st, struct idjag_state *s, struct am_error *e)
 	if ((rc = store_begin(st, e)) != AM_OK)
 		return rc;
 	if ((rc = record_jti(env, st, &s->v, "idjag", e)) != AM_OK ||
-	    (rc = match_user(env, st, &s->v, &s->id, s->user_id, &s->link, &s->link_to, e)) !=
-		    AM_OK)
+	    (rc = match_user(env, st, &s->v, &s->id, s->user_id, &s->link, &s->link_to,
+			     &s->provisioned, e)) != AM_OK)
 		goto fail;
 	if (s->link) {
 		if ((rc = first_link_start(env, st, &s->v, &s->id, &s->link_to, s->type, ip,
@@ -721,6 +723,14 @@ fail:
 }
 
 /* After the commit: the events, the log, and for a first link its mail. */
+static void
+log_provisioned(const struct idjag_state *s)
+{
+	if (s->provisioned)
+		log_info("user provisioned id=%s via=id_jag provider=%s", s->user_id,
+			 s->v.provider->name);
+}
+
 static enum am_err
 idjag_answer(struct idjag_state *s, struct reg_result *out, struct am_error *e)
 {
@@ -728,6 +738,7 @@ idjag_answer(struct idjag_state *s, struct reg_result *out, struct am_error *e)
 	enum am_err rc;
 
 	audit_flush(env->audit, &s->batch);
+	log_provisioned(s);
 	if (s->link && s->identity_only) {
 		/* v0.6: the agent shows the user_code; nothing is mailed (the
 		 * owner signs in at the service, docs/protocol.md) */
@@ -1614,8 +1625,8 @@ claim_write(struct store *st, struct idjag_state *s, struct am_error *e)
 		goto fail;
 	}
 	am_copy(c->registration_id, sizeof(c->registration_id), reg.id);
-	if ((rc = match_user(env, st, &s->v, &s->id, s->user_id, &s->link, &s->link_to, e)) !=
-		    AM_OK ||
+	if ((rc = match_user(env, st, &s->v, &s->id, s->user_id, &s->link, &s->link_to,
+			     &s->provisioned, e)) != AM_OK ||
 	    (rc = s->link ? claim_step_up(st, s, &reg, e) : claim_now(st, s, &reg, e)) != AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK)
 		goto fail;
@@ -1670,6 +1681,7 @@ flow_pending_idclaim_outcome(struct flow_pending_idclaim *p, struct am_error *e)
 		return j->s->rc;
 	}
 	audit_flush(env->audit, &j->s->batch);
+	log_provisioned(j->s);
 	if (p->step_up) {
 		log_info("claim requested registration=%s provider=%s ceremony=user_code "
 			 "via=identity_assertion attempt=%s",

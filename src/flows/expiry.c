@@ -13,7 +13,7 @@
  * that is durable. */
 static enum am_err
 expire_one(const struct flow_env *env, struct store *st, const char *id, int64_t now, bool *expired,
-	   struct audit_batch *batch, struct am_error *e)
+	   int *revoked_out, struct audit_batch *batch, struct am_error *e)
 {
 	size_t kept = batch->n;
 	struct store_reg reg;
@@ -21,6 +21,7 @@ expire_one(const struct flow_env *env, struct store *st, const char *id, int64_t
 	int revoked = 0;
 
 	*expired = false;
+	*revoked_out = 0;
 	if ((rc = store_begin(st, e)) != AM_OK)
 		return rc;
 	if ((rc = store_reg_by_id(st, id, &reg, e)) != AM_OK)
@@ -43,8 +44,8 @@ expire_one(const struct flow_env *env, struct store *st, const char *id, int64_t
 			    e)) != AM_OK ||
 	    (rc = store_commit(st, e)) != AM_OK)
 		goto fail;
-	log_info("registration expired id=%s credentials_revoked=%d", id, revoked);
-	*expired = true;
+	*expired = true; /* logged by run_chunk once durable, off the writer */
+	*revoked_out = revoked;
 	return AM_OK;
 fail:
 	store_rollback(st);
@@ -62,6 +63,8 @@ struct sweep_job {
 	int expired;
 	int purged;
 	bool purge;
+	bool gone[SWEEP_CHUNK];	  /* ids[i] was expired */
+	int revoked[SWEEP_CHUNK]; /* and this many of its keys revoked */
 	struct audit_batch batch; /* the chunk's events, flushed once durable */
 };
 
@@ -71,13 +74,12 @@ sweep_chunk(struct store *st, void *arg, struct am_error *e)
 	struct sweep_job *j = arg;
 	enum am_err rc;
 
+	j->expired = 0;
 	for (size_t i = 0; i < j->n; i++) {
-		bool expired;
-
-		if ((rc = expire_one(j->env, st, j->ids[i], j->now, &expired, &j->batch, e)) !=
-		    AM_OK)
+		if ((rc = expire_one(j->env, st, j->ids[i], j->now, &j->gone[i], &j->revoked[i],
+				     &j->batch, e)) != AM_OK)
 			return rc;
-		j->expired += expired ? 1 : 0;
+		j->expired += j->gone[i] ? 1 : 0;
 	}
 	if (j->purge)
 		return store_jti_purge(st, j->now, &j->purged, e);
@@ -101,10 +103,16 @@ run_chunk(const struct flow_env *env, struct store *st, struct sweep_job *j, str
 		store_rollback(st);
 	/* The events reach the sink only once their batch is durable. Without
 	 * a writer each expiry committed alone: what was kept is flushed. */
-	if (rc == AM_OK || env->writer == NULL)
+	if (rc == AM_OK || env->writer == NULL) {
 		audit_flush(env->audit, &j->batch);
-	else
+		for (size_t i = 0; i < j->n; i++) {
+			if (j->gone[i])
+				log_info("registration expired id=%s credentials_revoked=%d",
+					 j->ids[i], j->revoked[i]);
+		}
+	} else {
 		audit_discard(&j->batch);
+	}
 	return rc;
 }
 
