@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -84,9 +85,9 @@ def main():
                            stdout=subprocess.DEVNULL)
         elif args.tool == "cpu":
             b.wrk(url, path, warm_args, seconds=1, bearer=bearer)
-            before = thread_cpu(vg)
+            before, io0, commits0 = thread_cpu(vg), proc_io(vg), commits(b.server.url)
             r = b.wrk(url, path, wrk_args, seconds=args.seconds, bearer=bearer)
-            after = thread_cpu(vg)
+            after, io1, commits1 = thread_cpu(vg), proc_io(vg), commits(b.server.url)
             rss = bench.rss_mib(vg)
         elif args.tool == "perf":  # sampled at full speed, every thread, with call graphs
             b.wrk(url, path, warm_args, seconds=1, bearer=bearer)
@@ -130,6 +131,11 @@ def main():
                                   1e6 * total / max(n, 1), rss))
             for name, t in sorted(names.items(), key=lambda kv: -kv[1]):
                 print("  %-16s %8.1f us per request" % (name, 1e6 * t / max(n, 1)))
+            nc = commits1 - commits0
+            print("  written: %.0f bytes in %.1f write calls per request (database, WAL, "
+                  "logs); %d commits, %.1f requests per commit" % (
+                      (io1["wchar"] - io0["wchar"]) / max(n, 1),
+                      (io1["syscw"] - io0["syscw"]) / max(n, 1), nc, n / max(nc, 1)))
         elif args.tool == "perf":
             print("%s: %d requests (%d non-2xx), %.1f req/s; perf report -i %s" % (
                 args.row, n, r["status_errors"], n / args.seconds, out))
@@ -153,6 +159,20 @@ def main():
         b.keep = b.keep or os.path.dirname(os.path.abspath(out)) == b.tmp  # the output is there
         b.stop()
     return 0
+
+
+def proc_io(pid):
+    """The process's /proc/PID/io counters (wchar: bytes passed to write calls)."""
+    with open("/proc/%d/io" % pid) as f:
+        return {k: int(v) for k, v in (ln.split(":") for ln in f if ":" in ln)}
+
+
+def commits(url):
+    """The store's commits so far: the count of the commit-time histogram."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+        txt = r.read().decode()
+    m = re.search(r"^authmd_store_commit_duration_seconds_count(?:\{[^}]*\})? (\S+)", txt, re.M)
+    return int(float(m.group(1))) if m else 0
 
 
 def thread_cpu(pid):

@@ -42,9 +42,11 @@ static const struct family families[AM_M__COUNT] = {
 			       "Fetches of trusted providers' JWKS, by result.", "result", NULL},
 	[AM_M_STORE_COMMIT] = {"authmd_store_commit_duration_seconds", HISTOGRAM,
 			       "Store transaction commits (including the fsync).", NULL, NULL},
-	[AM_M_MAIL_QUEUE_DEPTH] = {"authmd_mail_queue_depth", GAUGE,
-				   "Messages waiting to be sent (mail is sent inline: always 0).",
+	[AM_M_STORE_BATCH_JOBS] = {"authmd_store_batched_writes_total", COUNTER,
+				   "Durable writes committed by the store writer's group commits.",
 				   NULL, NULL},
+	[AM_M_MAIL_QUEUE_DEPTH] = {"authmd_mail_queue_depth", GAUGE,
+				   "Messages in the mail queue waiting to be sent.", NULL, NULL},
 };
 
 static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -111,16 +113,22 @@ find(enum am_metric m, const char *l1, const char *l2)
 }
 
 void
-am_metrics_inc(enum am_metric m, const char *l1, const char *l2)
+am_metrics_add(enum am_metric m, const char *l1, const char *l2, double n)
 {
 	struct series *s;
 
-	if ((unsigned)m >= AM_M__COUNT || families[m].kind != COUNTER)
-		return;
+	if ((unsigned)m >= AM_M__COUNT || families[m].kind != COUNTER || !(n >= 0))
+		return; /* a counter never goes down */
 	pthread_mutex_lock(&reg.mu);
 	if ((s = find(m, l1, l2)) != NULL)
-		s->value += 1;
+		s->value += n;
 	pthread_mutex_unlock(&reg.mu);
+}
+
+void
+am_metrics_inc(enum am_metric m, const char *l1, const char *l2)
+{
+	am_metrics_add(m, l1, l2, 1);
 }
 
 void

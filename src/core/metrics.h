@@ -27,6 +27,7 @@ enum am_metric {
 	AM_M_RATE_LIMITED,     /* counter {limit} */
 	AM_M_JWKS_FETCHES,     /* counter {result} */
 	AM_M_STORE_COMMIT,     /* histogram, seconds */
+	AM_M_STORE_BATCH_JOBS, /* counter: writes committed in group commits */
 	AM_M_MAIL_QUEUE_DEPTH, /* gauge */
 	AM_M__COUNT
 };
@@ -34,6 +35,9 @@ enum am_metric {
 /* Adds 1 to the series of metric m with these label values (as many as the
  * metric has labels; extra ones are ignored, NULL is ""). */
 void am_metrics_inc(enum am_metric m, const char *l1, const char *l2);
+
+/* Adds n (>= 0) to counter m. */
+void am_metrics_add(enum am_metric m, const char *l1, const char *l2, double n);
 
 /* Records one observation (seconds) in histogram m. */
 void am_metrics_observe(enum am_metric m, const char *l1, double seconds);

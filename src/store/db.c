@@ -749,6 +749,12 @@ db_batch_begin(struct db *db, struct am_error *e)
 }
 
 bool
+db_in_batch(const struct db *db)
+{
+	return db->in_batch;
+}
+
+bool
 db_batch_alive(struct db *db)
 {
 	return db->in_batch && !autocommit(db);

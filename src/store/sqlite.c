@@ -539,9 +539,11 @@ enum am_err
 store_commit(struct store *st, struct am_error *e)
 {
 	double started = am_metrics_now(); /* gate: commit latency */
+	bool savepoint = db_in_batch(st->db); /* the batch's commit is counted */
 	enum am_err rc = db_commit(st->db, e);
 
-	am_metrics_observe(AM_M_STORE_COMMIT, NULL, am_metrics_now() - started);
+	if (!savepoint)
+		am_metrics_observe(AM_M_STORE_COMMIT, NULL, am_metrics_now() - started);
 	return rc;
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/metrics.h"
 #include "store/store.h"
 
 struct store_writer {
@@ -33,6 +34,8 @@ run_batch(struct store *st, struct store_job **jobs, size_t n)
 {
 	struct am_error e = {0};
 	size_t first = 0; /* the first job of the current transaction */
+	size_t committed = 0;
+	double started;
 	enum am_err rc;
 
 	if ((rc = store_batch_begin(st, &e)) != AM_OK) {
@@ -70,12 +73,19 @@ run_batch(struct store *st, struct store_job **jobs, size_t n)
 	if (first >= n)
 		return;
 	memset(&e, 0, sizeof(e));
-	if ((rc = store_batch_commit(st, &e)) != AM_OK) {
+	started = am_metrics_now();
+	rc = store_batch_commit(st, &e);
+	am_metrics_observe(AM_M_STORE_COMMIT, NULL, am_metrics_now() - started);
+	if (rc != AM_OK) {
 		for (size_t k = first; k < n; k++) {
 			if (jobs[k]->rc == AM_OK)
 				fail_job(jobs[k], &e);
 		}
+		return;
 	}
+	for (size_t k = first; k < n; k++)
+		committed += jobs[k]->rc == AM_OK;
+	am_metrics_add(AM_M_STORE_BATCH_JOBS, NULL, NULL, (double)committed);
 }
 
 static void *

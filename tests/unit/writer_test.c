@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/metrics.h"
 #include "store/store.h"
 
 struct fx {
@@ -134,6 +135,8 @@ queued_jobs_commit_in_one_batch_and_a_failing_job_is_undone_alone(void **state)
 	pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 	struct am_error e = {0};
 	uint64_t batches0, jobs0, batches1, jobs1;
+	double commits0 = am_metrics_value(AM_M_STORE_COMMIT, NULL, NULL);
+	double written0 = am_metrics_value(AM_M_STORE_BATCH_JOBS, NULL, NULL);
 
 	store_writer_stats(fx->w, &batches0, &jobs0);
 	memset(jobs, 0, sizeof(jobs));
@@ -182,6 +185,9 @@ queued_jobs_commit_in_one_batch_and_a_failing_job_is_undone_alone(void **state)
 	store_writer_stats(fx->w, &batches1, &jobs1);
 	assert_int_equal(jobs1 - jobs0, NJOBS + 1);
 	assert_int_equal(batches1 - batches0, 2); /* the gate's, then the other five */
+	/* /metrics sees both commits, and the five writes kept (not the undone). */
+	assert_true(am_metrics_value(AM_M_STORE_COMMIT, NULL, NULL) == commits0 + 2);
+	assert_true(am_metrics_value(AM_M_STORE_BATCH_JOBS, NULL, NULL) == written0 + NJOBS);
 }
 
 static void
