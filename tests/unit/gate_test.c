@@ -274,6 +274,40 @@ metrics_render_label_values_safely(void **state)
 	free(text);
 }
 
+/* Each series is its own, however many there are and however their labels
+ * split (route "ab" status "c" is not route "a" status "bc"); past the cap
+ * new series are dropped and counted, and the old ones keep counting. Runs
+ * last: it fills the registry. */
+static void
+metrics_series_are_distinct_up_to_the_cap(void **state)
+{
+	char a[32], b[32];
+	int made = 0;
+
+	(void)state;
+	am_metrics_inc(AM_M_HTTP_REQUESTS, "ab", "c");
+	am_metrics_inc(AM_M_HTTP_REQUESTS, "a", "bc");
+	am_metrics_inc(AM_M_HTTP_REQUESTS, "a", "bc");
+	assert_true(am_metrics_value(AM_M_HTTP_REQUESTS, "ab", "c") == 1);
+	assert_true(am_metrics_value(AM_M_HTTP_REQUESTS, "a", "bc") == 2);
+	assert_true(am_metrics_value(AM_M_HTTP_REQUESTS, "abc", NULL) == 0);
+	for (int i = 0; i < AM_METRICS_MAX_SERIES + 50; i++) {
+		snprintf(a, sizeof(a), "/r%d", i % 37);
+		snprintf(b, sizeof(b), "%d", i);
+		am_metrics_inc(AM_M_HTTP_REQUESTS, a, b);
+		am_metrics_inc(AM_M_HTTP_REQUESTS, a, b);
+		made += am_metrics_value(AM_M_HTTP_REQUESTS, a, b) == 2;
+	}
+	/* Some were refused at the cap, every one kept counted twice. */
+	assert_true(made > AM_METRICS_MAX_SERIES / 2 && made < AM_METRICS_MAX_SERIES);
+	assert_true(am_metrics_value(AM_M_HTTP_REQUESTS, "/r0", "0") == 2);
+	am_metrics_inc(AM_M_HTTP_REQUESTS, "a", "bc");
+	assert_true(am_metrics_value(AM_M_HTTP_REQUESTS, "a", "bc") == 3);
+	snprintf(a, sizeof(a), "/r%d", (AM_METRICS_MAX_SERIES + 49) % 37);
+	snprintf(b, sizeof(b), "%d", AM_METRICS_MAX_SERIES + 49);
+	assert_true(am_metrics_value(AM_M_HTTP_REQUESTS, a, b) == 0); /* dropped */
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int
@@ -288,6 +322,7 @@ main(void)
 		cmocka_unit_test(introspection_clients_need_their_exact_secret),
 		cmocka_unit_test(cidr_lists_match_by_prefix_and_family),
 		cmocka_unit_test(metrics_render_label_values_safely),
+		cmocka_unit_test(metrics_series_are_distinct_up_to_the_cap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
