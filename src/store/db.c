@@ -12,6 +12,7 @@
 
 #include "core/fs.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/str.h"
 
 /* The WAL frames after which a commit copies the log into the database
@@ -392,6 +393,19 @@ exec(struct db *db, const char *text, struct am_error *e)
 	return AM_OK;
 }
 
+/* A transaction's COMMIT, fsync and all, timed for the commit histogram:
+ * each one a request's answer may wait for, a flow's own or a batch's
+ * (a flow's "commit" inside a batch is a savepoint, and is not one). */
+static enum am_err
+commit_timed(struct db *db, struct am_error *e)
+{
+	double started = am_metrics_now();
+	enum am_err rc = exec(db, "COMMIT", e);
+
+	am_metrics_observe(AM_M_STORE_COMMIT, NULL, am_metrics_now() - started);
+	return rc;
+}
+
 static enum am_err
 exec_sp(struct db *db, int which, struct am_error *e)
 {
@@ -690,7 +704,7 @@ db_commit(struct db *db, struct am_error *e)
 		db->in_tx = false;
 		return AM_OK;
 	}
-	if ((rc = exec(db, "COMMIT", e)) != AM_OK) {
+	if ((rc = commit_timed(db, e)) != AM_OK) {
 		db_rollback(db);
 		return rc;
 	}
@@ -749,12 +763,6 @@ db_batch_begin(struct db *db, struct am_error *e)
 }
 
 bool
-db_in_batch(const struct db *db)
-{
-	return db->in_batch;
-}
-
-bool
 db_batch_alive(struct db *db)
 {
 	return db->in_batch && !autocommit(db);
@@ -776,7 +784,7 @@ db_batch_commit(struct db *db, struct am_error *e)
 		e->retry_after = DB_RETRY_AFTER_S;
 		return am_fail(e, AM_E_UNAVAILABLE, "the store is busy; retry");
 	}
-	rc = exec(db, "COMMIT", e);
+	rc = commit_timed(db, e);
 	if (rc != AM_OK && !autocommit(db))
 		(void)exec(db, "ROLLBACK", NULL);
 	drop_writer(db);

@@ -95,7 +95,6 @@ void db_rollback(struct db *db); /* no-op outside a transaction */
  * fails it all (rolled back). */
 enum am_err db_batch_begin(struct db *db, struct am_error *e) AM_WUR;
 bool db_batch_alive(struct db *db);
-bool db_in_batch(const struct db *db); /* between db_batch_begin and its end */
 enum am_err db_batch_commit(struct db *db, struct am_error *e) AM_WUR;
 void db_batch_rollback(struct db *db); /* no-op outside a batch */
 /* Pages this connection wrote to the database file or WAL since it opened

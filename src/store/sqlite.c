@@ -12,7 +12,6 @@
 
 #include "core/limits.h"
 #include "core/log.h"
-#include "core/metrics.h"
 #include "core/str.h"
 
 extern const char *const store_migrations[];
@@ -538,13 +537,7 @@ store_begin(struct store *st, struct am_error *e)
 enum am_err
 store_commit(struct store *st, struct am_error *e)
 {
-	double started = am_metrics_now(); /* gate: commit latency */
-	bool savepoint = db_in_batch(st->db); /* the batch's commit is counted */
-	enum am_err rc = db_commit(st->db, e);
-
-	if (!savepoint)
-		am_metrics_observe(AM_M_STORE_COMMIT, NULL, am_metrics_now() - started);
-	return rc;
+	return db_commit(st->db, e); /* timed for the histogram in db.c */
 }
 
 void

@@ -35,7 +35,6 @@ run_batch(struct store *st, struct store_job **jobs, size_t n)
 	struct am_error e = {0};
 	size_t first = 0; /* the first job of the current transaction */
 	size_t committed = 0;
-	double started;
 	enum am_err rc;
 
 	if ((rc = store_batch_begin(st, &e)) != AM_OK) {
@@ -73,10 +72,7 @@ run_batch(struct store *st, struct store_job **jobs, size_t n)
 	if (first >= n)
 		return;
 	memset(&e, 0, sizeof(e));
-	started = am_metrics_now();
-	rc = store_batch_commit(st, &e);
-	am_metrics_observe(AM_M_STORE_COMMIT, NULL, am_metrics_now() - started);
-	if (rc != AM_OK) {
+	if ((rc = store_batch_commit(st, &e)) != AM_OK) {
 		for (size_t k = first; k < n; k++) {
 			if (jobs[k]->rc == AM_OK)
 				fail_job(jobs[k], &e);
