@@ -145,6 +145,7 @@ class Process:
     tests. Subclasses set argv(), log_path and ready()."""
 
     proc = None
+    port_is_ours = False  # True: ready() asks self.port, which start() checks is ours
 
     def argv(self):
         raise NotImplementedError
@@ -162,12 +163,34 @@ class Process:
                 raise RuntimeError("%s exited %d:\n%s" % (self.argv()[0], self.proc.returncode,
                                                           self.read_log()))
             try:
-                if self.ready():
+                if self.ready() and self.listens_on_its_port():
                     return self
             except OSError:
                 pass
             time.sleep(0.05)
         raise RuntimeError("%s did not start:\n%s" % (self.argv()[0], self.read_log()))
+
+    def listens_on_its_port(self):
+        """Whether self.port's listening socket is this process's. free_port()
+        only saw the port free: under ctest -j another test's process can
+        take it first, ours then fails to bind, and ready() would have had
+        its answer from the other one."""
+        if not self.port_is_ours:
+            return True
+        inodes = set()
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == self.port:
+                    inodes.add("socket:[%s]" % fields[9])
+        fd_dir = "/proc/%d/fd" % self.proc.pid
+        for fd in os.listdir(fd_dir):
+            try:
+                if os.readlink(os.path.join(fd_dir, fd)) in inodes:
+                    return True
+            except OSError:
+                pass  # closed meanwhile
+        return False
 
     def read_log(self):
         with open(self.log_path, "rb") as f:
@@ -197,6 +220,8 @@ class Process:
 
 class Server(Process):
     """One authmd-server process with a config written from `overrides`."""
+
+    port_is_ours = True
 
     def __init__(self, overrides=None, tmp=None):
         self.tmp = tmp or tempfile.mkdtemp(prefix="authmd-it-")
@@ -499,6 +524,8 @@ PROVIDER_BIN = os.path.join(BIN_DIR, "authmd-provider")
 
 class RealProvider(Process):
     """The real authmd-provider process, with its own store and keys."""
+
+    port_is_ours = True
 
     def __init__(self, overrides=None, tmp=None):
         self.tmp = tmp or tempfile.mkdtemp(prefix="authmd-prov-")
