@@ -101,21 +101,22 @@ cache_put(const void *owner, const uint8_t hash[AM_HASH_LEN], uint64_t gen, int6
 	pthread_mutex_unlock(&sh->mu);
 }
 
-/* The credential row of hash: from the cache, or one indexed lookup. */
+/* The credential row of k: from the cache (by hash), or one lookup, by
+ * primary key for a token that names its row. */
 static enum am_err
-lookup(const struct flow_env *env, struct store *st, const uint8_t hash[AM_HASH_LEN], int64_t now,
+lookup(const struct flow_env *env, struct store *st, const struct store_secret *k, int64_t now,
        struct store_auth *out, struct am_error *e)
 {
 	uint64_t gen;
 	int64_t made_ms;
 	enum am_err rc;
 
-	if (cache_get(env->cfg, hash, out))
+	if (cache_get(env->cfg, k->hash, out))
 		return AM_OK;
 	gen = store_auth_generation();
 	made_ms = mono_ms();
-	if ((rc = store_cred_auth(st, hash, now, out, e)) == AM_OK)
-		cache_put(env->cfg, hash, gen, made_ms, out);
+	if ((rc = store_cred_auth(st, k, now, out, e)) == AM_OK)
+		cache_put(env->cfg, k->hash, gen, made_ms, out);
 	return rc;
 }
 
@@ -123,21 +124,21 @@ enum am_err
 flow_authenticate(const struct flow_env *env, struct store *st, const char *bearer,
 		  struct store_auth *out, struct am_error *e)
 {
-	uint8_t hash[AM_HASH_LEN];
+	struct store_secret k;
 	int64_t now = flow_now(env);
 	enum am_err rc;
 
 	if (bearer == NULL || bearer[0] == '\0' || strlen(bearer) > AM_MAX_TOKEN_BYTES)
 		return am_fail(e, AM_E_INVALID_TOKEN, "a valid bearer credential is required");
-	am_sha256_str(bearer, hash);
-	rc = lookup(env, st, hash, now, out, e);
+	flow_secret_key(bearer, "crd_", &k);
+	rc = lookup(env, st, &k, now, out, e);
 	if (rc == AM_E_NOT_FOUND)
 		return am_fail(e, AM_E_INVALID_TOKEN, "the credential is not valid");
 	if (rc != AM_OK)
 		return rc;
-	/* The index found the row by hash; compare in constant time anyway so
-	 * correctness never rests on the lookup's collation or encoding. */
-	if (!am_ct_equal(hash, out->cred.hash, AM_HASH_LEN))
+	/* The lookup matched the hash already; compare in constant time
+	 * anyway so correctness never rests on its collation or encoding. */
+	if (!am_ct_equal(k.hash, out->cred.hash, AM_HASH_LEN))
 		return am_fail(e, AM_E_INVALID_TOKEN, "the credential is not valid");
 	/* v0.6 (RFC 8707): a token issued for one resource is refused by the
 	 * gate of any other, even one sharing this store. */

@@ -386,10 +386,9 @@ first_link_start(const struct flow_env *env, struct store *st, const struct veri
 
 	if ((rc = check_blocks(st, v->iss, v->sub, to->id, NULL, e)) != AM_OK ||
 	    (rc = flow_ordered_id("reg_", reg.id, sizeof(reg.id), e)) != AM_OK ||
-	    (rc = am_rand_token(PREFIX_CLAIM_TOKEN, out->claim_token, sizeof(out->claim_token),
-				e)) != AM_OK)
+	    (rc = flow_mint_claim_token(&reg, out->claim_token, sizeof(out->claim_token), e)) !=
+		    AM_OK)
 		return rc;
-	am_sha256_str(out->claim_token, reg.claim_hash);
 	reg.kind = REG_AGENT;
 	reg.status = REG_PENDING_CLAIM;
 	reg.credential_type = type;

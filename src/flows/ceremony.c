@@ -159,10 +159,9 @@ flow_service_auth_register(const struct flow_env *env, struct store *st, const c
 	    (rc = flow_rate_check(env, "identity", FLOW_RATE_GLOBAL, ip, &retry_after, e)) != AM_OK)
 		return rc;
 	if ((rc = flow_ordered_id("reg_", reg.id, sizeof(reg.id), e)) != AM_OK ||
-	    (rc = am_rand_token(PREFIX_CLAIM_TOKEN, res.reg.claim_token,
-				sizeof(res.reg.claim_token), e)) != AM_OK)
+	    (rc = flow_mint_claim_token(&reg, res.reg.claim_token, sizeof(res.reg.claim_token),
+					e)) != AM_OK)
 		goto out;
-	am_sha256_str(res.reg.claim_token, reg.claim_hash);
 	reg.kind = REG_EMAIL;
 	reg.status = REG_PENDING_CLAIM;
 	reg.credential_type = CRED_ACCESS_TOKEN;
@@ -312,12 +311,10 @@ flow_ceremony_poll(const struct flow_env *env, struct store *st, struct skey *ke
 {
 	struct store_reg reg;
 	struct store_ceremony att;
-	uint8_t hash[AM_HASH_LEN];
 	int64_t now = flow_now(env);
 	enum am_err rc;
 
-	am_sha256_str(claim_token, hash);
-	rc = store_reg_by_claim_hash(st, hash, &reg, e);
+	rc = flow_reg_by_claim_token(st, claim_token, &reg, e);
 	if (rc == AM_E_NOT_FOUND || (rc == AM_OK && reg.status == REG_REVOKED))
 		return am_fail(e, AM_E_INVALID_GRANT, "the claim_token is unknown");
 	if (rc != AM_OK)

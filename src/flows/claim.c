@@ -23,11 +23,9 @@ flow_reg_window_closed(const struct store_reg *reg, int64_t now)
 static enum am_err
 reg_for_token(struct store *st, const char *claim_token, struct store_reg *reg, struct am_error *e)
 {
-	uint8_t hash[AM_HASH_LEN];
 	enum am_err rc;
 
-	am_sha256_str(claim_token, hash);
-	rc = store_reg_by_claim_hash(st, hash, reg, e);
+	rc = flow_reg_by_claim_token(st, claim_token, reg, e);
 	if (rc == AM_E_NOT_FOUND || (rc == AM_OK && reg->status == REG_REVOKED))
 		return am_fail(e, AM_E_INVALID_CLAIM_TOKEN,
 			       "the claim_token is unknown; register again to get a new one");

@@ -48,6 +48,11 @@ flow_issue_credential_for(const struct flow_env *env, struct store *st, const ch
 		     out, e);
 }
 
+/* The hex digits of an ordered id after its prefix: the time, then the
+ * random part. */
+#define ORDERED_TIME_DIGITS 11
+#define ORDERED_BODY_CHARS (ORDERED_TIME_DIGITS + AM_ID_CHARS)
+
 enum am_err
 flow_ordered_id(const char *prefix, char *out, size_t cap, struct am_error *e)
 {
@@ -66,11 +71,73 @@ flow_ordered_id(const char *prefix, char *out, size_t cap, struct am_error *e)
 		return rc;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-	n = snprintf(out, cap, "%s%011llx%s", prefix, (unsigned long long)(ms & 0xfffffffffffULL),
-		     rnd);
+	n = snprintf(out, cap, "%s%0*llx%s", prefix, ORDERED_TIME_DIGITS,
+		     (unsigned long long)(ms & 0xfffffffffffULL), rnd);
 	if (n < 0 || (size_t)n >= cap)
 		return am_fail(e, AM_E_INTERNAL, "id too long");
 	return AM_OK;
+}
+
+enum am_err
+flow_mint_secret(const char *token_prefix, const char *row_id, char *out, size_t cap,
+		 uint8_t hash[AM_HASH_LEN], struct am_error *e)
+{
+	const char *body = strchr(row_id, '_');
+	char head[32 + STORE_ID_LEN];
+	enum am_err rc;
+	int n;
+
+	if (body == NULL || strlen(body + 1) != ORDERED_BODY_CHARS)
+		return am_fail(e, AM_E_INTERNAL, "not an ordered id");
+	n = snprintf(head, sizeof(head), "%s%s_", token_prefix, body + 1);
+	if (n < 0 || (size_t)n >= sizeof(head))
+		return am_fail(e, AM_E_INTERNAL, "token prefix too long");
+	if ((rc = am_rand_token(head, out, cap, e)) != AM_OK)
+		return rc;
+	am_sha256_str(out, hash);
+	return AM_OK;
+}
+
+void
+flow_secret_key(const char *token, const char *id_prefix, struct store_secret *out)
+{
+	const char *body = strchr(token, '_');
+	size_t n = 0;
+	int w;
+
+	out->id[0] = '\0';
+	am_sha256_str(token, out->hash);
+	if (body == NULL)
+		return;
+	body++;
+	while (n < ORDERED_BODY_CHARS &&
+	       ((body[n] >= '0' && body[n] <= '9') || (body[n] >= 'a' && body[n] <= 'f')))
+		n++;
+	if (n != ORDERED_BODY_CHARS || body[n] != '_')
+		return; /* the older form, or no token of ours: found by hash or not at all */
+	w = snprintf(out->id, sizeof(out->id), "%s%.*s", id_prefix, (int)n, body);
+	if (w < 0 || (size_t)w >= sizeof(out->id))
+		out->id[0] = '\0';
+}
+
+enum am_err
+flow_reg_by_claim_token(struct store *st, const char *token, struct store_reg *reg,
+			struct am_error *e)
+{
+	struct store_secret k;
+	enum am_err rc;
+
+	flow_secret_key(token, "reg_", &k);
+	rc = store_reg_by_claim(st, &k, reg, e);
+	OPENSSL_cleanse(&k, sizeof(k));
+	return rc;
+}
+
+enum am_err
+flow_mint_claim_token(struct store_reg *reg, char *out, size_t cap, struct am_error *e)
+{
+	reg->claim_by_id = true;
+	return flow_mint_secret(PREFIX_CLAIM_TOKEN, reg->id, out, cap, reg->claim_hash, e);
 }
 
 enum am_err
@@ -84,10 +151,11 @@ flow_new_credential(const struct flow_env *env, const char *registration_id, enu
 
 	memset(c, 0, sizeof(*c));
 	if ((rc = flow_ordered_id("crd_", c->id, sizeof(c->id), e)) != AM_OK ||
-	    (rc = am_rand_token(type == CRED_API_KEY ? PREFIX_API_KEY : PREFIX_ACCESS_TOKEN,
-				out->credential, sizeof(out->credential), e)) != AM_OK)
+	    (rc = flow_mint_secret(type == CRED_API_KEY ? PREFIX_API_KEY : PREFIX_ACCESS_TOKEN,
+				   c->id, out->credential, sizeof(out->credential), c->hash, e)) !=
+		    AM_OK)
 		return rc;
-	am_sha256_str(out->credential, c->hash);
+	c->by_id = true;
 	am_copy(out->credential_id, sizeof(out->credential_id), c->id);
 	c->type = type;
 	if (!am_copy(c->scopes, sizeof(c->scopes), scopes) ||

@@ -236,15 +236,9 @@ flow_dpop_grant_jkt(const char *grant, char out[JOSE_JKT_LEN], struct am_error *
 }
 
 enum am_err
-flow_dpop_bind(const struct flow_env *env, struct store *st, const char *access_token,
+flow_dpop_bind(const struct flow_env *env, struct store *st, const char *credential_id,
 	       const char *jkt, struct am_error *e)
 {
-	uint8_t hash[AM_HASH_LEN];
-	enum am_err rc;
-
 	(void)env;
-	am_sha256_str(access_token, hash);
-	rc = store_cred_bind_jkt(st, hash, jkt, e);
-	OPENSSL_cleanse(hash, sizeof(hash));
-	return rc;
+	return store_cred_bind_jkt(st, credential_id, jkt, e);
 }

@@ -57,9 +57,9 @@ enum am_err flow_dpop_token_request(const struct flow_env *env, struct store *st
 enum am_err flow_dpop_grant_jkt(const char *grant, char out[JOSE_JKT_LEN],
 				struct am_error *e) AM_WUR;
 
-/* Binds the access token just issued (not yet handed out) to jkt: the
- * credential whose hash is SHA-256(access_token) gets it. */
-enum am_err flow_dpop_bind(const struct flow_env *env, struct store *st, const char *access_token,
+/* Binds the access token just issued (not yet handed out), the credential
+ * credential_id, to jkt. */
+enum am_err flow_dpop_bind(const struct flow_env *env, struct store *st, const char *credential_id,
 			   const char *jkt, struct am_error *e) AM_WUR;
 
 /* The gate's DPoP step for a live credential: a credential bound to a key

@@ -38,7 +38,7 @@ struct flow_env {
 	struct am_clock clock;
 };
 
-#define FLOW_SECRET_LEN 64
+#define FLOW_SECRET_LEN 96
 
 /* What /agent/auth answers. Fields not relevant to the kind stay empty/0. */
 struct reg_result {

@@ -131,10 +131,9 @@ flow_v06_register_anonymous_submit(const struct flow_env *env, struct skey *keys
 		    AM_OK)
 		return rc;
 	if ((rc = flow_ordered_id("reg_", reg->id, sizeof(reg->id), e)) != AM_OK ||
-	    (rc = am_rand_token(PREFIX_CLAIM_TOKEN, p->res.reg.claim_token,
-				sizeof(p->res.reg.claim_token), e)) != AM_OK)
+	    (rc = flow_mint_claim_token(reg, p->res.reg.claim_token,
+					sizeof(p->res.reg.claim_token), e)) != AM_OK)
 		goto fail;
-	am_sha256_str(p->res.reg.claim_token, reg->claim_hash);
 	reg->kind = REG_ANONYMOUS;
 	reg->status = REG_UNCLAIMED;
 	reg->credential_type = CRED_ACCESS_TOKEN; /* what /oauth2/token hands out */
@@ -271,15 +270,12 @@ flow_v06_issue_in_tx(const struct flow_env *env, struct store *st, const struct 
 					   store_kind_name(reg->kind), &cred, e);
 	if (rc == AM_OK) {
 		/* RFC 8707: the token is for this service's resource alone. */
-		uint8_t hash[AM_HASH_LEN];
-
-		am_sha256_str(cred.credential, hash);
-		rc = store_cred_set_resource(st, hash, env->cfg->resource, e);
+		rc = store_cred_set_resource(st, cred.credential_id, env->cfg->resource, e);
 	}
 	/* RFC 9449: bound in the transaction that issues it, never handed
 	 * out unbound. */
 	if (rc == AM_OK && jkt != NULL && jkt[0] != '\0')
-		rc = flow_dpop_bind(env, st, cred.credential, jkt, e);
+		rc = flow_dpop_bind(env, st, cred.credential_id, jkt, e);
 	if (rc == AM_OK)
 		rc = audit_add(st, batch, env->cfg->tenant, flow_now(env), "token.issued", reg->id,
 			       json_pack("{s:s, s:s}", "scope", scopes, "grant", grant), e);

@@ -26,6 +26,28 @@ min64(int64_t a, int64_t b)
 	return a < b ? a : b;
 }
 
+/* Tokens that name their row (migration 0018): token_prefix, the row's
+ * flow_ordered_id without its own prefix, '_', then AM_TOKEN_CHARS random
+ * base62 characters: sk_0193a4c2e1fa0b1c...9e_Xq3... The id is no secret
+ * (the answer carries it beside the token); it lets the store read the row
+ * by primary key and compare the hash, where an index keyed by the hash
+ * costs a random page write per registration. Tokens of the older form,
+ * the prefix and 32 base62 characters, have no second '_'. */
+enum am_err flow_mint_secret(const char *token_prefix, const char *row_id, char *out, size_t cap,
+			     uint8_t hash[AM_HASH_LEN], struct am_error *e) AM_WUR;
+
+/* What a presented token names: its hash, and the row id (with id_prefix,
+ * "crd_" or "reg_") when it has the form above, else "". */
+void flow_secret_key(const char *token, const char *id_prefix, struct store_secret *out);
+
+/* The registration of a presented claim token (store_reg_by_claim). */
+enum am_err flow_reg_by_claim_token(struct store *st, const char *token, struct store_reg *reg,
+				    struct am_error *e) AM_WUR;
+
+/* Mints reg's claim token (reg->id already made) into out, its hash on reg. */
+enum am_err flow_mint_claim_token(struct store_reg *reg, char *out, size_t cap,
+				  struct am_error *e) AM_WUR;
+
 /* Mints a credential of type for a registration, stores its hash, and puts
  * the plaintext in out->credential (with type, scopes, expiry). */
 enum am_err flow_issue_credential(const struct flow_env *env, struct store *st,

@@ -138,12 +138,10 @@ static enum am_err
 completable(const struct flow_env *env, struct store *st, const char *claim_token,
 	    struct store_reg *reg, struct store_ceremony *att, struct am_error *e)
 {
-	uint8_t hash[AM_HASH_LEN];
 	int64_t now = flow_now(env);
 	enum am_err rc;
 
-	am_sha256_str(claim_token, hash);
-	rc = store_reg_by_claim_hash(st, hash, reg, e);
+	rc = flow_reg_by_claim_token(st, claim_token, reg, e);
 	if (rc == AM_E_NOT_FOUND ||
 	    (rc == AM_OK && (reg->status == REG_REVOKED || reg->kind == REG_AGENT)))
 		return am_fail(e, AM_E_INVALID_GRANT, "the claim_token is unknown");

@@ -18,10 +18,9 @@ new_registration(const struct flow_env *env, enum reg_kind kind, enum reg_status
 
 	memset(reg, 0, sizeof(*reg));
 	if ((rc = flow_ordered_id("reg_", reg->id, sizeof(reg->id), e)) != AM_OK ||
-	    (rc = am_rand_token(PREFIX_CLAIM_TOKEN, out->claim_token, sizeof(out->claim_token),
-				e)) != AM_OK)
+	    (rc = flow_mint_claim_token(reg, out->claim_token, sizeof(out->claim_token), e)) !=
+		    AM_OK)
 		return rc;
-	am_sha256_str(out->claim_token, reg->claim_hash);
 	reg->kind = kind;
 	reg->status = status;
 	reg->credential_type = type;

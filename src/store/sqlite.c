@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/crypto.h"
 #include "core/limits.h"
 #include "core/log.h"
 #include "core/str.h"
@@ -34,6 +35,7 @@ enum q {
 	Q_ATT_FAIL,
 	Q_CRED_INSERT,
 	Q_CRED_AUTH,
+	Q_CRED_AUTH_ID,
 	Q_CRED_UPGRADE,
 	Q_CRED_REVOKE_REG,
 	Q_AUDIT_INSERT,
@@ -135,6 +137,15 @@ enum q {
 	"expires_at, last_poll_at, poll_interval, user_id, redeemed_at, link_iss, link_sub, mode, "  \
 	"confirmed_at, code_serial"
 
+/* A live credential with its registration's state (store_cred_auth). */
+#define CRED_AUTH_SELECT                                                                           \
+	"SELECT c.id, c.hash, c.type, c.scopes, c.source, c.registration_id, c.user_id, c.iss, "   \
+	"c.sub, c.aud, c.created_at, c.expires_at, r.status, r.expires_at, u.email, c.jkt, "       \
+	"c.resource, c.by_id FROM credentials c "                                                  \
+	"JOIN registrations r ON r.tenant = c.tenant AND r.id = c.registration_id "                \
+	"LEFT JOIN users u ON u.tenant = c.tenant AND u.id = c.user_id WHERE c.tenant = ?1 AND "
+#define CRED_AUTH_LIVE "c.revoked_at IS NULL AND (c.expires_at IS NULL OR c.expires_at > ?3)"
+
 /* The narrowing filters and the cursor of an operator search. */
 #define REG_SEARCH_COND                                                                            \
 	"(CAST(?2 AS TEXT) IS NULL OR user_id = ?2) AND (CAST(?3 AS TEXT) IS NULL OR email = ?3 "  \
@@ -150,11 +161,12 @@ static const char *const sql[Q__COUNT] = {
 		"INSERT INTO users (tenant, id, email, phone, created_at, created_by_agent) "
 		"VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[Q_REG_INSERT] =
-		"INSERT INTO registrations (tenant, " REG_COLS ") "
+		"INSERT INTO registrations (tenant, " REG_COLS ", claim_by_id) "
 		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
-		"?16)",
+		"?16, ?17)",
+	/* An older claim token: only rows of that form are in the index. */
 	[Q_REG_BY_CLAIM] = "SELECT " REG_COLS " FROM registrations "
-			   "WHERE tenant = ?1 AND claim_token_hash = ?2",
+			   "WHERE tenant = ?1 AND claim_token_hash = ?2 AND claim_by_id IS NULL",
 	[Q_REG_BY_ID] = "SELECT " REG_COLS " FROM registrations WHERE tenant = ?1 AND id = ?2",
 	[Q_REG_TRANSITION] = "UPDATE registrations SET status = ?4 "
 			     "WHERE tenant = ?1 AND id = ?2 AND status = ?3",
@@ -179,16 +191,13 @@ static const char *const sql[Q__COUNT] = {
 		       "otp_hash = CASE WHEN otp_failures + 1 >= ?3 THEN NULL ELSE otp_hash END "
 		       "WHERE tenant = ?1 AND id = ?2",
 	[Q_CRED_INSERT] = "INSERT INTO credentials (tenant, id, hash, type, scopes, source, "
-			  "registration_id, user_id, iss, sub, aud, created_at, expires_at, jkt) "
-			  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-	[Q_CRED_AUTH] = "SELECT c.id, c.hash, c.type, c.scopes, c.source, c.registration_id, "
-			"c.user_id, c.iss, c.sub, c.aud, c.created_at, c.expires_at, "
-			"r.status, r.expires_at, u.email, c.jkt, c.resource "
-			"FROM credentials c "
-			"JOIN registrations r ON r.tenant = c.tenant AND r.id = c.registration_id "
-			"LEFT JOIN users u ON u.tenant = c.tenant AND u.id = c.user_id "
-			"WHERE c.tenant = ?1 AND c.hash = ?2 AND c.revoked_at IS NULL "
-			"AND (c.expires_at IS NULL OR c.expires_at > ?3)",
+			  "registration_id, user_id, iss, sub, aud, created_at, expires_at, jkt, "
+			  "by_id) "
+			  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+	/* An older token: found through the index over the rows of its form. */
+	[Q_CRED_AUTH] = CRED_AUTH_SELECT "c.hash = ?2 AND c.by_id IS NULL AND " CRED_AUTH_LIVE,
+	/* A token that names its row: the primary key, and its hash must match. */
+	[Q_CRED_AUTH_ID] = CRED_AUTH_SELECT "c.id = ?4 AND c.hash = ?2 AND " CRED_AUTH_LIVE,
 	[Q_CRED_UPGRADE] = "UPDATE credentials SET user_id = ?3, scopes = ?4 "
 			   "WHERE tenant = ?1 AND registration_id = ?2 AND revoked_at IS NULL",
 	[Q_CRED_REVOKE_REG] = "UPDATE credentials SET revoked_at = ?3 "
@@ -278,10 +287,10 @@ static const char *const sql[Q__COUNT] = {
 	[Q_REG_GEN_BUMP] = "INSERT INTO registration_generations (tenant, registration_id, gen) "
 			   "VALUES (?1, ?2, 1) ON CONFLICT (tenant, registration_id) "
 			   "DO UPDATE SET gen = registration_generations.gen + 1",
-	[Q_CRED_BIND_JKT] = "UPDATE credentials SET jkt = ?3 WHERE tenant = ?1 AND hash = ?2 "
+	[Q_CRED_BIND_JKT] = "UPDATE credentials SET jkt = ?3 WHERE tenant = ?1 AND id = ?2 "
 			    "AND revoked_at IS NULL AND jkt IS NULL",
 	[Q_CRED_SET_RESOURCE] = "UPDATE credentials SET resource = ?3 "
-				"WHERE tenant = ?1 AND hash = ?2 AND revoked_at IS NULL",
+				"WHERE tenant = ?1 AND id = ?2 AND revoked_at IS NULL",
 	/* registration clients (flow8) */
 	[Q_REGCLIENT_PUT] = "INSERT INTO registration_clients (tenant, registration_id, "
 			    "client_id, client_name, logo_uri, created_at) "
@@ -710,6 +719,8 @@ store_reg_insert(struct store *st, const struct store_reg *r, struct am_error *e
 	db_bind_text_or_null(s, 14, r->sub);
 	db_bind_text_or_null(s, 15, r->agent_platform);
 	db_bind_text_or_null(s, 16, r->agent_context_id);
+	if (r->claim_by_id)
+		db_bind_int64(s, 17, 1);
 	return db_run(st->db, s, "registration insert", NULL, e);
 }
 
@@ -728,10 +739,24 @@ reg_query(struct store *st, enum q q, const void *key, bool key_is_hash, struct 
 }
 
 enum am_err
-store_reg_by_claim_hash(struct store *st, const uint8_t hash[AM_HASH_LEN], struct store_reg *out,
-			struct am_error *e)
+store_reg_by_claim(struct store *st, const struct store_secret *k, struct store_reg *out,
+		   struct am_error *e)
 {
-	return reg_query(st, Q_REG_BY_CLAIM, hash, true, out, e);
+	static const uint8_t none[AM_HASH_LEN];
+	enum am_err rc;
+
+	if (k->id[0] == '\0')
+		return reg_query(st, Q_REG_BY_CLAIM, k->hash, true, out, e);
+	/* The row the token names holds the token only if it holds its hash
+	 * (a row without a claim token reads as all zeros). */
+	if ((rc = reg_query(st, Q_REG_BY_ID, k->id, false, out, e)) != AM_OK)
+		return rc;
+	if (am_ct_equal(out->claim_hash, none, AM_HASH_LEN) ||
+	    !am_ct_equal(out->claim_hash, k->hash, AM_HASH_LEN)) {
+		memset(out, 0, sizeof(*out));
+		return am_fail(e, AM_E_NOT_FOUND, "registration lookup: no row");
+	}
+	return AM_OK;
 }
 
 enum am_err
@@ -940,24 +965,28 @@ store_cred_insert(struct store *st, const struct store_cred *c, struct am_error 
 	if (c->expires_at != 0)
 		db_bind_int64(s, 13, c->expires_at);
 	db_bind_text_or_null(s, 14, c->jkt);
+	if (c->by_id)
+		db_bind_int64(s, 15, 1);
 	return db_run(st->db, s, "credential insert", NULL, e);
 }
 
 enum am_err
-store_cred_auth(struct store *st, const uint8_t hash[AM_HASH_LEN], int64_t now,
+store_cred_auth(struct store *st, const struct store_secret *key, int64_t now,
 		struct store_auth *out, struct am_error *e)
 {
+	bool by_id = key->id[0] != '\0';
 	struct db_stmt *s;
 	enum am_err rc;
 	struct store_cred *c = &out->cred;
 	char buf[32];
 	int k;
 
-	if ((rc = db_prep(st->db, Q_CRED_AUTH, &s, e)) != AM_OK)
+	if ((rc = db_prep(st->db, by_id ? Q_CRED_AUTH_ID : Q_CRED_AUTH, &s, e)) != AM_OK)
 		return rc;
-	/* Static binding: hash outlives the step, and the hot path copies nothing. */
-	db_bind_hash(s, 2, hash);
+	db_bind_hash(s, 2, key->hash);
 	db_bind_int64(s, 3, now);
+	if (by_id)
+		db_bind_text(s, 4, key->id);
 	if ((rc = db_one(st->db, s, "credential auth", e)) != AM_OK)
 		return rc;
 	db_col_text(s, 0, c->id, sizeof(c->id));
@@ -980,6 +1009,7 @@ store_cred_auth(struct store *st, const uint8_t hash[AM_HASH_LEN], int64_t now,
 	db_col_text(s, 14, out->user_email, sizeof(out->user_email));
 	db_col_text(s, 15, c->jkt, sizeof(c->jkt));
 	db_col_text(s, 16, c->resource, sizeof(c->resource)); /* v0.6: RFC 8707 */
+	c->by_id = db_col_int64(s, 17) != 0;
 	db_reset(s);
 	return AM_OK;
 }
@@ -1495,7 +1525,7 @@ store_reg_gen_bump(struct store *st, const char *registration_id, struct am_erro
 }
 
 enum am_err
-store_cred_set_resource(struct store *st, const uint8_t hash[AM_HASH_LEN], const char *resource,
+store_cred_set_resource(struct store *st, const char *id, const char *resource,
 			struct am_error *e)
 {
 	struct db_stmt *s;
@@ -1504,7 +1534,7 @@ store_cred_set_resource(struct store *st, const uint8_t hash[AM_HASH_LEN], const
 
 	if ((rc = db_prep(st->db, Q_CRED_SET_RESOURCE, &s, e)) != AM_OK)
 		return rc;
-	db_bind_hash(s, 2, hash);
+	db_bind_text(s, 2, id);
 	db_bind_text(s, 3, resource);
 	if ((rc = db_run(st->db, s, "credential resource", &changes, e)) != AM_OK)
 		return rc;
@@ -1645,8 +1675,7 @@ store_audit_list(struct store *st, const char *registration_id, char **lines, si
 /* ---- DPoP (issue 13 item 5) ---- */
 
 enum am_err
-store_cred_bind_jkt(struct store *st, const uint8_t hash[AM_HASH_LEN], const char *jkt,
-		    struct am_error *e)
+store_cred_bind_jkt(struct store *st, const char *id, const char *jkt, struct am_error *e)
 {
 	struct db_stmt *s;
 	enum am_err rc;
@@ -1654,7 +1683,7 @@ store_cred_bind_jkt(struct store *st, const uint8_t hash[AM_HASH_LEN], const cha
 
 	if ((rc = db_prep(st->db, Q_CRED_BIND_JKT, &s, e)) != AM_OK)
 		return rc;
-	db_bind_hash(s, 2, hash);
+	db_bind_text(s, 2, id);
 	db_bind_text(s, 3, jkt);
 	/* A cached bearer lookup of this credential must not outlive the bind. */
 	auth_changed();

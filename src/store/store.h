@@ -36,11 +36,21 @@ struct store_user {
 	bool created_by_agent;
 };
 
+/* How a presented secret (a credential or a claim token) finds its row.
+ * Tokens issued since migration 0018 name their row (flows/credential.c):
+ * it is read by primary key and must carry the token's hash. Older tokens
+ * carry no id and are found by their hash alone. */
+struct store_secret {
+	char id[STORE_ID_LEN];	   /* "": a token of the older form */
+	uint8_t hash[AM_HASH_LEN]; /* SHA-256 of the whole token */
+};
+
 struct store_reg {
 	char id[STORE_ID_LEN];
 	enum reg_kind kind;
 	enum reg_status status;
 	uint8_t claim_hash[AM_HASH_LEN];
+	bool claim_by_id; /* the claim token names this row (struct store_secret) */
 	char email[AM_MAX_EMAIL_BYTES + 1]; /* the asserted address (email kind) */
 	enum cred_type credential_type;	    /* requested at registration */
 	char user_id[STORE_ID_LEN];	    /* empty until claimed */
@@ -71,6 +81,7 @@ struct store_attempt {
 struct store_cred {
 	char id[STORE_ID_LEN];
 	uint8_t hash[AM_HASH_LEN];
+	bool by_id; /* the token names this row (struct store_secret) */
 	enum cred_type type;
 	char scopes[512];
 	char source[16]; /* anonymous | email | id_jag */
@@ -149,8 +160,9 @@ enum am_err store_user_insert(struct store *st, const struct store_user *u,
 /* registrations */
 enum am_err store_reg_insert(struct store *st, const struct store_reg *r,
 			     struct am_error *e) AM_WUR;
-enum am_err store_reg_by_claim_hash(struct store *st, const uint8_t hash[AM_HASH_LEN],
-				    struct store_reg *out, struct am_error *e) AM_WUR;
+/* The registration whose claim token k is; AM_E_NOT_FOUND when none. */
+enum am_err store_reg_by_claim(struct store *st, const struct store_secret *k,
+			       struct store_reg *out, struct am_error *e) AM_WUR;
 enum am_err store_reg_by_id(struct store *st, const char *id, struct store_reg *out,
 			    struct am_error *e) AM_WUR;
 /* Moves registration id from status `from` to `to`; AM_E_NOT_FOUND when it
@@ -188,9 +200,9 @@ enum am_err store_attempt_fail(struct store *st, const char *id, int64_t max,
 /* credentials */
 enum am_err store_cred_insert(struct store *st, const struct store_cred *c,
 			      struct am_error *e) AM_WUR;
-/* The live credential with this hash, with its registration's state. Unknown,
- * revoked and expired are all AM_E_NOT_FOUND, so callers cannot tell which. */
-enum am_err store_cred_auth(struct store *st, const uint8_t hash[AM_HASH_LEN], int64_t now,
+/* The live credential k, with its registration's state. Unknown, revoked
+ * and expired are all AM_E_NOT_FOUND, so callers cannot tell which. */
+enum am_err store_cred_auth(struct store *st, const struct store_secret *k, int64_t now,
 			    struct store_auth *out, struct am_error *e) AM_WUR;
 /* Binds every credential of a registration to user_id with new scopes. */
 enum am_err store_cred_upgrade(struct store *st, const char *registration_id, const char *user_id,
@@ -360,18 +372,18 @@ enum am_err store_reg_gen(struct store *st, const char *registration_id, int64_t
  * transaction). */
 enum am_err store_reg_gen_bump(struct store *st, const char *registration_id,
 			       struct am_error *e) AM_WUR;
-/* Restricts the live credential of hash to resource (RFC 8707); read back
- * by store_cred_auth into cred.resource. AM_E_NOT_FOUND: no such row.
+/* Restricts the live credential id to resource (RFC 8707); read back by
+ * store_cred_auth into cred.resource. AM_E_NOT_FOUND: no such row.
  * store_cred_insert leaves it empty. */
-enum am_err store_cred_set_resource(struct store *st, const uint8_t hash[AM_HASH_LEN],
-				    const char *resource, struct am_error *e) AM_WUR;
+enum am_err store_cred_set_resource(struct store *st, const char *id, const char *resource,
+				    struct am_error *e) AM_WUR;
 
 /* ---- DPoP (RFC 9449; issue 13 item 5) ---- */
 
-/* Binds the live credential whose hash this is to the DPoP key thumbprint
- * jkt (an access token just issued, before it is handed out).
- * AM_E_NOT_FOUND when no unbound live credential has the hash. */
-enum am_err store_cred_bind_jkt(struct store *st, const uint8_t hash[AM_HASH_LEN], const char *jkt,
+/* Binds the live credential id to the DPoP key thumbprint jkt (an access
+ * token just issued, before it is handed out). AM_E_NOT_FOUND when it is
+ * not live or already bound. */
+enum am_err store_cred_bind_jkt(struct store *st, const char *id, const char *jkt,
 				struct am_error *e) AM_WUR;
 
 /* A per-thread handle source over one URL: each worker thread gets its own

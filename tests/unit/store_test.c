@@ -53,6 +53,17 @@ cred_fixture(const char *id, const char *reg_id, const char *secret)
 	return c;
 }
 
+/* The lookup key of a presented token: id "" for the older form. */
+static struct store_secret
+key(const char *id, const char *token)
+{
+	struct store_secret k;
+
+	snprintf(k.id, sizeof(k.id), "%s", id);
+	am_sha256_str(token, k.hash);
+	return k;
+}
+
 static void
 migrations_bring_a_new_store_to_the_latest_version(void **state)
 {
@@ -71,18 +82,68 @@ credentials_are_found_by_the_hash_of_the_secret_only(void **state)
 	struct store_cred c = cred_fixture("crd_1", "reg_1", "sk_secret");
 	struct store_auth auth;
 	struct am_error e = {0};
-	uint8_t h[AM_HASH_LEN];
+	struct store_secret k;
 
 	(void)state;
 	assert_int_equal(store_reg_insert(st, &r, &e), AM_OK);
 	assert_int_equal(store_cred_insert(st, &c, &e), AM_OK);
-	am_sha256_str("sk_secret", h);
-	assert_int_equal(store_cred_auth(st, h, 1500, &auth, &e), AM_OK);
+	k = key("", "sk_secret");
+	assert_int_equal(store_cred_auth(st, &k, 1500, &auth, &e), AM_OK);
 	assert_string_equal(auth.cred.id, "crd_1");
+	assert_false(auth.cred.by_id);
 	assert_int_equal(auth.reg_status, REG_UNCLAIMED);
 	assert_int_equal(auth.reg_expires_at, 2000);
-	am_sha256_str("sk_other", h);
-	assert_int_equal(store_cred_auth(st, h, 1500, &auth, &e), AM_E_NOT_FOUND);
+	k = key("", "sk_other");
+	assert_int_equal(store_cred_auth(st, &k, 1500, &auth, &e), AM_E_NOT_FOUND);
+	store_close(st);
+}
+
+/* Migration 0018: a token that names its row is read by primary key and
+ * must carry the row's hash; the hash alone (the older form's lookup)
+ * does not reach such a row, whose hash is in no index. */
+static void
+a_token_that_names_its_row_is_found_by_id_and_hash_only(void **state)
+{
+	struct store *st = open_memory();
+	struct store_reg r = reg_fixture("reg_1", "clm_1_a");
+	struct store_reg bare = reg_fixture("reg_2", "unused");
+	struct store_cred c = cred_fixture("crd_1", "reg_1", "sk_1_b");
+	struct store_reg found;
+	struct store_auth auth;
+	struct am_error e = {0};
+	struct store_secret k;
+
+	(void)state;
+	r.claim_by_id = true;
+	c.by_id = true;
+	memset(bare.claim_hash, 0, sizeof(bare.claim_hash)); /* no claim token at all */
+	assert_int_equal(store_reg_insert(st, &r, &e), AM_OK);
+	assert_int_equal(store_reg_insert(st, &bare, &e), AM_OK);
+	assert_int_equal(store_cred_insert(st, &c, &e), AM_OK);
+
+	k = key("crd_1", "sk_1_b");
+	assert_int_equal(store_cred_auth(st, &k, 1500, &auth, &e), AM_OK);
+	assert_string_equal(auth.cred.id, "crd_1");
+	assert_true(auth.cred.by_id);
+	k = key("crd_1", "sk_1_c"); /* the right row, the wrong secret */
+	assert_int_equal(store_cred_auth(st, &k, 1500, &auth, &e), AM_E_NOT_FOUND);
+	k = key("crd_9", "sk_1_b"); /* the right secret, another row */
+	assert_int_equal(store_cred_auth(st, &k, 1500, &auth, &e), AM_E_NOT_FOUND);
+	k = key("", "sk_1_b");
+	assert_int_equal(store_cred_auth(st, &k, 1500, &auth, &e), AM_E_NOT_FOUND);
+
+	k = key("reg_1", "clm_1_a");
+	assert_int_equal(store_reg_by_claim(st, &k, &found, &e), AM_OK);
+	assert_string_equal(found.id, "reg_1");
+	k = key("reg_1", "clm_1_x");
+	assert_int_equal(store_reg_by_claim(st, &k, &found, &e), AM_E_NOT_FOUND);
+	assert_string_equal(found.id, ""); /* nothing of the row is handed back */
+	k = key("", "clm_1_a");
+	assert_int_equal(store_reg_by_claim(st, &k, &found, &e), AM_E_NOT_FOUND);
+	/* A row without a claim token matches no key, not even all zeros. */
+	k = key("reg_2", "x");
+	memset(k.hash, 0, sizeof(k.hash));
+	assert_int_equal(store_reg_by_claim(st, &k, &found, &e), AM_E_NOT_FOUND);
 	store_close(st);
 }
 
@@ -95,22 +156,26 @@ revoked_and_expired_credentials_are_not_found(void **state)
 	struct store_cred t = cred_fixture("crd_2", "reg_1", "at_b");
 	struct store_auth auth;
 	struct am_error e = {0};
-	uint8_t h[AM_HASH_LEN];
+	struct store_secret k;
 	int n = 0;
 
 	(void)state;
 	t.type = CRED_ACCESS_TOKEN;
 	t.expires_at = 1200;
+	t.by_id = true; /* both forms stop at revocation and expiry */
 	assert_int_equal(store_reg_insert(st, &r, &e), AM_OK);
 	assert_int_equal(store_cred_insert(st, &c, &e), AM_OK);
 	assert_int_equal(store_cred_insert(st, &t, &e), AM_OK);
-	am_sha256_str("at_b", h);
-	assert_int_equal(store_cred_auth(st, h, 1199, &auth, &e), AM_OK);
-	assert_int_equal(store_cred_auth(st, h, 1200, &auth, &e), AM_E_NOT_FOUND);
+	k = key("crd_2", "at_b");
+	assert_int_equal(store_cred_auth(st, &k, 1199, &auth, &e), AM_OK);
+	assert_int_equal(store_cred_auth(st, &k, 1200, &auth, &e), AM_E_NOT_FOUND);
+	k = key("", "sk_a");
+	assert_int_equal(store_cred_auth(st, &k, 1299, &auth, &e), AM_OK);
 	assert_int_equal(store_cred_revoke_reg(st, "reg_1", 1300, &n, &e), AM_OK);
 	assert_int_equal(n, 2);
-	am_sha256_str("sk_a", h);
-	assert_int_equal(store_cred_auth(st, h, 1301, &auth, &e), AM_E_NOT_FOUND);
+	assert_int_equal(store_cred_auth(st, &k, 1301, &auth, &e), AM_E_NOT_FOUND);
+	k = key("crd_2", "at_b"); /* revoked before its expiry */
+	assert_int_equal(store_cred_auth(st, &k, 1150, &auth, &e), AM_E_NOT_FOUND);
 	store_close(st);
 }
 
@@ -125,7 +190,7 @@ another_tenant_never_sees_a_row_even_with_the_same_hash(void **state)
 	struct store_reg found;
 	struct store_auth auth;
 	struct am_error e = {0};
-	uint8_t h[AM_HASH_LEN];
+	struct store_secret k;
 	int fd = mkstemp(path);
 
 	(void)state;
@@ -136,11 +201,16 @@ another_tenant_never_sees_a_row_even_with_the_same_hash(void **state)
 	assert_int_equal(store_open(url, "globex", &b, &e), AM_OK);
 	assert_int_equal(store_reg_insert(a, &r, &e), AM_OK);
 	assert_int_equal(store_cred_insert(a, &c, &e), AM_OK);
-	am_sha256_str("clm_shared", h);
-	assert_int_equal(store_reg_by_claim_hash(a, h, &found, &e), AM_OK);
-	assert_int_equal(store_reg_by_claim_hash(b, h, &found, &e), AM_E_NOT_FOUND);
-	am_sha256_str("sk_shared", h);
-	assert_int_equal(store_cred_auth(b, h, 1500, &auth, &e), AM_E_NOT_FOUND);
+	k = key("", "clm_shared");
+	assert_int_equal(store_reg_by_claim(a, &k, &found, &e), AM_OK);
+	assert_int_equal(store_reg_by_claim(b, &k, &found, &e), AM_E_NOT_FOUND);
+	k = key("reg_1", "clm_shared"); /* by id as well */
+	assert_int_equal(store_reg_by_claim(a, &k, &found, &e), AM_OK);
+	assert_int_equal(store_reg_by_claim(b, &k, &found, &e), AM_E_NOT_FOUND);
+	k = key("", "sk_shared");
+	assert_int_equal(store_cred_auth(b, &k, 1500, &auth, &e), AM_E_NOT_FOUND);
+	k = key("crd_1", "sk_shared");
+	assert_int_equal(store_cred_auth(b, &k, 1500, &auth, &e), AM_E_NOT_FOUND);
 	/* The same ids and hashes can exist in the other tenant. */
 	assert_int_equal(store_reg_insert(b, &r, &e), AM_OK);
 	assert_int_equal(store_cred_insert(b, &c, &e), AM_OK);
@@ -432,6 +502,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(migrations_bring_a_new_store_to_the_latest_version),
 		cmocka_unit_test(credentials_are_found_by_the_hash_of_the_secret_only),
+		cmocka_unit_test(a_token_that_names_its_row_is_found_by_id_and_hash_only),
 		cmocka_unit_test(revoked_and_expired_credentials_are_not_found),
 		cmocka_unit_test(another_tenant_never_sees_a_row_even_with_the_same_hash),
 		cmocka_unit_test(transitions_only_move_from_the_expected_state),
