@@ -30,7 +30,8 @@ wrk threads, BENCH_ROUNDS (1) repetitions of the row sequence, BENCH_GROWTH
 (0: off), BENCH_TOKENS (auto) ID-JAGs minted per ID-JAG row, BENCH_PG (1:
 the PostgreSQL rows when its binaries are found; 0 skips them), BENCH_KEEP=1
 keeps the temporary folder, BENCH_JSON=FILE also writes the figures as
-JSON. Only loopback is ever a target. Every process started here is
+JSON, BENCH_REQUEST_LOG=1 keeps authmd's line per request (off by default,
+as nginx's access log is). Only loopback is ever a target. Every process started here is
 stopped on exit, on Ctrl-C and on SIGTERM/SIGHUP, and dies with this script
 if it is killed.
 See docs/performance.md.
@@ -285,6 +286,8 @@ class Bench:
         self.replicas = []  # authmd-server replicas on it
         self.pg_skip = None  # why the PostgreSQL rows were skipped
         self.json_out = os.environ.get("BENCH_JSON", "")
+        # Like for like: the nginx ceiling writes no access log.
+        self.request_log = os.environ.get("BENCH_REQUEST_LOG", "") not in ("", "0")
         if self.conns < self.threads:
             sys.exit("bench: BENCH_CONNS must be at least BENCH_THREADS")
         self.mint_bin = os.path.join(self.build, "bench", "authmd-bench-mint")
@@ -323,6 +326,7 @@ class Bench:
             # The gate row's nginx is a trusted proxy, as docs/gate.md sets it
             # up: its upstream connections are not held to the per-IP cap.
             "server": {"trusted_proxies": "127.0.0.1/32"},
+            "log": {"requests": "on" if self.request_log else "off"},
         }
         if os.environ.get("BENCH_SERVER_THREADS"):  # experiments; the default is the product's
             overrides["server"]["threads"] = os.environ["BENCH_SERVER_THREADS"]
@@ -759,8 +763,9 @@ def print_header(started, b):
     print("authmd bench, %s, %s, %d CPUs, load %.1f %.1f %.1f" % (
         started.strftime("%Y-%m-%d %H:%M UTC"), os.uname().release, os.cpu_count(),
         load[0], load[1], load[2]))
-    print("wrk %d threads, %d connections, %d s per row; nginx 2 workers `return 200`; "
-          "authmd-server default durable SQLite store" % (b.threads, b.conns, b.seconds))
+    print("wrk %d threads, %d connections, %d s per row; nginx 2 workers `return 200`, "
+          "no access log; authmd-server default durable SQLite store, [log] requests %s" % (
+              b.threads, b.conns, b.seconds, "on" if b.request_log else "off"))
     print(tool_versions())
 
 

@@ -126,6 +126,7 @@ static const struct cfg_key keys[] = {
 	/* operator surface (issue 12 item 6): docs/operations.md */
 	{"log", "format", CFG_STRING, AT(log_format), "text", 0, 15, "text|json"},
 	{"log", "file", CFG_STRING, AT(log_file), "", 0, 255, NULL},
+	{"log", "requests", CFG_BOOL, AT(log_requests), "on", 0, 0, NULL},
 	{"mail", "smtp_password_file", CFG_STRING, AT(mail_smtp_password_file), "", 0, 255, NULL},
 	{"admin", "listen", CFG_STRING, AT(admin_listen), "", 0, 127, NULL},
 	{"admin", "keys_file", CFG_STRING, AT(admin_keys_file), "", 0, 255, NULL},

@@ -173,6 +173,7 @@ struct am_config {
 	/* operator surface (issue 12 item 6): docs/operations.md */
 	char log_format[16];		   /* [log] text | json */
 	char log_file[256];		   /* [log] empty: stderr as it is */
+	bool log_requests;		   /* [log] one line per answered request */
 	char mail_smtp_password_file[256]; /* [mail] read into mail_smtp_password */
 	char admin_listen[128];		   /* [admin] host:port; empty: no admin API */
 	char admin_host[64];		   /* parsed from admin_listen */

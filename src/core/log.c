@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -89,6 +90,20 @@ am_log_reopen(void)
 		rc = open_onto_stderr(log_path);
 	pthread_mutex_unlock(&path_mu);
 	return rc;
+}
+
+static atomic_bool requests_on = true;
+
+void
+am_log_set_requests(bool on)
+{
+	atomic_store_explicit(&requests_on, on, memory_order_relaxed);
+}
+
+bool
+am_log_requests(void)
+{
+	return atomic_load_explicit(&requests_on, memory_order_relaxed);
 }
 
 void

@@ -6,6 +6,7 @@
 #ifndef AM_LOG_H
 #define AM_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/compiler.h"
@@ -30,6 +31,11 @@ int am_log_set_format(const char *name);
 int am_log_open(const char *path) AM_WUR;
 /* am_log_open on the path last given; 0 when there is none. */
 int am_log_reopen(void) AM_WUR;
+
+/* Whether the HTTP layer writes its line per answered request ([log]
+ * requests; on until set). */
+void am_log_set_requests(bool on);
+bool am_log_requests(void);
 
 /* Sets (or clears, with NULL) the request id added to this thread's lines. */
 void am_log_set_request(const char *request_id);

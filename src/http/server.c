@@ -615,8 +615,9 @@ reply(struct MHD_Connection *conn, struct http_req *rq, struct http_resp *rs)
 	char status[8];
 	const char *route = rq->route != NULL ? rq->route : "unmatched";
 
-	log_info("http method=%s path=%s status=%d ip=%s", rq->method, rq->path, rs->status,
-		 rq->ip);
+	if (am_log_requests())
+		log_info("http method=%s path=%s status=%d ip=%s", rq->method, rq->path,
+			 rs->status, rq->ip);
 	ret = send_resp(conn, rq, rs);
 	/* gate: metrics, labelled by route pattern (bounded), never by raw path */
 	status[0] = (char)('0' + rs->status / 100 % 10); /* statuses are 100-599 */

@@ -529,6 +529,7 @@ main(int argc, char **argv)
 	}
 	(void)am_log_set_level(cfg.log_level);
 	(void)am_log_set_format(cfg.log_format);
+	am_log_set_requests(cfg.log_requests);
 	if (am_log_open(cfg.log_file) != 0) {
 		fprintf(stderr, "authmd-server: [log] file: %s: %s\n", cfg.log_file,
 			strerror(errno));

@@ -186,5 +186,31 @@ class JsonLogTest(ServerTest):
         self.assertNotIn(reg["claim_token"], text)
 
 
+class RequestLinesTest(unittest.TestCase):
+    """[log] requests: one line per answered request when on (the default),
+    none when off; the other lines and the metrics are the same either way."""
+
+    def lines_of(self, overrides):
+        server = Server(overrides).start()
+        self.addCleanup(server.cleanup)
+        reg = server.register_anonymous()
+        self.assertEqual(server.bearer("GET", "/api/resource", reg["credential"]).status, 200)
+        self.assertEqual(server.get("/api/resource").status, 401)
+        metrics = server.get("/metrics").body.decode()
+        self.assertEqual(server.stop(), 0)
+        return server.read_log(), metrics
+
+    def test_a_line_per_request_by_default_and_none_when_off(self):
+        log, _ = self.lines_of(None)
+        self.assertEqual(log.count("http method=GET path=/api/resource status=200 ip=127.0.0.1"),
+                         1, log)
+        self.assertIn("http method=POST path=/agent/auth status=200", log)
+        self.assertIn("path=/api/resource status=401", log)
+        log, metrics = self.lines_of({"log": {"requests": "off"}})
+        self.assertNotIn("http method=", log)
+        self.assertIn("authmd-server ", log)  # the start-up line is still there
+        self.assertRegex(metrics, r'authmd_http_requests_total\{[^}]*status="200"[^}]*\} [1-9]')
+
+
 if __name__ == "__main__":
     unittest.main()
