@@ -46,6 +46,9 @@ enum q {
 	Q_JTI_INSERT,
 	Q_JTI_PURGE,
 	Q_CRED_LIVE,
+	Q_CRED_LIVE_SUBJECT,
+	Q_CRED_LIVE_REG,
+	Q_CRED_LIVE_USER,
 	Q_CRED_REVOKE,
 	Q_SETTING_GET,
 	Q_SETTING_PUT,
@@ -146,6 +149,18 @@ enum q {
 	"LEFT JOIN users u ON u.tenant = c.tenant AND u.id = c.user_id WHERE c.tenant = ?1 AND "
 #define CRED_AUTH_LIVE "c.revoked_at IS NULL AND (c.expires_at IS NULL OR c.expires_at > ?3)"
 
+/* Live credentials matching every non-NULL filter (store_cred_live). */
+#define CRED_LIVE_SELECT                                                                           \
+	"SELECT id, registration_id FROM credentials WHERE tenant = ?1 AND revoked_at IS NULL AND "
+#define CRED_LIVE_FILTER                                                                           \
+	"(CAST(?2 AS TEXT) IS NULL OR iss = ?2) AND (CAST(?3 AS TEXT) IS NULL OR sub = ?3) AND "   \
+	"(CAST(?4 AS TEXT) IS NULL OR aud = ?4) AND (CAST(?5 AS TEXT) IS NULL OR user_id = ?5) "   \
+	"AND (CAST(?6 AS TEXT) IS NULL OR registration_id = ?6) "
+/* Sorting by expressions keeps SQLite from walking credentials_reg for
+ * the order (with LIMIT it prefers that to a sort) instead of taking the
+ * index of the equality term; PostgreSQL plans by its statistics. */
+#define CRED_LIVE_SORTED "ORDER BY registration_id || '', id || '' LIMIT ?7"
+
 /* The narrowing filters and the cursor of an operator search. */
 #define REG_SEARCH_COND                                                                            \
 	"(CAST(?2 AS TEXT) IS NULL OR user_id = ?2) AND (CAST(?3 AS TEXT) IS NULL OR email = ?3 "  \
@@ -217,13 +232,16 @@ static const char *const sql[Q__COUNT] = {
 	[Q_JTI_PURGE] = "DELETE FROM seen_jti WHERE tenant = ?1 AND (iss, jti) IN "
 			"(SELECT iss, jti FROM seen_jti WHERE tenant = ?1 AND expires_at < ?2 "
 			"LIMIT ?3)",
-	[Q_CRED_LIVE] = "SELECT id, registration_id FROM credentials WHERE tenant = ?1 "
-			"AND revoked_at IS NULL AND (CAST(?2 AS TEXT) IS NULL OR iss = ?2) "
-			"AND (CAST(?3 AS TEXT) IS NULL OR sub = ?3) "
-			"AND (CAST(?4 AS TEXT) IS NULL OR aud = ?4) "
-			"AND (CAST(?5 AS TEXT) IS NULL OR user_id = ?5) "
-			"AND (CAST(?6 AS TEXT) IS NULL OR registration_id = ?6) "
-			"ORDER BY registration_id, id LIMIT ?7",
+	/* A term "x = ?" of its own lets the planner take that index: the
+	 * optional terms alone ("?2 IS NULL OR ...") can use none, and a
+	 * logout's revocation by subject scanned every credential of the
+	 * tenant, on the store writer. */
+	[Q_CRED_LIVE] = CRED_LIVE_SELECT CRED_LIVE_FILTER "ORDER BY registration_id, id LIMIT ?7",
+	[Q_CRED_LIVE_SUBJECT] =
+		CRED_LIVE_SELECT "iss = ?2 AND sub = ?3 AND " CRED_LIVE_FILTER CRED_LIVE_SORTED,
+	[Q_CRED_LIVE_REG] = CRED_LIVE_SELECT "registration_id = ?6 AND " CRED_LIVE_FILTER
+					     CRED_LIVE_SORTED,
+	[Q_CRED_LIVE_USER] = CRED_LIVE_SELECT "user_id = ?5 AND " CRED_LIVE_FILTER CRED_LIVE_SORTED,
 	[Q_CRED_REVOKE] = "UPDATE credentials SET revoked_at = ?3 "
 			  "WHERE tenant = ?1 AND id = ?2 AND revoked_at IS NULL",
 	[Q_SETTING_GET] = "SELECT value FROM settings WHERE tenant = ?1 AND key = ?2",
@@ -1165,8 +1183,13 @@ store_cred_live(struct store *st, const struct store_cred_filter *f, struct stor
 	struct db_stmt *s;
 	enum am_err rc;
 
+	enum q q = f->iss != NULL && f->sub != NULL ? Q_CRED_LIVE_SUBJECT
+		   : f->registration_id != NULL	    ? Q_CRED_LIVE_REG
+		   : f->user_id != NULL		    ? Q_CRED_LIVE_USER
+						    : Q_CRED_LIVE;
+
 	*n = 0;
-	if ((rc = db_prep(st->db, Q_CRED_LIVE, &s, e)) != AM_OK)
+	if ((rc = db_prep(st->db, q, &s, e)) != AM_OK)
 		return rc;
 	for (int i = 0; i < 5; i++)
 		db_bind_text(s, 2 + i, keys[i]); /* NULL: no filter */
