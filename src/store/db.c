@@ -124,6 +124,20 @@ db_reset(struct db_stmt *s)
 	}
 }
 
+int64_t
+db_vm_steps(struct db *db)
+{
+	int64_t n = 0;
+
+	if (db->pg != NULL)
+		return 0;
+	for (size_t i = 0; i < db->nq; i++) {
+		if (db->stmt[i].lite != NULL)
+			n += sqlite3_stmt_status(db->stmt[i].lite, SQLITE_STMTSTATUS_VM_STEP, 0);
+	}
+	return n;
+}
+
 /* PostgreSQL parameters: i in 1..DB_MAX_PARAMS, kept as text (numbers in
  * decimal) or binary (blobs). */
 static void

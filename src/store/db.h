@@ -64,6 +64,10 @@ enum am_err db_open(const char *url, const char *tenant, const struct db_opts *o
 void db_close(struct db *db);
 /* The highest migration applied, 0 when none or unreadable. */
 int db_schema_version(struct db *db);
+/* The virtual-machine steps SQLite has run for all of db's statements so
+ * far (0 on PostgreSQL): how a test sees whether a query visited a few rows
+ * through an index or walked a table. Costs nothing on the hot path. */
+int64_t db_vm_steps(struct db *db);
 /* True for a PostgreSQL connection. */
 bool db_is_pg(const struct db *db);
 

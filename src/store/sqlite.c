@@ -549,6 +549,12 @@ store_set_writer_lock(struct store *st, pthread_mutex_t *mu)
 	db_set_writer_lock(st->db, mu);
 }
 
+int64_t
+store_vm_steps(struct store *st)
+{
+	return db_vm_steps(st->db);
+}
+
 int
 store_schema_version(struct store *st)
 {

@@ -120,6 +120,8 @@ void store_close(struct store *st);
 
 /* The schema version after migration (the number of the last migration). */
 int store_schema_version(struct store *st);
+/* db_vm_steps of the store's connection (for tests). */
+int64_t store_vm_steps(struct store *st);
 
 /* For the pool: this process's connections to one database queue on mu for
  * write transactions (see db_set_writer_lock). NULL: no queue. */

@@ -219,6 +219,61 @@ another_tenant_never_sees_a_row_even_with_the_same_hash(void **state)
 	unlink(path);
 }
 
+/* store_cred_live with a subject, a registration or a user reads that
+ * index: a logout's revocation once walked every credential of the tenant
+ * on the store writer. Counted in SQLite VM steps, not timed. */
+static void
+revocation_lookups_take_an_index_not_a_walk(void **state)
+{
+	enum { ROWS = 3000, FEW = 400 };
+	struct store *st = open_memory();
+	struct store_cred_ref refs[8];
+	struct am_error e = {0};
+	char id[32], reg[32], sub[32], user[32];
+	struct {
+		struct store_cred_filter f;
+		bool few;
+	} cases[] = {
+		{{.iss = "https://p.example", .sub = "u1234"}, true},
+		{{.iss = "https://p.example", .sub = "u1234", .aud = "https://s.example"}, true},
+		{{.registration_id = "reg_1234"}, true},
+		{{.user_id = "usr_1234"}, true},
+		{{.aud = "https://nobody.example"}, false}, /* no index: every row is read */
+	};
+	size_t n;
+
+	(void)state;
+	for (int i = 0; i < ROWS; i++) {
+		struct store_cred c;
+
+		snprintf(id, sizeof(id), "crd_%d", i);
+		snprintf(reg, sizeof(reg), "reg_%d", i);
+		snprintf(sub, sizeof(sub), "u%d", i);
+		snprintf(user, sizeof(user), "usr_%d", i);
+		c = cred_fixture(id, reg, id);
+		snprintf(c.iss, sizeof(c.iss), "https://p.example");
+		snprintf(c.sub, sizeof(c.sub), "%s", sub);
+		snprintf(c.aud, sizeof(c.aud), "https://s.example");
+		snprintf(c.user_id, sizeof(c.user_id), "%s", user);
+		assert_int_equal(store_cred_insert(st, &c, &e), AM_OK);
+	}
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		int64_t before = store_vm_steps(st), steps;
+
+		assert_int_equal(store_cred_live(st, &cases[k].f, refs, 8, &n, &e), AM_OK);
+		steps = store_vm_steps(st) - before;
+		if (cases[k].few) {
+			assert_int_equal(n, 1);
+			assert_string_equal(refs[0].id, "crd_1234");
+			assert_in_range(steps, 1, FEW);
+		} else {
+			assert_int_equal(n, 0);
+			assert_true(steps > ROWS); /* the measure tells the two apart */
+		}
+	}
+	store_close(st);
+}
+
 static void
 transitions_only_move_from_the_expected_state(void **state)
 {
@@ -505,6 +560,7 @@ main(void)
 		cmocka_unit_test(a_token_that_names_its_row_is_found_by_id_and_hash_only),
 		cmocka_unit_test(revoked_and_expired_credentials_are_not_found),
 		cmocka_unit_test(another_tenant_never_sees_a_row_even_with_the_same_hash),
+		cmocka_unit_test(revocation_lookups_take_an_index_not_a_walk),
 		cmocka_unit_test(transitions_only_move_from_the_expected_state),
 		cmocka_unit_test(due_registrations_are_only_open_ones_past_their_window),
 		cmocka_unit_test(failed_codes_burn_the_otp_at_the_limit),
