@@ -315,7 +315,10 @@ class StopWhileParkedTest(unittest.TestCase):
     def test_sigterm_during_a_burst_answers_or_refuses_each_and_exits_cleanly(self):
         s = Server({"server": {"threads": "1", "max_connections_per_ip": "1024"}}).start()
         try:
-            stopper = threading.Timer(0.05, lambda: s.proc.terminate())
+            # The first process, bound now: reg(0) may run late on a loaded
+            # machine, and a timer reading s.proc when it fires could stop
+            # the server restarted below.
+            stopper = threading.Timer(0.05, s.proc.terminate)
 
             def reg(i):
                 if i == 0:
@@ -323,6 +326,7 @@ class StopWhileParkedTest(unittest.TestCase):
                 return register(s, timeout=10)
 
             results = concurrently(120, reg)
+            stopper.join()
             rc = s.stop()
             # No libmicrohttpd panic over a suspended connection: a clean exit.
             self.assertEqual(rc, 0, s.read_log()[-2000:])
