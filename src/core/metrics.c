@@ -46,6 +46,10 @@ static const struct family families[AM_M__COUNT] = {
 	[AM_M_STORE_BATCH_JOBS] = {"authmd_store_batched_writes_total", COUNTER,
 				   "Durable writes committed by the store writer's group commits.",
 				   NULL, NULL},
+	[AM_M_STORE_BATCH] = {"authmd_store_writer_batch_duration_seconds", HISTOGRAM,
+			      "Time the store writer holds its transaction for one group commit: "
+			      "every job's statements, then the commit.",
+			      NULL, NULL},
 	[AM_M_MAIL_QUEUE_DEPTH] = {"authmd_mail_queue_depth", GAUGE,
 				   "Messages in the mail queue waiting to be sent.", NULL, NULL},
 };

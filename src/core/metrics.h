@@ -28,6 +28,7 @@ enum am_metric {
 	AM_M_JWKS_FETCHES,     /* counter {result} */
 	AM_M_STORE_COMMIT,     /* histogram, seconds */
 	AM_M_STORE_BATCH_JOBS, /* counter: writes committed in group commits */
+	AM_M_STORE_BATCH,      /* histogram, seconds: the store writer's hold per batch */
 	AM_M_MAIL_QUEUE_DEPTH, /* gauge */
 	AM_M__COUNT
 };

@@ -93,6 +93,7 @@ writer_loop(void *arg)
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
 		size_t n = 0;
+		double started;
 
 		while (w->head == NULL && !w->stopping)
 			pthread_cond_wait(&w->cv, &w->mu);
@@ -106,7 +107,11 @@ writer_loop(void *arg)
 			w->tail = NULL;
 		w->queued -= n;
 		pthread_mutex_unlock(&w->mu);
+		started = am_metrics_now();
 		run_batch(w->st, jobs, n);
+		/* Every write queued meanwhile waited this long: a job that
+		 * holds the writer (a sweep that scans) shows here first. */
+		am_metrics_observe(AM_M_STORE_BATCH, NULL, am_metrics_now() - started);
 		pthread_mutex_lock(&w->mu);
 		w->batches++;
 		w->jobs += n;

@@ -155,6 +155,7 @@ class MetricsTest(ServerTest):
                     "authmd_revocations_total", "authmd_gate_decisions_total",
                     "authmd_rate_limit_refusals_total", "authmd_jwks_fetches_total",
                     "authmd_store_commit_duration_seconds", "authmd_mail_queue_depth",
+                    "authmd_store_writer_batch_duration_seconds",
                     "authmd_introspections_total"):
             self.assertIn(fam, before)
             self.assertTrue(before[fam]["help"], fam)
@@ -162,6 +163,8 @@ class MetricsTest(ServerTest):
         self.assertEqual(self.value(before, "authmd_mail_queue_depth"), 0)
         commits0 = self.value(before, "authmd_store_commit_duration_seconds",
                               "authmd_store_commit_duration_seconds_count")
+        batches0 = self.value(before, "authmd_store_writer_batch_duration_seconds",
+                              "authmd_store_writer_batch_duration_seconds_count")
 
         reg = self.server.register_anonymous()
         self.server.register_anonymous()
@@ -205,6 +208,15 @@ class MetricsTest(ServerTest):
         self.assertGreaterEqual(
             self.value(after, "authmd_store_commit_duration_seconds",
                        "authmd_store_commit_duration_seconds_count") - commits0, 5)
+        # the registrations, the claim and the revocation went through the
+        # store writer: each of its batches is timed, jobs and commit
+        batches = self.value(after, "authmd_store_writer_batch_duration_seconds",
+                             "authmd_store_writer_batch_duration_seconds_count") - batches0
+        self.assertGreaterEqual(batches, 3)
+        self.assertEqual(after["authmd_store_writer_batch_duration_seconds"]["type"],
+                         "histogram")
+        self.assertGreater(self.value(after, "authmd_store_writer_batch_duration_seconds",
+                                      "authmd_store_writer_batch_duration_seconds_sum"), 0)
 
     def test_health_and_readiness(self):
         r = self.server.get("/healthz")
