@@ -71,7 +71,7 @@ def main():
         warm_args = wrk_args
         if wrk_args is None:  # own tokens for the warm-up: the row's must not be replays
             warm_args = ["idjag", b.mint(4000, cred), "access_token"]
-            wrk_args = ["idjag", b.mint(20000, cred), "access_token"]
+            wrk_args = ["idjag", b.mint(b.tokens or 20000, cred), "access_token"]  # BENCH_TOKENS
             cred = None
         bearer = creds[cred] if cred in creds else None
         url = b.nginx.gate_url if args.row == "gate" else b.server.url
