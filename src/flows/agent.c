@@ -325,7 +325,7 @@ match_user(const struct flow_env *env, struct store *st, const struct verified *
 			       "no account matches this identity and this service does not create "
 			       "accounts for agents");
 	memset(&u, 0, sizeof(u));
-	if ((rc = am_rand_id("usr_", u.id, sizeof(u.id), e)) != AM_OK)
+	if ((rc = flow_ordered_id("usr_", u.id, sizeof(u.id), e)) != AM_OK)
 		return rc;
 	/* Linking by email is off, or no user has it: the address is kept
 	 * unless another account already owns it. */

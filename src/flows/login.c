@@ -180,7 +180,7 @@ user_for(const struct flow_env *env, struct store *st, const char *email, char *
 	if (rc != AM_E_NOT_FOUND)
 		return rc;
 	memset(&u, 0, sizeof(u));
-	if ((rc = am_rand_id("usr_", u.id, sizeof(u.id), e)) != AM_OK)
+	if ((rc = flow_ordered_id("usr_", u.id, sizeof(u.id), e)) != AM_OK)
 		return rc;
 	am_copy(u.email, sizeof(u.email), email);
 	u.created_at = flow_now(env);
