@@ -131,11 +131,16 @@ def main():
                                   1e6 * total / max(n, 1), rss))
             for name, t in sorted(names.items(), key=lambda kv: -kv[1]):
                 print("  %-16s %8.1f us per request" % (name, 1e6 * t / max(n, 1)))
-            nc = commits1 - commits0
+            nc = commits1[0] - commits0[0]
             print("  written: %.0f bytes in %.1f write calls per request (database, WAL, "
                   "logs); %d commits, %.1f requests per commit" % (
                       (io1["wchar"] - io0["wchar"]) / max(n, 1),
                       (io1["syscw"] - io0["syscw"]) / max(n, 1), nc, n / max(nc, 1)))
+            # The writer is one thread: held + idle = the row's wall time.
+            # Held near 100 % means the writer, not the workers, sets the rate.
+            print("  store writer busy %.0f %% of the row (COMMIT with its fsync %.0f %%)" % (
+                100 * (commits1[2] - commits0[2]) / args.seconds,
+                100 * (commits1[1] - commits0[1]) / args.seconds))
         elif args.tool == "perf":
             print("%s: %d requests (%d non-2xx), %.1f req/s; perf report -i %s" % (
                 args.row, n, r["status_errors"], n / args.seconds, out))
@@ -168,11 +173,17 @@ def proc_io(pid):
 
 
 def commits(url):
-    """The store's commits so far: the count of the commit-time histogram."""
+    """(commits so far, seconds spent in COMMIT, seconds the writer held its
+    batches): from the commit-time and batch-hold histograms."""
     with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
         txt = r.read().decode()
-    m = re.search(r"^authmd_store_commit_duration_seconds_count(?:\{[^}]*\})? (\S+)", txt, re.M)
-    return int(float(m.group(1))) if m else 0
+
+    def metric(name):
+        m = re.search(r"^%s(?:\{[^}]*\})? (\S+)" % name, txt, re.M)
+        return float(m.group(1)) if m else 0.0
+    return (int(metric("authmd_store_commit_duration_seconds_count")),
+            metric("authmd_store_commit_duration_seconds_sum"),
+            metric("authmd_store_writer_batch_duration_seconds_sum"))
 
 
 def thread_cpu(pid):
