@@ -76,6 +76,26 @@ class VerificationTest(IdJagTestBase):
         self.assertEqual(created[0]["agent_platform"], "test-agent")
         self.assertEqual(created[0]["agent_context_id"], "chat-1")
 
+    def test_the_created_event_names_the_user_and_whether_the_registration_is_new(self):
+        # Most of the event is packed before the job reaches the store
+        # writer; the user and the new_registration flag come from the job.
+        sub = "event-subject"
+        first = register_idjag(self.server, self.mint(sub=sub, email=sub + "@example.test"))
+        again = register_idjag(self.server, self.mint(sub=sub, email=sub + "@example.test"))
+        self.assertEqual(first.status, 200, first)
+        self.assertEqual(again.status, 200, again)
+        reg = first.json["registration_id"]
+        self.assertEqual(again.json["registration_id"], reg)
+        created = [e for e in self.server.audit_events()
+                   if e["event"] == "registration.created" and e["registration_id"] == reg]
+        self.assertEqual([e["new_registration"] for e in created], [True, False])
+        user = self.server.db_query(
+            "SELECT user_id FROM registrations WHERE id = ?", (reg,))[0][0]
+        self.assertTrue(user.startswith("usr_"), user)
+        self.assertEqual({e["user_id"] for e in created}, {user})
+        self.assertEqual({e["sub"] for e in created}, {sub})
+        self.assertEqual({e["ip"] for e in created}, {"127.0.0.1"})
+
     def test_discovery_advertises_the_id_jag_flow(self):
         aa = self.server.get("/.well-known/oauth-authorization-server").json["agent_auth"]
         self.assertEqual(aa["revocation_uri"], self.server.url + "/agent/auth/revoke")
