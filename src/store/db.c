@@ -124,8 +124,8 @@ db_reset(struct db_stmt *s)
 	}
 }
 
-int64_t
-db_vm_steps(struct db *db)
+static int64_t
+stmt_counter(struct db *db, int counter)
 {
 	int64_t n = 0;
 
@@ -133,9 +133,21 @@ db_vm_steps(struct db *db)
 		return 0;
 	for (size_t i = 0; i < db->nq; i++) {
 		if (db->stmt[i].lite != NULL)
-			n += sqlite3_stmt_status(db->stmt[i].lite, SQLITE_STMTSTATUS_VM_STEP, 0);
+			n += sqlite3_stmt_status(db->stmt[i].lite, counter, 0);
 	}
 	return n;
+}
+
+int64_t
+db_vm_steps(struct db *db)
+{
+	return stmt_counter(db, SQLITE_STMTSTATUS_VM_STEP);
+}
+
+int64_t
+db_sorts(struct db *db)
+{
+	return stmt_counter(db, SQLITE_STMTSTATUS_SORT);
 }
 
 /* PostgreSQL parameters: i in 1..DB_MAX_PARAMS, kept as text (numbers in

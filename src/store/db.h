@@ -68,6 +68,8 @@ int db_schema_version(struct db *db);
  * far (0 on PostgreSQL): how a test sees whether a query visited a few rows
  * through an index or walked a table. Costs nothing on the hot path. */
 int64_t db_vm_steps(struct db *db);
+/* Sorts (a temporary b-tree for ORDER BY) the cached statements ran. */
+int64_t db_sorts(struct db *db);
 /* True for a PostgreSQL connection. */
 bool db_is_pg(const struct db *db);
 

@@ -253,12 +253,16 @@ static const char *const sql[Q__COUNT] = {
 			"VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
 	[Q_BLOCK_DELETE] = "DELETE FROM blocks WHERE tenant = ?1 AND kind = ?2 AND value = ?3 "
 			   "AND sub = ?4",
-	/* Each arm is a primary-key lookup; a NULL parameter matches nothing. */
-	[Q_BLOCK_FIND] = "SELECT kind FROM blocks WHERE tenant = ?1 AND ("
-			 "(kind = 'issuer' AND value = ?2 AND sub = '') OR "
-			 "(kind = 'subject' AND value = ?2 AND sub = ?3) OR "
-			 "(kind = 'user' AND value = ?4 AND sub = '') OR "
-			 "(kind = 'registration' AND value = ?5 AND sub = '')) LIMIT 1",
+	/* Each arm is a primary-key lookup; a NULL parameter matches nothing.
+	 * The tenant is in every arm: outside the OR, SQLite took only the
+	 * tenant prefix and read every block of the tenant, once per ID-JAG
+	 * registration, on the store writer. */
+	[Q_BLOCK_FIND] = "SELECT kind FROM blocks WHERE "
+			 "(tenant = ?1 AND kind = 'issuer' AND value = ?2 AND sub = '') OR "
+			 "(tenant = ?1 AND kind = 'subject' AND value = ?2 AND sub = ?3) OR "
+			 "(tenant = ?1 AND kind = 'user' AND value = ?4 AND sub = '') OR "
+			 "(tenant = ?1 AND kind = 'registration' AND value = ?5 AND sub = '') "
+			 "LIMIT 1",
 	/* claim mail limits: each count stops at its cap (?3 or ?4). Every
 	 * parameter bound appears (PostgreSQL types each one from its use). */
 	[Q_ATT_COUNT_REG] = "SELECT COUNT(*), 0 FROM (SELECT 1 FROM claim_attempts "
@@ -553,6 +557,12 @@ int64_t
 store_vm_steps(struct store *st)
 {
 	return db_vm_steps(st->db);
+}
+
+int64_t
+store_sorts(struct store *st)
+{
+	return db_sorts(st->db);
 }
 
 int

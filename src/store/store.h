@@ -122,6 +122,8 @@ void store_close(struct store *st);
 int store_schema_version(struct store *st);
 /* db_vm_steps of the store's connection (for tests). */
 int64_t store_vm_steps(struct store *st);
+/* db_sorts of the store's connection (for tests). */
+int64_t store_sorts(struct store *st);
 
 /* For the pool: this process's connections to one database queue on mu for
  * write transactions (see db_set_writer_lock). NULL: no queue. */

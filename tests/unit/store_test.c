@@ -317,6 +317,77 @@ the_replay_purge_reads_only_what_is_due(void **state)
 	store_close(st);
 }
 
+/* Once per ID-JAG registration, on the store writer: the first delegation
+ * of a subject comes off the index in created_at order, with no sort
+ * (before migration 0020 every lookup built a temporary b-tree). */
+static void
+the_subjects_first_delegation_needs_no_sort(void **state)
+{
+	struct store *st = open_memory();
+	struct am_error e = {0};
+	char user[STORE_ID_LEN];
+	int64_t sorts;
+
+	(void)state;
+	/* three audiences of one subject, the oldest inserted last */
+	assert_int_equal(store_delegation_insert(st, "https://p.example", "s1", "https://b.example",
+						 "usr_b", "reg_b", 300, &e),
+			 AM_OK);
+	assert_int_equal(store_delegation_insert(st, "https://p.example", "s1", "https://c.example",
+						 "usr_c", "reg_c", 200, &e),
+			 AM_OK);
+	assert_int_equal(store_delegation_insert(st, "https://p.example", "s1", "https://a.example",
+						 "usr_a", "reg_a", 100, &e),
+			 AM_OK);
+	sorts = store_sorts(st);
+	assert_int_equal(store_delegation_user(st, "https://p.example", "s1", user, &e), AM_OK);
+	assert_string_equal(user, "usr_a");
+	assert_int_equal(store_sorts(st) - sorts, 0);
+	assert_int_equal(store_delegation_user(st, "https://p.example", "s2", user, &e),
+			 AM_E_NOT_FOUND);
+	store_close(st);
+}
+
+/* Every ID-JAG registration asks whether a block covers it, on the store
+ * writer: an operator's thousands of blocks must not be read each time. */
+static void
+a_block_lookup_reads_its_four_keys_not_every_block(void **state)
+{
+	enum { BLOCKS = 2000, FEW = 200 };
+	struct store *st = open_memory();
+	struct am_error e = {0};
+	enum block_kind kind;
+	char user[32];
+	bool created;
+	int64_t before;
+
+	(void)state;
+	for (int i = 0; i < BLOCKS; i++) {
+		snprintf(user, sizeof(user), "usr_%d", i);
+		assert_int_equal(
+			store_block_put(st, BLOCK_USER, user, NULL, "test", 100, &created, &e),
+			AM_OK);
+	}
+	assert_int_equal(store_block_put(st, BLOCK_SUBJECT, "https://p.example", "s9", "test", 100,
+					 &created, &e),
+			 AM_OK);
+	before = store_vm_steps(st);
+	assert_int_equal(
+		store_block_find(st, "https://p.example", "s1", "usr_x", "reg_x", &kind, &e),
+		AM_E_NOT_FOUND);
+	assert_in_range(store_vm_steps(st) - before, 1, FEW);
+	before = store_vm_steps(st);
+	assert_int_equal(
+		store_block_find(st, "https://p.example", "s1", "usr_1500", "reg_x", &kind, &e),
+		AM_OK);
+	assert_int_equal(kind, BLOCK_USER);
+	assert_in_range(store_vm_steps(st) - before, 1, FEW);
+	assert_int_equal(store_block_find(st, "https://p.example", "s9", NULL, NULL, &kind, &e),
+			 AM_OK);
+	assert_int_equal(kind, BLOCK_SUBJECT);
+	store_close(st);
+}
+
 static void
 transitions_only_move_from_the_expected_state(void **state)
 {
@@ -605,6 +676,8 @@ main(void)
 		cmocka_unit_test(another_tenant_never_sees_a_row_even_with_the_same_hash),
 		cmocka_unit_test(revocation_lookups_take_an_index_not_a_walk),
 		cmocka_unit_test(the_replay_purge_reads_only_what_is_due),
+		cmocka_unit_test(the_subjects_first_delegation_needs_no_sort),
+		cmocka_unit_test(a_block_lookup_reads_its_four_keys_not_every_block),
 		cmocka_unit_test(transitions_only_move_from_the_expected_state),
 		cmocka_unit_test(due_registrations_are_only_open_ones_past_their_window),
 		cmocka_unit_test(failed_codes_burn_the_otp_at_the_limit),
