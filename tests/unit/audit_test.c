@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "core/str.h"
 #include "flows/audit.h"
 
@@ -73,11 +75,41 @@ a_working_sink_loses_nothing_and_writes_each_line(void **state)
 	assert_string_equal(buf, "{\"event\":\"test\"}\n{\"event\":\"test\"}\n");
 }
 
+/* The event's line: the common keys, then the fields (which become the
+ * event itself), keys sorted; a field of a common key's name is kept. */
+static void
+an_event_line_holds_the_common_keys_and_the_fields(void **state)
+{
+	struct audit_batch b = {0};
+	struct am_error e = {0};
+
+	(void)state;
+	assert_int_equal(audit_prepare(&b, "t1", 0, "registration.created", "reg_1",
+				       json_pack("{s:s, s:b}", "iss", "https://p.example",
+						 "new_registration", 1),
+				       &e),
+			 AM_OK);
+	assert_int_equal(audit_prepare(&b, "t1", 0, "token.revoked", NULL, NULL, &e), AM_OK);
+	assert_int_equal(audit_prepare(&b, "t1", 0, "x", "reg_2",
+				       json_pack("{s:s}", "tenant", "from-the-fields"), &e),
+			 AM_OK);
+	assert_int_equal(b.n, 3);
+	assert_string_equal(b.lines[0],
+			    "{\"at\":\"1970-01-01T00:00:00.000Z\",\"event\":\"registration.created\","
+			    "\"iss\":\"https://p.example\",\"new_registration\":true,"
+			    "\"registration_id\":\"reg_1\",\"tenant\":\"t1\"}");
+	assert_string_equal(b.lines[1], "{\"at\":\"1970-01-01T00:00:00.000Z\",\"event\":"
+					"\"token.revoked\",\"tenant\":\"t1\"}");
+	assert_non_null(strstr(b.lines[2], "\"tenant\":\"from-the-fields\""));
+	audit_discard(&b);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(a_full_sink_counts_every_lost_line),
+		cmocka_unit_test(an_event_line_holds_the_common_keys_and_the_fields),
 		cmocka_unit_test(a_working_sink_loses_nothing_and_writes_each_line),
 	};
 
