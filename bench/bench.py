@@ -509,11 +509,15 @@ class Bench:
              lambda c: ["idjag", c["tokens_distinct"], "access_token"]),
         ]
 
-    def token_count(self):
+    def token_count(self, seconds=None, rate=None):
+        """BENCH_TOKENS, else enough ID-JAGs for a row of `seconds` (the
+        bench's) to outrun `rate` (the one-core verify rate) by half: a pool
+        that runs out turns the rest of the row into replays (400)."""
         if self.tokens:
             return self.tokens
-        # Enough for the server to outrun the one-core verify rate by half.
-        return max(2000, int(math.ceil(1.5 * self.verify_s * self.seconds)))
+        seconds = self.seconds if seconds is None else seconds
+        rate = self.verify_s if rate is None else rate
+        return max(2000, int(math.ceil(1.5 * rate * seconds)))
 
     def measure_round(self, label):
         """One pass over every row: nginx, then authmd with the same requests."""

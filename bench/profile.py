@@ -71,9 +71,8 @@ def main():
         warm_args = wrk_args
         if wrk_args is None:  # own tokens for the warm-up: the row's must not be replays
             warm_args = ["idjag", b.mint(4000, cred), "access_token"]
-            # BENCH_TOKENS, else enough for --seconds at a fast row's rate
-            # (15 k/s): a pool that runs out turns the rest into replays (400).
-            n = b.tokens or max(20000, 15000 * args.seconds)
+            # No openssl row here: 10 k/s stands in for the verify rate.
+            n = b.token_count(args.seconds, 10000)
             wrk_args = ["idjag", b.mint(n, cred), "access_token"]
             cred = None
         bearer = creds[cred] if cred in creds else None
