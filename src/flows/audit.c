@@ -204,6 +204,120 @@ audit_store_prepared(struct store *st, const struct audit_batch *b, struct am_er
 	return AM_OK;
 }
 
+/* A hole's value: one control byte, which a dumped string always escapes,
+ * so that the text '"key":"\u0001"' can only be that member (a value's own
+ * quotes are escaped, and only a key's closing quote is followed by ':'). */
+#define AUDIT_HOLE "\x01"
+#define AUDIT_HOLE_TEXT "\"\\u0001\""
+#define AUDIT_HOLES_MAX 8
+
+json_t *
+audit_hole(void)
+{
+	return json_string(AUDIT_HOLE);
+}
+
+/* Where key's hole starts in line (at the key's opening quote), and its
+ * length; false unless the line holds exactly one. */
+static bool
+find_hole(const char *line, const char *key, const char **at, size_t *len)
+{
+	char needle[80];
+	int n = snprintf(needle, sizeof(needle), "\"%s\":" AUDIT_HOLE_TEXT, key);
+
+	if (n <= 0 || (size_t)n >= sizeof(needle) || (*at = strstr(line, needle)) == NULL)
+		return false;
+	*len = (size_t)n;
+	return strstr(*at + 1, needle) == NULL;
+}
+
+struct hole {
+	const char *at;
+	size_t len;
+	const struct audit_value *v;
+};
+
+/* The line of tpl with its holes filled, or NULL. */
+static char *
+fill_line(const char *tpl, const struct audit_value *v, size_t n)
+{
+	struct hole hole[AUDIT_HOLES_MAX];
+	struct am_buf out = {0};
+	const char *cur = tpl;
+
+	if (n > AUDIT_HOLES_MAX)
+		return NULL;
+	for (size_t k = 0; k < n; k++) {
+		size_t j = k;
+
+		if (!find_hole(tpl, v[k].key, &hole[k].at, &hole[k].len))
+			return NULL;
+		hole[k].v = &v[k];
+		for (; j > 0 && hole[j - 1].at > hole[j].at; j--) { /* in the line's order */
+			struct hole t = hole[j];
+
+			hole[j] = hole[j - 1];
+			hole[j - 1] = t;
+		}
+	}
+	out.data = am_xmalloc(strlen(tpl) + 128);
+	out.cap = strlen(tpl) + 128;
+	out.data[0] = '\0';
+	for (size_t k = 0; k < n; k++) {
+		const char *cut = hole[k].at;
+
+		if (cut > tpl && cut[-1] == ',')
+			cut--; /* the member writer puts the comma back */
+		am_buf_add(&out, cur, (size_t)(cut - cur));
+		if (hole[k].v->text != NULL)
+			am_jw_str(&out, hole[k].v->key, hole[k].v->text);
+		else
+			am_jw_bool(&out, hole[k].v->key, hole[k].v->flag);
+		cur = hole[k].at + hole[k].len;
+	}
+	am_buf_puts(&out, cur);
+	return am_buf_take(&out);
+}
+
+enum am_err
+audit_fill(struct audit_batch *b, const struct audit_batch *tpl, size_t i,
+	   const char *registration_id, const struct audit_value *v, size_t n, struct am_error *e)
+{
+	struct audit_meta *m;
+	char *line;
+
+	if (tpl == NULL || i >= tpl->n || tpl->meta == NULL ||
+	    (line = fill_line(tpl->lines[i], v, n)) == NULL)
+		return am_fail(e, AM_E_INTERNAL, "the audit event cannot be written");
+	if ((b->n == b->cap || b->meta == NULL) && !grow(b)) {
+		free(line);
+		return am_fail(e, AM_E_INTERNAL, "out of memory");
+	}
+	m = &b->meta[b->n];
+	*m = tpl->meta[i];
+	if (!am_copy(m->registration_id, sizeof(m->registration_id),
+		     registration_id != NULL ? registration_id : "")) {
+		free(line);
+		return am_fail(e, AM_E_INTERNAL, "registration id too long");
+	}
+	b->lines[b->n++] = line;
+	return AM_OK;
+}
+
+enum am_err
+audit_add_filled(struct store *st, struct audit_batch *b, const struct audit_batch *tpl, size_t i,
+		 const char *registration_id, const struct audit_value *v, size_t n,
+		 struct am_error *e)
+{
+	enum am_err rc;
+
+	if ((rc = audit_fill(b, tpl, i, registration_id, v, n, e)) != AM_OK)
+		return rc;
+	if ((rc = store_line(st, b, b->n - 1, e)) != AM_OK)
+		free(b->lines[--b->n]);
+	return rc;
+}
+
 /* Writes the lines and reports whether all of them reached the file. */
 static bool
 write_lines(FILE *f, const struct audit_batch *b)

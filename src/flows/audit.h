@@ -59,6 +59,34 @@ enum am_err audit_prepare(struct audit_batch *b, const char *tenant, int64_t at,
 enum am_err audit_store_prepared(struct store *st, const struct audit_batch *b,
 				 struct am_error *e) AM_WUR;
 
+/* A field's value that only the transaction decides (the user it matched,
+ * whether the registration is new): given in audit_prepare's fields, it
+ * leaves a hole in the line that audit_add_filled fills on the store writer,
+ * so the writer does not build and sort the whole event again. */
+json_t *audit_hole(void);
+
+/* A hole's value: the string text, or when text is NULL the boolean flag. */
+struct audit_value {
+	const char *key;
+	const char *text;
+	bool flag;
+};
+
+/* audit_add for a line prepared with holes: line i of tpl (from
+ * audit_prepare, whose fields gave audit_hole() for each v[k].key) with
+ * its holes filled from v, recorded for registration_id in the store and
+ * kept in b for flush. The line is what audit_add would have made of the
+ * same fields. tpl is unchanged, so a job run again fills it again. Every
+ * key must name exactly one hole (AM_E_INTERNAL otherwise). */
+enum am_err audit_add_filled(struct store *st, struct audit_batch *b, const struct audit_batch *tpl,
+			     size_t i, const char *registration_id, const struct audit_value *v,
+			     size_t n, struct am_error *e) AM_WUR;
+
+/* The first half of audit_add_filled: the filled line into b, no row. */
+enum am_err audit_fill(struct audit_batch *b, const struct audit_batch *tpl, size_t i,
+		       const char *registration_id, const struct audit_value *v, size_t n,
+		       struct am_error *e) AM_WUR;
+
 /* Writes the batch's lines to the sink and empties it. Runs after the
  * commit, so a failed write cannot fail the request: the events are already
  * rows of audit_events. It is counted (audit_sink_lost) and logged, at most

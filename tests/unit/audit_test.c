@@ -104,6 +104,56 @@ an_event_line_holds_the_common_keys_and_the_fields(void **state)
 	audit_discard(&b);
 }
 
+/* A line prepared with holes and filled on the writer is byte for byte the
+ * line the same fields make at once, wherever the holes fall (first, last,
+ * side by side), and a field's value that looks like a hole is left alone. */
+static void
+a_filled_line_is_the_line_the_whole_fields_make(void **state)
+{
+	const char *tricky = "\"user_id\":\"\x01\"";
+	const struct audit_value v[] = {
+		{.key = "user_id", .text = "usr_\"1"},
+		{.key = "a", .flag = true},
+		{.key = "new_registration", .flag = false},
+		{.key = "registration_id", .text = "reg_9"},
+	};
+	struct audit_batch tpl = {0}, b = {0}, whole = {0};
+	struct am_error e = {0};
+
+	(void)state;
+	assert_int_equal(audit_prepare(&tpl, "t1", 0, "registration.created", NULL,
+				       json_pack("{s:o, s:s, s:o, s:o, s:o, s:s}", "a", audit_hole(),
+						 "client_name", tricky, "new_registration",
+						 audit_hole(), "registration_id", audit_hole(),
+						 "user_id", audit_hole(), "zz", "x"),
+				       &e),
+			 AM_OK);
+	assert_int_equal(audit_fill(&b, &tpl, 0, "reg_9", v, 4, &e), AM_OK);
+	assert_int_equal(audit_fill(&b, &tpl, 0, "reg_9", v, 4, &e), AM_OK); /* run again */
+	assert_int_equal(audit_prepare(&whole, "t1", 0, "registration.created", "reg_9",
+				       json_pack("{s:b, s:s, s:b, s:s, s:s}", "a", 1, "client_name",
+						 tricky, "new_registration", 0, "user_id",
+						 "usr_\"1", "zz", "x"),
+				       &e),
+			 AM_OK);
+	assert_int_equal(b.n, 2);
+	assert_string_equal(b.lines[0], whole.lines[0]);
+	assert_string_equal(b.lines[1], whole.lines[0]);
+	assert_string_equal(b.meta[0].registration_id, "reg_9");
+	assert_string_equal(b.meta[0].event, "registration.created");
+	assert_int_equal(b.meta[0].count.metric, whole.meta[0].count.metric);
+	/* A key with no hole, or a template that is not one, is refused. */
+	assert_int_equal(audit_fill(&b, &tpl, 0, "reg_9",
+				    &(struct audit_value){.key = "iss", .text = "x"}, 1, &e),
+			 AM_E_INTERNAL);
+	assert_int_equal(audit_fill(&b, &whole, 0, "reg_9", v, 1, &e), AM_E_INTERNAL);
+	assert_int_equal(audit_fill(&b, &tpl, 1, "reg_9", v, 1, &e), AM_E_INTERNAL);
+	assert_int_equal(b.n, 2);
+	audit_discard(&b);
+	audit_discard(&tpl);
+	audit_discard(&whole);
+}
+
 int
 main(void)
 {
@@ -111,6 +161,7 @@ main(void)
 		cmocka_unit_test(a_full_sink_counts_every_lost_line),
 		cmocka_unit_test(an_event_line_holds_the_common_keys_and_the_fields),
 		cmocka_unit_test(a_working_sink_loses_nothing_and_writes_each_line),
+		cmocka_unit_test(a_filled_line_is_the_line_the_whole_fields_make),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
