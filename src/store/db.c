@@ -37,6 +37,10 @@ static const char *const sp_sql[SP_COUNT] = {
 	"RELEASE batch_job",
 	"SAVEPOINT job",
 	"RELEASE job",
+	/* SQLite only (PostgreSQL's BEGIN is plain, below); prepared once, as
+	 * every batch runs them and sqlite3_exec parses its text each time */
+	"BEGIN IMMEDIATE",
+	"COMMIT",
 };
 
 bool
@@ -422,11 +426,13 @@ exec(struct db *db, const char *text, struct am_error *e)
 /* A transaction's COMMIT, fsync and all, timed for the commit histogram:
  * each one a request's answer may wait for, a flow's own or a batch's
  * (a flow's "commit" inside a batch is a savepoint, and is not one). */
+static enum am_err exec_sp(struct db *db, int which, struct am_error *e);
+
 static enum am_err
 commit_timed(struct db *db, struct am_error *e)
 {
 	double started = am_metrics_now();
-	enum am_err rc = exec(db, "COMMIT", e);
+	enum am_err rc = exec_sp(db, SP_COMMIT, e);
 
 	am_metrics_observe(AM_M_STORE_COMMIT, NULL, am_metrics_now() - started);
 	return rc;
@@ -676,7 +682,7 @@ take_lock(struct db *db, int64_t deadline, struct am_error *e)
 		left = deadline - now_ms();
 		sqlite3_busy_timeout(db->h, left > 1 ? (int)left : 1);
 	}
-	rc = exec(db, "BEGIN IMMEDIATE", e);
+	rc = exec_sp(db, SP_BEGIN, e);
 	if (db->writer != NULL)
 		sqlite3_busy_timeout(db->h, DB_BUSY_WAIT_MS);
 	if (rc != AM_OK)

@@ -9,7 +9,7 @@
 #include "store/db.h"
 
 /* Savepoint statements run for every job of a batch: prepared once. */
-enum { SP_JOB, SP_JOB_RELEASE, SP_FLOW, SP_FLOW_RELEASE, SP_COUNT };
+enum { SP_JOB, SP_JOB_RELEASE, SP_FLOW, SP_FLOW_RELEASE, SP_BEGIN, SP_COMMIT, SP_COUNT };
 
 struct db_stmt {
 	struct db *db;
