@@ -49,6 +49,8 @@ static const struct cfg_key keys[] = {
 	{"store", "pool_size", CFG_UINT, AT(store_pool_size), "32", 2, 10000, NULL},
 	{"store", "connect_timeout", CFG_SECONDS, AT(store_connect_timeout), "2", 2, 60, NULL},
 	{"store", "statement_timeout", CFG_SECONDS, AT(store_statement_timeout), "5", 1, 600, NULL},
+	/* issue 8: the serial stage first when the cores are busy */
+	{"store", "writer_priority", CFG_UINT, AT(store_writer_priority), "5", 0, 19, NULL},
 	{"mail", "outbox", CFG_STRING, AT(mail_outbox), "var/outbox", 1, 255, NULL},
 	{"mail", "smtp_url", CFG_STRING, AT(mail_smtp_url), "", 0, 255, NULL},
 	{"mail", "from", CFG_STRING, AT(mail_from), "noreply@authmd.localhost", 3, 254, NULL},

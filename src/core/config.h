@@ -92,6 +92,7 @@ struct am_config {
 	int64_t store_pool_size;	 /* connections this replica opens at most */
 	int64_t store_connect_timeout;	 /* seconds, per (re)connection */
 	int64_t store_statement_timeout; /* seconds, per statement or lock wait */
+	int64_t store_writer_priority;	 /* nice steps the store writer runs above the rest */
 	/* [mail] */
 	char mail_outbox[256];
 	char mail_smtp_url[256]; /* set: mail goes over SMTP instead */

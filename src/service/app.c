@@ -61,7 +61,7 @@ app_new(const struct am_config *cfg, struct app **out, struct am_error *e)
 	a->env.cfg = cfg;
 
 	if ((rc = store_pool_new_opts(cfg->store_url, cfg->tenant, &po, &a->pool, e)) != AM_OK ||
-	    (rc = store_writer_new(a->pool, &a->env.writer, e)) != AM_OK ||
+	    (rc = store_writer_new(a->pool, (int)cfg->store_writer_priority, &a->env.writer, e)) != AM_OK ||
 	    (rc = mailer_new(cfg, &a->env.mail, e)) != AM_OK ||
 	    (rc = audit_sink_open(cfg->audit_sink, &a->env.audit, e)) != AM_OK ||
 	    (rc = trust_new(cfg, &a->env.trust, e)) != AM_OK ||

@@ -445,8 +445,11 @@ struct store_writer;
 /* Jobs waiting at most; past it a submit is refused with 503 at once. */
 #define STORE_QUEUE_MAX 8192
 
-/* Starts the writer thread with its own handle on the pool's database. */
-enum am_err store_writer_new(struct store_pool *p, struct store_writer **out,
+/* Starts the writer thread with its own handle on the pool's database.
+ * priority: nice steps the thread asks to run above the process (0: none);
+ * refused (no CAP_SYS_NICE, RLIMIT_NICE too low), it runs at the process's
+ * and says so once in the log. */
+enum am_err store_writer_new(struct store_pool *p, int priority, struct store_writer **out,
 			     struct am_error *e) AM_WUR;
 /* Queues job (borrowed until done has been called). Refuses, without
  * calling done, with AM_E_UNAVAILABLE and e->retry_after when the queue

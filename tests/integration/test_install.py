@@ -225,6 +225,9 @@ class Install(unittest.TestCase):
                          "ProtectHome=yes", "CapabilityBoundingSet=\n"]:
                 self.assertIn(line, text, unit)
             self.assertRegex(text, r"ExecReload=.*--check-config ")
+            if prog == "authmd-server":  # the store writer's nice steps ([store] writer_priority)
+                self.assertIn("LimitNICE=-5\n", text)
+                self.assertIn("SystemCallFilter=setpriority\n", text)
 
 
     def test_units_under_usr_name_etc_authmd(self):

@@ -6,6 +6,8 @@ import email
 import email.policy
 import http.client
 import json
+import os
+import resource
 import sqlite3
 import threading
 import time
@@ -279,6 +281,64 @@ class OrderedIdsTest(unittest.TestCase):
                 "SELECT id FROM credentials ORDER BY created_at, rowid")]
             self.assertEqual(creds, sorted(creds))
             self.assertEqual(len(set(i[15:] for i in ids)), 5)
+        finally:
+            s.stop()
+            s.cleanup()
+
+
+def thread_nices(pid):
+    """{thread name: [nice of each thread of that name]} of process pid."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                name = f.read().strip()
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                nice = int(f.read().rsplit(")", 1)[1].split()[16])  # field 19
+        except OSError:
+            continue  # ended meanwhile
+        out.setdefault(name, []).append(nice)
+    return out
+
+
+class WriterPriorityTest(unittest.TestCase):
+    """The store writer, the one serial stage of every durable write, runs a
+    few nice steps above the HTTP workers ([store] writer_priority), so
+    that busy workers cannot starve it; refused, it says so and runs on."""
+
+    def nices(self, s):
+        deadline = time.time() + 5
+        while True:  # the writer sets its own as it starts
+            n = thread_nices(s.proc.pid)
+            if "store-writer" in n and "MHD-worker" in n or time.time() > deadline:
+                return n
+            time.sleep(0.05)
+
+    def test_the_writer_runs_five_steps_above_the_workers_or_says_why_not(self):
+        base = os.getpriority(os.PRIO_PROCESS, 0)
+        s = Server().start()
+        try:
+            n = self.nices(s)
+            self.assertEqual(set(n["MHD-worker"]), {base})  # the workers keep it
+            allowed = os.geteuid() == 0 or \
+                resource.getrlimit(resource.RLIMIT_NICE)[0] >= 20 - (base - 5)
+            if allowed:
+                self.assertEqual(n["store-writer"], [max(base - 5, -20)])
+            else:
+                self.assertEqual(n["store-writer"], [base])
+                self.assertIn("store writer priority not raised", s.read_log())
+        finally:
+            s.stop()
+            s.cleanup()
+
+    def test_writer_priority_0_leaves_the_writer_at_the_process_priority(self):
+        base = os.getpriority(os.PRIO_PROCESS, 0)
+        s = Server({"store": {"writer_priority": "0"}}).start()
+        try:
+            time.sleep(0.2)
+            n = self.nices(s)
+            self.assertEqual(n["store-writer"], [base])
+            self.assertNotIn("store writer priority", s.read_log())
         finally:
             s.stop()
             s.cleanup()

@@ -28,7 +28,7 @@ setup(void **state)
 
 	assert_non_null(fx);
 	assert_int_equal(store_pool_new("sqlite::memory:", "default", &fx->pool, &e), AM_OK);
-	assert_int_equal(store_writer_new(fx->pool, &fx->w, &e), AM_OK);
+	assert_int_equal(store_writer_new(fx->pool, 0, &fx->w, &e), AM_OK);
 	assert_int_equal(store_pool_open(fx->pool, &fx->reader, &e), AM_OK);
 	*state = fx;
 	return 0;
