@@ -50,6 +50,10 @@ static const struct family families[AM_M__COUNT] = {
 			      "Time the store writer holds its transaction for one group commit: "
 			      "every job's statements, then the commit.",
 			      NULL, NULL},
+	[AM_M_STORE_BATCH_REDOS] = {"authmd_store_batch_redos_total", COUNTER,
+				    "Group commits rolled back and run again with a savepoint per "
+				    "job, because a job's writes had to be undone.",
+				    NULL, NULL},
 	[AM_M_MAIL_QUEUE_DEPTH] = {"authmd_mail_queue_depth", GAUGE,
 				   "Messages in the mail queue waiting to be sent.", NULL, NULL},
 };

@@ -16,20 +16,21 @@
 #define AM_METRICS_MAX_SERIES 512
 
 enum am_metric {
-	AM_M_HTTP_REQUESTS,    /* counter {route, status} */
-	AM_M_HTTP_DURATION,    /* histogram {route}, seconds */
-	AM_M_REGISTRATIONS,    /* counter {kind} */
-	AM_M_CLAIMS,	       /* counter */
-	AM_M_REVOCATIONS,      /* counter {reason} */
-	AM_M_EXPIRATIONS,      /* counter: registrations expired by the sweeper */
-	AM_M_GATE_DECISIONS,   /* counter {decision} */
-	AM_M_INTROSPECTIONS,   /* counter {active} */
-	AM_M_RATE_LIMITED,     /* counter {limit} */
-	AM_M_JWKS_FETCHES,     /* counter {result} */
-	AM_M_STORE_COMMIT,     /* histogram, seconds */
-	AM_M_STORE_BATCH_JOBS, /* counter: writes committed in group commits */
-	AM_M_STORE_BATCH,      /* histogram, seconds: the store writer's hold per batch */
-	AM_M_MAIL_QUEUE_DEPTH, /* gauge */
+	AM_M_HTTP_REQUESTS,	/* counter {route, status} */
+	AM_M_HTTP_DURATION,	/* histogram {route}, seconds */
+	AM_M_REGISTRATIONS,	/* counter {kind} */
+	AM_M_CLAIMS,		/* counter */
+	AM_M_REVOCATIONS,	/* counter {reason} */
+	AM_M_EXPIRATIONS,	/* counter: registrations expired by the sweeper */
+	AM_M_GATE_DECISIONS,	/* counter {decision} */
+	AM_M_INTROSPECTIONS,	/* counter {active} */
+	AM_M_RATE_LIMITED,	/* counter {limit} */
+	AM_M_JWKS_FETCHES,	/* counter {result} */
+	AM_M_STORE_COMMIT,	/* histogram, seconds */
+	AM_M_STORE_BATCH_JOBS,	/* counter: writes committed in group commits */
+	AM_M_STORE_BATCH,	/* histogram, seconds: the store writer's hold per batch */
+	AM_M_STORE_BATCH_REDOS, /* counter: optimistic batches run again with savepoints */
+	AM_M_MAIL_QUEUE_DEPTH,	/* gauge */
 	AM_M__COUNT
 };
 

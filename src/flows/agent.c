@@ -881,6 +881,12 @@ idjag_job(struct store *st, void *arg, struct am_error *e)
 	 * the batch); its refusal (a replayed jti, a block) is the answer, not
 	 * a failure of the batch. */
 	memset(&p->s->err, 0, sizeof(p->s->err));
+	/* A run after the batch's rollback (store_job.rerun) starts from
+	 * nothing: the writes decide every result again. */
+	flow_result_wipe(&p->s->res, sizeof(p->s->res));
+	flow_result_wipe(p->s->token, sizeof(p->s->token));
+	flow_result_wipe(&p->s->ceremony, sizeof(p->s->ceremony));
+	memset(&p->s->att, 0, sizeof(p->s->att));
 	p->s->rc = p->s->claim != NULL ? claim_write(st, p->s, &p->s->err)
 				       : idjag_write(st, p->s, &p->s->err);
 	if (p->s->rc == AM_OK && !p->s->link && p->s->then != NULL)
@@ -929,7 +935,7 @@ idjag_submit(const struct flow_env *env, struct flow_pending_idjag *p, void (*do
 
 	p->done = done;
 	p->done_arg = done_arg;
-	p->job = (struct store_job){.run = idjag_job, .done = idjag_done, .arg = p};
+	p->job = (struct store_job){.run = idjag_job, .done = idjag_done, .arg = p, .rerun = true};
 	p->s->wait = (struct cimd_waiter){.ready = idjag_cimd_ready, .arg = p};
 	/* A document to fetch: its fetch runs on a thread of its own, and the
 	 * request stays parked (no worker held) until idjag_cimd_ready. */

@@ -79,7 +79,7 @@ record_jti(const struct flow_env *env, struct store *st, const char *jkt, const 
 	snprintf(iss, sizeof(iss), "dpop:%s", jkt);
 	j.iss = iss;
 	if (env->writer != NULL) {
-		j.job = (struct store_job){.run = jti_write, .arg = &j};
+		j.job = (struct store_job){.run = jti_write, .arg = &j, .rerun = true};
 		rc = store_writer_run(env->writer, &j.job, e);
 	} else {
 		rc = store_jti_record(st, iss, jti, until, &j.fresh, e);

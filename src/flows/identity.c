@@ -374,7 +374,7 @@ job_submit(struct flow_pending_v06 *p, void (*done)(void *arg), void *done_arg, 
 {
 	p->done = done;
 	p->done_arg = done_arg;
-	p->job = (struct store_job){.run = v06_job, .done = v06_done, .arg = p};
+	p->job = (struct store_job){.run = v06_job, .done = v06_done, .arg = p, .rerun = true};
 	return store_writer_submit(p->env->writer, &p->job, e);
 }
 

@@ -116,7 +116,8 @@ flow_register_anonymous_submit(const struct flow_env *env, const char *ip,
 		return rc;
 	p->done = done;
 	p->done_arg = done_arg;
-	p->job = (struct store_job){.run = anonymous_write, .done = pending_done, .arg = p};
+	p->job = (struct store_job){
+		.run = anonymous_write, .done = pending_done, .arg = p, .rerun = true};
 	if ((rc = store_writer_submit(env->writer, &p->job, e)) != AM_OK)
 		flow_pending_reg_wipe(p);
 	return rc;

@@ -709,8 +709,11 @@ db_begin(struct db *db, struct am_error *e)
 		return am_fail(e, AM_E_INTERNAL, "a transaction is already open");
 	if (db->in_batch) {
 		/* Inside a group-commit batch a flow's transaction is a savepoint:
-		 * its rollback undoes it alone, its "commit" waits for the batch. */
-		if ((rc = exec_sp(db, SP_FLOW, e)) != AM_OK)
+		 * its rollback undoes it alone, its "commit" waits for the batch.
+		 * In an optimistic batch it is only the change count to compare. */
+		if (db->optimistic)
+			db->flow_changes = sqlite3_total_changes64(db->h);
+		else if ((rc = exec_sp(db, SP_FLOW, e)) != AM_OK)
 			return rc;
 		db->in_tx = true;
 		return AM_OK;
@@ -729,7 +732,7 @@ db_commit(struct db *db, struct am_error *e)
 	if (db->in_batch) {
 		if (!db->in_tx)
 			return am_fail(e, AM_E_INTERNAL, "no transaction is open");
-		if ((rc = exec_sp(db, SP_FLOW_RELEASE, e)) != AM_OK) {
+		if (!db->optimistic && (rc = exec_sp(db, SP_FLOW_RELEASE, e)) != AM_OK) {
 			db_rollback(db);
 			return rc;
 		}
@@ -759,6 +762,11 @@ db_rollback(struct db *db)
 			drop_writer(db);
 		return;
 	}
+	if (db->in_batch && db->optimistic) {
+		if (sqlite3_total_changes64(db->h) != db->flow_changes)
+			db->redo = true;
+		return;
+	}
 	if (db->in_batch) {
 		(void)exec(db, "ROLLBACK TO job; RELEASE job", NULL);
 		return;
@@ -768,7 +776,7 @@ db_rollback(struct db *db)
 }
 
 enum am_err
-db_batch_begin(struct db *db, struct am_error *e)
+db_batch_begin(struct db *db, bool optimistic, struct am_error *e)
 {
 	enum am_err rc;
 
@@ -791,7 +799,17 @@ db_batch_begin(struct db *db, struct am_error *e)
 	if ((rc = take_lock(db, now_ms() + DB_BUSY_WAIT_MS, e)) != AM_OK)
 		return rc;
 	db->in_batch = true;
+	/* PostgreSQL ends the whole transaction at a failed statement unless a
+	 * savepoint catches it, so its batches keep theirs. */
+	db->optimistic = optimistic && db->pg == NULL;
+	db->redo = false;
 	return AM_OK;
+}
+
+bool
+db_batch_must_redo(struct db *db)
+{
+	return db->in_batch && db->redo;
 }
 
 bool
@@ -807,6 +825,13 @@ db_batch_commit(struct db *db, struct am_error *e)
 
 	if (!db->in_batch)
 		return am_fail(e, AM_E_INTERNAL, "no batch is open");
+	if (db->redo) {
+		/* An undo it could not do: committing would keep what a job
+		 * meant to take back. */
+		db_batch_rollback(db);
+		return am_fail(e, AM_E_INTERNAL,
+			       "an optimistic batch committed after a failed undo");
+	}
 	db->in_tx = false;
 	db->in_batch = false;
 	if (autocommit(db)) {
@@ -840,6 +865,10 @@ db_batch_job_begin(struct db *db, struct am_error *e)
 {
 	if (!db->in_batch || db->in_tx)
 		return am_fail(e, AM_E_INTERNAL, "no batch is open");
+	if (db->optimistic) {
+		db->job_changes = sqlite3_total_changes64(db->h);
+		return AM_OK;
+	}
 	return exec_sp(db, SP_JOB, e);
 }
 
@@ -853,6 +882,11 @@ db_batch_job_end(struct db *db, bool keep)
 	}
 	if (!db_batch_alive(db))
 		return;
+	if (db->optimistic) {
+		if (!keep && sqlite3_total_changes64(db->h) != db->job_changes)
+			db->redo = true;
+		return;
+	}
 	if (keep)
 		(void)exec_sp(db, SP_JOB_RELEASE, NULL);
 	else

@@ -99,8 +99,16 @@ void db_rollback(struct db *db); /* no-op outside a transaction */
  * itself (SQLITE_FULL, I/O errors, a lost PostgreSQL connection): every job
  * in it is lost. db_batch_commit makes it all durable with one fsync or
  * fails it all (rolled back). */
-enum am_err db_batch_begin(struct db *db, struct am_error *e) AM_WUR;
+enum am_err db_batch_begin(struct db *db, bool optimistic, struct am_error *e) AM_WUR;
 bool db_batch_alive(struct db *db);
+/* An optimistic batch (SQLite; PostgreSQL and a batch begun with
+ * optimistic false keep their savepoints) runs its jobs without savepoints,
+ * which cost SQLite a copy of every page a job touches. An undo that would
+ * have undone nothing (a refusal before any write) is free; one that had
+ * writes to undo cannot be done alone, and db_batch_must_redo becomes true:
+ * the caller rolls the batch back and runs its jobs again in a batch with
+ * savepoints. */
+bool db_batch_must_redo(struct db *db);
 enum am_err db_batch_commit(struct db *db, struct am_error *e) AM_WUR;
 void db_batch_rollback(struct db *db); /* no-op outside a batch */
 /* Pages this connection wrote to the database file or WAL since it opened

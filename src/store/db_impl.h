@@ -39,6 +39,12 @@ struct db {
 	bool in_tx;
 	bool in_batch; /* a group-commit batch is open: begin/commit are savepoints */
 	bool sp_in_memory; /* SQLite: temp_store = MEMORY set, see db_batch_begin */
+	/* SQLite, an optimistic batch (db_batch_begin): no savepoints; the
+	 * connection's change count when the job and the flow's transaction
+	 * began tells whether an undo would have had anything to undo */
+	bool optimistic;
+	bool redo; /* an optimistic batch met an undo it cannot do */
+	int64_t job_changes, flow_changes;
 	/* SQLite */
 	sqlite3 *h;
 	sqlite3_stmt *sp[SP_COUNT]; /* the savepoint statements, prepared once */

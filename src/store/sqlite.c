@@ -596,15 +596,21 @@ store_pages_written(struct store *st)
 }
 
 enum am_err
-store_batch_begin(struct store *st, struct am_error *e)
+store_batch_begin(struct store *st, bool optimistic, struct am_error *e)
 {
-	return db_batch_begin(st->db, e);
+	return db_batch_begin(st->db, optimistic, e);
 }
 
 bool
 store_batch_alive(struct store *st)
 {
 	return db_batch_alive(st->db);
+}
+
+bool
+store_batch_must_redo(struct store *st)
+{
+	return db_batch_must_redo(st->db);
 }
 
 enum am_err

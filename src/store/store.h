@@ -147,9 +147,18 @@ void store_rollback(struct store *st); /* no-op outside a transaction */
  * every job so far in it is lost. store_batch_commit makes every kept job
  * durable at once (one fsync) or none; on failure the batch is rolled
  * back. A PostgreSQL backend maps these to BEGIN / SAVEPOINT / RELEASE /
- * ROLLBACK TO / COMMIT on one connection. */
-enum am_err store_batch_begin(struct store *st, struct am_error *e) AM_WUR;
+ * ROLLBACK TO / COMMIT on one connection.
+ *
+ * An optimistic batch (store_batch_begin with optimistic true) may do
+ * without the savepoints, where the backend can tell whether an undo had
+ * anything to undo (SQLite, by its change count; PostgreSQL keeps its
+ * savepoints). A refusal before any write costs nothing; an undo of
+ * writes cannot be done alone there, so store_batch_must_redo turns true:
+ * the caller rolls the batch back and runs its jobs again in a batch with
+ * savepoints (store_batch_commit refuses such a batch). */
+enum am_err store_batch_begin(struct store *st, bool optimistic, struct am_error *e) AM_WUR;
 bool store_batch_alive(struct store *st);
+bool store_batch_must_redo(struct store *st);
 enum am_err store_batch_commit(struct store *st, struct am_error *e) AM_WUR;
 void store_batch_rollback(struct store *st);
 enum am_err store_batch_job_begin(struct store *st, struct am_error *e) AM_WUR;
@@ -411,8 +420,9 @@ enum am_err store_pool_open(struct store_pool *p, struct store **out, struct am_
  * A request whose write must be durable before it is answered hands a job
  * to the writer and returns; it is told through job->done. The writer
  * thread takes every job pending (up to STORE_BATCH_MAX), runs them one
- * after another in one transaction, each in a savepoint of its own, and
- * commits once: one fsync for the batch. Then it calls done for each job,
+ * after another in one transaction, each in a savepoint of its own (none
+ * when every job is marked rerun: an optimistic batch, store_batch_begin),
+ * and commits once: one fsync for the batch. Then it calls done for each job,
  * in submission order, with job->rc:
  *   - AM_OK: the job's writes are durable (committed and synced);
  *   - the job's own error: its writes were undone, the others' kept;
@@ -432,6 +442,12 @@ struct store_job {
 	enum am_err (*run)(struct store *st, void *arg, struct am_error *e);
 	void (*done)(struct store_job *job);
 	void *arg;
+	/* run may be called again for this job after its first run was rolled
+	 * back with the batch: it sets every result afresh at its start and
+	 * acts on nothing outside the store before done. A batch of such jobs
+	 * only runs without savepoints (the rare undo of a job's writes makes
+	 * the writer roll back and run them all again, each in a savepoint). */
+	bool rerun;
 	enum am_err rc;		/* set before done */
 	struct am_error err;	/* set before done when rc != AM_OK */
 	struct store_job *next; /* the writer's */

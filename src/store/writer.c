@@ -23,7 +23,14 @@ struct store_writer {
 	size_t queued;		       /* under mu */
 	bool stopping;		       /* under mu */
 	uint64_t batches, jobs;	       /* under mu */
+	unsigned careful;	       /* the writer's: batches left with savepoints */
 };
+
+/* After a redo the next batches keep their savepoints: a client whose
+ * requests keep failing after their first write (a blocked subject
+ * retrying) then costs a redo every REDO_CAREFUL_BATCHES batches at most,
+ * not one in each. */
+#define REDO_CAREFUL_BATCHES 16
 
 static void
 fail_job(struct store_job *j, const struct am_error *why)
@@ -32,21 +39,39 @@ fail_job(struct store_job *j, const struct am_error *why)
 	j->err = *why;
 }
 
-/* Runs jobs[0..n) in one transaction and sets each one's rc. */
-static void
-run_batch(struct store *st, struct store_job **jobs, size_t n)
+/* Whether every job of jobs[0..n) may run again: the batch may then do
+ * without a savepoint per job (store_batch_begin), which cost a copy of
+ * every page each job touched, about a fifth of the writer's instructions
+ * per registration. */
+static bool
+all_rerun(struct store_job *const *jobs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!jobs[i]->rerun)
+			return false;
+	}
+	return true;
+}
+
+/* Runs jobs[0..n) in one transaction and sets each one's rc; optimistic:
+ * without a savepoint per job if every job may run again. Returns whether
+ * the batch had to run again with savepoints. */
+static bool
+run_batch(struct store *st, struct store_job **jobs, size_t n, bool optimistic)
 {
 	struct am_error e = {0};
 	size_t first = 0; /* the first job of the current transaction */
-	size_t committed = 0;
+	size_t committed = 0, i = 0;
+	bool redone = false;
 	enum am_err rc;
 
-	if ((rc = store_batch_begin(st, &e)) != AM_OK) {
-		for (size_t i = 0; i < n; i++)
-			fail_job(jobs[i], &e);
-		return;
+	optimistic = optimistic && all_rerun(jobs, n);
+	if ((rc = store_batch_begin(st, optimistic, &e)) != AM_OK) {
+		for (size_t k = 0; k < n; k++)
+			fail_job(jobs[k], &e);
+		return false;
 	}
-	for (size_t i = 0; i < n; i++) {
+	while (i < n) {
 		struct store_job *j = jobs[i];
 
 		memset(&j->err, 0, sizeof(j->err));
@@ -54,8 +79,26 @@ run_batch(struct store *st, struct store_job **jobs, size_t n)
 			rc = j->run(st, j->arg, &j->err);
 		j->rc = rc;
 		store_batch_job_end(st, rc == AM_OK);
-		if (store_batch_alive(st))
+		if (store_batch_must_redo(st)) {
+			/* A job's writes to undo, and no savepoint to undo them
+			 * alone: the transaction goes, and its jobs run again from
+			 * its first, each in a savepoint this time. */
+			store_batch_rollback(st);
+			am_metrics_inc(AM_M_STORE_BATCH_REDOS, NULL, NULL);
+			optimistic = false;
+			redone = true;
+			if ((rc = store_batch_begin(st, false, &e)) != AM_OK) {
+				for (size_t k = first; k < n; k++)
+					fail_job(jobs[k], &e);
+				return redone;
+			}
+			i = first;
 			continue;
+		}
+		if (store_batch_alive(st)) {
+			i++;
+			continue;
+		}
 		/* SQLite gave up the whole transaction (disk full, I/O): the jobs
 		 * kept so far in it are gone too. They fail cleanly, as this one
 		 * does; the rest get a fresh transaction. */
@@ -66,26 +109,27 @@ run_batch(struct store *st, struct store_job **jobs, size_t n)
 		for (size_t k = first; k <= i; k++)
 			fail_job(jobs[k], &e);
 		store_batch_rollback(st);
-		first = i + 1;
-		if (first < n && (rc = store_batch_begin(st, &e)) != AM_OK) {
+		first = ++i;
+		if (first < n && (rc = store_batch_begin(st, optimistic, &e)) != AM_OK) {
 			for (size_t k = first; k < n; k++)
 				fail_job(jobs[k], &e);
-			return;
+			return redone;
 		}
 	}
 	if (first >= n)
-		return;
+		return redone;
 	memset(&e, 0, sizeof(e));
 	if ((rc = store_batch_commit(st, &e)) != AM_OK) {
 		for (size_t k = first; k < n; k++) {
 			if (jobs[k]->rc == AM_OK)
 				fail_job(jobs[k], &e);
 		}
-		return;
+		return redone;
 	}
 	for (size_t k = first; k < n; k++)
 		committed += jobs[k]->rc == AM_OK;
 	am_metrics_add(AM_M_STORE_BATCH_JOBS, NULL, NULL, (double)committed);
+	return redone;
 }
 
 /* The writer is the one serial stage of every durable request: when the
@@ -142,7 +186,10 @@ writer_loop(void *arg)
 		w->queued -= n;
 		pthread_mutex_unlock(&w->mu);
 		started = am_metrics_now();
-		run_batch(w->st, jobs, n);
+		if (run_batch(w->st, jobs, n, w->careful == 0))
+			w->careful = REDO_CAREFUL_BATCHES;
+		else if (w->careful > 0)
+			w->careful--;
 		/* Every write queued meanwhile waited this long: a job that
 		 * holds the writer (a sweep that scans) shows here first. */
 		am_metrics_observe(AM_M_STORE_BATCH, NULL, am_metrics_now() - started);
@@ -255,7 +302,8 @@ enum am_err
 store_writer_run(struct store_writer *w, struct store_job *job, struct am_error *e)
 {
 	struct run_ctx c = {.outer = job};
-	struct store_job inner = {.run = run_outer, .done = wake, .arg = &c.wt};
+	struct store_job inner = {
+		.run = run_outer, .done = wake, .arg = &c.wt, .rerun = job->rerun};
 	enum am_err rc;
 
 	/* The waiter is the first member of run_ctx, so inner.arg serves both. */

@@ -52,7 +52,9 @@ struct reg_job {
 	struct store_job job;
 	char id[STORE_ID_LEN];
 	bool fail_after_write;
+	bool fail_before_write;	   /* a refusal that wrote nothing */
 	bool use_flow_transaction; /* begin/commit as flow code does */
+	int runs;		   /* how many times the writer ran it */
 	/* set by done */
 	bool done;
 	bool row_visible_at_done; /* read on another connection */
@@ -79,6 +81,7 @@ insert_reg(struct store *st, void *arg, struct am_error *e)
 		pthread_mutex_lock(j->gate);
 		pthread_mutex_unlock(j->gate);
 	}
+	j->runs++;
 	memset(&r, 0, sizeof(r));
 	snprintf(r.id, sizeof(r.id), "%s", j->id);
 	r.kind = REG_ANONYMOUS;
@@ -88,6 +91,10 @@ insert_reg(struct store *st, void *arg, struct am_error *e)
 	r.expires_at = 2000;
 	if (j->use_flow_transaction && (rc = store_begin(st, e)) != AM_OK)
 		return rc;
+	if (j->fail_before_write) {
+		rc = am_fail(e, AM_E_CLAIMED_OR_IN_FLIGHT, "refused before writing");
+		goto fail;
+	}
 	if ((rc = store_reg_insert(st, &r, e)) != AM_OK)
 		goto fail;
 	if (j->fail_after_write) {
@@ -126,54 +133,60 @@ note_done(struct store_job *job)
 
 #define NJOBS 5
 
+/* Sets jobs[0..NJOBS] up with ids prefix_i; rerun as given. */
 static void
-queued_jobs_commit_in_one_batch_and_a_failing_job_is_undone_alone(void **state)
+init_jobs(struct fx *fx, struct reg_job *jobs, const char *prefix, bool rerun,
+	  pthread_mutex_t *gate, pthread_mutex_t *mu, pthread_cond_t *cv)
 {
-	struct fx *fx = *state;
-	struct reg_job jobs[NJOBS + 1];
-	pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER, mu = PTHREAD_MUTEX_INITIALIZER;
-	pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-	struct am_error e = {0};
-	uint64_t batches0, jobs0, batches1, jobs1;
-	double commits0 = am_metrics_value(AM_M_STORE_COMMIT, NULL, NULL);
-	double written0 = am_metrics_value(AM_M_STORE_BATCH_JOBS, NULL, NULL);
-
-	store_writer_stats(fx->w, &batches0, &jobs0);
-	memset(jobs, 0, sizeof(jobs));
-	/* jobs[0] holds the writer inside its batch until the rest are queued,
-	 * so they all wait for, and form, the next batch. */
-	pthread_mutex_lock(&gate);
+	memset(jobs, 0, sizeof(*jobs) * (NJOBS + 1));
 	for (int i = 0; i <= NJOBS; i++) {
 		struct reg_job *j = &jobs[i];
 
-		snprintf(j->id, sizeof(j->id), "reg_batch_%d", i);
-		j->job = (struct store_job){.run = insert_reg, .done = note_done, .arg = j};
-		j->mu = &mu;
-		j->cv = &cv;
-		j->gate = i == 0 ? &gate : NULL;
-		j->fail_after_write = i == 2;
-		j->use_flow_transaction = i % 2 == 1 || i == 2;
+		snprintf(j->id, sizeof(j->id), "%s_%d", prefix, i);
+		j->job = (struct store_job){
+			.run = insert_reg, .done = note_done, .arg = j, .rerun = rerun};
+		j->mu = mu;
+		j->cv = cv;
+		j->gate = i == 0 ? gate : NULL;
+		/* done reads through a connection of its own: the commit must
+		 * be visible to others when done runs. */
+		j->reader = fx->reader;
 	}
-	/* done reads through a connection of its own: the commit must be
-	 * visible to others when done runs. */
-	for (int i = 0; i <= NJOBS; i++)
-		jobs[i].reader = fx->reader;
+}
+
+/* Submits jobs[0..NJOBS] and waits for every done. jobs[0] holds the
+ * writer inside its batch until the rest are queued, so they all wait for,
+ * and form, the next batch. */
+static void
+run_gated(struct fx *fx, struct reg_job *jobs, pthread_mutex_t *gate, pthread_mutex_t *mu,
+	  pthread_cond_t *cv)
+{
+	struct am_error e = {0};
+
+	pthread_mutex_lock(gate);
 	assert_int_equal(store_writer_submit(fx->w, &jobs[0].job, &e), AM_OK);
-	pthread_mutex_lock(&mu);
+	pthread_mutex_lock(mu);
 	while (!jobs[0].started)
-		pthread_cond_wait(&cv, &mu);
-	pthread_mutex_unlock(&mu);
+		pthread_cond_wait(cv, mu);
+	pthread_mutex_unlock(mu);
 	for (int i = 1; i <= NJOBS; i++)
 		assert_int_equal(store_writer_submit(fx->w, &jobs[i].job, &e), AM_OK);
-	pthread_mutex_unlock(&gate);
-	pthread_mutex_lock(&mu);
+	pthread_mutex_unlock(gate);
+	pthread_mutex_lock(mu);
 	for (int i = 0; i <= NJOBS; i++) {
 		while (!jobs[i].done)
-			pthread_cond_wait(&cv, &mu);
+			pthread_cond_wait(cv, mu);
 	}
-	pthread_mutex_unlock(&mu);
+	pthread_mutex_unlock(mu);
+}
+
+/* Every job of jobs[0..NJOBS] but failing answered AM_OK with its row
+ * durable at its done; failing answered its refusal with no row. */
+static void
+assert_kept_but(struct fx *fx, const struct reg_job *jobs, int failing)
+{
 	for (int i = 0; i <= NJOBS; i++) {
-		if (i == 2) {
+		if (i == failing) {
 			assert_int_equal(jobs[i].job.rc, AM_E_CLAIMED_OR_IN_FLIGHT);
 			assert_false(exists(fx->reader, jobs[i].id));
 			continue;
@@ -182,12 +195,108 @@ queued_jobs_commit_in_one_batch_and_a_failing_job_is_undone_alone(void **state)
 		assert_true(jobs[i].row_visible_at_done); /* durable before done */
 		assert_true(exists(fx->reader, jobs[i].id));
 	}
+}
+
+static void
+queued_jobs_commit_in_one_batch_and_a_failing_job_is_undone_alone(void **state)
+{
+	struct fx *fx = *state;
+	struct reg_job jobs[NJOBS + 1];
+	pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER, mu = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+	uint64_t batches0, jobs0, batches1, jobs1;
+	double commits0 = am_metrics_value(AM_M_STORE_COMMIT, NULL, NULL);
+	double written0 = am_metrics_value(AM_M_STORE_BATCH_JOBS, NULL, NULL);
+	double redos0 = am_metrics_value(AM_M_STORE_BATCH_REDOS, NULL, NULL);
+
+	store_writer_stats(fx->w, &batches0, &jobs0);
+	/* jobs that may not run twice: the batch keeps a savepoint per job */
+	init_jobs(fx, jobs, "reg_batch", false, &gate, &mu, &cv);
+	for (int i = 0; i <= NJOBS; i++) {
+		jobs[i].fail_after_write = i == 2;
+		jobs[i].use_flow_transaction = i % 2 == 1 || i == 2;
+	}
+	run_gated(fx, jobs, &gate, &mu, &cv);
+	assert_kept_but(fx, jobs, 2);
+	for (int i = 0; i <= NJOBS; i++)
+		assert_int_equal(jobs[i].runs, 1);
 	store_writer_stats(fx->w, &batches1, &jobs1);
 	assert_int_equal(jobs1 - jobs0, NJOBS + 1);
 	assert_int_equal(batches1 - batches0, 2); /* the gate's, then the other five */
 	/* /metrics sees both commits, and the five writes kept (not the undone). */
 	assert_true(am_metrics_value(AM_M_STORE_COMMIT, NULL, NULL) == commits0 + 2);
 	assert_true(am_metrics_value(AM_M_STORE_BATCH_JOBS, NULL, NULL) == written0 + NJOBS);
+	assert_true(am_metrics_value(AM_M_STORE_BATCH_REDOS, NULL, NULL) == redos0);
+}
+
+/* Jobs that may run again share a transaction without savepoints: a job
+ * that must undo its writes makes the writer roll the batch back and run
+ * it again, each job in a savepoint; what the answers say is the same. */
+static void
+an_optimistic_batch_runs_again_with_savepoints_when_a_job_undoes_its_writes(void **state)
+{
+	struct fx *fx = *state;
+	struct reg_job jobs[NJOBS + 1];
+	pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER, mu = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+	double redos0 = am_metrics_value(AM_M_STORE_BATCH_REDOS, NULL, NULL);
+	double written0 = am_metrics_value(AM_M_STORE_BATCH_JOBS, NULL, NULL);
+
+	init_jobs(fx, jobs, "reg_redo", true, &gate, &mu, &cv);
+	for (int i = 0; i <= NJOBS; i++) {
+		jobs[i].fail_after_write = i == 3;
+		jobs[i].use_flow_transaction = i % 2 == 1; /* 3 undoes its own transaction */
+	}
+	run_gated(fx, jobs, &gate, &mu, &cv);
+	assert_kept_but(fx, jobs, 3);
+	assert_true(am_metrics_value(AM_M_STORE_BATCH_REDOS, NULL, NULL) == redos0 + 1);
+	assert_true(am_metrics_value(AM_M_STORE_BATCH_JOBS, NULL, NULL) == written0 + NJOBS);
+	/* the gate's batch alone; then 1..3 twice (3 undid), 4 and 5 once */
+	assert_int_equal(jobs[0].runs, 1);
+	for (int i = 1; i <= 3; i++)
+		assert_int_equal(jobs[i].runs, 2);
+	for (int i = 4; i <= NJOBS; i++)
+		assert_int_equal(jobs[i].runs, 1);
+
+	/* The batches after a redo keep their savepoints: the same failure,
+	 * outside a flow's transaction this time, is undone alone. */
+	init_jobs(fx, jobs, "reg_careful", true, &gate, &mu, &cv);
+	jobs[2].fail_after_write = true;
+	run_gated(fx, jobs, &gate, &mu, &cv);
+	assert_kept_but(fx, jobs, 2);
+	for (int i = 0; i <= NJOBS; i++)
+		assert_int_equal(jobs[i].runs, 1);
+	assert_true(am_metrics_value(AM_M_STORE_BATCH_REDOS, NULL, NULL) == redos0 + 1);
+}
+
+/* A refusal before any write (a replayed jti found, a block) has nothing
+ * to undo: the optimistic batch goes on and every job runs once. */
+static void
+a_refusal_that_wrote_nothing_costs_an_optimistic_batch_no_redo(void **state)
+{
+	struct fx *fx = *state;
+	struct reg_job jobs[NJOBS + 1];
+	pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER, mu = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+	double redos0 = am_metrics_value(AM_M_STORE_BATCH_REDOS, NULL, NULL);
+
+	init_jobs(fx, jobs, "reg_refused", true, &gate, &mu, &cv);
+	for (int i = 0; i <= NJOBS; i++) {
+		jobs[i].fail_before_write = i == 1 || i == 4;
+		jobs[i].use_flow_transaction = i != 4;
+	}
+	run_gated(fx, jobs, &gate, &mu, &cv);
+	for (int i = 0; i <= NJOBS; i++) {
+		assert_int_equal(jobs[i].runs, 1);
+		if (i == 1 || i == 4) {
+			assert_int_equal(jobs[i].job.rc, AM_E_CLAIMED_OR_IN_FLIGHT);
+			assert_false(exists(fx->reader, jobs[i].id));
+		} else {
+			assert_int_equal(jobs[i].job.rc, AM_OK);
+			assert_true(jobs[i].row_visible_at_done);
+		}
+	}
+	assert_true(am_metrics_value(AM_M_STORE_BATCH_REDOS, NULL, NULL) == redos0);
 }
 
 static void
@@ -289,6 +398,12 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 			the_jti_purge_is_bounded_per_call_so_the_sweeper_holds_the_lock_briefly,
 			setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			an_optimistic_batch_runs_again_with_savepoints_when_a_job_undoes_its_writes,
+			setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			a_refusal_that_wrote_nothing_costs_an_optimistic_batch_no_redo, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(a_stopping_writer_finishes_what_was_queued_first,
 						setup, teardown),
 	};
