@@ -74,7 +74,11 @@ sweep_chunk(struct store *st, void *arg, struct am_error *e)
 	struct sweep_job *j = arg;
 	enum am_err rc;
 
+	/* A run after the batch's rollback (store_job.rerun) starts afresh:
+	 * the events of a run that was undone are not the chunk's. */
+	audit_discard(&j->batch);
 	j->expired = 0;
+	j->purged = 0;
 	for (size_t i = 0; i < j->n; i++) {
 		if ((rc = expire_one(j->env, st, j->ids[i], j->now, &j->gone[i], &j->revoked[i],
 				     &j->batch, e)) != AM_OK)
@@ -91,7 +95,7 @@ sweep_chunk(struct store *st, void *arg, struct am_error *e)
 static enum am_err
 run_chunk(const struct flow_env *env, struct store *st, struct sweep_job *j, struct am_error *e)
 {
-	struct store_job job = {.run = sweep_chunk, .arg = j};
+	struct store_job job = {.run = sweep_chunk, .arg = j, .rerun = true};
 	enum am_err rc;
 
 	if (env->writer != NULL)
