@@ -690,6 +690,16 @@ take_lock(struct db *db, int64_t deadline, struct am_error *e)
 	return rc;
 }
 
+/* An optimistic batch's undo back to the change count since: with rows
+ * changed since then it cannot be done without a savepoint, and the batch
+ * must run again (db_batch_must_redo). */
+static void
+undo_since(struct db *db, int64_t since)
+{
+	if (sqlite3_total_changes64(db->h) != since)
+		db->redo = true;
+}
+
 /* Whether the connection is in no transaction (SQLite's autocommit). */
 static bool
 autocommit(struct db *db)
@@ -763,8 +773,7 @@ db_rollback(struct db *db)
 		return;
 	}
 	if (db->in_batch && db->optimistic) {
-		if (sqlite3_total_changes64(db->h) != db->flow_changes)
-			db->redo = true;
+		undo_since(db, db->flow_changes);
 		return;
 	}
 	if (db->in_batch) {
@@ -883,8 +892,8 @@ db_batch_job_end(struct db *db, bool keep)
 	if (!db_batch_alive(db))
 		return;
 	if (db->optimistic) {
-		if (!keep && sqlite3_total_changes64(db->h) != db->job_changes)
-			db->redo = true;
+		if (!keep)
+			undo_since(db, db->job_changes);
 		return;
 	}
 	if (keep)

@@ -133,51 +133,61 @@ note_done(struct store_job *job)
 
 #define NJOBS 5
 
-/* Sets jobs[0..NJOBS] up with ids prefix_i; rerun as given. */
+/* A batch of NJOBS jobs behind a gate job, and what they wait on. */
+struct rig {
+	struct reg_job jobs[NJOBS + 1];
+	pthread_mutex_t gate, mu;
+	pthread_cond_t cv;
+};
+#define RIG_INIT                                                                                   \
+	{                                                                                          \
+		.gate = PTHREAD_MUTEX_INITIALIZER, .mu = PTHREAD_MUTEX_INITIALIZER,                \
+		.cv = PTHREAD_COND_INITIALIZER                                                     \
+	}
+
+/* Sets r's jobs up with ids prefix_i; rerun as given. */
 static void
-init_jobs(struct fx *fx, struct reg_job *jobs, const char *prefix, bool rerun,
-	  pthread_mutex_t *gate, pthread_mutex_t *mu, pthread_cond_t *cv)
+init_jobs(struct fx *fx, struct rig *r, const char *prefix, bool rerun)
 {
-	memset(jobs, 0, sizeof(*jobs) * (NJOBS + 1));
+	memset(r->jobs, 0, sizeof(r->jobs));
 	for (int i = 0; i <= NJOBS; i++) {
-		struct reg_job *j = &jobs[i];
+		struct reg_job *j = &r->jobs[i];
 
 		snprintf(j->id, sizeof(j->id), "%s_%d", prefix, i);
 		j->job = (struct store_job){
 			.run = insert_reg, .done = note_done, .arg = j, .rerun = rerun};
-		j->mu = mu;
-		j->cv = cv;
-		j->gate = i == 0 ? gate : NULL;
+		j->mu = &r->mu;
+		j->cv = &r->cv;
+		j->gate = i == 0 ? &r->gate : NULL;
 		/* done reads through a connection of its own: the commit must
 		 * be visible to others when done runs. */
 		j->reader = fx->reader;
 	}
 }
 
-/* Submits jobs[0..NJOBS] and waits for every done. jobs[0] holds the
- * writer inside its batch until the rest are queued, so they all wait for,
- * and form, the next batch. */
+/* Submits r's jobs and waits for every done. jobs[0] holds the writer
+ * inside its batch until the rest are queued, so they all wait for, and
+ * form, the next batch. */
 static void
-run_gated(struct fx *fx, struct reg_job *jobs, pthread_mutex_t *gate, pthread_mutex_t *mu,
-	  pthread_cond_t *cv)
+run_gated(struct fx *fx, struct rig *r)
 {
 	struct am_error e = {0};
 
-	pthread_mutex_lock(gate);
-	assert_int_equal(store_writer_submit(fx->w, &jobs[0].job, &e), AM_OK);
-	pthread_mutex_lock(mu);
-	while (!jobs[0].started)
-		pthread_cond_wait(cv, mu);
-	pthread_mutex_unlock(mu);
+	pthread_mutex_lock(&r->gate);
+	assert_int_equal(store_writer_submit(fx->w, &r->jobs[0].job, &e), AM_OK);
+	pthread_mutex_lock(&r->mu);
+	while (!r->jobs[0].started)
+		pthread_cond_wait(&r->cv, &r->mu);
+	pthread_mutex_unlock(&r->mu);
 	for (int i = 1; i <= NJOBS; i++)
-		assert_int_equal(store_writer_submit(fx->w, &jobs[i].job, &e), AM_OK);
-	pthread_mutex_unlock(gate);
-	pthread_mutex_lock(mu);
+		assert_int_equal(store_writer_submit(fx->w, &r->jobs[i].job, &e), AM_OK);
+	pthread_mutex_unlock(&r->gate);
+	pthread_mutex_lock(&r->mu);
 	for (int i = 0; i <= NJOBS; i++) {
-		while (!jobs[i].done)
-			pthread_cond_wait(cv, mu);
+		while (!r->jobs[i].done)
+			pthread_cond_wait(&r->cv, &r->mu);
 	}
-	pthread_mutex_unlock(mu);
+	pthread_mutex_unlock(&r->mu);
 }
 
 /* Every job of jobs[0..NJOBS] but failing answered AM_OK with its row
@@ -201,9 +211,8 @@ static void
 queued_jobs_commit_in_one_batch_and_a_failing_job_is_undone_alone(void **state)
 {
 	struct fx *fx = *state;
-	struct reg_job jobs[NJOBS + 1];
-	pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER, mu = PTHREAD_MUTEX_INITIALIZER;
-	pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+	struct rig r = RIG_INIT;
+	struct reg_job *jobs = r.jobs;
 	uint64_t batches0, jobs0, batches1, jobs1;
 	double commits0 = am_metrics_value(AM_M_STORE_COMMIT, NULL, NULL);
 	double written0 = am_metrics_value(AM_M_STORE_BATCH_JOBS, NULL, NULL);
@@ -211,12 +220,12 @@ queued_jobs_commit_in_one_batch_and_a_failing_job_is_undone_alone(void **state)
 
 	store_writer_stats(fx->w, &batches0, &jobs0);
 	/* jobs that may not run twice: the batch keeps a savepoint per job */
-	init_jobs(fx, jobs, "reg_batch", false, &gate, &mu, &cv);
+	init_jobs(fx, &r, "reg_batch", false);
 	for (int i = 0; i <= NJOBS; i++) {
 		jobs[i].fail_after_write = i == 2;
 		jobs[i].use_flow_transaction = i % 2 == 1 || i == 2;
 	}
-	run_gated(fx, jobs, &gate, &mu, &cv);
+	run_gated(fx, &r);
 	assert_kept_but(fx, jobs, 2);
 	for (int i = 0; i <= NJOBS; i++)
 		assert_int_equal(jobs[i].runs, 1);
@@ -236,18 +245,17 @@ static void
 an_optimistic_batch_runs_again_with_savepoints_when_a_job_undoes_its_writes(void **state)
 {
 	struct fx *fx = *state;
-	struct reg_job jobs[NJOBS + 1];
-	pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER, mu = PTHREAD_MUTEX_INITIALIZER;
-	pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+	struct rig r = RIG_INIT;
+	struct reg_job *jobs = r.jobs;
 	double redos0 = am_metrics_value(AM_M_STORE_BATCH_REDOS, NULL, NULL);
 	double written0 = am_metrics_value(AM_M_STORE_BATCH_JOBS, NULL, NULL);
 
-	init_jobs(fx, jobs, "reg_redo", true, &gate, &mu, &cv);
+	init_jobs(fx, &r, "reg_redo", true);
 	for (int i = 0; i <= NJOBS; i++) {
 		jobs[i].fail_after_write = i == 3;
 		jobs[i].use_flow_transaction = i % 2 == 1; /* 3 undoes its own transaction */
 	}
-	run_gated(fx, jobs, &gate, &mu, &cv);
+	run_gated(fx, &r);
 	assert_kept_but(fx, jobs, 3);
 	assert_true(am_metrics_value(AM_M_STORE_BATCH_REDOS, NULL, NULL) == redos0 + 1);
 	assert_true(am_metrics_value(AM_M_STORE_BATCH_JOBS, NULL, NULL) == written0 + NJOBS);
@@ -260,9 +268,9 @@ an_optimistic_batch_runs_again_with_savepoints_when_a_job_undoes_its_writes(void
 
 	/* The batches after a redo keep their savepoints: the same failure,
 	 * outside a flow's transaction this time, is undone alone. */
-	init_jobs(fx, jobs, "reg_careful", true, &gate, &mu, &cv);
+	init_jobs(fx, &r, "reg_careful", true);
 	jobs[2].fail_after_write = true;
-	run_gated(fx, jobs, &gate, &mu, &cv);
+	run_gated(fx, &r);
 	assert_kept_but(fx, jobs, 2);
 	for (int i = 0; i <= NJOBS; i++)
 		assert_int_equal(jobs[i].runs, 1);
@@ -275,17 +283,16 @@ static void
 a_refusal_that_wrote_nothing_costs_an_optimistic_batch_no_redo(void **state)
 {
 	struct fx *fx = *state;
-	struct reg_job jobs[NJOBS + 1];
-	pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER, mu = PTHREAD_MUTEX_INITIALIZER;
-	pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+	struct rig r = RIG_INIT;
+	struct reg_job *jobs = r.jobs;
 	double redos0 = am_metrics_value(AM_M_STORE_BATCH_REDOS, NULL, NULL);
 
-	init_jobs(fx, jobs, "reg_refused", true, &gate, &mu, &cv);
+	init_jobs(fx, &r, "reg_refused", true);
 	for (int i = 0; i <= NJOBS; i++) {
 		jobs[i].fail_before_write = i == 1 || i == 4;
 		jobs[i].use_flow_transaction = i != 4;
 	}
-	run_gated(fx, jobs, &gate, &mu, &cv);
+	run_gated(fx, &r);
 	for (int i = 0; i <= NJOBS; i++) {
 		assert_int_equal(jobs[i].runs, 1);
 		if (i == 1 || i == 4) {
